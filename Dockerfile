@@ -1,0 +1,28 @@
+# One image for every OneNet process; the command picks the service:
+#   docker run onenet serve gateway | svc_services | svc_residents | svc_matching | svc_metrics | departments
+#   docker run onenet migrate        (one-shot job before the services start)
+FROM python:3.11-slim AS build
+WORKDIR /src
+COPY pyproject.toml README.md ./
+COPY common ./common
+COPY gateway ./gateway
+COPY svc_services ./svc_services
+COPY svc_residents ./svc_residents
+COPY svc_matching ./svc_matching
+COPY svc_metrics ./svc_metrics
+COPY deploy ./deploy
+RUN pip install --no-cache-dir --prefix=/install .
+
+FROM python:3.11-slim
+ENV PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1 ONENET_HOST=0.0.0.0
+COPY --from=build /install /usr/local
+RUN groupadd --system --gid 10001 onenet \
+ && useradd --system --uid 10001 --gid onenet --home-dir /app --create-home onenet \
+ && mkdir -p /app/var && chown -R onenet:onenet /app
+WORKDIR /app
+USER 10001:10001
+EXPOSE 8000
+HEALTHCHECK --interval=15s --timeout=3s --start-period=20s --retries=3 \
+  CMD python -c "import os,urllib.request,sys; p=os.environ.get('ONENET_PORT','8000'); sys.exit(0 if urllib.request.urlopen(f'http://127.0.0.1:{p}/healthz', timeout=2).status == 200 else 1)"
+ENTRYPOINT ["onenet"]
+CMD ["serve", "gateway"]

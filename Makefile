@@ -1,0 +1,40 @@
+# OneNet: `make run` starts the platform, `make test` runs the tests. Both set themselves up.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: run test install bench soak lint clean migration
+
+$(STAMP): pyproject.toml
+	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]' --config-settings editable_mode=compat
+	touch $(STAMP)
+
+install: $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/onenet up
+
+test: $(STAMP)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+bench: $(STAMP)
+	$(BIN)/python -m bench.matching
+	$(BIN)/python -m bench.metrics
+	$(BIN)/python -m bench.gateway
+	$(BIN)/python -m bench.intake
+	$(BIN)/python -m bench.import_residents
+
+# Long runs, never part of `make test`: the fault tests with a full minute of downtime, then a 5-minute soak.
+soak: $(STAMP)
+	ONENET_FAULT_DOWNTIME=60 $(BIN)/python -m pytest tests/e2e/test_faults.py -p no:cacheprovider
+	$(BIN)/python -m bench.soak --duration 300 --workers 8
+
+clean:
+	rm -rf var/*.db var/*.db-* var/keys
+
+# make migration SERVICE=svc_residents MSG="add persons"
+migration: $(STAMP)
+	$(BIN)/onenet makemigration $(SERVICE) "$(MSG)"

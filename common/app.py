@@ -1,0 +1,163 @@
+"""The FastAPI app every service is built on: middleware, problem handlers, health, readiness, metrics."""
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import APIRouter, FastAPI
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from common.auth import ServiceTokenProvider, TokenVerifier
+from common.db import Database
+from common.errors import PROBLEM_MEDIA_TYPE, install_error_handlers
+from common.logging import configure_logging
+from common.migrations import ping_and_check
+from common.observability import ObservabilityMiddleware
+from common.outbox import HttpEventSender, OutboxRelay
+from common.settings import ServiceSettings
+
+log = logging.getLogger("onenet.app")
+
+Hook = Callable[[FastAPI], Awaitable[None]]
+
+PROBLEM_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "type": {"type": "string"}, "title": {"type": "string"}, "status": {"type": "integer"},
+        "detail": {"type": "string"}, "instance": {"type": "string"}, "code": {"type": "string"},
+        "request_id": {"type": ["string", "null"]},
+        "errors": {"type": "array", "items": {"type": "object", "properties": {
+            "field": {"type": "string"}, "in": {"type": "string"}, "code": {"type": "string"},
+            "message": {"type": "string"}}}},
+    },
+    "required": ["type", "title", "status", "code"],
+}
+
+
+def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses=` entries documenting problem+json errors."""
+    return {s: {"description": "Problem", "content": {PROBLEM_MEDIA_TYPE: {"schema": PROBLEM_SCHEMA}}}
+            for s in statuses}
+
+
+STANDARD_ERRORS = problem_responses(400, 401, 403, 404, 409, 413, 415, 422, 429, 500, 503)
+
+
+def install_local_docs(app: FastAPI, title: str) -> None:
+    """Swagger UI served from the installed swagger-ui-bundle package: /docs works with no internet."""
+    import swagger_ui_bundle
+    from fastapi.openapi.docs import get_swagger_ui_html
+    from fastapi.staticfiles import StaticFiles
+
+    app.mount("/docs-static", StaticFiles(directory=swagger_ui_bundle.swagger_ui_path), name="docs-static")
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs() -> Response:
+        return get_swagger_ui_html(openapi_url="/openapi.json", title=f"{title} · API",
+                                   swagger_js_url="/docs-static/swagger-ui-bundle.js",
+                                   swagger_css_url="/docs-static/swagger-ui.css",
+                                   swagger_favicon_url="/docs-static/favicon-32x32.png")
+
+
+def create_service_app(
+    *,
+    settings: ServiceSettings,
+    package: str | None,
+    title: str,
+    description: str,
+    routers: Sequence[APIRouter],
+    db: Database | None = None,
+    outbox_model: type | None = None,
+    verifier: TokenVerifier | None = None,
+    on_startup: Sequence[Hook] = (),
+    on_shutdown: Sequence[Hook] = (),
+    extra_media_types: dict[str, tuple[str, ...]] | None = None,
+    background: Sequence[Callable[[FastAPI, asyncio.Event], Awaitable[None]]] = (),
+    openapi_url: str | None = "/openapi.json",
+    event_token: Callable[[], Awaitable[str]] | None = None,
+) -> FastAPI:
+    """`event_token` supplies the relay's bearer token; by default the service asks the gateway for one
+    with its client credentials (the gateway, being the issuer, signs its own)."""
+    configure_logging(settings.service_name, settings.log_level)
+    # package None: a process without a database of its own (the department emulators).
+    db = db or (Database(settings.database_url) if package else None)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        stop = asyncio.Event()
+        tasks: list[asyncio.Task] = []
+        sender = None
+        for hook in on_startup:
+            await hook(app)
+        if outbox_model is not None and settings.outbox_relay_enabled and settings.events_url:
+            provider = event_token
+            if provider is None and settings.client_id and settings.client_secret and settings.token_url:
+                provider = ServiceTokenProvider(settings.token_url, settings.client_id, settings.client_secret)
+            sender = HttpEventSender(settings.events_url, provider)
+            relay = OutboxRelay(db, outbox_model, source=settings.service_name, send=sender,
+                                batch_size=settings.outbox_batch_size, poll_seconds=settings.outbox_poll_seconds)
+            app.state.outbox_relay = relay
+            tasks.append(asyncio.create_task(relay.run_forever(stop), name="outbox-relay"))
+        for job in background:
+            tasks.append(asyncio.create_task(job(app, stop), name=getattr(job, "__name__", "job")))
+        try:
+            yield
+        finally:
+            stop.set()
+            for t in tasks:
+                try:
+                    await asyncio.wait_for(t, timeout=5)
+                except (asyncio.TimeoutError, Exception):  # noqa: BLE001
+                    t.cancel()
+            if sender is not None:
+                await sender.aclose()
+            for hook in on_shutdown:
+                await hook(app)
+            if db is not None:
+                await db.dispose()
+
+    app = FastAPI(title=title, description=description, version="0.1.0", lifespan=lifespan,
+                  responses=STANDARD_ERRORS, openapi_url=openapi_url, docs_url=None, redoc_url=None)
+    install_local_docs(app, title)
+    app.state.settings = settings
+    app.state.db = db
+    app.state.package = package
+    app.state.verifier = verifier or TokenVerifier(settings)
+    install_error_handlers(app)
+    app.add_middleware(ObservabilityMiddleware, service=settings.service_name,
+                       max_body_bytes=settings.max_body_bytes, extra_media_types=extra_media_types)
+
+    ops = APIRouter(tags=["ops"])
+
+    @ops.get("/healthz", summary="存活检查 Liveness")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok", "service": settings.service_name}
+
+    @ops.get("/readyz", summary="就绪检查 Readiness (database reachable, migrations at head)",
+             responses=problem_responses(503))
+    async def readyz() -> Response:
+        ok, reason = (True, "ok") if db is None else await ping_and_check(db.engine, package)
+        if ok:
+            return JSONResponse({"status": "ready", "service": settings.service_name})
+        from common.errors import problem_response
+        return problem_response(503, "service_unavailable", lang="zh-CN",
+                                detail=(f"服务未就绪：{reason}", f"Not ready: {reason}"))
+
+    @ops.get("/metrics", summary="Prometheus 指标", include_in_schema=True)
+    async def metrics() -> Response:
+        relay = getattr(app.state, "outbox_relay", None)
+        if relay is not None:
+            try:
+                await relay.measure()
+            except Exception:  # noqa: BLE001 - metrics must render even if the database blips
+                pass
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    app.include_router(ops)
+    for r in routers:
+        app.include_router(r)
+    return app

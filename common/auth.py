@@ -1,0 +1,209 @@
+"""Bearer-token verification against the gateway's JWKS, and the `Principal` every endpoint works with."""
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import jwt
+from fastapi import Depends, Request
+
+from common.context import bearer_token_var
+from common.errors import Problem
+from common.settings import ServiceSettings
+
+ROLES = (
+    "resident", "proxy", "grid_worker", "community_staff", "street_staff", "dept_staff",
+    "provider", "evaluator", "ops", "system",
+)
+STAFF_ROLES = ("grid_worker", "community_staff", "street_staff", "dept_staff", "ops")
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: the member system, the user, their role, the places/departments they may act in."""
+
+    member: str
+    user: str
+    role: str
+    scopes: tuple[str, ...] = ()
+    acting_for: str | None = None
+    token: str | None = field(default=None, repr=False)
+    claims: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    def scope_values(self, kind: str) -> list[str]:
+        prefix = kind + ":"
+        return [s[len(prefix):] for s in self.scopes if s.startswith(prefix)]
+
+    @property
+    def person_id(self) -> str | None:
+        """The person a resident is, or the person a proxy acts for."""
+        if self.role == "proxy":
+            return self.acting_for
+        values = self.scope_values("person")
+        return values[0] if values else None
+
+    def covers_place(self, code: str | None) -> bool:
+        """True when a place code (district 6 / street 9 / community 12 / grid 15 digits …) lies in scope.
+
+        Place codes nest by prefix, so a community staff scope `community:110101001001` covers every grid and
+        building code that starts with it.
+        """
+        if code is None:
+            return False
+        if self.role in ("ops", "system"):
+            return True
+        for kind in ("district", "street", "community", "grid"):
+            for value in self.scope_values(kind):
+                if code.startswith(value):
+                    return True
+        return False
+
+    @property
+    def caller(self) -> str:
+        return f"{self.member}/{self.user}"
+
+
+class TokenVerifier:
+    """Verifies RS256 tokens; keys come from a JWKS file or URL, refetched when an unknown kid appears."""
+
+    REFRESH_MIN_INTERVAL = 10.0
+
+    def __init__(self, settings: ServiceSettings, *, jwks: dict | None = None,
+                 transport: httpx.AsyncBaseTransport | None = None) -> None:
+        self.settings = settings
+        self._keys: dict[str, Any] = {}
+        self._last_fetch = 0.0
+        self._lock = asyncio.Lock()
+        self._transport = transport
+        if jwks is not None:
+            self._load(jwks)
+        elif settings.jwks_file and settings.jwks_file.exists():
+            self._load(json.loads(settings.jwks_file.read_text()))
+
+    def _load(self, document: dict) -> None:
+        keys = {}
+        for jwk in document.get("keys", []):
+            keys[jwk["kid"]] = jwt.PyJWK(jwk).key
+        self._keys = keys
+
+    async def _refresh(self) -> None:
+        async with self._lock:
+            if time.monotonic() - self._last_fetch < self.REFRESH_MIN_INTERVAL:
+                return
+            self._last_fetch = time.monotonic()
+            if self.settings.jwks_file and self.settings.jwks_file.exists():
+                self._load(json.loads(self.settings.jwks_file.read_text()))
+                return
+            if not self.settings.jwks_url:
+                return
+            try:
+                async with httpx.AsyncClient(timeout=3.0, transport=self._transport) as client:
+                    resp = await client.get(self.settings.jwks_url)
+                    resp.raise_for_status()
+                    self._load(resp.json())
+            except (httpx.HTTPError, ValueError):
+                pass  # keep the keys we have; the token will be refused if none match
+
+    async def verify(self, token: str) -> dict[str, Any]:
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.InvalidTokenError as exc:
+            raise _invalid("令牌格式不正确", "Malformed token") from exc
+        kid = header.get("kid")
+        if kid not in self._keys:
+            await self._refresh()
+        key = self._keys.get(kid)
+        if key is None:
+            raise _invalid("令牌签名密钥未知", "Unknown signing key")
+        try:
+            return jwt.decode(token, key, algorithms=["RS256"], audience=self.settings.jwt_audience,
+                              issuer=self.settings.jwt_issuer, options={"require": ["exp", "iat", "sub"]},
+                              leeway=5)
+        except jwt.ExpiredSignatureError as exc:
+            raise _invalid("令牌已过期，请重新获取", "Token expired") from exc
+        except jwt.InvalidTokenError as exc:
+            raise _invalid("令牌无效", "Invalid token") from exc
+
+
+def _invalid(zh: str, en: str) -> Problem:
+    return Problem(401, "invalid_token", (zh, en), headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
+
+
+def principal_from_claims(claims: dict[str, Any], token: str | None = None) -> Principal:
+    role = claims.get("role")
+    if role not in ROLES:
+        raise _invalid("令牌中的角色无效", "Unknown role in token")
+    return Principal(
+        member=str(claims.get("member") or claims.get("azp") or "unknown"),
+        user=str(claims["sub"]),
+        role=role,
+        scopes=tuple(claims.get("scopes") or ()),
+        acting_for=claims.get("acting_for"),
+        token=token,
+        claims=claims,
+    )
+
+
+async def get_principal(request: Request) -> Principal:
+    cached = getattr(request.state, "principal", None)
+    if cached is not None:
+        return cached
+    auth = request.headers.get("authorization")
+    if not auth or not auth.lower().startswith("bearer "):
+        raise Problem(401, "unauthenticated", ("请求缺少访问令牌（Authorization: Bearer …）",
+                                               "Missing bearer token (Authorization: Bearer …)"),
+                      headers={"WWW-Authenticate": "Bearer"})
+    token = auth[7:].strip()
+    verifier: TokenVerifier = request.app.state.verifier
+    claims = await verifier.verify(token)
+    principal = principal_from_claims(claims, token)
+    request.state.principal = principal
+    request.state.caller = principal.caller
+    bearer_token_var.set(token)
+    return principal
+
+
+def require_roles(*roles: str):
+    """Dependency: the caller must hold one of `roles`."""
+
+    async def _check(principal: Principal = Depends(get_principal)) -> Principal:
+        if principal.role not in roles:
+            raise Problem(403, "forbidden", (f"当前角色（{principal.role}）无权执行此操作",
+                                             f"Role {principal.role} may not do this"))
+        return principal
+
+    return _check
+
+
+class ServiceTokenProvider:
+    """Client-credentials token for a service's own calls (outbox relay, schedulers), cached until near expiry."""
+
+    def __init__(self, token_url: str, client_id: str, client_secret: str, *,
+                 transport: httpx.AsyncBaseTransport | None = None) -> None:
+        self.token_url = token_url
+        self.client_id = client_id
+        self.client_secret = client_secret
+        self._token: str | None = None
+        self._expires = 0.0
+        self._lock = asyncio.Lock()
+        self._transport = transport
+
+    async def __call__(self) -> str:
+        if self._token and time.monotonic() < self._expires - 30:
+            return self._token
+        async with self._lock:
+            if self._token and time.monotonic() < self._expires - 30:
+                return self._token
+            async with httpx.AsyncClient(timeout=5.0, transport=self._transport) as client:
+                resp = await client.post(self.token_url, data={
+                    "grant_type": "client_credentials", "client_id": self.client_id,
+                    "client_secret": self.client_secret})
+                resp.raise_for_status()
+                body = resp.json()
+            self._token = body["access_token"]
+            self._expires = time.monotonic() + float(body.get("expires_in", 300))
+            return self._token

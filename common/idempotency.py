@@ -1,0 +1,78 @@
+"""Idempotency-Key for POSTs that create things: a retried kiosk submission creates one record.
+
+The key row is inserted in the same transaction as the record it guards. A concurrent retry blocks on the
+unique key until the first commits, then fails with IntegrityError and replays the stored response instead.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from fastapi.encoders import jsonable_encoder
+from fastapi.responses import JSONResponse
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from common.clock import utcnow
+from common.db import Database
+from common.errors import Problem
+
+MAX_KEY_LENGTH = 200
+
+
+def request_fingerprint(method: str, path: str, body: Any) -> str:
+    raw = json.dumps([method, path, jsonable_encoder(body)], sort_keys=True, ensure_ascii=False, default=str)
+    return hashlib.sha256(raw.encode()).hexdigest()
+
+
+async def run_idempotent(
+    db: Database,
+    model: type,
+    *,
+    key: str | None,
+    caller: str,
+    fingerprint: str,
+    create: Callable[[AsyncSession], Awaitable[tuple[int, Any]]],
+) -> JSONResponse:
+    """Run `create(session)` (which must not commit) once per (caller, key); replay the response afterwards."""
+    if key is not None and not (0 < len(key) <= MAX_KEY_LENGTH):
+        raise Problem(400, "bad_request", ("Idempotency-Key 长度须为 1–200 个字符",
+                                           "Idempotency-Key must be 1–200 characters"))
+    if key is None:
+        async with db.session() as session, session.begin():
+            status, body = await create(session)
+        return JSONResponse(jsonable_encoder(body), status_code=status)
+
+    async with db.session() as session:
+        stored = await session.get(model, (caller, key))
+        if stored is not None:
+            return _replay(stored, fingerprint)
+    try:
+        async with db.session() as session, session.begin():
+            row = model(caller=caller, key=key, request_hash=fingerprint, status_code=0, response_body="",
+                        created_at=utcnow())
+            session.add(row)
+            await session.flush()  # takes the unique key now, before the work
+            status, body = await create(session)
+            encoded = jsonable_encoder(body)
+            row.status_code = status
+            row.response_body = json.dumps(encoded, ensure_ascii=False)
+        return JSONResponse(encoded, status_code=status, headers={"Idempotency-Replayed": "false"})
+    except IntegrityError:
+        async with db.session() as session:
+            stored = (await session.execute(
+                select(model).where(model.caller == caller, model.key == key))).scalar_one_or_none()
+            if stored is None:
+                raise
+            return _replay(stored, fingerprint)
+
+
+def _replay(stored: Any, fingerprint: str) -> JSONResponse:
+    if stored.request_hash != fingerprint:
+        raise Problem(422, "idempotency_key_reused", ("同一 Idempotency-Key 已用于内容不同的请求",
+                                                      "This Idempotency-Key was used for a different request"))
+    return JSONResponse(json.loads(stored.response_body), status_code=stored.status_code,
+                        headers={"Idempotency-Replayed": "true"})

@@ -1,0 +1,173 @@
+"""Transactional outbox: events are rows committed with the change; a relay ships them to svc_metrics.
+
+Delivery is at-least-once (svc_metrics de-duplicates by event_id). On PostgreSQL several relays can run at
+once: each claims its batch with `FOR UPDATE SKIP LOCKED`, so no event is sent by two relays.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import datetime, timedelta
+from typing import Any
+
+import httpx
+from prometheus_client import Gauge
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from common.clock import Clock
+from common.db import Database
+from common.ids import new_id
+
+log = logging.getLogger("onenet.outbox")
+
+OUTBOX_PENDING = Gauge("onenet_outbox_pending_events", "Outbox events not yet delivered", ["service"])
+OUTBOX_LAG = Gauge("onenet_outbox_lag_seconds", "Age of the oldest undelivered outbox event", ["service"])
+OUTBOX_DELIVERED = Gauge("onenet_outbox_delivered_last_batch", "Events delivered in the last relay batch",
+                         ["service"])
+
+
+def record_event(session: AsyncSession, model: type, type_: str, *, subject: str | None, data: dict[str, Any],
+                 community: str | None = None, grid: str | None = None, occurred_at: datetime | None = None,
+                 clock: Clock | None = None) -> Any:
+    """Add an event to the session; it commits (or rolls back) with the caller's transaction."""
+    now = (clock or Clock()).now()
+    row = model(event_id=new_id(), type=type_, occurred_at=occurred_at or now, community=community, grid=grid,
+                subject=subject, data=data, created_at=now, next_attempt_at=now, attempts=0)
+    session.add(row)
+    return row
+
+
+def event_payload(row: Any, source: str) -> dict[str, Any]:
+    return {
+        "event_id": row.event_id,
+        "type": row.type,
+        "occurred_at": row.occurred_at.isoformat(),
+        "source": source,
+        "community": row.community,
+        "grid": row.grid,
+        "subject": row.subject,
+        "data": row.data or {},
+    }
+
+
+Sender = Callable[[list[dict[str, Any]]], Awaitable[None]]
+
+
+class HttpEventSender:
+    """POSTs a batch to svc_metrics' ingest endpoint with the service's own token."""
+
+    def __init__(self, url: str, token_provider: Callable[[], Awaitable[str]] | None, *,
+                 timeout: float = 10.0, transport: httpx.AsyncBaseTransport | None = None) -> None:
+        self.url = url
+        self.token_provider = token_provider
+        self._client = httpx.AsyncClient(timeout=timeout, transport=transport)
+
+    async def __call__(self, events: list[dict[str, Any]]) -> None:
+        headers = {}
+        if self.token_provider is not None:
+            headers["Authorization"] = f"Bearer {await self.token_provider()}"
+        resp = await self._client.post(self.url, json={"events": events}, headers=headers)
+        if resp.status_code >= 300:
+            raise RuntimeError(f"ingest answered {resp.status_code}: {resp.text[:200]}")
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+
+class OutboxRelay:
+    def __init__(self, db: Database, model: type, *, source: str, send: Sender, batch_size: int = 200,
+                 poll_seconds: float = 0.5, base_backoff: float = 1.0, max_backoff: float = 60.0,
+                 clock: Clock | None = None) -> None:
+        self.db = db
+        self.model = model
+        self.source = source
+        self.send = send
+        self.batch_size = batch_size
+        self.poll_seconds = poll_seconds
+        self.base_backoff = base_backoff
+        self.max_backoff = max_backoff
+        self.clock = clock or Clock()
+
+    async def run_once(self) -> int:
+        """Claim one batch, send it, mark it delivered. Returns how many events were delivered."""
+        if self.db.dialect == "postgresql":
+            return await self._run_once_locked()
+        return await self._run_once_single()
+
+    def _pending(self, now: datetime):
+        m = self.model
+        return (select(m).where(m.delivered_at.is_(None), m.next_attempt_at <= now)
+                .order_by(m.id).limit(self.batch_size))
+
+    async def _run_once_locked(self) -> int:
+        # The row locks are held while sending, so a second relay skips this batch instead of resending it.
+        now = self.clock.now()
+        async with self.db.session() as session, session.begin():
+            rows = list((await session.execute(self._pending(now).with_for_update(skip_locked=True))).scalars())
+            if not rows:
+                return 0
+            return await self._send_and_mark(rows, now)
+
+    async def _run_once_single(self) -> int:
+        # SQLite has one writer and no row locks: read the batch, send it outside any transaction, then mark it
+        # in a short write transaction so request handlers are not blocked by the HTTP call.
+        now = self.clock.now()
+        async with self.db.session() as session:
+            rows = list((await session.execute(self._pending(now))).scalars())
+            if not rows:
+                return 0
+            await session.commit()  # end the read transaction before the network call
+            delivered = await self._send_and_mark(rows, now)
+            await session.commit()
+            return delivered
+
+    async def _send_and_mark(self, rows: list, now: datetime) -> int:
+        try:
+            await self.send([event_payload(r, self.source) for r in rows])
+        except Exception as exc:  # noqa: BLE001 - any failure means "try again later"
+            attempts = max(r.attempts for r in rows) + 1
+            delay = min(self.max_backoff, self.base_backoff * 2 ** (attempts - 1))
+            for r in rows:
+                r.attempts = r.attempts + 1
+                r.next_attempt_at = now + timedelta(seconds=delay)
+                r.last_error = str(exc)[:500]
+            log.warning("outbox delivery failed; retrying",
+                        extra={"events": len(rows), "retry_in_s": delay, "error": str(exc)[:200]})
+            return 0
+        delivered_at = self.clock.now()
+        for r in rows:
+            r.delivered_at = delivered_at
+            r.attempts = r.attempts + 1
+        OUTBOX_DELIVERED.labels(self.source).set(len(rows))
+        return len(rows)
+
+    async def measure(self) -> tuple[int, float]:
+        m = self.model
+        async with self.db.session() as session:
+            count, oldest = (await session.execute(
+                select(func.count(), func.min(m.created_at)).where(m.delivered_at.is_(None)))).one()
+        lag = 0.0
+        if oldest is not None:
+            if oldest.tzinfo is None:
+                from datetime import timezone
+                oldest = oldest.replace(tzinfo=timezone.utc)
+            lag = max(0.0, (self.clock.now() - oldest).total_seconds())
+        OUTBOX_PENDING.labels(self.source).set(count)
+        OUTBOX_LAG.labels(self.source).set(lag)
+        return count, lag
+
+    async def run_forever(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                delivered = await self.run_once()
+                await self.measure()
+            except Exception:  # noqa: BLE001 - the relay must outlive database hiccups
+                log.exception("outbox relay iteration failed")
+                delivered = 0
+            if delivered < self.batch_size:
+                try:
+                    await asyncio.wait_for(stop.wait(), timeout=self.poll_seconds)
+                except asyncio.TimeoutError:
+                    pass

@@ -1,0 +1,39 @@
+"""Settings shared by every service; each service subclasses `ServiceSettings`.
+
+All values come from the environment with the `ONENET_` prefix (or are passed explicitly in tests). The local
+launcher gives each child process its own environment, so `ONENET_DATABASE_URL` means "this process's database".
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ONE_MIB = 1024 * 1024
+
+
+class ServiceSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="ONENET_", extra="ignore", env_file=None)
+
+    service_name: str = "onenet"
+    database_url: str = "sqlite+aiosqlite:///var/onenet.db"
+    # Where the gateway publishes its public keys; services verify bearer tokens against it.
+    jwks_url: str | None = "http://127.0.0.1:8000/.well-known/jwks.json"
+    # A JWKS document on disk, used instead of jwks_url when set (launcher, tests, air-gapped installs).
+    jwks_file: Path | None = None
+    jwt_issuer: str = "onenet-gateway"
+    jwt_audience: str = "onenet"
+    max_body_bytes: int = ONE_MIB
+    log_level: str = "INFO"
+    # svc_metrics ingest endpoint for the outbox relay; empty disables the relay (e.g. svc_metrics itself).
+    events_url: str | None = "http://127.0.0.1:8004/metrics/v1/events"
+    outbox_relay_enabled: bool = True
+    outbox_batch_size: int = Field(default=200, ge=1, le=1000)
+    outbox_poll_seconds: float = 0.5
+    # Client credentials this service uses for its own calls (outbox relay, background jobs).
+    token_url: str | None = "http://127.0.0.1:8000/auth/v1/token"
+    client_id: str | None = None
+    client_secret: str | None = None
+    # Base URL of the gateway for calls that must cross the exchange (department data, other services).
+    gateway_url: str = "http://127.0.0.1:8000"

@@ -1,0 +1,205 @@
+"""Validators for Chinese identifiers: resident ID number (GB 11643), mobile number, unified social credit
+code (GB 32100, with its embedded organisation code GB 11714) and administrative division codes (GB/T 2260).
+
+Each parser returns a normalised value or raises `ValidationFailure(code, message_zh, message_en)`; the
+Pydantic annotated types at the bottom turn that into a 422 that names the field.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import date
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator
+from pydantic_core import PydanticCustomError
+
+
+class ValidationFailure(ValueError):
+    def __init__(self, code: str, message_zh: str, message_en: str) -> None:
+        super().__init__(message_en)
+        self.code = code
+        self.message_zh = message_zh
+        self.message_en = message_en
+
+
+# ---- administrative divisions -------------------------------------------------------------------------------
+
+PROVINCES = {
+    "11", "12", "13", "14", "15", "21", "22", "23", "31", "32", "33", "34", "35", "36", "37", "41", "42", "43",
+    "44", "45", "46", "50", "51", "52", "53", "54", "61", "62", "63", "64", "65", "71", "81", "82",
+}
+DivisionLevel = Literal["province", "city", "district", "street", "community", "grid"]
+_LEVEL_BY_LENGTH = {9: "street", 12: "community", 15: "grid"}
+
+
+@dataclass(frozen=True)
+class DivisionCode:
+    code: str
+    level: DivisionLevel
+    province: str
+    parent: str | None
+
+
+def parse_division_code(value: str) -> DivisionCode:
+    """6 digits (GB/T 2260: province 110000, city 110100, district 110101) extended locally by 3 digits per
+    level: street (9), community (12), grid (15)."""
+    v = (value or "").strip()
+    if not v.isdigit() or len(v) not in (6, 9, 12, 15):
+        raise ValidationFailure("division.format", "区划代码应为 6、9、12 或 15 位数字",
+                                "A division code has 6, 9, 12 or 15 digits")
+    if v[:2] not in PROVINCES:
+        raise ValidationFailure("division.province", "区划代码的省级部分不存在", "Unknown province in division code")
+    if len(v) == 6:
+        if v[2:] == "0000":
+            return DivisionCode(v, "province", v[:2], None)
+        if v[4:] == "00":
+            return DivisionCode(v, "city", v[:2], v[:2] + "0000")
+        return DivisionCode(v, "district", v[:2], v[:4] + "00")
+    return DivisionCode(v, _LEVEL_BY_LENGTH[len(v)], v[:2], v[:-3])
+
+
+# ---- resident ID number (GB 11643-1999) ---------------------------------------------------------------------
+
+_ID_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
+_ID_CHECK = "10X98765432"
+_ID_RE = re.compile(r"^\d{17}[\dX]$")
+
+
+@dataclass(frozen=True)
+class ResidentId:
+    number: str
+    division_code: str
+    birth_date: date
+    sex: Literal["M", "F"]
+
+
+def resident_id_check_char(first17: str) -> str:
+    return _ID_CHECK[sum(int(c) * w for c, w in zip(first17, _ID_WEIGHTS)) % 11]
+
+
+def parse_resident_id(value: str, *, today: date | None = None) -> ResidentId:
+    v = (value or "").strip().upper()
+    if len(v) != 18:
+        raise ValidationFailure("id_number.length", "身份证号应为 18 位", "An ID number has 18 characters")
+    if not _ID_RE.match(v):
+        raise ValidationFailure("id_number.format", "身份证号前 17 位应为数字，末位为数字或 X",
+                                "17 digits then a digit or X")
+    if v[:2] not in PROVINCES:
+        raise ValidationFailure("id_number.division", "身份证号的地区码不存在", "Unknown region code in the ID number")
+    if resident_id_check_char(v[:17]) != v[17]:
+        raise ValidationFailure("id_number.checksum", "身份证号校验位不正确", "The ID number's check character is wrong")
+    try:
+        birth = date(int(v[6:10]), int(v[10:12]), int(v[12:14]))
+    except ValueError:
+        raise ValidationFailure("id_number.birth_date", "身份证号中的出生日期不存在",
+                                "The birth date in the ID number does not exist") from None
+    if birth < date(1900, 1, 1):
+        raise ValidationFailure("id_number.birth_date", "身份证号中的出生日期早于 1900 年",
+                                "The birth date is before 1900")
+    if birth > (today or date.today()):
+        raise ValidationFailure("id_number.birth_date_future", "身份证号中的出生日期在未来",
+                                "The birth date is in the future")
+    return ResidentId(v, v[:6], birth, "M" if int(v[16]) % 2 else "F")
+
+
+def is_valid_resident_id(value: str, *, today: date | None = None) -> bool:
+    try:
+        parse_resident_id(value, today=today)
+    except ValidationFailure:
+        return False
+    return True
+
+
+# ---- mobile number ------------------------------------------------------------------------------------------
+
+def normalize_mobile(value: str) -> str:
+    """Mainland mobile numbers: 11 digits starting 13–19; a +86 / 0086 / 86 prefix, spaces and hyphens go."""
+    v = re.sub(r"[\s\-()]", "", value or "")
+    for prefix in ("+86", "0086"):
+        if v.startswith(prefix):
+            v = v[len(prefix):]
+    if len(v) == 13 and v.startswith("86"):
+        v = v[2:]
+    if not v.isdigit():
+        raise ValidationFailure("phone.format", "手机号只能包含数字", "A mobile number has digits only")
+    if len(v) != 11:
+        raise ValidationFailure("phone.length", "手机号应为 11 位", "A mobile number has 11 digits")
+    if v[0] != "1" or v[1] not in "3456789":
+        raise ValidationFailure("phone.format", "手机号应以 13–19 开头", "A mobile number starts with 13–19")
+    return v
+
+
+# ---- unified social credit code (GB 32100-2015) -------------------------------------------------------------
+
+USCC_ALPHABET = "0123456789ABCDEFGHJKLMNPQRTUWXY"
+_USCC_WEIGHTS = (1, 3, 9, 27, 19, 26, 16, 17, 20, 29, 25, 13, 8, 24, 10, 30, 28)
+_ORG_WEIGHTS = (3, 7, 9, 10, 5, 8, 4, 2)
+# registration authority -> the organisation types it may register
+USCC_AUTHORITIES = {"1": "1239", "2": "19", "3": "1249", "4": "12", "5": "1239", "6": "129", "7": "129",
+                    "8": "19", "9": "123", "A": "19", "N": "1239", "Y": "1"}
+
+
+def uscc_check_char(first17: str) -> str:
+    total = sum(USCC_ALPHABET.index(c) * w for c, w in zip(first17, _USCC_WEIGHTS))
+    return USCC_ALPHABET[(31 - total % 31) % 31]
+
+
+def org_code_check_char(base8: str) -> str:
+    """GB 11714 organisation code check character (letters count as 10–35)."""
+    total = sum(int(c, 36) * w for c, w in zip(base8, _ORG_WEIGHTS))
+    v = 11 - total % 11
+    return "X" if v == 10 else "0" if v == 11 else str(v)
+
+
+def make_uscc(authority: str, type_code: str, division: str, org_base8: str) -> str:
+    first17 = f"{authority}{type_code}{division}{org_base8}{org_code_check_char(org_base8)}"
+    return first17 + uscc_check_char(first17)
+
+
+def parse_uscc(value: str) -> str:
+    v = (value or "").strip().upper()
+    if len(v) != 18:
+        raise ValidationFailure("uscc.length", "统一社会信用代码应为 18 位", "A unified social credit code has 18 characters")
+    if any(c not in USCC_ALPHABET for c in v):
+        raise ValidationFailure("uscc.charset", "统一社会信用代码含有不允许的字符（不使用 I、O、Z、S、V）",
+                                "Characters outside the code's alphabet (no I, O, Z, S, V)")
+    allowed = USCC_AUTHORITIES.get(v[0])
+    if allowed is None or v[1] not in allowed:
+        raise ValidationFailure("uscc.authority", "登记管理部门代码或机构类别代码不正确",
+                                "Wrong registration authority or organisation type")
+    if not v[2:8].isdigit() or v[2:4] not in PROVINCES:
+        raise ValidationFailure("uscc.division", "统一社会信用代码中的行政区划码不正确", "Wrong division code in the credit code")
+    if not v[8:16].isalnum() or org_code_check_char(v[8:16]) != v[16]:
+        raise ValidationFailure("uscc.org_code", "统一社会信用代码中的组织机构代码校验不正确",
+                                "The embedded organisation code's check character is wrong")
+    if uscc_check_char(v[:17]) != v[17]:
+        raise ValidationFailure("uscc.checksum", "统一社会信用代码校验位不正确", "The credit code's check character is wrong")
+    return v
+
+
+def is_valid_uscc(value: str) -> bool:
+    try:
+        parse_uscc(value)
+    except ValidationFailure:
+        return False
+    return True
+
+
+# ---- Pydantic types -----------------------------------------------------------------------------------------
+
+def _pydantic(fn):
+    def check(value: str) -> str:
+        try:
+            result = fn(value)
+        except ValidationFailure as exc:
+            raise PydanticCustomError(exc.code, exc.message_zh, {"message_en": exc.message_en}) from None
+        return result
+
+    return check
+
+
+ResidentIdNumber = Annotated[str, AfterValidator(_pydantic(lambda v: parse_resident_id(v).number))]
+MobileNumber = Annotated[str, AfterValidator(_pydantic(normalize_mobile))]
+USCC = Annotated[str, AfterValidator(_pydantic(parse_uscc))]
+DivisionCodeStr = Annotated[str, AfterValidator(_pydantic(lambda v: parse_division_code(v).code))]

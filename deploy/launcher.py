@@ -1,0 +1,257 @@
+"""`onenet up`: the whole platform on one machine, each service its own uvicorn process on 127.0.0.1.
+
+First run: keys and service credentials are generated into var/, every database is migrated, the demo district
+is seeded. Then the children start; one that dies is restarted with backoff; Ctrl-C or SIGTERM stops all.
+"""
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from deploy.services import ALL, GATEWAY, SERVICES, ServiceSpec
+
+MAX_BACKOFF = 30.0
+STABLE_AFTER = 60.0
+
+
+@dataclass
+class Child:
+    spec: ServiceSpec
+    port: int
+    proc: subprocess.Popen | None = None
+    started_at: float = 0.0
+    backoff: float = 1.0
+    restart_at: float | None = None
+    restarts: int = 0
+    env: dict[str, str] = field(default_factory=dict)
+
+
+def port_free(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+        return True
+
+
+def app_target(spec: ServiceSpec) -> str:
+    if spec.name == "departments":
+        return "gateway.departments.app:create_app"
+    return f"{spec.name}.app:create_app"
+
+
+class Launcher:
+    def __init__(self, *, host: str = "127.0.0.1", var_dir: str | Path = "var", seed: bool = True,
+                 base_port: int | None = None, quiet: bool = False) -> None:
+        self.host = host
+        self.var = Path(var_dir).resolve()
+        self.seed = seed
+        self.quiet = quiet
+        offset = 0 if base_port is None else base_port - GATEWAY.port
+        self.ports = {s.name: s.port + offset for s in ALL}
+        self.children: list[Child] = []
+        self.stopping = False
+
+    # ---- set-up -------------------------------------------------------------------------------------------
+    def say(self, msg: str) -> None:
+        if not self.quiet:
+            print(msg, flush=True)
+
+    def url(self, name: str) -> str:
+        return f"http://{self.host}:{self.ports[name]}"
+
+    def database_url(self, name: str) -> str:
+        return os.environ.get(f"ONENET_{name.upper()}_DATABASE_URL") or f"sqlite+aiosqlite:///{self.var}/{name}.db"
+
+    def credentials(self) -> dict[str, str]:
+        """Client secrets of the internal service members: from `ONENET_<SERVICE>_CLIENT_SECRET` when the
+        deployment provides them (compose, Kubernetes Secrets), else generated once into var/keys."""
+        names = [s.name for s in ALL if s.name != "gateway"]
+        from_env = {n: os.environ.get(f"ONENET_{n.upper()}_CLIENT_SECRET") for n in names}
+        if all(from_env.values()):
+            return {n: v for n, v in from_env.items() if v}
+        path = self.var / "keys" / "service_credentials.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if path.exists():
+            return json.loads(path.read_text())
+        creds = {n: secrets.token_urlsafe(24) for n in names}
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            json.dump(creds, fh)
+        return creds
+
+    def prepare(self) -> dict[str, str]:
+        from common.keys import load_signing_keys
+        from common.migrations import upgrade
+
+        self.var.mkdir(parents=True, exist_ok=True)
+        load_signing_keys(self.var / "keys" / "jwt")
+        from common.crypto import FieldProtection
+
+        FieldProtection.from_file(self.var / "keys" / "fields.json", create=True)  # svc_residents' field keys
+        creds = self.credentials()
+        for spec in ALL:
+            if spec.has_database:
+                upgrade(spec.name, self.database_url(spec.name))
+        self.say("数据库迁移完成 migrations at head")
+        from deploy.seed import ensure_platform, seed_all
+
+        ensure_platform(self, creds)
+        marker = self.var / ".seeded"
+        if self.seed and not marker.exists():
+            seed_all(self)
+            marker.write_text(time.strftime("%Y-%m-%dT%H:%M:%S"))
+            self.say("已生成演示数据 demo district seeded")
+        return creds
+
+    def child_env(self, spec: ServiceSpec, creds: dict[str, str]) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update({
+            "ONENET_SERVICE_NAME": spec.name,
+            "ONENET_JWKS_URL": f"{self.url('gateway')}/.well-known/jwks.json",
+            "ONENET_TOKEN_URL": f"{self.url('gateway')}/auth/v1/token",
+            "ONENET_GATEWAY_URL": self.url("gateway"),
+            "ONENET_EVENTS_URL": f"{self.url('svc_metrics')}/metrics/v1/events",
+            "ONENET_FIELD_KEYS_FILE": str(self.var / "keys" / "fields.json"),
+            "ONENET_VAR_DIR": str(self.var),
+            "PYTHONUNBUFFERED": "1",
+        })
+        if spec.has_database:
+            env["ONENET_DATABASE_URL"] = self.database_url(spec.name)
+        if spec.name != "gateway":
+            env["ONENET_CLIENT_ID"] = spec.name
+            env["ONENET_CLIENT_SECRET"] = creds[spec.name]
+        else:
+            env["ONENET_KEYS_DIR"] = str(self.var / "keys" / "jwt")
+            for s in (*SERVICES, *(x for x in ALL if x.name == "departments")):
+                env[f"ONENET_UPSTREAM_{s.prefix.upper()}"] = self.url(s.name)
+        return env
+
+    # ---- processes ----------------------------------------------------------------------------------------
+    def spawn(self, child: Child) -> None:
+        cmd = [sys.executable, "-m", "uvicorn", app_target(child.spec), "--factory", "--host", self.host,
+               "--port", str(child.port), "--no-access-log", "--log-level", "warning", "--timeout-graceful-shutdown", "5"]
+        child.proc = subprocess.Popen(cmd, env=child.env, start_new_session=True)
+        child.started_at = time.monotonic()
+        run_dir = self.var / "run"
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / f"{child.spec.name}.pid").write_text(str(child.proc.pid))
+        child.restart_at = None
+
+    def check_ports(self) -> bool:
+        taken = [(name, port) for name, port in self.ports.items() if not port_free(self.host, port)]
+        for name, port in taken:
+            print(f"端口 {self.host}:{port} 已被占用，无法启动 {name}。请停止占用该端口的程序后重试。"
+                  f" Port {port} (needed by {name}) is already in use.", file=sys.stderr, flush=True)
+        return not taken
+
+    def wait_ready(self, timeout: float = 60.0) -> bool:
+        deadline = time.monotonic() + timeout
+        pending = {c.spec.name for c in self.children}
+        while pending and time.monotonic() < deadline:
+            for name in list(pending):
+                try:
+                    r = httpx.get(f"{self.url(name)}/readyz" if name != "departments" else f"{self.url(name)}/healthz",
+                                  timeout=1.0)
+                    if r.status_code == 200:
+                        pending.discard(name)
+                except httpx.HTTPError:
+                    pass
+            self.supervise()
+            time.sleep(0.2)
+        return not pending
+
+    def supervise(self) -> None:
+        now = time.monotonic()
+        for child in self.children:
+            proc = child.proc
+            if proc is not None and proc.poll() is not None and child.restart_at is None and not self.stopping:
+                if now - child.started_at > STABLE_AFTER:
+                    child.backoff = 1.0
+                child.restart_at = now + child.backoff
+                self.say(f"{child.spec.name} 已退出（代码 {proc.returncode}），{child.backoff:.0f} 秒后重启 "
+                         f"exited with {proc.returncode}; restarting in {child.backoff:.0f}s")
+                child.backoff = min(MAX_BACKOFF, child.backoff * 2)
+            if child.restart_at is not None and now >= child.restart_at and not self.stopping:
+                child.restarts += 1
+                self.spawn(child)
+
+    def stop(self, *_args) -> None:
+        if self.stopping:
+            return
+        self.stopping = True
+        self.say("正在停止所有服务 stopping …")
+        for child in self.children:
+            if child.proc and child.proc.poll() is None:
+                child.proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 10
+        for child in self.children:
+            if child.proc is None:
+                continue
+            try:
+                child.proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                child.proc.kill()
+                child.proc.wait()
+
+    def banner(self) -> None:
+        from deploy.seed import DEMO_PASSWORD, DEMO_USERS
+
+        gw = self.url("gateway")
+        lines = [
+            "",
+            "OneNet 社区一网通办平台已启动 The platform is up",
+            f"  网关 Gateway          {gw}",
+            f"  接口文档 API docs      {gw}/docs",
+            *(f"  {s.name:<20} {self.url(s.name)}" for s in SERVICES),
+            f"  部门模拟 departments   {self.url('departments')}",
+            "",
+            f"演示账号 Demo users (密码 password: {DEMO_PASSWORD})",
+            *(f"  {u['username']:<14} {u['role']:<16} {u['display_name']}" for u in DEMO_USERS),
+            "",
+            f"  curl -s -X POST {gw}/auth/v1/token -d grant_type=password -d username=staff1 -d password={DEMO_PASSWORD}",
+            "按 Ctrl-C 停止 Press Ctrl-C to stop.",
+        ]
+        self.say("\n".join(lines))
+
+    def start(self) -> bool:
+        if not self.check_ports():
+            return False
+        creds = self.prepare()
+        for spec in ALL:
+            child = Child(spec=spec, port=self.ports[spec.name])
+            child.env = self.child_env(spec, creds)
+            self.children.append(child)
+            self.spawn(child)
+            if spec is GATEWAY:
+                time.sleep(0.3)  # the others fetch the gateway's JWKS; give it a head start
+        ready = self.wait_ready()
+        if not ready:
+            self.say("部分服务未能在 60 秒内就绪，请查看上方日志 some services are not ready; see the log above")
+        return True
+
+    def run(self) -> int:
+        signal.signal(signal.SIGTERM, self.stop)
+        signal.signal(signal.SIGINT, self.stop)
+        if not self.start():
+            return 1
+        self.banner()
+        try:
+            while not self.stopping:
+                self.supervise()
+                time.sleep(0.5)
+        finally:
+            self.stop()
+        return 0

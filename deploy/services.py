@@ -1,0 +1,31 @@
+"""The platform's processes: which package, which port, which URL prefix."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    name: str          # package and process name
+    port: int
+    prefix: str        # first path segment the gateway routes on ("" for the gateway itself)
+    has_database: bool = True
+
+
+GATEWAY = ServiceSpec("gateway", 8000, "")
+SERVICES = (
+    ServiceSpec("svc_services", 8001, "services"),
+    ServiceSpec("svc_residents", 8002, "residents"),
+    ServiceSpec("svc_matching", 8003, "matching"),
+    ServiceSpec("svc_metrics", 8004, "metrics"),
+)
+EMULATORS = ServiceSpec("departments", 8005, "departments", has_database=False)
+ALL = (GATEWAY, *SERVICES, EMULATORS)
+WITH_DATABASE = tuple(s for s in ALL if s.has_database)
+
+
+def by_name(name: str) -> ServiceSpec:
+    for spec in ALL:
+        if spec.name == name:
+            return spec
+    raise KeyError(name)

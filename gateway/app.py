@@ -1,0 +1,144 @@
+"""The gateway: identity provider, exchange members, routing to the services, aggregated API docs."""
+from __future__ import annotations
+
+import asyncio
+
+import httpx
+from fastapi import FastAPI
+from starlette.middleware import Middleware
+from sqlalchemy import select
+
+from common.app import create_service_app
+from common.auth import TokenVerifier
+from common.clock import Clock
+from common.db import Database
+from common.http_client import CircuitBreaker
+from common.keys import load_signing_keys
+from gateway.identity.router import router as identity_router
+from gateway.identity.tokens import TokenIssuer
+from gateway.members.models import Member
+from gateway.members.router import router as members_router
+from gateway.base import OutboxEvent
+from gateway.exchange.audit import AuditWriter
+from gateway.exchange.models import MessageLog
+from gateway.exchange.policy import ExchangePolicy
+from gateway.exchange.router import router as exchange_router
+from gateway.exchange.service import ensure_catalogue, load_policy, refresh_catalogue
+from gateway.ratelimit import build_limiter
+from gateway.routing.exchange import ExchangeGate
+from gateway.routing.fastpath import ForwardFastPath
+from gateway.routing.forwarder import Forwarder, Upstream
+from gateway.routing.openapi import AggregatedOpenAPI
+from gateway.routing.router import router as routing_router
+from gateway.routing.xroad import router as xroad_router
+from gateway.settings import GatewaySettings
+
+REVOCATION_REFRESH_SECONDS = 2.0
+
+
+def create_app(settings: GatewaySettings | None = None, *, verifier: TokenVerifier | None = None,
+               transports: dict[str, httpx.AsyncBaseTransport] | None = None,
+               clock: Clock | None = None) -> FastAPI:
+    """`verifier` is accepted for symmetry with the services; the gateway verifies with its own keys."""
+    settings = settings or GatewaySettings()
+    db = Database(settings.database_url)
+    keys = load_signing_keys(settings.keys_dir)
+    issuer = TokenIssuer(keys, issuer=settings.jwt_issuer, audience=settings.jwt_audience,
+                         ttl_seconds=settings.token_ttl_seconds)
+    own_verifier = TokenVerifier(settings, jwks=issuer.jwks())
+    upstreams = {
+        name: Upstream(name, url, timeout=settings.upstream_timeout_seconds, retries=settings.upstream_retries,
+                       breaker=CircuitBreaker(failure_threshold=settings.breaker_failures,
+                                              reset_timeout=settings.breaker_reset_seconds),
+                       transport=(transports or {}).get(name))
+        for name, url in settings.upstreams().items()
+    }
+    revoked: set[str] = set()
+    forwarder = Forwarder(upstreams, own_verifier, revoked)
+    clock = clock or Clock()
+    policy = ExchangePolicy()
+    audit = AuditWriter(db, MessageLog, OutboxEvent, max_backlog=settings.audit_max_backlog)
+    limiter = build_limiter(settings)
+    gate = ExchangeGate(forwarder, policy, audit, clock, limiter)
+
+    async def load_exchange(app: FastAPI) -> None:
+        await ensure_catalogue(db, clock.now())
+        await load_policy(db, policy, clock.now())
+
+    async def derive_catalogue(app: FastAPI, stop: asyncio.Event) -> None:
+        # In the background: the services may start after the gateway; retry until every upstream answered.
+        if not settings.catalogue_from_openapi:
+            return
+        for _ in range(max(1, settings.catalogue_retry_attempts)):
+            try:
+                report = await refresh_catalogue(db, app.state.openapi_aggregate, policy, clock.now())
+                app.state.catalogue_report = report
+                if not report["missing"]:
+                    return
+            except Exception:  # noqa: BLE001 - keep the annotated catalogue; try again
+                pass
+            try:
+                await asyncio.wait_for(stop.wait(), timeout=settings.catalogue_retry_seconds)
+                return
+            except asyncio.TimeoutError:
+                pass
+
+    async def write_audit(app: FastAPI, stop: asyncio.Event) -> None:
+        await audit.run_forever(stop)
+
+    async def load_revoked(app: FastAPI) -> None:
+        async with db.session() as session:
+            codes = (await session.execute(select(Member.code).where(Member.status != "active"))).scalars()
+            revoked.clear()
+            revoked.update(codes)
+
+    async def refresh_revocations(app: FastAPI, stop: asyncio.Event) -> None:
+        # Other gateway replicas revoke too; re-read the list so a revocation anywhere applies everywhere.
+        while not stop.is_set():
+            try:
+                await asyncio.wait_for(stop.wait(), timeout=REVOCATION_REFRESH_SECONDS)
+            except asyncio.TimeoutError:
+                try:
+                    await load_revoked(app)
+                    await load_policy(db, policy, clock.now())
+                except Exception:  # noqa: BLE001 - keep the last known list
+                    pass
+
+    async def event_token() -> str:
+        # The issuer needs no round trip to itself: it signs the relay's token directly.
+        return issuer.issue(subject="gateway", member="gateway", role="system", scopes=["events:write"])["access_token"]
+
+    async def close_upstreams(app: FastAPI) -> None:
+        await forwarder.aclose()
+        if limiter is not None:
+            await limiter.aclose()
+
+    app = create_service_app(
+        settings=settings,
+        package="gateway",
+        title="OneNet gateway 统一数据交换网关",
+        description="身份认证、成员单位、路由转发与聚合文档。Identity, exchange members, routing, aggregated docs.",
+        routers=[identity_router, members_router, exchange_router, xroad_router, routing_router],
+        db=db,
+        outbox_model=OutboxEvent,
+        verifier=own_verifier,
+        on_startup=[load_revoked, load_exchange],
+        on_shutdown=[close_upstreams],
+        background=[refresh_revocations, write_audit, derive_catalogue],
+        extra_media_types={"/auth/": ("application/x-www-form-urlencoded", "multipart/form-data"),
+                           "/open311/": ("application/x-www-form-urlencoded",)},
+        openapi_url=None,
+        event_token=event_token,
+    )
+    # Inside the observability middleware (request ids, body limits), ahead of FastAPI's route matching.
+    app.user_middleware.append(Middleware(ForwardFastPath))
+    app.state.token_issuer = issuer
+    app.state.forwarder = forwarder
+    app.state.clock = clock
+    app.state.exchange_policy = policy
+    app.state.audit = audit
+    app.state.exchange_gate = gate
+    app.state.revoked_members = revoked
+    # `open311` is svc_services again (its GeoReport paths are in svc_services' own document)
+    app.state.openapi_aggregate = AggregatedOpenAPI({n: u for n, u in upstreams.items() if n != "open311"})
+    return app

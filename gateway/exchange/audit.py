@@ -1,0 +1,205 @@
+"""The message log (全程留痕): every forwarded exchange, hash-chained so tampering shows.
+
+Each row stores `prev_hash` (the previous row's `hash`, or 64 zeros for the first) and its own `hash`, the
+SHA-256 of the canonical JSON of its content plus `prev_hash`. `verify_chain` walks the rows in `seq` order,
+recomputes every hash and names the first row whose content or link does not match.
+
+Off the hot path: the forwarder only appends a record to an in-memory queue; one writer task per process
+flushes the queue in batches (every `FLUSH_SECONDS` or `BATCH` records), each batch in one transaction that
+reads the chain's tail, computes the batch's hashes in memory, and inserts the log rows (one executemany, in
+chain order) and one `exchange.call` outbox event per record (a second executemany) together. On PostgreSQL
+the batch takes a transaction-level advisory lock before reading the chain's tail, so several gateway replicas
+append to one chain in turn (on SQLite the database's own write lock serialises them: a writer whose read of
+the tail went stale fails, rolls back and retries with the records kept).
+
+What a crash can and cannot lose:
+- It CAN lose the records still in memory: the calls answered since the last committed batch. Normally that
+  is the last flush interval (`FLUSH_SECONDS`, 0.2 s) plus the batch being written; while the database is
+  unreachable it is everything queued, up to `max_backlog` calls. The responses already went out; their log
+  rows and events did not.
+- It CANNOT lose or half-write a committed batch (one transaction), break the chain (the tail is re-read under
+  the lock for every batch), or let a row be edited, inserted or deleted in the middle unnoticed
+  (`onenet audit verify`). Deleting rows at the very end of the chain is only visible against an anchor kept
+  elsewhere (verify prints the tail hash and count for that purpose).
+- When the database is unreachable the writer retries with back-off and keeps the records; if the backlog
+  reaches `max_backlog` the gateway refuses new exchanges (503) rather than forward calls it cannot log.
+"""
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+from sqlalchemy import insert, select, text
+
+from common.db import Database
+from common.ids import new_id
+
+log = logging.getLogger("onenet.gateway.audit")
+
+GENESIS = "0" * 64
+FLUSH_SECONDS = 0.2
+BATCH = 500
+ADVISORY_LOCK_KEY = 4207113  # arbitrary, constant: "the gateway's message-log chain"
+
+CONTENT_FIELDS = ("id", "at", "member", "user", "resource", "owner", "purpose", "method", "path", "status",
+                  "latency_ms", "request_id", "request_hash", "response_hash", "prev_hash")
+
+
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _canonical_time(at: datetime) -> str:
+    return at.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def row_hash(row) -> str:
+    return content_hash({k: getattr(row, k) for k in CONTENT_FIELDS})
+
+
+def content_hash(values: dict) -> str:
+    """The hash of one record from its column values (a mapping with at least CONTENT_FIELDS)."""
+    content = {k: values[k] for k in CONTENT_FIELDS}
+    content["at"] = _canonical_time(content["at"])
+    content["latency_ms"] = f"{float(content['latency_ms']):.3f}"
+    raw = json.dumps(content, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+    return sha256_hex(raw.encode())
+
+
+@dataclass
+class Exchange:
+    """One call as the forwarder saw it (what goes into the log)."""
+
+    at: datetime
+    member: str
+    user: str
+    resource: str | None
+    owner: str | None
+    purpose: str | None
+    method: str
+    path: str
+    status: int
+    latency_ms: float
+    request_id: str | None
+    request_hash: str
+    response_hash: str
+
+
+class AuditBacklogFull(Exception):
+    pass
+
+
+class AuditWriter:
+    def __init__(self, db: Database, log_model, outbox_model, *, max_backlog: int = 10_000) -> None:
+        self.db = db
+        self.model = log_model
+        self.outbox_model = outbox_model
+        self.max_backlog = max_backlog
+        self._pending: list[Exchange] = []
+        self._wake = asyncio.Event()
+        self._lock = asyncio.Lock()
+
+    def accepting(self) -> bool:
+        return len(self._pending) < self.max_backlog
+
+    def record(self, ex: Exchange) -> None:
+        """Hot path: O(1), no I/O."""
+        self._pending.append(ex)
+        if len(self._pending) >= BATCH:
+            self._wake.set()
+
+    async def flush(self) -> int:
+        """Write everything queued so far (also used by tests and at shutdown)."""
+        written = 0
+        async with self._lock:
+            while self._pending:
+                batch = self._pending[:BATCH]
+                await self._write(batch)
+                del self._pending[:len(batch)]
+                written += len(batch)
+        return written
+
+    async def _write(self, batch: list[Exchange]) -> None:
+        """One transaction per batch: the chain is computed in memory, then one multi-row INSERT for the log
+        rows (in chain order, so `seq` order is chain order) and one for their `exchange.call` events."""
+        log_table = self.model.__table__
+        outbox_table = self.outbox_model.__table__
+        async with self.db.session() as session, session.begin():
+            if self.db.dialect == "postgresql":
+                await session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": ADVISORY_LOCK_KEY})
+            prev = (await session.execute(
+                select(self.model.hash).order_by(self.model.seq.desc()).limit(1))).scalar() or GENESIS
+            now = datetime.now(timezone.utc)
+            rows: list[dict] = []
+            events: list[dict] = []
+            for ex in batch:
+                row = {"id": new_id(), "at": ex.at, "member": ex.member, "user": ex.user, "resource": ex.resource,
+                       "owner": ex.owner, "purpose": ex.purpose, "method": ex.method, "path": ex.path[:500],
+                       "status": ex.status, "latency_ms": round(ex.latency_ms, 3), "request_id": ex.request_id,
+                       "request_hash": ex.request_hash, "response_hash": ex.response_hash, "prev_hash": prev}
+                row["hash"] = prev = content_hash(row)
+                rows.append(row)
+                # Exchange indicators (calls per resource, refused calls, departments connected) for svc_metrics.
+                outcome = "ok" if ex.status < 400 else ("refused" if ex.status in (401, 403, 429) else "error")
+                events.append({
+                    "event_id": new_id(), "type": "exchange.call", "occurred_at": ex.at, "community": None,
+                    "grid": None, "subject": ex.resource or ex.path[:64],
+                    "data": {"resource": ex.resource, "member": ex.member, "owner": ex.owner, "status": ex.status,
+                             "outcome": outcome, "refused": outcome == "refused", "log_id": row["id"]},
+                    "created_at": now, "next_attempt_at": now, "attempts": 0})
+            await session.execute(insert(log_table), rows)
+            await session.execute(insert(outbox_table), events)
+
+    async def run_forever(self, stop: asyncio.Event) -> None:
+        backoff = FLUSH_SECONDS
+        while not stop.is_set():
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout=backoff)
+            except asyncio.TimeoutError:
+                pass
+            self._wake.clear()
+            try:
+                await self.flush()
+                backoff = FLUSH_SECONDS
+            except Exception:  # noqa: BLE001 - keep the records, try again later
+                log.exception("message log write failed; %d records kept in memory", len(self._pending))
+                backoff = min(backoff * 2, 5.0)
+        try:
+            await self.flush()
+        except Exception:  # noqa: BLE001
+            log.exception("message log: %d records could not be written at shutdown", len(self._pending))
+
+
+@dataclass
+class VerifyResult:
+    ok: bool
+    count: int
+    tail_hash: str
+    first_bad_seq: int | None = None
+    first_bad_id: str | None = None
+    reason: str | None = None
+
+
+async def verify_chain(db: Database, model, *, batch: int = 1000) -> VerifyResult:
+    prev = GENESIS
+    count = 0
+    last_seq = 0
+    while True:
+        async with db.session() as session:
+            rows = (await session.execute(select(model).where(model.seq > last_seq).order_by(model.seq)
+                                          .limit(batch))).scalars().all()
+        if not rows:
+            return VerifyResult(ok=True, count=count, tail_hash=prev)
+        for row in rows:
+            if row.prev_hash != prev:
+                return VerifyResult(False, count, prev, row.seq, row.id,
+                                    "prev_hash does not match the previous record (row inserted or deleted)")
+            if row_hash(row) != row.hash:
+                return VerifyResult(False, count, prev, row.seq, row.id, "content does not match its hash")
+            prev = row.hash
+            count += 1
+            last_seq = row.seq

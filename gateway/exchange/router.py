@@ -1,0 +1,187 @@
+"""`/exchange/v1/catalogue`, `/exchange/v1/grants` (申请-审批) and `/exchange/v1/log` (owners' view of the log)."""
+from __future__ import annotations
+
+from typing import Literal
+
+from fastapi import APIRouter, Depends, Header, Query, Request
+from sqlalchemy import select
+
+from common.auth import Principal, get_principal, require_roles
+from common.errors import Problem
+from common.idempotency import request_fingerprint, run_idempotent
+from common.pagination import Page, PageParams, encode_cursor
+from gateway.base import IdempotencyRecord
+from gateway.exchange import service
+from gateway.exchange.models import Grant, MessageLog, Resource
+from gateway.exchange.schemas import (SHARING_LABELS, GrantApply, GrantApprove, GrantOut, GrantRefuse,
+                                      GrantRevoke, LogEntryOut, ResourceOut, SharingClass)
+
+router = APIRouter(prefix="/exchange/v1", tags=["exchange 数据交换"])
+members_only = require_roles("system", "dept_staff", "community_staff", "street_staff", "ops")
+
+
+def _now(request: Request):
+    return request.app.state.clock.now()
+
+
+def _resource_out(r: Resource) -> ResourceOut:
+    out = ResourceOut.model_validate(r)
+    out.sharing_label = SHARING_LABELS[r.sharing_class]
+    return out
+
+
+@router.get("/catalogue", response_model=Page[ResourceOut], summary="政务信息资源目录 Browse the resource catalogue")
+async def list_catalogue(request: Request, page: PageParams = Depends(),
+                         owner: str | None = Query(None, description="提供方成员单位"),
+                         sharing_class: SharingClass | None = Query(None, description="共享类型"),
+                         principal: Principal = Depends(get_principal)):
+    q = select(Resource).order_by(Resource.code).limit(page.limit + 1)
+    if owner:
+        q = q.where(Resource.owner == owner)
+    if sharing_class:
+        q = q.where(Resource.sharing_class == sharing_class)
+    if page.after:
+        q = q.where(Resource.code > str(page.after[0]))
+    async with request.app.state.db.session() as session:
+        rows = (await session.execute(q)).scalars().all()
+    more = len(rows) > page.limit
+    rows = rows[:page.limit]
+    return Page[ResourceOut](items=[_resource_out(r) for r in rows],
+                             next_cursor=encode_cursor(rows[-1].code) if more else None)
+
+
+@router.post("/catalogue/refresh", summary="由各服务 OpenAPI 重新生成资源目录 Re-derive the catalogue",
+             description="读取各服务的 OpenAPI 文档，结合资源标注（共享类型、字段分级）重新生成资源目录。")
+async def refresh(request: Request, principal: Principal = Depends(require_roles("ops"))) -> dict:
+    app = request.app
+    report = await service.refresh_catalogue(app.state.db, app.state.openapi_aggregate, app.state.exchange_policy,
+                                             _now(request))
+    app.state.catalogue_report = report
+    return report
+
+
+@router.get("/catalogue/{code}", response_model=ResourceOut, summary="资源详情 One catalogue entry")
+async def get_resource(code: str, request: Request, principal: Principal = Depends(get_principal)):
+    async with request.app.state.db.session() as session:
+        r = await session.get(Resource, code)
+    if r is None:
+        raise Problem(404, "resource.not_found", ("资源目录中没有这个资源", "No such resource in the catalogue"))
+    return _resource_out(r)
+
+
+@router.post("/grants", status_code=201, response_model=GrantOut,
+             summary="申请使用资源 Apply for a resource",
+             description="无条件共享资源申请即批准；有条件共享资源待提供方审批（形式审查 2 个工作日，答复 5 个工作日）。")
+async def apply_grant(body: GrantApply, request: Request, principal: Principal = Depends(members_only),
+                      idempotency_key: str | None = Header(None)):
+    now = _now(request)
+    created: list[Grant] = []
+
+    async def create(session):
+        grant = await service.apply(session, body, principal, now)
+        created.append(grant)
+        return 201, service.grant_out(grant, now)
+
+    resp = await run_idempotent(request.app.state.db, IdempotencyRecord, key=idempotency_key,
+                                caller=principal.caller,
+                                fingerprint=request_fingerprint("POST", "/exchange/v1/grants", body.model_dump()),
+                                create=create)
+    if created and created[0].status == "approved":
+        request.app.state.exchange_policy.put_grant(created[0])
+    return resp
+
+
+@router.get("/grants", response_model=Page[GrantOut], summary="授权与申请列表 Grants (as consumer or owner)")
+async def list_grants(request: Request, page: PageParams = Depends(),
+                      side: Literal["consumer", "owner", "any"] = Query("any", description="本单位作为申请方或提供方"),
+                      status: Literal["pending", "approved", "refused", "revoked"] | None = None,
+                      resource: str | None = None, overdue: bool | None = Query(None, description="只看超期"),
+                      principal: Principal = Depends(members_only)):
+    now = _now(request)
+    q = select(Grant).order_by(Grant.id.desc()).limit(page.limit + 1)
+    if principal.role != "ops" or side != "any":
+        if side == "consumer":
+            q = q.where(Grant.consumer == principal.member)
+        elif side == "owner":
+            q = q.where(Grant.owner == principal.member)
+        else:
+            q = q.where((Grant.consumer == principal.member) | (Grant.owner == principal.member))
+    if status:
+        q = q.where(Grant.status == status)
+    if resource:
+        q = q.where(Grant.resource == resource)
+    if page.after:
+        q = q.where(Grant.id < str(page.after[0]))
+    async with request.app.state.db.session() as session:
+        rows = (await session.execute(q)).scalars().all()
+    more = len(rows) > page.limit
+    rows = rows[:page.limit]
+    items = [service.grant_out(g, now) for g in rows]
+    if overdue is not None:
+        items = [g for g in items if g.overdue == overdue]
+    return Page[GrantOut](items=items, next_cursor=encode_cursor(rows[-1].id) if more else None)
+
+
+@router.get("/grants/{grant_id}", response_model=GrantOut, summary="授权详情 One grant")
+async def get_grant(grant_id: str, request: Request, principal: Principal = Depends(members_only)):
+    async with request.app.state.db.session() as session:
+        g = await session.get(Grant, grant_id)
+    if g is None or (principal.role != "ops" and principal.member not in (g.owner, g.consumer)):
+        raise Problem(404, "grant.not_found", ("授权申请不存在", "No such grant"))
+    return service.grant_out(g, _now(request))
+
+
+async def _decide(request: Request, fn, *args) -> GrantOut:
+    now = _now(request)
+    async with request.app.state.db.session() as session, session.begin():
+        grant = await fn(session, *args, now)
+    policy = request.app.state.exchange_policy
+    if grant.status == "approved":
+        policy.put_grant(grant)
+    else:
+        policy.drop_grant(grant.consumer, grant.resource, grant.id)
+    return service.grant_out(grant, now)
+
+
+@router.post("/grants/{grant_id}/check", response_model=GrantOut, summary="受理（形式审查）Accept for review")
+async def check_grant(grant_id: str, request: Request, principal: Principal = Depends(members_only)):
+    return await _decide(request, service.check, grant_id, principal)
+
+
+@router.post("/grants/{grant_id}/approve", response_model=GrantOut, summary="批准 Approve with scope and expiry")
+async def approve_grant(grant_id: str, body: GrantApprove, request: Request,
+                        principal: Principal = Depends(members_only)):
+    return await _decide(request, service.approve, grant_id, body, principal)
+
+
+@router.post("/grants/{grant_id}/refuse", response_model=GrantOut, summary="不予批准 Refuse with a reason")
+async def refuse_grant(grant_id: str, body: GrantRefuse, request: Request,
+                       principal: Principal = Depends(members_only)):
+    return await _decide(request, service.refuse, grant_id, body.reason, principal)
+
+
+@router.post("/grants/{grant_id}/revoke", response_model=GrantOut, summary="撤销授权 Revoke (immediate)")
+async def revoke_grant(grant_id: str, request: Request, body: GrantRevoke | None = None,
+                       principal: Principal = Depends(members_only)):
+    return await _decide(request, service.revoke, grant_id, body.reason if body else None, principal)
+
+
+@router.get("/log", response_model=Page[LogEntryOut], summary="交换日志 Message log of your own resources")
+async def message_log(request: Request, page: PageParams = Depends(), resource: str | None = None,
+                      member: str | None = Query(None, description="调用方成员单位"),
+                      principal: Principal = Depends(members_only)):
+    q = select(MessageLog).order_by(MessageLog.seq.desc()).limit(page.limit + 1)
+    if principal.role != "ops":
+        q = q.where(MessageLog.owner == principal.member)
+    if resource:
+        q = q.where(MessageLog.resource == resource)
+    if member:
+        q = q.where(MessageLog.member == member)
+    if page.after:
+        q = q.where(MessageLog.seq < int(page.after[0]))
+    async with request.app.state.db.session() as session:
+        rows = (await session.execute(q)).scalars().all()
+    more = len(rows) > page.limit
+    rows = rows[:page.limit]
+    return Page[LogEntryOut](items=[LogEntryOut.model_validate(r) for r in rows],
+                             next_cursor=encode_cursor(rows[-1].seq) if more else None)

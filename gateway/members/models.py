@@ -1,0 +1,44 @@
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import JSON, ForeignKey, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from common.db import UTCDateTime
+from gateway.base import Base
+
+MEMBER_KINDS = ("department", "community", "app", "service", "emulator")
+
+
+class Member(Base):
+    """A member of the exchange (成员单位): a department, community, client app or internal service."""
+
+    __tablename__ = "members"
+
+    code: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(100))
+    kind: Mapped[str] = mapped_column(String(16))
+    # Role and scopes granted to this member's own (client-credentials) tokens.
+    role: Mapped[str] = mapped_column(String(32), default="system")
+    scopes: Mapped[list[str]] = mapped_column(JSON, default=list)
+    secret_hash: Mapped[str | None] = mapped_column(String(200))
+    secret_rotated_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    status: Mapped[str] = mapped_column(String(16), default="active")  # active | revoked
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class User(Base):
+    """A person who logs in (demo residents and staff); their tokens name the app member they came through."""
+
+    __tablename__ = "users"
+
+    username: Mapped[str] = mapped_column(String(64), primary_key=True)
+    display_name: Mapped[str] = mapped_column(String(100))
+    password_hash: Mapped[str] = mapped_column(String(200))
+    role: Mapped[str] = mapped_column(String(32))
+    scopes: Mapped[list[str]] = mapped_column(JSON, default=list)
+    acting_for: Mapped[str | None] = mapped_column(String(64))
+    member_code: Mapped[str | None] = mapped_column(ForeignKey("members.code"))
+    status: Mapped[str] = mapped_column(String(16), default="active")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())

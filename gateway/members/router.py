@@ -1,0 +1,68 @@
+"""Members of the exchange (成员单位): register, rotate the secret, revoke (takes effect at once)."""
+from __future__ import annotations
+
+import secrets
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.concurrency import run_in_threadpool
+from sqlalchemy import select
+
+from common.auth import Principal, require_roles
+from common.clock import utcnow
+from common.errors import Problem
+from common.outbox import record_event
+from gateway.identity.tokens import hash_secret
+from gateway.members.models import Member
+from gateway.members.schemas import MemberCreate, MemberCredentials, MemberOut
+from gateway.base import OutboxEvent
+
+router = APIRouter(prefix="/exchange/v1/members", tags=["exchange 数据交换"])
+ops_only = require_roles("ops")
+
+
+@router.get("", response_model=list[MemberOut], summary="成员单位列表 List members")
+async def list_members(request: Request, principal: Principal = Depends(require_roles("ops", "evaluator"))):
+    async with request.app.state.db.session() as session:
+        rows = (await session.execute(select(Member).order_by(Member.code))).scalars()
+        return [MemberOut.model_validate(m) for m in rows]
+
+
+@router.post("", status_code=201, response_model=MemberCredentials, summary="登记成员单位 Register a member")
+async def create_member(body: MemberCreate, request: Request, principal: Principal = Depends(ops_only)):
+    secret = secrets.token_urlsafe(32)
+    hashed = await run_in_threadpool(hash_secret, secret)
+    async with request.app.state.db.session() as session, session.begin():
+        if await session.get(Member, body.code) is not None:
+            raise Problem(409, "member.exists", ("该成员单位编码已存在", "A member with this code exists"))
+        now = utcnow()
+        member = Member(code=body.code, name=body.name, kind=body.kind, role=body.role, scopes=body.scopes,
+                        secret_hash=hashed, secret_rotated_at=now, status="active", created_at=now)
+        session.add(member)
+        record_event(session, OutboxEvent, "member.joined", subject=member.code,
+                     data={"kind": member.kind, "name": member.name})
+    return MemberCredentials(member=MemberOut.model_validate(member), client_id=member.code, client_secret=secret)
+
+
+@router.post("/{code}/rotate-secret", response_model=MemberCredentials, summary="轮换密钥 Rotate the secret")
+async def rotate_secret(code: str, request: Request, principal: Principal = Depends(ops_only)):
+    secret = secrets.token_urlsafe(32)
+    hashed = await run_in_threadpool(hash_secret, secret)
+    async with request.app.state.db.session() as session, session.begin():
+        member = await session.get(Member, code)
+        if member is None:
+            raise Problem(404, "member.not_found", ("成员单位不存在", "Unknown member"))
+        member.secret_hash = hashed
+        member.secret_rotated_at = utcnow()
+    return MemberCredentials(member=MemberOut.model_validate(member), client_id=member.code, client_secret=secret)
+
+
+@router.post("/{code}/revoke", response_model=MemberOut, summary="停用成员单位 Revoke a member")
+async def revoke(code: str, request: Request, principal: Principal = Depends(ops_only)):
+    async with request.app.state.db.session() as session, session.begin():
+        member = await session.get(Member, code)
+        if member is None:
+            raise Problem(404, "member.not_found", ("成员单位不存在", "Unknown member"))
+        member.status = "revoked"
+        record_event(session, OutboxEvent, "member.revoked", subject=member.code, data={"kind": member.kind})
+    request.app.state.revoked_members.add(code)
+    return MemberOut.model_validate(member)

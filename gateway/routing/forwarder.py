@@ -1,0 +1,274 @@
+"""Forwarding to the services: pooled connections, retries for idempotent methods only, a breaker per upstream.
+
+The gateway checks the caller's token before forwarding (so a revoked member is stopped here at once), names
+the calling member and the target service in headers (X-Road style), and turns an upstream that is down or
+slow into a 503/504 problem.
+"""
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import sys
+import time
+import zlib
+from collections import OrderedDict
+from urllib.parse import quote
+
+if importlib.util.find_spec("sniffio") is None:  # pragma: no branch
+    # httpcore tries `import sniffio` on every pool operation (several times per call) and falls back to
+    # asyncio when it is missing; a failed import is not cached, so each try searches sys.path on disk. A None
+    # entry makes the import fail at once, with the same outcome (asyncio). Profiled: ~10% of the hot path.
+    sys.modules["sniffio"] = None  # type: ignore[assignment]
+
+import aiohttp
+import httpx
+from starlette.requests import Request
+from starlette.responses import Response
+from yarl import URL
+
+from common.auth import Principal, TokenVerifier, principal_from_claims
+from common.context import request_id_var, traceparent_var
+from common.errors import Problem
+from common.http_client import CircuitBreaker, UpstreamTimeout, UpstreamUnavailable, child_traceparent
+from gateway.exchange.policy import filter_body
+
+HOP_BY_HOP = {
+    "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer", "trailers",
+    "transfer-encoding", "upgrade", "host", "content-length",
+}
+# Headers the gateway sets itself on the way in (a caller must not be able to forge them) or on the way out.
+GATEWAY_OWNED_IN = {"x-request-id", "traceparent", "tracestate", "x-onenet-client", "x-onenet-user",
+                    "x-onenet-service", "x-forwarded-for", "x-onenet-resource"}
+_DROP_IN = frozenset(h.encode() for h in HOP_BY_HOP | GATEWAY_OWNED_IN)
+STRIP_OUT = HOP_BY_HOP | {"x-request-id", "traceparent", "server", "date"}
+_STRIP_OUT_B = frozenset(h.encode() for h in STRIP_OUT)
+IDEMPOTENT = {"GET", "HEAD", "OPTIONS", "PUT", "DELETE"}
+# A decoded request path goes upstream percent-encoded again (what httpx.URL(path=...) did).
+_PATH_SAFE = "/!$&'()*+,;=:@~-._"
+
+
+class Upstream:
+    """One upstream service: a pooled aiohttp client for forwarding (several times cheaper per call than
+    httpx/httpcore), and an httpx client for the gateway's own occasional calls (OpenAPI documents).
+
+    When a transport is injected (tests: `httpx.MockTransport`, `httpx.ASGITransport`), forwarding goes through
+    the httpx client on that transport instead, with the same timeout, retry and breaker handling.
+    """
+
+    def __init__(self, name: str, base_url: str, *, timeout: float, retries: int, breaker: CircuitBreaker,
+                 transport: httpx.AsyncBaseTransport | None = None) -> None:
+        self.name = name
+        self.base_url = base_url.rstrip("/")
+        self.timeout = timeout
+        self.retries = retries
+        self.breaker = breaker
+        self.injected = transport is not None
+        self.client = httpx.AsyncClient(
+            base_url=self.base_url, timeout=httpx.Timeout(timeout, connect=2.0), transport=transport,
+            limits=httpx.Limits(max_connections=200, max_keepalive_connections=64))
+        self._session: aiohttp.ClientSession | None = None
+
+    def _aiohttp(self) -> aiohttp.ClientSession:
+        # created on first use, inside the running event loop (aiohttp binds a session to its loop)
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=200, keepalive_timeout=30, ttl_dns_cache=300),
+                timeout=aiohttp.ClientTimeout(total=self.timeout, sock_connect=2.0),
+                # bytes pass through as the upstream sent them; nothing is added the caller did not send
+                auto_decompress=False, skip_auto_headers=("Accept-Encoding", "User-Agent", "Content-Type"),
+                cookie_jar=aiohttp.DummyCookieJar())
+        return self._session
+
+    async def send(self, method: str, path: str, query: bytes, headers: list[tuple[str, str]],
+                   body: bytes) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+        """One attempt: (status, raw response headers, body); raises UpstreamTimeout / UpstreamUnavailable."""
+        if self.injected:
+            try:
+                url = httpx.URL(path=path, query=query)
+                resp = await self.client.request(method, url, headers=headers, content=body)
+            except httpx.TimeoutException as exc:
+                raise UpstreamTimeout(self.name) from exc
+            except httpx.TransportError as exc:
+                raise UpstreamUnavailable(self.name) from exc
+            return resp.status_code, resp.headers.raw, resp.content
+        target = self.base_url + quote(path, safe=_PATH_SAFE)
+        if query:
+            target += "?" + query.decode("latin-1")
+        try:
+            async with self._aiohttp().request(method, URL(target, encoded=True), headers=headers,
+                                               data=body or None, allow_redirects=False) as resp:
+                content = await resp.read()
+                return resp.status, list(resp.raw_headers), content
+        except TimeoutError as exc:  # aiohttp's ServerTimeoutError / ConnectionTimeoutError are TimeoutErrors
+            raise UpstreamTimeout(self.name) from exc
+        except (aiohttp.ClientError, OSError) as exc:
+            raise UpstreamUnavailable(self.name) from exc
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
+        if self._session is not None:
+            await self._session.close()
+
+
+class TokenCache:
+    """Verified tokens → their principal, bounded (LRU) and each entry dropped at the token's own expiry.
+
+    Verifying an RS256 signature (and PyJWT's parsing around it) is the single largest cost of a forwarded call;
+    a client sends the same token for its whole lifetime (15 minutes by default), so the result is kept. Only
+    successfully verified tokens are cached (a forged token costs a verification every time). Member revocation
+    is not cached: it is checked on every call against the live revoked set, so it still applies at once.
+    """
+
+    def __init__(self, max_entries: int = 10_000, now=time.time) -> None:
+        self.max = max_entries
+        self.now = now
+        self._entries: OrderedDict[str, tuple[Principal, float]] = OrderedDict()
+
+    def get(self, token: str) -> Principal | None:
+        hit = self._entries.get(token)
+        if hit is None:
+            return None
+        principal, exp = hit
+        if self.now() >= exp:
+            del self._entries[token]
+            return None
+        self._entries.move_to_end(token)
+        return principal
+
+    def put(self, token: str, principal: Principal) -> None:
+        exp = principal.claims.get("exp")
+        if not isinstance(exp, (int, float)) or self.max <= 0:
+            return
+        self._entries[token] = (principal, float(exp))
+        self._entries.move_to_end(token)
+        while len(self._entries) > self.max:
+            self._entries.popitem(last=False)
+
+    def clear(self) -> None:
+        self._entries.clear()
+
+
+class Forwarder:
+    def __init__(self, upstreams: dict[str, Upstream], verifier: TokenVerifier, revoked_members: set[str],
+                 *, token_cache: TokenCache | None = None) -> None:
+        self.upstreams = upstreams
+        self.verifier = verifier
+        self.revoked = revoked_members
+        self.tokens = token_cache if token_cache is not None else TokenCache()
+
+    async def authenticate(self, request: Request) -> Principal:
+        auth = request.headers.get("authorization")
+        if not auth or not auth.lower().startswith("bearer "):
+            raise Problem(401, "unauthenticated", ("请求缺少访问令牌（Authorization: Bearer …）",
+                                                   "Missing bearer token (Authorization: Bearer …)"),
+                          headers={"WWW-Authenticate": "Bearer"})
+        token = auth[7:].strip()
+        principal = self.tokens.get(token)
+        if principal is None:
+            principal = principal_from_claims(await self.verifier.verify(token), token)
+            self.tokens.put(token, principal)
+        if principal.member in self.revoked:
+            raise Problem(403, "member_revoked", ("该成员单位已被停用", "This member has been revoked"))
+        request.state.caller = principal.caller
+        return principal
+
+    async def forward(self, request: Request, service: str, principal: Principal, *, path: str | None = None,
+                      actions: tuple = (), body: bytes | None = None,
+                      extra_headers: list[tuple[str, str]] | None = None) -> Response:
+        """Send the call upstream; `actions` (from the caller's grant) mask or remove response fields."""
+        upstream = self.upstreams[service]
+        if not upstream.breaker.allow():
+            raise _unavailable(service)
+        scope = request.scope
+        headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"] if k not in _DROP_IN]
+        client = scope.get("client")
+        headers += [
+            ("x-request-id", request_id_var.get() or ""),
+            ("traceparent", child_traceparent(traceparent_var.get())),
+            ("x-onenet-client", principal.member),
+            ("x-onenet-user", principal.user),
+            ("x-onenet-service", service),
+            ("x-forwarded-for", client[0] if client else ""),
+        ]
+        if extra_headers:
+            headers += extra_headers
+        if body is None:
+            body = await request.body()
+        method = scope["method"]
+        idempotent = method in IDEMPOTENT or (method == "POST" and "idempotency-key" in request.headers)
+        attempts = 1 + (upstream.retries if idempotent else 0)
+        if path is None:
+            path = scope.get("root_path", "") + scope["path"]
+        query = scope.get("query_string", b"")
+        last_exc: Exception | None = None
+        for attempt in range(attempts):
+            try:
+                status, raw, content = await upstream.send(method, path, query, headers, body)
+            except (UpstreamTimeout, UpstreamUnavailable) as exc:
+                upstream.breaker.record_failure()
+                last_exc = exc
+            else:
+                if status >= 500:
+                    upstream.breaker.record_failure()
+                    if idempotent and status in (502, 503, 504) and attempt + 1 < attempts:
+                        await asyncio.sleep(0.05 * (attempt + 1))
+                        continue
+                else:
+                    upstream.breaker.record_success()
+                return _response(service, status, raw, content, actions)
+            if attempt + 1 < attempts:
+                await asyncio.sleep(0.05 * (attempt + 1))
+        if isinstance(last_exc, UpstreamTimeout):
+            raise Problem(504, "upstream_timeout", (f"服务 {service} 响应超时，请稍后重试",
+                                                    f"The {service} service timed out; retry later"))
+        raise _unavailable(service)
+
+    async def aclose(self) -> None:
+        for u in self.upstreams.values():
+            await u.aclose()
+
+
+def _response(service: str, status: int, raw: list[tuple[bytes, bytes]], content: bytes, actions: tuple) -> Response:
+    """The upstream's answer with the gateway's own headers; the body is parsed only when masking applies."""
+    out = []
+    content_type = ""
+    encoding = None
+    for k, v in raw:
+        lk = k.lower()
+        if lk in _STRIP_OUT_B or lk == b"x-onenet-service":
+            continue
+        if lk == b"content-type":
+            content_type = v.decode("latin-1")
+        elif lk == b"content-encoding":
+            encoding = v
+        out.append((lk, v))
+    if actions and status < 300 and content:
+        if encoding is not None:  # to mask we must read it: decode, and send the masked body uncompressed
+            content = _decoded(content, encoding)
+            out = [(k, v) for k, v in out if k != b"content-encoding"]
+        content = filter_body(content, content_type, actions)
+    resp = Response(content, status_code=status)
+    resp.raw_headers = out + [(b"content-length", str(len(content)).encode()),
+                              (b"x-onenet-service", service.encode())]
+    return resp
+
+
+def _decoded(content: bytes, encoding: bytes) -> bytes:
+    enc = encoding.strip().lower()
+    try:
+        if enc in (b"gzip", b"x-gzip"):
+            return zlib.decompress(content, 16 + zlib.MAX_WBITS)
+        if enc == b"deflate":
+            try:
+                return zlib.decompress(content)
+            except zlib.error:
+                return zlib.decompress(content, -zlib.MAX_WBITS)
+    except zlib.error:
+        return b""
+    return b""  # an encoding we cannot read: the body cannot be checked, so it is not passed on
+
+
+def _unavailable(service: str) -> Problem:
+    return Problem(503, "upstream_unavailable", (f"服务 {service} 暂不可用，请稍后重试",
+                                                 f"The {service} service is unavailable; retry later"),
+                   headers={"Retry-After": "5"})

@@ -1,0 +1,52 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+from common.settings import ServiceSettings
+
+
+class GatewaySettings(ServiceSettings):
+    service_name: str = "gateway"
+    database_url: str = "sqlite+aiosqlite:///var/gateway.db"
+    # Directory of PEM signing keys; the newest signs, all are published in the JWKS.
+    keys_dir: Path = Path("var/keys/jwt")
+    token_ttl_seconds: int = 900
+    # Upstreams by first path segment.
+    upstream_services: str = "http://127.0.0.1:8001"
+    upstream_residents: str = "http://127.0.0.1:8002"
+    upstream_matching: str = "http://127.0.0.1:8003"
+    upstream_metrics: str = "http://127.0.0.1:8004"
+    upstream_departments: str = "http://127.0.0.1:8005"
+    upstream_timeout_seconds: float = 10.0
+    upstream_retries: int = 1
+    breaker_failures: int = 5
+    breaker_reset_seconds: float = 10.0
+    # Calls answered but not yet written to the message log; beyond this the gateway refuses new exchanges.
+    audit_max_backlog: int = 10_000
+    # Token-bucket rate limits on forwarded calls (per calling member, and per user of a member's app).
+    rate_limit_enabled: bool = True
+    rate_member_per_second: float = 200.0
+    rate_member_burst: int = 400
+    rate_user_per_second: float = 20.0
+    rate_user_burst: int = 40
+    # Shared buckets across gateway replicas (ONENET_REDIS_URL); in memory when unset.
+    redis_url: str | None = None
+    # Derive the catalogue from the upstreams' OpenAPI plus annotations at start-up (in the background, retrying
+    # until every upstream answered) and on POST /exchange/v1/catalogue/refresh; ADR 0005.
+    catalogue_from_openapi: bool = True
+    catalogue_retry_seconds: float = 5.0
+    catalogue_retry_attempts: int = 12
+    # X-Road instance identifier used in /r1/{instance}/... addresses and X-Road-Client / X-Road-Service headers.
+    xroad_instance: str = "CN-ONENET"
+    # The gateway issues the tokens; it has no relay-token of its own to fetch, and no JWKS URL to call.
+    jwks_url: str | None = None
+
+    def upstreams(self) -> dict[str, str]:
+        return {
+            "services": self.upstream_services,
+            "residents": self.upstream_residents,
+            "matching": self.upstream_matching,
+            "metrics": self.upstream_metrics,
+            "departments": self.upstream_departments,
+            "open311": self.upstream_services,  # Open311 GeoReport v2 is served by svc_services
+        }

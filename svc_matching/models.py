@@ -1,0 +1,8 @@
+"""Every table of svc_matching, imported in one place so Alembic and the app see the whole schema."""
+from svc_matching.base import Base, IdempotencyRecord, OutboxEvent  # noqa: F401
+from svc_matching.directory.models import (  # noqa: F401
+    Location, Organization, Schedule, Service, ServiceAtLocation, ServiceAttribute, ServiceCapacity, TaxonomyTerm,
+)
+from svc_matching.offers.models import MatchProposal, Offer  # noqa: F401
+from svc_matching.people.models import Need, Volunteer  # noqa: F401
+from svc_matching.timebank.models import Account, Entry, Posting  # noqa: F401

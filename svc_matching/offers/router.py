@@ -1,0 +1,137 @@
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from fastapi import APIRouter, Depends, FastAPI, Header, Query, Request
+from sqlalchemy import select
+
+from common.auth import Principal, get_principal, require_roles
+from common.clock import Clock
+from common.errors import Problem
+from common.pagination import Page, PageParams, encode_cursor
+from svc_matching.offers import service
+from svc_matching.offers.models import Offer
+from svc_matching.offers.schemas import BatchRequest, CompleteBody, DeclineBody, OfferOut
+from svc_matching.people.service import NEED_ROLES, get_need
+
+log = logging.getLogger("onenet.matching")
+router = APIRouter(prefix="/matching/v1", tags=["matching 匹配与派单"])
+MATCH_ROLES = ("community_staff", "street_staff", "dept_staff", "ops", "system")
+
+
+def _now(request: Request):
+    return getattr(request.app.state, "clock", Clock()).now()
+
+
+def _settings(request: Request):
+    return request.app.state.settings
+
+
+def _offer_body(offer: Offer | None) -> dict | None:
+    return OfferOut.model_validate(offer).model_dump(mode="json") if offer else None
+
+
+@router.post("/needs/{need_id}/candidates", summary="候选服务方（前 k 名及理由） Top-k candidates with reasons")
+async def need_candidates(need_id: str, request: Request, k: int = Query(5, ge=1, le=50),
+                          principal: Principal = Depends(require_roles(*NEED_ROLES))):
+    async with request.app.state.db.session() as session:
+        need = await get_need(session, principal, need_id)
+        return await service.candidates(session, need, _settings(request), k)
+
+
+@router.post("/needs/{need_id}/match", status_code=201, summary="匹配并派单 Match one need and offer it")
+async def match_need(need_id: str, request: Request, principal: Principal = Depends(require_roles(*MATCH_ROLES))):
+    async with request.app.state.db.session() as session, session.begin():
+        need = await get_need(session, principal, need_id)
+        proposal, offer, found = await service.match_one(session, need, _now(request), _settings(request))
+        return {"proposal_id": proposal.id, "need_status": need.status, "offer": _offer_body(offer), **found}
+
+
+@router.post("/match/batch", summary="批量最优匹配 Batch-optimal matching of open needs")
+async def match_batch(body: BatchRequest, request: Request,
+                      principal: Principal = Depends(require_roles(*MATCH_ROLES))):
+    async with request.app.state.db.session() as session, session.begin():
+        out = await service.match_batch(session, principal, body.need_ids, body.place_code, _now(request),
+                                        _settings(request))
+        return {**out, "offers": [_offer_body(o) for o in out["offers"]]}
+
+
+@router.get("/offers/{offer_id}", response_model=OfferOut, summary="派单详情 Get an offer")
+async def get_offer(offer_id: str, request: Request, principal: Principal = Depends(get_principal)):
+    async with request.app.state.db.session() as session:
+        offer = await service.get_offer(session, offer_id)
+        await service.check_responder(session, principal, offer)
+        return OfferOut.model_validate(offer)
+
+
+@router.get("/offers", response_model=Page[OfferOut], summary="派单列表 List offers")
+async def list_offers(request: Request, need_id: str | None = None, provider_id: str | None = None,
+                      status: str | None = None, page: PageParams = Depends(),
+                      principal: Principal = Depends(require_roles(*MATCH_ROLES, "evaluator"))):
+    stmt = select(Offer).order_by(Offer.id).limit(page.limit + 1)
+    if need_id:
+        stmt = stmt.where(Offer.need_id == need_id)
+    if provider_id:
+        stmt = stmt.where(Offer.provider_id == provider_id)
+    if status:
+        stmt = stmt.where(Offer.status == status)
+    if page.after:
+        stmt = stmt.where(Offer.id > page.after[0])
+    async with request.app.state.db.session() as session:
+        rows = list((await session.execute(stmt)).scalars())
+    more = len(rows) > page.limit
+    rows = rows[: page.limit]
+    return Page[OfferOut](items=[OfferOut.model_validate(r) for r in rows],
+                          next_cursor=encode_cursor(rows[-1].id) if more else None)
+
+
+@router.post("/offers/{offer_id}/accept", response_model=OfferOut, summary="接单 Accept an offer")
+async def accept(offer_id: str, request: Request, principal: Principal = Depends(get_principal),
+                 if_match: str | None = Header(None, alias="If-Match")):
+    async with request.app.state.db.session() as session, session.begin():
+        offer = await service.get_offer(session, offer_id)
+        accepted = await service.accept(session, principal, offer, _now(request), _settings(request), if_match)
+    if not accepted:  # the expiry (and the move to the next candidate) is committed; the answer is too late
+        raise Problem(409, "offer.expired", ("该派单已超时，已转派下一位服务方", "The offer expired and moved on"))
+    return OfferOut.model_validate(offer)
+
+
+@router.post("/offers/{offer_id}/decline", summary="退单 Decline an offer (moves to the next candidate)")
+async def decline(offer_id: str, request: Request, body: DeclineBody | None = None,
+                  principal: Principal = Depends(get_principal), if_match: str | None = Header(None, alias="If-Match")):
+    async with request.app.state.db.session() as session, session.begin():
+        offer = await service.get_offer(session, offer_id)
+        nxt = await service.decline(session, principal, offer, body.reason if body else None, _now(request),
+                                    _settings(request), if_match)
+        return {"offer": _offer_body(offer), "next_offer": _offer_body(nxt)}
+
+
+@router.post("/offers/{offer_id}/complete", response_model=OfferOut, summary="确认服务完成 Confirm completion")
+async def complete(offer_id: str, body: CompleteBody, request: Request,
+                   principal: Principal = Depends(get_principal), if_match: str | None = Header(None, alias="If-Match")):
+    async with request.app.state.db.session() as session, session.begin():
+        offer = await service.get_offer(session, offer_id)
+        await service.complete(session, principal, offer, body.hours, body.rating, _now(request), if_match)
+        return OfferOut.model_validate(offer)
+
+
+@router.post("/offers/expire", summary="处理超时派单 Expire overdue offers now")
+async def expire(request: Request, principal: Principal = Depends(require_roles("ops", "system"))):
+    async with request.app.state.db.session() as session, session.begin():
+        return {"expired": await service.expire_due(session, _now(request), _settings(request))}
+
+
+async def offer_sweeper(app: FastAPI, stop: asyncio.Event) -> None:
+    """Background job: expire overdue offers and move them on, every `offer_sweep_seconds`."""
+    settings = app.state.settings
+    while not stop.is_set():
+        try:
+            async with app.state.db.session() as session, session.begin():
+                await service.expire_due(session, getattr(app.state, "clock", Clock()).now(), settings)
+        except Exception:  # noqa: BLE001 - keep sweeping through database hiccups
+            log.exception("offer sweep failed")
+        try:
+            await asyncio.wait_for(stop.wait(), timeout=settings.offer_sweep_seconds)
+        except asyncio.TimeoutError:
+            pass

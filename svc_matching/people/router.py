@@ -1,0 +1,85 @@
+from __future__ import annotations
+
+from typing import Literal
+
+from fastapi import APIRouter, Depends, Header, Request
+from sqlalchemy import select
+
+from common.auth import Principal, get_principal, require_roles
+from common.clock import Clock
+from common.idempotency import request_fingerprint, run_idempotent
+from common.pagination import Page, PageParams, encode_cursor
+from svc_matching.base import IdempotencyRecord
+from svc_matching.people import service
+from svc_matching.people.models import Need
+from svc_matching.people.schemas import NeedCreate, NeedOut, VolunteerCreate, VolunteerOut
+
+NeedStatus = Literal["open", "offered", "matched", "completed", "unmatched", "cancelled"]
+
+router = APIRouter(prefix="/matching/v1", tags=["volunteers & needs 志愿者与需求"])
+
+
+def now_of(request: Request):
+    return getattr(request.app.state, "clock", Clock()).now()
+
+
+@router.post("/volunteers", status_code=201, response_model=VolunteerOut, summary="登记志愿者 Register a volunteer")
+async def create_volunteer(body: VolunteerCreate, request: Request,
+                           principal: Principal = Depends(require_roles("community_staff", "street_staff",
+                                                                        "grid_worker", "ops")),
+                           idempotency_key: str | None = Header(None, alias="Idempotency-Key")):
+    async def create(session):
+        return 201, VolunteerOut.model_validate(
+            await service.create_volunteer(session, principal, body, now_of(request)))
+    return await run_idempotent(request.app.state.db, IdempotencyRecord, key=idempotency_key,
+                                caller=principal.caller,
+                                fingerprint=request_fingerprint("POST", request.url.path, body.model_dump()),
+                                create=create)
+
+
+@router.get("/volunteers/{volunteer_id}", response_model=VolunteerOut, summary="志愿者详情 Get a volunteer")
+async def get_volunteer(volunteer_id: str, request: Request, principal: Principal = Depends(get_principal)):
+    async with request.app.state.db.session() as session:
+        return VolunteerOut.model_validate(await service.get_volunteer(session, volunteer_id))
+
+
+@router.post("/needs", status_code=201, response_model=NeedOut, summary="登记需求 Record a need")
+async def create_need(body: NeedCreate, request: Request, principal: Principal = Depends(get_principal),
+                      idempotency_key: str | None = Header(None, alias="Idempotency-Key")):
+    async def create(session):
+        return 201, NeedOut.model_validate(await service.create_need(session, principal, body, now_of(request)))
+    return await run_idempotent(request.app.state.db, IdempotencyRecord, key=idempotency_key,
+                                caller=principal.caller,
+                                fingerprint=request_fingerprint("POST", request.url.path, body.model_dump()),
+                                create=create)
+
+
+@router.get("/needs/{need_id}", response_model=NeedOut, summary="需求详情 Get a need")
+async def get_need(need_id: str, request: Request, principal: Principal = Depends(get_principal)):
+    async with request.app.state.db.session() as session:
+        return NeedOut.model_validate(await service.get_need(session, principal, need_id))
+
+
+@router.get("/needs", response_model=Page[NeedOut], summary="需求清单 List needs")
+async def list_needs(request: Request, status: NeedStatus | None = None,
+                     category: str | None = None, place_code: str | None = None, page: PageParams = Depends(),
+                     principal: Principal = Depends(require_roles(*service.NEED_ROLES, "evaluator"))):
+    stmt = select(Need).order_by(Need.id).limit(page.limit + 1)
+    if status:
+        stmt = stmt.where(Need.status == status)
+    if category:
+        stmt = stmt.where(Need.category == category)
+    if place_code:
+        stmt = stmt.where(Need.place_code.startswith(place_code))
+    if principal.role in service.PLACE_ROLES:
+        scopes = [v for k in ("street", "community", "grid") for v in principal.scope_values(k)]
+        from sqlalchemy import false, or_
+        stmt = stmt.where(or_(*[Need.place_code.startswith(s) for s in scopes]) if scopes else false())
+    if page.after:
+        stmt = stmt.where(Need.id > page.after[0])
+    async with request.app.state.db.session() as session:
+        rows = list((await session.execute(stmt)).scalars())
+    more = len(rows) > page.limit
+    rows = rows[: page.limit]
+    return Page[NeedOut](items=[NeedOut.model_validate(r) for r in rows],
+                         next_cursor=encode_cursor(rows[-1].id) if more else None)

@@ -1,0 +1,106 @@
+"""Rules for volunteers and needs."""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from common.auth import Principal
+from common.errors import Problem, invalid
+from common.ids import new_id
+from common.outbox import record_event
+from svc_matching.base import OutboxEvent
+from svc_matching.directory.service import check_windows, resolve_terms
+from svc_matching.people.models import Need, Volunteer
+from svc_matching.people.schemas import NeedCreate, VolunteerCreate
+from svc_matching.timebank.service import open_account
+
+PLACE_ROLES = ("community_staff", "street_staff", "grid_worker")
+NEED_ROLES = ("community_staff", "street_staff", "grid_worker", "dept_staff", "ops", "system")
+BASE_PRIORITY = {"normal": 1, "urgent": 2, "emergency": 3}
+# Special groups that raise a need's priority (DOMAIN.md: vulnerable requester raises it).
+VULNERABLE = frozenset({"elderly", "living_alone", "very_old", "disabled", "dibao", "tekun", "left_behind_child",
+                        "migrant_child", "infant", "low_income"})
+
+
+def priority_score(priority: str, tags: list[str]) -> int:
+    return BASE_PRIORITY[priority] + (1 if VULNERABLE & set(tags) else 0)
+
+
+def community_of(code: str | None) -> str | None:
+    return code[:12] if code and len(code) >= 12 else None
+
+
+def grid_of(code: str | None) -> str | None:
+    return code[:15] if code and len(code) >= 15 else None
+
+
+def _check_place(principal: Principal, place_code: str | None) -> None:
+    if principal.role in PLACE_ROLES and not principal.covers_place(place_code):
+        raise Problem(403, "forbidden", ("只能登记本辖区内的需求或志愿者", "Only within your scope"))
+
+
+async def create_volunteer(session: AsyncSession, principal: Principal, body: VolunteerCreate, now: datetime,
+                           volunteer_id: str | None = None) -> Volunteer:
+    _check_place(principal, body.place_code)
+    check_windows(body.availability, "availability")
+    await resolve_terms(session, "category", body.skills, "skills")
+    if (await session.execute(select(Volunteer).where(Volunteer.person_id == body.person_id))).scalar_one_or_none():
+        raise Problem(409, "volunteer.exists", ("该居民已登记为志愿者", "This person is already a volunteer"))
+    account = await open_account(session, "person", body.person_id, "minute", "member", now)
+    data = body.model_dump()
+    vol = Volunteer(id=volunteer_id or new_id(), created_at=now, status="active", account_id=account.id, **data)
+    session.add(vol)
+    record_event(session, OutboxEvent, "volunteer.registered", subject=vol.id,
+                 data={"person_id": vol.person_id, "skills": vol.skills, "max_load": vol.max_load},
+                 community=community_of(vol.place_code), grid=grid_of(vol.place_code), occurred_at=now)
+    await session.flush()
+    return vol
+
+
+async def get_volunteer(session: AsyncSession, volunteer_id: str) -> Volunteer:
+    vol = await session.get(Volunteer, volunteer_id)
+    if vol is None:
+        raise Problem(404, "volunteer.not_found", ("志愿者不存在", "Volunteer not found"))
+    return vol
+
+
+async def create_need(session: AsyncSession, principal: Principal, body: NeedCreate, now: datetime) -> Need:
+    if principal.role not in NEED_ROLES:
+        raise Problem(403, "forbidden", ("当前角色无权登记需求", "Your role may not record needs"))
+    _check_place(principal, body.place_code)
+    if not body.person_id and not body.household_id:
+        raise invalid("person_id", "need.subject_required", "须指定居民或户", "A person or a household is required")
+    if body.window_start and body.window_end and body.window_end <= body.window_start:
+        raise invalid("window_end", "window.end_before_start", "需求时段的结束时间须晚于开始时间",
+                      "The time window must end after it starts")
+    if (body.window_start is None) != (body.window_end is None):
+        raise invalid("window_end" if body.window_end is None else "window_start", "window.incomplete",
+                      "需求时段须同时给出开始和结束时间", "Give both ends of the time window")
+    await resolve_terms(session, "category", [body.category], "category", single=True)
+    await resolve_terms(session, "eligibility", body.requester_tags, "requester_tags")
+    data = body.model_dump()
+    for k in ("window_start", "window_end"):
+        if data[k] is not None:
+            data[k] = data[k].astimezone(timezone.utc)
+    need = Need(id=new_id(), created_at=now, status="open", version=1,
+                priority_score=priority_score(body.priority, body.requester_tags), **data)
+    session.add(need)
+    record_event(session, OutboxEvent, "need.created", subject=need.id,
+                 data={"category": need.category, "priority": need.priority, "priority_score": need.priority_score,
+                       "source": need.source, "source_ref": need.source_ref},
+                 community=community_of(need.place_code), grid=grid_of(need.place_code), occurred_at=now)
+    await session.flush()
+    return need
+
+
+async def get_need(session: AsyncSession, principal: Principal, need_id: str) -> Need:
+    need = await session.get(Need, need_id)
+    if need is None:
+        raise Problem(404, "need.not_found", ("需求不存在", "Need not found"))
+    if principal.role in PLACE_ROLES and not principal.covers_place(need.place_code):
+        raise Problem(403, "forbidden", ("只能查看本辖区内的需求", "Only needs within your scope"))
+    if principal.role in ("resident", "proxy") and principal.person_id != need.person_id:
+        raise Problem(403, "forbidden", ("只能查看本人的需求", "Only your own needs"))
+    return need

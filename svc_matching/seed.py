@@ -1,0 +1,56 @@
+"""Demo data for svc_matching: the organisations (with a service each) and volunteers of `deploy/demo.py`.
+
+Idempotent: ids are the demo's deterministic UUIDv5, and anything already present is left alone.
+"""
+from __future__ import annotations
+
+from common.auth import Principal
+from common.clock import utcnow
+from common.db import Database
+from deploy.demo import GRIDS, HOUSEHOLDS, ORGANIZATIONS, PERSONS, VOLUNTEERS, demo_id, person_id
+from svc_matching.directory import service as directory
+from svc_matching.directory.models import Location, Organization, Service
+from svc_matching.directory.schemas import CapacityIn, LocationCreate, OrganizationCreate, ScheduleIn, ServiceCreate
+from svc_matching.people import service as people
+from svc_matching.people.models import Volunteer
+from svc_matching.people.schemas import VolunteerCreate, WindowIn
+
+SEEDER = Principal(member="onenet-seed", user="seed", role="ops")
+COMMUNITY = "110105001001"
+
+
+def _grid_of_person(key: str) -> dict:
+    household = next(p[4] for p in PERSONS if p[0] == key)
+    building = next(h["building"] for h in HOUSEHOLDS if h["id"] == demo_id("household", household))
+    return next(g for g in GRIDS if g["code"] == building[:15])
+
+
+async def seed_demo(db: Database) -> None:
+    now = utcnow()
+    async with db.session() as session, session.begin():
+        for key, name, uscc, categories, capacity, (lat, lon) in ORGANIZATIONS:
+            org_id, loc_id, svc_id = (demo_id(kind, key) for kind in ("organization", "location", "service"))
+            if await session.get(Organization, org_id) is None:
+                await directory.create_organization(session, SEEDER, OrganizationCreate(
+                    name=name, uscc=uscc, community=COMMUNITY, legal_status="社会服务机构"), org_id=org_id)
+            if await session.get(Location, loc_id) is None:
+                await directory.create_location(session, org_id, LocationCreate(
+                    name=f"{name}服务点", latitude=lat, longitude=lon, address=f"和平街道 {name}"), location_id=loc_id)
+            if await session.get(Service, svc_id) is None:
+                await directory.create_service(session, ServiceCreate(
+                    organization_id=org_id, name=f"{name}上门服务", categories=list(categories),
+                    description="社区资源清单演示数据", service_area_radius_m=3000, location_ids=[loc_id],
+                    schedules=[ScheduleIn(byday="MO,TU,WE,TH,FR", opens_at="08:00", closes_at="18:00")],
+                    capacity=CapacityIn(maximum=capacity, unit="人次/周")), service_id=svc_id)
+        for key, skills, max_load in VOLUNTEERS:
+            vol_id = demo_id("volunteer", key)
+            if await session.get(Volunteer, vol_id) is not None:
+                continue
+            grid = _grid_of_person(key)
+            name = next(p[1] for p in PERSONS if p[0] == key)
+            await people.create_volunteer(session, SEEDER, VolunteerCreate(
+                person_id=person_id(key), name=name, skills=list(skills), max_load=max_load,
+                availability=[WindowIn(byday="SA,SU", opens_at="09:00", closes_at="17:00"),
+                              WindowIn(byday="MO,TU,WE,TH,FR", opens_at="18:00", closes_at="21:00")],
+                latitude=grid["center"][0], longitude=grid["center"][1], place_code=grid["code"],
+                service_radius_m=2000), now, volunteer_id=vol_id)

@@ -1,0 +1,75 @@
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from fastapi import APIRouter, Depends, Request
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import select
+
+from common.auth import Principal, require_roles
+from svc_metrics.alerts import service
+from svc_metrics.alerts.models import Warning_
+from svc_metrics.deps import clock_of, db_of
+from svc_metrics.kpis import periods
+from svc_metrics.kpis.service import READ_ROLES
+
+router = APIRouter(prefix="/metrics/v1/warnings", tags=["warnings 风险预警"])
+
+
+class WarningOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: str
+    kind: str
+    scope: str
+    category: str | None
+    period: str
+    title_zh: str
+    title_en: str
+    evidence: dict[str, Any]
+    rectification: bool
+    status: str
+    created_at: datetime
+    acknowledged_at: datetime | None
+    acknowledged_by: str | None
+    ack_note: str | None
+
+
+class AckIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    note: str | None = Field(default=None, max_length=500, description="处置说明 What is being done")
+
+
+@router.post("/scan", summary="运行预警检测 Run the early-warning detectors")
+async def scan(request: Request, period: str | None = None,
+               principal: Principal = Depends(require_roles("ops", "system"))) -> dict[str, Any]:
+    now = clock_of(request).now()
+    p = periods.parse(period, now, default_kind="quarter")
+    async with db_of(request).session() as session, session.begin():
+        created = await service.scan(session, now, request.app.state.settings, p)
+        items = [WarningOut.model_validate(w).model_dump(mode="json") for w in created]
+    return {"created": len(items), "items": items}
+
+
+@router.get("", summary="预警列表 Warnings")
+async def list_warnings(request: Request, status: Literal["open", "acknowledged"] | None = None,
+                        kind: str | None = None, principal: Principal = Depends(require_roles(*READ_ROLES))
+                        ) -> dict[str, Any]:
+    stmt = select(Warning_).order_by(Warning_.created_at.desc(), Warning_.id)
+    if status:
+        stmt = stmt.where(Warning_.status == status)
+    if kind:
+        stmt = stmt.where(Warning_.kind == kind)
+    async with db_of(request).session() as session:
+        rows = [w for w in (await session.execute(stmt.limit(1000))).scalars() if service.visible(principal, w)]
+    return {"items": [WarningOut.model_validate(w).model_dump(mode="json") for w in rows[:200]]}
+
+
+@router.post("/{warning_id}/acknowledge", response_model=WarningOut, summary="确认预警 Acknowledge a warning")
+async def acknowledge(warning_id: str, body: AckIn, request: Request,
+                      principal: Principal = Depends(require_roles("ops", "community_staff", "street_staff"))) -> Any:
+    async with db_of(request).session() as session, session.begin():
+        w = await service.acknowledge(session, principal, warning_id, body.note, clock_of(request).now())
+    return w

@@ -1,0 +1,180 @@
+"""Early warnings (风险预警): each detector reads the observation rollup, never raw events, and records a
+warning with its evidence once per place and window (a re-run scan adds nothing)."""
+from __future__ import annotations
+
+import math
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from common.auth import Principal
+from common.errors import Problem
+from common.ids import new_id
+from svc_metrics.alerts.models import Warning_
+from svc_metrics.kpis import engine, service as kpis
+from svc_metrics.kpis.engine import Filters
+from svc_metrics.kpis.models import Observation
+from svc_metrics.kpis.periods import Period, local_today, of
+from svc_metrics.settings import MetricsSettings
+
+KIND_ZH = {"surge": "诉求激增", "overdue_backlog": "超期积压", "low_satisfaction": "满意度低于80%（整改）",
+           "low_match": "供需匹配率未达目标", "bottom_decile": "季度排名后10%"}
+
+
+def _w(kind: str, dedup: str, scope: str, period: str, zh: str, en: str, evidence: dict[str, Any], *,
+       category: str | None = None, rectification: bool = False) -> dict[str, Any]:
+    return {"kind": kind, "dedup_key": dedup, "scope": scope, "period": period, "title_zh": zh, "title_en": en,
+            "evidence": evidence, "category": category, "rectification": rectification}
+
+
+async def communities(session: AsyncSession) -> list[str]:
+    code = func.substr(Observation.place, 1, 12)
+    rows = await session.execute(select(code).where(func.length(Observation.place) >= 12).distinct())
+    return sorted(r[0] for r in rows)
+
+
+async def detect_surges(session: AsyncSession, now: datetime, s: MetricsSettings) -> list[dict[str, Any]]:
+    """Requests per grid and category in the last 24 h against the trailing daily mean."""
+    day_start = now - timedelta(days=1)
+    base_start = day_start - timedelta(days=s.surge_baseline_days)
+    grid = Observation.place
+    recent = dict(((g, c), n) for g, c, n in await session.execute(
+        select(grid, Observation.category, func.count()).where(
+            Observation.kpi == "resolution", Observation.at >= day_start, Observation.at < now,
+            func.length(grid) == 15).group_by(grid, Observation.category)))
+    base = dict(((g, c), n) for g, c, n in await session.execute(
+        select(grid, Observation.category, func.count()).where(
+            Observation.kpi == "resolution", Observation.at >= base_start, Observation.at < day_start,
+            func.length(grid) == 15).group_by(grid, Observation.category)))
+    out = []
+    today = local_today(now).isoformat()
+    for (g, c), n in sorted(recent.items()):
+        mean = base.get((g, c), 0) / s.surge_baseline_days
+        if n >= s.surge_min_count and n > s.surge_factor * mean:
+            out.append(_w("surge", f"surge:{g}:{c}:{today}", g, today,
+                          f"网格 {g} 的「{c}」类诉求 24 小时内 {n} 件，是前 {s.surge_baseline_days} 天日均 {mean:.2f} 件的 {n / mean:.1f} 倍"
+                          if mean else f"网格 {g} 的「{c}」类诉求 24 小时内 {n} 件，此前 {s.surge_baseline_days} 天无同类诉求",
+                          f"Grid {g}: {n} '{c}' requests in 24 h against a trailing daily mean of {mean:.2f}",
+                          {"count_24h": n, "baseline_daily_mean": round(mean, 3), "baseline_days": s.surge_baseline_days,
+                           "factor": s.surge_factor, "window": [day_start.isoformat(), now.isoformat()]}, category=c))
+    return out
+
+
+async def detect_backlog(session: AsyncSession, now: datetime, s: MetricsSettings) -> list[dict[str, Any]]:
+    code = func.substr(Observation.place, 1, 12)
+    rows = await session.execute(select(code, func.count(), func.min(Observation.at)).where(
+        Observation.kpi == "on_time", Observation.mode == "stock", Observation.at <= now,
+        Observation.end_at.is_(None), func.length(Observation.place) >= 12).group_by(code))
+    today = local_today(now).isoformat()
+    out = []
+    for community, n, oldest in rows:
+        if n >= s.overdue_backlog_threshold:
+            out.append(_w("overdue_backlog", f"backlog:{community}:{today}", community, today,
+                          f"社区 {community} 有 {n} 件诉求超期未办结", f"Community {community}: {n} requests open past their deadline",
+                          {"open_overdue": n, "oldest_due_at": oldest.isoformat() if oldest else None,
+                           "threshold": s.overdue_backlog_threshold}))
+    return out
+
+
+async def detect_by_community(session: AsyncSession, period: Period, now: datetime,
+                              s: MetricsSettings) -> list[dict[str, Any]]:
+    out = []
+    defs = {d.code: d for d in await kpis.definitions(session)}
+    overrides = await kpis.overrides(session)
+    scores = []
+    for c in await communities(session):
+        f = Filters(scope=c)
+        sat = await engine.evaluate(session, defs["satisfaction_rate"], period, f, now, overrides)
+        if sat["value"] is not None and sat["value"] < s.satisfaction_floor:
+            out.append(_w("low_satisfaction", f"satisfaction:{c}:{period.label}", c, period.label,
+                          f"社区 {c} {period.label} 满意度 {sat['value']}% 低于 {s.satisfaction_floor:g}%，已立整改",
+                          f"Community {c}: satisfaction {sat['value']}% below {s.satisfaction_floor:g}% in {period.label}; rectification opened",
+                          {"satisfaction_rate": sat["value"], "ratings": sat["denominator"],
+                           "satisfied": sat["numerator"], "floor": s.satisfaction_floor}, rectification=True))
+        match = await engine.evaluate(session, defs["match_rate"], period, f, now, overrides)
+        if match["status"] in ("warning", "missed"):
+            out.append(_w("low_match", f"match:{c}:{period.label}", c, period.label,
+                          f"社区 {c} {period.label} 供需匹配率 {match['value']}% 未达目标 {match['target']['value']}%",
+                          f"Community {c}: match rate {match['value']}% below the {match['target']['value']}% target",
+                          {"match_rate": match["value"], "needs": match["denominator"], "matched": match["numerator"],
+                           "target": match["target"]}))
+        if period.kind == "quarter":
+            items = [await engine.evaluate(session, d, period, f, now, overrides) for d in defs.values()
+                     if (d.params or {}).get("scoped", True)]
+            judged = [i for i in items if i["status"]]
+            if judged:
+                met = sum(1 for i in judged if i["status"] == "met") / len(judged)
+                scores.append((met, sat["value"] if sat["value"] is not None else 100.0, c, len(judged)))
+    if scores:
+        scores.sort()
+        n_bottom = math.ceil(len(scores) * 0.1)
+        for rank, (met, sat, c, judged) in enumerate(scores[:n_bottom], start=1):
+            out.append(_w("bottom_decile", f"bottom:{c}:{period.label}", c, period.label,
+                          f"社区 {c} {period.label} 达标率 {met * 100:.0f}%，列全部 {len(scores)} 个社区后 10%",
+                          f"Community {c}: {met * 100:.0f}% of indicators met, bottom 10% of {len(scores)} in {period.label}",
+                          {"share_met": round(met * 100, 2), "indicators_judged": judged, "rank_from_bottom": rank,
+                           "communities": len(scores), "ranking": [{"community": x[2], "share_met": round(x[0] * 100, 2)}
+                                                                   for x in scores]}))
+    return out
+
+
+async def scan(session: AsyncSession, now: datetime, s: MetricsSettings, period: Period | None = None) -> list[Warning_]:
+    period = period or of("quarter", local_today(now))
+    found = (await detect_surges(session, now, s) + await detect_backlog(session, now, s)
+             + await detect_by_community(session, period, now, s))
+    if not found:
+        return []
+    insert = pg_insert if session.bind.dialect.name == "postgresql" else sqlite_insert
+    rows = [{"id": new_id(), "status": "open", "created_at": now, **w} for w in found]
+    new_ids = (await session.execute(insert(Warning_).values(rows).on_conflict_do_nothing(
+        index_elements=["dedup_key"]).returning(Warning_.id))).scalars().all()
+    if not new_ids:
+        return []
+    return list((await session.execute(select(Warning_).where(Warning_.id.in_(new_ids))
+                                       .order_by(Warning_.kind, Warning_.scope))).scalars())
+
+
+def visible(principal: Principal, w: Warning_) -> bool:
+    if principal.role in ("ops", "system"):
+        return True
+    places = [v for k in ("district", "street", "community", "grid") for v in principal.scope_values(k)]
+    if principal.role == "evaluator" and not places:
+        return True
+    return principal.covers_place(w.scope) or any(p.startswith(w.scope) for p in places)
+
+
+async def acknowledge(session: AsyncSession, principal: Principal, warning_id: str, note: str | None,
+                      now: datetime) -> Warning_:
+    w = await session.get(Warning_, warning_id)
+    if w is None or not visible(principal, w):
+        raise Problem(404, "warning.not_found", ("预警不存在或无权查看", "Warning not found"))
+    if principal.role != "ops" and not principal.covers_place(w.scope):
+        raise Problem(403, "forbidden", ("只能确认本辖区的预警", "Only warnings in your own area"))
+    if w.status == "acknowledged":
+        raise Problem(409, "warning.already_acknowledged", ("该预警已被确认", "The warning is already acknowledged"))
+    w.status, w.acknowledged_at, w.acknowledged_by, w.ack_note = "acknowledged", now, principal.caller, note
+    await session.flush()
+    return w
+
+
+async def scan_loop(app, stop) -> None:
+    """Background job: run the detectors every `warning_scan_seconds` (POST .../warnings/scan runs them now)."""
+    import asyncio
+    import logging
+
+    interval = app.state.settings.warning_scan_seconds
+    while interval > 0 and not stop.is_set():
+        try:
+            await asyncio.wait_for(stop.wait(), timeout=interval)
+            return
+        except asyncio.TimeoutError:
+            pass
+        try:
+            async with app.state.db.session() as session, session.begin():
+                await scan(session, app.state.clock.now(), app.state.settings)
+        except Exception:  # noqa: BLE001 - a failed scan is retried next interval
+            logging.getLogger("onenet.metrics.warnings").exception("warning scan failed")

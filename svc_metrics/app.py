@@ -1,0 +1,64 @@
+"""svc_metrics: event store, KPI engine with the plans' targets, early warnings and dashboard (考核评估)."""
+from __future__ import annotations
+
+import asyncio
+from contextlib import nullcontext
+
+from fastapi import FastAPI
+from sqlalchemy import event
+
+from common.app import create_service_app
+from common.auth import TokenVerifier
+from common.clock import Clock
+from common.db import Database
+from svc_metrics.alerts.router import router as alerts_router
+from svc_metrics.alerts.service import scan_loop
+from svc_metrics.dashboard.router import router as dashboard_router
+from svc_metrics.events.router import router as events_router
+from svc_metrics.gauges import gauge_loop
+from svc_metrics.kpis.router import router as kpis_router
+from svc_metrics.kpis.service import load_catalogue
+from svc_metrics.settings import MetricsSettings
+
+
+def _sqlite_read_pragmas(dbapi_connection, _record) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA cache_size=-65536")
+    cursor.execute("PRAGMA mmap_size=1073741824")
+    cursor.execute("PRAGMA temp_store=MEMORY")
+    cursor.close()
+
+
+def create_app(settings: MetricsSettings | None = None, *, verifier: TokenVerifier | None = None,
+               clock: Clock | None = None) -> FastAPI:
+    settings = settings or MetricsSettings()
+    db = Database(settings.database_url)
+    if db.dialect == "sqlite":
+        # KPI queries read the observations over and over: a 64 MiB page cache and memory-mapped reads
+        # instead of SQLite's 2 MiB default and a read() per page.
+        event.listen(db.engine.sync_engine, "connect", _sqlite_read_pragmas)
+
+    async def catalogue(app: FastAPI) -> None:
+        # The packaged catalogue is the source of truth for definitions; load it on every start.
+        db = app.state.db
+        async with db.session() as session, session.begin():
+            await load_catalogue(session)
+
+    app = create_service_app(
+        settings=settings,
+        package="svc_metrics",
+        title="OneNet svc_metrics 考核评估",
+        description="事件接收、指标计算（对照规划目标）、风险预警、看板与导出。"
+                    "Event store, KPI engine against the plans' targets, early warnings, dashboard and exports.",
+        routers=[events_router, kpis_router, alerts_router, dashboard_router],
+        outbox_model=None,
+        verifier=verifier,
+        db=db,
+        on_startup=[catalogue],
+        background=[gauge_loop, scan_loop],
+        extra_media_types={"/metrics/v1/dashboard/session": ("application/x-www-form-urlencoded",)},
+    )
+    app.state.clock = clock or Clock()
+    # One writer at a time on SQLite (see events/router.py); PostgreSQL uses advisory locks per entity.
+    app.state.ingest_lock = asyncio.Lock() if db.dialect == "sqlite" else nullcontext()
+    return app

@@ -1,0 +1,178 @@
+"""Known event types: the envelope every outbox relay sends, and each type's `data` schema.
+
+`data` models list what svc_metrics reads (required where an indicator depends on it); producers may send more
+fields (extra data is kept, not refused). The envelope itself refuses unknown fields.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+PLACE = r"^\d{6,32}$"
+
+
+class Envelope(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    event_id: str = Field(min_length=1, max_length=64)
+    type: str = Field(min_length=1, max_length=64)
+    occurred_at: AwareDatetime
+    source: str | None = Field(default=None, max_length=64)
+    community: str | None = Field(default=None, pattern=r"^\d{12}$")
+    grid: str | None = Field(default=None, pattern=r"^\d{15}$")
+    subject: str | None = Field(default=None, max_length=64)
+    data: dict[str, Any] = Field(default_factory=dict)
+
+
+class Data(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+class RequestData(Data):
+    category: str | None = None
+    channel: str | None = None
+    priority: str | None = None
+    department: str | None = None
+    online: bool | None = None
+    submitted_at: AwareDatetime | None = None
+    resolution_due_at: AwareDatetime | None = None
+    response_due_at: AwareDatetime | None = None
+    groups: list[str] = Field(default_factory=list)
+    departments: list[str] = Field(default_factory=list)
+
+
+class RequestSubmitted(RequestData):
+    category: str = Field(min_length=1)
+    channel: str = Field(min_length=1)
+
+
+class RequestRated(RequestData):
+    rating: int = Field(ge=1, le=5)
+
+
+class NeedCreated(Data):
+    category: str = Field(min_length=1)
+
+
+class OfferData(Data):
+    need_id: str = Field(min_length=1)
+    category: str | None = None
+
+
+class LedgerPosted(Data):
+    kind: str
+    unit: str
+    entries: list[dict[str, Any]]
+
+
+class PersonRegistered(Data):
+    age_band: str | None = None
+    age: int | None = Field(default=None, ge=0, le=150)
+
+
+class PersonTagged(Data):
+    code: str = Field(min_length=1)
+    removed: bool = False
+
+
+class HouseholdChanged(Data):
+    change: str
+
+
+class MemberData(Data):
+    kind: str | None = None
+
+
+class ExchangeCall(Data):
+    member: str | None = None
+    resource: str | None = None
+
+
+class ExchangeItem(Data):
+    item: str = Field(min_length=1)
+    required: bool = True
+    shared: bool = False
+
+
+class PlaceCreated(Data):
+    level: str
+
+
+class CatalogueItem(Data):
+    code: str = Field(min_length=1)
+    online: bool = False
+
+
+class VolunteerRegistered(Data):
+    person_id: str | None = None
+
+
+class VolunteerHoursOffered(Data):
+    minutes: float = Field(ge=0)
+
+
+class ParticipationRecorded(Data):
+    person_id: str = Field(min_length=1)
+    activity: str | None = None
+
+
+class ResourceListed(Data):
+    category: str = Field(min_length=1)
+
+
+class Anything(Data):
+    pass
+
+
+@dataclass(frozen=True)
+class EventType:
+    data: type[Data]
+    entity_kind: str
+    # Which entity the event belongs to; default: the subject.
+    entity: Callable[[Envelope, Data], str | None] = lambda env, _d: env.subject
+    subject_required: bool = True
+
+
+def _need(env: Envelope, d: Data) -> str | None:
+    return getattr(d, "need_id", None) or env.subject
+
+
+REQUEST_ACTIONS = ("accepted", "rejected", "dispatched", "claimed", "returned", "started", "resolved", "closed",
+                   "reopened", "escalated", "cancelled", "merged", "overdue")
+
+REGISTRY: dict[str, EventType] = {
+    "request.submitted": EventType(RequestSubmitted, "request"),
+    "request.rated": EventType(RequestRated, "request"),
+    **{f"request.{a}": EventType(RequestData, "request") for a in REQUEST_ACTIONS},
+    "need.created": EventType(NeedCreated, "need"),
+    "match.proposed": EventType(Anything, "need", _need),
+    "offer.accepted": EventType(OfferData, "need", _need),
+    "offer.declined": EventType(OfferData, "need", _need),
+    "offer.expired": EventType(OfferData, "need", _need),
+    "offer.completed": EventType(OfferData, "need", _need),
+    "ledger.posted": EventType(LedgerPosted, "posting"),
+    "person.registered": EventType(PersonRegistered, "person"),
+    "person.tagged": EventType(PersonTagged, "person"),
+    "person.verified": EventType(PersonTagged, "person"),
+    "household.changed": EventType(HouseholdChanged, "household"),
+    "member.joined": EventType(MemberData, "member"),
+    "member.revoked": EventType(MemberData, "member"),
+    "exchange.call": EventType(ExchangeCall, "call", lambda env, _d: env.event_id, subject_required=False),
+    "exchange.item": EventType(ExchangeItem, "exchange_item", lambda env, d: d.item, subject_required=False),
+    "place.created": EventType(PlaceCreated, "place"),
+    "grid.workers_changed": EventType(Anything, "place"),
+    "catalogue.item_created": EventType(CatalogueItem, "item", lambda env, d: d.code, subject_required=False),
+    "catalogue.item_versioned": EventType(CatalogueItem, "item", lambda env, d: d.code, subject_required=False),
+    "catalogue.item_activated": EventType(CatalogueItem, "item", lambda env, d: d.code, subject_required=False),
+    "catalogue.item_withdrawn": EventType(CatalogueItem, "item", lambda env, d: d.code, subject_required=False),
+    "volunteer.registered": EventType(VolunteerRegistered, "volunteer"),
+    "volunteer.hours_offered": EventType(VolunteerHoursOffered, "hours_offer", lambda env, _d: env.event_id,
+                                         subject_required=False),
+    "participation.recorded": EventType(ParticipationRecorded, "participation", lambda env, _d: env.event_id,
+                                        subject_required=False),
+    "resource.listed": EventType(ResourceListed, "resource"),
+    "resource.withdrawn": EventType(Anything, "resource"),
+}

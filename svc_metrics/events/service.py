@@ -1,0 +1,262 @@
+"""Ingest: validate a whole batch, store new events once (ON CONFLICT DO NOTHING), refresh the observations of
+every entity the batch touched. Re-sending a batch changes nothing; arrival order never matters."""
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime, timezone
+from typing import Any
+
+try:  # orjson when installed (several times faster on these payloads), else the standard library
+    import orjson
+
+    def dumps(v: Any) -> str:
+        return orjson.dumps(v).decode()
+
+    loads = orjson.loads
+except ImportError:  # pragma: no cover
+    import json
+
+    def dumps(v: Any) -> str:
+        return json.dumps(v, separators=(",", ":"), ensure_ascii=False)
+
+    loads = json.loads
+
+from pydantic import ValidationError
+from sqlalchemy import delete, insert, select, text
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from common.errors import Problem, field_error
+from common.errors import translate_validation_errors
+from svc_metrics.events.models import StoredEvent
+from svc_metrics.events.registry import REGISTRY, Envelope
+from svc_metrics.kpis.facts import Ev, derive
+from svc_metrics.kpis.models import Observation
+
+CHUNK = 400
+
+
+def _too_large(n: int, max_events: int) -> Problem:
+    return Problem(413, "batch_too_large", (f"一批最多 {max_events} 个事件，本批 {n} 个",
+                                           f"At most {max_events} events per batch; got {n}"),
+                   errors=[field_error("events", "too_long", f"最多 {max_events} 个事件", f"At most {max_events} events")])
+
+
+def validate_batch(raw: list[Any], max_events: int) -> list[tuple[Envelope, str, str]]:
+    """Every event checked; any error refuses the whole batch with 422 naming `events[i].field`."""
+    if len(raw) > max_events:
+        raise _too_large(len(raw), max_events)
+    errors: list[dict[str, Any]] = []
+    out: list[tuple[Envelope, str, str]] = []
+    seen: set[str] = set()
+    for i, item in enumerate(raw):
+        where = f"events[{i}]"
+        if not isinstance(item, dict):
+            errors.append(field_error(where, "dict_type", "应为对象", "Must be an object"))
+            continue
+        try:
+            env = Envelope.model_validate(item)
+        except ValidationError as exc:
+            for e in translate_validation_errors([{**x, "loc": ("body", *x["loc"])} for x in exc.errors()]):
+                e["field"] = f"{where}.{e['field']}"
+                e["in"] = "body"
+                errors.append(e)
+            continue
+        spec = REGISTRY.get(env.type)
+        if spec is None:
+            errors.append(field_error(f"{where}.type", "event.unknown_type", f"未知的事件类型：{env.type}",
+                                      f"Unknown event type: {env.type}"))
+            continue
+        if spec.subject_required and not env.subject:
+            errors.append(field_error(f"{where}.subject", "missing", "此事件类型须提供 subject",
+                                      "This event type needs a subject"))
+            continue
+        try:
+            data = spec.data.model_validate(env.data)
+        except ValidationError as exc:
+            for e in translate_validation_errors([{**x, "loc": ("body", *x["loc"])} for x in exc.errors()]):
+                e["field"] = f"{where}.data.{e['field']}"
+                e["in"] = "body"
+                errors.append(e)
+            continue
+        if env.grid and env.community and not env.grid.startswith(env.community):
+            errors.append(field_error(f"{where}.grid", "event.grid_outside_community", "网格编码不属于该社区",
+                                      "The grid code does not lie in the community"))
+            continue
+        entity = spec.entity(env, data)
+        if not entity:
+            errors.append(field_error(f"{where}.subject", "missing", "无法确定事件所属对象",
+                                      "Cannot tell which entity the event belongs to"))
+            continue
+        if env.event_id in seen:
+            continue  # the same event twice in one batch: store it once
+        seen.add(env.event_id)
+        out.append((env, spec.entity_kind, str(entity)[:96]))
+    if errors:
+        first = errors[0]["field"]
+        raise Problem(422, "validation_failed",
+                      (f"事件批次有误，整批未接收（首个错误：{first}）",
+                       f"The batch was refused as a whole (first error: {first})"), errors=errors[:50])
+    return out
+
+
+def _insert(dialect: str):
+    return pg_insert if dialect == "postgresql" else sqlite_insert
+
+
+def _sqlite_ts(v: datetime | None) -> str | None:
+    """The text SQLAlchemy's SQLite DateTime stores (naive UTC, always with microseconds): comparisons in
+    queries are on this text, so raw inserts must write exactly the same form."""
+    if v is None:
+        return None
+    return v.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f")
+
+
+def _sqlite_dt(v: Any) -> datetime:
+    d = v if isinstance(v, datetime) else datetime.fromisoformat(v)
+    return d.replace(tzinfo=timezone.utc) if d.tzinfo is None else d.astimezone(timezone.utc)
+
+
+async def _lock_entities(session: AsyncSession, keys: list[str]) -> None:
+    """PostgreSQL: serialise concurrent batches touching the same entity (sorted, so no deadlock)."""
+    if session.bind.dialect.name != "postgresql" or not keys:
+        return
+    await session.execute(text(
+        "SELECT pg_advisory_xact_lock(hashtextextended(k, 0)) FROM "
+        "(SELECT unnest(CAST(:keys AS text[])) AS k ORDER BY 1) s"), {"keys": sorted(set(keys))})
+
+
+EVENT_COLUMNS = ("event_id", "type", "occurred_at", "received_at", "source", "community", "grid", "subject",
+                 "entity_kind", "entity_id", "data")
+SQLITE_INSERT_EVENTS = (f"INSERT INTO events ({', '.join(EVENT_COLUMNS)}) VALUES ({', '.join('?' * len(EVENT_COLUMNS))}) "
+                        "ON CONFLICT (event_id) DO NOTHING")
+OBS_COLUMNS = ("kpi", "mode", "entity_kind", "entity_id", "at", "end_at", "place", "category", "channel", "groups",
+               "num", "den", "value", "key")
+SQLITE_INSERT_OBS = (f"INSERT INTO kpi_observations ({', '.join(OBS_COLUMNS)}) "
+                     f"VALUES ({', '.join('?' * len(OBS_COLUMNS))})")
+
+
+async def ingest(session: AsyncSession, events: list[tuple[Envelope, str, str]], now: datetime) -> dict[str, int]:
+    """Store the new events (one executemany, ON CONFLICT DO NOTHING) and refresh the observations of every
+    entity they touch, all in the caller's transaction.
+
+    The touched entities' earlier events are read before the insert, and the batch's new events are added from
+    memory, so the fresh payloads are never decoded back from the database."""
+    if not events:
+        return {"received": 0, "accepted": 0, "duplicates": 0}
+    dialect = session.bind.dialect.name
+    entities = sorted({(kind, eid) for _, kind, eid in events})
+    await _lock_entities(session, [f"{k}:{i}" for k, i in entities])
+    conn = await session.connection()
+    ids = [env.event_id for env, _, _ in events]
+    stored: set[str] = set()
+    for i in range(0, len(ids), CHUNK):
+        stored.update((await conn.execute(select(StoredEvent.event_id).where(
+            StoredEvent.event_id.in_(ids[i:i + CHUNK])))).scalars())
+    fresh = [t for t in events if t[0].event_id not in stored]
+    if not fresh:
+        return {"received": len(events), "accepted": 0, "duplicates": len(events)}
+    entities = sorted({(kind, eid) for _, kind, eid in fresh})
+    before = await _load_events(session, entities)
+    if dialect == "sqlite":
+        # Straight to the driver: one prepared statement, executemany, rowcount = rows actually inserted.
+        received = _sqlite_ts(now)
+        rows = [(env.event_id, env.type, _sqlite_ts(env.occurred_at), received, env.source, env.community, env.grid,
+                 env.subject, kind, eid, dumps(env.data)) for env, kind, eid in fresh]
+        new = (await conn.exec_driver_sql(SQLITE_INSERT_EVENTS, rows)).rowcount
+    else:
+        rows = [{"event_id": env.event_id, "type": env.type, "occurred_at": env.occurred_at, "received_at": now,
+                 "source": env.source, "community": env.community, "grid": env.grid, "subject": env.subject,
+                 "entity_kind": kind, "entity_id": eid, "data": env.data} for env, kind, eid in fresh]
+        table = StoredEvent.__table__
+        stmt = _insert(dialect)(table).on_conflict_do_nothing(index_elements=["event_id"]).returning(table.c.event_id)
+        new = len((await conn.execute(stmt, rows)).scalars().all())
+    if new != len(fresh):  # another writer stored some of them meanwhile: read everything back instead
+        await refresh_entities(session, entities)
+    else:
+        for env, kind, eid in fresh:
+            before[(kind, eid)].append(Ev(env.event_id, env.type, env.occurred_at.astimezone(timezone.utc),
+                                          env.community, env.grid, env.subject, env.data))
+        await _write_observations(session, before)
+    return {"received": len(events), "accepted": new, "duplicates": len(events) - new}
+
+
+def _by_kind(chunk: list[tuple[str, str]]) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for kind, eid in chunk:
+        out.setdefault(kind, []).append(eid)
+    return out
+
+
+async def _load_events(session: AsyncSession, chunk: list[tuple[str, str]]) -> dict[tuple[str, str], list[Ev]]:
+    by_entity: dict[tuple[str, str], list[Ev]] = {k: [] for k in chunk}
+    conn = await session.connection()
+    sqlite = session.bind.dialect.name == "sqlite"
+    for kind, ids in _by_kind(chunk).items():
+        if sqlite:
+            # The data column as raw JSON text, decoded with orjson; no per-row type processing.
+            result = await conn.exec_driver_sql(
+                "SELECT entity_id, event_id, type, occurred_at, community, grid, subject, data FROM events "
+                f"WHERE entity_kind = ? AND entity_id IN ({', '.join('?' * len(ids))})", (kind, *ids))
+            for eid, event_id, type_, occurred, community, grid, subject, data in result:
+                by_entity[(kind, eid)].append(Ev(event_id, type_, _sqlite_dt(occurred), community, grid, subject,
+                                                 loads(data) if data else {}))
+        else:
+            result = await session.execute(
+                select(StoredEvent.entity_id, StoredEvent.event_id, StoredEvent.type, StoredEvent.occurred_at,
+                       StoredEvent.community, StoredEvent.grid, StoredEvent.subject, StoredEvent.data)
+                .where(StoredEvent.entity_kind == kind, StoredEvent.entity_id.in_(ids)))
+            for eid, event_id, type_, occurred, community, grid, subject, data in result:
+                by_entity[(kind, eid)].append(Ev(event_id, type_, occurred, community, grid, subject, data or {}))
+    return by_entity
+
+
+async def _write_observations(session: AsyncSession, by_entity: dict[tuple[str, str], list[Ev]]) -> int:
+    """Replace these entities' observations by what their events give (delete, derive, executemany)."""
+    sqlite = session.bind.dialect.name == "sqlite"
+    conn = await session.connection()
+    keys = list(by_entity)
+    written = 0
+    for i in range(0, len(keys), CHUNK):
+        chunk = keys[i:i + CHUNK]
+        for kind, ids in _by_kind(chunk).items():
+            await conn.execute(delete(Observation).where(Observation.entity_kind == kind,
+                                                         Observation.entity_id.in_(ids)))
+        obs_rows: list = []
+        for kind, eid in chunk:
+            for o in derive(kind, by_entity[(kind, eid)]):
+                if sqlite:
+                    obs_rows.append((o.kpi, o.mode, kind, eid, _sqlite_ts(o.at), _sqlite_ts(o.end_at), o.place or "",
+                                     o.category, o.channel, o.groups, o.num, o.den, o.value, o.key))
+                else:
+                    obs_rows.append({"kpi": o.kpi, "mode": o.mode, "entity_kind": kind, "entity_id": eid, "at": o.at,
+                                     "end_at": o.end_at, "place": o.place or "", "category": o.category,
+                                     "channel": o.channel, "groups": o.groups, "num": o.num, "den": o.den,
+                                     "value": o.value, "key": o.key})
+        if obs_rows:
+            if sqlite:
+                await conn.exec_driver_sql(SQLITE_INSERT_OBS, obs_rows)
+            else:  # Core executemany (not the ORM bulk path)
+                await conn.execute(insert(Observation.__table__), obs_rows)
+        written += len(obs_rows)
+    return written
+
+
+async def refresh_entities(session: AsyncSession, entities: Iterable[tuple[str, str]]) -> int:
+    """Recompute the observations of these entities from their stored events."""
+    entities = list(entities)
+    written = 0
+    for i in range(0, len(entities), CHUNK):
+        written += await _write_observations(session, await _load_events(session, entities[i:i + CHUNK]))
+    return written
+
+
+async def rebuild(session: AsyncSession) -> dict[str, int]:
+    """Throw the rollup away and recompute it from the event store: must give the same numbers."""
+    await session.execute(delete(Observation))
+    entities = list((await session.execute(
+        select(StoredEvent.entity_kind, StoredEvent.entity_id).distinct())).all())
+    entities = [(k, i) for k, i in entities]
+    written = await refresh_entities(session, entities)
+    return {"entities": len(entities), "observations": written}

@@ -1,0 +1,89 @@
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import Response
+
+from common.auth import Principal, require_roles
+from svc_metrics.deps import clock_of, db_of
+from svc_metrics.kpis import engine, export, periods, service
+from svc_metrics.kpis.engine import Filters
+from svc_metrics.kpis.schemas import TargetOverrideIn, TargetOverrideOut
+
+router = APIRouter(prefix="/metrics/v1", tags=["kpis 指标"])
+READ = require_roles(*service.READ_ROLES)
+XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+
+
+def _filters(principal: Principal, scope: str, category: str | None, channel: str | None,
+             group: str | None) -> Filters:
+    return Filters(scope=service.check_scope(principal, scope), category=category, channel=channel, group=group)
+
+
+def _export(items: list[dict[str, Any]], fmt: str, name: str, meta: list[str]) -> Response:
+    if fmt == "csv":
+        return Response(export.to_csv(items, meta), media_type="text/csv; charset=utf-8",
+                        headers={"Content-Disposition": f'attachment; filename="{name}.csv"'})
+    return Response(export.to_xlsx(items, meta), media_type=XLSX,
+                    headers={"Content-Disposition": f'attachment; filename="{name}.xlsx"'})
+
+
+@router.get("/catalogue", summary="指标目录 The KPI catalogue")
+async def catalogue(request: Request, principal: Principal = Depends(READ)) -> dict[str, Any]:
+    async with db_of(request).session() as session:
+        return {"items": [engine.describe(d) for d in await service.definitions(session)]}
+
+
+@router.get("/kpis", summary="指标表 Every indicator for a scope and period (JSON, CSV or XLSX)")
+async def kpis(request: Request, scope: str = "all", period: str | None = None, category: str | None = None,
+               channel: str | None = None, group: str | None = None,
+               format: Literal["json", "csv", "xlsx"] = "json",
+               principal: Principal = Depends(READ)) -> Any:
+    f = _filters(principal, scope, category, channel, group)
+    now = clock_of(request).now()
+    p = periods.parse(period, now)
+    async with db_of(request).session() as session:
+        items = await service.evaluate_all(session, p, f, now)
+    body = {"scope": f.scope, "period": p.label, "period_kind": p.kind, "from": p.start.isoformat(),
+            "to": p.end.isoformat(), "category": category, "channel": channel, "group": group, "items": items}
+    if format != "json":
+        return _export(items, format, f"kpis_{f.scope}_{p.label}", [f"范围 scope={f.scope}", f"周期 period={p.label}"])
+    return body
+
+
+@router.get("/kpis/{code}", summary="单个指标及趋势 One indicator with its trend")
+async def kpi(code: str, request: Request, scope: str = "all", period: str | None = None,
+              category: str | None = None, channel: str | None = None, group: str | None = None,
+              trend: int = Query(default=6, ge=1, le=24), format: Literal["json", "csv", "xlsx"] = "json",
+              principal: Principal = Depends(READ)) -> Any:
+    f = _filters(principal, scope, category, channel, group)
+    now = clock_of(request).now()
+    p = periods.parse(period, now)
+    async with db_of(request).session() as session:
+        d = await service.definition(session, code)
+        ovr = await service.overrides(session)
+        series = [{"period": q.label, **(await engine.evaluate(session, d, q, f, now, ovr))}
+                  for q in p.trailing(trend)]
+    current = series[-1]
+    if format != "json":
+        return _export(series, format, f"kpi_{code}_{f.scope}_{p.label}", [f"指标 {code}", f"范围 scope={f.scope}"])
+    return {**current, "scope": f.scope, "period": p.label, "definition": engine.describe(d),
+            "trend": [{"period": s["period"], "value": s["value"], "status": s["status"]} for s in series]}
+
+
+@router.put("/kpis/{code}/targets/{scope}", response_model=TargetOverrideOut,
+            summary="设置辖区目标值 Override the target for a scope")
+async def put_target(code: str, scope: str, body: TargetOverrideIn, request: Request,
+                     principal: Principal = Depends(require_roles("ops", "street_staff"))) -> Any:
+    async with db_of(request).session() as session, session.begin():
+        row = await service.set_override(session, principal, code, scope, body.value, body.source, body.note,
+                                         clock_of(request).now())
+    return row
+
+
+@router.get("/targets", summary="辖区目标值覆盖 Target overrides")
+async def list_targets(request: Request, principal: Principal = Depends(READ)) -> dict[str, Any]:
+    async with db_of(request).session() as session:
+        rows = await service.overrides(session)
+    return {"items": [TargetOverrideOut.model_validate(r).model_dump(mode="json") for r in rows]}

@@ -1,0 +1,36 @@
+"""svc_residents: places, households, persons, special groups (一户一档 / 一人一档)."""
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from common.app import create_service_app
+from common.auth import TokenVerifier
+from svc_residents import protection
+from svc_residents.base import OutboxEvent
+from svc_residents.clients import close_clients, install_clients
+from svc_residents.households.router import router as households_router
+from svc_residents.identity.router import router as identity_router
+from svc_residents.persons.router import router as persons_router
+from svc_residents.places.router import router as places_router
+from svc_residents.settings import ResidentsSettings
+from svc_residents.verification.router import router as verification_router
+
+
+def create_app(settings: ResidentsSettings | None = None, *, verifier: TokenVerifier | None = None) -> FastAPI:
+    settings = settings or ResidentsSettings()
+
+    async def load_keys(app: FastAPI) -> None:
+        app.state.protection = protection.load(settings.field_keys_file)
+        install_clients(app, settings)
+
+    return create_service_app(
+        settings=settings,
+        package="svc_residents",
+        title="OneNet svc_residents 居民档案",
+        description="地点层级、户、人、特殊群体标签与一次采集核验。Places, households, persons, special groups.",
+        routers=[places_router, households_router, persons_router, verification_router, identity_router],
+        outbox_model=OutboxEvent,
+        verifier=verifier,
+        on_startup=[load_keys],
+        on_shutdown=[close_clients],
+    )

@@ -1,0 +1,75 @@
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, Header, Request
+from pydantic import BaseModel
+
+from common.auth import Principal, get_principal
+from common.idempotency import request_fingerprint, run_idempotent
+from common.pagination import Page, PageParams, encode_cursor
+from svc_residents.base import IdempotencyRecord
+from svc_residents.households import service
+from svc_residents.households.schemas import HouseholdCreate, HouseholdOut, HouseholdUpdate
+from svc_residents.persons.schemas import PersonOut
+
+router = APIRouter(prefix="/residents/v1/households", tags=["households 户"])
+
+
+class HouseholdDetail(HouseholdOut):
+    members: list[PersonOut]
+
+
+@router.post("", status_code=201, response_model=HouseholdOut, summary="登记户 Register a household")
+async def create_household(body: HouseholdCreate, request: Request, principal: Principal = Depends(get_principal),
+                           idempotency_key: str | None = Header(None, alias="Idempotency-Key")):
+    async def create(session):
+        return 201, HouseholdOut.model_validate(await service.create_household(session, principal, body))
+
+    return await run_idempotent(request.app.state.db, IdempotencyRecord, key=idempotency_key,
+                                caller=principal.caller, create=create,
+                                fingerprint=request_fingerprint("POST", request.url.path, body.model_dump()))
+
+
+@router.get("", response_model=Page[HouseholdOut], summary="户列表 List households in scope")
+async def list_households(request: Request, grid_code: str | None = None, page: PageParams = Depends(),
+                          principal: Principal = Depends(get_principal)):
+    async with request.app.state.db.session() as session:
+        rows = await service.list_households(session, principal, grid_code=grid_code,
+                                             after=page.after[0] if page.after else None, limit=page.limit)
+    more = len(rows) > page.limit
+    rows = rows[: page.limit]
+    return Page[HouseholdOut](items=[HouseholdOut.model_validate(r) for r in rows],
+                              next_cursor=encode_cursor(rows[-1].id) if more else None)
+
+
+@router.get("/{household_id}", response_model=HouseholdDetail, summary="户详情（含成员，脱敏）Household with members")
+async def get_household(household_id: str, request: Request, principal: Principal = Depends(get_principal)):
+    from sqlalchemy import select
+
+    from svc_residents.persons.models import Person
+    from svc_residents.persons.service import person_out, tags_for
+
+    async with request.app.state.db.session() as session:
+        household = await service.get_household(session, principal, household_id)
+        members = list((await session.execute(select(Person).where(Person.household_id == household.id,
+                                                                   Person.merged_into.is_(None))
+                                              .order_by(Person.id))).scalars())
+        tags = await tags_for(session, [m.id for m in members])
+    return HouseholdDetail(**HouseholdOut.model_validate(household).model_dump(),
+                           members=[person_out(m, tags.get(m.id, [])) for m in members])
+
+
+@router.get("/{household_id}/file", summary="一户一档：户、成员与标签、诉求、匹配与时间银行 Household file",
+            description="诉求（svc_services）、匹配与时间银行（svc_matching）各为一部分；某服务不可用时该部分为 "
+                        "{\"status\": \"unavailable\", \"reason\": …}，其余照常返回。")
+async def get_household_file(household_id: str, request: Request, principal: Principal = Depends(get_principal)):
+    from svc_residents.households.file import household_file
+
+    return await household_file(request.app, principal, household_id)
+
+
+@router.patch("/{household_id}", response_model=HouseholdOut, summary="修改户（地址、楼栋、户主）Update a household")
+async def update_household(household_id: str, body: HouseholdUpdate, request: Request,
+                           principal: Principal = Depends(get_principal)):
+    async with request.app.state.db.session() as session, session.begin():
+        household = await service.update_household(session, principal, household_id, body)
+        return HouseholdOut.model_validate(household)

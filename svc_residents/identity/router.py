@@ -1,0 +1,59 @@
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request
+from pydantic import BaseModel, ConfigDict, Field
+
+from common.auth import Principal, get_principal
+from svc_residents.identity import service
+from svc_residents.persons.schemas import PersonOut
+from svc_residents.persons.service import person_out, tags_for
+
+router = APIRouter(prefix="/residents/v1/persons", tags=["identity 身份归一与合并"])
+
+
+class MergeIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    duplicate_id: str = Field(max_length=36, description="要并入本档案的重复档案")
+    reason: str = Field(min_length=1, max_length=200, description="合并理由", examples=["纸质台账录入时身份证号输错"])
+
+
+class MergeOut(BaseModel):
+    person: PersonOut
+    merged: PersonOut
+
+
+class ChangeOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: str
+    person_id: str
+    field: str
+    change: str
+    old: dict[str, Any] | None
+    new: dict[str, Any] | None
+    source: str
+    actor: str
+    verification_id: str | None
+    occurred_at: datetime
+
+
+@router.post("/{person_id}/merge", response_model=MergeOut,
+             summary="合并重复档案（一人多档）Merge a duplicate record into this one")
+async def merge(person_id: str, body: MergeIn, request: Request, principal: Principal = Depends(get_principal)):
+    async with request.app.state.db.session() as session, session.begin():
+        survivor, dup = await service.merge(session, principal, request.app.state.protection, person_id,
+                                            body.duplicate_id, body.reason.strip())
+        tags = await tags_for(session, [survivor.id, dup.id])
+        return MergeOut(person=person_out(survivor, tags.get(survivor.id, [])),
+                        merged=person_out(dup, tags.get(dup.id, [])))
+
+
+@router.get("/{person_id}/changes", response_model=list[ChangeOut],
+            summary="变更记录（部门核验、合并）Change history")
+async def changes(person_id: str, request: Request, principal: Principal = Depends(get_principal)):
+    async with request.app.state.db.session() as session:
+        return [ChangeOut.model_validate(c) for c in await service.changes(session, principal, person_id)]

@@ -1,0 +1,7 @@
+"""Every table of svc_residents, imported in one place so Alembic and the app see the whole schema."""
+from svc_residents.base import Base, IdempotencyRecord, OutboxEvent  # noqa: F401
+from svc_residents.places.models import GridWorker, Place  # noqa: F401
+from svc_residents.households.models import Household  # noqa: F401
+from svc_residents.persons.models import Consent, Person, PersonChange, PersonTag  # noqa: F401
+from svc_residents.audit.models import AccessAudit  # noqa: F401
+from svc_residents.verification.models import Verification  # noqa: F401

@@ -1,0 +1,162 @@
+from __future__ import annotations
+
+from datetime import datetime
+
+from fastapi import APIRouter, Depends, Header, Query, Request, Response
+from pydantic import BaseModel
+
+from common.auth import Principal, get_principal
+from common.errors import invalid
+from common.idempotency import request_fingerprint, run_idempotent
+from common.pagination import Page, PageParams, decode_cursor, encode_cursor
+from svc_residents import protection as prot
+from svc_residents.base import IdempotencyRecord
+from svc_residents.codes import TagCode
+from svc_residents.persons import service
+from svc_residents.persons.schemas import (ConsentIn, ConsentOut, PersonCreate, PersonOut, PersonSearch, PersonUpdate,
+                                           TagIn, TagOut)
+
+router = APIRouter(prefix="/residents/v1/persons", tags=["persons 居民"])
+
+
+def _protection(request: Request):
+    return request.app.state.protection
+
+
+class AccessLogEntry(BaseModel):
+    model_config = {"from_attributes": True}
+
+    id: str
+    occurred_at: datetime
+    member: str
+    user_id: str
+    role: str
+    acting_for: str | None
+    fields: list[str]
+    purpose: str
+    request_id: str | None
+
+
+@router.post("", status_code=201, response_model=PersonOut, summary="登记居民 Register a person")
+async def create_person(body: PersonCreate, request: Request, principal: Principal = Depends(get_principal),
+                        idempotency_key: str | None = Header(None, alias="Idempotency-Key")):
+    protection = _protection(request)
+
+    async def create(session):
+        person, tags = await service.create_person(session, principal, protection, body)
+        return 201, service.person_out(person, tags)
+
+    # The stored fingerprint must not be a plain hash of the ID number (its space is small enough to brute-force):
+    # the sensitive fields enter it through the keyed blind index.
+    keyed = body.model_dump()
+    for name in ("id_number", "phone"):
+        if keyed.get(name):
+            keyed[name] = prot.fingerprint_digest(protection, name, keyed[name])
+    return await run_idempotent(request.app.state.db, IdempotencyRecord, key=idempotency_key,
+                                caller=principal.caller, create=create,
+                                fingerprint=request_fingerprint("POST", request.url.path, keyed))
+
+
+async def _search(request: Request, principal: Principal, q: PersonSearch) -> Page[PersonOut]:
+    after = decode_cursor(q.cursor)
+    async with request.app.state.db.session() as session:
+        rows = await service.search(session, principal, _protection(request), q, after[0] if after else None)
+        more = len(rows) > q.limit
+        rows = rows[: q.limit]
+        tags = await service.tags_for(session, [r.id for r in rows])
+    return Page[PersonOut](items=[service.person_out(r, tags.get(r.id, [])) for r in rows],
+                           next_cursor=encode_cursor(rows[-1].id) if more else None)
+
+
+@router.get("", response_model=Page[PersonOut], summary="居民列表（脱敏）List persons in scope")
+async def list_persons(request: Request, name: str | None = Query(None, min_length=1, max_length=50),
+                       grid_code: str | None = Query(None, pattern=r"^\d{15}$"),
+                       community_code: str | None = Query(None, pattern=r"^\d{12}$"),
+                       household_id: str | None = None, tag: TagCode | None = None,
+                       age_min: int | None = Query(None, ge=0, le=150), age_max: int | None = Query(None, ge=0, le=150),
+                       page: PageParams = Depends(), principal: Principal = Depends(get_principal)):
+    for sensitive in ("id_number", "phone"):
+        if sensitive in request.query_params:  # refuse rather than silently list everyone
+            raise invalid(sensitive, "search.use_post", "身份证号、手机号请通过 POST /residents/v1/persons/search 的请求体查询",
+                          "Search by ID number or phone with POST /residents/v1/persons/search", where="query")
+    q = PersonSearch(name=name, grid_code=grid_code, community_code=community_code, household_id=household_id,
+                     tag=tag, age_min=age_min, age_max=age_max, limit=page.limit, cursor=page.cursor)
+    return await _search(request, principal, q)
+
+
+@router.post("/search", response_model=Page[PersonOut],
+             summary="检索居民（身份证号、手机号精确匹配走请求体）Search persons")
+async def search_persons(body: PersonSearch, request: Request, principal: Principal = Depends(get_principal)):
+    return await _search(request, principal, body)
+
+
+@router.get("/{person_id}", response_model=PersonOut, summary="居民详情 Get a person (masked unless reveal=true)")
+async def get_person(person_id: str, request: Request, principal: Principal = Depends(get_principal),
+                     reveal: bool = Query(False, description="请求明文身份证号与手机号（须有权限，并记录审计）"),
+                     purpose: str | None = Query(None, max_length=200, description="查看明文的用途，reveal=true 时必填")):
+    async with request.app.state.db.session() as session, session.begin():
+        person = await service.get_person(session, principal, person_id)
+        clear = (await service.reveal_person(session, principal, _protection(request), person, purpose)
+                 if reveal else None)
+        tags = await service.tags_for(session, [person.id])
+        out = service.person_out(person, tags.get(person.id, []), clear=clear)
+    if clear:
+        return Response(out.model_dump_json(), media_type="application/json",
+                        headers={"Cache-Control": "no-store"})
+    return out
+
+
+@router.patch("/{person_id}", response_model=PersonOut, summary="修改居民档案 Update a person")
+async def update_person(person_id: str, body: PersonUpdate, request: Request,
+                        principal: Principal = Depends(get_principal)):
+    async with request.app.state.db.session() as session, session.begin():
+        person = await service.update_person(session, principal, _protection(request), person_id, body)
+        tags = await service.tags_for(session, [person.id])
+        return service.person_out(person, tags.get(person.id, []))
+
+
+@router.put("/{person_id}/tags/{code}", response_model=TagOut, summary="设置特殊群体标签 Set a tag")
+async def put_tag(person_id: str, code: TagCode, body: TagIn, request: Request,
+                  principal: Principal = Depends(get_principal)):
+    if body.code != code:
+        raise invalid("code", "tag.code_mismatch", "路径与请求体中的标签代码不一致", "Path and body tag codes differ")
+    async with request.app.state.db.session() as session, session.begin():
+        return service.tag_out(await service.set_tag(session, principal, person_id, body))
+
+
+@router.delete("/{person_id}/tags/{code}", status_code=204, summary="撤销标签 Remove a tag")
+async def delete_tag(person_id: str, code: TagCode, request: Request, principal: Principal = Depends(get_principal)):
+    async with request.app.state.db.session() as session, session.begin():
+        await service.remove_tag(session, principal, person_id, code)
+    return Response(status_code=204)
+
+
+@router.post("/{person_id}/consents", status_code=201, response_model=ConsentOut,
+             summary="记录授权同意 Record consent")
+async def add_consent(person_id: str, body: ConsentIn, request: Request, principal: Principal = Depends(get_principal),
+                      idempotency_key: str | None = Header(None, alias="Idempotency-Key")):
+    async def create(session):
+        return 201, ConsentOut.model_validate(await service.add_consent(session, principal, person_id, body))
+
+    return await run_idempotent(request.app.state.db, IdempotencyRecord, key=idempotency_key,
+                                caller=principal.caller, create=create,
+                                fingerprint=request_fingerprint("POST", request.url.path, body.model_dump()))
+
+
+@router.get("/{person_id}/consents", response_model=list[ConsentOut], summary="授权记录 Consent history")
+async def list_consents(person_id: str, request: Request, principal: Principal = Depends(get_principal)):
+    async with request.app.state.db.session() as session:
+        return [ConsentOut.model_validate(c) for c in await service.list_consents(session, principal, person_id)]
+
+
+@router.get("/{person_id}/access-log", response_model=Page[AccessLogEntry],
+            summary="明文查看记录 Who read this person's clear data")
+async def access_log(person_id: str, request: Request, page: PageParams = Depends(),
+                     principal: Principal = Depends(get_principal)):
+    async with request.app.state.db.session() as session:
+        rows = await service.access_log(session, principal, person_id,
+                                        after=page.after[0] if page.after else None, limit=page.limit)
+    more = len(rows) > page.limit
+    rows = rows[: page.limit]
+    return Page[AccessLogEntry](items=[AccessLogEntry.model_validate(r) for r in rows],
+                                next_cursor=encode_cursor(rows[-1].id) if more else None)

@@ -1,0 +1,58 @@
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, Header, Request
+
+from common.auth import Principal, get_principal
+from common.idempotency import request_fingerprint, run_idempotent
+from common.pagination import Page, PageParams, encode_cursor
+from svc_residents.base import IdempotencyRecord
+from svc_residents.places import service
+from svc_residents.places.schemas import GridWorkersIn, GridWorkersOut, PlaceCreate, PlaceLevel, PlaceOut
+
+router = APIRouter(prefix="/residents/v1/places", tags=["places 地点"])
+
+
+@router.post("", status_code=201, response_model=PlaceOut, summary="新建地点 Create a place")
+async def create_place(body: PlaceCreate, request: Request, principal: Principal = Depends(get_principal),
+                       idempotency_key: str | None = Header(None, alias="Idempotency-Key")):
+    db = request.app.state.db
+
+    async def create(session):
+        place = await service.create_place(session, principal, body)
+        return 201, PlaceOut.model_validate(place)
+
+    return await run_idempotent(db, IdempotencyRecord, key=idempotency_key, caller=principal.caller,
+                                fingerprint=request_fingerprint("POST", request.url.path, body.model_dump()),
+                                create=create)
+
+
+@router.get("", response_model=Page[PlaceOut], summary="地点列表 List places")
+async def list_places(request: Request, parent_code: str | None = None, level: PlaceLevel | None = None,
+                      page: PageParams = Depends(), principal: Principal = Depends(get_principal)):
+    async with request.app.state.db.session() as session:
+        rows = await service.list_places(session, parent_code=parent_code, level=level,
+                                         after=page.after[0] if page.after else None, limit=page.limit)
+    more = len(rows) > page.limit
+    rows = rows[: page.limit]
+    return Page[PlaceOut](items=[PlaceOut.model_validate(r) for r in rows],
+                          next_cursor=encode_cursor(rows[-1].code) if more else None)
+
+
+@router.get("/{code}", response_model=PlaceOut, summary="地点详情 Get a place")
+async def get_place(code: str, request: Request, principal: Principal = Depends(get_principal)):
+    async with request.app.state.db.session() as session:
+        return PlaceOut.model_validate(await service.get_place(session, code))
+
+
+@router.get("/{code}/workers", response_model=GridWorkersOut, summary="网格员 A grid's workers")
+async def get_grid_workers(code: str, request: Request, principal: Principal = Depends(get_principal)):
+    async with request.app.state.db.session() as session:
+        return GridWorkersOut(grid_code=code, user_ids=await service.grid_workers(session, code))
+
+
+@router.put("/{code}/workers", response_model=GridWorkersOut, summary="指定网格员 Name a grid's workers")
+async def put_grid_workers(code: str, body: GridWorkersIn, request: Request,
+                           principal: Principal = Depends(get_principal)):
+    async with request.app.state.db.session() as session, session.begin():
+        return GridWorkersOut(grid_code=code, user_ids=await service.set_grid_workers(session, principal, code,
+                                                                                      body.user_ids))

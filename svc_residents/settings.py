@@ -1,0 +1,28 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+
+from common.settings import ServiceSettings
+
+
+class ResidentsSettings(ServiceSettings):
+    service_name: str = "svc_residents"
+    database_url: str = "sqlite+aiosqlite:///var/svc_residents.db"
+    # Field-encryption and blind-index keys (env ONENET_FIELD_KEYS_FILE); created on first start if missing.
+    field_keys_file: Path = Path("var/keys/fields.json")
+    # Household file: svc_services and svc_matching are read through the gateway (gateway_url) with the
+    # caller's token, unless a direct URL is given; a part that does not answer in time is marked unavailable.
+    services_url: str | None = None
+    matching_url: str | None = None
+    upstream_timeout_seconds: float = Field(default=3.0, gt=0)
+    # Pages of an upstream list read for one household file (the upstream lists filter by grid, not person).
+    upstream_max_pages: int = Field(default=5, ge=1, le=50)
+    # Once-only verification: departments asked through the gateway's exchange with svc_residents' own
+    # client-credentials token (ONENET_CLIENT_ID / ONENET_CLIENT_SECRET / ONENET_TOKEN_URL).
+    verification_timeout_seconds: float = Field(default=3.0, gt=0)
+    verification_retries: int = Field(default=1, ge=0, le=5)
+    # Per department: after this many failures in a row calls stop for the reset time (answered `pending`).
+    verification_breaker_failures: int = Field(default=5, ge=1)
+    verification_breaker_reset_seconds: float = Field(default=5.0, gt=0)

@@ -1,0 +1,61 @@
+"""svc_services: the service catalogue (事项清单) and requests / work orders (诉求 / 工单) with SLA timers."""
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from fastapi import FastAPI
+
+from common.app import create_service_app
+from common.auth import TokenVerifier
+from common.clock import Clock
+from svc_services.base import OutboxEvent
+from svc_services.catalogue.router import router as catalogue_router
+from svc_services.clients import close_clients, install_clients
+from svc_services.dispatch.router import router as dispatch_router
+from svc_services.grids.router import router as grids_router
+from svc_services.materials.router import router as materials_router
+from svc_services.open311.router import router as open311_router
+from svc_services.requests.router import router as requests_router
+from svc_services.settings import ServicesSettings
+
+log = logging.getLogger("onenet.svc_services")
+
+
+async def sla_scheduler(app: FastAPI, stop: asyncio.Event) -> None:
+    """Runs run_sla_scan every interval until the app stops (first run after one interval)."""
+    from svc_services.sla.scan import run_sla_scan
+
+    settings: ServicesSettings = app.state.settings
+    if not settings.sla_scan_enabled:
+        return
+    while not stop.is_set():
+        try:
+            await asyncio.wait_for(stop.wait(), timeout=settings.sla_scan_interval_seconds)
+            return
+        except asyncio.TimeoutError:
+            pass
+        try:
+            await run_sla_scan(app.state.db, app.state.clock, settings)
+        except Exception:  # noqa: BLE001 - the scheduler must outlive database hiccups
+            log.exception("SLA scan failed")
+
+
+def create_app(settings: ServicesSettings | None = None, *, verifier: TokenVerifier | None = None) -> FastAPI:
+    settings = settings or ServicesSettings()
+    app = create_service_app(
+        settings=settings,
+        package="svc_services",
+        title="OneNet svc_services 诉求工单",
+        description="事项清单、诉求受理、派单、办结、评价、时限与升级。Service catalogue, requests, SLA and escalation.",
+        routers=[catalogue_router, requests_router, dispatch_router, materials_router, grids_router, open311_router],
+        # Open311 GeoReport v2 submissions are form-encoded per the spec.
+        extra_media_types={"/open311/": ("application/x-www-form-urlencoded",)},
+        outbox_model=OutboxEvent,
+        verifier=verifier,
+        background=[sla_scheduler],
+        on_shutdown=[close_clients],
+    )
+    app.state.clock = Clock()
+    install_clients(app, settings)
+    return app

@@ -1,0 +1,320 @@
+"""Open311 GeoReport v2 under `/open311/v2/` (the gateway routes `/open311/...` here).
+
+Reads are public (no token: these routes do not depend on `get_principal`) and carry no personal data (see
+`open311.service`); the gateway forwards them anonymously (gateway/routing/open311.py).
+`POST requests.{format}` is form-encoded per the spec. `api_key` is an access token the gateway issued: a client
+app / member system of the exchange gets one with its client credentials (`POST /auth/v1/token`,
+grant_type=client_credentials), so the key names the exchange member (and its role, e.g. `system`), and the
+gateway checks it (revoked members are stopped there), rate-limits and logs the call under that member; a
+resident's or staff member's own login token works as well (then the request is theirs / registered by them). An
+`Authorization: Bearer` header is accepted instead of `api_key`. Who the request is for follows the token, as on
+`/services/v1/requests`: a resident submits for themselves, a proxy for the person it acts for, staff and member
+systems may name `account_id` (the person id) or none. Submissions go through the same intake as `/services/v1/requests` (channel `api`), so items,
+attributes, location, roles and Idempotency-Key behave identically. Errors are Open311's `[{code, description}]`.
+"""
+from __future__ import annotations
+
+import json
+import re
+from datetime import datetime, timezone
+from typing import Any
+from urllib.parse import parse_qsl
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+from pydantic import ValidationError
+
+from common.auth import Principal, principal_from_claims
+from common.errors import Problem, request_language
+from common.idempotency import request_fingerprint, run_idempotent
+from svc_services.base import IdempotencyRecord
+from svc_services.catalogue.models import CatalogueItem, CatalogueItemVersion
+from svc_services.open311 import service as o311
+from svc_services.open311.formats import FORMATS, errors, render
+from svc_services.requests import service as requests_service
+from svc_services.requests.models import ServiceRequest
+from svc_services.requests.schemas import Location, RequestCreate
+
+router = APIRouter(prefix="/open311/v2", tags=["open311 GeoReport v2"])
+_ATTR = re.compile(r"^attribute\[([^\]]+)\](\[\])?$")
+_GRID = re.compile(r"^\d{15}$")
+
+
+class Open311Error(Exception):
+    def __init__(self, status: int, *items: str, headers: dict[str, str] | None = None) -> None:
+        self.status = status
+        self.items = items
+        self.headers = headers
+
+
+def _fmt(value: str) -> str:
+    if value not in FORMATS:
+        raise Open311Error(404, f"Unknown format '{value}': use .json or .xml")
+    return value
+
+
+def _pick(value: Any, lang: str) -> str | None:
+    if isinstance(value, tuple):
+        return value[1] if lang.startswith("en") else value[0]
+    return value
+
+
+def _problem_items(exc: Problem, lang: str) -> list[str]:
+    if exc.errors:
+        out = []
+        for e in exc.errors:
+            field = e.get("field", "")
+            m = re.match(r"^attributes\.(.+)$", field)
+            field = f"attribute[{m.group(1)}]" if m else {"location": "lat/long", "location.grid": "address_id",
+                                                          "item_code": "service_code"}.get(field, field)
+            out.append(f"{field}: {_pick(e.get('message'), lang)}")
+        return out
+    return [_pick(exc.detail, lang) or exc.code]
+
+
+async def _guard(request: Request, fmt: str, work) -> Response:
+    """Run `work()`, answering every failure in Open311's error format (422 becomes the spec's 400)."""
+    try:
+        return await work(_fmt(fmt))
+    except Open311Error as exc:
+        return errors(fmt, exc.status, [(exc.status, d) for d in exc.items], exc.headers)
+    except Problem as exc:
+        status = 400 if exc.status == 422 else exc.status
+        return errors(fmt, status, [(status, d) for d in _problem_items(exc, request_language(request))],
+                      {k: v for k, v in exc.headers.items() if k.lower() == "www-authenticate"} or None)
+
+
+def _db(request: Request):
+    return request.app.state.db
+
+
+# ------------------------------------------------------------------------------------------------ discovery
+@router.get("/discovery.{fmt}", summary="Open311 discovery")
+async def discovery(fmt: str, request: Request) -> Response:
+    async def work(fmt: str) -> Response:
+        base = str(request.base_url).rstrip("/") + "/open311/v2/"
+        body = {"changeset": "2026-03-01T00:00:00+00:00", "contact": "社区一网通办平台运维（见 /docs）",
+                "key_service": "api_key = 由网关签发的访问令牌（POST /auth/v1/token） / a gateway-issued access token",
+                "endpoints": [{"specification": o311.SPEC_URL, "url": base, "changeset": "2026-03-01T00:00:00+00:00",
+                               "type": "production", "formats": ["application/json", "text/xml"]}]}
+        return render(fmt, "discovery", body)
+    return await _guard(request, fmt, work)
+
+
+# ------------------------------------------------------------------------------------------------ services
+@router.get("/services.{fmt}", summary="Open311 service list")
+async def service_list(fmt: str, request: Request) -> Response:
+    async def work(fmt: str) -> Response:
+        async with _db(request).session() as session:
+            rows = await o311.services(session)
+        return render(fmt, "services", [o311.service_out(i, v) for i, v in rows])
+    return await _guard(request, fmt, work)
+
+
+@router.get("/services/{service_code}.{fmt}", summary="Open311 service definition")
+async def service_definition(service_code: str, fmt: str, request: Request) -> Response:
+    async def work(fmt: str) -> Response:
+        async with _db(request).session() as session:
+            item = await session.get(CatalogueItem, service_code)
+            v = await session.get(CatalogueItemVersion, (item.code, item.current_version)) if item else None
+        if item is None or not item.active or v is None or "api" not in (v.channels or []):
+            raise Open311Error(404, f"service_code {service_code} not found")
+        return render(fmt, "service_definition", o311.definition_out(v))
+    return await _guard(request, fmt, work)
+
+
+# ------------------------------------------------------------------------------------------------ requests
+def _split(value: str | None) -> list[str] | None:
+    if value is None:
+        return None
+    parts = [p.strip() for p in value.split(",") if p.strip()]
+    return parts or None
+
+
+def _date(params, name: str) -> datetime | None:
+    raw = params.get(name)
+    if not raw:
+        return None
+    try:
+        value = datetime.fromisoformat(raw.strip().replace(" ", "+"))
+    except ValueError:
+        raise Open311Error(400, f"{name}: not a W3C datetime (e.g. 2026-03-01T00:00:00+08:00)") from None
+    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+
+
+def _extensions(params) -> bool:
+    return (params.get("extensions") or "").lower() in ("true", "1", "yes")
+
+
+async def _request_docs(request: Request, reqs: list[ServiceRequest], extensions: bool) -> list[dict[str, Any]]:
+    async with _db(request).session() as session:
+        names = await o311.item_names(session, reqs)
+        tls = await o311.timelines(session, [r.id for r in reqs]) if extensions else {}
+    return [o311.request_out(r, names, tls.get(r.id) if extensions else None) for r in reqs]
+
+
+@router.get("/requests.{fmt}", summary="Open311 service requests (public, no personal data)")
+async def list_requests(fmt: str, request: Request) -> Response:
+    async def work(fmt: str) -> Response:
+        q = request.query_params
+        ids = _split(q.get("service_request_id"))
+        statuses = _split(q.get("status"))
+        if statuses:
+            statuses = sorted(set(s.lower() for s in statuses))
+            if not set(statuses) <= {"open", "closed"}:
+                raise Open311Error(400, "status: use open, closed or open,closed")
+        start, end = _date(q, "start_date"), _date(q, "end_date")
+        if start and end and end < start:
+            raise Open311Error(400, "end_date is before start_date")
+        async with _db(request).session() as session:
+            reqs = await o311.find_requests(session, request.app.state.settings, ids=ids,
+                                            service_codes=_split(q.get("service_code")), start=start, end=end,
+                                            statuses=statuses, now=request.app.state.clock.now())
+        return render(fmt, "service_requests", await _request_docs(request, reqs, _extensions(q)))
+    return await _guard(request, fmt, work)
+
+
+async def _public_request(request: Request, request_id: str) -> ServiceRequest:
+    async with _db(request).session() as session:
+        req = await session.get(ServiceRequest, request_id)
+    if req is None or not o311.is_public(req, request.app.state.settings):
+        raise Open311Error(404, f"service_request_id {request_id} not found")
+    return req
+
+
+@router.get("/requests/{request_id}.{fmt}", summary="Open311 one service request (public, no personal data)")
+async def get_request(request_id: str, fmt: str, request: Request) -> Response:
+    async def work(fmt: str) -> Response:
+        req = await _public_request(request, request_id)
+        return render(fmt, "service_requests", await _request_docs(request, [req], _extensions(request.query_params)))
+    return await _guard(request, fmt, work)
+
+
+@router.get("/tokens/{token}.{fmt}", summary="Open311 request id from a token")
+async def get_token(token: str, fmt: str, request: Request) -> Response:
+    # Requests are created synchronously, so the token handed out on POST is the request id itself.
+    async def work(fmt: str) -> Response:
+        req = await _public_request(request, token)
+        return render(fmt, "service_requests", [{"service_request_id": req.id, "token": token}])
+    return await _guard(request, fmt, work)
+
+
+# ------------------------------------------------------------------------------------------------ POST
+async def _principal(request: Request, form: dict[str, Any]) -> Principal:
+    token = form.get("api_key")
+    auth = request.headers.get("authorization")
+    if not token and auth and auth.lower().startswith("bearer "):
+        token = auth[7:].strip()
+    if not token or not isinstance(token, str):
+        raise Open311Error(401, "api_key required (or Authorization: Bearer <token>)",
+                           headers={"WWW-Authenticate": "Bearer"})
+    try:
+        claims = await request.app.state.verifier.verify(token)
+        principal = principal_from_claims(claims, token)
+    except Problem:
+        raise Open311Error(403, "Invalid api_key") from None
+    request.state.principal = principal
+    request.state.caller = principal.caller
+    return principal
+
+
+async def _read_form(request: Request) -> list[tuple[str, str]]:
+    raw = await request.body()
+    media = (request.headers.get("content-type") or "").split(";", 1)[0].strip().lower()
+    if media == "application/json" and raw:
+        try:
+            doc = json.loads(raw)
+        except ValueError:
+            raise Open311Error(400, "Malformed JSON body") from None
+        if not isinstance(doc, dict):
+            raise Open311Error(400, "The body must be an object of fields")
+        pairs = []
+        for k, v in doc.items():
+            for x in (v if isinstance(v, list) else [v]):
+                pairs.append((k, x if isinstance(x, str) else json.dumps(x)))
+        return pairs + [(k, v) for k, v in request.query_params.multi_items()]
+    try:
+        return parse_qsl(raw.decode("utf-8"), keep_blank_values=True) + list(request.query_params.multi_items())
+    except UnicodeDecodeError:
+        raise Open311Error(400, "The form must be UTF-8") from None
+
+
+def _coerce(datatype: str, values: list[str]) -> Any:
+    if datatype == "multivaluelist":
+        return [v for v in values if v != ""]
+    value = values[-1] if len(values) == 1 else values
+    if datatype == "number" and isinstance(value, str):
+        try:
+            return int(value) if re.fullmatch(r"[+-]?\d+", value.strip()) else float(value)
+        except ValueError:
+            return value  # reported as ill-typed by validate_attributes
+    return value
+
+
+def _float(form: dict[str, list[str]], name: str) -> float | None:
+    raw = (form.get(name) or [""])[-1].strip()
+    if not raw:
+        return None
+    try:
+        return float(raw)
+    except ValueError:
+        raise Open311Error(400, f"{name}: not a number") from None
+
+
+@router.post("/requests.{fmt}", summary="Open311 submit a service request (form-encoded, api_key)")
+async def post_request(fmt: str, request: Request) -> Response:
+    async def work(fmt: str) -> Response:
+        pairs = await _read_form(request)
+        form: dict[str, list[str]] = {}
+        attrs_raw: dict[str, list[str]] = {}
+        for k, v in pairs:
+            m = _ATTR.match(k)
+            if m:
+                attrs_raw.setdefault(m.group(1), []).append(v)
+            else:
+                form.setdefault(k, []).append(v)
+        principal = await _principal(request, {"api_key": (form.get("api_key") or [None])[-1]})
+        one = {k: v[-1] for k, v in form.items()}
+        code = (one.get("service_code") or "").strip()
+        if not code:
+            raise Open311Error(400, "service_code: required")
+        async with _db(request).session() as session:
+            item = await session.get(CatalogueItem, code)
+            iv = await session.get(CatalogueItemVersion, (item.code, item.current_version)) if item else None
+        if item is None or not item.active or iv is None:
+            raise Open311Error(404, f"service_code {code} not found")
+        types = {a["code"]: a["datatype"] for a in iv.attributes}
+        attributes = {k: _coerce(types.get(k, "string"), v) for k, v in attrs_raw.items()}
+        lat, long = _float(form, "lat"), _float(form, "long")
+        address_id = (one.get("address_id") or "").strip() or None
+        if address_id and not _GRID.match(address_id):
+            raise Open311Error(400, "address_id: a 15-digit grid code")
+        if lat is None and long is None and not address_id:
+            raise Open311Error(400, "lat/long or address_id (grid code) required")
+        description = (one.get("description") or "").strip() or iv.name
+        try:
+            body = RequestCreate(
+                item_code=code, channel="api", description=description, attributes=attributes,
+                location=Location(lat=lat, long=long, grid=address_id, address=one.get("address_string") or None),
+                person_id=(one.get("account_id") or "").strip() or None,
+                media_url=(one.get("media_url") or "").strip() or None)
+        except ValidationError as exc:
+            fields = [f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()]
+            raise Open311Error(400, *fields) from None
+        settings = request.app.state.settings
+        clock = request.app.state.clock
+        notice = f"已提交，{iv.name}承诺 {iv.response_hours:g} 小时内响应"
+
+        async def create(session):
+            req = await requests_service.submit(session, principal, body, clock, settings)
+            # contact fields (first_name, last_name, email, phone, device_id) are not stored: the token says who
+            return 201, [{"service_request_id": req.id, "token": req.id, "service_notice": notice,
+                          "account_id": body.person_id}]
+
+        key = request.headers.get("idempotency-key")
+        resp = await run_idempotent(
+            _db(request), IdempotencyRecord, key=key, caller=principal.caller,
+            fingerprint=request_fingerprint("POST", "/open311/v2/requests", body.model_dump()), create=create)
+        headers = {k: v for k, v in resp.headers.items() if k.lower() == "idempotency-replayed"}
+        return render(fmt, "service_requests", json.loads(resp.body), resp.status_code, headers or None)
+    return await _guard(request, fmt, work)

@@ -1,0 +1,155 @@
+from __future__ import annotations
+
+import asyncio
+import json
+from contextlib import nullcontext
+
+from fastapi import APIRouter, Depends, Header, Query, Request, Response
+from fastapi.encoders import jsonable_encoder
+from fastapi.responses import JSONResponse
+
+from common.auth import Principal, get_principal
+from common.clock import Clock
+from common.errors import Problem
+from common.idempotency import request_fingerprint, run_idempotent
+from common.pagination import Page, PageParams, encode_cursor
+from svc_services.base import IdempotencyRecord
+from svc_services.codes import Channel, Priority
+from svc_services.materials import service as materials
+from svc_services.materials.router import materials_out
+from svc_services.requests import service
+from svc_services.requests.lifecycle import STATES
+from svc_services.requests.schemas import DuplicateOut, RequestCreate, RequestOut, TimelineOut, TransitionIn
+
+router = APIRouter(prefix="/services/v1/requests", tags=["requests 诉求工单"])
+
+
+def parse_if_match(value: str | None) -> int | None:
+    if value is None:
+        return None
+    raw = value.strip().removeprefix("W/").strip('"')
+    if not raw.isdigit():
+        raise Problem(400, "bad_request", ("If-Match 应为版本号，例如 \"3\"", 'If-Match must be a version like "3"'))
+    return int(raw)
+
+
+async def _clock(request: Request) -> Clock:
+    # async on purpose: FastAPI runs a plain `def` dependency in the thread pool, a thread hop per request
+    return request.app.state.clock
+
+
+def write_gate(request: Request):
+    """SQLite takes one writer at a time, and a writer that finds the database locked sleeps in SQLite's busy
+    handler (1, 2, 5, 10 … 100 ms): under concurrent submissions most of the time went to those sleeps. Queueing
+    this process's writes on an asyncio lock hands the database over without sleeping. PostgreSQL: no gate."""
+    if request.app.state.db.dialect != "sqlite":
+        return nullcontext()
+    lock = getattr(request.app.state, "sqlite_write_lock", None)
+    if lock is None:
+        lock = request.app.state.sqlite_write_lock = asyncio.Lock()
+    return lock
+
+
+@router.post("", status_code=201, response_model=RequestOut, summary="提交诉求 Submit a request")
+async def submit(body: RequestCreate, request: Request, principal: Principal = Depends(get_principal),
+                 clock: Clock = Depends(_clock),
+                 idempotency_key: str | None = Header(None, alias="Idempotency-Key")):
+    settings = request.app.state.settings
+
+    async def create(session):
+        req = await service.submit(session, principal, body, clock, settings)
+        out = service.to_out(req, principal)
+        out.possible_duplicates = await service.find_duplicates(session, principal, req, settings)
+        return 201, out
+
+    fingerprint = request_fingerprint("POST", request.url.path, body.model_dump())
+    async with write_gate(request):
+        return await run_idempotent(request.app.state.db, IdempotencyRecord, key=idempotency_key,
+                                    caller=principal.caller, fingerprint=fingerprint, create=create)
+
+
+@router.get("", response_model=Page[RequestOut],
+            summary="诉求列表：本人诉求或工作队列 Own requests or the staff queue (scoped)")
+async def list_requests(request: Request, mine: bool = Query(False, description="只看本人的（居民/代办默认即本人）"),
+                        state: list[str] | None = Query(None, description="可多选"),
+                        overdue: bool | None = None, priority: Priority | None = None,
+                        channel: Channel | None = None, item_code: str | None = None,
+                        grid: str | None = None, community: str | None = None,
+                        page: PageParams = Depends(), principal: Principal = Depends(get_principal)):
+    if state:
+        bad = [s for s in state if s not in STATES]
+        if bad:
+            from common.errors import invalid
+            raise invalid("state", "state.unknown", f"未知状态：{'、'.join(bad)}", f"Unknown state: {', '.join(bad)}",
+                          where="query")
+    async with request.app.state.db.session() as session:
+        rows = await service.list_requests(
+            session, principal, mine=mine, states=state, overdue=overdue, priority=priority, channel=channel,
+            item_code=item_code, grid=grid, community=community,
+            after=str(page.after[0]) if page.after else None, limit=page.limit)
+    more = len(rows) > page.limit
+    rows = rows[: page.limit]
+    return Page[RequestOut](items=[service.to_out(r, principal) for r in rows],
+                            next_cursor=encode_cursor(rows[-1].id) if more else None)
+
+
+@router.get("/{request_id}", response_model=RequestOut, summary="诉求详情（含全程记录） A request with its timeline")
+async def get_request(request_id: str, request: Request, response: Response,
+                      principal: Principal = Depends(get_principal)):
+    async with request.app.state.db.session() as session:
+        req = await service.get_request(session, principal, request_id)
+        entries = await service.timeline(session, req.id)
+        rows = await materials.list_materials(session, principal, req.id)
+    response.headers["ETag"] = f'"{req.version}"'
+    out = service.to_out(req, principal, entries)
+    out.materials = materials_out(rows, principal)
+    return out
+
+
+@router.get("/{request_id}/duplicates", response_model=list[DuplicateOut],
+            summary="疑似重复诉求（50 米、72 小时内同一事项） Possible duplicates")
+async def get_duplicates(request_id: str, request: Request, principal: Principal = Depends(get_principal)):
+    async with request.app.state.db.session() as session:
+        req = await service.get_request(session, principal, request_id)
+        return await service.find_duplicates(session, principal, req, request.app.state.settings)
+
+
+@router.get("/{request_id}/timeline", response_model=list[TimelineOut], summary="全程记录 Timeline")
+async def get_timeline(request_id: str, request: Request, principal: Principal = Depends(get_principal)):
+    async with request.app.state.db.session() as session:
+        req = await service.get_request(session, principal, request_id)
+        return [TimelineOut.model_validate(t) for t in await service.timeline(session, req.id)]
+
+
+@router.post("/{request_id}/transitions", response_model=RequestOut,
+             summary="流转：受理、派单、接单、退单、办结、评价、重办、升级、撤销、合并 Move a request")
+async def transition(request_id: str, body: TransitionIn, request: Request,
+                     principal: Principal = Depends(get_principal), clock: Clock = Depends(_clock),
+                     if_match: str | None = Header(None, alias="If-Match"),
+                     idempotency_key: str | None = Header(None, alias="Idempotency-Key")):
+    settings = request.app.state.settings
+    expected = parse_if_match(if_match)
+
+    async def create(session):
+        req = await service.transition(session, principal, request_id, body, if_match=expected, clock=clock,
+                                       settings=settings)
+        return 200, service.to_out(req, principal, await service.timeline(session, req.id))
+
+    fingerprint = request_fingerprint("POST", request.url.path, [body.model_dump(), expected])
+    async with write_gate(request):
+        resp = await run_idempotent(request.app.state.db, IdempotencyRecord, key=idempotency_key,
+                                    caller=principal.caller, fingerprint=fingerprint, create=create)
+    if body.action == "accept" and resp.status_code == 200:
+        # once-only materials, fetched from the departments once the acceptance is committed (outside the write
+        # gate); a failed fetch leaves them pending, to retry at POST …/materials/fetch. A replay shows them as
+        # they are now.
+        if resp.headers.get("idempotency-replayed") == "true":
+            async with request.app.state.db.session() as session:
+                rows = await materials.list_materials(session, principal, request_id)
+        else:
+            rows = await materials.fetch(request.app, principal, request_id)
+        doc = json.loads(resp.body)
+        doc["materials"] = jsonable_encoder(materials_out(rows, principal))
+        headers = {k: v for k, v in resp.headers.items() if k.lower() == "idempotency-replayed"}
+        return JSONResponse(doc, status_code=200, headers=headers)
+    return resp

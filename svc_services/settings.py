@@ -1,0 +1,41 @@
+from __future__ import annotations
+
+from pydantic import Field
+
+from common.settings import ServiceSettings
+
+
+class ServicesSettings(ServiceSettings):
+    service_name: str = "svc_services"
+    database_url: str = "sqlite+aiosqlite:///var/svc_services.db"
+    # Emergency items (一键呼叫, smoke alarm): acknowledge within 1 minute, start handling within 3.
+    emergency_ack_seconds: int = Field(default=60, ge=1)
+    emergency_start_seconds: int = Field(default=180, ge=1)
+    # While a request stays overdue it climbs one more level (grid → community → street → department)
+    # every this many calendar hours; emergency requests every emergency_escalation_seconds.
+    escalation_interval_hours: float = Field(default=24.0, gt=0)
+    emergency_escalation_seconds: int = Field(default=180, ge=1)
+    # Resolved (or rated) requests close by themselves after this many days.
+    auto_close_days: int = Field(default=7, ge=1)
+    # Working hours in Asia/Shanghai, as "HH:MM-HH:MM" windows (lunch break between them).
+    working_windows: list[str] = ["09:00-12:00", "13:30-17:30"]
+    # Extra dates (YYYY-MM-DD) beyond the chinese-calendar data: local holidays and make-up working days (调休).
+    extra_holidays: list[str] = []
+    extra_workdays: list[str] = []
+    # A location without a grid code is placed in the nearest known grid whose centre is within this distance.
+    grid_match_radius_m: float = Field(default=1500.0, gt=0)
+    # Possible duplicates suggested on submission: open requests of the same item this close in space and time.
+    duplicate_radius_m: float = Field(default=50.0, gt=0)
+    duplicate_window_hours: float = Field(default=72.0, gt=0)
+    # The background SLA scan (run_sla_scan); the first run waits one interval.
+    sla_scan_enabled: bool = True
+    sla_scan_interval_seconds: float = Field(default=30.0, gt=0)
+    # Open311 public reads leave out requests of these categories entirely (PIPL sensitive personal information:
+    # health, disability, counselling); they can still be submitted through Open311 and read with a token.
+    open311_hidden_categories: list[str] = ["health", "disability", "counselling"]
+    # Where dispatch recommendations come from: svc_matching directly, or through the gateway (default).
+    matching_url: str | None = None
+    matching_timeout_seconds: float = Field(default=3.0, gt=0)
+    matching_candidates: int = Field(default=5, ge=1, le=50)
+    # Once-only materials (一次采集): department data fetched through the gateway's exchange (gateway_url).
+    exchange_timeout_seconds: float = Field(default=5.0, gt=0)

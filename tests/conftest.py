@@ -1,0 +1,209 @@
+"""Shared fixtures: signing keys and tokens, a fresh database per test on SQLite and (when configured)
+PostgreSQL, and in-process service clients with migrations applied and the lifespan running."""
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from contextlib import AsyncExitStack
+from importlib import import_module
+from typing import Any
+
+import httpx
+import jwt
+import pytest
+
+from common.auth import TokenVerifier
+from common.keys import SigningKey, jwks_document
+
+POSTGRES_URL = os.environ.get("ONENET_TEST_POSTGRES_URL")
+REDIS_URL = os.environ.get("ONENET_TEST_REDIS_URL")
+
+ISSUER = "onenet-gateway"
+AUDIENCE = "onenet"
+
+
+@pytest.fixture(scope="session")
+def signing_key() -> SigningKey:
+    return SigningKey.generate()
+
+
+@pytest.fixture(scope="session")
+def jwks(signing_key) -> dict:
+    return jwks_document([signing_key])
+
+
+@pytest.fixture(scope="session")
+def make_token(signing_key) -> Callable[..., str]:
+    def _make(role: str = "ops", *, user: str = "u-test", member: str = "app-test", scopes=(),
+              acting_for: str | None = None, ttl: int = 300, key: SigningKey | None = None, **extra: Any) -> str:
+        now = int(time.time())
+        claims = {"iss": ISSUER, "aud": AUDIENCE, "sub": user, "member": member, "role": role,
+                  "scopes": list(scopes), "iat": now, "exp": now + ttl, "jti": uuid.uuid4().hex, **extra}
+        if acting_for:
+            claims["acting_for"] = acting_for
+        k = key or signing_key
+        return jwt.encode(claims, k.private_key, algorithm="RS256", headers={"kid": k.kid})
+
+    return _make
+
+
+@pytest.fixture
+def auth(make_token) -> Callable[..., dict[str, str]]:
+    def _auth(role: str = "ops", **kw) -> dict[str, str]:
+        return {"Authorization": f"Bearer {make_token(role, **kw)}"}
+
+    return _auth
+
+
+async def _create_pg_database(base_url: str) -> tuple[str, Callable[[], Any]]:
+    import asyncpg
+    from sqlalchemy.engine import make_url
+
+    name = f"onenet_t_{uuid.uuid4().hex[:12]}"
+    u = make_url(base_url)
+    admin_dsn = u.set(drivername="postgresql").render_as_string(hide_password=False)
+    conn = await asyncpg.connect(admin_dsn)
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+
+    async def drop() -> None:
+        c = await asyncpg.connect(admin_dsn)
+        try:
+            await c.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await c.close()
+
+    return u.set(drivername="postgresql+asyncpg", database=name).render_as_string(hide_password=False), drop
+
+
+BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+
+
+@pytest.fixture(params=BACKENDS)
+async def db_url(request, tmp_path) -> AsyncIterator[str]:
+    """A fresh, empty database: a SQLite file, or a new PostgreSQL database when configured."""
+    if request.param == "sqlite":
+        yield f"sqlite+aiosqlite:///{tmp_path}/test.db"
+        return
+    if not POSTGRES_URL:
+        pytest.skip("PostgreSQL not configured (set ONENET_TEST_POSTGRES_URL)")
+    url, drop = await _create_pg_database(POSTGRES_URL)
+    try:
+        yield url
+    finally:
+        await drop()
+
+
+@pytest.fixture
+def backend(db_url) -> str:
+    return "postgresql" if db_url.startswith("postgresql") else "sqlite"
+
+
+_TEMPLATE_DIR: str | None = None
+_PG_TEMPLATES: dict[str, str] = {}
+
+
+async def migrate_database(package: str, db_url: str) -> None:
+    """Bring a fresh test database to head by copying a template migrated once per session.
+
+    Running every migration for every test is the slowest part of the suite; a SQLite file copy or a
+    PostgreSQL `CREATE DATABASE … TEMPLATE …` gives the same schema in a fraction of the time.
+    """
+    import shutil
+    import sqlite3
+    import tempfile
+
+    from sqlalchemy.engine import make_url
+
+    from common.migrations import upgrade
+
+    global _TEMPLATE_DIR
+    u = make_url(db_url)
+    if u.get_backend_name() == "sqlite":
+        if _TEMPLATE_DIR is None:
+            _TEMPLATE_DIR = tempfile.mkdtemp(prefix="onenet-tpl-")
+        tpl = f"{_TEMPLATE_DIR}/{package}.db"
+        if not os.path.exists(tpl):
+            await asyncio.to_thread(upgrade, package, f"sqlite+aiosqlite:///{tpl}")
+            with sqlite3.connect(tpl) as conn:  # fold the WAL into the file before copying it
+                conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        shutil.copyfile(tpl, u.database)
+        return
+    import asyncpg
+
+    admin_dsn = u.set(drivername="postgresql", database="postgres").render_as_string(hide_password=False)
+    if package not in _PG_TEMPLATES:
+        name = f"onenet_tpl_{package}_{uuid.uuid4().hex[:8]}"
+        conn = await asyncpg.connect(admin_dsn)
+        try:
+            await conn.execute(f'CREATE DATABASE "{name}"')
+        finally:
+            await conn.close()
+        await asyncio.to_thread(upgrade, package, u.set(database=name).render_as_string(hide_password=False))
+        _PG_TEMPLATES[package] = name
+    conn = await asyncpg.connect(admin_dsn)
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{u.database}" WITH (FORCE)')
+        await conn.execute(f'CREATE DATABASE "{u.database}" TEMPLATE "{_PG_TEMPLATES[package]}"')
+    finally:
+        await conn.close()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _drop_pg_templates():
+    yield
+    if not _PG_TEMPLATES or not POSTGRES_URL:
+        return
+    import asyncpg
+    from sqlalchemy.engine import make_url
+
+    async def drop() -> None:
+        dsn = make_url(POSTGRES_URL).set(drivername="postgresql", database="postgres").render_as_string(
+            hide_password=False)
+        conn = await asyncpg.connect(dsn)
+        try:
+            for name in _PG_TEMPLATES.values():
+                await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await conn.close()
+
+    asyncio.run(drop())
+
+
+async def start_service(stack: AsyncExitStack, package: str, db_url: str, jwks: dict,
+                        **settings_overrides: Any) -> httpx.AsyncClient:
+    """Migrate a fresh database, build the app, run its lifespan, and hand back an in-process client."""
+    await migrate_database(package, db_url)
+    app_mod = import_module(f"{package}.app")
+    settings_mod = import_module(f"{package}.settings")
+    settings_cls = next(v for k, v in vars(settings_mod).items() if k.endswith("Settings") and
+                        getattr(v, "__module__", "") == settings_mod.__name__)
+    overrides = {"outbox_relay_enabled": False, "jwks_url": None, **settings_overrides}
+    if "field_keys_file" in settings_cls.model_fields and "field_keys_file" not in overrides:
+        # never the developer's var/: each test app gets keys of its own
+        import tempfile
+        from pathlib import Path
+
+        overrides["field_keys_file"] = Path(tempfile.mkdtemp(prefix="onenet-keys-")) / "fields.json"
+    settings = settings_cls(database_url=db_url, **overrides)
+    app = app_mod.create_app(settings, verifier=TokenVerifier(settings, jwks=jwks))
+    await stack.enter_async_context(app.router.lifespan_context(app))
+    client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test")
+    await stack.enter_async_context(client)
+    client.app = app  # type: ignore[attr-defined]
+    return client
+
+
+@pytest.fixture
+async def service_client(db_url, jwks) -> AsyncIterator[Callable[..., Any]]:
+    """`await service_client("svc_residents")` → an httpx client on a freshly migrated app."""
+    async with AsyncExitStack() as stack:
+        async def _start(package: str, **overrides: Any) -> httpx.AsyncClient:
+            return await start_service(stack, package, db_url, jwks, **overrides)
+
+        yield _start

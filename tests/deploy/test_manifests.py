@@ -1,0 +1,146 @@
+"""Deployment artefacts: Kubernetes manifests validated offline against the bundled schemas (base and the
+rendered production overlay), the compose file and the Dockerfile checked for what operators rely on."""
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import kubernetes_validate
+import pytest
+import yaml
+
+from deploy.services import ALL
+
+ROOT = Path(__file__).resolve().parents[2]
+K8S = ROOT / "deploy" / "k8s"
+K8S_VERSION = "1.30.0"
+
+
+def _load_kustomization(directory: Path) -> list[dict]:
+    kust = yaml.safe_load((directory / "kustomization.yaml").read_text())
+    docs: list[dict] = []
+    for res in kust.get("resources", []):
+        path = (directory / res).resolve()
+        if path.is_dir():
+            docs.extend(render(path))
+        else:
+            docs.extend(d for d in yaml.safe_load_all(path.read_text()) if d)
+    return docs
+
+
+def _merge(base, patch):
+    """Strategic merge for the shapes the overlay uses: dicts merge, lists of named items merge by name."""
+    if isinstance(base, dict) and isinstance(patch, dict):
+        out = dict(base)
+        for k, v in patch.items():
+            out[k] = _merge(base[k], v) if k in base else v
+        return out
+    if isinstance(base, list) and isinstance(patch, list) and all(isinstance(i, dict) and "name" in i
+                                                                  for i in base + patch):
+        out = [dict(i) for i in base]
+        for item in patch:
+            for idx, existing in enumerate(out):
+                if existing["name"] == item["name"]:
+                    out[idx] = _merge(existing, item)
+                    break
+            else:
+                out.append(item)
+        return out
+    return patch
+
+
+def render(directory: Path) -> list[dict]:
+    """A small kustomize: resources, namespace, images, replicas, labels and patches (what this repo uses)."""
+    kust = yaml.safe_load((directory / "kustomization.yaml").read_text())
+    docs = [copy.deepcopy(d) for d in _load_kustomization(directory)]
+    for patch_ref in kust.get("patches", []):
+        patch = yaml.safe_load((directory / patch_ref["path"]).read_text())
+        matched = [i for i, d in enumerate(docs)
+                   if d["kind"] == patch["kind"] and d["metadata"]["name"] == patch["metadata"]["name"]]
+        assert matched, f"patch {patch_ref['path']} matches nothing"
+        for i in matched:
+            docs[i] = _merge(docs[i], patch)
+    for d in docs:
+        if kust.get("namespace") and d["kind"] != "Namespace":
+            d["metadata"]["namespace"] = kust["namespace"]
+        for lab in kust.get("labels", []):
+            d["metadata"].setdefault("labels", {}).update(lab["pairs"])
+        for r in kust.get("replicas", []):
+            if d["kind"] == "Deployment" and d["metadata"]["name"] == r["name"]:
+                d["spec"]["replicas"] = r["count"]
+        if d["kind"] in ("Deployment", "Job"):
+            for c in d["spec"]["template"]["spec"]["containers"]:
+                for img in kust.get("images", []):
+                    name, _, tag = c["image"].partition(":")
+                    if name == img["name"]:
+                        c["image"] = f"{img.get('newName', name)}:{img.get('newTag', tag)}"
+    return docs
+
+
+@pytest.fixture(scope="module", params=["base", "overlays/production"])
+def manifests(request) -> list[dict]:
+    return render(K8S / request.param)
+
+
+def test_every_manifest_validates_strictly(manifests):
+    for doc in manifests:
+        kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
+
+
+def test_validator_catches_a_broken_manifest(manifests):
+    broken = copy.deepcopy(next(d for d in manifests if d["kind"] == "Deployment"))
+    broken["spec"]["replicas"] = "two"
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(broken, K8S_VERSION, strict=True)
+
+
+def test_every_process_has_probes_and_runs_unprivileged(manifests):
+    deployments = {d["metadata"]["name"]: d for d in manifests if d["kind"] == "Deployment"}
+    assert set(deployments) == {s.name.replace("_", "-") for s in ALL}
+    for name, d in deployments.items():
+        pod = d["spec"]["template"]["spec"]
+        c = pod["containers"][0]
+        assert pod["securityContext"]["runAsNonRoot"] is True
+        assert c["securityContext"]["allowPrivilegeEscalation"] is False
+        assert c["livenessProbe"]["httpGet"]["path"] == "/healthz"
+        want = "/healthz" if name == "departments" else "/readyz"
+        assert c["readinessProbe"]["httpGet"]["path"] == want
+        assert c["args"] == ["serve", name.replace("-", "_")]
+
+
+def test_scaling_disruption_budgets_migration_and_network(manifests):
+    kinds = {(d["kind"], d["metadata"]["name"]) for d in manifests}
+    assert {("HorizontalPodAutoscaler", "gateway"), ("HorizontalPodAutoscaler", "svc-services")} <= kinds
+    assert {("PodDisruptionBudget", s.name.replace("_", "-")) for s in ALL} <= kinds
+    assert ("Job", "onenet-migrate") in kinds
+    assert ("ConfigMap", "onenet-config") in kinds and ("Secret", "onenet-database-urls") in kinds
+    policies = [d for d in manifests if d["kind"] == "NetworkPolicy"]
+    open_to_all = [p for p in policies for rule in p["spec"].get("ingress", []) if "from" not in rule]
+    assert [p["spec"]["podSelector"]["matchLabels"]["app.kubernetes.io/name"] for p in open_to_all] == ["gateway"]
+    assert any(p["spec"]["podSelector"] == {} and p["spec"].get("ingress") is None for p in policies)
+
+
+def test_overlay_changes_what_it_says():
+    prod = {(d["kind"], d["metadata"]["name"]): d for d in render(K8S / "overlays" / "production")}
+    assert prod[("Deployment", "svc-residents")]["spec"]["replicas"] == 3
+    gw = prod[("Deployment", "gateway")]["spec"]["template"]["spec"]["containers"][0]
+    assert gw["image"] == "registry.example.internal/onenet:0.1.0" and gw["resources"]["limits"]["cpu"] == "2"
+    assert gw["readinessProbe"]["httpGet"]["path"] == "/readyz"  # the patch merged, it did not replace
+    assert all(d["metadata"].get("namespace") == "onenet" for k, d in prod.items() if k[0] != "Namespace")
+
+
+def test_compose_runs_every_process_after_bootstrap():
+    compose = yaml.safe_load((ROOT / "deploy" / "compose.yaml").read_text())
+    services = compose["services"]
+    assert {"postgres", "redis", "bootstrap"} <= set(services)
+    for spec in ALL:
+        svc = services[spec.name]
+        assert svc["command"] == ["serve", spec.name]
+        assert svc["depends_on"]["bootstrap"]["condition"] == "service_completed_successfully"
+    published = [n for n, s in services.items() if s.get("ports")]
+    assert published == ["gateway"]
+
+
+def test_dockerfile_runs_as_non_root_with_healthcheck():
+    text = (ROOT / "Dockerfile").read_text()
+    assert "USER 10001" in text and "HEALTHCHECK" in text and 'ENTRYPOINT ["onenet"]' in text

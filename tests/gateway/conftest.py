@@ -1,0 +1,106 @@
+"""Gateway fixtures: a gateway on a fresh database (SQLite from a once-migrated template; PostgreSQL migrated
+per test) in front of the in-process department emulators, with tokens minted directly (no password hashing)."""
+from __future__ import annotations
+
+import asyncio
+import shutil
+from contextlib import AsyncExitStack
+from datetime import datetime, timezone
+from types import SimpleNamespace
+
+import httpx
+import pytest
+
+from common.auth import TokenVerifier
+from common.clock import FrozenClock
+from common.keys import load_signing_keys
+from common.migrations import upgrade
+
+START = datetime(2026, 11, 20, 2, 0, tzinfo=timezone.utc)  # a Friday, 10:00 in Shanghai
+
+MEMBERS = [
+    ("dept-gongan", "区公安分局", "department", "dept_staff", ["dept:gongan"]),
+    ("dept-minzheng", "区民政局", "department", "dept_staff", ["dept:minzheng"]),
+    ("dept-renshe", "区人社局", "department", "dept_staff", ["dept:renshe"]),
+    ("community-xf", "幸福社区", "community", "community_staff", ["community:110105001001"]),
+    ("community-ak", "安康社区", "community", "community_staff", ["community:110105001002"]),
+    ("ops-console", "运维台", "app", "ops", []),
+]
+
+
+@pytest.fixture(scope="session")
+def gateway_keys_dir(tmp_path_factory):
+    d = tmp_path_factory.mktemp("gw-keys")
+    load_signing_keys(d)  # generates the key once for the session
+    return d
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory):
+    path = tmp_path_factory.mktemp("gw-template") / "gateway.db"
+    upgrade("gateway", f"sqlite+aiosqlite:///{path}")
+    return path
+
+
+@pytest.fixture(scope="session")
+def residents_template(tmp_path_factory):
+    path = tmp_path_factory.mktemp("res-template") / "res.db"
+    upgrade("svc_residents", f"sqlite+aiosqlite:///{path}")
+    return path
+
+
+@pytest.fixture
+async def exchange(db_url, tmp_path, gateway_keys_dir, sqlite_template, request):
+    from gateway.app import create_app
+    from gateway.departments.app import EmulatorSettings, create_app as create_emulators
+    from gateway.settings import GatewaySettings
+
+    if db_url.startswith("sqlite"):
+        shutil.copy(sqlite_template, db_url.split("///", 1)[1])
+    else:
+        await asyncio.to_thread(upgrade, "gateway", db_url)
+    extra = dict(getattr(request, "param", None) or {})
+    settings = GatewaySettings(database_url=db_url, keys_dir=gateway_keys_dir, outbox_relay_enabled=False,
+                               breaker_failures=2, breaker_reset_seconds=60, upstream_retries=0,
+                               upstream_timeout_seconds=extra.pop("timeout", 10.0),
+                               catalogue_from_openapi=extra.pop("catalogue_from_openapi", False), **extra)
+    clock = FrozenClock(START)
+    async with AsyncExitStack() as stack:
+        issuer_jwks = {"keys": []}
+        emu_settings = EmulatorSettings(jwks_url=None)
+        gw_holder: dict = {}
+
+        # the emulators trust the gateway's keys (read once the gateway exists)
+        class _Verifier(TokenVerifier):
+            async def verify(self, token):
+                if not self._keys:
+                    self._load(gw_holder["app"].state.token_issuer.jwks())
+                return await super().verify(token)
+
+        emulators = create_emulators(emu_settings, verifier=_Verifier(emu_settings, jwks=issuer_jwks))
+        await stack.enter_async_context(emulators.router.lifespan_context(emulators))
+        gw = create_app(settings, transports={"departments": httpx.ASGITransport(app=emulators)}, clock=clock)
+        gw_holder["app"] = gw
+        await _seed(gw)
+        await stack.enter_async_context(gw.router.lifespan_context(gw))
+        client = await stack.enter_async_context(
+            httpx.AsyncClient(transport=httpx.ASGITransport(app=gw), base_url="http://gw"))
+
+        def headers(member: str, *, user: str | None = None, role: str | None = None, **extra_headers) -> dict:
+            m = next(m for m in MEMBERS if m[0] == member) if any(m[0] == member for m in MEMBERS) else None
+            tok = gw.state.token_issuer.issue(subject=user or member, member=member,
+                                              role=role or (m[3] if m else "system"),
+                                              scopes=list(m[4]) if m else [])["access_token"]
+            return {"Authorization": f"Bearer {tok}", **extra_headers}
+
+        yield SimpleNamespace(client=client, app=gw, clock=clock, h=headers, emulators=emulators, db_url=db_url)
+
+
+async def _seed(app) -> None:
+    from gateway.members.models import Member
+
+    now = START
+    async with app.state.db.session() as s, s.begin():
+        for code, name, kind, role, scopes in MEMBERS:
+            s.add(Member(code=code, name=name, kind=kind, role=role, scopes=scopes, secret_hash=None,
+                         status="active", created_at=now))

@@ -1,0 +1,115 @@
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import httpx
+import pytest
+
+from common.clock import FrozenClock
+from common.http_client import ServiceClient
+
+COMMUNITY = "110105001001"
+GRID1 = "110105001001001"
+GRID2 = "110105001001002"
+OTHER_GRID = "110105001002001"
+P1 = "person-1"
+P3 = "person-3"
+
+OPS = dict(role="ops", user="ops1")
+STAFF = dict(role="community_staff", user="staff1", scopes=[f"community:{COMMUNITY}"])
+STAFF_OTHER = dict(role="community_staff", user="staff2", scopes=["community:110105001002"])
+STREET = dict(role="street_staff", user="street1", scopes=["street:110105001"])
+GRIDW = dict(role="grid_worker", user="grid1", scopes=[f"grid:{GRID1}"])
+GRIDW2 = dict(role="grid_worker", user="grid2", scopes=[f"grid:{GRID2}"])
+RES1 = dict(role="resident", user="resident1", scopes=[f"person:{P1}"])
+RES3 = dict(role="resident", user="resident3", scopes=[f"person:{P3}"])
+PROXY3 = dict(role="proxy", user="proxy1", scopes=[f"community:{COMMUNITY}"], acting_for=P3)
+PROVIDER = dict(role="provider", user="prov1", scopes=["provider:org-1"])
+PROVIDER2 = dict(role="provider", user="prov2", scopes=["provider:org-2"])
+DEPT = dict(role="dept_staff", user="mz1", scopes=["dept:minzheng"])
+
+# Monday 2026-03-02 10:00 Asia/Shanghai
+START = datetime(2026, 3, 2, 2, 0, tzinfo=timezone.utc)
+
+MEAL = {
+    "code": "YL-ZC-001", "name": "老年助餐", "category": "elderly_care", "tier": "basic", "department": "minzheng",
+    "response_hours": 2, "resolution_hours": 48, "working_hours": False,
+    "materials": [{"code": "dibao_certificate", "name": "低保证明", "source": "exchange", "department": "minzheng"}],
+    "attributes": [
+        {"code": "meal_time", "datatype": "singlevaluelist", "description": "送餐时段", "required": True,
+         "values": [{"key": "lunch", "name": "午餐"}, {"key": "dinner", "name": "晚餐"}]},
+        {"code": "portions", "datatype": "number", "description": "份数", "required": False},
+        {"code": "start_on", "datatype": "datetime", "description": "开始日期", "required": False},
+        {"code": "diet", "datatype": "multivaluelist", "description": "饮食要求",
+         "values": [{"key": "soft", "name": "软食"}, {"key": "low_salt", "name": "低盐"}]},
+        {"code": "remark", "datatype": "text", "description": "备注"},
+        {"code": "contact", "datatype": "string", "description": "联系人"},
+    ],
+}
+REPAIR = {"code": "SH-WX-001", "name": "家电家政维修", "category": "life_service", "tier": "featured",
+          "department": "community", "response_hours": 12, "resolution_hours": 72, "working_hours": True}
+ALARM = {"code": "YJ-HJ-001", "name": "一键呼叫（紧急求助）", "category": "emergency", "tier": "basic",
+         "department": "community", "response_hours": 0, "resolution_hours": 2, "emergency": True}
+
+
+@pytest.fixture(autouse=True)
+def _no_background_scan(monkeypatch):
+    # The scheduler runs on real time; tests drive run_sla_scan themselves with a FrozenClock.
+    monkeypatch.setenv("ONENET_SLA_SCAN_ENABLED", "false")
+
+
+@pytest.fixture
+def clock() -> FrozenClock:
+    return FrozenClock(START)
+
+
+def refuse(request: httpx.Request) -> httpx.Response:
+    raise httpx.ConnectError("connection refused", request=request)
+
+
+@pytest.fixture
+def upstreams() -> dict:
+    """Handlers of svc_services' outgoing calls: `matching` (svc_matching) and `exchange` (the gateway: residents
+    and departments). Down (connection refused) unless a test puts a handler in; never a real port."""
+    return {"matching": refuse, "exchange": refuse}
+
+
+@pytest.fixture
+async def client(service_client, clock, upstreams):
+    c = await service_client("svc_services")
+    c.app.state.clock = clock
+    for name, attr, base in (("matching", "matching_client", "http://gw"), ("exchange", "exchange_client", "http://gw")):
+        await getattr(c.app.state, attr).aclose()
+        transport = httpx.MockTransport(lambda request, name=name: upstreams[name](request))
+        setattr(c.app.state, attr, ServiceClient(name, base, transport=transport, retries=0, backoff=0))
+    return c
+
+
+@pytest.fixture
+async def ready(client, auth):
+    """Grids and the three test items in place."""
+    for code, name, lat, lon in ((GRID1, "幸福一网格", 39.9210, 116.4430), (GRID2, "幸福二网格", 39.9230, 116.4460),
+                                 (OTHER_GRID, "安康一网格", 39.9180, 116.4510)):
+        r = await client.put(f"/services/v1/grids/{code}", json={"name": name, "lat": lat, "long": lon},
+                             headers=auth(**OPS))
+        assert r.status_code == 200, r.text
+    for item in (MEAL, REPAIR, ALARM):
+        r = await client.post("/services/v1/catalogue/items", json=item, headers=auth(**STAFF))
+        assert r.status_code == 201, r.text
+    return client
+
+
+async def submit(client, auth, who=RES1, **over):
+    body = {"item_code": "SH-WX-001", "channel": "app", "description": "厨房水管漏水",
+            "location": {"grid": GRID1}}
+    body.update(over)
+    r = await client.post("/services/v1/requests", json=body, headers=auth(**who))
+    return r
+
+
+async def move(client, auth, rid, action, who, version=None, **extra):
+    if version is None:
+        r = await client.get(f"/services/v1/requests/{rid}", headers=auth(**OPS))
+        version = r.json()["version"]
+    return await client.post(f"/services/v1/requests/{rid}/transitions",
+                             json={"action": action, "version": version, **extra}, headers=auth(**who))

@@ -1,0 +1,89 @@
+from __future__ import annotations
+
+from tests.svc_services.conftest import MEAL, OPS, RES1, STAFF, submit
+
+
+async def test_create_read_list_items(ready, auth):
+    client = ready
+    r = await client.get("/services/v1/catalogue/items/YL-ZC-001", headers=auth(**RES1))
+    assert r.status_code == 200
+    body = r.json()
+    assert body["version"] == 1 and body["category_name"] == "养老服务"
+    assert body["materials"][0]["source"] == "exchange" and body["materials"][0]["department"] == "minzheng"
+    assert [a["code"] for a in body["attributes"]][0] == "meal_time"
+    r = await client.get("/services/v1/catalogue/items", params={"limit": 2}, headers=auth(**RES1))
+    page = r.json()
+    assert len(page["items"]) == 2 and page["next_cursor"]
+    r2 = await client.get("/services/v1/catalogue/items", params={"limit": 2, "cursor": page["next_cursor"]},
+                          headers=auth(**RES1))
+    codes = [i["code"] for i in page["items"] + r2.json()["items"]]
+    assert codes == sorted(codes) and len(codes) == 3
+    r = await client.get("/services/v1/catalogue/items", params={"category": "emergency"}, headers=auth(**RES1))
+    assert [i["code"] for i in r.json()["items"]] == ["YJ-HJ-001"]
+
+
+async def test_only_staff_edit_and_unauthenticated_refused(ready, auth):
+    client = ready
+    r = await client.post("/services/v1/catalogue/items", json={**MEAL, "code": "X-1"}, headers=auth(**RES1))
+    assert r.status_code == 403
+    r = await client.get("/services/v1/catalogue/items")
+    assert r.status_code == 401
+    r = await client.post("/services/v1/catalogue/items", json=MEAL, headers=auth(**OPS))
+    assert r.status_code == 409 and r.json()["code"] == "catalogue.exists"
+
+
+async def test_bad_item_definitions(client, auth):
+    h = auth(**STAFF)
+    bad_list = {**MEAL, "code": "B-1", "attributes": [{"code": "x", "datatype": "singlevaluelist",
+                                                       "description": "x"}]}
+    r = await client.post("/services/v1/catalogue/items", json=bad_list, headers=h)
+    assert r.status_code == 422
+    bad_type = {**MEAL, "code": "B-2", "attributes": [{"code": "x", "datatype": "blob", "description": "x"}]}
+    r = await client.post("/services/v1/catalogue/items", json=bad_type, headers=h)
+    assert r.status_code == 422 and r.json()["errors"][0]["field"].startswith("attributes")
+    r = await client.post("/services/v1/catalogue/items", json={**MEAL, "code": "B-3", "extra": 1}, headers=h)
+    assert r.status_code == 422
+    r = await client.post("/services/v1/catalogue/items", json={**MEAL, "code": "B-4", "materials": [
+        {"code": "m", "name": "m", "source": "exchange"}]}, headers=h)
+    assert r.status_code == 422
+
+
+async def test_versioning_keeps_requests_on_their_version(ready, auth):
+    client = ready
+    r = await submit(client, auth, item_code="YL-ZC-001", attributes={"meal_time": "lunch"})
+    assert r.status_code == 201, r.text
+    rid = r.json()["id"]
+    assert r.json()["item_version"] == 1
+    edited = {k: v for k, v in MEAL.items() if k != "code"}
+    edited["name"] = "老年助餐（含送餐）"
+    edited["attributes"] = edited["attributes"] + [
+        {"code": "floor", "datatype": "number", "description": "楼层", "required": True}]
+    r = await client.put("/services/v1/catalogue/items/YL-ZC-001", json={**edited, "version": 1}, headers=auth(**STAFF))
+    assert r.status_code == 200, r.text
+    assert r.json()["version"] == 2 and r.json()["name"] == "老年助餐（含送餐）"
+    # stale edit
+    r = await client.put("/services/v1/catalogue/items/YL-ZC-001", json={**edited, "version": 1}, headers=auth(**STAFF))
+    assert r.status_code == 409 and r.json()["code"] == "version_conflict"
+    # the old request still points at version 1, whose content is unchanged
+    r = await client.get(f"/services/v1/requests/{rid}", headers=auth(**RES1))
+    assert r.json()["item_version"] == 1
+    r = await client.get("/services/v1/catalogue/items/YL-ZC-001", params={"version": 1}, headers=auth(**RES1))
+    assert r.json()["name"] == "老年助餐" and r.json()["current_version"] == 2
+    r = await client.get("/services/v1/catalogue/items/YL-ZC-001/versions", headers=auth(**RES1))
+    assert [v["version"] for v in r.json()] == [1, 2]
+    # new requests use version 2 and its new required attribute
+    r = await submit(client, auth, item_code="YL-ZC-001", attributes={"meal_time": "lunch"})
+    assert r.status_code == 422 and r.json()["errors"][0]["field"] == "attributes.floor"
+    r = await submit(client, auth, item_code="YL-ZC-001", attributes={"meal_time": "lunch", "floor": 3})
+    assert r.status_code == 201 and r.json()["item_version"] == 2
+
+
+async def test_withdrawn_item_refuses_requests(ready, auth):
+    client = ready
+    r = await client.delete("/services/v1/catalogue/items/SH-WX-001", headers=auth(**STAFF))
+    assert r.status_code == 200 and r.json()["active"] is False
+    r = await submit(client, auth)
+    assert r.status_code == 422 and r.json()["errors"][0]["field"] == "item_code"
+    r = await client.post("/services/v1/catalogue/items/SH-WX-001/activate", headers=auth(**STAFF))
+    assert r.json()["active"] is True
+    assert (await submit(client, auth)).status_code == 201
