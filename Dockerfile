@@ -23,6 +23,6 @@ WORKDIR /app
 USER 10001:10001
 EXPOSE 8000
 HEALTHCHECK --interval=15s --timeout=3s --start-period=20s --retries=3 \
-  CMD python -c "import os,urllib.request,sys; p=os.environ.get('ONENET_PORT','8000'); sys.exit(0 if urllib.request.urlopen(f'http://127.0.0.1:{p}/healthz', timeout=2).status == 200 else 1)"
+  CMD ["onenet", "healthcheck"]
 ENTRYPOINT ["onenet"]
 CMD ["serve", "gateway"]

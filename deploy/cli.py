@@ -70,6 +70,32 @@ def serve(service: str = typer.Argument(..., help="gateway, svc_services, svc_re
 
 
 @app.command()
+def healthcheck(timeout: float = 2.0) -> None:
+    """Exit 0 when this container's service answers /healthz (the image's HEALTHCHECK).
+
+    The port is ONENET_PORT, else the usual port of the service PID 1 serves (`onenet serve NAME`), so an image
+    started without ONENET_PORT still checks the right port."""
+    import urllib.request
+
+    from deploy.services import ALL
+
+    port = os.environ.get("ONENET_PORT")
+    if not port:
+        try:
+            with open("/proc/1/cmdline", "rb") as fh:
+                args = fh.read().decode(errors="replace").split("\0")
+        except OSError:
+            args = []
+        port = next((str(s.port) for s in ALL if s.name in args), "8000")
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=timeout) as resp:
+            ok = resp.status == 200
+    except OSError:
+        ok = False
+    raise SystemExit(0 if ok else 1)
+
+
+@app.command()
 def bootstrap(var_dir: str = typer.Option("var", envvar="ONENET_VAR_DIR"),
               demo: bool = typer.Option(True, help="seed the demo district")) -> None:
     """Generate missing keys and service credentials, migrate every database, seed (what `up` does first)."""

@@ -31,6 +31,8 @@ class GatewaySettings(ServiceSettings):
     rate_user_burst: int = 40
     # Shared buckets across gateway replicas (ONENET_REDIS_URL); in memory when unset.
     redis_url: str | None = None
+    # Key prefix of the shared buckets: one Redis can serve several platforms (or test runs) without them meeting.
+    redis_prefix: str = "onenet:rl:"
     # Derive the catalogue from the upstreams' OpenAPI plus annotations at start-up (in the background, retrying
     # until every upstream answered) and on POST /exchange/v1/catalogue/refresh; ADR 0005.
     catalogue_from_openapi: bool = True

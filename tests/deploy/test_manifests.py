@@ -144,3 +144,35 @@ def test_compose_runs_every_process_after_bootstrap():
 def test_dockerfile_runs_as_non_root_with_healthcheck():
     text = (ROOT / "Dockerfile").read_text()
     assert "USER 10001" in text and "HEALTHCHECK" in text and 'ENTRYPOINT ["onenet"]' in text
+    assert 'CMD ["onenet", "healthcheck"]' in text
+
+
+def test_healthcheck_command_answers_for_the_service_port():
+    """`onenet healthcheck` (the image's HEALTHCHECK) exits 0 when /healthz answers 200, 1 when nothing listens."""
+    import http.server
+    import os
+    import socket
+    import subprocess
+    import sys
+    import threading
+
+    class Health(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 - the stdlib's name
+            self.send_response(200 if self.path == "/healthz" else 404)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Health)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        closed_port = s.getsockname()[1]
+    cmd = [sys.executable, "-c", "from deploy.cli import main; main()", "healthcheck"]
+    try:
+        up = subprocess.run(cmd, env={**os.environ, "ONENET_PORT": str(server.server_port)}, timeout=60)
+        down = subprocess.run(cmd, env={**os.environ, "ONENET_PORT": str(closed_port)}, timeout=60)
+    finally:
+        server.shutdown()
+    assert (up.returncode, down.returncode) == (0, 1)
