@@ -5,9 +5,11 @@ an operation's `x-onenet-resource` extension when a service sets one (`openapi_e
 `catalogue_data.BUILTIN_RESOURCES`, matched to operations by path prefix (a template segment such as `{code}`
 matches any concrete segment, so `/departments/renshe/v1/` claims `POST /departments/{code}/v1/queries`).
 OpenAPI contributes the rest: the methods actually offered under the prefix, the description when the
-annotation has none, and the response fields (a page's `items[]` and top-level arrays are looked into); fields
-found there but not annotated are listed as general, non-personal (which the masking passes untouched, exactly
-as an undeclared field), annotated fields keep their grade. An annotation whose service did not answer stays
+annotation has none, and the response fields (a page's `items[]` and top-level arrays are looked into); annotated
+fields keep their grade. A field found there but not annotated is graded on the strict side until someone
+reviews it (`UNREVIEWED`): personal information, grade important, masked outside a grant's field scope. Nobody
+has looked at what it holds, so it is treated like a name or an address, not like a department code: a new
+`birth_date` or `diagnosis` column a service adds is never handed out in clear because its annotation lagged. An annotation whose service did not answer stays
 as annotated; one whose service answered but offers no matching operation is reported as `unmatched`.
 """
 from __future__ import annotations
@@ -19,6 +21,9 @@ from typing import Any
 EXTENSION = "x-onenet-resource"
 HTTP_METHODS = ("get", "post", "put", "patch", "delete")
 MAX_DEPTH = 3
+# The grade of a response field no annotation covers (see the module docstring): what a cautious data-protection
+# officer assumes of an unknown column. `reviewed: False` shows it in the catalogue as awaiting a real grade.
+UNREVIEWED = {"grade": "important", "personal": True, "sensitive": False, "mask": "generic", "reviewed": False}
 
 
 def _segments(path: str) -> list[str]:
@@ -132,8 +137,7 @@ def derive_catalogue(annotations: list[dict], docs: dict[str, dict | None]) -> D
             for path, label in response_fields(op, components):
                 if path not in declared:
                     declared.add(path)
-                    found.append({"path": path, "label": str(label)[:100], "grade": "general", "personal": False,
-                                  "sensitive": False, "mask": None})
+                    found.append({"path": path, "label": str(label)[:100], **UNREVIEWED})
         res["fields"] = list(res.get("fields") or ()) + found
         result.resources.append(res)
     return result

@@ -11,7 +11,8 @@ Who is checked:
 Outside the grant's field scope: sensitive personal fields (敏感个人信息) are removed, personal fields (个人信息)
 are masked (`110105********0112`, `138****0001`, `张*`; non-strings become null), other core / important
 fields are removed, and general non-personal fields are always passed. Fields the catalogue does not declare
-pass through untouched: the catalogue is where protection is declared.
+pass through untouched: the catalogue is where protection is declared, and it declares every response field a
+service's OpenAPI shows (one nobody annotated is declared personal / important, so masked: `derive.UNREVIEWED`).
 
 The grant cache is updated at once on this replica when a grant is approved or revoked, and re-read from the
 database every couple of seconds so other replicas follow (the same rule as member revocation, ADR 2).

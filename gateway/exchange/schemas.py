@@ -18,6 +18,8 @@ class FieldOut(BaseModel):
     personal: bool
     sensitive: bool
     mask: str | None = None
+    reviewed: bool = Field(default=True, description="false：未标注、按默认从严分级（个人信息、重要）待提供方确认 "
+                                                     "not annotated; graded strictly by default until reviewed")
 
 
 class ResourceOut(BaseModel):

@@ -9,6 +9,7 @@ from gateway.exchange.derive import derive_catalogue, prefix_matches, response_f
 PERSON = {"type": "object", "properties": {
     "id": {"type": "string", "title": "Id"}, "name": {"type": "string", "title": "Name"},
     "birth_date": {"type": "string", "title": "出生日期"},
+    "blood_type": {"type": "string", "title": "血型"},
     "address": {"$ref": "#/components/schemas/Address"}}}
 RESIDENTS_DOC = {
     "openapi": "3.1.0", "info": {"title": "residents", "version": "1"},
@@ -54,7 +55,8 @@ def test_prefix_matching_treats_template_segments_as_wildcards():
 def test_response_fields_look_into_pages_refs_and_nested_objects():
     op = RESIDENTS_DOC["paths"]["/residents/v1/persons"]["get"]
     fields = response_fields(op, RESIDENTS_DOC["components"]["schemas"])
-    assert [p for p, _ in fields] == ["id", "name", "birth_date", "address.street", "address.room"]
+    assert [p for p, _ in fields] == ["id", "name", "birth_date", "blood_type", "address.street",
+                                      "address.room"]
 
 
 def test_derivation_merges_annotations_with_openapi():
@@ -66,8 +68,11 @@ def test_derivation_merges_annotations_with_openapi():
     fields = {f["path"]: f for f in persons["fields"]}
     assert fields["id_number"]["sensitive"] and fields["id_number"]["grade"] == "core"  # annotation kept
     assert fields["name"]["mask"] == "name"
-    assert fields["birth_date"] == {"path": "birth_date", "label": "出生日期", "grade": "general",
-                                    "personal": False, "sensitive": False, "mask": None}
+    # annotated person fields keep their grade; a field nobody annotated is graded on the strict side
+    assert fields["birth_date"]["personal"] and fields["birth_date"]["grade"] == "important"
+    assert fields["blood_type"] == {"path": "blood_type", "label": "血型", "grade": "important", "personal": True,
+                                    "sensitive": False, "mask": "generic", "reviewed": False}
+    assert fields["address.street"]["personal"] and not fields["address.street"]["reviewed"]
     assert by["residents.households"]["methods"] == ["GET"]
     assert by["matching.providers"]["sharing_class"] == "conditional" and by["matching.providers"]["service"] == "matching"
     assert {f["path"] for f in by["matching.providers"]["fields"]} == {"contact_phone", "name"}
