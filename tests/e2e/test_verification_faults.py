@@ -21,7 +21,8 @@ RESOURCES = ("gongan.hukou", "minzheng.assistance", "canlian.certificate", "weij
 SUPPORT = {"dibao": ("minzheng", "dibao"), "tekun": ("minzheng", "tekun"), "low_income": ("minzheng", "low_income"),
            "disabled": ("canlian", "certificate")}
 ID = {demo.person_id(key): number for key, _, number, *_ in demo.PERSONS}
-ROUNDS_SECONDS = 8.0
+# retry rounds stop as soon as every verification is done; the deadline only bounds a slow (loaded) machine
+ROUNDS_SECONDS = 30.0
 
 
 @pytest.fixture(scope="module")
@@ -130,7 +131,7 @@ def test_half_failing_departments_end_done_or_pending_never_wrong(platform):
                                            "AND json_extract(data, '$.verification_id') IS NOT NULL")[0][0]
     assert events == every.count("done")
     # and svc_metrics accepts every one of them (a refused batch would stall the outbox)
-    deadline = time.monotonic() + 15
+    deadline = time.monotonic() + 45
     while platform.sql("svc_residents", "SELECT count(*) FROM outbox WHERE delivered_at IS NULL")[0][0]:
         assert time.monotonic() < deadline, platform.sql("svc_residents", "SELECT type, last_error FROM outbox "
                                                                           "WHERE delivered_at IS NULL LIMIT 3")
