@@ -2,6 +2,7 @@
 every entity the batch touched. Re-sending a batch changes nothing; arrival order never matters."""
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable
 from datetime import datetime, timezone
 from typing import Any
@@ -31,7 +32,8 @@ from common.errors import Problem, field_error
 from common.errors import translate_validation_errors
 from svc_metrics.events.models import StoredEvent
 from svc_metrics.events.registry import REGISTRY, Envelope
-from svc_metrics.kpis.facts import Ev, derive
+from svc_metrics.kpis import rollup
+from svc_metrics.kpis.facts import Ev, Obs, derive
 from svc_metrics.kpis.models import Observation
 
 CHUNK = 400
@@ -110,7 +112,9 @@ def _sqlite_ts(v: datetime | None) -> str | None:
     queries are on this text, so raw inserts must write exactly the same form."""
     if v is None:
         return None
-    return v.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f")
+    if v.tzinfo is not None and v.utcoffset():
+        v = v.astimezone(timezone.utc)
+    return v.replace(tzinfo=None).isoformat(" ", "microseconds")
 
 
 def _sqlite_dt(v: Any) -> datetime:
@@ -138,11 +142,13 @@ SQLITE_INSERT_OBS = (f"INSERT INTO kpi_observations ({', '.join(OBS_COLUMNS)}) "
 
 
 async def ingest(session: AsyncSession, events: list[tuple[Envelope, str, str]], now: datetime) -> dict[str, int]:
-    """Store the new events (one executemany, ON CONFLICT DO NOTHING) and refresh the observations of every
-    entity they touch, all in the caller's transaction.
+    """Store the new events (one executemany, ON CONFLICT DO NOTHING), bring the observations of every entity
+    they touch up to date and move the month rollups by the difference, all in the caller's transaction.
 
     The touched entities' earlier events are read before the insert, and the batch's new events are added from
-    memory, so the fresh payloads are never decoded back from the database."""
+    memory, so the fresh payloads are never decoded back from the database. The observations before the batch
+    are derived from the earlier events (the same pure function that stored them), so only the rows that change
+    are written and the rollup moves by exactly new - old."""
     if not events:
         return {"received": 0, "accepted": 0, "duplicates": 0}
     dialect = session.bind.dialect.name
@@ -175,10 +181,13 @@ async def ingest(session: AsyncSession, events: list[tuple[Envelope, str, str]],
     if new != len(fresh):  # another writer stored some of them meanwhile: read everything back instead
         await refresh_entities(session, entities)
     else:
+        old = {k: derive(k[0], evs) if evs else [] for k, evs in before.items()}
         for env, kind, eid in fresh:
             before[(kind, eid)].append(Ev(env.event_id, env.type, env.occurred_at.astimezone(timezone.utc),
                                           env.community, env.grid, env.subject, env.data))
-        await _write_observations(session, before)
+        acc: dict = {}
+        await _write_observations(session, {k: (old[k], derive(k[0], evs)) for k, evs in before.items()}, acc)
+        await rollup.apply(session, acc)
     return {"received": len(events), "accepted": new, "duplicates": len(events) - new}
 
 
@@ -212,51 +221,106 @@ async def _load_events(session: AsyncSession, chunk: list[tuple[str, str]]) -> d
     return by_entity
 
 
-async def _write_observations(session: AsyncSession, by_entity: dict[tuple[str, str], list[Ev]]) -> int:
-    """Replace these entities' observations by what their events give (delete, derive, executemany)."""
+def _obs_row(o: Obs) -> tuple:
+    return (o.kpi, o.mode, o.at, o.end_at, o.place or "", o.category, o.channel, o.groups, o.num, o.den, o.value,
+            o.key)
+
+
+async def _write_observations(session: AsyncSession, changes: dict[tuple[str, str], tuple[list[Obs] | None, list[Obs]]],
+                              acc: dict) -> int:
+    """Bring the stored observations of these entities from `old` to `new` (old None: unknown, replace them all)
+    and add the difference to the rollup accumulator `acc`.
+
+    An entity that only gains observations (most events: a response, a rating) gets just the inserts; one that
+    loses or changes any has its rows deleted and written again."""
     sqlite = session.bind.dialect.name == "sqlite"
     conn = await session.connection()
-    keys = list(by_entity)
-    written = 0
-    for i in range(0, len(keys), CHUNK):
-        chunk = keys[i:i + CHUNK]
-        for kind, ids in _by_kind(chunk).items():
+    replace: list[tuple[str, str]] = []
+    obs_rows: list = []
+    for (kind, eid), (old, new) in changes.items():
+        if old is None:
+            replace.append((kind, eid))
+            add = new
+            rollup.contribute(acc, new, 1)
+        else:
+            objs = {_obs_row(o): o for o in (*old, *new)}
+            before = Counter(_obs_row(o) for o in old)
+            after = Counter(_obs_row(o) for o in new)
+            gone, added = before - after, after - before
+            if not gone and not added:
+                continue
+            rollup.contribute(acc, [objs[r] for r, c in gone.items() for _ in range(c)], -1)
+            rollup.contribute(acc, [objs[r] for r, c in added.items() for _ in range(c)], 1)
+            if gone:
+                replace.append((kind, eid))
+                add = new
+            else:
+                add = [objs[r] for r, c in added.items() for _ in range(c)]
+        for o in add:
+            if sqlite:
+                obs_rows.append((o.kpi, o.mode, kind, eid, _sqlite_ts(o.at), _sqlite_ts(o.end_at), o.place or "",
+                                 o.category, o.channel, o.groups, o.num, o.den, o.value, o.key))
+            else:
+                obs_rows.append({"kpi": o.kpi, "mode": o.mode, "entity_kind": kind, "entity_id": eid, "at": o.at,
+                                 "end_at": o.end_at, "place": o.place or "", "category": o.category,
+                                 "channel": o.channel, "groups": o.groups, "num": o.num, "den": o.den,
+                                 "value": o.value, "key": o.key})
+    for i in range(0, len(replace), CHUNK):
+        for kind, ids in _by_kind(replace[i:i + CHUNK]).items():
             await conn.execute(delete(Observation).where(Observation.entity_kind == kind,
                                                          Observation.entity_id.in_(ids)))
-        obs_rows: list = []
-        for kind, eid in chunk:
-            for o in derive(kind, by_entity[(kind, eid)]):
-                if sqlite:
-                    obs_rows.append((o.kpi, o.mode, kind, eid, _sqlite_ts(o.at), _sqlite_ts(o.end_at), o.place or "",
-                                     o.category, o.channel, o.groups, o.num, o.den, o.value, o.key))
-                else:
-                    obs_rows.append({"kpi": o.kpi, "mode": o.mode, "entity_kind": kind, "entity_id": eid, "at": o.at,
-                                     "end_at": o.end_at, "place": o.place or "", "category": o.category,
-                                     "channel": o.channel, "groups": o.groups, "num": o.num, "den": o.den,
-                                     "value": o.value, "key": o.key})
-        if obs_rows:
-            if sqlite:
-                await conn.exec_driver_sql(SQLITE_INSERT_OBS, obs_rows)
-            else:  # Core executemany (not the ORM bulk path)
-                await conn.execute(insert(Observation.__table__), obs_rows)
-        written += len(obs_rows)
-    return written
+    if obs_rows:
+        if sqlite:
+            await conn.exec_driver_sql(SQLITE_INSERT_OBS, obs_rows)
+        else:  # Core executemany (not the ORM bulk path)
+            for i in range(0, len(obs_rows), 2000):
+                await conn.execute(insert(Observation.__table__), obs_rows[i:i + 2000])
+    return len(obs_rows)
+
+
+async def _stored_observations(session: AsyncSession, chunk: list[tuple[str, str]]) -> dict[tuple[str, str], list[Obs]]:
+    out: dict[tuple[str, str], list[Obs]] = {k: [] for k in chunk}
+    o = Observation
+    for kind, ids in _by_kind(chunk).items():
+        rows = await session.execute(select(o.entity_id, o.kpi, o.mode, o.at, o.end_at, o.place, o.category, o.channel,
+                                            o.groups, o.num, o.den, o.value, o.key)
+                                     .where(o.entity_kind == kind, o.entity_id.in_(ids)))
+        for eid, kpi, mode, at, end_at, place, cat, ch, groups, num, den, value, key in rows:
+            out[(kind, eid)].append(Obs(kpi, at, mode=mode, end_at=end_at, place=place, category=cat, channel=ch,
+                                        groups=groups, num=num, den=den, value=value, key=key))
+    return out
 
 
 async def refresh_entities(session: AsyncSession, entities: Iterable[tuple[str, str]]) -> int:
-    """Recompute the observations of these entities from their stored events."""
+    """Recompute the observations of these entities from their stored events, and the rollup with them."""
     entities = list(entities)
     written = 0
     for i in range(0, len(entities), CHUNK):
-        written += await _write_observations(session, await _load_events(session, entities[i:i + CHUNK]))
+        chunk = entities[i:i + CHUNK]
+        old = await _stored_observations(session, chunk)
+        evs = await _load_events(session, chunk)
+        acc: dict = {}
+        written += await _write_observations(session, {k: (None, derive(k[0], evs[k])) for k in chunk}, acc)
+        rollup.contribute(acc, (o for k in chunk for o in old[k]), -1)
+        await rollup.apply(session, acc)
     return written
 
 
 async def rebuild(session: AsyncSession) -> dict[str, int]:
-    """Throw the rollup away and recompute it from the event store: must give the same numbers."""
+    """Throw the observations and the rollup away and recompute both from the event store: the same numbers
+    as the incremental path (a test and the benchmark check it)."""
     await session.execute(delete(Observation))
-    entities = list((await session.execute(
-        select(StoredEvent.entity_kind, StoredEvent.entity_id).distinct())).all())
-    entities = [(k, i) for k, i in entities]
-    written = await refresh_entities(session, entities)
+    await rollup.rebuild(session)
+    entities = [(k, i) for k, i in (await session.execute(
+        select(StoredEvent.entity_kind, StoredEvent.entity_id).distinct())).all()]
+    written = 0
+    acc: dict = {}
+    for i in range(0, len(entities), CHUNK):
+        chunk = entities[i:i + CHUNK]
+        evs = await _load_events(session, chunk)
+        written += await _write_observations(session, {k: ([], derive(k[0], evs[k])) for k in chunk}, acc)
+        if len(acc) > 200_000:
+            await rollup.apply(session, acc)
+            acc = {}
+    await rollup.apply(session, acc)
     return {"entities": len(entities), "observations": written}

@@ -9,7 +9,6 @@ sharing a category and place ÷ resources).
 from __future__ import annotations
 
 import math
-import statistics
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -17,6 +16,7 @@ from typing import Any
 from sqlalchemy import func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from svc_metrics.kpis import rollup
 from svc_metrics.kpis.models import KpiDefinition, Observation, TargetOverride
 from svc_metrics.kpis.periods import Period
 
@@ -88,34 +88,128 @@ def _cats(defn: KpiDefinition, f: Filters) -> set[str | None] | None:
 class _Sums:
     """Σnum, Σden and count per (kpi, category)."""
 
-    rows: dict[tuple[str, str | None], tuple[float, float, int]]
+    rows: dict[tuple[str, str | None], list]
 
     def total(self, kpis: list[str], cats: set[str] | None) -> tuple[float, float, int]:
         num = den = 0.0
         n = 0
-        for (k, c), (a, b, m) in self.rows.items():
+        for (k, c), v in self.rows.items():
             if k in kpis and (cats is None or c in cats):
-                num += a
-                den += b
-                n += m
+                num += v[0]
+                den += v[1]
+                n += v[2]
         return num, den, n
 
 
-async def _sums(session: AsyncSession, kpis: set[str], window: list, where: list) -> _Sums:
+def _merge(into: dict, rows: dict, sign: int = 1) -> None:
+    for k, v in rows.items():
+        cur = into.get(k)
+        if cur is None:
+            into[k] = [sign * x for x in v]
+        else:
+            for i, x in enumerate(v):
+                cur[i] += sign * x
+
+
+async def _obs_sums(session: AsyncSession, kpis: list[str], conds: list, *, by_place: bool = False) -> dict:
+    o = Observation
+    group = [o.kpi, o.category, o.place] if by_place else [o.kpi, o.category]
+    rows = await session.execute(select(*group, func.sum(o.num), func.sum(o.den), func.count())
+                                 .where(o.kpi.in_(kpis), *conds).group_by(*group))
+    w = len(group)
+    return {tuple(r[:w]): [float(r[w] or 0), float(r[w + 1] or 0), int(r[w + 2])] for r in rows}
+
+
+async def flow_sums(session: AsyncSession, kpis: set[str], period: Period, f: Filters, scope: str) -> _Sums:
+    """Flow observations in the period: whole months from the rollup, the rest (a day, a week, the edges of a
+    period that is not whole months) from the observations."""
     if not kpis:
         return _Sums({})
-    rows = (await session.execute(
-        select(Observation.kpi, Observation.category, func.sum(Observation.num), func.sum(Observation.den),
-               func.count())
-        .where(Observation.kpi.in_(sorted(kpis)), *window, *where)
-        .group_by(Observation.kpi, Observation.category))).all()
-    return _Sums({(k, c): (float(a or 0), float(b or 0), int(n)) for k, c, a, b, n in rows})
+    ks = sorted(kpis)
+    out: dict = {}
+    dim = rollup.dim_for(f.channel, f.group)
+    months = rollup.full_months(period.first, period.after) if dim is not None else None
+    ranges = [(period.start, period.end)]
+    if months:
+        lo, hi = months
+        for k, v in (await rollup.flow_sums(session, ks, lo, hi, dim, scope, f.category)).items():
+            out[k] = v[:3]
+        ms, me = rollup.month_start(lo), rollup.month_start(rollup.next_bucket(hi))
+        ranges = [r for r in ((period.start, ms), (me, period.end)) if r[0] < r[1]]
+    where = [*rollup.scope_conds(Observation.place, scope), *_filter_conds(f)]
+    for a, b in ranges:
+        _merge(out, await _obs_sums(session, ks, [Observation.mode == "flow", Observation.at >= a,
+                                                 Observation.at < b, *where]))
+    return _Sums(out)
+
+
+async def stock_sums(session: AsyncSession, kpis: set[str], as_of: datetime, f: Filters, scope: str, *,
+                     by_place: bool = False) -> dict:
+    """Stock observations alive at `as_of` (at <= as_of < end_at): the rollup's deltas of every month before
+    the one `as_of` falls in, plus that month's starts and ends up to `as_of` from the observations."""
+    if not kpis:
+        return {}
+    ks = sorted(kpis)
+    where = [*rollup.scope_conds(Observation.place, scope), *_filter_conds(f)]
+    dim = rollup.dim_for(f.channel, f.group)
+    if dim is None:
+        return await _obs_sums(session, ks, [*_stock(as_of), *where], by_place=by_place)
+    b = rollup.bucket_of(as_of)
+    ms = rollup.month_start(b)
+    out = await rollup.stock_sums(session, ks, b, dim, scope, f.category, by_place=by_place)
+    _merge(out, await _obs_sums(session, ks, [Observation.mode == "stock", Observation.at >= ms,
+                                              Observation.at <= as_of, *where], by_place=by_place))
+    _merge(out, await _obs_sums(session, ks, [Observation.end_at.is_not(None), Observation.end_at >= ms,
+                                              Observation.end_at <= as_of, *where], by_place=by_place), -1)
+    return out
+
+
+async def _values(session: AsyncSession, kpis: set[str], period: Period, where: list, *,
+                  grouped: bool) -> dict[tuple[str, str | None], list[tuple[float, int]]]:
+    """(value, count) pairs per (kpi, category): every value (durations), or counted per distinct value (a
+    small domain such as 1–5 ratings)."""
+    o = Observation
+    conds = [o.kpi.in_(sorted(kpis)), *_flow(period), o.value.is_not(None), *where]
+    out: dict[tuple[str, str | None], list[tuple[float, int]]] = {}
+    if grouped:
+        rows = await session.execute(select(o.kpi, o.category, o.value, func.count()).where(*conds)
+                                     .group_by(o.kpi, o.category, o.value))
+        for k, c, v, n in rows:
+            out.setdefault((k, c), []).append((float(v), int(n)))
+    else:
+        for k, c, v in await session.execute(select(o.kpi, o.category, o.value).where(*conds)):
+            out.setdefault((k, c), []).append((float(v), 1))
+    return out
+
+
+def weighted_stats(pairs: list[tuple[float, int]]) -> tuple[float, float, float]:
+    """Mean, median and p90 (linear interpolation between closest ranks) of a multiset given as (value, count)."""
+    pairs = sorted(pairs)
+    n = sum(c for _, c in pairs)
+    mean = math.fsum(v * c for v, c in pairs) / n
+
+    def nth(i: int) -> float:
+        seen = 0
+        for v, c in pairs:
+            seen += c
+            if i < seen:
+                return v
+        return pairs[-1][0]
+
+    def pct(p: float) -> float:
+        k = (n - 1) * p
+        lo, hi = math.floor(k), math.ceil(k)
+        a = nth(lo)
+        return a + (nth(hi) - a) * (k - lo)
+
+    return mean, pct(0.5), pct(0.9)
 
 
 async def measure_many(session: AsyncSession, defs: list[KpiDefinition], period: Period, f: Filters,
                        now: datetime) -> dict[str, dict[str, Any]]:
     """The raw figures of several indicators (value plus what it was computed from) in a handful of queries:
-    one per kind of aggregation over the observations, whatever the number of indicators."""
+    one per kind of aggregation, whatever the number of indicators. Sums come from the month rollup (plus the
+    observations of partial months); medians, p90 and distinct counts from the observations, exactly."""
     as_of = min(period.end, now)
     filt = _filter_conds(f)
     scoped = [d for d in defs if (d.params or {}).get("scoped", True)]
@@ -129,20 +223,20 @@ async def measure_many(session: AsyncSession, defs: list[KpiDefinition], period:
         return out
 
     scope = _scope_conds(f)
-    flow = await _sums(session, kpis(scoped, ("ratio", "ontime")), _flow(period), [*scope, *filt])
-    flow_all = await _sums(session, kpis(unscoped, ("ratio", "ontime")), _flow(period), filt)
-    stock = await _sums(session, kpis(scoped, ("stock_ratio", "stock_count", "ontime"))
-                        | kpis(scoped, ("distinct_ratio",), "den_obs"), _stock(as_of), [*scope, *filt])
-    stock_all = await _sums(session, kpis(unscoped, ("stock_ratio", "stock_count", "ontime"))
-                            | kpis(unscoped, ("distinct_ratio",), "den_obs"), _stock(as_of), filt)
+    flow = await flow_sums(session, kpis(scoped, ("ratio", "ontime")), period, f, f.scope)
+    flow_all = await flow_sums(session, kpis(unscoped, ("ratio", "ontime")), period, f, ALL)
+    stock = _Sums(await stock_sums(session, kpis(scoped, ("stock_ratio", "stock_count", "ontime"))
+                                   | kpis(scoped, ("distinct_ratio",), "den_obs"), as_of, f, f.scope))
+    stock_all = _Sums(await stock_sums(session, kpis(unscoped, ("stock_ratio", "stock_count", "ontime"))
+                                       | kpis(unscoped, ("distinct_ratio",), "den_obs"), as_of, f, ALL))
 
-    values: dict[tuple[str, str | None], list[float]] = {}
+    values: dict[tuple[str, str | None], list[tuple[float, int]]] = {}
     for ds, where in ((scoped, [*scope, *filt]), (unscoped, filt)):
-        dur = kpis(ds, ("duration", "mean"))
-        if dur:
-            for k, c, v in (await session.execute(select(Observation.kpi, Observation.category, Observation.value).where(
-                    Observation.kpi.in_(sorted(dur)), *_flow(period), Observation.value.is_not(None), *where))):
-                values.setdefault((k, c), []).append(float(v))
+        for calc, grouped in (("duration", False), ("mean", True)):
+            ks = kpis(ds, (calc,))
+            if ks:
+                for k, v in (await _values(session, ks, period, where, grouped=grouped)).items():
+                    values.setdefault(k, []).extend(v)
 
     out: dict[str, dict[str, Any]] = {}
     for d in defs:
@@ -166,18 +260,19 @@ async def measure_many(session: AsyncSession, defs: list[KpiDefinition], period:
             elif den > 0:
                 fig["value"] = num / den * pct
         elif d.calc in ("duration", "mean"):
-            raw = [v for (k, c), vs in values.items() if k in obs and (cats is None or c in cats) for v in vs]
             div = UNIT_SECONDS.get(d.unit, 1.0) if d.calc == "duration" else 1.0
-            scaled = [v / div for v in raw]
-            fig["count"] = len(scaled)
-            if scaled:
-                stats = {"mean": statistics.fmean(scaled), "median": statistics.median(scaled),
-                         "p90": percentile(scaled, 0.9)}
+            raw = [(v, c) for (k, cat), vs in values.items() if k in obs and (cats is None or cat in cats)
+                   for v, c in vs]
+            n = sum(c for _, c in raw)
+            fig["count"] = n
+            if n:
+                mean, median, p90 = weighted_stats([(v / div, c) for v, c in raw])
+                stats = {"mean": mean, "median": median, "p90": p90}
                 fig.update({k: _round(v, 3) for k, v in stats.items()})
                 fig["value"] = stats[d.stat or "mean"]
                 if params.get("threshold_hours"):
                     limit = float(params["threshold_hours"]) * 3600.0
-                    fig["share_within_threshold"] = _round(sum(1 for v in raw if v <= limit) / len(raw) * 100)
+                    fig["share_within_threshold"] = _round(sum(c for v, c in raw if v <= limit) / n * 100)
         elif d.calc == "distinct_ratio":
             conds = [Observation.kpi.in_(obs), *_flow(period), *where]
             if cats:
@@ -188,13 +283,10 @@ async def measure_many(session: AsyncSession, defs: list[KpiDefinition], period:
             if base:
                 fig["value"] = active / float(base) * pct
         elif d.calc == "duplicates":
-            conds = [Observation.kpi.in_(obs), *_stock(as_of), *where]
-            if cats:
-                conds.append(Observation.category.in_(sorted(c for c in cats if c is not None)))
-            groups = (await session.execute(select(Observation.category, Observation.place, func.count()).where(
-                *conds).group_by(Observation.category, Observation.place))).all()
-            total = sum(n for *_, n in groups)
-            dup = sum(n for *_, n in groups if n > 1)
+            per_place = await stock_sums(session, set(obs), as_of, f, f.scope if is_scoped else ALL, by_place=True)
+            counts = [v[2] for (k, c, p), v in per_place.items() if cats is None or c in cats]
+            total = sum(n for n in counts if n > 0)
+            dup = sum(n for n in counts if n > 1)
             fig.update(numerator=float(dup), denominator=float(total), count=total)
             if total:
                 fig["value"] = dup / total * pct

@@ -4,7 +4,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Float, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, Float, Index, Integer, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from common.db import UTCDateTime
@@ -78,6 +78,43 @@ class Observation(Base):
         Index("ix_kpi_observations_entity", "entity_kind", "entity_id"),
         # Covering indexes for the KPI queries (every column they read without a channel or group filter), so a
         # period's aggregates are one index range scan with no table lookups: by time, and by place then time.
-        Index("ix_kpi_observations_time", "kpi", "mode", "at", "end_at", "place", "category", "num", "den", "value"),
-        Index("ix_kpi_observations_place", "kpi", "mode", "place", "at", "end_at", "category", "num", "den", "value"),
+        Index("ix_kpi_observations_time", "kpi", "mode", "at", "end_at", "place", "category", "num", "den", "value",
+              "key"),
+        Index("ix_kpi_observations_place", "kpi", "mode", "place", "at", "end_at", "category", "num", "den", "value",
+              "key"),
+        # Stock observations that ended: the partial-month correction of a stock query (rollup.py) reads them by
+        # end time.
+        Index("ix_kpi_observations_end", "kpi", "end_at", "place", "category", "num", "den",
+              sqlite_where=text("end_at IS NOT NULL"), postgresql_where=text("end_at IS NOT NULL")),
     )
+
+
+class Rollup(Base):
+    """Pre-aggregated observations per indicator input, calendar month (Asia/Shanghai), place and category:
+    maintained incrementally at ingest (the difference between an entity's observations before and after),
+    recomputed by the rebuild. KPI queries over whole months read these rows, never the observations.
+
+    mode "flow": Σnum, Σden, n, Σvalue (integer millionths, so sums are exact and order-independent) and the
+    number of values, of the observations whose `at` falls in the month. mode "stock": deltas, +1 at `at` and
+    -1 at `end_at`, so the stock as of a month's start is the sum of every earlier month.
+
+    Each observation counts once under dim "" and again under ("channel", its channel) and ("group", each of its
+    special-group tags, and "*"), so a channel or group filter is also a plain range read.
+    """
+
+    __tablename__ = "kpi_rollups"
+
+    kpi: Mapped[str] = mapped_column(String(48), primary_key=True)
+    mode: Mapped[str] = mapped_column(String(8), primary_key=True)
+    dim: Mapped[str] = mapped_column(String(8), primary_key=True)
+    dimval: Mapped[str] = mapped_column(String(48), primary_key=True)
+    bucket: Mapped[int] = mapped_column(Integer, primary_key=True)          # yyyymm, Asia/Shanghai
+    place: Mapped[str] = mapped_column(String(32), primary_key=True)
+    category: Mapped[str] = mapped_column(String(48), primary_key=True)     # "" when the observation has none
+    num: Mapped[float] = mapped_column(Float, default=0)
+    den: Mapped[float] = mapped_column(Float, default=0)
+    n: Mapped[int] = mapped_column(BigInteger, default=0)
+    vsum: Mapped[int] = mapped_column(BigInteger, default=0)
+    vn: Mapped[int] = mapped_column(BigInteger, default=0)
+
+    __table_args__ = ({"sqlite_with_rowid": False},)

@@ -1,0 +1,188 @@
+"""Month rollups of the observations (table kpi_rollups, see models.Rollup).
+
+Ingest knows each touched entity's observations before and after the batch (both derived by the same pure
+function from its events), so the rollup changes by exactly their difference: one upsert per changed key,
+`num = num + excluded.num …`. The rebuild recomputes them from scratch through the same code, so both paths
+give the same rows; the sums are of integer counts and integer millionths, hence independent of order.
+
+Queries (engine.py) read whole months from here and only the partial months at a period's edges (a day or a
+week, the as-of moment of a stock) from the observations.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import date, datetime, timedelta, timezone
+
+from sqlalchemy import func, select, text
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from svc_metrics.kpis.facts import Obs
+from svc_metrics.kpis.models import Rollup
+
+SHANGHAI_OFFSET = timedelta(hours=8)   # Asia/Shanghai has had no daylight saving time since 1991
+MICRO = 1_000_000
+COLUMNS = ("kpi", "mode", "dim", "dimval", "bucket", "place", "category", "num", "den", "n", "vsum", "vn")
+Key = tuple[str, str, str, str, int, str, str]
+
+
+def bucket_of(at: datetime) -> int:
+    """yyyymm of the Asia/Shanghai month `at` (aware, or naive UTC) falls in."""
+    if at.tzinfo is not None:
+        at = at.astimezone(timezone.utc).replace(tzinfo=None)
+    d = at + SHANGHAI_OFFSET
+    return d.year * 100 + d.month
+
+
+def month_start(bucket: int) -> datetime:
+    """The UTC instant the Asia/Shanghai month `bucket` begins."""
+    return datetime(bucket // 100, bucket % 100, 1, tzinfo=timezone.utc) - SHANGHAI_OFFSET
+
+
+def bucket_of_day(day: date) -> int:
+    return day.year * 100 + day.month
+
+
+def next_bucket(bucket: int) -> int:
+    y, m = divmod(bucket, 100)
+    return (y + 1) * 100 + 1 if m == 12 else bucket + 1
+
+
+def dims(channel: str | None, groups: str) -> list[tuple[str, str]]:
+    out = [("", "")]
+    if channel:
+        out.append(("channel", channel[:48]))
+    if groups:
+        tags = [t for t in groups.split(",") if t]
+        out.extend(("group", t[:48]) for t in tags)
+        if tags:
+            out.append(("group", "*"))
+    return out
+
+
+def _add(acc: dict[Key, list], key: Key, num: float, den: float, n: int, vsum: int, vn: int) -> None:
+    cur = acc.get(key)
+    if cur is None:
+        acc[key] = [num, den, n, vsum, vn]
+    else:
+        cur[0] += num
+        cur[1] += den
+        cur[2] += n
+        cur[3] += vsum
+        cur[4] += vn
+
+
+def contribute(acc: dict[Key, list], observations: Iterable[Obs], sign: int = 1) -> None:
+    """Add (sign=1) or take away (sign=-1) what these observations put into the rollup."""
+    for o in observations:
+        place, cat = o.place or "", (o.category or "")[:48]
+        ds = dims(o.channel, o.groups)
+        if o.mode == "flow":
+            b = bucket_of(o.at)
+            vn = 0 if o.value is None else 1
+            vs = 0 if o.value is None else round(o.value * MICRO)
+            for d, dv in ds:
+                _add(acc, (o.kpi, "flow", d, dv, b, place, cat), sign * o.num, sign * o.den, sign, sign * vs, sign * vn)
+        else:
+            b = bucket_of(o.at)
+            for d, dv in ds:
+                _add(acc, (o.kpi, "stock", d, dv, b, place, cat), sign * o.num, sign * o.den, sign, 0, 0)
+            if o.end_at is not None:
+                e = bucket_of(o.end_at)
+                for d, dv in ds:
+                    _add(acc, (o.kpi, "stock", d, dv, e, place, cat), -sign * o.num, -sign * o.den, -sign, 0, 0)
+
+
+def nonzero(acc: dict[Key, list]) -> list[tuple]:
+    """The changed keys as rows, sorted (a fixed lock order for concurrent writers on PostgreSQL)."""
+    return [(*k, *v) for k, v in sorted(acc.items()) if any(v)]
+
+
+SQLITE_UPSERT = (f"INSERT INTO kpi_rollups ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))}) "
+                 "ON CONFLICT (kpi, mode, dim, dimval, bucket, place, category) DO UPDATE SET "
+                 "num = num + excluded.num, den = den + excluded.den, n = n + excluded.n, "
+                 "vsum = vsum + excluded.vsum, vn = vn + excluded.vn")
+
+
+async def apply(session: AsyncSession, acc: dict[Key, list]) -> int:
+    rows = nonzero(acc)
+    if not rows:
+        return 0
+    conn = await session.connection()
+    if session.bind.dialect.name == "sqlite":
+        await conn.exec_driver_sql(SQLITE_UPSERT, rows)
+    else:
+        t = Rollup.__table__
+        stmt = pg_insert(t)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["kpi", "mode", "dim", "dimval", "bucket", "place", "category"],
+            set_={c: t.c[c] + stmt.excluded[c] for c in ("num", "den", "n", "vsum", "vn")})
+        for i in range(0, len(rows), 1000):
+            await conn.execute(stmt, [dict(zip(COLUMNS, r)) for r in rows[i:i + 1000]])
+    return len(rows)
+
+
+# ------------------------------------------------------------------------------------------------ reading
+def dim_for(channel: str | None, group: str | None) -> tuple[str, str] | None:
+    """Which rollup slice answers these filters; None when both are set (read the observations instead)."""
+    if channel and group:
+        return None
+    if channel:
+        return ("channel", channel)
+    if group:
+        return ("group", group)
+    return ("", "")
+
+
+def full_months(first: date, after: date) -> tuple[int, int] | None:
+    """The first and last whole Asia/Shanghai months inside [first, after), if any, as yyyymm."""
+    lo = first if first.day == 1 else (first.replace(day=1) + timedelta(days=32)).replace(day=1)
+    hi = after.replace(day=1)                      # the month `after` falls in is not whole
+    if lo >= hi:
+        return None
+    last = (hi - timedelta(days=1)).replace(day=1)
+    return bucket_of_day(lo), bucket_of_day(last)
+
+
+def scope_conds(col, scope: str) -> list:
+    if scope == "all":
+        return []
+    return [col >= scope, col < scope + ":"]
+
+
+async def flow_sums(session: AsyncSession, kpis: list[str], lo: int, hi: int, dim: tuple[str, str],
+                    scope: str, category: str | None) -> dict[tuple[str, str | None], list]:
+    """Σnum, Σden, n, Σvalue (millionths), values per (kpi, category) over months lo..hi."""
+    r = Rollup
+    conds = [r.kpi.in_(kpis), r.mode == "flow", r.dim == dim[0], r.dimval == dim[1], r.bucket >= lo, r.bucket <= hi,
+             *scope_conds(r.place, scope)]
+    if category:
+        conds.append(r.category == category)
+    rows = await session.execute(select(r.kpi, r.category, func.sum(r.num), func.sum(r.den), func.sum(r.n),
+                                        func.sum(r.vsum), func.sum(r.vn)).where(*conds).group_by(r.kpi, r.category))
+    return {(k, c or None): [float(a or 0), float(b or 0), int(n or 0), int(vs or 0), int(vn or 0)]
+            for k, c, a, b, n, vs, vn in rows}
+
+
+async def stock_sums(session: AsyncSession, kpis: list[str], before: int, dim: tuple[str, str], scope: str,
+                     category: str | None, *, by_place: bool = False) -> dict[tuple, list]:
+    """The stock (Σnum, Σden, n) as of the start of month `before`, per (kpi, category[, place])."""
+    r = Rollup
+    conds = [r.kpi.in_(kpis), r.mode == "stock", r.dim == dim[0], r.dimval == dim[1], r.bucket < before,
+             *scope_conds(r.place, scope)]
+    if category:
+        conds.append(r.category == category)
+    group = [r.kpi, r.category, r.place] if by_place else [r.kpi, r.category]
+    rows = await session.execute(select(*group, func.sum(r.num), func.sum(r.den), func.sum(r.n))
+                                 .where(*conds).group_by(*group))
+    out: dict[tuple, list] = {}
+    for row in rows:
+        key = (row[0], row[1] or None, *row[2:len(group)])
+        out[key] = [float(row[len(group)] or 0), float(row[len(group) + 1] or 0), int(row[len(group) + 2] or 0)]
+    return out
+
+
+async def rebuild(session: AsyncSession) -> None:
+    """Empty the rollup (the caller then re-adds every entity's observations through `apply`)."""
+    await session.execute(text("DELETE FROM kpi_rollups"))
+
