@@ -6,7 +6,10 @@
 - grid_worker: households and persons in their grid(s); masked output;
 - community_staff / street_staff: everything in their community / street; may reveal clear values with a purpose;
 - ops: masked read and administration everywhere, never clear values;
-- dept_staff, provider, evaluator, system: no direct access (departments read through exchange grants).
+- dept_staff, system: persons only, and only under a live exchange grant on `residents.persons` (look-up by exact
+  ID number, read by id), with the fields the grant covers (svc_residents/grants.py, persons/exchange.py);
+  everything else 403;
+- provider, evaluator: no access.
 
 An object outside the caller's reach answers 404, so ids cannot be probed; a visible object the caller may
 not change answers 403.

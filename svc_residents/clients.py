@@ -6,6 +6,8 @@
 - `department_clients[code]`: the gateway's exchange for once-only verification (`/departments/{code}/v1/queries`),
   one client (and so one circuit breaker) per department, with svc_residents' own client-credentials token
   (`service_token`): the exchange member `svc_residents` holds the grants.
+- `exchange_client` / `grant_source`: the exchange's grant registry, read with the same token as the owner of
+  `residents.persons`, to know which departments may read which person fields (svc_residents/grants.py).
 """
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ from fastapi import FastAPI
 
 from common.auth import ServiceTokenProvider
 from common.http_client import CircuitBreaker, ServiceClient
+from svc_residents.grants import ExchangeGrants
 from svc_residents.settings import ResidentsSettings
 from svc_residents.verification.departments import DEPARTMENTS
 
@@ -33,10 +36,15 @@ def install_clients(app: FastAPI, settings: ResidentsSettings) -> None:
     app.state.service_token = (
         ServiceTokenProvider(settings.token_url, settings.client_id, settings.client_secret)
         if settings.client_id and settings.client_secret and settings.token_url else None)
+    app.state.exchange_client = ServiceClient("exchange", settings.gateway_url,
+                                              timeout=settings.upstream_timeout_seconds, retries=1,
+                                              breaker=CircuitBreaker(failure_threshold=5, reset_timeout=5.0))
+    app.state.grant_source = ExchangeGrants(app.state.exchange_client, app.state.service_token,
+                                            ttl_seconds=settings.grant_cache_seconds)
 
 
 async def close_clients(app: FastAPI) -> None:
-    clients = [getattr(app.state, n, None) for n in ("services_client", "matching_client")]
+    clients = [getattr(app.state, n, None) for n in ("services_client", "matching_client", "exchange_client")]
     clients += list(getattr(app.state, "department_clients", {}).values())
     for c in clients:
         if c is not None:

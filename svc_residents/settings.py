@@ -26,3 +26,6 @@ class ResidentsSettings(ServiceSettings):
     # Per department: after this many failures in a row calls stop for the reset time (answered `pending`).
     verification_breaker_failures: int = Field(default=5, ge=1)
     verification_breaker_reset_seconds: float = Field(default=5.0, gt=0)
+    # Exchange grants on residents.persons are read from the gateway's registry (as the resource's owner, with the
+    # client credentials above) and cached this long; a revoked grant stops working within this bound.
+    grant_cache_seconds: float = Field(default=2.0, ge=0)

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
+import json
 from datetime import datetime
+from urllib.parse import unquote
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from pydantic import BaseModel
@@ -9,10 +11,11 @@ from common.auth import Principal, get_principal
 from common.errors import invalid
 from common.idempotency import request_fingerprint, run_idempotent
 from common.pagination import Page, PageParams, decode_cursor, encode_cursor
-from svc_residents import protection as prot
+from svc_residents import grants as exchange_grants, protection as prot
 from svc_residents.base import IdempotencyRecord
 from svc_residents.codes import TagCode
-from svc_residents.persons import service
+from svc_residents.persons import exchange, service
+from svc_residents.persons.models import Person
 from svc_residents.persons.schemas import (ConsentIn, ConsentOut, PersonCreate, PersonOut, PersonSearch, PersonUpdate,
                                            TagIn, TagOut)
 
@@ -58,6 +61,8 @@ async def create_person(body: PersonCreate, request: Request, principal: Princip
 
 
 async def _search(request: Request, principal: Principal, q: PersonSearch) -> Page[PersonOut]:
+    if principal.role in exchange_grants.GRANT_ROLES:
+        return await _grant_search(request, principal, q)
     after = decode_cursor(q.cursor)
     async with request.app.state.db.session() as session:
         rows = await service.search(session, principal, _protection(request), q, after[0] if after else None)
@@ -66,6 +71,25 @@ async def _search(request: Request, principal: Principal, q: PersonSearch) -> Pa
         tags = await service.tags_for(session, [r.id for r in rows])
     return Page[PersonOut](items=[service.person_out(r, tags.get(r.id, [])) for r in rows],
                            next_cursor=encode_cursor(rows[-1].id) if more else None)
+
+
+def _purpose(request: Request) -> str | None:
+    value = request.headers.get(exchange_grants.PURPOSE_HEADER)
+    return unquote(value, errors="replace") if value else None
+
+
+async def _grant_search(request: Request, principal: Principal, q: PersonSearch) -> Response:
+    """A department or member system with a grant: exact ID number only, fields as the grant allows."""
+    grant = await exchange_grants.grant_for(request, principal)
+    exchange.check_search(q)
+    protection = _protection(request)
+    async with request.app.state.db.session() as session, session.begin():
+        rows = await exchange.search(session, protection, q)
+        tags = await service.tags_for(session, [r.id for r in rows])
+        items = [exchange.view(session, principal, protection, grant, r, tags.get(r.id, []), service.person_out,
+                               _purpose(request)) for r in rows]
+    return Response(json.dumps({"items": items, "next_cursor": None}, ensure_ascii=False, default=str),
+                    media_type="application/json", headers={"Cache-Control": "no-store"})
 
 
 @router.get("", response_model=Page[PersonOut], summary="居民列表（脱敏）List persons in scope")
@@ -94,6 +118,18 @@ async def search_persons(body: PersonSearch, request: Request, principal: Princi
 async def get_person(person_id: str, request: Request, principal: Principal = Depends(get_principal),
                      reveal: bool = Query(False, description="请求明文身份证号与手机号（须有权限，并记录审计）"),
                      purpose: str | None = Query(None, max_length=200, description="查看明文的用途，reveal=true 时必填")):
+    if principal.role in exchange_grants.GRANT_ROLES:  # a department or member system: only under a grant
+        grant = await exchange_grants.grant_for(request, principal)
+        protection = _protection(request)
+        async with request.app.state.db.session() as session, session.begin():
+            person = await session.get(Person, person_id)
+            if person is None:
+                raise service.not_found()
+            tags = await service.tags_for(session, [person.id])
+            out = exchange.view(session, principal, protection, grant, person, tags.get(person.id, []),
+                                service.person_out, purpose or _purpose(request))
+        return Response(json.dumps(out, ensure_ascii=False, default=str), media_type="application/json",
+                        headers={"Cache-Control": "no-store"})
     async with request.app.state.db.session() as session, session.begin():
         person = await service.get_person(session, principal, person_id)
         clear = (await service.reveal_person(session, principal, _protection(request), person, purpose)
