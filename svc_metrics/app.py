@@ -11,7 +11,7 @@ from common.app import create_service_app
 from common.auth import TokenVerifier
 from common.clock import Clock
 from common.db import Database
-from svc_metrics.alerts.router import router as alerts_router
+from svc_metrics.alerts.router import cases_router, router as alerts_router
 from svc_metrics.alerts.service import scan_loop
 from svc_metrics.dashboard.router import router as dashboard_router
 from svc_metrics.events.router import router as events_router
@@ -50,7 +50,7 @@ def create_app(settings: MetricsSettings | None = None, *, verifier: TokenVerifi
         title="OneNet svc_metrics 考核评估",
         description="事件接收、指标计算（对照规划目标）、风险预警、看板与导出。"
                     "Event store, KPI engine against the plans' targets, early warnings, dashboard and exports.",
-        routers=[events_router, kpis_router, alerts_router, dashboard_router],
+        routers=[events_router, kpis_router, alerts_router, cases_router, dashboard_router],
         outbox_model=None,
         verifier=verifier,
         db=db,

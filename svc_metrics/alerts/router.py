@@ -8,7 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 
 from common.auth import Principal, require_roles
-from svc_metrics.alerts import service
+from svc_metrics.alerts import cases, service
 from svc_metrics.alerts.models import Warning_
 from svc_metrics.deps import clock_of, db_of
 from svc_metrics.kpis import periods
@@ -73,3 +73,37 @@ async def acknowledge(warning_id: str, body: AckIn, request: Request,
     async with db_of(request).session() as session, session.begin():
         w = await service.acknowledge(session, principal, warning_id, body.note, clock_of(request).now())
     return w
+
+
+cases_router = APIRouter(prefix="/metrics/v1/rectifications", tags=["rectifications 整改"])
+
+
+class AdvanceIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    status: Literal["in_progress", "closed"] = Field(description="下一步：in_progress 开始整改，closed 销号（须写说明）")
+    note: str | None = Field(default=None, max_length=2000, description="说明 What was done")
+
+
+@cases_router.get("", summary="整改事项列表 Rectification cases")
+async def list_cases(request: Request, status: Literal["opened", "in_progress", "closed"] | None = None,
+                     scope: str | None = None,
+                     principal: Principal = Depends(require_roles(*READ_ROLES))) -> dict[str, Any]:
+    async with db_of(request).session() as session:
+        rows = await cases.list_visible(session, principal, status, scope)
+    return {"items": [cases.out(c) for c in rows]}
+
+
+@cases_router.get("/{case_id}", summary="整改事项 One rectification case")
+async def get_case(case_id: str, request: Request,
+                   principal: Principal = Depends(require_roles(*READ_ROLES))) -> dict[str, Any]:
+    async with db_of(request).session() as session:
+        return cases.out(await cases.get_visible(session, principal, case_id))
+
+
+@cases_router.post("/{case_id}/advance", summary="推进整改 Move a case to its next step")
+async def advance_case(case_id: str, body: AdvanceIn, request: Request,
+                       principal: Principal = Depends(require_roles(*READ_ROLES))) -> dict[str, Any]:
+    async with db_of(request).session() as session, session.begin():
+        case = await cases.advance(session, principal, case_id, body.status, body.note, clock_of(request).now())
+        return cases.out(case)

@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from common.auth import Principal
 from common.errors import Problem
 from common.ids import new_id
+from svc_metrics.alerts import cases
 from svc_metrics.alerts.models import Warning_
 from svc_metrics.kpis import engine, service as kpis
 from svc_metrics.kpis.engine import Filters
@@ -134,8 +135,12 @@ async def scan(session: AsyncSession, now: datetime, s: MetricsSettings, period:
         index_elements=["dedup_key"]).returning(Warning_.id))).scalars().all()
     if not new_ids:
         return []
-    return list((await session.execute(select(Warning_).where(Warning_.id.in_(new_ids))
-                                       .order_by(Warning_.kind, Warning_.scope))).scalars())
+    created = list((await session.execute(select(Warning_).where(Warning_.id.in_(new_ids))
+                                          .order_by(Warning_.kind, Warning_.scope))).scalars())
+    # Satisfaction below the floor opens a rectification case (整改) with the warning's evidence.
+    session.add_all(cases.open_for(created, now))
+    await session.flush()
+    return created
 
 
 def visible(principal: Principal, w: Warning_) -> bool:
