@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test install bench soak lint clean migration
+.PHONY: run test install bench soak fuzz lint clean migration
 
 $(STAMP): pyproject.toml
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
@@ -27,8 +27,13 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.intake
 	$(BIN)/python -m bench.import_residents
 
-# Long runs, never part of `make test`: the fault tests with a full minute of downtime, then a 5-minute soak.
-soak: $(STAMP)
+# Schemathesis through the gateway with every role and many cases per operation (`make test` runs a short pass).
+fuzz: $(STAMP)
+	ONENET_FUZZ_EXAMPLES=60 ONENET_FUZZ_ALL_ROLES=1 $(BIN)/python -m pytest tests/fuzz -p no:cacheprovider
+
+# Long runs, never part of `make test`: the long fuzz run, the fault tests with a full minute of downtime, then a
+# 5-minute soak.
+soak: $(STAMP) fuzz
 	ONENET_FAULT_DOWNTIME=60 $(BIN)/python -m pytest tests/e2e/test_faults.py -p no:cacheprovider
 	$(BIN)/python -m bench.soak --duration 300 --workers 8
 

@@ -84,7 +84,7 @@ class Upstream:
         """One attempt: (status, raw response headers, body); raises UpstreamTimeout / UpstreamUnavailable."""
         if self.injected:
             try:
-                url = httpx.URL(path=path, query=query)
+                url = httpx.URL(path=quote(path, safe=_PATH_SAFE), query=query)  # decoded path, as below
                 resp = await self.client.request(method, url, headers=headers, content=body)
             except httpx.TimeoutException as exc:
                 raise UpstreamTimeout(self.name) from exc

@@ -15,7 +15,7 @@ router = APIRouter(prefix="/matching/v1/hsds", tags=["HSDS 3.0"])
 
 
 class HsdsPage:
-    def __init__(self, page: int = Query(1, ge=1, description="页码，从 1 开始"),
+    def __init__(self, page: int = Query(1, ge=1, le=1_000_000, description="页码，从 1 开始"),
                  per_page: int = Query(50, ge=1, le=200, description="每页条数 (≤ 200)")) -> None:
         self.page = page
         self.per_page = per_page

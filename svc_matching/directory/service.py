@@ -37,7 +37,7 @@ async def create_term(session: AsyncSession, body: TaxonomyTermCreate) -> Taxono
         TaxonomyTerm.taxonomy == body.taxonomy, TaxonomyTerm.code == body.code))).scalar_one_or_none()
     if exists:
         raise Problem(409, "taxonomy.exists", ("该分类代码已存在", "This taxonomy term already exists"))
-    if body.parent_id:
+    if body.parent_id is not None:  # "" too: an empty id names no parent (it failed the foreign key)
         parent = await session.get(TaxonomyTerm, body.parent_id)
         if parent is None or parent.taxonomy != body.taxonomy:
             raise invalid("parent_id", "taxonomy.parent_unknown", "上级分类不存在", "Unknown parent term")
