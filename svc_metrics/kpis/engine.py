@@ -303,13 +303,19 @@ async def measure(session: AsyncSession, defn: KpiDefinition, period: Period, f:
     return (await measure_many(session, [defn], period, f, now))[defn.code]
 
 
-def catalogue_target(defn: KpiDefinition, group: str | None) -> dict[str, Any] | None:
+def catalogue_target(defn: KpiDefinition, group: str | None, channel: str | None = None) -> dict[str, Any] | None:
+    """A channel's own target (the kiosk wait of errand_time) when that channel is asked for, then a special
+    group's, then the first general one."""
     targets = defn.targets or []
+    if channel:
+        for t in targets:
+            if t.get("channel") == channel:
+                return t
     if group:
         for t in targets:
-            if t.get("group") in (group, "*"):
+            if t.get("group") in (group, "*") and not t.get("channel"):
                 return t
-    return next((t for t in targets if not t.get("group")), None)
+    return next((t for t in targets if not t.get("group") and not t.get("channel")), None)
 
 
 def pick_target(defn: KpiDefinition, overrides: list[TargetOverride], f: Filters) -> dict[str, Any] | None:
@@ -321,7 +327,7 @@ def pick_target(defn: KpiDefinition, overrides: list[TargetOverride], f: Filters
     if fits:
         best = max(fits, key=rank)
         return {"value": best.value, "source": best.source, "note": best.note, "override_scope": best.scope}
-    return catalogue_target(defn, f.group)
+    return catalogue_target(defn, f.group, f.channel)
 
 
 def judge(defn: KpiDefinition, value: float | None, target: float | None) -> str | None:

@@ -145,3 +145,25 @@ async def test_platform_gauges_on_metrics(client, ops, post):
     text = (await client.get("/metrics")).text
     assert "onenet_platform_overdue_requests 1.0" in text and "onenet_platform_open_requests 1.0" in text
     assert 'onenet_platform_event_arrival_lag_seconds{source="test"}' in text
+
+
+async def test_catalogue_carries_the_kiosk_wait_and_the_001_match_baseline_as_data(client, ops):
+    items = {i["code"]: i for i in (await client.get("/metrics/v1/catalogue", headers=ops)).json()["items"]}
+    kiosk = [t for t in items["errand_time"]["targets"] if t.get("channel") == "kiosk"]
+    assert kiosk == [{"value": 5, "source": "004", "channel": "kiosk", "measure": "kiosk_wait",
+                      "note": "自助终端办事平均等待时间 40 分钟 → 5 分钟（004）", "baseline": {"value": 40, "source": "004"}}]
+    match = {t["source"]: t for t in items["match_rate"]["targets"]}
+    assert match["001"]["value"] == 90 and match["001"]["baseline"]["value"] == 61.3
+    assert match["001"]["baseline"]["source"] == "001" and match["004"]["baseline"] == {"value": 35, "source": "004"}
+    assert "note" not in match["001"]
+
+
+async def test_kiosk_channel_is_judged_against_the_kiosk_wait_target(client, ops, post, kpi):
+    await post(request_flow("k1", T0, category="government", channel="kiosk", steps={"resolved": timedelta(minutes=8)})
+               + request_flow("c1", T0, category="government", channel="counter",
+                              steps={"resolved": timedelta(minutes=20)}))
+    kiosk = await kpi("errand_time", channel="kiosk")
+    assert kiosk["value"] == 8.0 and kiosk["target"]["value"] == 5 and kiosk["target"]["source"] == "004"
+    assert kiosk["target"]["baseline"]["value"] == 40 and kiosk["status"] == "missed"
+    overall = await kpi("errand_time")
+    assert overall["value"] == 14.0 and overall["target"]["value"] == 30 and overall["status"] == "met"
