@@ -1,14 +1,18 @@
 """Benchmark: batch-match 10,000 needs to 2,000 providers with capacities (svc_matching's engine).
 
-Reports the engine's time and total cost, the total cost of an independent exact solver
+    .venv/bin/python -m bench.matching [needs] [providers] [seed] [--repeat 5]
+
+Reports the engine's time (median of `--repeat` runs, wall clock and CPU — the machine is shared, so the CPU time
+is the steadier figure), its total cost, the total cost of an independent exact solver
 (`scipy.sparse.csgraph.min_weight_full_bipartite_matching`, LAPJVsp, on the capacity-expanded graph; must be
-equal), and a greedy baseline. Run: `.venv/bin/python -m bench.matching [needs] [providers] [seed]`.
-Never part of `make test`; no wall-clock assertion anywhere.
+equal), and a greedy baseline. Never part of `make test`; no wall-clock assertion anywhere. Exit status 1 when
+the costs differ or a repeat gives a different assignment.
 """
 from __future__ import annotations
 
+import argparse
 import random
-import sys
+import statistics
 import time
 
 import numpy as np
@@ -16,7 +20,7 @@ from scipy import sparse
 from scipy.sparse.csgraph import min_weight_full_bipartite_matching
 
 from svc_matching.engine import Need, Provider, Weights, greedy, solve_batch, total_cost
-from svc_matching.engine.core import feasible_edges, slot_cost, unassigned_cost
+from svc_matching.engine.core import edge_arrays, slot_cost, unassigned_cost
 
 CATEGORIES = ["elderly_care", "childcare", "life_service", "emergency", "government", "grid_event", "counselling",
               "employment", "health", "disability", "education", "legal", "culture", "housing", "environment"]
@@ -48,37 +52,50 @@ def exact_by_matching(needs, providers, w: Weights) -> int:
     one private 'unassigned' column per need; minimum-weight full matching of the needs."""
     needs = sorted(needs, key=lambda n: n.id)
     providers = sorted(providers, key=lambda p: p.id)
-    edges = feasible_edges(needs, providers, w)
-    slot_base, n_slots = {}, 0
-    for j, p in enumerate(providers):
-        slot_base[j] = n_slots
-        n_slots += p.remaining
-    rows, cols, vals = [], [], []
-    for i, j, pc in edges:
-        p = providers[j]
-        for k in range(p.remaining):
-            rows.append(i)
-            cols.append(slot_base[j] + k)
-            vals.append(pc + slot_cost(p, k, w) + 1)     # +1: explicit zeros would vanish from a sparse matrix
-    for i, n in enumerate(needs):
-        rows.append(i)
-        cols.append(n_slots + i)
-        vals.append(unassigned_cost(n, w) + 1)
-    g = sparse.csr_array((np.array(vals, dtype=float), (rows, cols)), shape=(len(needs), n_slots + len(needs)))
+    ei, ej, ec = edge_arrays(needs, providers, w)
+    remaining = np.array([p.remaining for p in providers], np.int64)
+    slot_base = np.cumsum(remaining) - remaining
+    n_slots = int(remaining.sum())
+    # every feasible pair × every remaining slot of its provider; +1: explicit zeros would vanish from a sparse matrix
+    rows = np.repeat(ei, remaining[ej])
+    pj = np.repeat(ej, remaining[ej])
+    k = np.arange(len(rows)) - np.repeat(np.cumsum(remaining[ej]) - remaining[ej], remaining[ej])
+    width = int(remaining.max(initial=0))
+    slot = np.array([[slot_cost(p, s, w) for s in range(width)] for p in providers], np.int64)
+    slot = slot.reshape(len(providers), width)
+    vals = np.repeat(ec, remaining[ej]) + slot[pj, k] + 1
+    cols = slot_base[pj] + k
+    rows = np.concatenate([rows, np.arange(len(needs))])
+    cols = np.concatenate([cols, n_slots + np.arange(len(needs))])
+    vals = np.concatenate([vals, [unassigned_cost(n, w) + 1 for n in needs]])
+    g = sparse.csr_array((vals.astype(float), (rows, cols)), shape=(len(needs), n_slots + len(needs)))
     r, c = min_weight_full_bipartite_matching(g)
     return int(round(g[r, c].sum())) - len(needs)
 
 
 def main() -> None:
-    n_needs = int(sys.argv[1]) if len(sys.argv) > 1 else 10_000
-    n_providers = int(sys.argv[2]) if len(sys.argv) > 2 else 2_000
-    seed = int(sys.argv[3]) if len(sys.argv) > 3 else 1
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("needs", nargs="?", type=int, default=10_000)
+    parser.add_argument("providers", nargs="?", type=int, default=2_000)
+    parser.add_argument("seed", nargs="?", type=int, default=1)
+    parser.add_argument("--repeat", type=int, default=5, help="engine runs; the median time is reported")
+    args = parser.parse_args()
     w = Weights()
-    needs, providers = make_case(n_needs, n_providers, seed)
+    needs, providers = make_case(args.needs, args.providers, args.seed)
     cap = sum(p.remaining for p in providers)
-    t0 = time.perf_counter()
-    res = solve_batch(needs, providers, w)
-    t_engine = time.perf_counter() - t0
+    walls, cpus, results = [], [], []
+    for run in range(max(1, args.repeat)):
+        # later runs get the input in another order: the assignment must not change (determinism)
+        run_needs, run_providers = list(needs), list(providers)
+        if run:
+            random.Random(run).shuffle(run_needs)
+            random.Random(-run).shuffle(run_providers)
+        t0, c0 = time.perf_counter(), time.process_time()
+        results.append(solve_batch(run_needs, run_providers, w))
+        walls.append(time.perf_counter() - t0)
+        cpus.append(time.process_time() - c0)
+    res = results[0]
+    stable = all(r.assignments == res.assignments and r.total_cost == res.total_cost for r in results)
     t0 = time.perf_counter()
     exact = exact_by_matching(needs, providers, w)
     t_exact = time.perf_counter() - t0
@@ -86,14 +103,17 @@ def main() -> None:
     g = greedy(needs, providers, w)
     g_cost = total_cost(needs, providers, g, w)
     t_greedy = time.perf_counter() - t0
-    print(f"needs {n_needs}, providers {n_providers}, remaining capacity {cap}, seed {seed}")
-    print(f"engine (OR-Tools min-cost flow):    {t_engine:.2f} s, cost {res.total_cost}, "
-          f"assigned {len(res.assignments)}, unassigned {len(res.unassigned)}")
+    print(f"needs {args.needs}, providers {args.providers}, remaining capacity {cap}, seed {args.seed}")
+    print(f"engine (OR-Tools min-cost flow):    median {statistics.median(walls):.2f} s wall "
+          f"(min {min(walls):.2f}, max {max(walls):.2f}, {len(walls)} runs), "
+          f"median {statistics.median(cpus):.2f} s CPU")
+    print(f"                                    cost {res.total_cost}, assigned {len(res.assignments)}, "
+          f"unassigned {len(res.unassigned)}, same assignment every run (shuffled input): {'YES' if stable else 'NO'}")
     print(f"independent exact (LAPJVsp):        {t_exact:.2f} s, cost {exact}, "
           f"{'EQUAL' if exact == res.total_cost else 'DIFFERENT'}")
     print(f"greedy baseline:                    {t_greedy:.2f} s, cost {g_cost} "
           f"(+{(g_cost - res.total_cost) / max(1, res.total_cost):.2%}), assigned {len(g)}")
-    if exact != res.total_cost:
+    if exact != res.total_cost or not stable:
         raise SystemExit(1)
 
 

@@ -1,4 +1,5 @@
-"""The matching engine: pure functions over plain data, no database, deterministic for the same input.
+"""The matching engine: pure functions over plain data, no database, deterministic for the same input (needs and
+providers are sorted by id first, so the input order does not matter either).
 
 * hard filters (`check`): category / skill, eligibility (age, special-group tags), schedule overlap, remaining
   capacity, distance within the provider's service area (place codes or radius) or the 15-minute circle;
@@ -6,7 +7,12 @@
   past ratings and the need's priority, the weights coming from configuration (`Weights`);
 * batch mode (`solve_batch`): the assignment of many needs to providers with capacities that minimises the
   total cost of the whole batch, solved exactly as a min-cost flow by OR-Tools' SimpleMinCostFlow (SciPy's
-  HiGHS `milp` on the same network gave the same optimum but was ~100× slower at 10,000 × 2,000);
+  HiGHS `milp` on the same network gave the same optimum but was ~100× slower at 10,000 × 2,000).
+  Every feasible pair is an arc. Keeping only each need's k cheapest providers is not exact: with capacity
+  short, the benchmark's optimum sends one need to the provider 88 places down its own cost-ranked list.
+  Certifying a pruned solve needs the flow's duals, which SimpleMinCostFlow does not expose; recomputing them
+  (shortest paths on the residual network) and re-solving until no pruned arc prices in took 3–5 rounds and
+  cost more than the full solve, so it was dropped;
 * single-need mode (`top_k`): the k cheapest eligible providers, each with the reasons for its score;
 * `greedy` is the baseline the benchmark compares against.
 
@@ -234,9 +240,61 @@ def _haversine_matrix(lat1: np.ndarray, lon1: np.ndarray, lat2: np.ndarray, lon2
     return 2 * r * np.arcsin(np.minimum(1.0, np.sqrt(a)))
 
 
+def _bitsets(sets: list[frozenset[str]], bit: dict[str, int], words: int) -> np.ndarray:
+    """One row of `words` uint64 words per set, bit k set when the set holds the tag numbered k."""
+    out = np.zeros((len(sets), words), np.uint64)
+    if not bit:
+        return out
+    masks = [sum(1 << bit[t] for t in s if t in bit) for s in sets]
+    for word in range(words):
+        out[:, word] = np.array([(m >> (64 * word)) & 0xFFFFFFFFFFFFFFFF for m in masks], np.uint64)
+    return out
+
+
+def _area_match(place: np.ndarray, has_place: np.ndarray, codes: tuple[str, ...]) -> np.ndarray:
+    """Needs whose place code lies inside any of `codes` (prefix match, as in `distance_ok`)."""
+    hit = np.zeros(len(place), bool)
+    for code in codes:
+        hit |= np.char.startswith(place, code)
+    return hit & has_place
+
+
 def edge_arrays(needs: list[Need], providers: list[Provider], w: Weights):
-    """Arrays (need index, provider index, pair cost) of every pair passing the hard filters, sorted; vectorised
-    per category with the same rules as `check`."""
+    """Arrays (need index, provider index, pair cost) of every pair passing the hard filters, sorted by need
+    then provider. Same rules as `check`, evaluated as NumPy matrices per category (a need has one category,
+    so only needs × providers of that category are ever compared)."""
+    empty = np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64)
+    if not needs or not providers:
+        return empty
+    # per-provider columns
+    p_lat = np.array([p.lat for p in providers], float)
+    p_lon = np.array([p.lon for p in providers], float)
+    radius = np.array([p.radius_m if p.radius_m is not None else w.walk_circle_m for p in providers], float)
+    min_age = np.array([p.min_age if p.min_age is not None else -np.inf for p in providers], float)
+    max_age = np.array([p.max_age if p.max_age is not None else np.inf for p in providers], float)
+    age_limited = np.array([p.min_age is not None or p.max_age is not None for p in providers], bool)
+    rating = np.array([rating_cost(p, w) for p in providers], np.int64)
+    # per-need columns; an unknown age is NaN, which fails every comparison (as `check` refuses it)
+    n_lat = np.array([n.lat for n in needs], float)
+    n_lon = np.array([n.lon for n in needs], float)
+    n_age = np.array([n.age if n.age is not None else np.nan for n in needs], float)
+    place = np.array([n.place_code or "" for n in needs], dtype=str)
+    has_place = np.array([bool(n.place_code) for n in needs], bool)
+    # eligibility as bit sets over the tags some provider asks for (any-of = non-zero AND)
+    elig_tags = sorted({t for p in providers for t in p.eligibility})
+    bit = {t: k for k, t in enumerate(elig_tags)}
+    words = max(1, (len(elig_tags) + 63) // 64)
+    p_elig = _bitsets([p.eligibility for p in providers], bit, words)
+    n_tags = _bitsets([n.tags for n in needs], bit, words)
+    p_restricted = np.array([bool(p.eligibility) for p in providers], bool)
+    # schedules and time windows as small integer ids, so each distinct (schedule, window) is checked once
+    sched_id: dict[tuple[Slot, ...], int] = {}
+    p_sched = np.array([sched_id.setdefault(p.schedule, len(sched_id)) if p.schedule else -1 for p in providers])
+    window_id: dict[tuple[datetime, datetime], int] = {}
+    n_window = np.array([window_id.setdefault((n.window_start, n.window_end), len(window_id))
+                         if n.window_start is not None and n.window_end is not None else -1 for n in needs])
+    schedules, windows = list(sched_id), list(window_id)
+
     by_cat_p: dict[str, list[int]] = {}
     for j, p in enumerate(providers):
         if p.remaining > 0:
@@ -245,53 +303,40 @@ def edge_arrays(needs: list[Need], providers: list[Provider], w: Weights):
     by_cat_n: dict[str, list[int]] = {}
     for i, n in enumerate(needs):
         by_cat_n.setdefault(n.category, []).append(i)
-    rating = np.array([rating_cost(p, w) for p in providers] or [0], dtype=np.int64)
     parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
-    window_cache: dict[tuple, bool] = {}
-    for cat, ni in by_cat_n.items():
-        pj = by_cat_p.get(cat)
-        if not pj:
+    for cat in sorted(by_cat_n):
+        if cat not in by_cat_p:
             continue
-        nn = [needs[i] for i in ni]
-        pp = [providers[j] for j in pj]
-        d = _haversine_matrix(np.array([n.lat for n in nn]), np.array([n.lon for n in nn]),
-                              np.array([p.lat for p in pp]), np.array([p.lon for p in pp]))
-        radius = np.array([p.radius_m if p.radius_m is not None else w.walk_circle_m for p in pp])
-        ok = d <= radius[None, :]
-        ages = np.array([n.age if n.age is not None else -1 for n in nn])
-        for col, p in enumerate(pp):
-            if p.area_codes:
-                ok[:, col] |= np.array([bool(n.place_code) and any(n.place_code.startswith(c) for c in p.area_codes)
-                                        for n in nn], dtype=bool)
-            if p.min_age is not None or p.max_age is not None:
-                m = ages >= 0
-                if p.min_age is not None:
-                    m &= ages >= p.min_age
-                if p.max_age is not None:
-                    m &= ages <= p.max_age
-                ok[:, col] &= m
-            if p.eligibility:
-                ok[:, col] &= np.array([bool(p.eligibility & n.tags) for n in nn], dtype=bool)
+        ni, pj = np.array(by_cat_n[cat], np.int64), np.array(by_cat_p[cat], np.int64)
+        d = _haversine_matrix(n_lat[ni], n_lon[ni], p_lat[pj], p_lon[pj])
+        ok = d <= radius[pj][None, :]
+        for col in np.flatnonzero([bool(providers[j].area_codes) for j in pj]).tolist():
+            ok[:, col] |= _area_match(place[ni], has_place[ni], providers[pj[col]].area_codes)
+        if age_limited[pj].any():
+            age = n_age[ni][:, None]
+            ok &= ~age_limited[pj][None, :] | ((age >= min_age[pj][None, :]) & (age <= max_age[pj][None, :]))
+        if p_restricted[pj].any():
+            shared = np.zeros(ok.shape, bool)
+            for word in range(words):
+                shared |= (n_tags[ni, word][:, None] & p_elig[pj, word][None, :]) != 0
+            ok &= ~p_restricted[pj][None, :] | shared
         rows, cols = np.nonzero(ok)
-        has_sched = np.array([bool(p.schedule) for p in pp], dtype=bool)
-        has_window = np.array([n.window_start is not None and n.window_end is not None for n in nn], dtype=bool)
-        check_rows = np.nonzero(has_sched[cols] & has_window[rows])[0]
-        keep = np.ones(len(rows), dtype=bool)
-        for x in check_rows.tolist():
-            p, n = pp[cols[x]], nn[rows[x]]
-            key = (p.schedule, n.window_start, n.window_end)
-            hit = window_cache.get(key)
-            if hit is None:
-                hit = window_cache[key] = schedule_overlaps(p.schedule, n.window_start, n.window_end, w.timezone)
-            keep[x] = hit
-        rows, cols = rows[keep], cols[keep]
-        gi, gj = np.asarray(ni, np.int64)[rows], np.asarray(pj, np.int64)[cols]
-        cost = np.rint(w.distance_per_km * d[rows, cols] / 1000.0).astype(np.int64) + rating[gj]
-        parts.append((gi, gj, cost))
+        sched, window = p_sched[pj][cols], n_window[ni][rows]
+        timed = np.flatnonzero((sched >= 0) & (window >= 0))
+        if len(timed):
+            keys, inverse = np.unique(sched[timed] * len(windows) + window[timed], return_inverse=True)
+            overlap = np.array([schedule_overlaps(schedules[k // len(windows)], *windows[k % len(windows)],
+                                                  w.timezone) for k in keys.tolist()], bool)
+            keep = np.ones(len(rows), bool)
+            keep[timed] = overlap[inverse]
+            rows, cols = rows[keep], cols[keep]
+        cost = np.rint(w.distance_per_km * d[rows, cols] / 1000.0).astype(np.int64) + rating[pj[cols]]
+        parts.append((ni[rows], pj[cols], cost))
     if not parts:
-        return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64)
+        return empty
     gi, gj, cost = (np.concatenate(x) for x in zip(*parts))
-    order = np.lexsort((gj, gi))
+    # each part is already ordered by (need, provider) and a need lies in one part: a stable sort by need suffices
+    order = np.argsort(gi, kind="stable")
     return gi[order], gj[order], cost[order]
 
 
@@ -341,21 +386,21 @@ def solve_batch(needs: list[Need], providers: list[Provider], w: Weights) -> Bat
     if not n_needs:
         return BatchResult({}, [], 0)
     ei, ej, ec = edge_arrays(needs, providers, w)
-    counts = np.bincount(ej, minlength=n_prov)
-    degree = {int(j): int(counts[j]) for j in np.nonzero(counts)[0]}
+    # one unit arc per remaining slot, but never more slots than the provider has feasible needs
+    n_slots = np.minimum(np.array([p.remaining for p in providers], np.int64), np.bincount(ej, minlength=n_prov))
+    slot_prov = np.repeat(np.arange(n_prov), n_slots)
+    slot_k = np.arange(len(slot_prov)) - np.repeat(np.cumsum(n_slots) - n_slots, n_slots)
+    active = np.array([p.active for p in providers], float)
+    capacity = np.array([max(1, p.capacity) for p in providers], float)
+    # the same arithmetic as `slot_cost` / `unassigned_cost`, element-wise (np.rint rounds half to even like round)
+    slot_c = np.rint(w.load * (active[slot_prov] + slot_k + 1) / capacity[slot_prov]).astype(np.int64)
+    priority = np.array([n.priority for n in needs], float)
+    unassigned_c = np.rint(w.unassigned + w.priority * priority).astype(np.int64)
     source, sink = 0, 1 + n_needs + n_prov
     idx = np.arange(n_needs)
-    slot_t, slot_c = [], []
-    for j in sorted(degree):
-        p = providers[j]
-        for k in range(min(p.remaining, degree[j])):
-            slot_t.append(1 + n_needs + j)
-            slot_c.append(slot_cost(p, k, w))
-    tails = np.concatenate([np.zeros(n_needs, np.int64), 1 + idx, 1 + ei, np.array(slot_t, np.int64)])
-    heads = np.concatenate([1 + idx, np.full(n_needs, sink), 1 + n_needs + ej,
-                            np.full(len(slot_t), sink, np.int64)])
-    costs = np.concatenate([np.zeros(n_needs, np.int64), np.array([unassigned_cost(n, w) for n in needs], np.int64),
-                            ec, np.array(slot_c, np.int64)])
+    tails = np.concatenate([np.zeros(n_needs, np.int64), 1 + idx, 1 + ei, 1 + n_needs + slot_prov])
+    heads = np.concatenate([1 + idx, np.full(n_needs, sink), 1 + n_needs + ej, np.full(len(slot_prov), sink)])
+    costs = np.concatenate([np.zeros(n_needs, np.int64), unassigned_c, ec, slot_c])
     smcf = min_cost_flow.SimpleMinCostFlow()
     smcf.add_arcs_with_capacity_and_unit_cost(tails, heads, np.ones(len(tails), np.int64), costs)
     smcf.set_node_supply(source, n_needs)
