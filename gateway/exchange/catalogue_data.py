@@ -21,12 +21,16 @@ _DEPT_COMMON = [f("department", "部门编码", "general"), f("department_name",
 
 BUILTIN_RESOURCES: list[dict] = [
     {"code": "gongan.hukou", "owner": "dept-gongan", "name": "户籍登记核验",
-     "description": "按身份证号核验户籍登记、户籍地区划与居住类型。Household registration check.",
+     "description": "按身份证号核验户籍登记、户籍地区划与居住类型；送姓名时核验姓名与身份证号是否一致。"
+                    "Household registration and identity check.",
      "sharing_class": "conditional", "service": "departments", "path_prefix": "/departments/gongan/v1/",
      "methods": ["POST"], "xroad_subsystem": "hukou", "xroad_service": "hukou-check",
      "fields": _DEPT_COMMON + [f("data.registered", "是否登记户籍", "important", personal=True),
                                f("data.hukou_division", "户籍地区划", "important", personal=True, mask="generic"),
-                               f("data.residency_type", "居住类型", "general", personal=True)]},
+                               f("data.residency_type", "居住类型", "general", personal=True),
+                               f("data.identity_match", "姓名与身份证号是否一致", "important", personal=True),
+                               f("data.identity_message", "身份核验说明", "general", personal=True,
+                                 mask="generic")]},
     {"code": "minzheng.assistance", "owner": "dept-minzheng", "name": "低保特困状态",
      "description": "最低生活保障、特困供养与低收入家庭认定状态。Minimum-income and hardship status.",
      "sharing_class": "conditional", "service": "departments", "path_prefix": "/departments/minzheng/v1/",

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
+import math
 import sys
 import time
 import zlib
@@ -31,6 +32,7 @@ from common.context import request_id_var, traceparent_var
 from common.errors import Problem
 from common.http_client import CircuitBreaker, UpstreamTimeout, UpstreamUnavailable, child_traceparent
 from gateway.exchange.policy import filter_body
+from gateway.identity.mtls import PROXY_HEADERS, CertificatePins
 
 HOP_BY_HOP = {
     "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer", "trailers",
@@ -38,7 +40,7 @@ HOP_BY_HOP = {
 }
 # Headers the gateway sets itself on the way in (a caller must not be able to forge them) or on the way out.
 GATEWAY_OWNED_IN = {"x-request-id", "traceparent", "tracestate", "x-onenet-client", "x-onenet-user",
-                    "x-onenet-service", "x-forwarded-for", "x-onenet-resource"}
+                    "x-onenet-service", "x-forwarded-for", "x-onenet-resource", *PROXY_HEADERS}
 _DROP_IN = frozenset(h.encode() for h in HOP_BY_HOP | GATEWAY_OWNED_IN)
 STRIP_OUT = HOP_BY_HOP | {"x-request-id", "traceparent", "server", "date"}
 _STRIP_OUT_B = frozenset(h.encode() for h in STRIP_OUT)
@@ -150,14 +152,30 @@ class TokenCache:
 
 class Forwarder:
     def __init__(self, upstreams: dict[str, Upstream], verifier: TokenVerifier, revoked_members: set[str],
-                 *, token_cache: TokenCache | None = None) -> None:
+                 *, token_cache: TokenCache | None = None, pins: CertificatePins | None = None) -> None:
         self.upstreams = upstreams
         self.verifier = verifier
         self.revoked = revoked_members
+        self.pins = pins if pins is not None else CertificatePins()
         self.tokens = token_cache if token_cache is not None else TokenCache()
 
     async def authenticate(self, request: Request) -> Principal:
         auth = request.headers.get("authorization")
+        path = request.url.path
+        if not auth and request.method == "GET" and (path == "/metrics/v1/dashboard" or path.startswith(
+                ("/metrics/v1/dashboard/", "/metrics/v1/report"))):
+            # svc_metrics' HTML pages in a browser, which cannot send a bearer header on a page load: the token
+            # from the pages' own HttpOnly cookie (GET only). Without a valid one the call goes on as an anonymous
+            # visitor, and svc_metrics (which checks every token itself) answers with its sign-in form.
+            cookie = request.cookies.get("onenet_metrics_token")
+            try:
+                principal = principal_from_claims(await self.verifier.verify(cookie), cookie) if cookie else None
+            except Problem:
+                principal = None
+            if principal is None or principal.member in self.revoked:
+                principal = Principal(member="anonymous", user="browser", role="anonymous")
+            request.state.caller = principal.caller
+            return principal
         if not auth or not auth.lower().startswith("bearer "):
             raise Problem(401, "unauthenticated", ("请求缺少访问令牌（Authorization: Bearer …）",
                                                    "Missing bearer token (Authorization: Bearer …)"),
@@ -169,6 +187,8 @@ class Forwarder:
             self.tokens.put(token, principal)
         if principal.member in self.revoked:
             raise Problem(403, "member_revoked", ("该成员单位已被停用", "This member has been revoked"))
+        if self.pins.pins:  # a member with a client certificate on file must present it (mutual TLS)
+            self.pins.check(principal.member, request.scope)
         request.state.caller = principal.caller
         return principal
 
@@ -178,7 +198,7 @@ class Forwarder:
         """Send the call upstream; `actions` (from the caller's grant) mask or remove response fields."""
         upstream = self.upstreams[service]
         if not upstream.breaker.allow():
-            raise _unavailable(service)
+            raise _unavailable(service, _retry_after(upstream.breaker))
         scope = request.scope
         headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"] if k not in _DROP_IN]
         client = scope.get("client")
@@ -268,7 +288,14 @@ def _decoded(content: bytes, encoding: bytes) -> bytes:
     return b""  # an encoding we cannot read: the body cannot be checked, so it is not passed on
 
 
-def _unavailable(service: str) -> Problem:
+def _retry_after(breaker: CircuitBreaker) -> int:
+    """Seconds until an open breaker lets a trial call through (at least 1)."""
+    if breaker.opened_at is None:
+        return 5
+    return max(1, math.ceil(breaker.reset_timeout - (breaker.clock() - breaker.opened_at)))
+
+
+def _unavailable(service: str, retry_after: int = 5) -> Problem:
     return Problem(503, "upstream_unavailable", (f"服务 {service} 暂不可用，请稍后重试",
                                                  f"The {service} service is unavailable; retry later"),
-                   headers={"Retry-After": "5"})
+                   headers={"Retry-After": str(retry_after)})

@@ -107,7 +107,11 @@ def test_half_failing_departments_end_done_or_pending_never_wrong(platform):
                                              "WHERE source = 'department'")
     by_verification = platform.sql("svc_residents", "SELECT person_id, code FROM person_tags "
                                                     "WHERE recorded_by LIKE 'verification/%'")
-    assert by_verification, "no verification recorded any tag"
+    # The registry agrees with the demo persons' tags (seeded as department-verified), so verification confirms
+    # them rather than adding any; what must not be vacuous is the comparison below: some holder's 民政 / 残联
+    # verification is done.
+    holders = {pid for pid, code, dept, until in verified if until is None}
+    assert any(states[pid].get(d) == "done" for pid in holders for d in ("minzheng", "canlian")), states
     for pid, code in by_verification:
         dept, field = SUPPORT[code]
         assert answer(dept, ID[pid])[field] is True, (pid, code)
