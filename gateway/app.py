@@ -4,16 +4,17 @@ from __future__ import annotations
 import asyncio
 
 import httpx
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from starlette.middleware import Middleware
 from sqlalchemy import select
 
 from common.app import create_service_app
-from common.auth import TokenVerifier
+from common.auth import Principal, TokenVerifier, get_principal
 from common.clock import Clock
 from common.db import Database
 from common.http_client import CircuitBreaker
 from common.keys import load_signing_keys
+from gateway.identity.mtls import CertificatePins
 from gateway.identity.router import router as identity_router
 from gateway.identity.tokens import TokenIssuer
 from gateway.members.models import Member
@@ -54,7 +55,8 @@ def create_app(settings: GatewaySettings | None = None, *, verifier: TokenVerifi
         for name, url in settings.upstreams().items()
     }
     revoked: set[str] = set()
-    forwarder = Forwarder(upstreams, own_verifier, revoked)
+    pins = CertificatePins(trust_proxy=settings.client_cert_proxy_trusted)
+    forwarder = Forwarder(upstreams, own_verifier, revoked, pins=pins)
     clock = clock or Clock()
     policy = ExchangePolicy()
     audit = AuditWriter(db, MessageLog, OutboxEvent, max_backlog=settings.audit_max_backlog)
@@ -87,10 +89,15 @@ def create_app(settings: GatewaySettings | None = None, *, verifier: TokenVerifi
         await audit.run_forever(stop)
 
     async def load_revoked(app: FastAPI) -> None:
+        generation = pins.generation
         async with db.session() as session:
             codes = (await session.execute(select(Member.code).where(Member.status != "active"))).scalars()
             revoked.clear()
             revoked.update(codes)
+            pinned = (await session.execute(select(Member.code, Member.client_cert_sha256).where(
+                Member.client_cert_sha256.is_not(None)))).all()
+        if pins.generation == generation:  # else changed here meanwhile; the next refresh reads the newer state
+            pins.load(pinned)
 
     async def refresh_revocations(app: FastAPI, stop: asyncio.Event) -> None:
         # Other gateway replicas revoke too; re-read the list so a revocation anywhere applies everywhere.
@@ -139,6 +146,16 @@ def create_app(settings: GatewaySettings | None = None, *, verifier: TokenVerifi
     app.state.audit = audit
     app.state.exchange_gate = gate
     app.state.revoked_members = revoked
+    app.state.cert_pins = pins
+
+    async def principal_with_certificate(request: Request) -> Principal:
+        # the gateway's own operations: a member with a client certificate on file must present it here too
+        principal = await get_principal(request)
+        if pins.pins:
+            pins.check(principal.member, request.scope)
+        return principal
+
+    app.dependency_overrides[get_principal] = principal_with_certificate
     # `open311` is svc_services again (its GeoReport paths are in svc_services' own document)
     app.state.openapi_aggregate = AggregatedOpenAPI({n: u for n, u in upstreams.items() if n != "open311"})
     return app

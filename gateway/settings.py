@@ -38,6 +38,10 @@ class GatewaySettings(ServiceSettings):
     catalogue_from_openapi: bool = True
     catalogue_retry_seconds: float = 5.0
     catalogue_retry_attempts: int = 12
+    # Mutual-TLS identity of members behind a TLS-terminating front proxy: honour the client-certificate headers
+    # it sets (X-Client-Cert-Fingerprint / X-SSL-Client-SHA256 / X-SSL-Client-Cert). Only when every request
+    # reaches the gateway through that proxy and the proxy overwrites those headers; gateway.identity.mtls.
+    client_cert_proxy_trusted: bool = False
     # X-Road instance identifier used in /r1/{instance}/... addresses and X-Road-Client / X-Road-Service headers.
     xroad_instance: str = "CN-ONENET"
     # The gateway issues the tokens; it has no relay-token of its own to fetch, and no JWKS URL to call.

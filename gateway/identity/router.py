@@ -30,6 +30,12 @@ def _oauth_error(status: int, error: str, zh: str, en: str) -> Problem:
                    headers={"WWW-Authenticate": "Basic"} if status == 401 else None)
 
 
+def _certificate(request: Request, member: Member) -> None:
+    """A member with a client certificate on file gets tokens only over a connection presenting it."""
+    if member.client_cert_sha256:
+        request.app.state.cert_pins.require(member.client_cert_sha256, request.scope, token_request=True)
+
+
 @router.post("/auth/v1/token", response_model=TokenResponse, summary="获取访问令牌 Obtain an access token",
              description="grant_type=client_credentials（成员系统：client_id + client_secret）或 "
                          "grant_type=password（居民、工作人员演示账号：username + password，可带 client_id 指明来源应用）。")
@@ -53,6 +59,7 @@ async def token(
                 raise _oauth_error(401, "invalid_client", "成员单位不存在或密钥错误", "Unknown member or wrong secret")
             if member.status != "active":
                 raise _oauth_error(401, "invalid_client", "该成员单位已被停用", "This member has been revoked")
+            _certificate(request, member)
             return issuer.issue(subject=member.code, member=member.code, role=member.role,
                                 scopes=list(member.scopes or []), name=member.name)
 
@@ -66,6 +73,7 @@ async def token(
         member = await session.get(Member, member_code)
         if member is None or member.status != "active":
             raise _oauth_error(401, "invalid_client", "来源应用未登记或已停用", "Unknown or revoked client app")
+        _certificate(request, member)
         return issuer.issue(subject=user.username, member=member.code, role=user.role,
                             scopes=list(user.scopes or []), acting_for=user.acting_for, name=user.display_name)
 

@@ -26,6 +26,9 @@ class Member(Base):
     secret_rotated_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     status: Mapped[str] = mapped_column(String(16), default="active")  # active | revoked
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    # Optional mutual-TLS identity: SHA-256 of the member's client certificate (DER), lower-case hex. When set,
+    # the member's token requests and calls must present that certificate (gateway.identity.mtls).
+    client_cert_sha256: Mapped[str | None] = mapped_column(String(64), nullable=True, default=None)
 
 
 class User(Base):

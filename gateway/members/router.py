@@ -13,7 +13,7 @@ from common.errors import Problem
 from common.outbox import record_event
 from gateway.identity.tokens import hash_secret
 from gateway.members.models import Member
-from gateway.members.schemas import MemberCreate, MemberCredentials, MemberOut
+from gateway.members.schemas import MemberCreate, MemberCredentials, MemberOut, MemberUpdate
 from gateway.base import OutboxEvent
 
 router = APIRouter(prefix="/exchange/v1/members", tags=["exchange 数据交换"])
@@ -36,11 +36,33 @@ async def create_member(body: MemberCreate, request: Request, principal: Princip
             raise Problem(409, "member.exists", ("该成员单位编码已存在", "A member with this code exists"))
         now = utcnow()
         member = Member(code=body.code, name=body.name, kind=body.kind, role=body.role, scopes=body.scopes,
-                        secret_hash=hashed, secret_rotated_at=now, status="active", created_at=now)
+                        secret_hash=hashed, secret_rotated_at=now, status="active", created_at=now,
+                        client_cert_sha256=body.client_cert_sha256)
         session.add(member)
         record_event(session, OutboxEvent, "member.joined", subject=member.code,
                      data={"kind": member.kind, "name": member.name})
+    request.app.state.cert_pins.set(member.code, member.client_cert_sha256)
     return MemberCredentials(member=MemberOut.model_validate(member), client_id=member.code, client_secret=secret)
+
+
+@router.patch("/{code}", response_model=MemberOut, summary="修改成员单位 Update a member",
+              description="名称、范围，及双向 TLS 身份：设置 `client_cert_sha256`（或 `client_cert_pem`）后，该成员单位"
+                          "取令牌和每次调用都须出示该客户端证书；设为 null 取消。立即生效。"
+                          " Name, scopes, and the mutual-TLS identity (null removes it); takes effect at once.")
+async def update_member(code: str, body: MemberUpdate, request: Request, principal: Principal = Depends(ops_only)):
+    sent = body.model_fields_set
+    async with request.app.state.db.session() as session, session.begin():
+        member = await session.get(Member, code)
+        if member is None:
+            raise Problem(404, "member.not_found", ("成员单位不存在", "Unknown member"))
+        if "name" in sent and body.name is not None:
+            member.name = body.name
+        if "scopes" in sent and body.scopes is not None:
+            member.scopes = body.scopes
+        if sent & {"client_cert_sha256", "client_cert_pem"}:
+            member.client_cert_sha256 = body.client_cert_sha256
+    request.app.state.cert_pins.set(member.code, member.client_cert_sha256)
+    return MemberOut.model_validate(member)
 
 
 @router.post("/{code}/rotate-secret", response_model=MemberCredentials, summary="轮换密钥 Rotate the secret")
