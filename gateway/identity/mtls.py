@@ -8,7 +8,7 @@ Where the presented certificate comes from, in this order:
 1. the TLS connection itself, when the gateway's own server terminates TLS and reports the peer certificate in
    the ASGI TLS extension (`scope["extensions"]["tls"]["client_cert_chain"]`, PEM, leaf first). Uvicorn does
    not fill that extension itself; run it with one of the protocol classes below, which add it from the
-   connection's SSL object: `uvicorn gateway.main:app --ssl-keyfile … --ssl-certfile … --ssl-ca-certs ca.pem
+   connection's SSL object: `uvicorn gateway.app:create_app --factory --ssl-keyfile … --ssl-certfile … --ssl-ca-certs ca.pem
    --ssl-cert-reqs 1 --http gateway.identity.mtls:TLSHttpToolsProtocol` (or `:TLSH11Protocol`). A certificate
    that does not chain to `--ssl-ca-certs` never gets that far: the handshake fails.
 2. a front proxy that terminated TLS (nginx, an ingress controller), but only when the settings say the proxy is
