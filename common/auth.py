@@ -161,6 +161,10 @@ async def get_principal(request: Request) -> Principal:
     verifier: TokenVerifier = request.app.state.verifier
     claims = await verifier.verify(token)
     principal = principal_from_claims(claims, token)
+    # The gateway keeps the live set of revoked members: its own endpoints refuse them as forwarding does.
+    revoked = getattr(request.app.state, "revoked_members", None)
+    if revoked and principal.member in revoked:
+        raise Problem(403, "member_revoked", ("该成员单位已被停用", "This member has been revoked"))
     request.state.principal = principal
     request.state.caller = principal.caller
     bearer_token_var.set(token)

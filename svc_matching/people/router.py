@@ -40,7 +40,7 @@ async def create_volunteer(body: VolunteerCreate, request: Request,
 @router.get("/volunteers/{volunteer_id}", response_model=VolunteerOut, summary="志愿者详情 Get a volunteer")
 async def get_volunteer(volunteer_id: str, request: Request, principal: Principal = Depends(get_principal)):
     async with request.app.state.db.session() as session:
-        return VolunteerOut.model_validate(await service.get_volunteer(session, volunteer_id))
+        return VolunteerOut.model_validate(await service.get_volunteer(session, volunteer_id, principal))
 
 
 @router.post("/needs", status_code=201, response_model=NeedOut, summary="登记需求 Record a need")

@@ -59,11 +59,20 @@ async def create_volunteer(session: AsyncSession, principal: Principal, body: Vo
     return vol
 
 
-async def get_volunteer(session: AsyncSession, volunteer_id: str) -> Volunteer:
+async def get_volunteer(session: AsyncSession, volunteer_id: str, principal: Principal | None = None) -> Volunteer:
     vol = await session.get(Volunteer, volunteer_id)
-    if vol is None:
+    if vol is None or (principal is not None and not _may_see_volunteer(principal, vol)):
+        # a volunteer's record (name, home position) is personal: the person, staff of the place, ops
         raise Problem(404, "volunteer.not_found", ("志愿者不存在", "Volunteer not found"))
     return vol
+
+
+def _may_see_volunteer(principal: Principal, vol: Volunteer) -> bool:
+    if principal.role in ("ops", "system", "dept_staff"):
+        return True
+    if principal.role in PLACE_ROLES:
+        return principal.covers_place(vol.place_code)
+    return principal.person_id is not None and principal.person_id == vol.person_id
 
 
 async def create_need(session: AsyncSession, principal: Principal, body: NeedCreate, now: datetime) -> Need:

@@ -1,0 +1,194 @@
+"""Every endpoint of svc_services (with its Open311 face), svc_matching, svc_metrics and the gateway's own
+/exchange/v1 and /auth/v1 × every role, through the gateway, on the demo district.
+
+The endpoint list comes from the apps' own OpenAPI (through the gateway's aggregated document): an endpoint with
+no row in MATRIX fails the test, and so does a row for an endpoint that no longer exists.
+
+Each row is one letter per caller in ROLES order, what the call must come to:
+  o  past authorisation (2xx, or 400/409/412/422/428 about the input or state)
+  d  refused: 403
+  h  hidden: 404 (an object outside the caller's reach is not even confirmed to exist)
+  -  either o or h (the answer depends on data, e.g. a list filtered to nothing vs. a record of one's own)
+No call may ever answer 5xx. Object-level cases (another resident's ids, another grid / community, a proxy beyond
+their person) and token failures are in test_objects.py and test_tokens.py.
+
+Writes are sent with an empty body or ids that do not exist where they would change shared state (revoking a
+member), so an allowed role gets 422 / 404 and nothing the other rows rely on changes.
+"""
+from __future__ import annotations
+
+import os
+
+import pytest
+
+ROLES = ("resident1", "proxy1", "grid1", "staff1", "street1", "dept_mz", "provider1", "evaluator1", "ops1",
+         "system")
+PREFIXES = ("/services/", "/open311/", "/matching/", "/metrics/", "/exchange/", "/auth/")
+PUBLIC = {"POST /auth/v1/token"}  # anonymous by design (it is how a token is obtained)
+
+# role order:      res prx grd stf str dpt prv evl ops sys
+MATRIX: dict[str, str] = {
+    "DELETE /services/v1/catalogue/items/{code}": "dddoodddod",
+    "GET /exchange/v1/catalogue": "oooooooooo",
+    "GET /exchange/v1/catalogue/{code}": "oooooooooo",
+    "GET /exchange/v1/grants": "dddoooddoo",
+    "GET /exchange/v1/grants/{grant_id}": "dddhhhddoh",
+    "GET /exchange/v1/log": "dddoooddoo",
+    "GET /exchange/v1/members": "dddddddood",
+    "GET /matching/v1/hsds/": "oooooooooo",
+    "GET /matching/v1/hsds/organizations": "oooooooooo",
+    "GET /matching/v1/hsds/organizations/{org_id}": "oooooooooo",
+    "GET /matching/v1/hsds/services": "oooooooooo",
+    "GET /matching/v1/hsds/services/{service_id}": "oooooooooo",
+    "GET /matching/v1/hsds/taxonomy_terms": "oooooooooo",
+    "GET /matching/v1/needs": "ddoooodooo",
+    "GET /matching/v1/needs/{need_id}": "hhhhhhhhhh",
+    "GET /matching/v1/offers": "dddooodooo",
+    "GET /matching/v1/offers/{offer_id}": "hhhhhhhhhh",
+    "GET /matching/v1/reports/duplicates": "dddddodood",
+    "GET /matching/v1/reports/gaps": "dddddodood",
+    "GET /matching/v1/services/{service_id}": "oooooooooo",
+    "GET /matching/v1/timebank/accounts": "oooooooooo",
+    "GET /matching/v1/timebank/accounts/{account_id}": "dddooddooo",
+    "GET /matching/v1/timebank/accounts/{account_id}/statement": "dddooddooo",
+    "GET /matching/v1/volunteers/{volunteer_id}": "hhhooohhoo",
+    "GET /metrics/v1/catalogue": "ddoooodood",
+    "GET /metrics/v1/dashboard": "ddoooddood",
+    "GET /metrics/v1/kpis": "ddddddddod",
+    "GET /metrics/v1/kpis/{code}": "ddddddddhd",
+    "GET /metrics/v1/rectifications": "ddoooodood",
+    "GET /metrics/v1/rectifications/{case_id}": "ddhhhhdhhd",
+    "GET /metrics/v1/report": "ddddddddod",
+    "GET /metrics/v1/targets": "ddoooodood",
+    "GET /metrics/v1/warnings": "ddoooodood",
+    "GET /open311/v2/discovery.{fmt}": "oooooooooo",
+    "GET /open311/v2/requests.{fmt}": "oooooooooo",
+    "GET /open311/v2/requests/{request_id}.{fmt}": "oooooooooo",
+    "GET /open311/v2/services.{fmt}": "oooooooooo",
+    "GET /open311/v2/services/{service_code}.{fmt}": "hhhhhhhhhh",
+    "GET /open311/v2/tokens/{token}.{fmt}": "hhhhhhhhhh",
+    "GET /services/v1/catalogue/items": "oooooooooo",
+    "GET /services/v1/catalogue/items/{code}": "oooooooooo",
+    "GET /services/v1/catalogue/items/{code}/versions": "oooooooooo",
+    "GET /services/v1/grids": "oooooooooo",
+    "GET /services/v1/requests": "ooooooodoo",
+    "GET /services/v1/requests/{request_id}": "ohooohhhoo",
+    "GET /services/v1/requests/{request_id}/candidates": "dhooohhhod",
+    "GET /services/v1/requests/{request_id}/duplicates": "ohooohhhoo",
+    "GET /services/v1/requests/{request_id}/materials": "ohooohhhoo",
+    "GET /services/v1/requests/{request_id}/timeline": "ohooohhhoo",
+    "PATCH /exchange/v1/members/{code}": "ddddddddhd",
+    "POST /exchange/v1/catalogue/refresh": "ddddddddod",
+    "POST /exchange/v1/grants": "dddoooddoo",
+    "POST /exchange/v1/grants/{grant_id}/approve": "dddoooddoo",
+    "POST /exchange/v1/grants/{grant_id}/check": "dddhhhdddh",
+    "POST /exchange/v1/grants/{grant_id}/refuse": "dddoooddoo",
+    "POST /exchange/v1/grants/{grant_id}/revoke": "dddhhhddoh",
+    "POST /exchange/v1/members": "ddddddddod",
+    "POST /exchange/v1/members/{code}/revoke": "ddddddddhd",
+    "POST /exchange/v1/members/{code}/rotate-secret": "ddddddddhd",
+    "POST /matching/v1/match/batch": "dddoooddoo",
+    "POST /matching/v1/needs": "oooooooooo",
+    "POST /matching/v1/needs/{need_id}/candidates": "ddhhhhddhh",
+    "POST /matching/v1/needs/{need_id}/match": "dddhhhddhh",
+    "POST /matching/v1/offers/expire": "ddddddddoo",
+    "POST /matching/v1/offers/{offer_id}/accept": "hhhhhhhhhh",
+    "POST /matching/v1/offers/{offer_id}/complete": "hhhhhhhhhh",
+    "POST /matching/v1/offers/{offer_id}/decline": "hhhhhhhhhh",
+    "POST /matching/v1/organizations": "dddoooddod",
+    "POST /matching/v1/organizations/{org_id}/locations": "dddoooddod",
+    "POST /matching/v1/services": "dddoooddod",
+    "POST /matching/v1/taxonomy_terms": "dddoooddod",
+    "POST /matching/v1/timebank/credits": "dddoodddoo",
+    "POST /matching/v1/timebank/postings": "ddddodddoo",
+    "POST /matching/v1/timebank/redemptions": "oooooooooo",
+    "POST /matching/v1/volunteers": "ddooodddod",
+    "POST /metrics/v1/events": "ddddddddoo",
+    "POST /metrics/v1/rebuild": "ddddddddod",
+    "POST /metrics/v1/rectifications/{case_id}/advance": "ddoooodood",
+    "POST /metrics/v1/warnings/scan": "ddddddddoo",
+    "POST /metrics/v1/warnings/{warning_id}/acknowledge": "dddhhdddhd",
+    "POST /open311/v2/requests.{fmt}": "oooooooooo",
+    "POST /services/v1/catalogue/items": "oooooooooo",
+    "POST /services/v1/catalogue/items/{code}/activate": "dddoodddod",
+    "POST /services/v1/requests": "oooooooooo",
+    "POST /services/v1/requests/{request_id}/materials/fetch": "dhooohhhoo",
+    "POST /services/v1/requests/{request_id}/transitions": "oooooooooo",
+    "PUT /metrics/v1/kpis/{code}/targets/{scope}": "ddddodddod",
+    "PUT /services/v1/catalogue/items/{code}": "oooooooooo",
+    "PUT /services/v1/grids/{code}": "oooooooooo",
+}
+
+
+def fill(path: str, ids: dict[str, str]) -> str:
+    if path.startswith("/services/v1/catalogue/items/{code}"):
+        path = path.replace("{code}", "SH-WX-001")
+    elif path.startswith("/services/v1/grids/{code}"):
+        path = path.replace("{code}", "110105001001001")
+    elif path.startswith("/exchange/v1/members/{code}"):
+        path = path.replace("{code}", "no-such-member")
+    elif path.startswith("/exchange/v1/catalogue/{code}"):
+        path = path.replace("{code}", "gongan.hukou")
+    elif path.startswith("/metrics/v1/kpis/{code}"):
+        path = path.replace("{code}", "request_volume").replace("{scope}", "110105001001")
+    path = path.replace("{fmt}", "json").replace("{service_code}", "SH-WX-001").replace("{token}", "no-such-token")
+    path = path.replace("{request_id}", ids["request_id"])
+    for name, value in ids.items():
+        path = path.replace("{" + name + "}", value)
+    assert "{" not in path, path
+    return path
+
+
+def classify(status: int) -> str:
+    return {401: "u", 403: "d", 404: "h"}.get(status, "E" if status >= 500 else "o")
+
+
+def endpoints(pt) -> list[str]:
+    doc = pt.request("GET", "/openapi.json").json()
+    assert not doc["info"].get("x-onenet-unavailable")
+    out = []
+    for path, item in doc["paths"].items():
+        if path.startswith(PREFIXES) and not path.startswith("/residents/"):
+            out += [f"{m.upper()} {path}" for m in item if m in ("get", "post", "put", "patch", "delete")]
+    return sorted(out)
+
+
+def call(pt, endpoint: str, ids: dict[str, str], role: str):
+    method, path = endpoint.split(" ", 1)
+    url = fill(path, ids)
+    headers = pt.platform.headers(role)
+    if method in ("GET", "DELETE"):
+        return pt.request(method, url, headers=headers)
+    return pt.request(method, url, headers=headers, json={})
+
+
+def test_every_endpoint_has_a_row(pt):
+    have = set(endpoints(pt)) - PUBLIC
+    assert not (have - set(MATRIX)), f"endpoints without a row in MATRIX: {sorted(have - set(MATRIX))}"
+    assert not (set(MATRIX) - have), f"rows for endpoints that no longer exist: {sorted(set(MATRIX) - have)}"
+    assert all(len(v.replace(" ", "")) == len(ROLES) for v in MATRIX.values())
+
+
+def test_role_matrix(pt, ids):
+    observed: dict[str, str] = {}
+    problems = []
+    for endpoint in endpoints(pt):
+        if endpoint in PUBLIC:
+            continue
+        row = ""
+        for role in ROLES:
+            r = call(pt, endpoint, ids, role)
+            row += classify(r.status_code)
+            if r.status_code >= 400:
+                assert r.headers["content-type"].startswith("application/problem+json") or \
+                    endpoint.startswith("GET /open311") or endpoint.startswith("POST /open311"), (endpoint, role)
+        observed[endpoint] = row
+    if os.environ.get("ONENET_AUTHZ_OBSERVE"):  # prints the rows as observed, to review before pasting
+        for k, v in observed.items():
+            print(f'    "{k}": "{v}",')
+    for endpoint, row in observed.items():
+        want = MATRIX.get(endpoint, "?" * len(ROLES)).replace(" ", "")
+        for role, got, exp in zip(ROLES, row, want):
+            if got == "E" or not (got == exp or (exp == "-" and got in "oh")):
+                problems.append(f"{endpoint} as {role}: got {got}, want {exp}")
+    assert not problems, "\n".join(problems)
