@@ -11,6 +11,10 @@
   everything else 403;
 - provider, evaluator: no access.
 
+Places (codes, names, the hierarchy) are reference data any signed-in caller may read; who staffs a grid is
+for the staff covering it and ops; creating places and naming grid workers is for community / street staff of
+the scope and ops.
+
 An object outside the caller's reach answers 404, so ids cannot be probed; a visible object the caller may
 not change answers 403.
 """

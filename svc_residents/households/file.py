@@ -116,7 +116,11 @@ async def _timebank(app: FastAPI, members: list[str]) -> dict[str, Any]:
         if accounts is None:
             withheld.append(pid)
             continue
+        if not isinstance(accounts, list):  # an answer of another shape: this part cannot be read
+            raise PartUnavailable("unavailable", f"{client.name} 应答无法解析 / unreadable answer")
         for a in accounts:
+            if not isinstance(a, dict):
+                continue
             balances.append({"person_id": pid, "account_id": a.get("id"), "unit": a.get("unit"),
                              "kind": a.get("kind"), "balance": a.get("balance")})
     return {"balances": balances, "withheld": withheld}

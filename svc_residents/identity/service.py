@@ -58,7 +58,9 @@ async def merge(session: AsyncSession, principal: Principal, protection: FieldPr
         raise invalid("duplicate_id", "merge.same_person", "不能与自身合并", "A record cannot be merged into itself")
     if principal.role not in MERGERS:
         access.require_reader(principal)
+    # the record merged into must be visible (404 otherwise, whichever id sorts first), then
     # lock both rows in a fixed order, so two merges of the same pair cannot deadlock
+    await get_person(session, principal, survivor_id)
     first, second = sorted((survivor_id, duplicate_id))
     locked = {}
     for pid in (first, second):

@@ -31,7 +31,7 @@ async def list_places(request: Request, parent_code: str | None = None, level: P
                       page: PageParams = Depends(), principal: Principal = Depends(get_principal)):
     async with request.app.state.db.session() as session:
         rows = await service.list_places(session, parent_code=parent_code, level=level,
-                                         after=page.after[0] if page.after else None, limit=page.limit)
+                                         after=page.after_key(), limit=page.limit)
     more = len(rows) > page.limit
     rows = rows[: page.limit]
     return Page[PlaceOut](items=[PlaceOut.model_validate(r) for r in rows],
@@ -47,7 +47,9 @@ async def get_place(code: str, request: Request, principal: Principal = Depends(
 @router.get("/{code}/workers", response_model=GridWorkersOut, summary="网格员 A grid's workers")
 async def get_grid_workers(code: str, request: Request, principal: Principal = Depends(get_principal)):
     async with request.app.state.db.session() as session:
-        return GridWorkersOut(grid_code=code, user_ids=await service.grid_workers(session, code))
+        workers = await service.grid_workers(session, code)
+        service.check_see_workers(principal, code)
+        return GridWorkersOut(grid_code=code, user_ids=workers)
 
 
 @router.put("/{code}/workers", response_model=GridWorkersOut, summary="指定网格员 Name a grid's workers")

@@ -87,6 +87,14 @@ async def grid_workers(session: AsyncSession, grid_code: str) -> list[str]:
     return list(rows.scalars())
 
 
+def check_see_workers(principal: Principal, grid_code: str) -> None:
+    """Who staffs a grid (staff account ids) is for the staff of that place and ops, not for everyone."""
+    from svc_residents.access import staff_covers
+
+    if not staff_covers(principal, grid_code):
+        raise Problem(403, "forbidden", ("只能查看本辖区网格的网格员", "You may only see the workers of grids in your scope"))
+
+
 async def set_grid_workers(session: AsyncSession, principal: Principal, grid_code: str,
                            user_ids: list[str]) -> list[str]:
     """Replace the grid's workers; only community/street staff covering the grid (or ops) may name them."""

@@ -117,3 +117,128 @@ async def test_matrix(seeded, as_, name):
     check("PUT workers", r.status_code, 200 if workers else 403)
     mismatches = {k: (got[k], want[k]) for k in got if got[k] != want[k]}
     assert not mismatches, mismatches
+
+
+# ---------------------------------------------------------------- places, household file, merge, changes,
+# verifications: the endpoints the first matrix leaves out
+
+GRID_B1 = "110105001002001"
+SELF = {"resident1": {"P1"}, "resident3": {"P3"}, "proxy1": {"P3"}}
+# who may see a grid's workers: the staff covering it, and ops
+WORKERS_VISIBLE = {"grid1": {GRID_A1}, "grid3": {GRID_B1}, "staff1": {GRID_A1}, "staff2": {GRID_B1},
+                   "street1": {GRID_A1, GRID_B1}, "ops1": {GRID_A1, GRID_B1}}
+# who may create a place under a community: community staff of it, street staff above it, ops
+PLACE_MAKERS = {"110105001001": {"staff1", "street1", "ops1"}, "110105001002": {"staff2", "street1", "ops1"}}
+
+
+def _stub_upstreams(app):
+    import httpx
+
+    from common.http_client import ServiceClient
+
+    def empty(request):
+        if request.url.path.endswith("/timebank/accounts"):
+            return httpx.Response(200, json=[])
+        return httpx.Response(200, json={"items": [], "next_cursor": None})
+
+    def refuse(request):
+        raise httpx.ConnectError("refused", request=request)
+
+    app.state.services_client = ServiceClient("svc_services", "http://gw", transport=httpx.MockTransport(empty),
+                                              retries=0, backoff=0)
+    app.state.matching_client = ServiceClient("svc_matching", "http://gw", transport=httpx.MockTransport(empty),
+                                              retries=0, backoff=0)
+    for code in list(app.state.department_clients):
+        app.state.department_clients[code] = ServiceClient(
+            f"department:{code}", "http://gw", transport=httpx.MockTransport(refuse), retries=0, backoff=0)
+
+
+def _masked_everywhere(doc) -> None:
+    """No demo person's clear ID number or phone anywhere in a response."""
+    from deploy import demo
+
+    text = str(doc)
+    for p in demo.PERSONS:
+        assert p[2] not in text and p[3] not in text, (p[0], text[:300])
+
+
+@pytest.mark.parametrize("name", sorted(ROLES))
+async def test_matrix_more(seeded, as_, name):
+    h = as_(name)
+    role = ROLES[name]["role"]
+    no = name in NO_ACCESS
+    visible, hh_visible = EXPECT[name][:2] if not no else (set(), set())
+    _stub_upstreams(seeded.app)
+    got, want = {}, {}
+
+    def check(label, status, expected):
+        got[label], want[label] = status, expected
+
+    # places: reference data for every signed-in caller
+    r = await seeded.get(f"{BASE}/places", params={"limit": 200}, headers=h)
+    check("GET places", r.status_code, 200)
+    check("GET place A1", (await seeded.get(f"{BASE}/places/{GRID_A1}", headers=h)).status_code, 200)
+    check("GET place unknown", (await seeded.get(f"{BASE}/places/110105009", headers=h)).status_code, 404)
+    for grid in (GRID_A1, GRID_B1):
+        r = await seeded.get(f"{BASE}/places/{grid}/workers", headers=h)
+        check(f"GET workers {grid}", r.status_code, 200 if grid in WORKERS_VISIBLE.get(name, ()) else 403)
+    for community, code in (("110105001001", "110105001001009"), ("110105001002", "110105001002009")):
+        r = await seeded.post(f"{BASE}/places", headers=h, json={"code": code, "level": "grid", "name": "新网格",
+                                                                 "parent_code": community})
+        check(f"POST place in {community}", r.status_code, 201 if name in PLACE_MAKERS[community] else 403)
+    # the household file: exactly who may read the household
+    for key in TARGET_HOUSEHOLDS:
+        r = await seeded.get(f"{BASE}/households/{H(key)}/file", headers=h)
+        check(f"GET file {key}", r.status_code, 403 if no else (200 if key in hh_visible else 404))
+        if r.status_code == 200:
+            _masked_everywhere(r.json())
+        r = await seeded.get(f"{BASE}/households/{H(key)}", headers=h)
+        if r.status_code == 200:
+            _masked_everywhere(r.json())
+    # change history: staff of the place and ops, or the person themselves / their proxy
+    for key in TARGET_PERSONS:
+        r = await seeded.get(f"{BASE}/persons/{P(key)}/changes", headers=h)
+        exp = 403 if no else 404 if key not in visible else (
+            200 if role in ("grid_worker", "community_staff", "street_staff", "ops") or key in SELF.get(name, ())
+            else 403)
+        check(f"GET changes {key}", r.status_code, exp)
+    # verifications: anyone who sees the person reads them; only staff of the place ask departments
+    for key in TARGET_PERSONS:
+        r = await seeded.get(f"{BASE}/persons/{P(key)}/verifications", headers=h)
+        check(f"GET verifications {key}", r.status_code, 403 if no else (200 if key in visible else 404))
+        r = await seeded.post(f"{BASE}/persons/{P(key)}/verifications", headers=h, json={"departments": ["gongan"]})
+        exp = 403 if no else 404 if key not in visible else (
+            200 if role in ("grid_worker", "community_staff", "street_staff") else 403)
+        check(f"POST verifications {key}", r.status_code, exp)
+        if r.status_code == 200:
+            assert r.json()["verifications"][0]["status"] == "pending"
+            _masked_everywhere(r.json())
+    # merge: community / street staff covering both records
+    for survivor, dup in (("P1", "P2"), ("P4", "P7")):
+        r = await seeded.post(f"{BASE}/persons/{P(survivor)}/merge", headers=h,
+                              json={"duplicate_id": P(dup), "reason": "矩阵测试"})
+        exp = 403 if no else 404 if survivor not in visible else 422 if dup not in visible else (
+            200 if role in ("community_staff", "street_staff") else 403)
+        check(f"merge {dup}->{survivor}", r.status_code, exp)
+        if r.status_code == 200:
+            _masked_everywhere(r.json())
+        if r.status_code == 422:
+            assert r.json()["errors"][0]["field"] == "duplicate_id"
+    mismatches = {k: (got[k], want[k]) for k in got if got[k] != want[k]}
+    assert not mismatches, mismatches
+
+
+async def test_proxy_beyond_their_person(seeded, as_, auth):
+    """A proxy's place scopes in the token give it nothing beyond the person it acts for."""
+    h = as_("proxy1")  # acts for P3, token also carries community:110105001001
+    assert (await seeded.get(f"{BASE}/persons/{P('P1')}", headers=h)).status_code == 404
+    assert (await seeded.get(f"{BASE}/households/{H('2')}", headers=h)).status_code == 404  # not even P3's
+    assert (await seeded.get(f"{BASE}/households/{H('2')}/file", headers=h)).status_code == 404
+    assert (await seeded.get(f"{BASE}/places/{GRID_A1}/workers", headers=h)).status_code == 403
+    r = await seeded.post(f"{BASE}/places", headers=h, json={"code": "110105001001009", "level": "grid",
+                                                             "name": "x", "parent_code": "110105001001"})
+    assert r.status_code == 403
+    # a proxy with no acting_for sees nobody
+    lost = auth(role="proxy", user="proxy9", scopes=["community:110105001001"])
+    r = await seeded.get(f"{BASE}/persons", headers=lost)
+    assert r.status_code == 200 and r.json()["items"] == []
