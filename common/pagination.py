@@ -24,18 +24,38 @@ def encode_cursor(*values: Any) -> str:
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
+def _bad_cursor():
+    return invalid("cursor", "cursor.invalid", "翻页游标无效，请从第一页重新查询",
+                   "Invalid cursor; start again from the first page", where="query")
+
+
 def decode_cursor(cursor: str | None) -> list[Any] | None:
+    """The sort key a cursor carries: a short list of strings and integers. A cursor is opaque but the client
+    holds it, so anything else (an empty list, objects, floats) is a 422, never a query that fails later."""
     if not cursor:
         return None
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
         values = json.loads(base64.urlsafe_b64decode(padded.encode()))
-        if not isinstance(values, list):
-            raise ValueError
-        return values
     except (ValueError, json.JSONDecodeError):
-        raise invalid("cursor", "cursor.invalid", "翻页游标无效，请从第一页重新查询",
-                      "Invalid cursor; start again from the first page", where="query") from None
+        raise _bad_cursor() from None
+    if (not isinstance(values, list) or not 1 <= len(values) <= 4
+            or not all(isinstance(v, (str, int)) and not isinstance(v, bool) for v in values)):
+        raise _bad_cursor()
+    return values
+
+
+def cursor_key(cursor: str | None, kind: type = str) -> Any:
+    """The first sort key of a cursor as the column's type (str ids and codes, int sequence numbers)."""
+    values = decode_cursor(cursor)
+    if values is None:
+        return None
+    value = values[0]
+    if kind is int:
+        if isinstance(value, int) or (isinstance(value, str) and value.isdigit() and len(value) < 19):
+            return int(value)
+        raise _bad_cursor()
+    return str(value)
 
 
 class PageParams:
@@ -44,3 +64,7 @@ class PageParams:
         self.limit = limit
         self.cursor = cursor
         self.after = decode_cursor(cursor)
+
+    def after_key(self, kind: type = str) -> Any:
+        """The last row's key from the cursor, as the column's type; None on the first page."""
+        return cursor_key(self.cursor, kind)

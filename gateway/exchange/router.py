@@ -41,7 +41,7 @@ async def list_catalogue(request: Request, page: PageParams = Depends(),
     if sharing_class:
         q = q.where(Resource.sharing_class == sharing_class)
     if page.after:
-        q = q.where(Resource.code > str(page.after[0]))
+        q = q.where(Resource.code > page.after_key())
     async with request.app.state.db.session() as session:
         rows = (await session.execute(q)).scalars().all()
     more = len(rows) > page.limit
@@ -111,7 +111,7 @@ async def list_grants(request: Request, page: PageParams = Depends(),
     if resource:
         q = q.where(Grant.resource == resource)
     if page.after:
-        q = q.where(Grant.id < str(page.after[0]))
+        q = q.where(Grant.id < page.after_key())
     async with request.app.state.db.session() as session:
         rows = (await session.execute(q)).scalars().all()
     more = len(rows) > page.limit
@@ -178,7 +178,7 @@ async def message_log(request: Request, page: PageParams = Depends(), resource: 
     if member:
         q = q.where(MessageLog.member == member)
     if page.after:
-        q = q.where(MessageLog.seq < int(page.after[0]))
+        q = q.where(MessageLog.seq < page.after_key(int))
     async with request.app.state.db.session() as session:
         rows = (await session.execute(q)).scalars().all()
     more = len(rows) > page.limit

@@ -77,7 +77,7 @@ async def list_offers(request: Request, need_id: str | None = None, provider_id:
     if status:
         stmt = stmt.where(Offer.status == status)
     if page.after:
-        stmt = stmt.where(Offer.id > page.after[0])
+        stmt = stmt.where(Offer.id > page.after_key())
     async with request.app.state.db.session() as session:
         rows = list((await session.execute(stmt)).scalars())
     more = len(rows) > page.limit

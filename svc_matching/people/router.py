@@ -76,7 +76,7 @@ async def list_needs(request: Request, status: NeedStatus | None = None,
         from sqlalchemy import false, or_
         stmt = stmt.where(or_(*[Need.place_code.startswith(s) for s in scopes]) if scopes else false())
     if page.after:
-        stmt = stmt.where(Need.id > page.after[0])
+        stmt = stmt.where(Need.id > page.after_key())
     async with request.app.state.db.session() as session:
         rows = list((await session.execute(stmt)).scalars())
     more = len(rows) > page.limit

@@ -110,7 +110,7 @@ async def statement(account_id: str, request: Request, page: PageParams = Depend
         stmt = (select(Entry, Posting).join(Posting, Posting.id == Entry.posting_id)
                 .where(Entry.account_id == account_id).order_by(Entry.id).limit(page.limit + 1))
         if page.after:
-            stmt = stmt.where(Entry.id > int(page.after[0]))
+            stmt = stmt.where(Entry.id > page.after_key(int))
         rows = (await session.execute(stmt)).all()
     more = len(rows) > page.limit
     rows = rows[: page.limit]

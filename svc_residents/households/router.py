@@ -34,7 +34,7 @@ async def list_households(request: Request, grid_code: str | None = None, page: 
                           principal: Principal = Depends(get_principal)):
     async with request.app.state.db.session() as session:
         rows = await service.list_households(session, principal, grid_code=grid_code,
-                                             after=page.after[0] if page.after else None, limit=page.limit)
+                                             after=page.after_key(), limit=page.limit)
     more = len(rows) > page.limit
     rows = rows[: page.limit]
     return Page[HouseholdOut](items=[HouseholdOut.model_validate(r) for r in rows],

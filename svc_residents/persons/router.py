@@ -10,7 +10,7 @@ from pydantic import BaseModel
 from common.auth import Principal, get_principal
 from common.errors import invalid
 from common.idempotency import request_fingerprint, run_idempotent
-from common.pagination import Page, PageParams, decode_cursor, encode_cursor
+from common.pagination import Page, PageParams, cursor_key, encode_cursor
 from svc_residents import grants as exchange_grants, protection as prot
 from svc_residents.base import IdempotencyRecord
 from svc_residents.codes import TagCode
@@ -63,9 +63,9 @@ async def create_person(body: PersonCreate, request: Request, principal: Princip
 async def _search(request: Request, principal: Principal, q: PersonSearch) -> Page[PersonOut]:
     if principal.role in exchange_grants.GRANT_ROLES:
         return await _grant_search(request, principal, q)
-    after = decode_cursor(q.cursor)
+    after = cursor_key(q.cursor)
     async with request.app.state.db.session() as session:
-        rows = await service.search(session, principal, _protection(request), q, after[0] if after else None)
+        rows = await service.search(session, principal, _protection(request), q, after)
         more = len(rows) > q.limit
         rows = rows[: q.limit]
         tags = await service.tags_for(session, [r.id for r in rows])
@@ -191,7 +191,7 @@ async def access_log(person_id: str, request: Request, page: PageParams = Depend
                      principal: Principal = Depends(get_principal)):
     async with request.app.state.db.session() as session:
         rows = await service.access_log(session, principal, person_id,
-                                        after=page.after[0] if page.after else None, limit=page.limit)
+                                        after=page.after_key(), limit=page.limit)
     more = len(rows) > page.limit
     rows = rows[: page.limit]
     return Page[AccessLogEntry](items=[AccessLogEntry.model_validate(r) for r in rows],

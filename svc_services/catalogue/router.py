@@ -36,7 +36,7 @@ async def list_items(request: Request, category: Category | None = None, channel
                      page: PageParams = Depends(), principal: Principal = Depends(get_principal)):
     async with request.app.state.db.session() as session:
         rows = await service.list_items(session, category=category, channel=channel, active=active,
-                                        after=page.after[0] if page.after else None, limit=page.limit)
+                                        after=page.after_key(), limit=page.limit)
     more = len(rows) > page.limit
     rows = rows[: page.limit]
     return Page[ItemOut](items=rows, next_cursor=encode_cursor(rows[-1].code) if more else None)
