@@ -52,5 +52,46 @@ def import_ledger(file: Path = typer.Argument(..., exists=True, dir_okay=False, 
         raise typer.Exit(1)
 
 
+@residents.command("reencrypt")
+def reencrypt(batch: int = typer.Option(500, "--batch", min=1, max=10000,
+                                        help="每批人数（每批一个事务；中断后重跑从剩余处继续）")) -> None:
+    """用密钥环中当前启用的（最新）密钥重新加密全部加密字段（身份证号、手机号）；盲索引不变，可重复执行。"""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from common.db import Database
+    from common.migrations import upgrade
+    from deploy.cli import database_url_for
+    from svc_residents import protection
+    from svc_residents.rotation import reencrypt as run_reencrypt, remaining
+    from svc_residents.settings import ResidentsSettings
+
+    url = database_url_for("svc_residents")
+    upgrade("svc_residents", url)
+    keys = protection.load(ResidentsSettings().field_keys_file)
+
+    async def run():
+        db = Database(url)
+        try:
+            todo = await remaining(db, keys)
+            with Progress(TextColumn("重新加密"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()) as bar:
+                task = bar.add_task("reencrypt", total=None)
+                r = await run_reencrypt(db, keys, batch_size=batch, on_batch=lambda n: bar.advance(task, n))
+            return todo, r, await remaining(db, keys)
+        finally:
+            await db.dispose()
+
+    todo, r, left = asyncio.run(run())
+    typer.echo(f"当前密钥 {r.active_key_id}：旧密钥加密的字段 {todo} 个，已重新加密 {r.reencrypted} 个"
+               f"（{r.batches} 批，检查 {r.scanned} 人）；剩余 {left} 个。")
+    if r.failures:
+        for pid, name, reason in r.failures[:20]:
+            typer.echo(f"无法解密 person {pid} {name}: {reason}", err=True)
+        typer.echo(f"{len(r.failures)} 个字段无法解密（密钥环缺少其密钥或数据被篡改），未改动；旧密钥暂不可删除。",
+                   err=True)
+        raise typer.Exit(1)
+    if left == 0:
+        typer.echo("全部字段已使用当前密钥，可以从密钥环中删除旧密钥。")
+
+
 def register(app: typer.Typer) -> None:
     app.add_typer(residents, name="residents")
