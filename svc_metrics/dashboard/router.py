@@ -5,15 +5,16 @@ token from an HttpOnly, SameSite=Strict cookie set by pasting it into the sign-i
 """
 from __future__ import annotations
 
+import time
 from html import escape
 from typing import Any
 
-from fastapi import APIRouter, Form, Request
-from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from sqlalchemy import func, select
 
 from common.auth import Principal, get_principal, principal_from_claims
-from common.errors import Problem
+from common.errors import Problem, invalid
 from svc_metrics.alerts import service as alerts
 from svc_metrics.alerts.models import Warning_
 from svc_metrics.dashboard.svg import bullet, fmt, trend
@@ -57,25 +58,85 @@ async def page_principal(request: Request) -> Principal | None:
     return principal_from_claims(claims, token)
 
 
+SIGN_IN_SCRIPT = """
+document.getElementById('signin').addEventListener('submit', async function (e) {
+  e.preventDefault();
+  const f = e.target, err = document.getElementById('signin-error');
+  err.textContent = '';
+  try {
+    let token = f.token.value.trim();
+    if (!token) {  // the gateway's password grant (the page is reached through the gateway)
+      const r = await fetch('/auth/v1/token', {method: 'POST',
+        headers: {'Content-Type': 'application/x-www-form-urlencoded', 'Accept': 'application/json'},
+        body: new URLSearchParams({grant_type: 'password', username: f.username.value, password: f.password.value})});
+      const b = await r.json();
+      if (!r.ok) throw new Error(b.detail || b.title || r.status);
+      token = b.access_token;
+    }
+    const s = await fetch('/metrics/v1/dashboard/session', {method: 'POST', credentials: 'same-origin',
+      headers: {'Authorization': 'Bearer ' + token, 'Accept': 'application/json',
+                'Content-Type': 'application/json'},
+      body: JSON.stringify({token: token, next: f.next.value})});
+    const sb = await s.json();
+    if (!s.ok) throw new Error(sb.detail || sb.title || s.status);
+    location.assign(sb.next);
+  } catch (x) {
+    err.textContent = '登录失败 Sign-in failed: ' + x.message;
+  }
+});
+"""
+
+
 def sign_in(next_url: str) -> HTMLResponse:
+    """The sign-in form: user name and password go to the gateway's POST /auth/v1/token (password grant); the
+    token it returns is handed to POST .../dashboard/session, which keeps it in an HttpOnly, SameSite=Strict
+    cookie for /metrics/v1/. A token can also be pasted (e.g. svc_metrics reached directly, without a gateway)."""
     return page("登录 · 指标看板", f"""<h1>指标看板 · 请登录</h1>
-<p>请粘贴网关签发的访问令牌（评估机构、社区/街道工作人员或运维）。Paste an access token issued by the gateway.</p>
-<form method="post" action="/metrics/v1/dashboard/session">
+<p>评估机构、社区/街道工作人员或运维人员请登录。Sign in (evaluators, community or street staff, ops).</p>
+<form id="signin" method="post" action="/metrics/v1/dashboard/session">
 <input type="hidden" name="next" value="{escape(next_url)}">
-<label>访问令牌 Access token<textarea name="token" rows="4" cols="60" required></textarea></label>
-<p><button type="submit">进入看板</button></p></form>""", status=401)
+<label>用户名 User name<input name="username" id="username" autocomplete="username"></label>
+<label>密码 Password<input type="password" name="password" id="password" autocomplete="current-password"></label>
+<details><summary>或粘贴访问令牌 Or paste an access token</summary>
+<label>访问令牌 Access token<textarea name="token" id="token" rows="4" cols="60"></textarea></label></details>
+<p><button type="submit" id="signin-button">登录并进入看板</button></p>
+<p id="signin-error" role="alert" class="status-missed"></p></form>
+<script>{SIGN_IN_SCRIPT}</script>""", status=401)
 
 
 @router.post("/dashboard/session", include_in_schema=False)
-async def session_(request: Request, token: str = Form(...), next: str = Form("/metrics/v1/dashboard")):
-    claims = await request.app.state.verifier.verify(token.strip())
+async def session_(request: Request):
+    """Keep a token in the pages' cookie: from the sign-in script (JSON, through the gateway, which forwards JSON
+    bodies only) or from the plain form (svc_metrics reached directly)."""
+    if request.headers.get("content-type", "").startswith("application/json"):
+        try:
+            body = await request.json()
+        except ValueError:
+            body = None
+        if not isinstance(body, dict):
+            raise invalid("token", "missing", "缺少访问令牌", "A token is required")
+    else:
+        body = dict(await request.form())
+    token = str(body.get("token") or "").strip()
+    auth = request.headers.get("authorization", "")
+    if not token and auth.lower().startswith("bearer "):
+        token = auth[7:].strip()
+    if not token:
+        raise invalid("token", "missing", "缺少访问令牌", "A token is required")
+    next = str(body.get("next") or "/metrics/v1/dashboard")
+    claims = await request.app.state.verifier.verify(token)
     principal = principal_from_claims(claims, token)
     if principal.role not in service.READ_ROLES:
         raise Problem(403, "forbidden", ("当前角色无权查看看板", "Your role may not see the dashboard"))
-    target = next if next.startswith("/metrics/v1/") else "/metrics/v1/dashboard"
-    resp = RedirectResponse(target, status_code=303)
-    resp.set_cookie(COOKIE, token.strip(), httponly=True, samesite="strict", path="/metrics/v1",
-                    secure=request.url.scheme == "https", max_age=3600)
+    target = next if next.startswith("/metrics/v1/") and not next.startswith("/metrics/v1//") else "/metrics/v1/dashboard"
+    if "application/json" in request.headers.get("accept", ""):
+        resp: Response = JSONResponse({"next": target})
+    else:
+        resp = RedirectResponse(target, status_code=303)
+    # The cookie lives as long as the token, so an expired one is simply gone and the form shows again.
+    ttl = int(claims.get("exp", 0) - time.time()) if claims.get("exp") else 3600
+    resp.set_cookie(COOKIE, token, httponly=True, samesite="strict", path="/metrics/v1/",
+                    secure=request.url.scheme == "https", max_age=max(1, min(ttl, 12 * 3600)))
     return resp
 
 
@@ -92,6 +153,16 @@ async def _scope_options(session, principal: Principal) -> list[str]:
             continue
         out.append(o)
     return out
+
+
+def default_scope(principal: Principal) -> str:
+    """All places when the caller may see them, else the widest place in their own scope."""
+    try:
+        return service.check_scope(principal, "all")
+    except Problem:
+        places = sorted((v for k in ("district", "street", "community", "grid") for v in principal.scope_values(k)),
+                        key=len)
+        return places[0] if places else "all"
 
 
 def _label(scope: str) -> str:
@@ -116,14 +187,14 @@ def _picker(options: list[str], scope: str, period: str, kpi_code: str, codes: l
 
 
 @router.get("/dashboard", response_class=HTMLResponse, summary="指标看板 Dashboard (HTML)")
-async def dashboard(request: Request, scope: str = "all", period: str | None = None,
+async def dashboard(request: Request, scope: str | None = None, period: str | None = None,
                     kpi: str = "satisfaction_rate") -> HTMLResponse:
     principal = await page_principal(request)
     if principal is None:
         return sign_in(str(request.url.path) + (f"?{request.url.query}" if request.url.query else ""))
     if principal.role not in service.READ_ROLES:
         raise Problem(403, "forbidden", ("当前角色无权查看看板", "Your role may not see the dashboard"))
-    f = Filters(scope=service.check_scope(principal, scope))
+    f = Filters(scope=service.check_scope(principal, scope or default_scope(principal)))
     now = clock_of(request).now()
     p = periods.parse(period, now)
     async with db_of(request).session() as session:
