@@ -3,12 +3,15 @@
     .venv/bin/python -m bench.soak --duration 300 --workers 8
 
 Reports requests, errors (any 5xx, and any 4xx the scenario does not expect), throughput, latency
-percentiles, and each process's resident memory at the start, middle and end (flat = no leak).
+percentiles, and each process's resident memory sampled through the run. It fails (exit 1) on any error, and when
+a process's memory still grows over the second half of the run by more than max(8 MiB, 5 %): the first half is
+warm-up (caches, pools, the SQLite page cache), after which a process without a leak stays flat.
 """
 from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import random
 import statistics
 import tempfile
@@ -34,15 +37,19 @@ async def soak(p: Platform, duration: float, workers: int) -> dict:
     count = 0
     deadline = time.monotonic() + duration
     seq = 0
+    submitted: collections.deque[str] = collections.deque(maxlen=1000)  # requests waiting to be accepted
 
     def scenario() -> tuple[str, str, dict, dict | None, tuple[int, ...]]:
         nonlocal seq
         seq += 1
         roll = random.random()
-        if roll < 0.3:
+        if roll < 0.25:
             return ("POST", "/services/v1/requests", tokens["grid1"] | {"Idempotency-Key": f"soak-{seq}"},
                     {"item_code": "WG-SJ-001", "channel": "grid_patrol", "description": f"巡查发现问题 {seq}",
                      "attributes": {"event_type": "environment"}, "location": {"grid": "110105001001001"}}, (201,))
+        if roll < 0.35 and submitted:  # a state change with its version check, timeline entry and event
+            return ("POST", f"/services/v1/requests/{submitted.popleft()}/transitions", tokens["staff1"],
+                    {"action": "accept", "version": 1, "note": "受理"}, (200,))
         if roll < 0.5:
             return ("GET", "/services/v1/requests?limit=20", tokens["staff1"], None, (200,))
         if roll < 0.65:
@@ -68,17 +75,20 @@ async def soak(p: Platform, duration: float, workers: int) -> dict:
             count += 1
             if status and status not in ok:
                 errors.append(f"{method} {path}: {status}")
+            elif status == 201 and path == "/services/v1/requests":
+                submitted.append(r.json()["id"])
 
     pids = {name: child.proc.pid for name, child in p.children.items() if child.proc}
-    memory = {"start": {n: rss_kib(pid) for n, pid in pids.items()}}
+    samples = [{n: rss_kib(pid) for n, pid in pids.items()}]  # ten samples over the run
     started = time.monotonic()
     async with httpx.AsyncClient(base_url=p.gw, timeout=30) as client:
         tasks = [asyncio.create_task(worker(client)) for _ in range(workers)]
-        await asyncio.sleep(duration / 2)
-        memory["middle"] = {n: rss_kib(pid) for n, pid in pids.items()}
+        for _ in range(10):
+            await asyncio.sleep(duration / 10)
+            samples.append({n: rss_kib(pid) for n, pid in pids.items()})
         await asyncio.gather(*tasks)
     elapsed = time.monotonic() - started
-    memory["end"] = {n: rss_kib(pid) for n, pid in pids.items()}
+    memory = {"start": samples[0], "middle": samples[5], "end": samples[-1], "samples": samples}
     lat = sorted(latencies)
     return {"requests": count, "errors": errors, "seconds": elapsed, "rps": count / elapsed,
             "p50_ms": statistics.median(lat) * 1000, "p95_ms": lat[int(len(lat) * 0.95)] * 1000,
@@ -98,13 +108,18 @@ def main() -> None:
     print(f"soak: {result['requests']} requests in {result['seconds']:.0f} s = {result['rps']:.0f} req/s, "
           f"errors {len(result['errors'])}, p50 {result['p50_ms']:.1f} ms, p95 {result['p95_ms']:.1f} ms, "
           f"p99 {result['p99_ms']:.1f} ms")
-    print("resident memory (MiB) start → middle → end:")
+    print("resident memory (MiB) start → middle → end, growth over the second half:")
+    growing = []
     for name in result["memory"]["start"]:
         m = [result["memory"][k][name] / 1024 for k in ("start", "middle", "end")]
-        print(f"  {name:<14} {m[0]:7.1f} → {m[1]:7.1f} → {m[2]:7.1f}")
+        growth = m[2] - m[1]
+        flat = growth <= max(8.0, 0.05 * m[1])
+        if not flat:
+            growing.append(name)
+        print(f"  {name:<14} {m[0]:7.1f} → {m[1]:7.1f} → {m[2]:7.1f}   {growth:+6.1f} {'flat' if flat else 'GROWING'}")
     for e in result["errors"][:20]:
         print("  error:", e)
-    raise SystemExit(1 if result["errors"] else 0)
+    raise SystemExit(1 if result["errors"] or growing else 0)
 
 
 if __name__ == "__main__":
