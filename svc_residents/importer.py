@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
 
 from common.clock import utcnow
 from common.db import Database
@@ -222,6 +223,19 @@ async def import_file(db: Database, protection: FieldProtection, path: Path, *, 
     return result
 
 
+async def _existing(s, keys: list[str]) -> set[str]:
+    """The blind indexes among `keys` already registered."""
+    existing: set[str] = set()
+    for i in range(0, len(keys), 500):
+        existing |= set((await s.execute(select(Person.id_number_bidx)
+                                         .where(Person.id_number_bidx.in_(keys[i:i + 500])))).scalars())
+    return existing
+
+
+class _Undo(Exception):
+    """Raised inside a dry run's transaction so it rolls back."""
+
+
 async def _batch(db, protection, rows, places, households, seen, result: ImportResult, dry_run: bool) -> None:
     result.rows += len(rows)
     errors: list[RowError] = []
@@ -236,79 +250,113 @@ async def _batch(db, protection, rows, places, households, seen, result: ImportR
             continue
         seen[bidx] = n
         parsed.append((p, bidx))
-    async with db.session() as s, s.begin():
-        existing = set()
-        keys = [b for _, b in parsed]
-        for i in range(0, len(keys), 500):
-            existing |= set((await s.execute(select(Person.id_number_bidx)
-                                             .where(Person.id_number_bidx.in_(keys[i:i + 500])))).scalars())
-        if errors:
-            result.errors.extend(errors)
+    if errors:
+        async with db.session() as s:
+            existing = await _existing(s, [b for _, b in parsed])
+        result.errors.extend(errors)
+        result.rejected_batches += 1
+        result.not_written += sum(1 for _, b in parsed if b not in existing)
+        return
+    # The existence check and the inserts share one transaction, but another writer (the API, a second import)
+    # can register the same ID number in between: the unique blind index then refuses the insert. The batch is
+    # rolled back whole and tried once more, when those persons count as already registered (what a re-run
+    # would do); if it is refused again, the rows concerned are reported and the batch is not written.
+    for attempt in (1, 2):
+        snapshot = dict(households)
+        try:
+            counts = await _write(db, protection, parsed, households, dry_run)
+        except IntegrityError:
+            households.clear()
+            households.update(snapshot)  # forget the households the failed attempt meant to create
+            if attempt == 1:
+                continue
+            async with db.session() as s:
+                existing = await _existing(s, [b for _, b in parsed])
+            conflicts = [p.row for p, b in parsed if b in existing]
+            for n in conflicts or [p.row for p, _ in parsed[:1]]:
+                result.errors.append(RowError(
+                    n, HEADER_ZH["id_number"] if conflicts else "",
+                    "导入时该身份证号被同时登记（并发写入冲突），本批未写入，请重新导入" if conflicts
+                    else "写入时发生并发冲突，本批未写入，请重新导入"))
             result.rejected_batches += 1
             result.not_written += sum(1 for _, b in parsed if b not in existing)
             return
-        now = utcnow()
-        persons, tags, events, new_households, touched = [], [], [], [], {}
-        heads: dict[str, str] = {}
-        for p, bidx in parsed:
-            if bidx in existing:
-                result.skipped_existing += 1
-                continue
-            key = (p.grid_code, p.address)
-            if key not in households:
-                hid = new_id()
-                households[key] = (hid, p.community_code, None)
-                new_households.append(dict(id=hid, address=p.address, grid_code=p.grid_code,
-                                           building_code=p.building_code, community_code=p.community_code,
-                                           head_person_id=None, created_at=now, updated_at=now, version=1))
-            hid, community, head = households[key]
-            pid = new_id()
-            enc = prot.protect_id_number(protection, pid, p.number, blind_index=bidx)
-            ph = prot.protect_phone(protection, pid, p.phone) if p.phone else None
-            persons.append(dict(
-                id=pid, household_id=hid, name=p.name, id_number_enc=enc.ciphertext, id_number_bidx=bidx,
-                id_number_masked=enc.masked, phone_enc=ph.ciphertext if ph else None,
-                phone_bidx=ph.blind_index if ph else None, phone_masked=ph.masked if ph else None,
-                birth_date=p.birth_date, sex=p.sex, residency_type=p.residency_type,
-                relation_to_head=p.relation_to_head, preferred_channel=None, accessibility_needs=[],
-                grid_code=p.grid_code, community_code=community, created_at=now, updated_at=now, version=1))
-            if p.is_head and head is None and hid not in heads:
-                heads[hid] = pid
-                households[key] = (hid, community, pid)
-            touched.setdefault(hid, [p.grid_code, community, 0])[2] += 1
-            events.append(_event("person.registered", pid, community, p.grid_code, now,
-                                 {"household_id": hid, "residency_type": p.residency_type, "sex": p.sex,
-                                  "source": "import"}))
-            for code in p.tags:
-                tags.append(dict(id=new_id(), person_id=pid, code=code, source="staff", source_department=None,
-                                 verified=False, verified_at=None, valid_until=None, note="纸质台账导入",
-                                 recorded_by=IMPORTER, created_at=now, updated_at=now))
-                events.append(_event("person.tagged", pid, community, p.grid_code, now,
-                                     {"code": code, "source": "staff", "verified": False, "valid_until": None}))
-        for hid, (grid, community, n) in touched.items():
-            events.append(_event("household.changed", hid, community, grid, now,
-                                 {"change": "imported", "members_added": n, "head": heads.get(hid)}))
-        new_ids = {h["id"] for h in new_households}
-        for h in new_households:
-            h["head_person_id"] = heads.get(h["id"])
-        if new_households:
-            await s.execute(Household.__table__.insert(), new_households)
-        if persons:
-            await s.execute(Person.__table__.insert(), persons)
-        for hid, pid in heads.items():
-            if hid not in new_ids:
-                await s.execute(update(Household).where(Household.id == hid, Household.head_person_id.is_(None))
-                                .values(head_person_id=pid, version=Household.version + 1, updated_at=now))
-        if tags:
-            await s.execute(PersonTag.__table__.insert(), tags)
-        if events:
-            await s.execute(OutboxEvent.__table__.insert(), events)
-        result.imported += len(persons)
-        result.households_created += len(new_households)
-        if dry_run:
-            await s.rollback()
-            for h in new_households:  # forget the households this dry run pretended to create
-                households.pop((h["grid_code"], h["address"]), None)
+        imported, skipped, created = counts
+        result.imported += imported
+        result.skipped_existing += skipped
+        result.households_created += created
+        return
+
+
+async def _write(db, protection, parsed, households, dry_run: bool) -> tuple[int, int, int]:
+    """One transaction: (persons imported, skipped as already registered, households created)."""
+    skipped = 0
+    try:
+        async with db.session() as s, s.begin():
+            existing = await _existing(s, [b for _, b in parsed])
+            now = utcnow()
+            persons, tags, events, new_households, touched = [], [], [], [], {}
+            heads: dict[str, str] = {}
+            for p, bidx in parsed:
+                if bidx in existing:
+                    skipped += 1
+                    continue
+                key = (p.grid_code, p.address)
+                if key not in households:
+                    hid = new_id()
+                    households[key] = (hid, p.community_code, None)
+                    new_households.append(dict(id=hid, address=p.address, grid_code=p.grid_code,
+                                               building_code=p.building_code, community_code=p.community_code,
+                                               head_person_id=None, created_at=now, updated_at=now, version=1))
+                hid, community, head = households[key]
+                pid = new_id()
+                enc = prot.protect_id_number(protection, pid, p.number, blind_index=bidx)
+                ph = prot.protect_phone(protection, pid, p.phone) if p.phone else None
+                persons.append(dict(
+                    id=pid, household_id=hid, name=p.name, id_number_enc=enc.ciphertext, id_number_bidx=bidx,
+                    id_number_masked=enc.masked, phone_enc=ph.ciphertext if ph else None,
+                    phone_bidx=ph.blind_index if ph else None, phone_masked=ph.masked if ph else None,
+                    birth_date=p.birth_date, sex=p.sex, residency_type=p.residency_type,
+                    relation_to_head=p.relation_to_head, preferred_channel=None, accessibility_needs=[],
+                    grid_code=p.grid_code, community_code=community, created_at=now, updated_at=now, version=1))
+                if p.is_head and head is None and hid not in heads:
+                    heads[hid] = pid
+                    households[key] = (hid, community, pid)
+                touched.setdefault(hid, [p.grid_code, community, 0])[2] += 1
+                events.append(_event("person.registered", pid, community, p.grid_code, now,
+                                     {"household_id": hid, "residency_type": p.residency_type, "sex": p.sex,
+                                      "source": "import"}))
+                for code in p.tags:
+                    tags.append(dict(id=new_id(), person_id=pid, code=code, source="staff", source_department=None,
+                                     verified=False, verified_at=None, valid_until=None, note="纸质台账导入",
+                                     recorded_by=IMPORTER, created_at=now, updated_at=now))
+                    events.append(_event("person.tagged", pid, community, p.grid_code, now,
+                                         {"code": code, "source": "staff", "verified": False, "valid_until": None}))
+            for hid, (grid, community, n) in touched.items():
+                events.append(_event("household.changed", hid, community, grid, now,
+                                     {"change": "imported", "members_added": n, "head": heads.get(hid)}))
+            new_ids = {h["id"] for h in new_households}
+            for h in new_households:
+                h["head_person_id"] = heads.get(h["id"])
+            if new_households:
+                await s.execute(Household.__table__.insert(), new_households)
+            if persons:
+                await s.execute(Person.__table__.insert(), persons)
+            for hid, pid in heads.items():
+                if hid not in new_ids:
+                    await s.execute(update(Household).where(Household.id == hid, Household.head_person_id.is_(None))
+                                    .values(head_person_id=pid, version=Household.version + 1, updated_at=now))
+            if tags:
+                await s.execute(PersonTag.__table__.insert(), tags)
+            if events:
+                await s.execute(OutboxEvent.__table__.insert(), events)
+            counts = (len(persons), skipped, len(new_households))
+            if dry_run:
+                raise _Undo
+    except _Undo:
+        for h in new_households:  # forget the households this dry run pretended to create
+            households.pop((h["grid_code"], h["address"]), None)
+    return counts
 
 
 def _event(type_: str, subject: str, community: str, grid: str, now, data: dict) -> dict:

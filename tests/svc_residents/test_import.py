@@ -5,7 +5,9 @@ import csv
 
 from sqlalchemy import func, select
 
-from tests.svc_residents.conftest import GRID_A1, GRID_B1, make_id
+from tests.svc_residents.conftest import GRID_A1, GRID_B1, H, make_id
+
+P_HOUSEHOLD = H("1")  # an existing household in grid A1 (staff1's community)
 
 HEADER = ["姓名", "身份证号", "手机号", "网格编码", "楼栋编码", "地址", "户籍类型", "与户主关系", "特殊群体"]
 
@@ -128,3 +130,58 @@ def test_cli_reports_errors(tmp_path, monkeypatch):
     bad = tmp_path / "y.txt"
     bad.write_text("x")
     assert CliRunner().invoke(app, ["residents", "import", str(bad)]).exit_code == 2
+
+
+def _stale_existence_check(monkeypatch, stale_calls: int):
+    """The importer's existence check misses a person registered a moment ago (another writer won the race)
+    for its first `stale_calls` calls: the insert then meets the unique blind index."""
+    from svc_residents import importer
+
+    real = importer._existing
+    calls = []
+
+    async def stale(s, keys):
+        calls.append(len(keys))
+        return set() if len(calls) <= stale_calls else await real(s, keys)
+
+    monkeypatch.setattr(importer, "_existing", stale)
+    return calls
+
+
+async def test_unique_race_is_retried_as_already_registered(seeded, as_, tmp_path, monkeypatch):
+    from svc_residents.importer import import_file
+
+    rows = good_rows()
+    before = await _counts(seeded)
+    r = await seeded.post("/residents/v1/persons", headers=as_("staff1"), json={
+        "household_id": P_HOUSEHOLD, "name": "赵二", "id_number": rows[1][1], "residency_type": "resident"})
+    assert r.status_code == 201, r.text
+    _stale_existence_check(monkeypatch, 1)
+    res = await import_file(seeded.app.state.db, seeded.app.state.protection, write_csv(tmp_path / "r.csv", rows))
+    assert (res.imported, res.skipped_existing, res.errors, res.rejected_batches) == (2, 1, [], 0)
+    households, persons, *_ = await _counts(seeded)
+    assert (households, persons) == (before[0] + 2, before[1] + 3)  # no household left over from the failed try
+
+
+async def test_unique_race_that_persists_is_a_row_error_and_a_clean_rollback(seeded, as_, tmp_path, monkeypatch):
+    from svc_residents.importer import import_file
+
+    rows = good_rows()
+    r = await seeded.post("/residents/v1/persons", headers=as_("staff1"), json={
+        "household_id": P_HOUSEHOLD, "name": "赵二", "id_number": rows[1][1], "residency_type": "resident"})
+    assert r.status_code == 201, r.text
+    before = await _counts(seeded)
+    _stale_existence_check(monkeypatch, 2)  # both tries of the first batch meet the conflict
+    path = write_csv(tmp_path / "r.csv", rows)
+    res = await import_file(seeded.app.state.db, seeded.app.state.protection, path, batch_size=2)
+    assert [(e.row, e.column) for e in res.errors] == [(3, "身份证号")]
+    assert "并发" in res.errors[0].reason
+    assert (res.rejected_batches, res.not_written, res.imported) == (1, 1, 1)  # row 2 not written; row 4 imported
+    after = await _counts(seeded)
+    assert (after[0], after[1]) == (before[0] + 1, before[1] + 1)  # only the second batch's household and person
+    report = (tmp_path / "r.csv.errors.csv").read_text(encoding="utf-8-sig")
+    assert "3,身份证号," in report
+    # and a re-run imports the rest, the raced person counted as already registered
+    monkeypatch.undo()
+    res = await import_file(seeded.app.state.db, seeded.app.state.protection, path, batch_size=2)
+    assert (res.imported, res.skipped_existing, res.errors) == (1, 2, [])
