@@ -16,6 +16,7 @@ from svc_services.dispatch.router import router as dispatch_router
 from svc_services.grids.router import router as grids_router
 from svc_services.materials.router import router as materials_router
 from svc_services.open311.router import router as open311_router
+from svc_services.requests.intake import IntakeWriter
 from svc_services.requests.router import router as requests_router
 from svc_services.settings import ServicesSettings
 
@@ -57,5 +58,6 @@ def create_app(settings: ServicesSettings | None = None, *, verifier: TokenVerif
         on_shutdown=[close_clients],
     )
     app.state.clock = Clock()
+    app.state.intake = IntakeWriter(app)
     install_clients(app, settings)
     return app

@@ -1,8 +1,7 @@
 from __future__ import annotations
 
-import asyncio
+import hashlib
 import json
-from contextlib import nullcontext
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from fastapi.encoders import jsonable_encoder
@@ -17,7 +16,7 @@ from svc_services.base import IdempotencyRecord
 from svc_services.codes import Channel, Priority
 from svc_services.materials import service as materials
 from svc_services.materials.router import materials_out
-from svc_services.requests import service
+from svc_services.requests import intake, service
 from svc_services.requests.lifecycle import STATES
 from svc_services.requests.schemas import DuplicateOut, RequestCreate, RequestOut, TimelineOut, TransitionIn
 
@@ -39,21 +38,21 @@ async def _clock(request: Request) -> Clock:
 
 
 def write_gate(request: Request):
-    """SQLite takes one writer at a time, and a writer that finds the database locked sleeps in SQLite's busy
-    handler (1, 2, 5, 10 … 100 ms): under concurrent submissions most of the time went to those sleeps. Queueing
-    this process's writes on an asyncio lock hands the database over without sleeping. PostgreSQL: no gate."""
-    if request.app.state.db.dialect != "sqlite":
-        return nullcontext()
-    lock = getattr(request.app.state, "sqlite_write_lock", None)
-    if lock is None:
-        lock = request.app.state.sqlite_write_lock = asyncio.Lock()
-    return lock
+    return intake.write_gate(request.app)
 
 
 @router.post("", status_code=201, response_model=RequestOut, summary="提交诉求 Submit a request")
 async def submit(body: RequestCreate, request: Request, principal: Principal = Depends(get_principal),
                  clock: Clock = Depends(_clock),
                  idempotency_key: str | None = Header(None, alias="Idempotency-Key")):
+    # what common.idempotency.request_fingerprint gives, without its jsonable_encoder walk (a JSON-mode dump is
+    # JSON already)
+    fingerprint = hashlib.sha256(json.dumps(["POST", request.url.path, body.model_dump(mode="json")],
+                                            sort_keys=True, ensure_ascii=False).encode()).hexdigest()
+    # the fast way: checked here, written with whatever else is being submitted (requests.intake)
+    resp = await request.app.state.intake.submit(principal, body, clock, idempotency_key, fingerprint)
+    if resp is not None:
+        return resp
     settings = request.app.state.settings
 
     async def create(session):
@@ -62,7 +61,6 @@ async def submit(body: RequestCreate, request: Request, principal: Principal = D
         out.possible_duplicates = await service.find_duplicates(session, principal, req, settings)
         return 201, out
 
-    fingerprint = request_fingerprint("POST", request.url.path, body.model_dump())
     async with write_gate(request):
         return await run_idempotent(request.app.state.db, IdempotencyRecord, key=idempotency_key,
                                     caller=principal.caller, fingerprint=fingerprint, create=create)
@@ -86,7 +84,7 @@ async def list_requests(request: Request, mine: bool = Query(False, description=
         rows = await service.list_requests(
             session, principal, mine=mine, states=state, overdue=overdue, priority=priority, channel=channel,
             item_code=item_code, grid=grid, community=community,
-            after=str(page.after[0]) if page.after else None, limit=page.limit)
+            after=page.after_key(), limit=page.limit)
     more = len(rows) > page.limit
     rows = rows[: page.limit]
     return Page[RequestOut](items=[service.to_out(r, principal) for r in rows],

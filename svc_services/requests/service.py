@@ -130,41 +130,94 @@ def event_data(req: ServiceRequest, action: str, from_state: str | None, princip
 
 
 # ---------------------------------------------------------------------------------------------- intake
-async def _locate(session: AsyncSession, principal: Principal, body: RequestCreate,
+class Lookups:
+    """What intake reads besides the body: the item's current version and grids. Backed by the session here;
+    `requests.intake` backs them by process caches (item versions are immutable, grids are never removed)."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def item(self, code: str) -> CatalogueItemVersion | None:
+        """The item's current version in one round trip (an unknown or withdrawn item finds no row)."""
+        Item, Version = CatalogueItem, CatalogueItemVersion
+        return (await self.session.execute(
+            select(Version).join(Item, and_(Item.code == Version.item_code, Item.current_version == Version.version))
+            .where(Item.code == code, Item.active.is_(True)))).scalar_one_or_none()
+
+    async def grid(self, code: str) -> ServiceGrid | None:
+        return await self.session.get(ServiceGrid, code)
+
+    async def nearest(self, lat: float, long: float, radius_m: float) -> ServiceGrid | None:
+        return await nearest_grid(self.session, lat, long, radius_m)
+
+
+async def _locate(lookups: Lookups, principal: Principal, body: RequestCreate,
                   settings: ServicesSettings) -> ServiceGrid:
     loc = body.location
     if (loc.lat is None) != (loc.long is None):
         raise invalid("location", "location.incomplete", "经纬度须同时提供", "Give both lat and long")
     if loc.grid:
-        grid = await session.get(ServiceGrid, loc.grid)
+        grid = await lookups.grid(loc.grid)
         if grid is None:
             raise invalid("location.grid", "location.grid_unknown", "网格编码不存在", "Unknown grid code")
         return grid
     if loc.lat is not None:
-        grid = await nearest_grid(session, loc.lat, loc.long, settings.grid_match_radius_m)
+        grid = await lookups.nearest(loc.lat, loc.long, settings.grid_match_radius_m)
         if grid is None:
             raise invalid("location", "location.outside_grids", "该位置不在任何网格范围内",
                           "The location is outside every grid")
         return grid
     own = principal.scope_values("grid")
     if principal.role == "grid_worker" and len(own) == 1:
-        grid = await session.get(ServiceGrid, own[0])
+        grid = await lookups.grid(own[0])
         if grid is not None:
             return grid
     raise invalid("location.grid", "location.grid_required", "请提供网格编码或经纬度",
                   "Give a grid code or a lat/long")
 
 
-async def submit(session: AsyncSession, principal: Principal, body: RequestCreate, clock: Clock,
-                 settings: ServicesSettings, *, request_id: str | None = None) -> ServiceRequest:
+def outbox_row(type_: str, *, subject: str, community: str | None, grid: str | None, data: dict[str, Any],
+               now: datetime) -> dict[str, Any]:
+    """The values `common.outbox.record_event` gives an outbox row, as a dict for a Core INSERT."""
+    return {"event_id": new_id(), "type": type_, "occurred_at": now, "community": community, "grid": grid,
+            "subject": subject, "data": data, "created_at": now, "delivered_at": None, "attempts": 0,
+            "next_attempt_at": now, "last_error": None}
+
+
+class RequestRow(dict):
+    """A request about to be inserted, as the row's values, readable like a `ServiceRequest` (`to_out`,
+    `event_data`, `can_see` and `find_duplicates` read attributes): building the ORM instance cost more than
+    all the checks of a submission."""
+
+    __slots__ = ()
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+
+_REQUEST_COLUMNS = tuple(c.key for c in ServiceRequest.__table__.columns)
+
+
+class Prepared:
+    """A checked submission not yet written: the request's row, its first timeline entry and its event."""
+
+    __slots__ = ("req", "item", "timeline", "event")
+
+    def __init__(self, req: RequestRow, item: CatalogueItemVersion, timeline: dict[str, Any],
+                 event: dict[str, Any]) -> None:
+        self.req, self.item, self.timeline, self.event = req, item, timeline, event
+
+
+async def prepare(lookups: Lookups, principal: Principal, body: RequestCreate, clock: Clock,
+                  settings: ServicesSettings, *, request_id: str | None = None) -> Prepared:
+    """Every check of a submission and the rows it makes; nothing is written (see `submit`, `requests.intake`)."""
     role = principal.role
     if role not in SUBMIT_ROLES:
         raise Problem(403, "forbidden", (f"当前角色（{role}）不能提交诉求", f"Role {role} may not submit requests"))
-    # the item's current version in one round trip (an unknown or withdrawn item finds no row)
-    Item, Version = CatalogueItem, CatalogueItemVersion
-    iv = (await session.execute(
-        select(Version).join(Item, and_(Item.code == Version.item_code, Item.current_version == Version.version))
-        .where(Item.code == body.item_code, Item.active.is_(True)))).scalar_one_or_none()
+    iv = await lookups.item(body.item_code)
     if iv is None:
         raise invalid("item_code", "item.unknown", "事项不存在或已停用", "Unknown or withdrawn catalogue item")
     if body.channel not in iv.channels:
@@ -193,7 +246,7 @@ async def submit(session: AsyncSession, principal: Principal, body: RequestCreat
         raise invalid("priority", "priority.forbidden", "居民提交时不能指定优先级", "Residents cannot set priority")
 
     attributes = validate_attributes(iv.attributes, body.attributes)
-    grid = await _locate(session, principal, body, settings)
+    grid = await _locate(lookups, principal, body, settings)
     if role in PLACE_STAFF and not principal.covers_place(grid.code):
         raise Problem(403, "forbidden", ("只能登记本辖区内的诉求", "You may only register requests in your scope"))
 
@@ -205,24 +258,34 @@ async def submit(session: AsyncSession, principal: Principal, body: RequestCreat
         priority = "urgent" if role == "proxy" else "normal"
 
     now = clock.now()
-    req = ServiceRequest(
+    req = RequestRow.fromkeys(_REQUEST_COLUMNS)
+    req.update(
         id=request_id or new_id(), item_code=iv.item_code, item_version=iv.version, category=iv.category,
         department=iv.department,
         channel=body.channel, person_id=person_id, submitted_by=principal.caller, submitted_role=role,
         proxy_user=proxy_user, description=body.description, attributes=attributes,
-        address=body.location.address, media_url=body.media_url, lat=body.location.lat, long=body.location.long, grid=grid.code,
-        community=grid.community_code, street=grid.code[:9], priority=priority, state="submitted", version=1,
-        escalation_level="grid", overdue=False, created_at=now, updated_at=now)
+        address=body.location.address, media_url=body.media_url, lat=body.location.lat, long=body.location.long,
+        grid=grid.code, community=grid.community_code, street=grid.code[:9], priority=priority, state="submitted",
+        version=1, escalation_level="grid", overdue=False, created_at=now, updated_at=now)
     if priority == "emergency":
-        req.response_due_at = now + timedelta(seconds=settings.emergency_ack_seconds)
-        req.start_due_at = now + timedelta(seconds=settings.emergency_start_seconds)
+        req.update(response_due_at=now + timedelta(seconds=settings.emergency_ack_seconds),
+                   start_due_at=now + timedelta(seconds=settings.emergency_start_seconds))
+    timeline = {"id": new_id(), "request_id": req.id, "seq": 1, "action": "submit", "from_state": None,
+                "to_state": "submitted", "actor": principal.caller, "role": role,
+                "acting_for": person_id if proxy_user else None, "note": None,
+                "data": {"channel": body.channel, "item_version": iv.version}, "occurred_at": now}
+    event = outbox_row("request.submitted", subject=req.id, community=req.community, grid=req.grid,
+                       data=event_data(req, "submit", None, principal, now), now=now)
+    return Prepared(req, iv, timeline, event)
+
+
+async def submit(session: AsyncSession, principal: Principal, body: RequestCreate, clock: Clock,
+                 settings: ServicesSettings, *, request_id: str | None = None) -> ServiceRequest:
+    p = await prepare(Lookups(session), principal, body, clock, settings, request_id=request_id)
+    req = ServiceRequest(**p.req)
     session.add(req)  # flushed with its timeline entry and event below: one round of INSERTs
-    session.add(TimelineEntry(id=new_id(), request_id=req.id, seq=1, action="submit", from_state=None,
-                              to_state="submitted", actor=principal.caller, role=role,
-                              acting_for=person_id if proxy_user else None, note=None,
-                              data={"channel": body.channel, "item_version": iv.version}, occurred_at=now))
-    record_event(session, OutboxEvent, "request.submitted", subject=req.id, community=req.community, grid=req.grid,
-                 data=event_data(req, "submit", None, principal, now), clock=clock)
+    session.add(TimelineEntry(**p.timeline))
+    session.add(OutboxEvent(**p.event))
     await session.flush()
     return req
 
@@ -383,6 +446,12 @@ async def timeline(session: AsyncSession, request_id: str) -> list[TimelineEntry
                                        .order_by(TimelineEntry.seq))).scalars())
 
 
+_DUPLICATE_COLUMNS = (ServiceRequest.id, ServiceRequest.lat, ServiceRequest.long, ServiceRequest.state,
+                      ServiceRequest.created_at, ServiceRequest.grid, ServiceRequest.person_id,
+                      ServiceRequest.assignee_kind, ServiceRequest.assignee_id, ServiceRequest.escalation_level,
+                      ServiceRequest.department)
+
+
 async def find_duplicates(session: AsyncSession, principal: Principal, req: ServiceRequest,
                           settings: ServicesSettings) -> list[DuplicateOut]:
     """Open requests of the same item within `duplicate_radius_m` and `duplicate_window_hours` of `req`,
@@ -392,12 +461,12 @@ async def find_duplicates(session: AsyncSession, principal: Principal, req: Serv
     R = ServiceRequest
     dlat = settings.duplicate_radius_m / 111_000 * 1.5
     dlon = dlat / max(0.1, math.cos(math.radians(req.lat)))
-    since = req.created_at - timedelta(hours=settings.duplicate_window_hours)
-    rows = (await session.execute(select(R).where(
-        R.item_code == req.item_code, R.id != req.id, R.state.in_(sorted(OPEN)), R.created_at >= since,
-        R.created_at <= req.created_at + timedelta(hours=settings.duplicate_window_hours),
+    window = timedelta(hours=settings.duplicate_window_hours)
+    rows = (await session.execute(select(*_DUPLICATE_COLUMNS).where(
+        R.item_code == req.item_code, R.id != req.id, R.state.in_(sorted(OPEN)),
+        R.created_at >= req.created_at - window, R.created_at <= req.created_at + window,
         R.lat.between(req.lat - dlat, req.lat + dlat), R.long.between(req.long - dlon, req.long + dlon),
-    ).limit(200))).scalars()
+    ).limit(200))).all()
     out = []
     for other in rows:
         d = distance_m(req.lat, req.long, other.lat, other.long)

@@ -1,0 +1,78 @@
+"""The intake path (requests.intake): submissions checked one by one and written together in one transaction,
+with cached item versions and grids. Whatever the batching, each submission gets its own request, timeline entry,
+outbox event and idempotency record; a cached item that was edited or withdrawn meanwhile is never used."""
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+
+from sqlalchemy import func, select
+
+from svc_services.base import IdempotencyRecord, OutboxEvent
+from svc_services.requests.models import ServiceRequest, TimelineEntry
+from tests.svc_services.conftest import GRID1, REPAIR, RES1, STAFF, submit
+
+
+async def _count(db, model, *where) -> int:
+    async with db.session() as s:
+        return (await s.execute(select(func.count()).select_from(model).where(*where))).scalar_one()
+
+
+async def test_concurrent_submissions_each_written_whole(ready, auth):
+    client, db, writer = ready, ready.app.state.db, ready.app.state.intake
+    body = {"item_code": "SH-WX-001", "channel": "kiosk", "description": "楼道灯坏了", "location": {"grid": GRID1}}
+    headers = [{**auth(**RES1), "Idempotency-Key": f"kiosk-{i}"} for i in range(30)]
+    # 30 distinct keys, 10 of them sent twice at once: 30 requests, each retry replays its first
+    resps = await asyncio.gather(*(client.post("/services/v1/requests", json=body, headers=h)
+                                   for h in headers + headers[:10]))
+    assert {r.status_code for r in resps} == {201}, [r.text for r in resps if r.status_code != 201][:3]
+    assert Counter(r.headers["idempotency-replayed"] for r in resps) == {"false": 30, "true": 10}
+    for first, again in zip(resps[:10], resps[30:]):
+        assert first.json() == again.json()
+    ids = {r.json()["id"] for r in resps}
+    assert len(ids) == 30
+    R = ServiceRequest
+    assert await _count(db, R) == 30
+    assert await _count(db, TimelineEntry, TimelineEntry.request_id.in_(ids)) == 30
+    assert await _count(db, OutboxEvent, OutboxEvent.type == "request.submitted") == 30
+    assert await _count(db, IdempotencyRecord) == 30
+    assert writer.written + writer.fallbacks >= 30 and writer.batches >= 1
+    # replayed later, one at a time, from the stored record
+    r = await client.post("/services/v1/requests", json=body, headers=headers[3])
+    assert r.status_code == 201 and r.headers["idempotency-replayed"] == "true" and r.json() == resps[3].json()
+    r = await client.post("/services/v1/requests", json={**body, "description": "别的事"}, headers=headers[3])
+    assert r.status_code == 422 and r.json()["code"] == "idempotency_key_reused"
+    # without a key, every submission is a new request
+    r1, r2 = await asyncio.gather(submit(client, auth), submit(client, auth))
+    assert r1.status_code == r2.status_code == 201 and r1.json()["id"] != r2.json()["id"]
+    assert "idempotency-replayed" not in r1.headers
+
+
+async def test_edited_item_is_not_taken_from_the_cache(ready, auth):
+    client = ready
+    r = await submit(client, auth)
+    assert r.status_code == 201 and r.json()["item_version"] == 1  # item version 1 is cached now
+    content = {k: v for k, v in REPAIR.items() if k != "code"}
+    r = await client.put("/services/v1/catalogue/items/SH-WX-001", json={**content, "name": "家电维修（新）",
+                                                                        "version": 1}, headers=auth(**STAFF))
+    assert r.status_code == 200, r.text
+    r = await submit(client, auth)
+    assert r.status_code == 201 and r.json()["item_version"] == 2
+    r = await submit(client, auth)
+    assert r.status_code == 201 and r.json()["item_version"] == 2
+
+
+async def test_withdrawn_item_refused_but_a_retry_still_replays(ready, auth):
+    client = ready
+    headers = {**auth(**RES1), "Idempotency-Key": "kiosk-before-withdrawal"}
+    body = {"item_code": "SH-WX-001", "channel": "app", "description": "水管漏水", "location": {"grid": GRID1}}
+    first = await client.post("/services/v1/requests", json=body, headers=headers)
+    assert first.status_code == 201
+    r = await client.delete("/services/v1/catalogue/items/SH-WX-001", headers=auth(**STAFF))
+    assert r.status_code == 200, r.text
+    r = await submit(client, auth)
+    assert r.status_code == 422 and r.json()["errors"][0]["code"] == "item.unknown"
+    r = await client.post("/services/v1/requests", json=body, headers=headers)
+    assert r.status_code == 201 and r.headers["idempotency-replayed"] == "true" and r.json() == first.json()
+    r = await client.post("/services/v1/requests", json=body, headers={**auth(**RES1), "Idempotency-Key": "new"})
+    assert r.status_code == 422 and r.json()["errors"][0]["code"] == "item.unknown"
