@@ -7,6 +7,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from common.auth import Principal
 from common.clock import utcnow
 from common.errors import Problem, invalid
+from common.validators import ValidationFailure, parse_division_code
 from common.outbox import record_event
 from svc_residents.base import OutboxEvent
 from svc_residents.places.models import LEVELS, Place
@@ -14,6 +15,40 @@ from svc_residents.places.schemas import PlaceCreate
 
 # The digits each level's code has (district 6, street 9, community 12, grid 15, building 18+).
 CODE_LENGTH = {"district": 6, "street": 9, "community": 12, "grid": 15}
+
+
+LEVEL_ZH = {"district": "区", "street": "街道", "community": "社区", "grid": "网格", "building": "楼栋"}
+
+
+def check_place_code(code: str, level: str | None, *, field: str = "code") -> None:
+    """A place code is a GB/T 2260 division code (a real province, a district below a city) extended by three
+    local digits per level (street 9, community 12, grid 15), and a building code extends its grid's code by a
+    local suffix of at least three digits. `level` None: any place level. 422 naming `field` otherwise."""
+    if not code.isdigit():
+        raise invalid(field, "place.code_format", "地点编码只能由数字组成", "A place code has digits only")
+    division = code[:15] if len(code) > 15 else code
+    try:
+        parsed = parse_division_code(division)
+    except ValidationFailure as exc:
+        raise invalid(field, f"place.{exc.code}", exc.message_zh, exc.message_en) from None
+    actual = "building" if len(code) > 15 else parsed.level
+    if len(code) > 15 and (len(code) < 18 or parsed.level != "grid"):
+        raise invalid(field, "place.code_length", "楼栋编码应为网格编码（15 位）加至少 3 位楼栋后缀",
+                      "A building code is its grid's 15 digits plus a suffix of at least 3")
+    if actual not in LEVEL_ZH:  # a province or city code: not a place the platform manages
+        raise invalid(field, "place.code_level", "区划代码须到区（县）一级，如 110105",
+                      "A division code must be a district (county), e.g. 110105")
+    if level is not None and actual != level:
+        want = CODE_LENGTH.get(level)
+        raise invalid(field, "place.code_length",
+                      f"{LEVEL_ZH[level]}级地点编码应为 {want} 位" if want else "楼栋编码应在网格编码后追加后缀",
+                      f"A {level} code has {want} digits" if want else "A building code extends its grid's")
+    for end in range(9, min(len(code), 15) + 1, 3):  # each local level's 3 digits: 001–999
+        if code[end - 3:end] == "000":
+            raise invalid(field, "place.code_segment", "街道、社区、网格的本级编号不能为 000",
+                          "A street, community or grid number cannot be 000")
+    if len(code) > 15 and set(code[15:]) == {"0"}:
+        raise invalid(field, "place.code_segment", "楼栋编号不能全为 0", "A building number cannot be all zeros")
 
 
 def _check_manage(principal: Principal, code: str, parent_code: str | None) -> None:
@@ -24,12 +59,9 @@ def _check_manage(principal: Principal, code: str, parent_code: str | None) -> N
 
 async def create_place(session: AsyncSession, principal: Principal, body: PlaceCreate) -> Place:
     _check_manage(principal, body.code, body.parent_code)
-    want = CODE_LENGTH.get(body.level)
-    if want is not None and len(body.code) != want:
-        raise invalid("code", "place.code_length", f"{body.level} 级地点编码应为 {want} 位",
-                      f"A {body.level} code has {want} digits")
-    if body.level == "building" and len(body.code) <= 15:
-        raise invalid("code", "place.code_length", "楼栋编码应在网格编码后追加后缀", "A building code extends its grid's")
+    check_place_code(body.code, body.level)
+    if body.parent_code is not None:
+        check_place_code(body.parent_code, None, field="parent_code")
     if body.level == "district":
         if body.parent_code is not None:
             raise invalid("parent_code", "place.parent", "区级地点不应有上级", "A district has no parent")

@@ -131,3 +131,55 @@ async def test_health_ready_metrics(client, auth):
                                                            "traceparent": "00-" + "a" * 32 + "-" + "b" * 16 + "-01"})
     assert r.headers["x-request-id"] == "abc-123"
     assert r.headers["traceparent"].startswith("00-" + "a" * 32 + "-") and "b" * 16 not in r.headers["traceparent"]
+
+
+@pytest.mark.parametrize("body,field,code", [
+    # not a real province (GB/T 2260 province part)
+    ({"code": "990105", "level": "district"}, "code", "place.division.province"),
+    # a province or a city is not a district
+    ({"code": "110000", "level": "district"}, "code", "place.code_level"),
+    ({"code": "110100", "level": "district"}, "code", "place.code_level"),
+    # a code of another level's length
+    ({"code": "110105001001", "level": "street", "parent_code": "110105"}, "code", "place.code_length"),
+    ({"code": "1101050010", "level": "street", "parent_code": "110105"}, "code", "place.division.format"),
+    # a local number 000
+    ({"code": "110105000", "level": "street", "parent_code": "110105"}, "code", "place.code_segment"),
+    ({"code": "110105001000", "level": "community", "parent_code": "110105001"}, "code", "place.code_segment"),
+    # a building: its grid's 15 digits plus at least 3
+    ({"code": "1101050010010011", "level": "building", "parent_code": "110105001001001"}, "code",
+     "place.code_length"),
+    ({"code": "110105001001001000", "level": "building", "parent_code": "110105001001001"}, "code",
+     "place.code_segment"),
+    # the parent code is checked the same way
+    ({"code": "110105001009", "level": "community", "parent_code": "990105001"}, "parent_code",
+     "place.division.province"),
+])
+async def test_place_codes_follow_gbt2260(client, auth, body, field, code):
+    from sqlalchemy import func, select
+
+    from svc_residents.places.models import Place
+
+    h = auth(**OPS)
+    r = await client.post("/residents/v1/places", json={"name": "测试", **body}, headers=h)
+    assert r.status_code == 422, r.text
+    problem = r.json()
+    assert r.headers["content-type"].startswith("application/problem+json")
+    assert [(e["field"], e["code"]) for e in problem["errors"]] == [(field, code)]
+    assert problem["title"] and problem["errors"][0]["message"]
+    en = await client.post("/residents/v1/places", json={"name": "测试", **body},
+                           headers={**h, "Accept-Language": "en"})
+    assert en.json()["errors"][0]["message"] != problem["errors"][0]["message"]  # zh by default, en on request
+    async with client.app.state.db.session() as s:
+        assert (await s.execute(select(func.count()).select_from(Place))).scalar() == 0
+
+
+async def test_valid_codes_down_to_a_building(client, auth):
+    h = auth(**OPS)
+    for code, level, parent in (("110105", "district", None), ("110105001", "street", "110105"),
+                                ("110105001001", "community", "110105001"),
+                                ("110105001001001", "grid", "110105001001"),
+                                ("110105001001001001", "building", "110105001001001"),
+                                ("1101050010010010101", "building", "110105001001001")):
+        r = await client.post("/residents/v1/places", json={"code": code, "level": level, "name": code,
+                                                             "parent_code": parent}, headers=h)
+        assert r.status_code == 201, (code, r.text)
