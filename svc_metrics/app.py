@@ -23,7 +23,7 @@ from svc_metrics.settings import MetricsSettings
 
 def _sqlite_read_pragmas(dbapi_connection, _record) -> None:
     cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA cache_size=-65536")
+    cursor.execute("PRAGMA cache_size=-262144")
     cursor.execute("PRAGMA mmap_size=1073741824")
     cursor.execute("PRAGMA temp_store=MEMORY")
     cursor.close()
@@ -34,7 +34,8 @@ def create_app(settings: MetricsSettings | None = None, *, verifier: TokenVerifi
     settings = settings or MetricsSettings()
     db = Database(settings.database_url)
     if db.dialect == "sqlite":
-        # KPI queries read the observations over and over: a 64 MiB page cache and memory-mapped reads
+        # Ingest touches random index pages (event ids, entity ids) and KPI queries read the rollup and observations
+        # over and over: a 256 MiB page cache and memory-mapped reads
         # instead of SQLite's 2 MiB default and a read() per page.
         event.listen(db.engine.sync_engine, "connect", _sqlite_read_pragmas)
 

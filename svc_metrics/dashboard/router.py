@@ -15,7 +15,7 @@ from sqlalchemy import func, select
 
 from common.auth import Principal, get_principal, principal_from_claims
 from common.errors import Problem, invalid
-from svc_metrics.alerts import service as alerts
+from svc_metrics.alerts import cases, service as alerts
 from svc_metrics.alerts.models import Warning_
 from svc_metrics.dashboard.svg import bullet, fmt, trend
 from svc_metrics.deps import clock_of, db_of
@@ -251,13 +251,14 @@ async def report(request: Request, scope: str = "all", period: str | None = None
         warnings = [w for w in (await session.execute(select(Warning_).where(Warning_.period == p.label)
                                                       .order_by(Warning_.kind, Warning_.scope))).scalars()
                     if alerts.visible(principal, w) and (f.scope == "all" or w.scope.startswith(f.scope))]
+        rect_cases = [c for c in await cases.list_visible(session, principal, None, None)
+                      if c.period == p.label and (f.scope == "all" or c.scope.startswith(f.scope))]
     rows = "".join(
         f'<tr><td>{escape(i["name_zh"])}</td><td class="num value" data-code="{i["code"]}">{fmt(i["value"])}</td>'
         f'<td>{escape(i["unit"])}</td><td class="num">{fmt(prev[i["code"]]["value"])}</td>'
         f'<td class="num">{fmt((i.get("target") or {}).get("value"))}</td>'
         f'<td>{escape(str((i.get("target") or {}).get("source") or ""))}</td>{_status_cell(i)}</tr>' for i in items)
     missed = [i for i in items if i["status"] == "missed"]
-    rect = [w for w in warnings if w.rectification]
     bottom = [w for w in warnings if w.kind == "bottom_decile"]
     body = f"""<h1>{escape(p.label)} 季度通报 · {escape(_label(f.scope))}</h1>
 <p>统计区间（北京时间）{p.first.isoformat()} 至 {(p.after).isoformat()}（不含）；生成时间 {now.astimezone(periods.SHANGHAI).strftime('%Y-%m-%d %H:%M')}。
@@ -266,7 +267,7 @@ async def report(request: Request, scope: str = "all", period: str | None = None
 <table id="report"><thead><tr><th>指标</th><th>本季</th><th>单位</th><th>上季</th><th>目标</th><th>目标依据</th><th>状态</th></tr></thead>
 <tbody>{rows}</tbody></table>
 <h2>二、未达标指标（{len(missed)} 项）</h2><ul>{"".join(f"<li>{escape(i['name_zh'])}：{fmt(i['value'])}{escape(i['unit'])}，目标 {fmt(i['target']['value'])}</li>" for i in missed) or "<li>无</li>"}</ul>
-<h2>三、整改事项（满意度低于 80%）</h2><ul>{"".join(f"<li>{escape(w.title_zh)}（{'已确认' if w.status == 'acknowledged' else '待确认'}）</li>" for w in rect) or "<li>无</li>"}</ul>
+<h2>三、整改事项（满意度低于 80%）</h2><ul id="rectifications">{"".join(f'<li data-case="{escape(c.id)}">{escape(c.reason_zh)}（{cases.STATUS_ZH[c.status]}）</li>' for c in rect_cases) or "<li>无</li>"}</ul>
 <h2>四、排名后 10% 的社区</h2><ul>{"".join(f"<li>{escape(w.title_zh)}</li>" for w in bottom) or "<li>无</li>"}</ul>
 <p class="noprint"><a href="/metrics/v1/dashboard?scope={escape(f.scope)}&amp;period={escape(p.label)}">返回看板</a></p>"""
     return page(f"{p.label} 季度通报", body)

@@ -155,16 +155,16 @@ async def ingest(session: AsyncSession, events: list[tuple[Envelope, str, str]],
     entities = sorted({(kind, eid) for _, kind, eid in events})
     await _lock_entities(session, [f"{k}:{i}" for k, i in entities])
     conn = await session.connection()
-    ids = [env.event_id for env, _, _ in events]
-    stored: set[str] = set()
-    for i in range(0, len(ids), CHUNK):
-        stored.update((await conn.execute(select(StoredEvent.event_id).where(
-            StoredEvent.event_id.in_(ids[i:i + CHUNK])))).scalars())
+    # Every stored event of these entities is read anyway (to derive their observations), so an event already
+    # stored is found among them without a lookup of its own. (One stored under another entity would show up
+    # as a conflict on insert, and then everything is read back.)
+    before = await _load_events(session, entities)
+    stored = {e.event_id for evs in before.values() for e in evs}
     fresh = [t for t in events if t[0].event_id not in stored]
     if not fresh:
         return {"received": len(events), "accepted": 0, "duplicates": len(events)}
     entities = sorted({(kind, eid) for _, kind, eid in fresh})
-    before = await _load_events(session, entities)
+    before = {k: before[k] for k in entities}
     if dialect == "sqlite":
         # Straight to the driver: one prepared statement, executemany, rowcount = rows actually inserted.
         received = _sqlite_ts(now)

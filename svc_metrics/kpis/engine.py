@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any
 
 from sqlalchemy import func, or_, select
@@ -70,9 +70,7 @@ def _filter_conds(f: Filters) -> list:
 
 
 def _scope_conds(f: Filters) -> list:
-    if f.scope == ALL:
-        return []
-    return [Observation.place >= f.scope, Observation.place < f.scope + ":"]
+    return rollup.obs_scope_conds(Observation.place, f.scope)
 
 
 def _obs(defn: KpiDefinition) -> list[str]:
@@ -136,7 +134,7 @@ async def flow_sums(session: AsyncSession, kpis: set[str], period: Period, f: Fi
             out[k] = v[:3]
         ms, me = rollup.month_start(lo), rollup.month_start(rollup.next_bucket(hi))
         ranges = [r for r in ((period.start, ms), (me, period.end)) if r[0] < r[1]]
-    where = [*rollup.scope_conds(Observation.place, scope), *_filter_conds(f)]
+    where = [*rollup.obs_scope_conds(Observation.place, scope), *_filter_conds(f)]
     for a, b in ranges:
         _merge(out, await _obs_sums(session, ks, [Observation.mode == "flow", Observation.at >= a,
                                                  Observation.at < b, *where]))
@@ -150,7 +148,7 @@ async def stock_sums(session: AsyncSession, kpis: set[str], as_of: datetime, f: 
     if not kpis:
         return {}
     ks = sorted(kpis)
-    where = [*rollup.scope_conds(Observation.place, scope), *_filter_conds(f)]
+    where = [*rollup.obs_scope_conds(Observation.place, scope), *_filter_conds(f)]
     dim = rollup.dim_for(f.channel, f.group)
     if dim is None:
         return await _obs_sums(session, ks, [*_stock(as_of), *where], by_place=by_place)
@@ -176,14 +174,48 @@ async def _values(session: AsyncSession, kpis: set[str], period: Period, where: 
                                      .group_by(o.kpi, o.category, o.value))
         for k, c, v, n in rows:
             out.setdefault((k, c), []).append((float(v), int(n)))
+    elif session.bind.dialect.name == "sqlite":
+        # Tens of thousands of rows for a month or a quarter: fetched by the driver, no per-row processing.
+        conn = await session.connection()
+        stmt = select(o.kpi, o.category, o.value).where(*conds).compile(dialect=conn.dialect,
+                                                                          compile_kwargs={"render_postcompile": True})
+        params = stmt.construct_params()
+        args = tuple(_sqlite_param(params[name]) for name in stmt.positiontup)
+        rows = (await conn.exec_driver_sql(str(stmt), args)).fetchall()
+        for k, c, v in rows:
+            lst = out.get((k, c))
+            if lst is None:
+                lst = out[(k, c)] = []
+            lst.append(v)
+        for key, lst in out.items():
+            out[key] = [(float(v), 1) for v in lst]
     else:
         for k, c, v in await session.execute(select(o.kpi, o.category, o.value).where(*conds)):
             out.setdefault((k, c), []).append((float(v), 1))
     return out
 
 
+def _sqlite_param(v: Any) -> Any:
+    """A bound value as SQLAlchemy's SQLite types store it (UTCDateTime: naive UTC text with microseconds)."""
+    if isinstance(v, datetime):
+        if v.tzinfo is not None:
+            v = v.astimezone(timezone.utc).replace(tzinfo=None)
+        return v.isoformat(" ", "microseconds")
+    return v
+
+
 def weighted_stats(pairs: list[tuple[float, int]]) -> tuple[float, float, float]:
     """Mean, median and p90 (linear interpolation between closest ranks) of a multiset given as (value, count)."""
+    if all(c == 1 for _, c in pairs):   # plain values (durations): index straight into the sorted list
+        vs = sorted(v for v, _ in pairs)
+        n = len(vs)
+
+        def at(p: float) -> float:
+            k = (n - 1) * p
+            lo, hi = math.floor(k), math.ceil(k)
+            return vs[lo] + (vs[hi] - vs[lo]) * (k - lo)
+
+        return math.fsum(vs) / n, at(0.5), at(0.9)
     pairs = sorted(pairs)
     n = sum(c for _, c in pairs)
     mean = math.fsum(v * c for v, c in pairs) / n

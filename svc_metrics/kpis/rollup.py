@@ -150,6 +150,17 @@ def scope_conds(col, scope: str) -> list:
     return [col >= scope, col < scope + ":"]
 
 
+def obs_scope_conds(col, scope: str) -> list:
+    """The scope on the observations. A district or street holds most places, so its range on the place index
+    would read the observations of all time: compare a prefix instead, which keeps the planner on the time
+    index (a community or grid is narrow enough for the place index)."""
+    if scope == "all":
+        return []
+    if len(scope) <= 9:
+        return [func.substr(col, 1, len(scope)) == scope]
+    return [col >= scope, col < scope + ":"]
+
+
 async def flow_sums(session: AsyncSession, kpis: list[str], lo: int, hi: int, dim: tuple[str, str],
                     scope: str, category: str | None) -> dict[tuple[str, str | None], list]:
     """Σnum, Σden, n, Σvalue (millionths), values per (kpi, category) over months lo..hi."""
