@@ -71,6 +71,11 @@ async def withdraw_item(code: str, request: Request, principal: Principal = Depe
 
 @router.post("/{code}/activate", response_model=ItemOut, summary="重新启用事项 Re-activate an item")
 async def activate_item(code: str, request: Request, principal: Principal = Depends(get_principal),
-                        clock: Clock = Depends(get_clock)):
-    async with request.app.state.db.session() as session, session.begin():
-        return await service.set_active(session, principal, code, True, clock)
+                        clock: Clock = Depends(get_clock),
+                        idempotency_key: str | None = Header(None, alias="Idempotency-Key")):
+    async def create(session):
+        return 200, await service.set_active(session, principal, code, True, clock)
+
+    return await run_idempotent(request.app.state.db, IdempotencyRecord, key=idempotency_key,
+                                caller=principal.caller,
+                                fingerprint=request_fingerprint("POST", request.url.path, None), create=create)

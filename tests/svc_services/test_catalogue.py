@@ -87,3 +87,38 @@ async def test_withdrawn_item_refuses_requests(ready, auth):
     r = await client.post("/services/v1/catalogue/items/SH-WX-001/activate", headers=auth(**STAFF))
     assert r.json()["active"] is True
     assert (await submit(client, auth)).status_code == 201
+
+
+async def test_activate_honours_idempotency_key(ready, auth):
+    from sqlalchemy import func, select
+
+    from svc_services.base import OutboxEvent
+
+    client = ready
+    staff = auth(**STAFF)
+    assert (await client.delete("/services/v1/catalogue/items/SH-WX-001", headers=staff)).status_code == 200
+    headers = {**staff, "Idempotency-Key": "activate-1"}
+    first = await client.post("/services/v1/catalogue/items/SH-WX-001/activate", headers=headers)
+    assert first.status_code == 200 and first.json()["active"] is True
+    assert first.headers["idempotency-replayed"] == "false"
+    # withdrawn again in between: the retry replays the first answer and changes nothing
+    assert (await client.delete("/services/v1/catalogue/items/SH-WX-001", headers=staff)).status_code == 200
+    again = await client.post("/services/v1/catalogue/items/SH-WX-001/activate", headers=headers)
+    assert again.status_code == 200 and again.headers["idempotency-replayed"] == "true"
+    assert again.json() == first.json()
+    r = await client.get("/services/v1/catalogue/items/SH-WX-001", headers=staff)
+    assert r.json()["active"] is False
+    async with client.app.state.db.session() as s:
+        n = (await s.execute(select(func.count()).select_from(OutboxEvent)
+                             .where(OutboxEvent.type == "catalogue.item_activated"))).scalar_one()
+    assert n == 1
+    # a new key activates; a refused call is not remembered
+    r = await client.post("/services/v1/catalogue/items/SH-WX-001/activate",
+                          headers={**staff, "Idempotency-Key": "activate-2"})
+    assert r.status_code == 200 and r.json()["active"] is True and r.headers["idempotency-replayed"] == "false"
+    r = await client.post("/services/v1/catalogue/items/SH-WX-001/activate",
+                          headers={**auth(**RES1), "Idempotency-Key": "activate-3"})
+    assert r.status_code == 403
+    r = await client.post("/services/v1/catalogue/items/SH-WX-001/activate",
+                          headers={**auth(**RES1), "Idempotency-Key": "activate-3"})
+    assert r.status_code == 403

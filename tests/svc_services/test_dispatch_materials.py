@@ -3,12 +3,14 @@ then retried), and merging duplicates keeping both timelines. svc_matching and t
 transports (the `upstreams` fixture)."""
 from __future__ import annotations
 
+import asyncio
 import json
 
 import httpx
 import jwt
 import pytest
 
+from svc_services.base import IdempotencyRecord
 from svc_services.requests.lifecycle import replay
 from tests.svc_services.conftest import (GRID1, OPS, P1, PROVIDER, RES1, RES3, STAFF, START, move, refuse,
                                          submit)
@@ -226,3 +228,38 @@ async def test_merge_keeps_both_timelines(ready, auth):
                                                                                       "dispatch"]
     r = await client.get(f"/open311/v2/requests/{dup}.json")
     assert r.json()[0]["status"] == "closed" and keep in r.json()[0]["status_notes"]
+
+
+async def test_materials_fetch_honours_idempotency_key(ready, auth, upstreams):
+    client = ready
+    state = {"department_down": True}
+    upstreams["exchange"] = exchange(state)
+    rid, accepted = await accepted_meal(client, auth)
+    assert accepted["materials"][0]["status"] == "pending"
+    url = f"/services/v1/requests/{rid}/materials/fetch"
+    headers = {**auth(**STAFF), "Idempotency-Key": "fetch-1"}
+    first = await client.post(url, headers=headers)
+    assert first.status_code == 200 and first.headers["idempotency-replayed"] == "false"
+    assert first.json()[0]["status"] == "pending" and first.json()[0]["attempts"] == 2
+    # the department is back, but a retry of the same call replays its answer and asks nobody
+    state["department_down"] = False
+    n = len(state["calls"])
+    again = await client.post(url, headers=headers)
+    assert again.status_code == 200 and again.headers["idempotency-replayed"] == "true"
+    assert again.json() == first.json() and len(state["calls"]) == n
+    # concurrent retries of a new key: one fetch, the others replay it
+    headers2 = {**auth(**STAFF), "Idempotency-Key": "fetch-2"}
+    resps = await asyncio.gather(*(client.post(url, headers=headers2) for _ in range(5)))
+    assert {r.status_code for r in resps} == {200}
+    assert sorted(r.headers["idempotency-replayed"] for r in resps) == ["false"] + ["true"] * 4
+    assert all(r.json() == resps[0].json() for r in resps)
+    assert resps[0].json()[0]["status"] == "fetched" and resps[0].json()[0]["attempts"] == 3
+    asked = [c for c in state["calls"][n:] if c.url.path == "/departments/minzheng/v1/queries"]
+    assert len(asked) == 1
+    # a refused call is not remembered under its key
+    r = await client.post(url, headers={**auth(**RES1), "Idempotency-Key": "fetch-3"})
+    assert r.status_code == 403
+    async with client.app.state.db.session() as s:
+        assert await s.get(IdempotencyRecord, ("app-test/resident1", "fetch-3")) is None
+    r = await client.post(url, headers={**auth(**STAFF), "Idempotency-Key": "x" * 201})
+    assert r.status_code == 400
