@@ -15,7 +15,8 @@ nobody can forge:
 - the grant, read from the exchange's grant registry (`GET /exchange/v1/grants?side=owner`) with svc_residents'
   own client-credentials token, as the owner of the resource; the registry is the record of what was approved,
   with scope, expiry and purpose. Answers are cached for `grant_cache_seconds` (the same bound the gateway's
-  replicas use to follow a revocation); when the registry cannot be read the read is refused (fail closed).
+  replicas use to follow a revocation); when the registry cannot be read the read is refused (fail closed:
+  503 while it is unreachable, 403 when the service has no credentials to ask it).
 
 `x-onenet-resource` is still required on a grant read (the gateway sets it on every exchange call to the
 resource), so a well-behaved caller's read is also in the gateway's message log; it grants nothing by itself.
@@ -98,8 +99,11 @@ class ExchangeGrants:
         self._cache.clear()
 
     async def _fetch(self, resource: str) -> dict[str, GrantInfo]:
-        if self.token_provider is None:
-            raise _unavailable()
+        if self.token_provider is None:  # no client credentials: grants cannot be checked, so none applies
+            raise Problem(403, "exchange.grants_unconfigured",
+                          ("居民档案服务未配置数据交换凭证，无法核对授权，不能按授权读取",
+                           "svc_residents has no exchange credentials, so no grant can be checked"),
+                          extra={"resource": resource})
         out: dict[str, GrantInfo] = {}
         cursor = None
         for _ in range(50):  # ≤ 10,000 grants on one resource

@@ -225,3 +225,9 @@ async def test_through_the_gateway(through_gateway):
     assert r.status_code == 200, r.text
     assert (await client.get(f"/residents/v1/persons/{P('P7')}", headers=mz)).status_code == 403
     assert (await client.get(f"/residents/v1/persons/{P('P1')}", headers=clerk)).status_code == 403
+
+
+async def test_without_exchange_credentials_no_grant_applies(seeded, auth):
+    """The default app in tests has no client credentials: a grant cannot be checked, so the read is refused."""
+    r = await seeded.get(f"/residents/v1/persons/{P('P1')}", headers=_dept_system(auth))
+    assert r.status_code == 403 and r.json()["code"] == "exchange.grants_unconfigured"
