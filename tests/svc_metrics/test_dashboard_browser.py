@@ -126,10 +126,10 @@ async def test_dashboard_through_the_gateway_with_the_sign_in_form(client, jwks,
                 api = (await http.get("/metrics/v1/kpis", params={"scope": C1, "period": "2026-03"},
                                       headers={"Authorization": f"Bearer {tok}"})).json()
                 # The cookie stands in for the bearer token only on the pages' GETs.
-                jar = {"onenet_metrics_token": tok}
-                assert (await http.get("/metrics/v1/dashboard", params={"scope": C1}, cookies=jar)).status_code == 200
-                assert (await http.get("/metrics/v1/kpis", params={"scope": C1}, cookies=jar)).status_code == 401
-                r = await http.post("/metrics/v1/dashboard/session", json={"token": tok}, cookies=jar)
+                jar = {"Cookie": f"onenet_metrics_token={tok}"}
+                assert (await http.get("/metrics/v1/dashboard", params={"scope": C1}, headers=jar)).status_code == 200
+                assert (await http.get("/metrics/v1/kpis", params={"scope": C1}, headers=jar)).status_code == 401
+                r = await http.post("/metrics/v1/dashboard/session", json={"token": tok}, headers=jar)
                 assert r.status_code == 401
         finally:
             for server, task in servers:
