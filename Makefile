@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test install bench soak fuzz lint clean migration
+.PHONY: run test install bench bench-tools soak fuzz clean migration
 
 $(STAMP): pyproject.toml
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
@@ -20,7 +20,13 @@ run: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-bench: $(STAMP)
+# The gateway and intake benchmarks drive load with wrk and compare with nginx (Debian packages).
+bench-tools:
+	@command -v nginx >/dev/null && command -v wrk >/dev/null || \
+	  (command -v apt-get >/dev/null && apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx wrk) || \
+	  echo "nginx and wrk are needed by bench.gateway and bench.intake: install Debian's nginx and wrk packages"
+
+bench: $(STAMP) bench-tools
 	$(BIN)/python -m bench.matching
 	$(BIN)/python -m bench.metrics
 	$(BIN)/python -m bench.gateway
