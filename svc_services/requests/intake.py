@@ -24,8 +24,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import defaultdict
 from contextlib import nullcontext
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 from fastapi import FastAPI
@@ -42,7 +44,7 @@ from svc_services.catalogue.models import CatalogueItem, CatalogueItemVersion
 from svc_services.grids.models import ServiceGrid
 from svc_services.requests import service
 from svc_services.requests.models import ServiceRequest, TimelineEntry
-from svc_services.requests.schemas import RequestCreate
+from svc_services.requests.schemas import DuplicateOut, RequestCreate
 from svc_services.settings import ServicesSettings
 
 log = logging.getLogger("onenet.svc_services.intake")
@@ -219,11 +221,12 @@ class IntakeWriter:
                 await session.execute(insert(OutboxEvent.__table__), [job.prepared.event for job in todo])
                 now = utcnow()
                 records = []
+                by_grid = await self._grid_duplicates(session, [j for j in todo if j.prepared.req.lat is None])
                 for job in todo:
                     req = job.prepared.req
                     out = service.to_out(req, job.principal)
-                    out.possible_duplicates = await service.find_duplicates(session, job.principal, req,
-                                                                            self.settings)
+                    out.possible_duplicates = by_grid[job] if job in by_grid else await service.find_duplicates(
+                        session, job.principal, req, self.settings)
                     body = out.model_dump_json()
                     outcomes[job] = ("created", body)
                     if job.key is not None:
@@ -237,6 +240,28 @@ class IntakeWriter:
         self.batches += 1
         self.written += len(todo)
         return outcomes
+
+
+    async def _grid_duplicates(self, session, jobs: list[Job]) -> dict[Job, list[DuplicateOut]]:
+        """`service.find_duplicates` for submissions with a grid only, one query per item, grid and caller's
+        visibility: each sees the newest open requests of its item in its grid, the batch's others included."""
+        groups: dict[tuple, list[Job]] = defaultdict(list)
+        for job in jobs:
+            req, p = job.prepared.req, job.principal
+            groups[(req.item_code, req.grid, p.role, p.scopes, p.person_id)].append(job)
+        window = timedelta(hours=self.settings.duplicate_window_hours)
+        out: dict[Job, list[DuplicateOut]] = {}
+        for (item_code, grid, *_), group in groups.items():
+            times = [job.prepared.req.created_at for job in group]
+            rows = await service.same_grid_open(session, group[0].principal, item_code, grid, min(times) - window,
+                                                max(times) + window, limit=service.MAX_DUPLICATES + len(group))
+            for job in group:
+                req = job.prepared.req
+                out[job] = [DuplicateOut(id=o.id, match="grid", grid=o.grid, state=o.state, created_at=o.created_at)
+                            for o in rows if o.id != req.id
+                            and req.created_at - window <= o.created_at <= req.created_at + window
+                            ][:service.MAX_DUPLICATES]
+        return out
 
 
 def _replay(stored: Stored, fingerprint: str) -> JSONResponse:

@@ -20,6 +20,8 @@ class ServiceRequest(Base):
         Index("ix_service_requests_grid_state", "grid", "state"),
         Index("ix_service_requests_person", "person_id", "id"),
         Index("ix_service_requests_open_due", "state", "resolution_due_at"),
+        # possible duplicates by grid: open requests of one item in one grid, newest first
+        Index("ix_service_requests_item_grid_created", "item_code", "grid", "created_at"),
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)

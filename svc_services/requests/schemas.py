@@ -78,7 +78,10 @@ class TimelineOut(BaseModel):
 
 class DuplicateOut(BaseModel):
     id: str
-    distance_m: float
+    match: Literal["distance", "grid"] = Field(
+        default="distance", description="distance：两者都有经纬度，相距不超过 50 米；grid：同一网格（有一方只给了网格）")
+    distance_m: float | None = Field(default=None, description="相距米数（match=distance 时）")
+    grid: str | None = None
     state: str
     created_at: datetime
 
@@ -128,4 +131,5 @@ class RequestOut(BaseModel):
     timeline: list[TimelineOut] | None = None
     materials: list[MaterialOut] | None = Field(default=None, description="所需材料（详情与受理时给出）")
     possible_duplicates: list[DuplicateOut] | None = Field(
-        default=None, description="提交时：同一事项 50 米、72 小时内尚未办结的诉求（仅列出调用者可查看的）")
+        default=None, description="提交时：同一事项 72 小时内尚未办结的诉求，50 米内（有经纬度时）或同一网格内（只有网格时），"
+                                 "仅列出调用者可查看的")

@@ -452,28 +452,57 @@ _DUPLICATE_COLUMNS = (ServiceRequest.id, ServiceRequest.lat, ServiceRequest.long
                       ServiceRequest.department)
 
 
+MAX_DUPLICATES = 20
+
+
 async def find_duplicates(session: AsyncSession, principal: Principal, req: ServiceRequest,
                           settings: ServicesSettings) -> list[DuplicateOut]:
-    """Open requests of the same item within `duplicate_radius_m` and `duplicate_window_hours` of `req`,
-    nearest first, limited to those the caller may see."""
-    if req.lat is None or req.long is None:
-        return []
-    R = ServiceRequest
-    dlat = settings.duplicate_radius_m / 111_000 * 1.5
-    dlon = dlat / max(0.1, math.cos(math.radians(req.lat)))
+    """Open requests of the same item within `duplicate_window_hours` of `req` that the caller may see: with a
+    lat/long, those within `duplicate_radius_m` (nearest first); then those of the same grid that have no lat/long
+    to compare (a kiosk or counter submission gives a grid only), newest first. A request with a grid only is
+    compared by grid with every open request of the item there."""
     window = timedelta(hours=settings.duplicate_window_hours)
-    rows = (await session.execute(select(*_DUPLICATE_COLUMNS).where(
-        R.item_code == req.item_code, R.id != req.id, R.state.in_(sorted(OPEN)),
-        R.created_at >= req.created_at - window, R.created_at <= req.created_at + window,
-        R.lat.between(req.lat - dlat, req.lat + dlat), R.long.between(req.long - dlon, req.long + dlon),
-    ).limit(200))).all()
-    out = []
-    for other in rows:
-        d = distance_m(req.lat, req.long, other.lat, other.long)
-        if d <= settings.duplicate_radius_m and can_see(principal, other):
-            out.append(DuplicateOut(id=other.id, distance_m=round(d, 1), state=other.state,
-                                    created_at=other.created_at))
-    return sorted(out, key=lambda o: o.distance_m)[:20]
+    R = ServiceRequest
+    out: list[DuplicateOut] = []
+    if req.lat is not None and req.long is not None:
+        dlat = settings.duplicate_radius_m / 111_000 * 1.5
+        dlon = dlat / max(0.1, math.cos(math.radians(req.lat)))
+        rows = (await session.execute(select(*_DUPLICATE_COLUMNS).where(
+            R.item_code == req.item_code, R.id != req.id, R.state.in_(sorted(OPEN)),
+            R.created_at >= req.created_at - window, R.created_at <= req.created_at + window,
+            R.lat.between(req.lat - dlat, req.lat + dlat), R.long.between(req.long - dlon, req.long + dlon),
+        ).limit(200))).all()
+        for other in rows:
+            d = distance_m(req.lat, req.long, other.lat, other.long)
+            if d <= settings.duplicate_radius_m and can_see(principal, other):
+                out.append(DuplicateOut(id=other.id, match="distance", distance_m=round(d, 1), grid=other.grid,
+                                        state=other.state, created_at=other.created_at))
+        out.sort(key=lambda o: o.distance_m)
+        if len(out) >= MAX_DUPLICATES:
+            return out[:MAX_DUPLICATES]
+    rows = await same_grid_open(session, principal, req.item_code, req.grid, req.created_at - window,
+                                req.created_at + window, limit=MAX_DUPLICATES + 1,
+                                without_location=req.lat is not None)
+    out += [DuplicateOut(id=o.id, match="grid", grid=o.grid, state=o.state, created_at=o.created_at)
+            for o in rows if o.id != req.id]
+    return out[:MAX_DUPLICATES]
+
+
+async def same_grid_open(session: AsyncSession, principal: Principal, item_code: str, grid: str,
+                         since: datetime, until: datetime, *, limit: int, without_location: bool = False) -> list:
+    """Open requests of an item in a grid created in [since, until] that `principal` may see, newest first
+    (served by ix_service_requests_item_grid_created)."""
+    R = ServiceRequest
+    stmt = (select(*_DUPLICATE_COLUMNS)
+            .where(R.item_code == item_code, R.grid == grid, R.state.in_(sorted(OPEN)), R.created_at >= since,
+                   R.created_at <= until)
+            .order_by(R.created_at.desc(), R.id.desc()).limit(limit))
+    if without_location:
+        stmt = stmt.where(R.lat.is_(None))
+    clause = visibility_clause(principal)
+    if clause is not None:
+        stmt = stmt.where(clause)
+    return list((await session.execute(stmt)).all())
 
 
 # ---------------------------------------------------------------------------------------------- queries

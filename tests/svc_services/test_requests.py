@@ -210,3 +210,32 @@ async def test_possible_duplicates_within_50m_and_72h(ready, auth, clock):
     clock.advance(hours=72)
     r = await submit(client, auth, who=STAFF, location=here, channel="counter")
     assert first["id"] not in {d["id"] for d in r.json()["possible_duplicates"]}
+
+
+async def test_possible_duplicates_by_grid_when_only_a_grid_is_given(ready, auth, clock):
+    client = ready
+    first = (await submit(client, auth, who=RES1, channel="kiosk")).json()   # grid only, as a kiosk does
+    assert first["possible_duplicates"] == []
+    clock.advance(hours=10)
+    r = (await submit(client, auth, who=RES1, channel="kiosk")).json()
+    assert [(d["id"], d["match"], d["grid"], d["distance_m"]) for d in r["possible_duplicates"]] == [
+        (first["id"], "grid", GRID1, None)]
+    # another grid, another item: not duplicates
+    assert (await submit(client, auth, who=RES1, location={"grid": GRID2})).json()["possible_duplicates"] == []
+    assert (await submit(client, auth, who=RES1, item_code="YJ-HJ-001")).json()["possible_duplicates"] == []
+    # a lat/long submission in that grid is offered the grid-only ones (nothing to measure them against)
+    r = (await submit(client, auth, who=RES1, location={"lat": 39.9211, "long": 116.4431})).json()
+    assert r["grid"] == GRID1
+    assert {d["id"] for d in r["possible_duplicates"]} == {first["id"], r["possible_duplicates"][0]["id"]}
+    assert {d["match"] for d in r["possible_duplicates"]} == {"grid"}
+    # newest first, only open requests, only what the caller may see
+    latest = (await submit(client, auth, who=STAFF, channel="counter")).json()
+    ids = [d["id"] for d in latest["possible_duplicates"]]
+    assert ids[0] != first["id"] and first["id"] in ids and len(ids) == 3
+    assert (await submit(client, auth, who=RES3, channel="kiosk")).json()["possible_duplicates"] == []
+    assert (await move(client, auth, first["id"], "cancel", RES1)).status_code == 200
+    r = await client.get(f"/services/v1/requests/{latest['id']}/duplicates", headers=auth(**STAFF))
+    assert r.status_code == 200 and first["id"] not in {d["id"] for d in r.json()}
+    # after 72 hours they no longer count
+    clock.advance(hours=73)
+    assert (await submit(client, auth, who=STAFF, channel="counter")).json()["possible_duplicates"] == []
