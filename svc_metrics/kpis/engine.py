@@ -267,8 +267,24 @@ async def measure_many(session: AsyncSession, defs: list[KpiDefinition], period:
         for calc, grouped in (("duration", False), ("mean", True)):
             ks = kpis(ds, (calc,))
             if ks:
-                for k, v in (await _values(session, ks, period, where, grouped=grouped)).items():
-                    values.setdefault(k, []).extend(v)
+                # Only the categories some indicator reads (closure times: grid events; errands: three kinds).
+                need: dict[str, set[str] | None] = {}
+                for d in ds:
+                    if d.calc == calc:
+                        cats = _cats(d, f)
+                        for k in _obs(d):
+                            if cats is None or need.get(k, set()) is None:
+                                need[k] = None
+                            else:
+                                need[k] = need.get(k, set()) | cats
+                # One plain range read per shape (an OR of them would keep SQLite off the time index).
+                wide = {k for k, cs in need.items() if cs is None}
+                reads = [(wide, [])] if wide else []
+                reads += [({k}, [Observation.category.in_(sorted(c for c in cs if c is not None))])
+                          for k, cs in sorted(need.items(), key=lambda kv: kv[0]) if cs is not None]
+                for read, extra in reads:
+                    for k, v in (await _values(session, read, period, [*extra, *where], grouped=grouped)).items():
+                        values.setdefault(k, []).extend(v)
 
     out: dict[str, dict[str, Any]] = {}
     for d in defs:
