@@ -8,9 +8,13 @@ from svc_services.requests.models import ServiceRequest
 from svc_services.requests.schemas import Assignee
 
 
-def dispatch_choice(req: ServiceRequest, assignee: Assignee | None,
-                    candidate_rank: int | None) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(assignee, timeline data) of a dispatch: a kept recommendation by rank, or a manual choice."""
+def dispatch_choice(req: ServiceRequest, assignee: Assignee | None, candidate_rank: int | None,
+                    matching_now: dict[str, Any] | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(assignee, timeline data) of a dispatch: a kept recommendation by rank, or a manual choice.
+
+    `matching_now` is what svc_matching's state was just before a manual dispatch (`dispatch.service.
+    matching_probe`): when it is down the entry says so, whether or not recommendations were ever asked for.
+    Without it, the last kept answer (`GET …/candidates`) decides."""
     rec = req.matching_candidates or {}
     if candidate_rank is not None:
         cands = rec.get("candidates") or [] if rec.get("available") else []
@@ -35,6 +39,9 @@ def dispatch_choice(req: ServiceRequest, assignee: Assignee | None,
         raise invalid("assignee", "assignee.required", "派单须指定承办对象（或选择推荐 candidate_rank）",
                       "Dispatch needs an assignee (or a candidate_rank)")
     data: dict[str, Any] = {"dispatch_mode": "manual"}
-    if rec and not rec.get("available", True):
+    if matching_now is not None:
+        if not matching_now.get("available", True):
+            data["matching"] = matching_now
+    elif rec and not rec.get("available", True):
         data["matching"] = {"available": False, "reason": rec.get("reason"), "at": rec.get("fetched_at")}
     return assignee.model_dump(), data

@@ -76,6 +76,21 @@ async def _organisation(client, kind: str, provider_id: str) -> str | None:
     return resp.json().get("organization_id") if resp.status_code == 200 else None
 
 
+async def matching_probe(app: FastAPI) -> dict[str, Any]:
+    """Is svc_matching answering? Asked before a manual dispatch, so that the dispatch records that matching was
+    down even when nobody asked for recommendations first. A cheap public read (HSDS metadata); an open circuit
+    breaker answers at once without a call."""
+    now = app.state.clock.now().isoformat()
+    try:
+        resp = await app.state.matching_client.get("/matching/v1/hsds/")
+    except UpstreamError:
+        resp = None
+    if resp is not None and resp.status_code < 500:
+        return {"available": True, "at": now}
+    return {"available": False, "at": now,
+            "reason": {"code": "matching.unavailable", "zh": UNAVAILABLE[0], "en": UNAVAILABLE[1]}}
+
+
 async def candidates(app: FastAPI, principal: Principal, request_id: str, k: int | None) -> dict[str, Any]:
     db, settings, clock = app.state.db, app.state.settings, app.state.clock
     async with db.session() as session:

@@ -14,6 +14,7 @@ from common.idempotency import request_fingerprint, run_idempotent
 from common.pagination import Page, PageParams, encode_cursor
 from svc_services.base import IdempotencyRecord
 from svc_services.codes import Channel, Priority
+from svc_services.dispatch import service as dispatch_service
 from svc_services.materials import service as materials
 from svc_services.materials.router import materials_out
 from svc_services.requests import intake, service
@@ -127,10 +128,14 @@ async def transition(request_id: str, body: TransitionIn, request: Request,
                      idempotency_key: str | None = Header(None, alias="Idempotency-Key")):
     settings = request.app.state.settings
     expected = parse_if_match(if_match)
+    matching_now = None
+    if body.action == "dispatch" and body.candidate_rank is None:
+        # a manual dispatch says whether svc_matching was down (asked here, outside the write transaction)
+        matching_now = await dispatch_service.matching_probe(request.app)
 
     async def create(session):
         req = await service.transition(session, principal, request_id, body, if_match=expected, clock=clock,
-                                       settings=settings)
+                                       settings=settings, matching_now=matching_now)
         return 200, service.to_out(req, principal, await service.timeline(session, req.id))
 
     fingerprint = request_fingerprint("POST", request.url.path, [body.model_dump(), expected])

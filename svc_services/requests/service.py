@@ -348,7 +348,8 @@ async def get_request(session: AsyncSession, principal: Principal, request_id: s
 
 
 async def transition(session: AsyncSession, principal: Principal, request_id: str, body: TransitionIn, *,
-                     if_match: int | None, clock: Clock, settings: ServicesSettings) -> ServiceRequest:
+                     if_match: int | None, clock: Clock, settings: ServicesSettings,
+                     matching_now: dict[str, Any] | None = None) -> ServiceRequest:
     req = await get_request(session, principal, request_id)
     if body.version is None and if_match is None:
         raise Problem(428, "precondition_required", ("请在 version 字段或 If-Match 头中给出当前版本号",
@@ -385,7 +386,7 @@ async def transition(session: AsyncSession, principal: Principal, request_id: st
             data["working_hours"] = iv.working_hours
     elif action == "dispatch":
         from svc_services.dispatch.choice import dispatch_choice  # a recommendation by rank, or a manual choice
-        assignee, how = dispatch_choice(req, body.assignee, body.candidate_rank)
+        assignee, how = dispatch_choice(req, body.assignee, body.candidate_rank, matching_now)
         changes.update(assignee_kind=assignee["kind"], assignee_id=assignee["id"])
         data["assignee"] = assignee
         data.update(how)

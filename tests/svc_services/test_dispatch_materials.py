@@ -263,3 +263,56 @@ async def test_materials_fetch_honours_idempotency_key(ready, auth, upstreams):
         assert await s.get(IdempotencyRecord, ("app-test/resident1", "fetch-3")) is None
     r = await client.post(url, headers={**auth(**STAFF), "Idempotency-Key": "x" * 201})
     assert r.status_code == 400
+
+
+@pytest.mark.parametrize("down", ["refused", "503", "timeout"])
+async def test_manual_dispatch_says_matching_is_down_without_asking_for_candidates(ready, auth, upstreams, down):
+    client = ready
+    calls = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls.append(request)
+        if down == "503":
+            return httpx.Response(503, json={"code": "service_unavailable"})
+        if down == "timeout":
+            raise httpx.ReadTimeout("svc_matching did not answer", request=request)
+        return refuse(request)
+
+    upstreams["matching"] = handler
+    rid, _ = await accepted_meal(client, auth)   # nobody fetched candidates
+    r = await move(client, auth, rid, "dispatch", STAFF, assignee={"kind": "grid_worker", "id": "grid1"})
+    assert r.status_code == 200, r.text
+    out = r.json()
+    assert out["state"] == "dispatched" and out["assignee_id"] == "grid1"
+    data = out["timeline"][-1]["data"]
+    assert data["dispatch_mode"] == "manual" and data["assignee"]["id"] == "grid1"
+    assert data["matching"]["available"] is False and data["matching"]["reason"]["code"] == "matching.unavailable"
+    assert "人工派单" in data["matching"]["reason"]["zh"] and data["matching"]["at"]
+    assert calls  # svc_matching was asked
+    # and it is what the stored timeline says
+    r = await client.get(f"/services/v1/requests/{rid}/timeline", headers=auth(**STAFF))
+    assert r.json()[-1]["data"]["matching"]["available"] is False
+
+
+async def test_manual_dispatch_while_matching_is_up_says_nothing_about_it(ready, auth, upstreams):
+    client = ready
+    state = {"up": False}
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if not state["up"]:
+            return refuse(request)
+        if request.url.path == "/matching/v1/hsds/":
+            return httpx.Response(200, json={"version": "3.0"})
+        return httpx.Response(404, json={"code": "not_found"})
+
+    upstreams["matching"] = handler
+    rid, _ = await accepted_meal(client, auth)
+    # recommendations asked for while svc_matching was down…
+    body = (await client.get(f"/services/v1/requests/{rid}/candidates", headers=auth(**STAFF))).json()
+    assert body["available"] is False
+    # …but it is back when the dispatcher chooses by hand: the entry does not claim it was down
+    state["up"] = True
+    r = await move(client, auth, rid, "dispatch", STAFF, assignee={"kind": "grid_worker", "id": "grid1"})
+    assert r.status_code == 200, r.text
+    data = r.json()["timeline"][-1]["data"]
+    assert data["dispatch_mode"] == "manual" and "matching" not in data
