@@ -255,11 +255,13 @@ class IntakeWriter:
             times = [job.prepared.req.created_at for job in group]
             rows = await service.same_grid_open(session, group[0].principal, item_code, grid, min(times) - window,
                                                 max(times) + window, limit=service.MAX_DUPLICATES + len(group))
+            # built once per row, shared by the group's responses (their values come from the database)
+            found = [DuplicateOut.model_construct(id=o.id, match="grid", distance_m=None, grid=o.grid, state=o.state,
+                                                  created_at=o.created_at) for o in rows]
             for job in group:
                 req = job.prepared.req
-                out[job] = [DuplicateOut(id=o.id, match="grid", grid=o.grid, state=o.state, created_at=o.created_at)
-                            for o in rows if o.id != req.id
-                            and req.created_at - window <= o.created_at <= req.created_at + window
+                lo, hi = req.created_at - window, req.created_at + window
+                out[job] = [d for d in found if d.id != req.id and lo <= d.created_at <= hi
                             ][:service.MAX_DUPLICATES]
         return out
 
