@@ -126,7 +126,10 @@ class IntakeWriter:
         self.settings: ServicesSettings = app.state.settings
         self.lookups = CachedLookups(self.db)
         self._queue: list[Job] = []
-        self._task: asyncio.Task | None = None
+        # SQLite has one writer anyway; on PostgreSQL a second batch is written while the first waits for its
+        # commit to reach the disk
+        self.max_writers = 1 if self.db.dialect == "sqlite" else 2
+        self._writers: set[asyncio.Task] = set()
         self.batches = 0  # written batches and submissions (tests and benchmarks look at them)
         self.written = 0
         self.fallbacks = 0
@@ -145,8 +148,10 @@ class IntakeWriter:
             return None  # a retried key must replay what it made before, even if the input is refused now
         job = Job(prepared, principal, key, fingerprint, asyncio.get_running_loop().create_future())
         self._queue.append(job)
-        if self._task is None:
-            self._task = asyncio.create_task(self._drain(), name="svc_services-intake")
+        if len(self._writers) < self.max_writers:
+            task = asyncio.create_task(self._drain(), name="svc_services-intake")
+            self._writers.add(task)
+            task.add_done_callback(self._writers.discard)
         outcome = await job.future
         if outcome is FALLBACK:
             self.fallbacks += 1
@@ -168,7 +173,8 @@ class IntakeWriter:
                     if not job.future.done():
                         job.future.set_result(outcomes.get(job, FALLBACK))
         finally:
-            self._task = None
+            # leave the set now, not in a done-callback: a submission queued from here on must start a writer
+            self._writers.discard(asyncio.current_task())  # type: ignore[arg-type]
             for job in batch:
                 if not job.future.done():  # cancelled while writing (shutdown): the slow path decides
                     job.future.set_result(FALLBACK)
