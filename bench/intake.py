@@ -58,6 +58,7 @@ def create_bare_app():
 @dataclass
 class Result:
     name: str
+    cpu_ms: dict[str, float] = field(default_factory=dict)  # CPU per request of each platform process
     requests: int = 0
     errors: int = 0
     seconds: float = 0.0
@@ -154,6 +155,15 @@ def request_maker(path: str, port: int, headers: dict[str, str], body: dict, *, 
 
 
 # ---------------------------------------------------------------------------------------------- processes
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc; 0 elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind((HOST, 0))
@@ -272,11 +282,17 @@ def run_backend(backend: str, args) -> tuple[Result, Result]:
         intake = request_maker(INTAKE_PATH, gw_port, token, SUBMISSION, idempotency=not args.no_idempotency_key)
         bare = request_maker(BARE_PATH, bare_port, {}, SUBMISSION, idempotency=not args.no_idempotency_key)
 
+        pids = {name: c.proc.pid for name, c in p.children.items() if c.proc is not None}
+
         async def measure() -> tuple[Result, Result]:
             b = await load("bare FastAPI", bare_port, bare, connections=args.connections,
                            duration=args.duration, warmup=args.warmup)
+            before = {name: cpu_seconds(pid) for name, pid in pids.items()}
             i = await load(f"intake {backend}", gw_port, intake, connections=args.connections,
                            duration=args.duration, warmup=args.warmup)
+            # includes the warm-up's requests too: an upper bound, good enough to see where the time goes
+            done = max(1, i.requests + int(i.rps * args.warmup))
+            i.cpu_ms = {name: (cpu_seconds(pid) - before[name]) * 1000 / done for name, pid in pids.items()}
             return b, i
 
         try:
@@ -323,6 +339,9 @@ def main() -> None:
             if res.errors:
                 failed = True
                 print(f"    statuses {res.statuses}; first error: {res.sample_error}")
+            if res.cpu_ms:
+                print("    CPU ms per request: " + ", ".join(f"{n} {v:.2f}" for n, v in sorted(
+                    res.cpu_ms.items(), key=lambda kv: -kv[1]) if v >= 0.01))
     print("goal: intake ≥ 0.15 × the bare endpoint's throughput")
     raise SystemExit(1 if failed else 0)
 
