@@ -104,6 +104,15 @@ def sign_in(next_url: str) -> HTMLResponse:
 <script>{SIGN_IN_SCRIPT}</script>""", status=401)
 
 
+def sign_in_page(request: Request) -> HTMLResponse:
+    """A browser (it asks for text/html) gets the sign-in form; any other client the API's usual 401 problem."""
+    if "text/html" not in request.headers.get("accept", ""):
+        raise Problem(401, "unauthenticated", ("请求缺少有效的访问令牌（Authorization: Bearer …）",
+                                               "Missing or invalid bearer token (Authorization: Bearer …)"),
+                      headers={"WWW-Authenticate": "Bearer"})
+    return sign_in(str(request.url.path) + (f"?{request.url.query}" if request.url.query else ""))
+
+
 @router.post("/dashboard/session", include_in_schema=False)
 async def session_(request: Request):
     """Keep a token in the pages' cookie: from the sign-in script (JSON, through the gateway, which forwards JSON
@@ -191,7 +200,7 @@ async def dashboard(request: Request, scope: str | None = None, period: str | No
                     kpi: str = "satisfaction_rate") -> HTMLResponse:
     principal = await page_principal(request)
     if principal is None:
-        return sign_in(str(request.url.path) + (f"?{request.url.query}" if request.url.query else ""))
+        return sign_in_page(request)
     if principal.role not in service.READ_ROLES:
         raise Problem(403, "forbidden", ("当前角色无权查看看板", "Your role may not see the dashboard"))
     f = Filters(scope=service.check_scope(principal, scope or default_scope(principal)))
@@ -237,7 +246,7 @@ async def dashboard(request: Request, scope: str | None = None, period: str | No
 async def report(request: Request, scope: str = "all", period: str | None = None) -> HTMLResponse:
     principal = await page_principal(request)
     if principal is None:
-        return sign_in(str(request.url.path) + (f"?{request.url.query}" if request.url.query else ""))
+        return sign_in_page(request)
     if principal.role not in service.READ_ROLES:
         raise Problem(403, "forbidden", ("当前角色无权查看通报", "Your role may not see the report"))
     f = Filters(scope=service.check_scope(principal, scope))

@@ -55,8 +55,11 @@ async def test_staff_picker_lists_only_their_places(client, auth, post):
 
 async def test_sign_in_with_a_token_sets_a_cookie(client, make_token, post):
     await feed(post)
-    r = await client.get("/metrics/v1/dashboard")
-    assert r.status_code == 401 and "访问令牌" in r.text
+    r = await client.get("/metrics/v1/dashboard", headers={"Accept": "text/html,application/xhtml+xml,*/*;q=0.8"})
+    assert r.status_code == 401 and "访问令牌" in r.text and r.headers["content-type"].startswith("text/html")
+    # an API client (no text/html in Accept) gets the usual problem, not a page
+    r = await client.get("/metrics/v1/dashboard", headers={"Accept": "application/json"})
+    assert r.status_code == 401 and r.headers["content-type"].startswith("application/problem+json")
     token = make_token("evaluator", user="eval1")
     r = await client.post("/metrics/v1/dashboard/session",
                           data={"token": token, "next": "/metrics/v1/dashboard?period=2026-03"})
