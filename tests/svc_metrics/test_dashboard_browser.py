@@ -13,6 +13,8 @@ from tests.svc_metrics.conftest import C1
 from tests.svc_metrics.test_dashboard import feed, fmt
 
 CHROMIUM = os.environ.get("ONENET_TEST_CHROMIUM", "/usr/bin/chromium")
+# playwright gives each launch a fresh, temporary user-data-dir; no background traffic on a closed network
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run"]
 pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"no Chromium at {CHROMIUM}")
 
 
@@ -37,7 +39,7 @@ async def test_dashboard_in_headless_chromium(client, ops, make_token, post):
         base = f"http://127.0.0.1:{port}"
         async with playwright.async_playwright() as pw:
             browser = await pw.chromium.launch(executable_path=CHROMIUM, headless=True,
-                                               args=["--no-sandbox", "--disable-gpu"])
+                                               args=CHROMIUM_ARGS)
             page = await browser.new_page()
             await page.goto(f"{base}/metrics/v1/dashboard?period=2026-03")
             await page.click("details summary")   # the token field is the fallback to user name and password
@@ -99,7 +101,7 @@ async def test_dashboard_through_the_gateway_with_the_sign_in_form(client, jwks,
         try:
             async with playwright.async_playwright() as pw:
                 browser = await pw.chromium.launch(executable_path=CHROMIUM, headless=True,
-                                                   args=["--no-sandbox", "--disable-gpu"])
+                                                   args=CHROMIUM_ARGS)
                 context = await browser.new_context()
                 page = await context.new_page()
                 first = await page.goto(f"{base}/metrics/v1/dashboard?period=2026-03")
