@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fastapi.encoders import jsonable_encoder
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -36,7 +36,7 @@ async def run_idempotent(
     caller: str,
     fingerprint: str,
     create: Callable[[AsyncSession], Awaitable[tuple[int, Any]]],
-) -> JSONResponse:
+) -> Response:
     """Run `create(session)` (which must not commit) once per (caller, key); replay the response afterwards."""
     if key is not None and not (0 < len(key) <= MAX_KEY_LENGTH):
         raise Problem(400, "bad_request", ("Idempotency-Key 长度须为 1–200 个字符",
@@ -49,7 +49,7 @@ async def run_idempotent(
     async with db.session() as session:
         stored = await session.get(model, (caller, key))
         if stored is not None:
-            return _replay(stored, fingerprint)
+            return replay(stored, fingerprint)
     try:
         async with db.session() as session, session.begin():
             row = model(caller=caller, key=key, request_hash=fingerprint, status_code=0, response_body="",
@@ -67,12 +67,13 @@ async def run_idempotent(
                 select(model).where(model.caller == caller, model.key == key))).scalar_one_or_none()
             if stored is None:
                 raise
-            return _replay(stored, fingerprint)
+            return replay(stored, fingerprint)
 
 
-def _replay(stored: Any, fingerprint: str) -> JSONResponse:
+def replay(stored: Any, fingerprint: str) -> Response:
+    """The stored response of a retried key, byte for byte; the same key with other content is a 422."""
     if stored.request_hash != fingerprint:
         raise Problem(422, "idempotency_key_reused", ("同一 Idempotency-Key 已用于内容不同的请求",
                                                       "This Idempotency-Key was used for a different request"))
-    return JSONResponse(json.loads(stored.response_body), status_code=stored.status_code,
-                        headers={"Idempotency-Replayed": "true"})
+    return Response(stored.response_body.encode(), status_code=stored.status_code, media_type="application/json",
+                    headers={"Idempotency-Replayed": "true"})

@@ -20,16 +20,9 @@ from sqlalchemy.exc import IntegrityError
 
 from common.clock import utcnow
 from common.errors import Problem
-from common.idempotency import MAX_KEY_LENGTH
+from common.idempotency import MAX_KEY_LENGTH, replay
 from svc_services.base import IdempotencyRecord
 
-
-def _replay(stored: IdempotencyRecord, fingerprint: str) -> JSONResponse:
-    if stored.request_hash != fingerprint:
-        raise Problem(422, "idempotency_key_reused", ("同一 Idempotency-Key 已用于内容不同的请求",
-                                                      "This Idempotency-Key was used for a different request"))
-    return JSONResponse(json.loads(stored.response_body), status_code=stored.status_code,
-                        headers={"Idempotency-Replayed": "true"})
 
 
 async def run_once_outside_transaction(app: FastAPI, *, key: str | None, caller: str, fingerprint: str,
@@ -50,7 +43,7 @@ async def run_once_outside_transaction(app: FastAPI, *, key: str | None, caller:
             async with db.session() as session:
                 stored = await session.get(IdempotencyRecord, (caller, key))
             if stored is not None:
-                return _replay(stored, fingerprint)
+                return replay(stored, fingerprint)
             status, body = await work()
             encoded = jsonable_encoder(body)
             try:
@@ -64,7 +57,7 @@ async def run_once_outside_transaction(app: FastAPI, *, key: str | None, caller:
                     stored = await session.get(IdempotencyRecord, (caller, key))
                 if stored is None:
                     raise
-                return _replay(stored, fingerprint)
+                return replay(stored, fingerprint)
             return JSONResponse(encoded, status_code=status, headers={"Idempotency-Replayed": "false"})
     finally:
         if not lock.locked():

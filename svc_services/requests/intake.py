@@ -38,7 +38,7 @@ from common.auth import Principal
 from common.clock import Clock, utcnow
 from common.db import Database
 from common.errors import Problem
-from common.idempotency import MAX_KEY_LENGTH
+from common.idempotency import MAX_KEY_LENGTH, replay
 from svc_services.base import IdempotencyRecord, OutboxEvent
 from svc_services.catalogue.models import CatalogueItem, CatalogueItemVersion
 from svc_services.grids.models import ServiceGrid
@@ -160,7 +160,7 @@ class IntakeWriter:
         if kind == "created":
             headers = {"Idempotency-Replayed": "false"} if key is not None else None
             return Response(value.encode(), status_code=201, media_type="application/json", headers=headers)
-        return _replay(value, fingerprint)
+        return replay(value, fingerprint)
 
     # ------------------------------------------------------------------------------------------ the writer
     async def _drain(self) -> None:
@@ -271,11 +271,3 @@ class IntakeWriter:
                             ][:service.MAX_DUPLICATES]
         return out
 
-
-def _replay(stored: Stored, fingerprint: str) -> JSONResponse:
-    """As `common.idempotency` replays a stored response."""
-    if stored.request_hash != fingerprint:
-        raise Problem(422, "idempotency_key_reused", ("同一 Idempotency-Key 已用于内容不同的请求",
-                                                      "This Idempotency-Key was used for a different request"))
-    return Response(stored.response_body.encode(), status_code=stored.status_code, media_type="application/json",
-                    headers={"Idempotency-Replayed": "true"})
