@@ -12,14 +12,22 @@ Each row is one letter per caller in ROLES order, what the call must come to:
 No call may ever answer 5xx. Object-level cases (another resident's ids, another grid / community, a proxy beyond
 their person) and token failures are in test_objects.py and test_tokens.py.
 
-Writes are sent with an empty body or ids that do not exist where they would change shared state (revoking a
+Writes that check the role only after validating their body (VALID below) are sent a valid body, built per role
+(a resident's request for themselves, a catalogue edit on the current version, …), so their row tells the allowed
+roles (2xx, or a 409 that shows the state machine was reached) from the refused ones; for them an answer about the
+input (400/412/422/428) fails the test. A transition goes to a request of its own per role (submitted by ops1 for
+resident1, in grid A1 of 幸福), so that one role's move does not decide the next one's answer. The need and offer
+rows meet a need and an offer recorded in the fixture (conftest.need_and_offer).
+Other writes are sent with an empty body or ids that do not exist where they would change shared state (revoking a
 member), so an allowed role gets 422 / 404 and nothing the other rows rely on changes.
 """
 from __future__ import annotations
 
 import os
+from typing import Any
 
-import pytest
+from deploy.demo import person_id
+from svc_services.catalogue.schemas import ItemContent
 
 ROLES = ("resident1", "proxy1", "grid1", "staff1", "street1", "dept_mz", "provider1", "evaluator1", "ops1",
          "system")
@@ -42,9 +50,9 @@ MATRIX: dict[str, str] = {
     "GET /matching/v1/hsds/services/{service_id}": "oooooooooo",
     "GET /matching/v1/hsds/taxonomy_terms": "oooooooooo",
     "GET /matching/v1/needs": "ddoooodooo",
-    "GET /matching/v1/needs/{need_id}": "hhhhhhhhhh",
+    "GET /matching/v1/needs/{need_id}": "odoooooooo",
     "GET /matching/v1/offers": "dddooodooo",
-    "GET /matching/v1/offers/{offer_id}": "hhhhhhhhhh",
+    "GET /matching/v1/offers/{offer_id}": "dddoododoo",
     "GET /matching/v1/reports/duplicates": "dddddodood",
     "GET /matching/v1/reports/gaps": "dddddodood",
     "GET /matching/v1/services/{service_id}": "oooooooooo",
@@ -88,35 +96,35 @@ MATRIX: dict[str, str] = {
     "POST /exchange/v1/members/{code}/revoke": "ddddddddhd",
     "POST /exchange/v1/members/{code}/rotate-secret": "ddddddddhd",
     "POST /matching/v1/match/batch": "dddoooddoo",
-    "POST /matching/v1/needs": "oooooooooo",
-    "POST /matching/v1/needs/{need_id}/candidates": "ddhhhhddhh",
-    "POST /matching/v1/needs/{need_id}/match": "dddhhhddhh",
+    "POST /matching/v1/needs": "ddooooddoo",
+    "POST /matching/v1/needs/{need_id}/candidates": "ddooooddoo",
+    "POST /matching/v1/needs/{need_id}/match": "dddoooddoo",
     "POST /matching/v1/offers/expire": "ddddddddoo",
-    "POST /matching/v1/offers/{offer_id}/accept": "hhhhhhhhhh",
-    "POST /matching/v1/offers/{offer_id}/complete": "hhhhhhhhhh",
-    "POST /matching/v1/offers/{offer_id}/decline": "hhhhhhhhhh",
+    "POST /matching/v1/offers/{offer_id}/accept": "dddoododoo",
+    "POST /matching/v1/offers/{offer_id}/complete": "dddoodddoo",
+    "POST /matching/v1/offers/{offer_id}/decline": "dddoododoo",
     "POST /matching/v1/organizations": "dddoooddod",
     "POST /matching/v1/organizations/{org_id}/locations": "dddoooddod",
     "POST /matching/v1/services": "dddoooddod",
     "POST /matching/v1/taxonomy_terms": "dddoooddod",
     "POST /matching/v1/timebank/credits": "dddoodddoo",
     "POST /matching/v1/timebank/postings": "ddddodddoo",
-    "POST /matching/v1/timebank/redemptions": "oooooooooo",
+    "POST /matching/v1/timebank/redemptions": "dddoodddoo",
     "POST /matching/v1/volunteers": "ddooodddod",
     "POST /metrics/v1/events": "ddddddddoo",
     "POST /metrics/v1/rebuild": "ddddddddod",
     "POST /metrics/v1/rectifications/{case_id}/advance": "ddoooodood",
     "POST /metrics/v1/warnings/scan": "ddddddddoo",
     "POST /metrics/v1/warnings/{warning_id}/acknowledge": "dddhhdddhd",
-    "POST /open311/v2/requests.{fmt}": "oooooooooo",
-    "POST /services/v1/catalogue/items": "oooooooooo",
+    "POST /open311/v2/requests.{fmt}": "ooooooddoo",
+    "POST /services/v1/catalogue/items": "dddoodddod",
     "POST /services/v1/catalogue/items/{code}/activate": "dddoodddod",
-    "POST /services/v1/requests": "oooooooooo",
+    "POST /services/v1/requests": "ooooooddoo",
     "POST /services/v1/requests/{request_id}/materials/fetch": "dhooohhhoo",
-    "POST /services/v1/requests/{request_id}/transitions": "oooooooooo",
+    "POST /services/v1/requests/{request_id}/transitions": "dhooohhhod",
     "PUT /metrics/v1/kpis/{code}/targets/{scope}": "ddddodddod",
-    "PUT /services/v1/catalogue/items/{code}": "oooooooooo",
-    "PUT /services/v1/grids/{code}": "oooooooooo",
+    "PUT /services/v1/catalogue/items/{code}": "dddoodddod",
+    "PUT /services/v1/grids/{code}": "dddoodddod",
 }
 
 
@@ -153,10 +161,73 @@ def endpoints(pt) -> list[str]:
     return sorted(out)
 
 
+GRID_A1, COMMUNITY_XF = "110105001001001", "110105001001"
+REQUEST_BODY = {"item_code": "SH-WX-001", "channel": "app", "description": "authz matrix: 厨房水管漏水",
+                "location": {"grid": GRID_A1}, "attributes": {"appliance": "plumbing"}}
+# endpoints sent a valid body (built by valid_body): an answer about the input fails the row
+VALID = {
+    "POST /matching/v1/needs",
+    "POST /matching/v1/timebank/redemptions",
+    "POST /open311/v2/requests.{fmt}",
+    "POST /services/v1/catalogue/items",
+    "POST /services/v1/requests",
+    "POST /services/v1/requests/{request_id}/transitions",
+    "PUT /services/v1/catalogue/items/{code}",
+    "PUT /services/v1/grids/{code}",
+}
+
+
+def _ops(pt, method: str, url: str, **kw):
+    r = pt.request(method, url, headers=pt.platform.headers("ops1"), **kw)
+    assert r.status_code < 300, (url, r.status_code, r.text)
+    return r.json()
+
+
+def valid_body(pt, endpoint: str, role: str, ids: dict[str, str]) -> tuple[str, dict[str, Any], str | None]:
+    """(path, request keywords, request id to use) for an endpoint of VALID, as `role` would send it."""
+    i = ROLES.index(role)
+    if endpoint == "POST /services/v1/catalogue/items":
+        item = _ops(pt, "GET", "/services/v1/catalogue/items/SH-WX-001")
+        content = {k: item[k] for k in ItemContent.model_fields}
+        return endpoint, {"json": {**content, "code": f"AUTHZ-{i:02d}", "name": f"authz matrix {role}"}}, None
+    if endpoint == "PUT /services/v1/catalogue/items/{code}":  # the current content again, on the current version
+        item = _ops(pt, "GET", "/services/v1/catalogue/items/SH-WX-001")
+        content = {k: item[k] for k in ItemContent.model_fields}
+        return endpoint, {"json": {**content, "version": item["current_version"]}}, None
+    if endpoint == "PUT /services/v1/grids/{code}":  # the grid as it is
+        grid = next(g for g in _ops(pt, "GET", "/services/v1/grids") if g["code"] == GRID_A1)
+        return endpoint, {"json": {k: grid[k] for k in ("name", "lat", "long")}}, None
+    if endpoint == "POST /services/v1/requests":  # residents and proxies file for themselves, staff for P1
+        body = dict(REQUEST_BODY)
+        if role not in ("resident1", "proxy1"):
+            body["person_id"] = person_id("P1")
+        return endpoint, {"json": body}, None
+    if endpoint == "POST /services/v1/requests/{request_id}/transitions":  # accept a fresh request of resident1
+        req = _ops(pt, "POST", "/services/v1/requests", json={**REQUEST_BODY, "person_id": person_id("P1")})
+        return endpoint, {"json": {"action": "accept", "version": req["version"]}}, req["id"]
+    if endpoint == "POST /open311/v2/requests.{fmt}":  # form-encoded, the caller's bearer token; not SH-WX-001,
+        # withdrawn by the DELETE row until the activate row
+        return endpoint, {"data": {"service_code": "WG-SJ-001", "address_id": GRID_A1,
+                                   "description": "authz matrix: 楼道灯坏了",
+                                   "attribute[event_type]": "facility"}}, None
+    if endpoint == "POST /matching/v1/needs":
+        return endpoint, {"json": {"category": "elderly_care", "person_id": person_id("P1"), "place_code": GRID_A1,
+                                   "latitude": 39.9219, "longitude": 116.4436,
+                                   "description": f"authz matrix: {role}"}}, None
+    if endpoint == "POST /matching/v1/timebank/redemptions":  # from P5's account (the volunteer's)
+        return endpoint, {"json": {"posting_id": f"authz-redeem-{i:02d}", "account_id": ids["account_id"],
+                                   "community": COMMUNITY_XF, "amount": 1, "memo": "authz matrix"}}, None
+    raise AssertionError(endpoint)
+
+
 def call(pt, endpoint: str, ids: dict[str, str], role: str):
     method, path = endpoint.split(" ", 1)
-    url = fill(path, ids)
     headers = pt.platform.headers(role)
+    if endpoint in VALID:
+        _, kw, request_id = valid_body(pt, endpoint, role, ids)
+        url = fill(path, {**ids, "request_id": request_id} if request_id else ids)
+        return pt.request(method, url, headers=headers, **kw)
+    url = fill(path, ids)
     if method in ("GET", "DELETE"):
         return pt.request(method, url, headers=headers)
     return pt.request(method, url, headers=headers, json={})
@@ -179,6 +250,8 @@ def test_role_matrix(pt, ids):
         for role in ROLES:
             r = call(pt, endpoint, ids, role)
             row += classify(r.status_code)
+            if endpoint in VALID and r.status_code in (400, 412, 422, 428):
+                problems.append(f"{endpoint} as {role}: the valid body was refused: {r.status_code} {r.text[:300]}")
             if r.status_code >= 400:
                 assert r.headers["content-type"].startswith("application/problem+json") or \
                     endpoint.startswith("GET /open311") or endpoint.startswith("POST /open311"), (endpoint, role)
