@@ -224,8 +224,13 @@ async def get_offer(session: AsyncSession, offer_id: str) -> Offer:
 
 
 async def check_responder(session: AsyncSession, principal: Principal, offer: Offer) -> None:
-    """The provider answers its own offers; staff may record the answer for them (phone, counter)."""
+    """The provider answers its own offers; staff may record the answer for them (phone, counter), community and
+    street staff only for needs within their place."""
     if principal.role in STAFF:
+        if principal.role in ("community_staff", "street_staff"):
+            need = await session.get(Need, offer.need_id)
+            if need is None or not principal.covers_place(need.place_code):
+                raise Problem(403, "forbidden", ("只能处理本辖区需求的派单", "Only offers for needs within your scope"))
         return
     if offer.provider_kind == "service":
         svc = await session.get(Service, offer.provider_id)

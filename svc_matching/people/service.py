@@ -112,4 +112,23 @@ async def get_need(session: AsyncSession, principal: Principal, need_id: str) ->
         raise Problem(403, "forbidden", ("只能查看本辖区内的需求", "Only needs within your scope"))
     if principal.role in ("resident", "proxy") and principal.person_id != need.person_id:
         raise Problem(403, "forbidden", ("只能查看本人的需求", "Only your own needs"))
+    if principal.role == "provider" and not await _offered_to(session, principal, need.id):
+        # a provider sees a need (with its person) only once it was offered the work
+        raise Problem(404, "need.not_found", ("需求不存在", "Need not found"))
     return need
+
+
+async def _offered_to(session: AsyncSession, principal: Principal, need_id: str) -> bool:
+    from svc_matching.directory.models import Service
+    from svc_matching.offers.models import Offer
+
+    orgs = set(principal.scope_values("provider"))
+    volunteers = set(principal.scope_values("volunteer"))
+    for offer in (await session.execute(select(Offer).where(Offer.need_id == need_id))).scalars():
+        if offer.provider_kind == "service":
+            svc = await session.get(Service, offer.provider_id)
+            if svc is not None and svc.organization_id in orgs:
+                return True
+        elif offer.provider_id in volunteers:
+            return True
+    return False

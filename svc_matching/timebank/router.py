@@ -70,6 +70,8 @@ async def redeem(body: RedemptionCreate, request: Request, principal: Principal 
             raise invalid("account_id", "ledger.account_unknown", "账户不存在", "Unknown account")
         if not (principal.role in LEDGER_STAFF or (acc.owner_kind == "person" and principal.person_id == acc.owner_id)):
             raise Problem(403, "forbidden", ("只能使用本人的账户", "You may only redeem from your own account"))
+        if principal.role in ("community_staff", "street_staff") and not principal.covers_place(body.community):
+            raise Problem(403, "forbidden", ("只能为本辖区居民记账", "Only for residents in your scope"))
         posting, created = await service.redeem(
             session, account=acc, community=body.community, amount=body.amount, client_posting_id=body.posting_id,
             memo=body.memo, reference=body.reference, created_by=principal.caller, now=_now(request))

@@ -136,3 +136,22 @@ async def test_batch_match_is_optimal_and_offers(client, staff):
     assert len(body["offers"]) == 3 and all(o["rank"] == 0 for o in body["offers"])
     proposed = await events(client, "match.proposed")
     assert len(proposed) == 3 and all(e.data["mode"] == "batch" for e in proposed)
+
+
+async def test_offers_and_needs_stay_within_place_and_provider(client, staff, auth):
+    """Object level: staff of another community cannot answer an offer for a need outside their place; a provider
+    sees a need only once it was offered the work."""
+    w = await setup_world(client, staff)
+    need = (await client.post("/matching/v1/needs", headers=staff, json=need_body())).json()
+    offer = (await client.post(f"/matching/v1/needs/{need['id']}/match", headers=staff)).json()["offer"]
+    elsewhere = auth(role="community_staff", scopes=["community:110105001002"])
+    for action in ("accept", "decline"):
+        r = await client.post(f"/matching/v1/offers/{offer['id']}/{action}", headers=elsewhere, json={})
+        assert r.status_code == 403, (action, r.text)
+    offered = auth(role="provider", scopes=[f"provider:{w['org1']['id']}"])
+    not_offered = auth(role="provider", scopes=[f"provider:{w['org2']['id']}"])
+    assert (await client.get(f"/matching/v1/needs/{need['id']}", headers=offered)).status_code == 200
+    assert (await client.get(f"/matching/v1/needs/{need['id']}", headers=not_offered)).status_code == 404
+    # the need's own staff still record an answer for the provider (phone, counter)
+    r = await client.post(f"/matching/v1/offers/{offer['id']}/accept", headers=staff, json={})
+    assert r.status_code == 200, r.text

@@ -47,6 +47,11 @@ async def test_credit_redeem_statement_and_idempotency(client, staff, auth):
     r = await client.post("/matching/v1/timebank/redemptions", headers=auth(role="resident", scopes=["person:p-2"]),
                           json={**red, "posting_id": "r-4", "amount": 1})
     assert r.status_code == 403
+    # staff record redemptions only for their own community
+    other_staff = auth(role="community_staff", scopes=["community:110105001002"])
+    r = await client.post("/matching/v1/timebank/redemptions", headers=other_staff,
+                          json={**red, "posting_id": "r-5", "amount": 1})
+    assert r.status_code == 403
     st_ = (await client.get(f"/matching/v1/timebank/accounts/{acc['id']}/statement", params={"limit": 1},
                             headers=me)).json()
     assert [(x["amount"], x["balance_after"]) for x in st_["items"]] == [(30, 30)] and st_["next_cursor"]
