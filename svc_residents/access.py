@@ -6,9 +6,10 @@
 - grid_worker: households and persons in their grid(s); masked output;
 - community_staff / street_staff: everything in their community / street; may reveal clear values with a purpose;
 - ops: masked read and administration everywhere, never clear values;
-- dept_staff, system: persons only, and only under a live exchange grant on `residents.persons` (look-up by exact
-  ID number, read by id), with the fields the grant covers (svc_residents/grants.py, persons/exchange.py);
-  everything else 403;
+- dept_staff, system: only under a live exchange grant, with the fields the grant covers
+  (svc_residents/grants.py): persons under `residents.persons` (look-up by exact ID number, read by id;
+  persons/exchange.py), one household by id under `residents.households` (without its members;
+  households/exchange.py); listing households and everything else 403;
 - provider, evaluator: no access.
 
 Places (codes, names, the hierarchy) are reference data any signed-in caller may read; who staffs a grid is

@@ -1,4 +1,5 @@
-"""Exchange grants on svc_residents' own resources: who may read `residents.persons`, and which fields clear.
+"""Exchange grants on svc_residents' own resources: who may read `residents.persons` and `residents.households`,
+and which fields clear.
 
 Why the service asks the exchange instead of believing a header
 ----------------------------------------------------------------
@@ -33,6 +34,7 @@ from common.errors import Problem
 from common.http_client import ServiceClient, UpstreamError
 
 PERSONS_RESOURCE = "residents.persons"
+HOUSEHOLDS_RESOURCE = "residents.households"
 RESOURCE_HEADER = "x-onenet-resource"
 PURPOSE_HEADER = "x-onenet-purpose"
 GRANT_ROLES = ("dept_staff", "system")  # departments and member systems read only through grants

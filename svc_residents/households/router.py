@@ -1,13 +1,18 @@
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Header, Request
+import json
+from urllib.parse import unquote
+
+from fastapi import APIRouter, Depends, Header, Request, Response
 from pydantic import BaseModel
 
 from common.auth import Principal, get_principal
 from common.idempotency import request_fingerprint, run_idempotent
 from common.pagination import Page, PageParams, encode_cursor
+from svc_residents import grants as exchange_grants
 from svc_residents.base import IdempotencyRecord
-from svc_residents.households import service
+from svc_residents.households import exchange, service
+from svc_residents.households.models import Household
 from svc_residents.households.schemas import HouseholdCreate, HouseholdOut, HouseholdUpdate
 from svc_residents.persons.schemas import PersonOut
 
@@ -48,6 +53,17 @@ async def get_household(household_id: str, request: Request, principal: Principa
     from svc_residents.persons.models import Person
     from svc_residents.persons.service import person_out, tags_for
 
+    if principal.role in exchange_grants.GRANT_ROLES:  # a department or member system: only under a grant
+        grant = await exchange_grants.grant_for(request, principal, exchange_grants.HOUSEHOLDS_RESOURCE)
+        purpose = request.headers.get(exchange_grants.PURPOSE_HEADER)
+        async with request.app.state.db.session() as session, session.begin():
+            household = await session.get(Household, household_id)
+            if household is None:
+                raise service.not_found()
+            out = exchange.view(session, principal, grant, household,
+                                unquote(purpose, errors="replace") if purpose else None)
+        return Response(json.dumps(out, ensure_ascii=False, default=str), media_type="application/json",
+                        headers={"Cache-Control": "no-store"})
     async with request.app.state.db.session() as session:
         household = await service.get_household(session, principal, household_id)
         members = list((await session.execute(select(Person).where(Person.household_id == household.id,

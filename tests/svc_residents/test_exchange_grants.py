@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import select
 
 from deploy import demo
-from svc_residents.grants import PERSONS_RESOURCE, GrantInfo, StaticGrants
+from svc_residents.grants import HOUSEHOLDS_RESOURCE, PERSONS_RESOURCE, GrantInfo, StaticGrants
 from tests.svc_residents.conftest import P
 
 P1_ID = next(p[2] for p in demo.PERSONS if p[0] == "P1")
@@ -141,6 +141,113 @@ def test_catalogue_fields_match_the_exchange_catalogue():
     assert declared == CATALOGUE_FIELDS
 
 
+
+def test_household_catalogue_fields_match_the_exchange_catalogue():
+    from gateway.exchange.catalogue_data import BUILTIN_RESOURCES
+    from svc_residents.households.exchange import CATALOGUE_FIELDS
+
+    res = next(r for r in BUILTIN_RESOURCES if r["code"] == HOUSEHOLDS_RESOURCE)
+    declared = {f["path"]: (f["grade"], f["personal"], f["sensitive"], f["mask"]) for f in res["fields"]}
+    assert declared == CATALOGUE_FIELDS
+
+
+# ------------------------------------------------------------------ households under `residents.households`
+
+VIA_HOUSEHOLDS = {"x-onenet-resource": HOUSEHOLDS_RESOURCE}
+H4 = demo.household_id("4")
+
+
+def _household_grant(consumer="dept-minzheng", fields=("id", "address"), **kw):
+    return GrantInfo(id=kw.pop("id", "gh-1"), resource=HOUSEHOLDS_RESOURCE, consumer=consumer,
+                     fields=None if fields is None else frozenset(fields), purpose=kw.pop("purpose", "入户核查"), **kw)
+
+
+def _dept_households(auth, member="dept-minzheng", dept="minzheng"):
+    return {**auth(role="dept_staff", user=member, member=member, scopes=[f"dept:{dept}"]), **VIA_HOUSEHOLDS}
+
+
+async def test_household_grant_reads_one_household_with_covered_fields_and_audits(seeded, auth):
+    seeded.app.state.grant_source = StaticGrants([_household_grant()])
+    h = {**_dept_households(auth), "x-onenet-purpose": quote("入户核查低保家庭", safe="")}
+    r = await seeded.get(f"/residents/v1/households/{H4}", headers=h)
+    assert r.status_code == 200, r.text
+    assert r.headers["cache-control"] == "no-store"
+    body = r.json()
+    assert body["id"] == H4 and body["address"] == "和平街道安康路1号楼101"
+    assert body["head_person_id"] != P("P7") and "*" in body["head_person_id"]  # personal, outside: masked
+    assert body["grid_code"] and body["community_code"] and body["version"] >= 1  # general: passed
+    assert "members" not in body  # the catalogue declares no member field: never through this grant
+    [audit] = await _audits(seeded)
+    assert (audit.subject_type, audit.subject_id, audit.fields, audit.purpose, audit.member) == (
+        "household", H4, ["address"], "入户核查", "dept-minzheng")
+    assert audit.extra["grant_id"] == "gh-1" and audit.extra["caller_purpose"] == "入户核查低保家庭"
+    assert audit.extra["resource"] == HOUSEHOLDS_RESOURCE
+    # every field of the resource: head in clear too, still no members
+    seeded.app.state.grant_source = StaticGrants([_household_grant(fields=None)])
+    body = (await seeded.get(f"/residents/v1/households/{H4}", headers=h)).json()
+    assert body["head_person_id"] == P("P7") and "members" not in body
+    assert (await _audits(seeded))[-1].fields == ["address", "head_person_id"]
+    # unknown id: 404 as for anyone
+    r = await seeded.get("/residents/v1/households/00000000-0000-0000-0000-000000000000", headers=h)
+    assert r.status_code == 404
+
+
+async def test_narrow_household_grant_masks_and_audits_nothing(seeded, auth):
+    seeded.app.state.grant_source = StaticGrants([_household_grant(fields=("id",))])
+    body = (await seeded.get(f"/residents/v1/households/{H4}", headers=_dept_households(auth))).json()
+    assert body["id"] == H4
+    assert body["address"] != "和平街道安康路1号楼101" and "*" in body["address"]  # personal: masked
+    assert "*" in body["head_person_id"] and "members" not in body
+    assert body["building_code"] == "110105001002001001"  # general: passed
+    assert await _audits(seeded) == []  # nothing clear, nothing to audit
+
+
+async def test_household_read_without_grant_is_refused(seeded, auth):
+    h = _dept_households(auth)
+    # another department's grant, a persons grant, an expired grant: no households grant for this caller
+    for grants in ([_household_grant(consumer="dept-renshe")], [_grant()],
+                   [_household_grant(expires_at=datetime.now(timezone.utc) - timedelta(1))]):
+        seeded.app.state.grant_source = StaticGrants(grants)
+        r = await seeded.get(f"/residents/v1/households/{H4}", headers=h)
+        assert r.status_code == 403 and r.json()["code"] == "exchange.no_grant", grants
+        assert r.json()["resource"] == HOUSEHOLDS_RESOURCE
+    # a households grant is not a persons grant, and vice versa
+    seeded.app.state.grant_source = StaticGrants([_household_grant()])
+    r = await seeded.get(f"/residents/v1/persons/{P('P7')}", headers={**h, **VIA_EXCHANGE})
+    assert r.status_code == 403 and r.json()["code"] == "exchange.no_grant"
+    # the grant's resource must be the one named by the exchange
+    r = await seeded.get(f"/residents/v1/households/{H4}", headers={**h, **VIA_EXCHANGE})
+    assert r.status_code == 403 and r.json()["code"] == "exchange.required"
+    # straight to the service, not through the exchange
+    direct = auth(role="dept_staff", user="dept-minzheng", member="dept-minzheng", scopes=["dept:minzheng"])
+    assert (await seeded.get(f"/residents/v1/households/{H4}", headers=direct)).status_code == 403
+    # a provider or evaluator has no grant path at all
+    for role in ("provider", "evaluator"):
+        other = {**auth(role=role, user="dept-minzheng", member="dept-minzheng"), **VIA_HOUSEHOLDS}
+        assert (await seeded.get(f"/residents/v1/households/{H4}", headers=other)).status_code == 403
+    assert await _audits(seeded) == []
+
+
+async def test_revoked_household_grant_is_refused(seeded, auth):
+    source = StaticGrants([_household_grant()])
+    seeded.app.state.grant_source = source
+    h = _dept_households(auth)
+    assert (await seeded.get(f"/residents/v1/households/{H4}", headers=h)).status_code == 200
+    source.grants.clear()  # revoked on the exchange: no longer among the live grants
+    r = await seeded.get(f"/residents/v1/households/{H4}", headers=h)
+    assert r.status_code == 403 and r.json()["code"] == "exchange.no_grant"
+
+
+async def test_household_grant_does_not_open_listing_or_the_file(seeded, auth):
+    seeded.app.state.grant_source = StaticGrants([_household_grant(fields=None)])
+    h = _dept_households(auth)
+    for url in ("/residents/v1/households", f"/residents/v1/households/{H4}/file"):
+        assert (await seeded.get(url, headers=h)).status_code == 403, url
+    r = await seeded.patch(f"/residents/v1/households/{H4}", headers=h, json={"version": 1, "address": "x"})
+    assert r.status_code == 403
+    assert await _audits(seeded) == []
+
+
 # ------------------------------------------------------------------ through a real gateway (in process)
 
 @pytest.fixture
@@ -225,6 +332,39 @@ async def test_through_the_gateway(through_gateway):
     assert r.status_code == 200, r.text
     assert (await client.get(f"/residents/v1/persons/{P('P7')}", headers=mz)).status_code == 403
     assert (await client.get(f"/residents/v1/persons/{P('P1')}", headers=clerk)).status_code == 403
+
+
+async def test_households_through_the_gateway(through_gateway):
+    client, residents, token = through_gateway
+    mz = token("dept-minzheng", scopes=["dept:minzheng"])
+    clerk = token("portal", user="dept_mz", scopes=["dept:minzheng"])
+    url = f"/residents/v1/households/{H4}"
+    r = await client.get(url, headers=mz)
+    assert r.status_code == 403
+    r = await client.post("/exchange/v1/grants", headers=mz, json={
+        "resource": HOUSEHOLDS_RESOURCE, "purpose": "入户核查", "fields": ["id", "address"]})
+    assert r.status_code == 201, r.text
+    gid = r.json()["id"]
+    owner = token("svc_residents", role="system")
+    r = await client.post(f"/exchange/v1/grants/{gid}/approve", headers=owner, json={
+        "fields": ["id", "address"], "expires_at": (datetime.now(timezone.utc) + timedelta(days=30)).isoformat()})
+    assert r.status_code == 200 and r.json()["live"], r.text
+    for h in (mz, clerk):  # the member system (checked by the gateway too) and a clerk through the portal
+        r = await client.get(url, headers=h)
+        assert r.status_code == 200, r.text
+        body = r.json()
+        assert body["address"] == "和平街道安康路1号楼101" and "*" in body["head_person_id"]
+        assert "members" not in body
+    # listing stays closed, and a households grant reads no person
+    assert (await client.get("/residents/v1/households", headers=clerk)).status_code == 403
+    assert (await client.get(f"/residents/v1/persons/{P('P7')}", headers=clerk)).status_code == 403
+    audits = await _audits(residents)
+    assert [(a.subject_type, a.member, a.fields, a.extra["grant_id"]) for a in audits] == [
+        ("household", "dept-minzheng", ["address"], gid), ("household", "portal", ["address"], gid)]
+    r = await client.post(f"/exchange/v1/grants/{gid}/revoke", headers=owner, json={"reason": "核查结束"})
+    assert r.status_code == 200, r.text
+    assert (await client.get(url, headers=mz)).status_code == 403
+    assert (await client.get(url, headers=clerk)).status_code == 403
 
 
 async def test_without_exchange_credentials_no_grant_applies(seeded, auth):
