@@ -25,13 +25,15 @@ def open_for(warnings: list[Warning_], now: datetime) -> list[RectificationCase]
         for w in warnings if w.rectification]
 
 
-def visible(principal: Principal, case: RectificationCase) -> bool:
+def visible(principal: Principal, item: RectificationCase | Warning_) -> bool:
+    """Who sees a warning or a rectification case: its place and the places above it; evaluators without a
+    place scope see all."""
     if principal.role in ("ops", "system"):
         return True
     places = [v for k in ("district", "street", "community", "grid") for v in principal.scope_values(k)]
     if principal.role == "evaluator" and not places:
         return True
-    return principal.covers_place(case.scope) or any(p.startswith(case.scope) for p in places)
+    return principal.covers_place(item.scope) or any(p.startswith(item.scope) for p in places)
 
 
 async def get_visible(session: AsyncSession, principal: Principal, case_id: str) -> RectificationCase:

@@ -15,6 +15,7 @@ from common.auth import Principal
 from common.errors import Problem
 from common.ids import new_id
 from svc_metrics.alerts import cases
+from svc_metrics.alerts.cases import visible  # a warning and its case follow one scope rule
 from svc_metrics.alerts.models import Warning_
 from svc_metrics.kpis import engine, service as kpis
 from svc_metrics.kpis.engine import Filters
@@ -141,15 +142,6 @@ async def scan(session: AsyncSession, now: datetime, s: MetricsSettings, period:
     session.add_all(cases.open_for(created, now))
     await session.flush()
     return created
-
-
-def visible(principal: Principal, w: Warning_) -> bool:
-    if principal.role in ("ops", "system"):
-        return True
-    places = [v for k in ("district", "street", "community", "grid") for v in principal.scope_values(k)]
-    if principal.role == "evaluator" and not places:
-        return True
-    return principal.covers_place(w.scope) or any(p.startswith(w.scope) for p in places)
 
 
 async def acknowledge(session: AsyncSession, principal: Principal, warning_id: str, note: str | None,
