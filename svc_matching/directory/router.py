@@ -6,7 +6,9 @@ from common.auth import Principal, get_principal, require_roles
 from common.idempotency import request_fingerprint, run_idempotent
 from svc_matching.base import IdempotencyRecord
 from svc_matching.directory import hsds, service
-from svc_matching.directory.schemas import LocationCreate, OrganizationCreate, ServiceCreate, TaxonomyTermCreate
+from svc_matching.directory.schemas import (
+    LocationCreate, OrganizationCreate, ServiceCreate, ServiceStatusIn, TaxonomyTermCreate,
+)
 from svc_matching.directory.service import DIRECTORY_ROLES
 
 router = APIRouter(prefix="/matching/v1", tags=["directory 资源清单"])
@@ -56,3 +58,12 @@ async def create_service(body: ServiceCreate, request: Request, principal: Princ
 async def get_service(service_id: str, request: Request, principal: Principal = Depends(get_principal)):
     async with request.app.state.db.session() as session:
         return await hsds.service_out(session, await service.get_service(session, service_id))
+
+
+@router.post("/services/{service_id}/status", summary="上架或撤下服务资源 List again or withdraw a service")
+async def set_service_status(service_id: str, body: ServiceStatusIn, request: Request,
+                             principal: Principal = Depends(staff)):
+    async with request.app.state.db.session() as session, session.begin():
+        svc = await service.set_service_status(session, principal, service_id, body.status, body.reason,
+                                               body.version)
+        return await hsds.service_out(session, svc)

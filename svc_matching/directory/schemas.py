@@ -75,3 +75,12 @@ class ServiceCreate(_In):
     location_ids: list[str] = Field(default_factory=list, max_length=20)
     schedules: list[ScheduleIn] = Field(default_factory=list, max_length=50)
     capacity: CapacityIn
+
+
+class ServiceStatusIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    status: Literal["active", "inactive", "defunct", "temporarily closed"] = Field(
+        description="active 重新上架；inactive / defunct / temporarily closed 从资源清单撤下")
+    reason: str | None = Field(default=None, max_length=300, examples=["机构停止运营"])
+    version: int | None = Field(default=None, ge=1, description="期望的当前版本")

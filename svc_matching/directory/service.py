@@ -8,6 +8,8 @@ from common.auth import Principal
 from common.clock import utcnow
 from common.errors import Problem, invalid
 from common.ids import new_id
+from common.outbox import record_event
+from svc_matching.base import OutboxEvent
 from svc_matching.directory.models import (
     Location, Organization, Schedule, Service, ServiceAtLocation, ServiceAttribute, ServiceCapacity, TaxonomyTerm,
 )
@@ -114,6 +116,62 @@ async def create_service(session: AsyncSession, body: ServiceCreate, service_id:
                              closes_at=s.closes_at, timezone="Asia/Shanghai", description=s.description))
     session.add(ServiceCapacity(id=new_id(), service_id=svc.id, unit=body.capacity.unit,
                                 maximum=body.capacity.maximum, description=body.capacity.description, updated=now))
+    await session.flush()
+    if svc.status == "active":
+        await _resource_event(session, svc, "resource.listed", now)
+    return svc
+
+
+async def _resource_event(session: AsyncSession, svc: Service, type_: str, now, **extra) -> None:
+    """`resource.listed` / `resource.withdrawn` (the duplicate-investment indicator counts listed resources by
+    category and place): the service's first category (the registry's `category`) and all of them, placed at its
+    first location's grid (else community)."""
+    cats = [c for (c,) in await session.execute(
+        select(TaxonomyTerm.code).join(ServiceAttribute, ServiceAttribute.taxonomy_term_id == TaxonomyTerm.id)
+        .where(ServiceAttribute.service_id == svc.id, TaxonomyTerm.taxonomy == "category")
+        .order_by(ServiceAttribute.id))]
+    place = (await session.execute(
+        select(Location.place_code).join(ServiceAtLocation, ServiceAtLocation.location_id == Location.id)
+        .where(ServiceAtLocation.service_id == svc.id, Location.place_code.is_not(None))
+        .order_by(ServiceAtLocation.id).limit(1))).scalar_one_or_none()
+    if place is None:
+        org = await session.get(Organization, svc.organization_id)
+        place = org.community if org is not None else None
+    grid = place[:15] if place and len(place) >= 15 else None
+    community = place[:12] if place and len(place) >= 12 else None
+    data = {"category": cats[0] if cats else None, "categories": cats, "organization_id": svc.organization_id,
+            "status": svc.status, "fees": svc.fees, "department": svc.department, **extra}
+    if type_ == "resource.withdrawn":
+        data = {k: v for k, v in data.items() if v is not None}
+    record_event(session, OutboxEvent, type_, subject=svc.id, data=data, community=community, grid=grid,
+                 occurred_at=now)
+
+
+async def set_service_status(session: AsyncSession, principal: Principal, service_id: str, status: str,
+                             reason: str | None, version: int | None, now=None) -> Service:
+    """Withdraw a service from the directory (inactive / defunct / temporarily closed) or list it again
+    (active): `resource.withdrawn` / `resource.listed` in the same transaction. Offers already made stay."""
+    svc = await get_service(session, service_id)
+    if principal.role in ("community_staff", "street_staff"):
+        org = await session.get(Organization, svc.organization_id)
+        places = [p for (p,) in await session.execute(
+            select(Location.place_code).join(ServiceAtLocation, ServiceAtLocation.location_id == Location.id)
+            .where(ServiceAtLocation.service_id == svc.id))] + [org.community if org else None]
+        if not any(principal.covers_place(p) for p in places if p):
+            raise Problem(403, "forbidden", ("只能管理本辖区的服务资源", "Only services within your scope"))
+    if version is not None and version != svc.version:
+        raise Problem(409, "version_conflict", ("服务资源已被他人更新，请刷新后重试",
+                                                "The service was changed by someone else; reload and retry"))
+    if status == svc.status:
+        return svc
+    was_listed = svc.status == "active"
+    now = now or utcnow()
+    svc.status, svc.updated_at, svc.version = status, now, svc.version + 1
+    await session.flush()
+    if status == "active":
+        await _resource_event(session, svc, "resource.listed", now)
+    elif was_listed:
+        await _resource_event(session, svc, "resource.withdrawn", now, reason=reason)
     await session.flush()
     return svc
 

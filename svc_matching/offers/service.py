@@ -330,5 +330,6 @@ async def complete(session: AsyncSession, principal: Principal, offer: Offer, ho
         await credit_member(session, person_id=vol.person_id,
                             community=community_of(need.place_code) or community_of(vol.place_code) or "platform",
                             unit="minute", amount=int(round(hours * 60)), client_posting_id=f"offer:{offer.id}:credit",
-                            memo=f"志愿服务 {need.category}", reference=offer.id, created_by=principal.caller, now=now)
+                            memo=f"志愿服务 {need.category}", reference=offer.id, created_by=principal.caller, now=now,
+                            activity="volunteer_service", grid=grid_of(vol.place_code))
     await session.flush()

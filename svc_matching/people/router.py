@@ -12,7 +12,9 @@ from common.pagination import Page, PageParams, encode_cursor
 from svc_matching.base import IdempotencyRecord
 from svc_matching.people import service
 from svc_matching.people.models import Need
-from svc_matching.people.schemas import NeedCreate, NeedOut, VolunteerCreate, VolunteerOut
+from svc_matching.people.schemas import (
+    HoursOfferCreate, HoursOfferOut, NeedCreate, NeedOut, VolunteerCreate, VolunteerOut,
+)
 
 NeedStatus = Literal["open", "offered", "matched", "completed", "unmatched", "cancelled"]
 
@@ -41,6 +43,20 @@ async def create_volunteer(body: VolunteerCreate, request: Request,
 async def get_volunteer(volunteer_id: str, request: Request, principal: Principal = Depends(get_principal)):
     async with request.app.state.db.session() as session:
         return VolunteerOut.model_validate(await service.get_volunteer(session, volunteer_id, principal))
+
+
+@router.post("/volunteers/{volunteer_id}/hours_offers", status_code=201, response_model=HoursOfferOut,
+             summary="登记可服务时长 Pledge volunteer hours for a period")
+async def offer_hours(volunteer_id: str, body: HoursOfferCreate, request: Request,
+                      principal: Principal = Depends(get_principal),
+                      idempotency_key: str | None = Header(None, alias="Idempotency-Key")):
+    async def create(session):
+        return 201, HoursOfferOut.model_validate(
+            await service.offer_hours(session, principal, volunteer_id, body, now_of(request)))
+    return await run_idempotent(request.app.state.db, IdempotencyRecord, key=idempotency_key,
+                                caller=principal.caller,
+                                fingerprint=request_fingerprint("POST", request.url.path, body.model_dump(mode="json")),
+                                create=create)
 
 
 @router.post("/needs", status_code=201, response_model=NeedOut, summary="登记需求 Record a need")

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
@@ -96,3 +96,23 @@ class NeedOut(BaseModel):
     match_seconds: float | None
     created_at: datetime
     version: int
+
+
+class HoursOfferCreate(_In):
+    minutes: int = Field(gt=0, le=31 * 24 * 60, description="本期愿意提供的服务时长（分钟）", examples=[480])
+    period_start: date = Field(description="承诺时段的第一天（北京时间）")
+    period_end: date | None = Field(default=None, description="承诺时段的最后一天，默认与第一天相同；不超过 31 天")
+    note: str | None = Field(default=None, max_length=300, examples=["十二月每周六上午助餐"])
+
+
+class HoursOfferOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: str
+    volunteer_id: str
+    minutes: int
+    period_start: date
+    period_end: date
+    note: str | None
+    created_by: str
+    created_at: datetime

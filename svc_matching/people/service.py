@@ -12,8 +12,8 @@ from common.ids import new_id
 from common.outbox import record_event
 from svc_matching.base import OutboxEvent
 from svc_matching.directory.service import check_windows, resolve_terms
-from svc_matching.people.models import Need, Volunteer
-from svc_matching.people.schemas import NeedCreate, VolunteerCreate
+from svc_matching.people.models import Need, Volunteer, VolunteerHourOffer
+from svc_matching.people.schemas import HoursOfferCreate, NeedCreate, VolunteerCreate
 from svc_matching.timebank.service import open_account
 
 PLACE_ROLES = ("community_staff", "street_staff", "grid_worker")
@@ -73,6 +73,38 @@ def _may_see_volunteer(principal: Principal, vol: Volunteer) -> bool:
     if principal.role in PLACE_ROLES:
         return principal.covers_place(vol.place_code)
     return principal.person_id is not None and principal.person_id == vol.person_id
+
+
+async def offer_hours(session: AsyncSession, principal: Principal, volunteer_id: str, body: HoursOfferCreate,
+                      now: datetime) -> VolunteerHourOffer:
+    """A volunteer pledges hours for a period (the volunteer, or staff of the volunteer's place recording it for
+    them). Emits `volunteer.hours_offered` in the same transaction: the denominator of volunteer-hour utilisation
+    (the time bank's credited minutes are the numerator)."""
+    vol = await get_volunteer(session, volunteer_id, principal)
+    own = principal.person_id is not None and principal.person_id == vol.person_id \
+        or vol.id in principal.scope_values("volunteer")
+    if not (own or principal.role in ("ops", "system")
+            or (principal.role in ("community_staff", "street_staff") and principal.covers_place(vol.place_code))):
+        raise Problem(403, "forbidden", ("只能为本人或本辖区的志愿者登记服务时长",
+                                         "Only for yourself or volunteers within your scope"))
+    if vol.status != "active":
+        raise Problem(409, "volunteer.inactive", ("该志愿者已停用，不能登记服务时长", "The volunteer is not active"))
+    end = body.period_end or body.period_start
+    if end < body.period_start:
+        raise invalid("period_end", "period.end_before_start", "结束日期不能早于开始日期",
+                      "period_end is before period_start")
+    if (end - body.period_start).days >= 31:
+        raise invalid("period_end", "period.too_long", "一次登记的时段不能超过 31 天",
+                      "One pledge covers at most 31 days")
+    offer = VolunteerHourOffer(id=new_id(), volunteer_id=vol.id, minutes=body.minutes, period_start=body.period_start,
+                               period_end=end, note=body.note, created_by=principal.caller, created_at=now)
+    session.add(offer)
+    record_event(session, OutboxEvent, "volunteer.hours_offered", subject=offer.id,
+                 data={"volunteer_id": vol.id, "person_id": vol.person_id, "minutes": offer.minutes,
+                       "period_start": offer.period_start.isoformat(), "period_end": offer.period_end.isoformat()},
+                 community=community_of(vol.place_code), grid=grid_of(vol.place_code), occurred_at=now)
+    await session.flush()
+    return offer
 
 
 async def create_need(session: AsyncSession, principal: Principal, body: NeedCreate, now: datetime) -> Need:

@@ -57,7 +57,7 @@ async def credit(body: CreditCreate, request: Request, principal: Principal = De
         posting, created = await service.credit_member(
             session, person_id=body.person_id, community=body.community, unit=body.unit, amount=body.amount,
             client_posting_id=body.posting_id, memo=body.memo, reference=body.reference,
-            created_by=principal.caller, now=_now(request))
+            created_by=principal.caller, now=_now(request), activity=body.activity)
         return await _posting_response(session, posting, created)
 
 

@@ -6,6 +6,9 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 Unit = Literal["minute", "point"]
+# What a credit was earned for (participation.recorded `activity`): 议事 council, 志愿服务 volunteer service,
+# 社区活动 community activity, 入户调研/问卷 survey, 其他 other.
+Activity = Literal["council", "volunteer_service", "community_activity", "survey", "other"]
 PostingId = Field(min_length=1, max_length=200, description="客户端记账编号（幂等键）", examples=["kiosk-20261123-0001"])
 
 
@@ -33,6 +36,7 @@ class CreditCreate(_In):
     unit: Unit = "point"
     amount: int = Field(gt=0, le=1_000_000)
     memo: str | None = Field(default=None, max_length=300, examples=["参加居民议事会"])
+    activity: Activity | None = Field(default=None, description="参与的活动类型；默认：时长为志愿服务，积分为社区活动")
     reference: str | None = Field(default=None, max_length=64)
 
 

@@ -109,9 +109,15 @@ async def post(session: AsyncSession, *, client_posting_id: str, kind: str, unit
     record_event(session, OutboxEvent, "ledger.posted", subject=posting.id,
                  data={"kind": kind, "unit": unit, "client_posting_id": client_posting_id, "reference": reference,
                        "entries": [{"account_id": a, "amount": x} for a, x in entries]},
-                 community=community, occurred_at=now)
+                 community=_community_code(community), occurred_at=now)
     await session.flush()
     return posting, True
+
+
+def _community_code(community: str | None) -> str | None:
+    """An event's community is a 12-digit code or nothing (postings without a place use the "platform" account
+    owner, which svc_metrics' envelope would refuse)."""
+    return community if community and len(community) == 12 and community.isdigit() else None
 
 
 async def posting_entries(session: AsyncSession, posting_id: str) -> list[Entry]:
@@ -121,13 +127,26 @@ async def posting_entries(session: AsyncSession, posting_id: str) -> list[Entry]
 
 async def credit_member(session: AsyncSession, *, person_id: str, community: str, unit: str, amount: int,
                         client_posting_id: str, memo: str | None, reference: str | None, created_by: str,
-                        now: datetime, kind: str = "credit") -> tuple[Posting, bool]:
-    """Hours or points earned: from the community's issuance account to the person's account."""
+                        now: datetime, kind: str = "credit", activity: str | None = None,
+                        grid: str | None = None) -> tuple[Posting, bool]:
+    """Hours or points earned: from the community's issuance account to the person's account.
+
+    Hours and points are earned by taking part (议事, 志愿服务, 社区活动: DOMAIN.md, time bank and points), so a new
+    credit is also the person's participation: `participation.recorded` goes out in the same transaction (a
+    replayed posting id records nothing new)."""
     member = await open_account(session, "person", person_id, unit, "member", now)
     source = await open_account(session, "community", community, unit, "issuance", now)
-    return await post(session, client_posting_id=client_posting_id, kind=kind, unit=unit,
-                      entries=[(source.id, -amount), (member.id, amount)], memo=memo, reference=reference,
-                      created_by=created_by, now=now, community=community, amount_field="amount")
+    posting, created = await post(session, client_posting_id=client_posting_id, kind=kind, unit=unit,
+                                  entries=[(source.id, -amount), (member.id, amount)], memo=memo, reference=reference,
+                                  created_by=created_by, now=now, community=community, amount_field="amount")
+    if created and kind == "credit":
+        activity = activity or ("volunteer_service" if unit == "minute" else "community_activity")
+        record_event(session, OutboxEvent, "participation.recorded", subject=posting.id,
+                     data={"person_id": person_id, "activity": activity, "posting_id": posting.id, "unit": unit,
+                           "amount": amount},
+                     community=grid[:12] if grid else _community_code(community), grid=grid, occurred_at=now)
+        await session.flush()
+    return posting, created
 
 
 async def redeem(session: AsyncSession, *, account: Account, community: str, amount: int, client_posting_id: str,
