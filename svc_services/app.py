@@ -17,6 +17,7 @@ from svc_services.grids.router import router as grids_router
 from svc_services.materials.router import router as materials_router
 from svc_services.open311.router import router as open311_router
 from svc_services.requests.intake import IntakeWriter
+from svc_services.requesters.router import router as requesters_router
 from svc_services.requests.router import router as requests_router
 from svc_services.settings import ServicesSettings
 
@@ -49,7 +50,8 @@ def create_app(settings: ServicesSettings | None = None, *, verifier: TokenVerif
         package="svc_services",
         title="OneNet svc_services 诉求工单",
         description="事项清单、诉求受理、派单、办结、评价、时限与升级。Service catalogue, requests, SLA and escalation.",
-        routers=[catalogue_router, requests_router, dispatch_router, materials_router, grids_router, open311_router],
+        routers=[catalogue_router, requests_router, dispatch_router, materials_router, grids_router, open311_router,
+                 requesters_router],
         # Open311 GeoReport v2 submissions are form-encoded per the spec.
         extra_media_types={"/open311/": ("application/x-www-form-urlencoded",)},
         outbox_model=OutboxEvent,

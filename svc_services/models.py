@@ -4,3 +4,4 @@ from svc_services.catalogue.models import CatalogueItem, CatalogueItemVersion  #
 from svc_services.grids.models import ServiceGrid  # noqa: F401
 from svc_services.materials.models import RequestMaterial  # noqa: F401
 from svc_services.requests.models import ServiceRequest, TimelineEntry  # noqa: F401
+from svc_services.requesters.models import RequesterProfile  # noqa: F401

@@ -7,12 +7,15 @@ from typing import Any
 from common.auth import Principal
 from common.clock import Clock
 from common.db import Database
-from deploy.demo import CATALOGUE_ITEMS, GRIDS, demo_id, person_id
+from common.validators import parse_resident_id
+from deploy.demo import CATALOGUE_ITEMS, GRIDS, PERSONS, demo_id, person_id
 from svc_services.catalogue import service as catalogue
 from svc_services.catalogue.models import CatalogueItem
 from svc_services.catalogue.schemas import ItemCreate
 from svc_services.grids.models import ServiceGrid
 from svc_services.grids.router import upsert_grid
+from svc_services.requesters.models import RequesterProfile
+from svc_services.requesters.service import upsert_profile
 from svc_services.requests import service as requests
 from svc_services.requests.models import ServiceRequest
 from svc_services.requests.schemas import RequestCreate, TransitionIn
@@ -98,6 +101,13 @@ async def seed_demo(db: Database, settings: ServicesSettings | None = None, cloc
                               resolution_hours=item["resolution_hours"], working_hours=item["working_hours"],
                               emergency=item["emergency"], **EXTRAS.get(item["code"], {}))
             await catalogue.create_item(session, SEEDER, body, clock)
+        # the requester-profile replica of the demo persons (what svc_residents' feed would send: birth date derived
+        # from the ID number, group tags; nothing else), so the demo requests' events carry age and groups
+        for key, _name, id_number, _phone, _hh, _residency, tags in PERSONS:
+            pid = person_id(key)
+            if await session.get(RequesterProfile, pid) is None:
+                await upsert_profile(session, pid, parse_resident_id(id_number).birth_date,
+                                     [{"code": t, "valid_until": None} for t in tags], clock.now())
     for key, item, channel, kind, person_key, grid, text, attrs, actions in DEMO_REQUESTS:
         rid = demo_id("request", key)
         async with db.session() as session, session.begin():

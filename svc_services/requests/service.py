@@ -18,6 +18,8 @@ from svc_services.catalogue.models import CatalogueItem, CatalogueItemVersion
 from svc_services.codes import ESCALATION_LEVELS, LEVEL_ZH, ONLINE_CHANNELS
 from svc_services.grids.models import ServiceGrid
 from svc_services.grids.router import distance_m, nearest_grid
+from svc_services.requesters.models import RequesterProfile
+from svc_services.requesters.service import profile_cache, requester_facts
 from svc_services.requests.attributes import validate_attributes
 from svc_services.requests.lifecycle import ACTION_ZH, EVENT, OPEN, OWNER, STATE_ZH, TRANSITIONS, allowed_actions
 from svc_services.requests.models import ServiceRequest, TimelineEntry
@@ -150,6 +152,15 @@ class Lookups:
     async def nearest(self, lat: float, long: float, radius_m: float) -> ServiceGrid | None:
         return await nearest_grid(self.session, lat, long, radius_m)
 
+    async def requester(self, person_id: str) -> RequesterProfile | None:
+        """The requester's profile replica (birth date, group tags) for the submission event; never a call to
+        svc_residents. With a session (this class) one primary-key read; the process-cached lookups of
+        `requests.intake` (built on a `db`, no session) go through the shared `ProfileCache` of that database."""
+        session = getattr(self, "session", None)
+        if session is not None:
+            return await session.get(RequesterProfile, person_id)
+        return await profile_cache(self.db).get(person_id)  # type: ignore[attr-defined]
+
 
 async def _locate(lookups: Lookups, principal: Principal, body: RequestCreate,
                   settings: ServicesSettings) -> ServiceGrid:
@@ -274,8 +285,11 @@ async def prepare(lookups: Lookups, principal: Principal, body: RequestCreate, c
                 "to_state": "submitted", "actor": principal.caller, "role": role,
                 "acting_for": person_id if proxy_user else None, "note": None,
                 "data": {"channel": body.channel, "item_version": iv.version}, "occurred_at": now}
+    # Who the request is for, as the indicators need it (65+ usage, special-group filters): the person id, age
+    # and group tags from svc_services' own profile replica, not a call per submission (see requesters/service.py).
+    requester = requester_facts(person_id, await lookups.requester(person_id) if person_id else None, now)
     event = outbox_row("request.submitted", subject=req.id, community=req.community, grid=req.grid,
-                       data=event_data(req, "submit", None, principal, now), now=now)
+                       data=event_data(req, "submit", None, principal, now, requester), now=now)
     return Prepared(req, iv, timeline, event)
 
 

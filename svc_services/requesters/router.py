@@ -1,0 +1,72 @@
+"""The requester-profile feed: svc_residents (or ops) keeps svc_services' minimal replica current."""
+from __future__ import annotations
+
+from datetime import date, datetime
+
+from fastapi import APIRouter, Depends, Path, Request, Response
+from pydantic import BaseModel, ConfigDict, Field
+
+from common.auth import Principal, require_roles
+from common.clock import Clock
+from common.errors import Problem
+from svc_services.deps import get_clock
+from svc_services.requesters.models import RequesterProfile
+from svc_services.requesters.service import profile_cache, upsert_profile
+
+router = APIRouter(prefix="/services/v1/requester_profiles", tags=["requester profiles 诉求人画像（最小副本）"])
+FEED = require_roles("system", "ops")
+PersonId = Path(min_length=1, max_length=36)
+
+
+class GroupIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    code: str = Field(pattern=r"^[a-z][a-z0-9_]{0,31}$", description="特殊群体标签代码", examples=["elderly"])
+    valid_until: date | None = Field(default=None, description="有效期至（含当日）；为空表示长期有效")
+
+
+class ProfileIn(BaseModel):
+    """Only what the indicators need: no name, ID number, phone or address (refused as unknown fields)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    birth_date: date | None = Field(default=None, description="出生日期（由身份证号推导），用于计算提交时年龄")
+    groups: list[GroupIn] = Field(default_factory=list, max_length=30, description="特殊群体标签")
+
+
+class ProfileOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    person_id: str
+    birth_date: date | None
+    groups: list[dict]
+    updated_at: datetime
+
+
+@router.put("/{person_id}", response_model=ProfileOut, summary="更新诉求人画像 Replace a requester profile")
+async def put_profile(body: ProfileIn, request: Request, person_id: str = PersonId,
+                      principal: Principal = Depends(FEED), clock: Clock = Depends(get_clock)):
+    groups = [g.model_dump(mode="json") for g in {g.code: g for g in body.groups}.values()]
+    async with request.app.state.db.session() as session, session.begin():
+        out = ProfileOut.model_validate(await upsert_profile(session, person_id, body.birth_date, groups, clock.now()))
+    profile_cache(request.app.state.db).forget(person_id)
+    return out
+
+
+@router.get("/{person_id}", response_model=ProfileOut, summary="诉求人画像 Get a requester profile")
+async def get_profile(request: Request, person_id: str = PersonId, principal: Principal = Depends(FEED)):
+    async with request.app.state.db.session() as session:
+        profile = await session.get(RequesterProfile, person_id)
+        if profile is None:
+            raise Problem(404, "requester_profile.not_found", ("诉求人画像不存在", "No profile for this person"))
+        return ProfileOut.model_validate(profile)
+
+
+@router.delete("/{person_id}", status_code=204, summary="删除诉求人画像 Drop a requester profile")
+async def delete_profile(request: Request, person_id: str = PersonId, principal: Principal = Depends(FEED)):
+    async with request.app.state.db.session() as session, session.begin():
+        profile = await session.get(RequesterProfile, person_id)
+        if profile is not None:
+            await session.delete(profile)
+    profile_cache(request.app.state.db).forget(person_id)
+    return Response(status_code=204)
