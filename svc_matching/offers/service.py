@@ -332,4 +332,5 @@ async def complete(session: AsyncSession, principal: Principal, offer: Offer, ho
                             unit="minute", amount=int(round(hours * 60)), client_posting_id=f"offer:{offer.id}:credit",
                             memo=f"志愿服务 {need.category}", reference=offer.id, created_by=principal.caller, now=now,
                             activity="volunteer_service", grid=grid_of(vol.place_code))
+    await _event(session, "offer.completed", offer, need, now, hours=hours, rating=rating)
     await session.flush()

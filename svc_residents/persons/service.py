@@ -175,7 +175,8 @@ async def create_person(session: AsyncSession, principal: Principal, protection:
         raise duplicate(principal, None) from None
     age = age_on(person.birth_date, today())
     _person_event(session, "person.registered", person, household_id=household.id,
-                  residency_type=person.residency_type, sex=person.sex, age_band=f"{min(age // 10 * 10, 90)}+")
+                  residency_type=person.residency_type, sex=person.sex, age=age,
+                  age_band=f"{min(age // 10 * 10, 90)}+")  # the exact age lets svc_metrics count 65+ residents
     if body.is_head:
         household.head_person_id = person.id
     household.version += 1

@@ -71,6 +71,9 @@ async def test_credits_record_participation(client, staff, auth):
     assert (await client.post(f"/matching/v1/offers/{offer['id']}/accept", headers=me)).status_code == 200
     r = await client.post(f"/matching/v1/offers/{offer['id']}/complete", headers=staff, json={"hours": 1.5})
     assert r.status_code == 200, r.text
+    [done] = await events(client, "offer.completed")
+    assert done.subject == offer["id"] and done.data["need_id"] == need["id"] and done.data["hours"] == 1.5
+    check_schema(done)
     [row] = await events(client, "participation.recorded")
     assert row.data["person_id"] == "p-5" and row.data["activity"] == "volunteer_service"
     assert row.grid == GRID and row.community == GRID[:12]

@@ -74,6 +74,7 @@ async def test_register_household_and_person(seeded, as_):
     assert types == ["household.changed", "person.registered", "household.changed", "person.tagged"]
     reg = (await _events(seeded, "person.registered"))[-1]
     assert reg.subject == p["id"] and reg.grid == GRID_A1 and number not in str(reg.data)
+    assert reg.data["age"] == p["age"]   # the exact age: svc_metrics counts 65+ residents from it
 
 
 async def test_bad_input_names_the_field_and_writes_nothing(seeded, as_):
