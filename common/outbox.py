@@ -13,7 +13,7 @@ from typing import Any
 
 import httpx
 from prometheus_client import Gauge
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from common.clock import Clock
@@ -97,49 +97,51 @@ class OutboxRelay:
         return await self._run_once_single()
 
     def _pending(self, now: datetime):
+        # the columns a payload needs, as plain rows: building ORM instances (identity map, state tracking) for
+        # events that are only read and sent once cost more than the SQL
         m = self.model
-        return (select(m).where(m.delivered_at.is_(None), m.next_attempt_at <= now)
+        return (select(m.id, m.event_id, m.type, m.occurred_at, m.community, m.grid, m.subject, m.data, m.attempts)
+                .where(m.delivered_at.is_(None), m.next_attempt_at <= now)
                 .order_by(m.id).limit(self.batch_size))
 
     async def _run_once_locked(self) -> int:
         # The row locks are held while sending, so a second relay skips this batch instead of resending it.
         now = self.clock.now()
-        async with self.db.session() as session, session.begin():
-            rows = list((await session.execute(self._pending(now).with_for_update(skip_locked=True))).scalars())
+        async with self.db.engine.begin() as conn:
+            rows = (await conn.execute(self._pending(now).with_for_update(skip_locked=True))).all()
             if not rows:
                 return 0
-            return await self._send_and_mark(rows, now)
+            return await self._send_and_mark(conn, rows, now)
 
     async def _run_once_single(self) -> int:
         # SQLite has one writer and no row locks: read the batch, send it outside any transaction, then mark it
         # in a short write transaction so request handlers are not blocked by the HTTP call.
         now = self.clock.now()
-        async with self.db.session() as session:
-            rows = list((await session.execute(self._pending(now))).scalars())
+        async with self.db.engine.connect() as conn:
+            rows = (await conn.execute(self._pending(now))).all()
             if not rows:
                 return 0
-            await session.commit()  # end the read transaction before the network call
-            delivered = await self._send_and_mark(rows, now)
-            await session.commit()
+            await conn.commit()  # end the read transaction before the network call
+            delivered = await self._send_and_mark(conn, rows, now)
+            await conn.commit()
             return delivered
 
-    async def _send_and_mark(self, rows: list, now: datetime) -> int:
+    async def _send_and_mark(self, conn, rows: list, now: datetime) -> int:
+        # one UPDATE for the whole batch (was one per row through the ORM's unit of work)
+        m = self.model
+        ids = [r.id for r in rows]
         try:
             await self.send([event_payload(r, self.source) for r in rows])
         except Exception as exc:  # noqa: BLE001 - any failure means "try again later"
             attempts = max(r.attempts for r in rows) + 1
             delay = min(self.max_backoff, self.base_backoff * 2 ** (attempts - 1))
-            for r in rows:
-                r.attempts = r.attempts + 1
-                r.next_attempt_at = now + timedelta(seconds=delay)
-                r.last_error = str(exc)[:500]
+            await conn.execute(update(m).where(m.id.in_(ids)).values(
+                attempts=m.attempts + 1, next_attempt_at=now + timedelta(seconds=delay), last_error=str(exc)[:500]))
             log.warning("outbox delivery failed; retrying",
                         extra={"events": len(rows), "retry_in_s": delay, "error": str(exc)[:200]})
             return 0
-        delivered_at = self.clock.now()
-        for r in rows:
-            r.delivered_at = delivered_at
-            r.attempts = r.attempts + 1
+        await conn.execute(update(m).where(m.id.in_(ids)).values(delivered_at=self.clock.now(),
+                                                                 attempts=m.attempts + 1))
         OUTBOX_DELIVERED.labels(self.source).set(len(rows))
         return len(rows)
 
