@@ -37,6 +37,7 @@ PUBLIC = {"POST /auth/v1/token"}  # anonymous by design (it is how a token is ob
 # role order:      res prx grd stf str dpt prv evl ops sys
 MATRIX: dict[str, str] = {
     "DELETE /services/v1/catalogue/items/{code}": "dddoodddod",
+    "DELETE /services/v1/requester_profiles/{person_id}": "ddddddddoo",
     "GET /exchange/v1/catalogue": "oooooooooo",
     "GET /exchange/v1/catalogue/{code}": "oooooooooo",
     "GET /exchange/v1/grants": "dddoooddoo",
@@ -79,6 +80,7 @@ MATRIX: dict[str, str] = {
     "GET /services/v1/catalogue/items/{code}": "oooooooooo",
     "GET /services/v1/catalogue/items/{code}/versions": "oooooooooo",
     "GET /services/v1/grids": "oooooooooo",
+    "GET /services/v1/requester_profiles/{person_id}": "ddddddddhh",
     "GET /services/v1/requests": "ooooooodoo",
     "GET /services/v1/requests/{request_id}": "ohooohhhoo",
     "GET /services/v1/requests/{request_id}/candidates": "dhooohhhod",
@@ -106,11 +108,13 @@ MATRIX: dict[str, str] = {
     "POST /matching/v1/organizations": "dddoooddod",
     "POST /matching/v1/organizations/{org_id}/locations": "dddoooddod",
     "POST /matching/v1/services": "dddoooddod",
+    "POST /matching/v1/services/{service_id}/status": "dddoooddod",
     "POST /matching/v1/taxonomy_terms": "dddoooddod",
     "POST /matching/v1/timebank/credits": "dddoodddoo",
     "POST /matching/v1/timebank/postings": "ddddodddoo",
     "POST /matching/v1/timebank/redemptions": "dddoodddoo",
     "POST /matching/v1/volunteers": "ddooodddod",
+    "POST /matching/v1/volunteers/{volunteer_id}/hours_offers": "hhhoodhhoo",
     "POST /metrics/v1/events": "ddddddddoo",
     "POST /metrics/v1/rebuild": "ddddddddod",
     "POST /metrics/v1/rectifications/{case_id}/advance": "ddoooodood",
@@ -125,12 +129,15 @@ MATRIX: dict[str, str] = {
     "PUT /metrics/v1/kpis/{code}/targets/{scope}": "ddddodddod",
     "PUT /services/v1/catalogue/items/{code}": "dddoodddod",
     "PUT /services/v1/grids/{code}": "dddoodddod",
+    "PUT /services/v1/requester_profiles/{person_id}": "ddddddddoo",
 }
 
 
 def fill(path: str, ids: dict[str, str]) -> str:
     if path.startswith("/services/v1/catalogue/items/{code}"):
         path = path.replace("{code}", "SH-WX-001")
+    elif path.startswith("/services/v1/requester_profiles/{person_id}"):
+        path = path.replace("{person_id}", "authz-profile-probe")  # no demo person's profile is touched
     elif path.startswith("/services/v1/grids/{code}"):
         path = path.replace("{code}", "110105001001001")
     elif path.startswith("/exchange/v1/members/{code}"):
@@ -168,6 +175,7 @@ REQUEST_BODY = {"item_code": "SH-WX-001", "channel": "app", "description": "auth
 VALID = {
     "POST /matching/v1/needs",
     "POST /matching/v1/timebank/redemptions",
+    "POST /matching/v1/volunteers/{volunteer_id}/hours_offers",
     "POST /open311/v2/requests.{fmt}",
     "POST /services/v1/catalogue/items",
     "POST /services/v1/requests",
@@ -214,6 +222,8 @@ def valid_body(pt, endpoint: str, role: str, ids: dict[str, str]) -> tuple[str, 
         return endpoint, {"json": {"category": "elderly_care", "person_id": person_id("P1"), "place_code": GRID_A1,
                                    "latitude": 39.9219, "longitude": 116.4436,
                                    "description": f"authz matrix: {role}"}}, None
+    if endpoint == "POST /matching/v1/volunteers/{volunteer_id}/hours_offers":  # the demo volunteer (P5)
+        return endpoint, {"json": {"minutes": 60, "period_start": "2026-11-28", "note": f"authz {role}"}}, None
     if endpoint == "POST /matching/v1/timebank/redemptions":  # from P5's account (the volunteer's)
         return endpoint, {"json": {"posting_id": f"authz-redeem-{i:02d}", "account_id": ids["account_id"],
                                    "community": COMMUNITY_XF, "amount": 1, "memo": "authz matrix"}}, None
