@@ -108,8 +108,9 @@ class Rollup(Base):
     mode: Mapped[str] = mapped_column(String(8), primary_key=True)
     dim: Mapped[str] = mapped_column(String(8), primary_key=True)
     dimval: Mapped[str] = mapped_column(String(48), primary_key=True)
+    # place before bucket: a query names one (aggregated) place and a range of months
+    place: Mapped[str] = mapped_column(String(32), primary_key=True)        # exact, or "*" + scope (rollup.py)
     bucket: Mapped[int] = mapped_column(Integer, primary_key=True)          # yyyymm, Asia/Shanghai
-    place: Mapped[str] = mapped_column(String(32), primary_key=True)
     category: Mapped[str] = mapped_column(String(48), primary_key=True)     # "" when the observation has none
     num: Mapped[float] = mapped_column(Float, default=0)
     den: Mapped[float] = mapped_column(Float, default=0)

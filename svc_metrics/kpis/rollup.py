@@ -7,6 +7,12 @@ give the same rows; the sums are of integer counts and integer millionths, hence
 
 Queries (engine.py) read whole months from here and only the partial months at a period's edges (a day or a
 week, the as-of moment of a stock) from the observations.
+
+Each row is kept at its exact place (a grid, a community, or "" for facts with no place) and, added up, at every
+level above it: "*" + the district, street, community and grid code, and "*" alone for the whole platform. A
+district's quarter is then a dozen rows per indicator instead of every grid × category × month under it; the
+exact rows stay for the questions asked per place (duplicate investment). '*' sorts before every digit, so a
+place range `[scope, scope + ":")` never meets the aggregated rows.
 """
 from __future__ import annotations
 
@@ -22,8 +28,8 @@ from svc_metrics.kpis.models import Rollup
 
 SHANGHAI_OFFSET = timedelta(hours=8)   # Asia/Shanghai has had no daylight saving time since 1991
 MICRO = 1_000_000
-COLUMNS = ("kpi", "mode", "dim", "dimval", "bucket", "place", "category", "num", "den", "n", "vsum", "vn")
-Key = tuple[str, str, str, str, int, str, str]
+COLUMNS = ("kpi", "mode", "dim", "dimval", "place", "bucket", "category", "num", "den", "n", "vsum", "vn")
+Key = tuple[str, str, str, str, str, int, str]   # kpi, mode, dim, dimval, place, bucket, category
 
 
 def bucket_of(at: datetime) -> int:
@@ -82,24 +88,44 @@ def contribute(acc: dict[Key, list], observations: Iterable[Obs], sign: int = 1)
             vn = 0 if o.value is None else 1
             vs = 0 if o.value is None else round(o.value * MICRO)
             for d, dv in ds:
-                _add(acc, (o.kpi, "flow", d, dv, b, place, cat), sign * o.num, sign * o.den, sign, sign * vs, sign * vn)
+                _add(acc, (o.kpi, "flow", d, dv, place, b, cat), sign * o.num, sign * o.den, sign, sign * vs, sign * vn)
         else:
             b = bucket_of(o.at)
             for d, dv in ds:
-                _add(acc, (o.kpi, "stock", d, dv, b, place, cat), sign * o.num, sign * o.den, sign, 0, 0)
+                _add(acc, (o.kpi, "stock", d, dv, place, b, cat), sign * o.num, sign * o.den, sign, 0, 0)
             if o.end_at is not None:
                 e = bucket_of(o.end_at)
                 for d, dv in ds:
-                    _add(acc, (o.kpi, "stock", d, dv, e, place, cat), -sign * o.num, -sign * o.den, -sign, 0, 0)
+                    _add(acc, (o.kpi, "stock", d, dv, place, e, cat), -sign * o.num, -sign * o.den, -sign, 0, 0)
+
+
+LEVELS = (6, 9, 12, 15)   # district, street, community, grid (GB/T 2260 codes plus three digits per level)
+AGGREGATE = "*"
+
+
+def aggregate_place(scope: str) -> str:
+    """The place of the rows that add up everything in `scope` ("all" or a place code)."""
+    return AGGREGATE if scope == "all" else AGGREGATE + scope
+
+
+def with_levels(acc: dict[Key, list]) -> dict[Key, list]:
+    """The changes at their exact places plus the same changes added up at every level above each place."""
+    out: dict[Key, list] = {}
+    for key, v in acc.items():
+        place = key[4]
+        _add(out, key, *v)
+        for agg in (AGGREGATE, *(AGGREGATE + place[:n] for n in LEVELS if len(place) >= n)):
+            _add(out, (*key[:4], agg, *key[5:]), *v)
+    return out
 
 
 def nonzero(acc: dict[Key, list]) -> list[tuple]:
     """The changed keys as rows, sorted (a fixed lock order for concurrent writers on PostgreSQL)."""
-    return [(*k, *v) for k, v in sorted(acc.items()) if any(v)]
+    return [(*k, *v) for k, v in sorted(with_levels(acc).items()) if any(v)]
 
 
 SQLITE_UPSERT = (f"INSERT INTO kpi_rollups ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))}) "
-                 "ON CONFLICT (kpi, mode, dim, dimval, bucket, place, category) DO UPDATE SET "
+                 "ON CONFLICT (kpi, mode, dim, dimval, place, bucket, category) DO UPDATE SET "
                  "num = num + excluded.num, den = den + excluded.den, n = n + excluded.n, "
                  "vsum = vsum + excluded.vsum, vn = vn + excluded.vn")
 
@@ -115,7 +141,7 @@ async def apply(session: AsyncSession, acc: dict[Key, list]) -> int:
         t = Rollup.__table__
         stmt = pg_insert(t)
         stmt = stmt.on_conflict_do_update(
-            index_elements=["kpi", "mode", "dim", "dimval", "bucket", "place", "category"],
+            index_elements=["kpi", "mode", "dim", "dimval", "place", "bucket", "category"],
             set_={c: t.c[c] + stmt.excluded[c] for c in ("num", "den", "n", "vsum", "vn")})
         for i in range(0, len(rows), 1000):
             await conn.execute(stmt, [dict(zip(COLUMNS, r)) for r in rows[i:i + 1000]])
@@ -144,9 +170,10 @@ def full_months(first: date, after: date) -> tuple[int, int] | None:
     return bucket_of_day(lo), bucket_of_day(last)
 
 
-def scope_conds(col, scope: str) -> list:
+def exact_place_conds(col, scope: str) -> list:
+    """The exact-place rows within `scope` (never the aggregated ones)."""
     if scope == "all":
-        return []
+        return [func.substr(col, 1, 1) != AGGREGATE]
     return [col >= scope, col < scope + ":"]
 
 
@@ -165,8 +192,8 @@ async def flow_sums(session: AsyncSession, kpis: list[str], lo: int, hi: int, di
                     scope: str, category: str | None) -> dict[tuple[str, str | None], list]:
     """Σnum, Σden, n, Σvalue (millionths), values per (kpi, category) over months lo..hi."""
     r = Rollup
-    conds = [r.kpi.in_(kpis), r.mode == "flow", r.dim == dim[0], r.dimval == dim[1], r.bucket >= lo, r.bucket <= hi,
-             *scope_conds(r.place, scope)]
+    conds = [r.kpi.in_(kpis), r.mode == "flow", r.dim == dim[0], r.dimval == dim[1],
+             r.place == aggregate_place(scope), r.bucket >= lo, r.bucket <= hi]
     if category:
         conds.append(r.category == category)
     rows = await session.execute(select(r.kpi, r.category, func.sum(r.num), func.sum(r.den), func.sum(r.n),
@@ -180,7 +207,7 @@ async def stock_sums(session: AsyncSession, kpis: list[str], before: int, dim: t
     """The stock (Σnum, Σden, n) as of the start of month `before`, per (kpi, category[, place])."""
     r = Rollup
     conds = [r.kpi.in_(kpis), r.mode == "stock", r.dim == dim[0], r.dimval == dim[1], r.bucket < before,
-             *scope_conds(r.place, scope)]
+             *(exact_place_conds(r.place, scope) if by_place else [r.place == aggregate_place(scope)])]
     if category:
         conds.append(r.category == category)
     group = [r.kpi, r.category, r.place] if by_place else [r.kpi, r.category]

@@ -20,18 +20,18 @@ async def test_onenet_metrics_rebuild_command_gives_the_same_numbers(client, ops
     events = events_over_months(seed=8)
     for i in range(0, len(events), 31):
         await post(events[i:i + 31])
-    before, rows = await tables(client, ops), await rollup_rows(client)
+    before, rows = await tables(client, ops), await rollup_rows(client.app.state.db)
     # Wreck the rollup, so the command has to recompute it.
     async with client.app.state.db.session() as session, session.begin():
         await rollup.rebuild(session)
-    assert await rollup_rows(client) == set()
+    assert await rollup_rows(client.app.state.db) == set()
     monkeypatch.setenv("ONENET_SVC_METRICS_DATABASE_URL", client.app.state.settings.database_url)
     if not any(g.name == "metrics" for g in app.registered_groups):
         register_service_commands()
     result = await asyncio.to_thread(CliRunner().invoke, app, ["metrics", "rebuild"])
     assert result.exit_code == 0, result.output
     assert "Rebuilt" in result.output
-    assert await rollup_rows(client) == rows
+    assert await rollup_rows(client.app.state.db) == rows
     assert await tables(client, ops) == before
 
 

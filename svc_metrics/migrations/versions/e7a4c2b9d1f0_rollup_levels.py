@@ -1,0 +1,72 @@
+"""rollup rows added up at every place level (key place before bucket)
+
+Revision ID: e7a4c2b9d1f0
+Revises: d5e8b2c4f1a7
+Create Date: 2026-11-29 11:20:00
+
+The rollup is derived data: the new table is filled from the old one in SQL (the exact rows as they are, the
+aggregated rows as their sums per level), so no rebuild is needed after upgrading.
+"""
+from __future__ import annotations
+
+from alembic import op
+import sqlalchemy as sa
+
+revision = 'e7a4c2b9d1f0'
+down_revision = 'd5e8b2c4f1a7'
+branch_labels = None
+depends_on = None
+
+KEY = ('kpi', 'mode', 'dim', 'dimval', 'place', 'bucket', 'category')
+OLD_KEY = ('kpi', 'mode', 'dim', 'dimval', 'bucket', 'place', 'category')
+SUMS = ('num', 'den', 'n', 'vsum', 'vn')
+LEVELS = (6, 9, 12, 15)
+
+
+def _create(name: str, key: tuple[str, ...]) -> None:
+    op.create_table(
+        name,
+        sa.Column('kpi', sa.String(length=48), nullable=False),
+        sa.Column('mode', sa.String(length=8), nullable=False),
+        sa.Column('dim', sa.String(length=8), nullable=False),
+        sa.Column('dimval', sa.String(length=48), nullable=False),
+        sa.Column('place', sa.String(length=32), nullable=False),
+        sa.Column('bucket', sa.Integer(), nullable=False),
+        sa.Column('category', sa.String(length=48), nullable=False),
+        sa.Column('num', sa.Float(), nullable=False),
+        sa.Column('den', sa.Float(), nullable=False),
+        sa.Column('n', sa.BigInteger(), nullable=False),
+        sa.Column('vsum', sa.BigInteger(), nullable=False),
+        sa.Column('vn', sa.BigInteger(), nullable=False),
+        sa.PrimaryKeyConstraint(*key, name=op.f('pk_kpi_rollups')),
+        sqlite_with_rowid=False,
+    )
+
+
+def _move_aside() -> None:
+    op.rename_table('kpi_rollups', 'kpi_rollups_old')
+    if op.get_bind().dialect.name == 'postgresql':   # constraint names are schema-wide there
+        op.execute('ALTER TABLE kpi_rollups_old RENAME CONSTRAINT pk_kpi_rollups TO pk_kpi_rollups_old')
+
+
+def upgrade() -> None:
+    _move_aside()
+    _create('kpi_rollups', KEY)
+    cols = ', '.join((*KEY, *SUMS))
+    sums = ', '.join(f'SUM({c})' for c in SUMS)
+    op.execute(f"INSERT INTO kpi_rollups ({cols}) SELECT {cols} FROM kpi_rollups_old")
+    op.execute(f"INSERT INTO kpi_rollups ({cols}) SELECT kpi, mode, dim, dimval, '*', bucket, category, {sums} "
+               "FROM kpi_rollups_old GROUP BY kpi, mode, dim, dimval, bucket, category")
+    for n in LEVELS:
+        op.execute(f"INSERT INTO kpi_rollups ({cols}) SELECT kpi, mode, dim, dimval, '*' || substr(place, 1, {n}), "
+                   f"bucket, category, {sums} FROM kpi_rollups_old WHERE length(place) >= {n} "
+                   f"GROUP BY kpi, mode, dim, dimval, substr(place, 1, {n}), bucket, category")
+    op.drop_table('kpi_rollups_old')
+
+
+def downgrade() -> None:
+    _move_aside()
+    _create('kpi_rollups', OLD_KEY)
+    cols = ', '.join((*KEY, *SUMS))
+    op.execute(f"INSERT INTO kpi_rollups ({cols}) SELECT {cols} FROM kpi_rollups_old WHERE substr(place, 1, 1) <> '*'")
+    op.drop_table('kpi_rollups_old')
