@@ -301,6 +301,16 @@ def install_error_handlers(app: FastAPI) -> None:
                                         "Retry later or give ops the request id."))
 
 
+def exception_handler_for(app, exc: Exception):
+    """The handler the app registered for `exc`'s class (nearest in its MRO), or None: for pure-ASGI fast paths
+    that call an endpoint function themselves and must answer its errors as FastAPI would."""
+    for cls in type(exc).__mro__:
+        handler = app.exception_handlers.get(cls)
+        if handler is not None:
+            return handler
+    return None
+
+
 def too_large_response(lang: str, limit: int, path: str | None = None) -> JSONResponse:
     return problem_response(413, "payload_too_large", lang=lang, instance=path,
                             detail=(f"请求体超过 {limit // 1024} KiB 的上限", f"The body exceeds the {limit // 1024} KiB limit"))

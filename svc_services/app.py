@@ -5,6 +5,7 @@ import asyncio
 import logging
 
 from fastapi import FastAPI
+from starlette.middleware import Middleware
 
 from common.app import create_service_app
 from common.auth import TokenVerifier
@@ -16,6 +17,7 @@ from svc_services.dispatch.router import router as dispatch_router
 from svc_services.grids.router import router as grids_router
 from svc_services.materials.router import router as materials_router
 from svc_services.open311.router import router as open311_router
+from svc_services.requests.fastpath import IntakeFastPath
 from svc_services.requests.intake import IntakeWriter
 from svc_services.requesters.router import router as requesters_router
 from svc_services.requests.router import router as requests_router
@@ -59,6 +61,8 @@ def create_app(settings: ServicesSettings | None = None, *, verifier: TokenVerif
         background=[sla_scheduler],
         on_shutdown=[close_clients],
     )
+    # inside the observability middleware, ahead of FastAPI's routing: submissions (requests.fastpath)
+    app.user_middleware.append(Middleware(IntakeFastPath))
     app.state.clock = Clock()
     app.state.intake = IntakeWriter(app)
     install_clients(app, settings)

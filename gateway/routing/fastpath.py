@@ -12,6 +12,7 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from common.errors import exception_handler_for
 from gateway.routing import router as routing
 
 
@@ -45,7 +46,7 @@ class ForwardFastPath:
                     try:
                         response = await routing.forward(service, path[cut + 1:], request)
                     except Exception as exc:  # the app's own handlers (Problem, body too large, ...)
-                        handler = _handler_for(app, exc)
+                        handler = exception_handler_for(app, exc)
                         if handler is None:
                             raise
                         response = await handler(request, exc)
@@ -53,10 +54,3 @@ class ForwardFastPath:
                     return
         await self.app(scope, receive, send)
 
-
-def _handler_for(app, exc: Exception):
-    for cls in type(exc).__mro__:
-        handler = app.exception_handlers.get(cls)
-        if handler is not None:
-            return handler
-    return None

@@ -46,6 +46,12 @@ def write_gate(request: Request):
 async def submit(body: RequestCreate, request: Request, principal: Principal = Depends(get_principal),
                  clock: Clock = Depends(_clock),
                  idempotency_key: str | None = Header(None, alias="Idempotency-Key")):
+    return await submit_request(request, body, principal, clock, idempotency_key)
+
+
+async def submit_request(request: Request, body: RequestCreate, principal: Principal, clock: Clock,
+                         idempotency_key: str | None) -> Response:
+    """The endpoint's work, also called by `requests.fastpath` for a well-formed submission."""
     # what common.idempotency.request_fingerprint gives, without its jsonable_encoder walk (a JSON-mode dump is
     # JSON already)
     fingerprint = hashlib.sha256(json.dumps(["POST", request.url.path, body.model_dump(mode="json")],

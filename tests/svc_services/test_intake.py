@@ -76,3 +76,27 @@ async def test_withdrawn_item_refused_but_a_retry_still_replays(ready, auth):
     assert r.status_code == 201 and r.headers["idempotency-replayed"] == "true" and r.json() == first.json()
     r = await client.post("/services/v1/requests", json=body, headers={**auth(**RES1), "Idempotency-Key": "new"})
     assert r.status_code == 422 and r.json()["errors"][0]["code"] == "item.unknown"
+
+
+async def test_fast_path_answers_errors_as_fastapi_does(ready, auth):
+    """requests.fastpath takes well-formed submissions only; everything else is answered by FastAPI as before."""
+    client = ready
+    h = {**auth(**RES1), "content-type": "application/json"}
+    body = {"item_code": "SH-WX-001", "channel": "app", "description": "水管漏水", "location": {"grid": GRID1}}
+    r = await client.post("/services/v1/requests", content=b'{"item_code": ', headers=h)
+    assert r.status_code == 400 and r.json()["code"] == "malformed_json"
+    r = await client.post("/services/v1/requests", json={**body, "channel": "fax"}, headers=h)
+    assert r.status_code == 422 and [e["field"] for e in r.json()["errors"]] == ["channel"]
+    r = await client.post("/services/v1/requests", json=[body], headers=h)
+    assert r.status_code == 422
+    r = await client.post("/services/v1/requests", json=body)
+    assert r.status_code == 401 and r.json()["code"] == "unauthenticated"
+    r = await client.post("/services/v1/requests", json={**body, "item_code": "NOPE"}, headers=h)
+    assert r.status_code == 422 and r.json()["errors"][0]["code"] == "item.unknown"
+    r = await client.post("/services/v1/requests", json={**body, "description": "x" * 2_000_000}, headers=h)
+    assert r.status_code == 413 and r.json()["code"] == "payload_too_large"
+    r = await client.post("/services/v1/requests", json=body, headers={**h, "Idempotency-Key": "k" * 201})
+    assert r.status_code == 400
+    r = await client.post("/services/v1/requests", json=body, headers=h)
+    assert r.status_code == 201 and r.headers["content-type"] == "application/json" and r.headers["x-request-id"]
+    assert r.json()["possible_duplicates"] == [] and r.json()["allowed_actions"]
