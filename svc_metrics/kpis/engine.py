@@ -8,15 +8,15 @@ sharing a category and place ÷ resources).
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import and_, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from svc_metrics.kpis import rollup
+from svc_metrics.kpis.distribution import Distribution, Stale, bin_bounds
 from svc_metrics.kpis.models import KpiDefinition, Observation, TargetOverride
 from svc_metrics.kpis.periods import Period
 
@@ -31,16 +31,6 @@ class Filters:
     category: str | None = None
     channel: str | None = None
     group: str | None = None    # a special-group tag, or "*" for any special group
-
-
-def percentile(values: list[float], p: float) -> float | None:
-    """Linear interpolation between closest ranks (numpy's default)."""
-    if not values:
-        return None
-    s = sorted(values)
-    k = (len(s) - 1) * p
-    lo, hi = math.floor(k), math.ceil(k)
-    return s[lo] + (s[hi] - s[lo]) * (k - lo)
 
 
 def _flow(period: Period) -> list:
@@ -162,12 +152,21 @@ async def stock_sums(session: AsyncSession, kpis: set[str], as_of: datetime, f: 
     return out
 
 
-async def _values(session: AsyncSession, kpis: set[str], period: Period, where: list, *,
+async def _values(session: AsyncSession, kpis: set[str], ranges: list[tuple[datetime, datetime]], where: list, *,
                   grouped: bool) -> dict[tuple[str, str | None], list[tuple[float, int]]]:
-    """(value, count) pairs per (kpi, category): every value (durations), or counted per distinct value (a
-    small domain such as 1–5 ratings)."""
+    """(value, count) pairs per (kpi, category) of the flow observations in the time ranges: every value
+    (durations), or counted per distinct value (a small domain such as 1–5 ratings)."""
+    out: dict[tuple[str, str | None], list[tuple[float, int]]] = {}
+    for start, end in ranges:
+        for k, v in (await _values_in(session, kpis, start, end, where, grouped=grouped)).items():
+            out.setdefault(k, []).extend(v)
+    return out
+
+
+async def _values_in(session: AsyncSession, kpis: set[str], start: datetime, end: datetime, where: list, *,
+                     grouped: bool) -> dict[tuple[str, str | None], list[tuple[float, int]]]:
     o = Observation
-    conds = [o.kpi.in_(sorted(kpis)), *_flow(period), o.value.is_not(None), *where]
+    conds = [o.kpi.in_(sorted(kpis)), o.mode == "flow", o.at >= start, o.at < end, o.value.is_not(None), *where]
     out: dict[tuple[str, str | None], list[tuple[float, int]]] = {}
     if grouped:
         rows = await session.execute(select(o.kpi, o.category, o.value, func.count()).where(*conds)
@@ -204,37 +203,17 @@ def _sqlite_param(v: Any) -> Any:
     return v
 
 
-def weighted_stats(pairs: list[tuple[float, int]]) -> tuple[float, float, float]:
-    """Mean, median and p90 (linear interpolation between closest ranks) of a multiset given as (value, count)."""
-    if all(c == 1 for _, c in pairs):   # plain values (durations): index straight into the sorted list
-        vs = sorted(v for v, _ in pairs)
-        n = len(vs)
-
-        def at(p: float) -> float:
-            k = (n - 1) * p
-            lo, hi = math.floor(k), math.ceil(k)
-            return vs[lo] + (vs[hi] - vs[lo]) * (k - lo)
-
-        return math.fsum(vs) / n, at(0.5), at(0.9)
-    pairs = sorted(pairs)
-    n = sum(c for _, c in pairs)
-    mean = math.fsum(v * c for v, c in pairs) / n
-
-    def nth(i: int) -> float:
-        seen = 0
-        for v, c in pairs:
-            seen += c
-            if i < seen:
-                return v
-        return pairs[-1][0]
-
-    def pct(p: float) -> float:
-        k = (n - 1) * p
-        lo, hi = math.floor(k), math.ceil(k)
-        a = nth(lo)
-        return a + (nth(hi) - a) * (k - lo)
-
-    return mean, pct(0.5), pct(0.9)
+async def _stats(dist: Distribution, div: float, params: dict[str, Any]) -> dict[str, Any]:
+    """count, and when there are values: mean, median, p90 (in the unit `div`) and the share within the
+    indicator's threshold."""
+    out: dict[str, Any] = {"count": dist.n}
+    if dist.n:
+        median, p90 = await dist.quantiles([0.5, 0.9], div)
+        out.update(mean=dist.mean(div), median=median, p90=p90)
+        if params.get("threshold_hours"):
+            limit = float(params["threshold_hours"]) * 3600.0
+            out["share_within_threshold"] = _round(await dist.count_at_most(limit) / dist.n * 100)
+    return out
 
 
 async def measure_many(session: AsyncSession, defs: list[KpiDefinition], period: Period, f: Filters,
@@ -262,11 +241,25 @@ async def measure_many(session: AsyncSession, defs: list[KpiDefinition], period:
     stock_all = _Sums(await stock_sums(session, kpis(unscoped, ("stock_ratio", "stock_count", "ontime"))
                                        | kpis(unscoped, ("distinct_ratio",), "den_obs"), as_of, f, ALL))
 
-    values: dict[tuple[str, str | None], list[tuple[float, int]]] = {}
-    for ds, where in ((scoped, [*scope, *filt]), (unscoped, filt)):
+    # Values (durations, ratings): whole months as the rollup's histograms, the partial months at the edges as
+    # values; distribution.py picks exact order statistics from both. A channel or group filter has no
+    # histogram of its own: then every value comes from the observations.
+    months = rollup.full_months(period.first, period.after) if rollup.dim_for(f.channel, f.group) == ("", "") else None
+    edge_ranges = [(period.start, period.end)]
+    month_range = None
+    if months:
+        month_range = (rollup.month_start(months[0]), rollup.month_start(rollup.next_bucket(months[1])))
+        edge_ranges = [r for r in ((period.start, month_range[0]), (month_range[1], period.end)) if r[0] < r[1]]
+    values: dict[tuple[bool, str, str | None], list[tuple[float, int]]] = {}
+    hists: dict[tuple[bool, str, str | None], dict[int, list[int]]] = {}
+    for is_scoped, ds, where in ((True, scoped, [*scope, *filt]), (False, unscoped, filt)):
+        if months and kpis(ds, ("duration", "mean")):
+            for (k, c), bins in (await rollup.hist_sums(session, sorted(kpis(ds, ("duration", "mean"))), *months,
+                                                        f.scope if is_scoped else ALL, f.category)).items():
+                hists[(is_scoped, k, c)] = bins
         for calc, grouped in (("duration", False), ("mean", True)):
             ks = kpis(ds, (calc,))
-            if ks:
+            if ks and edge_ranges:
                 # Only the categories some indicator reads (closure times: grid events; errands: three kinds).
                 need: dict[str, set[str] | None] = {}
                 for d in ds:
@@ -283,8 +276,35 @@ async def measure_many(session: AsyncSession, defs: list[KpiDefinition], period:
                 reads += [({k}, [Observation.category.in_(sorted(c for c in cs if c is not None))])
                           for k, cs in sorted(need.items(), key=lambda kv: kv[0]) if cs is not None]
                 for read, extra in reads:
-                    for k, v in (await _values(session, read, period, [*extra, *where], grouped=grouped)).items():
-                        values.setdefault(k, []).extend(v)
+                    for (k, c), v in (await _values(session, read, edge_ranges, [*extra, *where],
+                                                    grouped=grouped)).items():
+                        values.setdefault((is_scoped, k, c), []).extend(v)
+
+    def distribution(d: KpiDefinition, where: list) -> Distribution:
+        is_scoped, obs, cats = (d.params or {}).get("scoped", True), _obs(d), _cats(d, f)
+
+        def mine(key: tuple[bool, str, str | None]) -> bool:
+            return key[0] == is_scoped and key[1] in obs and (cats is None or key[2] in cats)
+
+        hist: dict[int, list[int]] = {}
+        for key, bins in hists.items():
+            if mine(key):
+                for b, (n, vs) in bins.items():
+                    cur = hist.setdefault(b, [0, 0])
+                    cur[0] += n
+                    cur[1] += vs
+        edges = [p for key, vs in values.items() if mine(key) for p in vs]
+
+        async def fetch(bins: list[int]) -> list[float]:
+            o = Observation
+            conds = [o.kpi.in_(obs), o.mode == "flow", o.at >= month_range[0], o.at < month_range[1],
+                     o.value.is_not(None), *where,
+                     or_(*(and_(o.value >= lo, o.value < hi) for lo, hi in map(bin_bounds, bins)))]
+            if cats:
+                conds.append(o.category.in_(sorted(c for c in cats if c is not None)))
+            return [float(v) for (v,) in await session.execute(select(o.value).where(*conds))]
+
+        return Distribution(hist, edges, fetch if month_range else None)
 
     out: dict[str, dict[str, Any]] = {}
     for d in defs:
@@ -309,18 +329,19 @@ async def measure_many(session: AsyncSession, defs: list[KpiDefinition], period:
                 fig["value"] = num / den * pct
         elif d.calc in ("duration", "mean"):
             div = UNIT_SECONDS.get(d.unit, 1.0) if d.calc == "duration" else 1.0
-            raw = [(v, c) for (k, cat), vs in values.items() if k in obs and (cats is None or cat in cats)
-                   for v, c in vs]
-            n = sum(c for _, c in raw)
-            fig["count"] = n
-            if n:
-                mean, median, p90 = weighted_stats([(v / div, c) for v, c in raw])
-                stats = {"mean": mean, "median": median, "p90": p90}
-                fig.update({k: _round(v, 3) for k, v in stats.items()})
+            try:
+                stats = await _stats(distribution(d, where), div, params)
+            except Stale:   # an ingest landed between the histogram and the bin reads: read every value
+                conds = [*where]
+                if cats:
+                    conds.append(Observation.category.in_(sorted(c for c in cats if c is not None)))
+                every = await _values(session, set(obs), [(period.start, period.end)], conds,
+                                      grouped=d.calc == "mean")
+                stats = await _stats(Distribution(edges=[p for vs in every.values() for p in vs]), div, params)
+            fig["count"] = stats.pop("count")
+            if fig["count"]:
                 fig["value"] = stats[d.stat or "mean"]
-                if params.get("threshold_hours"):
-                    limit = float(params["threshold_hours"]) * 3600.0
-                    fig["share_within_threshold"] = _round(sum(c for v, c in raw if v <= limit) / n * 100)
+                fig.update({k: _round(v, 3) if k != "share_within_threshold" else v for k, v in stats.items()})
         elif d.calc == "distinct_ratio":
             conds = [Observation.kpi.in_(obs), *_flow(period), *where]
             if cats:

@@ -107,10 +107,11 @@ class Rollup(Base):
     kpi: Mapped[str] = mapped_column(String(48), primary_key=True)
     mode: Mapped[str] = mapped_column(String(8), primary_key=True)
     dim: Mapped[str] = mapped_column(String(8), primary_key=True)
-    dimval: Mapped[str] = mapped_column(String(48), primary_key=True)
-    # place before bucket: a query names one (aggregated) place and a range of months
+    # Key order: a query names one indicator, dim and (aggregated) place, then a range of months; the dim's
+    # values (channels, groups, histogram bins) come after, so reading a histogram is one range.
     place: Mapped[str] = mapped_column(String(32), primary_key=True)        # exact, or "*" + scope (rollup.py)
     bucket: Mapped[int] = mapped_column(Integer, primary_key=True)          # yyyymm, Asia/Shanghai
+    dimval: Mapped[str] = mapped_column(String(48), primary_key=True)       # after the months: a channel or a bin
     category: Mapped[str] = mapped_column(String(48), primary_key=True)     # "" when the observation has none
     num: Mapped[float] = mapped_column(Float, default=0)
     den: Mapped[float] = mapped_column(Float, default=0)

@@ -23,13 +23,15 @@ from sqlalchemy import func, select, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from svc_metrics.kpis.distribution import bin_of
 from svc_metrics.kpis.facts import Obs
 from svc_metrics.kpis.models import Rollup
 
 SHANGHAI_OFFSET = timedelta(hours=8)   # Asia/Shanghai has had no daylight saving time since 1991
 MICRO = 1_000_000
-COLUMNS = ("kpi", "mode", "dim", "dimval", "place", "bucket", "category", "num", "den", "n", "vsum", "vn")
-Key = tuple[str, str, str, str, str, int, str]   # kpi, mode, dim, dimval, place, bucket, category
+HIST = "hist"   # dim of the value histogram: dimval is the bin (distribution.py), n its count, vsum its sum
+COLUMNS = ("kpi", "mode", "dim", "place", "bucket", "dimval", "category", "num", "den", "n", "vsum", "vn")
+Key = tuple[str, str, str, str, int, str, str]   # kpi, mode, dim, place, bucket, dimval, category
 
 
 def bucket_of(at: datetime) -> int:
@@ -88,15 +90,17 @@ def contribute(acc: dict[Key, list], observations: Iterable[Obs], sign: int = 1)
             vn = 0 if o.value is None else 1
             vs = 0 if o.value is None else round(o.value * MICRO)
             for d, dv in ds:
-                _add(acc, (o.kpi, "flow", d, dv, place, b, cat), sign * o.num, sign * o.den, sign, sign * vs, sign * vn)
+                _add(acc, (o.kpi, "flow", d, place, b, dv, cat), sign * o.num, sign * o.den, sign, sign * vs, sign * vn)
+            if o.value is not None:
+                add_to_histogram(acc, o, sign)
         else:
             b = bucket_of(o.at)
             for d, dv in ds:
-                _add(acc, (o.kpi, "stock", d, dv, place, b, cat), sign * o.num, sign * o.den, sign, 0, 0)
+                _add(acc, (o.kpi, "stock", d, place, b, dv, cat), sign * o.num, sign * o.den, sign, 0, 0)
             if o.end_at is not None:
                 e = bucket_of(o.end_at)
                 for d, dv in ds:
-                    _add(acc, (o.kpi, "stock", d, dv, place, e, cat), -sign * o.num, -sign * o.den, -sign, 0, 0)
+                    _add(acc, (o.kpi, "stock", d, place, e, dv, cat), -sign * o.num, -sign * o.den, -sign, 0, 0)
 
 
 LEVELS = (6, 9, 12, 15)   # district, street, community, grid (GB/T 2260 codes plus three digits per level)
@@ -112,11 +116,17 @@ def with_levels(acc: dict[Key, list]) -> dict[Key, list]:
     """The changes at their exact places plus the same changes added up at every level above each place."""
     out: dict[Key, list] = {}
     for key, v in acc.items():
-        place = key[4]
+        place = key[3]
         _add(out, key, *v)
         for agg in (AGGREGATE, *(AGGREGATE + place[:n] for n in LEVELS if len(place) >= n)):
-            _add(out, (*key[:4], agg, *key[5:]), *v)
+            _add(out, (*key[:3], agg, *key[4:]), *v)
     return out
+
+
+def add_to_histogram(acc: dict[Key, list], o: Obs, sign: int = 1) -> None:
+    """A flow observation's value in its indicator's histogram (distribution.py)."""
+    _add(acc, (o.kpi, "flow", HIST, o.place or "", bucket_of(o.at), str(bin_of(o.value)), (o.category or "")[:48]),
+         0, 0, sign, sign * round(o.value * MICRO), sign)
 
 
 def nonzero(acc: dict[Key, list]) -> list[tuple]:
@@ -125,7 +135,7 @@ def nonzero(acc: dict[Key, list]) -> list[tuple]:
 
 
 SQLITE_UPSERT = (f"INSERT INTO kpi_rollups ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))}) "
-                 "ON CONFLICT (kpi, mode, dim, dimval, place, bucket, category) DO UPDATE SET "
+                 "ON CONFLICT (kpi, mode, dim, place, bucket, dimval, category) DO UPDATE SET "
                  "num = num + excluded.num, den = den + excluded.den, n = n + excluded.n, "
                  "vsum = vsum + excluded.vsum, vn = vn + excluded.vn")
 
@@ -141,7 +151,7 @@ async def apply(session: AsyncSession, acc: dict[Key, list]) -> int:
         t = Rollup.__table__
         stmt = pg_insert(t)
         stmt = stmt.on_conflict_do_update(
-            index_elements=["kpi", "mode", "dim", "dimval", "place", "bucket", "category"],
+            index_elements=["kpi", "mode", "dim", "place", "bucket", "dimval", "category"],
             set_={c: t.c[c] + stmt.excluded[c] for c in ("num", "den", "n", "vsum", "vn")})
         for i in range(0, len(rows), 1000):
             await conn.execute(stmt, [dict(zip(COLUMNS, r)) for r in rows[i:i + 1000]])
@@ -200,6 +210,23 @@ async def flow_sums(session: AsyncSession, kpis: list[str], lo: int, hi: int, di
                                         func.sum(r.vsum), func.sum(r.vn)).where(*conds).group_by(r.kpi, r.category))
     return {(k, c or None): [float(a or 0), float(b or 0), int(n or 0), int(vs or 0), int(vn or 0)]
             for k, c, a, b, n, vs, vn in rows}
+
+
+async def hist_sums(session: AsyncSession, kpis: list[str], lo: int, hi: int, scope: str,
+                    category: str | None) -> dict[tuple[str, str | None], dict[int, list[int]]]:
+    """The value histogram {bin: [count, Σ millionths]} per (kpi, category) over months lo..hi."""
+    r = Rollup
+    conds = [r.kpi.in_(kpis), r.mode == "flow", r.dim == HIST, r.place == aggregate_place(scope),
+             r.bucket >= lo, r.bucket <= hi]
+    if category:
+        conds.append(r.category == category)
+    rows = await session.execute(select(r.kpi, r.category, r.dimval, func.sum(r.n), func.sum(r.vsum))
+                                 .where(*conds).group_by(r.kpi, r.category, r.dimval))
+    out: dict[tuple[str, str | None], dict[int, list[int]]] = {}
+    for k, c, b, n, vs in rows:
+        if n:
+            out.setdefault((k, c or None), {})[int(b)] = [int(n), int(vs or 0)]
+    return out
 
 
 async def stock_sums(session: AsyncSession, kpis: list[str], before: int, dim: tuple[str, str], scope: str,

@@ -1,13 +1,17 @@
-"""rollup rows added up at every place level (key place before bucket)
+"""rollup rows added up at every place level (key: kpi, mode, dim, place, bucket, dimval, category); value
+histograms
 
 Revision ID: e7a4c2b9d1f0
 Revises: d5e8b2c4f1a7
 Create Date: 2026-11-29 11:20:00
 
 The rollup is derived data: the new table is filled from the old one in SQL (the exact rows as they are, the
-aggregated rows as their sums per level), so no rebuild is needed after upgrading.
+aggregated rows as their sums per level), and the value histograms from the observations through the code that
+maintains them at ingest, so no rebuild is needed after upgrading.
 """
 from __future__ import annotations
+
+from datetime import datetime, timezone
 
 from alembic import op
 import sqlalchemy as sa
@@ -17,7 +21,7 @@ down_revision = 'd5e8b2c4f1a7'
 branch_labels = None
 depends_on = None
 
-KEY = ('kpi', 'mode', 'dim', 'dimval', 'place', 'bucket', 'category')
+KEY = ('kpi', 'mode', 'dim', 'place', 'bucket', 'dimval', 'category')
 OLD_KEY = ('kpi', 'mode', 'dim', 'dimval', 'bucket', 'place', 'category')
 SUMS = ('num', 'den', 'n', 'vsum', 'vn')
 LEVELS = (6, 9, 12, 15)
@@ -29,9 +33,9 @@ def _create(name: str, key: tuple[str, ...]) -> None:
         sa.Column('kpi', sa.String(length=48), nullable=False),
         sa.Column('mode', sa.String(length=8), nullable=False),
         sa.Column('dim', sa.String(length=8), nullable=False),
-        sa.Column('dimval', sa.String(length=48), nullable=False),
         sa.Column('place', sa.String(length=32), nullable=False),
         sa.Column('bucket', sa.Integer(), nullable=False),
+        sa.Column('dimval', sa.String(length=48), nullable=False),
         sa.Column('category', sa.String(length=48), nullable=False),
         sa.Column('num', sa.Float(), nullable=False),
         sa.Column('den', sa.Float(), nullable=False),
@@ -55,18 +59,40 @@ def upgrade() -> None:
     cols = ', '.join((*KEY, *SUMS))
     sums = ', '.join(f'SUM({c})' for c in SUMS)
     op.execute(f"INSERT INTO kpi_rollups ({cols}) SELECT {cols} FROM kpi_rollups_old")
-    op.execute(f"INSERT INTO kpi_rollups ({cols}) SELECT kpi, mode, dim, dimval, '*', bucket, category, {sums} "
+    op.execute(f"INSERT INTO kpi_rollups ({cols}) SELECT kpi, mode, dim, '*', bucket, dimval, category, {sums} "
                "FROM kpi_rollups_old GROUP BY kpi, mode, dim, dimval, bucket, category")
     for n in LEVELS:
-        op.execute(f"INSERT INTO kpi_rollups ({cols}) SELECT kpi, mode, dim, dimval, '*' || substr(place, 1, {n}), "
-                   f"bucket, category, {sums} FROM kpi_rollups_old WHERE length(place) >= {n} "
+        op.execute(f"INSERT INTO kpi_rollups ({cols}) SELECT kpi, mode, dim, '*' || substr(place, 1, {n}), "
+                   f"bucket, dimval, category, {sums} FROM kpi_rollups_old WHERE length(place) >= {n} "
                    f"GROUP BY kpi, mode, dim, dimval, substr(place, 1, {n}), bucket, category")
     op.drop_table('kpi_rollups_old')
+    _histograms()
+
+
+def _histograms() -> None:
+    from svc_metrics.kpis import rollup
+    from svc_metrics.kpis.facts import Obs
+
+    bind = op.get_bind()
+    acc: dict = {}
+    for kpi, at, place, category, value in bind.execute(sa.text(
+            "SELECT kpi, at, place, category, value FROM kpi_observations WHERE mode = 'flow' AND value IS NOT NULL")):
+        if isinstance(at, str):   # SQLite: naive UTC text
+            at = datetime.fromisoformat(at)
+        if at.tzinfo is None:
+            at = at.replace(tzinfo=timezone.utc)
+        rollup.add_to_histogram(acc, Obs(kpi, at, place=place or "", category=category, value=float(value)))
+    rows = [dict(zip(rollup.COLUMNS, r)) for r in rollup.nonzero(acc)]
+    insert = sa.text(f"INSERT INTO kpi_rollups ({', '.join(rollup.COLUMNS)}) "
+                     f"VALUES ({', '.join(':' + c for c in rollup.COLUMNS)})")
+    for i in range(0, len(rows), 5000):
+        bind.execute(insert, rows[i:i + 5000])
 
 
 def downgrade() -> None:
     _move_aside()
     _create('kpi_rollups', OLD_KEY)
     cols = ', '.join((*KEY, *SUMS))
-    op.execute(f"INSERT INTO kpi_rollups ({cols}) SELECT {cols} FROM kpi_rollups_old WHERE substr(place, 1, 1) <> '*'")
+    op.execute(f"INSERT INTO kpi_rollups ({cols}) SELECT {cols} FROM kpi_rollups_old "
+               "WHERE substr(place, 1, 1) <> '*' AND dim <> 'hist'")
     op.drop_table('kpi_rollups_old')
