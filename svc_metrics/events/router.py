@@ -2,8 +2,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
 from fastapi import APIRouter, Depends, Request
-from pydantic import BaseModel, ConfigDict, Field
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from common.auth import Principal, require_roles
 from svc_metrics.deps import clock_of, db_of
@@ -26,10 +28,28 @@ class IngestOut(BaseModel):
     duplicates: int
 
 
-@router.post("/events", response_model=IngestOut, summary="接收事件批次 Ingest a batch of domain events")
-async def ingest(body: EventBatchIn, request: Request,
+async def _batch(request: Request) -> EventBatchIn:
+    """The body parsed with orjson (a relay's batch is hundreds of KiB: several times faster than the standard
+    library FastAPI would use) and checked by the same model, with the same problems."""
+    raw = await request.body()
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise RequestValidationError([{"type": "json_invalid", "loc": ("body", exc.pos), "msg": "JSON decode error",
+                                       "input": {}, "ctx": {"error": exc.msg}}]) from None
+    try:
+        return EventBatchIn.model_validate(data)
+    except ValidationError as exc:
+        raise RequestValidationError([{**e, "loc": ("body", *e["loc"])} for e in exc.errors()]) from None
+
+
+@router.post("/events", response_model=IngestOut, summary="接收事件批次 Ingest a batch of domain events",
+             openapi_extra={"requestBody": {"required": True, "content": {
+                 "application/json": {"schema": EventBatchIn.model_json_schema()}}}})
+async def ingest(request: Request,
                  principal: Principal = Depends(require_roles("system", "ops"))) -> IngestOut:
     settings = request.app.state.settings
+    body = await _batch(request)
     events = service.validate_batch(body.events, settings.max_events_per_batch)
     db = db_of(request)
     now = clock_of(request).now()

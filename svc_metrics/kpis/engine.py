@@ -116,7 +116,7 @@ async def flow_sums(session: AsyncSession, kpis: set[str], period: Period, f: Fi
     ks = sorted(kpis)
     out: dict = {}
     dim = rollup.dim_for(f.channel, f.group)
-    months = rollup.full_months(period.first, period.after) if dim is not None else None
+    months = rollup.full_months(period.first, period.after) if dim is not None and rollup.covers(scope) else None
     ranges = [(period.start, period.end)]
     if months:
         lo, hi = months
@@ -140,15 +140,15 @@ async def stock_sums(session: AsyncSession, kpis: set[str], as_of: datetime, f: 
     ks = sorted(kpis)
     where = [*rollup.obs_scope_conds(Observation.place, scope), *_filter_conds(f)]
     dim = rollup.dim_for(f.channel, f.group)
-    if dim is None:
+    if dim is None or by_place or not rollup.covers(scope):
         return await _obs_sums(session, ks, [*_stock(as_of), *where], by_place=by_place)
     b = rollup.bucket_of(as_of)
     ms = rollup.month_start(b)
-    out = await rollup.stock_sums(session, ks, b, dim, scope, f.category, by_place=by_place)
+    out = await rollup.stock_sums(session, ks, b, dim, scope, f.category)
     _merge(out, await _obs_sums(session, ks, [Observation.mode == "stock", Observation.at >= ms,
-                                              Observation.at <= as_of, *where], by_place=by_place))
+                                              Observation.at <= as_of, *where]))
     _merge(out, await _obs_sums(session, ks, [Observation.end_at.is_not(None), Observation.end_at >= ms,
-                                              Observation.end_at <= as_of, *where], by_place=by_place), -1)
+                                              Observation.end_at <= as_of, *where]), -1)
     return out
 
 
@@ -244,15 +244,20 @@ async def measure_many(session: AsyncSession, defs: list[KpiDefinition], period:
     # Values (durations, ratings): whole months as the rollup's histograms, the partial months at the edges as
     # values; distribution.py picks exact order statistics from both. A channel or group filter has no
     # histogram of its own: then every value comes from the observations.
-    months = rollup.full_months(period.first, period.after) if rollup.dim_for(f.channel, f.group) == ("", "") else None
-    edge_ranges = [(period.start, period.end)]
-    month_range = None
-    if months:
-        month_range = (rollup.month_start(months[0]), rollup.month_start(rollup.next_bucket(months[1])))
-        edge_ranges = [r for r in ((period.start, month_range[0]), (month_range[1], period.end)) if r[0] < r[1]]
+    months_all = rollup.full_months(period.first, period.after) if rollup.dim_for(f.channel, f.group) == ("", "") else None
+    spans: dict[bool, tuple[tuple[int, int] | None, tuple[datetime, datetime] | None, list]] = {}
+    for is_scoped in (True, False):
+        months = months_all if rollup.covers(f.scope if is_scoped else ALL) else None
+        edge_ranges = [(period.start, period.end)]
+        month_range = None
+        if months:
+            month_range = (rollup.month_start(months[0]), rollup.month_start(rollup.next_bucket(months[1])))
+            edge_ranges = [r for r in ((period.start, month_range[0]), (month_range[1], period.end)) if r[0] < r[1]]
+        spans[is_scoped] = (months, month_range, edge_ranges)
     values: dict[tuple[bool, str, str | None], list[tuple[float, int]]] = {}
     hists: dict[tuple[bool, str, str | None], dict[int, list[int]]] = {}
     for is_scoped, ds, where in ((True, scoped, [*scope, *filt]), (False, unscoped, filt)):
+        months, month_range, edge_ranges = spans[is_scoped]
         if months and kpis(ds, ("duration", "mean")):
             for (k, c), bins in (await rollup.hist_sums(session, sorted(kpis(ds, ("duration", "mean"))), *months,
                                                         f.scope if is_scoped else ALL, f.category)).items():
@@ -282,6 +287,7 @@ async def measure_many(session: AsyncSession, defs: list[KpiDefinition], period:
 
     def distribution(d: KpiDefinition, where: list) -> Distribution:
         is_scoped, obs, cats = (d.params or {}).get("scoped", True), _obs(d), _cats(d, f)
+        month_range = spans[is_scoped][1]
 
         def mine(key: tuple[bool, str, str | None]) -> bool:
             return key[0] == is_scoped and key[1] in obs and (cats is None or key[2] in cats)

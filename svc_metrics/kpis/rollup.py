@@ -80,31 +80,19 @@ def _add(acc: dict[Key, list], key: Key, num: float, den: float, n: int, vsum: i
         cur[4] += vn
 
 
-def contribute(acc: dict[Key, list], observations: Iterable[Obs], sign: int = 1) -> None:
-    """Add (sign=1) or take away (sign=-1) what these observations put into the rollup."""
-    for o in observations:
-        place, cat = o.place or "", (o.category or "")[:48]
-        ds = dims(o.channel, o.groups)
-        if o.mode == "flow":
-            b = bucket_of(o.at)
-            vn = 0 if o.value is None else 1
-            vs = 0 if o.value is None else round(o.value * MICRO)
-            for d, dv in ds:
-                _add(acc, (o.kpi, "flow", d, place, b, dv, cat), sign * o.num, sign * o.den, sign, sign * vs, sign * vn)
-            if o.value is not None:
-                add_to_histogram(acc, o, sign)
-        else:
-            b = bucket_of(o.at)
-            for d, dv in ds:
-                _add(acc, (o.kpi, "stock", d, place, b, dv, cat), sign * o.num, sign * o.den, sign, 0, 0)
-            if o.end_at is not None:
-                e = bucket_of(o.end_at)
-                for d, dv in ds:
-                    _add(acc, (o.kpi, "stock", d, place, e, dv, cat), -sign * o.num, -sign * o.den, -sign, 0, 0)
-
-
-LEVELS = (6, 9, 12, 15)   # district, street, community, grid (GB/T 2260 codes plus three digits per level)
+LEVELS = (6, 9)   # district and street (GB/T 2260); communities and grids are read from the observations
 AGGREGATE = "*"
+_levels: dict[str, tuple[str, ...]] = {}
+
+
+def levels_of(place: str) -> tuple[str, ...]:
+    """The rollup places an observation at `place` counts under: the platform, its district, its street."""
+    out = _levels.get(place)
+    if out is None:
+        out = (AGGREGATE, *(AGGREGATE + place[:n] for n in LEVELS if len(place) >= n))
+        if len(_levels) < 100_000:
+            _levels[place] = out
+    return out
 
 
 def aggregate_place(scope: str) -> str:
@@ -112,26 +100,52 @@ def aggregate_place(scope: str) -> str:
     return AGGREGATE if scope == "all" else AGGREGATE + scope
 
 
-def with_levels(acc: dict[Key, list]) -> dict[Key, list]:
-    """The changes at their exact places plus the same changes added up at every level above each place."""
-    out: dict[Key, list] = {}
-    for key, v in acc.items():
-        place = key[3]
-        _add(out, key, *v)
-        for agg in (AGGREGATE, *(AGGREGATE + place[:n] for n in LEVELS if len(place) >= n)):
-            _add(out, (*key[:3], agg, *key[4:]), *v)
-    return out
+def covers(scope: str) -> bool:
+    """Whether the rollup holds this scope (the platform, a district, a street)."""
+    return scope == "all" or len(scope) in LEVELS
+
+
+def contribute(acc: dict[Key, list], observations: Iterable[Obs], sign: int = 1) -> None:
+    """Add (sign=1) or take away (sign=-1) what these observations put into the rollup."""
+    for o in observations:
+        places, cat = levels_of(o.place or ""), (o.category or "")[:48]
+        ds = dims(o.channel, o.groups)
+        if o.mode == "flow":
+            b = bucket_of(o.at)
+            vn = 0 if o.value is None else 1
+            vs = 0 if o.value is None else round(o.value * MICRO)
+            row = (sign * o.num, sign * o.den, sign, sign * vs, sign * vn)
+            for d, dv in ds:
+                for p in places:
+                    _add(acc, (o.kpi, "flow", d, p, b, dv, cat), *row)
+            if o.value is not None:
+                hb = str(bin_of(o.value))
+                for p in places:
+                    _add(acc, (o.kpi, "flow", HIST, p, b, hb, cat), 0, 0, sign, sign * vs, sign)
+        else:
+            b = bucket_of(o.at)
+            row = (sign * o.num, sign * o.den, sign, 0, 0)
+            for d, dv in ds:
+                for p in places:
+                    _add(acc, (o.kpi, "stock", d, p, b, dv, cat), *row)
+            if o.end_at is not None:
+                e = bucket_of(o.end_at)
+                neg = (-sign * o.num, -sign * o.den, -sign, 0, 0)
+                for d, dv in ds:
+                    for p in places:
+                        _add(acc, (o.kpi, "stock", d, p, e, dv, cat), *neg)
 
 
 def add_to_histogram(acc: dict[Key, list], o: Obs, sign: int = 1) -> None:
-    """A flow observation's value in its indicator's histogram (distribution.py)."""
-    _add(acc, (o.kpi, "flow", HIST, o.place or "", bucket_of(o.at), str(bin_of(o.value)), (o.category or "")[:48]),
-         0, 0, sign, sign * round(o.value * MICRO), sign)
+    """A flow observation's value in its indicator's histogram (distribution.py), at every level."""
+    b, hb, vs = bucket_of(o.at), str(bin_of(o.value)), round(o.value * MICRO)
+    for p in levels_of(o.place or ""):
+        _add(acc, (o.kpi, "flow", HIST, p, b, hb, (o.category or "")[:48]), 0, 0, sign, sign * vs, sign)
 
 
 def nonzero(acc: dict[Key, list]) -> list[tuple]:
     """The changed keys as rows, sorted (a fixed lock order for concurrent writers on PostgreSQL)."""
-    return [(*k, *v) for k, v in sorted(with_levels(acc).items()) if any(v)]
+    return [(*k, *v) for k, v in sorted(acc.items()) if any(v)]
 
 
 SQLITE_UPSERT = (f"INSERT INTO kpi_rollups ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))}) "
@@ -180,13 +194,6 @@ def full_months(first: date, after: date) -> tuple[int, int] | None:
     return bucket_of_day(lo), bucket_of_day(last)
 
 
-def exact_place_conds(col, scope: str) -> list:
-    """The exact-place rows within `scope` (never the aggregated ones)."""
-    if scope == "all":
-        return [func.substr(col, 1, 1) != AGGREGATE]
-    return [col >= scope, col < scope + ":"]
-
-
 def obs_scope_conds(col, scope: str) -> list:
     """The scope on the observations. A district or street holds most places, so its range on the place index
     would read the observations of all time: compare a prefix instead, which keeps the planner on the time
@@ -202,8 +209,8 @@ async def flow_sums(session: AsyncSession, kpis: list[str], lo: int, hi: int, di
                     scope: str, category: str | None) -> dict[tuple[str, str | None], list]:
     """Σnum, Σden, n, Σvalue (millionths), values per (kpi, category) over months lo..hi."""
     r = Rollup
-    conds = [r.kpi.in_(kpis), r.mode == "flow", r.dim == dim[0], r.dimval == dim[1],
-             r.place == aggregate_place(scope), r.bucket >= lo, r.bucket <= hi]
+    conds = [r.kpi.in_(kpis), r.mode == "flow", r.dim == dim[0], r.place == aggregate_place(scope),
+             r.bucket >= lo, r.bucket <= hi, r.dimval == dim[1]]
     if category:
         conds.append(r.category == category)
     rows = await session.execute(select(r.kpi, r.category, func.sum(r.num), func.sum(r.den), func.sum(r.n),
@@ -230,21 +237,16 @@ async def hist_sums(session: AsyncSession, kpis: list[str], lo: int, hi: int, sc
 
 
 async def stock_sums(session: AsyncSession, kpis: list[str], before: int, dim: tuple[str, str], scope: str,
-                     category: str | None, *, by_place: bool = False) -> dict[tuple, list]:
-    """The stock (Σnum, Σden, n) as of the start of month `before`, per (kpi, category[, place])."""
+                     category: str | None) -> dict[tuple, list]:
+    """The stock (Σnum, Σden, n) as of the start of month `before`, per (kpi, category)."""
     r = Rollup
-    conds = [r.kpi.in_(kpis), r.mode == "stock", r.dim == dim[0], r.dimval == dim[1], r.bucket < before,
-             *(exact_place_conds(r.place, scope) if by_place else [r.place == aggregate_place(scope)])]
+    conds = [r.kpi.in_(kpis), r.mode == "stock", r.dim == dim[0], r.place == aggregate_place(scope),
+             r.bucket < before, r.dimval == dim[1]]
     if category:
         conds.append(r.category == category)
-    group = [r.kpi, r.category, r.place] if by_place else [r.kpi, r.category]
-    rows = await session.execute(select(*group, func.sum(r.num), func.sum(r.den), func.sum(r.n))
-                                 .where(*conds).group_by(*group))
-    out: dict[tuple, list] = {}
-    for row in rows:
-        key = (row[0], row[1] or None, *row[2:len(group)])
-        out[key] = [float(row[len(group)] or 0), float(row[len(group) + 1] or 0), int(row[len(group) + 2] or 0)]
-    return out
+    rows = await session.execute(select(r.kpi, r.category, func.sum(r.num), func.sum(r.den), func.sum(r.n))
+                                 .where(*conds).group_by(r.kpi, r.category))
+    return {(k, c or None): [float(a or 0), float(b or 0), int(n or 0)] for k, c, a, b, n in rows}
 
 
 async def rebuild(session: AsyncSession) -> None:

@@ -83,3 +83,19 @@ async def test_out_of_order_and_late_events_give_the_same_numbers(client, post, 
         await post(events[i:i + 5])
     got = {c: (await kpi(c))["value"] for c in ("response_time", "on_time_rate", "satisfaction_rate")}
     assert got == {"response_time": 3.5, "on_time_rate": round(5 / 6 * 100, 2), "satisfaction_rate": round(4 / 6 * 100, 2)}
+
+
+async def test_malformed_bodies_get_problems_naming_the_field(client, auth):
+    headers = {**auth(role="system", user="svc_services", member="svc_services"), "Content-Type": "application/json"}
+    r = await client.post("/metrics/v1/events", content=b'{"events": [', headers=headers)
+    assert r.status_code in (400, 422) and r.headers["content-type"].startswith("application/problem+json")
+    assert "JSON" in r.json()["title"] or "JSON" in r.text
+    for body, field in ((b'{"events": {}}', "events"), (b'{"rows": []}', "events"), (b'[]', None)):
+        r = await client.post("/metrics/v1/events", content=body, headers=headers)
+        assert r.status_code == 422, (body, r.text)
+        assert r.headers["content-type"].startswith("application/problem+json")
+        if field:
+            assert field in {e["field"] for e in r.json()["errors"]}, r.text
+    r = await client.get("/openapi.json")
+    body = r.json()["paths"]["/metrics/v1/events"]["post"]["requestBody"]
+    assert "events" in body["content"]["application/json"]["schema"]["properties"]
