@@ -56,7 +56,15 @@ async def upsert_grid(session: AsyncSession, code: str, name: str, lat: float | 
 
 
 async def nearest_grid(session: AsyncSession, lat: float, long: float, radius_m: float) -> ServiceGrid | None:
-    grids = (await session.execute(select(ServiceGrid).where(ServiceGrid.lat.is_not(None)))).scalars()
+    return nearest_of(await located_grids(session), lat, long, radius_m)
+
+
+async def located_grids(session: AsyncSession) -> list[ServiceGrid]:
+    return list((await session.execute(select(ServiceGrid).where(ServiceGrid.lat.is_not(None)))).scalars())
+
+
+def nearest_of(grids, lat: float, long: float, radius_m: float) -> ServiceGrid | None:
+    """The grid whose centre is nearest to (lat, long) within `radius_m`, or None."""
     best, best_d = None, radius_m
     for g in grids:
         d = distance_m(lat, long, g.lat, g.long)
@@ -79,4 +87,6 @@ async def put_grid(code: str, body: GridIn, request: Request, principal: Princip
     if principal.role not in ("community_staff", "street_staff", "ops") or not principal.covers_place(code):
         raise Problem(403, "forbidden", ("只能登记本辖区内的网格", "You may only register grids in your scope"))
     async with request.app.state.db.session() as session, session.begin():
-        return await upsert_grid(session, code, body.name, body.lat, body.long, clock)
+        grid = await upsert_grid(session, code, body.name, body.lat, body.long, clock)
+    request.app.state.intake.lookups.forget_centres()  # intake's snapshot of grid centres (requests.intake)
+    return grid

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import defaultdict
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -42,6 +43,7 @@ from common.idempotency import MAX_KEY_LENGTH, replay
 from svc_services.base import IdempotencyRecord, OutboxEvent
 from svc_services.catalogue.models import CatalogueItem, CatalogueItemVersion
 from svc_services.grids.models import ServiceGrid
+from svc_services.grids.router import located_grids, nearest_of
 from svc_services.requests import service
 from svc_services.requests.models import ServiceRequest, TimelineEntry
 from svc_services.requests.schemas import DuplicateOut, RequestCreate
@@ -51,6 +53,7 @@ log = logging.getLogger("onenet.svc_services.intake")
 
 MAX_BATCH = 128
 MAX_CACHED_GRIDS = 100_000
+GRID_CENTRES_TTL = 5.0
 FALLBACK = object()
 
 
@@ -68,12 +71,14 @@ def write_gate(app: FastAPI):
 
 class CachedLookups(service.Lookups):
     """`service.Lookups` over process caches: item versions (immutable) by code, grids (never removed) by code.
-    Misses are read in a short read-only session; locating by lat/long always reads."""
+    Misses are read in a short read-only session; grid centres for lat/long are a short-lived snapshot."""
 
     def __init__(self, db: Database) -> None:
         self.db = db
         self.items: dict[str, CatalogueItemVersion] = {}
         self.grids: dict[str, ServiceGrid] = {}
+        self._centres: list[ServiceGrid] | None = None
+        self._centres_at = 0.0
 
     async def item(self, code: str) -> CatalogueItemVersion | None:
         hit = self.items.get(code)
@@ -99,8 +104,18 @@ class CachedLookups(service.Lookups):
         return grid
 
     async def nearest(self, lat: float, long: float, radius_m: float) -> ServiceGrid | None:
-        async with self.db.session() as session:
-            return await service.Lookups(session).nearest(lat, long, radius_m)
+        # every grid centre was read for each lat/long submission; a snapshot is kept for GRID_CENTRES_TTL
+        # seconds instead (dropped at once when this process registers or moves a grid; another replica's change
+        # is seen within the TTL)
+        now = time.monotonic()
+        if self._centres is None or now - self._centres_at > GRID_CENTRES_TTL:
+            async with self.db.session() as session:
+                self._centres = await located_grids(session)
+            self._centres_at = now
+        return nearest_of(self._centres, lat, long, radius_m)
+
+    def forget_centres(self) -> None:
+        self._centres = None
 
 
 @dataclass(eq=False, slots=True)

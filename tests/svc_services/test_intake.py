@@ -100,3 +100,18 @@ async def test_fast_path_answers_errors_as_fastapi_does(ready, auth):
     r = await client.post("/services/v1/requests", json=body, headers=h)
     assert r.status_code == 201 and r.headers["content-type"] == "application/json" and r.headers["x-request-id"]
     assert r.json()["possible_duplicates"] == [] and r.json()["allowed_actions"]
+
+
+async def test_grid_centres_snapshot_follows_a_moved_grid(ready, auth):
+    """Intake keeps a short-lived snapshot of grid centres for lat/long; moving a grid here drops it at once."""
+    from tests.svc_services.conftest import GRID2, OPS
+    client = ready
+    near1 = {"lat": 39.9211, "long": 116.4431}
+    r = await submit(client, auth, location=near1)
+    assert r.status_code == 201 and r.json()["grid"] == GRID1
+    r = await client.put(f"/services/v1/grids/{GRID2}", json={"name": "幸福二网格", **near1}, headers=auth(**OPS))
+    assert r.status_code == 200
+    r = await submit(client, auth, location=near1)
+    assert r.status_code == 201 and r.json()["grid"] == GRID2
+    r = await submit(client, auth, location={"lat": 30.0, "long": 120.0})
+    assert r.status_code == 422 and r.json()["errors"][0]["code"] == "location.outside_grids"
