@@ -1,8 +1,6 @@
 """svc_metrics: event store, KPI engine with the plans' targets, early warnings and dashboard (考核评估)."""
 from __future__ import annotations
 
-import asyncio
-from contextlib import nullcontext
 
 from fastapi import FastAPI
 from sqlalchemy import event
@@ -14,6 +12,7 @@ from common.db import Database
 from svc_metrics.alerts.router import cases_router, router as alerts_router
 from svc_metrics.alerts.service import scan_loop
 from svc_metrics.dashboard.router import router as dashboard_router
+from svc_metrics.events.pipeline import SqliteIngest
 from svc_metrics.events.router import router as events_router
 from svc_metrics.gauges import gauge_loop
 from svc_metrics.kpis.router import router as kpis_router
@@ -60,6 +59,7 @@ def create_app(settings: MetricsSettings | None = None, *, verifier: TokenVerifi
         extra_media_types={"/metrics/v1/dashboard/session": ("application/x-www-form-urlencoded",)},
     )
     app.state.clock = clock or Clock()
-    # One writer at a time on SQLite (see events/router.py); PostgreSQL uses advisory locks per entity.
-    app.state.ingest_lock = asyncio.Lock() if db.dialect == "sqlite" else nullcontext()
+    # SQLite has one writer: batches go through a prepare/write pipeline (events/pipeline.py); PostgreSQL
+    # ingests each batch in one transaction with advisory locks per entity (several replicas may write).
+    app.state.sqlite_ingest = SqliteIngest(db) if db.dialect == "sqlite" else None
     return app

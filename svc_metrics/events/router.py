@@ -53,10 +53,12 @@ async def ingest(request: Request,
     events = service.validate_batch(body.events, settings.max_events_per_batch)
     db = db_of(request)
     now = clock_of(request).now()
-    # SQLite has one writer: queue batches here rather than in SQLite's busy handler, which sleeps in steps of
-    # up to 100 ms; the next batch is parsed and validated while this one is written.
-    async with request.app.state.ingest_lock, db.session() as session, session.begin():
-        result = await service.ingest(session, events, now)
+    pipeline = request.app.state.sqlite_ingest
+    if pipeline is not None:
+        result = await pipeline.ingest(events, now)
+    else:
+        async with db.session() as session, session.begin():
+            result = await service.ingest(session, events, now)
     gauges.record_arrival(events, now)
     return IngestOut(**result)
 

@@ -226,15 +226,14 @@ def _obs_row(o: Obs) -> tuple:
             o.key)
 
 
-async def _write_observations(session: AsyncSession, changes: dict[tuple[str, str], tuple[list[Obs] | None, list[Obs]]],
-                              acc: dict) -> int:
-    """Bring the stored observations of these entities from `old` to `new` (old None: unknown, replace them all)
-    and add the difference to the rollup accumulator `acc`.
+def _plan_observations(changes: dict[tuple[str, str], tuple[list[Obs] | None, list[Obs]]], acc: dict, *,
+                       sqlite: bool) -> tuple[list[tuple[str, str]], list]:
+    """What bringing the stored observations of these entities from `old` to `new` takes (old None: unknown,
+    replace them all): the entities whose rows are deleted and the rows inserted; the difference goes into the
+    rollup accumulator `acc`.
 
     An entity that only gains observations (most events: a response, a rating) gets just the inserts; one that
     loses or changes any has its rows deleted and written again."""
-    sqlite = session.bind.dialect.name == "sqlite"
-    conn = await session.connection()
     replace: list[tuple[str, str]] = []
     obs_rows: list = []
     for (kind, eid), (old, new) in changes.items():
@@ -265,17 +264,28 @@ async def _write_observations(session: AsyncSession, changes: dict[tuple[str, st
                                  "end_at": o.end_at, "place": o.place or "", "category": o.category,
                                  "channel": o.channel, "groups": o.groups, "num": o.num, "den": o.den,
                                  "value": o.value, "key": o.key})
+    return replace, obs_rows
+
+
+async def _store_observations(session: AsyncSession, replace: list[tuple[str, str]], obs_rows: list) -> int:
+    conn = await session.connection()
     for i in range(0, len(replace), CHUNK):
         for kind, ids in _by_kind(replace[i:i + CHUNK]).items():
             await conn.execute(delete(Observation).where(Observation.entity_kind == kind,
                                                          Observation.entity_id.in_(ids)))
     if obs_rows:
-        if sqlite:
+        if session.bind.dialect.name == "sqlite":
             await conn.exec_driver_sql(SQLITE_INSERT_OBS, obs_rows)
         else:  # Core executemany (not the ORM bulk path)
             for i in range(0, len(obs_rows), 2000):
                 await conn.execute(insert(Observation.__table__), obs_rows[i:i + 2000])
     return len(obs_rows)
+
+
+async def _write_observations(session: AsyncSession, changes: dict[tuple[str, str], tuple[list[Obs] | None, list[Obs]]],
+                              acc: dict) -> int:
+    replace, rows = _plan_observations(changes, acc, sqlite=session.bind.dialect.name == "sqlite")
+    return await _store_observations(session, replace, rows)
 
 
 async def _stored_observations(session: AsyncSession, chunk: list[tuple[str, str]]) -> dict[tuple[str, str], list[Obs]]:

@@ -1,0 +1,77 @@
+"""SQLite's pipelined ingest: batches prepared while earlier ones are written give exactly the numbers of
+one-at-a-time ingest, and a batch built on a write that failed is refused whole (503) rather than stored."""
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from tests.svc_metrics.test_rollup import events_over_months, rollup_rows, tables
+
+pytestmark = pytest.mark.usefixtures("sqlite_only")
+
+
+@pytest.fixture
+def sqlite_only(client):
+    if client.app.state.sqlite_ingest is None:
+        pytest.skip("the pipeline is SQLite's; PostgreSQL ingests one transaction per batch")
+
+
+def batches(events: list[dict], size: int) -> list[list[dict]]:
+    # sorted by entity so that consecutive batches share entities (a request's events across batches)
+    events = sorted(events, key=lambda e: (e["subject"] or "", e["occurred_at"]))
+    return [events[i:i + size] for i in range(0, len(events), size)]
+
+
+async def test_concurrent_batches_give_the_numbers_of_a_rebuild(client, ops, auth):
+    headers = auth(role="system", user="svc_services", member="svc_services")
+    sent = batches(events_over_months(seed=8), 7)
+
+    async def post(batch):
+        r = await client.post("/metrics/v1/events", json={"events": batch}, headers=headers)
+        assert r.status_code == 200, r.text
+        return r.json()
+
+    results = await asyncio.gather(*(post(b) for b in sent))
+    assert sum(r["accepted"] for r in results) == sum(len(b) for b in sent)
+    # the same batches again, concurrently: all duplicates, nothing changes
+    incremental, before = await rollup_rows(client.app.state.db), await tables(client, ops)
+    again = await asyncio.gather(*(post(b) for b in sent))
+    assert sum(r["accepted"] for r in again) == 0
+    assert await rollup_rows(client.app.state.db) == incremental
+    assert (await client.post("/metrics/v1/rebuild", headers=ops)).status_code == 200
+    assert await rollup_rows(client.app.state.db) == incremental
+    assert await tables(client, ops) == before
+
+
+async def test_a_batch_built_on_a_failed_write_is_refused_and_can_be_sent_again(client, ops, auth, monkeypatch):
+    headers = auth(role="system", user="svc_services", member="svc_services")
+    sent = batches(events_over_months(seed=9), 10)
+    pipeline = client.app.state.sqlite_ingest
+    store = pipeline._store
+    calls = 0
+
+    async def failing_store(plan, expected):
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            await asyncio.sleep(0.05)   # the next batch gets prepared on top of this one meanwhile
+            raise RuntimeError("disk full")
+        return await store(plan, expected)
+
+    monkeypatch.setattr(pipeline, "_store", failing_store)
+    first = asyncio.create_task(client.post("/metrics/v1/events", json={"events": sent[0]}, headers=headers))
+    await asyncio.sleep(0.01)
+    second = await client.post("/metrics/v1/events", json={"events": sent[0][-3:] + sent[1]}, headers=headers)
+    assert (await first).status_code == 500
+    assert second.status_code == 503 and second.headers["retry-after"] == "1"
+    assert second.headers["content-type"].startswith("application/problem+json")
+    assert await rollup_rows(client.app.state.db) == set() and not pipeline._pending
+    monkeypatch.setattr(pipeline, "_store", store)
+    for b in sent:   # the relay sends everything again: the numbers are those of a clean ingest
+        r = await client.post("/metrics/v1/events", json={"events": b}, headers=headers)
+        assert r.status_code == 200, r.text
+    incremental, before = await rollup_rows(client.app.state.db), await tables(client, ops)
+    assert (await client.post("/metrics/v1/rebuild", headers=ops)).status_code == 200
+    assert await rollup_rows(client.app.state.db) == incremental
+    assert await tables(client, ops) == before
