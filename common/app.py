@@ -17,7 +17,7 @@ from common.errors import PROBLEM_MEDIA_TYPE, install_error_handlers
 from common.logging import configure_logging
 from common.migrations import ping_and_check
 from common.observability import ObservabilityMiddleware
-from common.outbox import HttpEventSender, OutboxRelay
+from common.outbox import FeedSender, HttpEventSender, OutboxRelay, TypeFilter
 from common.settings import ServiceSettings
 
 log = logging.getLogger("onenet.app")
@@ -79,9 +79,14 @@ def create_service_app(
     background: Sequence[Callable[[FastAPI, asyncio.Event], Awaitable[None]]] = (),
     openapi_url: str | None = "/openapi.json",
     event_token: Callable[[], Awaitable[str]] | None = None,
+    feeds: Sequence[str] = (),
 ) -> FastAPI:
     """`event_token` supplies the relay's bearer token; by default the service asks the gateway for one
-    with its client credentials (the gateway, being the issuer, signs its own)."""
+    with its client credentials (the gateway, being the issuer, signs its own).
+
+    `feeds`: the event-type prefixes this service writes to its outbox for a subscriber service instead of
+    svc_metrics (ADR 0007). They never go to svc_metrics; each one with a subscriber in
+    `settings.outbox_subscribers` gets a relay of its own."""
     configure_logging(settings.service_name, settings.log_level)
     # package None: a process without a database of its own (the department emulators).
     db = db or (Database(settings.database_url) if package else None)
@@ -90,18 +95,36 @@ def create_service_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         stop = asyncio.Event()
         tasks: list[asyncio.Task] = []
-        sender = None
+        senders: list = []
         for hook in on_startup:
             await hook(app)
-        if outbox_model is not None and settings.outbox_relay_enabled and settings.events_url:
-            provider = event_token
-            if provider is None and settings.client_id and settings.client_secret and settings.token_url:
-                provider = ServiceTokenProvider(settings.token_url, settings.client_id, settings.client_secret)
+        relaying = outbox_model is not None and settings.outbox_relay_enabled
+        provider = event_token
+        if relaying and provider is None and settings.client_id and settings.client_secret and settings.token_url:
+            provider = ServiceTokenProvider(settings.token_url, settings.client_id, settings.client_secret)
+        if relaying and settings.events_url:
             sender = HttpEventSender(settings.events_url, provider)
+            senders.append(sender)
             relay = OutboxRelay(db, outbox_model, source=settings.service_name, send=sender,
-                                batch_size=settings.outbox_batch_size, poll_seconds=settings.outbox_poll_seconds)
+                                batch_size=settings.outbox_batch_size, poll_seconds=settings.outbox_poll_seconds,
+                                types=TypeFilter(exclude=tuple(feeds)))
             app.state.outbox_relay = relay
             tasks.append(asyncio.create_task(relay.run_forever(stop), name="outbox-relay"))
+        app.state.feed_relays = {}
+        for prefix in feeds if relaying else ():
+            url = settings.outbox_subscribers.get(prefix)
+            if not url:
+                log.warning("no subscriber for feed %s: its rows wait in the outbox (ONENET_OUTBOX_SUBSCRIBERS)",
+                            prefix)
+                continue
+            feed_sender = FeedSender(url, provider)
+            senders.append(feed_sender)
+            feed = OutboxRelay(db, outbox_model, source=settings.service_name, send=feed_sender,
+                               batch_size=settings.outbox_batch_size, poll_seconds=settings.outbox_poll_seconds,
+                               types=TypeFilter(include=(prefix,)),
+                               label=f"{settings.service_name}/{prefix.rstrip('.')}")
+            app.state.feed_relays[prefix] = feed
+            tasks.append(asyncio.create_task(feed.run_forever(stop), name=f"outbox-feed-{prefix}"))
         for job in background:
             tasks.append(asyncio.create_task(job(app, stop), name=getattr(job, "__name__", "job")))
         try:
@@ -113,7 +136,7 @@ def create_service_app(
                     await asyncio.wait_for(t, timeout=5)
                 except (asyncio.TimeoutError, Exception):  # noqa: BLE001
                     t.cancel()
-            if sender is not None:
+            for sender in senders:
                 await sender.aclose()
             for hook in on_shutdown:
                 await hook(app)
@@ -149,8 +172,10 @@ def create_service_app(
 
     @ops.get("/metrics", summary="Prometheus 指标", include_in_schema=True)
     async def metrics() -> Response:
-        relay = getattr(app.state, "outbox_relay", None)
-        if relay is not None:
+        relays = [getattr(app.state, "outbox_relay", None), *getattr(app.state, "feed_relays", {}).values()]
+        for relay in relays:
+            if relay is None:
+                continue
             try:
                 await relay.measure()
             except Exception:  # noqa: BLE001 - metrics must render even if the database blips

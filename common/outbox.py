@@ -2,6 +2,12 @@
 
 Delivery is at-least-once (svc_metrics de-duplicates by event_id). On PostgreSQL several relays can run at
 once: each claims its batch with `FOR UPDATE SKIP LOCKED`, so no event is sent by two relays.
+
+Feeds (ADR 0007): rows whose type starts with a *feed prefix* (e.g. `requester_profile.`) are not domain events
+for svc_metrics but replica updates for one subscriber service. Every row still has exactly one destination, so
+the row's own delivery columns stay the delivery state: the svc_metrics relay excludes the feed prefixes from its
+query, and one more relay per feed (`types=include(prefix)`) delivers them with a `FeedSender` (PUT / DELETE of
+`{subscriber}/{subject}`). A service without feeds runs the very same query as before.
 """
 from __future__ import annotations
 
@@ -13,7 +19,9 @@ from typing import Any
 
 import httpx
 from prometheus_client import Gauge
-from sqlalchemy import func, select, update
+from urllib.parse import quote
+
+from sqlalchemy import and_, func, not_, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from common.clock import Clock
@@ -55,6 +63,33 @@ def event_payload(row: Any, source: str) -> dict[str, Any]:
 Sender = Callable[[list[dict[str, Any]]], Awaitable[None]]
 
 
+class PartialDelivery(Exception):
+    """Raised by a sender that delivered only some events of a batch: `delivered` holds their positions in the
+    batch. The relay marks those delivered and backs off the others (one UPDATE each)."""
+
+    def __init__(self, delivered: set[int], cause: str) -> None:
+        super().__init__(cause)
+        self.delivered = delivered
+
+
+class TypeFilter:
+    """Which outbox rows a relay reads, by event-type prefix: `include` (any of) and `exclude` (none of)."""
+
+    def __init__(self, include: tuple[str, ...] = (), exclude: tuple[str, ...] = ()) -> None:
+        self.include = tuple(include)
+        self.exclude = tuple(p for p in exclude if p not in self.include)
+
+    def clause(self, column):
+        parts = []
+        if self.include:
+            parts.append(or_(*(column.startswith(p, autoescape=True) for p in self.include)))
+        parts.extend(not_(column.startswith(p, autoescape=True)) for p in self.exclude)
+        return and_(*parts) if parts else None
+
+    def __bool__(self) -> bool:
+        return bool(self.include or self.exclude)
+
+
 class HttpEventSender:
     """POSTs a batch to svc_metrics' ingest endpoint with the service's own token."""
 
@@ -76,10 +111,71 @@ class HttpEventSender:
         await self._client.aclose()
 
 
+# answers after which trying the same request again cannot help (the subscriber refused its content): the feed
+# goes on with the other subjects and keeps that one pending (retried with backoff, visible in the gauges)
+_REFUSED = {400, 409, 413, 415, 422}
+
+
+class FeedSender:
+    """Delivers feed rows to a subscriber's replica endpoint: `<prefix>removed` → `DELETE {url}/{subject}
+    ?version=`, anything else → `PUT {url}/{subject}` with the row's data as the body.
+
+    Per subject only the newest row of a batch is sent (each row is a full snapshot with a per-subject `version`;
+    the subscriber ignores versions older than what it holds), in outbox order. A connection error, timeout, 5xx,
+    401/403 or 429 stops the batch (the subscriber is down or misconfigured: everything after would fail too); a
+    refusal (400/409/413/422) keeps only that subject pending. Both raise `PartialDelivery` with what got through.
+    """
+
+    def __init__(self, url: str, token_provider: Callable[[], Awaitable[str]] | None, *, timeout: float = 10.0,
+                 transport: httpx.AsyncBaseTransport | None = None) -> None:
+        self.url = url.rstrip("/")
+        self.token_provider = token_provider
+        self._client = httpx.AsyncClient(timeout=timeout, transport=transport)
+
+    async def _deliver(self, event: dict[str, Any], headers: dict[str, str]) -> httpx.Response:
+        data = event.get("data") or {}
+        target = f"{self.url}/{quote(str(event['subject']), safe='')}"
+        if event["type"].endswith(".removed"):
+            params = {"version": str(data["version"])} if data.get("version") is not None else None
+            return await self._client.delete(target, params=params, headers=headers)
+        return await self._client.put(target, json=data, headers=headers)
+
+    async def __call__(self, events: list[dict[str, Any]]) -> None:
+        newest = {e["subject"]: i for i, e in enumerate(events)}  # the last row of each subject in the batch
+        delivered: set[int] = set()
+        refused: list[str] = []
+        headers = {}
+        try:
+            if self.token_provider is not None:
+                headers["Authorization"] = f"Bearer {await self.token_provider()}"
+            for i, event in enumerate(events):
+                if newest[event["subject"]] != i:
+                    continue  # superseded by a later snapshot of the same subject in this batch
+                resp = await self._deliver(event, headers)
+                if resp.status_code < 300 or (resp.status_code == 404 and event["type"].endswith(".removed")):
+                    delivered.update(j for j, e in enumerate(events[: i + 1]) if e["subject"] == event["subject"])
+                    continue
+                if resp.status_code in _REFUSED:
+                    refused.append(f"{event['subject']}: {resp.status_code} {resp.text[:120]}")
+                    log.error("feed subscriber refused an update; kept pending",
+                              extra={"url": self.url, "status": resp.status_code, "event_id": event["event_id"]})
+                    continue
+                raise RuntimeError(f"subscriber answered {resp.status_code}: {resp.text[:200]}")
+        except Exception as exc:  # noqa: BLE001 - stop here; what got through is marked, the rest retried
+            raise PartialDelivery(delivered, str(exc)) from exc
+        if refused:
+            raise PartialDelivery(delivered, "refused: " + "; ".join(refused))
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+
 class OutboxRelay:
     def __init__(self, db: Database, model: type, *, source: str, send: Sender, batch_size: int = 200,
                  poll_seconds: float = 0.5, base_backoff: float = 1.0, max_backoff: float = 60.0,
-                 clock: Clock | None = None) -> None:
+                 clock: Clock | None = None, types: TypeFilter | None = None, label: str | None = None) -> None:
+        """`types` limits the rows this relay reads (feeds, ADR 0007); `label` names it in the gauges (default:
+        the source)."""
         self.db = db
         self.model = model
         self.source = source
@@ -89,6 +185,12 @@ class OutboxRelay:
         self.base_backoff = base_backoff
         self.max_backoff = max_backoff
         self.clock = clock or Clock()
+        self.types = types or TypeFilter()
+        self.label = label or source
+
+    def _filtered(self, stmt):
+        clause = self.types.clause(self.model.type)
+        return stmt if clause is None else stmt.where(clause)
 
     async def run_once(self) -> int:
         """Claim one batch, send it, mark it delivered. Returns how many events were delivered."""
@@ -100,9 +202,10 @@ class OutboxRelay:
         # the columns a payload needs, as plain rows: building ORM instances (identity map, state tracking) for
         # events that are only read and sent once cost more than the SQL
         m = self.model
-        return (select(m.id, m.event_id, m.type, m.occurred_at, m.community, m.grid, m.subject, m.data, m.attempts)
-                .where(m.delivered_at.is_(None), m.next_attempt_at <= now)
-                .order_by(m.id).limit(self.batch_size))
+        return self._filtered(
+            select(m.id, m.event_id, m.type, m.occurred_at, m.community, m.grid, m.subject, m.data, m.attempts)
+            .where(m.delivered_at.is_(None), m.next_attempt_at <= now)
+            .order_by(m.id).limit(self.batch_size))
 
     async def _run_once_locked(self) -> int:
         # The row locks are held while sending, so a second relay skips this batch instead of resending it.
@@ -133,31 +236,40 @@ class OutboxRelay:
         try:
             await self.send([event_payload(r, self.source) for r in rows])
         except Exception as exc:  # noqa: BLE001 - any failure means "try again later"
-            attempts = max(r.attempts for r in rows) + 1
-            delay = min(self.max_backoff, self.base_backoff * 2 ** (attempts - 1))
-            await conn.execute(update(m).where(m.id.in_(ids)).values(
-                attempts=m.attempts + 1, next_attempt_at=now + timedelta(seconds=delay), last_error=str(exc)[:500]))
-            log.warning("outbox delivery failed; retrying",
-                        extra={"events": len(rows), "retry_in_s": delay, "error": str(exc)[:200]})
-            return 0
+            done = exc.delivered if isinstance(exc, PartialDelivery) else set()
+            failed = [r for i, r in enumerate(rows) if i not in done]
+            if done:
+                await conn.execute(update(m).where(m.id.in_([rows[i].id for i in sorted(done)])).values(
+                    delivered_at=self.clock.now(), attempts=m.attempts + 1))
+            if failed:
+                attempts = max(r.attempts for r in failed) + 1
+                delay = min(self.max_backoff, self.base_backoff * 2 ** (attempts - 1))
+                await conn.execute(update(m).where(m.id.in_([r.id for r in failed])).values(
+                    attempts=m.attempts + 1, next_attempt_at=now + timedelta(seconds=delay),
+                    last_error=str(exc)[:500]))
+                log.warning("outbox delivery failed; retrying",
+                            extra={"relay": self.label, "events": len(failed), "retry_in_s": delay,
+                                   "error": str(exc)[:200]})
+            OUTBOX_DELIVERED.labels(self.label).set(len(done))
+            return len(done)
         await conn.execute(update(m).where(m.id.in_(ids)).values(delivered_at=self.clock.now(),
                                                                  attempts=m.attempts + 1))
-        OUTBOX_DELIVERED.labels(self.source).set(len(rows))
+        OUTBOX_DELIVERED.labels(self.label).set(len(rows))
         return len(rows)
 
     async def measure(self) -> tuple[int, float]:
         m = self.model
         async with self.db.session() as session:
-            count, oldest = (await session.execute(
-                select(func.count(), func.min(m.created_at)).where(m.delivered_at.is_(None)))).one()
+            count, oldest = (await session.execute(self._filtered(
+                select(func.count(), func.min(m.created_at)).where(m.delivered_at.is_(None))))).one()
         lag = 0.0
         if oldest is not None:
             if oldest.tzinfo is None:
                 from datetime import timezone
                 oldest = oldest.replace(tzinfo=timezone.utc)
             lag = max(0.0, (self.clock.now() - oldest).total_seconds())
-        OUTBOX_PENDING.labels(self.source).set(count)
-        OUTBOX_LAG.labels(self.source).set(lag)
+        OUTBOX_PENDING.labels(self.label).set(count)
+        OUTBOX_LAG.labels(self.label).set(lag)
         return count, lag
 
     async def run_forever(self, stop: asyncio.Event) -> None:

@@ -31,6 +31,10 @@ class ServiceSettings(BaseSettings):
     outbox_relay_enabled: bool = True
     outbox_batch_size: int = Field(default=200, ge=1, le=1000)
     outbox_poll_seconds: float = 0.5
+    # Feed subscribers (ADR 0007): event-type prefix -> the subscriber's replica endpoint, e.g.
+    # ONENET_OUTBOX_SUBSCRIBERS='{"requester_profile.": "http://127.0.0.1:8001/services/v1/requester_profiles"}'.
+    # Only the prefixes a service declares as feeds are read; rows of a feed without a subscriber wait, undelivered.
+    outbox_subscribers: dict[str, str] = Field(default_factory=dict)
     # Client credentials this service uses for its own calls (outbox relay, background jobs).
     token_url: str | None = "http://127.0.0.1:8000/auth/v1/token"
     client_id: str | None = None

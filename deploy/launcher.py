@@ -130,6 +130,9 @@ class Launcher:
         })
         if spec.has_database:
             env["ONENET_DATABASE_URL"] = self.database_url(spec.name)
+        if spec.name == "svc_residents":  # its requester-profile feed keeps svc_services' replica (ADR 0007)
+            env["ONENET_OUTBOX_SUBSCRIBERS"] = json.dumps(
+                {"requester_profile.": f"{self.url('svc_services')}/services/v1/requester_profiles"})
         if spec.name != "gateway":
             env["ONENET_CLIENT_ID"] = spec.name
             env["ONENET_CLIENT_SECRET"] = creds[spec.name]

@@ -10,6 +10,7 @@ from svc_residents.base import OutboxEvent
 from svc_residents.clients import close_clients, install_clients
 from svc_residents.households.router import router as households_router
 from svc_residents.identity.router import router as identity_router
+from svc_residents.persons.profile_feed import FEED_PREFIX
 from svc_residents.persons.router import router as persons_router
 from svc_residents.places.router import router as places_router
 from svc_residents.settings import ResidentsSettings
@@ -30,6 +31,7 @@ def create_app(settings: ResidentsSettings | None = None, *, verifier: TokenVeri
         description="地点层级、户、人、特殊群体标签与一次采集核验。Places, households, persons, special groups.",
         routers=[places_router, households_router, persons_router, verification_router, identity_router],
         outbox_model=OutboxEvent,
+        feeds=(FEED_PREFIX,),  # requester_profile.* rows go to svc_services' replica, never to svc_metrics
         verifier=verifier,
         on_startup=[load_keys],
         on_shutdown=[close_clients],

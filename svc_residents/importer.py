@@ -8,7 +8,7 @@
 - Idempotent: a person whose ID number is already registered (blind index) is skipped, a household with the same
   grid and address is reused, so a corrected file can simply be imported again.
 - The writes are Core executemany inserts (one per table per batch, no RETURNING), with the same encryption, blind index and
-  outbox events as the API.
+  outbox events as the API (the requester-profile feed row to svc_services included).
 """
 from __future__ import annotations
 
@@ -29,6 +29,7 @@ from svc_residents import protection as prot
 from svc_residents.base import OutboxEvent
 from svc_residents.codes import RESIDENCY, RESIDENCY_ZH, TAGS
 from svc_residents.households.models import Household
+from svc_residents.persons import profile_feed as feed
 from svc_residents.persons.models import Person, PersonTag
 from svc_residents.places.models import Place
 from svc_residents.protection import FieldProtection, ValidationFailure
@@ -310,6 +311,7 @@ async def _write(db, protection, parsed, households, dry_run: bool) -> tuple[int
                                                head_person_id=None, created_at=now, updated_at=now, version=1))
                 hid, community, head = households[key]
                 pid = new_id()
+                snap = feed.snapshot(p.birth_date, [(code, None) for code in p.tags])
                 enc = prot.protect_id_number(protection, pid, p.number, blind_index=bidx)
                 ph = prot.protect_phone(protection, pid, p.phone) if p.phone else None
                 persons.append(dict(
@@ -318,7 +320,10 @@ async def _write(db, protection, parsed, households, dry_run: bool) -> tuple[int
                     phone_bidx=ph.blind_index if ph else None, phone_masked=ph.masked if ph else None,
                     birth_date=p.birth_date, sex=p.sex, residency_type=p.residency_type,
                     relation_to_head=p.relation_to_head, preferred_channel=None, accessibility_needs=[],
-                    grid_code=p.grid_code, community_code=community, created_at=now, updated_at=now, version=1))
+                    grid_code=p.grid_code, community_code=community, created_at=now, updated_at=now, version=1,
+                    profile_version=1, profile_digest=feed.digest(snap)))
+                # svc_services' requester-profile replica (birth date and tag codes only), as the API writes it
+                events.append(feed.outbox_row(pid, 1, snap, now))
                 if p.is_head and head is None and hid not in heads:
                     heads[hid] = pid
                     households[key] = (hid, community, pid)

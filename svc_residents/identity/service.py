@@ -7,7 +7,8 @@
   phone is carried over, and the duplicate stays as a read-only record with `merged_into`, so both trails remain.
   Both records are written to the change history; household.changed (change member_merged, on the duplicate's
   household, and member_merged_in on the survivor's when it differs) and person.tagged for each tag the merge
-  set go to the outbox. (A `person.merged` event would be clearer, but svc_metrics' ingest refuses a batch
+  set go to the outbox, and the requester-profile feed drops the duplicate from svc_services' replica and sends the
+  survivor's new tags (persons/profile_feed.py). (A `person.merged` event would be clearer, but svc_metrics' ingest refuses a batch
   holding an event type it does not know, so it waits until svc_metrics registers that type.)
 - A duplicate whose identity a department has verified (公安 registered) is a real person: it is not merged away.
 """
@@ -29,6 +30,7 @@ from svc_residents.base import OutboxEvent
 from svc_residents.households.models import Household
 from svc_residents.households.service import household_event
 from svc_residents.persons.models import Consent, Person, PersonChange, PersonTag
+from svc_residents.persons.profile_feed import sync_profile
 from svc_residents.persons.service import get_person
 from svc_residents.protection import FieldProtection
 from svc_residents.verification.models import Verification
@@ -154,7 +156,9 @@ async def merge(session: AsyncSession, principal: Principal, protection: FieldPr
         record_event(session, OutboxEvent, "person.tagged", subject=survivor.id,
                      data={"code": code, "merged_from": dup.id}, community=survivor.community_code,
                      grid=survivor.grid_code)
-    await session.flush()
+    # svc_services' requester-profile replica: the duplicate leaves it, the survivor's tags may have changed
+    await sync_profile(session, dup.id)
+    await sync_profile(session, survivor.id)
     return survivor, dup
 
 

@@ -42,6 +42,10 @@ class Person(Base):
     # stays, read-only, as the trail of what was merged; lists and member lists leave it out.
     merged_into: Mapped[str | None] = mapped_column(String(36), index=True)
     merged_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # The requester-profile feed to svc_services (persons/profile_feed.py): how many snapshots were written, and
+    # a digest of the last one, so an edit that leaves birth date and tags as they were writes nothing.
+    profile_version: Mapped[int] = mapped_column(default=0, server_default="0")
+    profile_digest: Mapped[str | None] = mapped_column(String(64))
 
 
 class PersonChange(Base):

@@ -22,6 +22,7 @@ from svc_residents.codes import TAGS
 from svc_residents.households.models import Household
 from svc_residents.households.service import household_event
 from svc_residents.persons.models import Consent, Person, PersonChange, PersonTag
+from svc_residents.persons.profile_feed import sync_profile
 from svc_residents.persons.schemas import (SELF_FIELDS, ConsentIn, PersonCreate, PersonOut, PersonSearch, PersonUpdate,
                                            TagIn, TagOut)
 
@@ -183,7 +184,7 @@ async def create_person(session: AsyncSession, principal: Principal, protection:
     household.updated_at = now
     household_event(session, household, "member_added", person_id=person.id, head=body.is_head)
     tags = [await _apply_tag(session, principal, person, t) for t in body.tags]
-    await session.flush()
+    await sync_profile(session, person.id)  # svc_services' requester-profile replica: birth date and tags
     return person, tags
 
 
@@ -291,7 +292,9 @@ async def _apply_tag(session: AsyncSession, principal: Principal, person: Person
 async def set_tag(session: AsyncSession, principal: Principal, person_id: str, body: TagIn) -> PersonTag:
     person = await get_person(session, principal, person_id)
     require_unmerged(person)
-    return await _apply_tag(session, principal, person, body)
+    tag = await _apply_tag(session, principal, person, body)
+    await sync_profile(session, person.id)  # written only when the code or expiry changed what the replica holds
+    return tag
 
 
 async def remove_tag(session: AsyncSession, principal: Principal, person_id: str, code: str) -> None:
@@ -309,7 +312,7 @@ async def remove_tag(session: AsyncSession, principal: Principal, person_id: str
                                              "Residents and proxies may only withdraw self-declared tags"))
     await session.delete(tag)
     _person_event(session, "person.tagged", person, code=code, removed=True, source=tag.source)
-    await session.flush()
+    await sync_profile(session, person.id)
 
 
 async def add_consent(session: AsyncSession, principal: Principal, person_id: str, body: ConsentIn) -> Consent:

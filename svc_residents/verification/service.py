@@ -39,6 +39,7 @@ from svc_residents import access, protection as prot
 from svc_residents.audit.models import AccessAudit
 from svc_residents.base import OutboxEvent
 from svc_residents.persons.models import Person, PersonChange, PersonTag
+from svc_residents.persons.profile_feed import sync_profile
 from svc_residents.persons.service import get_person
 from svc_residents.verification.departments import DEPARTMENTS, Findings, UnusableAnswer, interpret
 from svc_residents.verification.models import Verification
@@ -261,3 +262,4 @@ async def _finish(db, principal: Principal, person_id: str, todo: list[str], row
                        changes={k: vs for k, vs in changes.items() if vs})
             rows[c] = v
         await session.flush()
+        await sync_profile(session, person_id)  # a tag set, upgraded or expired by a department: the replica follows

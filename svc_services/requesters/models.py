@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
-from sqlalchemy import JSON, Date, String
+from sqlalchemy import JSON, Boolean, Date, Integer, String, false
 from sqlalchemy.orm import Mapped, mapped_column
 
 from common.db import UTCDateTime
@@ -24,3 +24,9 @@ class RequesterProfile(Base):
     # [{"code": "elderly", "valid_until": "2027-12-31" | null}]
     groups: Mapped[list[dict]] = mapped_column(JSON, default=list)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    # svc_residents' per-person snapshot version (its feed, ADR 0007): an older snapshot arriving after a newer one
+    # (a retry, a second relay) is ignored. Null for rows only ops or the seed wrote.
+    version: Mapped[int | None] = mapped_column(Integer)
+    # A person who left the register (merged away, deceased) with a feed version: kept as a tombstone without any
+    # data, so a delayed older snapshot cannot bring the profile back. Read like an absent profile.
+    removed: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())

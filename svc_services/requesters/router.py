@@ -1,9 +1,13 @@
-"""The requester-profile feed: svc_residents (or ops) keeps svc_services' minimal replica current."""
+"""The requester-profile feed: svc_residents (or ops) keeps svc_services' minimal replica current.
+
+svc_residents' feed relay (ADR 0007) sends each snapshot with a per-person `version`: a PUT or DELETE whose version is
+not newer than the stored one changes nothing (idempotent retries, no going back in time when deliveries overtake
+each other); a DELETE with a version leaves a tombstone holding only that version. Ops may write without a version."""
 from __future__ import annotations
 
 from datetime import date, datetime
 
-from fastapi import APIRouter, Depends, Path, Request, Response
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from common.auth import Principal, require_roles
@@ -11,7 +15,7 @@ from common.clock import Clock
 from common.errors import Problem
 from svc_services.deps import get_clock
 from svc_services.requesters.models import RequesterProfile
-from svc_services.requesters.service import profile_cache, upsert_profile
+from svc_services.requesters.service import profile_cache, remove_profile, upsert_profile
 
 router = APIRouter(prefix="/services/v1/requester_profiles", tags=["requester profiles 诉求人画像（最小副本）"])
 FEED = require_roles("system", "ops")
@@ -32,6 +36,9 @@ class ProfileIn(BaseModel):
 
     birth_date: date | None = Field(default=None, description="出生日期（由身份证号推导），用于计算提交时年龄")
     groups: list[GroupIn] = Field(default_factory=list, max_length=30, description="特殊群体标签")
+    version: int | None = Field(default=None, ge=1, le=2**31 - 1,
+                                description="来源版本号（svc_residents 按人递增）；不大于已存版本的更新被忽略（幂等、防乱序）。"
+                                            "运维手工更新可不填")
 
 
 class ProfileOut(BaseModel):
@@ -41,6 +48,8 @@ class ProfileOut(BaseModel):
     birth_date: date | None
     groups: list[dict]
     updated_at: datetime
+    version: int | None = None
+    removed: bool = False
 
 
 @router.put("/{person_id}", response_model=ProfileOut, summary="更新诉求人画像 Replace a requester profile")
@@ -48,7 +57,9 @@ async def put_profile(body: ProfileIn, request: Request, person_id: str = Person
                       principal: Principal = Depends(FEED), clock: Clock = Depends(get_clock)):
     groups = [g.model_dump(mode="json") for g in {g.code: g for g in body.groups}.values()]
     async with request.app.state.db.session() as session, session.begin():
-        out = ProfileOut.model_validate(await upsert_profile(session, person_id, body.birth_date, groups, clock.now()))
+        # a stale version (older than the stored one) changes nothing and answers with what is stored
+        out = ProfileOut.model_validate(await upsert_profile(session, person_id, body.birth_date, groups, clock.now(),
+                                                             version=body.version))
     profile_cache(request.app.state.db).forget(person_id)
     return out
 
@@ -57,16 +68,17 @@ async def put_profile(body: ProfileIn, request: Request, person_id: str = Person
 async def get_profile(request: Request, person_id: str = PersonId, principal: Principal = Depends(FEED)):
     async with request.app.state.db.session() as session:
         profile = await session.get(RequesterProfile, person_id)
-        if profile is None:
+        if profile is None or profile.removed:
             raise Problem(404, "requester_profile.not_found", ("诉求人画像不存在", "No profile for this person"))
         return ProfileOut.model_validate(profile)
 
 
 @router.delete("/{person_id}", status_code=204, summary="删除诉求人画像 Drop a requester profile")
-async def delete_profile(request: Request, person_id: str = PersonId, principal: Principal = Depends(FEED)):
+async def delete_profile(request: Request, person_id: str = PersonId, principal: Principal = Depends(FEED),
+                         clock: Clock = Depends(get_clock),
+                         version: int | None = Query(None, ge=1, le=2**31 - 1,
+                                                     description="来源版本号：给出时保留无数据的删除标记，较旧的更新不会恢复画像")):
     async with request.app.state.db.session() as session, session.begin():
-        profile = await session.get(RequesterProfile, person_id)
-        if profile is not None:
-            await session.delete(profile)
+        await remove_profile(session, person_id, clock.now(), version=version)
     profile_cache(request.app.state.db).forget(person_id)
     return Response(status_code=204)

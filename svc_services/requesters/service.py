@@ -40,7 +40,7 @@ def requester_facts(person_id: str | None, profile: RequesterProfile | None, at:
     if not person_id:
         return {}
     out: dict[str, Any] = {"requester_id": person_id}
-    if profile is None:
+    if profile is None or profile.removed:  # a tombstone (person left the register) reads as no profile
         return out
     day = at.astimezone(SHANGHAI).date()
     if profile.birth_date is not None:
@@ -87,12 +87,42 @@ def profile_cache(db: Database) -> ProfileCache:
     return cache
 
 
+def is_stale(profile: RequesterProfile | None, version: int | None) -> bool:
+    """An update from the feed older than (or the same as) what the replica holds: applying it would go back in time
+    (a retry after a newer snapshot, a second relay overtaking the first). Ops writes carry no version."""
+    return (version is not None and profile is not None and profile.version is not None
+            and version <= profile.version)
+
+
 async def upsert_profile(session: AsyncSession, person_id: str, birth_date: date | None, groups: list[dict],
-                         now: datetime) -> RequesterProfile:
-    profile = await session.get(RequesterProfile, person_id)
+                         now: datetime, *, version: int | None = None) -> RequesterProfile:
+    """Replace the profile, unless `version` is stale (then the stored one is returned unchanged)."""
+    profile = await session.get(RequesterProfile, person_id, with_for_update=True)
+    if is_stale(profile, version):
+        return profile
     if profile is None:
         profile = RequesterProfile(person_id=person_id)
         session.add(profile)
-    profile.birth_date, profile.groups, profile.updated_at = birth_date, groups, now
+    profile.birth_date, profile.groups, profile.updated_at, profile.removed = birth_date, groups, now, False
+    if version is not None:
+        profile.version = version
     await session.flush()
     return profile
+
+
+async def remove_profile(session: AsyncSession, person_id: str, now: datetime, *, version: int | None = None) -> None:
+    """Drop the profile. With a feed `version` it becomes a tombstone (no data, only the version) unless stale;
+    without one (ops) the row is deleted."""
+    profile = await session.get(RequesterProfile, person_id, with_for_update=True)
+    if version is None:
+        if profile is not None:
+            await session.delete(profile)
+        return
+    if is_stale(profile, version):
+        return
+    if profile is None:
+        profile = RequesterProfile(person_id=person_id)
+        session.add(profile)
+    profile.birth_date, profile.groups, profile.removed = None, [], True
+    profile.version, profile.updated_at = version, now
+    await session.flush()
