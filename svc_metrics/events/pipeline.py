@@ -42,17 +42,17 @@ class SqliteIngest:
             return {"received": 0, "accepted": 0, "duplicates": 0}
         async with self._prepare:
             entities = sorted({(kind, eid) for _, kind, eid in events})
-            from_db = [k for k in entities if k not in self._pending]
+            # Taken before reading: a write may commit (and leave `pending`) while the database answers.
+            in_flight = {k: self._pending[k] for k in entities if k in self._pending}
+            from_db = [k for k in entities if k not in in_flight]
             before: dict[Entity, list[Ev]] = {}
             if from_db:
                 async with self.db.session() as session:
                     before = await service._load_events(session, from_db)
             builds_on: set[asyncio.Future[bool]] = set()   # the writes this batch's plan assumes
-            for k in entities:
-                if k in self._pending:
-                    evs, write = self._pending[k]
-                    before[k] = list(evs)
-                    builds_on.add(write)
+            for k, (evs, write) in in_flight.items():
+                before[k] = list(evs)
+                builds_on.add(write)
             stored = {e.event_id for evs in before.values() for e in evs}
             fresh = [t for t in events if t[0].event_id not in stored]
             if len(fresh) < len(events) and builds_on:

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from tests.svc_metrics.test_rollup import events_over_months, rollup_rows, tables
+from tests.svc_metrics.test_rollup import H, events_over_months, rollup_rows, tables
 
 pytestmark = pytest.mark.usefixtures("sqlite_only")
 
@@ -74,4 +74,37 @@ async def test_a_batch_built_on_a_failed_write_is_refused_and_can_be_sent_again(
     incremental, before = await rollup_rows(client.app.state.db), await tables(client, ops)
     assert (await client.post("/metrics/v1/rebuild", headers=ops)).status_code == 200
     assert await rollup_rows(client.app.state.db) == incremental
+    assert await tables(client, ops) == before
+
+
+async def test_a_write_that_commits_while_the_next_batch_reads_is_seen(client, ops, auth, monkeypatch):
+    """Batch 2 shares a request with batch 1 (in flight) and reads another from the database; batch 1 commits
+    during that read. Batch 2 must build on batch 1's events, not lose them."""
+    from svc_metrics.events import service
+    from tests.svc_metrics.conftest import T0, request_flow
+
+    headers = auth(role="system", user="svc_services", member="svc_services")
+    pipeline = client.app.state.sqlite_ingest
+    store, load = pipeline._store, service._load_events
+
+    async def slow_store(plan, expected):
+        await asyncio.sleep(0.02)
+        return await store(plan, expected)
+
+    async def slow_load(session, chunk):
+        out = await load(session, chunk)
+        await asyncio.sleep(0.1)   # batch 1's write commits meanwhile
+        return out
+
+    one = request_flow("race1", T0, steps={"accepted": H, "resolved": 5 * H})
+    two = request_flow("race2", T0, steps={"accepted": H})
+    monkeypatch.setattr(pipeline, "_store", slow_store)
+    first = asyncio.create_task(client.post("/metrics/v1/events", json={"events": one[:2]}, headers=headers))
+    await asyncio.sleep(0.005)
+    monkeypatch.setattr(service, "_load_events", slow_load)
+    second = await client.post("/metrics/v1/events", json={"events": [one[2], *two]}, headers=headers)
+    assert (await first).status_code == 200 and second.status_code == 200, second.text
+    assert second.json()["accepted"] == 3
+    before = await tables(client, ops)
+    assert (await client.post("/metrics/v1/rebuild", headers=ops)).status_code == 200
     assert await tables(client, ops) == before
