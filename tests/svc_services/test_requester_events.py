@@ -89,3 +89,28 @@ async def test_profile_feed_is_for_systems_and_refuses_personal_fields(ready, au
     assert (await client.delete(url, headers=auth(**FEED))).status_code == 204
     row = await submitted(client, (await submit(client, auth, who=RES3)).json()["id"])
     assert "requester_age" not in row.data
+
+
+async def test_feed_versions_ignore_stale_updates_and_tombstones_hold(ready, auth):
+    """svc_residents' feed sends per-person versions: an older or repeated one changes nothing, a removal with a
+    version leaves a tombstone an older snapshot cannot bring back, and a submission then carries no age."""
+    client, h, url = ready, auth(**FEED), f"/services/v1/requester_profiles/{P3}"
+    r = await client.put(url, json={**P3_PROFILE, "version": 2}, headers=h)
+    assert r.status_code == 200 and r.json()["version"] == 2
+    r = await client.put(url, json={"birth_date": "1990-01-01", "version": 1}, headers=h)  # late, older
+    assert r.status_code == 200 and r.json()["birth_date"] == "1946-03-01" and r.json()["version"] == 2
+    assert (await client.delete(url, params={"version": 3}, headers=h)).status_code == 204
+    assert (await client.get(url, headers=h)).status_code == 404
+    assert (await client.put(url, json={**P3_PROFILE, "version": 2}, headers=h)).json()["removed"] is True
+    assert (await client.get(url, headers=h)).status_code == 404
+    row = await submitted(client, (await submit(client, auth, who=RES3)).json()["id"])
+    assert row.data["requester_id"] == P3 and "requester_age" not in row.data and "groups" not in row.data
+    r = await client.put(url, json={**P3_PROFILE, "version": 4}, headers=h)
+    assert r.status_code == 200 and r.json()["removed"] is False
+    assert (await client.get(url, headers=h)).json()["birth_date"] == "1946-03-01"
+    # bad versions: problem+json naming the field, Chinese first
+    r = await client.put(url, json={**P3_PROFILE, "version": 0}, headers=h)
+    assert r.status_code == 422 and r.headers["content-type"].startswith("application/problem+json")
+    assert any(e["field"].endswith("version") for e in r.json()["errors"])
+    r = await client.delete(url, params={"version": "x"}, headers=h)
+    assert r.status_code == 422 and any(e["field"].endswith("version") for e in r.json()["errors"])
