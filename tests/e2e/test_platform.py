@@ -139,3 +139,52 @@ def test_killed_service_gives_503_then_comes_back(platform):
     assert seen_503, "the gateway never reported the dead service"
     assert r.status_code == 200, "the launcher did not bring the service back"
     assert int((var / "run" / "svc_residents.pid").read_text()) != pid
+
+
+def test_registered_persons_age_and_group_reach_request_events(platform):
+    """svc_residents → svc_services requester-profile feed on real processes: a person registered with the tag
+    elderly is in svc_services' replica shortly after (outbox feed relay, svc_residents' own token), and a request
+    submitted for them carries their age and group on request.submitted (no call to svc_residents per submission)."""
+    import json
+    import sqlite3
+    from datetime import datetime, timedelta, timezone
+
+    from tests.svc_residents.conftest import make_id
+
+    gw, var = platform["gw"], platform["var"]
+    staff = _login(gw, "staff1")
+    r = httpx.post(f"{gw}/residents/v1/households", headers={**staff, "Idempotency-Key": "e2e-feed-hh"},
+                   json={"address": "幸福路88号楼101（画像同步）", "grid_code": "110105001001001"}, timeout=30)
+    assert r.status_code == 201, r.text
+    r = httpx.post(f"{gw}/residents/v1/persons", headers={**staff, "Idempotency-Key": "e2e-feed-p"}, timeout=30,
+                   json={"household_id": r.json()["id"], "name": "孙秀兰", "id_number": make_id("19500101", 44, sex="F"),
+                         "residency_type": "registered", "is_head": True,
+                         "tags": [{"code": "elderly", "source": "staff"}]})
+    assert r.status_code == 201, r.text
+    pid = r.json()["id"]
+
+    def sql(db: str, query: str, *args):
+        with sqlite3.connect(f"file:{var / db}?mode=ro", uri=True, timeout=10) as conn:
+            return conn.execute(query, args).fetchall()
+
+    deadline = time.monotonic() + 30
+    while not sql("svc_services.db", "SELECT 1 FROM requester_profiles WHERE person_id = ?", pid):
+        assert time.monotonic() < deadline, "the profile never reached svc_services' replica"
+        time.sleep(0.2)
+    (row,) = sql("svc_services.db", "SELECT birth_date, groups, version FROM requester_profiles WHERE person_id = ?",
+                 pid)
+    assert str(row[0]).startswith("1950-01-01") and [g["code"] for g in json.loads(row[1])] == ["elderly"]
+    r = httpx.post(f"{gw}/services/v1/requests", headers={**staff, "Idempotency-Key": "e2e-feed-req"}, timeout=30,
+                   json={"item_code": "SH-WX-001", "channel": "app", "description": "厨房水管漏水",
+                         "attributes": {"appliance": "plumbing"},
+                         "person_id": pid, "location": {"grid": "110105001001001"}})
+    assert r.status_code == 201, r.text
+    ((data,),) = sql("svc_services.db", "SELECT data FROM outbox WHERE type = 'request.submitted' AND subject = ?",
+                     r.json()["id"])
+    data = json.loads(data)
+    today = datetime.now(timezone(timedelta(hours=8))).date()
+    assert data["requester_id"] == pid and data["groups"] == ["elderly"]
+    assert data["requester_age"] == today.year - 1950
+    # the feed rows went to svc_services only: svc_metrics' relay leaves them alone
+    assert not sql("svc_residents.db", "SELECT 1 FROM outbox WHERE type LIKE 'requester_profile.%' "
+                                       "AND delivered_at IS NULL AND subject = ?", pid)
