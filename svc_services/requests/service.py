@@ -94,8 +94,9 @@ def _may_act(principal: Principal, req: ServiceRequest, action: str) -> bool:
 # ---------------------------------------------------------------------------------------------- output
 def to_out(req: ServiceRequest, principal: Principal | None = None,
            timeline: list[TimelineEntry] | None = None) -> RequestOut:
-    out = RequestOut.model_validate({**{c.key: getattr(req, c.key) for c in ServiceRequest.__table__.columns},
-                                     "state_name": STATE_ZH.get(req.state, req.state)})
+    # a RequestRow (intake) is a dict of the row's values already
+    values = req if isinstance(req, dict) else {c.key: getattr(req, c.key) for c in ServiceRequest.__table__.columns}
+    out = RequestOut.model_validate({**values, "state_name": STATE_ZH.get(req.state, req.state)})
     if principal is not None:
         out.allowed_actions = [a for a in allowed_actions(req.state, principal.role)
                                if _may_act(principal, req, a)]
