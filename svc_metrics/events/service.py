@@ -237,8 +237,9 @@ def _plan_observations(changes: dict[tuple[str, str], tuple[list[Obs] | None, li
     replace: list[tuple[str, str]] = []
     obs_rows: list = []
     for (kind, eid), (old, new) in changes.items():
-        if old is None:
-            replace.append((kind, eid))
+        if old is None or not old:
+            if old is None:
+                replace.append((kind, eid))
             add = new
             rollup.contribute(acc, new, 1)
         else:
