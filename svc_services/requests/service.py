@@ -5,7 +5,7 @@ import math
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, false, or_, select, update
+from sqlalchemy import and_, bindparam, false, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from common.auth import Principal
@@ -508,17 +508,33 @@ async def same_grid_open(session: AsyncSession, principal: Principal, item_code:
                          since: datetime, until: datetime, *, limit: int, without_location: bool = False) -> list:
     """Open requests of an item in a grid created in [since, until] that `principal` may see, newest first
     (served by ix_service_requests_item_grid_created)."""
+    params = {"item_code": item_code, "grid": grid, "since": since, "until": until, "limit": limit}
+    return list((await session.execute(_same_grid_statement(principal, without_location), params)).all())
+
+
+_SAME_GRID: dict[tuple, Any] = {}
+
+
+def _same_grid_statement(principal: Principal, without_location: bool):
+    """The statement for one visibility (role and scopes) with the values as parameters, built once per
+    visibility: intake runs it for every batch, and building it (and its cache key) cost more than running it."""
+    key = (principal.role, principal.scopes, principal.person_id, without_location)
+    stmt = _SAME_GRID.get(key)
+    if stmt is not None:
+        return stmt
     R = ServiceRequest
     stmt = (select(*_DUPLICATE_COLUMNS)
-            .where(R.item_code == item_code, R.grid == grid, R.state.in_(sorted(OPEN)), R.created_at >= since,
-                   R.created_at <= until)
-            .order_by(R.created_at.desc(), R.id.desc()).limit(limit))
+            .where(R.item_code == bindparam("item_code"), R.grid == bindparam("grid"), R.state.in_(sorted(OPEN)),
+                   R.created_at >= bindparam("since"), R.created_at <= bindparam("until"))
+            .order_by(R.created_at.desc(), R.id.desc()).limit(bindparam("limit")))
     if without_location:
         stmt = stmt.where(R.lat.is_(None))
     clause = visibility_clause(principal)
     if clause is not None:
         stmt = stmt.where(clause)
-    return list((await session.execute(stmt)).all())
+    if len(_SAME_GRID) < 10_000:
+        _SAME_GRID[key] = stmt
+    return stmt
 
 
 # ---------------------------------------------------------------------------------------------- queries
