@@ -83,8 +83,12 @@ class ExchangeGate:
         purpose = request.headers.get(PURPOSE_HEADER) or request.headers.get("x-road-issue")
         if purpose:
             purpose = unquote(purpose, errors="replace")
+        # An X-Road client names the person behind its system's call in X-Road-UserId: that is the user to log.
+        xroad_user = request.headers.get("x-road-userid")
+        user = (f"{principal.user} / {unquote(xroad_user, errors='replace')}" if principal and xroad_user
+                else principal.user if principal else "-")
         self.audit.record(Exchange(
-            at=at, member=principal.member if principal else "-", user=principal.user[:64] if principal else "-",
+            at=at, member=principal.member if principal else "-", user=user[:64],
             resource=res.code if res else None, owner=res.owner if res else None,
             purpose=purpose[:500] if purpose else None, method=request.method, path=path,
             status=resp.status_code, latency_ms=(time.perf_counter() - started) * 1000,

@@ -6,7 +6,8 @@ with the same token, grant, masking, rate-limit and message-log treatment as any
 
 The `X-Road-Client` header (`{instance}/{memberClass}/{memberCode}[/{subsystemCode}]`) is required and must
 name the member the bearer token belongs to. `X-Road-Id` (generated when absent), `X-Road-UserId` and
-`X-Road-Issue` are accepted (the issue is logged as the purpose when `X-OneNet-Purpose` is absent). Responses
+`X-Road-Issue` are accepted (the user is logged beside the calling system's own user; the issue is logged as
+the purpose when `X-OneNet-Purpose` is absent). Responses
 carry `X-Road-Client`, `X-Road-Service`, `X-Road-Id`, `X-Road-Request-Id` and `X-Road-Request-Hash`
 (base64 SHA-512 of the request body). Faults carry `X-Road-Error` (`Client.*` / `Server.*`) and the body
 `{type, message, detail}` (detail: the request id).

@@ -35,6 +35,7 @@ async def test_xroad_call_is_mapped_granted_masked_and_logged(exchange):
     await x.app.state.audit.flush()
     log = (await x.client.get("/exchange/v1/log", headers=x.h("dept-minzheng"))).json()["items"]
     assert log[0]["path"] == "/departments/minzheng/v1/queries" and log[0]["purpose"] == "ISSUE-7"
+    assert log[0]["user"].endswith(" / CN123")   # the person behind the department system's call
 
 
 async def test_xroad_faults(exchange):
