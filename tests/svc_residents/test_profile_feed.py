@@ -13,7 +13,7 @@ from sqlalchemy import select, update
 from common.clock import FrozenClock
 from common.outbox import FeedSender, OutboxRelay, TypeFilter
 from tests.conftest import start_service
-from tests.svc_residents.conftest import GRID_A1, H, make_id
+from tests.svc_residents.conftest import H, make_id
 
 PERSONS = "/residents/v1/persons"
 FEED_URL = "http://svc-services/services/v1/requester_profiles"
