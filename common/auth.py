@@ -6,6 +6,7 @@ import json
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import httpx
@@ -36,8 +37,17 @@ class Principal:
     claims: dict[str, Any] = field(default_factory=dict, repr=False)
 
     def scope_values(self, kind: str) -> list[str]:
-        prefix = kind + ":"
-        return [s[len(prefix):] for s in self.scopes if s.startswith(prefix)]
+        return list(self._scopes_by_kind.get(kind, ()))
+
+    @cached_property
+    def _scopes_by_kind(self) -> dict[str, list[str]]:
+        # split once per principal: checks ask for the same kinds many times per request (profiled on intake)
+        out: dict[str, list[str]] = {}
+        for s in self.scopes:
+            kind, sep, value = s.partition(":")
+            if sep:
+                out.setdefault(kind, []).append(value)
+        return out
 
     @property
     def person_id(self) -> str | None:
