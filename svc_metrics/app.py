@@ -23,7 +23,7 @@ from svc_metrics.settings import MetricsSettings
 def _sqlite_read_pragmas(dbapi_connection, _record) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA cache_size=-262144")
-    cursor.execute("PRAGMA mmap_size=1073741824")
+    cursor.execute("PRAGMA mmap_size=2147418112")   # SQLite's default ceiling (SQLITE_MAX_MMAP_SIZE)
     cursor.execute("PRAGMA temp_store=MEMORY")
     cursor.close()
 

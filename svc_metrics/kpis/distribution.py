@@ -29,6 +29,12 @@ def bin_bounds(b: int) -> tuple[float, float]:
     return lo * (1 - 1e-9) - 1e-9, hi * (1 + 1e-9) + 1e-9
 
 
+def _inner(b: int) -> tuple[float, float]:
+    """A range certainly inside bin b (its bounds moved in by far more than any rounding)."""
+    lo, hi = math.expm1(b / BINS_PER_E), math.expm1((b + 1) / BINS_PER_E)
+    return lo * (1 + 1e-9) + 1e-9, hi * (1 - 1e-9) - 1e-9
+
+
 FetchBins = Callable[[list[int]], Awaitable[list[float]]]
 
 
@@ -59,10 +65,18 @@ class Distribution:
         want = sorted(b for b in bins if b not in self._exact)
         fetched: dict[int, list[float]] = {b: [] for b in want}
         if want and self.fetch is not None and any(b in self.hist for b in want):
+            # Values well inside a bin are placed by comparison; only those within a hair of an edge (where
+            # floating point could go either way) go through bin_of, the definition.
+            inner = [(b, *_inner(b)) for b in want]
             for v in await self.fetch([b for b in want if b in self.hist]):
-                b = bin_of(v)
-                if b in fetched:
-                    fetched[b].append(v)
+                for b, lo, hi in inner:
+                    if lo <= v <= hi:
+                        fetched[b].append(v)
+                        break
+                else:
+                    b = bin_of(v)
+                    if b in fetched:
+                        fetched[b].append(v)
         for b in want:
             got = fetched[b]
             if len(got) != self.hist.get(b, [0])[0]:

@@ -173,25 +173,25 @@ async def _values_in(session: AsyncSession, kpis: set[str], start: datetime, end
                                      .group_by(o.kpi, o.category, o.value))
         for k, c, v, n in rows:
             out.setdefault((k, c), []).append((float(v), int(n)))
-    elif session.bind.dialect.name == "sqlite":
-        # Tens of thousands of rows for a month or a quarter: fetched by the driver, no per-row processing.
-        conn = await session.connection()
-        stmt = select(o.kpi, o.category, o.value).where(*conds).compile(dialect=conn.dialect,
-                                                                          compile_kwargs={"render_postcompile": True})
-        params = stmt.construct_params()
-        args = tuple(_sqlite_param(params[name]) for name in stmt.positiontup)
-        rows = (await conn.exec_driver_sql(str(stmt), args)).fetchall()
-        for k, c, v in rows:
+    else:
+        for k, c, v in await _rows(session, select(o.kpi, o.category, o.value).where(*conds)):
             lst = out.get((k, c))
             if lst is None:
                 lst = out[(k, c)] = []
-            lst.append(v)
-        for key, lst in out.items():
-            out[key] = [(float(v), 1) for v in lst]
-    else:
-        for k, c, v in await session.execute(select(o.kpi, o.category, o.value).where(*conds)):
-            out.setdefault((k, c), []).append((float(v), 1))
+            lst.append((float(v), 1))
     return out
+
+
+async def _rows(session: AsyncSession, stmt) -> list[tuple]:
+    """Plain rows of a query over many observations: on SQLite fetched by the driver with no per-row result
+    processing (thousands of values for a month at a wide scope)."""
+    if session.bind.dialect.name != "sqlite":
+        return list(await session.execute(stmt))
+    conn = await session.connection()
+    compiled = stmt.compile(dialect=conn.dialect, compile_kwargs={"render_postcompile": True})
+    params = compiled.construct_params()
+    args = tuple(_sqlite_param(params[name]) for name in compiled.positiontup)
+    return (await conn.exec_driver_sql(str(compiled), args)).fetchall()
 
 
 def _sqlite_param(v: Any) -> Any:
@@ -258,10 +258,23 @@ async def measure_many(session: AsyncSession, defs: list[KpiDefinition], period:
     hists: dict[tuple[bool, str, str | None], dict[int, list[int]]] = {}
     for is_scoped, ds, where in ((True, scoped, [*scope, *filt]), (False, unscoped, filt)):
         months, month_range, edge_ranges = spans[is_scoped]
-        if months and kpis(ds, ("duration", "mean")):
-            for (k, c), bins in (await rollup.hist_sums(session, sorted(kpis(ds, ("duration", "mean"))), *months,
-                                                        f.scope if is_scoped else ALL, f.category)).items():
-                hists[(is_scoped, k, c)] = bins
+        if months:
+            # Every category together where an indicator reads them all; per category where it names some.
+            every, named = set(), set()
+            for d in ds:
+                if d.calc in ("duration", "mean"):
+                    cats = _cats(d, f)
+                    if cats is None:
+                        every.update(_obs(d))
+                    else:
+                        named.update((k, c) for k in _obs(d) for c in cats if c is not None)
+            reads = [(sorted(every), None)] if every else []
+            if named:
+                reads.append((sorted({k for k, _ in named}), sorted({c for _, c in named})))
+            for ks, cs in reads:
+                for (k, c), bins in (await rollup.hist_sums(session, ks, *months, f.scope if is_scoped else ALL,
+                                                            cs)).items():
+                    hists[(is_scoped, k, c)] = bins
         for calc, grouped in (("duration", False), ("mean", True)):
             ks = kpis(ds, (calc,))
             if ks and edge_ranges:
@@ -294,7 +307,8 @@ async def measure_many(session: AsyncSession, defs: list[KpiDefinition], period:
 
         hist: dict[int, list[int]] = {}
         for key, bins in hists.items():
-            if mine(key):
+            # the all-category histogram (category None) when the indicator reads every category
+            if key[0] == is_scoped and key[1] in obs and (key[2] is None if cats is None else key[2] in cats):
                 for b, (n, vs) in bins.items():
                     cur = hist.setdefault(b, [0, 0])
                     cur[0] += n
@@ -308,7 +322,7 @@ async def measure_many(session: AsyncSession, defs: list[KpiDefinition], period:
                      or_(*(and_(o.value >= lo, o.value < hi) for lo, hi in map(bin_bounds, bins)))]
             if cats:
                 conds.append(o.category.in_(sorted(c for c in cats if c is not None)))
-            return [float(v) for (v,) in await session.execute(select(o.value).where(*conds))]
+            return [float(v) for (v,) in await _rows(session, select(o.value).where(*conds))]
 
         return Distribution(hist, edges, fetch if month_range else None)
 

@@ -29,7 +29,10 @@ from svc_metrics.kpis.models import Rollup
 
 SHANGHAI_OFFSET = timedelta(hours=8)   # Asia/Shanghai has had no daylight saving time since 1991
 MICRO = 1_000_000
-HIST = "hist"   # dim of the value histogram: dimval is the bin (distribution.py), n its count, vsum its sum
+# The value histograms (distribution.py): dimval is the bin, n its count, vsum its sum. "hist" adds up every
+# category (category ""), what most indicators read; "histc" keeps them apart, for the indicators and filters
+# that name categories.
+HIST, HIST_BY_CATEGORY = "hist", "histc"
 COLUMNS = ("kpi", "mode", "dim", "place", "bucket", "dimval", "category", "num", "den", "n", "vsum", "vn")
 Key = tuple[str, str, str, str, int, str, str]   # kpi, mode, dim, place, bucket, dimval, category
 
@@ -122,7 +125,8 @@ def contribute(acc: dict[Key, list], observations: Iterable[Obs], sign: int = 1)
             if o.value is not None:
                 hb, hrow = str(bin_of(o.value)), (0, 0, sign, sign * vs, sign)
                 for p in places:
-                    put(((kpi, "flow", HIST, p, b, hb, cat), hrow))
+                    put(((kpi, "flow", HIST, p, b, hb, ""), hrow))
+                    put(((kpi, "flow", HIST_BY_CATEGORY, p, b, hb, cat), hrow))
         else:
             row = (sign * o.num, sign * o.den, sign, 0, 0)
             for d, dv in ds:
@@ -150,7 +154,8 @@ def add_to_histogram(acc: dict[Key, list], o: Obs, sign: int = 1) -> None:
     """A flow observation's value in its indicator's histogram (distribution.py), at every level."""
     b, hb, vs = bucket_of(o.at), str(bin_of(o.value)), round(o.value * MICRO)
     for p in levels_of(o.place or ""):
-        _add(acc, (o.kpi, "flow", HIST, p, b, hb, (o.category or "")[:48]), 0, 0, sign, sign * vs, sign)
+        _add(acc, (o.kpi, "flow", HIST, p, b, hb, ""), 0, 0, sign, sign * vs, sign)
+        _add(acc, (o.kpi, "flow", HIST_BY_CATEGORY, p, b, hb, (o.category or "")[:48]), 0, 0, sign, sign * vs, sign)
 
 
 def nonzero(acc: dict[Key, list]) -> list[tuple]:
@@ -234,19 +239,21 @@ async def flow_sums(session: AsyncSession, kpis: list[str], lo: int, hi: int, di
 
 
 async def hist_sums(session: AsyncSession, kpis: list[str], lo: int, hi: int, scope: str,
-                    category: str | None) -> dict[tuple[str, str | None], dict[int, list[int]]]:
-    """The value histogram {bin: [count, Σ millionths]} per (kpi, category) over months lo..hi."""
+                    categories: list[str] | None = None) -> dict[tuple[str, str | None], dict[int, list[int]]]:
+    """The value histograms {bin: [count, Σ millionths]} over months lo..hi: of every category together, keyed
+    (kpi, None), or of each of `categories`, keyed (kpi, category)."""
     r = Rollup
-    conds = [r.kpi.in_(kpis), r.mode == "flow", r.dim == HIST, r.place == aggregate_place(scope),
-             r.bucket >= lo, r.bucket <= hi]
-    if category:
-        conds.append(r.category == category)
+    conds = [r.kpi.in_(kpis), r.mode == "flow", r.place == aggregate_place(scope), r.bucket >= lo, r.bucket <= hi]
+    if categories is None:
+        conds.append(r.dim == HIST)
+    else:
+        conds += [r.dim == HIST_BY_CATEGORY, r.category.in_(categories)]
     rows = await session.execute(select(r.kpi, r.category, r.dimval, func.sum(r.n), func.sum(r.vsum))
                                  .where(*conds).group_by(r.kpi, r.category, r.dimval))
     out: dict[tuple[str, str | None], dict[int, list[int]]] = {}
     for k, c, b, n, vs in rows:
         if n:
-            out.setdefault((k, c or None), {})[int(b)] = [int(n), int(vs or 0)]
+            out.setdefault((k, c if categories is not None else None), {})[int(b)] = [int(n), int(vs or 0)]
     return out
 
 
