@@ -71,17 +71,6 @@ def dims(channel: str | None, groups: str) -> list[tuple[str, str]]:
     return out
 
 
-def _add(acc: dict[Key, list], key: Key, num: float, den: float, n: int, vsum: int, vn: int) -> None:
-    cur = acc.get(key)
-    if cur is None:
-        acc[key] = [num, den, n, vsum, vn]
-    else:
-        cur[0] += num
-        cur[1] += den
-        cur[2] += n
-        cur[3] += vsum
-        cur[4] += vn
-
 
 LEVELS = (6, 9)   # district and street (GB/T 2260); communities and grids are read from the observations
 AGGREGATE = "*"
@@ -137,6 +126,10 @@ def contribute(acc: dict[Key, list], observations: Iterable[Obs], sign: int = 1)
                 for d, dv in ds:
                     for p in places:
                         put(((kpi, "stock", d, p, e, dv, cat), neg))
+    _accumulate(acc, changes)
+
+
+def _accumulate(acc: dict[Key, list], changes: list[tuple[Key, tuple]]) -> None:
     get = acc.get
     for key, (num, den, n, vsum, vn) in changes:
         cur = get(key)
@@ -152,10 +145,11 @@ def contribute(acc: dict[Key, list], observations: Iterable[Obs], sign: int = 1)
 
 def add_to_histogram(acc: dict[Key, list], o: Obs, sign: int = 1) -> None:
     """A flow observation's value in its indicator's histogram (distribution.py), at every level."""
-    b, hb, vs = bucket_of(o.at), str(bin_of(o.value)), round(o.value * MICRO)
-    for p in levels_of(o.place or ""):
-        _add(acc, (o.kpi, "flow", HIST, p, b, hb, ""), 0, 0, sign, sign * vs, sign)
-        _add(acc, (o.kpi, "flow", HIST_BY_CATEGORY, p, b, hb, (o.category or "")[:48]), 0, 0, sign, sign * vs, sign)
+    b, hb, row = bucket_of(o.at), str(bin_of(o.value)), (0, 0, sign, sign * round(o.value * MICRO), sign)
+    cat = (o.category or "")[:48]
+    _accumulate(acc, [change for p in levels_of(o.place or "")
+                      for change in (((o.kpi, "flow", HIST, p, b, hb, ""), row),
+                                     ((o.kpi, "flow", HIST_BY_CATEGORY, p, b, hb, cat), row))])
 
 
 def nonzero(acc: dict[Key, list]) -> list[tuple]:
