@@ -1,7 +1,6 @@
 """svc_metrics: event store, KPI engine with the plans' targets, early warnings and dashboard (考核评估)."""
 from __future__ import annotations
 
-
 from fastapi import FastAPI
 from sqlalchemy import event
 

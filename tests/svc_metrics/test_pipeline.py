@@ -6,9 +6,15 @@ import asyncio
 
 import pytest
 
-from tests.svc_metrics.test_rollup import H, events_over_months, rollup_rows, tables
+from tests.svc_metrics.test_rollup import QUERIES, H, events_over_months, rollup_rows
+from tests.svc_metrics.test_rollup import tables as all_tables
 
 pytestmark = pytest.mark.usefixtures("sqlite_only")
+PROBES = QUERIES[::9]   # a spread of periods, scopes and filters (the rollup tests run them all)
+
+
+async def tables(client, headers) -> list[dict]:
+    return await all_tables(client, headers, PROBES)
 
 
 @pytest.fixture

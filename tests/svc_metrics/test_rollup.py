@@ -60,9 +60,9 @@ QUERIES = [{"period": p, "scope": s, **f}
                      {"channel": "counter", "group": "elderly"})]
 
 
-async def tables(client, headers) -> list[dict]:
+async def tables(client, headers, queries: list[dict] = QUERIES) -> list[dict]:
     out = []
-    for q in QUERIES:
+    for q in queries:
         r = await client.get("/metrics/v1/kpis", params=q, headers=headers)
         assert r.status_code == 200, r.text
         out.append(r.json())
