@@ -32,7 +32,7 @@ from datetime import timedelta
 from typing import Any
 
 from fastapi import FastAPI
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response
 from sqlalchemy import bindparam, insert, select
 
 from common.auth import Principal

@@ -15,7 +15,7 @@ from common.ids import new_id
 from common.outbox import record_event
 from svc_services.base import OutboxEvent
 from svc_services.catalogue.models import CatalogueItem, CatalogueItemVersion
-from svc_services.codes import ESCALATION_LEVELS, LEVEL_ZH, ONLINE_CHANNELS
+from svc_services.codes import ESCALATION_LEVELS, ONLINE_CHANNELS
 from svc_services.grids.models import ServiceGrid
 from svc_services.grids.router import distance_m, nearest_grid
 from svc_services.requesters.models import RequesterProfile
