@@ -45,6 +45,8 @@ from svc_services.catalogue.models import CatalogueItem, CatalogueItemVersion
 from svc_services.grids.models import ServiceGrid
 from svc_services.grids.router import located_grids, nearest_of
 from svc_services.requests import service
+from svc_services.requesters.models import RequesterProfile
+from svc_services.requesters.service import profile_cache
 from svc_services.requests.models import ServiceRequest, TimelineEntry
 from svc_services.requests.schemas import DuplicateOut, RequestCreate
 from svc_services.settings import ServicesSettings
@@ -92,6 +94,9 @@ class CachedLookups(service.Lookups):
 
     def forget_item(self, code: str) -> None:
         self.items.pop(code, None)
+
+    async def requester(self, person_id: str) -> RequesterProfile | None:
+        return await profile_cache(self.db).get(person_id)
 
     async def grid(self, code: str) -> ServiceGrid | None:
         hit = self.grids.get(code)

@@ -19,7 +19,7 @@ from svc_services.codes import ESCALATION_LEVELS, ONLINE_CHANNELS
 from svc_services.grids.models import ServiceGrid
 from svc_services.grids.router import distance_m, nearest_grid
 from svc_services.requesters.models import RequesterProfile
-from svc_services.requesters.service import profile_cache, requester_facts
+from svc_services.requesters.service import requester_facts
 from svc_services.requests.attributes import validate_attributes
 from svc_services.requests.lifecycle import ACTION_ZH, EVENT, OPEN, OWNER, STATE_ZH, TRANSITIONS, allowed_actions
 from svc_services.requests.models import ServiceRequest, TimelineEntry
@@ -155,12 +155,8 @@ class Lookups:
 
     async def requester(self, person_id: str) -> RequesterProfile | None:
         """The requester's profile replica (birth date, group tags) for the submission event; never a call to
-        svc_residents. With a session (this class) one primary-key read; the process-cached lookups of
-        `requests.intake` (built on a `db`, no session) go through the shared `ProfileCache` of that database."""
-        session = getattr(self, "session", None)
-        if session is not None:
-            return await session.get(RequesterProfile, person_id)
-        return await profile_cache(self.db).get(person_id)  # type: ignore[attr-defined]
+        svc_residents (the process-cached lookups of `requests.intake` read it through `ProfileCache`)."""
+        return await self.session.get(RequesterProfile, person_id)
 
 
 async def _locate(lookups: Lookups, principal: Principal, body: RequestCreate,
