@@ -17,7 +17,7 @@ several replicas may write there.
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime, timezone
+from datetime import datetime
 
 from common.db import Database
 from common.errors import Problem
@@ -84,16 +84,12 @@ class SqliteIngest:
         return {"received": len(events), "accepted": plan.accepted, "duplicates": len(events) - plan.accepted}
 
     def _plan(self, fresh: list[tuple[Envelope, str, str]], before: dict[Entity, list[Ev]], now: datetime) -> "_Plan":
-        received = service._sqlite_ts(now)
-        event_rows = [(env.event_id, env.type, service._sqlite_ts(env.occurred_at), received, env.source,
-                       env.community, env.grid, env.subject, kind, eid, service.dumps(env.data))
-                      for env, kind, eid in fresh]
+        event_rows = service.sqlite_event_rows(fresh, now)
         touched = sorted({(kind, eid) for _, kind, eid in fresh})
         after = {k: list(before[k]) for k in touched}
         old = {k: derive(k[0], before[k]) if before[k] else [] for k in touched}
         for env, kind, eid in fresh:
-            after[(kind, eid)].append(Ev(env.event_id, env.type, env.occurred_at.astimezone(timezone.utc),
-                                         env.community, env.grid, env.subject, env.data))
+            after[(kind, eid)].append(service.as_ev(env))
         acc: dict = {}
         replace, obs_rows = service._plan_observations({k: (old[k], derive(k[0], after[k])) for k in touched}, acc,
                                                        sqlite=True)

@@ -141,6 +141,19 @@ SQLITE_INSERT_OBS = (f"INSERT INTO kpi_observations ({', '.join(OBS_COLUMNS)}) "
                      f"VALUES ({', '.join('?' * len(OBS_COLUMNS))})")
 
 
+def sqlite_event_rows(fresh: list[tuple[Envelope, str, str]], now: datetime) -> list[tuple]:
+    """Parameters of SQLITE_INSERT_EVENTS: straight to the driver, one prepared statement, executemany."""
+    received = _sqlite_ts(now)
+    return [(env.event_id, env.type, _sqlite_ts(env.occurred_at), received, env.source, env.community, env.grid,
+             env.subject, kind, eid, dumps(env.data)) for env, kind, eid in fresh]
+
+
+def as_ev(env: Envelope) -> Ev:
+    """A fresh event as the derivations read it (from memory: never decoded back from the database)."""
+    return Ev(env.event_id, env.type, env.occurred_at.astimezone(timezone.utc), env.community, env.grid,
+              env.subject, env.data)
+
+
 async def ingest(session: AsyncSession, events: list[tuple[Envelope, str, str]], now: datetime) -> dict[str, int]:
     """Store the new events (one executemany, ON CONFLICT DO NOTHING), bring the observations of every entity
     they touch up to date and move the month rollups by the difference, all in the caller's transaction.
@@ -166,11 +179,7 @@ async def ingest(session: AsyncSession, events: list[tuple[Envelope, str, str]],
     entities = sorted({(kind, eid) for _, kind, eid in fresh})
     before = {k: before[k] for k in entities}
     if dialect == "sqlite":
-        # Straight to the driver: one prepared statement, executemany, rowcount = rows actually inserted.
-        received = _sqlite_ts(now)
-        rows = [(env.event_id, env.type, _sqlite_ts(env.occurred_at), received, env.source, env.community, env.grid,
-                 env.subject, kind, eid, dumps(env.data)) for env, kind, eid in fresh]
-        new = (await conn.exec_driver_sql(SQLITE_INSERT_EVENTS, rows)).rowcount
+        new = (await conn.exec_driver_sql(SQLITE_INSERT_EVENTS, sqlite_event_rows(fresh, now))).rowcount
     else:
         rows = [{"event_id": env.event_id, "type": env.type, "occurred_at": env.occurred_at, "received_at": now,
                  "source": env.source, "community": env.community, "grid": env.grid, "subject": env.subject,
@@ -183,8 +192,7 @@ async def ingest(session: AsyncSession, events: list[tuple[Envelope, str, str]],
     else:
         old = {k: derive(k[0], evs) if evs else [] for k, evs in before.items()}
         for env, kind, eid in fresh:
-            before[(kind, eid)].append(Ev(env.event_id, env.type, env.occurred_at.astimezone(timezone.utc),
-                                          env.community, env.grid, env.subject, env.data))
+            before[(kind, eid)].append(as_ev(env))
         acc: dict = {}
         await _write_observations(session, {k: (old[k], derive(k[0], evs)) for k, evs in before.items()}, acc)
         await rollup.apply(session, acc)
