@@ -411,6 +411,20 @@ async def ingest(server: Server, bodies: list[bytes], n_events: int, connections
     accepted = 0
     latencies: list[float] = []
 
+    per_batch = n_events / max(1, len(bodies))
+    step = 100_000   # a progress line per this many events: where the rate falls as the database grows
+    mark = {"sent": 0, "t": 0.0, "cpu": 0.0, "next": step}
+
+    def progress() -> None:
+        now, cpu = time.perf_counter(), server.cpu_seconds()
+        done = mark["sent"] * per_batch
+        wal = server.db.with_name(server.db.name + "-wal")
+        wal_mb = wal.stat().st_size / 2**20 if wal.exists() else 0.0
+        print(f"  {done:>9,.0f} events: {step / (now - mark['t']):6,.0f} events/s in the last {step:,}, "
+              f"{step / max(cpu - mark['cpu'], 1e-9):6,.0f} per server CPU-s; database "
+              f"{server.db.stat().st_size / 2**20:,.0f} MiB, WAL {wal_mb:,.0f} MiB", flush=True)
+        mark.update(t=now, cpu=cpu, next=mark["next"] + step)
+
     async def worker(client: httpx.AsyncClient) -> None:
         nonlocal accepted
         while queue:
@@ -421,10 +435,14 @@ async def ingest(server: Server, bodies: list[bytes], n_events: int, connections
             if r.status_code != 200:
                 raise SystemExit(f"batch refused: {r.status_code} {r.text[:500]}")
             accepted += r.json()["accepted"]
+            mark["sent"] += 1
+            if mark["sent"] * per_batch >= mark["next"]:
+                progress()
 
     limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
     async with httpx.AsyncClient(base_url=server.base, timeout=None, limits=limits) as client:
         t0, cpu0 = time.perf_counter(), server.cpu_seconds()
+        mark.update(t=t0, cpu=cpu0)
         await asyncio.gather(*(worker(client) for _ in range(connections)))
         seconds, cpu = time.perf_counter() - t0, server.cpu_seconds() - cpu0
     rate = n_events / seconds

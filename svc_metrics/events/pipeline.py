@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 from datetime import datetime
 
-from common.db import Database
+from common.db import Database, json_rows
 from common.errors import Problem
 from svc_metrics.events import service
 from svc_metrics.events.registry import Envelope
@@ -100,7 +100,8 @@ class SqliteIngest:
         event id already stored under another entity), and the batches planned on top of it must be redone."""
         async with self.db.session() as session, session.begin():
             conn = await session.connection()
-            plan.accepted = (await conn.exec_driver_sql(service.SQLITE_INSERT_EVENTS, plan.event_rows)).rowcount
+            plan.accepted = (await conn.exec_driver_sql(service.SQLITE_INSERT_EVENTS,
+                                                        (json_rows(plan.event_rows),))).rowcount
             if plan.accepted != expected:
                 await service.refresh_entities(session, plan.touched)
                 return False

@@ -28,6 +28,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from common.db import json_rows, sqlite_json_insert
 from common.errors import Problem, field_error
 from common.errors import translate_validation_errors
 from svc_metrics.events.models import StoredEvent
@@ -133,16 +134,15 @@ async def _lock_entities(session: AsyncSession, keys: list[str]) -> None:
 
 EVENT_COLUMNS = ("event_id", "type", "occurred_at", "received_at", "source", "community", "grid", "subject",
                  "entity_kind", "entity_id", "data")
-SQLITE_INSERT_EVENTS = (f"INSERT INTO events ({', '.join(EVENT_COLUMNS)}) VALUES ({', '.join('?' * len(EVENT_COLUMNS))}) "
-                        "ON CONFLICT (event_id) DO NOTHING")
+# One statement per batch (common.db.sqlite_json_insert): no per-row GIL handover in the driver thread.
+SQLITE_INSERT_EVENTS = sqlite_json_insert("events", EVENT_COLUMNS, "ON CONFLICT (event_id) DO NOTHING")
 OBS_COLUMNS = ("kpi", "mode", "entity_kind", "entity_id", "at", "end_at", "place", "category", "channel", "groups",
                "num", "den", "value", "key")
-SQLITE_INSERT_OBS = (f"INSERT INTO kpi_observations ({', '.join(OBS_COLUMNS)}) "
-                     f"VALUES ({', '.join('?' * len(OBS_COLUMNS))})")
+SQLITE_INSERT_OBS = sqlite_json_insert("kpi_observations", OBS_COLUMNS)
 
 
 def sqlite_event_rows(fresh: list[tuple[Envelope, str, str]], now: datetime) -> list[tuple]:
-    """Parameters of SQLITE_INSERT_EVENTS: straight to the driver, one prepared statement, executemany."""
+    """The rows of SQLITE_INSERT_EVENTS (encoded with common.db.json_rows)."""
     received = _sqlite_ts(now)
     return [(env.event_id, env.type, _sqlite_ts(env.occurred_at), received, env.source, env.community, env.grid,
              env.subject, kind, eid, dumps(env.data)) for env, kind, eid in fresh]
@@ -179,7 +179,7 @@ async def ingest(session: AsyncSession, events: list[tuple[Envelope, str, str]],
     entities = sorted({(kind, eid) for _, kind, eid in fresh})
     before = {k: before[k] for k in entities}
     if dialect == "sqlite":
-        new = (await conn.exec_driver_sql(SQLITE_INSERT_EVENTS, sqlite_event_rows(fresh, now))).rowcount
+        new = (await conn.exec_driver_sql(SQLITE_INSERT_EVENTS, (json_rows(sqlite_event_rows(fresh, now)),))).rowcount
     else:
         rows = [{"event_id": env.event_id, "type": env.type, "occurred_at": env.occurred_at, "received_at": now,
                  "source": env.source, "community": env.community, "grid": env.grid, "subject": env.subject,
@@ -284,7 +284,7 @@ async def _store_observations(session: AsyncSession, replace: list[tuple[str, st
                                                          Observation.entity_id.in_(ids)))
     if obs_rows:
         if session.bind.dialect.name == "sqlite":
-            await conn.exec_driver_sql(SQLITE_INSERT_OBS, obs_rows)
+            await conn.exec_driver_sql(SQLITE_INSERT_OBS, (json_rows(obs_rows),))
         else:  # Core executemany (not the ORM bulk path)
             for i in range(0, len(obs_rows), 2000):
                 await conn.execute(insert(Observation.__table__), obs_rows[i:i + 2000])

@@ -23,6 +23,7 @@ from sqlalchemy import func, select, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from common.db import json_rows, sqlite_json_insert
 from svc_metrics.kpis.distribution import bin_of
 from svc_metrics.kpis.facts import Obs
 from svc_metrics.kpis.models import Rollup
@@ -157,10 +158,10 @@ def nonzero(acc: dict[Key, list]) -> list[tuple]:
     return [(*k, *v) for k, v in sorted(acc.items()) if any(v)]
 
 
-SQLITE_UPSERT = (f"INSERT INTO kpi_rollups ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))}) "
-                 "ON CONFLICT (kpi, mode, dim, place, bucket, dimval, category) DO UPDATE SET "
-                 "num = num + excluded.num, den = den + excluded.den, n = n + excluded.n, "
-                 "vsum = vsum + excluded.vsum, vn = vn + excluded.vn")
+SQLITE_UPSERT = sqlite_json_insert(
+    "kpi_rollups", COLUMNS, "ON CONFLICT (kpi, mode, dim, place, bucket, dimval, category) DO UPDATE SET "
+    "num = num + excluded.num, den = den + excluded.den, n = n + excluded.n, vsum = vsum + excluded.vsum, "
+    "vn = vn + excluded.vn")
 
 
 async def apply(session: AsyncSession, acc: dict[Key, list]) -> int:
@@ -173,7 +174,7 @@ async def write_rows(session: AsyncSession, rows: list[tuple]) -> int:
         return 0
     conn = await session.connection()
     if session.bind.dialect.name == "sqlite":
-        await conn.exec_driver_sql(SQLITE_UPSERT, rows)
+        await conn.exec_driver_sql(SQLITE_UPSERT, (json_rows(rows),))
     else:
         t = Rollup.__table__
         stmt = pg_insert(t)
