@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 from sqlalchemy import event
+from sqlalchemy.engine import make_url
 
 from common.app import create_service_app
 from common.auth import TokenVerifier
@@ -19,7 +20,7 @@ from svc_metrics.kpis.service import load_catalogue
 from svc_metrics.settings import MetricsSettings
 
 
-def _sqlite_read_pragmas(dbapi_connection, _record) -> None:
+def _sqlite_read_pragmas(dbapi_connection, _record=None) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA cache_size=-262144")
     cursor.execute("PRAGMA mmap_size=2147418112")   # SQLite's default ceiling (SQLITE_MAX_MMAP_SIZE)
@@ -36,6 +37,10 @@ def create_app(settings: MetricsSettings | None = None, *, verifier: TokenVerifi
         # over and over: a 256 MiB page cache and memory-mapped reads
         # instead of SQLite's 2 MiB default and a read() per page.
         event.listen(db.engine.sync_engine, "connect", _sqlite_read_pragmas)
+
+    async def close_ingest(app: FastAPI) -> None:
+        if app.state.sqlite_ingest is not None:
+            await app.state.sqlite_ingest.close()
 
     async def catalogue(app: FastAPI) -> None:
         # The packaged catalogue is the source of truth for definitions; load it on every start.
@@ -54,11 +59,14 @@ def create_app(settings: MetricsSettings | None = None, *, verifier: TokenVerifi
         verifier=verifier,
         db=db,
         on_startup=[catalogue],
+        on_shutdown=[close_ingest],
         background=[gauge_loop, scan_loop],
         extra_media_types={"/metrics/v1/dashboard/session": ("application/x-www-form-urlencoded",)},
     )
     app.state.clock = clock or Clock()
     # SQLite has one writer: batches go through a prepare/write pipeline (events/pipeline.py); PostgreSQL
     # ingests each batch in one transaction with advisory locks per entity (several replicas may write).
-    app.state.sqlite_ingest = SqliteIngest(db) if db.dialect == "sqlite" else None
+    # (An in-memory database cannot be opened a second time by the pipeline's writer: one transaction per batch.)
+    file_backed = db.dialect == "sqlite" and make_url(db.url).database not in (None, "", ":memory:")
+    app.state.sqlite_ingest = SqliteIngest(db, pragmas=_sqlite_read_pragmas) if file_backed else None
     return app

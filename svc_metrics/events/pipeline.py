@@ -7,35 +7,88 @@ halves take turns; here batch n+1 is prepared while batch n is written:
 1. prepare (one batch at a time): read the earlier events of the touched entities — from memory for entities
    of batches prepared but not yet committed (`pending`), from the database for the rest (their committed
    state is final: no batch in flight touches them) — derive old and new observations, plan every row;
-2. write (one batch at a time, in the order prepared): insert, delete, upsert, commit.
+2. write (one batch at a time, in the order prepared): insert, delete, upsert, commit — the whole transaction
+   one call into the writer's own thread and sqlite3 connection (`_Writer`), each bulk write one statement over
+   a JSON array (common.db.sqlite_json_insert). Issued statement by statement from the event loop, a write
+   would stall between statements for as long as the loop is busy preparing the next batch, and the two
+   stages would take turns after all.
 
 A batch prepared on top of other batches' uncommitted state stands or falls with them: if one of those writes
 fails, the later batch answers 503 (the relay sends it again) instead of committing observations derived from
-events that were never stored. PostgreSQL keeps the one-transaction path (service.ingest) with per-entity locks, as
+events that were never stored.
+
+The committed events of recently touched entities, with the observations derived from them, stay in memory
+(`recent`, least recently used first out): relays deliver in about the order things happen, so a request's
+acceptance, resolution and rating arrive while its submission is still there, and neither the read nor the
+derivation of its earlier events is repeated. This relies on what the pipeline already relies on: on SQLite
+this process is the only one that adds events (the rebuild rewrites observations, never events). PostgreSQL keeps the one-transaction path (service.ingest) with per-entity locks, as
 several replicas may write there.
 """
 from __future__ import annotations
 
 import asyncio
+import sqlite3
+from collections import OrderedDict
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 
-from common.db import Database, json_rows
+from sqlalchemy.engine import make_url
+
+from common.db import Database, json_rows, sqlite_pragmas
 from common.errors import Problem
 from svc_metrics.events import service
 from svc_metrics.events.registry import Envelope
 from svc_metrics.kpis import rollup
-from svc_metrics.kpis.facts import Ev, derive
+from svc_metrics.kpis.facts import Ev, Obs, derive
 
 Entity = tuple[str, str]
 
 
+class _Writer:
+    """The pipeline's own connection to the SQLite file, used from one thread of its own."""
+
+    def __init__(self, path: str, pragmas: Callable[[sqlite3.Connection], None] | None) -> None:
+        self._path, self._pragmas = path, pragmas
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="metrics-writer")
+        self._conn: sqlite3.Connection | None = None
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._conn is None:
+            # autocommit mode: the transactions are the explicit BEGIN IMMEDIATE … COMMIT of `_write`
+            conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
+            sqlite_pragmas(conn)
+            if self._pragmas is not None:
+                self._pragmas(conn)
+            self._conn = conn
+        return self._conn
+
+    async def run(self, fn: Callable[..., object], *args: object) -> object:
+        return await asyncio.get_running_loop().run_in_executor(self._thread, lambda: fn(self._connection(), *args))
+
+    async def close(self) -> None:
+        def close() -> None:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+        await asyncio.get_running_loop().run_in_executor(self._thread, close)
+        self._thread.shutdown(wait=True)
+
+
 class SqliteIngest:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, *, recent_entities: int = 50_000,
+                 pragmas: Callable[[sqlite3.Connection], None] | None = None) -> None:
         self.db = db
+        self._writer = _Writer(make_url(db.url).database, pragmas)
         self._prepare = asyncio.Lock()
         self._write = asyncio.Lock()
         # entity → its events once the batches in flight commit, and the write that makes them so
         self._pending: dict[Entity, tuple[list[Ev], asyncio.Future[bool]]] = {}
+        # entity → its committed events and their observations (derive's result), for entities touched lately
+        self._recent: OrderedDict[Entity, tuple[list[Ev], list[Obs]]] = OrderedDict()
+        self._recent_max = recent_entities
+        # entity → the observations its events in flight derive (with _pending)
+        self._pending_obs: dict[Entity, list[Obs]] = {}
 
     async def ingest(self, events: list[tuple[Envelope, str, str]], now: datetime) -> dict[str, int]:
         if not events:
@@ -44,11 +97,15 @@ class SqliteIngest:
             entities = sorted({(kind, eid) for _, kind, eid in events})
             # Taken before reading: a write may commit (and leave `pending`) while the database answers.
             in_flight = {k: self._pending[k] for k in entities if k in self._pending}
-            from_db = [k for k in entities if k not in in_flight]
+            known: dict[Entity, list[Obs]] = {k: self._pending_obs[k] for k in in_flight}
             before: dict[Entity, list[Ev]] = {}
+            for k in entities:
+                if k not in in_flight and (hit := self._recent.get(k)) is not None:
+                    before[k], known[k] = list(hit[0]), hit[1]
+            from_db = [k for k in entities if k not in in_flight and k not in before]
             if from_db:
                 async with self.db.session() as session:
-                    before = await service._load_events(session, from_db)
+                    before.update(await service._load_events(session, from_db))
             builds_on: set[asyncio.Future[bool]] = set()   # the writes this batch's plan assumes
             for k, (evs, write) in in_flight.items():
                 before[k] = list(evs)
@@ -61,10 +118,11 @@ class SqliteIngest:
                     raise _retry()
             if not fresh:
                 return {"received": len(events), "accepted": 0, "duplicates": len(events)}
-            plan = self._plan(fresh, before, now)
+            plan = self._plan(fresh, before, known, now)
             done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
             for k, evs in plan.after.items():
                 self._pending[k] = (evs, done)
+                self._pending_obs[k] = plan.observations[k]
         # Writes run in the order batches were prepared (nothing awaits between the two locks, and asyncio's
         # locks are fair), so every write this one builds on has settled when it gets the lock.
         try:
@@ -73,49 +131,98 @@ class SqliteIngest:
                     raise _retry()
                 consistent = await self._store(plan, len(fresh))
             done.set_result(consistent)
+            self._remember(plan, consistent)
         except BaseException:
             if not done.done():
                 done.set_result(False)
+            self._remember(plan, False)
             raise
         finally:
             for k, evs in plan.after.items():
                 if k in self._pending and self._pending[k][0] is evs:
                     del self._pending[k]
+                    del self._pending_obs[k]
         return {"received": len(events), "accepted": plan.accepted, "duplicates": len(events) - plan.accepted}
 
-    def _plan(self, fresh: list[tuple[Envelope, str, str]], before: dict[Entity, list[Ev]], now: datetime) -> "_Plan":
+    async def close(self) -> None:
+        await self._writer.close()
+
+    def _remember(self, plan: "_Plan", committed: bool) -> None:
+        """After a write: keep what it committed, or forget what it was to commit (read back next time)."""
+        recent = self._recent
+        for k in plan.touched:
+            if committed:
+                recent[k] = (plan.after[k], plan.observations[k])
+                recent.move_to_end(k)
+            else:
+                recent.pop(k, None)
+        while len(recent) > self._recent_max:
+            recent.popitem(last=False)
+
+    def _plan(self, fresh: list[tuple[Envelope, str, str]], before: dict[Entity, list[Ev]],
+              known: dict[Entity, list[Obs]], now: datetime) -> "_Plan":
         event_rows = service.sqlite_event_rows(fresh, now)
         touched = sorted({(kind, eid) for _, kind, eid in fresh})
         after = {k: list(before[k]) for k in touched}
-        old = {k: derive(k[0], before[k]) if before[k] else [] for k in touched}
+        old = {k: known[k] if k in known else derive(k[0], before[k]) if before[k] else [] for k in touched}
         for env, kind, eid in fresh:
             after[(kind, eid)].append(service.as_ev(env))
+        new = {k: derive(k[0], after[k]) for k in touched}
         acc: dict = {}
-        replace, obs_rows = service._plan_observations({k: (old[k], derive(k[0], after[k])) for k in touched}, acc,
-                                                       sqlite=True)
-        return _Plan(event_rows, touched, after, replace, obs_rows, rollup.nonzero(acc))
+        replace, obs_rows = service._plan_observations({k: (old[k], new[k]) for k in touched}, acc, sqlite=True)
+        return _Plan(event_rows, touched, after, new, replace, obs_rows, rollup.nonzero(acc, ordered=False))
 
     async def _store(self, plan: "_Plan", expected: int) -> bool:
         """Write the plan in one transaction; False when what was stored differs from what was planned (an
         event id already stored under another entity), and the batches planned on top of it must be redone."""
+        accepted = await self._writer.run(_write, plan, expected)
+        if accepted == expected:
+            return True
+        # Rare: store the events anyway and recompute the touched entities from what the database holds.
         async with self.db.session() as session, session.begin():
             conn = await session.connection()
-            plan.accepted = (await conn.exec_driver_sql(service.SQLITE_INSERT_EVENTS,
-                                                        (json_rows(plan.event_rows),))).rowcount
-            if plan.accepted != expected:
-                await service.refresh_entities(session, plan.touched)
-                return False
-            await service._store_observations(session, plan.replace, plan.obs_rows)
-            await rollup.write_rows(session, plan.rollup_rows)
-        return True
+            plan.accepted = (await conn.exec_driver_sql(service.SQLITE_INSERT_EVENTS, (plan.events_json,))).rowcount
+            await service.refresh_entities(session, plan.touched)
+        return False
+
+
+def _write(conn: sqlite3.Connection, plan: "_Plan", expected: int) -> int:
+    """The plan's transaction, in the writer's thread; rolled back (nothing written) when the events stored
+    are not the `expected` number. Returns that number."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        accepted = conn.execute(service.SQLITE_INSERT_EVENTS, (plan.events_json,)).rowcount
+        if accepted != expected:
+            conn.execute("ROLLBACK")
+            return accepted
+        for i in range(0, len(plan.replace), service.CHUNK):
+            for kind, ids in service._by_kind(plan.replace[i:i + service.CHUNK]).items():
+                conn.execute(f"DELETE FROM kpi_observations WHERE entity_kind = ? AND entity_id IN "
+                             f"({', '.join('?' * len(ids))})", (kind, *ids))
+        if plan.obs_json:
+            conn.execute(service.SQLITE_INSERT_OBS, (plan.obs_json,))
+        if plan.rollup_json:
+            conn.execute(rollup.SQLITE_UPSERT, (plan.rollup_json,))
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    plan.accepted = accepted
+    return accepted
 
 
 class _Plan:
-    __slots__ = ("event_rows", "touched", "after", "replace", "obs_rows", "rollup_rows", "accepted")
+    """What one batch writes, the rows already encoded for the writer (common.db.json_rows)."""
 
-    def __init__(self, event_rows, touched, after, replace, obs_rows, rollup_rows) -> None:
-        self.event_rows, self.touched, self.after = event_rows, touched, after
-        self.replace, self.obs_rows, self.rollup_rows = replace, obs_rows, rollup_rows
+    __slots__ = ("events_json", "touched", "after", "observations", "replace", "obs_json", "rollup_json",
+                 "accepted")
+
+    def __init__(self, event_rows, touched, after, observations, replace, obs_rows, rollup_rows) -> None:
+        self.events_json, self.touched, self.after, self.observations = json_rows(event_rows), touched, after, observations
+        self.replace = replace
+        self.obs_json = json_rows(obs_rows) if obs_rows else None
+        self.rollup_json = json_rows(rollup_rows) if rollup_rows else None
         self.accepted = len(event_rows)
 
 

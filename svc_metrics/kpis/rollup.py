@@ -153,9 +153,11 @@ def add_to_histogram(acc: dict[Key, list], o: Obs, sign: int = 1) -> None:
                                      ((o.kpi, "flow", HIST_BY_CATEGORY, p, b, hb, cat), row))])
 
 
-def nonzero(acc: dict[Key, list]) -> list[tuple]:
-    """The changed keys as rows, sorted (a fixed lock order for concurrent writers on PostgreSQL)."""
-    return [(*k, *v) for k, v in sorted(acc.items()) if any(v)]
+def nonzero(acc: dict[Key, list], *, ordered: bool = True) -> list[tuple]:
+    """The changed keys as rows; sorted unless `ordered` is False (the order is a fixed lock order for
+    concurrent writers on PostgreSQL; SQLite's one writer needs none)."""
+    items = sorted(acc.items()) if ordered else acc.items()
+    return [(*k, *v) for k, v in items if any(v)]
 
 
 SQLITE_UPSERT = sqlite_json_insert(

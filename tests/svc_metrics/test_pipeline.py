@@ -114,3 +114,62 @@ async def test_a_write_that_commits_while_the_next_batch_reads_is_seen(client, o
     before = await tables(client, ops)
     assert (await client.post("/metrics/v1/rebuild", headers=ops)).status_code == 200
     assert await tables(client, ops) == before
+
+
+async def test_recent_entities_are_built_on_from_memory_and_give_the_numbers_of_a_rebuild(client, ops, auth,
+                                                                                         monkeypatch):
+    """A request's later events (acceptance, resolution, rating) in later batches build on its committed events
+    kept in memory, not read again; with room for only a few entities the rest are read back. Either way the
+    numbers are those of a rebuild."""
+    from svc_metrics.events import service
+
+    headers = auth(role="system", user="svc_services", member="svc_services")
+    pipeline = client.app.state.sqlite_ingest
+    monkeypatch.setattr(pipeline, "_recent_max", 5)
+    load, read = service._load_events, []
+
+    async def counting_load(session, chunk):
+        read.extend(chunk)
+        return await load(session, chunk)
+
+    monkeypatch.setattr(service, "_load_events", counting_load)
+    # In time order, so a request's steps are spread over several batches.
+    sent = sorted(events_over_months(seed=11), key=lambda e: e["occurred_at"])
+    for i in range(0, len(sent), 4):
+        r = await client.post("/metrics/v1/events", json={"events": sent[i:i + 4]}, headers=headers)
+        assert r.status_code == 200, r.text
+    entities = {("request", e["subject"]) for e in sent if e["type"].startswith("request.")}
+    assert len(pipeline._recent) <= 5 and set(pipeline._recent) <= entities
+    # every entity is read from the database at most once per time it dropped out of memory: far fewer reads
+    # than batches that touched it
+    touches = sum(len({("request", e["subject"]) for e in sent[i:i + 4] if e["type"].startswith("request.")})
+                  for i in range(0, len(sent), 4))
+    assert len(read) < touches
+    incremental, before = await rollup_rows(client.app.state.db), await tables(client, ops)
+    assert (await client.post("/metrics/v1/rebuild", headers=ops)).status_code == 200
+    assert await rollup_rows(client.app.state.db) == incremental
+    assert await tables(client, ops) == before
+
+
+async def test_a_failed_write_forgets_the_entities_it_touched(client, auth, monkeypatch):
+    from tests.svc_metrics.conftest import T0, request_flow
+
+    headers = auth(role="system", user="svc_services", member="svc_services")
+    pipeline = client.app.state.sqlite_ingest
+    flow = request_flow("forget1", T0, steps={"accepted": H, "resolved": 5 * H, "rated": 6 * H}, rating=5)
+    r = await client.post("/metrics/v1/events", json={"events": flow[:2]}, headers=headers)
+    assert r.status_code == 200
+    assert ("request", "forget1") in pipeline._recent
+    store, touched = pipeline._store, []
+
+    async def failing_store(plan, expected):
+        touched.extend(plan.touched)
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(pipeline, "_store", failing_store)
+    r = await client.post("/metrics/v1/events", json={"events": flow[2:]}, headers=headers)
+    assert r.status_code == 500 and touched == [("request", "forget1")]
+    assert ("request", "forget1") not in pipeline._recent   # read back from the database next time
+    monkeypatch.setattr(pipeline, "_store", store)
+    r = await client.post("/metrics/v1/events", json={"events": flow[2:]}, headers=headers)
+    assert r.status_code == 200 and r.json()["accepted"] == len(flow[2:])
