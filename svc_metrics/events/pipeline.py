@@ -54,7 +54,7 @@ class _Writer:
     Every CHECKPOINT_PAGES, the pages written by several commits are copied once (the B-trees' upper levels and
     the month's rollup rows change in every batch) and synced once."""
 
-    CHECKPOINT_PAGES = 16_384   # 64 MiB of log at 4 KiB pages
+    CHECKPOINT_PAGES = 65_536   # 256 MiB of log at 4 KiB pages
 
     def __init__(self, path: str, pragmas: Callable[[sqlite3.Connection], None] | None) -> None:
         self._path, self._pragmas = path, pragmas
