@@ -85,7 +85,7 @@ class _Writer:
 
 
 class SqliteIngest:
-    def __init__(self, db: Database, *, recent_entities: int = 50_000,
+    def __init__(self, db: Database, *, recent_entities: int = 10_000,
                  pragmas: Callable[[sqlite3.Connection], None] | None = None) -> None:
         self.db = db
         self._writer = _Writer(make_url(db.url).database, pragmas)
