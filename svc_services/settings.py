@@ -7,6 +7,8 @@ from common.settings import ServiceSettings
 
 class ServicesSettings(ServiceSettings):
     service_name: str = "svc_services"
+    # System members allowed to keep the requester-profile replica (the feed of ADR 0007); ops always may.
+    requester_profile_sources: list[str] = Field(default_factory=lambda: ["svc_residents"])
     database_url: str = "sqlite+aiosqlite:///var/svc_services.db"
     # Emergency items (一键呼叫, smoke alarm): acknowledge within 1 minute, start handling within 3.
     emergency_ack_seconds: int = Field(default=60, ge=1)

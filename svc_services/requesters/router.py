@@ -18,8 +18,21 @@ from svc_services.requesters.models import RequesterProfile
 from svc_services.requesters.service import profile_cache, remove_profile, upsert_profile
 
 router = APIRouter(prefix="/services/v1/requester_profiles", tags=["requester profiles 诉求人画像（最小副本）"])
-FEED = require_roles("system", "ops")
 PersonId = Path(min_length=1, max_length=36)
+
+
+def feed_source(request: Request, principal: Principal = Depends(require_roles("system", "ops"))) -> Principal:
+    """Ops, or a system member named as a profile source (svc_residents): birth dates and special-group tags
+    (低保, 残疾 …) are sensitive personal information, not for every system on the exchange (a kiosk, a
+    department) to read or write."""
+    if principal.role == "system" and principal.member not in request.app.state.settings.requester_profile_sources:
+        raise Problem(403, "requester_profile.not_a_source",
+                      ("只有居民信息库（svc_residents）可读写诉求人画像",
+                       "Only the residents registry (svc_residents) reads and writes requester profiles"))
+    return principal
+
+
+FEED = Depends(feed_source)
 
 
 class GroupIn(BaseModel):
@@ -54,7 +67,7 @@ class ProfileOut(BaseModel):
 
 @router.put("/{person_id}", response_model=ProfileOut, summary="更新诉求人画像 Replace a requester profile")
 async def put_profile(body: ProfileIn, request: Request, person_id: str = PersonId,
-                      principal: Principal = Depends(FEED), clock: Clock = Depends(get_clock)):
+                      principal: Principal = FEED, clock: Clock = Depends(get_clock)):
     groups = [g.model_dump(mode="json") for g in {g.code: g for g in body.groups}.values()]
     async with request.app.state.db.session() as session, session.begin():
         # a stale version (older than the stored one) changes nothing and answers with what is stored
@@ -65,7 +78,7 @@ async def put_profile(body: ProfileIn, request: Request, person_id: str = Person
 
 
 @router.get("/{person_id}", response_model=ProfileOut, summary="诉求人画像 Get a requester profile")
-async def get_profile(request: Request, person_id: str = PersonId, principal: Principal = Depends(FEED)):
+async def get_profile(request: Request, person_id: str = PersonId, principal: Principal = FEED):
     async with request.app.state.db.session() as session:
         profile = await session.get(RequesterProfile, person_id)
         if profile is None or profile.removed:
@@ -74,7 +87,7 @@ async def get_profile(request: Request, person_id: str = PersonId, principal: Pr
 
 
 @router.delete("/{person_id}", status_code=204, summary="删除诉求人画像 Drop a requester profile")
-async def delete_profile(request: Request, person_id: str = PersonId, principal: Principal = Depends(FEED),
+async def delete_profile(request: Request, person_id: str = PersonId, principal: Principal = FEED,
                          clock: Clock = Depends(get_clock),
                          version: int | None = Query(None, ge=1, le=2**31 - 1,
                                                      description="来源版本号：给出时保留无数据的删除标记，较旧的更新不会恢复画像")):

@@ -37,7 +37,7 @@ PUBLIC = {"POST /auth/v1/token"}  # anonymous by design (it is how a token is ob
 # role order:      res prx grd stf str dpt prv evl ops sys
 MATRIX: dict[str, str] = {
     "DELETE /services/v1/catalogue/items/{code}": "dddoodddod",
-    "DELETE /services/v1/requester_profiles/{person_id}": "ddddddddoo",
+    "DELETE /services/v1/requester_profiles/{person_id}": "ddddddddod",
     "GET /exchange/v1/catalogue": "oooooooooo",
     "GET /exchange/v1/catalogue/{code}": "oooooooooo",
     "GET /exchange/v1/grants": "dddoooddoo",
@@ -80,7 +80,7 @@ MATRIX: dict[str, str] = {
     "GET /services/v1/catalogue/items/{code}": "oooooooooo",
     "GET /services/v1/catalogue/items/{code}/versions": "oooooooooo",
     "GET /services/v1/grids": "oooooooooo",
-    "GET /services/v1/requester_profiles/{person_id}": "ddddddddhh",
+    "GET /services/v1/requester_profiles/{person_id}": "ddddddddhd",
     "GET /services/v1/requests": "ooooooodoo",
     "GET /services/v1/requests/{request_id}": "ohooohhhoo",
     "GET /services/v1/requests/{request_id}/candidates": "dhooohhhod",
@@ -129,7 +129,7 @@ MATRIX: dict[str, str] = {
     "PUT /metrics/v1/kpis/{code}/targets/{scope}": "ddddodddod",
     "PUT /services/v1/catalogue/items/{code}": "dddoodddod",
     "PUT /services/v1/grids/{code}": "dddoodddod",
-    "PUT /services/v1/requester_profiles/{person_id}": "ddddddddoo",
+    "PUT /services/v1/requester_profiles/{person_id}": "ddddddddod",
 }
 
 

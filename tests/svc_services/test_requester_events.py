@@ -74,6 +74,13 @@ async def test_profile_feed_is_for_systems_and_refuses_personal_fields(ready, au
     url = f"/services/v1/requester_profiles/{P3}"
     for who in (RES3, STAFF, PROXY3):
         assert (await client.put(url, json=P3_PROFILE, headers=auth(**who))).status_code == 403
+    # other systems on the exchange (a kiosk, a department's system) neither write nor read profiles
+    for member in ("kiosk", "dept_minzheng", "svc_matching"):
+        system = auth(role="system", user=member, member=member)
+        r = await client.put(url, json=P3_PROFILE, headers=system)
+        assert r.status_code == 403 and r.json()["code"] == "requester_profile.not_a_source", r.text
+        assert (await client.get(url, headers=system)).status_code == 403
+        assert (await client.delete(url, headers=system)).status_code == 403
     for body, field in (({"birth_date": "1946-03-01", "name": "王秀英"}, "name"),
                         ({"birth_date": "1946-03-01", "id_number": "110105193802140424"}, "id_number"),
                         ({"birth_date": "1946-13-01"}, "birth_date"),
