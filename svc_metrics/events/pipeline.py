@@ -178,8 +178,10 @@ class SqliteIngest:
             after[(kind, eid)].append(service.as_ev(env))
         new = {k: derive(k[0], after[k]) for k in touched}
         acc: dict = {}
-        replace, obs_rows = service._plan_observations({k: (old[k], new[k]) for k in touched}, acc, sqlite=True)
-        return _Plan(event_rows, touched, after, new, replace, obs_rows, rollup.nonzero(acc, ordered=False))
+        remove: list[tuple] = []
+        replace, obs_rows = service._plan_observations({k: (old[k], new[k]) for k in touched}, acc, sqlite=True,
+                                                       remove=remove)
+        return _Plan(event_rows, touched, after, new, replace, remove, obs_rows, rollup.nonzero(acc, ordered=False))
 
     async def _store(self, plan: "_Plan", expected: int) -> bool:
         """Write the plan in one transaction; False when what was stored differs from what was planned (an
@@ -208,6 +210,8 @@ def _write(conn: sqlite3.Connection, plan: "_Plan", expected: int) -> int:
             for kind, ids in service._by_kind(plan.replace[i:i + service.CHUNK]).items():
                 conn.execute(f"DELETE FROM kpi_observations WHERE entity_kind = ? AND entity_id IN "
                              f"({', '.join('?' * len(ids))})", (kind, *ids))
+        if plan.remove_json:
+            conn.execute(service.SQLITE_DELETE_OBS, (plan.remove_json,))
         if plan.obs_json:
             conn.execute(service.SQLITE_INSERT_OBS, (plan.obs_json,))
         if plan.rollup_json:
@@ -224,12 +228,13 @@ def _write(conn: sqlite3.Connection, plan: "_Plan", expected: int) -> int:
 class _Plan:
     """What one batch writes, the rows already encoded for the writer (common.db.json_rows)."""
 
-    __slots__ = ("events_json", "touched", "after", "observations", "replace", "obs_json", "rollup_json",
-                 "accepted")
+    __slots__ = ("events_json", "touched", "after", "observations", "replace", "remove_json", "obs_json",
+                 "rollup_json", "accepted")
 
-    def __init__(self, event_rows, touched, after, observations, replace, obs_rows, rollup_rows) -> None:
+    def __init__(self, event_rows, touched, after, observations, replace, remove, obs_rows, rollup_rows) -> None:
         self.events_json, self.touched, self.after, self.observations = json_rows(event_rows), touched, after, observations
         self.replace = replace
+        self.remove_json = json_rows(remove) if remove else None
         self.obs_json = json_rows(obs_rows) if obs_rows else None
         self.rollup_json = json_rows(rollup_rows) if rollup_rows else None
         self.accepted = len(event_rows)

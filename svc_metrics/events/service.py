@@ -235,13 +235,15 @@ def _obs_row(o: Obs) -> tuple:
 
 
 def _plan_observations(changes: dict[tuple[str, str], tuple[list[Obs] | None, list[Obs]]], acc: dict, *,
-                       sqlite: bool) -> tuple[list[tuple[str, str]], list]:
+                       sqlite: bool, remove: list | None = None) -> tuple[list[tuple[str, str]], list]:
     """What bringing the stored observations of these entities from `old` to `new` takes (old None: unknown,
     replace them all): the entities whose rows are deleted and the rows inserted; the difference goes into the
     rollup accumulator `acc`.
 
     An entity that only gains observations (most events: a response, a rating) gets just the inserts; one that
-    loses or changes any has its rows deleted and written again."""
+    loses or changes any has its rows deleted and written again — or, when `remove` is given (SQLite), only the
+    rows that went are deleted (their keys appended to `remove`, see SQLITE_DELETE_OBS) and only the new ones
+    inserted, as long as each is told apart from the entity's other rows by its key (no float compared)."""
     replace: list[tuple[str, str]] = []
     obs_rows: list = []
     for (kind, eid), (old, new) in changes.items():
@@ -259,7 +261,10 @@ def _plan_observations(changes: dict[tuple[str, str], tuple[list[Obs] | None, li
                 continue
             rollup.contribute(acc, [objs[r] for r, c in gone.items() for _ in range(c)], -1)
             rollup.contribute(acc, [objs[r] for r, c in added.items() for _ in range(c)], 1)
-            if gone:
+            if gone and remove is not None and all(c == 1 for c in gone.values()) and _keys_unique(old):
+                remove.extend((kind, eid, *_obs_key(objs[r])) for r in gone)
+                add = [objs[r] for r, c in added.items() for _ in range(c)]
+            elif gone:
                 replace.append((kind, eid))
                 add = new
             else:
@@ -274,6 +279,24 @@ def _plan_observations(changes: dict[tuple[str, str], tuple[list[Obs] | None, li
                                  "channel": o.channel, "groups": o.groups, "num": o.num, "den": o.den,
                                  "value": o.value, "key": o.key})
     return replace, obs_rows
+
+
+def _obs_key(o: Obs) -> tuple:
+    """What tells an observation from the others of its entity, without its numbers (timestamps as stored)."""
+    return (o.kpi, o.mode, _sqlite_ts(o.at), _sqlite_ts(o.end_at), o.place or "", o.category, o.channel, o.groups)
+
+
+def _keys_unique(observations: list[Obs]) -> bool:
+    keys = [_obs_key(o) for o in observations]
+    return len(set(keys)) == len(keys)
+
+
+# The rows of _obs_key (after entity_kind, entity_id), one statement per batch (found through the entity index).
+SQLITE_DELETE_OBS = (
+    "DELETE FROM kpi_observations WHERE id IN (SELECT o.id FROM json_each(?) j JOIN kpi_observations o "
+    "ON o.entity_kind = j.value ->> 0 AND o.entity_id = j.value ->> 1 AND o.kpi = j.value ->> 2 "
+    "AND o.mode = j.value ->> 3 AND o.at = j.value ->> 4 AND o.end_at IS j.value ->> 5 AND o.place = j.value ->> 6 "
+    "AND o.category IS j.value ->> 7 AND o.channel IS j.value ->> 8 AND o.groups = j.value ->> 9)")
 
 
 async def _store_observations(session: AsyncSession, replace: list[tuple[str, str]], obs_rows: list) -> int:
