@@ -120,5 +120,6 @@ def sqlite_json_insert(table: str, columns: tuple[str, ...] | list[str], tail: s
 
 def json_rows(rows: list[tuple] | list[list]) -> str:
     """The rows as one JSON array for `sqlite_json_insert` (text, numbers and NULL come back as they went in;
-    NaN becomes NULL, as SQLite stores it anyway)."""
+    NaN becomes NULL, as SQLite stores it anyway). Timestamps must already be text in the stored form: orjson
+    would write a datetime as RFC 3339, which does not compare with what SQLAlchemy stores."""
     return orjson.dumps(rows).decode()

@@ -21,8 +21,10 @@ The committed events of recently touched entities, with the observations derived
 (`recent`, least recently used first out): relays deliver in about the order things happen, so a request's
 acceptance, resolution and rating arrive while its submission is still there, and neither the read nor the
 derivation of its earlier events is repeated. This relies on what the pipeline already relies on: on SQLite
-this process is the only one that adds events (the rebuild rewrites observations, never events). PostgreSQL keeps the one-transaction path (service.ingest) with per-entity locks, as
-several replicas may write there.
+this process is the only one that adds events (the rebuild rewrites observations, never events).
+
+PostgreSQL keeps the one-transaction path (service.ingest) with per-entity locks, as several replicas may write
+there.
 """
 from __future__ import annotations
 
