@@ -39,10 +39,12 @@ import sys
 import tempfile
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
 import httpx
+from sqlalchemy.engine import make_url
 
 try:
     import orjson
@@ -338,12 +340,17 @@ def free_port() -> int:
 
 
 class Server:
-    def __init__(self, workdir: Path):
+    def __init__(self, workdir: Path, postgres: str | None = None):
         from common.keys import SigningKey, jwks_document
 
         self.dir = workdir
         self.db = workdir / "metrics.db"
         self.url = f"sqlite+aiosqlite:///{self.db}"
+        self.postgres: str | None = None   # the admin URL when the run is on a database of its own there
+        if postgres:
+            self.postgres, self.pg_name = postgres, f"onenet_bench_metrics_{os.getpid()}"
+            self.url = make_url(postgres).set(drivername="postgresql+asyncpg", database=self.pg_name).render_as_string(
+                False)
         key_file = workdir / "bench_key.pem"
         self.key = SigningKey.from_pem(key_file.read_bytes()) if key_file.exists() else SigningKey.generate()
         key_file.write_bytes(self.key.to_pem())
@@ -361,9 +368,32 @@ class Server:
         tok = jwt.encode(claims, self.key.private_key, algorithm="RS256", headers={"kid": self.key.kid})
         return {"Authorization": f"Bearer {tok}"}
 
+    @staticmethod
+    def _pg(url: str, sql: str):
+        import asyncpg
+
+        async def run():
+            conn = await asyncpg.connect(make_url(url).set(drivername="postgresql").render_as_string(False))
+            try:
+                return await conn.fetchval(sql)
+            finally:
+                await conn.close()
+        with ThreadPoolExecutor(1) as pool:   # callable from inside the benchmark's own event loop too
+            return pool.submit(asyncio.run, run()).result()
+
+    def size(self) -> str:
+        if self.postgres:
+            return f"database {self._pg(self.url, 'SELECT pg_database_size(current_database())') / 2**20:,.0f} MiB"
+        wal = self.db.with_name(self.db.name + "-wal")
+        wal_mb = wal.stat().st_size / 2**20 if wal.exists() else 0.0
+        return f"database {self.db.stat().st_size / 2**20:,.0f} MiB, WAL {wal_mb:,.0f} MiB"
+
     def start(self) -> None:
         from common.migrations import upgrade
 
+        if self.postgres and not (self.dir / "postgres").exists():
+            self._pg(self.postgres, f"CREATE DATABASE {self.pg_name}")
+            (self.dir / "postgres").write_text(self.url)
         upgrade("svc_metrics", self.url)
         env = {**os.environ, "ONENET_DATABASE_URL": self.url, "ONENET_JWKS_FILE": str(self.dir / "jwks.json"),
                "ONENET_JWKS_URL": "", "ONENET_GAUGE_REFRESH_SECONDS": "0", "ONENET_WARNING_SCAN_SECONDS": "0",
@@ -398,6 +428,10 @@ class Server:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
 
+    def drop(self) -> None:
+        if self.postgres:
+            self._pg(self.postgres, f"DROP DATABASE IF EXISTS {self.pg_name}")
+
 
 # ---------------------------------------------------------------------------------------------- phases
 def pct(values: list[float], q: float) -> float:
@@ -418,11 +452,8 @@ async def ingest(server: Server, bodies: list[bytes], n_events: int, connections
     def progress() -> None:
         now, cpu = time.perf_counter(), server.cpu_seconds()
         done = mark["sent"] * per_batch
-        wal = server.db.with_name(server.db.name + "-wal")
-        wal_mb = wal.stat().st_size / 2**20 if wal.exists() else 0.0
         print(f"  {done:>9,.0f} events: {step / (now - mark['t']):6,.0f} events/s in the last {step:,}, "
-              f"{step / max(cpu - mark['cpu'], 1e-9):6,.0f} per server CPU-s; database "
-              f"{server.db.stat().st_size / 2**20:,.0f} MiB, WAL {wal_mb:,.0f} MiB", flush=True)
+              f"{step / max(cpu - mark['cpu'], 1e-9):6,.0f} per server CPU-s; {server.size()}", flush=True)
         mark.update(t=now, cpu=cpu, next=mark["next"] + step)
 
     async def worker(client: httpx.AsyncClient) -> None:
@@ -540,11 +571,13 @@ def main() -> None:
     ap.add_argument("--queries", type=int, default=300)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--keep", action="store_true", help="keep the temporary directory (database, server log)")
+    ap.add_argument("--postgres", metavar="URL", help="run on PostgreSQL: a database of its own is created through "
+                                                      "this admin URL (e.g. postgresql://postgres@127.0.0.1:5432/postgres)")
     ap.add_argument("--reuse", type=Path, help="a directory kept by --keep: skip generation and ingest, run the "
                                                "queries and the rebuild check on its database")
     args = ap.parse_args()
     if args.reuse:
-        server = Server(args.reuse)
+        server = Server(args.reuse, (args.reuse / "postgres").exists() and args.postgres or None)
         try:
             server.start()
             asyncio.run(queries(server, args.queries))
@@ -571,14 +604,14 @@ def main() -> None:
     print("  " + ", ".join(f"{k} {v:,}" for k, v in top), flush=True)
 
     workdir = Path(tempfile.mkdtemp(prefix="onenet_bench_metrics_"))
-    server = Server(workdir)
+    server = Server(workdir, args.postgres)
     ok = True
     try:
         server.start()
-        print(f"svc_metrics on {server.base}, SQLite {server.db}", flush=True)
+        print(f"svc_metrics on {server.base}, {server.url if server.postgres else f'SQLite {server.db}'}", flush=True)
         asyncio.run(ingest(server, bodies, n, args.connections))
         del bodies
-        print(f"database size {server.db.stat().st_size / 2**20:.0f} MiB", flush=True)
+        print(server.size(), flush=True)
         asyncio.run(queries(server, args.queries))
         ok = asyncio.run(rebuild_check(server))
     finally:
@@ -586,6 +619,7 @@ def main() -> None:
         if args.keep:
             print(f"kept {workdir}")
         else:
+            server.drop()
             import shutil
 
             shutil.rmtree(workdir, ignore_errors=True)

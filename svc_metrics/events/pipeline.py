@@ -8,13 +8,14 @@ halves take turns; here batch n+1 is prepared while batch n is written:
    of batches prepared but not yet committed (`pending`), from the database for the rest (their committed
    state is final: no batch in flight touches them) — derive old and new observations, plan every row;
 2. write (one batch at a time, in the order prepared): insert, delete, upsert, commit — the whole transaction
-   one call into the writer's own thread and sqlite3 connection (`_Writer`), each bulk write one statement over
-   a JSON array (common.db.sqlite_json_insert). Issued statement by statement from the event loop, a write
-   would stall between statements for as long as the loop is busy preparing the next batch, and the two
-   stages would take turns after all.
+   one job for the writer's own thread and sqlite3 connection (`_Writer`), each bulk write one statement over
+   a JSON array (common.db.sqlite_json_insert). The job is queued as soon as the batch is prepared, so the
+   writer goes from one transaction to the next without a turn through the event loop. Issued statement by
+   statement from the loop, or started only once the loop noticed the previous write had ended, a write would
+   wait for as long as the loop is busy preparing the next batch, and the two stages would take turns after all.
 
 A batch prepared on top of other batches' uncommitted state stands or falls with them: if one of those writes
-fails, the later batch answers 503 (the relay sends it again) instead of committing observations derived from
+fails (its job, which ran first on the same thread, says so), the later batch writes nothing and answers 503 (the relay sends it again) instead of committing observations derived from
 events that were never stored.
 
 The committed events of recently touched entities, with the observations derived from them, stay in memory
@@ -32,7 +33,7 @@ import asyncio
 import sqlite3
 from collections import OrderedDict
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime
 
 from sqlalchemy.engine import make_url
@@ -45,6 +46,7 @@ from svc_metrics.kpis import rollup
 from svc_metrics.kpis.facts import Ev, Obs, derive
 
 Entity = tuple[str, str]
+WRITER_SWITCH_INTERVAL = 0.0005   # seconds: how long the writer may wait for the GIL between statements
 
 
 class _Writer:
@@ -74,8 +76,12 @@ class _Writer:
             self._conn = conn
         return self._conn
 
+    def submit(self, fn: Callable[..., object], *args: object) -> Future:
+        """Queue fn(connection, *args) behind the writes queued before it (one thread: first in, first run)."""
+        return self._thread.submit(lambda: fn(self._connection(), *args))
+
     async def run(self, fn: Callable[..., object], *args: object) -> object:
-        return await asyncio.get_running_loop().run_in_executor(self._thread, lambda: fn(self._connection(), *args))
+        return await asyncio.wrap_future(self.submit(fn, *args))
 
     async def close(self) -> None:
         def close() -> None:
@@ -92,9 +98,8 @@ class SqliteIngest:
         self.db = db
         self._writer = _Writer(make_url(db.url).database, pragmas)
         self._prepare = asyncio.Lock()
-        self._write = asyncio.Lock()
         # entity → its events once the batches in flight commit, and the write that makes them so
-        self._pending: dict[Entity, tuple[list[Ev], asyncio.Future[bool]]] = {}
+        self._pending: dict[Entity, tuple[list[Ev], _Write]] = {}
         # entity → its committed events and their observations (derive's result), for entities touched lately
         self._recent: OrderedDict[Entity, tuple[list[Ev], list[Obs]]] = OrderedDict()
         self._recent_max = recent_entities
@@ -117,7 +122,7 @@ class SqliteIngest:
             if from_db:
                 async with self.db.session() as session:
                     before.update(await service._load_events(session, from_db))
-            builds_on: set[asyncio.Future[bool]] = set()   # the writes this batch's plan assumes
+            builds_on: set[_Write] = set()   # the writes this batch's plan assumes
             for k, (evs, write) in in_flight.items():
                 before[k] = list(evs)
                 builds_on.add(write)
@@ -125,27 +130,33 @@ class SqliteIngest:
             fresh = [t for t in events if t[0].event_id not in stored]
             if len(fresh) < len(events) and builds_on:
                 # Some "duplicates" are only in flight: they count as stored once their batches commit.
-                if not all([await w for w in builds_on]):
+                if not all([await w.settled for w in builds_on]):
                     raise _retry()
             if not fresh:
                 return {"received": len(events), "accepted": 0, "duplicates": len(events)}
             plan = self._plan(fresh, before, known, now)
-            done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+            # Queued at once, in the order prepared: the writer goes from one batch's transaction to the next
+            # without waiting for the event loop (which may be busy preparing the batch after).
+            write = _Write(asyncio.get_running_loop())
+            write.job = self._writer.submit(_write, plan, len(fresh), write, tuple(builds_on))
             for k, evs in plan.after.items():
-                self._pending[k] = (evs, done)
+                self._pending[k] = (evs, write)
                 self._pending_obs[k] = plan.observations[k]
-        # Writes run in the order batches were prepared (nothing awaits between the two locks, and asyncio's
-        # locks are fair), so every write this one builds on has settled when it gets the lock.
+        job = asyncio.wrap_future(write.job)
         try:
-            async with self._write:
-                if not all(w.done() and w.result() for w in builds_on):
-                    raise _retry()
-                consistent = await self._store(plan, len(fresh))
-            done.set_result(consistent)
+            try:
+                accepted = await asyncio.shield(job)
+            except asyncio.CancelledError:
+                await asyncio.wait([job])   # the transaction goes on in its thread: let it end before cleaning up
+                raise
+            if accepted is None:   # a write it builds on failed or stored something else: nothing written
+                raise _retry()
+            consistent = accepted == len(fresh) or await self._store_anyway(plan)
+            write.settled.set_result(consistent)
             self._remember(plan, consistent)
         except BaseException:
-            if not done.done():
-                done.set_result(False)
+            if not write.settled.done():
+                write.settled.set_result(False)
             self._remember(plan, False)
             raise
         finally:
@@ -185,13 +196,10 @@ class SqliteIngest:
                                                        remove=remove)
         return _Plan(event_rows, touched, after, new, replace, remove, obs_rows, rollup.nonzero(acc, ordered=False))
 
-    async def _store(self, plan: "_Plan", expected: int) -> bool:
-        """Write the plan in one transaction; False when what was stored differs from what was planned (an
-        event id already stored under another entity), and the batches planned on top of it must be redone."""
-        accepted = await self._writer.run(_write, plan, expected)
-        if accepted == expected:
-            return True
-        # Rare: store the events anyway and recompute the touched entities from what the database holds.
+    async def _store_anyway(self, plan: "_Plan") -> bool:
+        """Rare: some events of the plan were already stored under another entity, and its transaction was
+        rolled back. Store the events anyway and recompute the touched entities from what the database holds;
+        False, since the batches planned on top of this one must be redone."""
         async with self.db.session() as session, session.begin():
             conn = await session.connection()
             plan.accepted = (await conn.exec_driver_sql(service.SQLITE_INSERT_EVENTS, (plan.events_json,))).rowcount
@@ -199,9 +207,26 @@ class SqliteIngest:
         return False
 
 
-def _write(conn: sqlite3.Connection, plan: "_Plan", expected: int) -> int:
-    """The plan's transaction, in the writer's thread; rolled back (nothing written) when the events stored
-    are not the `expected` number. Returns that number."""
+class _Write:
+    """One batch's write: `ok` is set by the writer's thread once the transaction is over (True: committed as
+    planned), `settled` on the event loop once everything about it is final (False: batches planned on top
+    of it must be sent again)."""
+
+    __slots__ = ("job", "ok", "settled")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.job: Future | None = None
+        self.ok = False
+        self.settled: asyncio.Future[bool] = loop.create_future()
+
+
+def _write(conn: sqlite3.Connection, plan: "_Plan", expected: int, write: _Write,
+           builds_on: tuple[_Write, ...]) -> int | None:
+    """The plan's transaction, in the writer's thread. None (nothing written) when a write it builds on did not
+    commit as planned: those ran before it on this thread, so their outcome is known. Rolled back (nothing
+    written) when the events stored are not the `expected` number. Returns that number."""
+    if not all(w.ok for w in builds_on):
+        return None
     conn.execute("BEGIN IMMEDIATE")
     try:
         accepted = conn.execute(service.SQLITE_INSERT_EVENTS, (plan.events_json,)).rowcount
@@ -224,6 +249,7 @@ def _write(conn: sqlite3.Connection, plan: "_Plan", expected: int) -> int:
             conn.execute("ROLLBACK")
         raise
     plan.accepted = accepted
+    write.ok = True
     return accepted
 
 

@@ -3,8 +3,12 @@ one-at-a-time ingest, and a batch built on a write that failed is refused whole 
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
+from sqlalchemy import text
+
+from svc_metrics.events import pipeline as pipeline_module
 
 from tests.svc_metrics.test_rollup import QUERIES, H, events_over_months, rollup_rows
 from tests.svc_metrics.test_rollup import tables as all_tables
@@ -54,18 +58,18 @@ async def test_a_batch_built_on_a_failed_write_is_refused_and_can_be_sent_again(
     headers = auth(role="system", user="svc_services", member="svc_services")
     sent = batches(events_over_months(seed=9), 10)
     pipeline = client.app.state.sqlite_ingest
-    store = pipeline._store
+    write = pipeline_module._write
     calls = 0
 
-    async def failing_store(plan, expected):
+    def failing_write(conn, plan, *args):   # in the writer's thread
         nonlocal calls
         calls += 1
         if calls == 1:
-            await asyncio.sleep(0.05)   # the next batch gets prepared on top of this one meanwhile
+            time.sleep(0.05)   # the next batch gets prepared on top of this one and queued behind it meanwhile
             raise RuntimeError("disk full")
-        return await store(plan, expected)
+        return write(conn, plan, *args)
 
-    monkeypatch.setattr(pipeline, "_store", failing_store)
+    monkeypatch.setattr(pipeline_module, "_write", failing_write)
     first = asyncio.create_task(client.post("/metrics/v1/events", json={"events": sent[0]}, headers=headers))
     await asyncio.sleep(0.01)
     second = await client.post("/metrics/v1/events", json={"events": sent[0][-3:] + sent[1]}, headers=headers)
@@ -73,7 +77,7 @@ async def test_a_batch_built_on_a_failed_write_is_refused_and_can_be_sent_again(
     assert second.status_code == 503 and second.headers["retry-after"] == "1"
     assert second.headers["content-type"].startswith("application/problem+json")
     assert await rollup_rows(client.app.state.db) == set() and not pipeline._pending
-    monkeypatch.setattr(pipeline, "_store", store)
+    monkeypatch.setattr(pipeline_module, "_write", write)
     for b in sent:   # the relay sends everything again: the numbers are those of a clean ingest
         r = await client.post("/metrics/v1/events", json={"events": b}, headers=headers)
         assert r.status_code == 200, r.text
@@ -83,6 +87,38 @@ async def test_a_batch_built_on_a_failed_write_is_refused_and_can_be_sent_again(
     assert await tables(client, ops) == before
 
 
+async def test_a_queued_write_finds_the_failed_write_it_builds_on_and_writes_nothing(client, auth, monkeypatch):
+    """Batch 2 carries a request's later steps while batch 1 (its submission) is still being written: batch 2's
+    transaction is queued behind batch 1's on the writer's thread, finds it failed, and writes nothing."""
+    from tests.svc_metrics.conftest import T0, request_flow
+
+    headers = auth(role="system", user="svc_services", member="svc_services")
+    pipeline = client.app.state.sqlite_ingest
+    write, jobs = pipeline_module._write, []
+
+    def failing_first(conn, plan, expected, this, builds_on):
+        jobs.append((plan.touched, builds_on))
+        if len(jobs) == 1:
+            time.sleep(0.05)
+            raise RuntimeError("disk full")
+        return write(conn, plan, expected, this, builds_on)
+
+    flow = request_flow("queued1", T0, steps={"accepted": H, "resolved": 5 * H})
+    monkeypatch.setattr(pipeline_module, "_write", failing_first)
+    first = asyncio.create_task(client.post("/metrics/v1/events", json={"events": flow[:1]}, headers=headers))
+    await asyncio.sleep(0.01)
+    second = await client.post("/metrics/v1/events", json={"events": flow[1:]}, headers=headers)
+    assert (await first).status_code == 500 and second.status_code == 503
+    assert len(jobs) == 2 and jobs[1][0] == [("request", "queued1")] and len(jobs[1][1]) == 1
+    async with client.app.state.db.session() as session:
+        stored = (await session.execute(text("SELECT count(*) FROM events"))).scalar_one()
+    assert stored == 0 and await rollup_rows(client.app.state.db) == set() and not pipeline._pending
+    monkeypatch.setattr(pipeline_module, "_write", write)
+    for batch in (flow[:1], flow[1:]):   # sent again, both are stored
+        r = await client.post("/metrics/v1/events", json={"events": batch}, headers=headers)
+        assert r.status_code == 200 and r.json()["accepted"] == len(batch)
+
+
 async def test_a_write_that_commits_while_the_next_batch_reads_is_seen(client, ops, auth, monkeypatch):
     """Batch 2 shares a request with batch 1 (in flight) and reads another from the database; batch 1 commits
     during that read. Batch 2 must build on batch 1's events, not lose them."""
@@ -90,12 +126,11 @@ async def test_a_write_that_commits_while_the_next_batch_reads_is_seen(client, o
     from tests.svc_metrics.conftest import T0, request_flow
 
     headers = auth(role="system", user="svc_services", member="svc_services")
-    pipeline = client.app.state.sqlite_ingest
-    store, load = pipeline._store, service._load_events
+    write, load = pipeline_module._write, service._load_events
 
-    async def slow_store(plan, expected):
-        await asyncio.sleep(0.02)
-        return await store(plan, expected)
+    def slow_write(*args):
+        time.sleep(0.02)
+        return write(*args)
 
     async def slow_load(session, chunk):
         out = await load(session, chunk)
@@ -104,7 +139,7 @@ async def test_a_write_that_commits_while_the_next_batch_reads_is_seen(client, o
 
     one = request_flow("race1", T0, steps={"accepted": H, "resolved": 5 * H})
     two = request_flow("race2", T0, steps={"accepted": H})
-    monkeypatch.setattr(pipeline, "_store", slow_store)
+    monkeypatch.setattr(pipeline_module, "_write", slow_write)
     first = asyncio.create_task(client.post("/metrics/v1/events", json={"events": one[:2]}, headers=headers))
     await asyncio.sleep(0.005)
     monkeypatch.setattr(service, "_load_events", slow_load)
@@ -160,16 +195,16 @@ async def test_a_failed_write_forgets_the_entities_it_touched(client, auth, monk
     r = await client.post("/metrics/v1/events", json={"events": flow[:2]}, headers=headers)
     assert r.status_code == 200
     assert ("request", "forget1") in pipeline._recent
-    store, touched = pipeline._store, []
+    write, touched = pipeline_module._write, []
 
-    async def failing_store(plan, expected):
+    def failing_write(conn, plan, *args):
         touched.extend(plan.touched)
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(pipeline, "_store", failing_store)
+    monkeypatch.setattr(pipeline_module, "_write", failing_write)
     r = await client.post("/metrics/v1/events", json={"events": flow[2:]}, headers=headers)
     assert r.status_code == 500 and touched == [("request", "forget1")]
     assert ("request", "forget1") not in pipeline._recent   # read back from the database next time
-    monkeypatch.setattr(pipeline, "_store", store)
+    monkeypatch.setattr(pipeline_module, "_write", write)
     r = await client.post("/metrics/v1/events", json={"events": flow[2:]}, headers=headers)
     assert r.status_code == 200 and r.json()["accepted"] == len(flow[2:])
