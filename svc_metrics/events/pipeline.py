@@ -243,6 +243,8 @@ def _write(conn: sqlite3.Connection, plan: "_Plan", expected: int, write: _Write
             conn.execute(service.SQLITE_INSERT_OBS, (plan.obs_json,))
         if plan.rollup_json:
             conn.execute(rollup.SQLITE_UPSERT, (plan.rollup_json,))
+        if plan.tops_json:
+            conn.execute(rollup.SQLITE_ADD_TOP_PLACES, (plan.tops_json,))
         conn.execute("COMMIT")
     except BaseException:
         if conn.in_transaction:
@@ -257,7 +259,7 @@ class _Plan:
     """What one batch writes, the rows already encoded for the writer (common.db.json_rows)."""
 
     __slots__ = ("events_json", "touched", "after", "observations", "replace", "remove_json", "obs_json",
-                 "rollup_json", "accepted")
+                 "rollup_json", "tops_json", "accepted")
 
     def __init__(self, event_rows, touched, after, observations, replace, remove, obs_rows, rollup_rows) -> None:
         self.events_json, self.touched, self.after, self.observations = json_rows(event_rows), touched, after, observations
@@ -265,6 +267,8 @@ class _Plan:
         self.remove_json = json_rows(remove) if remove else None
         self.obs_json = json_rows(obs_rows) if obs_rows else None
         self.rollup_json = json_rows(rollup_rows) if rollup_rows else None
+        tops = rollup.top_places(rollup_rows)
+        self.tops_json = json_rows([[p] for p in tops]) if tops else None
         self.accepted = len(event_rows)
 
 

@@ -109,7 +109,7 @@ class Rollup(Base):
     dim: Mapped[str] = mapped_column(String(8), primary_key=True)
     # Key order: a query names one indicator, dim and (aggregated) place, then a range of months; the dim's
     # values (channels, groups, histogram bins) come after, so reading a histogram is one range.
-    place: Mapped[str] = mapped_column(String(32), primary_key=True)        # exact, or "*" + scope (rollup.py)
+    place: Mapped[str] = mapped_column(String(32), primary_key=True)        # "*" + district or street, or "*"
     bucket: Mapped[int] = mapped_column(Integer, primary_key=True)          # yyyymm, Asia/Shanghai
     dimval: Mapped[str] = mapped_column(String(48), primary_key=True)       # after the months: a channel or a bin
     category: Mapped[str] = mapped_column(String(48), primary_key=True)     # "" when the observation has none
@@ -120,3 +120,15 @@ class Rollup(Base):
     vn: Mapped[int] = mapped_column(BigInteger, default=0)
 
     __table_args__ = ({"sqlite_with_rowid": False},)
+
+
+class RollupTopPlace(Base):
+    """The rollup places that together make up the whole platform: each district ("*" + its code) and "*" for
+    the facts that have no district (catalogue items, members …). The platform has no rows of its own: a query
+    for it adds up these places' rows (a city has a handful of districts), which spares ingest a third of its
+    rollup upserts. A place is added the first time a row is written there and never removed (a place whose
+    rows are all gone adds nothing)."""
+
+    __tablename__ = "kpi_rollup_top_places"
+
+    place: Mapped[str] = mapped_column(String(32), primary_key=True)

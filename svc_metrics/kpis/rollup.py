@@ -8,11 +8,10 @@ give the same rows; the sums are of integer counts and integer millionths, hence
 Queries (engine.py) read whole months from here and only the partial months at a period's edges (a day or a
 week, the as-of moment of a stock) from the observations.
 
-Each row is kept at its exact place (a grid, a community, or "" for facts with no place) and, added up, at every
-level above it: "*" + the district, street, community and grid code, and "*" alone for the whole platform. A
-district's quarter is then a dozen rows per indicator instead of every grid × category × month under it; the
-exact rows stay for the questions asked per place (duplicate investment). '*' sorts before every digit, so a
-place range `[scope, scope + ":")` never meets the aggregated rows.
+Rows are kept per district and per street ("*" + the code): a query for either reads exactly its rows.
+Communities and grids are answered from the observations (few rows through the place index). The whole
+platform has no rows of its own: it is the sum of its districts and of "*", where the facts with no district
+go (table kpi_rollup_top_places lists them), which spares ingest a third of its upserts.
 """
 from __future__ import annotations
 
@@ -26,7 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from common.db import json_rows, sqlite_json_insert
 from svc_metrics.kpis.distribution import bin_of
 from svc_metrics.kpis.facts import Obs
-from svc_metrics.kpis.models import Rollup
+from svc_metrics.kpis.models import Rollup, RollupTopPlace
 
 SHANGHAI_OFFSET = timedelta(hours=8)   # Asia/Shanghai has had no daylight saving time since 1991
 MICRO = 1_000_000
@@ -79,18 +78,31 @@ _levels: dict[str, tuple[str, ...]] = {}
 
 
 def levels_of(place: str) -> tuple[str, ...]:
-    """The rollup places an observation at `place` counts under: the platform, its district, its street."""
+    """The rollup places an observation at `place` counts under: its district and its street, or "*" when it
+    has no district."""
     out = _levels.get(place)
     if out is None:
-        out = (AGGREGATE, *(AGGREGATE + place[:n] for n in LEVELS if len(place) >= n))
+        out = tuple(AGGREGATE + place[:n] for n in LEVELS if len(place) >= n) or (AGGREGATE,)
         if len(_levels) < 100_000:
             _levels[place] = out
     return out
 
 
-def aggregate_place(scope: str) -> str:
-    """The place of the rows that add up everything in `scope` ("all" or a place code)."""
-    return AGGREGATE if scope == "all" else AGGREGATE + scope
+def is_top(place: str) -> bool:
+    """Whether rows at this rollup place are part of the platform's sum (a district, or "*")."""
+    return len(place) == 1 + LEVELS[0] or place == AGGREGATE
+
+
+def top_places(rows: list[tuple]) -> list[str]:
+    """The platform's places among these rows (from `nonzero`), for kpi_rollup_top_places."""
+    return sorted({r[3] for r in rows if is_top(r[3])})
+
+
+def at_scope(scope: str):
+    """The condition on Rollup.place for the rows that add up everything in `scope` ("all" or a place code)."""
+    if scope == "all":
+        return Rollup.place.in_(select(RollupTopPlace.place).scalar_subquery())
+    return Rollup.place == AGGREGATE + scope
 
 
 def covers(scope: str) -> bool:
@@ -164,6 +176,7 @@ SQLITE_UPSERT = sqlite_json_insert(
     "kpi_rollups", COLUMNS, "ON CONFLICT (kpi, mode, dim, place, bucket, dimval, category) DO UPDATE SET "
     "num = num + excluded.num, den = den + excluded.den, n = n + excluded.n, vsum = vsum + excluded.vsum, "
     "vn = vn + excluded.vn")
+SQLITE_ADD_TOP_PLACES = sqlite_json_insert("kpi_rollup_top_places", ("place",), "ON CONFLICT (place) DO NOTHING")
 
 
 async def apply(session: AsyncSession, acc: dict[Key, list]) -> int:
@@ -175,9 +188,15 @@ async def write_rows(session: AsyncSession, rows: list[tuple]) -> int:
     if not rows:
         return 0
     conn = await session.connection()
+    tops = top_places(rows)
     if session.bind.dialect.name == "sqlite":
         await conn.exec_driver_sql(SQLITE_UPSERT, (json_rows(rows),))
+        if tops:
+            await conn.exec_driver_sql(SQLITE_ADD_TOP_PLACES, (json_rows([[p] for p in tops]),))
     else:
+        if tops:
+            await conn.execute(pg_insert(RollupTopPlace.__table__).on_conflict_do_nothing(),
+                               [{"place": p} for p in tops])
         t = Rollup.__table__
         stmt = pg_insert(t)
         stmt = stmt.on_conflict_do_update(
@@ -225,7 +244,7 @@ async def flow_sums(session: AsyncSession, kpis: list[str], lo: int, hi: int, di
                     scope: str, category: str | None) -> dict[tuple[str, str | None], list]:
     """Σnum, Σden, n, Σvalue (millionths), values per (kpi, category) over months lo..hi."""
     r = Rollup
-    conds = [r.kpi.in_(kpis), r.mode == "flow", r.dim == dim[0], r.place == aggregate_place(scope),
+    conds = [r.kpi.in_(kpis), r.mode == "flow", r.dim == dim[0], at_scope(scope),
              r.bucket >= lo, r.bucket <= hi, r.dimval == dim[1]]
     if category:
         conds.append(r.category == category)
@@ -240,7 +259,7 @@ async def hist_sums(session: AsyncSession, kpis: list[str], lo: int, hi: int, sc
     """The value histograms {bin: [count, Σ millionths]} over months lo..hi: of every category together, keyed
     (kpi, None), or of each of `categories`, keyed (kpi, category)."""
     r = Rollup
-    conds = [r.kpi.in_(kpis), r.mode == "flow", r.place == aggregate_place(scope), r.bucket >= lo, r.bucket <= hi]
+    conds = [r.kpi.in_(kpis), r.mode == "flow", at_scope(scope), r.bucket >= lo, r.bucket <= hi]
     if categories is None:
         conds.append(r.dim == HIST)
     else:
@@ -258,7 +277,7 @@ async def stock_sums(session: AsyncSession, kpis: list[str], before: int, dim: t
                      category: str | None) -> dict[tuple, list]:
     """The stock (Σnum, Σden, n) as of the start of month `before`, per (kpi, category)."""
     r = Rollup
-    conds = [r.kpi.in_(kpis), r.mode == "stock", r.dim == dim[0], r.place == aggregate_place(scope),
+    conds = [r.kpi.in_(kpis), r.mode == "stock", r.dim == dim[0], at_scope(scope),
              r.bucket < before, r.dimval == dim[1]]
     if category:
         conds.append(r.category == category)
@@ -270,4 +289,5 @@ async def stock_sums(session: AsyncSession, kpis: list[str], before: int, dim: t
 async def rebuild(session: AsyncSession) -> None:
     """Empty the rollup (the caller then re-adds every entity's observations through `apply`)."""
     await session.execute(text("DELETE FROM kpi_rollups"))
+    await session.execute(text("DELETE FROM kpi_rollup_top_places"))
 

@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import select
 
 from svc_metrics.kpis import rollup
-from svc_metrics.kpis.models import Rollup
+from svc_metrics.kpis.models import Rollup, RollupTopPlace
 from tests.svc_metrics.conftest import C1, G1, G2, G3, T0, ev, request_flow
 
 H = timedelta(hours=1)
@@ -98,15 +98,35 @@ async def test_incremental_rollup_equals_the_rebuilt_one_row_for_row(client, ops
     assert await tables(client, ops) == before
 
 
-async def test_rollup_keeps_the_platform_district_and_street_levels(client, post):
-    """A grid's rows are added up under its street, its district and the whole platform; communities and grids
-    are answered from the observations."""
+async def test_rollup_keeps_the_district_and_street_levels(client, post):
+    """A grid's rows are added up under its street and its district (the platform is their sum); communities
+    and grids are answered from the observations."""
     await post(request_flow("lv1", T0, grid=G1, steps={"resolved": 5 * H}))
     async with client.app.state.db.session() as session:
         rows = (await session.execute(select(Rollup).where(Rollup.kpi == "resolution", Rollup.dim == ""))).scalars()
         places = {r.place: (r.num, r.den, r.n) for r in rows}
-    assert set(places) == {"*", "*" + G1[:6], "*" + G1[:9]}
+    assert set(places) == {"*" + G1[:6], "*" + G1[:9]}
     assert set(places.values()) == {(1.0, 1.0, 1)}
+
+
+async def test_the_platform_adds_up_its_districts_and_the_facts_with_no_district(client, ops, post, monkeypatch):
+    other = "110108002003001"   # a grid in another district
+    events = events_over_months(seed=13)
+    events += [e for i in range(8) for e in request_flow(f"far{i}", T0 + timedelta(days=4 * i), grid=other,
+                                                         steps={"accepted": H, "resolved": (10 + i) * H,
+                                                                "rated": (11 + i) * H}, rating=1 + i % 5)]
+    for i in range(0, len(events), 31):
+        await post(events[i:i + 31])
+    async with client.app.state.db.session() as session:
+        tops = set((await session.execute(select(RollupTopPlace.place))).scalars())
+        placed_at_star = (await session.execute(select(Rollup).where(Rollup.place == "*",
+                                                                     Rollup.kpi == "resolution"))).first()
+    assert tops == {"*", "*110105", "*110108"} and placed_at_star is None
+    platform = [q for q in QUERIES if q["scope"] == "all"]
+    with_rollup = await tables(client, ops, platform)
+    assert any(i["value"] is not None for t in with_rollup for i in t["items"])
+    monkeypatch.setattr(rollup, "dim_for", lambda channel, group: None)   # every query from the observations
+    assert await tables(client, ops, platform) == with_rollup
 
 
 async def test_migration_to_place_levels_keeps_the_numbers(db_url, jwks, auth):
