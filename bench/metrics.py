@@ -11,7 +11,9 @@ background jobs switched off so they do not compete with the load:
    needs/offers/ledger, svc_residents' people, the gateway's exchange items and calls): the request lifecycle
    with channels, categories, priorities, special groups, departments, due times, overdue, reopen, cancel and
    ratings; needs with proposals and offers; residents, volunteers, hours offered and used, participation,
-   resources, the service catalogue, members. Events leave in time order as a relay would send them, with 2%
+   resources, the service catalogue, members. Event and entity ids are UUIDv7 made at the moment the producer
+   would make them, as `common.ids.new_id` does (`--random-ids`: UUIDv4, the worst case for the event store's
+   indexes). Events leave in time order as a relay would send them, with 2%
    delivered late (up to a day) so out-of-order arrival is exercised. All bodies are encoded before the clock
    starts, so the generator does not compete with the server for the CPU.
 2. POSTs them to `/metrics/v1/events` in batches of `--batch` over `--connections` keep-alive connections,
@@ -79,8 +81,17 @@ DEPARTMENTS = ["minzheng", "weijian", "renshe", "zhujian", "chengguan", "gongan"
 H = 3600.0
 
 
-def uid(rnd: random.Random) -> str:
-    return str(uuid.UUID(int=rnd.getrandbits(128), version=4))
+RANDOM_IDS = False   # --random-ids: UUIDv4 everywhere, the worst case for the event store's indexes
+
+
+def uid(rnd: random.Random, at: datetime) -> str:
+    """An id as the producers make them (`common.ids.new_id`): a UUIDv7 (RFC 9562), whose first 48 bits are
+    the creation time in milliseconds, so later ids sort later, which is what the event store's indexes see."""
+    if RANDOM_IDS:
+        return str(uuid.UUID(int=rnd.getrandbits(128), version=4))
+    ms = int(at.timestamp() * 1000) & ((1 << 48) - 1)
+    rand = rnd.getrandbits(74)
+    return str(uuid.UUID(int=(ms << 80) | (0x7 << 76) | ((rand >> 62) << 64) | (0b10 << 62) | (rand & ((1 << 62) - 1))))
 
 
 def iso(t: datetime | None) -> str | None:
@@ -113,7 +124,7 @@ class Generator:
         deliver = at
         if self.rnd.random() < 0.02:   # late delivery: a relay that was down for a while
             deliver = at + timedelta(seconds=self.rnd.uniform(60, 86_400))
-        env = {"event_id": uid(self.rnd), "type": type_, "occurred_at": at.isoformat(), "source": source,
+        env = {"event_id": uid(self.rnd, at), "type": type_, "occurred_at": at.isoformat(), "source": source,
                "community": community or (grid[:12] if grid else None), "grid": grid, "subject": subject,
                "data": data}
         heapq.heappush(self.heap, (deliver, self.seq, env))
@@ -155,20 +166,22 @@ class Generator:
         for i in range(self.people):
             grid = r.choice(GRIDS)
             age = min(100, max(0, int(r.gauss(44, 21))))
-            pid = uid(r)
+            registered = t0 - timedelta(days=r.randint(1, 3000)) + timedelta(seconds=i)
+            pid = uid(r, registered)
             self.persons.append((pid, grid, age))
             band = f"{min(age // 10 * 10, 90)}+"
-            self.push("person.registered", t0 - timedelta(days=r.randint(1, 3000)) + timedelta(seconds=i),
+            self.push("person.registered", registered,
                       pid, grid, {"age_band": band, "age": age, "gender": r.choice("FM"),
-                                  "household_id": uid(r), "verified": r.random() < 0.8}, source="svc_residents")
+                                  "household_id": uid(r, registered), "verified": r.random() < 0.8},
+                      source="svc_residents")
             if r.random() < 0.1:
-                vid = uid(r)
+                vid = uid(r, t0 + timedelta(seconds=i))
                 self.volunteers.append(vid)
                 self.push("volunteer.registered", t0 + timedelta(seconds=i), vid, grid,
                           {"person_id": pid, "skills": r.sample(NEED_CATEGORIES, 2), "max_load": 3},
                           source="svc_matching")
         for i in range(max(20, int(2_400 * self.n / 1_000_000))):
-            rid = uid(r)
+            rid = uid(r, t0 + timedelta(seconds=i))
             grid = r.choice(GRIDS)
             cat = r.choice(NEED_CATEGORIES)
             self.resources.append((rid, grid))
@@ -185,7 +198,8 @@ class Generator:
         groups = self.pick_groups()
         if age >= 65 and "elderly" not in groups:
             groups.append("elderly")
-        rid, t = uid(r), self.when(day)
+        t = self.when(day)
+        rid = uid(r, t)
         due = t + timedelta(hours=hours)
         resp_due = t + (timedelta(seconds=60) if priority == "emergency" else timedelta(hours=12))
         department = depts[0]
@@ -249,19 +263,20 @@ class Generator:
     def need(self, day: date) -> None:
         r = self.rnd
         person, grid, age = r.choice(self.persons)
-        nid, t, cat = uid(r), self.when(day), r.choice(NEED_CATEGORIES)
+        t = self.when(day)
+        nid, cat = uid(r, t), r.choice(NEED_CATEGORIES)
         base = {"category": cat, "priority": r.choice(["normal", "normal", "high"]), "person_id": person,
                 "requester_age": age, "groups": self.pick_groups()}
         self.push("need.created", t, nid, grid, {**base, "priority_score": r.randint(1, 100)}, source="svc_matching")
         at = t + timedelta(minutes=r.uniform(5, 120))
-        self.push("match.proposed", at, nid, grid, {"need_id": nid, "proposal_id": uid(r), "mode": "batch",
+        self.push("match.proposed", at, nid, grid, {"need_id": nid, "proposal_id": uid(r, at), "mode": "batch",
                                                      "category": cat}, source="svc_matching")
         for attempt in range(3):
             at += timedelta(hours=r.expovariate(1 / 3.0))
             outcome = r.choices(["offer.accepted", "offer.declined", "offer.expired"], weights=[72, 20, 8])[0]
-            oid = uid(r)
+            oid = uid(r, at)
             offer = {"need_id": nid, "provider_kind": "volunteer", "category": cat,
-                     "provider_id": r.choice(self.volunteers) if self.volunteers else uid(r)}
+                     "provider_id": r.choice(self.volunteers) if self.volunteers else uid(r, at)}
             self.push(outcome, at, oid, grid, offer, source="svc_matching")
             if outcome == "offer.accepted":
                 if r.random() < 0.85:
@@ -269,7 +284,8 @@ class Generator:
                     self.push("offer.completed", done, oid, grid, offer, source="svc_matching")
                     if offer["provider_id"] and r.random() < 0.7:
                         minutes = r.choice([30, 60, 90, 120])
-                        self.push("ledger.posted", done + timedelta(minutes=5), uid(r), grid,
+                        posted = done + timedelta(minutes=5)
+                        self.push("ledger.posted", posted, uid(r, posted), grid,
                                   {"kind": "credit", "unit": "minute", "reference": oid,
                                    "entries": [{"account_id": "issuance", "amount": -minutes},
                                                {"account_id": offer["provider_id"], "amount": minutes}]},
@@ -280,12 +296,14 @@ class Generator:
         r, scale = self.rnd, self.n / 1_000_000 * 1.02
         for _ in range(self._count(36 * scale)):   # volunteers offer hours
             _pid, grid, _ = r.choice(self.persons)
-            self.push("volunteer.hours_offered", self.when(day), uid(r), grid,
+            at = self.when(day)
+            self.push("volunteer.hours_offered", at, uid(r, at), grid,
                       {"minutes": r.choice([60, 120, 180, 240]), "volunteer_id": r.choice(self.volunteers or ["v"])},
                       source="svc_matching")
         for _ in range(self._count(70 * scale)):   # residents take part in community affairs
             pid, grid, _ = r.choice(self.persons)
-            self.push("participation.recorded", self.when(day), uid(r), grid,
+            at = self.when(day)
+            self.push("participation.recorded", at, uid(r, at), grid,
                       {"person_id": pid, "activity": r.choice(["议事会", "志愿服务", "文体活动", "听证会"])},
                       source="svc_matching")
         for _ in range(self._count(30 * scale)):   # calls across the exchange
@@ -302,7 +320,8 @@ class Generator:
                       source="svc_services")
         for _ in range(self._count(12 * scale)):
             pid, grid, age = r.choice(self.persons)
-            self.push("person.registered", self.when(day), uid(r), grid,
+            at = self.when(day)
+            self.push("person.registered", at, uid(r, at), grid,
                       {"age_band": f"{min(age // 10 * 10, 90)}+", "age": age}, source="svc_residents")
 
     def _count(self, mean: float) -> int:
@@ -570,12 +589,16 @@ def main() -> None:
     ap.add_argument("--connections", type=int, default=2)
     ap.add_argument("--queries", type=int, default=300)
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--random-ids", action="store_true",
+                    help="UUIDv4 event and entity ids instead of the producers' time-ordered UUIDv7 (worst case)")
     ap.add_argument("--keep", action="store_true", help="keep the temporary directory (database, server log)")
     ap.add_argument("--postgres", metavar="URL", help="run on PostgreSQL: a database of its own is created through "
                                                       "this admin URL (e.g. postgresql://postgres@127.0.0.1:5432/postgres)")
     ap.add_argument("--reuse", type=Path, help="a directory kept by --keep: skip generation and ingest, run the "
                                                "queries and the rebuild check on its database")
     args = ap.parse_args()
+    global RANDOM_IDS
+    RANDOM_IDS = args.random_ids
     if args.reuse:
         server = Server(args.reuse, (args.reuse / "postgres").exists() and args.postgres or None)
         try:
