@@ -115,7 +115,7 @@ async def flow_sums(session: AsyncSession, kpis: set[str], period: Period, f: Fi
         return _Sums({})
     ks = sorted(kpis)
     out: dict = {}
-    dim = rollup.dim_for(f.channel, f.group)
+    dim = rollup.dim_for(f.channel, f.group, f.category)
     months = rollup.full_months(period.first, period.after) if dim is not None and rollup.covers(scope) else None
     ranges = [(period.start, period.end)]
     if months:
@@ -139,7 +139,7 @@ async def stock_sums(session: AsyncSession, kpis: set[str], as_of: datetime, f: 
         return {}
     ks = sorted(kpis)
     where = [*rollup.obs_scope_conds(Observation.place, scope), *_filter_conds(f)]
-    dim = rollup.dim_for(f.channel, f.group)
+    dim = rollup.dim_for(f.channel, f.group, f.category)
     if dim is None or by_place or not rollup.covers(scope):
         return await _obs_sums(session, ks, [*_stock(as_of), *where], by_place=by_place)
     b = rollup.bucket_of(as_of)
@@ -244,7 +244,8 @@ async def measure_many(session: AsyncSession, defs: list[KpiDefinition], period:
     # Values (durations, ratings): whole months as the rollup's histograms, the partial months at the edges as
     # values; distribution.py picks exact order statistics from both. A channel or group filter has no
     # histogram of its own: then every value comes from the observations.
-    months_all = rollup.full_months(period.first, period.after) if rollup.dim_for(f.channel, f.group) == ("", "") else None
+    no_slice = rollup.dim_for(f.channel, f.group, f.category) == ("", "")
+    months_all = rollup.full_months(period.first, period.after) if no_slice else None
     spans: dict[bool, tuple[tuple[int, int] | None, tuple[datetime, datetime] | None, list]] = {}
     for is_scoped in (True, False):
         months = months_all if rollup.covers(f.scope if is_scoped else ALL) else None

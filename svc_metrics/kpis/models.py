@@ -99,7 +99,9 @@ class Rollup(Base):
     -1 at `end_at`, so the stock as of a month's start is the sum of every earlier month.
 
     Each observation counts once under dim "" and again under ("channel", its channel) and ("group", each of its
-    special-group tags, and "*"), so a channel or group filter is also a plain range read.
+    special-group tags, and "*"), so a channel or group filter is also a plain range read. Those slices keep the
+    category only for the inputs some indicator reads per category (rollup.category_inputs); for the others
+    their rows have category "".
     """
 
     __tablename__ = "kpi_rollups"

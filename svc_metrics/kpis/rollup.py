@@ -15,6 +15,7 @@ go (table kpi_rollup_top_places lists them), which spares ingest a third of its 
 """
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 from datetime import date, datetime, timedelta, timezone
 
@@ -110,20 +111,39 @@ def covers(scope: str) -> bool:
     return scope == "all" or len(scope) in LEVELS
 
 
+@functools.cache
+def category_inputs() -> frozenset[str]:
+    """The observation inputs some indicator reads per category (`params.categories` in catalogue.json: closure
+    times of grid events, of errands; resolution of disputes). Only their channel and group slices keep the
+    categories apart; for every other input a channel or group slice adds up all categories, a quarter fewer
+    rows to write per event. A query filtered by a category and by a channel or group reads the observations
+    (dim_for). The catalogue ships with the code: a release that changes it runs `onenet metrics rebuild`."""
+    from svc_metrics.kpis.service import catalogue_file
+
+    out: set[str] = set()
+    for item in catalogue_file():
+        params = item.get("params") or {}
+        if params.get("categories"):
+            out.update(params.get("obs") or [item["code"]])
+    return frozenset(out)
+
+
 def contribute(acc: dict[Key, list], observations: Iterable[Obs], sign: int = 1) -> None:
     """Add (sign=1) or take away (sign=-1) what these observations put into the rollup."""
     changes: list[tuple[Key, tuple]] = []   # gathered first, added in one tight loop (the ingest's hot spot)
     put = changes.append
+    per_category = category_inputs()
     for o in observations:
         places, cat, kpi = levels_of(o.place or ""), (o.category or "")[:48], o.kpi
-        ds = dims(o.channel, o.groups)
+        # the category of each slice's rows: kept in "" (all), and in channel and group only where read per category
+        ds = [(d, dv, cat if not d or kpi in per_category else "") for d, dv in dims(o.channel, o.groups)]
         b = bucket_of(o.at)
         if o.mode == "flow":
             vs = 0 if o.value is None else round(o.value * MICRO)
             row = (sign * o.num, sign * o.den, sign, sign * vs, 0 if o.value is None else sign)
-            for d, dv in ds:
+            for d, dv, c in ds:
                 for p in places:
-                    put(((kpi, "flow", d, p, b, dv, cat), row))
+                    put(((kpi, "flow", d, p, b, dv, c), row))
             if o.value is not None:
                 hb, hrow = str(bin_of(o.value)), (0, 0, sign, sign * vs, sign)
                 for p in places:
@@ -131,14 +151,14 @@ def contribute(acc: dict[Key, list], observations: Iterable[Obs], sign: int = 1)
                     put(((kpi, "flow", HIST_BY_CATEGORY, p, b, hb, cat), hrow))
         else:
             row = (sign * o.num, sign * o.den, sign, 0, 0)
-            for d, dv in ds:
+            for d, dv, c in ds:
                 for p in places:
-                    put(((kpi, "stock", d, p, b, dv, cat), row))
+                    put(((kpi, "stock", d, p, b, dv, c), row))
             if o.end_at is not None:
                 e, neg = bucket_of(o.end_at), (-sign * o.num, -sign * o.den, -sign, 0, 0)
-                for d, dv in ds:
+                for d, dv, c in ds:
                     for p in places:
-                        put(((kpi, "stock", d, p, e, dv, cat), neg))
+                        put(((kpi, "stock", d, p, e, dv, c), neg))
     _accumulate(acc, changes)
 
 
@@ -208,9 +228,10 @@ async def write_rows(session: AsyncSession, rows: list[tuple]) -> int:
 
 
 # ------------------------------------------------------------------------------------------------ reading
-def dim_for(channel: str | None, group: str | None) -> tuple[str, str] | None:
-    """Which rollup slice answers these filters; None when both are set (read the observations instead)."""
-    if channel and group:
+def dim_for(channel: str | None, group: str | None, category: str | None = None) -> tuple[str, str] | None:
+    """Which rollup slice answers these filters; None (read the observations instead) when both a channel and a
+    group are set, or either with a category (channel and group slices add up the categories of most inputs)."""
+    if (channel and group) or ((channel or group) and category):
         return None
     if channel:
         return ("channel", channel)

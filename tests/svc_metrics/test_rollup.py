@@ -57,7 +57,8 @@ QUERIES = [{"period": p, "scope": s, **f}
            for p in ("2026-03", "2026-Q1", "2026-Q2", "2026-04", "2026-W11", "2026-03-16")
            for s in ("all", C1[:6], C1[:9], C1, G2)
            for f in ({}, {"channel": "app"}, {"group": "elderly"}, {"group": "*"}, {"category": "grid_event"},
-                     {"channel": "counter", "group": "elderly"})]
+                     {"channel": "counter", "group": "elderly"}, {"channel": "app", "category": "dispute"},
+                     {"group": "*", "category": "grid_event"})]
 
 
 async def tables(client, headers, queries: list[dict] = QUERIES) -> list[dict]:
@@ -82,7 +83,7 @@ async def test_rollup_answers_exactly_what_the_observations_answer(client, ops, 
         await post(events[i:i + 23])
     with_rollup = await tables(client, ops)
     assert any(i["value"] is not None for t in with_rollup for i in t["items"])
-    monkeypatch.setattr(rollup, "dim_for", lambda channel, group: None)   # every query from the observations
+    monkeypatch.setattr(rollup, "dim_for", lambda *filters: None)   # every query from the observations
     assert await tables(client, ops) == with_rollup
 
 
@@ -109,6 +110,22 @@ async def test_rollup_keeps_the_district_and_street_levels(client, post):
     assert set(places.values()) == {(1.0, 1.0, 1)}
 
 
+async def test_channel_and_group_slices_keep_categories_only_for_inputs_read_per_category(client, ops, post):
+    assert rollup.category_inputs() == {"closure_time", "resolution"}
+    await post(request_flow("sl1", T0, grid=G1, category="dispute", channel="kiosk", groups=["elderly"],
+                            steps={"accepted": H, "resolved": 5 * H}))
+    async with client.app.state.db.session() as session:
+        rows = (await session.execute(select(Rollup.kpi, Rollup.dim, Rollup.category)
+                                      .where(Rollup.dim.in_(["", "channel", "group"])))).all()
+    kept = {(k, d) for k, d, c in rows if c == "dispute"}
+    assert ("resolution", "channel") in kept and ("resolution", "group") in kept
+    assert {(k, d) for k, d in kept if d} <= {(k, d) for k in rollup.category_inputs() for d in ("channel", "group")}
+    assert any(d == "channel" and c == "" for k, d, c in rows)
+    r = await client.get("/metrics/v1/kpis/dispute_resolution", params={"period": "2026-03", "channel": "kiosk",
+                                                                         "scope": C1[:6]}, headers=ops)
+    assert r.status_code == 200, r.text
+
+
 async def test_the_platform_adds_up_its_districts_and_the_facts_with_no_district(client, ops, post, monkeypatch):
     other = "110108002003001"   # a grid in another district
     events = events_over_months(seed=13)
@@ -125,12 +142,14 @@ async def test_the_platform_adds_up_its_districts_and_the_facts_with_no_district
     platform = [q for q in QUERIES if q["scope"] == "all"]
     with_rollup = await tables(client, ops, platform)
     assert any(i["value"] is not None for t in with_rollup for i in t["items"])
-    monkeypatch.setattr(rollup, "dim_for", lambda channel, group: None)   # every query from the observations
+    monkeypatch.setattr(rollup, "dim_for", lambda *filters: None)   # every query from the observations
     assert await tables(client, ops, platform) == with_rollup
 
 
-async def test_migration_to_place_levels_keeps_the_numbers(db_url, jwks, auth):
-    """Upgrading a database rolled up before the place levels gives the same rollup as ingesting afresh."""
+@pytest.mark.parametrize("back_to", ["d5e8b2c4f1a7", "e7a4c2b9d1f0", "a9c3e5f7b2d4"])
+async def test_migrations_of_the_rollup_keep_the_numbers(db_url, jwks, auth, back_to):
+    """Downgrading to an earlier rollup layout (per place; with the platform's rows; slices per category) and
+    upgrading again gives the same rollup as ingesting afresh."""
     import asyncio
     from contextlib import AsyncExitStack
 
@@ -151,7 +170,7 @@ async def test_migration_to_place_levels_keeps_the_numbers(db_url, jwks, auth):
         fresh = await rollup_rows(c.app.state.db)
         await c.app.state.db.dispose()
     cfg = migrations.alembic_config("svc_metrics", url)
-    await asyncio.to_thread(command.downgrade, cfg, "d5e8b2c4f1a7")
+    await asyncio.to_thread(command.downgrade, cfg, back_to)
     await asyncio.to_thread(command.upgrade, cfg, "head")
     db = Database(url)
     try:
