@@ -1,10 +1,12 @@
 """Benchmark: svc_metrics ingest and KPI queries on 1,000,000 events, through the real HTTP API.
 
     .venv/bin/python -m bench.metrics [--events 1000000] [--batch 500] [--connections 2] [--queries 300]
+                                      [--postgres URL] [--random-ids] [--keep] [--reuse DIR]
 
 What it does, against one real uvicorn process of svc_metrics (uvloop, httptools, no access log) on a fresh
-SQLite file in a temporary directory (migrated with `common.migrations.upgrade`), with the gauge and warning
-background jobs switched off so they do not compete with the load:
+SQLite file in a temporary directory (or, with `--postgres URL`, a database of its own created there and dropped
+afterwards; migrated with `common.migrations.upgrade`), with the gauge and warning background jobs switched off
+so they do not compete with the load:
 
 1. generates a year (2025-11 … 2026-10, Asia/Shanghai) of realistic events for one district (4 streets × 5
    communities × 5 grids), shaped like the producers' outbox events (svc_services' `event_data`, svc_matching's
@@ -592,8 +594,9 @@ def main() -> None:
     ap.add_argument("--random-ids", action="store_true",
                     help="UUIDv4 event and entity ids instead of the producers' time-ordered UUIDv7 (worst case)")
     ap.add_argument("--keep", action="store_true", help="keep the temporary directory (database, server log)")
-    ap.add_argument("--postgres", metavar="URL", help="run on PostgreSQL: a database of its own is created through "
-                                                      "this admin URL (e.g. postgresql://postgres@127.0.0.1:5432/postgres)")
+    ap.add_argument("--postgres", metavar="URL",
+                    help="run on PostgreSQL: a database of its own is created through this admin URL "
+                         "(e.g. postgresql://postgres@127.0.0.1:5432/postgres)")
     ap.add_argument("--reuse", type=Path, help="a directory kept by --keep: skip generation and ingest, run the "
                                                "queries and the rebuild check on its database")
     args = ap.parse_args()

@@ -15,8 +15,8 @@ halves take turns; here batch n+1 is prepared while batch n is written:
    wait for as long as the loop is busy preparing the next batch, and the two stages would take turns after all.
 
 A batch prepared on top of other batches' uncommitted state stands or falls with them: if one of those writes
-fails (its job, which ran first on the same thread, says so), the later batch writes nothing and answers 503 (the relay sends it again) instead of committing observations derived from
-events that were never stored.
+fails (its job ran first on the same thread and says so), the later batch writes nothing and answers 503 (the
+relay sends it again) instead of committing observations derived from events that were never stored.
 
 The committed events of recently touched entities, with the observations derived from them, stay in memory
 (`recent`, least recently used first out): relays deliver in about the order things happen, so a request's
@@ -79,9 +79,6 @@ class _Writer:
     def submit(self, fn: Callable[..., object], *args: object) -> Future:
         """Queue fn(connection, *args) behind the writes queued before it (one thread: first in, first run)."""
         return self._thread.submit(lambda: fn(self._connection(), *args))
-
-    async def run(self, fn: Callable[..., object], *args: object) -> object:
-        return await asyncio.wrap_future(self.submit(fn, *args))
 
     async def close(self) -> None:
         def close() -> None:
