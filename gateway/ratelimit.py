@@ -75,10 +75,11 @@ class MemoryBuckets:
 
 
 class RedisBuckets:
-    def __init__(self, url: str, *, prefix: str = "onenet:rl:") -> None:
+    def __init__(self, url: str, *, prefix: str = "onenet:rl:", timeout: float = 0.5) -> None:
         import redis.asyncio as aioredis
 
-        self.redis = aioredis.from_url(url, socket_timeout=0.5, socket_connect_timeout=0.5)
+        # A slow Redis must not slow every call: after `timeout` seconds the call is let through (fail open).
+        self.redis = aioredis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
         self.script = self.redis.register_script(LUA_TAKE)
         self.prefix = prefix
 

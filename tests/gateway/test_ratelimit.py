@@ -79,8 +79,11 @@ async def clean_redis():
 @pytest.mark.redis
 @pytest.mark.parametrize("exchange", [{**LIMITS, "redis_url": REDIS_URL or ""}], indirect=True)
 async def test_limits_on_redis(clean_redis, exchange):
-    from gateway.ratelimit import RedisBuckets as R
-    assert isinstance(exchange.app.state.exchange_gate.limiter.buckets, R)
+    limiter = exchange.app.state.exchange_gate.limiter
+    assert isinstance(limiter.buckets, RedisBuckets)
+    prefix = limiter.buckets.prefix
+    await limiter.buckets.aclose()
+    limiter.buckets = RedisBuckets(REDIS_URL, prefix=prefix, timeout=10.0)   # limits, not failing open, are tested
     await _limits_apply(exchange)
 
 
@@ -88,7 +91,7 @@ async def test_limits_on_redis(clean_redis, exchange):
 @pytest.mark.redis
 async def test_redis_buckets_are_shared_between_replicas():
     prefix = f"onenet:rl:test-{uuid.uuid4().hex}:"
-    a, b = RedisBuckets(REDIS_URL, prefix=prefix), RedisBuckets(REDIS_URL, prefix=prefix)
+    a, b = RedisBuckets(REDIS_URL, prefix=prefix, timeout=10.0), RedisBuckets(REDIS_URL, prefix=prefix, timeout=10.0)
     try:
         assert (await a.take("m:x", 1.0, 2))[0]
         assert (await b.take("m:x", 1.0, 2))[0]
