@@ -123,7 +123,7 @@ def _limited(retry: float, detail: tuple[str, str]) -> Problem:
 def build_limiter(settings) -> RateLimiter | None:
     if not settings.rate_limit_enabled:
         return None
-    buckets = (RedisBuckets(settings.redis_url, prefix=settings.redis_prefix) if settings.redis_url
-               else MemoryBuckets())
+    buckets = (RedisBuckets(settings.redis_url, prefix=settings.redis_prefix,
+                            timeout=settings.redis_timeout_seconds) if settings.redis_url else MemoryBuckets())
     return RateLimiter(buckets, member_rate=settings.rate_member_per_second, member_burst=settings.rate_member_burst,
                        user_rate=settings.rate_user_per_second, user_burst=settings.rate_user_burst)

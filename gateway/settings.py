@@ -33,6 +33,9 @@ class GatewaySettings(ServiceSettings):
     redis_url: str | None = None
     # Key prefix of the shared buckets: one Redis can serve several platforms (or test runs) without them meeting.
     redis_prefix: str = "onenet:rl:"
+    # How long a call waits for Redis before it is let through unlimited (fail open: a slow Redis must not slow
+    # every call).
+    redis_timeout_seconds: float = 0.5
     # Derive the catalogue from the upstreams' OpenAPI plus annotations at start-up (in the background, retrying
     # until every upstream answered) and on POST /exchange/v1/catalogue/refresh; ADR 0005.
     catalogue_from_openapi: bool = True
