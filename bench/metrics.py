@@ -367,11 +367,14 @@ class Server:
         self.dir = workdir
         self.db = workdir / "metrics.db"
         self.url = f"sqlite+aiosqlite:///{self.db}"
-        self.postgres: str | None = None   # the admin URL when the run is on a database of its own there
-        if postgres:
-            self.postgres, self.pg_name = postgres, f"onenet_bench_metrics_{os.getpid()}"
-            self.url = make_url(postgres).set(drivername="postgresql+asyncpg", database=self.pg_name).render_as_string(
-                False)
+        # On PostgreSQL: the admin URL, and a database of the run's own (named in the directory, for --reuse).
+        self.postgres: str | None = None
+        kept = workdir / "postgres"
+        if postgres or kept.exists():
+            self.postgres = postgres or kept.read_text()
+            self.url = kept.read_text() if kept.exists() else make_url(postgres).set(
+                drivername="postgresql+asyncpg", database=f"onenet_bench_metrics_{os.getpid()}").render_as_string(False)
+            self.pg_name = make_url(self.url).database
         key_file = workdir / "bench_key.pem"
         self.key = SigningKey.from_pem(key_file.read_bytes()) if key_file.exists() else SigningKey.generate()
         key_file.write_bytes(self.key.to_pem())
@@ -603,7 +606,7 @@ def main() -> None:
     global RANDOM_IDS
     RANDOM_IDS = args.random_ids
     if args.reuse:
-        server = Server(args.reuse, (args.reuse / "postgres").exists() and args.postgres or None)
+        server = Server(args.reuse)
         try:
             server.start()
             asyncio.run(queries(server, args.queries))
