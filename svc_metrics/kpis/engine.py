@@ -323,6 +323,11 @@ async def measure_many(session: AsyncSession, defs: list[KpiDefinition], period:
                      or_(*(and_(o.value >= lo, o.value < hi) for lo, hi in map(bin_bounds, bins)))]
             if cats:
                 conds.append(o.category.in_(sorted(c for c in cats if c is not None)))
+            if d.calc == "mean":
+                # a small domain (1–5 ratings): one bin can hold thousands of equal values, so count them per
+                # value, as _values does, instead of reading each
+                stmt = select(o.value, func.count()).where(*conds).group_by(o.value)
+                return [float(v) for v, n in await _rows(session, stmt) for _ in range(n)]
             return [float(v) for (v,) in await _rows(session, select(o.value).where(*conds))]
 
         return Distribution(hist, edges, fetch if month_range else None)

@@ -188,3 +188,31 @@ def test_month_buckets_follow_shanghai_days(month, bucket):
     from datetime import datetime
 
     assert rollup.bucket_of(datetime.fromisoformat(month)) == bucket
+
+
+async def test_a_ratings_bin_is_read_counted_per_value_and_gives_the_exact_median(client, ops, post, monkeypatch):
+    """A bin of 1–5 ratings holds many equal values: it is read as (value, count) and gives exactly what the
+    observations give, with no fall-back to reading every value (which `_values` would be)."""
+    from svc_metrics.kpis import engine
+
+    events = events_over_months(seed=17)
+    for i in range(0, len(events), 40):
+        await post(events[i:i + 40])
+    values = engine._values
+
+    async def no_fallback(*args, **kwargs):
+        raise AssertionError("every value was read: a bin read disagreed with the histogram")
+
+    figures = {}
+    for scope in ("all", C1[:6]):
+        params = {"period": "2026-03", "scope": scope}
+        monkeypatch.setattr(engine, "_values", no_fallback)
+        r = await client.get("/metrics/v1/kpis/satisfaction_score", params=params, headers=ops)
+        assert r.status_code == 200, r.text
+        figures[scope] = {k: r.json()[k] for k in ("count", "mean", "median", "p90")}
+        assert figures[scope]["count"] > 5 and figures[scope]["median"] is not None
+        monkeypatch.setattr(engine, "_values", values)
+        monkeypatch.setattr(rollup, "dim_for", lambda *filters: None)   # every value from the observations
+        r = await client.get("/metrics/v1/kpis/satisfaction_score", params=params, headers=ops)
+        assert {k: r.json()[k] for k in ("count", "mean", "median", "p90")} == figures[scope]
+        monkeypatch.undo()
