@@ -59,7 +59,8 @@ def create_app(settings: GatewaySettings | None = None, *, verifier: TokenVerifi
     forwarder = Forwarder(upstreams, own_verifier, revoked, pins=pins)
     clock = clock or Clock()
     policy = ExchangePolicy()
-    audit = AuditWriter(db, MessageLog, OutboxEvent, max_backlog=settings.audit_max_backlog)
+    audit = AuditWriter(db, MessageLog, OutboxEvent, max_backlog=settings.audit_max_backlog,
+                        soft_backlog=settings.audit_soft_backlog, admit_wait=settings.audit_admit_wait_seconds)
     limiter = build_limiter(settings)
     gate = ExchangeGate(forwarder, policy, audit, clock, limiter)
 

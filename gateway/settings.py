@@ -23,6 +23,10 @@ class GatewaySettings(ServiceSettings):
     breaker_reset_seconds: float = 10.0
     # Calls answered but not yet written to the message log; beyond this the gateway refuses new exchanges.
     audit_max_backlog: int = 10_000
+    # Past this many queued records a new call waits for the writer's next commit (backpressure), at most
+    # `audit_admit_wait_seconds`, before it is forwarded.
+    audit_soft_backlog: int = 2_000
+    audit_admit_wait_seconds: float = 5.0
     # Token-bucket rate limits on forwarded calls (per calling member, and per user of a member's app).
     rate_limit_enabled: bool = True
     rate_member_per_second: float = 200.0

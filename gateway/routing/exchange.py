@@ -40,7 +40,7 @@ class ExchangeGate:
         return principal, res, actions
 
     async def authenticate(self, request: Request) -> Principal:
-        if not self.audit.accepting():
+        if not await self.audit.admit():
             raise Problem(503, "exchange.audit_backlog", ("交换日志暂时无法写入，为保证全程留痕暂停转发，请稍后重试",
                                                           "The message log is behind; retry later"),
                           headers={"Retry-After": "5"})

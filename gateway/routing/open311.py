@@ -80,7 +80,7 @@ async def _anonymous(gate, request: Request) -> Response:
     host = request.client.host if request.client else "-"
     principal = Principal(member="anonymous", user=f"anonymous:{host}", role="anonymous")
     try:
-        if not gate.audit.accepting():
+        if not await gate.audit.admit():
             raise Problem(503, "exchange.audit_backlog", ("交换日志暂时无法写入，请稍后重试",
                                                           "The message log is behind; retry later"),
                           headers={"Retry-After": "5"})

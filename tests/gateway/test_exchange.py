@@ -7,7 +7,7 @@ from datetime import datetime, timedelta, timezone
 from urllib.parse import quote
 
 import pytest
-from sqlalchemy import select, text
+from sqlalchemy import func, select, text
 
 from gateway.exchange.policy import ResourceView, apply_actions, field_actions
 from gateway.exchange.workdays import add_working_days
@@ -311,3 +311,53 @@ async def test_audit_verify_cli(exchange):
                              "(SELECT MAX(seq) FROM exchange_message_log)"))
     r = await asyncio.to_thread(run)
     assert r.exit_code == 1 and "seq=2" in r.output
+
+
+@pytest.mark.parametrize("exchange", [{"audit_soft_backlog": 2, "audit_max_backlog": 4,
+                                       "audit_admit_wait_seconds": 30}], indirect=True)
+async def test_a_log_writer_behind_holds_calls_back_and_a_failing_one_refuses_them(exchange):
+    """Backpressure: past the soft backlog a call waits for the writer's next commit instead of running ahead
+    of its record; with the writer failing and the backlog full it is refused (503), never forwarded unlogged."""
+    import asyncio
+
+    from gateway.exchange.models import MessageLog
+
+    x = exchange
+    audit = x.app.state.audit
+    await _apply(x, "community-xf", "renshe.insurance")
+    await audit.flush()
+    write, release = audit._write, asyncio.Event()
+
+    async def held(batch):
+        await release.wait()
+        await write(batch)
+
+    audit._write = held
+    for _ in range(2):  # the writer takes these two, and waits
+        assert (await _query(x, "renshe", "community-xf")).status_code == 200
+    third = asyncio.create_task(_query(x, "renshe", "community-xf"))
+    await asyncio.sleep(0.5)
+    assert not third.done() and audit.waited == 1  # held back: two records queued, none committed
+    release.set()
+    r = await asyncio.wait_for(third, 10)
+    assert r.status_code == 200, r.text
+    await audit.flush()
+    async with x.app.state.db.session() as s:
+        assert (await s.scalar(select(func.count()).select_from(MessageLog))) == 3  # the three calls
+
+    async def broken(batch):
+        raise OSError("database unreachable")
+
+    audit._write = broken
+    statuses = []
+    for _ in range(6):
+        statuses.append((await asyncio.wait_for(_query(x, "renshe", "community-xf"), 10)).status_code)
+        await asyncio.sleep(0.3)  # the writer tries (and fails) in between
+    assert audit.failing
+    # two answered freely, two more held in memory while the writer failed, then the full backlog refuses
+    assert statuses[:4] == [200, 200, 200, 200] and set(statuses[4:]) == {503}, statuses
+    r = await _query(x, "renshe", "community-xf")
+    assert r.status_code == 503 and r.json()["code"] == "exchange.audit_backlog"
+    audit._write = write
+    assert await audit.flush() == 7 and not audit.failing  # the four answered, and the three refusals
+    assert (await _query(x, "renshe", "community-xf")).status_code == 200
