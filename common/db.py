@@ -68,16 +68,24 @@ def sqlite_pragmas(dbapi_connection, _record=None) -> None:
     cursor.close()
 
 
+def json_column_text(value) -> str:
+    """How JSON columns are written: orjson, several times cheaper than the stdlib encoder SQLAlchemy uses by
+    default (every outbox event and most rows carry a JSON column). Reads are unchanged (json.loads). Non-ASCII
+    text is stored as UTF-8 rather than \\u escapes; both read back the same."""
+    return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
+
+
 def create_engine(url: str, *, echo: bool = False, pool_size: int = 10) -> AsyncEngine:
     url = normalise_url(url)
     u = make_url(url)
     if u.get_backend_name() == "sqlite":
         if u.database and u.database != ":memory:":
             Path(u.database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_async_engine(url, echo=echo)
+        engine = create_async_engine(url, echo=echo, json_serializer=json_column_text)
         event.listen(engine.sync_engine, "connect", sqlite_pragmas)
         return engine
-    return create_async_engine(url, echo=echo, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+    return create_async_engine(url, echo=echo, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True,
+                               json_serializer=json_column_text)
 
 
 class Database:
@@ -116,6 +124,16 @@ def sqlite_json_insert(table: str, columns: tuple[str, ...] | list[str], tail: s
     `json_rows`), then `tail` (an ON CONFLICT clause; the `WHERE true` keeps SQLite from reading it as a join)."""
     picks = ", ".join(f"value ->> {i}" for i in range(len(columns)))
     return f"INSERT INTO {table} ({', '.join(columns)}) SELECT {picks} FROM json_each(?) WHERE true {tail}".rstrip()
+
+
+def sqlite_timestamp(v: datetime | None) -> str | None:
+    """The text SQLAlchemy's SQLite DateTime stores (naive UTC, always with microseconds): comparisons in
+    queries are on this text, so raw inserts must write exactly the same form."""
+    if v is None:
+        return None
+    if v.tzinfo is not None and v.utcoffset():
+        v = v.astimezone(timezone.utc)
+    return v.replace(tzinfo=None).isoformat(" ", "microseconds")
 
 
 def json_rows(rows: list[tuple] | list[list]) -> str:

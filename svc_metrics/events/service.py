@@ -28,7 +28,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from common.db import json_rows, sqlite_json_insert
+from common.db import json_rows, sqlite_json_insert, sqlite_timestamp
 from common.errors import Problem, field_error
 from common.errors import translate_validation_errors
 from svc_metrics.events.models import StoredEvent
@@ -108,16 +108,6 @@ def _insert(dialect: str):
     return pg_insert if dialect == "postgresql" else sqlite_insert
 
 
-def _sqlite_ts(v: datetime | None) -> str | None:
-    """The text SQLAlchemy's SQLite DateTime stores (naive UTC, always with microseconds): comparisons in
-    queries are on this text, so raw inserts must write exactly the same form."""
-    if v is None:
-        return None
-    if v.tzinfo is not None and v.utcoffset():
-        v = v.astimezone(timezone.utc)
-    return v.replace(tzinfo=None).isoformat(" ", "microseconds")
-
-
 def _sqlite_dt(v: Any) -> datetime:
     d = v if isinstance(v, datetime) else datetime.fromisoformat(v)
     return d.replace(tzinfo=timezone.utc) if d.tzinfo is None else d.astimezone(timezone.utc)
@@ -143,8 +133,8 @@ SQLITE_INSERT_OBS = sqlite_json_insert("kpi_observations", OBS_COLUMNS)
 
 def sqlite_event_rows(fresh: list[tuple[Envelope, str, str]], now: datetime) -> list[tuple]:
     """The rows of SQLITE_INSERT_EVENTS (encoded with common.db.json_rows)."""
-    received = _sqlite_ts(now)
-    return [(env.event_id, env.type, _sqlite_ts(env.occurred_at), received, env.source, env.community, env.grid,
+    received = sqlite_timestamp(now)
+    return [(env.event_id, env.type, sqlite_timestamp(env.occurred_at), received, env.source, env.community, env.grid,
              env.subject, kind, eid, dumps(env.data)) for env, kind, eid in fresh]
 
 
@@ -271,7 +261,7 @@ def _plan_observations(changes: dict[tuple[str, str], tuple[list[Obs] | None, li
                 add = [objs[r] for r, c in added.items() for _ in range(c)]
         for o in add:
             if sqlite:
-                obs_rows.append((o.kpi, o.mode, kind, eid, _sqlite_ts(o.at), _sqlite_ts(o.end_at), o.place or "",
+                obs_rows.append((o.kpi, o.mode, kind, eid, sqlite_timestamp(o.at), sqlite_timestamp(o.end_at), o.place or "",
                                  o.category, o.channel, o.groups, o.num, o.den, o.value, o.key))
             else:
                 obs_rows.append({"kpi": o.kpi, "mode": o.mode, "entity_kind": kind, "entity_id": eid, "at": o.at,
@@ -283,7 +273,7 @@ def _plan_observations(changes: dict[tuple[str, str], tuple[list[Obs] | None, li
 
 def _obs_key(o: Obs) -> tuple:
     """What tells an observation from the others of its entity, without its numbers (timestamps as stored)."""
-    return (o.kpi, o.mode, _sqlite_ts(o.at), _sqlite_ts(o.end_at), o.place or "", o.category, o.channel, o.groups)
+    return (o.kpi, o.mode, sqlite_timestamp(o.at), sqlite_timestamp(o.end_at), o.place or "", o.category, o.channel, o.groups)
 
 
 def _keys_unique(observations: list[Obs]) -> bool:
