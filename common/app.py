@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -98,6 +99,9 @@ def create_service_app(
         senders: list = []
         for hook in on_startup:
             await hook(app)
+        if settings.gc_freeze_at_startup:
+            gc.collect()  # what start-up left as garbage is freed, not frozen
+            gc.freeze()
         relaying = outbox_model is not None and settings.outbox_relay_enabled
         provider = event_token
         if relaying and provider is None and settings.client_id and settings.client_secret and settings.token_url:

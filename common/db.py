@@ -1,13 +1,15 @@
 """Async SQLAlchemy per service: SQLite (WAL, foreign keys) by default, PostgreSQL through asyncpg in production."""
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import orjson
-from sqlalchemy import DateTime, MetaData, event, text
+from sqlalchemy import DateTime, MetaData, event, insert, text
+from sqlalchemy.sql import sqltypes
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.types import TypeDecorator
@@ -141,3 +143,64 @@ def json_rows(rows: list[tuple] | list[list]) -> str:
     NaN becomes NULL, as SQLite stores it anyway). Timestamps must already be text in the stored form: orjson
     would write a datetime as RFC 3339, which does not compare with what SQLAlchemy stores."""
     return orjson.dumps(rows).decode()
+
+
+# ---- many rows into one table, on any backend ---------------------------------------------------------------
+_PLAIN_TYPES = (sqltypes.String, sqltypes.Integer, sqltypes.Float)  # bound as they are on SQLite
+
+
+def _sqlite_value(column) -> Callable[[Any], Any] | None | bool:
+    """How one column's Python value is written as `sqlite_json_insert` text: a converter, None (as it is), or
+    False when this column's type is not one we know how to write (the caller then uses executemany)."""
+    t = column.type
+    if isinstance(t, UTCDateTime) or isinstance(t, sqltypes.DateTime):
+        return sqlite_timestamp
+    if isinstance(t, sqltypes.JSON):  # what SQLAlchemy's JSON type binds: None is JSON null unless none_as_null
+        if t.none_as_null:
+            return lambda v: None if v is None else json_column_text(v)
+        return json_column_text
+    if isinstance(t, sqltypes.Boolean):
+        return lambda v: None if v is None else int(bool(v))
+    if isinstance(t, _PLAIN_TYPES) and not isinstance(t, (TypeDecorator, sqltypes.Enum)):
+        return None
+    return False
+
+
+class RowsInsert:
+    """`INSERT` of many rows (dicts with the same keys) into one table, storing exactly what
+    `conn.execute(insert(table), rows)` stores. On SQLite it is one `sqlite_json_insert` statement, which SQLite
+    runs in C without taking the GIL per row; an executemany from aiosqlite's thread hands the GIL back and
+    forth for every row, beside an event loop busy with requests, and SQLAlchemy's per-row bind processing runs
+    on that loop. Other backends, and any row set this cannot write exactly (a column type it does not know, a
+    left-out column with a Python-side default), go through SQLAlchemy as before."""
+
+    def __init__(self, table) -> None:
+        self.table = table
+        self._plans: dict[tuple[str, ...], tuple[str, list] | None] = {}
+
+    def _plan(self, keys: tuple[str, ...]) -> tuple[str, list] | None:
+        if keys in self._plans:
+            return self._plans[keys]
+        plan = None
+        columns = self.table.columns
+        left_out_defaults = any(c.default is not None and c.key not in keys for c in columns)
+        if all(k in columns for k in keys) and not left_out_defaults:
+            converters = [_sqlite_value(columns[k]) for k in keys]
+            if all(c is not False for c in converters):
+                plan = (sqlite_json_insert(self.table.name, [columns[k].name for k in keys]), converters)
+        self._plans[keys] = plan
+        return plan
+
+    async def __call__(self, conn, rows: list[dict]) -> None:
+        if not rows:
+            return
+        keys = tuple(rows[0])
+        plan = self._plan(keys) if conn.dialect.name == "sqlite" else None
+        first = rows[0].keys()
+        if plan is None or any(r.keys() != first for r in rows):
+            await conn.execute(insert(self.table), rows)
+            return
+        sql, converters = plan
+        pairs = list(zip(keys, converters))
+        encoded = [[row[k] if convert is None else convert(row[k]) for k, convert in pairs] for row in rows]
+        await conn.exec_driver_sql(sql, (json_rows(encoded),))

@@ -26,6 +26,10 @@ class ServiceSettings(BaseSettings):
     jwt_audience: str = "onenet"
     max_body_bytes: int = ONE_MIB
     log_level: str = "INFO"
+    # After start-up, everything allocated so far (modules, routes, models, caches) is moved out of the cyclic
+    # garbage collector's reach (gc.freeze): it lives as long as the process, and every full collection walked
+    # all of it while requests waited (gateway benchmark, 16 connections: p99 61–72 ms, with the freeze 7–8 ms).
+    gc_freeze_at_startup: bool = True
     # svc_metrics ingest endpoint for the outbox relay; empty disables the relay (e.g. svc_metrics itself).
     events_url: str | None = "http://127.0.0.1:8004/metrics/v1/events"
     outbox_relay_enabled: bool = True

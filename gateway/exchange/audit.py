@@ -40,9 +40,9 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-from sqlalchemy import insert, select, text
+from sqlalchemy import select, text
 
-from common.db import Database, json_column_text, json_rows, sqlite_json_insert, sqlite_timestamp
+from common.db import Database, RowsInsert
 from common.ids import new_id
 
 log = logging.getLogger("onenet.gateway.audit")
@@ -54,9 +54,6 @@ ADVISORY_LOCK_KEY = 4207113  # arbitrary, constant: "the gateway's message-log c
 
 CONTENT_FIELDS = ("id", "at", "member", "user", "resource", "owner", "purpose", "method", "path", "status",
                   "latency_ms", "request_id", "request_hash", "response_hash", "prev_hash")
-LOG_COLUMNS = (*CONTENT_FIELDS, "hash")
-EVENT_COLUMNS = ("event_id", "type", "occurred_at", "community", "grid", "subject", "data", "created_at",
-                 "next_attempt_at", "attempts")
 
 
 def sha256_hex(data: bytes) -> str:
@@ -118,11 +115,9 @@ class AuditWriter:
         self._wake = asyncio.Event()
         self._lock = asyncio.Lock()
         self._progress: asyncio.Future | None = None  # resolved after each committed batch
-        # SQLite: each table filled by one INSERT … SELECT over a JSON array (common.db.sqlite_json_insert), which
-        # SQLite runs in C without taking the GIL per row; an executemany from the driver's thread hands the GIL
-        # back and forth for every row, beside an event loop that is busy with the calls
-        self._sqlite_log = sqlite_json_insert(log_model.__tablename__, LOG_COLUMNS)
-        self._sqlite_events = sqlite_json_insert(outbox_model.__tablename__, EVENT_COLUMNS)
+        # on SQLite one statement per table, without a GIL handover per row beside the busy loop (common.db)
+        self._insert_log = RowsInsert(log_model.__table__)
+        self._insert_events = RowsInsert(outbox_model.__table__)
 
     def accepting(self) -> bool:
         return len(self._pending) < self.max_backlog
@@ -182,8 +177,6 @@ class AuditWriter:
     async def _write(self, batch: list[Exchange]) -> None:
         """One transaction per batch: the chain is computed in memory, then one multi-row INSERT for the log
         rows (in chain order, so `seq` order is chain order) and one for their `exchange.call` events."""
-        log_table = self.model.__table__
-        outbox_table = self.outbox_model.__table__
         async with self.db.session() as session, session.begin():
             if self.db.dialect == "postgresql":
                 await session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": ADVISORY_LOCK_KEY})
@@ -207,20 +200,9 @@ class AuditWriter:
                     "data": {"resource": ex.resource, "member": ex.member, "owner": ex.owner, "status": ex.status,
                              "outcome": outcome, "refused": outcome == "refused", "log_id": row["id"]},
                     "created_at": now, "next_attempt_at": now, "attempts": 0})
-            if self.db.dialect == "sqlite":
-                conn = await session.connection()
-                for row in rows:
-                    row["at"] = sqlite_timestamp(row["at"])
-                for ev in events:
-                    ev["occurred_at"] = sqlite_timestamp(ev["occurred_at"])
-                    ev["created_at"] = ev["next_attempt_at"] = sqlite_timestamp(now)
-                    ev["data"] = json_column_text(ev["data"])
-                await conn.exec_driver_sql(self._sqlite_log, (json_rows([[r[c] for c in LOG_COLUMNS] for r in rows]),))
-                await conn.exec_driver_sql(self._sqlite_events,
-                                           (json_rows([[e[c] for c in EVENT_COLUMNS] for e in events]),))
-            else:
-                await session.execute(insert(log_table), rows)
-                await session.execute(insert(outbox_table), events)
+            conn = await session.connection()
+            await self._insert_log(conn, rows)
+            await self._insert_events(conn, events)
 
     async def run_forever(self, stop: asyncio.Event) -> None:
         backoff = FLUSH_SECONDS

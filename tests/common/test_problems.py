@@ -132,3 +132,22 @@ async def test_status_codes_have_codes(client, auth):
 ])
 def test_language_negotiation(header, lang):
     assert negotiate_language(header) == lang
+
+
+async def test_start_up_freezes_what_it_allocated_out_of_the_collectors_reach(jwks):
+    import gc
+
+    settings = ServiceSettings(service_name="t", jwks_url=None, gc_freeze_at_startup=True)
+    app = create_service_app(settings=settings, package=None, title="t", description="t", routers=[router],
+                             verifier=TokenVerifier(settings, jwks=jwks))
+    gc.unfreeze()
+    try:
+        async with app.router.lifespan_context(app):
+            assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
+    off = ServiceSettings(service_name="t", jwks_url=None, gc_freeze_at_startup=False)
+    app = create_service_app(settings=off, package=None, title="t", description="t", routers=[router],
+                             verifier=TokenVerifier(off, jwks=jwks))
+    async with app.router.lifespan_context(app):
+        assert gc.get_freeze_count() == 0

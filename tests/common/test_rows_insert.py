@@ -1,0 +1,75 @@
+"""common.db.RowsInsert: on SQLite one statement stores exactly what SQLAlchemy's executemany stores, column
+type by column type; what it cannot write exactly goes through SQLAlchemy."""
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+from sqlalchemy import JSON, BigInteger, Boolean, Column, Float, Integer, MetaData, String, Table, Text, event, insert, text
+
+from common.db import Database, RowsInsert, UTCDateTime
+
+
+def _table(meta: MetaData, name: str, **extra) -> Table:
+    return Table(name, meta,
+                 Column("seq", BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True),
+                 Column("id", String(36), unique=True), Column("label", Text), Column("n", Integer),
+                 Column("x", Float), Column("flag", Boolean), Column("doc", JSON),
+                 Column("maybe_doc", JSON(none_as_null=True)), Column("at", UTCDateTime()),
+                 Column("later", UTCDateTime(), nullable=True), **extra)
+
+
+T0 = datetime(2026, 11, 29, 9, 30, 1, 123456, tzinfo=timezone.utc)
+ROWS = [
+    {"id": "a", "label": "普通文本 <b>", "n": 2**53 + 1, "x": 1.25, "flag": True,
+     "doc": {"k": ["引号\"", "反斜杠\\", 1, None, True], "n": {"deep": 1.5}}, "maybe_doc": {"a": 1}, "at": T0,
+     "later": None},
+    {"id": "b", "label": "", "n": -7, "x": -0.0, "flag": False, "doc": None, "maybe_doc": None,
+     "at": T0.astimezone(timezone(timedelta(hours=8))), "later": T0 + timedelta(days=1)},
+    {"id": "c", "label": None, "n": None, "x": None, "flag": None, "doc": [], "maybe_doc": None,
+     "at": T0 + timedelta(microseconds=1), "later": None},
+]
+READ = ("SELECT seq, id, label, typeof(label), n, typeof(n), x, typeof(x), flag, typeof(flag), doc, typeof(doc), "
+        "maybe_doc, typeof(maybe_doc), at, later, typeof(later) FROM {} ORDER BY seq")
+
+
+async def test_one_statement_stores_what_executemany_stores(tmp_path):
+    db = Database(f"sqlite+aiosqlite:///{tmp_path}/rows.db")
+    meta = MetaData()
+    fast, slow = _table(meta, "fast"), _table(meta, "slow")
+    try:
+        async with db.engine.begin() as conn:
+            await conn.run_sync(meta.create_all)
+            statements: list[str] = []
+            event.listen(conn.sync_connection, "before_cursor_execute", lambda *a: statements.append(a[2]))
+            await RowsInsert(fast)(conn, [dict(r) for r in ROWS])
+            assert len(statements) == 1 and "json_each" in statements[0]  # one statement, not executemany
+            await conn.execute(insert(slow), [dict(r) for r in ROWS])
+            got = (await conn.execute(text(READ.format("fast")))).all()
+            want = (await conn.execute(text(READ.format("slow")))).all()
+        assert got == want and len(got) == 3
+        async with db.engine.connect() as conn:  # and it reads back through SQLAlchemy the same
+            back = (await conn.execute(fast.select().order_by(fast.c.seq))).all()
+        assert [r.at for r in back] == [r["at"] for r in ROWS] and back[0].doc == ROWS[0]["doc"]
+        assert back[1].doc is None and back[2].flag is None and back[0].flag is True
+    finally:
+        await db.dispose()
+
+
+async def test_what_it_cannot_write_exactly_goes_through_sqlalchemy(tmp_path):
+    db = Database(f"sqlite+aiosqlite:///{tmp_path}/rows.db")
+    meta = MetaData()
+    t = _table(meta, "t")
+    t.append_column(Column("kind", String(8), default="plain"))  # a Python-side default, left out below
+    statements: list[str] = []
+    try:
+        async with db.engine.begin() as conn:
+            await conn.run_sync(meta.create_all)
+            event.listen(conn.sync_connection, "before_cursor_execute", lambda *a: statements.append(a[2]))
+            await RowsInsert(t)(conn, [dict(r) for r in ROWS])  # `kind` left out: SQLAlchemy fills the default
+            assert (await conn.execute(text("SELECT count(*) FROM t WHERE kind = 'plain'"))).scalar() == 3
+            assert not any("json_each" in s for s in statements)
+            statements.clear()
+            await RowsInsert(t)(conn, [{**r, "id": r["id"] + "2", "kind": "k"} for r in ROWS])
+            assert any("json_each" in s for s in statements)
+    finally:
+        await db.dispose()
