@@ -115,3 +115,31 @@ async def test_grid_centres_snapshot_follows_a_moved_grid(ready, auth):
     assert r.status_code == 201 and r.json()["grid"] == GRID2
     r = await submit(client, auth, location={"lat": 30.0, "long": 120.0})
     assert r.status_code == 422 and r.json()["errors"][0]["code"] == "location.outside_grids"
+
+
+async def test_stored_keys_are_looked_up_through_the_primary_key(ready, auth):
+    """The batch's replay lookup names caller and key, so it searches the (caller, key) primary key; by key alone
+    it read the whole idempotency table once per batch. Same key from two callers: two requests."""
+    from sqlalchemy import text
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    from svc_services.requests.intake import _STORED
+
+    client, db = ready, ready.app.state.db
+    bound = _STORED.params(callers=["portal/a", "portal/b"], keys=["k1", "k2"])
+    dialect = sqlite.dialect() if db.dialect == "sqlite" else postgresql.dialect()
+    sql = str(bound.compile(dialect=dialect, compile_kwargs={"literal_binds": True, "render_postcompile": True}))
+    async with db.engine.connect() as conn:
+        if db.dialect == "sqlite":
+            plan = " ".join(r[-1] for r in (await conn.exec_driver_sql("EXPLAIN QUERY PLAN " + sql)).all())
+            assert "SEARCH idempotency_keys USING" in plan and "SCAN" not in plan, plan
+        else:
+            await conn.execute(text("SET enable_seqscan = off"))  # a tiny table: could it use an index at all?
+            plan = " ".join(r[0] for r in (await conn.exec_driver_sql("EXPLAIN " + sql)).all())
+            assert "Index" in plan and "Seq Scan" not in plan, plan
+    body = {"item_code": "SH-WX-001", "channel": "kiosk", "description": "楼道灯坏了", "location": {"grid": GRID1}}
+    a = await client.post("/services/v1/requests", json=body, headers={**auth(**RES1), "Idempotency-Key": "same"})
+    b = await client.post("/services/v1/requests", json=body, headers={**auth(**STAFF), "Idempotency-Key": "same"})
+    assert a.status_code == b.status_code == 201 and a.json()["id"] != b.json()["id"]
+    again = await client.post("/services/v1/requests", json=body, headers={**auth(**RES1), "Idempotency-Key": "same"})
+    assert again.json()["id"] == a.json()["id"] and again.headers["idempotency-replayed"] == "true"
