@@ -20,12 +20,13 @@ class ServiceRequest(Base):
         Index("ix_service_requests_grid_state", "grid", "state"),
         Index("ix_service_requests_person", "person_id", "id"),
         Index("ix_service_requests_open_due", "state", "resolution_due_at"),
-        # possible duplicates by grid: open requests of one item in one grid, newest first
-        Index("ix_service_requests_item_grid_created", "item_code", "grid", "created_at"),
+        # possible duplicates by grid: open requests of one item in one grid, newest first (ties by id), read in
+        # index order up to the LIMIT; its leading column also serves lookups by item alone
+        Index("ix_service_requests_item_grid_created_id", "item_code", "grid", "created_at", "id"),
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
-    item_code: Mapped[str] = mapped_column(String(32), index=True)
+    item_code: Mapped[str] = mapped_column(String(32))
     item_version: Mapped[int] = mapped_column()
     category: Mapped[str] = mapped_column(String(32))
     department: Mapped[str] = mapped_column(String(32))

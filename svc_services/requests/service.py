@@ -5,7 +5,7 @@ import math
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, bindparam, false, or_, select, update
+from sqlalchemy import Integer, and_, bindparam, false, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from common.auth import Principal
@@ -503,7 +503,7 @@ async def find_duplicates(session: AsyncSession, principal: Principal, req: Serv
 async def same_grid_open(session: AsyncSession, principal: Principal, item_code: str, grid: str,
                          since: datetime, until: datetime, *, limit: int, without_location: bool = False) -> list:
     """Open requests of an item in a grid created in [since, until] that `principal` may see, newest first
-    (served by ix_service_requests_item_grid_created)."""
+    (served by ix_service_requests_item_grid_created_id)."""
     params = {"item_code": item_code, "grid": grid, "since": since, "until": until, "limit": limit}
     return list((await session.execute(_same_grid_statement(principal, without_location), params)).all())
 
@@ -522,7 +522,7 @@ def _same_grid_statement(principal: Principal, without_location: bool):
     stmt = (select(*_DUPLICATE_COLUMNS)
             .where(R.item_code == bindparam("item_code"), R.grid == bindparam("grid"), R.state.in_(sorted(OPEN)),
                    R.created_at >= bindparam("since"), R.created_at <= bindparam("until"))
-            .order_by(R.created_at.desc(), R.id.desc()).limit(bindparam("limit")))
+            .order_by(R.created_at.desc(), R.id.desc()).limit(bindparam("limit", type_=Integer)))
     if without_location:
         stmt = stmt.where(R.lat.is_(None))
     clause = visibility_clause(principal)

@@ -143,3 +143,54 @@ async def test_stored_keys_are_looked_up_through_the_primary_key(ready, auth):
     assert a.status_code == b.status_code == 201 and a.json()["id"] != b.json()["id"]
     again = await client.post("/services/v1/requests", json=body, headers={**auth(**RES1), "Idempotency-Key": "same"})
     assert again.json()["id"] == a.json()["id"] and again.headers["idempotency-replayed"] == "true"
+
+
+async def test_possible_duplicates_are_read_in_index_order_up_to_the_limit(ready, auth):
+    """3,000 open requests of one item in one grid: the duplicates query walks the (item, grid, created_at, id)
+    index backwards and stops at its LIMIT, instead of reading every request of the item and sorting them."""
+    from sqlalchemy import text
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    from common.auth import Principal
+    from svc_services.requests import service
+
+    client, db = ready, ready.app.state.db
+    body = {"item_code": "SH-WX-001", "channel": "kiosk", "description": "楼道灯坏了", "location": {"grid": GRID1}}
+    first = await client.post("/services/v1/requests", json=body, headers=auth(**RES1))
+    assert first.status_code == 201
+    columns = [c.name for c in ServiceRequest.__table__.columns]
+    picks = ", ".join("'dup-' || n" if c == "id" else c for c in columns)
+    async with db.engine.begin() as conn:
+        await conn.execute(text(
+            f"WITH RECURSIVE g(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM g WHERE n < 3000) "
+            f"INSERT INTO service_requests ({', '.join(columns)}) SELECT {picks} FROM service_requests, g "
+            f"WHERE service_requests.id = :id"), {"id": first.json()["id"]})
+        await conn.execute(text("ANALYZE"))
+    grid_worker = Principal(member="portal", user="grid1", role="grid_worker", scopes=(f"grid:{GRID1}",))
+    created = first.json()["created_at"]
+    stmt = service._same_grid_statement(grid_worker, False).params(
+        item_code="SH-WX-001", grid=GRID1, since=_at(created) - _hours(72), until=_at(created) + _hours(72),
+        limit=service.MAX_DUPLICATES + 1)
+    dialect = sqlite.dialect() if db.dialect == "sqlite" else postgresql.dialect()
+    sql = str(stmt.compile(dialect=dialect, compile_kwargs={"literal_binds": True, "render_postcompile": True}))
+    async with db.engine.connect() as conn:
+        if db.dialect == "sqlite":
+            plan = " ".join(r[-1] for r in (await conn.exec_driver_sql("EXPLAIN QUERY PLAN " + sql)).all())
+            assert "USING INDEX ix_service_requests_item_grid_created_id" in plan and "TEMP B-TREE" not in plan, plan
+        else:
+            plan = "\n".join(r[0] for r in (await conn.exec_driver_sql("EXPLAIN ANALYZE " + sql)).all())
+            assert "ix_service_requests_item_grid_created_id" in plan and "Sort" not in plan, plan
+        rows = (await conn.execute(stmt)).all()
+    assert len(rows) == service.MAX_DUPLICATES + 1
+
+
+def _at(iso: str):
+    from datetime import datetime
+
+    return datetime.fromisoformat(iso.replace("Z", "+00:00"))
+
+
+def _hours(n: int):
+    from datetime import timedelta
+
+    return timedelta(hours=n)
