@@ -6,6 +6,7 @@ import gc
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
+from datetime import timedelta
 from typing import Any
 
 from fastapi import APIRouter, FastAPI
@@ -103,6 +104,7 @@ def create_service_app(
             gc.collect()  # what start-up left as garbage is freed, not frozen
             gc.freeze()
         relaying = outbox_model is not None and settings.outbox_relay_enabled
+        retention = timedelta(days=settings.outbox_retention_days) if settings.outbox_retention_days else None
         provider = event_token
         if relaying and provider is None and settings.client_id and settings.client_secret and settings.token_url:
             provider = ServiceTokenProvider(settings.token_url, settings.client_id, settings.client_secret)
@@ -111,7 +113,7 @@ def create_service_app(
             senders.append(sender)
             relay = OutboxRelay(db, outbox_model, source=settings.service_name, send=sender,
                                 batch_size=settings.outbox_batch_size, poll_seconds=settings.outbox_poll_seconds,
-                                types=TypeFilter(exclude=tuple(feeds)))
+                                types=TypeFilter(exclude=tuple(feeds)), retention=retention)
             app.state.outbox_relay = relay
             tasks.append(asyncio.create_task(relay.run_forever(stop), name="outbox-relay"))
         app.state.feed_relays = {}
@@ -125,7 +127,7 @@ def create_service_app(
             senders.append(feed_sender)
             feed = OutboxRelay(db, outbox_model, source=settings.service_name, send=feed_sender,
                                batch_size=settings.outbox_batch_size, poll_seconds=settings.outbox_poll_seconds,
-                               types=TypeFilter(include=(prefix,)),
+                               types=TypeFilter(include=(prefix,)), retention=retention,
                                label=f"{settings.service_name}/{prefix.rstrip('.')}")
             app.state.feed_relays[prefix] = feed
             tasks.append(asyncio.create_task(feed.run_forever(stop), name=f"outbox-feed-{prefix}"))

@@ -20,7 +20,7 @@ from urllib.parse import quote
 
 import httpx
 from prometheus_client import Gauge
-from sqlalchemy import and_, func, not_, or_, select, update
+from sqlalchemy import and_, delete, func, not_, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from common.clock import Clock
@@ -169,12 +169,17 @@ class FeedSender:
         await self._client.aclose()
 
 
+PURGE_SECONDS = 60.0
+PURGE_CHUNK = 5_000
+
+
 class OutboxRelay:
     def __init__(self, db: Database, model: type, *, source: str, send: Sender, batch_size: int = 200,
                  poll_seconds: float = 0.5, base_backoff: float = 1.0, max_backoff: float = 60.0,
-                 clock: Clock | None = None, types: TypeFilter | None = None, label: str | None = None) -> None:
+                 clock: Clock | None = None, types: TypeFilter | None = None, label: str | None = None,
+                 retention: timedelta | None = None) -> None:
         """`types` limits the rows this relay reads (feeds, ADR 0007); `label` names it in the gauges (default:
-        the source)."""
+        the source); `retention`: delivered rows older than this are deleted (None keeps them)."""
         self.db = db
         self.model = model
         self.source = source
@@ -186,6 +191,8 @@ class OutboxRelay:
         self.clock = clock or Clock()
         self.types = types or TypeFilter()
         self.label = label or source
+        self.retention = retention
+        self._purged_at: float | None = None
 
     def _filtered(self, stmt):
         clause = self.types.clause(self.model.type)
@@ -271,8 +278,40 @@ class OutboxRelay:
         OUTBOX_LAG.labels(self.label).set(lag)
         return count, lag
 
+    async def purge(self, *, chunk: int = PURGE_CHUNK) -> int:
+        """Delete this relay's delivered rows older than the retention, in chunks of `chunk` rows (one short
+        transaction each). The outbox hands events over; it is not their archive: the service's own tables keep
+        its records, svc_metrics keeps the events, the gateway's message log every exchange. Undelivered rows are
+        never deleted, however old. Returns how many rows went."""
+        if self.retention is None:
+            return 0
+        m = self.model
+        cutoff = self.clock.now() - self.retention
+        gone = 0
+        while True:
+            # by ix_outbox_pending (delivered_at first): the oldest deliveries, without reading the pending rows
+            oldest = self._filtered(select(m.id).where(m.delivered_at < cutoff).order_by(m.delivered_at).limit(chunk))
+            async with self.db.engine.begin() as conn:
+                n = (await conn.execute(delete(m).where(m.id.in_(oldest.scalar_subquery())))).rowcount or 0
+            gone += n
+            if n < chunk:
+                return gone
+            await asyncio.sleep(0)  # a large first purge must not hold the event loop
+
+    async def _purge_now_and_then(self) -> None:
+        loop = asyncio.get_running_loop()
+        if self.retention is None or (self._purged_at is not None and loop.time() - self._purged_at < PURGE_SECONDS):
+            return
+        self._purged_at = loop.time()
+        try:
+            if (gone := await self.purge()):
+                log.info("outbox: delivered rows past retention deleted", extra={"rows": gone, "relay": self.label})
+        except Exception:  # noqa: BLE001 - retried at the next interval; delivery goes on
+            log.exception("outbox purge failed")
+
     async def run_forever(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
+            await self._purge_now_and_then()
             try:
                 delivered = await self.run_once()
                 await self.measure()

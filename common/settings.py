@@ -35,6 +35,8 @@ class ServiceSettings(BaseSettings):
     outbox_relay_enabled: bool = True
     outbox_batch_size: int = Field(default=200, ge=1, le=1000)
     outbox_poll_seconds: float = 0.5
+    # Delivered outbox rows are deleted after this many days (0 keeps them): the gateway writes one per call.
+    outbox_retention_days: float = Field(default=7.0, ge=0)
     # Feed subscribers (ADR 0007): event-type prefix -> the subscriber's replica endpoint, e.g.
     # ONENET_OUTBOX_SUBSCRIBERS='{"requester_profile.": "http://127.0.0.1:8001/services/v1/requester_profiles"}'.
     # Only the prefixes a service declares as feeds are read; rows of a feed without a subscriber wait, undelivered.

@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 
 from common.clock import FrozenClock
 from common.db import Database
-from common.outbox import HttpEventSender, OutboxRelay, record_event
+from common.outbox import HttpEventSender, OutboxRelay, TypeFilter, record_event
 from svc_residents.base import OutboxEvent
 
 
@@ -127,3 +127,48 @@ async def test_two_relays_deliver_each_event_once(db, backend):
 
     await asyncio.gather(*(drain(r) for r in relays))
     assert len(counts) == 200 and set(counts.values()) == {1}
+
+
+async def test_delivered_rows_past_retention_are_deleted_pending_ones_never(db):
+    from datetime import timedelta
+
+    from sqlalchemy import update
+
+    now = datetime(2026, 11, 29, 10, 0, tzinfo=timezone.utc)
+    clock = FrozenClock(now)
+    await _add(db, 9, clock=FrozenClock(now - timedelta(days=30)))
+    ids = [i for (i,) in (await _rows(db, select(OutboxEvent.id).order_by(OutboxEvent.id)))]
+    async with db.session() as s, s.begin():  # 5 delivered 10 days ago, 2 yesterday, 2 never (a month old)
+        await s.execute(update(OutboxEvent).where(OutboxEvent.id.in_(ids[:5]))
+                        .values(delivered_at=now - timedelta(days=10)))
+        await s.execute(update(OutboxEvent).where(OutboxEvent.id.in_(ids[5:7]))
+                        .values(delivered_at=now - timedelta(days=1)))
+
+    async def send(events):
+        raise AssertionError("nothing is pending for this relay's clock")
+
+    keep = OutboxRelay(db, OutboxEvent, source="svc_residents", send=send, clock=clock)
+    assert await keep.purge() == 0  # no retention: kept
+    other = OutboxRelay(db, OutboxEvent, source="svc_residents", send=send, clock=clock,
+                        retention=timedelta(days=7), types=TypeFilter(include=("other.",)))
+    assert await other.purge() == 0  # another relay's types are not its to delete
+    relay = OutboxRelay(db, OutboxEvent, source="svc_residents", send=send, clock=clock, retention=timedelta(days=7))
+    assert await relay.purge(chunk=2) == 5  # in chunks, until none is left
+    left = await _rows(db, select(OutboxEvent.id, OutboxEvent.delivered_at).order_by(OutboxEvent.id))
+    assert [i for i, _ in left] == ids[5:] and sum(d is None for _, d in left) == 2
+    assert await relay.purge() == 0
+    # in the relay's loop: at most once a minute
+    async with db.session() as s, s.begin():
+        await s.execute(update(OutboxEvent).where(OutboxEvent.id == ids[5]).values(delivered_at=now - timedelta(days=8)))
+    await relay._purge_now_and_then()
+    await relay._purge_now_and_then()
+    assert len(await _rows(db, select(OutboxEvent.id))) == 3
+    async with db.session() as s, s.begin():
+        await s.execute(update(OutboxEvent).where(OutboxEvent.id == ids[6]).values(delivered_at=now - timedelta(days=8)))
+    await relay._purge_now_and_then()  # within the minute: not yet
+    assert len(await _rows(db, select(OutboxEvent.id))) == 3
+
+
+async def _rows(db, stmt):
+    async with db.session() as s:
+        return (await s.execute(stmt)).all()
