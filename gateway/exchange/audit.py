@@ -27,9 +27,9 @@ What a crash can and cannot lose:
 Backpressure: under a load the writer cannot keep up with (the writer shares the event loop with the calls, and
 a busy loop gives it one turn among many), new calls wait before they are forwarded once `soft_backlog` records
 are queued, until the writer's next batch is committed; the burst is answered later rather than refused. A call
-waits at most `admit_wait` seconds; only then, or when the writer is failing and the backlog is full, is it
-refused with 503 (measured before this: under 16 connections the backlog filled in seconds on a healthy
-database, and 40 % of the calls were refused).
+is refused with 503 only when the backlog is full (`max_backlog`) and the writer is failing or has not caught up
+within `admit_wait` seconds (measured before this: under 16 connections the backlog filled in seconds on a
+healthy database, and 40 % of the calls were refused).
 """
 from __future__ import annotations
 
@@ -110,7 +110,7 @@ class AuditWriter:
         self.soft_backlog = min(max_backlog, soft_backlog if soft_backlog is not None else 4 * BATCH)
         self.admit_wait = admit_wait
         self.failing = False  # the last write failed (the database is unreachable or refusing)
-        self.waited = 0  # calls held back until the writer caught up (a gauge for tests and benchmarks)
+        self.waited = 0  # how many calls were held back for the writer (tests and benchmarks read it)
         self._pending: list[Exchange] = []
         self._wake = asyncio.Event()
         self._lock = asyncio.Lock()
