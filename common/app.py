@@ -91,7 +91,7 @@ def create_service_app(
     `settings.outbox_subscribers` gets a relay of its own."""
     configure_logging(settings.service_name, settings.log_level)
     # package None: a process without a database of its own (the department emulators).
-    db = db or (Database(settings.database_url) if package else None)
+    db = db or (Database(settings.database_url, plan_cache_mode=settings.db_plan_cache_mode) if package else None)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

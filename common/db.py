@@ -77,7 +77,7 @@ def json_column_text(value) -> str:
     return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
 
 
-def create_engine(url: str, *, echo: bool = False, pool_size: int = 10) -> AsyncEngine:
+def create_engine(url: str, *, echo: bool = False, pool_size: int = 10, plan_cache_mode: str = "auto") -> AsyncEngine:
     url = normalise_url(url)
     u = make_url(url)
     if u.get_backend_name() == "sqlite":
@@ -86,22 +86,20 @@ def create_engine(url: str, *, echo: bool = False, pool_size: int = 10) -> Async
         engine = create_async_engine(url, echo=echo, json_serializer=json_column_text)
         event.listen(engine.sync_engine, "connect", sqlite_pragmas)
         return engine
-    # Custom plans for every statement: asyncpg prepares each statement once per pooled connection, and PostgreSQL
-    # then keeps a generic plan made from the statistics of that moment. A service deployed on empty tables kept
-    # plans costed for one row: the intake's duplicates query walked every open request of the grid and sorted
-    # them, the outbox relay marked deliveries by a sequential scan (seen with auto_explain under the intake
-    # benchmark). Planning each execution costs tens of microseconds on these short statements.
+    # plan_cache_mode (ADR 0009): asyncpg prepares each statement once per pooled connection, and PostgreSQL may
+    # then keep a generic plan made from the statistics of that moment; "force_custom_plan" plans every execution
+    # with its values (svc_services, whose queries depend on them), at the price of planning each time.
     return create_async_engine(url, echo=echo, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True,
                                json_serializer=json_column_text,
-                               connect_args={"server_settings": {"plan_cache_mode": "force_custom_plan"}})
+                               connect_args={"server_settings": {"plan_cache_mode": plan_cache_mode}})
 
 
 class Database:
     """One engine and session factory for one service's database."""
 
-    def __init__(self, url: str, *, echo: bool = False) -> None:
+    def __init__(self, url: str, *, echo: bool = False, plan_cache_mode: str = "auto") -> None:
         self.url = normalise_url(url)
-        self.engine = create_engine(self.url, echo=echo)
+        self.engine = create_engine(self.url, echo=echo, plan_cache_mode=plan_cache_mode)
         self.sessionmaker = async_sessionmaker(self.engine, expire_on_commit=False, class_=AsyncSession)
 
     @property

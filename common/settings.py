@@ -6,6 +6,7 @@ launcher gives each child process its own environment, so `ONENET_DATABASE_URL` 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -13,11 +14,17 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 ONE_MIB = 1024 * 1024
 
 
+PlanCacheMode = Literal["auto", "force_custom_plan", "force_generic_plan"]
+
+
 class ServiceSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="ONENET_", extra="ignore", env_file=None)
 
     service_name: str = "onenet"
     database_url: str = "sqlite+aiosqlite:///var/onenet.db"
+    # PostgreSQL's plan_cache_mode for this service's connections (ADR 0009): "auto" lets a prepared statement
+    # settle on a generic plan; "force_custom_plan" plans each execution with its values.
+    db_plan_cache_mode: PlanCacheMode = "auto"
     # Where the gateway publishes its public keys; services verify bearer tokens against it.
     jwks_url: str | None = "http://127.0.0.1:8000/.well-known/jwks.json"
     # A JWKS document on disk, used instead of jwks_url when set (launcher, tests, air-gapped installs).

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from common.settings import ServiceSettings
+from common.settings import PlanCacheMode, ServiceSettings
 
 
 class ServicesSettings(ServiceSettings):
@@ -10,6 +10,9 @@ class ServicesSettings(ServiceSettings):
     # System members allowed to keep the requester-profile replica (the feed of ADR 0007); ops always may.
     requester_profile_sources: list[str] = Field(default_factory=lambda: ["svc_residents"])
     database_url: str = "sqlite+aiosqlite:///var/svc_services.db"
+    # Custom plans on PostgreSQL (ADR 0009): generic plans made on a fresh deployment's empty tables kept one-row
+    # estimates (intake's duplicates through (grid, state) and a sort; outbox marks by a sequential scan).
+    db_plan_cache_mode: PlanCacheMode = "force_custom_plan"
     # Emergency items (一键呼叫, smoke alarm): acknowledge within 1 minute, start handling within 3.
     emergency_ack_seconds: int = Field(default=60, ge=1)
     emergency_start_seconds: int = Field(default=180, ge=1)
