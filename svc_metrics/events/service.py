@@ -261,8 +261,8 @@ def _plan_observations(changes: dict[tuple[str, str], tuple[list[Obs] | None, li
                 add = [objs[r] for r, c in added.items() for _ in range(c)]
         for o in add:
             if sqlite:
-                obs_rows.append((o.kpi, o.mode, kind, eid, sqlite_timestamp(o.at), sqlite_timestamp(o.end_at), o.place or "",
-                                 o.category, o.channel, o.groups, o.num, o.den, o.value, o.key))
+                obs_rows.append((o.kpi, o.mode, kind, eid, sqlite_timestamp(o.at), sqlite_timestamp(o.end_at),
+                                 o.place or "", o.category, o.channel, o.groups, o.num, o.den, o.value, o.key))
             else:
                 obs_rows.append({"kpi": o.kpi, "mode": o.mode, "entity_kind": kind, "entity_id": eid, "at": o.at,
                                  "end_at": o.end_at, "place": o.place or "", "category": o.category,
@@ -273,7 +273,8 @@ def _plan_observations(changes: dict[tuple[str, str], tuple[list[Obs] | None, li
 
 def _obs_key(o: Obs) -> tuple:
     """What tells an observation from the others of its entity, without its numbers (timestamps as stored)."""
-    return (o.kpi, o.mode, sqlite_timestamp(o.at), sqlite_timestamp(o.end_at), o.place or "", o.category, o.channel, o.groups)
+    return (o.kpi, o.mode, sqlite_timestamp(o.at), sqlite_timestamp(o.end_at), o.place or "", o.category, o.channel,
+            o.groups)
 
 
 def _keys_unique(observations: list[Obs]) -> bool:

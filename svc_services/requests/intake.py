@@ -129,7 +129,8 @@ _IR = IdempotencyRecord
 # by caller AND key: the primary key is (caller, key), and a lookup by key alone cannot use it (it read the
 # whole table once per batch: on PostgreSQL 5.4 million rows in 11 s of benchmark, more the longer it ran)
 _STORED = (select(_IR.caller, _IR.key, _IR.request_hash, _IR.status_code, _IR.response_body)
-           .where(_IR.caller.in_(bindparam("callers", expanding=True)), _IR.key.in_(bindparam("keys", expanding=True))))
+           .where(_IR.caller.in_(bindparam("callers", expanding=True)),
+                  _IR.key.in_(bindparam("keys", expanding=True))))
 _CURRENT = (select(CatalogueItem.code, CatalogueItem.current_version, CatalogueItem.active)
             .where(CatalogueItem.code.in_(bindparam("codes", expanding=True))))
 _INSERT_REQUESTS = insert(ServiceRequest.__table__)

@@ -159,12 +159,14 @@ async def test_delivered_rows_past_retention_are_deleted_pending_ones_never(db):
     assert await relay.purge() == 0
     # in the relay's loop: at most once a minute
     async with db.session() as s, s.begin():
-        await s.execute(update(OutboxEvent).where(OutboxEvent.id == ids[5]).values(delivered_at=now - timedelta(days=8)))
+        await s.execute(update(OutboxEvent).where(OutboxEvent.id == ids[5])
+                        .values(delivered_at=now - timedelta(days=8)))
     await relay._purge_now_and_then()
     await relay._purge_now_and_then()
     assert len(await _rows(db, select(OutboxEvent.id))) == 3
     async with db.session() as s, s.begin():
-        await s.execute(update(OutboxEvent).where(OutboxEvent.id == ids[6]).values(delivered_at=now - timedelta(days=8)))
+        await s.execute(update(OutboxEvent).where(OutboxEvent.id == ids[6])
+                        .values(delivered_at=now - timedelta(days=8)))
     await relay._purge_now_and_then()  # within the minute: not yet
     assert len(await _rows(db, select(OutboxEvent.id))) == 3
 
