@@ -96,10 +96,6 @@ class Exchange:
     response_hash: str
 
 
-class AuditBacklogFull(Exception):
-    pass
-
-
 class AuditWriter:
     def __init__(self, db: Database, log_model, outbox_model, *, max_backlog: int = 10_000,
                  soft_backlog: int | None = None, admit_wait: float = 5.0) -> None:
@@ -110,7 +106,7 @@ class AuditWriter:
         self.soft_backlog = min(max_backlog, soft_backlog if soft_backlog is not None else 4 * BATCH)
         self.admit_wait = admit_wait
         self.failing = False  # the last write failed (the database is unreachable or refusing)
-        self.waited = 0  # how many calls were held back for the writer (tests and benchmarks read it)
+        self.waited = 0  # how many calls were held back for the writer (the tests read it)
         self._pending: list[Exchange] = []
         self._wake = asyncio.Event()
         self._lock = asyncio.Lock()
@@ -175,8 +171,9 @@ class AuditWriter:
         return written
 
     async def _write(self, batch: list[Exchange]) -> None:
-        """One transaction per batch: the chain is computed in memory, then one multi-row INSERT for the log
-        rows (in chain order, so `seq` order is chain order) and one for their `exchange.call` events."""
+        """One transaction per batch: the chain is computed in memory, then the log rows are inserted in chain
+        order (so `seq` order is chain order) and their `exchange.call` events after them (common.db.RowsInsert:
+        one statement per table on SQLite)."""
         async with self.db.session() as session, session.begin():
             if self.db.dialect == "postgresql":
                 await session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": ADVISORY_LOCK_KEY})
