@@ -49,6 +49,8 @@ from pathlib import Path
 
 import httpx
 
+from deploy.services import GATEWAY
+
 ROOT = Path(__file__).resolve().parents[1]
 PATH = "/departments/renshe/v1/queries"
 ID_NUMBER = "110105194703210823"
@@ -108,9 +110,10 @@ def clean_env(**extra: str) -> dict[str, str]:
     return env
 
 
-def uvicorn_cmd(target: str, port: int, *, factory: bool = False, workers: int = 1) -> list[str]:
+def uvicorn_cmd(target: str, port: int, *, factory: bool = False, workers: int = 1,
+                http: str = "httptools") -> list[str]:
     cmd = [sys.executable, "-m", "uvicorn", target, "--host", "127.0.0.1", "--port", str(port), "--loop", "uvloop",
-           "--http", "httptools", "--no-access-log", "--log-level", "warning"]
+           "--http", http, "--no-access-log", "--log-level", "warning"]
     if factory:
         cmd.append("--factory")
     if workers > 1:
@@ -299,7 +302,7 @@ def main(argv: list[str] | None = None) -> int:
                 ONENET_CATALOGUE_FROM_OPENAPI="false",
                 ONENET_RATE_MEMBER_PER_SECOND="1000000", ONENET_RATE_MEMBER_BURST="1000000",
                 ONENET_RATE_USER_PER_SECOND="1000000", ONENET_RATE_USER_BURST="1000000")
-            gw = spawn(uvicorn_cmd("gateway.app:create_app", port, factory=True, workers=workers),
+            gw = spawn(uvicorn_cmd("gateway.app:create_app", port, factory=True, workers=workers, http=GATEWAY.http),
                        env=gw_env, log=f"gateway-{workers}")
             url = f"http://127.0.0.1:{port}"
             wait_http(f"{url}/healthz", proc=gw)

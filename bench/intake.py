@@ -198,7 +198,8 @@ def _spawn_logged(launcher, child) -> None:
     logs = launcher.var / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     cmd = [sys.executable, "-m", "uvicorn", app_target(child.spec), "--factory", "--host", launcher.host,
-           "--port", str(child.port), "--no-access-log", "--log-level", "warning", "--timeout-graceful-shutdown", "5"]
+           "--port", str(child.port), "--http", child.spec.http, "--no-access-log", "--log-level", "warning",
+           "--timeout-graceful-shutdown", "5"]
     with open(logs / f"{child.spec.name}.log", "ab") as out:
         child.proc = subprocess.Popen(cmd, env=child.env, start_new_session=True, stdout=out,
                                       stderr=subprocess.STDOUT)

@@ -82,19 +82,23 @@ def create_service_app(
     openapi_url: str | None = "/openapi.json",
     event_token: Callable[[], Awaitable[str]] | None = None,
     feeds: Sequence[str] = (),
+    lifespan_state: dict[str, Any] | None = None,
 ) -> FastAPI:
     """`event_token` supplies the relay's bearer token; by default the service asks the gateway for one
     with its client credentials (the gateway, being the issuer, signs its own).
 
     `feeds`: the event-type prefixes this service writes to its outbox for a subscriber service instead of
     svc_metrics (ADR 0007). They never go to svc_metrics; each one with a subscriber in
-    `settings.outbox_subscribers` gets a relay of its own."""
+    `settings.outbox_subscribers` gets a relay of its own.
+
+    `lifespan_state`: handed to the server as the ASGI lifespan state once started (uvicorn gives it to every
+    connection's protocol; the gateway's data plane is found there)."""
     configure_logging(settings.service_name, settings.log_level)
     # package None: a process without a database of its own (the department emulators).
     db = db or (Database(settings.database_url, plan_cache_mode=settings.db_plan_cache_mode) if package else None)
 
     @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any] | None]:
         stop = asyncio.Event()
         tasks: list[asyncio.Task] = []
         senders: list = []
@@ -134,7 +138,7 @@ def create_service_app(
         for job in background:
             tasks.append(asyncio.create_task(job(app, stop), name=getattr(job, "__name__", "job")))
         try:
-            yield
+            yield lifespan_state
         finally:
             stop.set()
             for t in tasks:

@@ -46,27 +46,20 @@ def _header(scope: Scope, name: bytes) -> str | None:
     return None
 
 
-class ObservabilityMiddleware:
-    def __init__(self, app: ASGIApp, *, service: str, max_body_bytes: int,
-                 extra_media_types: dict[str, tuple[str, ...]] | None = None) -> None:
-        self.app = app
-        self.service = service
-        self.max_body = max_body_bytes
-        # path prefix -> extra accepted media types (OAuth2 forms, Open311 forms, file uploads).
-        self.extra_media_types = extra_media_types or {}
-        self._in_flight = HTTP_IN_FLIGHT.labels(service)
-        self._metric_children: dict[tuple[str, str, int], tuple] = {}
+def request_ids(incoming: str | None, traceparent: str | None) -> tuple[str, str]:
+    """This request's id (the caller's, when it is safe to echo) and its traceparent (a child of the caller's)."""
+    rid = incoming if incoming and _SAFE_REQUEST_ID.match(incoming) else _new_request_id()
+    return rid, child_traceparent(traceparent)
 
-    def _media_type_ok(self, path: str, content_type: str | None) -> bool:
-        if content_type is None:
-            return True  # no declared type: FastAPI parses it as JSON and reports errors itself
-        media = content_type.split(";", 1)[0].strip().lower()
-        if media == "application/json" or media.endswith("+json"):
-            return True
-        for prefix, types in self.extra_media_types.items():
-            if path.startswith(prefix) and media in types:
-                return True
-        return False
+
+class Telemetry:
+    """What every answered request leaves behind: its Prometheus counter and latency, and one access-log line.
+    Shared by the middleware and the gateway's data plane (which answers forwarded calls without ASGI)."""
+
+    def __init__(self, service: str) -> None:
+        self.service = service
+        self.in_flight = HTTP_IN_FLIGHT.labels(service)
+        self._metric_children: dict[tuple[str, str, int], tuple] = {}
 
     def _children(self, method: str, route_path: str, status: int):
         key = (method, route_path, status)
@@ -78,6 +71,49 @@ class ObservabilityMiddleware:
             if len(self._metric_children) < 10_000:
                 self._metric_children[key] = hit
         return hit
+
+    def done(self, *, method: str, route_path: str, path: str, status: int, elapsed: float, rid: str, tp: str,
+             caller: str | None) -> None:
+        requests, latency = self._children(method, route_path, status)
+        requests.inc()
+        latency.observe(elapsed)
+        if path not in _QUIET_PATHS and access_log.isEnabledFor(logging.INFO):
+            # makeRecord + handle is what Logger.info does, minus the caller lookup (a stack walk per
+            # request for file and line fields the JSON formatter does not print)
+            access_log.handle(access_log.makeRecord(
+                access_log.name, logging.INFO, __file__, 0, "request", (), None,
+                extra={
+                    "request_id": rid,
+                    "trace_id": tp.split("-")[1],
+                    "method": method,
+                    "path": path,
+                    "status": status,
+                    "latency_ms": round(elapsed * 1000, 2),
+                    "caller": caller,
+                },
+            ))
+
+
+class ObservabilityMiddleware:
+    def __init__(self, app: ASGIApp, *, service: str, max_body_bytes: int,
+                 extra_media_types: dict[str, tuple[str, ...]] | None = None) -> None:
+        self.app = app
+        self.service = service
+        self.max_body = max_body_bytes
+        # path prefix -> extra accepted media types (OAuth2 forms, Open311 forms, file uploads).
+        self.extra_media_types = extra_media_types or {}
+        self.telemetry = Telemetry(service)
+
+    def _media_type_ok(self, path: str, content_type: str | None) -> bool:
+        if content_type is None:
+            return True  # no declared type: FastAPI parses it as JSON and reports errors itself
+        media = content_type.split(";", 1)[0].strip().lower()
+        if media == "application/json" or media.endswith("+json"):
+            return True
+        for prefix, types in self.extra_media_types.items():
+            if path.startswith(prefix) and media in types:
+                return True
+        return False
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -100,8 +136,7 @@ class ObservabilityMiddleware:
                 content_type = content_type or v.decode("latin-1")
             elif k == b"transfer-encoding":
                 chunked = True
-        rid = incoming if incoming and _SAFE_REQUEST_ID.match(incoming) else _new_request_id()
-        tp = child_traceparent(traceparent)
+        rid, tp = request_ids(incoming, traceparent)
         rid_token = request_id_var.set(rid)
         tp_token = traceparent_var.set(tp)
         state = scope.setdefault("state", {})
@@ -118,7 +153,7 @@ class ObservabilityMiddleware:
                 message = {**message, "headers": [*message.get("headers", ()), *extra_headers]}
             await send(message)
 
-        self._in_flight.inc()
+        self.telemetry.in_flight.inc()
         try:
             if method in _BODY_METHODS:
                 if length is not None and length.isdigit() and int(length) > self.max_body:
@@ -148,29 +183,13 @@ class ObservabilityMiddleware:
                             "Retry later or give ops the request id."),
                 )(scope, receive, send_wrapper)
         finally:
-            self._in_flight.dec()
+            self.telemetry.in_flight.dec()
             elapsed = time.perf_counter() - start
             route = scope.get("route")
             status = status_holder["status"]
             route_path = getattr(route, "path", None) or ("unmatched" if status == 404 else path)
-            requests, latency = self._children(method, route_path, status)
-            requests.inc()
-            latency.observe(elapsed)
-            if path not in _QUIET_PATHS and access_log.isEnabledFor(logging.INFO):
-                # makeRecord + handle is what Logger.info does, minus the caller lookup (a stack walk per
-                # request for file and line fields the JSON formatter does not print)
-                access_log.handle(access_log.makeRecord(
-                    access_log.name, logging.INFO, __file__, 0, "request", (), None,
-                    extra={
-                        "request_id": rid,
-                        "trace_id": tp.split("-")[1],
-                        "method": method,
-                        "path": path,
-                        "status": status,
-                        "latency_ms": round(elapsed * 1000, 2),
-                        "caller": state.get("caller"),
-                    },
-                ))
+            self.telemetry.done(method=method, route_path=route_path, path=path, status=status, elapsed=elapsed,
+                                rid=rid, tp=tp, caller=state.get("caller"))
             request_id_var.reset(rid_token)
             traceparent_var.reset(tp_token)
 

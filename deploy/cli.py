@@ -65,7 +65,7 @@ def serve(service: str = typer.Argument(..., help="gateway, svc_services, svc_re
 
     spec = by_name(service)
     os.environ.setdefault("ONENET_SERVICE_NAME", spec.name)
-    uvicorn.run(app_target(spec), factory=True, host=host, port=port or spec.port, workers=workers,
+    uvicorn.run(app_target(spec), factory=True, host=host, port=port or spec.port, workers=workers, http=spec.http,
                 access_log=False, log_level="warning", timeout_graceful_shutdown=10)
 
 

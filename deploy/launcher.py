@@ -145,7 +145,8 @@ class Launcher:
     # ---- processes ----------------------------------------------------------------------------------------
     def spawn(self, child: Child) -> None:
         cmd = [sys.executable, "-m", "uvicorn", app_target(child.spec), "--factory", "--host", self.host,
-               "--port", str(child.port), "--no-access-log", "--log-level", "warning", "--timeout-graceful-shutdown", "5"]
+               "--port", str(child.port), "--http", child.spec.http, "--no-access-log", "--log-level", "warning",
+               "--timeout-graceful-shutdown", "5"]
         child.proc = subprocess.Popen(cmd, env=child.env, start_new_session=True)
         child.started_at = time.monotonic()
         run_dir = self.var / "run"

@@ -10,9 +10,11 @@ class ServiceSpec:
     port: int
     prefix: str        # first path segment the gateway routes on ("" for the gateway itself)
     has_database: bool = True
+    # uvicorn's --http: the gateway runs its data plane on uvicorn's httptools protocol (ADR 0010)
+    http: str = "httptools"
 
 
-GATEWAY = ServiceSpec("gateway", 8000, "")
+GATEWAY = ServiceSpec("gateway", 8000, "", http="gateway.routing.dataplane:GatewayHttpProtocol")
 SERVICES = (
     ServiceSpec("svc_services", 8001, "services"),
     ServiceSpec("svc_residents", 8002, "residents"),

@@ -26,6 +26,7 @@ from gateway.exchange.policy import ExchangePolicy
 from gateway.exchange.router import router as exchange_router
 from gateway.exchange.service import ensure_catalogue, load_policy, refresh_catalogue
 from gateway.ratelimit import build_limiter
+from gateway.routing.dataplane import ExchangePlane, plane_state
 from gateway.routing.exchange import ExchangeGate
 from gateway.routing.fastpath import ForwardFastPath
 from gateway.routing.forwarder import Forwarder, Upstream
@@ -63,6 +64,9 @@ def create_app(settings: GatewaySettings | None = None, *, verifier: TokenVerifi
                         soft_backlog=settings.audit_soft_backlog, admit_wait=settings.audit_admit_wait_seconds)
     limiter = build_limiter(settings)
     gate = ExchangeGate(forwarder, policy, audit, clock, limiter)
+    # Open311 has a route of its own (anonymous reads, api_key); every other upstream's calls may take the plane
+    plane = ExchangePlane(gate, service=settings.service_name, max_body_bytes=settings.max_body_bytes,
+                          excluded=frozenset({"open311"}))
 
     async def load_exchange(app: FastAPI) -> None:
         await ensure_catalogue(db, clock.now())
@@ -137,6 +141,7 @@ def create_app(settings: GatewaySettings | None = None, *, verifier: TokenVerifi
                            "/open311/": ("application/x-www-form-urlencoded",)},
         openapi_url=None,
         event_token=event_token,
+        lifespan_state=plane_state(plane),
     )
     # Inside the observability middleware (request ids, body limits), ahead of FastAPI's route matching.
     app.user_middleware.append(Middleware(ForwardFastPath))
@@ -146,6 +151,7 @@ def create_app(settings: GatewaySettings | None = None, *, verifier: TokenVerifi
     app.state.exchange_policy = policy
     app.state.audit = audit
     app.state.exchange_gate = gate
+    app.state.exchange_plane = plane
     app.state.revoked_members = revoked
     app.state.cert_pins = pins
 

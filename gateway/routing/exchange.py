@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+from dataclasses import dataclass
 from urllib.parse import unquote
 
 from starlette.requests import Request
@@ -22,6 +23,7 @@ from gateway.routing.forwarder import Forwarder
 
 # The purpose of the call, UTF-8 percent-encoded (HTTP header values are ASCII): `%E5%85%BB%E8%80%81…`.
 PURPOSE_HEADER = "x-onenet-purpose"
+PURPOSE_B = PURPOSE_HEADER.encode()
 
 
 class ExchangeGate:
@@ -41,9 +43,7 @@ class ExchangeGate:
 
     async def authenticate(self, request: Request) -> Principal:
         if not await self.audit.admit():
-            raise Problem(503, "exchange.audit_backlog", ("交换日志暂时无法写入，为保证全程留痕暂停转发，请稍后重试",
-                                                          "The message log is behind; retry later"),
-                          headers={"Retry-After": "5"})
+            raise _log_behind()
         principal = await self.forwarder.authenticate(request)
         request.state.exchange_principal = principal
         return principal
@@ -68,29 +68,88 @@ class ExchangeGate:
             resp = await self.forwarder.forward(request, service, principal, path=path, actions=actions,
                                                 body=body, extra_headers=extra)
         except Problem as exc:
-            instance = scope.get("root_path", "") + scope["path"]
-            resp = problem_response(exc.status, exc.code, lang=request_language(request), detail=exc.detail,
-                                    title=exc.title, errors=exc.errors, instance=instance,
-                                    headers=exc.headers, extra=exc.extra)
+            resp = self.refusal(exc, request_language(request), scope.get("root_path", "") + scope["path"])
         self.log(request, path, at, started, body, resp)
         return resp
 
+    async def exchange(self, call: Call, service: str) -> tuple[Response, Principal | None]:
+        """`handle` for a call the data plane read off the socket (`gateway.routing.dataplane`): the same checks,
+        forward, masking and message-log record, without a Starlette request around it."""
+        started = time.perf_counter()
+        at = self.clock.now()
+        principal = res = None
+        try:
+            if not await self.audit.admit():
+                raise _log_behind()
+            principal = await self.forwarder.principal_for(call.header(b"authorization"))
+            if self.limiter is not None:
+                await self.limiter.check(principal)
+            res, grant = self.policy.check(member=principal.member, user=principal.user, path=call.path,
+                                           now=self.clock.now())
+            extra = [("x-onenet-resource", res.code)] if res is not None else None
+            resp = await self.forwarder.forward_call(
+                service, principal, method=call.method, path=call.path, query=call.query, headers=call.headers,
+                client=call.client, body=call.body, actions=grant.actions if grant is not None else (),
+                extra_headers=extra)
+        except Problem as exc:
+            resp = self.refusal(exc, call.lang, call.path)
+        self.record(principal, res, call.path, call.method, call.header(PURPOSE_B) or call.header(b"x-road-issue"),
+                    call.header(b"x-road-userid"), at, started, call.body, resp)
+        return resp, principal
+
+    @staticmethod
+    def refusal(exc: Problem, lang: str, instance: str) -> Response:
+        return problem_response(exc.status, exc.code, lang=lang, detail=exc.detail, title=exc.title,
+                                errors=exc.errors, instance=instance, headers=exc.headers, extra=exc.extra)
+
     def log(self, request: Request, path: str, at, started: float, body: bytes, resp: Response) -> None:
-        principal: Principal | None = getattr(request.state, "exchange_principal", None)
-        res: ResourceView | None = getattr(request.state, "exchange_resource", None)
+        headers = request.headers
+        self.record(getattr(request.state, "exchange_principal", None),
+                    getattr(request.state, "exchange_resource", None), path, request.method,
+                    headers.get(PURPOSE_HEADER) or headers.get("x-road-issue"), headers.get("x-road-userid"),
+                    at, started, body, resp)
+
+    def record(self, principal: Principal | None, res: ResourceView | None, path: str, method: str,
+               purpose: str | None, xroad_user: str | None, at, started: float, body: bytes,
+               resp: Response) -> None:
+        """Queue the message-log record of one exchange (written off the request path)."""
         if res is None:
             res = self.policy.resolve(path)
-        purpose = request.headers.get(PURPOSE_HEADER) or request.headers.get("x-road-issue")
         if purpose:
             purpose = unquote(purpose, errors="replace")
         # An X-Road client names the person behind its system's call in X-Road-UserId: that is the user to log.
-        xroad_user = request.headers.get("x-road-userid")
         user = (f"{principal.user} / {unquote(xroad_user, errors='replace')}" if principal and xroad_user
                 else principal.user if principal else "-")
         self.audit.record(Exchange(
             at=at, member=principal.member if principal else "-", user=user[:64],
             resource=res.code if res else None, owner=res.owner if res else None,
-            purpose=purpose[:500] if purpose else None, method=request.method, path=path,
+            purpose=purpose[:500] if purpose else None, method=method, path=path,
             status=resp.status_code, latency_ms=(time.perf_counter() - started) * 1000,
             request_id=(request_id_var.get() or None), request_hash=hashlib.sha256(body).hexdigest(),
             response_hash=hashlib.sha256(bytes(resp.body)).hexdigest()))
+
+
+@dataclass(slots=True)
+class Call:
+    """One forwarded call as the data plane parsed it: decoded path (with root path), raw query, raw request
+    headers (names lower-case, as uvicorn gives them), the client's address, the whole body, the answer's language."""
+
+    method: str
+    path: str
+    query: bytes
+    headers: list[tuple[bytes, bytes]]
+    client: tuple[str, int] | None
+    body: bytes = b""
+    lang: str = "zh"
+
+    def header(self, name: bytes) -> str | None:
+        for k, v in self.headers:
+            if k == name:
+                return v.decode("latin-1")
+        return None
+
+
+def _log_behind() -> Problem:
+    return Problem(503, "exchange.audit_backlog", ("交换日志暂时无法写入，为保证全程留痕暂停转发，请稍后重试",
+                                                  "The message log is behind; retry later"),
+                   headers={"Retry-After": "5"})

@@ -21,11 +21,9 @@ if importlib.util.find_spec("sniffio") is None:  # pragma: no branch
     # entry makes the import fail at once, with the same outcome (asyncio). Profiled: ~10% of the hot path.
     sys.modules["sniffio"] = None  # type: ignore[assignment]
 
-import aiohttp
 import httpx
 from starlette.requests import Request
 from starlette.responses import Response
-from yarl import URL
 
 from common.auth import Principal, TokenVerifier, principal_from_claims
 from common.context import request_id_var, traceparent_var
@@ -33,6 +31,7 @@ from common.errors import Problem
 from common.http_client import CircuitBreaker, UpstreamTimeout, UpstreamUnavailable, child_traceparent
 from gateway.exchange.policy import filter_body
 from gateway.identity.mtls import PROXY_HEADERS, CertificatePins
+from gateway.routing.connections import ConnectionPool
 
 HOP_BY_HOP = {
     "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer", "trailers",
@@ -50,8 +49,8 @@ _PATH_SAFE = "/!$&'()*+,;=:@~-._"
 
 
 class Upstream:
-    """One upstream service: a pooled aiohttp client for forwarding (several times cheaper per call than
-    httpx/httpcore), and an httpx client for the gateway's own occasional calls (OpenAPI documents).
+    """One upstream service: pooled keep-alive connections for forwarding (`connections.ConnectionPool`), and an
+    httpx client for the gateway's own occasional calls (OpenAPI documents).
 
     When a transport is injected (tests: `httpx.MockTransport`, `httpx.ASGITransport`), forwarding goes through
     the httpx client on that transport instead, with the same timeout, retry and breaker handling.
@@ -68,48 +67,33 @@ class Upstream:
         self.client = httpx.AsyncClient(
             base_url=self.base_url, timeout=httpx.Timeout(timeout, connect=2.0), transport=transport,
             limits=httpx.Limits(max_connections=200, max_keepalive_connections=64))
-        self._session: aiohttp.ClientSession | None = None
+        self.pool = ConnectionPool(self.base_url, connect_timeout=min(2.0, timeout))
 
-    def _aiohttp(self) -> aiohttp.ClientSession:
-        # created on first use, inside the running event loop (aiohttp binds a session to its loop)
-        if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=200, keepalive_timeout=30, ttl_dns_cache=300),
-                timeout=aiohttp.ClientTimeout(total=self.timeout, sock_connect=2.0),
-                # bytes pass through as the upstream sent them; nothing is added the caller did not send
-                auto_decompress=False, skip_auto_headers=("Accept-Encoding", "User-Agent", "Content-Type"),
-                cookie_jar=aiohttp.DummyCookieJar())
-        return self._session
-
-    async def send(self, method: str, path: str, query: bytes, headers: list[tuple[str, str]],
+    async def send(self, method: str, path: str, query: bytes, headers: list[tuple[bytes, bytes]],
                    body: bytes) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
         """One attempt: (status, raw response headers, body); raises UpstreamTimeout / UpstreamUnavailable."""
+        target = quote(path, safe=_PATH_SAFE).encode("ascii")  # the decoded path, percent-encoded again
         if self.injected:
             try:
-                url = httpx.URL(path=quote(path, safe=_PATH_SAFE), query=query)  # decoded path, as below
+                url = httpx.URL(path=target.decode("ascii"), query=query)
                 resp = await self.client.request(method, url, headers=headers, content=body)
             except httpx.TimeoutException as exc:
                 raise UpstreamTimeout(self.name) from exc
             except httpx.TransportError as exc:
                 raise UpstreamUnavailable(self.name) from exc
             return resp.status_code, resp.headers.raw, resp.content
-        target = self.base_url + quote(path, safe=_PATH_SAFE)
         if query:
-            target += "?" + query.decode("latin-1")
+            target += b"?" + query
         try:
-            async with self._aiohttp().request(method, URL(target, encoded=True), headers=headers,
-                                               data=body or None, allow_redirects=False) as resp:
-                content = await resp.read()
-                return resp.status, list(resp.raw_headers), content
-        except TimeoutError as exc:  # aiohttp's ServerTimeoutError / ConnectionTimeoutError are TimeoutErrors
+            return await self.pool.request(method, target, headers, body, self.timeout)
+        except TimeoutError as exc:
             raise UpstreamTimeout(self.name) from exc
-        except (aiohttp.ClientError, OSError) as exc:
+        except OSError as exc:  # refused, reset, closed before answering (UpstreamClosed), not HTTP
             raise UpstreamUnavailable(self.name) from exc
 
     async def aclose(self) -> None:
         await self.client.aclose()
-        if self._session is not None:
-            await self._session.close()
+        await self.pool.aclose()
 
 
 class TokenCache:
@@ -173,7 +157,16 @@ class Forwarder:
                 request.state.caller = principal.caller
                 return principal
             auth = f"Bearer {cookie}"
-        if not auth or not auth.lower().startswith("bearer "):
+        principal = await self.principal_for(auth)
+        if self.pins.pins:  # a member with a client certificate on file must present it (mutual TLS)
+            self.pins.check(principal.member, request.scope)
+        request.state.caller = principal.caller
+        return principal
+
+    async def principal_for(self, auth: str | None) -> Principal:
+        """The caller behind an Authorization header: a bearer token verified once (then cached), of a member
+        that is not revoked."""
+        if not auth or not auth[:7].lower() == "bearer ":
             raise Problem(401, "unauthenticated", ("请求缺少访问令牌（Authorization: Bearer …）",
                                                    "Missing bearer token (Authorization: Bearer …)"),
                           headers={"WWW-Authenticate": "Bearer"})
@@ -184,43 +177,51 @@ class Forwarder:
             self.tokens.put(token, principal)
         if principal.member in self.revoked:
             raise Problem(403, "member_revoked", ("该成员单位已被停用", "This member has been revoked"))
-        if self.pins.pins:  # a member with a client certificate on file must present it (mutual TLS)
-            self.pins.check(principal.member, request.scope)
-        request.state.caller = principal.caller
         return principal
 
     async def forward(self, request: Request, service: str, principal: Principal, *, path: str | None = None,
                       actions: tuple = (), body: bytes | None = None,
                       extra_headers: list[tuple[str, str]] | None = None) -> Response:
         """Send the call upstream; `actions` (from the caller's grant) mask or remove response fields."""
+        scope = request.scope
+        if body is None:
+            body = await request.body()
+        if path is None:
+            path = scope.get("root_path", "") + scope["path"]
+        return await self.forward_call(service, principal, method=scope["method"], path=path,
+                                       query=scope.get("query_string", b""), headers=scope["headers"],
+                                       client=scope.get("client"), body=body, actions=actions,
+                                       extra_headers=extra_headers)
+
+    async def forward_call(self, service: str, principal: Principal, *, method: str, path: str, query: bytes,
+                           headers: list[tuple[bytes, bytes]], client: tuple[str, int] | None, body: bytes,
+                           actions: tuple = (), extra_headers: list[tuple[str, str]] | None = None) -> Response:
+        """`forward` from the call's parts (the data plane has no Starlette request)."""
         upstream = self.upstreams[service]
         if not upstream.breaker.allow():
             raise _unavailable(service, _retry_after(upstream.breaker))
-        scope = request.scope
-        headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"] if k not in _DROP_IN]
-        client = scope.get("client")
-        headers += [
-            ("x-request-id", request_id_var.get() or ""),
-            ("traceparent", child_traceparent(traceparent_var.get())),
-            ("x-onenet-client", principal.member),
-            ("x-onenet-user", principal.user),
-            ("x-onenet-service", service),
-            ("x-forwarded-for", client[0] if client else ""),
+        idempotent = method in IDEMPOTENT
+        out = []
+        for k, v in headers:
+            if k not in _DROP_IN:
+                out.append((k, v))
+                if k == b"idempotency-key" and method == "POST":
+                    idempotent = True
+        out += [
+            (b"x-request-id", (request_id_var.get() or "").encode("latin-1")),
+            (b"traceparent", child_traceparent(traceparent_var.get()).encode("latin-1")),
+            (b"x-onenet-client", principal.member.encode()),
+            (b"x-onenet-user", principal.user.encode()),
+            (b"x-onenet-service", service.encode()),
+            (b"x-forwarded-for", (client[0] if client else "").encode()),
         ]
         if extra_headers:
-            headers += extra_headers
-        if body is None:
-            body = await request.body()
-        method = scope["method"]
-        idempotent = method in IDEMPOTENT or (method == "POST" and "idempotency-key" in request.headers)
+            out += [(k.encode("latin-1"), v.encode()) for k, v in extra_headers]
         attempts = 1 + (upstream.retries if idempotent else 0)
-        if path is None:
-            path = scope.get("root_path", "") + scope["path"]
-        query = scope.get("query_string", b"")
         last_exc: Exception | None = None
         for attempt in range(attempts):
             try:
-                status, raw, content = await upstream.send(method, path, query, headers, body)
+                status, raw, content = await upstream.send(method, path, query, out, body)
             except (UpstreamTimeout, UpstreamUnavailable) as exc:
                 upstream.breaker.record_failure()
                 last_exc = exc

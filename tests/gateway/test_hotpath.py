@@ -99,7 +99,7 @@ async def _raw_server(reply: bytes, seen: list, delay: float = 0.0):
 
 
 async def test_upstream_over_a_real_socket_keeps_bytes_headers_and_failure_semantics():
-    """The pooled (aiohttp) path used outside tests: the request goes out as sent, the answer comes back
+    """The pooled path (gateway.routing.connections) used outside tests: the request goes out as sent, the answer comes back
     untouched (no decompression, hop-by-hop and server headers dropped), timeouts and refusals map to 504/503."""
     import gzip
     import json
@@ -117,7 +117,7 @@ async def test_upstream_over_a_real_socket_keeps_bytes_headers_and_failure_seman
     up = Upstream("t", url, timeout=0.5, retries=0, breaker=CircuitBreaker())
     try:
         for _ in range(2):  # the second call reuses the pooled connection
-            status, raw, content = await up.send("POST", "/a b/ü", b"q=1%202", [("content-type", "application/json")],
+            status, raw, content = await up.send("POST", "/a b/ü", b"q=1%202", [(b"content-type", b"application/json")],
                                                  b'{"x":1}')
             assert status == 200 and content == zipped
         assert seen[0].startswith(b"POST /a%20b/%C3%BC?q=1%202 HTTP/1.1\r\n") and seen[0].endswith(b'{"x":1}')

@@ -1,7 +1,7 @@
 """Timeouts and the circuit breaker against a slowed department emulator.
 
 The emulator app runs under a real uvicorn server on a loopback port and the gateway reaches it over its pooled
-(aiohttp) forwarding path, exactly as deployed; the emulator is slowed with its own configurable latency
+(pooled keep-alive connections) forwarding path, exactly as deployed; the emulator is slowed with its own configurable latency
 (`emulator_latency_ms`). The breaker's clock is a counter the test advances, so closing again after the reset
 time needs no waiting, and nothing here asserts how long anything took.
 """
@@ -66,7 +66,7 @@ async def slowed(db_url, gateway_keys_dir, sqlite_template):
                                breaker_reset_seconds=RESET_S)
     try:
         async with AsyncExitStack() as stack:
-            gw = create_app(settings, clock=FrozenClock(START))  # no injected transport: the aiohttp path
+            gw = create_app(settings, clock=FrozenClock(START))  # no injected transport: the pooled path
             await _seed(gw)
             await stack.enter_async_context(gw.router.lifespan_context(gw))
             client = await stack.enter_async_context(

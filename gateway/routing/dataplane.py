@@ -1,0 +1,212 @@
+"""The gateway's data plane: exchange calls answered straight off uvicorn's HTTP protocol, without the ASGI stack.
+
+Every forwarded call pays for the layers between the socket and the forward: uvicorn's request cycle and its
+ASGI messages, uvicorn's proxy-headers middleware, Starlette's and FastAPI's middlewares, the request and
+response objects. For the gateway's own operations that is money well spent; for the exchange, where the gateway
+only checks, forwards and logs, it was most of the cost (bench/gateway.py, README Figures).
+
+`GatewayHttpProtocol` is uvicorn's httptools protocol (`uvicorn --http gateway.routing.dataplane:GatewayHttpProtocol`).
+When the headers of a request are in, it asks the app's `ExchangePlane` (published in the lifespan state) whether
+the call is a plain exchange call; if so the body is collected and the plane answers it with the very same
+`ExchangeGate.exchange` the ASGI route uses: token, revocation, rate limit, grant, forward, masking, message log.
+Anything else goes to uvicorn's own cycle and through the app as before: the gateway's own API, Open311, X-Road,
+HEAD and OPTIONS, `Expect: 100-continue`, chunked request bodies, bodies over the limit or not JSON (the app
+answers those with its 413 / 415 problems), metrics pages signed in by cookie, calls while client certificates
+are pinned (mutual TLS is checked by the app), a second request pipelined behind one in flight.
+
+The plane does what the observability middleware does for every request: request id and traceparent (echoed on
+the answer), the in-flight gauge, the request counter and latency histogram under the forward route's label,
+the access-log line, a 500 problem with the request id for an unexpected error.
+"""
+from __future__ import annotations
+
+import asyncio
+import time
+import urllib.parse
+from typing import Any
+
+import httptools
+from uvicorn.protocols.http.flow_control import HIGH_WATER_LIMIT
+from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
+
+from common.context import request_id_var, traceparent_var
+from common.errors import problem_response
+from common.i18n import negotiate_language
+from common.observability import Telemetry, access_log, request_ids
+from gateway.routing.exchange import Call, ExchangeGate
+
+# The lifespan-state key under which the gateway app publishes its plane (uvicorn hands every connection the
+# lifespan state; ASGI lifespan "state" extension).
+PLANE_KEY = "onenet.exchange_plane"
+FAST_METHODS = frozenset({b"GET", b"POST", b"PUT", b"PATCH", b"DELETE"})
+FORWARD_ROUTE = "/{service}/{rest:path}"  # the metrics label of the forward route, as on the ASGI path
+_BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+
+
+class ExchangePlane:
+    """Which calls the data plane answers, and the answering."""
+
+    def __init__(self, gate: ExchangeGate, *, service: str, max_body_bytes: int, excluded: frozenset[str]) -> None:
+        self.gate = gate
+        self.max_body = max_body_bytes
+        self.excluded = excluded  # upstream names with a route of their own (Open311)
+        self.telemetry = Telemetry(service)
+        self.answered = 0  # calls answered here (tests and diagnostics)
+
+    def accept(self, method: bytes, url: bytes, headers: list[tuple[bytes, bytes]], root_path: str,
+               client: tuple[str, int] | None, *, proxy_headers: bool = False) -> Call | None:
+        """A `Call` when this is a plain exchange call the plane can answer whole; None sends it to the app.
+
+        With `proxy_headers` (uvicorn's --proxy-headers, its default) a call that carries X-Forwarded-* goes to
+        the app, where uvicorn's middleware decides whether to believe them."""
+        if method not in FAST_METHODS or self.gate.forwarder.pins.pins:
+            return None
+        parsed = httptools.parse_url(url)
+        path = parsed.path.decode("ascii")
+        if "%" in path:
+            path = urllib.parse.unquote(path)
+        cut = path.find("/", 1)
+        if cut <= 1:
+            return None
+        service = path[1:cut]
+        if service not in self.gate.forwarder.upstreams or service in self.excluded:
+            return None
+        auth = length = media = None
+        for k, v in headers:
+            if k == b"authorization":
+                auth = v
+            elif k == b"content-length":
+                length = v
+            elif k == b"content-type":
+                media = v
+            elif k == b"transfer-encoding" or (proxy_headers and k.startswith(b"x-forwarded-")):
+                return None
+        if auth is None or auth[:7].lower() != b"bearer ":
+            return None  # the app answers 401 itself, and knows the metrics pages' cookie
+        if length is not None:
+            if not length.isdigit() or int(length) > self.max_body:
+                return None
+            if length != b"0" and method.decode() in _BODY_METHODS and not _json(media):
+                return None
+        return Call(method=method.decode("ascii"), path=root_path + path, query=parsed.query or b"",
+                    headers=headers, client=client)
+
+    async def answer(self, call: Call) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+        started = time.perf_counter()
+        rid = tp = None
+        accept_language = None
+        incoming = traceparent = None
+        for k, v in call.headers:
+            if k == b"x-request-id":
+                incoming = incoming or v.decode("latin-1")
+            elif k == b"traceparent":
+                traceparent = traceparent or v.decode("latin-1")
+            elif k == b"accept-language":
+                accept_language = accept_language or v.decode("latin-1")
+        rid, tp = request_ids(incoming, traceparent)
+        request_id_var.set(rid)  # this task's own context: nothing to reset
+        traceparent_var.set(tp)
+        call.lang = negotiate_language(accept_language)
+        service = call.path[1:call.path.find("/", 1)]
+        caller = None
+        self.telemetry.in_flight.inc()
+        try:
+            resp, principal = await self.gate.exchange(call, service)
+            caller = principal.caller if principal is not None else None
+        except Exception:
+            access_log.exception("unhandled error", extra={"request_id": rid, "path": call.path})
+            resp = problem_response(
+                500, "internal_error", lang=call.lang, instance=call.path,
+                detail=("服务器处理请求时出错，已记录，请稍后重试或联系运维并提供请求编号",
+                        "The server failed to handle the request; it has been logged. "
+                        "Retry later or give ops the request id."))
+        finally:
+            self.telemetry.in_flight.dec()
+        status = resp.status_code
+        self.answered += 1
+        self.telemetry.done(method=call.method, route_path=FORWARD_ROUTE, path=call.path, status=status,
+                            elapsed=time.perf_counter() - started, rid=rid, tp=tp, caller=caller)
+        headers = resp.raw_headers
+        headers.append((b"x-request-id", rid.encode("latin-1")))
+        headers.append((b"traceparent", tp.encode("latin-1")))
+        return status, headers, bytes(resp.body)
+
+
+def _json(content_type: bytes | None) -> bool:
+    if content_type is None:
+        return True  # no declared type: read as JSON, as the app does
+    media = content_type.split(b";", 1)[0].strip().lower()
+    return media == b"application/json" or media.endswith(b"+json")
+
+
+class _PlaneCycle:
+    """Stands where uvicorn's RequestResponseCycle stands while the plane has the request: uvicorn's protocol
+    feeds the body into `body`, flags `more_body`, `disconnected` and `keep_alive`, and calls
+    `message_event.set()`; the answer is written when the body is complete."""
+
+    def __init__(self, protocol: "GatewayHttpProtocol", plane: ExchangePlane, call: Call, keep_alive: bool) -> None:
+        self.protocol = protocol
+        self.plane = plane
+        self.call = call
+        self.body = b""
+        self.more_body = True
+        self.response_complete = False
+        self.disconnected = False
+        self.keep_alive = keep_alive
+        self.message_event = self
+        self.started = False
+
+    def set(self) -> None:  # uvicorn: body arrived, the message is complete, or the client went away
+        if self.disconnected or self.started:
+            return
+        if self.more_body:
+            if len(self.body) > HIGH_WATER_LIMIT:
+                self.protocol.flow.resume_reading()  # the body is bounded (max_body): keep reading it
+            return
+        self.started = True
+        self.call.body = self.body
+        task = self.protocol.loop.create_task(self.run())
+        self.protocol.tasks.add(task)
+        task.add_done_callback(self.protocol.tasks.discard)
+
+    async def run(self) -> None:
+        protocol = self.protocol
+        status, headers, body = await self.plane.answer(self.call)
+        if self.disconnected:
+            self.response_complete = True
+            return
+        out = [STATUS_LINE[status]]
+        for name, value in protocol.server_state.default_headers:
+            out += [name, b": ", value, b"\r\n"]
+        for name, value in headers:
+            out += [name, b": ", value, b"\r\n"]
+        if not self.keep_alive:
+            out.append(b"connection: close\r\n")
+        out.append(b"\r\n")
+        out.append(body)
+        protocol.transport.write(b"".join(out))
+        self.response_complete = True
+        if not self.keep_alive:
+            protocol.transport.close()
+        protocol.on_response_complete()
+
+
+class GatewayHttpProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol with the gateway's data plane in front of the ASGI app."""
+
+    def on_headers_complete(self) -> None:
+        plane: ExchangePlane | None = self.app_state.get(PLANE_KEY)
+        if (plane is None or self.expect_100_continue or self.limit_concurrency is not None
+                or (self.cycle is not None and not self.cycle.response_complete) or self.parser.should_upgrade()):
+            return super().on_headers_complete()
+        call = plane.accept(self.parser.get_method(), self.url, self.headers, self.root_path, self.client,
+                            proxy_headers=self.config.proxy_headers)
+        if call is None:
+            return super().on_headers_complete()
+        keep_alive = self.parser.get_http_version() != "1.0" and self.parser.should_keep_alive()
+        self.cycle = _PlaneCycle(self, plane, call, keep_alive)  # type: ignore[assignment]
+
+
+def plane_state(plane: ExchangePlane) -> dict[str, Any]:
+    """The lifespan state that switches the data plane on for this app."""
+    return {PLANE_KEY: plane}
