@@ -21,6 +21,7 @@ from gateway.members.models import Member
 from gateway.members.router import router as members_router
 from gateway.base import OutboxEvent
 from gateway.exchange.audit import AuditWriter
+from gateway.exchange.log_process import LogProcess
 from gateway.exchange.models import MessageLog
 from gateway.exchange.policy import ExchangePolicy
 from gateway.exchange.router import router as exchange_router
@@ -61,7 +62,9 @@ def create_app(settings: GatewaySettings | None = None, *, verifier: TokenVerifi
     clock = clock or Clock()
     policy = ExchangePolicy()
     audit = AuditWriter(db, MessageLog, OutboxEvent, max_backlog=settings.audit_max_backlog,
-                        soft_backlog=settings.audit_soft_backlog, admit_wait=settings.audit_admit_wait_seconds)
+                        soft_backlog=settings.audit_soft_backlog, admit_wait=settings.audit_admit_wait_seconds,
+                        process=(LogProcess(settings.database_url, plan_cache_mode=settings.db_plan_cache_mode)
+                                 if settings.audit_writer_process else None))
     limiter = build_limiter(settings)
     gate = ExchangeGate(forwarder, policy, audit, clock, limiter)
     # Open311 has a route of its own (anonymous reads, api_key); every other upstream's calls may take the plane

@@ -27,6 +27,9 @@ class GatewaySettings(ServiceSettings):
     # `audit_admit_wait_seconds`, before it is forwarded.
     audit_soft_backlog: int = 2_000
     audit_admit_wait_seconds: float = 5.0
+    # Write the message log from a child process (gateway/exchange/log_process.py), off this process's
+    # interpreter; false writes it on the event loop (what the in-process tests use).
+    audit_writer_process: bool = True
     # Token-bucket rate limits on forwarded calls (per calling member, and per user of a member's app).
     rate_limit_enabled: bool = True
     rate_member_per_second: float = 200.0

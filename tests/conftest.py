@@ -21,6 +21,8 @@ from common.keys import SigningKey, jwks_document
 # Hundreds of apps start in one test process: a full collection at each start-up would cost the suite about a
 # minute, and what is frozen would pile up. The processes tests start (e2e) freeze, as deployed.
 os.environ.setdefault("ONENET_GC_FREEZE_AT_STARTUP", "false")
+# in-process gateways write their message log on their own loop; tests/e2e turn the writer process back on
+os.environ.setdefault("ONENET_AUDIT_WRITER_PROCESS", "false")
 POSTGRES_URL = os.environ.get("ONENET_TEST_POSTGRES_URL")
 REDIS_URL = os.environ.get("ONENET_TEST_REDIS_URL")
 

@@ -39,6 +39,7 @@ import json
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from typing import NamedTuple
 
 from sqlalchemy import select, text
 
@@ -77,10 +78,11 @@ def content_hash(values: dict) -> str:
     return sha256_hex(raw.encode())
 
 
-@dataclass
-class Exchange:
-    """One call as the forwarder saw it (what goes into the log)."""
+class Exchange(NamedTuple):
+    """One call as the forwarder saw it (what goes into the log). The row id is given when the call is
+    recorded, so a batch sent again after the writer process died is recognised (`write_batch`)."""
 
+    id: str
     at: datetime
     member: str
     user: str
@@ -98,8 +100,11 @@ class Exchange:
 
 class AuditWriter:
     def __init__(self, db: Database, log_model, outbox_model, *, max_backlog: int = 10_000,
-                 soft_backlog: int | None = None, admit_wait: float = 5.0) -> None:
+                 soft_backlog: int | None = None, admit_wait: float = 5.0, process=None) -> None:
+        """`process`: a `log_process.LogProcess` that writes the batches in a process of its own (deployed);
+        without one they are written here, on this event loop (tests, tools)."""
         self.db = db
+        self.process = process
         self.model = log_model
         self.outbox_model = outbox_model
         self.max_backlog = max_backlog
@@ -171,35 +176,11 @@ class AuditWriter:
         return written
 
     async def _write(self, batch: list[Exchange]) -> None:
-        """One transaction per batch: the chain is computed in memory, then the log rows are inserted in chain
-        order (so `seq` order is chain order) and their `exchange.call` events after them (common.db.RowsInsert:
-        one statement per table on SQLite)."""
-        async with self.db.session() as session, session.begin():
-            if self.db.dialect == "postgresql":
-                await session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": ADVISORY_LOCK_KEY})
-            prev = (await session.execute(
-                select(self.model.hash).order_by(self.model.seq.desc()).limit(1))).scalar() or GENESIS
-            now = datetime.now(timezone.utc)
-            rows: list[dict] = []
-            events: list[dict] = []
-            for ex in batch:
-                row = {"id": new_id(), "at": ex.at, "member": ex.member, "user": ex.user, "resource": ex.resource,
-                       "owner": ex.owner, "purpose": ex.purpose, "method": ex.method, "path": ex.path[:500],
-                       "status": ex.status, "latency_ms": round(ex.latency_ms, 3), "request_id": ex.request_id,
-                       "request_hash": ex.request_hash, "response_hash": ex.response_hash, "prev_hash": prev}
-                row["hash"] = prev = content_hash(row)
-                rows.append(row)
-                # Exchange indicators (calls per resource, refused calls, departments connected) for svc_metrics.
-                outcome = "ok" if ex.status < 400 else ("refused" if ex.status in (401, 403, 429) else "error")
-                events.append({
-                    "event_id": new_id(), "type": "exchange.call", "occurred_at": ex.at, "community": None,
-                    "grid": None, "subject": ex.resource or ex.path[:64],
-                    "data": {"resource": ex.resource, "member": ex.member, "owner": ex.owner, "status": ex.status,
-                             "outcome": outcome, "refused": outcome == "refused", "log_id": row["id"]},
-                    "created_at": now, "next_attempt_at": now, "attempts": 0})
-            conn = await session.connection()
-            await self._insert_log(conn, rows)
-            await self._insert_events(conn, events)
+        if self.process is not None:
+            await self.process.write(batch)
+        else:
+            await write_batch(self.db, self.model, self.outbox_model, batch,
+                              inserts=(self._insert_log, self._insert_events))
 
     async def run_forever(self, stop: asyncio.Event) -> None:
         backoff = FLUSH_SECONDS
@@ -219,6 +200,50 @@ class AuditWriter:
             await self.flush()
         except Exception:  # noqa: BLE001
             log.exception("message log: %d records could not be written at shutdown", len(self._pending))
+        if self.process is not None:
+            await self.process.aclose()
+
+
+async def write_batch(db: Database, log_model, outbox_model, batch: list[Exchange], *, inserts=None,
+                      resend: bool = False) -> int:
+    """One transaction per batch: the chain is computed in memory, then the log rows are inserted in chain order
+    (so `seq` order is chain order) and their `exchange.call` events after them (common.db.RowsInsert: one
+    statement per table on SQLite). `resend`: the batch may have been committed already by a writer process
+    that died before saying so; rows whose id is stored are left out. Returns the rows written."""
+    insert_log, insert_events = inserts or (RowsInsert(log_model.__table__), RowsInsert(outbox_model.__table__))
+    async with db.session() as session, session.begin():
+        if db.dialect == "postgresql":
+            await session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": ADVISORY_LOCK_KEY})
+        if resend:
+            stored = set((await session.execute(
+                select(log_model.id).where(log_model.id.in_([ex.id for ex in batch])))).scalars())
+            batch = [ex for ex in batch if ex.id not in stored]
+            if not batch:
+                return 0
+        prev = (await session.execute(
+            select(log_model.hash).order_by(log_model.seq.desc()).limit(1))).scalar() or GENESIS
+        now = datetime.now(timezone.utc)
+        rows: list[dict] = []
+        events: list[dict] = []
+        for ex in batch:
+            row = {"id": ex.id, "at": ex.at, "member": ex.member, "user": ex.user, "resource": ex.resource,
+                   "owner": ex.owner, "purpose": ex.purpose, "method": ex.method, "path": ex.path[:500],
+                   "status": ex.status, "latency_ms": round(ex.latency_ms, 3), "request_id": ex.request_id,
+                   "request_hash": ex.request_hash, "response_hash": ex.response_hash, "prev_hash": prev}
+            row["hash"] = prev = content_hash(row)
+            rows.append(row)
+            # Exchange indicators (calls per resource, refused calls, departments connected) for svc_metrics.
+            outcome = "ok" if ex.status < 400 else ("refused" if ex.status in (401, 403, 429) else "error")
+            events.append({
+                "event_id": new_id(), "type": "exchange.call", "occurred_at": ex.at, "community": None,
+                "grid": None, "subject": ex.resource or ex.path[:64],
+                "data": {"resource": ex.resource, "member": ex.member, "owner": ex.owner, "status": ex.status,
+                         "outcome": outcome, "refused": outcome == "refused", "log_id": row["id"]},
+                "created_at": now, "next_attempt_at": now, "attempts": 0})
+        conn = await session.connection()
+        await insert_log(conn, rows)
+        await insert_events(conn, events)
+    return len(rows)
 
 
 @dataclass

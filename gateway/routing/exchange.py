@@ -17,6 +17,7 @@ from common.auth import Principal
 from common.clock import Clock
 from common.context import request_id_var
 from common.errors import Problem, problem_response, request_language
+from common.ids import new_id
 from gateway.exchange.audit import AuditWriter, Exchange
 from gateway.exchange.policy import ExchangePolicy, ResourceView
 from gateway.routing.forwarder import Forwarder
@@ -121,7 +122,7 @@ class ExchangeGate:
         user = (f"{principal.user} / {unquote(xroad_user, errors='replace')}" if principal and xroad_user
                 else principal.user if principal else "-")
         self.audit.record(Exchange(
-            at=at, member=principal.member if principal else "-", user=user[:64],
+            id=new_id(), at=at, member=principal.member if principal else "-", user=user[:64],
             resource=res.code if res else None, owner=res.owner if res else None,
             purpose=purpose[:500] if purpose else None, method=method, path=path,
             status=resp.status_code, latency_ms=(time.perf_counter() - started) * 1000,
