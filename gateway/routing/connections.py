@@ -158,6 +158,7 @@ class ConnectionPool:
         if body:
             out.append(body)
         waiter = loop.create_future()
+        conn.on_message_begin()  # nothing of the previous answer may stand for this one
         conn.waiter = waiter
         conn.head_request = method == "HEAD"
         conn.transport.write(b"".join(out))  # type: ignore[union-attr]

@@ -88,7 +88,10 @@ class ExchangePlane:
                 return None
             if length != b"0" and method.decode() in _BODY_METHODS and not _json(media):
                 return None
-        return Call(method=method.decode("ascii"), path=root_path + path, query=parsed.query or b"",
+        # The request line holds the path below `root_path` (uvicorn's --root-path, the gateway's mount point
+        # behind a proxy that strips it): calls are checked, forwarded and logged by it, as on the ASGI route
+        # (forwarder.local_path).
+        return Call(method=method.decode("ascii"), path=path, query=parsed.query or b"",
                     headers=headers, client=client)
 
     async def answer(self, call: Call) -> tuple[int, list[tuple[bytes, bytes]], bytes]:

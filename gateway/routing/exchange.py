@@ -20,7 +20,7 @@ from common.errors import Problem, problem_response, request_language
 from common.ids import new_id
 from gateway.exchange.audit import AuditWriter, Exchange
 from gateway.exchange.policy import ExchangePolicy, ResourceView
-from gateway.routing.forwarder import Forwarder
+from gateway.routing.forwarder import Forwarder, local_path
 
 # The purpose of the call, UTF-8 percent-encoded (HTTP header values are ASCII): `%E5%85%BB%E8%80%81…`.
 PURPOSE_HEADER = "x-onenet-purpose"
@@ -59,7 +59,7 @@ class ExchangeGate:
 
     async def handle(self, request: Request, service: str, path: str | None = None) -> Response:
         scope = request.scope
-        path = path or scope.get("root_path", "") + scope["path"]
+        path = path or local_path(scope)
         started = time.perf_counter()
         at = self.clock.now()
         body = await request.body()
@@ -69,7 +69,7 @@ class ExchangeGate:
             resp = await self.forwarder.forward(request, service, principal, path=path, actions=actions,
                                                 body=body, extra_headers=extra)
         except Problem as exc:
-            resp = self.refusal(exc, request_language(request), scope.get("root_path", "") + scope["path"])
+            resp = self.refusal(exc, request_language(request), scope["path"])
         self.log(request, path, at, started, body, resp)
         return resp
 

@@ -14,6 +14,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from common.errors import exception_handler_for
 from gateway.routing import router as routing
+from gateway.routing.forwarder import local_path
 
 
 class _ForwardRoute:
@@ -33,7 +34,7 @@ class ForwardFastPath:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] in self.methods:
-            path: str = scope["path"]
+            path = local_path(scope)
             cut = path.find("/", 1)
             if cut > 1:
                 app = scope["app"]

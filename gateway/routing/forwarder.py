@@ -187,7 +187,7 @@ class Forwarder:
         if body is None:
             body = await request.body()
         if path is None:
-            path = scope.get("root_path", "") + scope["path"]
+            path = local_path(scope)
         return await self.forward_call(service, principal, method=scope["method"], path=path,
                                        query=scope.get("query_string", b""), headers=scope["headers"],
                                        client=scope.get("client"), body=body, actions=actions,
@@ -244,6 +244,13 @@ class Forwarder:
     async def aclose(self) -> None:
         for u in self.upstreams.values():
             await u.aclose()
+
+
+def local_path(scope) -> str:
+    """The request's path below the gateway's root path (uvicorn's scope["path"] includes --root-path): what
+    the catalogue's prefixes and the upstream services know."""
+    path, root = scope["path"], scope.get("root_path", "")
+    return path[len(root):] if root and path.startswith(root) else path
 
 
 def _response(service: str, status: int, raw: list[tuple[bytes, bytes]], content: bytes, actions: tuple) -> Response:
