@@ -93,7 +93,7 @@ def create_service_app(
 
     `lifespan_state`: handed to the server as the ASGI lifespan state once started (uvicorn gives it to every
     connection's protocol; the gateway's data plane is found there)."""
-    configure_logging(settings.service_name, settings.log_level)
+    configure_logging(settings.service_name, settings.log_level, flush_seconds=settings.log_flush_seconds)
     # package None: a process without a database of its own (the department emulators).
     db = db or (Database(settings.database_url, plan_cache_mode=settings.db_plan_cache_mode) if package else None)
 

@@ -17,6 +17,7 @@ from common.context import request_id_var, traceparent_var
 from common.errors import BodyTooLarge, problem_response, too_large_response
 from common.http_client import child_traceparent
 from common.i18n import negotiate_language
+from common.logging import direct_handler
 
 access_log = logging.getLogger("onenet.access")
 
@@ -78,20 +79,23 @@ class Telemetry:
         requests.inc()
         latency.observe(elapsed)
         if path not in _QUIET_PATHS and access_log.isEnabledFor(logging.INFO):
-            # makeRecord + handle is what Logger.info does, minus the caller lookup (a stack walk per
-            # request for file and line fields the JSON formatter does not print)
-            access_log.handle(access_log.makeRecord(
-                access_log.name, logging.INFO, __file__, 0, "request", (), None,
-                extra={
-                    "request_id": rid,
-                    "trace_id": tp.split("-")[1],
-                    "method": method,
-                    "path": path,
-                    "status": status,
-                    "latency_ms": round(elapsed * 1000, 2),
-                    "caller": caller,
-                },
-            ))
+            fields = {
+                "request_id": rid,
+                "trace_id": tp.split("-")[1],
+                "method": method,
+                "path": path,
+                "status": status,
+                "latency_ms": round(elapsed * 1000, 2),
+                "caller": caller,
+            }
+            direct = direct_handler(access_log)
+            if direct is not None:  # the same line, without a LogRecord (profiled: most of the line's cost)
+                direct.write_fields(logging.INFO, access_log.name, "request", fields)
+            else:
+                # makeRecord + handle is what Logger.info does, minus the caller lookup (a stack walk per
+                # request for file and line fields the JSON formatter does not print)
+                access_log.handle(access_log.makeRecord(
+                    access_log.name, logging.INFO, __file__, 0, "request", (), None, extra=fields))
 
 
 class ObservabilityMiddleware:
