@@ -170,6 +170,18 @@ def _sqlite_value(column) -> Callable[[Any], Any] | None | bool:
     return False
 
 
+def _remembering(convert: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    seen: dict = {}
+
+    def converted(value):
+        hit = seen.get(value, seen)
+        if hit is seen:
+            hit = seen[value] = convert(value)
+        return hit
+
+    return converted
+
+
 class RowsInsert:
     """`INSERT` of many rows (dicts with the same keys) into one table, storing exactly what
     `conn.execute(insert(table), rows)` stores. On SQLite it is one `sqlite_json_insert` statement, which SQLite
@@ -205,6 +217,9 @@ class RowsInsert:
             await conn.execute(insert(self.table), rows)
             return
         sql, converters = plan
-        pairs = list(zip(keys, converters))
+        # a batch often repeats a timestamp (one "now" for every row, an event's time beside its record's):
+        # each distinct value is converted once
+        timestamp = _remembering(sqlite_timestamp)
+        pairs = [(k, timestamp if c is sqlite_timestamp else c) for k, c in zip(keys, converters)]
         encoded = [[row[k] if convert is None else convert(row[k]) for k, convert in pairs] for row in rows]
         await conn.exec_driver_sql(sql, (json_rows(encoded),))

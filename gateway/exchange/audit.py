@@ -35,12 +35,12 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import json
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import NamedTuple
 
+import orjson
 from sqlalchemy import select, text
 
 from common.db import Database, RowsInsert
@@ -62,7 +62,8 @@ def sha256_hex(data: bytes) -> str:
 
 
 def _canonical_time(at: datetime) -> str:
-    return at.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    # "%Y-%m-%dT%H:%M:%S.%fZ", by isoformat (a third of strftime's cost)
+    return at.astimezone(timezone.utc).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
 
 
 def row_hash(row) -> str:
@@ -74,8 +75,9 @@ def content_hash(values: dict) -> str:
     content = {k: values[k] for k in CONTENT_FIELDS}
     content["at"] = _canonical_time(content["at"])
     content["latency_ms"] = f"{float(content['latency_ms']):.3f}"
-    raw = json.dumps(content, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
-    return sha256_hex(raw.encode())
+    # byte for byte json.dumps(content, ensure_ascii=False, sort_keys=True, separators=(",", ":")).encode(), the
+    # form the chain was defined with (tests/gateway/test_log_process.py checks the two agree), several times faster
+    return sha256_hex(orjson.dumps(content, option=orjson.OPT_SORT_KEYS))
 
 
 class Exchange(NamedTuple):
