@@ -127,7 +127,7 @@ pid {prefix}/nginx.pid;
 error_log {prefix}/error.log warn;
 events {{ worker_connections 1024; }}
 http {{
-    access_log off;
+    {access_log}
     client_body_temp_path {prefix}/body;
     proxy_temp_path {prefix}/proxy;
     fastcgi_temp_path {prefix}/fastcgi;
@@ -241,8 +241,9 @@ def main(argv: list[str] | None = None) -> int:
                          "processes, measured next to it (default 1,2)")
     ap.add_argument("--masked", action="store_true", help="grant part of the fields: every response is masked")
     ap.add_argument("--quiet-logs", action="store_true",
-                    help="run the gateway at log level WARNING (no access log); by default it logs at INFO, "
-                         "as deployed, one JSON access-log line per call (to a file here)")
+                    help="no access logs: nginx with access_log off, the gateway at log level WARNING; by default "
+                         "both log each call as deployed (nginx its combined line, the gateway its JSON line, "
+                         "each to a file here)")
     ap.add_argument("--json", action="store_true", help="also print the figures as one JSON line")
     ap.add_argument("--profile", metavar="FILE", help="record the gateway with py-spy during its first "
                                                    "16-connection run (collapsed stacks to FILE; prints the top frames)")
@@ -283,7 +284,11 @@ def main(argv: list[str] | None = None) -> int:
             prefix.mkdir()
             port = free_port()
             conf = prefix / "nginx.conf"
-            conf.write_text(NGINX_CONF.format(prefix=prefix, backend=backend_port, port=port, workers=workers))
+            # as deployed, both proxies write an access line per call (nginx's default: one write each, no
+            # buffer); --quiet-logs turns both off
+            access = "access_log off;" if args.quiet_logs else f"access_log {prefix}/access.log;"
+            conf.write_text(NGINX_CONF.format(prefix=prefix, backend=backend_port, port=port, workers=workers,
+                                              access_log=access))
             ngx = spawn([nginx, "-c", str(conf), "-p", str(prefix), "-g", "daemon off;"], log=f"nginx-{workers}")
             wait_http(f"http://127.0.0.1:{port}/", proc=ngx)
             return f"http://127.0.0.1:{port}"
@@ -435,7 +440,7 @@ def _count_log(db_url: str) -> int:
 def print_table(results: dict[str, tuple[Load, Load]], args, worker_counts: list[int], logged: dict[str, int]) -> None:
     c = args.connections
     print(f"\nGateway vs nginx, same backend ({PATH}), {args.duration:g} s per run, wrk; "
-          f"gateway log level {'WARNING (no access log)' if args.quiet_logs else 'INFO (access log on)'}"
+          f"{'no access logs' if args.quiet_logs else 'access logs on (nginx: combined format to a file; gateway: INFO, JSON lines)'}"
           f"{', masked responses' if args.masked else ''}")
     print(f"{'target':<18} {'req/s @' + str(c) + 'c':>12} {'p50 @' + str(c) + 'c':>10} {'p99 @' + str(c) + 'c':>10}"
           f" {'p50 @1c':>9} {'p99 @1c':>9} {'non-2xx':>8} {'errors':>7}")
