@@ -24,7 +24,7 @@ same cores, so figures vary from run to run; the table prints what this run meas
 `make test`; no assertion on time anywhere.
 
 Figures and where the time goes: README (Figures). Profiling (`--profile`, py-spy) led over the stops to a
-verified-token cache, skipping FastAPI's route walk for forwarded calls, aiohttp for the upstream pool, the
+verified-token cache, skipping FastAPI's route walk for forwarded calls, a pooled httptools upstream client, the
 message log written off the request path (one SQLite statement per table per batch) with backpressure instead of
 503s when it falls behind, and a start-up heap frozen out of the garbage collector (p99 at 16 connections
 61–72 ms → 7–8 ms). The latency goal is met; throughput is about 0.11 × nginx with one worker each.
