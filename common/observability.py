@@ -47,6 +47,27 @@ def _header(scope: Scope, name: bytes) -> str | None:
     return None
 
 
+def scan_headers(headers) -> tuple[str | None, str | None, str | None, str | None, str | None, bool]:
+    """One pass over raw request headers for what the observability layer looks at: X-Request-Id, traceparent,
+    Accept-Language, Content-Length, Content-Type (the first of each), and whether the body is chunked."""
+    incoming = traceparent = accept_language = length = content_type = None
+    chunked = False
+    for k, v in headers:
+        if k == b"x-request-id":
+            incoming = incoming or v.decode("latin-1")
+        elif k == b"traceparent":
+            traceparent = traceparent or v.decode("latin-1")
+        elif k == b"accept-language":
+            accept_language = accept_language or v.decode("latin-1")
+        elif k == b"content-length":
+            length = length or v.decode("latin-1")
+        elif k == b"content-type":
+            content_type = content_type or v.decode("latin-1")
+        elif k == b"transfer-encoding":
+            chunked = True
+    return incoming, traceparent, accept_language, length, content_type, chunked
+
+
 def request_ids(incoming: str | None, traceparent: str | None) -> tuple[str, str]:
     """This request's id (the caller's, when it is safe to echo) and its traceparent (a child of the caller's)."""
     rid = incoming if incoming and _SAFE_REQUEST_ID.match(incoming) else _new_request_id()
@@ -124,22 +145,7 @@ class ObservabilityMiddleware:
             await self.app(scope, receive, send)
             return
         start = time.perf_counter()
-        # one pass over the request headers for everything this middleware looks at
-        incoming = traceparent = accept_language = length = content_type = None
-        chunked = False
-        for k, v in scope.get("headers", ()):
-            if k == b"x-request-id":
-                incoming = incoming or v.decode("latin-1")
-            elif k == b"traceparent":
-                traceparent = traceparent or v.decode("latin-1")
-            elif k == b"accept-language":
-                accept_language = accept_language or v.decode("latin-1")
-            elif k == b"content-length":
-                length = length or v.decode("latin-1")
-            elif k == b"content-type":
-                content_type = content_type or v.decode("latin-1")
-            elif k == b"transfer-encoding":
-                chunked = True
+        incoming, traceparent, accept_language, length, content_type, chunked = scan_headers(scope.get("headers", ()))
         rid, tp = request_ids(incoming, traceparent)
         rid_token = request_id_var.set(rid)
         tp_token = traceparent_var.set(tp)

@@ -20,7 +20,6 @@ the access-log line, a 500 problem with the request id for an unexpected error.
 """
 from __future__ import annotations
 
-import asyncio
 import time
 import urllib.parse
 from typing import Any
@@ -32,7 +31,7 @@ from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 from common.context import request_id_var, traceparent_var
 from common.errors import problem_response
 from common.i18n import negotiate_language
-from common.observability import Telemetry, access_log, request_ids
+from common.observability import Telemetry, access_log, request_ids, scan_headers
 from gateway.routing.exchange import Call, ExchangeGate
 
 # The lifespan-state key under which the gateway app publishes its plane (uvicorn hands every connection the
@@ -96,16 +95,7 @@ class ExchangePlane:
 
     async def answer(self, call: Call) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
         started = time.perf_counter()
-        rid = tp = None
-        accept_language = None
-        incoming = traceparent = None
-        for k, v in call.headers:
-            if k == b"x-request-id":
-                incoming = incoming or v.decode("latin-1")
-            elif k == b"traceparent":
-                traceparent = traceparent or v.decode("latin-1")
-            elif k == b"accept-language":
-                accept_language = accept_language or v.decode("latin-1")
+        incoming, traceparent, accept_language, *_ = scan_headers(call.headers)
         rid, tp = request_ids(incoming, traceparent)
         request_id_var.set(rid)  # this task's own context: nothing to reset
         traceparent_var.set(tp)

@@ -28,6 +28,25 @@ MEMBERS = [
 ]
 
 
+async def serve_in_process(app, **config):
+    """`app` under a real uvicorn server on a free loopback port, in this event loop: (server, its task, port).
+    Stop it with `server.should_exit = True; await task`."""
+    import contextlib
+
+    import uvicorn
+
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on",
+                                           timeout_graceful_shutdown=5, **config))
+    server.capture_signals = contextlib.nullcontext  # the test runner keeps its own signal handlers
+    serving = asyncio.create_task(server.serve())
+    for _ in range(500):
+        if server.started or serving.done():
+            break
+        await asyncio.sleep(0.01)
+    assert server.started, "the server did not start"
+    return server, serving, server.servers[0].sockets[0].getsockname()[1]
+
+
 @pytest.fixture(scope="session")
 def gateway_keys_dir(tmp_path_factory):
     d = tmp_path_factory.mktemp("gw-keys")

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import re
 import shutil
@@ -14,7 +13,6 @@ from types import SimpleNamespace
 
 import httpx
 import pytest
-import uvicorn
 from sqlalchemy import select
 
 from common.auth import TokenVerifier
@@ -22,26 +20,13 @@ from common.clock import FrozenClock
 from common.keys import jwks_document, load_signing_keys
 from common.migrations import upgrade
 from gateway.routing.dataplane import GatewayHttpProtocol
-from tests.gateway.conftest import MEMBERS, START, _seed
+from tests.gateway.conftest import MEMBERS, START, _seed, serve_in_process
 
 ID = "110105194703210823"
 QUERY = "/departments/renshe/v1/queries"
 BODY = json.dumps({"id_number": ID}).encode()
 MAX_BODY = 1024
 TRACE = "0af7651916cd43dd8448eb211c80319c"
-
-
-async def _serve(app, **config) -> tuple[uvicorn.Server, asyncio.Task, int]:
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on",
-                                           timeout_graceful_shutdown=5, **config))
-    server.capture_signals = contextlib.nullcontext  # the test runner keeps its own signal handlers
-    serving = asyncio.create_task(server.serve())
-    for _ in range(500):
-        if server.started or serving.done():
-            break
-        await asyncio.sleep(0.01)
-    assert server.started, "the server did not start"
-    return server, serving, server.servers[0].sockets[0].getsockname()[1]
 
 
 def _closed_port() -> int:
@@ -69,7 +54,7 @@ async def gwx(db_url, gateway_keys_dir, sqlite_template, request):
         emu_settings, jwks=jwks_document(load_signing_keys(gateway_keys_dir))))
     servers = []
     try:
-        emu_server, emu_serving, emu_port = await _serve(emulators)
+        emu_server, emu_serving, emu_port = await serve_in_process(emulators)
         servers.append((emu_server, emu_serving))
         upstream = f"http://127.0.0.1:{_closed_port() if down else emu_port}"
         settings = GatewaySettings(**{
@@ -78,7 +63,7 @@ async def gwx(db_url, gateway_keys_dir, sqlite_template, request):
             "upstream_timeout_seconds": 10.0, "max_body_bytes": MAX_BODY, **extra})
         gw = create_app(settings, clock=FrozenClock(START))  # no injected transport: the pooled path
         await _seed(gw)
-        gw_server, gw_serving, port = await _serve(gw, http=GatewayHttpProtocol, root_path=root_path)  # + lifespan
+        gw_server, gw_serving, port = await serve_in_process(gw, http=GatewayHttpProtocol, root_path=root_path)  # + lifespan
         servers.insert(0, (gw_server, gw_serving))
         assert not gw.state.forwarder.upstreams["departments"].injected
 

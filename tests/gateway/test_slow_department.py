@@ -8,20 +8,18 @@ time needs no waiting, and nothing here asserts how long anything took.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import shutil
 from contextlib import AsyncExitStack
 from types import SimpleNamespace
 
 import httpx
 import pytest
-import uvicorn
 
 from common.auth import TokenVerifier
 from common.clock import FrozenClock
 from common.keys import jwks_document, load_signing_keys
 from common.migrations import upgrade
-from tests.gateway.conftest import START, _seed
+from tests.gateway.conftest import START, _seed, serve_in_process
 
 ID = "110105194703210823"
 SLOW_MS = 1500
@@ -50,16 +48,7 @@ async def slowed(db_url, gateway_keys_dir, sqlite_template):
     emu_settings = EmulatorSettings(jwks_url=None)
     emulators = create_emulators(emu_settings, verifier=TokenVerifier(
         emu_settings, jwks=jwks_document(load_signing_keys(gateway_keys_dir))))
-    server = uvicorn.Server(uvicorn.Config(emulators, host="127.0.0.1", port=0, log_level="warning",
-                                           lifespan="on", timeout_graceful_shutdown=5))
-    server.capture_signals = contextlib.nullcontext  # the test runner keeps its own signal handlers
-    serving = asyncio.create_task(server.serve())
-    for _ in range(500):
-        if server.started or serving.done():
-            break
-        await asyncio.sleep(0.01)
-    assert server.started, "the emulator did not start"
-    port = server.servers[0].sockets[0].getsockname()[1]
+    server, serving, port = await serve_in_process(emulators)
     settings = GatewaySettings(database_url=db_url, keys_dir=gateway_keys_dir, outbox_relay_enabled=False,
                                catalogue_from_openapi=False, upstream_departments=f"http://127.0.0.1:{port}",
                                upstream_timeout_seconds=TIMEOUT_S, upstream_retries=0, breaker_failures=2,
