@@ -23,6 +23,8 @@ from common.keys import SigningKey, jwks_document
 os.environ.setdefault("ONENET_GC_FREEZE_AT_STARTUP", "false")
 # in-process gateways write their message log on their own loop; tests/e2e turn the writer process back on
 os.environ.setdefault("ONENET_AUDIT_WRITER_PROCESS", "false")
+# log lines written as they come, so each test's captured output holds its own lines
+os.environ.setdefault("ONENET_LOG_FLUSH_SECONDS", "0")
 POSTGRES_URL = os.environ.get("ONENET_TEST_POSTGRES_URL")
 REDIS_URL = os.environ.get("ONENET_TEST_REDIS_URL")
 
