@@ -164,7 +164,14 @@ class _PlaneCycle:
 
     async def run(self) -> None:
         protocol = self.protocol
-        status, headers, body = await self.plane.answer(self.call)
+        try:
+            status, headers, body = await self.plane.answer(self.call)
+        except BaseException:
+            # `answer` turns every error into a problem; should that fail too, the client must not be left
+            # waiting on a connection that will never answer
+            self.response_complete = True
+            protocol.transport.close()
+            raise
         if self.disconnected:
             self.response_complete = True
             return
