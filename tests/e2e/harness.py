@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import random
 import signal
 import socket
 import sqlite3
@@ -16,13 +17,16 @@ from deploy.services import ALL
 
 
 def free_base_port() -> int:
-    """Six consecutive free loopback ports (gateway, four services, emulators)."""
-    for _ in range(100):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            base = s.getsockname()[1]
-        if base + 6 > 65000:
-            continue
+    """Six consecutive free loopback ports (gateway, four services, emulators), below the kernel's ephemeral
+    range: a port picked there can be taken as the local port of some outgoing connection (a service's pool, a
+    database client, the other test worker's platform) in the seconds before the service binds it (seen: a
+    platform start failing with "address already in use"). Each xdist worker draws from its own band."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    band = int(worker[2:]) % 8 if worker[2:].isdigit() else 0
+    low = 20_000 + band * 1_500  # 20000–32000: under Linux's default ephemeral range (32768–60999)
+    draw = random.Random()
+    for _ in range(200):
+        base = draw.randrange(low, low + 1_500 - 6)
         free = True
         for port in range(base, base + 6):
             with socket.socket() as t:

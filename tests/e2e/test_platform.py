@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -13,31 +12,11 @@ import httpx
 import pytest
 
 from deploy.demo import DEMO_PASSWORD
+from tests.e2e.harness import free_base_port
 
 pytestmark = pytest.mark.e2e
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def _free_base_port() -> int:
-    """Six consecutive free ports (gateway, four services, emulators)."""
-    for _ in range(50):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            base = s.getsockname()[1]
-        if base + 6 > 65000:
-            continue
-        ok = True
-        for p in range(base, base + 6):
-            with socket.socket() as t:
-                try:
-                    t.bind(("127.0.0.1", p))
-                except OSError:
-                    ok = False
-                    break
-        if ok:
-            return base
-    raise RuntimeError("no free port range")
 
 
 def _wait(url: str, timeout: float = 90.0, *, want: int = 200) -> httpx.Response:
@@ -57,7 +36,7 @@ def _wait(url: str, timeout: float = 90.0, *, want: int = 200) -> httpx.Response
 
 @pytest.fixture(scope="module")
 def platform(tmp_path_factory):
-    base = _free_base_port()
+    base = free_base_port()
     var = tmp_path_factory.mktemp("var")
     env = {k: v for k, v in os.environ.items() if not k.startswith("ONENET_")}
     log = open(var / "launcher.log", "w")

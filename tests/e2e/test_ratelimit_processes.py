@@ -7,7 +7,6 @@ nothing is shared but the database, Redis and the network.
 from __future__ import annotations
 
 import os
-import socket
 import uuid
 
 import httpx
@@ -15,18 +14,12 @@ import pytest
 
 from deploy.launcher import Child
 from deploy.services import ALL
-from tests.e2e.harness import Platform
+from tests.e2e.harness import Platform, free_base_port
 
 pytestmark = [pytest.mark.e2e, pytest.mark.redis]
 
 REDIS_URL = os.environ.get("ONENET_TEST_REDIS_URL")
 BURST = 5
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.mark.skipif(not REDIS_URL, reason="Redis not configured (set ONENET_TEST_REDIS_URL)")
@@ -48,7 +41,7 @@ def test_user_bucket_is_shared_by_two_gateway_processes(tmp_path):
             launcher.children.append(child)
             launcher.spawn(child)
         gateway = platform.children["gateway"]
-        replica = Child(spec=gateway.spec, port=_free_port(), env=dict(gateway.env))
+        replica = Child(spec=gateway.spec, port=free_base_port(), env=dict(gateway.env))
         launcher.children.append(replica)
         launcher.spawn(replica)
         for name in wanted:
