@@ -5,7 +5,8 @@ SHA-256 of the canonical JSON of its content plus `prev_hash`. `verify_chain` wa
 recomputes every hash and names the first row whose content or link does not match.
 
 Off the hot path: the forwarder only appends a record to an in-memory queue; one writer task per process
-flushes the queue in batches (every `FLUSH_SECONDS` or `BATCH` records), each batch in one transaction that
+flushes the queue in batches (every `FLUSH_SECONDS` or `BATCH` records) to the gateway's log-writer process
+(`log_process.py`; ADR 10), or writes them itself when it has none. Each batch is one transaction that
 reads the chain's tail, computes the batch's hashes in memory, and inserts the log rows (one executemany, in
 chain order) and one `exchange.call` outbox event per record (a second executemany) together. On PostgreSQL
 the batch takes a transaction-level advisory lock before reading the chain's tail, so several gateway replicas

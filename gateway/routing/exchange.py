@@ -85,8 +85,7 @@ class ExchangeGate:
             principal = await self.forwarder.principal_for(call.header(b"authorization"))
             if self.limiter is not None:
                 await self.limiter.check(principal)
-            res, grant = self.policy.check(member=principal.member, user=principal.user, path=call.path,
-                                           now=self.clock.now())
+            res, grant = self.policy.check(member=principal.member, user=principal.user, path=call.path, now=at)
             extra = [("x-onenet-resource", res.code)] if res is not None else None
             resp = await self.forwarder.forward_call(
                 service, principal, method=call.method, path=call.path, query=call.query, headers=call.headers,
@@ -132,8 +131,9 @@ class ExchangeGate:
 
 @dataclass(slots=True)
 class Call:
-    """One forwarded call as the data plane parsed it: decoded path (with root path), raw query, raw request
-    headers (names lower-case, as uvicorn gives them), the client's address, the whole body, the answer's language."""
+    """One forwarded call as the data plane parsed it: the decoded path below the gateway's root path, raw query,
+    raw request headers (names lower-case, as uvicorn gives them), the client's address, the whole body, the
+    answer's language."""
 
     method: str
     path: str
