@@ -21,6 +21,7 @@ import asyncio
 import logging
 import os
 import pickle
+import signal
 import sys
 
 log = logging.getLogger("onenet.gateway.audit")
@@ -128,6 +129,12 @@ async def _serve(database_url: str) -> None:
 
 def main() -> None:
     from common.logging import configure_logging
+
+    # Ctrl-C in a terminal and the launcher's SIGTERM reach the whole process group: the child must outlive
+    # them so the gateway's shutdown can still flush through it. It ends when its input does (the gateway
+    # closed the pipe, or died).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
     configure_logging("gateway-message-log", os.environ.get("ONENET_LOG_LEVEL", "INFO"))
     asyncio.run(_serve(os.environ[DATABASE_URL_ENV]))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+import signal
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -55,7 +56,7 @@ async def _counts(db: Database) -> tuple[int, int]:
 
 async def test_the_writer_process_commits_chained_batches_and_exits_at_shutdown(log_db):
     """Records go through the child and land as rows plus `exchange.call` events, chained; stopping the writer
-    flushes what is queued and ends the child."""
+    flushes what is queued and ends the child, which a group-wide SIGINT / SIGTERM does not stop first."""
     db, url = log_db
     process = LogProcess(url)
     writer = AuditWriter(db, MessageLog, OutboxEvent, process=process)
@@ -71,9 +72,12 @@ async def test_the_writer_process_commits_chained_batches_and_exits_at_shutdown(
     for ex in _calls(5, start=700):
         writer.record(ex)
     child = process.proc
+    # Ctrl-C or the launcher's SIGTERM reach the whole process group: the child stays for the final flush
+    child.send_signal(signal.SIGINT)
+    child.send_signal(signal.SIGTERM)
     stop.set()
     await asyncio.wait_for(running, 30)
-    assert child is not None and child.returncode == 0 and process.proc is None  # flushed, then the child ended
+    assert child.returncode == 0 and process.proc is None and process.started == 1  # flushed, then it ended
     assert await _counts(db) == (705, 705)
     result = await verify_chain(db, MessageLog)
     assert result.ok and result.count == 705
