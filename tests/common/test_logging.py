@@ -8,7 +8,7 @@ import time
 from datetime import datetime, timezone
 
 from common.context import request_id_var
-from common.logging import BufferedLineHandler, JsonFormatter
+from common.logging import BufferedLineHandler, JsonFormatter, direct_handler
 
 
 def _logger(handler: logging.Handler, name: str) -> logging.Logger:
@@ -63,3 +63,32 @@ def test_a_quiet_period_is_flushed_by_the_timer():
     while not out.getvalue() and time.monotonic() < deadline:
         time.sleep(0.05)
     assert json.loads(out.getvalue())["msg"] == "alone"
+
+
+def test_an_access_line_written_directly_is_the_line_logging_would_write():
+    """`direct_handler` + `write_fields` (the access log's hot path) give the formatter's line; with another
+    handler listening (here pytest-like: a second one on the root) there is no direct path."""
+    out = io.StringIO()
+    handler = BufferedLineHandler(out, flush_seconds=0)
+    handler.setFormatter(JsonFormatter("svc-test"))
+    root = logging.getLogger()
+    saved = root.handlers[:]
+    root.handlers[:] = [handler]
+    try:
+        log = logging.getLogger("t.direct.access")
+        log.setLevel(logging.INFO)
+        assert direct_handler(log) is handler
+        fields = {"method": "POST", "path": "/departments/x", "status": 200, "latency_ms": 1.25, "caller": None}
+        token = request_id_var.set("rid-9")
+        try:
+            handler.write_fields(logging.INFO, log.name, "request", fields)
+            log.info("request", extra=fields)
+        finally:
+            request_id_var.reset(token)
+        direct, via_logging = (json.loads(x) for x in out.getvalue().splitlines())
+        assert direct.pop("ts")[:16] == via_logging.pop("ts")[:16]
+        assert direct == via_logging
+        root.handlers.append(logging.NullHandler())
+        assert direct_handler(log) is None
+    finally:
+        root.handlers[:] = saved
