@@ -9,7 +9,9 @@ must not do anyway (bytes pass through as the upstream sent them).
 
 A connection idle for longer than `idle_timeout` is closed instead of reused: kept below the services' own
 keep-alive timeout (uvicorn's default is 5 s), so the gateway does not pick a connection the upstream is closing.
-A request is never retried here; the forwarder retries idempotent calls only.
+At most `max_connections` requests are in flight to one upstream (a burst queues here instead of opening
+hundreds of connections to the service). A request is never retried here; the forwarder retries idempotent
+calls only.
 """
 from __future__ import annotations
 
@@ -120,7 +122,7 @@ class _Connection(asyncio.Protocol):
 class ConnectionPool:
     """Keep-alive connections to one `http://` or `https://` origin (a path in the URL prefixes every target)."""
 
-    def __init__(self, base_url: str, *, max_idle: int = 64, idle_timeout: float = 3.0,
+    def __init__(self, base_url: str, *, max_connections: int = 200, max_idle: int = 64, idle_timeout: float = 3.0,
                  connect_timeout: float = 2.0, ssl_context: ssl_module.SSLContext | None = None) -> None:
         url = urlsplit(base_url)
         if url.scheme not in ("http", "https") or not url.hostname:
@@ -131,6 +133,8 @@ class ConnectionPool:
         self.prefix = url.path.rstrip("/").encode("ascii")
         default_port = self.port == (443 if url.scheme == "https" else 80)
         self.host_header = (url.netloc.rsplit("@", 1)[-1] if not default_port else self.host).encode("idna")
+        # at most this many requests in flight to the upstream; more wait their turn (inside their deadline)
+        self._slots = asyncio.Semaphore(max_connections)
         self.max_idle = max_idle
         self.idle_timeout = idle_timeout
         self.connect_timeout = connect_timeout
@@ -146,6 +150,20 @@ class ConnectionPool:
         longer than allowed, OSError when the upstream cannot be reached, UpstreamClosed when it hangs up first.
         """
         loop = asyncio.get_running_loop()
+        if self._slots.locked():  # all taken: wait, within the call's deadline
+            started = loop.time()
+            await asyncio.wait_for(self._slots.acquire(), timeout)
+            timeout -= loop.time() - started
+        else:
+            await self._slots.acquire()
+        try:
+            return await self._request(loop, method, target, headers, body, timeout)
+        finally:
+            self._slots.release()
+
+    async def _request(self, loop: asyncio.AbstractEventLoop, method: str, target: bytes,
+                       headers: list[tuple[bytes, bytes]], body: bytes,
+                       timeout: float) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
         conn = self._take()
         if conn is None:
             conn = await self._connect(loop)

@@ -274,3 +274,36 @@ async def test_request_line_headers_and_body_as_the_upstream_reads_them():
         assert h3 == b"GET /g HTTP/1.1\r\nhost: 127.0.0.1:%d\r\naccept: */*\r\n\r\n" % srv.port and b3 == b""
         assert pool.opened == 1
         await pool.aclose()
+
+
+async def test_requests_beyond_max_connections_wait_their_turn_within_their_deadline():
+    """With every connection busy a request waits for one (no new connection beyond the cap); one whose
+    deadline passes while waiting is a TimeoutError."""
+    release = asyncio.Event()
+    connections = []
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        connections.append(writer)
+        while await _read_request(reader) is not None:
+            await release.wait()
+            writer.write(OK)
+            await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    pool = ConnectionPool(f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}", max_connections=2)
+    try:
+        first = [asyncio.create_task(_get(pool, timeout=5)) for _ in range(2)]
+        await asyncio.sleep(0.2)
+        with pytest.raises(TimeoutError):
+            await _get(pool, timeout=0.2)  # no connection free within its deadline
+        third = asyncio.create_task(_get(pool, timeout=5))
+        await asyncio.sleep(0.2)
+        assert len(connections) == 2 and not third.done()
+        release.set()
+        assert [r[2] for r in await asyncio.gather(*first, third)] == [b"ok"] * 3
+        assert pool.opened == 2 and len(connections) == 2
+    finally:
+        await pool.aclose()
+        server.close()
+        await server.wait_closed()
