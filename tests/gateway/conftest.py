@@ -47,6 +47,22 @@ async def serve_in_process(app, **config):
     return server, serving, server.servers[0].sockets[0].getsockname()[1]
 
 
+async def fresh_gateway_db_and_emulators(db_url: str, sqlite_template, gateway_keys_dir):
+    """The gateway's database at head (a copy of the SQLite template, or PostgreSQL migrated) and the department
+    emulators trusting the gateway's keys, for tests that serve them over real sockets."""
+    from common.auth import TokenVerifier
+    from common.keys import jwks_document
+    from gateway.departments.app import EmulatorSettings, create_app as create_emulators
+
+    if db_url.startswith("sqlite"):
+        shutil.copy(sqlite_template, db_url.split("///", 1)[1])
+    else:
+        await asyncio.to_thread(upgrade, "gateway", db_url)
+    emu_settings = EmulatorSettings(jwks_url=None)
+    return create_emulators(emu_settings, verifier=TokenVerifier(
+        emu_settings, jwks=jwks_document(load_signing_keys(gateway_keys_dir))))
+
+
 @pytest.fixture(scope="session")
 def gateway_keys_dir(tmp_path_factory):
     d = tmp_path_factory.mktemp("gw-keys")

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-import shutil
 import socket
 from contextlib import AsyncExitStack
 from types import SimpleNamespace
@@ -15,12 +14,9 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from common.auth import TokenVerifier
 from common.clock import FrozenClock
-from common.keys import jwks_document, load_signing_keys
-from common.migrations import upgrade
 from gateway.routing.dataplane import GatewayHttpProtocol
-from tests.gateway.conftest import MEMBERS, START, _seed, serve_in_process
+from tests.gateway.conftest import fresh_gateway_db_and_emulators, MEMBERS, START, _seed, serve_in_process
 
 ID = "110105194703210823"
 QUERY = "/departments/renshe/v1/queries"
@@ -39,19 +35,12 @@ def _closed_port() -> int:
 async def gwx(db_url, gateway_keys_dir, sqlite_template, request):
     """The gateway served with the data plane; `request.param` overrides settings (`down`: no upstream)."""
     from gateway.app import create_app
-    from gateway.departments.app import EmulatorSettings, create_app as create_emulators
     from gateway.settings import GatewaySettings
 
     extra = dict(getattr(request, "param", None) or {})
     down = extra.pop("down", False)
     root_path = extra.pop("root_path", "")
-    if db_url.startswith("sqlite"):
-        shutil.copy(sqlite_template, db_url.split("///", 1)[1])
-    else:
-        await asyncio.to_thread(upgrade, "gateway", db_url)
-    emu_settings = EmulatorSettings(jwks_url=None)
-    emulators = create_emulators(emu_settings, verifier=TokenVerifier(
-        emu_settings, jwks=jwks_document(load_signing_keys(gateway_keys_dir))))
+    emulators = await fresh_gateway_db_and_emulators(db_url, sqlite_template, gateway_keys_dir)
     servers = []
     try:
         emu_server, emu_serving, emu_port = await serve_in_process(emulators)

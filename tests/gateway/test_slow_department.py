@@ -7,19 +7,14 @@ time needs no waiting, and nothing here asserts how long anything took.
 """
 from __future__ import annotations
 
-import asyncio
-import shutil
 from contextlib import AsyncExitStack
 from types import SimpleNamespace
 
 import httpx
 import pytest
 
-from common.auth import TokenVerifier
 from common.clock import FrozenClock
-from common.keys import jwks_document, load_signing_keys
-from common.migrations import upgrade
-from tests.gateway.conftest import START, _seed, serve_in_process
+from tests.gateway.conftest import fresh_gateway_db_and_emulators, START, _seed, serve_in_process
 
 ID = "110105194703210823"
 SLOW_MS = 1500
@@ -38,16 +33,9 @@ class StepClock:
 @pytest.fixture
 async def slowed(db_url, gateway_keys_dir, sqlite_template):
     from gateway.app import create_app
-    from gateway.departments.app import EmulatorSettings, create_app as create_emulators
     from gateway.settings import GatewaySettings
 
-    if db_url.startswith("sqlite"):
-        shutil.copy(sqlite_template, db_url.split("///", 1)[1])
-    else:
-        await asyncio.to_thread(upgrade, "gateway", db_url)
-    emu_settings = EmulatorSettings(jwks_url=None)
-    emulators = create_emulators(emu_settings, verifier=TokenVerifier(
-        emu_settings, jwks=jwks_document(load_signing_keys(gateway_keys_dir))))
+    emulators = await fresh_gateway_db_and_emulators(db_url, sqlite_template, gateway_keys_dir)
     server, serving, port = await serve_in_process(emulators)
     settings = GatewaySettings(database_url=db_url, keys_dir=gateway_keys_dir, outbox_relay_enabled=False,
                                catalogue_from_openapi=False, upstream_departments=f"http://127.0.0.1:{port}",
