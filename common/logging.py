@@ -65,12 +65,15 @@ class BufferedLineHandler(logging.Handler):
         except Exception:  # noqa: BLE001 - logging must not raise into the caller
             self.handleError(record)
             return
+        self._add(line, record.levelno)
+
+    def _add(self, line: str, levelno: int) -> None:
         with self.lock:
             if not self._lines:
                 self._since = time.monotonic()
             self._lines.append(line)
             self._size += len(line) + 1
-            urgent = (self.flush_seconds <= 0 or record.levelno >= logging.WARNING or self._size >= self.buffer_bytes
+            urgent = (self.flush_seconds <= 0 or levelno >= logging.WARNING or self._size >= self.buffer_bytes
                       or time.monotonic() - self._since >= self.flush_seconds)
         if urgent:
             self.flush()
@@ -100,15 +103,7 @@ class BufferedLineHandler(logging.Handler):
         if rid:
             out["request_id"] = rid
         out.update(fields)
-        line = orjson.dumps(out, default=str).decode()
-        with self.lock:
-            if not self._lines:
-                self._since = time.monotonic()
-            self._lines.append(line)
-            self._size += len(line) + 1
-            urgent = self.flush_seconds <= 0 or levelno >= logging.WARNING or self._size >= self.buffer_bytes
-        if urgent:
-            self.flush()
+        self._add(orjson.dumps(out, default=str).decode(), levelno)
 
     def due(self) -> bool:
         return bool(self._lines) and time.monotonic() - self._since >= self.flush_seconds

@@ -52,7 +52,7 @@ class ExchangePlane:
         self.telemetry = Telemetry(service)
         self.answered = 0  # calls answered here (tests and diagnostics)
 
-    def accept(self, method: bytes, url: bytes, headers: list[tuple[bytes, bytes]], root_path: str,
+    def accept(self, method: bytes, url: bytes, headers: list[tuple[bytes, bytes]],
                client: tuple[str, int] | None, *, proxy_headers: bool = False) -> Call | None:
         """A `Call` when this is a plain exchange call the plane can answer whole; None sends it to the app.
 
@@ -87,7 +87,7 @@ class ExchangePlane:
                 return None
             if length != b"0" and method.decode() in _BODY_METHODS and not _json(media):
                 return None
-        # The request line holds the path below `root_path` (uvicorn's --root-path, the gateway's mount point
+        # The request line holds the path below the root path (uvicorn's --root-path, the gateway's mount point
         # behind a proxy that strips it): calls are checked, forwarded and logged by it, as on the ASGI route
         # (forwarder.local_path).
         return Call(method=method.decode("ascii"), path=path, query=parsed.query or b"",
@@ -199,7 +199,7 @@ class GatewayHttpProtocol(HttpToolsProtocol):
         if (plane is None or self.expect_100_continue or self.limit_concurrency is not None
                 or (self.cycle is not None and not self.cycle.response_complete) or self.parser.should_upgrade()):
             return super().on_headers_complete()
-        call = plane.accept(self.parser.get_method(), self.url, self.headers, self.root_path, self.client,
+        call = plane.accept(self.parser.get_method(), self.url, self.headers, self.client,
                             proxy_headers=self.config.proxy_headers)
         if call is None:
             return super().on_headers_complete()
