@@ -45,6 +45,10 @@ async def sla_scheduler(app: FastAPI, stop: asyncio.Event) -> None:
             log.exception("SLA scan failed")
 
 
+async def close_intake(app: FastAPI) -> None:
+    await app.state.intake.close()
+
+
 def create_app(settings: ServicesSettings | None = None, *, verifier: TokenVerifier | None = None) -> FastAPI:
     settings = settings or ServicesSettings()
     app = create_service_app(
@@ -59,7 +63,7 @@ def create_app(settings: ServicesSettings | None = None, *, verifier: TokenVerif
         outbox_model=OutboxEvent,
         verifier=verifier,
         background=[sla_scheduler],
-        on_shutdown=[close_clients],
+        on_shutdown=[close_clients, close_intake],
     )
     # inside the observability middleware, ahead of FastAPI's routing: submissions (requests.fastpath)
     app.user_middleware.append(Middleware(IntakeFastPath))

@@ -6,10 +6,11 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Integer, and_, bindparam, false, or_, select, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from common.auth import Principal
 from common.clock import Clock
+from common.db import QueryPlan, run_plan
 from common.errors import Problem, invalid
 from common.ids import new_id
 from common.outbox import record_event
@@ -467,23 +468,25 @@ _DUPLICATE_COLUMNS = (ServiceRequest.id, ServiceRequest.lat, ServiceRequest.long
 MAX_DUPLICATES = 20
 
 
-async def find_duplicates(session: AsyncSession, principal: Principal, req: ServiceRequest,
-                          settings: ServicesSettings) -> list[DuplicateOut]:
+def duplicates_plan(principal: Principal, req: ServiceRequest, settings: ServicesSettings) -> QueryPlan:
     """Open requests of the same item within `duplicate_window_hours` of `req` that the caller may see: with a
     lat/long, those within `duplicate_radius_m` (nearest first); then those of the same grid that have no lat/long
     to compare (a kiosk or counter submission gives a grid only), newest first. A request with a grid only is
-    compared by grid with every open request of the item there."""
+    compared by grid with every open request of the item there.
+
+    A query plan (`common.db.QueryPlan`): the request handlers run it on their session, the intake's writer
+    thread on its blocking connection."""
     window = timedelta(hours=settings.duplicate_window_hours)
     R = ServiceRequest
     out: list[DuplicateOut] = []
     if req.lat is not None and req.long is not None:
         dlat = settings.duplicate_radius_m / 111_000 * 1.5
         dlon = dlat / max(0.1, math.cos(math.radians(req.lat)))
-        rows = (await session.execute(select(*_DUPLICATE_COLUMNS).where(
+        rows = yield select(*_DUPLICATE_COLUMNS).where(
             R.item_code == req.item_code, R.id != req.id, R.state.in_(sorted(OPEN)),
             R.created_at >= req.created_at - window, R.created_at <= req.created_at + window,
             R.lat.between(req.lat - dlat, req.lat + dlat), R.long.between(req.long - dlon, req.long + dlon),
-        ).limit(200))).all()
+        ).limit(200), None
         for other in rows:
             d = distance_m(req.lat, req.long, other.lat, other.long)
             if d <= settings.duplicate_radius_m and can_see(principal, other):
@@ -492,20 +495,32 @@ async def find_duplicates(session: AsyncSession, principal: Principal, req: Serv
         out.sort(key=lambda o: o.distance_m)
         if len(out) >= MAX_DUPLICATES:
             return out[:MAX_DUPLICATES]
-    rows = await same_grid_open(session, principal, req.item_code, req.grid, req.created_at - window,
-                                req.created_at + window, limit=MAX_DUPLICATES + 1,
-                                without_location=req.lat is not None)
+    rows = yield same_grid_query(principal, req.item_code, req.grid, req.created_at - window,
+                                 req.created_at + window, limit=MAX_DUPLICATES + 1,
+                                 without_location=req.lat is not None)
     out += [DuplicateOut(id=o.id, match="grid", grid=o.grid, state=o.state, created_at=o.created_at)
             for o in rows if o.id != req.id]
     return out[:MAX_DUPLICATES]
 
 
-async def same_grid_open(session: AsyncSession, principal: Principal, item_code: str, grid: str,
-                         since: datetime, until: datetime, *, limit: int, without_location: bool = False) -> list:
+async def find_duplicates(session: AsyncSession | AsyncConnection, principal: Principal, req: ServiceRequest,
+                          settings: ServicesSettings) -> list[DuplicateOut]:
+    return await run_plan(session, duplicates_plan(principal, req, settings))
+
+
+def same_grid_query(principal: Principal, item_code: str, grid: str, since: datetime, until: datetime, *,
+                    limit: int, without_location: bool = False) -> tuple[Any, dict[str, Any]]:
     """Open requests of an item in a grid created in [since, until] that `principal` may see, newest first
-    (served by ix_service_requests_item_grid_created_id)."""
+    (served by ix_service_requests_item_grid_created_id): the statement and its parameters."""
     params = {"item_code": item_code, "grid": grid, "since": since, "until": until, "limit": limit}
-    return list((await session.execute(_same_grid_statement(principal, without_location), params)).all())
+    return _same_grid_statement(principal, without_location), params
+
+
+async def same_grid_open(session: AsyncSession | AsyncConnection, principal: Principal, item_code: str, grid: str,
+                         since: datetime, until: datetime, *, limit: int, without_location: bool = False) -> list:
+    stmt, params = same_grid_query(principal, item_code, grid, since, until, limit=limit,
+                                   without_location=without_location)
+    return list((await session.execute(stmt, params)).all())
 
 
 _SAME_GRID: dict[tuple, Any] = {}
