@@ -315,19 +315,36 @@ class RowsInsert:
         self._plans[keys] = plan
         return plan
 
-    async def __call__(self, conn, rows: list[dict]) -> None:
-        if not rows:
-            return
+    def _statement(self, dialect: str, rows: list[dict]) -> tuple[str, tuple[str]] | None:
+        """The one `sqlite_json_insert` statement and its parameter, or None: SQLAlchemy's executemany writes them."""
         keys = tuple(rows[0])
-        plan = self._plan(keys) if conn.dialect.name == "sqlite" else None
+        plan = self._plan(keys) if dialect == "sqlite" else None
         first = rows[0].keys()
         if plan is None or any(r.keys() != first for r in rows):
-            await conn.execute(insert(self.table), rows)
-            return
+            return None
         sql, converters = plan
         # a batch often repeats a timestamp (one "now" for every row, an event's time beside its record's):
         # each distinct value is converted once
         timestamp = _remembering(sqlite_timestamp)
         pairs = [(k, timestamp if c is sqlite_timestamp else c) for k, c in zip(keys, converters)]
         encoded = [[row[k] if convert is None else convert(row[k]) for k, convert in pairs] for row in rows]
-        await conn.exec_driver_sql(sql, (json_rows(encoded),))
+        return sql, (json_rows(encoded),)
+
+    async def __call__(self, conn: AsyncConnection, rows: list[dict]) -> None:
+        if not rows:
+            return
+        statement = self._statement(conn.dialect.name, rows)
+        if statement is None:
+            await conn.execute(insert(self.table), rows)
+        else:
+            await conn.exec_driver_sql(*statement)
+
+    def blocking(self, conn: Connection, rows: list[dict]) -> None:
+        """The same on a blocking connection (`WriterThreads`)."""
+        if not rows:
+            return
+        statement = self._statement(conn.dialect.name, rows)
+        if statement is None:
+            conn.execute(insert(self.table), rows)
+        else:
+            conn.exec_driver_sql(*statement)
