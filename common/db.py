@@ -188,9 +188,11 @@ class WriterThreads:
             event.listen(self.engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN IMMEDIATE"))
         else:
             # the same plan_cache_mode as the service's async engine (ADR 0009): psycopg prepares a statement
-            # after its fifth execution, and a generic plan costed on a young table must not stick
+            # after its fifth execution, and a generic plan costed on a young table must not stick. No ping per
+            # checkout (a round trip each time): a connection found dead fails its transaction, the pool drops it,
+            # and the caller's fallback decides
             self.engine = create_blocking_engine(self.url, json_serializer=json_column_text, pool_size=threads,
-                                                 max_overflow=0, pool_pre_ping=True,
+                                                 max_overflow=0,
                                                  connect_args={"options": f"-c plan_cache_mode={plan_cache_mode}"})
         self._executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix=name)
 
