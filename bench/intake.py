@@ -327,6 +327,9 @@ def run_backend(backend: str, args) -> tuple[Result, Result]:
         bare_proc.terminate()
         bare_proc.wait(timeout=10)
         if backend == "postgresql":
+            # Platform.stop() restores the environment it cleared, this URL included: the next backend must not
+            # inherit it
+            os.environ.pop("ONENET_SVC_SERVICES_DATABASE_URL", None)
             asyncio.run(_pg(args.pg_url, f'DROP DATABASE IF EXISTS "{BENCH_DB}" WITH (FORCE)'))
         if not args.keep_var:
             shutil.rmtree(var, ignore_errors=True)

@@ -173,9 +173,9 @@ class WriterThreads:
     service's ceiling. Here a transaction is one hand-off out and one back; the loop is never blocked, and the
     drivers release the GIL while the database works. On PostgreSQL the same code runs on psycopg.
 
-    `fn(connection, *args)` runs inside BEGIN … COMMIT (rolled back if it raises). A transaction cannot be
-    stopped halfway: if the awaiting task is cancelled, `run` still waits for the thread and then re-raises,
-    with the outcome in `CancelledWhileWriting.outcome` so the caller can hand it over."""
+    A transaction cannot be stopped halfway: if the awaiting task is cancelled, `run` and `call` still wait for
+    the thread and then re-raise, with the outcome in `CancelledWhileWriting.outcome` so the caller can hand it
+    over."""
 
     def __init__(self, url: str, *, threads: int = 1, plan_cache_mode: str = "auto",
                  name: str = "db-writer") -> None:
@@ -196,12 +196,18 @@ class WriterThreads:
                                                  connect_args={"options": f"-c plan_cache_mode={plan_cache_mode}"})
         self._executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix=name)
 
-    def _transaction(self, fn: Callable[..., T], args: tuple) -> T:
+    def transaction(self, fn: Callable[..., T], *args: Any) -> T:
+        """On a writer thread: `fn(connection, *args)` inside BEGIN … COMMIT, rolled back if it raises."""
         with self.engine.begin() as conn:
             return fn(conn, *args)
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
-        done = asyncio.get_running_loop().run_in_executor(self._executor, self._transaction, fn, args)
+        """`fn(connection, *args)` in one transaction on a writer thread."""
+        return await self.call(self.transaction, fn, *args)
+
+    async def call(self, fn: Callable[..., T], *args: Any) -> T:
+        """`fn(*args)` on a writer thread, which may run several transactions with `transaction`."""
+        done = asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
         try:
             return await asyncio.shield(done)
         except asyncio.CancelledError:
@@ -280,6 +286,37 @@ def _sqlite_value(column) -> Callable[[Any], Any] | None | bool:
     return False
 
 
+def _aware(value: datetime | None) -> datetime | None:
+    if value is not None and value.tzinfo is None:
+        raise ValueError("naive datetime refused: pass an aware UTC datetime")  # as UTCDateTime binds
+    return value
+
+
+def _postgres_value(column) -> tuple[str, Callable[[Any], Any] | None, str] | bool:
+    """How one column's Python value goes through `json_to_recordset` on PostgreSQL: the record field's type,
+    a converter (or None: orjson writes it as it is), and the cast that makes the column's value of the field;
+    False when this column's type is not one we know how to write."""
+    t = column.type
+    if isinstance(t, UTCDateTime):
+        return "timestamptz", _aware, ""
+    if isinstance(t, sqltypes.DateTime):
+        return ("timestamptz" if t.timezone else "timestamp"), None, ""
+    if isinstance(t, sqltypes.JSON):  # the text SQLAlchemy binds (None is JSON null unless none_as_null), cast
+        convert = (lambda v: None if v is None else json_column_text(v)) if t.none_as_null else json_column_text
+        return "text", convert, "::json"
+    if isinstance(t, sqltypes.Boolean):
+        return "boolean", None, ""
+    if isinstance(t, (TypeDecorator, sqltypes.Enum)):
+        return False
+    if isinstance(t, sqltypes.String):
+        return "text", None, ""
+    if isinstance(t, sqltypes.Integer):
+        return "bigint", None, ""
+    if isinstance(t, sqltypes.Float):
+        return "double precision", None, ""
+    return False
+
+
 def _remembering(convert: Callable[[Any], Any]) -> Callable[[Any], Any]:
     seen: dict = {}
 
@@ -297,12 +334,15 @@ class RowsInsert:
     `conn.execute(insert(table), rows)` stores. On SQLite it is one `sqlite_json_insert` statement, which SQLite
     runs in C without taking the GIL per row; an executemany from aiosqlite's thread hands the GIL back and
     forth for every row, beside an event loop busy with requests, and SQLAlchemy's per-row bind processing runs
-    on that loop. Other backends, and any row set this cannot write exactly (a column type it does not know, a
-    left-out column with a Python-side default), go through SQLAlchemy as before."""
+    on that loop. On PostgreSQL through psycopg (the blocking form, on `WriterThreads`) it is one
+    `INSERT … SELECT … FROM json_to_recordset(…)`: one execution instead of one per row. Other drivers, and any
+    row set this cannot write exactly (a column type it does not know, a left-out column with a Python-side
+    default), go through SQLAlchemy as before."""
 
     def __init__(self, table) -> None:
         self.table = table
         self._plans: dict[tuple[str, ...], tuple[str, list] | None] = {}
+        self._pg_plans: dict[tuple[str, ...], tuple[str, list] | None] = {}
 
     def _plan(self, keys: tuple[str, ...]) -> tuple[str, list] | None:
         if keys in self._plans:
@@ -341,12 +381,63 @@ class RowsInsert:
         else:
             await conn.exec_driver_sql(*statement)
 
+    def _postgres_plan(self, keys: tuple[str, ...], quote: Callable[[str], str]) -> tuple[str, list] | None:
+        if keys in self._pg_plans:
+            return self._pg_plans[keys]
+        plan = None
+        columns = self.table.columns
+        left_out_defaults = any(c.default is not None and c.key not in keys for c in columns)
+        if all(k in columns for k in keys) and not left_out_defaults:
+            fields = [_postgres_value(columns[k]) for k in keys]
+            if all(f is not False for f in fields):
+                names = [str(columns[k].name) for k in keys]  # orjson takes exact str keys only
+                quoted = [quote(n) for n in names]
+                record = ", ".join(f"{q} {f[0]}" for q, f in zip(quoted, fields))
+                picks = ", ".join(f"x.{q}{f[2]}" for q, f in zip(quoted, fields))
+                sql = (f"INSERT INTO {quote(self.table.name)} ({', '.join(quoted)}) SELECT {picks} "
+                       f"FROM json_to_recordset(%(@)s::json) AS x({record})")
+                plan = (sql, [(k, n, f[1]) for k, n, f in zip(keys, names, fields)])
+        self._pg_plans[keys] = plan
+        return plan
+
+    def _postgres_statement(self, conn: Connection, rows: list[dict], param: str) -> tuple[str, dict] | None:
+        """One `INSERT … SELECT … FROM json_to_recordset(…)` for psycopg (the rows as one JSON parameter), or
+        None: SQLAlchemy's executemany writes them."""
+        if conn.dialect.name != "postgresql" or conn.dialect.paramstyle != "pyformat":
+            return None
+        keys = tuple(rows[0])
+        plan = self._postgres_plan(keys, conn.dialect.identifier_preparer.quote)
+        first = rows[0].keys()
+        if plan is None or any(r.keys() != first for r in rows):
+            return None
+        sql, fields = plan
+        encoded = [{name: row[k] if convert is None else convert(row[k]) for k, name, convert in fields}
+                   for row in rows]
+        return sql.replace("%(@)s", f"%({param})s"), {param: orjson.dumps(encoded).decode()}
+
     def blocking(self, conn: Connection, rows: list[dict]) -> None:
-        """The same on a blocking connection (`WriterThreads`)."""
+        """The same on a blocking connection (`WriterThreads`); on PostgreSQL through psycopg, one statement too."""
         if not rows:
             return
-        statement = self._statement(conn.dialect.name, rows)
+        statement = self._statement(conn.dialect.name, rows) or self._postgres_statement(conn, rows, "rows")
         if statement is None:
             conn.execute(insert(self.table), rows)
         else:
             conn.exec_driver_sql(*statement)
+
+    @staticmethod
+    def blocking_together(conn: Connection, parts: list[tuple["RowsInsert", list[dict]]]) -> None:
+        """Rows into several tables, in the order given. On PostgreSQL one statement (each table's INSERT a
+        data-modifying CTE of the next; foreign keys between them are checked at the statement's end): one
+        round trip instead of one per table."""
+        parts = [(inserter, rows) for inserter, rows in parts if rows]
+        if len(parts) > 1 and conn.dialect.name == "postgresql":
+            statements = [inserter._postgres_statement(conn, rows, f"rows_{i}")
+                          for i, (inserter, rows) in enumerate(parts)]
+            if all(statement is not None for statement in statements):
+                *before, last = statements
+                sql = "WITH " + ", ".join(f"w{i} AS ({sql})" for i, (sql, _) in enumerate(before)) + " " + last[0]
+                conn.exec_driver_sql(sql, {k: v for _, params in statements for k, v in params.items()})
+                return
+        for inserter, rows in parts:
+            inserter.blocking(conn, rows)

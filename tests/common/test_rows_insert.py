@@ -7,6 +7,8 @@ from datetime import datetime, timedelta, timezone
 from sqlalchemy import (JSON, BigInteger, Boolean, Column, Float, Integer, MetaData, String, Table, Text, event, insert,
                         text)
 
+import pytest
+
 from common.db import Database, RowsInsert, UTCDateTime
 
 
@@ -73,4 +75,46 @@ async def test_what_it_cannot_write_exactly_goes_through_sqlalchemy(tmp_path):
             await RowsInsert(t)(conn, [{**r, "id": r["id"] + "2", "kind": "k"} for r in ROWS])
             assert any("json_each" in s for s in statements)
     finally:
+        await db.dispose()
+
+
+PG_READ = ("SELECT seq, id, label, n, x, flag, doc::text, json_typeof(doc), doc IS NULL, maybe_doc::text, "
+           "maybe_doc IS NULL, at, later FROM {} ORDER BY seq")
+
+
+async def test_postgres_blocking_form_stores_what_executemany_stores(db_url):
+    """Through psycopg (`WriterThreads`): one `json_to_recordset` statement per table, and several tables in one
+    statement (`blocking_together`, a child row beside its parent), storing what SQLAlchemy's executemany
+    stores: JSON null for a None in a JSON column, SQL NULL where none_as_null, timestamps to the microsecond."""
+    if not db_url.startswith("postgresql"):
+        pytest.skip("the PostgreSQL form")
+    from sqlalchemy import ForeignKey
+
+    db = Database(db_url)
+    meta = MetaData()
+    fast, slow = _table(meta, "fast"), _table(meta, "slow")
+    child = Table("child", meta, Column("id", String(36), primary_key=True),
+                  Column("parent", String(36), ForeignKey("fast.id")), Column("at", UTCDateTime()))
+    async with db.engine.begin() as conn:
+        await conn.run_sync(meta.create_all)
+    threads = db.writer_threads()
+    statements: list[str] = []
+    event.listen(threads.engine, "before_cursor_execute", lambda *a: statements.append(a[2]))
+    rows = [{**r, "n": 2**31 - 1} if r["id"] == "a" else dict(r) for r in ROWS]  # `n` is a 32-bit INTEGER here
+    try:
+        def write(conn):
+            RowsInsert.blocking_together(conn, [(RowsInsert(fast), [dict(r) for r in rows]),
+                                                (RowsInsert(child), [{"id": "c1", "parent": "a", "at": T0}])])
+            conn.execute(insert(slow), [dict(r) for r in rows])
+            return conn.execute(text(PG_READ.format("fast"))).all(), conn.execute(text(PG_READ.format("slow"))).all()
+
+        got, want = await threads.run(write)
+        assert got == want and len(got) == 3
+        assert len([s for s in statements if "json_to_recordset" in s]) == 1  # both tables, one statement
+        assert got[1][7] == "null" and got[1][8] is False and got[1][10] is True  # JSON null vs SQL NULL
+        with pytest.raises(ValueError, match="naive"):
+            await threads.run(lambda conn: RowsInsert(slow).blocking(conn, [{**rows[0], "id": "z",
+                                                                              "at": T0.replace(tzinfo=None)}]))
+    finally:
+        await threads.close()
         await db.dispose()
