@@ -38,6 +38,7 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.responses import Response
+from prometheus_client import Counter, Histogram
 from sqlalchemy import bindparam, select
 from sqlalchemy.engine import Connection
 
@@ -60,6 +61,13 @@ from svc_services.settings import ServicesSettings
 log = logging.getLogger("onenet.svc_services.intake")
 
 MAX_BATCH = 128
+# what ops watch of the writer: how big its batches are, how long one takes, how often it gives up on one
+BATCH_SIZE = Histogram("onenet_intake_batch_submissions", "Submissions written per intake batch",
+                       buckets=(1, 2, 4, 8, 16, 32, 64, 128))
+BATCH_SECONDS = Histogram("onenet_intake_batch_seconds", "Time to write one intake batch (transaction and commit)",
+                          buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0))
+BATCH_FAILURES = Counter("onenet_intake_batch_failures_total",
+                         "Intake batches not written (their submissions redone one by one)")
 MAX_BATCHES_PER_TURN = 8
 MAX_CACHED_GRIDS = 100_000
 GRID_CENTRES_TTL = 5.0
@@ -245,9 +253,13 @@ class IntakeWriter:
                 batch = [self._queue.popleft() for _ in range(min(len(self._queue), MAX_BATCH))]
             if not batch:
                 return
+            started = time.perf_counter()
             try:
                 outcomes = self.threads.transaction(self._transaction, batch)
+                BATCH_SECONDS.observe(time.perf_counter() - started)
+                BATCH_SIZE.observe(len(batch))
             except Exception as exc:  # noqa: BLE001 - the slow path decides each submission on its own
+                BATCH_FAILURES.inc()
                 log.warning("intake batch not written; submissions retried one by one",
                             extra={"submissions": len(batch), "error": f"{type(exc).__name__}: {str(exc)[:200]}"})
                 outcomes = {}

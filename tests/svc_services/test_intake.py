@@ -19,7 +19,10 @@ async def _count(db, model, *where) -> int:
 
 
 async def test_concurrent_submissions_each_written_whole(ready, auth):
+    from prometheus_client import REGISTRY
+
     client, db, writer = ready, ready.app.state.db, ready.app.state.intake
+    written_before = REGISTRY.get_sample_value("onenet_intake_batch_submissions_sum") or 0
     body = {"item_code": "SH-WX-001", "channel": "kiosk", "description": "楼道灯坏了", "location": {"grid": GRID1}}
     headers = [{**auth(**RES1), "Idempotency-Key": f"kiosk-{i}"} for i in range(30)]
     # 30 distinct keys, 10 of them sent twice at once: 30 requests, each retry replays its first
@@ -38,6 +41,9 @@ async def test_concurrent_submissions_each_written_whole(ready, auth):
     assert await _count(db, IdempotencyRecord) == 30
     # all of them written by the batch writer: a batch that fails falls back to the slow path, which would hide it
     assert writer.fallbacks == 0 and writer.written == 30 and writer.batches >= 1
+    # ops see the batches: submissions per batch, and how long each took
+    assert REGISTRY.get_sample_value("onenet_intake_batch_submissions_sum") - written_before == 30
+    assert REGISTRY.get_sample_value("onenet_intake_batch_seconds_count") >= writer.batches
     # replayed later, one at a time, from the stored record
     r = await client.post("/services/v1/requests", json=body, headers=headers[3])
     assert r.status_code == 201 and r.headers["idempotency-replayed"] == "true" and r.json() == resps[3].json()
