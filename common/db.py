@@ -344,18 +344,21 @@ class RowsInsert:
         self._plans: dict[tuple[str, ...], tuple[str, list] | None] = {}
         self._pg_plans: dict[tuple[str, ...], tuple[str, list] | None] = {}
 
-    def _plan(self, keys: tuple[str, ...]) -> tuple[str, list] | None:
-        if keys in self._plans:
-            return self._plans[keys]
-        plan = None
+    def _writable(self, keys: tuple[str, ...], value_of: Callable[[Any], Any]) -> list | None:
+        """`value_of(column)` for each key's column; None when a key is no column, a left-out column has a
+        Python-side default, or `value_of` does not know a column's type (False)."""
         columns = self.table.columns
-        left_out_defaults = any(c.default is not None and c.key not in keys for c in columns)
-        if all(k in columns for k in keys) and not left_out_defaults:
-            converters = [_sqlite_value(columns[k]) for k in keys]
-            if all(c is not False for c in converters):
-                plan = (sqlite_json_insert(self.table.name, [columns[k].name for k in keys]), converters)
-        self._plans[keys] = plan
-        return plan
+        if not all(k in columns for k in keys) or any(c.default is not None and c.key not in keys for c in columns):
+            return None
+        values = [value_of(columns[k]) for k in keys]
+        return None if any(v is False for v in values) else values
+
+    def _plan(self, keys: tuple[str, ...]) -> tuple[str, list] | None:
+        if keys not in self._plans:
+            converters = self._writable(keys, _sqlite_value)
+            self._plans[keys] = None if converters is None else (
+                sqlite_json_insert(self.table.name, [self.table.columns[k].name for k in keys]), converters)
+        return self._plans[keys]
 
     def _statement(self, dialect: str, rows: list[dict]) -> tuple[str, tuple[str]] | None:
         """The one `sqlite_json_insert` statement and its parameter, or None: SQLAlchemy's executemany writes them."""
@@ -382,23 +385,19 @@ class RowsInsert:
             await conn.exec_driver_sql(*statement)
 
     def _postgres_plan(self, keys: tuple[str, ...], quote: Callable[[str], str]) -> tuple[str, list] | None:
-        if keys in self._pg_plans:
-            return self._pg_plans[keys]
-        plan = None
-        columns = self.table.columns
-        left_out_defaults = any(c.default is not None and c.key not in keys for c in columns)
-        if all(k in columns for k in keys) and not left_out_defaults:
-            fields = [_postgres_value(columns[k]) for k in keys]
-            if all(f is not False for f in fields):
-                names = [str(columns[k].name) for k in keys]  # orjson takes exact str keys only
+        if keys not in self._pg_plans:
+            plan = None
+            fields = self._writable(keys, _postgres_value)
+            if fields is not None:
+                names = [str(self.table.columns[k].name) for k in keys]  # orjson takes exact str keys only
                 quoted = [quote(n) for n in names]
                 record = ", ".join(f"{q} {f[0]}" for q, f in zip(quoted, fields))
                 picks = ", ".join(f"x.{q}{f[2]}" for q, f in zip(quoted, fields))
                 sql = (f"INSERT INTO {quote(self.table.name)} ({', '.join(quoted)}) SELECT {picks} "
                        f"FROM json_to_recordset(%(@)s::json) AS x({record})")
                 plan = (sql, [(k, n, f[1]) for k, n, f in zip(keys, names, fields)])
-        self._pg_plans[keys] = plan
-        return plan
+            self._pg_plans[keys] = plan
+        return self._pg_plans[keys]
 
     def _postgres_statement(self, conn: Connection, rows: list[dict], param: str) -> tuple[str, dict] | None:
         """One `INSERT … SELECT … FROM json_to_recordset(…)` for psycopg (the rows as one JSON parameter), or
