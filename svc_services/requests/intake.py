@@ -163,6 +163,18 @@ class Job:
     key: str | None
     fingerprint: str
     future: asyncio.Future = field(default=None)  # type: ignore[assignment]
+    answer: str = ""  # the response made on the event loop, its possible duplicates left empty (`_with_duplicates`)
+
+
+_NO_DUPLICATES_YET = '"possible_duplicates":[]}'
+
+
+def _with_duplicates(answer: str, duplicates: list[str]) -> str:
+    """The response with its possible duplicates (each already JSON): `possible_duplicates` is RequestOut's last
+    field, so the answer ends with it (the same bytes as dumping the whole response with them in)."""
+    if not answer.endswith(_NO_DUPLICATES_YET):
+        raise ValueError("RequestOut no longer ends with possible_duplicates")  # the batch falls back, answers stay right
+    return f'{answer[:-2]}{",".join(duplicates)}]}}'
 
 
 @dataclass(frozen=True, slots=True)
@@ -218,7 +230,11 @@ class IntakeWriter:
             if key is not None and isinstance(exc, Problem):
                 return None  # a retried key must replay what it made before, even if the input is refused now
             raise
-        self._queue.append(Job(prepared, principal, key, fingerprint, done))
+        # the response is made here, on the event loop, not on the writer thread that every batch waits for: all
+        # of it but the possible duplicates, which the transaction finds
+        out = service.to_out(prepared.req, principal)
+        out.possible_duplicates = []
+        self._queue.append(Job(prepared, principal, key, fingerprint, done, out.model_dump_json()))
         if len(self._writers) < self.max_writers:
             task = asyncio.create_task(self._drain(), name="svc_services-intake")
             self._writers.add(task)
@@ -305,11 +321,11 @@ class IntakeWriter:
             records = []
             by_grid = self._grid_duplicates(conn, [j for j in todo if j.prepared.req.lat is None])
             for job in todo:
-                req = job.prepared.req
-                out = service.to_out(req, job.principal)
-                out.possible_duplicates = by_grid[job] if job in by_grid else run_plan_blocking(
-                    conn, service.duplicates_plan(job.principal, req, self.settings))
-                body = out.model_dump_json()
+                found = by_grid.get(job)
+                if found is None:
+                    found = [d.model_dump_json() for d in run_plan_blocking(
+                        conn, service.duplicates_plan(job.principal, job.prepared.req, self.settings))]
+                body = _with_duplicates(job.answer, found)
                 outcomes[job] = ("created", body)
                 if job.key is not None:
                     records.append({"caller": job.principal.caller, "key": job.key,
@@ -321,26 +337,28 @@ class IntakeWriter:
         self.written += len(todo)
         return outcomes
 
-    def _grid_duplicates(self, conn: Connection, jobs: list[Job]) -> dict[Job, list[DuplicateOut]]:
+    def _grid_duplicates(self, conn: Connection, jobs: list[Job]) -> dict[Job, list[str]]:
         """`service.duplicates_plan` for submissions with a grid only, one query per item, grid and caller's
-        visibility: each sees the newest open requests of its item in its grid, the batch's others included."""
+        visibility: each sees the newest open requests of its item in its grid, the batch's others included.
+        Each as its JSON, made once and shared by the group's responses."""
         groups: dict[tuple, list[Job]] = defaultdict(list)
         for job in jobs:
             req, p = job.prepared.req, job.principal
             groups[(req.item_code, req.grid, p.role, p.scopes, p.person_id)].append(job)
         window = timedelta(hours=self.settings.duplicate_window_hours)
-        out: dict[Job, list[DuplicateOut]] = {}
+        out: dict[Job, list[str]] = {}
         for (item_code, grid, *_), group in groups.items():
             times = [job.prepared.req.created_at for job in group]
             rows = conn.execute(*service.same_grid_query(group[0].principal, item_code, grid, min(times) - window,
                                                          max(times) + window,
                                                          limit=service.MAX_DUPLICATES + len(group))).all()
-            # built once per row, shared by the group's responses (their values come from the database)
-            found = [DuplicateOut.model_construct(id=o.id, match="grid", distance_m=None, grid=o.grid, state=o.state,
-                                                  created_at=o.created_at) for o in rows]
+            # made once per row (their values come from the database)
+            found = [(o.id, o.created_at, DuplicateOut.model_construct(
+                id=o.id, match="grid", distance_m=None, grid=o.grid, state=o.state,
+                created_at=o.created_at).model_dump_json()) for o in rows]
             for job in group:
                 req = job.prepared.req
                 lo, hi = req.created_at - window, req.created_at + window
-                out[job] = [d for d in found if d.id != req.id and lo <= d.created_at <= hi
+                out[job] = [json for id_, at, json in found if id_ != req.id and lo <= at <= hi
                             ][:service.MAX_DUPLICATES]
         return out

@@ -289,3 +289,28 @@ def _hours(n: int):
     from datetime import timedelta
 
     return timedelta(hours=n)
+
+
+def test_duplicates_spliced_into_the_answer_equal_a_whole_dump():
+    """The writer adds each possible duplicate's JSON to a response made on the event loop: the same bytes as
+    pydantic dumping the whole response with them, whatever the attributes hold (one named like the field)."""
+    from datetime import datetime, timezone
+
+    from svc_services.requests.intake import _with_duplicates
+    from svc_services.requests.schemas import DuplicateOut, RequestOut
+
+    at = datetime(2026, 11, 29, 9, 30, 1, 123456, tzinfo=timezone.utc)
+    values = dict(id="r1", item_code="SH-WX-001", item_version=1, category="c", department="d", channel="app",
+                  person_id=None, submitted_by="app/u", submitted_role="resident", proxy_user=None,
+                  description='引号" <b>', attributes={"possible_duplicates": []}, address=None, lat=None, long=None,
+                  grid=GRID1, community="c", priority="normal", state="submitted", state_name="已提交", version=1,
+                  escalation_level="grid", assignee_kind=None, assignee_id=None, overdue=False, merged_into=None,
+                  rating=None, rating_comment=None, response_due_at=None, start_due_at=None, resolution_due_at=None,
+                  created_at=at, accepted_at=None, first_response_at=None, resolved_at=None, closed_at=None,
+                  updated_at=at, allowed_actions=["cancel"])
+    dups = [DuplicateOut(id="r0", match="grid", grid=GRID1, state="accepted", created_at=at),
+            DuplicateOut(id="r9", match="distance", distance_m=12.5, grid=GRID1, state="submitted", created_at=at)]
+    for found in ([], dups):
+        whole = RequestOut(**values, possible_duplicates=found).model_dump_json()
+        answer = RequestOut(**values, possible_duplicates=[]).model_dump_json()
+        assert _with_duplicates(answer, [d.model_dump_json() for d in found]) == whole
