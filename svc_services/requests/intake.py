@@ -20,9 +20,10 @@ serialised behind the process's write gate. Here:
 
 Nothing about the outcome changes: every submission still commits together with its timeline entry, its outbox
 event and its idempotency record; a retried key replays the stored response; a key that comes again while its
-first submission is still being written waits for it and replays it. Whenever the batch cannot be written as a whole (a key taken meanwhile by another replica, a
-busy database, anything unexpected), its submissions fall back, each alone, to the slow path
-(`common.idempotency.run_idempotent` around `service.submit`), which decides them exactly as before.
+first submission is still being written waits for it and replays it. Whenever the batch cannot be written as a
+whole (a key taken meanwhile by another replica, a busy database, anything unexpected), its submissions fall
+back, each alone, to the slow path (`common.idempotency.run_idempotent` around `service.submit`), which decides
+them exactly as before.
 """
 from __future__ import annotations
 
@@ -173,7 +174,8 @@ def _with_duplicates(answer: str, duplicates: list[str]) -> str:
     """The response with its possible duplicates (each already JSON): `possible_duplicates` is RequestOut's last
     field, so the answer ends with it (the same bytes as dumping the whole response with them in)."""
     if not answer.endswith(_NO_DUPLICATES_YET):
-        raise ValueError("RequestOut no longer ends with possible_duplicates")  # the batch falls back, answers stay right
+        # the batch falls back to the slow path, whose answers are whole dumps
+        raise ValueError("RequestOut no longer ends with possible_duplicates")
     return f'{answer[:-2]}{",".join(duplicates)}]}}'
 
 
@@ -225,16 +227,17 @@ class IntakeWriter:
             done.add_done_callback(lambda _, k=k: self._in_flight.pop(k, None))
         try:
             prepared = await service.prepare(self.lookups, principal, body, clock, self.settings)
+            # the response is made here, on the event loop, not on the writer thread that every batch waits for:
+            # all of it but the possible duplicates, which the transaction finds
+            out = service.to_out(prepared.req, principal)
+            out.possible_duplicates = []
+            answer = out.model_dump_json()
         except BaseException as exc:
-            done.set_result(FALLBACK)
+            done.set_result(FALLBACK)  # whoever waits on this key must not wait for ever
             if key is not None and isinstance(exc, Problem):
                 return None  # a retried key must replay what it made before, even if the input is refused now
             raise
-        # the response is made here, on the event loop, not on the writer thread that every batch waits for: all
-        # of it but the possible duplicates, which the transaction finds
-        out = service.to_out(prepared.req, principal)
-        out.possible_duplicates = []
-        self._queue.append(Job(prepared, principal, key, fingerprint, done, out.model_dump_json()))
+        self._queue.append(Job(prepared, principal, key, fingerprint, done, answer))
         if len(self._writers) < self.max_writers:
             task = asyncio.create_task(self._drain(), name="svc_services-intake")
             self._writers.add(task)

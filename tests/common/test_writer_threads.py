@@ -59,7 +59,8 @@ async def test_commits_on_its_own_thread_and_rolls_back_on_error(db):
             await threads.run(write_then_fail)
         assert await _count(db) == 3  # rolled back whole
         # RowsInsert's blocking form stores what its async form stores
-        await threads.run(lambda conn: RowsInsert(notes).blocking(conn, [{"id": 7, "body": "七"}, {"id": 8, "body": None}]))
+        await threads.run(lambda conn: RowsInsert(notes).blocking(conn, [{"id": 7, "body": "七"},
+                                                                          {"id": 8, "body": None}]))
         async with db.engine.connect() as conn:
             rows = (await conn.execute(select(notes.c.id, notes.c.body).where(notes.c.id >= 7))).all()
         assert sorted(rows) == [(7, "七"), (8, None)]
