@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass, field
-from typing import Any
 
 EXTENSION = "x-onenet-resource"
 HTTP_METHODS = ("get", "post", "put", "patch", "delete")

@@ -4,7 +4,6 @@ import json
 from urllib.parse import unquote
 
 from fastapi import APIRouter, Depends, Header, Request, Response
-from pydantic import BaseModel
 
 from common.auth import Principal, get_principal
 from common.idempotency import request_fingerprint, run_idempotent

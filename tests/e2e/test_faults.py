@@ -121,7 +121,7 @@ def test_matching_down_manual_dispatch_still_works(platform):
             [rid] = await _submit(client, grid, 1, "manual")
             platform.kill("svc_matching", signal.SIGKILL)
             try:
-                r = await client.get(f"/matching/v1/hsds/services", headers=staff)
+                r = await client.get("/matching/v1/hsds/services", headers=staff)
                 assert r.status_code == 503 and r.json()["code"] == "upstream_unavailable"
                 r = await client.post(f"/services/v1/requests/{rid}/transitions", headers=staff,
                                       json={"action": "accept", "version": 1})

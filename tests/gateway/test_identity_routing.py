@@ -1,7 +1,6 @@
 """Gateway: token issuance, JWKS, member revocation, forwarding with headers, upstream failures, docs."""
 from __future__ import annotations
 
-import asyncio
 import shutil
 from contextlib import AsyncExitStack
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from svc_services.requests.lifecycle import ACTIONS, TRANSITIONS, allowed_actions
-from tests.svc_services.conftest import OPS, STAFF, submit
+from tests.svc_services.conftest import OPS, submit
 from tests.svc_services.paths import EXTRA, OUTSIDERS, PATHS, allowed_actor, reach
 
 TABLE = sorted(TRANSITIONS)
