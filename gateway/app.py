@@ -27,7 +27,8 @@ from gateway.exchange.policy import ExchangePolicy
 from gateway.exchange.router import router as exchange_router
 from gateway.exchange.service import ensure_catalogue, load_policy, refresh_catalogue
 from gateway.ratelimit import build_limiter
-from gateway.routing.dataplane import ExchangePlane, plane_state
+from common.dataplane import plane_state
+from gateway.routing.dataplane import ExchangePlane
 from gateway.routing.exchange import ExchangeGate
 from gateway.routing.fastpath import ForwardFastPath
 from gateway.routing.forwarder import Forwarder, Upstream

@@ -5,9 +5,9 @@ ASGI messages, uvicorn's proxy-headers middleware, Starlette's and FastAPI's mid
 response objects. For the gateway's own operations that is money well spent; for the exchange, where the gateway
 only checks, forwards and logs, it was most of the cost (bench/gateway.py, README Figures).
 
-`GatewayHttpProtocol` is uvicorn's httptools protocol (`uvicorn --http gateway.routing.dataplane:GatewayHttpProtocol`).
-When the headers of a request are in, it asks the app's `ExchangePlane` (published in the lifespan state) whether
-the call is a plain exchange call; if so the body is collected and the plane answers it with the very same
+The gateway runs on `common.dataplane.PlaneHttpProtocol`. When the headers of a request are in, it asks the
+app's `ExchangePlane` (published in the lifespan state) whether the call is a plain exchange call; if so the body
+is collected and the plane answers it with the very same
 `ExchangeGate.exchange` the ASGI route uses: token, revocation, rate limit, grant, forward, masking, message log.
 Anything else goes to uvicorn's own cycle and through the app as before: the gateway's own API, Open311, X-Road,
 HEAD and OPTIONS, `Expect: 100-continue`, chunked request bodies, bodies over the limit or not JSON (the app
@@ -22,21 +22,15 @@ from __future__ import annotations
 
 import time
 import urllib.parse
-from typing import Any
-
 import httptools
-from uvicorn.protocols.http.flow_control import HIGH_WATER_LIMIT
-from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
 from common.context import request_id_var, traceparent_var
+from common.dataplane import json_body
 from common.errors import problem_response
 from common.i18n import negotiate_language
 from common.observability import Telemetry, access_log, request_ids, scan_headers
 from gateway.routing.exchange import Call, ExchangeGate
 
-# The lifespan-state key under which the gateway app publishes its plane (uvicorn hands every connection the
-# lifespan state; ASGI lifespan "state" extension).
-PLANE_KEY = "onenet.exchange_plane"
 FAST_METHODS = frozenset({b"GET", b"POST", b"PUT", b"PATCH", b"DELETE"})
 FORWARD_ROUTE = "/{service}/{rest:path}"  # the metrics label of the forward route, as on the ASGI path
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
@@ -85,7 +79,7 @@ class ExchangePlane:
         if length is not None:
             if not length.isdigit() or int(length) > self.max_body:
                 return None
-            if length != b"0" and method.decode() in _BODY_METHODS and not _json(media):
+            if length != b"0" and method.decode() in _BODY_METHODS and not json_body(media):
                 return None
         # The request line holds the path below the root path (uvicorn's --root-path, the gateway's mount point
         # behind a proxy that strips it): calls are checked, forwarded and logged by it, as on the ASGI route
@@ -93,8 +87,9 @@ class ExchangePlane:
         return Call(method=method.decode("ascii"), path=path, query=parsed.query or b"",
                     headers=headers, client=client)
 
-    async def answer(self, call: Call) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+    async def answer(self, call: Call, body: bytes) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
         started = time.perf_counter()
+        call.body = body
         incoming, traceparent, accept_language, *_ = scan_headers(call.headers)
         rid, tp = request_ids(incoming, traceparent)
         request_id_var.set(rid)  # this task's own context: nothing to reset
@@ -123,90 +118,3 @@ class ExchangePlane:
         headers.append((b"x-request-id", rid.encode("latin-1")))
         headers.append((b"traceparent", tp.encode("latin-1")))
         return status, headers, bytes(resp.body)
-
-
-def _json(content_type: bytes | None) -> bool:
-    if content_type is None:
-        return True  # no declared type: read as JSON, as the app does
-    media = content_type.split(b";", 1)[0].strip().lower()
-    return media == b"application/json" or media.endswith(b"+json")
-
-
-class _PlaneCycle:
-    """Stands where uvicorn's RequestResponseCycle stands while the plane has the request: uvicorn's protocol
-    feeds the body into `body`, flags `more_body`, `disconnected` and `keep_alive`, and calls
-    `message_event.set()`; the answer is written when the body is complete."""
-
-    def __init__(self, protocol: "GatewayHttpProtocol", plane: ExchangePlane, call: Call, keep_alive: bool) -> None:
-        self.protocol = protocol
-        self.plane = plane
-        self.call = call
-        self.body = b""
-        self.more_body = True
-        self.response_complete = False
-        self.disconnected = False
-        self.keep_alive = keep_alive
-        self.message_event = self
-        self.started = False
-
-    def set(self) -> None:  # uvicorn: body arrived, the message is complete, or the client went away
-        if self.disconnected or self.started:
-            return
-        if self.more_body:
-            if len(self.body) > HIGH_WATER_LIMIT:
-                self.protocol.flow.resume_reading()  # the body is bounded (max_body): keep reading it
-            return
-        self.started = True
-        self.call.body = self.body
-        task = self.protocol.loop.create_task(self.run())
-        self.protocol.tasks.add(task)
-        task.add_done_callback(self.protocol.tasks.discard)
-
-    async def run(self) -> None:
-        protocol = self.protocol
-        try:
-            status, headers, body = await self.plane.answer(self.call)
-        except BaseException:
-            # `answer` turns every error into a problem; should that fail too, the client must not be left
-            # waiting on a connection that will never answer
-            self.response_complete = True
-            protocol.transport.close()
-            raise
-        if self.disconnected:
-            self.response_complete = True
-            return
-        out = [STATUS_LINE[status]]
-        for name, value in protocol.server_state.default_headers:
-            out += [name, b": ", value, b"\r\n"]
-        for name, value in headers:
-            out += [name, b": ", value, b"\r\n"]
-        if not self.keep_alive:
-            out.append(b"connection: close\r\n")
-        out.append(b"\r\n")
-        out.append(body)
-        protocol.transport.write(b"".join(out))
-        self.response_complete = True
-        if not self.keep_alive:
-            protocol.transport.close()
-        protocol.on_response_complete()
-
-
-class GatewayHttpProtocol(HttpToolsProtocol):
-    """uvicorn's httptools protocol with the gateway's data plane in front of the ASGI app."""
-
-    def on_headers_complete(self) -> None:
-        plane: ExchangePlane | None = self.app_state.get(PLANE_KEY)
-        if (plane is None or self.expect_100_continue or self.limit_concurrency is not None
-                or (self.cycle is not None and not self.cycle.response_complete) or self.parser.should_upgrade()):
-            return super().on_headers_complete()
-        call = plane.accept(self.parser.get_method(), self.url, self.headers, self.client,
-                            proxy_headers=self.config.proxy_headers)
-        if call is None:
-            return super().on_headers_complete()
-        keep_alive = self.parser.get_http_version() != "1.0" and self.parser.should_keep_alive()
-        self.cycle = _PlaneCycle(self, plane, call, keep_alive)  # type: ignore[assignment]
-
-
-def plane_state(plane: ExchangePlane) -> dict[str, Any]:
-    """The lifespan state that switches the data plane on for this app."""
-    return {PLANE_KEY: plane}

@@ -28,14 +28,15 @@ MEMBERS = [
 ]
 
 
-async def serve_in_process(app, **config):
+async def serve_in_process(app, *, lifespan: str = "on", **config):
     """`app` under a real uvicorn server on a free loopback port, in this event loop: (server, its task, port).
-    Stop it with `server.should_exit = True; await task`."""
+    Stop it with `server.should_exit = True; await task`. With lifespan "off" (an app whose lifespan already
+    runs), the server's lifespan state is `server.lifespan.state`."""
     import contextlib
 
     import uvicorn
 
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on",
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan=lifespan,
                                            timeout_graceful_shutdown=5, **config))
     server.capture_signals = contextlib.nullcontext  # the test runner keeps its own signal handlers
     serving = asyncio.create_task(server.serve())

@@ -1,5 +1,5 @@
 """The gateway's data plane (`gateway.routing.dataplane`): the gateway under a real uvicorn server with
-`GatewayHttpProtocol`, the department emulators under another, and clients over real TCP. Every test checks
+`common.dataplane.PlaneHttpProtocol`, the department emulators under another, and clients over real TCP. Every test checks
 `plane.answered` to prove which path answered: the plane (plain exchange calls) or the ASGI app (the rest)."""
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy import select
 
 from common.clock import FrozenClock
-from gateway.routing.dataplane import GatewayHttpProtocol
+from common.dataplane import PlaneHttpProtocol
 from tests.gateway.conftest import fresh_gateway_db_and_emulators, MEMBERS, START, _seed, serve_in_process
 
 ID = "110105194703210823"
@@ -52,7 +52,7 @@ async def gwx(db_url, gateway_keys_dir, sqlite_template, request):
             "upstream_timeout_seconds": 10.0, "max_body_bytes": MAX_BODY, **extra})
         gw = create_app(settings, clock=FrozenClock(START))  # no injected transport: the pooled path
         await _seed(gw)
-        gw_server, gw_serving, port = await serve_in_process(gw, http=GatewayHttpProtocol, root_path=root_path)  # + lifespan
+        gw_server, gw_serving, port = await serve_in_process(gw, http=PlaneHttpProtocol, root_path=root_path)  # + lifespan
         servers.insert(0, (gw_server, gw_serving))
         assert not gw.state.forwarder.upstreams["departments"].injected
 
