@@ -111,6 +111,24 @@ class PlaneHttpProtocol(HttpToolsProtocol):
         self.cycle = _PlaneCycle(self, plane, accepted, keep_alive)  # type: ignore[assignment]
 
 
+def body_headers(headers: list[tuple[bytes, bytes]], *, proxy_headers: bool = False
+                 ) -> tuple[bytes | None, bytes | None, bytes | None] | None:
+    """(authorization, content-length, content-type) of a request a plane may take, or None when it must go to
+    the app: a chunked body, or X-Forwarded-* with `proxy_headers` (uvicorn's middleware decides whether to
+    believe them)."""
+    auth = length = media = None
+    for k, v in headers:
+        if k == b"authorization":
+            auth = v
+        elif k == b"content-length":
+            length = v
+        elif k == b"content-type":
+            media = v
+        elif k == b"transfer-encoding" or (proxy_headers and k.startswith(b"x-forwarded-")):
+            return None
+    return auth, length, media
+
+
 def json_body(content_type: bytes | None) -> bool:
     """Whether the app would read the body as JSON: no declared type, application/json or application/*+json."""
     if content_type is None:

@@ -295,10 +295,7 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _crash(request: Request, exc: Exception):
         # Log everything for operators; tell the caller nothing about internals.
         log.exception("unhandled error", extra={"request_id": request_id_var.get(), "path": request.url.path})
-        return problem_response(500, "internal_error", lang=request_language(request), instance=request.url.path,
-                                detail=("服务器处理请求时出错，已记录，请稍后重试或联系运维并提供请求编号",
-                                        "The server failed to handle the request; it has been logged. "
-                                        "Retry later or give ops the request id."))
+        return internal_error_response(request_language(request), request.url.path)
 
 
 def exception_handler_for(app, exc: Exception):
@@ -309,6 +306,14 @@ def exception_handler_for(app, exc: Exception):
         if handler is not None:
             return handler
     return None
+
+
+def internal_error_response(lang: str, path: str | None = None) -> JSONResponse:
+    """The 500 problem for an unexpected error: logged for operators, nothing about internals for the caller."""
+    return problem_response(500, "internal_error", lang=lang, instance=path,
+                            detail=("服务器处理请求时出错，已记录，请稍后重试或联系运维并提供请求编号",
+                                    "The server failed to handle the request; it has been logged. "
+                                    "Retry later or give ops the request id."))
 
 
 def too_large_response(lang: str, limit: int, path: str | None = None) -> JSONResponse:

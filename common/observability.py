@@ -14,7 +14,7 @@ from prometheus_client import Counter, Gauge, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from common.context import request_id_var, traceparent_var
-from common.errors import BodyTooLarge, problem_response, too_large_response
+from common.errors import BodyTooLarge, internal_error_response, problem_response, too_large_response
 from common.http_client import child_traceparent
 from common.i18n import negotiate_language
 from common.logging import direct_handler
@@ -186,12 +186,7 @@ class ObservabilityMiddleware:
                 access_log.exception("unhandled error", extra={"request_id": rid, "path": path})
                 if status_holder.get("started"):
                     raise
-                await problem_response(
-                    500, "internal_error", lang=negotiate_language(accept_language), instance=path,
-                    detail=("服务器处理请求时出错，已记录，请稍后重试或联系运维并提供请求编号",
-                            "The server failed to handle the request; it has been logged. "
-                            "Retry later or give ops the request id."),
-                )(scope, receive, send_wrapper)
+                await internal_error_response(negotiate_language(accept_language), path)(scope, receive, send_wrapper)
         finally:
             self.telemetry.in_flight.dec()
             elapsed = time.perf_counter() - start

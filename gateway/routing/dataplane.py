@@ -25,8 +25,8 @@ import urllib.parse
 import httptools
 
 from common.context import request_id_var, traceparent_var
-from common.dataplane import json_body
-from common.errors import problem_response
+from common.dataplane import body_headers, json_body
+from common.errors import internal_error_response
 from common.i18n import negotiate_language
 from common.observability import Telemetry, access_log, request_ids, scan_headers
 from gateway.routing.exchange import Call, ExchangeGate
@@ -64,16 +64,10 @@ class ExchangePlane:
         service = path[1:cut]
         if service not in self.gate.forwarder.upstreams or service in self.excluded:
             return None
-        auth = length = media = None
-        for k, v in headers:
-            if k == b"authorization":
-                auth = v
-            elif k == b"content-length":
-                length = v
-            elif k == b"content-type":
-                media = v
-            elif k == b"transfer-encoding" or (proxy_headers and k.startswith(b"x-forwarded-")):
-                return None
+        scanned = body_headers(headers, proxy_headers=proxy_headers)
+        if scanned is None:
+            return None
+        auth, length, media = scanned
         if auth is None or auth[:7].lower() != b"bearer ":
             return None  # the app answers 401 itself, and knows the metrics pages' cookie
         if length is not None:
@@ -103,11 +97,7 @@ class ExchangePlane:
             caller = principal.caller if principal is not None else None
         except Exception:
             access_log.exception("unhandled error", extra={"request_id": rid, "path": call.path})
-            resp = problem_response(
-                500, "internal_error", lang=call.lang, instance=call.path,
-                detail=("服务器处理请求时出错，已记录，请稍后重试或联系运维并提供请求编号",
-                        "The server failed to handle the request; it has been logged. "
-                        "Retry later or give ops the request id."))
+            resp = internal_error_response(call.lang, call.path)
         finally:
             self.telemetry.in_flight.dec()
         status = resp.status_code

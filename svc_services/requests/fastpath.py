@@ -14,9 +14,10 @@ import json
 
 from pydantic import ValidationError
 from starlette.requests import Request
+from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from common.auth import get_principal
+from common.auth import Principal, get_principal
 from common.errors import BodyTooLarge, Problem, exception_handler_for
 from svc_services.requests.router import submit_request
 from svc_services.requests.schemas import RequestCreate
@@ -42,7 +43,8 @@ def _json_media(content_type: str | None) -> bool:
     return media == "application/json" or (media.startswith("application/") and media.endswith("+json"))
 
 
-def _replay(body: bytes) -> Receive:
+def replay_body(body: bytes) -> Receive:
+    """An ASGI `receive` that hands over `body` whole, then reports the client gone."""
     sent = False
 
     async def receive() -> Message:
@@ -53,6 +55,29 @@ def _replay(body: bytes) -> Receive:
         return {"type": "http.disconnect"}
 
     return receive
+
+
+async def well_formed(request: Request, raw: bytes) -> tuple[RequestCreate, Principal] | None:
+    """The submission and its caller when FastAPI would take them as they are; None: the app answers (FastAPI's
+    validation problems, the app's 401 / 403)."""
+    try:
+        return RequestCreate.model_validate(json.loads(raw)), await get_principal(request)
+    except (ValueError, ValidationError, Problem):
+        return None
+
+
+async def answer_submission(request: Request, submission: RequestCreate, principal: Principal) -> Response:
+    """The endpoint's own work (`router.submit_request`), its errors answered by the app's own handlers as
+    FastAPI would use them."""
+    app = request.scope["app"]
+    try:
+        return await submit_request(request, submission, principal, app.state.clock,
+                                    request.headers.get("idempotency-key"))
+    except Exception as exc:
+        handler = exception_handler_for(app, exc)
+        if handler is None:
+            raise
+        return await handler(request, exc)
 
 
 class IntakeFastPath:
@@ -70,23 +95,10 @@ class IntakeFastPath:
         except BodyTooLarge as exc:
             await (await exception_handler_for(scope["app"], exc)(request, exc))(scope, receive, send)
             return
-        body = principal = None
-        if raw and _json_media(request.headers.get("content-type")):
-            try:
-                body = RequestCreate.model_validate(json.loads(raw))
-                principal = await get_principal(request)
-            except (ValueError, ValidationError, Problem):
-                body = None
-        if body is None or principal is None:
-            await self.app(scope, _replay(raw), send)  # FastAPI answers it, errors and all
+        taken = await well_formed(request, raw) if raw and _json_media(request.headers.get("content-type")) else None
+        if taken is None:
+            await self.app(scope, replay_body(raw), send)  # FastAPI answers it, errors and all
             return
         scope["route"] = SUBMIT_ROUTE
-        try:
-            response = await submit_request(request, body, principal, scope["app"].state.clock,
-                                            request.headers.get("idempotency-key"))
-        except Exception as exc:  # the app's own handlers (Problem, ...), as FastAPI would use them
-            handler = exception_handler_for(scope["app"], exc)
-            if handler is None:
-                raise
-            response = await handler(request, exc)
+        response = await answer_submission(request, *taken)
         await response(scope, receive, send)

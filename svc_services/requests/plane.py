@@ -14,23 +14,19 @@ The client address from X-Forwarded-For is not needed here: nothing on this path
 """
 from __future__ import annotations
 
-import json
 import time
 from typing import Any
 
 import httptools
 from fastapi import FastAPI
-from pydantic import ValidationError
 from starlette.requests import Request
 
-from common.auth import get_principal
 from common.context import request_id_var, traceparent_var
-from common.dataplane import json_body
-from common.errors import Problem, exception_handler_for, problem_response
+from common.dataplane import body_headers, json_body
+from common.errors import internal_error_response
 from common.i18n import negotiate_language
 from common.observability import Telemetry, access_log, request_ids, scan_headers
-from svc_services.requests.router import submit_request
-from svc_services.requests.schemas import RequestCreate
+from svc_services.requests.fastpath import answer_submission, replay_body, well_formed
 
 PATH = "/services/v1/requests"
 _PATH = PATH.encode()
@@ -51,16 +47,10 @@ class IntakePlane:
         parsed = httptools.parse_url(url)
         if parsed.path != _PATH:
             return None
-        auth = length = media = None
-        for k, v in headers:
-            if k == b"authorization":
-                auth = v
-            elif k == b"content-length":
-                length = v
-            elif k == b"content-type":
-                media = v
-            elif k == b"transfer-encoding":
-                return None
+        scanned = body_headers(headers)  # X-Forwarded-For (the gateway's) is fine: nothing here reads the client
+        if scanned is None:
+            return None
+        auth, length, media = scanned
         if auth is None or auth[:7].lower() != b"bearer " or length is None or not length.isdigit():
             return None
         if not 0 < int(length) <= app.state.settings.max_body_bytes or not json_body(media):
@@ -71,14 +61,10 @@ class IntakePlane:
 
     async def answer(self, scope: dict, body: bytes) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
         request = Request(scope)
-        submission = principal = None
-        try:
-            submission = RequestCreate.model_validate(json.loads(body))
-            principal = await get_principal(request)
-        except (ValueError, ValidationError, Problem):
-            submission = None
-        if submission is None or principal is None:
+        taken = await well_formed(request, body)
+        if taken is None:
             return await self._through_app(scope, body)
+        principal = taken[1]
         started = time.perf_counter()
         incoming, traceparent, accept_language, *_ = scan_headers(scope["headers"])
         rid, tp = request_ids(incoming, traceparent)
@@ -87,22 +73,10 @@ class IntakePlane:
         scope["state"]["request_id"] = rid
         self.telemetry.in_flight.inc()
         try:
-            app = self.app
-            try:
-                response = await submit_request(request, submission, principal, app.state.clock,
-                                                request.headers.get("idempotency-key"))
-            except Exception as exc:  # the app's own handlers (Problem, ...), as FastAPI would use them
-                handler = exception_handler_for(app, exc)
-                if handler is None:
-                    raise
-                response = await handler(request, exc)
+            response = await answer_submission(request, *taken)
         except Exception:
             access_log.exception("unhandled error", extra={"request_id": rid, "path": PATH})
-            response = problem_response(
-                500, "internal_error", lang=negotiate_language(accept_language), instance=PATH,
-                detail=("服务器处理请求时出错，已记录，请稍后重试或联系运维并提供请求编号",
-                        "The server failed to handle the request; it has been logged. "
-                        "Retry later or give ops the request id."))
+            response = internal_error_response(negotiate_language(accept_language), PATH)
         finally:
             self.telemetry.in_flight.dec()
         self.answered += 1
@@ -116,20 +90,12 @@ class IntakePlane:
     async def _through_app(self, scope: dict, body: bytes) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
         """The app answers (its middlewares, FastAPI's validation and its problems), in process."""
         messages: list[dict] = []
-        sent = False
-
-        async def receive() -> dict:
-            nonlocal sent
-            if not sent:
-                sent = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            return {"type": "http.disconnect"}
 
         async def send(message: dict) -> None:
             messages.append(message)
 
         scope["state"] = {}
-        await self.app(scope, receive, send)  # type: ignore[misc]
+        await self.app(scope, replay_body(body), send)  # type: ignore[misc]
         start = next(m for m in messages if m["type"] == "http.response.start")
         content = b"".join(m.get("body", b"") for m in messages if m["type"] == "http.response.body")
         return start["status"], list(start.get("headers", [])), content
