@@ -71,3 +71,28 @@ async def test_submissions_answered_on_the_plane_errors_by_the_app(ready, auth):
     finally:
         server.should_exit = True
         await serving
+
+
+async def test_a_failing_token_check_is_answered_by_the_app(ready, auth):
+    """An unexpected error while the plane checks a submission (the verifier failing) is not the plane's to
+    answer: the app answers it as it would (a 500 problem with the request id), and the connection stays usable."""
+    app = ready.app
+    server, serving, port = await _served(app)
+    verifier, real = app.state.verifier, app.state.verifier.verify
+
+    async def broken(token):
+        raise RuntimeError("key store unavailable")
+
+    verifier.verify = broken
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as c:
+            r = await c.post("/services/v1/requests", json=BODY, headers={**auth(**RES1), "X-Request-Id": "rid-500"})
+            assert r.status_code == 500 and r.json()["code"] == "internal_error"
+            assert r.headers["x-request-id"] == "rid-500" and "key store" not in r.text
+            verifier.verify = real
+            r = await c.post("/services/v1/requests", json=BODY, headers=auth(**RES1))
+            assert r.status_code == 201 and app.state.intake_plane.answered == 1
+    finally:
+        verifier.verify = real
+        server.should_exit = True
+        await serving
