@@ -8,9 +8,9 @@ from fastapi import FastAPI
 from starlette.middleware import Middleware
 
 from common.app import create_service_app
-from common.dataplane import plane_state
 from common.auth import TokenVerifier
 from common.clock import Clock
+from common.dataplane import plane_state
 from svc_services.base import OutboxEvent
 from svc_services.catalogue.router import router as catalogue_router
 from svc_services.clients import close_clients, install_clients
