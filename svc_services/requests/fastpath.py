@@ -18,6 +18,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from common.auth import Principal, get_principal
+from common.dataplane import json_body
 from common.errors import BodyTooLarge, Problem, exception_handler_for
 from svc_services.requests.router import submit_request
 from svc_services.requests.schemas import RequestCreate
@@ -33,14 +34,6 @@ class _SubmitRoute:
 
 
 SUBMIT_ROUTE = _SubmitRoute()
-
-
-def _json_media(content_type: str | None) -> bool:
-    # what FastAPI parses as JSON: no declared type, application/json or application/*+json
-    if content_type is None:
-        return True
-    media = content_type.split(";", 1)[0].strip().lower()
-    return media == "application/json" or (media.startswith("application/") and media.endswith("+json"))
 
 
 def replay_body(body: bytes) -> Receive:
@@ -95,7 +88,9 @@ class IntakeFastPath:
         except BodyTooLarge as exc:
             await (await exception_handler_for(scope["app"], exc)(request, exc))(scope, receive, send)
             return
-        taken = await well_formed(request, raw) if raw and _json_media(request.headers.get("content-type")) else None
+        media = request.headers.get("content-type")
+        json_media = json_body(None if media is None else media.encode("latin-1"))  # what FastAPI reads as JSON
+        taken = await well_formed(request, raw) if raw and json_media else None
         if taken is None:
             await self.app(scope, replay_body(raw), send)  # FastAPI answers it, errors and all
             return

@@ -516,13 +516,6 @@ def same_grid_query(principal: Principal, item_code: str, grid: str, since: date
     return _same_grid_statement(principal, without_location), params
 
 
-async def same_grid_open(session: AsyncSession | AsyncConnection, principal: Principal, item_code: str, grid: str,
-                         since: datetime, until: datetime, *, limit: int, without_location: bool = False) -> list:
-    stmt, params = same_grid_query(principal, item_code, grid, since, until, limit=limit,
-                                   without_location=without_location)
-    return list((await session.execute(stmt, params)).all())
-
-
 _SAME_GRID: dict[tuple, Any] = {}
 
 

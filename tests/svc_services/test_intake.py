@@ -269,8 +269,8 @@ async def test_possible_duplicates_are_read_in_index_order_up_to_the_limit(ready
             plan = "\n".join(r[0] for r in await driver.fetch(f"EXPLAIN ANALYZE EXECUTE dup({values})"))
             await driver.execute("DEALLOCATE dup")
             assert "ix_service_requests_item_grid_created_id" in plan and "Sort" not in plan, plan
-        rows = await service.same_grid_open(conn, grid_worker, "SH-WX-001", GRID1, since, until,
-                                            limit=service.MAX_DUPLICATES + 1)
+        rows = (await conn.execute(*service.same_grid_query(grid_worker, "SH-WX-001", GRID1, since, until,
+                                                            limit=service.MAX_DUPLICATES + 1))).all()
     assert len(rows) == service.MAX_DUPLICATES + 1
 
 
