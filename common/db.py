@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Callable, Generator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, TypeVar
@@ -108,6 +108,7 @@ class Database:
         self.plan_cache_mode = plan_cache_mode
         self.engine = create_engine(self.url, echo=echo, plan_cache_mode=plan_cache_mode)
         self.sessionmaker = async_sessionmaker(self.engine, expire_on_commit=False, class_=AsyncSession)
+        self._write_lock: asyncio.Lock | None = None
 
     @property
     def dialect(self) -> str:
@@ -124,6 +125,16 @@ class Database:
 
     async def dispose(self) -> None:
         await self.engine.dispose()
+
+    def write_gate(self) -> AbstractAsyncContextManager:
+        """Where this process's writers queue for a SQLite database, which takes one writer at a time: a writer
+        that finds it locked sleeps in SQLite's busy handler (1, 2, 5, 10 … 100 ms), while one waiting here gets
+        it the moment it is free. PostgreSQL: no gate."""
+        if self.dialect != "sqlite":
+            return nullcontext()
+        if self._write_lock is None:
+            self._write_lock = asyncio.Lock()
+        return self._write_lock
 
     def writer_threads(self, *, threads: int = 1, name: str = "db-writer") -> WriterThreads:
         return WriterThreads(self.url, threads=threads, plan_cache_mode=self.plan_cache_mode, name=name)

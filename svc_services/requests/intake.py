@@ -32,7 +32,6 @@ import logging
 import threading
 import time
 from collections import defaultdict, deque
-from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -71,20 +70,9 @@ BATCH_FAILURES = Counter("onenet_intake_batch_failures_total",
                          "Intake batches not written (their submissions redone one by one)")
 MAX_BATCHES_PER_TURN = 8
 MAX_CACHED_GRIDS = 100_000
+MAX_CACHED_DUPLICATES = 20_000
 GRID_CENTRES_TTL = 5.0
 FALLBACK = object()
-
-
-def write_gate(app: FastAPI):
-    """SQLite takes one writer at a time, and a writer that finds the database locked sleeps in SQLite's busy
-    handler (1, 2, 5, 10 … 100 ms). Queueing this process's writes on an asyncio lock hands the database over
-    without sleeping. PostgreSQL: no gate."""
-    if app.state.db.dialect != "sqlite":
-        return nullcontext()
-    lock = getattr(app.state, "sqlite_write_lock", None)
-    if lock is None:
-        lock = app.state.sqlite_write_lock = asyncio.Lock()
-    return lock
 
 
 class CachedLookups(service.Lookups):
@@ -203,6 +191,7 @@ class IntakeWriter:
         self.written = 0
         self.fallbacks = 0
         self._in_flight: dict[tuple[str, str], tuple[asyncio.Future, str]] = {}  # (caller, key): outcome, fingerprint
+        self._duplicates_made: dict[tuple[str, str, str], str] = {}  # (id, state, grid): DuplicateOut's JSON
 
     # ------------------------------------------------------------------------------------------ entry point
     async def submit(self, principal: Principal, body: RequestCreate, clock: Clock, key: str | None,
@@ -256,7 +245,7 @@ class IntakeWriter:
     async def _drain(self) -> None:
         try:
             while self._queue:
-                async with write_gate(self.app):  # the service's other SQLite writers wait here, not in the database
+                async with self.db.write_gate():  # the service's other SQLite writers wait here, not in the database
                     await self.threads.call(self._write_while_queued, asyncio.get_running_loop())
         finally:
             # leave the set now, not in a done-callback: a submission queued from here on must start a writer
@@ -355,13 +344,23 @@ class IntakeWriter:
             rows = conn.execute(*service.same_grid_query(group[0].principal, item_code, grid, min(times) - window,
                                                          max(times) + window,
                                                          limit=service.MAX_DUPLICATES + len(group))).all()
-            # made once per row (their values come from the database)
-            found = [(o.id, o.created_at, DuplicateOut.model_construct(
-                id=o.id, match="grid", distance_m=None, grid=o.grid, state=o.state,
-                created_at=o.created_at).model_dump_json()) for o in rows]
+            found = [(o.id, o.created_at, self._duplicate_json(o)) for o in rows]
             for job in group:
                 req = job.prepared.req
                 lo, hi = req.created_at - window, req.created_at + window
                 out[job] = [json for id_, at, json in found if id_ != req.id and lo <= at <= hi
                             ][:service.MAX_DUPLICATES]
         return out
+
+    def _duplicate_json(self, row) -> str:
+        """A possible duplicate by grid as JSON, made once per request and state: the same few newest requests of
+        a grid come back in batch after batch (an id's created_at never changes; its state and grid may)."""
+        key = (row.id, row.state, row.grid)
+        json = self._duplicates_made.get(key)
+        if json is None:
+            if len(self._duplicates_made) >= MAX_CACHED_DUPLICATES:
+                self._duplicates_made.clear()
+            json = self._duplicates_made[key] = DuplicateOut.model_construct(
+                id=row.id, match="grid", distance_m=None, grid=row.grid, state=row.state,
+                created_at=row.created_at).model_dump_json()
+        return json

@@ -3,7 +3,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, Float, ForeignKey, ForeignKeyConstraint, Index, String, Text, UniqueConstraint
+from sqlalchemy import (JSON, Boolean, Float, ForeignKey, ForeignKeyConstraint, Index, String, Text, UniqueConstraint,
+                        text)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from common.db import UTCDateTime
@@ -19,7 +20,14 @@ class ServiceRequest(Base):
                              ["catalogue_item_versions.item_code", "catalogue_item_versions.version"]),
         Index("ix_service_requests_grid_state", "grid", "state"),
         Index("ix_service_requests_person", "person_id", "id"),
-        Index("ix_service_requests_open_due", "state", "resolution_due_at"),
+        Index("ix_service_requests_open_due", "state", "resolution_due_at"),  # also serves state alone
+        # Every submission writes every index of this table, so each one earns its place (ADR 0011). Overdue and
+        # assigned requests are the few a list or a check looks for; a new request is neither, and stays out.
+        # A list filtered by channel or priority alone reads the primary key newest first and stops at its limit.
+        Index("ix_service_requests_overdue", "overdue", sqlite_where=text("overdue = 1"),
+              postgresql_where=text("overdue")),
+        Index("ix_service_requests_assignee_id", "assignee_id", sqlite_where=text("assignee_id IS NOT NULL"),
+              postgresql_where=text("assignee_id IS NOT NULL")),
         # possible duplicates by grid: open requests of one item in one grid, newest first (ties by id), read in
         # index order up to the LIMIT; its leading column also serves lookups by item alone
         Index("ix_service_requests_item_grid_created_id", "item_code", "grid", "created_at", "id"),
@@ -30,7 +38,7 @@ class ServiceRequest(Base):
     item_version: Mapped[int] = mapped_column()
     category: Mapped[str] = mapped_column(String(32))
     department: Mapped[str] = mapped_column(String(32))
-    channel: Mapped[str] = mapped_column(String(16), index=True)
+    channel: Mapped[str] = mapped_column(String(16))
     # The resident the request is for (None for grid events and sensor alarms without a person).
     person_id: Mapped[str | None] = mapped_column(String(36))
     submitted_by: Mapped[str] = mapped_column(String(160))      # member/user that submitted
@@ -44,13 +52,13 @@ class ServiceRequest(Base):
     grid: Mapped[str] = mapped_column(String(24))
     community: Mapped[str] = mapped_column(String(24), index=True)
     street: Mapped[str] = mapped_column(String(24))
-    priority: Mapped[str] = mapped_column(String(16), index=True)
-    state: Mapped[str] = mapped_column(String(16), index=True)
+    priority: Mapped[str] = mapped_column(String(16))
+    state: Mapped[str] = mapped_column(String(16))
     version: Mapped[int] = mapped_column(default=1)
     escalation_level: Mapped[str] = mapped_column(String(16), default="grid")
     assignee_kind: Mapped[str | None] = mapped_column(String(16))
-    assignee_id: Mapped[str | None] = mapped_column(String(80), index=True)
-    overdue: Mapped[bool] = mapped_column(Boolean, default=False, index=True)
+    assignee_id: Mapped[str | None] = mapped_column(String(80))
+    overdue: Mapped[bool] = mapped_column(Boolean, default=False)
     merged_into: Mapped[str | None] = mapped_column(ForeignKey("service_requests.id"))
     rating: Mapped[int | None] = mapped_column()
     rating_comment: Mapped[str | None] = mapped_column(String(1000))

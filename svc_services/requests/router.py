@@ -17,7 +17,7 @@ from svc_services.codes import Channel, Priority
 from svc_services.dispatch import service as dispatch_service
 from svc_services.materials import service as materials
 from svc_services.materials.router import materials_out
-from svc_services.requests import intake, service
+from svc_services.requests import service
 from svc_services.requests.lifecycle import STATES
 from svc_services.requests.schemas import DuplicateOut, RequestCreate, RequestOut, TimelineOut, TransitionIn
 
@@ -36,10 +36,6 @@ def parse_if_match(value: str | None) -> int | None:
 async def _clock(request: Request) -> Clock:
     # async on purpose: FastAPI runs a plain `def` dependency in the thread pool, a thread hop per request
     return request.app.state.clock
-
-
-def write_gate(request: Request):
-    return intake.write_gate(request.app)
 
 
 @router.post("", status_code=201, response_model=RequestOut, summary="提交诉求 Submit a request")
@@ -68,7 +64,7 @@ async def submit_request(request: Request, body: RequestCreate, principal: Princ
         out.possible_duplicates = await service.find_duplicates(session, principal, req, settings)
         return 201, out
 
-    async with write_gate(request):
+    async with request.app.state.db.write_gate():
         return await run_idempotent(request.app.state.db, IdempotencyRecord, key=idempotency_key,
                                     caller=principal.caller, fingerprint=fingerprint, create=create)
 
@@ -145,7 +141,7 @@ async def transition(request_id: str, body: TransitionIn, request: Request,
         return 200, service.to_out(req, principal, await service.timeline(session, req.id))
 
     fingerprint = request_fingerprint("POST", request.url.path, [body.model_dump(), expected])
-    async with write_gate(request):
+    async with request.app.state.db.write_gate():
         resp = await run_idempotent(request.app.state.db, IdempotencyRecord, key=idempotency_key,
                                     caller=principal.caller, fingerprint=fingerprint, create=create)
     if body.action == "accept" and resp.status_code == 200:

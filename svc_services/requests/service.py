@@ -465,6 +465,9 @@ _DUPLICATE_COLUMNS = (ServiceRequest.id, ServiceRequest.lat, ServiceRequest.long
                       ServiceRequest.department)
 
 
+# what a possible duplicate by grid shows (`DuplicateOut`): intake's batches read these for every submission
+_GRID_DUPLICATE_COLUMNS = (ServiceRequest.id, ServiceRequest.state, ServiceRequest.created_at, ServiceRequest.grid)
+
 MAX_DUPLICATES = 20
 
 
@@ -527,7 +530,7 @@ def _same_grid_statement(principal: Principal, without_location: bool):
     if stmt is not None:
         return stmt
     R = ServiceRequest
-    stmt = (select(*_DUPLICATE_COLUMNS)
+    stmt = (select(*_GRID_DUPLICATE_COLUMNS)
             .where(R.item_code == bindparam("item_code"), R.grid == bindparam("grid"), R.state.in_(sorted(OPEN)),
                    R.created_at >= bindparam("since"), R.created_at <= bindparam("until"))
             .order_by(R.created_at.desc(), R.id.desc()).limit(bindparam("limit", type_=Integer)))
@@ -559,7 +562,7 @@ async def list_requests(session: AsyncSession, principal: Principal, *, mine: bo
     if states:
         stmt = stmt.where(R.state.in_(states))
     if overdue is not None:
-        stmt = stmt.where(R.overdue.is_(overdue))
+        stmt = stmt.where(R.overdue == overdue)  # `= true` is what the partial index on overdue matches
     if priority:
         stmt = stmt.where(R.priority == priority)
     if channel:
