@@ -44,7 +44,7 @@ from sqlalchemy.engine import Connection
 
 from common.auth import Principal
 from common.clock import Clock, utcnow
-from common.db import Database, RowsInsert, run_plan_blocking
+from common.db import Database, EncodedRow, RowsInsert, run_plan_blocking
 from common.errors import Problem
 from common.idempotency import MAX_KEY_LENGTH, replay
 from svc_services.base import IdempotencyRecord, OutboxEvent
@@ -153,6 +153,7 @@ class Job:
     fingerprint: str
     future: asyncio.Future = field(default=None)  # type: ignore[assignment]
     answer: str = ""  # the response made on the event loop, its possible duplicates left empty (`_with_duplicates`)
+    rows: tuple[EncodedRow, ...] | None = None  # request, timeline entry and event, encoded on the event loop
 
 
 _NO_DUPLICATES_YET = '"possible_duplicates":[]}'
@@ -226,7 +227,7 @@ class IntakeWriter:
             if key is not None and isinstance(exc, Problem):
                 return None  # a retried key must replay what it made before, even if the input is refused now
             raise
-        self._queue.append(Job(prepared, principal, key, fingerprint, done, answer))
+        self._queue.append(Job(prepared, principal, key, fingerprint, done, answer, self._encoded(prepared)))
         if len(self._writers) < self.max_writers:
             task = asyncio.create_task(self._drain(), name="svc_services-intake")
             self._writers.add(task)
@@ -240,6 +241,12 @@ class IntakeWriter:
             headers = {"Idempotency-Replayed": "false"} if key is not None else None
             return Response(value.encode(), status_code=201, media_type="application/json", headers=headers)
         return replay(value, fingerprint)
+
+    def _encoded(self, prepared: service.Prepared) -> tuple[EncodedRow, ...] | None:
+        dialect = self.db.dialect
+        rows = (_INSERT_REQUESTS.encode(dialect, prepared.req), _INSERT_TIMELINE.encode(dialect, prepared.timeline),
+                _INSERT_EVENTS.encode(dialect, prepared.event))
+        return None if any(row is None for row in rows) else rows
 
     # ------------------------------------------------------------------------------------------ the writer
     async def _drain(self) -> None:
@@ -306,9 +313,14 @@ class IntakeWriter:
                 continue  # FALLBACK
             todo.append(job)
         if todo:
-            RowsInsert.blocking_together(conn, [(_INSERT_REQUESTS, [job.prepared.req for job in todo]),
-                                                (_INSERT_TIMELINE, [job.prepared.timeline for job in todo]),
-                                                (_INSERT_EVENTS, [job.prepared.event for job in todo])])
+            if all(job.rows is not None for job in todo):
+                requests, timeline, events = (list(rows) for rows in zip(*(job.rows for job in todo)))
+            else:
+                requests, timeline, events = ([job.prepared.req for job in todo],
+                                              [job.prepared.timeline for job in todo],
+                                              [job.prepared.event for job in todo])
+            RowsInsert.blocking_together(conn, [(_INSERT_REQUESTS, requests), (_INSERT_TIMELINE, timeline),
+                                                (_INSERT_EVENTS, events)])
             now = utcnow()
             records = []
             by_grid = self._grid_duplicates(conn, [j for j in todo if j.prepared.req.lat is None])

@@ -118,3 +118,43 @@ async def test_postgres_blocking_form_stores_what_executemany_stores(db_url):
     finally:
         await threads.close()
         await db.dispose()
+
+
+async def test_rows_encoded_beforehand_store_the_same(db_url, backend):
+    """`RowsInsert.encode` on the caller's thread, then `blocking` / `blocking_together` on a writer thread
+    (svc_services' intake): the same rows stored as from the dicts, on either backend."""
+    from sqlalchemy import ForeignKey
+
+    db = Database(db_url)
+    meta = MetaData()
+    fast, slow = _table(meta, "fast"), _table(meta, "slow")
+    child = Table("child", meta, Column("id", String(36), primary_key=True),
+                  Column("parent", String(36), ForeignKey("fast.id")), Column("at", UTCDateTime()))
+    async with db.engine.begin() as conn:
+        await conn.run_sync(meta.create_all)
+    threads = db.writer_threads()
+    statements: list[str] = []
+    event.listen(threads.engine, "before_cursor_execute", lambda *a: statements.append(a[2]))
+    rows = [{**r, "n": 2**31 - 1} if r["id"] == "a" else dict(r) for r in ROWS]  # `n` is a 32-bit INTEGER on PG
+    insert_fast, insert_child = RowsInsert(fast), RowsInsert(child)
+    encoded = [insert_fast.encode(backend, r) for r in rows]
+    children = [insert_child.encode(backend, {"id": "c1", "parent": "a", "at": T0})]
+    assert insert_fast.encode("mysql", rows[0]) is None  # a dialect it has no form for: the caller keeps dicts
+    read = READ if backend == "sqlite" else PG_READ
+    try:
+        def write(conn):
+            RowsInsert.blocking_together(conn, [(insert_fast, encoded), (insert_child, children)])
+            conn.execute(insert(slow), [dict(r) for r in rows])
+            return conn.execute(text(read.format("fast"))).all(), conn.execute(text(read.format("slow"))).all()
+
+        got, want = await threads.run(write)
+        assert got == want and len(got) == 3
+        assert not any(s.lstrip().upper().startswith("INSERT INTO FAST (") and "SELECT" not in s.upper()
+                       for s in statements)  # never row by row
+        mixed = [insert_fast.encode(backend, {**rows[0], "id": "m1"}),
+                 insert_fast.encode(backend, {k: v for k, v in rows[0].items() if k != "later"} | {"id": "m2"})]
+        with pytest.raises(ValueError, match="same keys"):
+            await threads.run(lambda conn: RowsInsert(fast).blocking(conn, mixed))
+    finally:
+        await threads.close()
+        await db.dispose()
