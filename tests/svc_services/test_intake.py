@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 
 from svc_services.base import IdempotencyRecord, OutboxEvent
 from svc_services.requests.models import ServiceRequest, TimelineEntry
-from tests.svc_services.conftest import GRID1, REPAIR, RES1, STAFF, submit
+from tests.svc_services.conftest import GRID1, GRIDW, REPAIR, RES1, STAFF, submit
 
 
 async def _count(db, model, *where) -> int:
@@ -314,3 +314,32 @@ def test_duplicates_spliced_into_the_answer_equal_a_whole_dump():
         whole = RequestOut(**values, possible_duplicates=found).model_dump_json()
         answer = RequestOut(**values, possible_duplicates=[]).model_dump_json()
         assert _with_duplicates(answer, [d.model_dump_json() for d in found]) == whole
+
+
+async def test_batched_possible_duplicates_equal_the_slow_paths(ready, auth):
+    """The writer reads a batch's possible duplicates by grid in one query (on SQLite as one JSON row) and makes
+    each one's JSON once per request and state: each answer's list is the one `service.find_duplicates` gives
+    for that request afterwards, in order and value, a duplicate whose state changed meanwhile included."""
+    from common.auth import Principal
+    from svc_services.requests import service
+
+    client, db, writer = ready, ready.app.state.db, ready.app.state.intake
+    body = {"item_code": "SH-WX-001", "channel": "grid_patrol", "description": "路灯不亮", "location": {"grid": GRID1}}
+    earlier = [await client.post("/services/v1/requests", json=body, headers=auth(**GRIDW)) for _ in range(3)]
+    assert {r.status_code for r in earlier} == {201}
+    assert [d["state"] for d in earlier[2].json()["possible_duplicates"]] == ["submitted", "submitted"]
+    accepted = earlier[0].json()["id"]  # made as "submitted" above; "accepted" from now on
+    r = await client.post(f"/services/v1/requests/{accepted}/transitions", json={"action": "accept", "version": 1},
+                          headers=auth(**GRIDW))
+    assert r.status_code == 200, r.text
+    batches = writer.batches
+    resps = await asyncio.gather(*(client.post("/services/v1/requests", json=body, headers=auth(**GRIDW))
+                                   for _ in range(6)))
+    assert {r.status_code for r in resps} == {201} and writer.batches > batches
+    grid_worker = Principal(member="test", user="grid1", role="grid_worker", scopes=(f"grid:{GRID1}",))
+    async with db.session() as session:
+        for r in resps:
+            req = await session.get(ServiceRequest, r.json()["id"])
+            again = await service.find_duplicates(session, grid_worker, req, ready.app.state.settings)
+            assert r.json()["possible_duplicates"] == [d.model_dump(mode="json") for d in again]
+            assert {d["id"]: d["state"] for d in r.json()["possible_duplicates"]}[accepted] == "accepted"
