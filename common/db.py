@@ -367,6 +367,7 @@ class RowsInsert:
         self.table = table
         self._plans: dict[tuple[str, ...], tuple[str, list] | None] = {}
         self._pg_plans: dict[tuple[str, ...], tuple[str, list] | None] = {}
+        self._pg_encoders: dict[tuple[str, ...], list | None] = {}
 
     def _writable(self, keys: tuple[str, ...], value_of: Callable[[Any], Any]) -> list | None:
         """`value_of(column)` for each key's column; None when a key is no column, a left-out column has a
@@ -422,10 +423,11 @@ class RowsInsert:
 
     def _pg_fields(self, keys: tuple[str, ...]) -> list | None:
         """Each key's column name and converter for `json_to_recordset`, or None (`_postgres_value`)."""
-        fields = self._writable(keys, _postgres_value)
-        if fields is None:
-            return None
-        return [(k, str(self.table.columns[k].name), f[1]) for k, f in zip(keys, fields)]
+        if keys not in self._pg_encoders:
+            fields = self._writable(keys, _postgres_value)
+            self._pg_encoders[keys] = None if fields is None else [
+                (k, str(self.table.columns[k].name), f[1]) for k, f in zip(keys, fields)]
+        return self._pg_encoders[keys]
 
     async def __call__(self, conn: AsyncConnection, rows: list[dict]) -> None:
         if not rows:
