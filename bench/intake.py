@@ -1,7 +1,7 @@
 """Benchmark: request intake (POST /services/v1/requests through the gateway, with commit and outbox row)
 against a bare FastAPI JSON endpoint on the same machine, in one run, on SQLite and on PostgreSQL.
 
-    .venv/bin/python -m bench.intake [--duration 10] [--connections 16] [--backends sqlite,postgresql]
+    .venv/bin/python -m bench.intake [--duration 10] [--rounds 4] [--connections 16] [--backends sqlite,postgresql]
 
 Real processes on loopback: the whole platform as `onenet up` starts it (gateway, svc_services with its SLA
 scheduler and outbox relay, the other services, the department emulators) in a temporary var dir, and one more
@@ -64,6 +64,16 @@ class Result:
     latencies: list[float] = field(default_factory=list)
     statuses: dict[int, int] = field(default_factory=dict)
     sample_error: str = ""
+
+    def add(self, part: "Result") -> None:
+        """Another slice of the same case (`--rounds`)."""
+        self.requests += part.requests
+        self.errors += part.errors
+        self.seconds += part.seconds
+        self.latencies += part.latencies
+        for status, n in part.statuses.items():
+            self.statuses[status] = self.statuses.get(status, 0) + n
+        self.sample_error = self.sample_error or part.sample_error
 
     @property
     def rps(self) -> float:
@@ -304,14 +314,21 @@ def run_backend(backend: str, args) -> tuple[Result, Result]:
         pids.update(helper_processes(pids))
 
         async def measure() -> tuple[Result, Result]:
-            b = await load("bare FastAPI", bare_port, bare, connections=args.connections,
-                           duration=args.duration, warmup=args.warmup)
-            before = {name: cpu_seconds(pid) for name, pid in pids.items()}
-            i = await load(f"intake {backend}", gw_port, intake, connections=args.connections,
-                           duration=args.duration, warmup=args.warmup)
-            # includes the warm-up's requests too: an upper bound, good enough to see where the time goes
-            done = max(1, i.requests + int(i.rps * args.warmup))
-            i.cpu_ms = {name: (cpu_seconds(pid) - before[name]) * 1000 / done for name, pid in pids.items()}
+            # The two cases take turns in `rounds` slices each, so a change in this shared machine's speed during
+            # the run weighs on both alike instead of on whichever ran at that moment
+            b, i = Result("bare FastAPI"), Result(f"intake {backend}")
+            for port, make in ((bare_port, bare), (gw_port, intake)):
+                await load("warm-up", port, make, connections=args.connections, duration=0, warmup=args.warmup)
+            cpu = dict.fromkeys(pids, 0.0)
+            for _ in range(args.rounds):
+                b.add(await load(b.name, bare_port, bare, connections=args.connections,
+                                 duration=args.duration / args.rounds, warmup=0))
+                before = {name: cpu_seconds(pid) for name, pid in pids.items()}
+                i.add(await load(i.name, gw_port, intake, connections=args.connections,
+                                 duration=args.duration / args.rounds, warmup=0))
+                for name, pid in pids.items():
+                    cpu[name] += cpu_seconds(pid) - before[name]
+            i.cpu_ms = {name: seconds * 1000 / max(1, i.requests) for name, seconds in cpu.items()}
             return b, i
 
         try:
@@ -338,6 +355,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--duration", type=float, default=10.0, help="seconds measured per case")
     ap.add_argument("--warmup", type=float, default=2.0)
+    ap.add_argument("--rounds", type=int, default=4, help="turns each case takes, duration/rounds seconds each")
     ap.add_argument("--connections", type=int, default=16)
     ap.add_argument("--backends", default="sqlite,postgresql")
     ap.add_argument("--pg-url", default=os.environ.get("ONENET_TEST_POSTGRES_URL",
@@ -350,7 +368,7 @@ def main() -> None:
         bare, intake = run_backend(backend, args)
         rows.append((backend, bare, intake))
     print()
-    print(f"intake at {args.connections} connections, {args.duration:.0f} s per case"
+    print(f"intake at {args.connections} connections, {args.duration:.0f} s per case in {args.rounds} turns"
           f" ({os.cpu_count()} CPUs, load generator in-process)")
     print(f"{'case':<22}{'req/s':>9}{'p50 ms':>9}{'p95 ms':>9}{'errors':>8}{'ratio':>8}")
     failed = False
