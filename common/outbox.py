@@ -19,6 +19,7 @@ from typing import Any
 from urllib.parse import quote
 
 import httpx
+import orjson
 from prometheus_client import Gauge
 from sqlalchemy import and_, delete, func, not_, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -99,10 +100,11 @@ class HttpEventSender:
         self._client = httpx.AsyncClient(timeout=timeout, transport=transport)
 
     async def __call__(self, events: list[dict[str, Any]]) -> None:
-        headers = {}
+        headers = {"Content-Type": "application/json"}
         if self.token_provider is not None:
             headers["Authorization"] = f"Bearer {await self.token_provider()}"
-        resp = await self._client.post(self.url, json={"events": events}, headers=headers)
+        # orjson: httpx's own encoding (the standard library's) was a tenth of a busy relay's event loop time
+        resp = await self._client.post(self.url, content=orjson.dumps({"events": events}), headers=headers)
         if resp.status_code >= 300:
             raise RuntimeError(f"ingest answered {resp.status_code}: {resp.text[:200]}")
 

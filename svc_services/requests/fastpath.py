@@ -10,8 +10,7 @@ every error is answered exactly as before.
 """
 from __future__ import annotations
 
-import json
-
+import orjson
 from pydantic import ValidationError
 from starlette.requests import Request
 from starlette.responses import Response
@@ -54,7 +53,8 @@ async def well_formed(request: Request, raw: bytes) -> tuple[RequestCreate, Prin
     """The submission and its caller when FastAPI would take them as they are; None: the app answers (FastAPI's
     validation problems, the app's 401 / 403)."""
     try:
-        return RequestCreate.model_validate(json.loads(raw)), await get_principal(request)
+        # orjson refuses what the standard library would take (NaN, Infinity): the app then answers, as FastAPI
+        return RequestCreate.model_validate(orjson.loads(raw)), await get_principal(request)
     except (ValueError, ValidationError, Problem):
         return None
 
