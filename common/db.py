@@ -211,6 +211,14 @@ class WriterThreads:
         with self.engine.begin() as conn:
             return fn(conn, *args)
 
+    def autocommit(self, fn: Callable[..., T], *args: Any) -> T:
+        """On a writer thread, PostgreSQL only: `fn(connection, *args)` outside a transaction block, each statement
+        committed on its own: no BEGIN and COMMIT round trips, for work whose writes are one statement."""
+        if self.engine.dialect.name != "postgresql":
+            raise NotImplementedError("autocommit writes are for PostgreSQL; SQLite takes its write lock at BEGIN")
+        with self.engine.connect() as conn:
+            return fn(conn.execution_options(isolation_level="AUTOCOMMIT"), *args)
+
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
         """`fn(connection, *args)` in one transaction on a writer thread."""
         return await self.call(self.transaction, fn, *args)

@@ -156,3 +156,33 @@ async def test_a_query_plan_runs_alike_on_both_drivers(db):
         assert await threads.run(lambda conn: run_plan_blocking(conn, plan(3))) == ["n0", "n1", "n2"]
     finally:
         await threads.close()
+
+
+async def test_autocommit_commits_each_statement_on_its_own(db, backend):
+    """`WriterThreads.autocommit` (PostgreSQL): each statement is committed on its own, seen at once by another
+    connection, and a failing one takes nothing else back; the connection goes back to the pool transactional.
+    On SQLite it refuses: there the write lock is taken at BEGIN."""
+    threads = db.writer_threads()
+    try:
+        if backend == "sqlite":
+            with pytest.raises(NotImplementedError):
+                await threads.call(threads.autocommit, lambda conn: None)
+            return
+        seen_meanwhile: list[int] = []
+
+        def write(conn):
+            conn.execute(insert(notes), {"id": 1, "body": "one"})
+            seen_meanwhile.append(asyncio.run_coroutine_threadsafe(_count(db), loop).result(10))
+            conn.execute(insert(notes), {"id": 1, "body": "again"})  # fails: the first stays
+
+        loop = asyncio.get_running_loop()
+        with pytest.raises(Exception, match="duplicate key|unique"):
+            await threads.call(threads.autocommit, write)
+        assert seen_meanwhile == [1] and await _count(db) == 1
+        # back in the pool as a transactional connection: a transaction still rolls back whole
+        with pytest.raises(RuntimeError):
+            await threads.run(lambda conn: (conn.execute(insert(notes), {"id": 2, "body": "two"}),
+                                            (_ for _ in ()).throw(RuntimeError("undo"))))
+        assert await _count(db) == 1
+    finally:
+        await threads.close()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 
+import pytest
 from sqlalchemy import func, select
 
 from svc_services.base import IdempotencyRecord, OutboxEvent
@@ -64,13 +65,13 @@ async def test_same_key_while_the_first_is_being_written_replays_it(ready, auth)
     client, writer = ready, ready.app.state.intake
     body = {"item_code": "SH-WX-001", "channel": "kiosk", "description": "楼道灯坏了", "location": {"grid": GRID1}}
     headers = {**auth(**RES1), "Idempotency-Key": "kiosk-retry"}
-    hold, real = threading.Event(), writer._transaction
+    hold, real = threading.Event(), writer._checked
 
-    def held(conn, batch):
+    def held(conn, batch, outcomes):  # every batch is checked first, on either backend's path
         hold.wait(10)
-        return real(conn, batch)
+        return real(conn, batch, outcomes)
 
-    writer._transaction = held
+    writer._checked = held
     batches = writer.batches
     try:
         first = asyncio.create_task(client.post("/services/v1/requests", json=body, headers=headers))
@@ -85,7 +86,7 @@ async def test_same_key_while_the_first_is_being_written_replays_it(ready, auth)
         first, retry, other = await first, await retry, await other
     finally:
         hold.set()
-        writer._transaction = real
+        writer._checked = real
     assert first.status_code == retry.status_code == 201 and retry.json() == first.json()
     assert (first.headers["idempotency-replayed"], retry.headers["idempotency-replayed"]) == ("false", "true")
     assert other.status_code == 422 and other.json()["code"] == "idempotency_key_reused"
@@ -100,14 +101,14 @@ async def test_submission_written_while_the_writer_is_cancelled_is_answered_once
     import threading
 
     client, writer = ready, ready.app.state.intake
-    inside, hold, real = threading.Event(), threading.Event(), writer._transaction
+    inside, hold, real = threading.Event(), threading.Event(), writer._checked
 
-    def held(conn, batch):
+    def held(conn, batch, outcomes):
         inside.set()
         hold.wait(10)
-        return real(conn, batch)
+        return real(conn, batch, outcomes)
 
-    writer._transaction = held
+    writer._checked = held
     try:
         pending = asyncio.create_task(submit(client, auth))
         await asyncio.to_thread(inside.wait, 10)
@@ -118,7 +119,7 @@ async def test_submission_written_while_the_writer_is_cancelled_is_answered_once
         r = await pending
     finally:
         hold.set()
-        writer._transaction = real
+        writer._checked = real
     assert r.status_code == 201, r.text
     assert await _count(ready.app.state.db, ServiceRequest) == 1
     assert writer.fallbacks == 0
@@ -195,20 +196,22 @@ async def test_grid_centres_snapshot_follows_a_moved_grid(ready, auth):
 
 async def test_stored_keys_are_looked_up_through_the_primary_key(ready, auth):
     """The batch's replay lookup names caller and key, so it searches the (caller, key) primary key; by key alone
-    it read the whole idempotency table once per batch. Same key from two callers: two requests."""
+    it read the whole idempotency table once per batch. Its item lookup, in the same statement, searches too.
+    Same key from two callers: two requests."""
     from sqlalchemy import text
     from sqlalchemy.dialects import postgresql, sqlite
 
-    from svc_services.requests.intake import _STORED
+    from svc_services.requests.intake import _LOOKUPS
 
     client, db = ready, ready.app.state.db
-    bound = _STORED.params(callers=["portal/a", "portal/b"], keys=["k1", "k2"])
+    bound = _LOOKUPS.params(callers=["portal/a", "portal/b"], keys=["k1", "k2"], codes=["SH-WX-001"])
     dialect = sqlite.dialect() if db.dialect == "sqlite" else postgresql.dialect()
     sql = str(bound.compile(dialect=dialect, compile_kwargs={"literal_binds": True, "render_postcompile": True}))
     async with db.engine.connect() as conn:
         if db.dialect == "sqlite":
             plan = " ".join(r[-1] for r in (await conn.exec_driver_sql("EXPLAIN QUERY PLAN " + sql)).all())
-            assert "SEARCH idempotency_keys USING" in plan and "SCAN" not in plan, plan
+            assert "SEARCH idempotency_keys USING" in plan and "SEARCH catalogue_items USING" in plan, plan
+            assert "SCAN idempotency_keys" not in plan and "SCAN catalogue_items" not in plan, plan
         else:
             await conn.execute(text("SET enable_seqscan = off"))  # a tiny table: could it use an index at all?
             plan = " ".join(r[0] for r in (await conn.exec_driver_sql("EXPLAIN " + sql)).all())
@@ -343,3 +346,79 @@ async def test_batched_possible_duplicates_equal_the_slow_paths(ready, auth):
             again = await service.find_duplicates(session, grid_worker, req, ready.app.state.settings)
             assert r.json()["possible_duplicates"] == [d.model_dump(mode="json") for d in again]
             assert {d["id"]: d["state"] for d in r.json()["possible_duplicates"]}[accepted] == "accepted"
+
+
+async def test_postgres_batch_is_three_statements_outside_a_transaction_block(ready, auth, backend):
+    """On PostgreSQL a batch of grid submissions is the lookups, the possible duplicates and ONE insert of all
+    four tables, in autocommit (no BEGIN / COMMIT round trips); the batch's own rows still appear among each
+    other's possible duplicates."""
+    if backend != "postgresql":
+        pytest.skip("SQLite writes a batch in one BEGIN IMMEDIATE transaction")
+    from sqlalchemy import event
+
+    client, writer = ready, ready.app.state.intake
+    sent: list[str] = []
+    listener = lambda *a: sent.append(a[2])  # noqa: E731
+    event.listen(writer.threads.engine, "before_cursor_execute", listener)
+    batches, max_writers = writer.batches, writer.max_writers
+    writer.max_writers = 0  # no writer starts: the six wait in the queue, to be written as one batch
+    try:
+        body = {"item_code": "SH-WX-001", "channel": "grid_patrol", "description": "井盖松动",
+                "location": {"grid": GRID1}}
+        posts = [asyncio.create_task(client.post("/services/v1/requests", json=body,
+                                                 headers={**auth(**GRIDW), "Idempotency-Key": f"k{i}"}))
+                 for i in range(6)]
+        while len(writer._queue) < 6:
+            await asyncio.sleep(0.01)
+        writer.max_writers = max_writers
+        await writer._drain()
+        resps = await asyncio.gather(*posts)
+    finally:
+        writer.max_writers = max_writers
+        event.remove(writer.threads.engine, "before_cursor_execute", listener)
+    assert {r.status_code for r in resps} == {201} and writer.batches == batches + 1
+    assert len(sent) == 3, sent
+    assert "json_to_recordset" in sent[2] and "idempotency_keys" in sent[2] and "outbox" in sent[2]
+    ids = {r.json()["id"] for r in resps}
+    assert all({d["id"] for d in r.json()["possible_duplicates"]} == ids - {r.json()["id"]} for r in resps)
+
+
+async def test_postgres_key_stored_meanwhile_fails_the_batch_whole_and_replays(ready, auth, backend):
+    """Outside a transaction block, another writer can store a batch's key between its lookup and its insert:
+    the one insert statement then fails on the primary key, nothing of the batch is written, and the submission
+    is decided again by the slow path, which replays what the other writer stored."""
+    if backend != "postgresql":
+        pytest.skip("SQLite's batch holds the write lock from its lookup to its commit")
+    from datetime import datetime, timezone
+
+    from sqlalchemy import create_engine
+
+    from common.db import blocking_url
+    from svc_services.base import IdempotencyRecord
+
+    client, db, writer = ready, ready.app.state.db, ready.app.state.intake
+    real = writer._checked
+    other = create_engine(blocking_url(db.url))
+
+    def meanwhile(conn, batch, outcomes):
+        todo = real(conn, batch, outcomes)
+        with other.begin() as c:
+            for job in todo:
+                c.execute(IdempotencyRecord.__table__.insert(), {
+                    "caller": job.principal.caller, "key": job.key, "request_hash": job.fingerprint,
+                    "status_code": 201, "response_body": '{"id": "written-elsewhere"}',
+                    "created_at": datetime.now(timezone.utc)})
+        return todo
+
+    writer._checked = meanwhile
+    fallbacks = writer.fallbacks
+    try:
+        body = {"item_code": "SH-WX-001", "channel": "kiosk", "description": "楼道灯坏了", "location": {"grid": GRID1}}
+        r = await client.post("/services/v1/requests", json=body, headers={**auth(**RES1), "Idempotency-Key": "race"})
+    finally:
+        writer._checked = real
+        other.dispose()
+    assert r.status_code == 201 and r.json() == {"id": "written-elsewhere"}
+    assert r.headers["idempotency-replayed"] == "true" and writer.fallbacks == fallbacks + 1
+    assert await _count(db, ServiceRequest) == 0 and await _count(db, TimelineEntry) == 0
+    assert await _count(db, OutboxEvent, OutboxEvent.type == "request.submitted") == 0
