@@ -49,8 +49,9 @@ async def submit_request(request: Request, body: RequestCreate, principal: Princ
                          idempotency_key: str | None) -> Response:
     """The endpoint's work, also called by `requests.fastpath` for a well-formed submission."""
     # what common.idempotency.request_fingerprint gives, without its jsonable_encoder walk (a JSON-mode dump is
-    # JSON already)
-    fingerprint = hashlib.sha256(json.dumps(["POST", request.url.path, body.model_dump(mode="json")],
+    # JSON already); the route's path from the scope, as `request.url.path` reads it for this route, without
+    # building the whole URL (3 % of the submission's time on the event loop)
+    fingerprint = hashlib.sha256(json.dumps(["POST", request.scope["path"], body.model_dump(mode="json")],
                                             sort_keys=True, ensure_ascii=False).encode()).hexdigest()
     # the fast way: checked here, written with whatever else is being submitted (requests.intake)
     resp = await request.app.state.intake.submit(principal, body, clock, idempotency_key, fingerprint)

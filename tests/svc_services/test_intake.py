@@ -422,3 +422,21 @@ async def test_postgres_key_stored_meanwhile_fails_the_batch_whole_and_replays(r
     assert r.headers["idempotency-replayed"] == "true" and writer.fallbacks == fallbacks + 1
     assert await _count(db, ServiceRequest) == 0 and await _count(db, TimelineEntry) == 0
     assert await _count(db, OutboxEvent, OutboxEvent.type == "request.submitted") == 0
+
+
+async def test_stored_fingerprint_is_common_idempotencys(ready, auth):
+    """The intake computes the key's fingerprint itself (no jsonable_encoder walk, the path from the scope): it
+    must equal `common.idempotency.request_fingerprint`, or keys stored by one version would not replay on
+    another."""
+    from common.idempotency import request_fingerprint
+    from svc_services.requests.schemas import RequestCreate
+
+    client, db = ready, ready.app.state.db
+    body = {"item_code": "SH-WX-001", "channel": "kiosk", "description": "楼道灯坏了：“三号楼”",
+            "location": {"grid": GRID1, "address": "三号楼 2 单元"}}
+    r = await client.post("/services/v1/requests", json=body, headers={**auth(**RES1), "Idempotency-Key": "fp"})
+    assert r.status_code == 201, r.text
+    async with db.session() as s:
+        stored = (await s.execute(select(IdempotencyRecord.request_hash).where(IdempotencyRecord.key == "fp"))
+                  ).scalar_one()
+    assert stored == request_fingerprint("POST", "/services/v1/requests", RequestCreate.model_validate(body))
