@@ -78,6 +78,25 @@ async def test_what_it_cannot_write_exactly_goes_through_sqlalchemy(tmp_path):
         await db.dispose()
 
 
+async def _writer_setup(db_url: str):
+    """A database with tables `fast` and `slow` (alike) and `child` (a foreign key to fast), its writer threads
+    with the statements they send, and ROWS fitted to a 32-bit INTEGER (PostgreSQL's `n`)."""
+    from sqlalchemy import ForeignKey
+
+    db = Database(db_url)
+    meta = MetaData()
+    tables = (_table(meta, "fast"), _table(meta, "slow"),
+              Table("child", meta, Column("id", String(36), primary_key=True),
+                    Column("parent", String(36), ForeignKey("fast.id")), Column("at", UTCDateTime())))
+    async with db.engine.begin() as conn:
+        await conn.run_sync(meta.create_all)
+    threads = db.writer_threads()
+    statements: list[str] = []
+    event.listen(threads.engine, "before_cursor_execute", lambda *a: statements.append(a[2]))
+    rows = [{**r, "n": 2**31 - 1} if r["id"] == "a" else dict(r) for r in ROWS]
+    return db, threads, tables, statements, rows
+
+
 PG_READ = ("SELECT seq, id, label, n, x, flag, doc::text, json_typeof(doc), doc IS NULL, maybe_doc::text, "
            "maybe_doc IS NULL, at, later FROM {} ORDER BY seq")
 
@@ -88,19 +107,7 @@ async def test_postgres_blocking_form_stores_what_executemany_stores(db_url):
     stores: JSON null for a None in a JSON column, SQL NULL where none_as_null, timestamps to the microsecond."""
     if not db_url.startswith("postgresql"):
         pytest.skip("the PostgreSQL form")
-    from sqlalchemy import ForeignKey
-
-    db = Database(db_url)
-    meta = MetaData()
-    fast, slow = _table(meta, "fast"), _table(meta, "slow")
-    child = Table("child", meta, Column("id", String(36), primary_key=True),
-                  Column("parent", String(36), ForeignKey("fast.id")), Column("at", UTCDateTime()))
-    async with db.engine.begin() as conn:
-        await conn.run_sync(meta.create_all)
-    threads = db.writer_threads()
-    statements: list[str] = []
-    event.listen(threads.engine, "before_cursor_execute", lambda *a: statements.append(a[2]))
-    rows = [{**r, "n": 2**31 - 1} if r["id"] == "a" else dict(r) for r in ROWS]  # `n` is a 32-bit INTEGER here
+    db, threads, (fast, slow, child), statements, rows = await _writer_setup(db_url)
     try:
         def write(conn):
             RowsInsert.blocking_together(conn, [(RowsInsert(fast), [dict(r) for r in rows]),
@@ -123,19 +130,7 @@ async def test_postgres_blocking_form_stores_what_executemany_stores(db_url):
 async def test_rows_encoded_beforehand_store_the_same(db_url, backend):
     """`RowsInsert.encode` on the caller's thread, then `blocking` / `blocking_together` on a writer thread
     (svc_services' intake): the same rows stored as from the dicts, on either backend."""
-    from sqlalchemy import ForeignKey
-
-    db = Database(db_url)
-    meta = MetaData()
-    fast, slow = _table(meta, "fast"), _table(meta, "slow")
-    child = Table("child", meta, Column("id", String(36), primary_key=True),
-                  Column("parent", String(36), ForeignKey("fast.id")), Column("at", UTCDateTime()))
-    async with db.engine.begin() as conn:
-        await conn.run_sync(meta.create_all)
-    threads = db.writer_threads()
-    statements: list[str] = []
-    event.listen(threads.engine, "before_cursor_execute", lambda *a: statements.append(a[2]))
-    rows = [{**r, "n": 2**31 - 1} if r["id"] == "a" else dict(r) for r in ROWS]  # `n` is a 32-bit INTEGER on PG
+    db, threads, (fast, slow, child), statements, rows = await _writer_setup(db_url)
     insert_fast, insert_child = RowsInsert(fast), RowsInsert(child)
     encoded = [insert_fast.encode(backend, r) for r in rows]
     children = [insert_child.encode(backend, {"id": "c1", "parent": "a", "at": T0})]
