@@ -457,7 +457,7 @@ class RowsInsert:
                 picks = ", ".join(f"x.{q}{f[2]}" for q, f in zip(quoted, fields))
                 sql = (f"INSERT INTO {quote(self.table.name)} ({', '.join(quoted)}) SELECT {picks} "
                        f"FROM json_to_recordset(%(@)s::json) AS x({record})")
-                plan = (sql, [(k, n, f[1]) for k, n, f in zip(keys, names, fields)])
+                plan = (sql, self._pg_fields(keys))
             self._pg_plans[keys] = plan
         return self._pg_plans[keys]
 

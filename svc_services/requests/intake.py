@@ -72,6 +72,7 @@ BATCH_FAILURES = Counter("onenet_intake_batch_failures_total",
 MAX_BATCHES_PER_TURN = 8
 MAX_CACHED_GRIDS = 100_000
 MAX_CACHED_DUPLICATES = 20_000
+MAX_CACHED_STATEMENTS = 10_000
 GRID_CENTRES_TTL = 5.0
 FALLBACK = object()
 
@@ -131,8 +132,6 @@ class CachedLookups(service.Lookups):
 # The batch's statements, built once: a statement object keeps its cache key, so executing it again skips
 # building the expression and computing the key (profiled: a few per cent of the writer)
 _IR = IdempotencyRecord
-# by caller AND key: the primary key is (caller, key), and a lookup by key alone cannot use it (it read the
-# whole table once per batch: on PostgreSQL 5.4 million rows in 11 s of benchmark, more the longer it ran)
 # the batch's two lookups in one statement (one round trip on PostgreSQL): its stored keys, by caller AND key (the
 # primary key is (caller, key); a lookup by key alone read the whole table once per batch: on PostgreSQL 5.4
 # million rows in 11 s of benchmark), and the current version of its items
@@ -232,12 +231,13 @@ class IntakeWriter:
             out = service.to_out(prepared.req, principal)
             out.possible_duplicates = []
             answer = out.model_dump_json()
+            rows = self._encoded(prepared)  # and the rows, so the writer only joins them
         except BaseException as exc:
             done.set_result(FALLBACK)  # whoever waits on this key must not wait for ever
             if key is not None and isinstance(exc, Problem):
                 return None  # a retried key must replay what it made before, even if the input is refused now
             raise
-        self._queue.append(Job(prepared, principal, key, fingerprint, done, answer, self._encoded(prepared)))
+        self._queue.append(Job(prepared, principal, key, fingerprint, done, answer, rows))
         if len(self._writers) < self.max_writers:
             task = asyncio.create_task(self._drain(), name="svc_services-intake")
             self._writers.add(task)
@@ -433,6 +433,8 @@ class IntakeWriter:
             return [self._duplicate(o.id, o.state, o.grid, o.created_at) for o in conn.execute(stmt, params)]
         together = self._as_one_row.get(stmt)
         if together is None:
+            if len(self._as_one_row) >= MAX_CACHED_STATEMENTS:  # one per visibility, as `service` keeps them
+                self._as_one_row.clear()
             sub = stmt.subquery()
             together = self._as_one_row[stmt] = select(func.json_group_array(func.json_array(
                 sub.c.id, sub.c.state, sub.c.grid, sub.c.created_at)))
