@@ -40,7 +40,7 @@ import orjson
 from fastapi import FastAPI
 from fastapi.responses import Response
 from prometheus_client import Counter, Histogram
-from sqlalchemy import bindparam, func, literal, null, select, union_all
+from sqlalchemy import Text, bindparam, cast, func, literal, null, select, union_all
 from sqlalchemy.engine import Connection
 
 from common.auth import Principal
@@ -135,13 +135,14 @@ _IR = IdempotencyRecord
 # the batch's two lookups in one statement (one round trip on PostgreSQL): its stored keys, by caller AND key (the
 # primary key is (caller, key); a lookup by key alone read the whole table once per batch: on PostgreSQL 5.4
 # million rows in 11 s of benchmark), and the current version of its items
-_LOOKUPS = union_all(
+_LOOKUP_SELECTS = (
     select(literal("key").label("kind"), _IR.caller.label("code"), _IR.key, _IR.request_hash,
            _IR.status_code.label("number"), _IR.response_body, null().label("active"))
     .where(_IR.caller.in_(bindparam("callers", expanding=True)), _IR.key.in_(bindparam("keys", expanding=True))),
     select(literal("item"), CatalogueItem.code, null(), null(), CatalogueItem.current_version, null(),
            CatalogueItem.active)
     .where(CatalogueItem.code.in_(bindparam("codes", expanding=True))))
+_LOOKUPS = union_all(*_LOOKUP_SELECTS)
 # one INSERT … SELECT over the rows as one JSON parameter per table (on PostgreSQL the three of a submission in
 # one statement, one round trip), each row's values converted in one pass
 _INSERT_REQUESTS = RowsInsert(ServiceRequest.__table__)
@@ -202,6 +203,7 @@ class IntakeWriter:
         # possible duplicates made: (id, state, grid) → created_at and DuplicateOut's JSON
         self._duplicates_made: dict[tuple[str, str, str], tuple[datetime, str]] = {}
         self._as_one_row: dict[Any, Any] = {}  # same-grid statement: the same as one JSON row (SQLite)
+        self._with_lookups: dict[Any, Any] = {}  # same-grid statement: it and the lookups (PostgreSQL)
 
     # ------------------------------------------------------------------------------------------ entry point
     async def submit(self, principal: Principal, body: RequestCreate, clock: Clock, key: str | None,
@@ -321,34 +323,51 @@ class IntakeWriter:
     def _in_one_statement(self, conn: Connection, batch: list[Job]) -> dict[Job, Any]:
         """On a writer thread, PostgreSQL in autocommit: the lookups, the possible duplicates (the batch's own
         rows added here), then requests, timeline entries, events and idempotency records in ONE statement,
-        atomic by itself: three round trips where the transaction took seven (BEGIN and COMMIT among them), each
-        several milliseconds on the loaded machine. Reading before writing outside a transaction block decides
+        atomic by itself: two round trips (three when the batch spans several items, grids or visibilities) where
+        the transaction took seven (BEGIN and COMMIT among them), each several milliseconds on the loaded
+        machine. Reading before writing outside a transaction block decides
         nothing differently at READ COMMITTED: a key stored meanwhile by another writer fails the statement on
         the primary key, and the batch falls back as it would have."""
         outcomes: dict[Job, Any] = {}
-        todo = self._checked(conn, batch, outcomes)
+        groups = self._grid_groups(batch)
+        prefetched = None
+        if len(groups) == 1:  # the usual batch: its duplicates read with its lookups, one round trip for both
+            [(group_key, group)] = groups.items()
+            todo, found = self._checked(conn, batch, outcomes, also=self._group_query(group))
+            prefetched = {group_key: found}
+        else:
+            todo = self._checked(conn, batch, outcomes)
         if todo:
-            by_grid = self._grid_duplicates(conn, todo, written=False)
+            by_grid = self._grid_duplicates(conn, todo, written=False, prefetched=prefetched)
             records = self._answer(conn, todo, by_grid, outcomes)
             RowsInsert.blocking_together(conn, [*self._rows(todo), (_INSERT_STORED, records)])
         self.batches += 1
         self.written += len(todo)
         return outcomes
 
-    def _checked(self, conn: Connection, batch: list[Job], outcomes: dict[Job, Any]) -> list[Job]:
+    def _checked(self, conn: Connection, batch: list[Job], outcomes: dict[Job, Any], *,
+                 also: tuple[Any, dict] | None = None):
         """The batch's submissions to write: a stored key is replayed (into `outcomes`), a submission whose item
-        changed since it was cached falls back (left out of both)."""
+        changed since it was cached falls back (left out of both). `also`, a same-grid query and its parameters
+        (PostgreSQL): read in the same statement, and its rows (`_same_grid`'s form) returned beside."""
         keyed = [job for job in batch if job.key is not None]
         params = {"callers": sorted({job.principal.caller for job in keyed}),
                   "keys": sorted({job.key for job in keyed}),
                   "codes": sorted({job.prepared.req.item_code for job in batch})}
+        statement = _LOOKUPS
+        if also is not None:
+            statement = self._lookups_with(also[0])
+            params.update(also[1])
         existing: dict[tuple[str, str], Stored] = {}
         current: dict[str, tuple[int, bool]] = {}
-        for row in conn.execute(_LOOKUPS, params):
+        found: list[tuple[str, datetime, str]] = []
+        for row in conn.execute(statement, params):
             if row.kind == "key":
                 existing[(row.code, row.key)] = Stored(row.request_hash, row.number, row.response_body)
-            else:
+            elif row.kind == "item":
                 current[row.code] = (row.number, bool(row.active))
+            else:
+                found = self._from_json_rows(row.response_body)
         todo: list[Job] = []
         for job in batch:
             k = (job.principal.caller, job.key) if job.key is not None else None
@@ -360,7 +379,20 @@ class IntakeWriter:
                 self.lookups.forget_item(req.item_code)  # edited or withdrawn since it was cached
                 continue  # FALLBACK
             todo.append(job)
-        return todo
+        return todo if also is None else (todo, found)
+
+    def _lookups_with(self, same_grid) -> Any:
+        """`_LOOKUPS` and a same-grid query as one statement: the query's rows as one JSON text in a row of
+        kind "duplicates" (PostgreSQL's json_agg; made once per statement)."""
+        merged = self._with_lookups.get(same_grid)
+        if merged is None:
+            if len(self._with_lookups) >= MAX_CACHED_STATEMENTS:
+                self._with_lookups.clear()
+            sub = same_grid.subquery()
+            rows = func.json_agg(func.json_build_array(sub.c.id, sub.c.state, sub.c.grid, sub.c.created_at))
+            merged = self._with_lookups[same_grid] = union_all(*_LOOKUP_SELECTS, select(
+                literal("duplicates"), null(), null(), null(), null(), cast(rows, Text), null()).select_from(sub))
+        return merged
 
     @staticmethod
     def _rows(todo: list[Job]) -> list[tuple[RowsInsert, list]]:
@@ -388,24 +420,40 @@ class IntakeWriter:
                                 "status_code": 201, "response_body": body, "created_at": now})
         return records
 
-    def _grid_duplicates(self, conn: Connection, jobs: list[Job], *, written: bool) -> dict[Job, list[str]]:
+    @staticmethod
+    def _grid_groups(jobs: list[Job]) -> dict[tuple, list[Job]]:
+        """Submissions that see the same possible duplicates by grid: one item, one grid, one visibility."""
+        groups: dict[tuple, list[Job]] = defaultdict(list)
+        for job in jobs:
+            req, p = job.prepared.req, job.principal
+            groups[(req.item_code, req.grid, p.role, p.scopes, p.person_id)].append(job)
+        return groups
+
+    def _group_query(self, group: list[Job]) -> tuple[Any, dict]:
+        """The same-grid query of a group: within the duplicates window of each of its submissions."""
+        req, window = group[0].prepared.req, timedelta(hours=self.settings.duplicate_window_hours)
+        times = [job.prepared.req.created_at for job in group]
+        return service.same_grid_query(group[0].principal, req.item_code, req.grid, min(times) - window,
+                                       max(times) + window, limit=service.MAX_DUPLICATES + len(group))
+
+    def _grid_duplicates(self, conn: Connection, jobs: list[Job], *, written: bool,
+                         prefetched: dict[tuple, list] | None = None) -> dict[Job, list[str]]:
         """`service.duplicates_plan` for submissions with a grid only, one query per item, grid and caller's
         visibility: each sees the newest open requests of its item in its grid, the batch's others included
         (read with the rest once `written`; else `jobs` are all the batch writes, and they are added here: the same
         item and grid, open, and visible to the caller by `service.can_see`, which says in Python what
         `visibility_clause` says in SQL)."""
-        groups: dict[tuple, list[Job]] = defaultdict(list)
-        for job in jobs:
-            req, p = job.prepared.req, job.principal
-            groups[(req.item_code, req.grid, p.role, p.scopes, p.person_id)].append(job)
         window = timedelta(hours=self.settings.duplicate_window_hours)
         out: dict[Job, list[str]] = {}
-        for (item_code, grid, *_), group in groups.items():
+        for group_key, group in self._grid_groups(jobs).items():
+            item_code, grid = group_key[:2]
             times = [job.prepared.req.created_at for job in group]
             principal = group[0].principal
-            found = self._same_grid(conn, *service.same_grid_query(
-                principal, item_code, grid, min(times) - window, max(times) + window,
-                limit=service.MAX_DUPLICATES + len(group)))
+            if prefetched is not None and group_key in prefetched:
+                # read with the lookups (`_checked`), for the whole batch's group: a window and a limit as wide
+                found = list(prefetched[group_key])
+            else:
+                found = self._same_grid(conn, *self._group_query(group))
             if not written:
                 found += [self._duplicate(req["id"], req["state"], req["grid"], req["created_at"])
                           for req in (j.prepared.req for j in jobs)
@@ -438,22 +486,27 @@ class IntakeWriter:
             sub = stmt.subquery()
             together = self._as_one_row[stmt] = select(func.json_group_array(func.json_array(
                 sub.c.id, sub.c.state, sub.c.grid, sub.c.created_at)))
-        found = [self._duplicate(id_, state, grid, at) for id_, state, grid, at in
-                 orjson.loads(conn.execute(together, params).scalar_one())]
+        return self._from_json_rows(conn.execute(together, params).scalar_one())
+
+    def _from_json_rows(self, text: str | None) -> list[tuple[str, datetime, str]]:
+        """A same-grid query's rows aggregated as a JSON array of [id, state, grid, created_at], newest first."""
+        found = [self._duplicate(id_, state, grid, at) for id_, state, grid, at in orjson.loads(text or "[]")]
         found.sort(key=lambda f: (f[1], f[0]), reverse=True)  # an aggregate's order is not the subquery's, by SQL
         return found
 
     def _duplicate(self, id_: str, state: str, grid: str, created_at: datetime | str) -> tuple[str, datetime, str]:
         """A possible duplicate by grid, its JSON made once per request and state: the same few newest requests of
         a grid come back in batch after batch (an id's created_at never changes; its state and grid may).
-        `created_at` as SQLite stores it (naive UTC text) or as a datetime."""
+        `created_at` as a datetime or as JSON text."""
         key = (id_, state, grid)
         made = self._duplicates_made.get(key)
         if made is None:
             if len(self._duplicates_made) >= MAX_CACHED_DUPLICATES:
                 self._duplicates_made.clear()
-            if isinstance(created_at, str):
-                created_at = datetime.fromisoformat(created_at).replace(tzinfo=timezone.utc)
+            if isinstance(created_at, str):  # SQLite's naive UTC text, or PostgreSQL's JSON with an offset
+                created_at = datetime.fromisoformat(created_at)
+                created_at = (created_at.replace(tzinfo=timezone.utc) if created_at.tzinfo is None
+                              else created_at.astimezone(timezone.utc))
             made = self._duplicates_made[key] = (created_at, DuplicateOut.model_construct(
                 id=id_, match="grid", distance_m=None, grid=grid, state=state,
                 created_at=created_at).model_dump_json())
