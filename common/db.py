@@ -197,13 +197,20 @@ class WriterThreads:
             # the write lock is taken at BEGIN, so the transaction's reads and writes see one database state
             event.listen(self.engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN IMMEDIATE"))
         else:
-            # the same plan_cache_mode as the service's async engine (ADR 0009): psycopg prepares a statement
-            # after its fifth execution, and a generic plan costed on a young table must not stick. No ping per
-            # checkout (a round trip each time): a connection found dead fails its transaction, the pool drops it,
-            # and the caller's fallback decides
+            # The service's plan_cache_mode (ADR 0009), except force_custom_plan, which is had by other means: the
+            # driver prepares nothing of its own accord, so every statement is planned with its values (a generic
+            # plan costed on a young table must not stick), while the server keeps what needs no values: the
+            # foreign-key checks' primary-key lookups (replanned for every inserted row under force_custom_plan)
+            # and statements executed with the PREPARED option, whose plan is the same whatever the values (the
+            # intake's INSERT … SELECT FROM json_to_recordset). No ping per checkout (a round trip each time): a
+            # connection found dead fails its transaction, the pool drops it, and the caller's fallback decides
+            connect_args: dict[str, Any] = {"options": f"-c plan_cache_mode={plan_cache_mode}"}
+            if plan_cache_mode == "force_custom_plan":
+                # (None would turn preparing off altogether, PREPARED included)
+                connect_args = {"options": "-c plan_cache_mode=auto", "prepare_threshold": NEVER_BY_COUNT}
             self.engine = create_blocking_engine(self.url, json_serializer=json_column_text, pool_size=threads,
-                                                 max_overflow=0,
-                                                 connect_args={"options": f"-c plan_cache_mode={plan_cache_mode}"})
+                                                 max_overflow=0, connect_args=connect_args)
+            event.listen(self.engine, "do_execute", _execute_prepared_if_asked)
         self._executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix=name)
 
     def transaction(self, fn: Callable[..., T], *args: Any) -> T:
@@ -238,6 +245,19 @@ class WriterThreads:
     async def close(self) -> None:
         await asyncio.get_running_loop().run_in_executor(None, self._executor.shutdown, True)
         self.engine.dispose()
+
+
+NEVER_BY_COUNT = 2**31 - 1  # psycopg's prepare_threshold: executions of a statement before it prepares it itself
+# execution option: prepare this statement on the server (`WriterThreads` on PostgreSQL), for a statement whose plan
+# does not depend on its values
+PREPARED = {"onenet_prepared": True}
+
+
+def _execute_prepared_if_asked(cursor, statement, parameters, context) -> bool | None:
+    if context is not None and context.execution_options.get("onenet_prepared"):
+        cursor.execute(statement, parameters, prepare=True)
+        return True
+    return None  # SQLAlchemy's own execute
 
 
 def _writer_connection(dbapi_connection, _record=None) -> None:
@@ -487,7 +507,7 @@ class RowsInsert:
         if statement is None:
             conn.execute(insert(self.table), rows)
         else:
-            conn.exec_driver_sql(*statement)
+            conn.exec_driver_sql(*statement, execution_options=PREPARED)
 
     @staticmethod
     def blocking_together(conn: Connection, parts: list[tuple["RowsInsert", list[dict]]]) -> None:
@@ -501,7 +521,8 @@ class RowsInsert:
             if all(statement is not None for statement in statements):
                 *before, last = statements
                 sql = "WITH " + ", ".join(f"w{i} AS ({sql})" for i, (sql, _) in enumerate(before)) + " " + last[0]
-                conn.exec_driver_sql(sql, {k: v for _, params in statements for k, v in params.items()})
+                conn.exec_driver_sql(sql, {k: v for _, params in statements for k, v in params.items()},
+                                     execution_options=PREPARED)
                 return
         for inserter, rows in parts:
             inserter.blocking(conn, rows)

@@ -113,11 +113,15 @@ async def test_postgres_blocking_form_stores_what_executemany_stores(db_url):
             RowsInsert.blocking_together(conn, [(RowsInsert(fast), [dict(r) for r in rows]),
                                                 (RowsInsert(child), [{"id": "c1", "parent": "a", "at": T0}])])
             conn.execute(insert(slow), [dict(r) for r in rows])
-            return conn.execute(text(PG_READ.format("fast"))).all(), conn.execute(text(PG_READ.format("slow"))).all()
+            prepared = conn.exec_driver_sql("SELECT statement FROM pg_prepared_statements").scalars().all()
+            return (conn.execute(text(PG_READ.format("fast"))).all(), conn.execute(text(PG_READ.format("slow"))).all(),
+                    prepared)
 
-        got, want = await threads.run(write)
+        got, want, prepared = await threads.run(write)
         assert got == want and len(got) == 3
         assert len([s for s in statements if "json_to_recordset" in s]) == 1  # both tables, one statement
+        # kept on the server at once (its plan is the same whatever the rows: `PREPARED`)
+        assert [s for s in prepared if "json_to_recordset" in s], prepared
         assert got[1][7] == "null" and got[1][8] is False and got[1][10] is True  # JSON null vs SQL NULL
         with pytest.raises(ValueError, match="naive"):
             await threads.run(lambda conn: RowsInsert(slow).blocking(conn, [{**rows[0], "id": "z",

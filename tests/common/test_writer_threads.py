@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import Column, Integer, MetaData, String, Table, func, insert, select, text
 from sqlalchemy.engine import make_url
 
-from common.db import CancelledWhileWriting, Database, RowsInsert, WriterThreads, blocking_url, run_plan, \
+from common.db import CancelledWhileWriting, Database, PREPARED, RowsInsert, WriterThreads, blocking_url, run_plan, \
     run_plan_blocking
 
 meta = MetaData()
@@ -128,15 +128,36 @@ async def test_sqlite_write_lock_is_taken_at_begin(tmp_path):
         await db.dispose()
 
 
-async def test_postgres_connections_keep_the_plan_cache_mode(db_url):
+async def test_postgres_statements_are_planned_with_their_values_unless_prepared(db_url):
+    """svc_services' force_custom_plan (ADR 0009) on the writer threads: the driver prepares no statement of its
+    own accord, so each is planned with its values however often it runs; a statement executed with PREPARED
+    is kept on the server and gets its generic plan (plan_cache_mode auto, as the foreign-key checks' lookups do).
+    Any other mode is the connections' own."""
     if not db_url.startswith("postgresql"):
         pytest.skip("a PostgreSQL setting")
+
+    def run(conn):
+        for i in range(8):
+            conn.execute(text("SELECT CAST(:n AS integer) + 1"), {"n": i})
+            conn.exec_driver_sql("SELECT %(n)s::integer + 2", {"n": i}, execution_options=PREPARED)
+        prepared = conn.exec_driver_sql("SELECT statement, generic_plans, custom_plans FROM pg_prepared_statements")
+        return conn.exec_driver_sql("SHOW plan_cache_mode").scalar_one(), [tuple(r) for r in prepared]
+
     threads = WriterThreads(db_url, plan_cache_mode="force_custom_plan")
     try:
-        assert await threads.run(lambda conn: conn.execute(text("SHOW plan_cache_mode")).scalar_one()) == \
-            "force_custom_plan"
+        mode, prepared = await threads.run(run)
     finally:
         await threads.close()
+    assert mode == "auto"
+    assert len(prepared) == 1, prepared  # the one asked for; the other, planned eight times with its values
+    statement, generic, custom = prepared[0]
+    assert "+ 2" in statement and custom == 5 and generic == 3
+    for mode in ("auto", "force_generic_plan"):
+        threads = WriterThreads(db_url, plan_cache_mode=mode)
+        try:
+            assert await threads.run(lambda conn: conn.exec_driver_sql("SHOW plan_cache_mode").scalar_one()) == mode
+        finally:
+            await threads.close()
 
 
 async def test_a_query_plan_runs_alike_on_both_drivers(db):
