@@ -12,7 +12,7 @@ What runs (all real processes on loopback, started and stopped by this script):
   and applies for `renshe.insurance` (unconditional: granted on application) through the gateway's own API.
   Every benchmarked call is authenticated (RS256 token), rate-limited (in-memory buckets; limits raised so
   the benchmark is not throttled), checked against the grant, forwarded over a pooled connection and written
-  to the hash-chained message log with its `exchange.call` outbox event (batched off the request path).
+  to the hash-chained message log, counted in its batch's `exchange.calls` outbox events (off the request path).
   `--masked` grants only part of the fields, so every response is parsed and masked as well.
 
 Load comes from `wrk` (Debian package; C, not the bottleneck): throughput with 16 connections (2 threads),

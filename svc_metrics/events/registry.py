@@ -91,6 +91,11 @@ class ExchangeCall(Data):
     resource: str | None = None
 
 
+class ExchangeCalls(ExchangeCall):
+    """The gateway's calls of one resource, member, owner, outcome and minute, counted."""
+    count: int = Field(ge=1, le=1_000_000)
+
+
 class ExchangeItem(Data):
     item: str = Field(min_length=1)
     required: bool = True
@@ -160,7 +165,9 @@ REGISTRY: dict[str, EventType] = {
     "household.changed": EventType(HouseholdChanged, "household"),
     "member.joined": EventType(MemberData, "member"),
     "member.revoked": EventType(MemberData, "member"),
+    # one event per call (gateways before stop 18), or per resource, member, outcome and minute with a count
     "exchange.call": EventType(ExchangeCall, "call", lambda env, _d: env.event_id, subject_required=False),
+    "exchange.calls": EventType(ExchangeCalls, "call", lambda env, _d: env.event_id, subject_required=False),
     "exchange.item": EventType(ExchangeItem, "exchange_item", lambda env, d: d.item, subject_required=False),
     "place.created": EventType(PlaceCreated, "place"),
     "grid.workers_changed": EventType(Anything, "place"),

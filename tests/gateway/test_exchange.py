@@ -258,10 +258,10 @@ async def test_every_exchange_is_logged_in_a_verifiable_chain(exchange):
     assert second.prev_hash == first.hash and third.prev_hash == second.hash and third.member == "-"
     result = await verify_chain(db, MessageLog)
     assert result.ok and result.count == 3
-    # indicators: one exchange.call event per logged call
+    # indicators: the logged calls counted by resource, member, owner and outcome (two members were refused)
     async with db.session() as s:
-        events = (await s.execute(select(OutboxEvent).where(OutboxEvent.type == "exchange.call"))).scalars().all()
-    assert sorted(e.data["outcome"] for e in events) == ["ok", "refused", "refused"]
+        events = (await s.execute(select(OutboxEvent).where(OutboxEvent.type == "exchange.calls"))).scalars().all()
+    assert sorted((e.data["outcome"], e.data["count"]) for e in events) == [("ok", 1), ("refused", 1), ("refused", 1)]
 
     # the owner sees the log of its own resource; another member sees nothing of it
     r = await x.client.get("/exchange/v1/log", headers=x.h("dept-renshe"))

@@ -1,5 +1,5 @@
 """Exchange indicators as events for svc_metrics: departments connected (member.joined / member.revoked), calls
-per resource and refused calls (exchange.call), data items shared (exchange.item). Every event the gateway's
+per resource and refused calls (exchange.calls), data items shared (exchange.item). Every event the gateway's
 outbox holds must be accepted by svc_metrics' event registry as it stands."""
 from __future__ import annotations
 
@@ -77,10 +77,11 @@ async def test_indicator_events_match_what_svc_metrics_expects(exchange):
     ev = next(e for e in rows if e.type == "exchange.item" and e.data["shared"])
     assert ev.occurred_at == START and ev.subject == ev.data["item"]
 
-    # calls per resource and refused calls
-    calls = [e for e in rows if e.type == "exchange.call"]
-    assert [(e.data["resource"], e.data["member"], e.data["status"], e.data["refused"]) for e in calls] == [
-        ("renshe.insurance", "community-xf", 403, True), ("renshe.insurance", "community-xf", 200, False)]
+    # calls per resource and refused calls: counted per resource, member, owner, outcome and minute
+    calls = [e for e in rows if e.type == "exchange.calls"]
+    assert sorted(((e.data["resource"], e.data["member"], e.data["statuses"], e.data["refused"], e.data["count"])
+                   for e in calls), key=lambda c: c[3]) == [("renshe.insurance", "community-xf", {"200": 1}, False, 1),
+                                      ("renshe.insurance", "community-xf", {"403": 1}, True, 1)]
     assert all(e.data["owner"] == "dept-renshe" for e in calls)
 
     # departments connected
@@ -94,9 +95,42 @@ async def test_refusal_by_rate_limit_or_token_counts_as_refused(exchange):
     r = await x.client.post("/departments/renshe/v1/queries", json={"id_number": ID})  # no token
     assert r.status_code == 401
     await x.app.state.audit.flush()
-    (call,) = await _events(x, "exchange.call")
+    (call,) = await _events(x, "exchange.calls")
     _accepted_by_metrics(call)
     assert call.data["refused"] and call.data["outcome"] == "refused" and call.data["member"] == "-"
+    assert call.data["count"] == 1 and call.data["statuses"] == {"401": 1}
+
+
+def test_calls_of_a_batch_are_counted_per_resource_member_outcome_and_minute():
+    """`call_events`: one event per resource, calling member, owner, outcome and minute, with the count, the
+    statuses and the first and last of its log rows; every call counted once."""
+    from gateway.exchange.audit import Exchange, call_events
+    from common.ids import new_id
+
+    def call(second: float, status: int, member: str = "community-xf", resource: str | None = "renshe.insurance"):
+        return Exchange(id=new_id(), at=START + timedelta(seconds=second), member=member, user="u1",
+                        resource=resource, owner="dept-renshe" if resource else None, purpose="核验", method="POST",
+                        path="/departments/renshe/v1/queries", status=status, latency_ms=1.0, request_id="r",
+                        request_hash="a" * 64, response_hash="b" * 64)
+
+    batch = [call(1, 200), call(2, 200), call(3, 404), call(4, 403), call(5, 200, member="community-ak"),
+             call(61, 200), call(62, 429), call(63, 200, resource=None)]
+    rows = [{"id": ex.id} for ex in batch]
+    events = call_events(batch, rows, START)
+    for e in events:
+        Envelope.model_validate({**{k: v for k, v in e.items() if k in Envelope.model_fields}, "source": "gateway"})
+        REGISTRY[e["type"]].data.model_validate(e["data"])
+    got = sorted((e["occurred_at"] - START).seconds for e in events)
+    assert got == [1, 3, 4, 5, 61, 62, 63]
+    by_start = {(e["occurred_at"] - START).seconds: e for e in events}
+    first = by_start[1]["data"]
+    assert first["count"] == 2 and first["statuses"] == {"200": 2} and first["outcome"] == "ok"
+    assert (first["first_log_id"], first["last_log_id"]) == (batch[0].id, batch[1].id)
+    assert by_start[3]["data"]["outcome"] == "error" and not by_start[3]["data"]["refused"]
+    assert by_start[4]["data"]["refused"] and by_start[62]["data"]["statuses"] == {"429": 1}
+    assert by_start[5]["data"]["member"] == "community-ak" and by_start[61]["data"]["count"] == 1
+    assert by_start[63]["subject"] == "/departments/renshe/v1/queries" and by_start[63]["data"]["resource"] is None
+    assert sum(e["data"]["count"] for e in events) == len(batch)
 
 
 async def test_seeded_members_announce_themselves(exchange):

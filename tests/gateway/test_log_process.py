@@ -47,15 +47,15 @@ async def log_db(db_url, sqlite_template):
 
 
 async def _counts(db: Database) -> tuple[int, int]:
+    """Log rows, and the calls the `exchange.calls` events count (each logged call counted once)."""
     async with db.session() as s:
         rows = await s.scalar(select(func.count()).select_from(MessageLog))
-        events = await s.scalar(select(func.count()).select_from(OutboxEvent).where(
-            OutboxEvent.type == "exchange.call"))
-    return rows, events
+        events = (await s.execute(select(OutboxEvent).where(OutboxEvent.type == "exchange.calls"))).scalars().all()
+    return rows, sum(e.data["count"] for e in events)
 
 
 async def test_the_writer_process_commits_chained_batches_and_exits_at_shutdown(log_db):
-    """Records go through the child and land as rows plus `exchange.call` events, chained; stopping the writer
+    """Records go through the child and land as rows plus `exchange.calls` events, chained; stopping the writer
     flushes what is queued and ends the child, which a group-wide SIGINT / SIGTERM does not stop first."""
     db, url = log_db
     process = LogProcess(url)
