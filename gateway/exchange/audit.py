@@ -228,7 +228,6 @@ async def write_batch(db: Database, log_model, outbox_model, batch: list[Exchang
             select(log_model.hash).order_by(log_model.seq.desc()).limit(1))).scalar() or GENESIS
         now = datetime.now(timezone.utc)
         rows: list[dict] = []
-        events: list[dict] = []
         for ex in batch:
             row = {"id": ex.id, "at": ex.at, "member": ex.member, "user": ex.user, "resource": ex.resource,
                    "owner": ex.owner, "purpose": ex.purpose, "method": ex.method, "path": ex.path[:500],
