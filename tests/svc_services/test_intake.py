@@ -382,6 +382,12 @@ async def test_postgres_batch_is_two_statements_outside_a_transaction_block(read
     assert "json_to_recordset" in sent[1] and "idempotency_keys" in sent[1] and "outbox" in sent[1]
     ids = {r.json()["id"] for r in resps}
     assert all({d["id"] for d in r.json()["possible_duplicates"]} == ids - {r.json()["id"]} for r in resps)
+    # the INSERT keeps its plan on the server; the lookups and duplicates are planned with their values each time
+    # (ADR 0009): never prepared
+    prepared = await writer.threads.call(writer.threads.autocommit, lambda c: c.exec_driver_sql(
+        "SELECT statement FROM pg_prepared_statements").scalars().all())
+    assert any("json_to_recordset" in p for p in prepared), prepared
+    assert not any("idempotency_keys.caller" in p or "json_agg" in p for p in prepared), prepared
 
 
 async def test_postgres_key_stored_meanwhile_fails_the_batch_whole_and_replays(ready, auth, backend):
