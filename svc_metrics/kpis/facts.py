@@ -228,6 +228,17 @@ def derive_exchange_item(evs: list[Ev]) -> list[Obs]:
     return _segments(evs, "interop", lambda e: (1 if e.data.get("shared") else 0, 1 if e.data.get("required", True) else 0))
 
 
+def derive_call(evs: list[Ev]) -> list[Obs]:
+    """The gateway's exchange calls (`exchange.calls`, counted per resource, member, outcome and minute; or
+    `exchange.call`, one each): calls as den, refused calls (401 / 403 / 429) as num, by resource (category)."""
+    out = []
+    for e in evs:
+        count = int(e.data.get("count") or 1)
+        out.append(Obs("exchange_calls", e.occurred_at, category=(e.data.get("resource") or "")[:48] or None,
+                       num=float(count if e.data.get("refused") else 0), den=float(count)))
+    return out
+
+
 def derive_resource(evs: list[Ev]) -> list[Obs]:
     return _segments(evs, "resources", lambda e: (1, 1) if e.type == "resource.listed" else None)
 
@@ -263,6 +274,7 @@ DERIVE = {
     "member": derive_member,
     "item": derive_item,
     "exchange_item": derive_exchange_item,
+    "call": derive_call,
     "resource": derive_resource,
     "volunteer": derive_volunteer,
     "hours_offer": derive_hours_offer,

@@ -9,7 +9,7 @@ from common.auth import Principal, require_roles
 from svc_metrics.deps import clock_of, db_of
 from svc_metrics.kpis import engine, export, periods, service
 from svc_metrics.kpis.engine import Filters
-from svc_metrics.kpis.schemas import TargetOverrideIn, TargetOverrideOut
+from svc_metrics.kpis.schemas import ExchangeCallsOut, TargetOverrideIn, TargetOverrideOut
 
 router = APIRouter(prefix="/metrics/v1", tags=["kpis 指标"])
 READ = require_roles(*service.READ_ROLES)
@@ -87,3 +87,15 @@ async def list_targets(request: Request, principal: Principal = Depends(READ)) -
     async with db_of(request).session() as session:
         rows = await service.overrides(session)
     return {"items": [TargetOverrideOut.model_validate(r).model_dump(mode="json") for r in rows]}
+
+
+@router.get("/exchange/calls", response_model=ExchangeCallsOut, response_model_by_alias=True,
+            summary="数据交换调用量与拒绝率 Exchange calls per resource and refused calls")
+async def exchange_calls(request: Request, period: str | None = None,
+                         principal: Principal = Depends(READ)) -> Any:
+    """Calls through the gateway's data exchange in the period (default: this month), per catalogue resource, with
+    the calls refused (401 / 403 / 429). Platform-wide, so for ops and evaluators engaged for the whole platform."""
+    service.check_scope(principal, engine.ALL)
+    p = periods.parse(period, clock_of(request).now())
+    async with db_of(request).session() as session:
+        return await service.exchange_calls(session, p)

@@ -23,3 +23,23 @@ class TargetOverrideOut(BaseModel):
     note: str | None
     updated_by: str
     updated_at: datetime
+
+
+class ExchangeCallsRow(BaseModel):
+    resource: str | None = Field(description="目录资源编码（未指明资源的调用为 null） Catalogue resource, null for calls naming none")
+    calls: int
+    refused: int = Field(description="被拒绝的调用（401 / 403 / 429） Calls refused (401 / 403 / 429)")
+    refused_rate: float | None = Field(description="拒绝率 % Refused ÷ calls, in %")
+
+
+class ExchangeCallsOut(BaseModel):
+    period: str
+    period_kind: str
+    from_: datetime = Field(alias="from")
+    to: datetime
+    calls: int
+    refused: int
+    refused_rate: float | None
+    items: list[ExchangeCallsRow] = Field(description="每个资源的调用量，多者在前 Calls per resource, most first")
+
+    model_config = ConfigDict(populate_by_name=True)

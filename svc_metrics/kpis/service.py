@@ -7,14 +7,14 @@ from datetime import datetime
 from importlib import resources
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from common.auth import Principal
 from common.errors import Problem, invalid
 from svc_metrics.kpis import engine
 from svc_metrics.kpis.engine import ALL, Filters
-from svc_metrics.kpis.models import KpiDefinition, TargetOverride
+from svc_metrics.kpis.models import KpiDefinition, Observation, TargetOverride
 from svc_metrics.kpis.periods import Period
 
 READ_ROLES = ("evaluator", "community_staff", "street_staff", "grid_worker", "dept_staff", "ops")
@@ -110,3 +110,23 @@ async def set_override(session: AsyncSession, principal: Principal, code: str, s
     row.updated_by, row.updated_at = principal.caller, now
     await session.flush()
     return row
+
+
+def _rate(part: float, whole: float) -> float | None:
+    return round(part / whole * 100, 2) if whole else None
+
+
+async def exchange_calls(session: AsyncSession, period: Period) -> dict[str, Any]:
+    """Calls through the gateway's exchange in the period, per resource, and how many were refused (from the
+    gateway's `exchange.calls` events: `facts.derive_call`). Platform-wide: the exchange has no place."""
+    o = Observation
+    rows = (await session.execute(
+        select(o.category, func.sum(o.den), func.sum(o.num))
+        .where(o.kpi == "exchange_calls", o.mode == "flow", o.at >= period.start, o.at < period.end)
+        .group_by(o.category))).all()
+    items = sorted(({"resource": resource, "calls": int(calls or 0), "refused": int(refused or 0),
+                     "refused_rate": _rate(refused or 0, calls or 0)} for resource, calls, refused in rows),
+                   key=lambda i: (-i["calls"], i["resource"] or ""))
+    calls, refused = sum(i["calls"] for i in items), sum(i["refused"] for i in items)
+    return {"period": period.label, "period_kind": period.kind, "from": period.start, "to": period.end,
+            "calls": calls, "refused": refused, "refused_rate": _rate(refused, calls), "items": items}

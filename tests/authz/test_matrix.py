@@ -63,6 +63,7 @@ MATRIX: dict[str, str] = {
     "GET /matching/v1/volunteers/{volunteer_id}": "hhhooohhoo",
     "GET /metrics/v1/catalogue": "ddoooodood",
     "GET /metrics/v1/dashboard": "ddoooddood",
+    "GET /metrics/v1/exchange/calls": "ddddddddod",
     "GET /metrics/v1/kpis": "ddddddddod",
     "GET /metrics/v1/kpis/{code}": "ddddddddhd",
     "GET /metrics/v1/rectifications": "ddoooodood",
