@@ -367,7 +367,8 @@ def _remembering(convert: Callable[[Any], Any]) -> Callable[[Any], Any]:
     return converted
 
 
-def _joined(rows: list[EncodedRow]) -> str:
+def joined_rows(rows: list["EncodedRow"]) -> str:
+    """Encoded rows of one insert as the one JSON array parameter its statement takes."""
     first = rows[0].keys
     if any(r.keys != first for r in rows):
         raise ValueError("encoded rows of one insert must have the same keys")
@@ -416,7 +417,7 @@ class RowsInsert:
     def _statement(self, dialect: str, rows: list[dict]) -> tuple[str, tuple[str]] | None:
         """The one `sqlite_json_insert` statement and its parameter, or None: SQLAlchemy's executemany writes them."""
         if isinstance(rows[0], EncodedRow):
-            return (self._plan(rows[0].keys)[0], (_joined(rows),)) if dialect == "sqlite" else None
+            return (self._plan(rows[0].keys)[0], (joined_rows(rows),)) if dialect == "sqlite" else None
         keys = tuple(rows[0])
         plan = self._plan(keys) if dialect == "sqlite" else None
         first = rows[0].keys()
@@ -481,6 +482,16 @@ class RowsInsert:
             self._pg_plans[keys] = plan
         return self._pg_plans[keys]
 
+    def postgres_insert(self, conn: Connection, keys: tuple[str, ...], param: str, where: str = "") -> str | None:
+        """The `INSERT … SELECT … FROM json_to_recordset(%(param)s)` of `EncodedRow`s with these keys, with a
+        condition on the SELECT, for a caller composing it into a bigger statement; None when it cannot be one."""
+        if conn.dialect.name != "postgresql" or conn.dialect.paramstyle != "pyformat":
+            return None
+        plan = self._postgres_plan(keys, conn.dialect.identifier_preparer.quote)
+        if plan is None:
+            return None
+        return plan[0].replace("%(@)s", f"%({param})s") + (f" WHERE {where}" if where else "")
+
     def _postgres_statement(self, conn: Connection, rows: list[dict], param: str) -> tuple[str, dict] | None:
         """One `INSERT … SELECT … FROM json_to_recordset(…)` for psycopg (the rows as one JSON parameter), or
         None: SQLAlchemy's executemany writes them."""
@@ -488,7 +499,7 @@ class RowsInsert:
             return None
         if isinstance(rows[0], EncodedRow):
             sql = self._postgres_plan(rows[0].keys, conn.dialect.identifier_preparer.quote)[0]
-            return sql.replace("%(@)s", f"%({param})s"), {param: _joined(rows)}
+            return sql.replace("%(@)s", f"%({param})s"), {param: joined_rows(rows)}
         keys = tuple(rows[0])
         plan = self._postgres_plan(keys, conn.dialect.identifier_preparer.quote)
         first = rows[0].keys()

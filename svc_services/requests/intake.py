@@ -40,7 +40,7 @@ import orjson
 from fastapi import FastAPI
 from fastapi.responses import Response
 from prometheus_client import Counter, Histogram
-from sqlalchemy import Text, bindparam, cast, func, literal, null, select, union_all
+from sqlalchemy import bindparam, func, literal, null, select, union_all
 from sqlalchemy.engine import Connection
 
 from common.auth import Principal
@@ -53,6 +53,7 @@ from svc_services.catalogue.models import CatalogueItem, CatalogueItemVersion
 from svc_services.grids.models import ServiceGrid
 from svc_services.grids.router import located_grids, nearest_of
 from svc_services.requests import service
+from svc_services.requests.batch_statement import BatchStatement
 from svc_services.requesters.models import RequesterProfile
 from svc_services.requesters.service import profile_cache
 from svc_services.requests.models import ServiceRequest, TimelineEntry
@@ -75,6 +76,7 @@ MAX_CACHED_DUPLICATES = 20_000
 MAX_CACHED_STATEMENTS = 10_000
 GRID_CENTRES_TTL = 5.0
 FALLBACK = object()
+AGAIN = object()  # a batch's outcome for a submission put back in the queue, to be written with the next batch
 
 
 class CachedLookups(service.Lookups):
@@ -135,20 +137,20 @@ _IR = IdempotencyRecord
 # the batch's two lookups in one statement (one round trip on PostgreSQL): its stored keys, by caller AND key (the
 # primary key is (caller, key); a lookup by key alone read the whole table once per batch: on PostgreSQL 5.4
 # million rows in 11 s of benchmark), and the current version of its items
-_LOOKUP_SELECTS = (
+_LOOKUPS = union_all(
     select(literal("key").label("kind"), _IR.caller.label("code"), _IR.key, _IR.request_hash,
            _IR.status_code.label("number"), _IR.response_body, null().label("active"))
     .where(_IR.caller.in_(bindparam("callers", expanding=True)), _IR.key.in_(bindparam("keys", expanding=True))),
     select(literal("item"), CatalogueItem.code, null(), null(), CatalogueItem.current_version, null(),
            CatalogueItem.active)
     .where(CatalogueItem.code.in_(bindparam("codes", expanding=True))))
-_LOOKUPS = union_all(*_LOOKUP_SELECTS)
 # one INSERT … SELECT over the rows as one JSON parameter per table (on PostgreSQL the three of a submission in
 # one statement, one round trip), each row's values converted in one pass
 _INSERT_REQUESTS = RowsInsert(ServiceRequest.__table__)
 _INSERT_TIMELINE = RowsInsert(TimelineEntry.__table__)
 _INSERT_EVENTS = RowsInsert(OutboxEvent.__table__)
 _INSERT_STORED = RowsInsert(IdempotencyRecord.__table__)
+_ONE_STATEMENT = BatchStatement(_INSERT_REQUESTS, _INSERT_TIMELINE, _INSERT_EVENTS, IdempotencyRecord.__tablename__)
 
 
 @dataclass(eq=False, slots=True)
@@ -189,9 +191,12 @@ class IntakeWriter:
         self.lookups = CachedLookups(self.db)
         self._queue: deque[Job] = deque()  # appended on the event loop, taken on the writer threads
         self._taking = threading.Lock()
-        # SQLite has one writer anyway; on PostgreSQL a second batch is written while the first waits for its
-        # commit to reach the disk
-        self.max_writers = 1 if self.db.dialect == "sqlite" else 2
+        # One writer on either backend. SQLite has one writer anyway. On PostgreSQL, where a batch is one round
+        # trip, a second writer (writing a batch while the first waited for its commit) took whatever single
+        # submission came in meanwhile: smaller batches cost the database more per submission than the overlap
+        # saved (measured in alternating runs: 0.140 and 0.145 × the bare endpoint with two, 0.153 and 0.158 × with
+        # one; the queue is shared, `max_writers` stays a setting)
+        self.max_writers = 1
         self.threads = self.db.writer_threads(threads=self.max_writers, name="svc_services-intake")
         # PostgreSQL: a batch is written by one statement outside a transaction block (`_in_one_statement`)
         self._one_statement = self.db.dialect == "postgresql"
@@ -203,7 +208,6 @@ class IntakeWriter:
         # possible duplicates made: (id, state, grid) → created_at and DuplicateOut's JSON
         self._duplicates_made: dict[tuple[str, str, str], tuple[datetime, str]] = {}
         self._as_one_row: dict[Any, Any] = {}  # same-grid statement: the same as one JSON row (SQLite)
-        self._with_lookups: dict[Any, Any] = {}  # same-grid statement: it and the lookups (PostgreSQL)
 
     # ------------------------------------------------------------------------------------------ entry point
     async def submit(self, principal: Principal, body: RequestCreate, clock: Clock, key: str | None,
@@ -282,10 +286,7 @@ class IntakeWriter:
                 return
             started = time.perf_counter()
             try:
-                if self._one_statement and all(job.prepared.req.lat is None for job in batch):
-                    outcomes = self.threads.autocommit(self._in_one_statement, batch)
-                else:
-                    outcomes = self.threads.transaction(self._transaction, batch)
+                outcomes = self._write(batch)
                 BATCH_SECONDS.observe(time.perf_counter() - started)
                 BATCH_SIZE.observe(len(batch))
             except Exception as exc:  # noqa: BLE001 - the slow path decides each submission on its own
@@ -295,11 +296,18 @@ class IntakeWriter:
                 outcomes = {}
             loop.call_soon_threadsafe(self._settle, batch, outcomes)
 
+    def _write(self, batch: list[Job]) -> dict[Job, Any]:
+        """On a writer thread: one batch written, each submission's outcome (missing: the slow path decides)."""
+        if self._one_statement and all(job.prepared.req.lat is None for job in batch):
+            return self.threads.autocommit(self._in_one_statement, batch)
+        return self.threads.transaction(self._transaction, batch)
+
     @staticmethod
     def _settle(batch: list[Job], outcomes: dict[Job, Any]) -> None:
         for job in batch:
-            if not job.future.done():
-                job.future.set_result(outcomes.get(job, FALLBACK))
+            outcome = outcomes.get(job, FALLBACK)
+            if outcome is not AGAIN and not job.future.done():
+                job.future.set_result(outcome)
 
     async def close(self) -> None:
         await self.threads.close()
@@ -321,53 +329,97 @@ class IntakeWriter:
         return outcomes
 
     def _in_one_statement(self, conn: Connection, batch: list[Job]) -> dict[Job, Any]:
-        """On a writer thread, PostgreSQL in autocommit: the lookups, the possible duplicates (the batch's own
-        rows added here), then requests, timeline entries, events and idempotency records in ONE statement,
-        atomic by itself: two round trips (three when the batch spans several items, grids or visibilities) where
-        the transaction took seven (BEGIN and COMMIT among them), each several milliseconds on the loaded
-        machine. Reading before writing outside a transaction block decides
-        nothing differently at READ COMMITTED: a key stored meanwhile by another writer fails the statement on
-        the primary key, and the batch falls back as it would have."""
-        outcomes: dict[Job, Any] = {}
+        """On a writer thread, PostgreSQL in autocommit. The usual batch (one item, grid and visibility, its rows
+        encoded) is ONE statement (`batch_statement`): its checks, its possible duplicates and all its rows, one
+        round trip. Any other: the lookups, the duplicates of each group (the batch's own rows added here), then
+        requests, timeline entries, events and idempotency records in one statement, atomic by itself. Reading
+        before writing outside a transaction block decides nothing differently at READ COMMITTED: a key stored
+        meanwhile by another writer fails the statement on the primary key, and the batch falls back as it
+        would have."""
         groups = self._grid_groups(batch)
-        prefetched = None
-        if len(groups) == 1:  # the usual batch: its duplicates read with its lookups, one round trip for both
-            [(group_key, group)] = groups.items()
-            todo, found = self._checked(conn, batch, outcomes, also=self._group_query(group))
-            prefetched = {group_key: found}
-        else:
-            todo = self._checked(conn, batch, outcomes)
+        if len(groups) == 1:
+            outcomes = self._in_one_round_trip(conn, batch, next(iter(groups.values())))
+            if outcomes is not None:
+                return outcomes
+        outcomes = {}
+        todo = self._checked(conn, batch, outcomes)
         if todo:
-            by_grid = self._grid_duplicates(conn, todo, written=False, prefetched=prefetched)
+            by_grid = self._grid_duplicates(conn, todo, written=False)
             records = self._answer(conn, todo, by_grid, outcomes)
             RowsInsert.blocking_together(conn, [*self._rows(todo), (_INSERT_STORED, records)])
         self.batches += 1
         self.written += len(todo)
         return outcomes
 
-    def _checked(self, conn: Connection, batch: list[Job], outcomes: dict[Job, Any], *,
-                 also: tuple[Any, dict] | None = None):
+    def _in_one_round_trip(self, conn: Connection, batch: list[Job], group: list[Job]) -> dict[Job, Any] | None:
+        """The batch (all of `group`) as `batch_statement`'s one statement; None when it cannot be."""
+        if not all(job.rows is not None and job.answer.endswith(_NO_DUPLICATES_YET) for job in batch):
+            return None
+        rows = tuple(list(table) for table in zip(*(job.rows for job in batch)))
+        same_grid, same_grid_params = self._group_query(group)
+        made = _ONE_STATEMENT.statement(conn, same_grid, tuple(table[0].keys for table in rows))
+        if made is None:
+            return None
+        sql, fixed = made
+        principal, now = group[0].principal, utcnow()
+        own = orjson.dumps([{"id": req["id"], "state": req["state"], "grid": req["grid"],
+                             "created_at": req["created_at"],
+                             "visible": req["state"] in service.OPEN and service.can_see(principal, req)}
+                            for req in (job.prepared.req for job in batch)]).decode()
+        records = orjson.dumps([{"caller": job.principal.caller, "key": job.key, "request_hash": job.fingerprint,
+                                 "prefix": job.answer[:-2], "created_at": now, "request_id": job.prepared.req["id"]}
+                                for job in batch if job.key is not None]).decode()
+        params = BatchStatement.params(
+            fixed, same_grid_params, keyed=[(job.principal.caller, job.key) for job in batch if job.key is not None],
+            items=sorted({(job.prepared.req.item_code, job.prepared.req.item_version) for job in batch}),
+            own=own, rows=rows, records=records,
+            window=timedelta(hours=self.settings.duplicate_window_hours), limit=service.MAX_DUPLICATES)
+        dups: dict[str, str] = {}
+        stored: dict[tuple[str, str], Stored] = {}
+        stale: set[str] = set()
+        for row in conn.exec_driver_sql(sql, params):
+            if row.kind == "dups":
+                dups[row.a] = row.body
+            elif row.kind == "key":
+                stored[(row.a, row.b)] = Stored(row.c, row.n, row.body)
+            else:
+                stale.add(row.a)
+        outcomes: dict[Job, Any] = {}
+        if stored or stale:  # nothing was written: replay, redo the slow way, or write with the next batch
+            again = []
+            for job in batch:
+                k = (job.principal.caller, job.key)
+                if job.key is not None and k in stored:
+                    outcomes[job] = ("replay", stored[k])
+                elif job.prepared.req.item_code in stale:
+                    self.lookups.forget_item(job.prepared.req.item_code)  # edited or withdrawn since it was cached
+                    outcomes[job] = FALLBACK
+                else:
+                    outcomes[job] = AGAIN
+                    again.append(job)
+            with self._taking:
+                self._queue.extendleft(reversed(again))
+            return outcomes
+        for job in batch:
+            outcomes[job] = ("created", f"{job.answer[:-2]}{dups[job.prepared.req['id']]}]}}")
+        self.batches += 1
+        self.written += len(batch)
+        return outcomes
+
+    def _checked(self, conn: Connection, batch: list[Job], outcomes: dict[Job, Any]) -> list[Job]:
         """The batch's submissions to write: a stored key is replayed (into `outcomes`), a submission whose item
-        changed since it was cached falls back (left out of both). `also`, a same-grid query and its parameters
-        (PostgreSQL): read in the same statement, and its rows (`_same_grid`'s form) returned beside."""
+        changed since it was cached falls back (left out of both)."""
         keyed = [job for job in batch if job.key is not None]
         params = {"callers": sorted({job.principal.caller for job in keyed}),
                   "keys": sorted({job.key for job in keyed}),
                   "codes": sorted({job.prepared.req.item_code for job in batch})}
-        statement = _LOOKUPS
-        if also is not None:
-            statement = self._lookups_with(also[0])
-            params.update(also[1])
         existing: dict[tuple[str, str], Stored] = {}
         current: dict[str, tuple[int, bool]] = {}
-        found: list[tuple[str, datetime, str]] = []
-        for row in conn.execute(statement, params):
+        for row in conn.execute(_LOOKUPS, params):
             if row.kind == "key":
                 existing[(row.code, row.key)] = Stored(row.request_hash, row.number, row.response_body)
-            elif row.kind == "item":
-                current[row.code] = (row.number, bool(row.active))
             else:
-                found = self._from_json_rows(row.response_body)
+                current[row.code] = (row.number, bool(row.active))
         todo: list[Job] = []
         for job in batch:
             k = (job.principal.caller, job.key) if job.key is not None else None
@@ -379,20 +431,7 @@ class IntakeWriter:
                 self.lookups.forget_item(req.item_code)  # edited or withdrawn since it was cached
                 continue  # FALLBACK
             todo.append(job)
-        return todo if also is None else (todo, found)
-
-    def _lookups_with(self, same_grid) -> Any:
-        """`_LOOKUPS` and a same-grid query as one statement: the query's rows as one JSON text in a row of
-        kind "duplicates" (PostgreSQL's json_agg; made once per statement)."""
-        merged = self._with_lookups.get(same_grid)
-        if merged is None:
-            if len(self._with_lookups) >= MAX_CACHED_STATEMENTS:
-                self._with_lookups.clear()
-            sub = same_grid.subquery()
-            rows = func.json_agg(func.json_build_array(sub.c.id, sub.c.state, sub.c.grid, sub.c.created_at))
-            merged = self._with_lookups[same_grid] = union_all(*_LOOKUP_SELECTS, select(
-                literal("duplicates"), null(), null(), null(), null(), cast(rows, Text), null()).select_from(sub))
-        return merged
+        return todo
 
     @staticmethod
     def _rows(todo: list[Job]) -> list[tuple[RowsInsert, list]]:
@@ -436,8 +475,7 @@ class IntakeWriter:
         return service.same_grid_query(group[0].principal, req.item_code, req.grid, min(times) - window,
                                        max(times) + window, limit=service.MAX_DUPLICATES + len(group))
 
-    def _grid_duplicates(self, conn: Connection, jobs: list[Job], *, written: bool,
-                         prefetched: dict[tuple, list] | None = None) -> dict[Job, list[str]]:
+    def _grid_duplicates(self, conn: Connection, jobs: list[Job], *, written: bool) -> dict[Job, list[str]]:
         """`service.duplicates_plan` for submissions with a grid only, one query per item, grid and caller's
         visibility: each sees the newest open requests of its item in its grid, the batch's others included
         (read with the rest once `written`; else `jobs` are all the batch writes, and they are added here: the same
@@ -449,11 +487,7 @@ class IntakeWriter:
             item_code, grid = group_key[:2]
             times = [job.prepared.req.created_at for job in group]
             principal = group[0].principal
-            if prefetched is not None and group_key in prefetched:
-                # read with the lookups (`_checked`), for the whole batch's group: a window and a limit as wide
-                found = list(prefetched[group_key])
-            else:
-                found = self._same_grid(conn, *self._group_query(group))
+            found = self._same_grid(conn, *self._group_query(group))
             if not written:
                 found += [self._duplicate(req["id"], req["state"], req["grid"], req["created_at"])
                           for req in (j.prepared.req for j in jobs)

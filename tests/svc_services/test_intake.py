@@ -65,13 +65,13 @@ async def test_same_key_while_the_first_is_being_written_replays_it(ready, auth)
     client, writer = ready, ready.app.state.intake
     body = {"item_code": "SH-WX-001", "channel": "kiosk", "description": "楼道灯坏了", "location": {"grid": GRID1}}
     headers = {**auth(**RES1), "Idempotency-Key": "kiosk-retry"}
-    hold, real = threading.Event(), writer._checked
+    hold, real = threading.Event(), writer._write
 
-    def held(conn, batch, outcomes, **kw):  # every batch is checked first, on either backend's path
+    def held(batch):  # every batch, on either backend's path
         hold.wait(10)
-        return real(conn, batch, outcomes, **kw)
+        return real(batch)
 
-    writer._checked = held
+    writer._write = held
     batches = writer.batches
     try:
         first = asyncio.create_task(client.post("/services/v1/requests", json=body, headers=headers))
@@ -86,7 +86,7 @@ async def test_same_key_while_the_first_is_being_written_replays_it(ready, auth)
         first, retry, other = await first, await retry, await other
     finally:
         hold.set()
-        writer._checked = real
+        writer._write = real
     assert first.status_code == retry.status_code == 201 and retry.json() == first.json()
     assert (first.headers["idempotency-replayed"], retry.headers["idempotency-replayed"]) == ("false", "true")
     assert other.status_code == 422 and other.json()["code"] == "idempotency_key_reused"
@@ -101,14 +101,14 @@ async def test_submission_written_while_the_writer_is_cancelled_is_answered_once
     import threading
 
     client, writer = ready, ready.app.state.intake
-    inside, hold, real = threading.Event(), threading.Event(), writer._checked
+    inside, hold, real = threading.Event(), threading.Event(), writer._write
 
-    def held(conn, batch, outcomes, **kw):
+    def held(batch):
         inside.set()
         hold.wait(10)
-        return real(conn, batch, outcomes, **kw)
+        return real(batch)
 
-    writer._checked = held
+    writer._write = held
     try:
         pending = asyncio.create_task(submit(client, auth))
         await asyncio.to_thread(inside.wait, 10)
@@ -119,7 +119,7 @@ async def test_submission_written_while_the_writer_is_cancelled_is_answered_once
         r = await pending
     finally:
         hold.set()
-        writer._checked = real
+        writer._write = real
     assert r.status_code == 201, r.text
     assert await _count(ready.app.state.db, ServiceRequest) == 1
     assert writer.fallbacks == 0
@@ -348,87 +348,204 @@ async def test_batched_possible_duplicates_equal_the_slow_paths(ready, auth):
             assert {d["id"]: d["state"] for d in r.json()["possible_duplicates"]}[accepted] == "accepted"
 
 
-async def test_postgres_batch_is_two_statements_outside_a_transaction_block(ready, auth, backend):
-    """On PostgreSQL a batch of grid submissions (one item, grid and caller) is the lookups with the possible
-    duplicates in one statement, then ONE insert of all four tables, in autocommit (no BEGIN / COMMIT round
-    trips); the batch's own rows still appear among each other's possible duplicates."""
+async def _one_batch(client, writer, posts):
+    """`posts` (coroutines) written as ONE batch: no writer starts until all of them wait in the queue."""
+    max_writers = writer.max_writers
+    writer.max_writers = 0
+    try:
+        tasks = [asyncio.create_task(p) for p in posts]
+        while len(writer._queue) < len(tasks):
+            await asyncio.sleep(0.01)
+        writer.max_writers = max_writers
+        await writer._drain()
+        return await asyncio.gather(*tasks)
+    finally:
+        writer.max_writers = max_writers
+
+
+async def test_postgres_batch_is_one_statement_outside_a_transaction_block(ready, auth, backend):
+    """On PostgreSQL a batch of grid submissions (one item, grid and caller) is ONE statement in autocommit: its
+    stored keys and item versions checked, its possible duplicates made, and all four tables written (no
+    BEGIN / COMMIT, no second round trip); the batch's own rows still appear among each other's possible
+    duplicates, and each idempotency record holds exactly the answer sent."""
     if backend != "postgresql":
         pytest.skip("SQLite writes a batch in one BEGIN IMMEDIATE transaction")
     from sqlalchemy import event
 
     client, writer = ready, ready.app.state.intake
+    earlier = await client.post("/services/v1/requests", headers=auth(**GRIDW), json={
+        "item_code": "SH-WX-001", "channel": "grid_patrol", "description": "井盖松动", "location": {"grid": GRID1}})
+    assert earlier.status_code == 201
     sent: list[str] = []
     listener = lambda *a: sent.append(a[2])  # noqa: E731
     event.listen(writer.threads.engine, "before_cursor_execute", listener)
-    batches, max_writers = writer.batches, writer.max_writers
-    writer.max_writers = 0  # no writer starts: the six wait in the queue, to be written as one batch
+    batches = writer.batches
     try:
         body = {"item_code": "SH-WX-001", "channel": "grid_patrol", "description": "井盖松动",
                 "location": {"grid": GRID1}}
-        posts = [asyncio.create_task(client.post("/services/v1/requests", json=body,
-                                                 headers={**auth(**GRIDW), "Idempotency-Key": f"k{i}"}))
-                 for i in range(6)]
-        while len(writer._queue) < 6:
-            await asyncio.sleep(0.01)
-        writer.max_writers = max_writers
-        await writer._drain()
-        resps = await asyncio.gather(*posts)
+        resps = await _one_batch(client, writer, [
+            client.post("/services/v1/requests", json=body, headers={**auth(**GRIDW), "Idempotency-Key": f"k{i}"})
+            for i in range(6)])
     finally:
-        writer.max_writers = max_writers
         event.remove(writer.threads.engine, "before_cursor_execute", listener)
     assert {r.status_code for r in resps} == {201} and writer.batches == batches + 1
-    assert len(sent) == 2, sent  # lookups and duplicates together, then every row
-    assert "idempotency_keys" in sent[0] and "catalogue_items" in sent[0] and "json_agg" in sent[0]
-    assert "json_to_recordset" in sent[1] and "idempotency_keys" in sent[1] and "outbox" in sent[1]
+    assert len(sent) == 1, sent
+    assert all(table in sent[0] for table in ("idempotency_keys", "catalogue_items", "string_agg",
+                                              "json_to_recordset", "outbox", "request_timeline"))
     ids = {r.json()["id"] for r in resps}
-    assert all({d["id"] for d in r.json()["possible_duplicates"]} == ids - {r.json()["id"]} for r in resps)
-    # the INSERT keeps its plan on the server; the lookups and duplicates are planned with their values each time
-    # (ADR 0009): never prepared
+    for r in resps:  # newest first: the batch's others (made after `earlier`), then `earlier`
+        assert [d["id"] for d in r.json()["possible_duplicates"]][-1] == earlier.json()["id"]
+        assert {d["id"] for d in r.json()["possible_duplicates"]} == ids - {r.json()["id"]} | {earlier.json()["id"]}
+    async with ready.app.state.db.session() as s:
+        stored = dict((await s.execute(select(IdempotencyRecord.key, IdempotencyRecord.response_body)
+                                       .where(IdempotencyRecord.key.like("k%")))).all())
+    assert {k: stored[k] for k in stored} == {f"k{i}": r.text for i, r in enumerate(resps)}
+    # planned with its values each time (ADR 0009): never prepared on the server
     prepared = await writer.threads.call(writer.threads.autocommit, lambda c: c.exec_driver_sql(
         "SELECT statement FROM pg_prepared_statements").scalars().all())
-    assert any("json_to_recordset" in p for p in prepared), prepared
-    assert not any("idempotency_keys.caller" in p or "json_agg" in p for p in prepared), prepared
+    assert not any("b_stored" in p for p in prepared), prepared
 
 
-async def test_postgres_key_stored_meanwhile_fails_the_batch_whole_and_replays(ready, auth, backend):
-    """Outside a transaction block, another writer can store a batch's key between its lookup and its insert:
-    the one insert statement then fails on the primary key, nothing of the batch is written, and the submission
-    is decided again by the slow path, which replays what the other writer stored."""
+async def test_postgres_one_statement_looks_up_keys_and_items_through_their_primary_keys(ready, auth, backend):
+    """The one statement's key and item checks search the (caller, key) and code primary keys, and its possible
+    duplicates walk the (item, grid, created_at, id) index, even with index scans merely allowed to win."""
     if backend != "postgresql":
-        pytest.skip("SQLite's batch holds the write lock from its lookup to its commit")
+        pytest.skip("PostgreSQL's one-statement batch")
+    from sqlalchemy import event
+
+    client, writer = ready, ready.app.state.intake
+    seen: list[tuple[str, dict]] = []
+    listener = lambda conn, cursor, sql, params, *a: seen.append((sql, params))  # noqa: E731
+    event.listen(writer.threads.engine, "before_cursor_execute", listener)
+    try:
+        r = await client.post("/services/v1/requests", headers={**auth(**GRIDW), "Idempotency-Key": "plan"}, json={
+            "item_code": "SH-WX-001", "channel": "grid_patrol", "description": "井盖松动", "location": {"grid": GRID1}})
+    finally:
+        event.remove(writer.threads.engine, "before_cursor_execute", listener)
+    assert r.status_code == 201
+    [(sql, params)] = [(s, p) for s, p in seen if "b_stored" in s]
+
+    def explain(conn):
+        conn.exec_driver_sql("BEGIN")
+        try:
+            conn.exec_driver_sql("SET LOCAL enable_seqscan = off")
+            return "\n".join(row[0] for row in conn.exec_driver_sql("EXPLAIN " + sql, params))
+        finally:
+            conn.exec_driver_sql("ROLLBACK")
+
+    plan = await writer.threads.call(writer.threads.autocommit, explain)
+    for index in ("pk_idempotency_keys", "pk_catalogue_items", "ix_service_requests_item_grid_created_id"):
+        assert index in plan, plan
+    assert "Seq Scan on idempotency_keys" not in plan and "Seq Scan on service_requests" not in plan, plan
+
+
+async def test_postgres_key_stored_before_the_batch_is_replayed_and_the_rest_written(ready, auth, backend):
+    """A key of the batch stored already (by another replica, say) is found by the one statement, which then
+    writes nothing: that submission replays what is stored, and the batch's others are written with the next
+    batch, none of them redone by the slow path."""
+    if backend != "postgresql":
+        pytest.skip("PostgreSQL's one-statement batch")
     from datetime import datetime, timezone
 
     from sqlalchemy import create_engine
 
     from common.db import blocking_url
-    from svc_services.base import IdempotencyRecord
 
     client, db, writer = ready, ready.app.state.db, ready.app.state.intake
-    real = writer._checked
-    other = create_engine(blocking_url(db.url))
+    real, other = writer._write, create_engine(blocking_url(db.url))
 
-    def meanwhile(conn, batch, outcomes, **kw):
-        checked = real(conn, batch, outcomes, **kw)
+    def stored_first(batch):
         with other.begin() as c:
-            for job in (checked[0] if kw.get("also") else checked):
-                c.execute(IdempotencyRecord.__table__.insert(), {
-                    "caller": job.principal.caller, "key": job.key, "request_hash": job.fingerprint,
-                    "status_code": 201, "response_body": '{"id": "written-elsewhere"}',
-                    "created_at": datetime.now(timezone.utc)})
-        return checked
+            c.execute(IdempotencyRecord.__table__.insert(), {
+                "caller": batch[0].principal.caller, "key": "race", "request_hash": batch[0].fingerprint,
+                "status_code": 201, "response_body": '{"id": "written-elsewhere"}',
+                "created_at": datetime.now(timezone.utc)})
+        writer._write = real
+        return real(batch)
 
-    writer._checked = meanwhile
+    writer._write = stored_first
+    fallbacks, batches = writer.fallbacks, writer.batches
+    body = {"item_code": "SH-WX-001", "channel": "kiosk", "description": "楼道灯坏了", "location": {"grid": GRID1}}
+    try:
+        race, rest = await _one_batch(client, writer, [
+            client.post("/services/v1/requests", json=body, headers={**auth(**RES1), "Idempotency-Key": "race"}),
+            client.post("/services/v1/requests", json=body, headers={**auth(**RES1), "Idempotency-Key": "rest"})])
+    finally:
+        writer._write = real
+        other.dispose()
+    assert race.status_code == 201 and race.json() == {"id": "written-elsewhere"}
+    assert race.headers["idempotency-replayed"] == "true"
+    assert rest.status_code == 201 and rest.headers["idempotency-replayed"] == "false"
+    assert writer.fallbacks == fallbacks and writer.batches == batches + 1
+    assert await _count(db, ServiceRequest) == 1 and await _count(db, TimelineEntry) == 1
+    assert await _count(db, OutboxEvent, OutboxEvent.type == "request.submitted") == 1
+
+
+async def test_postgres_key_stored_meanwhile_fails_the_batch_whole_and_replays(ready, auth, backend):
+    """Another writer's transaction holding the batch's key, uncommitted when the statement starts and committed
+    while it waits: the statement fails on the primary key, nothing of the batch is written, and the submission
+    is decided again by the slow path, which replays what the other writer stored."""
+    if backend != "postgresql":
+        pytest.skip("SQLite's batch holds the write lock from its lookup to its commit")
+    import threading
+    from datetime import datetime, timezone
+
+    from sqlalchemy import create_engine
+
+    from common.db import blocking_url
+
+    client, db, writer = ready, ready.app.state.db, ready.app.state.intake
+    real, other = writer._write, create_engine(blocking_url(db.url))
+
+    def meanwhile(batch):
+        conn = other.connect()
+        tx = conn.begin()
+        conn.execute(IdempotencyRecord.__table__.insert(), {
+            "caller": batch[0].principal.caller, "key": "race", "request_hash": batch[0].fingerprint,
+            "status_code": 201, "response_body": '{"id": "written-elsewhere"}',
+            "created_at": datetime.now(timezone.utc)})
+        threading.Timer(0.3, lambda: (tx.commit(), conn.close())).start()
+        return real(batch)
+
+    writer._write = meanwhile
     fallbacks = writer.fallbacks
     try:
         body = {"item_code": "SH-WX-001", "channel": "kiosk", "description": "楼道灯坏了", "location": {"grid": GRID1}}
         r = await client.post("/services/v1/requests", json=body, headers={**auth(**RES1), "Idempotency-Key": "race"})
     finally:
-        writer._checked = real
+        writer._write = real
         other.dispose()
     assert r.status_code == 201 and r.json() == {"id": "written-elsewhere"}
     assert r.headers["idempotency-replayed"] == "true" and writer.fallbacks == fallbacks + 1
     assert await _count(db, ServiceRequest) == 0 and await _count(db, TimelineEntry) == 0
     assert await _count(db, OutboxEvent, OutboxEvent.type == "request.submitted") == 0
+
+
+async def test_postgres_duplicates_made_in_sql_equal_pydantics(ready, backend):
+    """The one statement writes each possible duplicate's JSON itself: the same bytes as
+    `DuplicateOut.model_dump_json()` of the value read back (in UTC, as the Python writer makes it), whatever
+    the microseconds (none, a few, all six digits), the time zone the value came in, or the characters of its
+    id."""
+    if backend != "postgresql":
+        pytest.skip("PostgreSQL's one-statement batch")
+    from datetime import datetime, timedelta, timezone
+
+    from svc_services.requests.batch_statement import _DUPLICATE_JSON
+    from svc_services.requests.schemas import DuplicateOut
+
+    writer = ready.app.state.intake
+    base = datetime(2026, 11, 30, 23, 59, 59, tzinfo=timezone.utc)
+    cases = [(f"r{n}", base.replace(microsecond=us)) for n, us in enumerate((0, 5, 120000, 123456, 999999))]
+    cases += [('id "引号" \\ 中', base + timedelta(days=40)),
+              ("east", base.astimezone(timezone(timedelta(hours=8))).replace(microsecond=10))]
+    values = ", ".join(f"(%(id{i})s, %(at{i})s::timestamptz)" for i in range(len(cases)))
+    params = {k: v for i, (id_, at) in enumerate(cases) for k, v in ((f"id{i}", id_), (f"at{i}", at))}
+    sql = (f"SELECT {_DUPLICATE_JSON} FROM (VALUES {values}) AS v(id, created_at), "
+           f"LATERAL (SELECT v.id, v.created_at, '110105001001001'::text AS grid, 'in_progress'::text AS state) c")
+    made = await writer.threads.call(writer.threads.autocommit,
+                                     lambda c: c.exec_driver_sql(sql, params).scalars().all())
+    assert made == [DuplicateOut(id=id_, match="grid", grid="110105001001001", state="in_progress",
+                                 created_at=at.astimezone(timezone.utc)).model_dump_json() for id_, at in cases]
 
 
 async def test_stored_fingerprint_is_common_idempotencys(ready, auth):
