@@ -198,7 +198,7 @@ class IntakeWriter:
         # one; the queue is shared, `max_writers` stays a setting)
         self.max_writers = 1
         self.threads = self.db.writer_threads(threads=self.max_writers, name="svc_services-intake")
-        # PostgreSQL: a batch is written by one statement outside a transaction block (`_in_one_statement`)
+        # PostgreSQL: a batch of grid submissions is one statement outside a transaction block (`_in_one_statement`)
         self._one_statement = self.db.dialect == "postgresql"
         self._writers: set[asyncio.Task] = set()
         self.batches = 0  # written batches and submissions (tests and benchmarks look at them)
@@ -297,9 +297,14 @@ class IntakeWriter:
             loop.call_soon_threadsafe(self._settle, batch, outcomes)
 
     def _write(self, batch: list[Job]) -> dict[Job, Any]:
-        """On a writer thread: one batch written, each submission's outcome (missing: the slow path decides)."""
-        if self._one_statement and all(job.prepared.req.lat is None for job in batch):
-            return self.threads.autocommit(self._in_one_statement, batch)
+        """On a writer thread: one batch written, each submission's outcome (missing: the slow path decides).
+        PostgreSQL writes a batch of grid submissions as one statement; SQLite, and a batch with a lat/long
+        submission (its duplicates by distance are read once its rows are in), in a transaction."""
+        if self._one_statement and all(job.prepared.req.lat is None and job.rows is not None
+                                       and job.answer.endswith(_NO_DUPLICATES_YET) for job in batch):
+            outcomes = self.threads.autocommit(self._in_one_statement, batch)
+            if outcomes is not None:
+                return outcomes
         return self.threads.transaction(self._transaction, batch)
 
     @staticmethod
@@ -320,7 +325,7 @@ class IntakeWriter:
         todo = self._checked(conn, batch, outcomes)
         if todo:
             RowsInsert.blocking_together(conn, self._rows(todo))
-            by_grid = self._grid_duplicates(conn, [j for j in todo if j.prepared.req.lat is None], written=True)
+            by_grid = self._grid_duplicates(conn, [j for j in todo if j.prepared.req.lat is None])
             records = self._answer(conn, todo, by_grid, outcomes)
             if records:
                 _INSERT_STORED.blocking(conn, records)
@@ -328,51 +333,39 @@ class IntakeWriter:
         self.written += len(todo)
         return outcomes
 
-    def _in_one_statement(self, conn: Connection, batch: list[Job]) -> dict[Job, Any]:
-        """On a writer thread, PostgreSQL in autocommit. The usual batch (one item, grid and visibility, its rows
-        encoded) is ONE statement (`batch_statement`): its checks, its possible duplicates and all its rows, one
-        round trip. Any other: the lookups, the duplicates of each group (the batch's own rows added here), then
-        requests, timeline entries, events and idempotency records in one statement, atomic by itself. Reading
-        before writing outside a transaction block decides nothing differently at READ COMMITTED: a key stored
-        meanwhile by another writer fails the statement on the primary key, and the batch falls back as it
-        would have."""
-        groups = self._grid_groups(batch)
-        if len(groups) == 1:
-            outcomes = self._in_one_round_trip(conn, batch, next(iter(groups.values())))
-            if outcomes is not None:
-                return outcomes
-        outcomes = {}
-        todo = self._checked(conn, batch, outcomes)
-        if todo:
-            by_grid = self._grid_duplicates(conn, todo, written=False)
-            records = self._answer(conn, todo, by_grid, outcomes)
-            RowsInsert.blocking_together(conn, [*self._rows(todo), (_INSERT_STORED, records)])
-        self.batches += 1
-        self.written += len(todo)
-        return outcomes
-
-    def _in_one_round_trip(self, conn: Connection, batch: list[Job], group: list[Job]) -> dict[Job, Any] | None:
-        """The batch (all of `group`) as `batch_statement`'s one statement; None when it cannot be."""
-        if not all(job.rows is not None and job.answer.endswith(_NO_DUPLICATES_YET) for job in batch):
-            return None
+    def _in_one_statement(self, conn: Connection, batch: list[Job]) -> dict[Job, Any] | None:
+        """On a writer thread, PostgreSQL in autocommit: the batch as `batch_statement`'s ONE statement (its
+        checks, its possible duplicates and all its rows, one round trip), or None when its rows cannot be
+        written that way (the caller writes it in a transaction instead)."""
+        groups = list(self._grid_groups(batch).values())
+        queries = [self._group_query(group) for group in groups]
         rows = tuple(list(table) for table in zip(*(job.rows for job in batch)))
-        same_grid, same_grid_params = self._group_query(group)
-        made = _ONE_STATEMENT.statement(conn, same_grid, tuple(table[0].keys for table in rows))
+        made = _ONE_STATEMENT.statement(conn, tuple(q for q, _ in queries), tuple(table[0].keys for table in rows))
         if made is None:
             return None
         sql, fixed = made
-        principal, now = group[0].principal, utcnow()
-        own = orjson.dumps([{"id": req["id"], "state": req["state"], "grid": req["grid"],
-                             "created_at": req["created_at"],
-                             "visible": req["state"] in service.OPEN and service.can_see(principal, req)}
-                            for req in (job.prepared.req for job in batch)]).decode()
-        records = orjson.dumps([{"caller": job.principal.caller, "key": job.key, "request_hash": job.fingerprint,
-                                 "prefix": job.answer[:-2], "created_at": now, "request_id": job.prepared.req["id"]}
-                                for job in batch if job.key is not None]).decode()
+        now = utcnow()
+        group_of = {job: g for g, group in enumerate(groups) for job in group}
+        own = [{"grp": group_of[job], "id": job.prepared.req["id"], "created_at": job.prepared.req["created_at"]}
+               for job in batch]
+        # each group's candidates among the batch's own requests: what `_grid_duplicates` adds in Python
+        reqs = [job.prepared.req for job in batch]
+        candidates = [{"grp": g, "id": req["id"], "state": req["state"], "grid": req["grid"],
+                       "created_at": req["created_at"]}
+                      for g, group in enumerate(groups)
+                      for req in reqs
+                      if req["item_code"] == group[0].prepared.req["item_code"]
+                      and req["grid"] == group[0].prepared.req["grid"] and req["state"] in service.OPEN
+                      and service.can_see(group[0].principal, req)]
+        records = [{"caller": job.principal.caller, "key": job.key, "request_hash": job.fingerprint,
+                    "prefix": job.answer[:-2], "created_at": now, "request_id": job.prepared.req["id"]}
+                   for job in batch if job.key is not None]
         params = BatchStatement.params(
-            fixed, same_grid_params, keyed=[(job.principal.caller, job.key) for job in batch if job.key is not None],
-            items=sorted({(job.prepared.req.item_code, job.prepared.req.item_version) for job in batch}),
-            own=own, rows=rows, records=records,
+            fixed, [p for _, p in queries],
+            keyed=[(job.principal.caller, job.key) for job in batch if job.key is not None],
+            items=sorted({(req.item_code, req.item_version) for req in reqs}),
+            own=orjson.dumps(own).decode(), own_candidates=orjson.dumps(candidates).decode(), rows=rows,
+            records=orjson.dumps(records).decode(),
             window=timedelta(hours=self.settings.duplicate_window_hours), limit=service.MAX_DUPLICATES)
         dups: dict[str, str] = {}
         stored: dict[tuple[str, str], Stored] = {}
@@ -475,25 +468,15 @@ class IntakeWriter:
         return service.same_grid_query(group[0].principal, req.item_code, req.grid, min(times) - window,
                                        max(times) + window, limit=service.MAX_DUPLICATES + len(group))
 
-    def _grid_duplicates(self, conn: Connection, jobs: list[Job], *, written: bool) -> dict[Job, list[str]]:
-        """`service.duplicates_plan` for submissions with a grid only, one query per item, grid and caller's
-        visibility: each sees the newest open requests of its item in its grid, the batch's others included
-        (read with the rest once `written`; else `jobs` are all the batch writes, and they are added here: the same
-        item and grid, open, and visible to the caller by `service.can_see`, which says in Python what
-        `visibility_clause` says in SQL)."""
+    def _grid_duplicates(self, conn: Connection, jobs: list[Job]) -> dict[Job, list[str]]:
+        """`service.duplicates_plan` for submissions with a grid only, once the batch's rows are in, one query per
+        item, grid and caller's visibility: each sees the newest open requests of its item in its grid, the
+        batch's others included."""
         window = timedelta(hours=self.settings.duplicate_window_hours)
         out: dict[Job, list[str]] = {}
-        for group_key, group in self._grid_groups(jobs).items():
-            item_code, grid = group_key[:2]
+        for group in self._grid_groups(jobs).values():
             times = [job.prepared.req.created_at for job in group]
-            principal = group[0].principal
             found = self._same_grid(conn, *self._group_query(group))
-            if not written:
-                found += [self._duplicate(req["id"], req["state"], req["grid"], req["created_at"])
-                          for req in (j.prepared.req for j in jobs)
-                          if req["item_code"] == item_code and req["grid"] == grid and req["state"] in service.OPEN
-                          and service.can_see(principal, req)]
-                found.sort(key=lambda f: (f[1], f[0]), reverse=True)
             limit = service.MAX_DUPLICATES
             if all(max(times) - window <= at <= min(times) + window for _, at, _ in found):
                 # within every submission's window (a batch spans milliseconds): the newest but its own

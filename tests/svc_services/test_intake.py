@@ -354,7 +354,9 @@ async def _one_batch(client, writer, posts):
     writer.max_writers = 0
     try:
         tasks = [asyncio.create_task(p) for p in posts]
-        while len(writer._queue) < len(tasks):
+        for _ in range(1000):
+            if len(writer._queue) == len(tasks) or any(t.done() for t in tasks):
+                break  # all queued; or one answered without the writer, which the test's assertions will show
             await asyncio.sleep(0.01)
         writer.max_writers = max_writers
         await writer._drain()
@@ -564,3 +566,56 @@ async def test_stored_fingerprint_is_common_idempotencys(ready, auth):
         stored = (await s.execute(select(IdempotencyRecord.request_hash).where(IdempotencyRecord.key == "fp"))
                   ).scalar_one()
     assert stored == request_fingerprint("POST", "/services/v1/requests", RequestCreate.model_validate(body))
+
+
+async def test_mixed_batch_duplicates_equal_the_slow_paths(ready, auth, backend):
+    """One batch of submissions of two items, in two grids, by a grid worker and a resident (who may see only
+    their own requests): each answer's possible duplicates are what `service.find_duplicates` gives for it
+    afterwards, the batch's others included wherever their caller may see them. On PostgreSQL the whole batch
+    is still one statement."""
+    from sqlalchemy import event
+
+    from common.auth import Principal
+    from svc_services.requests import service
+    from tests.svc_services.conftest import GRID2, GRIDW2, P1
+
+    client, db, writer = ready, ready.app.state.db, ready.app.state.intake
+    repair = {"item_code": "SH-WX-001", "channel": "grid_patrol", "description": "路灯不亮", "location": {"grid": GRID1}}
+    by_app = {**repair, "channel": "app"}
+    meal = {"item_code": "YL-ZC-001", "channel": "app", "description": "想订午餐", "location": {"grid": GRID1},
+            "attributes": {"meal_time": "lunch"}}
+    earlier = [await client.post("/services/v1/requests", json=repair, headers=auth(**GRIDW)),
+               await client.post("/services/v1/requests", json=by_app, headers=auth(**RES1)),
+               await client.post("/services/v1/requests", json={**repair, "location": {"grid": GRID2}},
+                                 headers=auth(**GRIDW2))]
+    assert {r.status_code for r in earlier} == {201}, [r.text for r in earlier]
+    posts = [(GRIDW, repair), (GRIDW, repair), (RES1, by_app), (RES1, by_app), (GRIDW2, {**repair, "location":
+             {"grid": GRID2}}), (GRIDW, meal), (RES1, meal)]
+    sent: list[str] = []
+    listener = lambda *a: sent.append(a[2])  # noqa: E731
+    if backend == "postgresql":
+        event.listen(writer.threads.engine, "before_cursor_execute", listener)
+    batches, written = writer.batches, writer.written
+    try:
+        resps = await _one_batch(client, writer, [
+            client.post("/services/v1/requests", json=body, headers=auth(**who)) for who, body in posts])
+    finally:
+        if backend == "postgresql":
+            event.remove(writer.threads.engine, "before_cursor_execute", listener)
+    assert {r.status_code for r in resps} == {201}, [r.text for r in resps]
+    assert (writer.batches, writer.written) == (batches + 1, written + len(posts))
+    if backend == "postgresql":
+        assert len(sent) == 1 and "b_stored" in sent[0], sent
+    principals = {id(GRIDW): Principal(member="app-test", user="grid1", role="grid_worker", scopes=(f"grid:{GRID1}",)),
+                  id(GRIDW2): Principal(member="app-test", user="grid2", role="grid_worker",
+                                        scopes=(f"grid:{GRID2}",)),
+                  id(RES1): Principal(member="app-test", user="resident1", role="resident", scopes=(f"person:{P1}",))}
+    seen_batch_rows = 0
+    ids = {r.json()["id"] for r in resps}
+    async with db.session() as session:
+        for (who, _), r in zip(posts, resps):
+            req = await session.get(ServiceRequest, r.json()["id"])
+            again = await service.find_duplicates(session, principals[id(who)], req, ready.app.state.settings)
+            assert r.json()["possible_duplicates"] == [d.model_dump(mode="json") for d in again], r.json()["id"]
+            seen_batch_rows += sum(d["id"] in ids for d in r.json()["possible_duplicates"])
+    assert seen_batch_rows > 0
