@@ -619,3 +619,23 @@ async def test_mixed_batch_duplicates_equal_the_slow_paths(ready, auth, backend)
             assert r.json()["possible_duplicates"] == [d.model_dump(mode="json") for d in again], r.json()["id"]
             seen_batch_rows += sum(d["id"] in ids for d in r.json()["possible_duplicates"])
     assert seen_batch_rows > 0
+
+
+async def test_postgres_stored_responses_are_compressed_with_lz4(ready, auth, backend):
+    """A stored response over PostgreSQL's 2 kB compression threshold is compressed with lz4 (migration
+    f4a9d2c7b1e3), not pglz, whose compression cost the intake about 5 % of its throughput; it replays intact."""
+    if backend != "postgresql":
+        pytest.skip("SQLite stores text as it is")
+    from sqlalchemy import text
+
+    client, db = ready, ready.app.state.db
+    body = {"item_code": "SH-WX-001", "channel": "kiosk", "description": "楼道灯坏了，" * 300, "location": {"grid": GRID1}}
+    headers = {**auth(**RES1), "Idempotency-Key": "big"}
+    first = await client.post("/services/v1/requests", json=body, headers=headers)
+    assert first.status_code == 201 and len(first.content) > 4_000
+    async with db.session() as s:
+        method = (await s.execute(text("SELECT pg_column_compression(response_body) FROM idempotency_keys "
+                                       "WHERE key = 'big'"))).scalar_one()
+    assert method == "lz4"
+    again = await client.post("/services/v1/requests", json=body, headers=headers)
+    assert again.headers["idempotency-replayed"] == "true" and again.content == first.content
