@@ -308,10 +308,13 @@ class Generator:
             self.push("participation.recorded", at, uid(r, at), grid,
                       {"person_id": pid, "activity": r.choice(["议事会", "志愿服务", "文体活动", "听证会"])},
                       source="svc_matching")
-        for _ in range(self._count(30 * scale)):   # calls across the exchange
-            self.push("exchange.call", self.when(day), f"{r.choice(DEPARTMENTS)}.item{r.randrange(240)}", None,
-                      {"member": r.choice(DEPARTMENTS), "resource": f"item{r.randrange(240)}", "status": 200,
-                       "outcome": "ok", "refused": False}, source="gateway")
+        for _ in range(self._count(30 * scale)):   # calls across the exchange, counted per log batch as sent
+            calls, refused = r.randint(1, 20), r.random() < 0.05
+            self.push("exchange.calls", self.when(day), f"{r.choice(DEPARTMENTS)}.item{r.randrange(240)}", None,
+                      {"member": r.choice(DEPARTMENTS), "resource": f"item{r.randrange(240)}",
+                       "status": 429 if refused else 200, "outcome": "refused" if refused else "ok",
+                       "refused": refused, "count": calls, "statuses": {"429" if refused else "200": calls}},
+                      source="gateway")
         if self.resources and r.random() < 0.03:
             rid, grid = r.choice(self.resources)
             self.push("resource.withdrawn", self.when(day), rid, grid, {}, source="svc_matching")
