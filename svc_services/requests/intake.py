@@ -12,7 +12,8 @@ serialised behind the process's write gate. Here:
 - the submissions waiting at one moment are written by one writer in ONE transaction: the idempotency keys
   looked up with one query, each table filled with one multi-row INSERT, the responses (with their possible
   duplicates) stored as the idempotency records in the same transaction, one commit. A lone submission is
-  written at once (no waiting for company); under load, batches form by themselves.
+  written at once (no waiting for company); under load, batches form by themselves. On PostgreSQL a batch of
+  grid submissions is all of that in ONE statement, one round trip (`batch_statement`);
 - that transaction runs on a writer thread of its own through a blocking driver (`common.db.WriterThreads`):
   through aiosqlite its eight statements crossed to and from the busy event loop some thirty times, and a batch
   of eight took 7–8 ms of wall time under load (4–5 ms on the thread; 2.5 ms alone on an idle machine), and

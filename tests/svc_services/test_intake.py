@@ -350,6 +350,10 @@ async def test_batched_possible_duplicates_equal_the_slow_paths(ready, auth):
 
 async def _one_batch(client, writer, posts):
     """`posts` (coroutines) written as ONE batch: no writer starts until all of them wait in the queue."""
+    for _ in range(1000):  # the writer that wrote earlier submissions may not have left yet: it would take these
+        if not writer._writers:
+            break
+        await asyncio.sleep(0.01)
     max_writers = writer.max_writers
     writer.max_writers = 0
     try:
