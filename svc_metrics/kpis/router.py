@@ -35,7 +35,37 @@ async def catalogue(request: Request, principal: Principal = Depends(READ)) -> d
         return {"items": [engine.describe(d) for d in await service.definitions(session)]}
 
 
-@router.get("/kpis", summary="指标表 Every indicator for a scope and period (JSON, CSV or XLSX)")
+# What the KPI reads answer, for the aggregated OpenAPI (their bodies are built per request, with no model)
+_RESPONSE_TIME = {"code": "response_time", "name_zh": "平均响应时间", "name_en": "Average first-response time",
+                  "unit": "h", "direction": "lower", "value": 6.4, "numerator": None, "denominator": None,
+                  "count": 212, "mean": 6.4, "median": 3.1, "p90": 14.2,
+                  "target": {"value": 12, "source": "001", "note": "规划目标", "override_scope": None},
+                  "baseline": {"value": 48, "source": "000"}, "status": "met", "status_zh": "达标",
+                  "status_en": "Met"}
+_EXPORTS = {"text/csv": {"schema": {"type": "string"}}, XLSX: {"schema": {"type": "string", "format": "binary"}}}
+_KPIS_RESPONSES = {200: {"description": "指标表（format=csv / xlsx 时为文件） The indicators (a file for csv / xlsx)",
+                         "content": {"application/json": {"example": {
+                             "scope": "110105001", "period": "2026-11", "period_kind": "month",
+                             "from": "2026-11-01T00:00:00+08:00", "to": "2026-12-01T00:00:00+08:00",
+                             "category": None, "channel": None, "group": None, "items": [_RESPONSE_TIME]}},
+                             **_EXPORTS}}}
+_KPI_RESPONSES = {200: {"description": "指标及趋势（format=csv / xlsx 时为文件） The indicator and its trend",
+                        "content": {"application/json": {"example": {
+                            **_RESPONSE_TIME, "scope": "110105001", "period": "2026-11",
+                            "definition": {"code": "response_time", "name_zh": "平均响应时间",
+                                           "name_en": "Average first-response time", "unit": "h",
+                                           "direction": "lower", "definition_zh": "首次响应时间 − 提交时间",
+                                           "definition_en": "First response − submission", "stat": "mean",
+                                           "baseline": {"value": 48, "source": "000"},
+                                           "targets": [{"value": 12, "source": "001", "note": "规划目标"}],
+                                           "sources": ["000", "001"]},
+                            "trend": [{"period": "2026-10", "value": 7.9, "status": "met"},
+                                      {"period": "2026-11", "value": 6.4, "status": "met"}]}},
+                            **_EXPORTS}}}
+
+
+@router.get("/kpis", summary="指标表 Every indicator for a scope and period (JSON, CSV or XLSX)",
+            responses=_KPIS_RESPONSES)
 async def kpis(request: Request, scope: str = "all", period: str | None = None, category: str | None = None,
                channel: str | None = None, group: str | None = None,
                format: Literal["json", "csv", "xlsx"] = "json",
@@ -52,7 +82,7 @@ async def kpis(request: Request, scope: str = "all", period: str | None = None, 
     return body
 
 
-@router.get("/kpis/{code}", summary="单个指标及趋势 One indicator with its trend")
+@router.get("/kpis/{code}", summary="单个指标及趋势 One indicator with its trend", responses=_KPI_RESPONSES)
 async def kpi(code: str, request: Request, scope: str = "all", period: str | None = None,
               category: str | None = None, channel: str | None = None, group: str | None = None,
               trend: int = Query(default=6, ge=1, le=24), format: Literal["json", "csv", "xlsx"] = "json",
