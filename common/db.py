@@ -495,11 +495,11 @@ class RowsInsert:
     def _postgres_statement(self, conn: Connection, rows: list[dict], param: str) -> tuple[str, dict] | None:
         """One `INSERT … SELECT … FROM json_to_recordset(…)` for psycopg (the rows as one JSON parameter), or
         None: SQLAlchemy's executemany writes them."""
+        if isinstance(rows[0], EncodedRow):
+            sql = self.postgres_insert(conn, rows[0].keys, param)
+            return None if sql is None else (sql, {param: joined_rows(rows)})
         if conn.dialect.name != "postgresql" or conn.dialect.paramstyle != "pyformat":
             return None
-        if isinstance(rows[0], EncodedRow):
-            sql = self._postgres_plan(rows[0].keys, conn.dialect.identifier_preparer.quote)[0]
-            return sql.replace("%(@)s", f"%({param})s"), {param: joined_rows(rows)}
         keys = tuple(rows[0])
         plan = self._postgres_plan(keys, conn.dialect.identifier_preparer.quote)
         first = rows[0].keys()

@@ -135,7 +135,7 @@ class CachedLookups(service.Lookups):
 # The batch's statements, built once: a statement object keeps its cache key, so executing it again skips
 # building the expression and computing the key (profiled: a few per cent of the writer)
 _IR = IdempotencyRecord
-# the batch's two lookups in one statement (one round trip on PostgreSQL): its stored keys, by caller AND key (the
+# a batch's two lookups in one statement (in `_transaction`): its stored keys, by caller AND key (the
 # primary key is (caller, key); a lookup by key alone read the whole table once per batch: on PostgreSQL 5.4
 # million rows in 11 s of benchmark), and the current version of its items
 _LOOKUPS = union_all(
