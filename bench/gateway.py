@@ -246,6 +246,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="no access logs: nginx with access_log off, the gateway at log level WARNING; by default "
                          "both log each call as deployed (nginx its combined line, the gateway its JSON line, "
                          "each to a file here)")
+    ap.add_argument("--edge", choices=("both", "on", "off"), default="both",
+                    help="the gateway with its edge (nginx + Lua in front, ADR 0012; as deployed when the packages "
+                         "are installed), without it (the Python data plane alone), or both (default)")
     ap.add_argument("--json", action="store_true", help="also print the figures as one JSON line")
     ap.add_argument("--profile", metavar="FILE", help="record the gateway with py-spy during its first "
                                                    "16-connection run (collapsed stacks to FILE; prints the top frames)")
@@ -253,6 +256,16 @@ def main(argv: list[str] | None = None) -> int:
                                                         "for Ctrl-C instead of measuring (for profiling by hand)")
     args = ap.parse_args(argv)
     worker_counts = [int(w) for w in str(args.workers).split(",") if w.strip()]
+    from gateway.edge.config import find_runtime
+
+    runtime = find_runtime()
+    if isinstance(runtime, str) and args.edge != "off":
+        if args.edge == "on":
+            print(f"the edge cannot run here: {runtime}", file=sys.stderr)
+            return 2
+        print(f"(the edge is not measured: {runtime})")
+        args.edge = "off"
+    edge_modes = {"both": (False, True), "on": (True,), "off": (False,)}[args.edge]
 
     wrk, nginx = find_wrk(), find_nginx()
     tmp = Path(tempfile.mkdtemp(prefix="onenet-bench-gw-"))
@@ -295,12 +308,13 @@ def main(argv: list[str] | None = None) -> int:
             wait_http(f"http://127.0.0.1:{port}/", proc=ngx)
             return f"http://127.0.0.1:{port}"
 
-        def start_gateway(workers: int) -> tuple[subprocess.Popen, str, str]:
-            db_file = tmp / f"gateway-{workers}.db"
+        def start_gateway(workers: int, edge: bool = False) -> tuple[subprocess.Popen, str, str]:
+            name = f"gateway-{workers}{'-edge' if edge else ''}"
+            db_file = tmp / f"{name}.db"
             shutil.copy(template, db_file)
             db_url = f"sqlite+aiosqlite:///{db_file}"
             port = free_port()
-            gw_env = clean_env(
+            gw_env = dict(
                 ONENET_SERVICE_NAME="gateway", ONENET_DATABASE_URL=db_url, ONENET_KEYS_DIR=str(keys),
                 ONENET_UPSTREAM_DEPARTMENTS=f"http://127.0.0.1:{backend_port}",
                 ONENET_UPSTREAM_SERVICES=unreachable, ONENET_UPSTREAM_RESIDENTS=unreachable,
@@ -309,10 +323,31 @@ def main(argv: list[str] | None = None) -> int:
                 ONENET_CATALOGUE_FROM_OPENAPI="false",
                 ONENET_RATE_MEMBER_PER_SECOND="1000000", ONENET_RATE_MEMBER_BURST="1000000",
                 ONENET_RATE_USER_PER_SECOND="1000000", ONENET_RATE_USER_BURST="1000000")
+            edge_proc = None
+            if edge:
+                # the gateway as deployed with its edge (ADR 0012): nginx + Lua in front, the gateway behind it
+                from gateway.edge.config import EdgeProcess
+                from gateway.settings import GatewaySettings
+
+                secret_edge, control = secrets.token_urlsafe(24), free_port()
+                gw_env.update(ONENET_EDGE_SECRET=secret_edge,
+                              ONENET_EDGE_CONTROL_URL=f"http://127.0.0.1:{control}/_edge/state")
+                edge_settings = GatewaySettings(**{k[len("ONENET_"):].lower(): v for k, v in gw_env.items()})
+                edge_port = free_port()
+                edge_proc = EdgeProcess(edge_settings, listen=f"127.0.0.1:{edge_port}", control_port=control,
+                                        gateway=f"http://127.0.0.1:{port}", secret=secret_edge,
+                                        prefix=tmp / f"{name}-nginx", workers=workers,
+                                        access_log=None if args.quiet_logs else str(tmp / f"{name}-nginx" / "access.log"))
             gw = spawn(uvicorn_cmd("gateway.app:create_app", port, factory=True, workers=workers, http=GATEWAY.http),
-                       env=gw_env, log=f"gateway-{workers}")
+                       env=clean_env(**gw_env), log=name)
             url = f"http://127.0.0.1:{port}"
             wait_http(f"{url}/healthz", proc=gw)
+            if edge_proc is not None:
+                procs.append(edge_proc.start(stdout=open(tmp / f"{name}-nginx.log", "wb")))
+                edge_proc.wait_ready()
+                url = f"http://127.0.0.1:{edge_port}"
+                wait_http(f"{url}/healthz", proc=procs[-1])
+                edges[gw.pid] = edge_proc
             return gw, url, db_url
 
         def admit(gw_url: str) -> dict[str, str]:
@@ -337,6 +372,7 @@ def main(argv: list[str] | None = None) -> int:
             return auth
 
         plain = write_script(tmp / "plain.lua", {})
+        edges: dict = {}
         results: dict[str, tuple[Load, Load]] = {}
         logged: dict[str, int] = {}
         profiled = False
@@ -359,7 +395,7 @@ def main(argv: list[str] | None = None) -> int:
 
         if args.hold:
             ngx_url = start_nginx(worker_counts[0])
-            gw, gw_url, _ = start_gateway(worker_counts[0])
+            gw, gw_url, _ = start_gateway(worker_counts[0], edge=args.edge != "off")
             auth = admit(gw_url)
             print(json.dumps({"backend": f"http://127.0.0.1:{backend_port}", "gateway": gw_url, "gateway_pid": gw.pid,
                               "nginx": ngx_url, "path": PATH, **auth}), flush=True)
@@ -381,14 +417,19 @@ def main(argv: list[str] | None = None) -> int:
             measure(f"nginx ×{w}", f"{ngx_url}{PATH}", plain)
             os.killpg(procs[-1].pid, signal.SIGTERM)
             procs[-1].wait(timeout=10)
-            gw, gw_url, db_url = start_gateway(w)
-            auth = admit(gw_url)
-            script = write_script(tmp / f"token-{w}.lua", {**auth, "X-OneNet-Purpose": "benchmark"})
-            measure(f"gateway ×{w}", f"{gw_url}{PATH}", script, pid=gw.pid)
-            time.sleep(1.0)  # the last batch of the message log
-            os.killpg(gw.pid, signal.SIGTERM)
-            gw.wait(timeout=30)
-            logged[f"gateway ×{w}"] = _count_log(db_url)
+            for edge in edge_modes:
+                label = f"gateway{'+edge' if edge else ''} ×{w}"
+                gw, gw_url, db_url = start_gateway(w, edge=edge)
+                auth = admit(gw_url)
+                script = write_script(tmp / f"token-{w}.lua", {**auth, "X-OneNet-Purpose": "benchmark"})
+                measure(label, f"{gw_url}{PATH}", script, pid=gw.pid)
+                edge_proc = edges.pop(gw.pid, None)
+                if edge_proc is not None:
+                    edge_proc.stop()  # graceful: its workers ship their last records to the gateway
+                time.sleep(1.0)  # the last batch of the message log
+                os.killpg(gw.pid, signal.SIGTERM)
+                gw.wait(timeout=30)
+                logged[label] = _count_log(db_url)
 
         print_table(results, args, worker_counts, logged)
         if args.profile:
@@ -444,25 +485,28 @@ def print_table(results: dict[str, tuple[Load, Load]], args, worker_counts: list
     print(f"\nGateway vs nginx, same backend ({PATH}), {args.duration:g} s per run, wrk; "
           f"{'no access logs' if args.quiet_logs else 'access logs on (nginx: combined format to a file; gateway: INFO, JSON lines)'}"
           f"{', masked responses' if args.masked else ''}")
-    print(f"{'target':<18} {'req/s @' + str(c) + 'c':>12} {'p50 @' + str(c) + 'c':>10} {'p99 @' + str(c) + 'c':>10}"
+    print(f"{'target':<20} {'req/s @' + str(c) + 'c':>12} {'p50 @' + str(c) + 'c':>10} {'p99 @' + str(c) + 'c':>10}"
           f" {'p50 @1c':>9} {'p99 @1c':>9} {'non-2xx':>8} {'errors':>7}")
     for name, (many, one) in results.items():
-        print(f"{name:<18} {many.rps:>12,.0f} {many.p50_ms:>8.2f}ms {many.p99_ms:>8.2f}ms {one.p50_ms:>7.3f}ms"
+        print(f"{name:<20} {many.rps:>12,.0f} {many.p50_ms:>8.2f}ms {many.p99_ms:>8.2f}ms {one.p50_ms:>7.3f}ms"
               f" {one.p99_ms:>7.3f}ms {many.non2xx + one.non2xx:>8} {many.errors + one.errors:>7}")
     direct = results["backend (direct)"]
     for w in worker_counts:
-        ng, gw = results[f"nginx ×{w}"], results[f"gateway ×{w}"]
-        ratio = gw[0].rps / ng[0].rps if ng[0].rps else 0.0
-        added = gw[1].p50_ms - ng[1].p50_ms
-        print(f"\n{w} worker(s) each: throughput gateway / nginx @{c}c: {ratio:.2f}  "
-              f"(goal ≥ 0.50: {'met' if ratio >= 0.5 else 'NOT met'})")
-        print(f"  median latency @1c, gateway − nginx: {added:+.3f} ms  (goal ≤ 0.5 ms: "
-              f"{'met' if added <= 0.5 else 'NOT met'}); gateway − direct backend: "
-              f"{gw[1].p50_ms - direct[1].p50_ms:+.3f} ms")
-        calls = gw[0].requests + gw[1].requests
-        print(f"  message log rows written: {logged.get(f'gateway ×{w}', 0)} "
-              f"(measured calls {calls}, plus warm-up and set-up calls)")
-
+        ng = results[f"nginx ×{w}"]
+        for label in (f"gateway ×{w}", f"gateway+edge ×{w}"):
+            if label not in results:
+                continue
+            gw = results[label]
+            ratio = gw[0].rps / ng[0].rps if ng[0].rps else 0.0
+            added = gw[1].p50_ms - ng[1].p50_ms
+            print(f"\n{label}: throughput / nginx ×{w} @{c}c: {ratio:.2f}  "
+                  f"(goal ≥ 0.50: {'met' if ratio >= 0.5 else 'NOT met'})")
+            print(f"  median latency @1c, gateway − nginx: {added:+.3f} ms  (goal ≤ 0.5 ms: "
+                  f"{'met' if added <= 0.5 else 'NOT met'}); gateway − direct backend: "
+                  f"{gw[1].p50_ms - direct[1].p50_ms:+.3f} ms")
+            calls = gw[0].requests + gw[1].requests
+            print(f"  message log rows written: {logged.get(label, 0)} "
+                  f"(measured calls {calls}, plus warm-up and set-up calls)")
 
 if __name__ == "__main__":
     raise SystemExit(main())

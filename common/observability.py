@@ -94,11 +94,15 @@ class Telemetry:
                 self._metric_children[key] = hit
         return hit
 
-    def done(self, *, method: str, route_path: str, path: str, status: int, elapsed: float, rid: str, tp: str,
-             caller: str | None) -> None:
+    def count(self, *, method: str, route_path: str, status: int, elapsed: float) -> None:
+        """The counter and latency of a request answered elsewhere (the gateway's edge writes its own lines)."""
         requests, latency = self._children(method, route_path, status)
         requests.inc()
         latency.observe(elapsed)
+
+    def done(self, *, method: str, route_path: str, path: str, status: int, elapsed: float, rid: str, tp: str,
+             caller: str | None) -> None:
+        self.count(method=method, route_path=route_path, status=status, elapsed=elapsed)
         if path not in _QUIET_PATHS and access_log.isEnabledFor(logging.INFO):
             fields = {
                 "request_id": rid,

@@ -20,6 +20,8 @@ from gateway.identity.tokens import TokenIssuer
 from gateway.members.models import Member
 from gateway.members.router import router as members_router
 from gateway.base import OutboxEvent
+from gateway.edge.link import EdgeLink
+from gateway.edge.router import router as edge_router
 from gateway.exchange.audit import AuditWriter
 from gateway.exchange.log_process import LogProcess
 from gateway.exchange.models import MessageLog
@@ -72,9 +74,15 @@ def create_app(settings: GatewaySettings | None = None, *, verifier: TokenVerifi
     plane = ExchangePlane(gate, service=settings.service_name, max_body_bytes=settings.max_body_bytes,
                           excluded=frozenset({"open311"}))
 
+    edge = (EdgeLink(settings.edge_control_url, settings.edge_secret, policy,
+                     [n for n in upstreams if n not in plane.excluded])
+            if settings.edge_secret and settings.edge_control_url else None)
+
     async def load_exchange(app: FastAPI) -> None:
         await ensure_catalogue(db, clock.now())
         await load_policy(db, policy, clock.now())
+        if edge is not None:
+            await edge.changed()
 
     async def derive_catalogue(app: FastAPI, stop: asyncio.Event) -> None:
         # In the background: the services may start after the gateway; retry until every upstream answered.
@@ -117,6 +125,8 @@ def create_app(settings: GatewaySettings | None = None, *, verifier: TokenVerifi
                 try:
                     await load_revoked(app)
                     await load_policy(db, policy, clock.now())
+                    if edge is not None:  # what other replicas changed applies at this one's edge too
+                        await edge.changed()
                 except Exception:  # noqa: BLE001 - keep the last known list
                     pass
 
@@ -126,6 +136,8 @@ def create_app(settings: GatewaySettings | None = None, *, verifier: TokenVerifi
 
     async def close_upstreams(app: FastAPI) -> None:
         await forwarder.aclose()
+        if edge is not None:
+            await edge.aclose()
         if limiter is not None:
             await limiter.aclose()
 
@@ -134,7 +146,7 @@ def create_app(settings: GatewaySettings | None = None, *, verifier: TokenVerifi
         package="gateway",
         title="OneNet gateway 统一数据交换网关",
         description="身份认证、成员单位、路由转发与聚合文档。Identity, exchange members, routing, aggregated docs.",
-        routers=[identity_router, members_router, exchange_router, xroad_router, routing_router],
+        routers=[identity_router, members_router, exchange_router, edge_router, xroad_router, routing_router],
         db=db,
         outbox_model=OutboxEvent,
         verifier=own_verifier,
@@ -142,7 +154,8 @@ def create_app(settings: GatewaySettings | None = None, *, verifier: TokenVerifi
         on_shutdown=[close_upstreams],
         background=[refresh_revocations, write_audit, derive_catalogue],
         extra_media_types={"/auth/": ("application/x-www-form-urlencoded", "multipart/form-data"),
-                           "/open311/": ("application/x-www-form-urlencoded",)},
+                           "/open311/": ("application/x-www-form-urlencoded",),
+                           "/exchange/internal/edge/": ("application/x-ndjson",)},
         openapi_url=None,
         event_token=event_token,
         lifespan_state=plane_state(plane),
@@ -158,6 +171,7 @@ def create_app(settings: GatewaySettings | None = None, *, verifier: TokenVerifi
     app.state.exchange_plane = plane
     app.state.revoked_members = revoked
     app.state.cert_pins = pins
+    app.state.edge = edge
 
     async def principal_with_certificate(request: Request) -> Principal:
         # the gateway's own operations: a member with a client certificate on file must present it here too

@@ -105,17 +105,25 @@ class RateLimiter:
         if principal.user != principal.member:
             ok, retry = await self.buckets.take(f"u:{principal.member}:{principal.user}", *self.user)
             if not ok:
-                raise _limited(retry, ("您的请求过于频繁", "Too many requests from this user"))
+                raise _limited(retry, USER_DETAIL)
         ok, retry = await self.buckets.take(f"m:{principal.member}", *self.member)
         if not ok:
-            raise _limited(retry, ("本单位的请求过于频繁", "Too many requests from this member"))
+            raise _limited(retry, MEMBER_DETAIL)
 
     async def aclose(self) -> None:
         await self.buckets.aclose()
 
 
+USER_DETAIL = ("您的请求过于频繁", "Too many requests from this user")
+MEMBER_DETAIL = ("本单位的请求过于频繁", "Too many requests from this member")
+
+
 def _limited(retry: float, detail: tuple[str, str]) -> Problem:
-    seconds = max(1, math.ceil(retry))
+    return limited_problem(max(1, math.ceil(retry)), detail)
+
+
+def limited_problem(seconds: int | str, detail: tuple[str, str]) -> Problem:
+    """The 429 problem (also rendered for the edge, with `{seconds}` for it to fill in)."""
     return Problem(429, "rate_limited", (f"{detail[0]}，请 {seconds} 秒后再试", f"{detail[1]}; retry in {seconds} s"),
                    headers={"Retry-After": str(seconds)})
 

@@ -52,6 +52,11 @@ class GatewaySettings(ServiceSettings):
     # it sets (X-Client-Cert-Fingerprint / X-SSL-Client-SHA256 / X-SSL-Client-Cert). Only when every request
     # reaches the gateway through that proxy and the proxy overwrites those headers; gateway.identity.mtls.
     client_cert_proxy_trusted: bool = False
+    # The edge (gateway/edge, ADR 0012): nginx answering plain exchange calls in front of this process. Its
+    # shared secret (the edge's calls to /exchange/internal/edge/* carry it; so do this gateway's pushes) and
+    # where this gateway pushes its state (the edge's control listener). Unset: no edge.
+    edge_secret: str | None = None
+    edge_control_url: str | None = None
     # X-Road instance identifier used in /r1/{instance}/... addresses and X-Road-Client / X-Road-Service headers.
     xroad_instance: str = "CN-ONENET"
     # The gateway issues the tokens; it has no relay-token of its own to fetch, and no JWKS URL to call.

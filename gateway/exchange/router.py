@@ -10,6 +10,7 @@ from common.auth import Principal, get_principal, require_roles
 from common.errors import Problem
 from common.idempotency import request_fingerprint, run_idempotent
 from common.pagination import Page, PageParams, encode_cursor
+from gateway.edge.link import edge_changed
 from gateway.base import IdempotencyRecord
 from gateway.exchange import service
 from gateway.exchange.models import Grant, MessageLog, Resource
@@ -88,6 +89,7 @@ async def apply_grant(body: GrantApply, request: Request, principal: Principal =
                                 create=create)
     if created and created[0].status == "approved":
         request.app.state.exchange_policy.put_grant(created[0])
+        await edge_changed(request.app)
     return resp
 
 
@@ -140,6 +142,7 @@ async def _decide(request: Request, fn, *args) -> GrantOut:
         policy.put_grant(grant)
     else:
         policy.drop_grant(grant.consumer, grant.resource, grant.id)
+    await edge_changed(request.app)
     return service.grant_out(grant, now)
 
 

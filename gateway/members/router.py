@@ -15,6 +15,7 @@ from gateway.identity.tokens import hash_secret
 from gateway.members.models import Member
 from gateway.members.schemas import MemberCreate, MemberCredentials, MemberOut, MemberUpdate
 from gateway.base import OutboxEvent
+from gateway.edge.link import edge_changed
 
 router = APIRouter(prefix="/exchange/v1/members", tags=["exchange 数据交换"])
 ops_only = require_roles("ops")
@@ -42,6 +43,7 @@ async def create_member(body: MemberCreate, request: Request, principal: Princip
         record_event(session, OutboxEvent, "member.joined", subject=member.code,
                      data={"kind": member.kind, "name": member.name})
     request.app.state.cert_pins.set(member.code, member.client_cert_sha256)
+    await edge_changed(request.app)
     return MemberCredentials(member=MemberOut.model_validate(member), client_id=member.code, client_secret=secret)
 
 
@@ -62,6 +64,7 @@ async def update_member(code: str, body: MemberUpdate, request: Request, princip
         if sent & {"client_cert_sha256", "client_cert_pem"}:
             member.client_cert_sha256 = body.client_cert_sha256
     request.app.state.cert_pins.set(member.code, member.client_cert_sha256)
+    await edge_changed(request.app)
     return MemberOut.model_validate(member)
 
 
@@ -87,4 +90,5 @@ async def revoke(code: str, request: Request, principal: Principal = Depends(ops
         member.status = "revoked"
         record_event(session, OutboxEvent, "member.revoked", subject=member.code, data={"kind": member.kind})
     request.app.state.revoked_members.add(code)
+    await edge_changed(request.app)
     return MemberOut.model_validate(member)

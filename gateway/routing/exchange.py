@@ -44,7 +44,7 @@ class ExchangeGate:
 
     async def authenticate(self, request: Request) -> Principal:
         if not await self.audit.admit():
-            raise _log_behind()
+            raise audit_backlog_problem()
         principal = await self.forwarder.authenticate(request)
         request.state.exchange_principal = principal
         return principal
@@ -81,7 +81,7 @@ class ExchangeGate:
         principal = res = None
         try:
             if not await self.audit.admit():
-                raise _log_behind()
+                raise audit_backlog_problem()
             principal = await self.forwarder.principal_for(call.header(b"authorization"))
             if self.limiter is not None:
                 await self.limiter.check(principal)
@@ -115,18 +115,28 @@ class ExchangeGate:
         """Queue the message-log record of one exchange (written off the request path)."""
         if res is None:
             res = self.policy.resolve(path)
-        if purpose:
-            purpose = unquote(purpose, errors="replace")
-        # An X-Road client names the person behind its system's call in X-Road-UserId: that is the user to log.
-        user = (f"{principal.user} / {unquote(xroad_user, errors='replace')}" if principal and xroad_user
-                else principal.user if principal else "-")
-        self.audit.record(Exchange(
-            id=new_id(), at=at, member=principal.member if principal else "-", user=user[:64],
-            resource=res.code if res else None, owner=res.owner if res else None,
-            purpose=purpose[:500] if purpose else None, method=method, path=path,
-            status=resp.status_code, latency_ms=(time.perf_counter() - started) * 1000,
-            request_id=(request_id_var.get() or None), request_hash=hashlib.sha256(body).hexdigest(),
-            response_hash=hashlib.sha256(bytes(resp.body)).hexdigest()))
+        self.audit.record(exchange_record(
+            at=at, member=principal.member if principal else "-", user=principal.user if principal else "-",
+            xroad_user=xroad_user, resource=res.code if res else None, owner=res.owner if res else None,
+            purpose=purpose, method=method, path=path, status=resp.status_code,
+            latency_ms=(time.perf_counter() - started) * 1000, request_id=request_id_var.get() or None,
+            request_hash=hashlib.sha256(body).hexdigest(), response_hash=hashlib.sha256(bytes(resp.body)).hexdigest()))
+
+
+def exchange_record(*, at, member: str, user: str, xroad_user: str | None, resource: str | None, owner: str | None,
+                    purpose: str | None, method: str, path: str, status: int, latency_ms: float,
+                    request_id: str | None, request_hash: str, response_hash: str) -> Exchange:
+    """One message-log record, as the gateway and its edge (gateway.edge.router) both make them: the purpose and
+    X-Road-UserId headers percent-decoded, the person an X-Road client names appended to its user."""
+    if purpose:
+        purpose = unquote(purpose, errors="replace")
+    # An X-Road client names the person behind its system's call in X-Road-UserId: that is the user to log.
+    if xroad_user and member != "-":
+        user = f"{user} / {unquote(xroad_user, errors='replace')}"
+    return Exchange(id=new_id(), at=at, member=member, user=user[:64], resource=resource, owner=owner,
+                    purpose=purpose[:500] if purpose else None, method=method, path=path, status=status,
+                    latency_ms=latency_ms, request_id=request_id, request_hash=request_hash,
+                    response_hash=response_hash)
 
 
 @dataclass(slots=True)
@@ -150,7 +160,7 @@ class Call:
         return None
 
 
-def _log_behind() -> Problem:
+def audit_backlog_problem() -> Problem:
     return Problem(503, "exchange.audit_backlog", ("交换日志暂时无法写入，为保证全程留痕暂停转发，请稍后重试",
                                                   "The message log is behind; retry later"),
                    headers={"Retry-After": "5"})

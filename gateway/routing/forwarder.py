@@ -199,7 +199,7 @@ class Forwarder:
         """`forward` from the call's parts (the data plane has no Starlette request)."""
         upstream = self.upstreams[service]
         if not upstream.breaker.allow():
-            raise _unavailable(service, _retry_after(upstream.breaker))
+            raise unavailable_problem(service, _retry_after(upstream.breaker))
         idempotent = method in IDEMPOTENT
         out = []
         for k, v in headers:
@@ -237,9 +237,8 @@ class Forwarder:
             if attempt + 1 < attempts:
                 await asyncio.sleep(0.05 * (attempt + 1))
         if isinstance(last_exc, UpstreamTimeout):
-            raise Problem(504, "upstream_timeout", (f"服务 {service} 响应超时，请稍后重试",
-                                                    f"The {service} service timed out; retry later"))
-        raise _unavailable(service)
+            raise timed_out_problem(service)
+        raise unavailable_problem(service)
 
     async def aclose(self) -> None:
         for u in self.upstreams.values():
@@ -300,7 +299,12 @@ def _retry_after(breaker: CircuitBreaker) -> int:
     return max(1, math.ceil(breaker.reset_timeout - (breaker.clock() - breaker.opened_at)))
 
 
-def _unavailable(service: str, retry_after: int = 5) -> Problem:
+def timed_out_problem(service: str) -> Problem:
+    return Problem(504, "upstream_timeout", (f"服务 {service} 响应超时，请稍后重试",
+                                             f"The {service} service timed out; retry later"))
+
+
+def unavailable_problem(service: str, retry_after: int = 5) -> Problem:
     return Problem(503, "upstream_unavailable", (f"服务 {service} 暂不可用，请稍后重试",
                                                  f"The {service} service is unavailable; retry later"),
                    headers={"Retry-After": str(retry_after)})

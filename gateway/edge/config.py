@@ -1,0 +1,295 @@
+"""The edge's nginx configuration, made from the gateway's settings, and the edge as a process.
+
+What it needs on the machine (Debian packages): `nginx`, `libnginx-mod-http-lua` (with `lua-resty-core`),
+`lua-cjson`, and `lua-nginx-redis` for shared rate limits. `find_runtime()` says what is missing.
+"""
+from __future__ import annotations
+
+import glob
+import json
+import os
+import shutil
+import signal
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import httpx
+
+from gateway.exchange.audit import BATCH, FLUSH_SECONDS
+from gateway.identity.mtls import PROXY_HEADERS
+from gateway.ratelimit import LUA_TAKE
+from gateway.settings import GatewaySettings
+
+EDGE_DIR = Path(__file__).resolve().parent
+MODULE_DIRS = ("/usr/share/nginx/modules", "/usr/lib/nginx/modules")
+LUA_SHARE = "/usr/share/lua/5.1"
+
+
+@dataclass(frozen=True)
+class Runtime:
+    nginx: str
+    modules: tuple[str, ...]  # ndk, lua
+    lua_cpath: str
+
+
+def find_runtime() -> Runtime | str:
+    """The nginx binary and modules the edge runs on, or why it cannot run here."""
+    nginx = shutil.which("nginx") or ("/usr/sbin/nginx" if os.path.exists("/usr/sbin/nginx") else None)
+    if nginx is None:
+        return "nginx is not installed (Debian: apt-get install nginx libnginx-mod-http-lua lua-cjson)"
+    modules = []
+    for name in ("ndk_http_module.so", "ngx_http_lua_module.so"):
+        found = [os.path.join(d, name) for d in MODULE_DIRS if os.path.exists(os.path.join(d, name))]
+        if not found:
+            return f"nginx's Lua module is not installed ({name}; Debian: apt-get install libnginx-mod-http-lua)"
+        modules.append(found[0])
+    if not os.path.exists(os.path.join(LUA_SHARE, "resty", "core.lua")):
+        return "lua-resty-core is not installed (Debian: apt-get install lua-resty-core)"
+    cjson = glob.glob("/usr/lib/*/lua/5.1/cjson.so") + glob.glob("/usr/local/lib/lua/5.1/cjson.so")
+    if not cjson:
+        return "lua-cjson is not installed (Debian: apt-get install lua-cjson)"
+    return Runtime(nginx=nginx, modules=tuple(modules), lua_cpath=os.path.dirname(cjson[0]) + "/?.so")
+
+
+def _host_port(url: str) -> tuple[str, int]:
+    parts = urlsplit(url)
+    return parts.hostname or "127.0.0.1", parts.port or (443 if parts.scheme == "https" else 80)
+
+
+def _ms(seconds: float) -> str:
+    return f"{max(1, round(seconds * 1000))}ms"
+
+
+def lua_settings(settings: GatewaySettings, *, secret: str, gateway: str) -> dict:
+    """What the Lua module reads at start (no nulls: Lua's cjson makes them truthy)."""
+    host, port = _host_port(gateway)
+    conf: dict = {
+        "secret": secret,
+        "gateway": {"host": host, "port": port},
+        "max_body_bytes": settings.max_body_bytes,
+        "audit": {"batch": BATCH, "flush_seconds": FLUSH_SECONDS / 2, "soft_backlog": settings.audit_soft_backlog,
+                  "max_backlog": settings.audit_max_backlog,
+                  "admit_wait_seconds": settings.audit_admit_wait_seconds},
+        "breaker": {"failures": settings.breaker_failures, "reset_seconds": settings.breaker_reset_seconds},
+    }
+    if settings.rate_limit_enabled:
+        conf["rate"] = {"member_per_second": settings.rate_member_per_second,
+                        "member_burst": settings.rate_member_burst,
+                        "user_per_second": settings.rate_user_per_second, "user_burst": settings.rate_user_burst,
+                        "script": LUA_TAKE}
+        if settings.redis_url:
+            r = urlsplit(settings.redis_url)
+            redis = {"host": r.hostname or "127.0.0.1", "port": r.port or 6379, "prefix": settings.redis_prefix,
+                     "timeout_ms": int(settings.redis_timeout_seconds * 1000),
+                     "db": int((r.path or "/0").lstrip("/") or 0)}
+            if r.password:
+                redis["password"] = r.password
+            conf["redis"] = redis
+    return conf
+
+
+def render(settings: GatewaySettings, runtime: Runtime, *, listen: str, control_port: int, gateway: str,
+           secret: str, prefix: Path, access_log: str | None = None, workers: int = 1) -> str:
+    """nginx.conf for an edge listening on `listen` (host:port) in front of the gateway at `gateway`."""
+    upstreams = {n: u for n, u in settings.upstreams().items() if n != "open311"}
+    attempts = 1 + max(0, settings.upstream_retries)
+    timeout = settings.upstream_timeout_seconds
+    gw_host, gw_port = _host_port(gateway)
+    blocks = []
+    for name, url in upstreams.items():
+        host, port = _host_port(url)
+        # the same server once per attempt: nginx retries a failed idempotent call on the "next" one
+        servers = "\n".join(f"        server {host}:{port} max_fails=0;" for _ in range(attempts))
+        blocks.append(f"""    upstream onenet_up_{name} {{
+{servers}
+        keepalive 64;
+        keepalive_timeout 3s;
+    }}""")
+    clear_in = "\n".join(f'            proxy_set_header {h} "";' for h in
+                         ("Tracestate", "Proxy-Authorization", "TE", "Trailer", "Upgrade", *PROXY_HEADERS))
+    locations = []
+    for name in upstreams:
+        locations.append(f"""        location /{name}/ {{
+            access_by_lua_block {{ require("onenet_edge").access("{name}") }}
+            proxy_pass http://onenet_up_{name};
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header X-Request-Id $edge_request_id;
+            proxy_set_header Traceparent $edge_traceparent;
+            proxy_set_header X-OneNet-Client $edge_member;
+            proxy_set_header X-OneNet-User $edge_user;
+            proxy_set_header X-OneNet-Service $edge_service;
+            proxy_set_header X-OneNet-Resource $edge_resource;
+            proxy_set_header X-Forwarded-For $remote_addr;
+{clear_in}
+            proxy_hide_header X-Request-Id;
+            proxy_hide_header Traceparent;
+            proxy_hide_header X-OneNet-Service;
+            proxy_connect_timeout {_ms(min(2.0, timeout))};
+            proxy_send_timeout {_ms(timeout)};
+            proxy_read_timeout {_ms(timeout)};
+            proxy_next_upstream error timeout http_502 http_503 http_504;
+            proxy_next_upstream_tries {attempts};
+            proxy_next_upstream_timeout {_ms(timeout)};
+            error_page 502 504 = @edge_upstream_error;
+            header_filter_by_lua_block {{ require("onenet_edge").header_filter() }}
+            body_filter_by_lua_block {{ require("onenet_edge").body_filter() }}
+            log_by_lua_block {{ require("onenet_edge").log() }}
+        }}""")
+    to_gateway = f"""            proxy_pass http://onenet_gateway;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header Host $http_host;
+            proxy_set_header X-Forwarded-For $remote_addr;
+            proxy_set_header X-Forwarded-Proto $scheme;
+            proxy_read_timeout {_ms(max(60.0, 2 * timeout))};"""
+    log_line = ("access_log off;" if not access_log else
+                f"access_log {access_log} onenet_edge buffer=64k flush=1s if=$edge_member;")
+    conf_json = json.dumps(lua_settings(settings, secret=secret, gateway=gateway), ensure_ascii=False)
+    loads = "\n".join(f"load_module {m};" for m in runtime.modules)
+    return f"""# generated by gateway/edge/config.py: do not edit
+{loads}
+worker_processes {workers};
+pid {prefix}/nginx.pid;
+error_log {prefix}/error.log warn;
+events {{ worker_connections 4096; }}
+
+http {{
+    lua_package_path "{EDGE_DIR}/?.lua;{LUA_SHARE}/?.lua;{LUA_SHARE}/?/init.lua;;";
+    lua_package_cpath "{runtime.lua_cpath};;";
+    lua_shared_dict onenet_edge 32m;
+    lua_shared_dict onenet_buckets 16m;
+    init_by_lua_block {{ require("onenet_edge").configure([==[{conf_json}]==]) }}
+    init_worker_by_lua_block {{ require("onenet_edge").start_worker() }}
+    client_body_temp_path {prefix}/client_body;
+    proxy_temp_path {prefix}/proxy;
+    fastcgi_temp_path {prefix}/fastcgi;
+    uwsgi_temp_path {prefix}/uwsgi;
+    scgi_temp_path {prefix}/scgi;
+    server_tokens off;
+    keepalive_requests 100000;
+    log_format onenet_edge escape=json '{{"time":"$time_iso8601","service":"gateway-edge","level":"INFO",'
+        '"logger":"onenet.access","request_id":"$edge_request_id","traceparent":"$edge_traceparent",'
+        '"method":"$request_method","path":"$uri","status":$status,"latency_s":$request_time,'
+        '"caller":"$edge_member","upstream_status":"$upstream_status"}}';
+    {log_line}
+    # bodies stay in memory (hashed for the message log); larger ones go to the gateway, which answers 413
+    client_max_body_size {2 * settings.max_body_bytes};
+    client_body_buffer_size {settings.max_body_bytes};
+
+    upstream onenet_gateway {{
+        server {gw_host}:{gw_port} max_fails=0;
+        keepalive 32;
+        keepalive_timeout 3s;
+    }}
+{chr(10).join(blocks)}
+
+    server {{
+        listen {listen} reuseport;
+        set $edge_request_id "";
+        set $edge_traceparent "";
+        set $edge_member "";
+        set $edge_user "";
+        set $edge_resource "";
+        set $edge_owner "";
+        set $edge_service "";
+        set $edge_request_hash "";
+        set $edge_response_hash "";
+
+        location / {{
+{to_gateway}
+        }}
+        location @gateway {{
+{to_gateway}
+        }}
+{chr(10).join(locations)}
+        location = /_edge/decide {{
+            internal;
+            proxy_pass http://onenet_gateway/exchange/internal/edge/decide;
+            proxy_http_version 1.1;
+            proxy_pass_request_headers off;
+            proxy_set_header Connection "";
+            proxy_set_header Content-Type application/json;
+            proxy_set_header X-OneNet-Edge-Secret "{secret}";
+        }}
+        location @edge_upstream_error {{
+            content_by_lua_block {{ require("onenet_edge").upstream_error() }}
+            header_filter_by_lua_block {{ require("onenet_edge").header_filter() }}
+            log_by_lua_block {{ require("onenet_edge").log() }}
+        }}
+    }}
+
+    server {{
+        listen 127.0.0.1:{control_port};
+        client_max_body_size 16m;
+        client_body_buffer_size 16m;
+        access_log off;
+        location = /_edge/state {{
+            content_by_lua_block {{ require("onenet_edge").control() }}
+        }}
+        location / {{ return 404; }}
+    }}
+}}
+"""
+
+
+class EdgeProcess:
+    """nginx running the edge: config written under `prefix` (readable by this user only: it holds the secret),
+    started in the foreground, stopped gracefully (QUIT: workers finish their calls and ship their records)."""
+
+    def __init__(self, settings: GatewaySettings, *, listen: str, control_port: int, gateway: str, secret: str,
+                 prefix: Path, access_log: str | None = None, workers: int = 1, runtime: Runtime | None = None):
+        found = runtime or find_runtime()
+        if isinstance(found, str):
+            raise RuntimeError(found)
+        self.runtime = found
+        self.prefix = Path(prefix)
+        self.listen = listen
+        self.control_url = f"http://127.0.0.1:{control_port}/_edge/state"
+        self.config = render(settings, found, listen=listen, control_port=control_port, gateway=gateway,
+                             secret=secret, prefix=self.prefix, access_log=access_log, workers=workers)
+        self.proc: subprocess.Popen | None = None
+
+    def start(self, *, stdout=None) -> subprocess.Popen:
+        self.prefix.mkdir(parents=True, exist_ok=True)
+        conf = self.prefix / "nginx.conf"
+        fd = os.open(conf, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(self.config)
+        self.proc = subprocess.Popen([self.runtime.nginx, "-c", str(conf), "-p", str(self.prefix),
+                                      "-e", str(self.prefix / "error.log"), "-g", "daemon off;"],
+                                     stdout=stdout, stderr=subprocess.STDOUT if stdout else None,
+                                     start_new_session=True)
+        return self.proc
+
+    def wait_ready(self, timeout: float = 10.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc is not None and self.proc.poll() is not None:
+                raise RuntimeError(f"the edge (nginx) exited: {self.error_log()[-2000:]}")
+            try:
+                httpx.get(self.control_url, timeout=1.0)
+                return
+            except httpx.HTTPError:
+                time.sleep(0.05)
+        raise RuntimeError("the edge (nginx) did not start in time")
+
+    def error_log(self) -> str:
+        try:
+            return (self.prefix / "error.log").read_text(errors="replace")
+        except OSError:
+            return ""
+
+    def stop(self, timeout: float = 10.0) -> None:
+        proc, self.proc = self.proc, None
+        if proc is None or proc.poll() is not None:
+            return
+        proc.send_signal(signal.SIGQUIT)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()

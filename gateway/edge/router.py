@@ -1,0 +1,98 @@
+"""The two calls the edge makes to the gateway: what to do with a caller's calls to a scope, and here are the
+message-log records of the calls it answered. Both need the edge's secret (`ONENET_EDGE_SECRET`); neither is in
+the public API documents.
+"""
+from __future__ import annotations
+
+import hmac
+from datetime import datetime, timezone
+
+import orjson
+from fastapi import APIRouter, Request, Response
+
+from common.errors import Problem
+from gateway.edge.link import SECRET_HEADER, scope_for
+from gateway.routing.dataplane import FORWARD_ROUTE
+from gateway.routing.exchange import exchange_record
+
+router = APIRouter(prefix="/exchange/internal/edge", include_in_schema=False)
+
+# A decision for a caller the gateway answers itself (refused, masked, pinned) is kept this long at most.
+GATEWAY_DECISION_SECONDS = 60.0
+
+
+def _edge(request: Request):
+    edge = getattr(request.app.state, "edge", None)
+    if edge is None:
+        raise Problem(404, "not_found", ("未配置网关边缘节点", "No edge is configured"))
+    sent = request.headers.get(SECRET_HEADER, "")
+    if not hmac.compare_digest(sent.encode(), edge.secret.encode()):
+        raise Problem(403, "forbidden", ("边缘节点密钥不正确", "Wrong edge secret"))
+    return edge
+
+
+@router.post("/decide")
+async def decide(request: Request) -> Response:
+    """{authorization, method, path, service} → {mode: "edge" | "gateway", generation, scope, expires, ...}.
+
+    "edge": the edge may forward this caller's calls to this scope itself until `expires` (the token's expiry
+    or the grant's, whichever is first) while the generation stands. "gateway": send them here (the gateway
+    refuses, masks or checks the client certificate as it always does)."""
+    edge = _edge(request)
+    generation = edge.generation  # read first: a change while deciding makes this decision stale at once
+    call = orjson.loads(await request.body())
+    path, service = call["path"], call["service"]
+    state = request.app.state
+    now = state.clock.now()
+    answer = {"generation": generation, "scope": scope_for(path, edge.scopes), "mode": "gateway",
+              "expires": now.timestamp() + GATEWAY_DECISION_SECONDS}
+    forwarder = state.forwarder
+    if forwarder.pins.pins or service not in forwarder.upstreams or service not in edge.services:
+        return _json(answer)
+    try:
+        principal = await forwarder.principal_for(call.get("authorization"))
+        res, grant = state.exchange_policy.check(member=principal.member, user=principal.user, path=path, now=now)
+    except Problem:
+        return _json(answer)  # refused: the gateway answers (and logs) it
+    if grant is not None and grant.actions:
+        return _json(answer)  # the response must be masked to the grant: the gateway does that
+    expires = float(principal.claims.get("exp") or now.timestamp() + GATEWAY_DECISION_SECONDS)
+    if grant is not None and grant.expires_at is not None:
+        expires = min(expires, grant.expires_at.timestamp())
+    answer.update(mode="edge", expires=expires, member=principal.member, user=principal.user,
+                  resource=res.code if res else "", owner=res.owner if res else "")
+    return _json(answer)
+
+
+@router.post("/log", status_code=204)
+async def log_records(request: Request) -> Response:
+    """Newline-separated JSON arrays, one per call the edge answered: [started (epoch s), member, user,
+    resource, owner, purpose, X-Road-UserId, method, path, status, latency ms, request id, request hash,
+    response hash]. Queued for the message log like the gateway's own records; 503 while the log cannot take
+    more (the edge keeps them and sends them again)."""
+    _edge(request)
+    state = request.app.state
+    audit = state.audit
+    if not audit.accepting():
+        raise Problem(503, "exchange.audit_backlog", ("交换日志暂时无法写入", "The message log is behind"),
+                      headers={"Retry-After": "1"})
+    records = []
+    for line in (await request.body()).split(b"\n"):
+        if not line.strip():
+            continue
+        (started, member, user, resource, owner, purpose, xroad_user, method, path, status, latency_ms,
+         request_id, request_hash, response_hash) = orjson.loads(line)
+        records.append(exchange_record(
+            at=datetime.fromtimestamp(started, timezone.utc), member=member, user=user, xroad_user=xroad_user,
+            resource=resource or None, owner=owner or None, purpose=purpose, method=method, path=path,
+            status=int(status), latency_ms=float(latency_ms), request_id=request_id or None,
+            request_hash=request_hash, response_hash=response_hash))
+    telemetry = state.exchange_plane.telemetry
+    for ex in records:  # all parsed before any is queued: a malformed batch is refused whole
+        audit.record(ex)
+        telemetry.count(method=ex.method, route_path=FORWARD_ROUTE, status=ex.status, elapsed=ex.latency_ms / 1000)
+    return Response(status_code=204)
+
+
+def _json(doc: dict) -> Response:
+    return Response(orjson.dumps(doc), media_type="application/json")
