@@ -197,7 +197,6 @@ http {{
         set $edge_owner "";
         set $edge_service "";
         set $edge_request_hash "";
-        set $edge_response_hash "";
 
         location / {{
 {to_gateway}

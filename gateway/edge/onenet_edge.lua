@@ -18,16 +18,13 @@ local ngx = ngx
 local C = ffi.C
 local now, floor, ceil, min, max = ngx.now, math.floor, math.ceil, math.min, math.max
 
+-- OpenSSL's plain SHA-256 (nginx links libcrypto): no algorithm fetch per call, unlike EVP in OpenSSL 3
 ffi.cdef [[
-typedef struct evp_md_ctx_st EVP_MD_CTX;
-typedef struct evp_md_st EVP_MD;
-typedef struct engine_st ENGINE;
-EVP_MD_CTX *EVP_MD_CTX_new(void);
-void EVP_MD_CTX_free(EVP_MD_CTX *ctx);
-const EVP_MD *EVP_sha256(void);
-int EVP_DigestInit_ex(EVP_MD_CTX *ctx, const EVP_MD *type, ENGINE *impl);
-int EVP_DigestUpdate(EVP_MD_CTX *ctx, const void *d, size_t cnt);
-int EVP_DigestFinal_ex(EVP_MD_CTX *ctx, unsigned char *md, unsigned int *s);
+typedef struct { unsigned int h[8]; unsigned int Nl, Nh; unsigned int data[16]; unsigned int num, md_len; }
+  onenet_sha256_ctx;
+int SHA256_Init(onenet_sha256_ctx *c);
+int SHA256_Update(onenet_sha256_ctx *c, const void *data, size_t len);
+int SHA256_Final(unsigned char *md, onenet_sha256_ctx *c);
 ]]
 
 local M = {}
@@ -41,20 +38,15 @@ local pending, pending_n = {}, 0  -- per worker: message-log records not yet acc
 local shipping = false
 
 -- ---- hashing -----------------------------------------------------------------------------------------------
+-- one context per worker: a hash is begun and finished without yielding, so calls never share it
+local sha = ffi.new("onenet_sha256_ctx")
 local digest = ffi.new("unsigned char[32]")
-local digest_len = ffi.new("unsigned int[1]")
 local hexbuf = ffi.new("uint8_t[64]")
-local HEX = ffi.new("const char[17]", "0123456789abcdef")
+local HEX = ffi.new("const uint8_t[16]", { 48, 49, 50, 51, 52, 53, 54, 55, 56, 57, 97, 98, 99, 100, 101, 102 })
 local EMPTY_SHA256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
 
-local function new_hash()
-  local h = ffi.gc(C.EVP_MD_CTX_new(), C.EVP_MD_CTX_free)
-  C.EVP_DigestInit_ex(h, C.EVP_sha256(), nil)
-  return h
-end
-
-local function final_hex(h)
-  C.EVP_DigestFinal_ex(h, digest, digest_len)
+local function final_hex()
+  C.SHA256_Final(digest, sha)
   for i = 0, 31 do
     local b = digest[i]
     hexbuf[2 * i] = HEX[bit.rshift(b, 4)]
@@ -65,9 +57,19 @@ end
 
 local function sha256_hex(s)
   if s == nil or #s == 0 then return EMPTY_SHA256 end
-  local h = new_hash()
-  C.EVP_DigestUpdate(h, s, #s)
-  return final_hex(h)
+  C.SHA256_Init(sha)
+  C.SHA256_Update(sha, s, #s)
+  return final_hex()
+end
+
+-- the body as nginx passes it on, in chunks: hashed when the last one is in
+local function sha256_chunks(chunks, n)
+  C.SHA256_Init(sha)
+  for i = 1, n do
+    local c = chunks[i]
+    C.SHA256_Update(sha, c, #c)
+  end
+  return final_hex()
 end
 
 -- ---- configuration and pushed state -----------------------------------------------------------------------
@@ -82,17 +84,23 @@ function M.configure(json)
   end
 end
 
+local function by_length_desc(a, b) return #a[1] > #b[1] end
+
+local function load_view(generation)
+  local state = cjson.decode(shared:get("state") or "")
+  if not state then return nil end
+  -- longest prefix first, as the gateway's policy resolves a path
+  table.sort(state.scopes, by_length_desc)
+  view = { generation = generation, scopes = state.scopes, problems = state.problems, scope_of = {}, known = 0 }
+  decisions, decisions_n = {}, 0
+  return view
+end
+
+-- (kept apart from load_view, whose table.sort and closures the JIT compiler cannot trace through)
 local function current_view()
   local generation = shared:get("generation")
   if generation == nil then return nil end
-  if view.generation ~= generation then
-    local state = cjson.decode(shared:get("state") or "")
-    if not state then return nil end
-    -- longest prefix first, as the gateway's policy resolves a path
-    table.sort(state.scopes, function(a, b) return #a[1] > #b[1] end)
-    view = { generation = generation, scopes = state.scopes, problems = state.problems }
-    decisions, decisions_n = {}, 0
-  end
+  if view.generation ~= generation then return load_view(generation) end
   return view
 end
 
@@ -103,7 +111,8 @@ function M.control()
   end
   if ngx.req.get_method() == "GET" then
     ngx.header["content-type"] = "application/json"
-    return ngx.say(cjson.encode({ generation = shared:get("generation"), pending = pending_n }))
+    return ngx.say(cjson.encode({ generation = shared:get("generation"), answered = shared:get("answered") or 0,
+                                  pending = pending_n }))
   end
   ngx.req.read_body()
   local body = ngx.req.get_body_data()
@@ -118,12 +127,24 @@ function M.control()
   return ngx.exit(204)
 end
 
-local function scope_of(path, v)
-  for _, s in ipairs(v.scopes) do
-    local prefix = s[1]
-    if path:sub(1, #prefix) == prefix then return s[2] end
+local function find_scope(path, scopes)
+  for i = 1, #scopes do
+    local prefix = scopes[i][1]
+    if path:sub(1, #prefix) == prefix then return scopes[i][2] end
   end
-  return nil
+  return false
+end
+
+-- path -> scope, remembered per view (a loop in the hot path keeps the JIT compiler from compiling it whole)
+local function scope_of(path, v)
+  local known = v.scope_of[path]
+  if known == nil then
+    known = find_scope(path, v.scopes)
+    if v.known >= 10000 then v.scope_of, v.known = {}, 0 end
+    v.scope_of[path] = known
+    v.known = v.known + 1
+  end
+  return known or nil
 end
 
 -- ---- problems (the gateway renders them; the edge fills in the call's own parts) ---------------------------
@@ -146,7 +167,7 @@ local function problem(v, name, status, seconds, headers)
     if seconds then
       doc.detail = doc.detail:gsub("{seconds}", tostring(seconds))
     end
-    doc.request_id = ngx.var.edge_request_id
+    doc.request_id = ngx.ctx.call and ngx.ctx.call.rid or ngx.var.edge_request_id
     doc.instance = ngx.var.uri
     body = cjson.encode(doc)
   else
@@ -159,9 +180,10 @@ local function problem(v, name, status, seconds, headers)
   if headers then
     for k, val in pairs(headers) do ngx.header[k] = val end
   end
-  ngx.var.edge_response_hash = sha256_hex(body)
+  local call = ngx.ctx.call
+  if call then call.response_hash = sha256_hex(body) end
   ngx.print(body)
-  return ngx.exit(status)
+  return ngx.exit(ngx.HTTP_OK)
 end
 
 -- ---- rate limits ------------------------------------------------------------------------------------------
@@ -273,11 +295,17 @@ local function decide(v, token, scope, service)
   end
   local d = cjson.decode(res.body)
   if not d then return nil end
+  d.expires = now() + d.ttl
   -- a decision made on an older state than the pushed one is used for this call only
   if d.generation == v.generation and d.scope == scope then
-    if decisions_n >= MAX_DECISIONS then decisions, decisions_n = {}, 0 end
-    decisions_n = decisions_n + 1
-    decisions[token .. "\n" .. scope] = d
+    local mine = decisions[token]
+    if mine == nil then
+      if decisions_n >= MAX_DECISIONS then decisions, decisions_n = {}, 0 end
+      decisions_n = decisions_n + 1
+      mine = {}
+      decisions[token] = mine
+    end
+    mine[scope] = d
   end
   return d
 end
@@ -293,17 +321,29 @@ local function backlog_admits(v)
   return pending_n < conf.audit.max_backlog
 end
 
-local function new_traceparent()
+local ZERO_TRACE = ("0"):rep(32)
+
+local function new_traceparent(rid)
   local parent = ngx.var.http_traceparent
-  local rid = ngx.var.request_id -- 32 random hex digits from nginx
   local span = rid:sub(17, 32)
   if parent then
-    local trace, flags = parent:lower():match("^%s*00%-(%x+)%-%x+%-(%x%x)%s*$")
-    if trace and #trace == 32 and trace ~= ("0"):rep(32) then
-      return "00-" .. trace .. "-" .. span .. "-" .. flags
+    if ngx.re.find(parent, "^00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$", "joi") then
+      local trace = parent:sub(4, 35):lower()
+      if trace ~= ZERO_TRACE then return "00-" .. trace .. "-" .. span .. "-" .. parent:sub(54, 55) end
     end
   end
   return "00-" .. rid .. "-" .. span .. "-01"
+end
+
+local function request_body()
+  ngx.req.read_body()
+  local body = ngx.req.get_body_data()
+  if body == nil and ngx.req.get_body_file() then
+    local fh = io.open(ngx.req.get_body_file(), "rb")
+    body = fh and fh:read("*a") or ""
+    if fh then fh:close() end
+  end
+  return body
 end
 
 function M.access(service)
@@ -326,34 +366,36 @@ function M.access(service)
   elseif ngx.var.http_transfer_encoding then
     return ngx.exec("@gateway")
   end
-  local scope = scope_of(ngx.var.uri, v)
+  local uri = ngx.var.uri
+  local scope = scope_of(uri, v)
   if not scope then return ngx.exec("@gateway") end
-  local token = auth:sub(8)
-  local d = decisions[token .. "\n" .. scope]
+  local mine = decisions[auth]
+  local d = mine and mine[scope]
   if d == nil or d.expires <= now() then
-    d = decide(v, token, scope, service)
+    d = decide(v, auth, scope, service)
     if d == nil then return ngx.exec("@gateway") end
   end
   if d.mode ~= "edge" then return ngx.exec("@gateway") end
 
   -- from here on the edge answers, and logs, the call
+  local random = ngx.var.request_id -- 32 random hex digits from nginx
   local rid = ngx.var.http_x_request_id
-  if not (rid and #rid <= 128 and rid:match("^[%w%._:%-]+$")) then rid = ngx.var.request_id end
-  ngx.var.edge_request_id = rid
-  ngx.var.edge_traceparent = new_traceparent()
-  ngx.var.edge_member = d.member
-  ngx.var.edge_user = d.user
-  ngx.var.edge_resource = d.resource or ""
-  ngx.var.edge_owner = d.owner or ""
-  ngx.var.edge_service = service
-  ngx.req.read_body()
-  local body = ngx.req.get_body_data()
-  if body == nil and ngx.req.get_body_file() then
-    local fh = io.open(ngx.req.get_body_file(), "rb")
-    body = fh and fh:read("*a") or ""
-    if fh then fh:close() end
-  end
-  ngx.var.edge_request_hash = sha256_hex(body)
+  if not (rid and #rid <= 128 and ngx.re.find(rid, "^[A-Za-z0-9._:-]+$", "jo")) then rid = random end
+  local call = { member = d.member, user = d.user, resource = d.resource, owner = d.owner, service = service,
+                 rid = rid, tp = new_traceparent(random), method = method, uri = uri,
+                 request_hash = sha256_hex(request_body()), chunks = nil, n = 0 }
+  ngx.ctx.call = call
+  -- what the upstream headers and the access line name (nginx variables) ...
+  local var = ngx.var
+  var.edge_request_id = rid
+  var.edge_traceparent = call.tp
+  var.edge_member = d.member
+  var.edge_user = d.user
+  var.edge_resource = d.resource
+  var.edge_service = service
+  -- ... and what an upstream error page needs besides (ngx.ctx does not survive the internal redirect)
+  var.edge_owner = d.owner
+  var.edge_request_hash = call.request_hash
   if not backlog_admits(v) then
     return problem(v, "audit_backlog", 503, nil, { ["Retry-After"] = "5" })
   end
@@ -364,35 +406,52 @@ function M.access(service)
   end
 end
 
+-- the call as access() left it, or (on an upstream error page) as its nginx variables say
+local function this_call()
+  local call = ngx.ctx.call
+  if call then return call end
+  local var = ngx.var
+  if var.edge_member == "" then return nil end
+  call = { member = var.edge_member, user = var.edge_user, resource = var.edge_resource, owner = var.edge_owner,
+           service = var.edge_service, rid = var.edge_request_id, tp = var.edge_traceparent,
+           method = ngx.req.get_method(), uri = var.uri, request_hash = var.edge_request_hash, n = 0 }
+  ngx.ctx.call = call
+  return call
+end
+
 -- ---- the answer -------------------------------------------------------------------------------------------
 function M.header_filter()
+  local call = this_call()
+  if not call then return end
   local h = ngx.header
-  h["x-request-id"] = ngx.var.edge_request_id
-  h["traceparent"] = ngx.var.edge_traceparent
-  h["x-onenet-service"] = ngx.var.edge_service
+  h["x-request-id"] = call.rid
+  h["traceparent"] = call.tp
+  h["x-onenet-service"] = call.service
   h["server"] = nil
 end
 
 function M.body_filter()
-  local ctx = ngx.ctx
-  local h = ctx.hash
-  if h == nil then
-    h = new_hash()
-    ctx.hash = h
-  end
+  local call = ngx.ctx.call
+  if not call then return end
   local chunk = ngx.arg[1]
-  if #chunk > 0 then C.EVP_DigestUpdate(h, chunk, #chunk) end
+  if #chunk > 0 then
+    local n = call.n + 1
+    if n == 1 then call.chunks = { chunk } else call.chunks[n] = chunk end
+    call.n = n
+  end
   if ngx.arg[2] then
-    ngx.var.edge_response_hash = final_hex(h)
-    ctx.hash = nil
+    call.response_hash = call.n > 0 and sha256_chunks(call.chunks, call.n) or EMPTY_SHA256
+    call.chunks = nil
   end
 end
 
 -- An upstream that could not be reached (502) or did not answer in time (504), as the gateway says it.
 function M.upstream_error()
-  local service = ngx.var.edge_service
+  local call = this_call()
+  local service = call and call.service or ngx.var.edge_service
   local v = current_view()
-  if ngx.status == 504 or ngx.var.upstream_status and ngx.var.upstream_status:find("504", 1, true) then
+  local upstream = ngx.var.upstream_status
+  if ngx.status == 504 or upstream and upstream:find("504", 1, true) then
     return problem(v, "upstream_timeout:" .. service, 504)
   end
   return problem(v, "upstream_unavailable:" .. service, 503, nil, { ["Retry-After"] = "5" })
@@ -400,21 +459,22 @@ end
 
 -- ---- the message log ---------------------------------------------------------------------------------------
 function M.log()
-  local member = ngx.var.edge_member
-  if member == nil or member == "" then return end -- not answered by the edge
+  local call = this_call()
+  if not call then return end -- not answered by the edge
   local status = ngx.status
-  if ngx.var.upstream_status then -- forwarded (refusals made here never reached the upstream)
-    breaker_record(ngx.var.edge_service, status >= 500)
+  local var = ngx.var
+  if var.upstream_status then -- forwarded (refusals made here never reached the upstream)
+    breaker_record(call.service, status >= 500)
   end
   local t0 = ngx.req.start_time()
   ngx.update_time()
+  shared:incr("answered", 1, 0)
   pending_n = pending_n + 1
   pending[pending_n] = cjson.encode({
-    t0, member, ngx.var.edge_user, ngx.var.edge_resource, ngx.var.edge_owner,
-    ngx.var.http_x_onenet_purpose or ngx.var.http_x_road_issue or cjson.null,
-    ngx.var.http_x_road_userid or cjson.null, ngx.req.get_method(), ngx.var.uri, status,
-    (now() - t0) * 1000, ngx.var.edge_request_id, ngx.var.edge_request_hash,
-    ngx.var.edge_response_hash or EMPTY_SHA256,
+    t0, call.member, call.user, call.resource, call.owner,
+    var.http_x_onenet_purpose or var.http_x_road_issue or cjson.null, var.http_x_road_userid or cjson.null,
+    call.method, call.uri, status, (now() - t0) * 1000, call.rid, call.request_hash,
+    call.response_hash or EMPTY_SHA256,
   })
   if pending_n >= conf.audit.batch and not shipping then M.ship_soon() end
 end

@@ -5,6 +5,7 @@ the public API documents.
 from __future__ import annotations
 
 import hmac
+import time
 from datetime import datetime, timezone
 
 import orjson
@@ -33,11 +34,11 @@ def _edge(request: Request):
 
 @router.post("/decide")
 async def decide(request: Request) -> Response:
-    """{authorization, method, path, service} → {mode: "edge" | "gateway", generation, scope, expires, ...}.
+    """{authorization, method, path, service} → {mode: "edge" | "gateway", generation, scope, ttl, ...}.
 
-    "edge": the edge may forward this caller's calls to this scope itself until `expires` (the token's expiry
-    or the grant's, whichever is first) while the generation stands. "gateway": send them here (the gateway
-    refuses, masks or checks the client certificate as it always does)."""
+    "edge": the edge may forward this caller's calls to this scope itself for `ttl` seconds (until the token's
+    expiry or the grant's, whichever is first; relative, so the two clocks need not agree) while the generation
+    stands. "gateway": send them here (the gateway refuses, masks or checks the client certificate as always)."""
     edge = _edge(request)
     generation = edge.generation  # read first: a change while deciding makes this decision stale at once
     call = orjson.loads(await request.body())
@@ -45,7 +46,7 @@ async def decide(request: Request) -> Response:
     state = request.app.state
     now = state.clock.now()
     answer = {"generation": generation, "scope": scope_for(path, edge.scopes), "mode": "gateway",
-              "expires": now.timestamp() + GATEWAY_DECISION_SECONDS}
+              "ttl": GATEWAY_DECISION_SECONDS}
     forwarder = state.forwarder
     if forwarder.pins.pins or service not in forwarder.upstreams or service not in edge.services:
         return _json(answer)
@@ -56,10 +57,11 @@ async def decide(request: Request) -> Response:
         return _json(answer)  # refused: the gateway answers (and logs) it
     if grant is not None and grant.actions:
         return _json(answer)  # the response must be masked to the grant: the gateway does that
-    expires = float(principal.claims.get("exp") or now.timestamp() + GATEWAY_DECISION_SECONDS)
+    exp = principal.claims.get("exp")
+    ttl = float(exp) - time.time() if isinstance(exp, (int, float)) else GATEWAY_DECISION_SECONDS
     if grant is not None and grant.expires_at is not None:
-        expires = min(expires, grant.expires_at.timestamp())
-    answer.update(mode="edge", expires=expires, member=principal.member, user=principal.user,
+        ttl = min(ttl, (grant.expires_at - now).total_seconds())
+    answer.update(mode="edge", ttl=ttl, member=principal.member, user=principal.user,
                   resource=res.code if res else "", owner=res.owner if res else "")
     return _json(answer)
 
