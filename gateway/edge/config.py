@@ -135,7 +135,10 @@ def render(settings: GatewaySettings, runtime: Runtime, *, listen: str, control_
             proxy_next_upstream_tries {attempts};
             proxy_next_upstream_timeout {_ms(timeout)};
             error_page 502 504 = @edge_upstream_error;
-            header_filter_by_lua_block {{ require("onenet_edge").header_filter() }}
+            # the call's ids on the answer (set by the access phase; empty, so not sent, on a call passed on)
+            add_header X-Request-Id $edge_request_id always;
+            add_header Traceparent $edge_traceparent always;
+            add_header X-OneNet-Service $edge_service always;
             body_filter_by_lua_block {{ require("onenet_edge").body_filter() }}
             log_by_lua_block {{ require("onenet_edge").log() }}
         }}""")
@@ -216,7 +219,9 @@ http {{
         }}
         location @edge_upstream_error {{
             content_by_lua_block {{ require("onenet_edge").upstream_error() }}
-            header_filter_by_lua_block {{ require("onenet_edge").header_filter() }}
+            add_header X-Request-Id $edge_request_id always;
+            add_header Traceparent $edge_traceparent always;
+            add_header X-OneNet-Service $edge_service always;
             log_by_lua_block {{ require("onenet_edge").log() }}
         }}
     }}

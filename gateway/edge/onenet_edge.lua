@@ -419,17 +419,7 @@ local function this_call()
   return call
 end
 
--- ---- the answer -------------------------------------------------------------------------------------------
-function M.header_filter()
-  local call = this_call()
-  if not call then return end
-  local h = ngx.header
-  h["x-request-id"] = call.rid
-  h["traceparent"] = call.tp
-  h["x-onenet-service"] = call.service
-  h["server"] = nil
-end
-
+-- ---- the answer (its id headers are nginx's add_header: gateway/edge/config.py) -------------------------
 function M.body_filter()
   local call = ngx.ctx.call
   if not call then return end

@@ -12,7 +12,7 @@ started again at the next flush and the records are sent again, marked as a rese
 committed before dying is recognised by its row ids and not written twice.
 
 Frames on the child's stdin and stdout: 4-byte big-endian length, then a pickle (both ends are this code; the
-pipe is private to the two processes). In: (resend, [Exchange, ...]). Out: ("ok", rows written) or
+pipe is private to the two processes). In: (resend, [Exchange as a plain tuple, ...]). Out: ("ok", rows written) or
 ("error", message).
 """
 from __future__ import annotations
@@ -55,7 +55,8 @@ class LogProcess:
         proc = self.proc
         if proc is None or proc.returncode is not None:
             proc = await self._start()
-        payload = pickle.dumps((self._uncertain, batch), protocol=pickle.HIGHEST_PROTOCOL)
+        # plain tuples: a NamedTuple pickles through a Python-level __getnewargs__ per record
+        payload = pickle.dumps((self._uncertain, [tuple(ex) for ex in batch]), protocol=pickle.HIGHEST_PROTOCOL)
         try:
             proc.stdin.write(len(payload).to_bytes(4, "big") + payload)
             await proc.stdin.drain()
@@ -98,7 +99,7 @@ class LogProcess:
 async def _serve(database_url: str) -> None:
     from common.db import Database, RowsInsert
     from gateway.base import OutboxEvent
-    from gateway.exchange.audit import write_batch
+    from gateway.exchange.audit import Exchange, write_batch
     from gateway.exchange.models import MessageLog
 
     loop = asyncio.get_running_loop()
@@ -114,7 +115,8 @@ async def _serve(database_url: str) -> None:
                 head = await reader.readexactly(4)
             except asyncio.IncompleteReadError:
                 return  # the gateway closed our input (shutdown) or died: nothing more will come
-            resend, batch = pickle.loads(await reader.readexactly(int.from_bytes(head, "big")))
+            resend, rows = pickle.loads(await reader.readexactly(int.from_bytes(head, "big")))
+            batch = [Exchange._make(row) for row in rows]
             try:
                 reply = ("ok", await write_batch(db, MessageLog, OutboxEvent, batch, inserts=inserts,
                                                  resend=resend))
