@@ -1,5 +1,9 @@
 """`onenet up`: the whole platform on one machine, each service its own uvicorn process on 127.0.0.1.
 
+The gateway's edge (nginx with its Lua module, ADR 0012) takes the gateway's port in front of it when the
+packages are installed (`ONENET_EDGE`: auto, the default; on: required; off: never); the Python gateway then
+listens on the port after the emulators', and the edge's control listener on the next.
+
 First run: keys and service credentials are generated into var/, every database is migrated, the demo district
 is seeded. Then the children start; one that dies is restarted with backoff; Ctrl-C or SIGTERM stops all.
 """
@@ -20,6 +24,7 @@ import httpx
 
 from deploy.services import ALL, GATEWAY, SERVICES, ServiceSpec
 
+EDGE = ServiceSpec("edge", GATEWAY.port, "", has_database=False)
 MAX_BACKOFF = 30.0
 STABLE_AFTER = 60.0
 
@@ -34,6 +39,7 @@ class Child:
     restart_at: float | None = None
     restarts: int = 0
     env: dict[str, str] = field(default_factory=dict)
+    cmd: list[str] | None = None  # not a uvicorn app (the edge)
 
 
 def port_free(host: str, port: int) -> bool:
@@ -63,6 +69,25 @@ class Launcher:
         self.ports = {s.name: s.port + offset for s in ALL}
         self.children: list[Child] = []
         self.stopping = False
+        self.edge = self._edge_wanted()
+        if self.edge is not None:
+            last = max(self.ports.values())
+            self.ports["gateway_app"] = last + 1  # the Python gateway, behind its edge
+            self.ports["edge_control"] = last + 2
+
+    def _edge_wanted(self):
+        from gateway.edge.config import find_runtime
+
+        mode = os.environ.get("ONENET_EDGE", "auto").strip().lower()
+        if mode in ("off", "false", "0", "no"):
+            return None
+        runtime = find_runtime()
+        if isinstance(runtime, str):
+            if mode in ("on", "true", "1", "yes"):
+                raise SystemExit(f"ONENET_EDGE=on, but the edge cannot run here: {runtime}")
+            self.say(f"网关边缘节点未启用 the gateway's edge is off: {runtime}")
+            return None
+        return runtime
 
     # ---- set-up -------------------------------------------------------------------------------------------
     def say(self, msg: str) -> None:
@@ -140,13 +165,32 @@ class Launcher:
             env["ONENET_KEYS_DIR"] = str(self.var / "keys" / "jwt")
             for s in (*SERVICES, *(x for x in ALL if x.name == "departments")):
                 env[f"ONENET_UPSTREAM_{s.prefix.upper()}"] = self.url(s.name)
+            if self.edge is not None:
+                env["ONENET_EDGE_SECRET"] = self.edge_secret
+                env["ONENET_EDGE_CONTROL_URL"] = f"http://127.0.0.1:{self.ports['edge_control']}/_edge/state"
         return env
+
+    def edge_child(self, gateway_env: dict[str, str]) -> Child:
+        """nginx in front of the gateway, configured from the gateway's own settings."""
+        from gateway.edge.config import EdgeProcess
+        from gateway.settings import GatewaySettings
+
+        fields = GatewaySettings.model_fields
+        settings = GatewaySettings(**{k[len("ONENET_"):].lower(): v for k, v in gateway_env.items()
+                                      if k.startswith("ONENET_") and k[len("ONENET_"):].lower() in fields})
+        edge = EdgeProcess(settings, listen=f"{self.host}:{self.ports['gateway']}",
+                           control_port=self.ports["edge_control"], gateway=self.url("gateway_app"),
+                           secret=self.edge_secret, prefix=self.var / "edge", runtime=self.edge,
+                           access_log=str(self.var / "edge" / "access.log"))
+        edge.write_config()
+        return Child(spec=EDGE, port=self.ports["gateway"], cmd=edge.command())
 
     # ---- processes ----------------------------------------------------------------------------------------
     def spawn(self, child: Child) -> None:
-        cmd = [sys.executable, "-m", "uvicorn", app_target(child.spec), "--factory", "--host", self.host,
-               "--port", str(child.port), "--http", child.spec.http, "--no-access-log", "--log-level", "warning",
-               "--timeout-graceful-shutdown", "5"]
+        cmd = child.cmd or [
+            sys.executable, "-m", "uvicorn", app_target(child.spec), "--factory", "--host", self.host,
+            "--port", str(child.port), "--http", child.spec.http, "--no-access-log", "--log-level", "warning",
+            "--timeout-graceful-shutdown", "5"]
         child.proc = subprocess.Popen(cmd, env=child.env, start_new_session=True)
         child.started_at = time.monotonic()
         run_dir = self.var / "run"
@@ -166,9 +210,11 @@ class Launcher:
         pending = {c.spec.name for c in self.children}
         while pending and time.monotonic() < deadline:
             for name in list(pending):
+                # the edge is ready when the gateway answers through it; the gateway itself is behind it
+                url = self.url({"edge": "gateway", "gateway": "gateway_app"}.get(name, name) if self.edge
+                               else name)
                 try:
-                    r = httpx.get(f"{self.url(name)}/readyz" if name != "departments" else f"{self.url(name)}/healthz",
-                                  timeout=1.0)
+                    r = httpx.get(f"{url}/readyz" if name != "departments" else f"{url}/healthz", timeout=1.0)
                     if r.status_code == 200:
                         pending.discard(name)
                 except httpx.HTTPError:
@@ -197,6 +243,13 @@ class Launcher:
             return
         self.stopping = True
         self.say("正在停止所有服务 stopping …")
+        for child in self.children:  # the edge first, gracefully: it hands its last log records to the gateway
+            if child.spec is EDGE and child.proc and child.proc.poll() is None:
+                child.proc.send_signal(signal.SIGQUIT)
+                try:
+                    child.proc.wait(timeout=5)
+                except subprocess.TimeoutExpired:
+                    child.proc.kill()
         for child in self.children:
             if child.proc and child.proc.poll() is None:
                 child.proc.send_signal(signal.SIGTERM)
@@ -234,11 +287,17 @@ class Launcher:
         if not self.check_ports():
             return False
         creds = self.prepare()
+        self.edge_secret = secrets.token_urlsafe(32)
         for spec in ALL:
-            child = Child(spec=spec, port=self.ports[spec.name])
+            behind_edge = spec is GATEWAY and self.edge is not None
+            child = Child(spec=spec, port=self.ports["gateway_app" if behind_edge else spec.name])
             child.env = self.child_env(spec, creds)
             self.children.append(child)
             self.spawn(child)
+            if behind_edge:
+                edge = self.edge_child(child.env)
+                self.children.append(edge)
+                self.spawn(edge)
             if spec is GATEWAY:
                 time.sleep(0.3)  # the others fetch the gateway's JWKS; give it a head start
         ready = self.wait_ready()

@@ -148,7 +148,8 @@ def render(settings: GatewaySettings, runtime: Runtime, *, listen: str, control_
             proxy_set_header Host $http_host;
             proxy_set_header X-Forwarded-For $remote_addr;
             proxy_set_header X-Forwarded-Proto $scheme;
-            proxy_read_timeout {_ms(max(60.0, 2 * timeout))};"""
+            proxy_read_timeout {_ms(max(60.0, 2 * timeout))};
+            error_page 502 504 = @gateway_unavailable;"""
     log_line = ("access_log off;" if not access_log else
                 f"access_log {access_log} onenet_edge buffer=64k flush=1s if=$edge_member;")
     conf_json = json.dumps(lua_settings(settings, secret=secret, gateway=gateway), ensure_ascii=False)
@@ -217,6 +218,9 @@ http {{
             proxy_set_header Content-Type application/json;
             proxy_set_header X-OneNet-Edge-Secret "{secret}";
         }}
+        location @gateway_unavailable {{
+            content_by_lua_block {{ require("onenet_edge").gateway_unavailable() }}
+        }}
         location @edge_upstream_error {{
             content_by_lua_block {{ require("onenet_edge").upstream_error() }}
             add_header X-Request-Id $edge_request_id always;
@@ -257,16 +261,22 @@ class EdgeProcess:
                              secret=secret, prefix=self.prefix, access_log=access_log, workers=workers)
         self.proc: subprocess.Popen | None = None
 
-    def start(self, *, stdout=None) -> subprocess.Popen:
+    def write_config(self) -> Path:
         self.prefix.mkdir(parents=True, exist_ok=True)
         conf = self.prefix / "nginx.conf"
         fd = os.open(conf, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as fh:
             fh.write(self.config)
-        self.proc = subprocess.Popen([self.runtime.nginx, "-c", str(conf), "-p", str(self.prefix),
-                                      "-e", str(self.prefix / "error.log"), "-g", "daemon off;"],
-                                     stdout=stdout, stderr=subprocess.STDOUT if stdout else None,
-                                     start_new_session=True)
+        return conf
+
+    def command(self) -> list[str]:
+        return [self.runtime.nginx, "-c", str(self.prefix / "nginx.conf"), "-p", str(self.prefix),
+                "-e", str(self.prefix / "error.log"), "-g", "daemon off;"]
+
+    def start(self, *, stdout=None) -> subprocess.Popen:
+        self.write_config()
+        self.proc = subprocess.Popen(self.command(), stdout=stdout,
+                                     stderr=subprocess.STDOUT if stdout else None, start_new_session=True)
         return self.proc
 
     def wait_ready(self, timeout: float = 10.0) -> None:

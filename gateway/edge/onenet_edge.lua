@@ -447,6 +447,22 @@ function M.upstream_error()
   return problem(v, "upstream_unavailable:" .. service, 503, nil, { ["Retry-After"] = "5" })
 end
 
+-- The Python gateway itself is not answering (starting, restarting): a problem, not nginx's HTML page.
+function M.gateway_unavailable()
+  local en = lang_of() == "en"
+  ngx.status = 503
+  ngx.header["content-type"] = "application/problem+json"
+  ngx.header["content-language"] = en and "en" or "zh"
+  ngx.header["retry-after"] = "5"
+  ngx.print(cjson.encode({
+    type = "urn:onenet:problem:gateway_unavailable", status = 503, code = "gateway_unavailable",
+    title = en and "Gateway unavailable" or "网关暂不可用",
+    detail = en and "The gateway is not answering; retry later" or "网关暂时无法处理请求，请稍后重试",
+    instance = ngx.var.uri,
+  }))
+  return ngx.exit(ngx.HTTP_OK)
+end
+
 -- ---- the message log ---------------------------------------------------------------------------------------
 function M.log()
   local call = this_call()
