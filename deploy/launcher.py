@@ -60,7 +60,8 @@ def app_target(spec: ServiceSpec) -> str:
 
 class Launcher:
     def __init__(self, *, host: str = "127.0.0.1", var_dir: str | Path = "var", seed: bool = True,
-                 base_port: int | None = None, quiet: bool = False) -> None:
+                 base_port: int | None = None, quiet: bool = False, edge: bool | None = None) -> None:
+        """`edge`: put the edge in front of the gateway (True: required; None: as `ONENET_EDGE` says)."""
         self.host = host
         self.var = Path(var_dir).resolve()
         self.seed = seed
@@ -69,16 +70,16 @@ class Launcher:
         self.ports = {s.name: s.port + offset for s in ALL}
         self.children: list[Child] = []
         self.stopping = False
-        self.edge = self._edge_wanted()
+        self.edge = self._edge_wanted(edge)
         if self.edge is not None:
             last = max(self.ports.values())
             self.ports["gateway_app"] = last + 1  # the Python gateway, behind its edge
             self.ports["edge_control"] = last + 2
 
-    def _edge_wanted(self):
+    def _edge_wanted(self, edge: bool | None):
         from gateway.edge.config import find_runtime
 
-        mode = os.environ.get("ONENET_EDGE", "auto").strip().lower()
+        mode = {True: "on", False: "off"}.get(edge) or os.environ.get("ONENET_EDGE", "auto").strip().lower()
         if mode in ("off", "false", "0", "no"):
             return None
         runtime = find_runtime()

@@ -17,7 +17,8 @@ from deploy.services import ALL
 
 
 def free_base_port() -> int:
-    """Six consecutive free loopback ports (gateway, four services, emulators), below the kernel's ephemeral
+    """Eight consecutive free loopback ports (gateway or its edge, four services, emulators, then the gateway
+    behind its edge and the edge's control listener), below the kernel's ephemeral
     range: a port picked there can be taken as the local port of some outgoing connection (a service's pool, a
     database client, the other test worker's platform) in the seconds before the service binds it (seen: a
     platform start failing with "address already in use"). Each xdist worker draws from its own band."""
@@ -26,9 +27,9 @@ def free_base_port() -> int:
     low = 20_000 + band * 1_500  # 20000–32000: under Linux's default ephemeral range (32768–60999)
     draw = random.Random()
     for _ in range(200):
-        base = draw.randrange(low, low + 1_500 - 6)
+        base = draw.randrange(low, low + 1_500 - 8)
         free = True
-        for port in range(base, base + 6):
+        for port in range(base, base + 8):
             with socket.socket() as t:
                 try:
                     t.bind(("127.0.0.1", port))
@@ -46,7 +47,8 @@ class Platform:
         for key in clean_env:  # the platform under test uses its own SQLite files, not the test settings
             os.environ.pop(key)
         self._restore = clean_env
-        self.launcher = Launcher(var_dir=var, base_port=free_base_port(), quiet=True)
+        # the test starts, kills and restarts the gateway's process itself: without the edge in front of it
+        self.launcher = Launcher(var_dir=var, base_port=free_base_port(), quiet=True, edge=False)
         self.children: dict[str, Child] = {}
         self.creds: dict[str, str] = {}
 
