@@ -2,6 +2,7 @@
 backend endpoint, in one run.
 
     .venv/bin/python -m bench.gateway [--duration 10] [--connections 16] [--workers 1] [--masked]
+                                      [--edge both|on|off]
 
 What runs (all real processes on loopback, started and stopped by this script):
 - backend: a minimal ASGI app under uvicorn (uvloop + httptools) answering `POST /departments/renshe/v1/queries`
@@ -14,6 +15,10 @@ What runs (all real processes on loopback, started and stopped by this script):
   the benchmark is not throttled), checked against the grant, forwarded over a pooled connection and written
   to the hash-chained message log, counted in its batch's `exchange.calls` outbox events (off the request path).
   `--masked` grants only part of the fields, so every response is parsed and masked as well.
+- the gateway with its edge (`gateway+edge`, ADR 0012; as `onenet up` runs it when Debian's nginx Lua module is
+  installed): nginx with `gateway/edge/onenet_edge.lua` in front of the same gateway, answering the calls on the
+  gateway's cached decision (rate limit, breaker, both bodies hashed, the record shipped to the gateway's message
+  log). `--edge both` (the default) measures the gateway without and with it; `off` without, `on` with only.
 
 Load comes from `wrk` (Debian package; C, not the bottleneck): throughput with 16 connections (2 threads),
 median latency with 1 connection (1 thread). Each target is warmed up first. Goals (issue #3): gateway
@@ -29,7 +34,7 @@ message log written off the request path (one SQLite statement per table per bat
 503s when it falls behind, and a start-up heap frozen out of the garbage collector (p99 at 16 connections
 61–72 ms → 7–8 ms); stop 15 answered exchange calls on uvicorn's protocol without the ASGI stack and moved the
 message log's writing to a child process (ADR 0010). The latency goal is met; throughput is about 0.2 × nginx with
-one worker each (0.09 × before stop 15, same machine).
+one worker each (0.09 × before stop 15, same machine); stop 20 put the edge in front (ADR 0012).
 """
 from __future__ import annotations
 

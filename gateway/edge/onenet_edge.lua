@@ -485,8 +485,10 @@ function M.log()
   if pending_n >= conf.audit.batch and not shipping then M.ship_soon() end
 end
 
+local ship_failures, ship_after, warned_at = 0, 0, 0
+
 local function ship(premature)
-  if shipping or pending_n == 0 then return end
+  if shipping or pending_n == 0 or (not premature and now() < ship_after) then return end
   shipping = true
   local n = min(pending_n, conf.audit.batch)
   local body = table.concat(pending, "\n", 1, n)
@@ -510,7 +512,8 @@ local function ship(premature)
       if l then length = tonumber(l) end
     end
     if line == "" and length > 0 then sock:receive(length) end
-    if line == "" then sock:setkeepalive(30000, 4) else sock:close() end
+    -- kept below uvicorn's keep-alive (5 s), so the gateway does not close a connection we are about to reuse
+    if line == "" then sock:setkeepalive(3000, 4) else sock:close() end
   else
     sock:close()
   end
@@ -522,9 +525,16 @@ local function ship(premature)
       rest[k] = pending[i]
     end
     pending, pending_n = rest, k
+    ship_failures, ship_after = 0, 0
   else
-    ngx.log(ngx.WARN, "edge: the gateway did not take ", n, " message-log records (", status or err,
-            "); kept, ", pending_n, " waiting")
+    -- kept; tried again after a pause that doubles up to 2 s, said in the error log at most every 10 s
+    ship_failures = ship_failures + 1
+    ship_after = now() + min(2, 0.05 * 2 ^ ship_failures)
+    if now() - warned_at >= 10 then
+      warned_at = now()
+      ngx.log(ngx.WARN, "edge: the gateway did not take ", n, " message-log records (", status or err,
+              "); kept, ", pending_n, " waiting")
+    end
   end
   shipping = false
   if premature and pending_n > 0 and status then return ship(premature) end -- exiting: hand over the rest
