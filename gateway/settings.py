@@ -2,6 +2,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from pydantic import Field
+
 from common.settings import ServiceSettings
 
 
@@ -55,7 +57,8 @@ class GatewaySettings(ServiceSettings):
     # The edge (gateway/edge, ADR 0012): nginx answering plain exchange calls in front of this process. Its
     # shared secret (the edge's calls to /exchange/internal/edge/* carry it; so do this gateway's pushes) and
     # where this gateway pushes its state (the edge's control listener). Unset: no edge.
-    edge_secret: str | None = None
+    # (written into the edge's nginx configuration, hence its alphabet: what secrets.token_urlsafe makes)
+    edge_secret: str | None = Field(default=None, min_length=16, max_length=256, pattern=r"^[A-Za-z0-9_-]+$")
     edge_control_url: str | None = None
     # X-Road instance identifier used in /r1/{instance}/... addresses and X-Road-Client / X-Road-Service headers.
     xroad_instance: str = "CN-ONENET"

@@ -335,6 +335,23 @@ local function new_traceparent(rid)
   return "00-" .. rid .. "-" .. span .. "-01"
 end
 
+-- The decoded, normalised path nginx decided on, percent-encoded again as the gateway's forwarder does
+-- (Python's quote with the same safe characters), so the upstream serves the path that was checked and logged.
+local UNSAFE = "[^A-Za-z0-9/!$&'()*+,;=:@~._-]"
+
+local function percent_encode(m)
+  return string.format("%%%02X", m[0]:byte())
+end
+
+local function upstream_target(uri)
+  if ngx.re.find(uri, UNSAFE, "jo") then
+    uri = ngx.re.gsub(uri, UNSAFE, percent_encode, "jo")
+  end
+  local args = ngx.var.args
+  if args and args ~= "" then return uri .. "?" .. args end
+  return uri
+end
+
 local function request_body()
   ngx.req.read_body()
   local body = ngx.req.get_body_data()
@@ -393,6 +410,7 @@ function M.access(service)
   var.edge_user = d.user
   var.edge_resource = d.resource
   var.edge_service = service
+  var.edge_upstream_uri = upstream_target(uri)
   -- ... and what an upstream error page needs besides (ngx.ctx does not survive the internal redirect)
   var.edge_owner = d.owner
   var.edge_request_hash = call.request_hash
