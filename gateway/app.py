@@ -82,6 +82,7 @@ def create_app(settings: GatewaySettings | None = None, *, verifier: TokenVerifi
         await ensure_catalogue(db, clock.now())
         await load_policy(db, policy, clock.now())
         if edge is not None:
+            edge.revoked, edge.pins = revoked, pins
             await edge.changed()
 
     async def derive_catalogue(app: FastAPI, stop: asyncio.Event) -> None:
@@ -92,6 +93,8 @@ def create_app(settings: GatewaySettings | None = None, *, verifier: TokenVerifi
             try:
                 report = await refresh_catalogue(db, app.state.openapi_aggregate, policy, clock.now())
                 app.state.catalogue_report = report
+                if edge is not None:
+                    await edge.changed()
                 if not report["missing"]:
                     return
             except Exception:  # noqa: BLE001 - keep the annotated catalogue; try again
@@ -126,7 +129,7 @@ def create_app(settings: GatewaySettings | None = None, *, verifier: TokenVerifi
                     await load_revoked(app)
                     await load_policy(db, policy, clock.now())
                     if edge is not None:  # what other replicas changed applies at this one's edge too
-                        await edge.changed()
+                        await edge.reloaded(revoked, pins)
                 except Exception:  # noqa: BLE001 - keep the last known list
                     pass
 

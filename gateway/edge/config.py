@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from gateway.app import REVOCATION_REFRESH_SECONDS
 from gateway.exchange.audit import BATCH, FLUSH_SECONDS
 from gateway.identity.mtls import PROXY_HEADERS
 from gateway.ratelimit import LUA_TAKE
@@ -76,6 +77,8 @@ def lua_settings(settings: GatewaySettings, *, secret: str, gateway: str) -> dic
                   "max_backlog": settings.audit_max_backlog,
                   "admit_wait_seconds": settings.audit_admit_wait_seconds},
         "breaker": {"failures": settings.breaker_failures, "reset_seconds": settings.breaker_reset_seconds},
+        # the gateway pushes every REVOCATION_REFRESH_SECONDS (2 s); five missed pushes and the edge stops deciding
+        "stale_after_seconds": 5 * REVOCATION_REFRESH_SECONDS,
     }
     if settings.rate_limit_enabled:
         conf["rate"] = {"member_per_second": settings.rate_member_per_second,
@@ -122,6 +125,7 @@ def render(settings: GatewaySettings, runtime: Runtime, *, listen: str, control_
             proxy_pass http://onenet_up_{name}$edge_upstream_uri;
             proxy_http_version 1.1;
             proxy_set_header Connection "";
+            proxy_set_header Host {_host_port(upstreams[name])[0]}:{_host_port(upstreams[name])[1]};
             proxy_set_header X-Request-Id $edge_request_id;
             proxy_set_header Traceparent $edge_traceparent;
             proxy_set_header X-OneNet-Client $edge_member;
@@ -211,6 +215,10 @@ http {{
         set $edge_request_hash "";
         set $edge_upstream_uri "";
 
+        error_page 413 = @too_large;
+        location @too_large {{
+            content_by_lua_block {{ require("onenet_edge").too_large() }}
+        }}
         location / {{
 {to_gateway}
         }}

@@ -76,13 +76,35 @@ class EdgeLink:
         self.scopes = edge_scopes(policy, services)
         self.problems = edge_problems(services)
         self.pushed: int | None = None
+        self.revoked: set[str] = set()
+        self.pins = None
+        self.fingerprint = self._fingerprint()
         self.client = httpx.AsyncClient(timeout=2.0)
 
     async def changed(self) -> None:
         """Something a cached decision depends on changed: invalidate them all at the edge before answering."""
         self.generation += 1
         self.scopes = edge_scopes(self.policy, self.services)
+        self.fingerprint = self._fingerprint()
         await self.push()
+
+    async def reloaded(self, revoked: set[str], pins) -> None:
+        """After the periodic reload from the database: a new generation if what was read differs from what the
+        edge's decisions were made on (another replica revoked something), else the same one pushed again (an edge
+        that restarted gets its state back; one that hears nothing for `stale_after` seconds stops deciding)."""
+        self.revoked, self.pins = revoked, pins
+        if self._fingerprint() != self.fingerprint:
+            await self.changed()
+        else:
+            await self.push()
+
+    def _fingerprint(self) -> int:
+        grants = sorted((k, g.id, tuple(sorted(g.fields)) if g.fields is not None else None, g.expires_at)
+                        for k, g in self.policy.grants.items())
+        resources = sorted((r.code, r.path_prefix, r.sharing_class, r.owner, len(r.fields))
+                           for r in self.policy.resources.values())
+        pins = sorted(self.pins.pins.items()) if self.pins is not None else ()
+        return hash((tuple(grants), tuple(resources), tuple(sorted(self.revoked)), tuple(pins)))
 
     async def push(self) -> bool:
         generation = self.generation

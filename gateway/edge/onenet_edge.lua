@@ -100,6 +100,8 @@ end
 local function current_view()
   local generation = shared:get("generation")
   if generation == nil then return nil end
+  -- not heard from the gateway for a while (its pushes fail): decisions may be stale, the gateway answers
+  if now() - shared:get("pushed_at") > conf.stale_after_seconds then return nil end
   if view.generation ~= generation then return load_view(generation) end
   return view
 end
@@ -120,9 +122,12 @@ function M.control()
   if not state or type(state.generation) ~= "number" or type(state.scopes) ~= "table" then
     return ngx.exit(400)
   end
-  local ok = shared:set("state", body)
-  if not ok then return ngx.exit(507) end
-  shared:set("generation", state.generation)
+  if state.generation ~= shared:get("generation") then
+    local ok = shared:set("state", body)
+    if not ok then return ngx.exit(507) end
+    shared:set("generation", state.generation)
+  end
+  shared:set("pushed_at", now())
   ngx.status = 204
   return ngx.exit(204)
 end
@@ -481,6 +486,21 @@ function M.gateway_unavailable()
   return ngx.exit(ngx.HTTP_OK)
 end
 
+-- A body over what the edge takes in at all (twice the gateway's limit; smaller excess goes to the gateway).
+function M.too_large()
+  local en = lang_of() == "en"
+  ngx.status = 413
+  ngx.header["content-type"] = "application/problem+json"
+  ngx.header["content-language"] = en and "en" or "zh"
+  ngx.print(cjson.encode({
+    type = "urn:onenet:problem:payload_too_large", status = 413, code = "payload_too_large",
+    title = en and "Payload too large" or "请求体过大",
+    detail = en and "The request body is too large" or "请求体过大",
+    instance = ngx.var.uri,
+  }))
+  return ngx.exit(ngx.HTTP_OK)
+end
+
 -- ---- the message log ---------------------------------------------------------------------------------------
 function M.log()
   local call = this_call()
@@ -555,7 +575,9 @@ local function ship(premature)
     end
   end
   shipping = false
-  if premature and pending_n > 0 and status then return ship(premature) end -- exiting: hand over the rest
+  if premature and pending_n > 0 and status and status >= 200 and status < 300 then
+    return ship(premature) -- exiting: hand over the rest while the gateway takes them
+  end
 end
 
 function M.ship_soon()

@@ -5,6 +5,7 @@ the public API documents.
 from __future__ import annotations
 
 import hmac
+import logging
 import time
 from datetime import datetime, timezone
 
@@ -17,6 +18,7 @@ from gateway.routing.dataplane import FORWARD_ROUTE
 from gateway.routing.exchange import exchange_record
 
 router = APIRouter(prefix="/exchange/internal/edge", include_in_schema=False)
+log = logging.getLogger("onenet.gateway.edge")
 
 # A decision for a caller the gateway answers itself (refused, masked, pinned) is kept this long at most.
 GATEWAY_DECISION_SECONDS = 60.0
@@ -41,7 +43,7 @@ async def decide(request: Request) -> Response:
     stands. "gateway": send them here (the gateway refuses, masks or checks the client certificate as always)."""
     edge = _edge(request)
     generation = edge.generation  # read first: a change while deciding makes this decision stale at once
-    call = orjson.loads(await request.body())
+    call = _loads(await request.body())
     path, service = call["path"], call["service"]
     state = request.app.state
     now = state.clock.now()
@@ -82,8 +84,13 @@ async def log_records(request: Request) -> Response:
     for line in (await request.body()).split(b"\n"):
         if not line.strip():
             continue
-        (started, member, user, resource, owner, purpose, xroad_user, method, path, status, latency_ms,
-         request_id, request_hash, response_hash) = orjson.loads(line)
+        try:
+            (started, member, user, resource, owner, purpose, xroad_user, method, path, status, latency_ms,
+             request_id, request_hash, response_hash) = _loads(line)
+        except (ValueError, TypeError):
+            # not one of ours: the rest of the batch is still logged (held back, it would hold back them all)
+            log.error("edge: a message-log record that cannot be read was left out: %r", line[:500])
+            continue
         records.append(exchange_record(
             at=datetime.fromtimestamp(started, timezone.utc), member=member, user=user, xroad_user=xroad_user,
             resource=resource or None, owner=owner or None, purpose=purpose, method=method, path=path,
@@ -94,6 +101,15 @@ async def log_records(request: Request) -> Response:
         audit.record(ex)
         telemetry.count(method=ex.method, route_path=FORWARD_ROUTE, status=ex.status, elapsed=ex.latency_ms / 1000)
     return Response(status_code=204)
+
+
+def _loads(data: bytes):
+    """JSON from the edge, whose strings carry what callers sent (a path or header that is not UTF-8): such
+    bytes are read as U+FFFD, as the gateway reads them in a path."""
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return orjson.loads(data.decode("utf-8", "replace"))
 
 
 def _json(doc: dict) -> Response:

@@ -58,6 +58,7 @@ async def refresh(request: Request, principal: Principal = Depends(require_roles
     report = await service.refresh_catalogue(app.state.db, app.state.openapi_aggregate, app.state.exchange_policy,
                                              _now(request))
     app.state.catalogue_report = report
+    await edge_changed(app)
     return report
 
 

@@ -135,7 +135,8 @@ def exchange_record(*, at, member: str, user: str, xroad_user: str | None, resou
         user = f"{user} / {unquote(xroad_user, errors='replace')}"
     return Exchange(id=new_id(), at=at, member=member, user=user[:64], resource=resource, owner=owner,
                     purpose=purpose[:500] if purpose else None, method=method, path=path, status=status,
-                    latency_ms=latency_ms, request_id=request_id, request_hash=request_hash,
+                    latency_ms=latency_ms, request_id=request_id[:64] if request_id else None,
+                    request_hash=request_hash,
                     response_hash=response_hash)
 
 
