@@ -100,6 +100,15 @@ class Telemetry:
         requests.inc()
         latency.observe(elapsed)
 
+    def count_many(self, route_path: str, calls: list[tuple[str, int, float]]) -> None:
+        """`count` for many requests (method, status, seconds): each counter moved once per method and status."""
+        counts: dict[tuple[str, int], int] = {}
+        for method, status, elapsed in calls:
+            counts[(method, status)] = counts.get((method, status), 0) + 1
+            self._children(method, route_path, status)[1].observe(elapsed)
+        for (method, status), n in counts.items():
+            self._children(method, route_path, status)[0].inc(n)
+
     def done(self, *, method: str, route_path: str, path: str, status: int, elapsed: float, rid: str, tp: str,
              caller: str | None) -> None:
         self.count(method=method, route_path=route_path, status=status, elapsed=elapsed)

@@ -161,6 +161,11 @@ class AuditWriter:
         if len(self._pending) >= BATCH:
             self._wake.set()
 
+    def record_many(self, records: list[Exchange]) -> None:
+        self._pending.extend(records)
+        if len(self._pending) >= BATCH:
+            self._wake.set()
+
     async def flush(self) -> int:
         """Write everything queued so far (also used by tests and at shutdown)."""
         written = 0
@@ -233,29 +238,26 @@ async def write_batch(db: Database, log_model, outbox_model, batch: list[Exchang
             # One executemany of plain tuples (the stamps are already SQLite's text): sqlite3 binds the rows in C,
             # about half the cost of RowsInsert's json_each statement for these 16 columns, and the writer
             # process has no busy event loop to hand the GIL to between rows (bench/gateway.py, ADR 0012).
-            await conn.exec_driver_sql(SQLITE_INSERT_LOG, [
-                (row["id"], stamp, row["member"], row["user"], row["resource"], row["owner"], row["purpose"],
-                 row["method"], row["path"], row["status"], row["latency_ms"], row["request_id"],
-                 row["request_hash"], row["response_hash"], row["prev_hash"], row["hash"])
-                for row, stamp in zip(rows, stamps)])
+            await conn.exec_driver_sql(SQLITE_INSERT_LOG, rows)
         else:
-            await insert_log(conn, rows)
-        await insert_events(conn, call_events(batch, rows, now, stamps))
+            await insert_log(conn, [dict(zip(LOG_COLUMNS, row), at=ex.at) for row, ex in zip(rows, batch)])
+        await insert_events(conn, call_events(batch, now, stamps))
     return len(rows)
 
 
-SQLITE_INSERT_LOG = (
-    "INSERT INTO exchange_message_log (id, at, member, user, resource, owner, purpose, method, path, status, "
-    "latency_ms, request_id, request_hash, response_hash, prev_hash, hash) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+LOG_COLUMNS = ("id", "at", "member", "user", "resource", "owner", "purpose", "method", "path", "status",
+               "latency_ms", "request_id", "request_hash", "response_hash", "prev_hash", "hash")
+SQLITE_INSERT_LOG = (f"INSERT INTO exchange_message_log ({', '.join(LOG_COLUMNS)}) "
+                     f"VALUES ({', '.join('?' for _ in LOG_COLUMNS)})")
 
 
-def chained_rows(batch: list[Exchange], prev: str) -> tuple[list[dict], list[str]]:
-    """The batch's rows, each hashed over its content and the previous row's hash, and each row's time as the
-    text SQLite stores (`YYYY-MM-DD HH:MM:SS.ffffff`, UTC). The hash is `content_hash(row)`, computed without its
-    generic steps: the canonical time from that same text, the content built with its keys already sorted
-    (tests/gateway/test_log_process.py checks both give the same hashes)."""
-    rows: list[dict] = []
+def chained_rows(batch: list[Exchange], prev: str) -> tuple[list[tuple], list[str]]:
+    """The batch's rows (values in `LOG_COLUMNS` order, the time as the text SQLite stores:
+    `YYYY-MM-DD HH:MM:SS.ffffff`, UTC), each hashed over its content and the previous row's hash, and those
+    times. The hash is `content_hash` of the row, computed without its generic steps: the canonical time from
+    that same text, the content built with its keys already sorted (tests/gateway/test_log_process.py checks
+    that the two agree)."""
+    rows: list[tuple] = []
     stamps: list[str] = []
     utc = timezone.utc
     for ex in batch:
@@ -270,18 +272,15 @@ def chained_rows(batch: list[Exchange], prev: str) -> tuple[list[dict], list[str
                    "purpose": ex.purpose, "request_hash": ex.request_hash, "request_id": ex.request_id,
                    "resource": ex.resource, "response_hash": ex.response_hash, "status": ex.status,
                    "user": ex.user}
-        prev = hashlib.sha256(orjson.dumps(content)).hexdigest()
-        rows.append({"id": ex.id, "at": at, "member": ex.member, "user": ex.user, "resource": ex.resource,
-                     "owner": ex.owner, "purpose": ex.purpose, "method": ex.method, "path": path,
-                     "status": ex.status, "latency_ms": latency, "request_id": ex.request_id,
-                     "request_hash": ex.request_hash, "response_hash": ex.response_hash,
-                     "prev_hash": content["prev_hash"], "hash": prev})
+        row_hash_ = hashlib.sha256(orjson.dumps(content)).hexdigest()
+        rows.append((ex.id, stamp, ex.member, ex.user, ex.resource, ex.owner, ex.purpose, ex.method, path,
+                     ex.status, latency, ex.request_id, ex.request_hash, ex.response_hash, prev, row_hash_))
         stamps.append(stamp)
+        prev = row_hash_
     return rows, stamps
 
 
-def call_events(batch: list[Exchange], rows: list[dict], now: datetime,
-                stamps: list[str] | None = None) -> list[dict]:
+def call_events(batch: list[Exchange], now: datetime, stamps: list[str] | None = None) -> list[dict]:
     """The batch's `exchange.calls` events for svc_metrics (calls per resource, refused calls): one per resource,
     calling member, owner, outcome and minute, with the count and the statuses. One event per call cost the
     gateway, its log writer and svc_metrics more than the message log itself (bench/intake.py: about a tenth of
@@ -291,7 +290,7 @@ def call_events(batch: list[Exchange], rows: list[dict], now: datetime,
     groups: dict[tuple, dict] = {}
     if stamps is None:
         stamps = [ex.at.astimezone(timezone.utc).isoformat(" ", "minutes") for ex in batch]
-    for ex, row, stamp in zip(batch, rows, stamps):
+    for ex, stamp in zip(batch, stamps):
         outcome = "ok" if ex.status < 400 else ("refused" if ex.status in (401, 403, 429) else "error")
         subject = ex.resource or ex.path[:64]
         key = (subject, ex.resource, ex.member, ex.owner, outcome, stamp[:16])
@@ -302,13 +301,13 @@ def call_events(batch: list[Exchange], rows: list[dict], now: datetime,
                 "grid": None, "subject": subject,
                 "data": {"resource": ex.resource, "member": ex.member, "owner": ex.owner, "outcome": outcome,
                          "refused": outcome == "refused", "count": 0, "statuses": {},
-                         "first_log_id": row["id"], "last_log_id": row["id"]},
+                         "first_log_id": ex.id, "last_log_id": ex.id},
                 "created_at": now, "next_attempt_at": now, "attempts": 0}
         data = group["data"]
         data["count"] += 1
         status = str(ex.status)
         data["statuses"][status] = data["statuses"].get(status, 0) + 1
-        data["last_log_id"] = row["id"]
+        data["last_log_id"] = ex.id
         if ex.at < group["occurred_at"]:
             group["occurred_at"] = ex.at
     return list(groups.values())

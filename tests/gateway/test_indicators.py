@@ -115,8 +115,7 @@ def test_calls_of_a_batch_are_counted_per_resource_member_outcome_and_minute():
 
     batch = [call(1, 200), call(2, 200), call(3, 404), call(4, 403), call(5, 200, member="community-ak"),
              call(61, 200), call(62, 429), call(63, 200, resource=None)]
-    rows = [{"id": ex.id} for ex in batch]
-    events = call_events(batch, rows, START)
+    events = call_events(batch, START)
     for e in events:
         Envelope.model_validate({**{k: v for k, v in e.items() if k in Envelope.model_fields}, "source": "gateway"})
         REGISTRY[e["type"]].data.model_validate(e["data"])

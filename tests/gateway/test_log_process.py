@@ -177,3 +177,39 @@ def test_the_chain_hash_is_the_canonical_json_it_was_defined_with():
         assert content_hash(values) == hashlib.sha256(raw.encode()).hexdigest()
 
     same()
+
+
+def test_the_writers_own_hashing_and_stamps_agree_with_content_hash_and_sqlalchemy():
+    """`chained_rows` hashes each row without content_hash's generic steps and writes the time as text itself:
+    for any content, times in any offset included, its hashes are content_hash's over the row as
+    `onenet audit verify` reads it back, chained, and its stamps are what SQLAlchemy stores on SQLite."""
+    from hypothesis import given, settings, strategies as st
+
+    from common.db import sqlite_timestamp
+    from gateway.exchange.audit import GENESIS, Exchange, chained_rows, content_hash
+
+    text = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=30)
+    maybe = st.one_of(st.none(), text)
+    offsets = st.sampled_from([timezone.utc, timezone(timedelta(hours=8)), timezone(timedelta(hours=-5, minutes=-45))])
+    exchange = st.builds(
+        Exchange, id=text, at=st.datetimes(min_value=datetime(1970, 1, 2), max_value=datetime(2200, 1, 1),
+                                           timezones=offsets),
+        member=text, user=text, resource=maybe, owner=maybe, purpose=maybe, method=text, path=text,
+        status=st.integers(100, 599), latency_ms=st.floats(0, 1e6), request_id=maybe, request_hash=text,
+        response_hash=text)
+
+    @settings(max_examples=200, deadline=None)
+    @given(st.lists(exchange, min_size=1, max_size=5))
+    def same(batch):
+        rows, stamps = chained_rows(batch, GENESIS)
+        prev = GENESIS
+        for ex, row, stamp in zip(batch, rows, stamps):
+            assert stamp == sqlite_timestamp(ex.at) == row[1]
+            values = dict(zip(("id", "at", "member", "user", "resource", "owner", "purpose", "method", "path",
+                               "status", "latency_ms", "request_id", "request_hash", "response_hash", "prev_hash"),
+                              row[:15]), at=ex.at)
+            assert values["prev_hash"] == prev
+            assert row[15] == content_hash(values)
+            prev = row[15]
+
+    same()
