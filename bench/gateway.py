@@ -378,13 +378,14 @@ def main(argv: list[str] | None = None) -> int:
 
         plain = write_script(tmp / "plain.lua", {})
         edges: dict = {}
+        warmed: dict[str, int] = {}
         results: dict[str, tuple[Load, Load]] = {}
         logged: dict[str, int] = {}
         profiled = False
 
         def measure(name: str, url: str, script: Path, pid: int | None = None) -> None:
             nonlocal profiled
-            run_wrk(wrk, script, url, connections=args.connections, threads=2, duration=2)  # warm-up
+            warm = run_wrk(wrk, script, url, connections=args.connections, threads=2, duration=2)
             spy = None
             if args.profile and pid is not None and not profiled:
                 profiled = True
@@ -397,6 +398,7 @@ def main(argv: list[str] | None = None) -> int:
                 spy.wait(timeout=60)
             one = run_wrk(wrk, script, url, connections=1, threads=1, duration=args.duration)
             results[name] = (many, one)
+            warmed[name] = warm.requests
 
         if args.hold:
             ngx_url = start_nginx(worker_counts[0])
@@ -436,7 +438,7 @@ def main(argv: list[str] | None = None) -> int:
                 gw.wait(timeout=30)
                 logged[label] = _count_log(db_url)
 
-        print_table(results, args, worker_counts, logged)
+        print_table(results, args, worker_counts, logged, warmed)
         if args.profile:
             print_profile(Path(args.profile))
         if args.json:
@@ -485,7 +487,8 @@ def _count_log(db_url: str) -> int:
         return conn.execute("SELECT count(*) FROM exchange_message_log").fetchone()[0]
 
 
-def print_table(results: dict[str, tuple[Load, Load]], args, worker_counts: list[int], logged: dict[str, int]) -> None:
+def print_table(results: dict[str, tuple[Load, Load]], args, worker_counts: list[int], logged: dict[str, int],
+                warmed: dict[str, int]) -> None:
     c = args.connections
     print(f"\nGateway vs nginx, same backend ({PATH}), {args.duration:g} s per run, wrk; "
           f"{'no access logs' if args.quiet_logs else 'access logs on (nginx: combined format to a file; gateway: INFO, JSON lines)'}"
@@ -510,8 +513,8 @@ def print_table(results: dict[str, tuple[Load, Load]], args, worker_counts: list
                   f"{'met' if added <= 0.5 else 'NOT met'}); gateway − direct backend: "
                   f"{gw[1].p50_ms - direct[1].p50_ms:+.3f} ms")
             calls = gw[0].requests + gw[1].requests
-            print(f"  message log rows written: {logged.get(label, 0)} "
-                  f"(measured calls {calls}, plus warm-up and set-up calls)")
+            print(f"  message log rows written: {logged.get(label, 0)} (measured calls {calls}, warm-up "
+                  f"{warmed.get(label, 0)}, plus the set-up's own calls)")
 
 if __name__ == "__main__":
     raise SystemExit(main())

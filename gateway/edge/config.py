@@ -121,8 +121,7 @@ def render(settings: GatewaySettings, runtime: Runtime, *, listen: str, control_
     for name in upstreams:
         locations.append(f"""        location /{name}/ {{
             access_by_lua_block {{ require("onenet_edge").access("{name}") }}
-            # the path the edge decided on and logs (normalised and percent-encoded again), and the query
-            proxy_pass http://onenet_up_{name}$edge_upstream_uri;
+            proxy_pass http://onenet_up_{name};
             proxy_http_version 1.1;
             proxy_set_header Connection "";
             proxy_set_header Host {_host_port(upstreams[name])[0]}:{_host_port(upstreams[name])[1]};
@@ -213,7 +212,6 @@ http {{
         set $edge_owner "";
         set $edge_service "";
         set $edge_request_hash "";
-        set $edge_upstream_uri "";
 
         error_page 413 = @too_large;
         location @too_large {{

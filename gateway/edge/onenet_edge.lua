@@ -340,23 +340,6 @@ local function new_traceparent(rid)
   return "00-" .. rid .. "-" .. span .. "-01"
 end
 
--- The decoded, normalised path nginx decided on, percent-encoded again as the gateway's forwarder does
--- (Python's quote with the same safe characters), so the upstream serves the path that was checked and logged.
-local UNSAFE = "[^A-Za-z0-9/!$&'()*+,;=:@~._-]"
-
-local function percent_encode(m)
-  return string.format("%%%02X", m[0]:byte())
-end
-
-local function upstream_target(uri)
-  if ngx.re.find(uri, UNSAFE, "jo") then
-    uri = ngx.re.gsub(uri, UNSAFE, percent_encode, "jo")
-  end
-  local args = ngx.var.args
-  if args and args ~= "" then return uri .. "?" .. args end
-  return uri
-end
-
 local function request_body()
   ngx.req.read_body()
   local body = ngx.req.get_body_data()
@@ -415,7 +398,11 @@ function M.access(service)
   var.edge_user = d.user
   var.edge_resource = d.resource
   var.edge_service = service
-  var.edge_upstream_uri = upstream_target(uri)
+  -- the upstream must serve the path decided on and logged: where nginx normalised the request's own (dot
+  -- segments, escapes), setting it makes nginx send the normalised one, escaped again
+  local raw = var.request_uri
+  local query = raw:find("?", 1, true)
+  if (query and raw:sub(1, query - 1) or raw) ~= uri then ngx.req.set_uri(uri) end
   -- ... and what an upstream error page needs besides (ngx.ctx does not survive the internal redirect)
   var.edge_owner = d.owner
   var.edge_request_hash = call.request_hash
