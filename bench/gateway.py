@@ -20,8 +20,9 @@ What runs (all real processes on loopback, started and stopped by this script):
   gateway's cached decision (rate limit, breaker, both bodies hashed, the record shipped to the gateway's message
   log). `--edge both` (the default) measures the gateway without and with it; `off` without, `on` with only.
 
-Load comes from `wrk` (Debian package; C, not the bottleneck): throughput with 16 connections (2 threads),
-median latency with 1 connection (1 thread). Each target is warmed up first. Goals (issue #3): gateway
+Load comes from `wrk` (Debian package; C, not the bottleneck): throughput with 16 connections (2 threads), the
+targets taking turns (`--rounds`, 4 by default, the order rotating) so that the machine's drift weighs on each
+alike; median latency with 1 connection (1 thread). Each target is warmed up first. Goals (issue #3): gateway
 throughput ≥ 0.5 × nginx's at 16 connections; gateway median latency at 1 connection ≤ nginx's + 0.5 ms.
 
 The machine is shared and small (2 cores here): wrk, nginx or the gateway, and the backend all compete for the
@@ -230,6 +231,17 @@ def run_wrk(wrk: str, script: Path, url: str, *, connections: int, threads: int,
                 p90_ms=d["p90_us"] / 1000, p99_ms=d["p99_us"] / 1000, non2xx=d["non2xx"], errors=d["errors"])
 
 
+def combined(turns: list[Load]) -> Load:
+    """Several turns at one target as one measurement: requests summed, throughput over the summed time,
+    latency percentiles the median turn's (wrk reports no histogram to merge)."""
+    mid = sorted(turns, key=lambda t: t.p50_ms)[len(turns) // 2]
+    seconds = sum(t.requests / t.rps for t in turns if t.rps)
+    requests = sum(t.requests for t in turns)
+    return Load(requests=requests, rps=requests / seconds if seconds else 0.0, p50_ms=mid.p50_ms,
+                p90_ms=mid.p90_ms, p99_ms=max(t.p99_ms for t in turns), non2xx=sum(t.non2xx for t in turns),
+                errors=sum(t.errors for t in turns))
+
+
 def write_script(path: Path, headers: dict[str, str]) -> Path:
     body = json.dumps({"id_number": ID_NUMBER})
     lines = "\n".join(f'wrk.headers["{k}"] = "{v}"' for k, v in headers.items())
@@ -243,6 +255,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--duration", type=float, default=10.0, help="seconds per measurement (default 10)")
     ap.add_argument("--connections", type=int, default=16)
+    ap.add_argument("--rounds", type=int, default=4,
+                    help="turns each target takes at --connections, alternating with the others (default 4)")
     ap.add_argument("--workers", default="1,2",
                     help="comma-separated gateway uvicorn worker counts to measure; nginx gets as many worker "
                          "processes, measured next to it (default 1,2)")
@@ -383,22 +397,32 @@ def main(argv: list[str] | None = None) -> int:
         logged: dict[str, int] = {}
         profiled = False
 
-        def measure(name: str, url: str, script: Path, pid: int | None = None) -> None:
+        def warm_up(name: str, url: str, script: Path) -> None:
+            warmed[name] = run_wrk(wrk, script, url, connections=args.connections, threads=2, duration=2).requests
+
+        def measure_many(targets: list[tuple[str, str, Path, int | None]]) -> None:
+            """Throughput at `--connections`: the targets take turns, `--rounds` times (the order rotating), each
+            turn a `--rounds`th of `--duration`, so a machine that speeds up or slows down during the run weighs
+            on every target alike; then the median latency at one connection, one run each."""
             nonlocal profiled
-            warm = run_wrk(wrk, script, url, connections=args.connections, threads=2, duration=2)
-            spy = None
-            if args.profile and pid is not None and not profiled:
-                profiled = True
-                spy = subprocess.Popen([shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy"), "record",
-                                        "-p", str(pid), "-d", str(max(1, round(args.duration))), "-r", "200",
-                                        "--format", "raw", "-o", args.profile, "--subprocesses", "--nonblocking"],
-                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            many = run_wrk(wrk, script, url, connections=args.connections, threads=2, duration=args.duration)
-            if spy is not None:
-                spy.wait(timeout=60)
-            one = run_wrk(wrk, script, url, connections=1, threads=1, duration=args.duration)
-            results[name] = (many, one)
-            warmed[name] = warm.requests
+            turns: dict[str, list[Load]] = {name: [] for name, *_ in targets}
+            for r in range(args.rounds):
+                for name, url, script, pid in targets[r % len(targets):] + targets[:r % len(targets)]:
+                    spy = None
+                    if args.profile and pid is not None and not profiled:
+                        profiled = True
+                        spy = subprocess.Popen(
+                            [shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy"), "record",
+                             "-p", str(pid), "-d", str(max(1, round(args.duration / args.rounds))), "-r", "200",
+                             "--format", "raw", "-o", args.profile, "--subprocesses", "--nonblocking"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                    turns[name].append(run_wrk(wrk, script, url, connections=args.connections, threads=2,
+                                               duration=args.duration / args.rounds))
+                    if spy is not None:
+                        spy.wait(timeout=60)
+            for name, url, script, _ in targets:
+                one = run_wrk(wrk, script, url, connections=1, threads=1, duration=args.duration)
+                results[name] = (combined(turns[name]), one)
 
         if args.hold:
             ngx_url = start_nginx(worker_counts[0])
@@ -417,19 +441,26 @@ def main(argv: list[str] | None = None) -> int:
                 pass
             return 0
 
-        measure("backend (direct)", f"http://127.0.0.1:{backend_port}{PATH}", plain)
+        backend_url = f"http://127.0.0.1:{backend_port}{PATH}"
+        warm_up("backend (direct)", backend_url, plain)
+        measure_many([("backend (direct)", backend_url, plain, None)])
         for w in worker_counts:
-            # one pair at a time: nginx with w workers, then the gateway with w workers (the other pair stopped)
+            # nginx with w workers and the gateway with w workers (without and with its edge), all started, then
+            # measured in turns; idle, a proxy costs the others nothing
             ngx_url = start_nginx(w)
-            measure(f"nginx ×{w}", f"{ngx_url}{PATH}", plain)
-            os.killpg(procs[-1].pid, signal.SIGTERM)
-            procs[-1].wait(timeout=10)
+            targets = [(f"nginx ×{w}", f"{ngx_url}{PATH}", plain, None)]
+            gateways = []
             for edge in edge_modes:
                 label = f"gateway{'+edge' if edge else ''} ×{w}"
                 gw, gw_url, db_url = start_gateway(w, edge=edge)
                 auth = admit(gw_url)
-                script = write_script(tmp / f"token-{w}.lua", {**auth, "X-OneNet-Purpose": "benchmark"})
-                measure(label, f"{gw_url}{PATH}", script, pid=gw.pid)
+                script = write_script(tmp / f"token-{w}-{int(edge)}.lua", {**auth, "X-OneNet-Purpose": "benchmark"})
+                targets.append((label, f"{gw_url}{PATH}", script, gw.pid))
+                gateways.append((label, gw, db_url))
+            for name, url, script, _ in targets:
+                warm_up(name, url, script)
+            measure_many(targets)
+            for label, gw, db_url in gateways:
                 edge_proc = edges.pop(gw.pid, None)
                 if edge_proc is not None:
                     edge_proc.stop()  # graceful: its workers ship their last records to the gateway
@@ -437,6 +468,9 @@ def main(argv: list[str] | None = None) -> int:
                 os.killpg(gw.pid, signal.SIGTERM)
                 gw.wait(timeout=30)
                 logged[label] = _count_log(db_url)
+            nginx_proc = next(p for p in procs if p.args[0].endswith("nginx") and str(tmp / f"nginx-{w}") in p.args)
+            os.killpg(nginx_proc.pid, signal.SIGTERM)
+            nginx_proc.wait(timeout=10)
 
         print_table(results, args, worker_counts, logged, warmed)
         if args.profile:
