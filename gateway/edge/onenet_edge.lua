@@ -457,35 +457,29 @@ function M.upstream_error()
   return problem(v, "upstream_unavailable:" .. service, 503, nil, { ["Retry-After"] = "5" })
 end
 
--- The Python gateway itself is not answering (starting, restarting): a problem, not nginx's HTML page.
-function M.gateway_unavailable()
+-- A problem the edge answers without the gateway's templates (the gateway may be the one not answering).
+local function own_problem(status, code, title, detail, retry_after)
   local en = lang_of() == "en"
-  ngx.status = 503
+  ngx.status = status
   ngx.header["content-type"] = "application/problem+json"
   ngx.header["content-language"] = en and "en" or "zh"
-  ngx.header["retry-after"] = "5"
-  ngx.print(cjson.encode({
-    type = "urn:onenet:problem:gateway_unavailable", status = 503, code = "gateway_unavailable",
-    title = en and "Gateway unavailable" or "网关暂不可用",
-    detail = en and "The gateway is not answering; retry later" or "网关暂时无法处理请求，请稍后重试",
-    instance = ngx.var.uri,
-  }))
+  if retry_after then ngx.header["retry-after"] = retry_after end
+  ngx.print(cjson.encode({ type = "urn:onenet:problem:" .. code, status = status, code = code,
+                           title = en and title[2] or title[1], detail = en and detail[2] or detail[1],
+                           instance = ngx.var.uri }))
   return ngx.exit(ngx.HTTP_OK)
+end
+
+-- The Python gateway itself is not answering (starting, restarting): a problem, not nginx's HTML page.
+function M.gateway_unavailable()
+  return own_problem(503, "gateway_unavailable", { "网关暂不可用", "Gateway unavailable" },
+                     { "网关暂时无法处理请求，请稍后重试", "The gateway is not answering; retry later" }, "5")
 end
 
 -- A body over what the edge takes in at all (twice the gateway's limit; smaller excess goes to the gateway).
 function M.too_large()
-  local en = lang_of() == "en"
-  ngx.status = 413
-  ngx.header["content-type"] = "application/problem+json"
-  ngx.header["content-language"] = en and "en" or "zh"
-  ngx.print(cjson.encode({
-    type = "urn:onenet:problem:payload_too_large", status = 413, code = "payload_too_large",
-    title = en and "Payload too large" or "请求体过大",
-    detail = en and "The request body is too large" or "请求体过大",
-    instance = ngx.var.uri,
-  }))
-  return ngx.exit(ngx.HTTP_OK)
+  return own_problem(413, "payload_too_large", { "请求体过大", "Payload too large" },
+                     { "请求体过大", "The request body is too large" })
 end
 
 -- ---- the message log ---------------------------------------------------------------------------------------

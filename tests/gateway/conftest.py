@@ -132,6 +132,13 @@ async def exchange(db_url, tmp_path, gateway_keys_dir, sqlite_template, request)
         yield SimpleNamespace(client=client, app=gw, clock=clock, h=headers, emulators=emulators, db_url=db_url)
 
 
+def member_headers(gw, member: str, **headers) -> dict:
+    """Authorization for one of MEMBERS, signed by the gateway `gw` itself (as its token endpoint would)."""
+    m = next(m for m in MEMBERS if m[0] == member)
+    tok = gw.state.token_issuer.issue(subject=member, member=member, role=m[3], scopes=m[4])["access_token"]
+    return {"Authorization": f"Bearer {tok}", **headers}
+
+
 async def _seed(app) -> None:
     from gateway.members.models import Member
 

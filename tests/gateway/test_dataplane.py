@@ -16,7 +16,7 @@ from sqlalchemy import select
 
 from common.clock import FrozenClock
 from common.dataplane import PlaneHttpProtocol
-from tests.gateway.conftest import fresh_gateway_db_and_emulators, MEMBERS, START, _seed, serve_in_process
+from tests.gateway.conftest import member_headers, fresh_gateway_db_and_emulators, START, _seed, serve_in_process
 
 ID = "110105194703210823"
 QUERY = "/departments/renshe/v1/queries"
@@ -57,9 +57,7 @@ async def gwx(db_url, gateway_keys_dir, sqlite_template, request):
         assert not gw.state.forwarder.upstreams["departments"].injected
 
         def h(member: str, **headers) -> dict:
-            m = next(m for m in MEMBERS if m[0] == member)
-            tok = gw.state.token_issuer.issue(subject=member, member=member, role=m[3], scopes=m[4])["access_token"]
-            return {"Authorization": f"Bearer {tok}", **headers}
+            return member_headers(gw, member, **headers)
 
         async with AsyncExitStack() as stack:
             client = await stack.enter_async_context(

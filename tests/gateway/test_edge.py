@@ -42,7 +42,7 @@ from sqlalchemy import select
 
 from common.clock import FrozenClock
 from common.dataplane import PlaneHttpProtocol
-from tests.gateway.conftest import MEMBERS, START, _seed, fresh_gateway_db_and_emulators, serve_in_process
+from tests.gateway.conftest import member_headers, START, _seed, fresh_gateway_db_and_emulators, serve_in_process
 
 ID = "110105194703210823"
 QUERY = "/departments/renshe/v1/queries"
@@ -141,9 +141,7 @@ async def edge(db_url, gateway_keys_dir, sqlite_template, tmp_path, request, mon
             assert gw.state.edge.pushed == gw.state.edge.generation
 
         def h(member: str, **headers) -> dict:
-            m = next(m for m in MEMBERS if m[0] == member)
-            tok = gw.state.token_issuer.issue(subject=member, member=member, role=m[3], scopes=m[4])["access_token"]
-            return {"Authorization": f"Bearer {tok}", **headers}
+            return member_headers(gw, member, **headers)
 
         async with AsyncExitStack() as stack:
             client = await stack.enter_async_context(
