@@ -85,7 +85,8 @@ async def _echo(scope, receive, send) -> None:
 async def edge(db_url, gateway_keys_dir, sqlite_template, tmp_path, request, monkeypatch):
     """Emulators, an echo upstream (`matching`), the gateway and nginx in front of it. `request.param` overrides
     settings, plus: `down` (departments at a closed port), `push` (False: the gateway pushes its state to a
-    closed port, so the edge never gets any), `flush_seconds` (the edge's shipping interval), `redis` (buckets
+    closed port, so the edge never gets any), `flush_seconds` (the edge's shipping interval), `stale_after` (how
+    long the edge goes on deciding without hearing from the gateway), `redis` (buckets
     in ONENET_TEST_REDIS_URL under the test's own prefix), `secret` (the edge's, else a random URL-safe one)."""
     from gateway.app import create_app
     from gateway.edge import config as edge_config
@@ -102,18 +103,22 @@ async def edge(db_url, gateway_keys_dir, sqlite_template, tmp_path, request, mon
     down = extra.pop("down", False)
     push = extra.pop("push", True)
     flush_seconds = extra.pop("flush_seconds", None)
+    stale_after = extra.pop("stale_after", None)
     secret = extra.pop("secret", None) or secrets.token_urlsafe(24)
     if extra.pop("redis", False):  # this test's own prefix in ONENET_TEST_REDIS_URL (skipped without it)
         extra.update(redis_url=REDIS_URL, redis_prefix=request.getfixturevalue("redis_prefix"))
-    if flush_seconds is not None:
+    if flush_seconds is not None or stale_after is not None:
         render_settings = edge_config.lua_settings
 
-        def slower_shipping(*args, **kwargs):
+        def other_timings(*args, **kwargs):
             conf = render_settings(*args, **kwargs)
-            conf["audit"]["flush_seconds"] = flush_seconds
+            if flush_seconds is not None:
+                conf["audit"]["flush_seconds"] = flush_seconds
+            if stale_after is not None:
+                conf["stale_after_seconds"] = stale_after
             return conf
 
-        monkeypatch.setattr(edge_config, "lua_settings", slower_shipping)
+        monkeypatch.setattr(edge_config, "lua_settings", other_timings)
 
     emulators = await fresh_gateway_db_and_emulators(db_url, sqlite_template, gateway_keys_dir)
     servers: list = []
@@ -587,6 +592,25 @@ async def test_before_any_state_is_pushed_the_gateway_answers(edge):
     assert state["answered"] == 0 and state.get("generation") is None, state
     rows = await _wait_log(x, 1)
     assert (rows[0].request_id, rows[0].status) == ("req-nostate", 200)
+
+
+@pytest.mark.parametrize("edge", [{"stale_after": 1.0}], indirect=True)
+async def test_an_edge_that_stops_hearing_from_the_gateway_leaves_the_calls_to_it(edge):
+    """Pushes that stop arriving (the gateway cannot reach the control listener, so revocations elsewhere would not
+    reach the edge either): after `stale_after` the edge decides nothing and the gateway answers every call."""
+    x = edge
+    await _grant(x)
+    auth = x.h("community-xf")
+    assert (await _ask(x, auth)).status_code == 200
+    answered = await _answered(x)
+    assert answered >= 1  # answered at the edge while it hears from the gateway
+    x.app.state.edge.control_url = f"http://127.0.0.1:{_free_port()}/_edge/state"  # pushes now go nowhere
+    await asyncio.sleep(1.6)
+    r = await _ask(x, auth, **{"X-Request-Id": "req-stale"})
+    assert r.status_code == 200 and r.json()["id_number"] == ID, r.text
+    assert await _answered(x) == answered  # the gateway answered it
+    rows = await _wait_log(x, 2)
+    assert "req-stale" in {row.request_id for row in rows}
 
 
 def test_a_secret_nginx_could_misread_is_refused_with_the_settings_name():
