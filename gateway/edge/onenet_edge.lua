@@ -229,8 +229,10 @@ local function take_redis(key, rate, burst)
     ngx.log(ngx.WARN, "rate limiter: Redis unavailable (", err, "); call let through")
     return true, 0
   end
-  if cfg.password then r:auth(cfg.password) end
-  if cfg.db and cfg.db ~= 0 then r:select(cfg.db) end
+  if r:get_reused_times() == 0 then -- a new connection; a pooled one is signed in and on its database already
+    if cfg.password then r:auth(cfg.password) end
+    if cfg.db and cfg.db ~= 0 then r:select(cfg.db) end
+  end
   local full = cfg.prefix .. key
   local res
   res, err = r:evalsha(conf.take_sha, 1, full, rate, burst)
