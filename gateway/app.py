@@ -37,9 +37,8 @@ from gateway.routing.forwarder import Forwarder, Upstream
 from gateway.routing.openapi import AggregatedOpenAPI
 from gateway.routing.router import router as routing_router
 from gateway.routing.xroad import router as xroad_router
-from gateway.settings import GatewaySettings
+from gateway.settings import REVOCATION_REFRESH_SECONDS, GatewaySettings
 
-REVOCATION_REFRESH_SECONDS = 2.0
 
 
 def create_app(settings: GatewaySettings | None = None, *, verifier: TokenVerifier | None = None,

@@ -7,6 +7,10 @@ from pydantic import Field
 from common.settings import ServiceSettings
 
 
+# How often each gateway re-reads revocations and grants (what other replicas changed) and pushes its edge's state.
+REVOCATION_REFRESH_SECONDS = 2.0
+
+
 class GatewaySettings(ServiceSettings):
     service_name: str = "gateway"
     database_url: str = "sqlite+aiosqlite:///var/gateway.db"

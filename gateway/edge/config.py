@@ -19,11 +19,10 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from gateway.app import REVOCATION_REFRESH_SECONDS
 from gateway.exchange.audit import BATCH, FLUSH_SECONDS
 from gateway.identity.mtls import PROXY_HEADERS
 from gateway.ratelimit import LUA_TAKE
-from gateway.settings import GatewaySettings
+from gateway.settings import REVOCATION_REFRESH_SECONDS, GatewaySettings
 
 EDGE_DIR = Path(__file__).resolve().parent
 SECRET_ALPHABET = re.compile(r"[A-Za-z0-9_-]{16,256}")

@@ -43,8 +43,11 @@ async def decide(request: Request) -> Response:
     stands. "gateway": send them here (the gateway refuses, masks or checks the client certificate as always)."""
     edge = _edge(request)
     generation = edge.generation  # read first: a change while deciding makes this decision stale at once
-    call = _loads(await request.body())
-    path, service = call["path"], call["service"]
+    try:
+        call = _loads(await request.body())
+        path, service = str(call["path"]), str(call["service"])
+    except (ValueError, TypeError, KeyError):
+        raise Problem(400, "bad_request", ("边缘节点的决定请求格式不正确", "Malformed decision request")) from None
     state = request.app.state
     now = state.clock.now()
     answer = {"generation": generation, "scope": scope_for(path, edge.scopes), "mode": "gateway",
