@@ -18,6 +18,9 @@ class CatalogueItem(Base):
     code: Mapped[str] = mapped_column(String(32), primary_key=True)
     current_version: Mapped[int] = mapped_column(default=1)
     active: Mapped[bool] = mapped_column(Boolean, default=True)
+    # The area the item is offered in and owned at (a division code); None: the district-wide catalogue. With the
+    # version's `department` it says who may change the item (catalogue.service.may_write).
+    scope: Mapped[str | None] = mapped_column(String(24))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
 

@@ -4,6 +4,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from common.validators import DivisionCodeStr
 from svc_services.codes import AttributeType, Category, Channel, MaterialSource, Tier
 
 CODE_PATTERN = r"^[A-Z0-9][A-Z0-9-]{1,31}$"
@@ -93,6 +94,9 @@ class ItemContent(BaseModel):
 
 class ItemCreate(ItemContent):
     code: str = Field(pattern=CODE_PATTERN, examples=["YL-ZC-001"])
+    scope: DivisionCodeStr | None = Field(
+        default=None, examples=["110105001001"],
+        description="事项所属辖区（街道、社区区划代码），不填为全区事项清单；与主管部门一起决定谁可以修改该事项")
 
 
 class ItemUpdate(ItemContent):
@@ -108,6 +112,7 @@ class ItemOut(BaseModel):
     version: int
     current_version: int
     active: bool
+    scope: str | None = None
     name: str
     description: str | None
     category: str

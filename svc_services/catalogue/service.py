@@ -13,18 +13,44 @@ from svc_services.catalogue.models import CatalogueItem, CatalogueItemVersion
 from svc_services.catalogue.schemas import ItemContent, ItemCreate, ItemOut, ItemUpdate
 from svc_services.codes import CATEGORIES
 
-MANAGER_ROLES = ("community_staff", "street_staff", "ops")
+MANAGER_ROLES = ("community_staff", "street_staff", "dept_staff", "ops")
+PLACE_MANAGERS = ("community_staff", "street_staff")
 
 
 def check_manage(principal: Principal) -> None:
     if principal.role not in MANAGER_ROLES:
-        raise Problem(403, "forbidden", ("只有社区、街道工作人员或运维可以维护事项清单",
-                                         "Only community or street staff and ops may edit the catalogue"))
+        raise Problem(403, "forbidden", ("只有社区、街道、部门工作人员或运维可以维护事项清单",
+                                         "Only community, street or department staff and ops may edit the catalogue"))
+
+
+def may_write(principal: Principal, scope: str | None, department: str) -> bool:
+    """Catalogue writes belong to the item's owner and the levels above it (issue 23, finding 3):
+    - the owning department (`dept:<department>`), for its items wherever they are offered;
+    - community or street staff whose place scope covers the area the item is offered in (a street over its
+      communities' items); the district-wide catalogue (scope None) lies above every community and street;
+    - ops, for the whole platform.
+    A community worker therefore cannot withdraw a department's item or a district-wide one (一键呼叫), which
+    every community's residents submit to."""
+    if principal.role == "ops":
+        return True
+    if principal.role == "dept_staff":
+        return department in principal.scope_values("dept")
+    if principal.role in PLACE_MANAGERS:
+        return scope is not None and principal.covers_place(scope)
+    return False
+
+
+def require_owner(principal: Principal, scope: str | None, department: str) -> None:
+    # the catalogue is public, so an item the caller may not change is refused (403), not hidden
+    if not may_write(principal, scope, department):
+        raise Problem(403, "catalogue.not_owner",
+                      ("只有事项的主管部门、事项所属辖区及其上级的工作人员或运维可以修改该事项",
+                       "Only the item's owning department, staff of its area or above, and ops may change it"))
 
 
 def to_out(item: CatalogueItem, v: CatalogueItemVersion) -> ItemOut:
     return ItemOut(code=item.code, version=v.version, current_version=item.current_version, active=item.active,
-                   name=v.name, description=v.description, category=v.category,
+                   scope=item.scope, name=v.name, description=v.description, category=v.category,
                    category_name=CATEGORIES.get(v.category, (v.category,))[0], tier=v.tier, department=v.department,
                    response_hours=v.response_hours, resolution_hours=v.resolution_hours,
                    working_hours=v.working_hours, emergency=v.emergency, kiosk_instant=v.kiosk_instant,
@@ -45,7 +71,7 @@ def _version_row(code: str, version: int, body: ItemContent, principal: Principa
 
 
 def _event(session: AsyncSession, type_: str, v: CatalogueItemVersion, clock: Clock) -> None:
-    record_event(session, OutboxEvent, type_, subject=v.item_code, clock=clock,
+    record_event(session, OutboxEvent, type_, subject=v.item_code, now=clock.now(),
                  data={"code": v.item_code, "version": v.version, "category": v.category, "tier": v.tier,
                        "department": v.department, "channels": v.channels, "emergency": v.emergency,
                        "online": any(c in ("app", "kiosk", "api") for c in v.channels)})
@@ -53,10 +79,12 @@ def _event(session: AsyncSession, type_: str, v: CatalogueItemVersion, clock: Cl
 
 async def create_item(session: AsyncSession, principal: Principal, body: ItemCreate, clock: Clock) -> ItemOut:
     check_manage(principal)
+    require_owner(principal, body.scope, body.department)
     if await session.get(CatalogueItem, body.code) is not None:
         raise Problem(409, "catalogue.exists", ("该编码的事项已存在", "An item with this code already exists"))
     now = clock.now()
-    item = CatalogueItem(code=body.code, current_version=1, active=True, created_at=now, updated_at=now)
+    item = CatalogueItem(code=body.code, current_version=1, active=True, scope=body.scope, created_at=now,
+                         updated_at=now)
     session.add(item)
     await session.flush()
     v = _version_row(body.code, 1, body, principal, now)
@@ -69,9 +97,10 @@ async def create_item(session: AsyncSession, principal: Principal, body: ItemCre
 async def update_item(session: AsyncSession, principal: Principal, code: str, body: ItemUpdate,
                       clock: Clock) -> ItemOut:
     check_manage(principal)
-    item = await session.get(CatalogueItem, code)
-    if item is None:
-        raise Problem(404, "catalogue.not_found", ("事项不存在", "Catalogue item not found"))
+    item, current = await get_item(session, code)
+    # the owner of the item as it is, and of what it becomes (a department does not hand its item to another)
+    require_owner(principal, item.scope, current.department)
+    require_owner(principal, item.scope, body.department)
     now = clock.now()
     new_version = body.version + 1
     res = await session.execute(
@@ -91,12 +120,10 @@ async def update_item(session: AsyncSession, principal: Principal, code: str, bo
 
 async def set_active(session: AsyncSession, principal: Principal, code: str, active: bool, clock: Clock) -> ItemOut:
     check_manage(principal)
-    item = await session.get(CatalogueItem, code)
-    if item is None:
-        raise Problem(404, "catalogue.not_found", ("事项不存在", "Catalogue item not found"))
+    item, v = await get_item(session, code)
+    require_owner(principal, item.scope, v.department)
     item.active = active
     item.updated_at = clock.now()
-    v = await session.get(CatalogueItemVersion, (code, item.current_version))
     _event(session, "catalogue.item_activated" if active else "catalogue.item_withdrawn", v, clock)
     await session.flush()
     return to_out(item, v)

@@ -36,7 +36,7 @@ PUBLIC = {"POST /auth/v1/token"}  # anonymous by design (it is how a token is ob
 
 # role order:      res prx grd stf str dpt prv evl ops sys
 MATRIX: dict[str, str] = {
-    "DELETE /services/v1/catalogue/items/{code}": "dddoodddod",
+    "DELETE /services/v1/catalogue/items/{code}": "ddddddddod",
     "DELETE /services/v1/requester_profiles/{person_id}": "ddddddddod",
     "GET /exchange/v1/catalogue": "oooooooooo",
     "GET /exchange/v1/catalogue/{code}": "oooooooooo",
@@ -122,13 +122,13 @@ MATRIX: dict[str, str] = {
     "POST /metrics/v1/warnings/scan": "ddddddddoo",
     "POST /metrics/v1/warnings/{warning_id}/acknowledge": "dddhhdddhd",
     "POST /open311/v2/requests.{fmt}": "ooooooddoo",
-    "POST /services/v1/catalogue/items": "dddoodddod",
-    "POST /services/v1/catalogue/items/{code}/activate": "dddoodddod",
+    "POST /services/v1/catalogue/items": "ddddddddod",
+    "POST /services/v1/catalogue/items/{code}/activate": "ddddddddod",
     "POST /services/v1/requests": "ooooooddoo",
     "POST /services/v1/requests/{request_id}/materials/fetch": "dhooohhhoo",
     "POST /services/v1/requests/{request_id}/transitions": "dhooohhhod",
     "PUT /metrics/v1/kpis/{code}/targets/{scope}": "ddddodddod",
-    "PUT /services/v1/catalogue/items/{code}": "dddoodddod",
+    "PUT /services/v1/catalogue/items/{code}": "ddddddddod",
     "PUT /services/v1/grids/{code}": "dddoodddod",
     "PUT /services/v1/requester_profiles/{person_id}": "ddddddddod",
 }

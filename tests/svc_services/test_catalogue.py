@@ -1,6 +1,7 @@
 from __future__ import annotations
 
-from tests.svc_services.conftest import MEAL, OPS, RES1, STAFF, submit
+from tests.svc_services.conftest import (ALARM, COMMUNITY, DEPT, MEAL, OPS, REPAIR, RES1, STAFF, STAFF_OTHER, STREET,
+                                         submit)
 
 
 async def test_create_read_list_items(ready, auth):
@@ -58,11 +59,11 @@ async def test_versioning_keeps_requests_on_their_version(ready, auth):
     edited["name"] = "老年助餐（含送餐）"
     edited["attributes"] = edited["attributes"] + [
         {"code": "floor", "datatype": "number", "description": "楼层", "required": True}]
-    r = await client.put("/services/v1/catalogue/items/YL-ZC-001", json={**edited, "version": 1}, headers=auth(**STAFF))
+    r = await client.put("/services/v1/catalogue/items/YL-ZC-001", json={**edited, "version": 1}, headers=auth(**DEPT))
     assert r.status_code == 200, r.text
     assert r.json()["version"] == 2 and r.json()["name"] == "老年助餐（含送餐）"
     # stale edit
-    r = await client.put("/services/v1/catalogue/items/YL-ZC-001", json={**edited, "version": 1}, headers=auth(**STAFF))
+    r = await client.put("/services/v1/catalogue/items/YL-ZC-001", json={**edited, "version": 1}, headers=auth(**DEPT))
     assert r.status_code == 409 and r.json()["code"] == "version_conflict"
     # the old request still points at version 1, whose content is unchanged
     r = await client.get(f"/services/v1/requests/{rid}", headers=auth(**RES1))
@@ -80,11 +81,11 @@ async def test_versioning_keeps_requests_on_their_version(ready, auth):
 
 async def test_withdrawn_item_refuses_requests(ready, auth):
     client = ready
-    r = await client.delete("/services/v1/catalogue/items/SH-WX-001", headers=auth(**STAFF))
+    r = await client.delete("/services/v1/catalogue/items/SH-WX-001", headers=auth(**OPS))
     assert r.status_code == 200 and r.json()["active"] is False
     r = await submit(client, auth)
     assert r.status_code == 422 and r.json()["errors"][0]["field"] == "item_code"
-    r = await client.post("/services/v1/catalogue/items/SH-WX-001/activate", headers=auth(**STAFF))
+    r = await client.post("/services/v1/catalogue/items/SH-WX-001/activate", headers=auth(**OPS))
     assert r.json()["active"] is True
     assert (await submit(client, auth)).status_code == 201
 
@@ -95,7 +96,7 @@ async def test_activate_honours_idempotency_key(ready, auth):
     from svc_services.base import OutboxEvent
 
     client = ready
-    staff = auth(**STAFF)
+    staff = auth(**OPS)  # SH-WX-001 is district-wide: ops maintain it
     assert (await client.delete("/services/v1/catalogue/items/SH-WX-001", headers=staff)).status_code == 200
     headers = {**staff, "Idempotency-Key": "activate-1"}
     first = await client.post("/services/v1/catalogue/items/SH-WX-001/activate", headers=headers)
@@ -122,3 +123,71 @@ async def test_activate_honours_idempotency_key(ready, auth):
     r = await client.post("/services/v1/catalogue/items/SH-WX-001/activate",
                           headers={**auth(**RES1), "Idempotency-Key": "activate-3"})
     assert r.status_code == 403
+
+
+def _content(item: dict) -> dict:
+    return {k: v for k, v in item.items() if k != "code"}
+
+
+async def test_catalogue_writes_belong_to_the_owner_and_the_levels_above(ready, auth):
+    """Issue 23, finding 3: a community worker withdrew district-wide items owned by departments and the
+    emergency one-key call, and residents' submissions failed. Writes belong to the item's owning department,
+    to staff of the area it is offered in or above, and to ops."""
+    client = ready
+    # a community worker may not withdraw, re-activate or edit the district-wide catalogue
+    for code in ("YJ-HJ-001", "YL-ZC-001", "SH-WX-001"):
+        r = await client.delete(f"/services/v1/catalogue/items/{code}", headers=auth(**STAFF))
+        assert r.status_code == 403 and r.json()["code"] == "catalogue.not_owner", (code, r.text)
+        assert (await client.post(f"/services/v1/catalogue/items/{code}/activate",
+                                  headers=auth(**STAFF))).status_code == 403
+    r = await client.put("/services/v1/catalogue/items/YJ-HJ-001", json={**_content(ALARM), "version": 1},
+                         headers=auth(**STAFF))
+    assert r.status_code == 403 and r.json()["code"] == "catalogue.not_owner"
+    # nor may street staff: the district-wide catalogue lies above the street
+    assert (await client.delete("/services/v1/catalogue/items/YJ-HJ-001", headers=auth(**STREET))).status_code == 403
+    # the one-key call is still in force: residents can still call for help
+    assert (await client.get("/services/v1/catalogue/items/YJ-HJ-001", headers=auth(**RES1))).json()["active"] is True
+    r = await submit(client, auth, item_code="YJ-HJ-001", description="老人摔倒")
+    assert r.status_code == 201, r.text
+
+    # a department maintains its own items, not another department's or the communities'
+    meal = {**_content(MEAL), "version": 1}
+    r = await client.put("/services/v1/catalogue/items/YL-ZC-001", json=meal, headers=auth(**DEPT))
+    assert r.status_code == 200 and r.json()["version"] == 2, r.text
+    weijian = dict(role="dept_staff", user="wj1", scopes=["dept:weijian"])
+    assert (await client.delete("/services/v1/catalogue/items/YL-ZC-001", headers=auth(**weijian))).status_code == 403
+    assert (await client.delete("/services/v1/catalogue/items/SH-WX-001", headers=auth(**DEPT))).status_code == 403
+    # and does not hand its item to another department
+    r = await client.put("/services/v1/catalogue/items/YL-ZC-001", json={**meal, "version": 2, "department": "renshe"},
+                         headers=auth(**DEPT))
+    assert r.status_code == 403 and r.json()["code"] == "catalogue.not_owner"
+    # nor create one in another department's name
+    r = await client.post("/services/v1/catalogue/items", json={**MEAL, "code": "MZ-2", "department": "renshe"},
+                          headers=auth(**DEPT))
+    assert r.status_code == 403
+
+    # a community's own item: its staff and the street above it maintain it, another community's staff do not
+    own = {**REPAIR, "code": "XF-TS-001", "name": "幸福社区特色理发", "scope": COMMUNITY}
+    assert (await client.post("/services/v1/catalogue/items", json={**own, "scope": "110105001002"},
+                              headers=auth(**STAFF))).status_code == 403
+    assert (await client.post("/services/v1/catalogue/items", json={**own, "code": "XF-TS-002", "scope": None},
+                              headers=auth(**STAFF))).status_code == 403
+    r = await client.post("/services/v1/catalogue/items", json=own, headers=auth(**STAFF))
+    assert r.status_code == 201 and r.json()["scope"] == COMMUNITY, r.text
+    edited = {**_content(own), "name": "幸福社区特色理发（上门）", "version": 1}
+    edited.pop("scope")
+    r = await client.put("/services/v1/catalogue/items/XF-TS-001", json=edited, headers=auth(**STAFF_OTHER))
+    assert r.status_code == 403
+    assert (await client.delete("/services/v1/catalogue/items/XF-TS-001",
+                                headers=auth(**STAFF_OTHER))).status_code == 403
+    r = await client.put("/services/v1/catalogue/items/XF-TS-001", json=edited, headers=auth(**STAFF))
+    assert r.status_code == 200 and r.json()["scope"] == COMMUNITY, r.text
+    r = await client.delete("/services/v1/catalogue/items/XF-TS-001", headers=auth(**STREET))
+    assert r.status_code == 200 and r.json()["active"] is False
+    # ops maintain everything
+    r = await client.post("/services/v1/catalogue/items/XF-TS-001/activate", headers=auth(**OPS))
+    assert r.status_code == 200 and r.json()["active"] is True
+    # a scope that is not a division code is refused as input
+    r = await client.post("/services/v1/catalogue/items", json={**own, "code": "XF-TS-003", "scope": "xingfu"},
+                          headers=auth(**STAFF))
+    assert r.status_code == 422 and r.json()["errors"][0]["field"] == "scope"

@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 
 from svc_services.base import IdempotencyRecord, OutboxEvent
 from svc_services.requests.models import ServiceRequest, TimelineEntry
-from tests.svc_services.conftest import GRID1, GRIDW, REPAIR, RES1, STAFF, submit
+from tests.svc_services.conftest import GRID1, GRIDW, OPS, REPAIR, RES1, STAFF, submit
 
 
 async def _count(db, model, *where) -> int:
@@ -131,7 +131,7 @@ async def test_edited_item_is_not_taken_from_the_cache(ready, auth):
     assert r.status_code == 201 and r.json()["item_version"] == 1  # item version 1 is cached now
     content = {k: v for k, v in REPAIR.items() if k != "code"}
     r = await client.put("/services/v1/catalogue/items/SH-WX-001", json={**content, "name": "家电维修（新）",
-                                                                        "version": 1}, headers=auth(**STAFF))
+                                                                        "version": 1}, headers=auth(**OPS))
     assert r.status_code == 200, r.text
     r = await submit(client, auth)
     assert r.status_code == 201 and r.json()["item_version"] == 2
@@ -145,7 +145,7 @@ async def test_withdrawn_item_refused_but_a_retry_still_replays(ready, auth):
     body = {"item_code": "SH-WX-001", "channel": "app", "description": "水管漏水", "location": {"grid": GRID1}}
     first = await client.post("/services/v1/requests", json=body, headers=headers)
     assert first.status_code == 201
-    r = await client.delete("/services/v1/catalogue/items/SH-WX-001", headers=auth(**STAFF))
+    r = await client.delete("/services/v1/catalogue/items/SH-WX-001", headers=auth(**OPS))
     assert r.status_code == 200, r.text
     r = await submit(client, auth)
     assert r.status_code == 422 and r.json()["errors"][0]["code"] == "item.unknown"

@@ -251,7 +251,7 @@ async def test_sensitive_categories_are_not_public(ready, auth):
     client = ready
     item = {"code": "XL-SD-001", "name": "心理疏导", "category": "counselling", "tier": "basic",
             "department": "weijian", "response_hours": 24, "resolution_hours": 72}
-    assert (await client.post("/services/v1/catalogue/items", json=item, headers=auth(**STAFF))).status_code == 201
+    assert (await client.post("/services/v1/catalogue/items", json=item, headers=auth(**OPS))).status_code == 201
     rid = (await submit(client, auth, item_code="XL-SD-001")).json()["id"]
     r = await client.get(f"{BASE}/requests.json")
     assert r.status_code == 200 and rid not in r.text
