@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test install bench bench-tools soak fuzz clean migration
+.PHONY: run test test-dates lint install bench bench-tools soak fuzz clean migration
 
 $(STAMP): pyproject.toml
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
@@ -22,6 +22,14 @@ run: $(STAMP)
 PYTEST_ARGS ?= -n 2 --dist loadfile
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The calendar-sensitive tests again at shifted dates (quarter's and year's end, a Monday after a 调休 weekend,
+# 29 February 2028, a year ahead) under libfaketime (Debian's faketime): tests/shifted_dates.py
+test-dates: $(STAMP)
+	$(BIN)/python -m tests.shifted_dates
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
 
 # The gateway and intake benchmarks drive load with wrk and compare with nginx (Debian packages).
 bench-tools:

@@ -177,17 +177,17 @@ def find_wrk() -> str:
 # ---- the gateway's database --------------------------------------------------------------------------------
 
 async def prepare_gateway_db(db_url: str, secret: str) -> None:
-    from common.clock import utcnow
+    from common.clock import Clock
     from common.db import Database
     from gateway.identity.tokens import hash_secret
     from gateway.members.models import Member
 
-    db = Database(db_url)
+    db, now = Database(db_url), Clock().now()
     try:
         async with db.session() as s, s.begin():
             s.add(Member(code=MEMBER, name="压测调用方", kind="community", role="community_staff", scopes=[],
-                         secret_hash=hash_secret(secret), secret_rotated_at=utcnow(), status="active",
-                         created_at=utcnow()))
+                         secret_hash=hash_secret(secret), secret_rotated_at=now, status="active",
+                         created_at=now))
     finally:
         await db.dispose()
 

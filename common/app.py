@@ -13,7 +13,9 @@ from fastapi import APIRouter, FastAPI
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from common.assertion import GatewayAssertion, GatewayOnly, auth_for
 from common.auth import ServiceTokenProvider, TokenVerifier
+from common.clock import Clock
 from common.db import Database
 from common.errors import PROBLEM_MEDIA_TYPE, install_error_handlers
 from common.logging import configure_logging
@@ -83,6 +85,8 @@ def create_service_app(
     event_token: Callable[[], Awaitable[str]] | None = None,
     feeds: Sequence[str] = (),
     lifespan_state: dict[str, Any] | None = None,
+    clock: Clock | None = None,
+    gateway_only: bool = True,
 ) -> FastAPI:
     """`event_token` supplies the relay's bearer token; by default the service asks the gateway for one
     with its client credentials (the gateway, being the issuer, signs its own).
@@ -92,7 +96,13 @@ def create_service_app(
     `settings.outbox_subscribers` gets a relay of its own.
 
     `lifespan_state`: handed to the server as the ASGI lifespan state once started (uvicorn gives it to every
-    connection's protocol; the gateway's data plane is found there)."""
+    connection's protocol; the gateway's data plane is found there).
+
+    `clock`: the app's one clock (`app.state.clock`, read through `common.clock.get_clock`); the system clock
+    by default.
+
+    `gateway_only`: the app answers only calls carrying the gateway's assertion (`common.assertion`, ADR 0013),
+    besides /healthz, /readyz and /metrics; every service and the department emulators, not the gateway."""
     configure_logging(settings.service_name, settings.log_level, flush_seconds=settings.log_flush_seconds)
     # package None: a process without a database of its own (the department emulators).
     db = db or (Database(settings.database_url, plan_cache_mode=settings.db_plan_cache_mode) if package else None)
@@ -113,11 +123,11 @@ def create_service_app(
         if relaying and provider is None and settings.client_id and settings.client_secret and settings.token_url:
             provider = ServiceTokenProvider(settings.token_url, settings.client_id, settings.client_secret)
         if relaying and settings.events_url:
-            sender = HttpEventSender(settings.events_url, provider)
+            sender = HttpEventSender(settings.events_url, provider, auth=auth_for(settings.events_key()))
             senders.append(sender)
             relay = OutboxRelay(db, outbox_model, source=settings.service_name, send=sender,
                                 batch_size=settings.outbox_batch_size, poll_seconds=settings.outbox_poll_seconds,
-                                types=TypeFilter(exclude=tuple(feeds)), retention=retention)
+                                types=TypeFilter(exclude=tuple(feeds)), retention=retention, clock=app.state.clock)
             app.state.outbox_relay = relay
             tasks.append(asyncio.create_task(relay.run_forever(stop), name="outbox-relay"))
         app.state.feed_relays = {}
@@ -127,11 +137,11 @@ def create_service_app(
                 log.warning("no subscriber for feed %s: its rows wait in the outbox (ONENET_OUTBOX_SUBSCRIBERS)",
                             prefix)
                 continue
-            feed_sender = FeedSender(url, provider)
+            feed_sender = FeedSender(url, provider, auth=auth_for(settings.subscriber_key(prefix)))
             senders.append(feed_sender)
             feed = OutboxRelay(db, outbox_model, source=settings.service_name, send=feed_sender,
                                batch_size=settings.outbox_batch_size, poll_seconds=settings.outbox_poll_seconds,
-                               types=TypeFilter(include=(prefix,)), retention=retention,
+                               types=TypeFilter(include=(prefix,)), retention=retention, clock=app.state.clock,
                                label=f"{settings.service_name}/{prefix.rstrip('.')}")
             app.state.feed_relays[prefix] = feed
             tasks.append(asyncio.create_task(feed.run_forever(stop), name=f"outbox-feed-{prefix}"))
@@ -153,14 +163,26 @@ def create_service_app(
             if db is not None:
                 await db.dispose()
 
+    # redirect_slashes off: Starlette's trailing-slash redirect builds an absolute Location from the caller's Host
+    # header (issue 23, finding 11), so `/x/` for a route `/x` would send a client wherever the caller chose; an
+    # unknown path is a 404 problem like any other (the API's paths are exact)
     app = FastAPI(title=title, description=description, version="0.1.0", lifespan=lifespan,
-                  responses=STANDARD_ERRORS, openapi_url=openapi_url, docs_url=None, redoc_url=None)
+                  responses=STANDARD_ERRORS, openapi_url=openapi_url, docs_url=None, redoc_url=None,
+                  redirect_slashes=False)
     install_local_docs(app, title)
     app.state.settings = settings
     app.state.db = db
     app.state.package = package
+    app.state.clock = clock or Clock()
     app.state.verifier = verifier or TokenVerifier(settings)
     install_error_handlers(app)
+    if gateway_only:  # inside the observability middleware: a refusal has its request id, metrics, access line
+        key = settings.gateway_assertion_key
+        app.state.gateway_assertion = GatewayAssertion(key) if key else None
+        if key is None:
+            log.error("no gateway assertion key (ONENET_GATEWAY_ASSERTION_KEY): every call but /healthz, /readyz "
+                      "and /metrics is refused")
+        app.add_middleware(GatewayOnly)
     app.add_middleware(ObservabilityMiddleware, service=settings.service_name,
                        max_body_bytes=settings.max_body_bytes, extra_media_types=extra_media_types)
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 from typing import Any
 
 from fastapi.encoders import jsonable_encoder
@@ -16,7 +17,6 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from common.clock import utcnow
 from common.db import Database
 from common.errors import Problem
 
@@ -35,6 +35,7 @@ async def run_idempotent(
     key: str | None,
     caller: str,
     fingerprint: str,
+    now: datetime,
     create: Callable[[AsyncSession], Awaitable[tuple[int, Any]]],
 ) -> Response:
     """Run `create(session)` (which must not commit) once per (caller, key); replay the response afterwards."""
@@ -53,7 +54,7 @@ async def run_idempotent(
     try:
         async with db.session() as session, session.begin():
             row = model(caller=caller, key=key, request_hash=fingerprint, status_code=0, response_body="",
-                        created_at=utcnow())
+                        created_at=now)
             session.add(row)
             await session.flush()  # takes the unique key now, before the work
             status, body = await create(session)

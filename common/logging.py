@@ -96,6 +96,7 @@ class BufferedLineHandler(logging.Handler):
         access log's hot path; `direct_handler` says when this is equivalent)."""
         if levelno < self.level:
             return
+        # the host's time, as the logging module stamps its records (a log line is not business time)
         out = {"ts": datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
                "level": logging.getLevelName(levelno).lower(), "service": self.formatter.service,  # type: ignore[union-attr]
                "logger": logger, "msg": msg}

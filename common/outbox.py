@@ -25,6 +25,7 @@ from sqlalchemy import and_, delete, func, not_, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from common.clock import Clock
+from common.periodic import AGAIN, Next, run_periodically
 from common.db import Database
 from common.ids import new_id
 
@@ -37,10 +38,10 @@ OUTBOX_DELIVERED = Gauge("onenet_outbox_delivered_last_batch", "Events delivered
 
 
 def record_event(session: AsyncSession, model: type, type_: str, *, subject: str | None, data: dict[str, Any],
-                 community: str | None = None, grid: str | None = None, occurred_at: datetime | None = None,
-                 clock: Clock | None = None) -> Any:
-    """Add an event to the session; it commits (or rolls back) with the caller's transaction."""
-    now = (clock or Clock()).now()
+                 now: datetime, community: str | None = None, grid: str | None = None,
+                 occurred_at: datetime | None = None) -> Any:
+    """Add an event to the session; it commits (or rolls back) with the caller's transaction. `now` is the
+    caller's clock reading (when it was recorded; `occurred_at` when it happened, if earlier)."""
     row = model(event_id=new_id(), type=type_, occurred_at=occurred_at or now, community=community, grid=grid,
                 subject=subject, data=data, created_at=now, next_attempt_at=now, attempts=0)
     session.add(row)
@@ -94,10 +95,12 @@ class HttpEventSender:
     """POSTs a batch to svc_metrics' ingest endpoint with the service's own token."""
 
     def __init__(self, url: str, token_provider: Callable[[], Awaitable[str]] | None, *,
-                 timeout: float = 10.0, transport: httpx.AsyncBaseTransport | None = None) -> None:
+                 timeout: float = 10.0, transport: httpx.AsyncBaseTransport | None = None,
+                 auth: httpx.Auth | None = None) -> None:
         self.url = url
         self.token_provider = token_provider
-        self._client = httpx.AsyncClient(timeout=timeout, transport=transport)
+        # `auth`: the subscriber's gateway assertion on each delivery (common.assertion; ADR 0013)
+        self._client = httpx.AsyncClient(timeout=timeout, transport=transport, auth=auth)
 
     async def __call__(self, events: list[dict[str, Any]]) -> None:
         headers = {"Content-Type": "application/json"}
@@ -128,10 +131,10 @@ class FeedSender:
     """
 
     def __init__(self, url: str, token_provider: Callable[[], Awaitable[str]] | None, *, timeout: float = 10.0,
-                 transport: httpx.AsyncBaseTransport | None = None) -> None:
+                 transport: httpx.AsyncBaseTransport | None = None, auth: httpx.Auth | None = None) -> None:
         self.url = url.rstrip("/")
         self.token_provider = token_provider
-        self._client = httpx.AsyncClient(timeout=timeout, transport=transport)
+        self._client = httpx.AsyncClient(timeout=timeout, transport=transport, auth=auth)
 
     async def _deliver(self, event: dict[str, Any], headers: dict[str, str]) -> httpx.Response:
         data = event.get("data") or {}
@@ -313,23 +316,17 @@ class OutboxRelay:
         if self.retention is None or (self._purged_at is not None and loop.time() - self._purged_at < PURGE_SECONDS):
             return
         self._purged_at = loop.time()
+        if (gone := await self.purge()):
+            log.info("outbox: delivered rows past retention deleted", extra={"rows": gone, "relay": self.label})
+
+    async def _relay_once(self) -> Next | None:
         try:
-            if (gone := await self.purge()):
-                log.info("outbox: delivered rows past retention deleted", extra={"rows": gone, "relay": self.label})
+            await self._purge_now_and_then()
         except Exception:  # noqa: BLE001 - retried at the next interval; delivery goes on
             log.exception("outbox purge failed")
+        delivered = await self.run_once()
+        await self.measure()
+        return AGAIN if delivered >= self.batch_size else None  # a full batch: more are waiting
 
     async def run_forever(self, stop: asyncio.Event) -> None:
-        while not stop.is_set():
-            await self._purge_now_and_then()
-            try:
-                delivered = await self.run_once()
-                await self.measure()
-            except Exception:  # noqa: BLE001 - the relay must outlive database hiccups
-                log.exception("outbox relay iteration failed")
-                delivered = 0
-            if delivered < self.batch_size:
-                try:
-                    await asyncio.wait_for(stop.wait(), timeout=self.poll_seconds)
-                except asyncio.TimeoutError:
-                    pass
+        await run_periodically(f"outbox/{self.label}", self._relay_once, stop, interval=self.poll_seconds)

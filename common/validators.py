@@ -11,7 +11,8 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator
+from annotated_types import Ge, Le
+from pydantic import AfterValidator, AllowInfNan, AwareDatetime
 from pydantic_core import PydanticCustomError
 
 
@@ -97,7 +98,7 @@ def parse_resident_id(value: str, *, today: date | None = None) -> ResidentId:
     if birth < date(1900, 1, 1):
         raise ValidationFailure("id_number.birth_date", "身份证号中的出生日期早于 1900 年",
                                 "The birth date is before 1900")
-    if birth > (today or date.today()):
+    if today is not None and birth > today:  # the caller's clock; without one the format alone is checked
         raise ValidationFailure("id_number.birth_date_future", "身份证号中的出生日期在未来",
                                 "The birth date is in the future")
     return ResidentId(v, v[:6], birth, "M" if int(v[16]) % 2 else "F")
@@ -203,3 +204,14 @@ ResidentIdNumber = Annotated[str, AfterValidator(_pydantic(lambda v: parse_resid
 MobileNumber = Annotated[str, AfterValidator(_pydantic(normalize_mobile))]
 USCC = Annotated[str, AfterValidator(_pydantic(parse_uscc))]
 DivisionCodeStr = Annotated[str, AfterValidator(_pydantic(lambda v: parse_division_code(v).code))]
+
+
+# ---- numbers and instants as the database and comparisons can take them ------------------------------------
+
+INT32_MAX = 2 ** 31 - 1
+# A version number as its INTEGER column holds it (32 bits on PostgreSQL): beyond that a 422, not an overflow.
+VersionNumber = Annotated[int, Ge(1), Le(INT32_MAX)]
+# NaN and ±infinity (JSON's 1e309 parses as infinity) are no value to store or compare against.
+FiniteFloat = Annotated[float, AllowInfNan(False)]
+# A time compared with stored UTC instants: without an offset it names no instant (a 422, not a TypeError).
+Instant = AwareDatetime

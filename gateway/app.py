@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 
 import httpx
 from fastapi import FastAPI, Request
@@ -9,8 +10,10 @@ from starlette.middleware import Middleware
 from sqlalchemy import select
 
 from common.app import create_service_app
+from common.assertion import GatewayAssertion
 from common.auth import Principal, TokenVerifier, get_principal
 from common.clock import Clock
+from common.periodic import DONE, Next, run_periodically
 from common.db import Database
 from common.http_client import CircuitBreaker
 from common.keys import load_signing_keys
@@ -39,6 +42,8 @@ from gateway.routing.router import router as routing_router
 from gateway.routing.xroad import router as xroad_router
 from gateway.settings import REVOCATION_REFRESH_SECONDS, GatewaySettings
 
+log = logging.getLogger("onenet.gateway")
+
 
 
 def create_app(settings: GatewaySettings | None = None, *, verifier: TokenVerifier | None = None,
@@ -48,16 +53,24 @@ def create_app(settings: GatewaySettings | None = None, *, verifier: TokenVerifi
     settings = settings or GatewaySettings()
     db = Database(settings.database_url)
     keys = load_signing_keys(settings.keys_dir)
+    token_clock = Clock()  # tokens live on real time, whatever `clock` the app's business runs on
     issuer = TokenIssuer(keys, issuer=settings.jwt_issuer, audience=settings.jwt_audience,
-                         ttl_seconds=settings.token_ttl_seconds)
-    own_verifier = TokenVerifier(settings, jwks=issuer.jwks())
+                         ttl_seconds=settings.token_ttl_seconds, clock=token_clock)
+    own_verifier = TokenVerifier(settings, jwks=issuer.jwks(), clock=token_clock)
+    assertion_keys = settings.assertion_keys()
     upstreams = {
         name: Upstream(name, url, timeout=settings.upstream_timeout_seconds, retries=settings.upstream_retries,
                        breaker=CircuitBreaker(failure_threshold=settings.breaker_failures,
                                               reset_timeout=settings.breaker_reset_seconds),
-                       transport=(transports or {}).get(name))
+                       transport=(transports or {}).get(name),
+                       assertion=(GatewayAssertion(assertion_keys[name], clock=token_clock)
+                                  if assertion_keys.get(name) else None))
         for name, url in settings.upstreams().items()
     }
+    if not all(assertion_keys.values()):  # the services refuse every call without the gateway's assertion
+        log.error("no assertion key for the upstreams %s (ONENET_ASSERTION_KEY_<UPSTREAM> or "
+                  "ONENET_GATEWAY_ASSERTION_KEY; docs/adr/0013): they refuse every call",
+                  sorted(n for n, k in assertion_keys.items() if not k))
     revoked: set[str] = set()
     pins = CertificatePins(trust_proxy=settings.client_cert_proxy_trusted)
     forwarder = Forwarder(upstreams, own_verifier, revoked, pins=pins)
@@ -66,7 +79,7 @@ def create_app(settings: GatewaySettings | None = None, *, verifier: TokenVerifi
     audit = AuditWriter(db, MessageLog, OutboxEvent, max_backlog=settings.audit_max_backlog,
                         soft_backlog=settings.audit_soft_backlog, admit_wait=settings.audit_admit_wait_seconds,
                         process=(LogProcess(settings.database_url, plan_cache_mode=settings.db_plan_cache_mode)
-                                 if settings.audit_writer_process else None))
+                                 if settings.audit_writer_process else None), clock=clock)
     limiter = build_limiter(settings)
     gate = ExchangeGate(forwarder, policy, audit, clock, limiter)
     # Open311 has a route of its own (anonymous reads, api_key); every other upstream's calls may take the plane
@@ -88,21 +101,17 @@ def create_app(settings: GatewaySettings | None = None, *, verifier: TokenVerifi
         # In the background: the services may start after the gateway; retry until every upstream answered.
         if not settings.catalogue_from_openapi:
             return
-        for _ in range(max(1, settings.catalogue_retry_attempts)):
-            try:
-                report = await refresh_catalogue(db, app.state.openapi_aggregate, policy, clock.now())
-                app.state.catalogue_report = report
-                if edge is not None:
-                    await edge.changed()
-                if not report["missing"]:
-                    return
-            except Exception:  # noqa: BLE001 - keep the annotated catalogue; try again
-                pass
-            try:
-                await asyncio.wait_for(stop.wait(), timeout=settings.catalogue_retry_seconds)
-                return
-            except asyncio.TimeoutError:
-                pass
+
+        async def refresh() -> Next | None:
+            report = await refresh_catalogue(db, app.state.openapi_aggregate, policy, clock.now())
+            app.state.catalogue_report = report
+            if edge is not None:
+                await edge.changed()
+            return None if report["missing"] else DONE
+
+        await run_periodically("gateway/catalogue-from-openapi", refresh, stop,
+                               interval=settings.catalogue_retry_seconds,
+                               attempts=max(1, settings.catalogue_retry_attempts))
 
     async def write_audit(app: FastAPI, stop: asyncio.Event) -> None:
         await audit.run_forever(stop)
@@ -119,18 +128,16 @@ def create_app(settings: GatewaySettings | None = None, *, verifier: TokenVerifi
             pins.load(pinned)
 
     async def refresh_revocations(app: FastAPI, stop: asyncio.Event) -> None:
-        # Other gateway replicas revoke too; re-read the list so a revocation anywhere applies everywhere.
-        while not stop.is_set():
-            try:
-                await asyncio.wait_for(stop.wait(), timeout=REVOCATION_REFRESH_SECONDS)
-            except asyncio.TimeoutError:
-                try:
-                    await load_revoked(app)
-                    await load_policy(db, policy, clock.now())
-                    if edge is not None:  # what other replicas changed applies at this one's edge too
-                        await edge.reloaded(revoked, pins)
-                except Exception:  # noqa: BLE001 - keep the last known list
-                    pass
+        # Other gateway replicas revoke too; re-read the list so a revocation anywhere applies everywhere (a failed
+        # read keeps the last known list).
+        async def refresh() -> None:
+            await load_revoked(app)
+            await load_policy(db, policy, clock.now())
+            if edge is not None:  # what other replicas changed applies at this one's edge too
+                await edge.reloaded(revoked, pins)
+
+        await run_periodically("gateway/revocations", refresh, stop, interval=REVOCATION_REFRESH_SECONDS,
+                               run_first=False)
 
     async def event_token() -> str:
         # The issuer needs no round trip to itself: it signs the relay's token directly.
@@ -161,12 +168,13 @@ def create_app(settings: GatewaySettings | None = None, *, verifier: TokenVerifi
         openapi_url=None,
         event_token=event_token,
         lifespan_state=plane_state(plane),
+        clock=clock,
+        gateway_only=False,
     )
     # Inside the observability middleware (request ids, body limits), ahead of FastAPI's route matching.
     app.user_middleware.append(Middleware(ForwardFastPath))
     app.state.token_issuer = issuer
     app.state.forwarder = forwarder
-    app.state.clock = clock
     app.state.exchange_policy = policy
     app.state.audit = audit
     app.state.exchange_gate = gate

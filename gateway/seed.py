@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
-from common.clock import utcnow
+from common.clock import Clock
 from common.db import Database
 from common.outbox import record_event
 from gateway.base import OutboxEvent
@@ -22,9 +22,10 @@ SERVICE_MEMBER_NAMES = {
 }
 
 
-async def ensure_service_members(db: Database, service_credentials: dict[str, str]) -> None:
+async def ensure_service_members(db: Database, service_credentials: dict[str, str], *,
+                                 clock: Clock | None = None) -> None:
     """The internal services are members of the exchange with their own client credentials (always needed)."""
-    now = utcnow()
+    now = (clock or Clock()).now()
     async with db.session() as session, session.begin():
         for code, secret in service_credentials.items():
             member = await session.get(Member, code)
@@ -34,12 +35,13 @@ async def ensure_service_members(db: Database, service_credentials: dict[str, st
                                    scopes=[], secret_hash=hash_secret(secret), secret_rotated_at=now,
                                    status="active", created_at=now))
                 # svc_metrics counts connected departments (对接部门数) from member.joined (kind "department")
-                record_event(session, OutboxEvent, "member.joined", subject=code,
+                record_event(session, OutboxEvent, "member.joined", subject=code, now=now,
                              data={"kind": "emulator" if code == "departments" else "service"})
 
 
-async def seed_demo(db: Database) -> None:
-    now = utcnow()
+async def seed_demo(db: Database, *, clock: Clock | None = None) -> None:
+    clock = clock or Clock()
+    now = clock.now()
     async with db.session() as session, session.begin():
         for m in DEMO_MEMBERS:
             if await session.get(Member, m["code"]) is None:
@@ -47,7 +49,7 @@ async def seed_demo(db: Database) -> None:
                 # the demo apps need none because users log in through them with the password grant.
                 session.add(Member(code=m["code"], name=m["name"], kind=m["kind"], role=m["role"],
                                    scopes=m["scopes"], secret_hash=None, status="active", created_at=now))
-                record_event(session, OutboxEvent, "member.joined", subject=m["code"],
+                record_event(session, OutboxEvent, "member.joined", subject=m["code"], now=now,
                              data={"kind": m["kind"], "name": m["name"]})
         await session.flush()
         password_hash = hash_secret(DEMO_PASSWORD)
@@ -57,7 +59,7 @@ async def seed_demo(db: Database) -> None:
                                  password_hash=password_hash, role=u["role"], scopes=u["scopes"],
                                  acting_for=u.get("acting_for"), member_code="portal", status="active",
                                  created_at=now))
-    await seed_demo_grants(db)
+    await seed_demo_grants(db, clock=clock)
 
 
 # Once-only (一次采集): the services that ask departments for residents' data hold approved, dated grants for it,
@@ -76,8 +78,8 @@ DEMO_GRANTS = [
 ]
 
 
-async def seed_demo_grants(db: Database) -> None:
-    now = utcnow()
+async def seed_demo_grants(db: Database, *, clock: Clock | None = None) -> None:
+    now = (clock or Clock()).now()
     await ensure_catalogue(db, now)
     async with db.session() as session, session.begin():
         for consumer, resource, purpose in DEMO_GRANTS:

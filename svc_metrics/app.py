@@ -64,8 +64,8 @@ def create_app(settings: MetricsSettings | None = None, *, verifier: TokenVerifi
         on_shutdown=[close_ingest],
         background=[gauge_loop, scan_loop],
         extra_media_types={"/metrics/v1/dashboard/session": ("application/x-www-form-urlencoded",)},
+        clock=clock,
     )
-    app.state.clock = clock or Clock()
     # SQLite has one writer: batches go through a prepare/write pipeline (events/pipeline.py); PostgreSQL
     # ingests each batch in one transaction with advisory locks per entity (several replicas may write).
     # (An in-memory database cannot be opened a second time by the pipeline's writer: one transaction per batch.)

@@ -3,17 +3,16 @@ source how old the freshest event of the last batch was on arrival (a lower boun
 from __future__ import annotations
 
 import asyncio
-import logging
 from datetime import datetime
 
 from fastapi import FastAPI
 from prometheus_client import Gauge
 from sqlalchemy import and_, func, select
 
+from common.periodic import run_periodically
 from svc_metrics.kpis.engine import _stock
 from svc_metrics.kpis.models import Observation
 
-log = logging.getLogger("onenet.metrics.gauges")
 
 BACKLOG = Gauge("onenet_platform_open_requests", "Requests received and not yet resolved (all communities)")
 OVERDUE = Gauge("onenet_platform_overdue_requests", "Requests open past their resolution deadline")
@@ -44,15 +43,6 @@ async def refresh(app: FastAPI) -> tuple[int, int]:
 
 
 async def gauge_loop(app: FastAPI, stop: asyncio.Event) -> None:
-    interval = app.state.settings.gauge_refresh_seconds
-    if interval <= 0:
-        return
-    while not stop.is_set():
-        try:
-            await refresh(app)
-        except Exception:  # noqa: BLE001 - gauges must not take the service down
-            log.exception("gauge refresh failed")
-        try:
-            await asyncio.wait_for(stop.wait(), timeout=interval)
-        except asyncio.TimeoutError:
-            pass
+    """Background job: refresh the backlog gauges every `gauge_refresh_seconds` (0 turns it off)."""
+    await run_periodically("svc_metrics/gauges", lambda: refresh(app), stop,
+                           interval=app.state.settings.gauge_refresh_seconds)

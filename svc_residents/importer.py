@@ -16,13 +16,14 @@ import csv
 import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
-from common.clock import utcnow
+from common.clock import Clock
 from common.db import Database
 from common.ids import new_id
 from svc_residents import protection as prot
@@ -146,7 +147,7 @@ class Parsed:
 
 
 def check_row(n: int, v: dict[str, str], places: dict[str, tuple[str, str | None]],
-              errors: list[RowError]) -> Parsed | None:
+              errors: list[RowError], *, today: date | None = None) -> Parsed | None:
     start = len(errors)
 
     def err(col: str, reason: str) -> None:
@@ -161,7 +162,7 @@ def check_row(n: int, v: dict[str, str], places: dict[str, tuple[str, str | None
     rid = None
     if v.get("id_number"):
         try:
-            rid = prot.parse_resident_id(v["id_number"])
+            rid = prot.parse_resident_id(v["id_number"], today=today)
         except ValidationFailure as exc:
             err("id_number", exc.message_zh)
     phone = None
@@ -199,8 +200,10 @@ def check_row(n: int, v: dict[str, str], places: dict[str, tuple[str, str | None
 # ---------------------------------------------------------------- writing
 
 async def import_file(db: Database, protection: FieldProtection, path: Path, *, dry_run: bool = False,
-                      batch_size: int = 1000, on_progress: Callable[[int], None] | None = None) -> ImportResult:
+                      batch_size: int = 1000, on_progress: Callable[[int], None] | None = None,
+                      clock: Clock | None = None) -> ImportResult:
     result = ImportResult(dry_run=dry_run)
+    clock = clock or Clock()
     async with db.session() as s:
         places = {code: (level, parent) for code, level, parent in
                   (await s.execute(select(Place.code, Place.level, Place.parent_code))).all()}
@@ -212,12 +215,12 @@ async def import_file(db: Database, protection: FieldProtection, path: Path, *, 
     for item in read_rows(path):
         batch.append(item)
         if len(batch) >= batch_size:
-            await _batch(db, protection, batch, places, households, seen, result, dry_run)
+            await _batch(db, protection, batch, places, households, seen, result, dry_run, clock)
             if on_progress:
                 on_progress(len(batch))
             batch = []
     if batch:
-        await _batch(db, protection, batch, places, households, seen, result, dry_run)
+        await _batch(db, protection, batch, places, households, seen, result, dry_run, clock)
         if on_progress:
             on_progress(len(batch))
     result.report = write_report(path, result.errors)
@@ -237,12 +240,13 @@ class _Undo(Exception):
     """Raised inside a dry run's transaction so it rolls back."""
 
 
-async def _batch(db, protection, rows, places, households, seen, result: ImportResult, dry_run: bool) -> None:
+async def _batch(db, protection, rows, places, households, seen, result: ImportResult, dry_run: bool,
+                 clock: Clock) -> None:
     result.rows += len(rows)
     errors: list[RowError] = []
     parsed: list[tuple[Parsed, str]] = []
     for n, values in rows:
-        p = check_row(n, values, places, errors)
+        p = check_row(n, values, places, errors, today=clock.today())
         if p is None:
             continue
         bidx = prot.id_number_index(protection, p.number)
@@ -265,7 +269,7 @@ async def _batch(db, protection, rows, places, households, seen, result: ImportR
     for attempt in (1, 2):
         snapshot = dict(households)
         try:
-            counts = await _write(db, protection, parsed, households, dry_run)
+            counts = await _write(db, protection, parsed, households, dry_run, clock.now())
         except IntegrityError:
             households.clear()
             households.update(snapshot)  # forget the households the failed attempt meant to create
@@ -289,13 +293,12 @@ async def _batch(db, protection, rows, places, households, seen, result: ImportR
         return
 
 
-async def _write(db, protection, parsed, households, dry_run: bool) -> tuple[int, int, int]:
+async def _write(db, protection, parsed, households, dry_run: bool, now: datetime) -> tuple[int, int, int]:
     """One transaction: (persons imported, skipped as already registered, households created)."""
     skipped = 0
     try:
         async with db.session() as s, s.begin():
             existing = await _existing(s, [b for _, b in parsed])
-            now = utcnow()
             persons, tags, events, new_households, touched = [], [], [], [], {}
             heads: dict[str, str] = {}
             for p, bidx in parsed:

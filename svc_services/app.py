@@ -11,6 +11,7 @@ from common.app import create_service_app
 from common.auth import TokenVerifier
 from common.clock import Clock
 from common.dataplane import plane_state
+from common.periodic import run_periodically
 from svc_services.base import OutboxEvent
 from svc_services.catalogue.router import router as catalogue_router
 from svc_services.clients import close_clients, install_clients
@@ -35,23 +36,16 @@ async def sla_scheduler(app: FastAPI, stop: asyncio.Event) -> None:
     settings: ServicesSettings = app.state.settings
     if not settings.sla_scan_enabled:
         return
-    while not stop.is_set():
-        try:
-            await asyncio.wait_for(stop.wait(), timeout=settings.sla_scan_interval_seconds)
-            return
-        except asyncio.TimeoutError:
-            pass
-        try:
-            await run_sla_scan(app.state.db, app.state.clock, settings)
-        except Exception:  # noqa: BLE001 - the scheduler must outlive database hiccups
-            log.exception("SLA scan failed")
+    await run_periodically("svc_services/sla", lambda: run_sla_scan(app.state.db, app.state.clock, settings), stop,
+                           interval=settings.sla_scan_interval_seconds, run_first=False)
 
 
 async def close_intake(app: FastAPI) -> None:
     await app.state.intake.close()
 
 
-def create_app(settings: ServicesSettings | None = None, *, verifier: TokenVerifier | None = None) -> FastAPI:
+def create_app(settings: ServicesSettings | None = None, *, verifier: TokenVerifier | None = None,
+               clock: Clock | None = None) -> FastAPI:
     settings = settings or ServicesSettings()
     plane = IntakePlane()  # submissions off uvicorn's protocol, when served on common.dataplane's (ADR 0011)
     app = create_service_app(
@@ -68,12 +62,12 @@ def create_app(settings: ServicesSettings | None = None, *, verifier: TokenVerif
         background=[sla_scheduler],
         on_shutdown=[close_clients, close_intake],
         lifespan_state=plane_state(plane),
+        clock=clock,
     )
     plane.app = app
     app.state.intake_plane = plane
     # inside the observability middleware, ahead of FastAPI's routing: submissions (requests.fastpath)
     app.user_middleware.append(Middleware(IntakeFastPath))
-    app.state.clock = Clock()
     app.state.intake = IntakeWriter(app)
     install_clients(app, settings)
     return app

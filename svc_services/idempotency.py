@@ -18,7 +18,6 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import IntegrityError
 
-from common.clock import utcnow
 from common.errors import Problem
 from common.idempotency import MAX_KEY_LENGTH, replay
 from svc_services.base import IdempotencyRecord
@@ -51,7 +50,7 @@ async def run_once_outside_transaction(app: FastAPI, *, key: str | None, caller:
                     session.add(IdempotencyRecord(caller=caller, key=key, request_hash=fingerprint,
                                                   status_code=status,
                                                   response_body=json.dumps(encoded, ensure_ascii=False),
-                                                  created_at=utcnow()))
+                                                  created_at=app.state.clock.now()))
             except IntegrityError:  # another replica answered the same key meanwhile: its answer stands
                 async with db.session() as session:
                     stored = await session.get(IdempotencyRecord, (caller, key))

@@ -15,8 +15,10 @@ import httpx
 import jwt
 import pytest
 
+from common.assertion import AssertionAuth, GatewayAssertion
 from common.auth import TokenVerifier
 from common.keys import SigningKey, jwks_document
+from tests.components import check_marks, missing, required
 
 # Hundreds of apps start in one test process: a full collection at each start-up would cost the suite about a
 # minute, and what is frozen would pile up. The processes tests start (e2e) freeze, as deployed.
@@ -25,8 +27,22 @@ os.environ.setdefault("ONENET_GC_FREEZE_AT_STARTUP", "false")
 os.environ.setdefault("ONENET_AUDIT_WRITER_PROCESS", "false")
 # log lines written as they come, so each test's captured output holds its own lines
 os.environ.setdefault("ONENET_LOG_FLUSH_SECONDS", "0")
+# the gateway's assertion key of every in-process gateway, service and emulator (ADR 0013); the processes the
+# e2e tests start get keys of their own from the launcher
+TEST_ASSERTION_KEY = "test-only-gateway-assertion-key"
+os.environ.setdefault("ONENET_GATEWAY_ASSERTION_KEY", TEST_ASSERTION_KEY)
 POSTGRES_URL = os.environ.get("ONENET_TEST_POSTGRES_URL")
 REDIS_URL = os.environ.get("ONENET_TEST_REDIS_URL")
+
+
+
+def pytest_configure(config) -> None:
+    required()  # an unknown name in ONENET_REQUIRE stops the run before it starts
+
+
+def pytest_runtest_setup(item) -> None:
+    check_marks(item)
+
 
 ISSUER = "onenet-gateway"
 AUDIENCE = "onenet"
@@ -98,7 +114,7 @@ async def db_url(request, tmp_path) -> AsyncIterator[str]:
         yield f"sqlite+aiosqlite:///{tmp_path}/test.db"
         return
     if not POSTGRES_URL:
-        pytest.skip("PostgreSQL not configured (set ONENET_TEST_POSTGRES_URL)")
+        missing("postgres", "PostgreSQL not configured (set ONENET_TEST_POSTGRES_URL)")
     url, drop = await _create_pg_database(POSTGRES_URL)
     try:
         yield url
@@ -184,7 +200,10 @@ def _drop_pg_templates():
 
 async def start_service(stack: AsyncExitStack, package: str, db_url: str, jwks: dict,
                         **settings_overrides: Any) -> httpx.AsyncClient:
-    """Migrate a fresh database, build the app, run its lifespan, and hand back an in-process client."""
+    """Migrate a fresh database, build the app, run its lifespan, and hand back an in-process client.
+
+    The client signs each request as the gateway would (`X-OneNet-Assertion`, ADR 0013), so every test goes
+    through the service's real check; `unsigned_client(app)` calls it as from around the gateway."""
     await migrate_database(package, db_url)
     app_mod = import_module(f"{package}.app")
     settings_mod = import_module(f"{package}.settings")
@@ -200,10 +219,21 @@ async def start_service(stack: AsyncExitStack, package: str, db_url: str, jwks: 
     settings = settings_cls(database_url=db_url, **overrides)
     app = app_mod.create_app(settings, verifier=TokenVerifier(settings, jwks=jwks))
     await stack.enter_async_context(app.router.lifespan_context(app))
-    client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test")
+    client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test",
+                               auth=gateway_auth(settings.gateway_assertion_key))
     await stack.enter_async_context(client)
     client.app = app  # type: ignore[attr-defined]
     return client
+
+
+def gateway_auth(key: str | None = None, clock=None) -> AssertionAuth:
+    """httpx auth adding the gateway's assertion to each request (the test key unless told)."""
+    return AssertionAuth(GatewayAssertion(key or TEST_ASSERTION_KEY, clock=clock))
+
+
+def unsigned_client(app) -> httpx.AsyncClient:
+    """An in-process client without the gateway's assertion: a call straight at the service."""
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test")
 
 
 @pytest.fixture

@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from common.app import create_service_app
 from common.auth import Principal, TokenVerifier, require_roles
+from common.clock import Clock, age_on, get_clock
 from common.errors import Problem, invalid
 from common.settings import ServiceSettings
 
@@ -114,9 +115,10 @@ def birth_date(id_number: str) -> date:
     return date(int(id_number[6:10]), int(id_number[10:12]), int(id_number[12:14]))
 
 
-def answer(code: str, id_number: str, name: str | None = None) -> dict:
-    """A department's answer about a person; for 公安, `name` (when sent) is checked against the registration."""
-    age = (date.today() - birth_date(id_number)).days // 365
+def answer(code: str, id_number: str, name: str | None = None, *, today: date) -> dict:
+    """A department's answer about a person on `today`; for 公安, `name` (when sent) is checked against the
+    registration."""
+    age = age_on(birth_date(id_number), today)
     entry = registry_entry(id_number)
     if code == "gongan":
         out = {"registered": entry is not None, "hukou_division": id_number[:6],
@@ -165,7 +167,7 @@ QUERY_ROLES = ("system", "dept_staff", "community_staff", "street_staff", "ops")
 
 @router.post("/departments/{code}/v1/queries", summary="部门数据查询 Ask a department about a person")
 async def query(code: str, body: PersonQuery, request: Request,
-                principal: Principal = Depends(require_roles(*QUERY_ROLES))):
+                principal: Principal = Depends(require_roles(*QUERY_ROLES)), clock: Clock = Depends(get_clock)):
     if code not in DEPARTMENTS:
         raise Problem(404, "department.not_found", ("没有这个部门", "Unknown department"))
     settings: EmulatorSettings = request.app.state.settings
@@ -179,12 +181,14 @@ async def query(code: str, body: PersonQuery, request: Request,
         raise invalid("id_number", "department.bad_id_number", "身份证号中的出生日期无效",
                       "The ID number's birth date is not a date") from None
     return {"department": code, "department_name": DEPARTMENTS[code][0], "id_number": body.id_number,
-            "data": answer(code, body.id_number, body.name)}
+            "data": answer(code, body.id_number, body.name, today=clock.today())}
 
 
-def create_app(settings: EmulatorSettings | None = None, *, verifier: TokenVerifier | None = None) -> FastAPI:
+def create_app(settings: EmulatorSettings | None = None, *, verifier: TokenVerifier | None = None,
+               clock: Clock | None = None) -> FastAPI:
     settings = settings or EmulatorSettings()
     app = create_service_app(settings=settings, package=None, title="OneNet 部门系统模拟 Department emulators",
-                             description="公安、民政、卫健、人社、残联的模拟接口。", routers=[router], verifier=verifier)
+                             description="公安、民政、卫健、人社、残联的模拟接口。", routers=[router], verifier=verifier,
+                             clock=clock)
     app.state.rng = random.Random(settings.emulator_seed)
     return app

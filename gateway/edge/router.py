@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import hmac
 import logging
-import time
 from datetime import datetime, timezone
 
 import orjson
@@ -63,7 +62,7 @@ async def decide(request: Request) -> Response:
     if grant is not None and grant.actions:
         return _json(answer)  # the response must be masked to the grant: the gateway does that
     exp = principal.claims.get("exp")
-    ttl = float(exp) - time.time() if isinstance(exp, (int, float)) else GATEWAY_DECISION_SECONDS
+    ttl = float(exp) - state.token_issuer.clock.timestamp() if isinstance(exp, (int, float)) else GATEWAY_DECISION_SECONDS
     if grant is not None and grant.expires_at is not None:
         ttl = min(ttl, (grant.expires_at - now).total_seconds())
     answer.update(mode="edge", ttl=ttl, member=principal.member, user=principal.user,

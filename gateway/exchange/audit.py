@@ -45,6 +45,8 @@ from typing import NamedTuple
 import orjson
 from sqlalchemy import select, text
 
+from common.clock import Clock
+from common.periodic import run_periodically
 from common.db import Database, RowsInsert
 from common.ids import new_id
 
@@ -104,10 +106,12 @@ class Exchange(NamedTuple):
 
 class AuditWriter:
     def __init__(self, db: Database, log_model, outbox_model, *, max_backlog: int = 10_000,
-                 soft_backlog: int | None = None, admit_wait: float = 5.0, process=None) -> None:
+                 soft_backlog: int | None = None, admit_wait: float = 5.0, process=None,
+                 clock: Clock | None = None) -> None:
         """`process`: a `log_process.LogProcess` that writes the batches in a process of its own (deployed);
         without one they are written here, on this event loop (tests, tools)."""
         self.db = db
+        self.clock = clock or Clock()
         self.process = process
         self.model = log_model
         self.outbox_model = outbox_model
@@ -189,22 +193,12 @@ class AuditWriter:
             await self.process.write(batch)
         else:
             await write_batch(self.db, self.model, self.outbox_model, batch,
-                              inserts=(self._insert_log, self._insert_events))
+                              inserts=(self._insert_log, self._insert_events), clock=self.clock)
 
     async def run_forever(self, stop: asyncio.Event) -> None:
-        backoff = FLUSH_SECONDS
-        while not stop.is_set():
-            try:
-                await asyncio.wait_for(self._wake.wait(), timeout=backoff)
-            except asyncio.TimeoutError:
-                pass
-            self._wake.clear()
-            try:
-                await self.flush()
-                backoff = FLUSH_SECONDS
-            except Exception:  # noqa: BLE001 - keep the records, try again later
-                log.exception("message log write failed; %d records kept in memory", len(self._pending))
-                backoff = min(backoff * 2, 5.0)
+        # a failed write keeps the records in memory and is tried again, backing off up to 5 s
+        await run_periodically("gateway/message-log", self.flush, stop, interval=FLUSH_SECONDS, jitter=0,
+                               run_first=False, max_backoff=5.0, wake=self._wake)
         try:
             await self.flush()
         except Exception:  # noqa: BLE001
@@ -214,7 +208,7 @@ class AuditWriter:
 
 
 async def write_batch(db: Database, log_model, outbox_model, batch: list[Exchange], *, inserts=None,
-                      resend: bool = False) -> int:
+                      resend: bool = False, clock: Clock | None = None) -> int:
     """One transaction per batch: the chain is computed in memory, then the log rows are inserted in chain order
     (so `seq` order is chain order) and their `exchange.calls` events after them (common.db.RowsInsert: one
     statement per table on SQLite). `resend`: the batch may have been committed already by a writer process
@@ -231,7 +225,7 @@ async def write_batch(db: Database, log_model, outbox_model, batch: list[Exchang
                 return 0
         prev = (await session.execute(
             select(log_model.hash).order_by(log_model.seq.desc()).limit(1))).scalar() or GENESIS
-        now = datetime.now(timezone.utc)
+        now = (clock or Clock()).now()  # when the events were queued; the calls carry their own times
         rows, stamps = chained_rows(batch, prev)
         conn = await session.connection()
         if db.dialect == "sqlite":

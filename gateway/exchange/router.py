@@ -1,12 +1,14 @@
 """`/exchange/v1/catalogue`, `/exchange/v1/grants` (申请-审批) and `/exchange/v1/log` (owners' view of the log)."""
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Literal
 
 from fastapi import APIRouter, Depends, Header, Query, Request
 from sqlalchemy import select
 
 from common.auth import Principal, get_principal, require_roles
+from common.clock import Clock, get_clock
 from common.errors import Problem
 from common.idempotency import request_fingerprint, run_idempotent
 from common.pagination import Page, PageParams, encode_cursor
@@ -19,10 +21,6 @@ from gateway.exchange.schemas import (SHARING_LABELS, GrantApply, GrantApprove, 
 
 router = APIRouter(prefix="/exchange/v1", tags=["exchange 数据交换"])
 members_only = require_roles("system", "dept_staff", "community_staff", "street_staff", "ops")
-
-
-def _now(request: Request):
-    return request.app.state.clock.now()
 
 
 def _resource_out(r: Resource) -> ResourceOut:
@@ -53,10 +51,11 @@ async def list_catalogue(request: Request, page: PageParams = Depends(),
 
 @router.post("/catalogue/refresh", summary="由各服务 OpenAPI 重新生成资源目录 Re-derive the catalogue",
              description="读取各服务的 OpenAPI 文档，结合资源标注（共享类型、字段分级）重新生成资源目录。")
-async def refresh(request: Request, principal: Principal = Depends(require_roles("ops"))) -> dict:
+async def refresh(request: Request, principal: Principal = Depends(require_roles("ops")),
+                  clock: Clock = Depends(get_clock)) -> dict:
     app = request.app
     report = await service.refresh_catalogue(app.state.db, app.state.openapi_aggregate, app.state.exchange_policy,
-                                             _now(request))
+                                             clock.now())
     app.state.catalogue_report = report
     await edge_changed(app)
     return report
@@ -75,8 +74,8 @@ async def get_resource(code: str, request: Request, principal: Principal = Depen
              summary="申请使用资源 Apply for a resource",
              description="无条件共享资源申请即批准；有条件共享资源待提供方审批（形式审查 2 个工作日，答复 5 个工作日）。")
 async def apply_grant(body: GrantApply, request: Request, principal: Principal = Depends(members_only),
-                      idempotency_key: str | None = Header(None)):
-    now = _now(request)
+                      idempotency_key: str | None = Header(None), clock: Clock = Depends(get_clock)):
+    now = clock.now()
     created: list[Grant] = []
 
     async def create(session):
@@ -87,7 +86,7 @@ async def apply_grant(body: GrantApply, request: Request, principal: Principal =
     resp = await run_idempotent(request.app.state.db, IdempotencyRecord, key=idempotency_key,
                                 caller=principal.caller,
                                 fingerprint=request_fingerprint("POST", "/exchange/v1/grants", body.model_dump()),
-                                create=create)
+                                now=now, create=create)
     if created and created[0].status == "approved":
         request.app.state.exchange_policy.put_grant(created[0])
         await edge_changed(request.app)
@@ -99,8 +98,8 @@ async def list_grants(request: Request, page: PageParams = Depends(),
                       side: Literal["consumer", "owner", "any"] = Query("any", description="本单位作为申请方或提供方"),
                       status: Literal["pending", "approved", "refused", "revoked"] | None = None,
                       resource: str | None = None, overdue: bool | None = Query(None, description="只看超期"),
-                      principal: Principal = Depends(members_only)):
-    now = _now(request)
+                      principal: Principal = Depends(members_only), clock: Clock = Depends(get_clock)):
+    now = clock.now()
     q = select(Grant).order_by(Grant.id.desc()).limit(page.limit + 1)
     if principal.role != "ops" or side != "any":
         if side == "consumer":
@@ -126,16 +125,16 @@ async def list_grants(request: Request, page: PageParams = Depends(),
 
 
 @router.get("/grants/{grant_id}", response_model=GrantOut, summary="授权详情 One grant")
-async def get_grant(grant_id: str, request: Request, principal: Principal = Depends(members_only)):
+async def get_grant(grant_id: str, request: Request, principal: Principal = Depends(members_only),
+                    clock: Clock = Depends(get_clock)):
     async with request.app.state.db.session() as session:
         g = await session.get(Grant, grant_id)
     if g is None or (principal.role != "ops" and principal.member not in (g.owner, g.consumer)):
         raise Problem(404, "grant.not_found", ("授权申请不存在", "No such grant"))
-    return service.grant_out(g, _now(request))
+    return service.grant_out(g, clock.now())
 
 
-async def _decide(request: Request, fn, *args) -> GrantOut:
-    now = _now(request)
+async def _decide(request: Request, now: datetime, fn, *args) -> GrantOut:
     async with request.app.state.db.session() as session, session.begin():
         grant = await fn(session, *args, now)
     policy = request.app.state.exchange_policy
@@ -148,26 +147,27 @@ async def _decide(request: Request, fn, *args) -> GrantOut:
 
 
 @router.post("/grants/{grant_id}/check", response_model=GrantOut, summary="受理（形式审查）Accept for review")
-async def check_grant(grant_id: str, request: Request, principal: Principal = Depends(members_only)):
-    return await _decide(request, service.check, grant_id, principal)
+async def check_grant(grant_id: str, request: Request, principal: Principal = Depends(members_only),
+                      clock: Clock = Depends(get_clock)):
+    return await _decide(request, clock.now(), service.check, grant_id, principal)
 
 
 @router.post("/grants/{grant_id}/approve", response_model=GrantOut, summary="批准 Approve with scope and expiry")
 async def approve_grant(grant_id: str, body: GrantApprove, request: Request,
-                        principal: Principal = Depends(members_only)):
-    return await _decide(request, service.approve, grant_id, body, principal)
+                        principal: Principal = Depends(members_only), clock: Clock = Depends(get_clock)):
+    return await _decide(request, clock.now(), service.approve, grant_id, body, principal)
 
 
 @router.post("/grants/{grant_id}/refuse", response_model=GrantOut, summary="不予批准 Refuse with a reason")
 async def refuse_grant(grant_id: str, body: GrantRefuse, request: Request,
-                       principal: Principal = Depends(members_only)):
-    return await _decide(request, service.refuse, grant_id, body.reason, principal)
+                       principal: Principal = Depends(members_only), clock: Clock = Depends(get_clock)):
+    return await _decide(request, clock.now(), service.refuse, grant_id, body.reason, principal)
 
 
 @router.post("/grants/{grant_id}/revoke", response_model=GrantOut, summary="撤销授权 Revoke (immediate)")
 async def revoke_grant(grant_id: str, request: Request, body: GrantRevoke | None = None,
-                       principal: Principal = Depends(members_only)):
-    return await _decide(request, service.revoke, grant_id, body.reason if body else None, principal)
+                       principal: Principal = Depends(members_only), clock: Clock = Depends(get_clock)):
+    return await _decide(request, clock.now(), service.revoke, grant_id, body.reason if body else None, principal)
 
 
 @router.get("/log", response_model=Page[LogEntryOut], summary="交换日志 Message log of your own resources")

@@ -102,7 +102,7 @@ def item_event(session: AsyncSession, resource: Resource, *, shared: bool, now: 
     `required` = it is meant to be shared (unconditional or conditional), `shared` = at least one other member
     holds a live grant for it now. Sent when a resource enters the catalogue and whenever a grant decision may
     change `shared` (approval, automatic approval, revocation, supersession); svc_metrics keeps the latest state."""
-    record_event(session, OutboxEvent, "exchange.item", subject=resource.code, occurred_at=now,
+    record_event(session, OutboxEvent, "exchange.item", subject=resource.code, now=now,
                  data={"item": resource.code, "required": resource.sharing_class != "not_shared",
                        "shared": shared and resource.sharing_class != "not_shared", "owner": resource.owner,
                        "sharing_class": resource.sharing_class})

@@ -1,7 +1,6 @@
 """The gateway as identity provider: verify credentials, sign short-lived RS256 tokens."""
 from __future__ import annotations
 
-import time
 import uuid
 from typing import Any
 
@@ -9,6 +8,7 @@ import jwt
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
+from common.clock import Clock
 from common.keys import SigningKey, jwks_document
 
 _hasher = PasswordHasher()
@@ -28,13 +28,15 @@ def verify_secret(stored_hash: str | None, secret: str) -> bool:
 
 
 class TokenIssuer:
-    def __init__(self, keys: list[SigningKey], *, issuer: str, audience: str, ttl_seconds: int) -> None:
+    def __init__(self, keys: list[SigningKey], *, issuer: str, audience: str, ttl_seconds: int,
+                 clock: Clock | None = None) -> None:
         if not keys:
             raise ValueError("at least one signing key is required")
         self.keys = keys
         self.issuer = issuer
         self.audience = audience
         self.ttl = ttl_seconds
+        self.clock = clock or Clock()  # token lifetimes are real time (common/clock.py)
 
     @property
     def active(self) -> SigningKey:
@@ -45,7 +47,7 @@ class TokenIssuer:
 
     def issue(self, *, subject: str, member: str, role: str, scopes: list[str], acting_for: str | None = None,
               name: str | None = None) -> dict[str, Any]:
-        now = int(time.time())
+        now = int(self.clock.timestamp())
         claims: dict[str, Any] = {
             "iss": self.issuer, "aud": self.audience, "sub": subject, "member": member, "role": role,
             "scopes": scopes, "iat": now, "nbf": now, "exp": now + self.ttl, "jti": uuid.uuid4().hex,

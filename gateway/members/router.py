@@ -8,7 +8,7 @@ from fastapi.concurrency import run_in_threadpool
 from sqlalchemy import select
 
 from common.auth import Principal, require_roles
-from common.clock import utcnow
+from common.clock import Clock, get_clock
 from common.errors import Problem
 from common.outbox import record_event
 from gateway.identity.tokens import hash_secret
@@ -29,18 +29,19 @@ async def list_members(request: Request, principal: Principal = Depends(require_
 
 
 @router.post("", status_code=201, response_model=MemberCredentials, summary="登记成员单位 Register a member")
-async def create_member(body: MemberCreate, request: Request, principal: Principal = Depends(ops_only)):
+async def create_member(body: MemberCreate, request: Request, principal: Principal = Depends(ops_only),
+                        clock: Clock = Depends(get_clock)):
     secret = secrets.token_urlsafe(32)
     hashed = await run_in_threadpool(hash_secret, secret)
     async with request.app.state.db.session() as session, session.begin():
         if await session.get(Member, body.code) is not None:
             raise Problem(409, "member.exists", ("该成员单位编码已存在", "A member with this code exists"))
-        now = utcnow()
+        now = clock.now()
         member = Member(code=body.code, name=body.name, kind=body.kind, role=body.role, scopes=body.scopes,
                         secret_hash=hashed, secret_rotated_at=now, status="active", created_at=now,
                         client_cert_sha256=body.client_cert_sha256)
         session.add(member)
-        record_event(session, OutboxEvent, "member.joined", subject=member.code,
+        record_event(session, OutboxEvent, "member.joined", subject=member.code, now=now,
                      data={"kind": member.kind, "name": member.name})
     request.app.state.cert_pins.set(member.code, member.client_cert_sha256)
     await edge_changed(request.app)
@@ -69,7 +70,8 @@ async def update_member(code: str, body: MemberUpdate, request: Request, princip
 
 
 @router.post("/{code}/rotate-secret", response_model=MemberCredentials, summary="轮换密钥 Rotate the secret")
-async def rotate_secret(code: str, request: Request, principal: Principal = Depends(ops_only)):
+async def rotate_secret(code: str, request: Request, principal: Principal = Depends(ops_only),
+                        clock: Clock = Depends(get_clock)):
     secret = secrets.token_urlsafe(32)
     hashed = await run_in_threadpool(hash_secret, secret)
     async with request.app.state.db.session() as session, session.begin():
@@ -77,18 +79,20 @@ async def rotate_secret(code: str, request: Request, principal: Principal = Depe
         if member is None:
             raise Problem(404, "member.not_found", ("成员单位不存在", "Unknown member"))
         member.secret_hash = hashed
-        member.secret_rotated_at = utcnow()
+        member.secret_rotated_at = clock.now()
     return MemberCredentials(member=MemberOut.model_validate(member), client_id=member.code, client_secret=secret)
 
 
 @router.post("/{code}/revoke", response_model=MemberOut, summary="停用成员单位 Revoke a member")
-async def revoke(code: str, request: Request, principal: Principal = Depends(ops_only)):
+async def revoke(code: str, request: Request, principal: Principal = Depends(ops_only),
+                 clock: Clock = Depends(get_clock)):
     async with request.app.state.db.session() as session, session.begin():
         member = await session.get(Member, code)
         if member is None:
             raise Problem(404, "member.not_found", ("成员单位不存在", "Unknown member"))
         member.status = "revoked"
-        record_event(session, OutboxEvent, "member.revoked", subject=member.code, data={"kind": member.kind})
+        record_event(session, OutboxEvent, "member.revoked", subject=member.code, now=clock.now(),
+                     data={"kind": member.kind})
     request.app.state.revoked_members.add(code)
     await edge_changed(request.app)
     return MemberOut.model_validate(member)

@@ -8,9 +8,10 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 
 from common.auth import Principal, require_roles
+from common.clock import Clock, get_clock
 from svc_metrics.alerts import cases, service
 from svc_metrics.alerts.models import Warning_
-from svc_metrics.deps import clock_of, db_of
+from svc_metrics.deps import db_of
 from svc_metrics.kpis import periods
 from svc_metrics.kpis.service import READ_ROLES
 
@@ -44,8 +45,8 @@ class AckIn(BaseModel):
 
 @router.post("/scan", summary="运行预警检测 Run the early-warning detectors")
 async def scan(request: Request, period: str | None = None,
-               principal: Principal = Depends(require_roles("ops", "system"))) -> dict[str, Any]:
-    now = clock_of(request).now()
+               principal: Principal = Depends(require_roles("ops", "system")), clock: Clock = Depends(get_clock)) -> dict[str, Any]:
+    now = clock.now()
     p = periods.parse(period, now, default_kind="quarter")
     async with db_of(request).session() as session, session.begin():
         created = await service.scan(session, now, request.app.state.settings, p)
@@ -69,9 +70,10 @@ async def list_warnings(request: Request, status: Literal["open", "acknowledged"
 
 @router.post("/{warning_id}/acknowledge", response_model=WarningOut, summary="确认预警 Acknowledge a warning")
 async def acknowledge(warning_id: str, body: AckIn, request: Request,
-                      principal: Principal = Depends(require_roles("ops", "community_staff", "street_staff"))) -> Any:
+                      principal: Principal = Depends(require_roles("ops", "community_staff", "street_staff")),
+                      clock: Clock = Depends(get_clock)) -> Any:
     async with db_of(request).session() as session, session.begin():
-        w = await service.acknowledge(session, principal, warning_id, body.note, clock_of(request).now())
+        w = await service.acknowledge(session, principal, warning_id, body.note, clock.now())
     return w
 
 
@@ -103,7 +105,7 @@ async def get_case(case_id: str, request: Request,
 
 @cases_router.post("/{case_id}/advance", summary="推进整改 Move a case to its next step")
 async def advance_case(case_id: str, body: AdvanceIn, request: Request,
-                       principal: Principal = Depends(require_roles(*READ_ROLES))) -> dict[str, Any]:
+                       principal: Principal = Depends(require_roles(*READ_ROLES)), clock: Clock = Depends(get_clock)) -> dict[str, Any]:
     async with db_of(request).session() as session, session.begin():
-        case = await cases.advance(session, principal, case_id, body.status, body.note, clock_of(request).now())
+        case = await cases.advance(session, principal, case_id, body.status, body.note, clock.now())
         return cases.out(case)

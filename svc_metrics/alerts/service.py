@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from common.auth import Principal
 from common.errors import Problem
 from common.ids import new_id
+from common.periodic import run_periodically
 from svc_metrics.alerts import cases
 from svc_metrics.alerts.cases import visible  # a warning and its case follow one scope rule
 from svc_metrics.alerts.models import Warning_
@@ -160,18 +161,9 @@ async def acknowledge(session: AsyncSession, principal: Principal, warning_id: s
 
 async def scan_loop(app, stop) -> None:
     """Background job: run the detectors every `warning_scan_seconds` (POST .../warnings/scan runs them now)."""
-    import asyncio
-    import logging
+    async def scan_now() -> None:
+        async with app.state.db.session() as session, session.begin():
+            await scan(session, app.state.clock.now(), app.state.settings)
 
-    interval = app.state.settings.warning_scan_seconds
-    while interval > 0 and not stop.is_set():
-        try:
-            await asyncio.wait_for(stop.wait(), timeout=interval)
-            return
-        except asyncio.TimeoutError:
-            pass
-        try:
-            async with app.state.db.session() as session, session.begin():
-                await scan(session, app.state.clock.now(), app.state.settings)
-        except Exception:  # noqa: BLE001 - a failed scan is retried next interval
-            logging.getLogger("onenet.metrics.warnings").exception("warning scan failed")
+    await run_periodically("svc_metrics/warnings", scan_now, stop, interval=app.state.settings.warning_scan_seconds,
+                           run_first=False)

@@ -5,20 +5,20 @@ token from an HttpOnly, SameSite=Strict cookie set by pasting it into the sign-i
 """
 from __future__ import annotations
 
-import time
 from html import escape
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from sqlalchemy import func, select
 
 from common.auth import Principal, get_principal, principal_from_claims
+from common.clock import Clock, get_clock
 from common.errors import Problem, invalid
 from svc_metrics.alerts import cases, service as alerts
 from svc_metrics.alerts.models import Warning_
 from svc_metrics.dashboard.svg import bullet, fmt, trend
-from svc_metrics.deps import clock_of, db_of
+from svc_metrics.deps import db_of
 from svc_metrics.kpis import engine, periods, service
 from svc_metrics.kpis.engine import Filters
 from svc_metrics.kpis.models import Observation
@@ -143,7 +143,7 @@ async def session_(request: Request):
     else:
         resp = RedirectResponse(target, status_code=303)
     # The cookie lives as long as the token, so an expired one is simply gone and the form shows again.
-    ttl = int(claims.get("exp", 0) - time.time()) if claims.get("exp") else 3600
+    ttl = int(claims.get("exp", 0) - request.app.state.verifier.clock.timestamp()) if claims.get("exp") else 3600
     resp.set_cookie(COOKIE, token, httponly=True, samesite="strict", path="/metrics/v1/",
                     secure=request.url.scheme == "https", max_age=max(1, min(ttl, 12 * 3600)))
     return resp
@@ -197,14 +197,14 @@ def _picker(options: list[str], scope: str, period: str, kpi_code: str, codes: l
 
 @router.get("/dashboard", response_class=HTMLResponse, summary="指标看板 Dashboard (HTML)")
 async def dashboard(request: Request, scope: str | None = None, period: str | None = None,
-                    kpi: str = "satisfaction_rate") -> HTMLResponse:
+                    kpi: str = "satisfaction_rate", clock: Clock = Depends(get_clock)) -> HTMLResponse:
     principal = await page_principal(request)
     if principal is None:
         return sign_in_page(request)
     if principal.role not in service.READ_ROLES:
         raise Problem(403, "forbidden", ("当前角色无权查看看板", "Your role may not see the dashboard"))
     f = Filters(scope=service.check_scope(principal, scope or default_scope(principal)))
-    now = clock_of(request).now()
+    now = clock.now()
     p = periods.parse(period, now)
     async with db_of(request).session() as session:
         items = await service.evaluate_all(session, p, f, now)
@@ -243,14 +243,14 @@ async def dashboard(request: Request, scope: str | None = None, period: str | No
 
 
 @router.get("/report", response_class=HTMLResponse, summary="季度通报（可打印） Printable quarterly report")
-async def report(request: Request, scope: str = "all", period: str | None = None) -> HTMLResponse:
+async def report(request: Request, scope: str = "all", period: str | None = None, clock: Clock = Depends(get_clock)) -> HTMLResponse:
     principal = await page_principal(request)
     if principal is None:
         return sign_in_page(request)
     if principal.role not in service.READ_ROLES:
         raise Problem(403, "forbidden", ("当前角色无权查看通报", "Your role may not see the report"))
     f = Filters(scope=service.check_scope(principal, scope))
-    now = clock_of(request).now()
+    now = clock.now()
     p = periods.parse(period, now, default_kind="quarter")
     if p.kind != "quarter":
         p = periods.of("quarter", p.first)

@@ -8,7 +8,8 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from common.auth import Principal, require_roles
-from svc_metrics.deps import clock_of, db_of
+from common.clock import Clock, get_clock
+from svc_metrics.deps import db_of
 from svc_metrics import gauges
 from svc_metrics.events import service
 
@@ -47,12 +48,12 @@ async def _batch(request: Request) -> EventBatchIn:
              openapi_extra={"requestBody": {"required": True, "content": {
                  "application/json": {"schema": EventBatchIn.model_json_schema()}}}})
 async def ingest(request: Request,
-                 principal: Principal = Depends(require_roles("system", "ops"))) -> IngestOut:
+                 principal: Principal = Depends(require_roles("system", "ops")), clock: Clock = Depends(get_clock)) -> IngestOut:
     settings = request.app.state.settings
     body = await _batch(request)
     events = service.validate_batch(body.events, settings.max_events_per_batch)
     db = db_of(request)
-    now = clock_of(request).now()
+    now = clock.now()
     pipeline = request.app.state.sqlite_ingest
     if pipeline is not None:
         result = await pipeline.ingest(events, now)

@@ -6,7 +6,8 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 
 from common.auth import Principal, require_roles
-from svc_metrics.deps import clock_of, db_of
+from common.clock import Clock, get_clock
+from svc_metrics.deps import db_of
 from svc_metrics.kpis import engine, export, periods, service
 from svc_metrics.kpis.engine import Filters
 from svc_metrics.kpis.schemas import ExchangeCallsOut, TargetOverrideIn, TargetOverrideOut
@@ -69,9 +70,9 @@ _KPI_RESPONSES = {200: {"description": "指标及趋势（format=csv / xlsx 时�
 async def kpis(request: Request, scope: str = "all", period: str | None = None, category: str | None = None,
                channel: str | None = None, group: str | None = None,
                format: Literal["json", "csv", "xlsx"] = "json",
-               principal: Principal = Depends(READ)) -> Any:
+               principal: Principal = Depends(READ), clock: Clock = Depends(get_clock)) -> Any:
     f = _filters(principal, scope, category, channel, group)
-    now = clock_of(request).now()
+    now = clock.now()
     p = periods.parse(period, now)
     async with db_of(request).session() as session:
         items = await service.evaluate_all(session, p, f, now)
@@ -86,9 +87,9 @@ async def kpis(request: Request, scope: str = "all", period: str | None = None, 
 async def kpi(code: str, request: Request, scope: str = "all", period: str | None = None,
               category: str | None = None, channel: str | None = None, group: str | None = None,
               trend: int = Query(default=6, ge=1, le=24), format: Literal["json", "csv", "xlsx"] = "json",
-              principal: Principal = Depends(READ)) -> Any:
+              principal: Principal = Depends(READ), clock: Clock = Depends(get_clock)) -> Any:
     f = _filters(principal, scope, category, channel, group)
-    now = clock_of(request).now()
+    now = clock.now()
     p = periods.parse(period, now)
     async with db_of(request).session() as session:
         d = await service.definition(session, code)
@@ -105,10 +106,11 @@ async def kpi(code: str, request: Request, scope: str = "all", period: str | Non
 @router.put("/kpis/{code}/targets/{scope}", response_model=TargetOverrideOut,
             summary="设置辖区目标值 Override the target for a scope")
 async def put_target(code: str, scope: str, body: TargetOverrideIn, request: Request,
-                     principal: Principal = Depends(require_roles("ops", "street_staff"))) -> Any:
+                     principal: Principal = Depends(require_roles("ops", "street_staff")),
+                     clock: Clock = Depends(get_clock)) -> Any:
     async with db_of(request).session() as session, session.begin():
         row = await service.set_override(session, principal, code, scope, body.value, body.source, body.note,
-                                         clock_of(request).now())
+                                         clock.now())
     return row
 
 
@@ -122,10 +124,10 @@ async def list_targets(request: Request, principal: Principal = Depends(READ)) -
 @router.get("/exchange/calls", response_model=ExchangeCallsOut, response_model_by_alias=True,
             summary="数据交换调用量与拒绝率 Exchange calls per resource and refused calls")
 async def exchange_calls(request: Request, period: str | None = None,
-                         principal: Principal = Depends(READ)) -> Any:
+                         principal: Principal = Depends(READ), clock: Clock = Depends(get_clock)) -> Any:
     """Calls through the gateway's data exchange in the period (default: this month), per catalogue resource, with
     the calls refused (401 / 403 / 429). Platform-wide, so for ops and evaluators engaged for the whole platform."""
     service.check_scope(principal, engine.ALL)
-    p = periods.parse(period, clock_of(request).now())
+    p = periods.parse(period, clock.now())
     async with db_of(request).session() as session:
         return await service.exchange_calls(session, p)

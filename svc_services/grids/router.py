@@ -9,9 +9,8 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from common.auth import Principal, get_principal
-from common.clock import Clock
+from common.clock import Clock, get_clock
 from common.errors import Problem
-from svc_services.deps import get_clock
 from svc_services.grids.models import ServiceGrid
 
 router = APIRouter(prefix="/services/v1/grids", tags=["grids 网格"])

@@ -11,9 +11,8 @@ from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from common.auth import Principal, require_roles
-from common.clock import Clock
+from common.clock import Clock, get_clock
 from common.errors import Problem
-from svc_services.deps import get_clock
 from svc_services.requesters.models import RequesterProfile
 from svc_services.requesters.service import profile_cache, remove_profile, upsert_profile
 

@@ -23,16 +23,12 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from common.clock import SHANGHAI
+from common.clock import SHANGHAI, age_on
 from common.db import Database
 from svc_services.requesters.models import RequesterProfile
 
 TTL_SECONDS = 60.0
 MAX_ENTRIES = 50_000
-
-
-def age_on(birth: date, on: date) -> int:
-    return on.year - birth.year - ((on.month, on.day) < (birth.month, birth.day))
 
 
 def requester_facts(person_id: str | None, profile: RequesterProfile | None, at: datetime) -> dict[str, Any]:

@@ -45,7 +45,7 @@ from sqlalchemy import bindparam, func, literal, null, select, union_all
 from sqlalchemy.engine import Connection
 
 from common.auth import Principal
-from common.clock import Clock, utcnow
+from common.clock import Clock
 from common.db import Database, EncodedRow, RowsInsert, run_plan_blocking
 from common.errors import Problem
 from common.idempotency import MAX_KEY_LENGTH, replay
@@ -345,7 +345,7 @@ class IntakeWriter:
         if made is None:
             return None
         sql, fixed = made
-        now = utcnow()
+        now = self.app.state.clock.now()  # the idempotency records' stamp
         group_of = {job: g for g, group in enumerate(groups) for job in group}
         own = [{"grp": group_of[job], "id": job.prepared.req["id"], "created_at": job.prepared.req["created_at"]}
                for job in batch]
@@ -439,7 +439,7 @@ class IntakeWriter:
     def _answer(self, conn: Connection, todo: list[Job], by_grid: dict[Job, list[str]],
                 outcomes: dict[Job, Any]) -> list[dict[str, Any]]:
         """Each submission's response (into `outcomes`) and the idempotency records to store."""
-        now = utcnow()
+        now = self.app.state.clock.now()
         records = []
         for job in todo:
             found = by_grid.get(job)

@@ -8,7 +8,7 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
 
 from common.auth import Principal, get_principal
-from common.clock import Clock
+from common.clock import Clock, get_clock
 from common.errors import Problem
 from common.idempotency import request_fingerprint, run_idempotent
 from common.pagination import Page, PageParams, encode_cursor
@@ -33,14 +33,9 @@ def parse_if_match(value: str | None) -> int | None:
     return int(raw)
 
 
-async def _clock(request: Request) -> Clock:
-    # async on purpose: FastAPI runs a plain `def` dependency in the thread pool, a thread hop per request
-    return request.app.state.clock
-
-
 @router.post("", status_code=201, response_model=RequestOut, summary="提交诉求 Submit a request")
 async def submit(body: RequestCreate, request: Request, principal: Principal = Depends(get_principal),
-                 clock: Clock = Depends(_clock),
+                 clock: Clock = Depends(get_clock),
                  idempotency_key: str | None = Header(None, alias="Idempotency-Key")):
     return await submit_request(request, body, principal, clock, idempotency_key)
 
@@ -67,7 +62,8 @@ async def submit_request(request: Request, body: RequestCreate, principal: Princ
 
     async with request.app.state.db.write_gate():
         return await run_idempotent(request.app.state.db, IdempotencyRecord, key=idempotency_key,
-                                    caller=principal.caller, fingerprint=fingerprint, create=create)
+                                    caller=principal.caller, fingerprint=fingerprint, now=clock.now(),
+                                    create=create)
 
 
 @router.get("", response_model=Page[RequestOut],
@@ -126,7 +122,7 @@ async def get_timeline(request_id: str, request: Request, principal: Principal =
 @router.post("/{request_id}/transitions", response_model=RequestOut,
              summary="流转：受理、派单、接单、退单、办结、评价、重办、升级、撤销、合并 Move a request")
 async def transition(request_id: str, body: TransitionIn, request: Request,
-                     principal: Principal = Depends(get_principal), clock: Clock = Depends(_clock),
+                     principal: Principal = Depends(get_principal), clock: Clock = Depends(get_clock),
                      if_match: str | None = Header(None, alias="If-Match"),
                      idempotency_key: str | None = Header(None, alias="Idempotency-Key")):
     settings = request.app.state.settings
@@ -144,7 +140,8 @@ async def transition(request_id: str, body: TransitionIn, request: Request,
     fingerprint = request_fingerprint("POST", request.url.path, [body.model_dump(), expected])
     async with request.app.state.db.write_gate():
         resp = await run_idempotent(request.app.state.db, IdempotencyRecord, key=idempotency_key,
-                                    caller=principal.caller, fingerprint=fingerprint, create=create)
+                                    caller=principal.caller, fingerprint=fingerprint, now=clock.now(),
+                                    create=create)
     if body.action == "accept" and resp.status_code == 200:
         # once-only materials, fetched from the departments once the acceptance is committed (outside the write
         # gate); a failed fetch leaves them pending, to retry at POST …/materials/fetch. A replay shows them as

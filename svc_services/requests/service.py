@@ -339,7 +339,7 @@ async def apply(session: AsyncSession, req: ServiceRequest, principal: Principal
                               to_state=req.state, actor=principal.caller, role=principal.role,
                               acting_for=acting_for, note=note, data=data or {}, occurred_at=now))
     record_event(session, OutboxEvent, f"request.{EVENT[action]}", subject=req.id, community=req.community,
-                 grid=req.grid, data=event_data(req, action, from_state, principal, now, data), clock=clock)
+                 grid=req.grid, data=event_data(req, action, from_state, principal, now, data), now=now)
     await session.flush()
     return req
 

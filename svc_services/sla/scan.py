@@ -81,7 +81,7 @@ async def _scan_one(db: Database, req_id: str, clock: Clock, settings: ServicesS
         changes["next_escalation_at"] = now + step if up and service.next_level(up) else None
         if breaches:
             record_event(session, OutboxEvent, "request.overdue", subject=req.id, community=req.community,
-                         grid=req.grid, clock=clock,
+                         grid=req.grid, now=now,
                          data=service.event_data(req, "overdue", req.state, SCHEDULER, now, {"breaches": breaches}))
         newly_overdue = bool(breaches) and not req.overdue
         reasons = breaches or ["still_overdue"]

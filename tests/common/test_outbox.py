@@ -11,7 +11,7 @@ import pytest
 from tests.conftest import migrate_database
 from sqlalchemy import func, select
 
-from common.clock import FrozenClock
+from common.clock import Clock, FrozenClock
 from common.db import Database
 from common.outbox import HttpEventSender, OutboxRelay, TypeFilter, record_event
 from svc_residents.base import OutboxEvent
@@ -29,13 +29,13 @@ async def _add(db, n, clock=None):
     async with db.session() as s, s.begin():
         for i in range(n):
             record_event(s, OutboxEvent, "test.happened", subject=f"s{i}", data={"i": i}, community="110105001001",
-                         clock=clock)
+                         now=(clock or Clock()).now())
 
 
 async def test_event_rolls_back_with_its_transaction(db):
     with pytest.raises(RuntimeError):
         async with db.session() as s, s.begin():
-            record_event(s, OutboxEvent, "test.happened", subject="x", data={})
+            record_event(s, OutboxEvent, "test.happened", subject="x", data={}, now=Clock().now())
             raise RuntimeError("the change failed")
     async with db.session() as s:
         assert (await s.execute(select(func.count()).select_from(OutboxEvent))).scalar() == 0

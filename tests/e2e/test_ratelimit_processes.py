@@ -15,6 +15,7 @@ import pytest
 from deploy.launcher import Child
 from deploy.services import ALL
 from tests.e2e.harness import Platform, free_base_port
+from tests.components import needs
 
 pytestmark = [pytest.mark.e2e, pytest.mark.redis]
 
@@ -22,7 +23,7 @@ REDIS_URL = os.environ.get("ONENET_TEST_REDIS_URL")
 BURST = 5
 
 
-@pytest.mark.skipif(not REDIS_URL, reason="Redis not configured (set ONENET_TEST_REDIS_URL)")
+@needs("redis", bool(REDIS_URL), "Redis not configured (set ONENET_TEST_REDIS_URL)")
 def test_user_bucket_is_shared_by_two_gateway_processes(tmp_path):
     platform = Platform(tmp_path)
     prefix = f"onenet:rl:e2e-{uuid.uuid4().hex[:12]}:"

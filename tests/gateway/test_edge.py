@@ -42,7 +42,9 @@ from sqlalchemy import select
 
 from common.clock import FrozenClock
 from common.dataplane import PlaneHttpProtocol
+from tests.conftest import TEST_ASSERTION_KEY, gateway_auth
 from tests.gateway.conftest import member_headers, START, _seed, fresh_gateway_db_and_emulators, serve_in_process
+from tests.components import missing
 
 ID = "110105194703210823"
 QUERY = "/departments/renshe/v1/queries"
@@ -71,6 +73,7 @@ async def _echo(scope, receive, send) -> None:
         body += message.get("body", b"")
         more = message.get("more_body", False)
     doc = {"method": scope["method"], "path": scope["path"], "raw_path": scope.get("raw_path", b"").decode("latin-1"),
+           "query": scope.get("query_string", b"").decode("latin-1"),
            "headers": [[k.decode("latin-1"), v.decode("latin-1")] for k, v in scope["headers"]],
            "body": body.decode("utf-8", "replace")}
     out = json.dumps(doc).encode()
@@ -94,7 +97,7 @@ async def edge(db_url, gateway_keys_dir, sqlite_template, tmp_path, request, mon
 
     runtime = edge_config.find_runtime()
     if isinstance(runtime, str):
-        pytest.skip(runtime)
+        missing("edge", runtime)
     if db_url.startswith("postgresql"):
         # what the edge does does not touch the gateway's database; the log writer it feeds is tested on both
         # backends (test_log_process, test_exchange, test_dataplane), and this file costs a minute per backend
@@ -246,7 +249,8 @@ async def test_a_granted_call_is_answered_by_the_edge_and_logged_with_hashes(edg
     x = edge
     await _grant(x)
     before = await _answered(x)
-    async with httpx.AsyncClient(base_url=x.settings.upstream_departments) as direct:  # the emulator's own answer
+    # the emulator's own answer (asked as the gateway would: it answers nothing else)
+    async with httpx.AsyncClient(base_url=x.settings.upstream_departments, auth=gateway_auth()) as direct:
         expected = (await direct.post(QUERY, content=BODY, headers=x.h("community-xf", **{
             "content-type": "application/json"}))).json()
     r = await _ask(x, "community-xf", **{"X-Request-Id": "req-edge-1", "X-OneNet-Purpose": quote(PURPOSE),
@@ -302,6 +306,36 @@ async def test_headers_the_caller_may_not_set_do_not_reach_the_upstream(edge):
     assert (rows[0].member, rows[0].resource, rows[0].path, rows[0].status) == ("community-xf", None, ECHO, 200)
 
 
+def _assertion_refusal(seen: dict, *, method: str | None = None, key: str = TEST_ASSERTION_KEY) -> str | None:
+    """What a service would say of the gateway's assertion on the call the echo upstream received."""
+    from common.assertion import GatewayAssertion, scope_path
+
+    headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in seen["headers"]]
+    return GatewayAssertion(key).refusal(method or seen["method"], scope_path({"raw_path": seen["raw_path"].encode(
+        "latin-1")}), seen["query"].encode("latin-1"), headers)
+
+
+async def test_the_edge_adds_the_gateways_assertion_bound_to_the_call(edge):
+    """A call the edge passes on carries one `X-OneNet-Assertion`, the edge's own (a caller's copy is replaced),
+    which a service takes for this method, path, query and token only (ADR 0013)."""
+    x = edge
+    forged = "v1.1700000000." + "0" * 64
+    r = await x.client.post(f"{ECHO}?page=2&q=%E5%B9%B8", json={"q": 1},
+                            headers=x.h("community-xf", **{"X-OneNet-Assertion": forged}))
+    assert r.status_code == 200, r.text
+    seen = r.json()
+    values = [v for k, v in seen["headers"] if k == "x-onenet-assertion"]
+    assert len(values) == 1 and values[0] != forged, values
+    assert re.fullmatch(r"v1\.\d{10}\.[0-9a-f]{64}", values[0]), values
+    assert _assertion_refusal(seen) is None
+    assert _assertion_refusal(seen, method="DELETE") == "invalid"
+    assert _assertion_refusal({**seen, "query": "page=3"}) == "invalid"
+    assert _assertion_refusal({**seen, "raw_path": "/matching/v1/other"}) == "invalid"
+    other_token = [[k, "Bearer x" if k == "authorization" else v] for k, v in seen["headers"]]
+    assert _assertion_refusal({**seen, "headers": other_token}) == "invalid"
+    assert _assertion_refusal(seen, key="another-upstreams-key-0001") == "invalid"
+
+
 async def test_the_upstream_gets_the_path_the_edge_decided_on_and_logged(edge):
     """A request target nginx normalises (dot segments, an encoded slash) is either left to the gateway or sent
     upstream as the path the edge decided on and logged."""
@@ -316,6 +350,7 @@ async def test_the_upstream_gets_the_path_the_edge_decided_on_and_logged(edge):
         assert status == 200, body
         row = (await _wait_log(x, log_before + 1))[-1]
         assert json.loads(body)["path"] == row.path, (target, row.path)
+        assert _assertion_refusal(json.loads(body)) is None  # signed for the path sent, as the service reads it
 
 
 # ---- revocation -----------------------------------------------------------------------------------------------
@@ -441,7 +476,7 @@ async def test_the_member_rate_limit_is_kept_at_the_edge_in_memory(edge):
 @pytest.fixture
 def redis_prefix():
     if not REDIS_URL:
-        pytest.skip("Redis not configured (set ONENET_TEST_REDIS_URL)")
+        missing("redis", "Redis not configured (set ONENET_TEST_REDIS_URL)")
     prefix = f"onenet:rl:edge-{uuid.uuid4().hex[:12]}:"
     yield prefix
     import redis
@@ -626,7 +661,7 @@ def test_a_secret_nginx_could_misread_is_refused_with_the_settings_name():
     assert "edge_secret" in str(err.value)
     runtime = find_runtime()
     if isinstance(runtime, str):
-        pytest.skip(runtime)
+        missing("edge", runtime)
     with pytest.raises(ValueError, match="ONENET_EDGE_SECRET"):
         render(GatewaySettings(), runtime, listen="127.0.0.1:1", control_port=2, gateway="http://127.0.0.1:3",
                secret='edge$secret"12345678', prefix=Path("/tmp"))
@@ -640,7 +675,7 @@ def test_a_setting_that_would_end_the_lua_string_leaves_the_configuration_valid(
 
     runtime = find_runtime()
     if isinstance(runtime, str):
-        pytest.skip(runtime)
+        missing("edge", runtime)
     settings = GatewaySettings(redis_url="redis://127.0.0.1:6379/15", redis_prefix="odd]==]prefix:")
     conf = render(settings, runtime, listen=f"127.0.0.1:{_free_port()}", control_port=_free_port(),
                   gateway="http://127.0.0.1:1", secret=secrets.token_urlsafe(24), prefix=tmp_path)

@@ -45,12 +45,11 @@ async def platform(db_url, tmp_path, backend, gateway_keys_dir, sqlite_template,
 
 
 async def _seed(app):
-    from common.clock import utcnow
     from gateway.exchange.models import Grant
     from gateway.identity.tokens import hash_secret
     from gateway.members.models import Member, User
 
-    now = utcnow()
+    now = app.state.clock.now()
     async with app.state.db.session() as s, s.begin():
         s.add(Member(code="portal", name="居民端", kind="app", role="system", scopes=[], secret_hash=None,
                      status="active", created_at=now))

@@ -5,11 +5,12 @@ import os
 import uuid
 
 import pytest
+from tests.components import needs
 
 from gateway.ratelimit import MemoryBuckets, RedisBuckets
 
 REDIS_URL = os.environ.get("ONENET_TEST_REDIS_URL")
-needs_redis = pytest.mark.skipif(not REDIS_URL, reason="Redis not configured (set ONENET_TEST_REDIS_URL)")
+needs_redis = needs("redis", bool(REDIS_URL), "Redis not configured (set ONENET_TEST_REDIS_URL)")
 ID = "110105194703210823"
 
 

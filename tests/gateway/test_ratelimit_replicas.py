@@ -11,9 +11,10 @@ from types import SimpleNamespace
 
 import httpx
 import pytest
+from tests.components import needs
 
 REDIS_URL = os.environ.get("ONENET_TEST_REDIS_URL")
-needs_redis = pytest.mark.skipif(not REDIS_URL, reason="Redis not configured (set ONENET_TEST_REDIS_URL)")
+needs_redis = needs("redis", bool(REDIS_URL), "Redis not configured (set ONENET_TEST_REDIS_URL)")
 
 ID = "110105194703210823"
 BURST = 6

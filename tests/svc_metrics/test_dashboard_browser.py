@@ -11,11 +11,12 @@ import pytest
 
 from tests.svc_metrics.conftest import C1
 from tests.svc_metrics.test_dashboard import feed, fmt
+from tests.components import needs
 
 CHROMIUM = os.environ.get("ONENET_TEST_CHROMIUM", "/usr/bin/chromium")
 # playwright gives each launch a fresh, temporary user-data-dir; no background traffic on a closed network
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run"]
-pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"no Chromium at {CHROMIUM}")
+pytestmark = needs("browser", os.path.exists(CHROMIUM), f"no Chromium at {CHROMIUM}")
 
 
 def free_port() -> int:

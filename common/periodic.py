@@ -1,0 +1,97 @@
+"""Periodic background work: one loop for every job a service runs on a timer.
+
+A job is an async function of no arguments. `run_periodically` calls it every `interval` seconds (with jitter, so
+replicas started together do not run in step) until `stop` is set, and never lets a failure pass silently: each
+one is logged with its traceback and counted in `/metrics`, and the loop goes on (backing off when failures
+repeat). The job's return value steers the loop: `AGAIN` runs it once more at once (a batch came back full),
+`DONE` ends the loop (the work is finished), anything else waits for the next interval.
+"""
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+import random
+from collections.abc import Awaitable, Callable
+
+from prometheus_client import Counter, Gauge
+
+log = logging.getLogger("onenet.periodic")
+
+RUNS = Counter("onenet_background_runs_total", "Runs of a periodic background job, by outcome", ["job", "outcome"])
+LAST_SUCCESS = Gauge("onenet_background_last_success_seconds",
+                     "Unix time of the job's last successful run", ["job"])
+
+
+class Next(enum.Enum):
+    AGAIN = "again"  # run again without waiting
+    DONE = "done"    # stop: nothing left to do
+
+
+AGAIN, DONE = Next.AGAIN, Next.DONE
+
+
+async def _wait(stop: asyncio.Event, wake: asyncio.Event | None, seconds: float) -> bool:
+    """Sleep up to `seconds`, ending early when `wake` is set; True when `stop` was set meanwhile."""
+    if stop.is_set():
+        return True
+    waiters = [asyncio.ensure_future(stop.wait())]
+    if wake is not None:
+        waiters.append(asyncio.ensure_future(wake.wait()))
+    try:
+        await asyncio.wait(waiters, timeout=max(0.0, seconds), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for w in waiters:
+            w.cancel()
+    if wake is not None:
+        wake.clear()
+    return stop.is_set()
+
+
+async def run_periodically(job: str, work: Callable[[], Awaitable[object]], stop: asyncio.Event, *,
+                           interval: float, jitter: float = 0.1, run_first: bool = True,
+                           max_backoff: float | None = None, wake: asyncio.Event | None = None,
+                           attempts: int | None = None) -> None:
+    """Run `work` every `interval` seconds until `stop` is set.
+
+    - `jitter`: each wait is `interval` × a random factor in [1 − jitter, 1 + jitter].
+    - `run_first`: run at once, else only after the first interval.
+    - `max_backoff`: after consecutive failures the wait doubles from `interval` up to this (default: no backoff).
+    - `wake`: an event that cuts a wait short (work was queued).
+    - `attempts`: end after this many runs (a start-up task retried until it succeeds); None runs forever.
+    An `interval` ≤ 0 disables the job.
+    """
+    if interval <= 0:
+        return
+    failures = runs = 0
+    if not run_first and await _wait(stop, None, _jittered(interval, jitter)):
+        return
+    while not stop.is_set():
+        runs += 1
+        try:
+            outcome = await work()
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # noqa: BLE001 - logged and counted; the next run tries again
+            failures += 1
+            RUNS.labels(job, "failed").inc()
+            log.exception("background job %s failed", job, extra={"job": job, "failures": failures})
+            outcome = None
+        else:
+            failures = 0
+            RUNS.labels(job, "ok").inc()
+            LAST_SUCCESS.labels(job).set_to_current_time()  # for the scraper, on the host's time
+        if outcome is DONE or (attempts is not None and runs >= attempts):
+            return
+        if outcome is AGAIN and not failures:
+            await asyncio.sleep(0)  # let the loop breathe between full batches
+            continue
+        wait = interval
+        if failures and max_backoff is not None:
+            wait = min(max_backoff, interval * 2 ** (failures - 1))
+        if await _wait(stop, wake, _jittered(wait, jitter)):
+            return
+
+
+def _jittered(seconds: float, jitter: float) -> float:
+    return seconds * (1 + random.uniform(-jitter, jitter)) if jitter else seconds
