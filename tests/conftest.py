@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack
@@ -18,6 +17,7 @@ import pytest
 from common.assertion import AssertionAuth, GatewayAssertion
 from common.auth import TokenVerifier
 from common.keys import SigningKey, jwks_document
+from common.clock import Clock
 from tests.components import check_marks, missing, required
 
 # Hundreds of apps start in one test process: a full collection at each start-up would cost the suite about a
@@ -62,7 +62,7 @@ def jwks(signing_key) -> dict:
 def make_token(signing_key) -> Callable[..., str]:
     def _make(role: str = "ops", *, user: str = "u-test", member: str = "app-test", scopes=(),
               acting_for: str | None = None, ttl: int = 300, key: SigningKey | None = None, **extra: Any) -> str:
-        now = int(time.time())
+        now = int(Clock().timestamp())  # tokens live on real time (common/clock.py)
         claims = {"iss": ISSUER, "aud": AUDIENCE, "sub": user, "member": member, "role": role,
                   "scopes": list(scopes), "iat": now, "exp": now + ttl, "jti": uuid.uuid4().hex, **extra}
         if acting_for:

@@ -42,6 +42,7 @@ from sqlalchemy import select
 
 from common.clock import FrozenClock
 from common.dataplane import PlaneHttpProtocol
+from common.clock import Clock
 from tests.conftest import TEST_ASSERTION_KEY, gateway_auth
 from tests.gateway.conftest import member_headers, START, _seed, fresh_gateway_db_and_emulators, serve_in_process
 from tests.components import missing
@@ -747,7 +748,7 @@ async def test_decide_lets_the_edge_answer_only_full_grants_of_live_members(exch
                             headers=x.h("community-xf"))
     assert r.status_code == 201 and r.json()["status"] == "approved"
     token = x.h("community-xf")["Authorization"]
-    left = jwt.decode(token[7:], options={"verify_signature": False})["exp"] - time.time()
+    left = jwt.decode(token[7:], options={"verify_signature": False})["exp"] - Clock().timestamp()
     d = await decide(None, token=token)
     assert d["mode"] == "edge", d
     assert left - 5 < d["ttl"] <= left + 0.5, (d, left)  # the token's remaining life, not more

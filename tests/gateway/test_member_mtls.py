@@ -7,12 +7,13 @@ import asyncio
 import contextlib
 import shutil
 import ssl
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 from types import SimpleNamespace
 from urllib.parse import quote
 
 import httpx
 import pytest
+from common.clock import Clock
 import uvicorn
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -30,7 +31,7 @@ def _name(cn: str) -> x509.Name:
 
 
 def _cert(cn: str, issuer_key, issuer_name, key, *, ca: bool = False, server: bool = False) -> x509.Certificate:
-    now = datetime.now(timezone.utc)
+    now = Clock().now()  # TLS checks validity against real time
     b = (x509.CertificateBuilder().subject_name(_name(cn)).issuer_name(issuer_name).public_key(key.public_key())
          .serial_number(x509.random_serial_number()).not_valid_before(now - timedelta(days=1))
          .not_valid_after(now + timedelta(days=30))

@@ -7,6 +7,7 @@ import asyncio
 from collections import Counter
 
 import pytest
+from common.clock import Clock
 from sqlalchemy import func, select
 
 from svc_services.base import IdempotencyRecord, OutboxEvent
@@ -451,7 +452,6 @@ async def test_postgres_key_stored_before_the_batch_is_replayed_and_the_rest_wri
     batch, none of them redone by the slow path."""
     if backend != "postgresql":
         pytest.skip("PostgreSQL's one-statement batch")
-    from datetime import datetime, timezone
 
     from sqlalchemy import create_engine
 
@@ -465,7 +465,7 @@ async def test_postgres_key_stored_before_the_batch_is_replayed_and_the_rest_wri
             c.execute(IdempotencyRecord.__table__.insert(), {
                 "caller": batch[0].principal.caller, "key": "race", "request_hash": batch[0].fingerprint,
                 "status_code": 201, "response_body": '{"id": "written-elsewhere"}',
-                "created_at": datetime.now(timezone.utc)})
+                "created_at": Clock().now()})
         writer._write = real
         return real(batch)
 
@@ -494,7 +494,6 @@ async def test_postgres_key_stored_meanwhile_fails_the_batch_whole_and_replays(r
     if backend != "postgresql":
         pytest.skip("SQLite's batch holds the write lock from its lookup to its commit")
     import threading
-    from datetime import datetime, timezone
 
     from sqlalchemy import create_engine
 
@@ -509,7 +508,7 @@ async def test_postgres_key_stored_meanwhile_fails_the_batch_whole_and_replays(r
         conn.execute(IdempotencyRecord.__table__.insert(), {
             "caller": batch[0].principal.caller, "key": "race", "request_hash": batch[0].fingerprint,
             "status_code": 201, "response_body": '{"id": "written-elsewhere"}',
-            "created_at": datetime.now(timezone.utc)})
+            "created_at": Clock().now()})
         threading.Timer(0.3, lambda: (tx.commit(), conn.close())).start()
         return real(batch)
 
