@@ -7,9 +7,10 @@ from fastapi import APIRouter, Depends, FastAPI, Header, Query, Request
 from sqlalchemy import select
 
 from common.auth import Principal, get_principal, require_roles
-from common.clock import Clock
+from common.clock import Clock, get_clock
 from common.errors import Problem
 from common.pagination import Page, PageParams, encode_cursor
+from common.periodic import run_periodically
 from svc_matching.offers import service
 from svc_matching.offers.models import Offer
 from svc_matching.offers.schemas import BatchRequest, CompleteBody, DeclineBody, OfferOut
@@ -18,10 +19,6 @@ from svc_matching.people.service import NEED_ROLES, get_need
 log = logging.getLogger("onenet.matching")
 router = APIRouter(prefix="/matching/v1", tags=["matching 匹配与派单"])
 MATCH_ROLES = ("community_staff", "street_staff", "dept_staff", "ops", "system")
-
-
-def _now(request: Request):
-    return getattr(request.app.state, "clock", Clock()).now()
 
 
 def _settings(request: Request):
@@ -41,18 +38,20 @@ async def need_candidates(need_id: str, request: Request, k: int = Query(5, ge=1
 
 
 @router.post("/needs/{need_id}/match", status_code=201, summary="匹配并派单 Match one need and offer it")
-async def match_need(need_id: str, request: Request, principal: Principal = Depends(require_roles(*MATCH_ROLES))):
+async def match_need(need_id: str, request: Request, principal: Principal = Depends(require_roles(*MATCH_ROLES)),
+                     clock: Clock = Depends(get_clock)):
     async with request.app.state.db.session() as session, session.begin():
         need = await get_need(session, principal, need_id)
-        proposal, offer, found = await service.match_one(session, need, _now(request), _settings(request))
+        proposal, offer, found = await service.match_one(session, need, clock.now(), _settings(request))
         return {"proposal_id": proposal.id, "need_status": need.status, "offer": _offer_body(offer), **found}
 
 
 @router.post("/match/batch", summary="批量最优匹配 Batch-optimal matching of open needs")
 async def match_batch(body: BatchRequest, request: Request,
-                      principal: Principal = Depends(require_roles(*MATCH_ROLES))):
+                      principal: Principal = Depends(require_roles(*MATCH_ROLES)),
+                      clock: Clock = Depends(get_clock)):
     async with request.app.state.db.session() as session, session.begin():
-        out = await service.match_batch(session, principal, body.need_ids, body.place_code, _now(request),
+        out = await service.match_batch(session, principal, body.need_ids, body.place_code, clock.now(),
                                         _settings(request))
         return {**out, "offers": [_offer_body(o) for o in out["offers"]]}
 
@@ -88,10 +87,10 @@ async def list_offers(request: Request, need_id: str | None = None, provider_id:
 
 @router.post("/offers/{offer_id}/accept", response_model=OfferOut, summary="接单 Accept an offer")
 async def accept(offer_id: str, request: Request, principal: Principal = Depends(get_principal),
-                 if_match: str | None = Header(None, alias="If-Match")):
+                 if_match: str | None = Header(None, alias="If-Match"), clock: Clock = Depends(get_clock)):
     async with request.app.state.db.session() as session, session.begin():
         offer = await service.get_offer(session, offer_id)
-        accepted = await service.accept(session, principal, offer, _now(request), _settings(request), if_match)
+        accepted = await service.accept(session, principal, offer, clock.now(), _settings(request), if_match)
     if not accepted:  # the expiry (and the move to the next candidate) is committed; the answer is too late
         raise Problem(409, "offer.expired", ("该派单已超时，已转派下一位服务方", "The offer expired and moved on"))
     return OfferOut.model_validate(offer)
@@ -99,39 +98,38 @@ async def accept(offer_id: str, request: Request, principal: Principal = Depends
 
 @router.post("/offers/{offer_id}/decline", summary="退单 Decline an offer (moves to the next candidate)")
 async def decline(offer_id: str, request: Request, body: DeclineBody | None = None,
-                  principal: Principal = Depends(get_principal), if_match: str | None = Header(None, alias="If-Match")):
+                  principal: Principal = Depends(get_principal), if_match: str | None = Header(None, alias="If-Match"),
+                  clock: Clock = Depends(get_clock)):
     async with request.app.state.db.session() as session, session.begin():
         offer = await service.get_offer(session, offer_id)
-        nxt = await service.decline(session, principal, offer, body.reason if body else None, _now(request),
+        nxt = await service.decline(session, principal, offer, body.reason if body else None, clock.now(),
                                     _settings(request), if_match)
         return {"offer": _offer_body(offer), "next_offer": _offer_body(nxt)}
 
 
 @router.post("/offers/{offer_id}/complete", response_model=OfferOut, summary="确认服务完成 Confirm completion")
 async def complete(offer_id: str, body: CompleteBody, request: Request,
-                   principal: Principal = Depends(get_principal), if_match: str | None = Header(None, alias="If-Match")):
+                   principal: Principal = Depends(get_principal), if_match: str | None = Header(None, alias="If-Match"),
+                   clock: Clock = Depends(get_clock)):
     async with request.app.state.db.session() as session, session.begin():
         offer = await service.get_offer(session, offer_id)
-        await service.complete(session, principal, offer, body.hours, body.rating, _now(request), if_match)
+        await service.complete(session, principal, offer, body.hours, body.rating, clock.now(), if_match)
         return OfferOut.model_validate(offer)
 
 
 @router.post("/offers/expire", summary="处理超时派单 Expire overdue offers now")
-async def expire(request: Request, principal: Principal = Depends(require_roles("ops", "system"))):
+async def expire(request: Request, principal: Principal = Depends(require_roles("ops", "system")),
+                 clock: Clock = Depends(get_clock)):
     async with request.app.state.db.session() as session, session.begin():
-        return {"expired": await service.expire_due(session, _now(request), _settings(request))}
+        return {"expired": await service.expire_due(session, clock.now(), _settings(request))}
 
 
 async def offer_sweeper(app: FastAPI, stop: asyncio.Event) -> None:
     """Background job: expire overdue offers and move them on, every `offer_sweep_seconds`."""
     settings = app.state.settings
-    while not stop.is_set():
-        try:
-            async with app.state.db.session() as session, session.begin():
-                await service.expire_due(session, getattr(app.state, "clock", Clock()).now(), settings)
-        except Exception:  # noqa: BLE001 - keep sweeping through database hiccups
-            log.exception("offer sweep failed")
-        try:
-            await asyncio.wait_for(stop.wait(), timeout=settings.offer_sweep_seconds)
-        except asyncio.TimeoutError:
-            pass
+
+    async def sweep() -> None:
+        async with app.state.db.session() as session, session.begin():
+            await service.expire_due(session, app.state.clock.now(), settings)
+
+    await run_periodically("svc_matching/offer-sweep", sweep, stop, interval=settings.offer_sweep_seconds)
