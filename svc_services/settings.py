@@ -38,6 +38,10 @@ class ServicesSettings(ServiceSettings):
     # Open311 public reads leave out requests of these categories entirely (PIPL sensitive personal information:
     # health, disability, counselling); they can still be submitted through Open311 and read with a token.
     open311_hidden_categories: list[str] = ["health", "disability", "counselling"]
+    # The platform's address as clients reach it (the gateway's public URL, e.g. https://onenet.example.gov.cn):
+    # Open311 discovery advertises it, never the address a call arrived at, which is svc_services' own port
+    # behind the gateway or a Host header the caller chose. Unset: gateway_url.
+    public_url: str | None = None
     # Where dispatch recommendations come from: svc_matching directly, or through the gateway (default).
     matching_url: str | None = None
     matching_timeout_seconds: float = Field(default=3.0, gt=0)

@@ -184,6 +184,9 @@ http {{
     uwsgi_temp_path {prefix}/uwsgi;
     scgi_temp_path {prefix}/scgi;
     server_tokens off;
+    # nginx's own redirects (`/matching` → `/matching/` for a `location /matching/`) carry a relative Location:
+    # an absolute one is built from the caller's Host header (issue 23, finding 11)
+    absolute_redirect off;
     keepalive_requests 100000;
     log_format onenet_edge escape=json '{{"time":"$time_iso8601","service":"gateway-edge","level":"INFO",'
         '"logger":"onenet.access","request_id":"$edge_request_id","traceparent":"$edge_traceparent",'

@@ -92,7 +92,8 @@ def _db(request: Request):
 @router.get("/discovery.{fmt}", summary="Open311 discovery")
 async def discovery(fmt: str, request: Request) -> Response:
     async def work(fmt: str) -> Response:
-        base = str(request.base_url).rstrip("/") + "/open311/v2/"
+        settings = request.app.state.settings
+        base = (settings.public_url or settings.gateway_url).rstrip("/") + "/open311/v2/"
         body = {"changeset": "2026-03-01T00:00:00+00:00", "contact": "社区一网通办平台运维（见 /docs）",
                 "key_service": "api_key = 由网关签发的访问令牌（POST /auth/v1/token） / a gateway-issued access token",
                 "endpoints": [{"specification": o311.SPEC_URL, "url": base, "changeset": "2026-03-01T00:00:00+00:00",
