@@ -179,6 +179,7 @@ _PYDANTIC_MESSAGES: dict[str, tuple[str, str]] = {
     "int_from_float": ("应为整数", "Must be an integer"),
     "float_type": ("应为数字", "Must be a number"),
     "float_parsing": ("应为数字", "Must be a number"),
+    "finite_number": ("应为有限的数值", "Must be a finite number"),
     "bool_type": ("应为布尔值", "Must be a boolean"),
     "bool_parsing": ("应为布尔值", "Must be a boolean"),
     "greater_than": ("数值过小", "Value too small"),

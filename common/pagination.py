@@ -12,6 +12,10 @@ from common.errors import invalid
 
 T = TypeVar("T")
 MAX_LIMIT = 200
+# What we issue is a few short keys; a longer cursor is not one of ours (and would only cost parsing).
+MAX_CURSOR_CHARS = 1024
+# Integer keys are database integers (BIGINT at most).
+_INT64 = range(-2 ** 63, 2 ** 63)
 
 
 class Page(BaseModel, Generic[T]):
@@ -37,10 +41,10 @@ def decode_cursor(cursor: str | None) -> list[Any] | None:
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
         values = json.loads(base64.urlsafe_b64decode(padded.encode()))
-    except (ValueError, json.JSONDecodeError):
+    except (ValueError, RecursionError):  # RecursionError: arrays nested deeper than the parser goes
         raise _bad_cursor() from None
     if (not isinstance(values, list) or not 1 <= len(values) <= 4
-            or not all(isinstance(v, (str, int)) and not isinstance(v, bool) for v in values)):
+            or not all(isinstance(v, str) or (type(v) is int and v in _INT64) for v in values)):
         raise _bad_cursor()
     return values
 
@@ -60,7 +64,8 @@ def cursor_key(cursor: str | None, kind: type = str) -> Any:
 
 class PageParams:
     def __init__(self, limit: int = Query(50, ge=1, le=MAX_LIMIT, description="每页条数 (≤ 200)"),
-                 cursor: str | None = Query(None, description="上一页返回的 next_cursor")) -> None:
+                 cursor: str | None = Query(None, max_length=MAX_CURSOR_CHARS,
+                                            description="上一页返回的 next_cursor")) -> None:
         self.limit = limit
         self.cursor = cursor
         self.after = decode_cursor(cursor)

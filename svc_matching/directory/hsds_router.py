@@ -2,12 +2,12 @@
 from __future__ import annotations
 
 import math
-from datetime import datetime
 
 from fastapi import APIRouter, Depends, Query, Request
 from sqlalchemy import func, or_, select
 
 from common.auth import Principal, get_principal
+from common.validators import Instant
 from svc_matching.directory import hsds, service
 from svc_matching.directory.models import Location, Organization, Service, ServiceAttribute, TaxonomyTerm
 
@@ -40,7 +40,7 @@ async def root(principal: Principal = Depends(get_principal)):
 @router.get("/services", summary="服务列表 (HSDS)")
 async def services(request: Request, page: HsdsPage = Depends(), search: str | None = None,
                    taxonomy_term_id: str | None = None, organization_id: str | None = None,
-                   modified_after: datetime | None = None, full: bool = False,
+                   modified_after: Instant | None = None, full: bool = False,
                    principal: Principal = Depends(get_principal)):
     stmt = select(Service).order_by(Service.id)
     if search:

@@ -61,12 +61,20 @@ def local_today(now: datetime) -> date:
     return now.astimezone(SHANGHAI).date()
 
 
+# Years a period may name: the platform has no data before 2000, and Python's dates (with the trailing periods
+# before one and the UTC offset of its first day) end short of year 1 and past 9999.
+MIN_YEAR, MAX_YEAR = 2000, 2999
+
+
 def parse(value: str | None, now: datetime, *, default_kind: str = "month") -> Period:
     if not value:
         return of(default_kind, local_today(now))
     v = value.strip()
     if v in ("day", "week", "month", "quarter", "year"):
         return of(v, local_today(now))
+    if (m := re.match(r"(\d{4})(?:-|$)", v)) and not MIN_YEAR <= int(m[1]) <= MAX_YEAR:
+        raise invalid("period", "period.out_of_range", f"统计周期的年份应在 {MIN_YEAR}–{MAX_YEAR} 之间",
+                      f"A period's year is between {MIN_YEAR} and {MAX_YEAR}", where="query")
     try:
         if m := re.fullmatch(r"(\d{4})-(\d{2})-(\d{2})", v):
             return of("day", date(int(m[1]), int(m[2]), int(m[3])))

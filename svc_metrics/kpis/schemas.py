@@ -4,11 +4,14 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from common.validators import FiniteFloat
+
 
 class TargetOverrideIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    value: float
+    value: FiniteFloat = Field(description="目标值，在该指标单位的合理范围内（百分比 0–100 等） "
+                                           "The target, within its unit's range (0–100 for a percentage, …)")
     source: str = Field(min_length=1, max_length=100, description="依据（文件、会议纪要等） Where the target comes from")
     note: str | None = Field(default=None, max_length=300)
 

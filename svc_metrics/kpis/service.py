@@ -97,10 +97,27 @@ async def evaluate_all(session: AsyncSession, period: Period, f: Filters, now: d
     return await engine.evaluate_many(session, defs, period, f, now, ovr)
 
 
+# What a target can sensibly be, by the indicator's unit: rates are percentages, durations and counts are not
+# negative (and no target is more than a year away), satisfaction scores are ratings of 1–5.
+TARGET_RANGES: dict[str, tuple[float, float]] = {
+    "%": (0.0, 100.0), "h": (0.0, 365 * 24.0), "min": (0.0, 365 * 24 * 60.0), "个": (0.0, 1_000_000.0),
+    "分": (1.0, 5.0),
+}
+
+
+def check_target(d: KpiDefinition, value: float) -> None:
+    low, high = TARGET_RANGES.get(d.unit, (0.0, 1_000_000.0))
+    if not low <= value <= high:
+        raise invalid("value", "target.out_of_range",
+                      f"指标“{d.name_zh}”（单位 {d.unit}）的目标值应在 {low:.0f}–{high:.0f} 之间",
+                      f"A target for {d.name_en} ({d.unit}) is between {low:.0f} and {high:.0f}")
+
+
 async def set_override(session: AsyncSession, principal: Principal, code: str, scope: str, value: float,
                        source: str, note: str | None, now: datetime) -> TargetOverride:
-    await definition(session, code)
+    d = await definition(session, code)
     scope = check_scope(principal, scope)
+    check_target(d, value)
     row = (await session.execute(select(TargetOverride).where(
         TargetOverride.code == code, TargetOverride.scope == scope))).scalar_one_or_none()
     if row is None:

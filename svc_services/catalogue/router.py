@@ -6,6 +6,7 @@ from common.auth import Principal, get_principal
 from common.clock import Clock
 from common.idempotency import request_fingerprint, run_idempotent
 from common.pagination import Page, PageParams, encode_cursor
+from common.validators import VersionNumber
 from svc_services.base import IdempotencyRecord
 from svc_services.catalogue import service
 from svc_services.catalogue.schemas import ItemCreate, ItemOut, ItemUpdate
@@ -43,7 +44,7 @@ async def list_items(request: Request, category: Category | None = None, channel
 
 
 @router.get("/{code}", response_model=ItemOut, summary="事项详情 Get an item (current or a given version)")
-async def get_item(code: str, request: Request, version: int | None = Query(None, ge=1),
+async def get_item(code: str, request: Request, version: VersionNumber | None = Query(None),
                    principal: Principal = Depends(get_principal)):
     async with request.app.state.db.session() as session:
         return service.to_out(*await service.get_item(session, code, version))

@@ -5,6 +5,7 @@ from datetime import datetime
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from common.validators import DivisionCodeStr
+from common.validators import VersionNumber
 from svc_services.codes import AttributeType, Category, Channel, MaterialSource, Tier
 
 CODE_PATTERN = r"^[A-Z0-9][A-Z0-9-]{1,31}$"
@@ -102,7 +103,7 @@ class ItemCreate(ItemContent):
 class ItemUpdate(ItemContent):
     """A full new version of the item's content; `version` is the current version the editor saw."""
 
-    version: int = Field(ge=1)
+    version: VersionNumber
 
 
 class ItemOut(BaseModel):

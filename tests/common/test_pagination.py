@@ -25,6 +25,19 @@ def test_bad_cursors_are_422_naming_the_field(cursor):
     assert [e["field"] for e in info.value.errors] == ["cursor"]
 
 
+def nested(depth: int) -> str:
+    return base64.urlsafe_b64encode(("[" * depth + "]" * depth).encode()).decode()
+
+
+# nested deeper than the JSON parser recurses (a RecursionError, once a 500), and integers no column holds
+@pytest.mark.parametrize("cursor", [nested(100_000), raw([2 ** 63]), raw([-(2 ** 63) - 1]), raw(["a", 10 ** 30])])
+def test_nested_and_oversized_cursors_are_422_naming_the_field(cursor):
+    with pytest.raises(Problem) as info:
+        decode_cursor(cursor)
+    assert info.value.status == 422
+    assert [e["field"] for e in info.value.errors] == ["cursor"]
+
+
 @pytest.mark.parametrize("cursor", [raw(["abc"]), raw(["12x"]), raw([str(10 ** 30)])])
 def test_integer_keys_refuse_what_is_not_one(cursor):
     with pytest.raises(Problem):
