@@ -341,7 +341,9 @@ def main(argv: list[str] | None = None) -> int:
                 ONENET_OUTBOX_RELAY_ENABLED="false", ONENET_LOG_LEVEL="WARNING" if args.quiet_logs else "INFO",
                 ONENET_CATALOGUE_FROM_OPENAPI="false",
                 ONENET_RATE_MEMBER_PER_SECOND="1000000", ONENET_RATE_MEMBER_BURST="1000000",
-                ONENET_RATE_USER_PER_SECOND="1000000", ONENET_RATE_USER_BURST="1000000")
+                ONENET_RATE_USER_PER_SECOND="1000000", ONENET_RATE_USER_BURST="1000000",
+                # the gateway's assertion on every forwarded call, as deployed (ADR 0013; the backend ignores it)
+                ONENET_GATEWAY_ASSERTION_KEY=secrets.token_urlsafe(32))
             edge_proc = None
             if edge:
                 # the gateway as deployed with its edge (ADR 0012): nginx + Lua in front, the gateway behind it

@@ -385,6 +385,11 @@ class Server:
         self.port = free_port()
         self.base = f"http://{HOST}:{self.port}"
         self.proc: subprocess.Popen | None = None
+        # svc_metrics answers only calls with the gateway's assertion (ADR 0013): the benchmark signs as it would
+        from common.assertion import AssertionAuth, GatewayAssertion
+
+        self.assertion_key = os.urandom(24).hex()
+        self.auth = AssertionAuth(GatewayAssertion(self.assertion_key))
 
     def token(self, role: str) -> dict[str, str]:
         import jwt
@@ -424,7 +429,7 @@ class Server:
         upgrade("svc_metrics", self.url)
         env = {**os.environ, "ONENET_DATABASE_URL": self.url, "ONENET_JWKS_FILE": str(self.dir / "jwks.json"),
                "ONENET_JWKS_URL": "", "ONENET_GAUGE_REFRESH_SECONDS": "0", "ONENET_WARNING_SCAN_SECONDS": "0",
-               "ONENET_LOG_LEVEL": "WARNING"}
+               "ONENET_LOG_LEVEL": "WARNING", "ONENET_GATEWAY_ASSERTION_KEY": self.assertion_key}
         cmd = [sys.executable, "-m", "uvicorn", "svc_metrics.app:create_app", "--factory", "--host", HOST,
                "--port", str(self.port), "--loop", "uvloop", "--http", "httptools", "--no-access-log",
                "--log-level", "warning"]
@@ -498,7 +503,7 @@ async def ingest(server: Server, bodies: list[bytes], n_events: int, connections
                 progress()
 
     limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
-    async with httpx.AsyncClient(base_url=server.base, timeout=None, limits=limits) as client:
+    async with httpx.AsyncClient(base_url=server.base, timeout=None, limits=limits, auth=server.auth) as client:
         t0, cpu0 = time.perf_counter(), server.cpu_seconds()
         mark.update(t=t0, cpu=cpu0)
         await asyncio.gather(*(worker(client) for _ in range(connections)))
@@ -546,7 +551,7 @@ async def queries(server: Server, n: int) -> dict[str, tuple[float, float]]:
     headers = server.token("ops")
     mix = query_mix(n)
     lat: dict[str, list[float]] = {"table": [], "single": []}
-    async with httpx.AsyncClient(base_url=server.base, timeout=None) as client:
+    async with httpx.AsyncClient(base_url=server.base, timeout=None, auth=server.auth) as client:
         for path, params in mix[:10]:   # warm-up (connections, caches)
             await client.get(path, params=params, headers=headers)
         for path, params in mix:
@@ -572,7 +577,7 @@ async def rebuild_check(server: Server) -> bool:
               {"scope": GRIDS[42], "period": "2026-06"}, {"scope": "all", "period": "2026-05-12"},
               {"scope": "all", "period": "2026-Q2", "category": "grid_event"},
               {"scope": DISTRICT, "period": "2026-Q2", "group": "elderly"}]
-    async with httpx.AsyncClient(base_url=server.base, timeout=None) as client:
+    async with httpx.AsyncClient(base_url=server.base, timeout=None, auth=server.auth) as client:
         async def tables():
             return [(await client.get("/metrics/v1/kpis", params=p, headers=headers)).json()["items"] for p in probes]
         before = await tables()

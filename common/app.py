@@ -178,7 +178,8 @@ def create_service_app(
     install_error_handlers(app)
     if gateway_only:  # inside the observability middleware: a refusal has its request id, metrics, access line
         key = settings.gateway_assertion_key
-        app.state.gateway_assertion = GatewayAssertion(key) if key else None
+        app.state.gateway_assertion = (GatewayAssertion(key, previous=settings.gateway_assertion_previous_key)
+                                       if key else None)
         if key is None:
             log.error("no gateway assertion key (ONENET_GATEWAY_ASSERTION_KEY): every call but /healthz, /readyz "
                       "and /metrics is refused")

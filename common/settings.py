@@ -6,15 +6,17 @@ launcher gives each child process its own environment, so `ONENET_DATABASE_URL` 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field
+from pydantic import Field, StringConstraints
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ONE_MIB = 1024 * 1024
 
 
 PlanCacheMode = Literal["auto", "force_custom_plan", "force_generic_plan"]
+# A gateway assertion key (docs/adr/0013): what secrets.token_urlsafe makes, at least 16 of its characters.
+AssertionKey = Annotated[str, StringConstraints(min_length=16, max_length=256, pattern=r"^[A-Za-z0-9_-]+$")]
 
 
 class ServiceSettings(BaseSettings):
@@ -56,3 +58,20 @@ class ServiceSettings(BaseSettings):
     client_secret: str | None = None
     # Base URL of the gateway for calls that must cross the exchange (department data, other services).
     gateway_url: str = "http://127.0.0.1:8000"
+    # The gateway's assertions (docs/adr/0013): the key calls to this service are checked with (a service answers
+    # only calls the gateway forwarded; without a key it answers none but /healthz, /readyz, /metrics). In the
+    # gateway: the key of every upstream that has none of its own (`GatewaySettings.assertion_key_*`).
+    # (the edge writes the gateway's keys into its nginx configuration, hence the alphabet)
+    gateway_assertion_key: AssertionKey | None = None
+    # also taken while the key is rotated (deploy/README.md): the key the gateway signed with until now
+    gateway_assertion_previous_key: AssertionKey | None = None
+    # The key the outbox relay signs its deliveries to `events_url` with (svc_metrics' own; this one when unset),
+    # and per feed prefix the key of its subscriber (ADR 0013: relays deliver straight to the service).
+    events_assertion_key: AssertionKey | None = None
+    outbox_subscriber_keys: dict[str, AssertionKey] = Field(default_factory=dict)
+
+    def events_key(self) -> str | None:
+        return self.events_assertion_key or self.gateway_assertion_key
+
+    def subscriber_key(self, prefix: str) -> str | None:
+        return self.outbox_subscriber_keys.get(prefix) or self.gateway_assertion_key

@@ -118,6 +118,24 @@ class Launcher:
             json.dump(creds, fh)
         return creds
 
+    def assertion_keys(self) -> dict[str, str]:
+        """Each service's key of the gateway's assertions (docs/adr/0013), one per process the gateway forwards
+        to: from `ONENET_<SERVICE>_GATEWAY_ASSERTION_KEY` when the deployment provides them, else generated once
+        into var/keys (mode 0600)."""
+        names = [s.name for s in ALL if s.name != "gateway"]
+        from_env = {n: os.environ.get(f"ONENET_{n.upper()}_GATEWAY_ASSERTION_KEY") for n in names}
+        if all(from_env.values()):
+            return {n: v for n, v in from_env.items() if v}
+        path = self.var / "keys" / "gateway_assertion_keys.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if path.exists():
+            return json.loads(path.read_text())
+        keys = {n: secrets.token_urlsafe(32) for n in names}
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            json.dump(keys, fh)
+        return keys
+
     def prepare(self) -> dict[str, str]:
         from common.keys import load_signing_keys
         from common.migrations import upgrade
@@ -128,6 +146,7 @@ class Launcher:
 
         FieldProtection.from_file(self.var / "keys" / "fields.json", create=True)  # svc_residents' field keys
         creds = self.credentials()
+        self.keys = self.assertion_keys()
         for spec in ALL:
             if spec.has_database:
                 upgrade(spec.name, self.database_url(spec.name))
@@ -159,13 +178,21 @@ class Launcher:
         if spec.name == "svc_residents":  # its requester-profile feed keeps svc_services' replica (ADR 0007)
             env["ONENET_OUTBOX_SUBSCRIBERS"] = json.dumps(
                 {"requester_profile.": f"{self.url('svc_services')}/services/v1/requester_profiles"})
+        # the gateway's assertions (ADR 0013): each service checks them with its own key; its outbox relays sign
+        # their deliveries with the key of the service they deliver to (svc_metrics, the feed's subscriber)
+        env["ONENET_EVENTS_ASSERTION_KEY"] = self.keys["svc_metrics"]
+        if spec.name == "svc_residents":
+            env["ONENET_OUTBOX_SUBSCRIBER_KEYS"] = json.dumps({"requester_profile.": self.keys["svc_services"]})
         if spec.name != "gateway":
             env["ONENET_CLIENT_ID"] = spec.name
             env["ONENET_CLIENT_SECRET"] = creds[spec.name]
+            env["ONENET_GATEWAY_ASSERTION_KEY"] = self.keys[spec.name]
         else:
             env["ONENET_KEYS_DIR"] = str(self.var / "keys" / "jwt")
+            env.pop("ONENET_GATEWAY_ASSERTION_KEY", None)  # every upstream has a key of its own
             for s in (*SERVICES, *(x for x in ALL if x.name == "departments")):
                 env[f"ONENET_UPSTREAM_{s.prefix.upper()}"] = self.url(s.name)
+                env[f"ONENET_ASSERTION_KEY_{s.prefix.upper()}"] = self.keys[s.name]
             if self.edge is not None:
                 env["ONENET_EDGE_SECRET"] = self.edge_secret
                 env["ONENET_EDGE_CONTROL_URL"] = f"http://127.0.0.1:{self.ports['edge_control']}/_edge/state"

@@ -4,7 +4,7 @@ from pathlib import Path
 
 from pydantic import Field
 
-from common.settings import ServiceSettings
+from common.settings import AssertionKey, ServiceSettings
 
 
 # How often each gateway re-reads revocations and grants (what other replicas changed) and pushes its edge's state.
@@ -68,6 +68,25 @@ class GatewaySettings(ServiceSettings):
     xroad_instance: str = "CN-ONENET"
     # The gateway issues the tokens; it has no relay-token of its own to fetch, and no JWKS URL to call.
     jwks_url: str | None = None
+
+    # Each upstream's assertion key (ADR 0013; `gateway_assertion_key` for one without its own).
+    assertion_key_services: AssertionKey | None = None
+    assertion_key_residents: AssertionKey | None = None
+    assertion_key_matching: AssertionKey | None = None
+    assertion_key_metrics: AssertionKey | None = None
+    assertion_key_departments: AssertionKey | None = None
+
+    def assertion_keys(self) -> dict[str, str | None]:
+        """Upstream name -> the key of the assertions the gateway adds to calls it forwards there."""
+        own = {"services": self.assertion_key_services, "residents": self.assertion_key_residents,
+               "matching": self.assertion_key_matching, "metrics": self.assertion_key_metrics,
+               "departments": self.assertion_key_departments}
+        keys = {name: key or self.gateway_assertion_key for name, key in own.items()}
+        keys["open311"] = keys["services"]
+        return keys
+
+    def events_key(self) -> str | None:
+        return self.events_assertion_key or self.assertion_keys()["metrics"]
 
     def upstreams(self) -> dict[str, str]:
         return {

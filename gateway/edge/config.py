@@ -78,6 +78,8 @@ def lua_settings(settings: GatewaySettings, *, secret: str, gateway: str) -> dic
         "breaker": {"failures": settings.breaker_failures, "reset_seconds": settings.breaker_reset_seconds},
         # the gateway pushes every REVOCATION_REFRESH_SECONDS (2 s); five missed pushes and the edge stops deciding
         "stale_after_seconds": 5 * REVOCATION_REFRESH_SECONDS,
+        # the upstreams' keys of the gateway's assertion on every call passed on (ADR 0013)
+        "assertion_keys": {n: k for n, k in settings.assertion_keys().items() if k and n != "open311"},
     }
     if settings.rate_limit_enabled:
         conf["rate"] = {"member_per_second": settings.rate_member_per_second,
@@ -130,6 +132,7 @@ def render(settings: GatewaySettings, runtime: Runtime, *, listen: str, control_
             proxy_set_header X-OneNet-User $edge_user;
             proxy_set_header X-OneNet-Service $edge_service;
             proxy_set_header X-OneNet-Resource $edge_resource;
+            proxy_set_header X-OneNet-Assertion $edge_assertion;
             proxy_set_header X-Forwarded-For $remote_addr;
 {clear_in}
             proxy_hide_header X-Request-Id;
@@ -214,6 +217,7 @@ http {{
         set $edge_owner "";
         set $edge_service "";
         set $edge_request_hash "";
+        set $edge_assertion "";
 
         error_page 413 = @too_large;
         location @too_large {{

@@ -7,6 +7,9 @@
 -- Anything the edge does not answer whole goes to the Python gateway unchanged (`@gateway`): refused or masked
 -- calls, calls before the gateway pushed its state, HEAD/OPTIONS, bodies that are not JSON.
 --
+-- Every call the edge passes on carries the gateway's assertion (`X-OneNet-Assertion`, HMAC-SHA256 with the
+-- upstream's key, common/assertion.py and ADR 0013): the services answer no call without one.
+--
 -- Cache validity: every decision carries the gateway's state generation; the gateway pushes a new generation
 -- (`PUT /_edge/state` on the control listener) before it answers a revocation, so a cached decision never
 -- outlives a revoked grant or member.
@@ -53,6 +56,58 @@ local function final_hex()
     hexbuf[2 * i + 1] = HEX[bit.band(b, 15)]
   end
   return ffi.string(hexbuf, 64)
+end
+
+-- ---- the gateway's assertion (common/assertion.py): HMAC-SHA256 over the call's parts, one per line --------
+-- The key's inner and outer pads are hashed once per worker; a call copies those states and adds its parts.
+local CTX_SIZE = ffi.sizeof("onenet_sha256_ctx")
+local pads = {}                -- per worker: service -> { inner = ctx, outer = ctx }
+local mac_ctx = ffi.new("onenet_sha256_ctx")
+local mac = ffi.new("unsigned char[32]")
+
+local function hmac_pads(key)
+  if #key > 64 then
+    C.SHA256_Init(sha)
+    C.SHA256_Update(sha, key, #key)
+    C.SHA256_Final(digest, sha)
+    key = ffi.string(digest, 32)
+  end
+  local inner, outer = {}, {}
+  for i = 1, 64 do
+    local b = i <= #key and key:byte(i) or 0
+    inner[i] = string.char(bit.bxor(b, 0x36))
+    outer[i] = string.char(bit.bxor(b, 0x5c))
+  end
+  local state = { inner = ffi.new("onenet_sha256_ctx"), outer = ffi.new("onenet_sha256_ctx") }
+  C.SHA256_Init(state.inner)
+  C.SHA256_Update(state.inner, table.concat(inner), 64)
+  C.SHA256_Init(state.outer)
+  C.SHA256_Update(state.outer, table.concat(outer), 64)
+  return state
+end
+
+local function add(part)
+  C.SHA256_Update(mac_ctx, part, #part)
+end
+
+-- `v1.<seconds>.<hex mac>` of method \n path \n query \n Authorization \n seconds \n request id
+local function assertion(service, method, path, query, authorization, rid)
+  local state = pads[service]
+  if not state then return "" end -- no key for it: the service refuses the call (and says why)
+  local ts = tostring(ngx.time())
+  ffi.copy(mac_ctx, state.inner, CTX_SIZE)
+  add(method) add("\n") add(path) add("\n") add(query or "") add("\n") add(authorization or "") add("\n")
+  add(ts) add("\n") add(rid)
+  C.SHA256_Final(mac, mac_ctx)
+  ffi.copy(mac_ctx, state.outer, CTX_SIZE)
+  C.SHA256_Update(mac_ctx, mac, 32)
+  C.SHA256_Final(mac, mac_ctx)
+  for i = 0, 31 do
+    local b = mac[i]
+    hexbuf[2 * i] = HEX[bit.rshift(b, 4)]
+    hexbuf[2 * i + 1] = HEX[bit.band(b, 15)]
+  end
+  return "v1." .. ts .. "." .. ffi.string(hexbuf, 64)
 end
 
 local function sha256_hex(s)
@@ -416,6 +471,8 @@ function M.access(service)
   if not allowed then
     return problem(v, "upstream_unavailable:" .. service, 503, nil, { ["Retry-After"] = tostring(retry) })
   end
+  -- every check passed: the gateway's word for it, bound to this call
+  var.edge_assertion = assertion(service, method, uri, var.args, auth, rid)
 end
 
 -- the call as access() left it, or (on an upstream error page) as its nginx variables say
@@ -568,6 +625,7 @@ function M.ship_soon()
 end
 
 function M.start_worker()
+  for service, key in pairs(conf.assertion_keys) do pads[service] = hmac_pads(key) end
   ngx.timer.every(conf.audit.flush_seconds, ship)
 end
 

@@ -25,6 +25,7 @@ import httpx
 from starlette.requests import Request
 from starlette.responses import Response
 
+from common.assertion import HEADER as ASSERTION_HEADER, HEADER_B as ASSERTION_B, AssertionAuth, GatewayAssertion
 from common.auth import Principal, TokenVerifier, principal_from_claims
 from common.context import request_id_var, traceparent_var
 from common.errors import Problem
@@ -39,7 +40,7 @@ HOP_BY_HOP = {
 }
 # Headers the gateway sets itself on the way in (a caller must not be able to forge them) or on the way out.
 GATEWAY_OWNED_IN = {"x-request-id", "traceparent", "tracestate", "x-onenet-client", "x-onenet-user",
-                    "x-onenet-service", "x-forwarded-for", "x-onenet-resource", *PROXY_HEADERS}
+                    "x-onenet-service", "x-forwarded-for", "x-onenet-resource", ASSERTION_HEADER, *PROXY_HEADERS}
 _DROP_IN = frozenset(h.encode() for h in HOP_BY_HOP | GATEWAY_OWNED_IN)
 STRIP_OUT = HOP_BY_HOP | {"x-request-id", "traceparent", "server", "date"}
 _STRIP_OUT_B = frozenset(h.encode() for h in STRIP_OUT)
@@ -57,8 +58,11 @@ class Upstream:
     """
 
     def __init__(self, name: str, base_url: str, *, timeout: float, retries: int, breaker: CircuitBreaker,
-                 transport: httpx.AsyncBaseTransport | None = None) -> None:
+                 transport: httpx.AsyncBaseTransport | None = None, assertion: GatewayAssertion | None = None) -> None:
         self.name = name
+        # the gateway's assertion on every call to this upstream (ADR 0013); `auth` signs the gateway's own calls
+        self.assertion = assertion
+        self.auth = AssertionAuth(assertion) if assertion is not None else None
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
         self.retries = retries
@@ -202,13 +206,19 @@ class Forwarder:
             raise unavailable_problem(service, _retry_after(upstream.breaker))
         idempotent = method in IDEMPOTENT
         out = []
+        authorization = None
         for k, v in headers:
             if k not in _DROP_IN:
                 out.append((k, v))
                 if k == b"idempotency-key" and method == "POST":
                     idempotent = True
+                elif k == b"authorization" and authorization is None:
+                    authorization = v
+        rid = (request_id_var.get() or "").encode("latin-1")
+        if upstream.assertion is not None:  # after every check of the gateway's: the call may go on
+            out.append((ASSERTION_B, upstream.assertion.sign(method, path.encode(), query, authorization, rid)))
         out += [
-            (b"x-request-id", (request_id_var.get() or "").encode("latin-1")),
+            (b"x-request-id", rid),
             (b"traceparent", child_traceparent(traceparent_var.get()).encode("latin-1")),
             (b"x-onenet-client", principal.member.encode()),
             (b"x-onenet-user", principal.user.encode()),

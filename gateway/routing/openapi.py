@@ -143,7 +143,7 @@ class AggregatedOpenAPI:
 
     async def _fetch(self, name: str, upstream: Upstream) -> tuple[str, dict[str, Any] | None]:
         try:
-            resp = await upstream.client.get("/openapi.json", timeout=3.0)
+            resp = await upstream.client.get("/openapi.json", timeout=3.0, auth=upstream.auth)
             if resp.status_code == 200:
                 return name, resp.json()
         except (httpx.HTTPError, ValueError):

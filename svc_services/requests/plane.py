@@ -55,6 +55,9 @@ class IntakePlane:
             return None
         if not 0 < int(length) <= app.state.settings.max_body_bytes or not json_body(media):
             return None  # the app's 413 / 415 problems
+        check = app.state.gateway_assertion
+        if check is None or check.refusal("POST", _PATH, parsed.query or b"", headers) is not None:
+            return None  # not forwarded by the gateway: the app refuses it (common.assertion, ADR 0013)
         return {"type": "http", "asgi": _ASGI, "http_version": "1.1", "method": "POST", "scheme": "http",
                 "path": PATH, "raw_path": _PATH, "root_path": "", "query_string": parsed.query or b"",
                 "headers": headers, "client": client, "server": None, "app": app, "state": {}}

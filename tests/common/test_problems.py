@@ -12,6 +12,7 @@ from common.errors import Problem
 from common.http_client import UpstreamTimeout, UpstreamUnavailable
 from common.i18n import EN, ZH, negotiate_language
 from common.settings import ServiceSettings
+from tests.conftest import gateway_auth
 
 router = APIRouter(prefix="/t/v1")
 
@@ -61,7 +62,7 @@ async def client(jwks):
                              verifier=TokenVerifier(settings, jwks=jwks))
     async with app.router.lifespan_context(app):
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app, raise_app_exceptions=False),
-                                     base_url="http://t") as c:
+                                     base_url="http://t", auth=gateway_auth()) as c:
             yield c
 
 

@@ -1,6 +1,7 @@
 """The real platform: `onenet up` on free loopback ports, driven through the gateway over HTTP."""
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -89,6 +90,27 @@ def test_every_service_refuses_calls_without_token(platform):
         r = httpx.get(f"http://127.0.0.1:{port}{path}")
         assert r.status_code == 401, (port, path, r.status_code, r.text)
         assert r.headers["content-type"].startswith("application/problem+json")
+
+
+def test_straight_at_a_service_a_valid_token_gains_nothing(platform):
+    """Around the gateway, a community worker's valid token is refused by every service and the department
+    emulators (401 not_through_gateway, ADR 0013); the same calls through the gateway are answered. Each
+    service has a key of its own, kept in var/keys readable by this user only."""
+    base, gw = platform["base"], platform["gw"]
+    h = _login(gw, "staff1")
+    for port, path in ((base + 1, "/services/v1/requests"), (base + 2, "/residents/v1/persons"),
+                       (base + 3, "/matching/v1/hsds/services"), (base + 4, "/metrics/v1/kpis?scope=110105001001"),
+                       (base + 5, "/departments/v1")):
+        r = httpx.get(f"http://127.0.0.1:{port}{path}", headers=h)
+        assert r.status_code == 401 and r.json()["code"] == "not_through_gateway", (port, path, r.text)
+        assert r.headers["content-type"].startswith("application/problem+json")
+        assert httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200
+    for path in ("/services/v1/requests", "/residents/v1/persons", "/matching/v1/hsds/services"):
+        r = httpx.get(f"{gw}{path}", headers=h)
+        assert r.status_code == 200, (path, r.text)
+    keys = platform["var"] / "keys" / "gateway_assertion_keys.json"
+    assert keys.stat().st_mode & 0o777 == 0o600
+    assert len(set(json.loads(keys.read_text()).values())) == 5
 
 
 def test_docs_show_every_service(platform):

@@ -1,5 +1,5 @@
 """The dashboard in headless Chromium (Debian's package): it loads, a scope is picked, the numbers match the API;
-directly, and through the gateway with the sign-in form (password grant → HttpOnly cookie the gateway accepts
+straight at svc_metrics (each request signed as the gateway would), and through the gateway with the sign-in form (password grant → HttpOnly cookie the gateway accepts
 for the dashboard's GETs only)."""
 from __future__ import annotations
 
@@ -17,6 +17,20 @@ CHROMIUM = os.environ.get("ONENET_TEST_CHROMIUM", "/usr/bin/chromium")
 # playwright gives each launch a fresh, temporary user-data-dir; no background traffic on a closed network
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run"]
 pytestmark = needs("browser", os.path.exists(CHROMIUM), f"no Chromium at {CHROMIUM}")
+
+
+async def _signed_as_the_gateway(route, request) -> None:
+    """Adds the gateway's assertion to each request of the browser (svc_metrics answers nothing else)."""
+    from urllib.parse import unquote_to_bytes, urlsplit
+
+    from common.assertion import GatewayAssertion
+    from tests.conftest import TEST_ASSERTION_KEY
+
+    url = urlsplit(request.url)
+    authorization = request.headers.get("authorization")
+    value = GatewayAssertion(TEST_ASSERTION_KEY).sign(request.method, unquote_to_bytes(url.path), url.query.encode(),
+                                                      authorization.encode() if authorization else None, None)
+    await route.continue_(headers={**request.headers, "x-onenet-assertion": value.decode()})
 
 
 def free_port() -> int:
@@ -42,6 +56,7 @@ async def test_dashboard_in_headless_chromium(client, ops, make_token, post):
             browser = await pw.chromium.launch(executable_path=CHROMIUM, headless=True,
                                                args=CHROMIUM_ARGS)
             page = await browser.new_page()
+            await page.route("**/*", _signed_as_the_gateway)  # straight at svc_metrics, as the gateway calls it
             await page.goto(f"{base}/metrics/v1/dashboard?period=2026-03")
             await page.click("details summary")   # the token field is the fallback to user name and password
             await page.fill("textarea[name=token]", make_token("evaluator", user="eval1"))

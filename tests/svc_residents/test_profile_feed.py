@@ -12,7 +12,7 @@ from sqlalchemy import select, update
 
 from common.clock import FrozenClock
 from common.outbox import FeedSender, OutboxRelay, TypeFilter
-from tests.conftest import start_service
+from tests.conftest import gateway_auth, start_service
 from tests.svc_residents.conftest import H, make_id
 
 PERSONS = "/residents/v1/persons"
@@ -182,7 +182,7 @@ async def test_feed_relay_delivers_in_order_retries_when_down_and_skips_metrics(
         return token
 
     plug = Switch(services.app)
-    sender = FeedSender(FEED_URL, provider, transport=plug)
+    sender = FeedSender(FEED_URL, provider, transport=plug, auth=gateway_auth())  # signed as the app's relay
     clock = FrozenClock(datetime.now(timezone.utc) + timedelta(minutes=5))  # ahead of the rows written below
     feed = OutboxRelay(db, OutboxEvent, source="svc_residents", send=sender, base_backoff=1, max_backoff=8,
                        clock=clock, types=TypeFilter(include=("requester_profile.",)))
@@ -266,7 +266,7 @@ async def test_feed_keeps_a_refused_update_pending_and_goes_on(seeded, auth, ser
     async def provider():
         return token
 
-    sender = FeedSender(FEED_URL, provider, transport=httpx.ASGITransport(app=services.app))
+    sender = FeedSender(FEED_URL, provider, transport=httpx.ASGITransport(app=services.app), auth=gateway_auth())
     feed = OutboxRelay(db, OutboxEvent, source="svc_residents", send=sender,
                        types=TypeFilter(include=("requester_profile.",)))
     assert await feed.run_once() == 1

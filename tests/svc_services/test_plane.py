@@ -8,6 +8,7 @@ import json
 import httpx
 
 from common.dataplane import plane_state
+from tests.conftest import gateway_auth
 from tests.gateway.conftest import serve_in_process
 from tests.svc_services.conftest import GRID1, RES1
 
@@ -28,7 +29,7 @@ async def test_submissions_answered_on_the_plane_errors_by_the_app(ready, auth):
     plane = app.state.intake_plane
     server, serving, port = await _served(app)
     try:
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as c:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", auth=gateway_auth()) as c:
             h = {**auth(**RES1), "Idempotency-Key": "kiosk-7", "X-Request-Id": "rid-plane-1",
                  "traceparent": f"00-{TRACE}-00f067aa0ba902b7-01"}
             r = await c.post("/services/v1/requests", json=BODY, headers=h)
@@ -85,7 +86,7 @@ async def test_a_failing_token_check_is_answered_by_the_app(ready, auth):
 
     verifier.verify = broken
     try:
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as c:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", auth=gateway_auth()) as c:
             r = await c.post("/services/v1/requests", json=BODY, headers={**auth(**RES1), "X-Request-Id": "rid-500"})
             assert r.status_code == 500 and r.json()["code"] == "internal_error"
             assert r.headers["x-request-id"] == "rid-500" and "key store" not in r.text
@@ -94,5 +95,31 @@ async def test_a_failing_token_check_is_answered_by_the_app(ready, auth):
             assert r.status_code == 201 and app.state.intake_plane.answered == 1
     finally:
         verifier.verify = real
+        server.should_exit = True
+        await serving
+
+
+async def test_a_submission_around_the_gateway_is_refused_not_answered_on_the_plane(ready, auth):
+    """Straight at svc_services without the gateway's assertion (or with one made for another path): the plane
+    leaves it to the app, which refuses it (401 not_through_gateway); nothing is recorded (ADR 0013)."""
+    from common.assertion import GatewayAssertion
+    from tests.conftest import TEST_ASSERTION_KEY
+
+    app = ready.app
+    server, serving, port = await _served(app)
+    h = auth(**RES1)
+    other_path = GatewayAssertion(TEST_ASSERTION_KEY).sign("POST", b"/services/v1/requests/x", b"",
+                                                           h["Authorization"].encode(), b"")
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as c:
+            for headers in (h, {**h, "X-OneNet-Assertion": other_path.decode()}):
+                r = await c.post("/services/v1/requests", json=BODY, headers=headers)
+                assert r.status_code == 401 and r.json()["code"] == "not_through_gateway", r.text
+            assert app.state.intake_plane.answered == 0
+            mine = await c.get("/services/v1/requests", headers=h)
+            assert mine.status_code == 401
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", auth=gateway_auth()) as c:
+            assert (await c.get("/services/v1/requests", headers=h)).json()["items"] == []
+    finally:
         server.should_exit = True
         await serving
