@@ -5,6 +5,7 @@ from fastapi import FastAPI
 
 from common.app import create_service_app
 from common.auth import TokenVerifier
+from common.clock import Clock
 from svc_matching.base import OutboxEvent
 from svc_matching.directory.hsds_router import router as hsds_router
 from svc_matching.directory.router import router as directory_router
@@ -16,7 +17,8 @@ from svc_matching.timebank.router import router as timebank_router
 from svc_matching.settings import MatchingSettings
 
 
-def create_app(settings: MatchingSettings | None = None, *, verifier: TokenVerifier | None = None) -> FastAPI:
+def create_app(settings: MatchingSettings | None = None, *, verifier: TokenVerifier | None = None,
+               clock: Clock | None = None) -> FastAPI:
     settings = settings or MatchingSettings()
     return create_service_app(
         settings=settings,
@@ -29,4 +31,5 @@ def create_app(settings: MatchingSettings | None = None, *, verifier: TokenVerif
         background=[offer_sweeper] if settings.offer_sweeper_enabled else [],
         outbox_model=OutboxEvent,
         verifier=verifier,
+        clock=clock,
     )

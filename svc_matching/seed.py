@@ -5,7 +5,7 @@ Idempotent: ids are the demo's deterministic UUIDv5, and anything already presen
 from __future__ import annotations
 
 from common.auth import Principal
-from common.clock import utcnow
+from common.clock import Clock
 from common.db import Database
 from deploy.demo import GRIDS, HOUSEHOLDS, ORGANIZATIONS, PERSONS, VOLUNTEERS, demo_id, person_id
 from svc_matching.directory import service as directory
@@ -25,23 +25,24 @@ def _grid_of_person(key: str) -> dict:
     return next(g for g in GRIDS if g["code"] == building[:15])
 
 
-async def seed_demo(db: Database) -> None:
-    now = utcnow()
+async def seed_demo(db: Database, *, clock: Clock | None = None) -> None:
+    now = (clock or Clock()).now()
     async with db.session() as session, session.begin():
         for key, name, uscc, categories, capacity, (lat, lon) in ORGANIZATIONS:
             org_id, loc_id, svc_id = (demo_id(kind, key) for kind in ("organization", "location", "service"))
             if await session.get(Organization, org_id) is None:
                 await directory.create_organization(session, SEEDER, OrganizationCreate(
-                    name=name, uscc=uscc, community=COMMUNITY, legal_status="社会服务机构"), org_id=org_id)
+                    name=name, uscc=uscc, community=COMMUNITY, legal_status="社会服务机构"), now=now, org_id=org_id)
             if await session.get(Location, loc_id) is None:
                 await directory.create_location(session, org_id, LocationCreate(
-                    name=f"{name}服务点", latitude=lat, longitude=lon, address=f"和平街道 {name}"), location_id=loc_id)
+                    name=f"{name}服务点", latitude=lat, longitude=lon, address=f"和平街道 {name}"),
+                    now=now, location_id=loc_id)
             if await session.get(Service, svc_id) is None:
                 await directory.create_service(session, ServiceCreate(
                     organization_id=org_id, name=f"{name}上门服务", categories=list(categories),
                     description="社区资源清单演示数据", service_area_radius_m=3000, location_ids=[loc_id],
                     schedules=[ScheduleIn(byday="MO,TU,WE,TH,FR", opens_at="08:00", closes_at="18:00")],
-                    capacity=CapacityIn(maximum=capacity, unit="人次/周")), service_id=svc_id)
+                    capacity=CapacityIn(maximum=capacity, unit="人次/周")), now=now, service_id=svc_id)
         for key, skills, max_load in VOLUNTEERS:
             vol_id = demo_id("volunteer", key)
             if await session.get(Volunteer, vol_id) is not None:

@@ -5,6 +5,7 @@ from fastapi import FastAPI
 
 from common.app import create_service_app
 from common.auth import TokenVerifier
+from common.clock import Clock
 from svc_residents import protection
 from svc_residents.base import OutboxEvent
 from svc_residents.clients import close_clients, install_clients
@@ -17,7 +18,8 @@ from svc_residents.settings import ResidentsSettings
 from svc_residents.verification.router import router as verification_router
 
 
-def create_app(settings: ResidentsSettings | None = None, *, verifier: TokenVerifier | None = None) -> FastAPI:
+def create_app(settings: ResidentsSettings | None = None, *, verifier: TokenVerifier | None = None,
+               clock: Clock | None = None) -> FastAPI:
     settings = settings or ResidentsSettings()
 
     async def load_keys(app: FastAPI) -> None:
@@ -33,6 +35,7 @@ def create_app(settings: ResidentsSettings | None = None, *, verifier: TokenVeri
         outbox_model=OutboxEvent,
         feeds=(FEED_PREFIX,),  # requester_profile.* rows go to svc_services' replica, never to svc_metrics
         verifier=verifier,
+        clock=clock,
         on_startup=[load_keys],
         on_shutdown=[close_clients],
     )

@@ -54,7 +54,11 @@ class GrantInfo:
 
 
 class GrantSource(Protocol):
-    async def live_grants(self, resource: str) -> dict[str, GrantInfo]: ...
+    async def live_grants(self, resource: str, now: datetime) -> dict[str, GrantInfo]: ...
+
+
+def _unexpired(grants: dict[str, GrantInfo], now: datetime) -> dict[str, GrantInfo]:
+    return {c: g for c, g in grants.items() if g.expires_at is None or g.expires_at > now}
 
 
 def consumers_of(principal: Principal) -> list[str]:
@@ -72,30 +76,31 @@ class StaticGrants:
     def __init__(self, grants: list[GrantInfo] | None = None) -> None:
         self.grants = list(grants or [])
 
-    async def live_grants(self, resource: str) -> dict[str, GrantInfo]:
-        now = datetime.now().astimezone()
-        return {g.consumer: g for g in self.grants
-                if g.resource == resource and (g.expires_at is None or g.expires_at > now)}
+    async def live_grants(self, resource: str, now: datetime) -> dict[str, GrantInfo]:
+        return _unexpired({g.consumer: g for g in self.grants if g.resource == resource}, now)
 
 
 class ExchangeGrants:
-    """The live approved grants on a resource, read from the gateway's exchange as the resource's owner."""
+    """The live approved grants on a resource, read from the gateway's exchange as the resource's owner.
+
+    The cache's age is measured on `monotonic` (a duration, not business time); a cached grant still stops at
+    its `expires_at` on the app's clock, not up to a TTL later."""
 
     def __init__(self, client: ServiceClient, token_provider, *, ttl_seconds: float = 2.0,
-                 clock=time.monotonic) -> None:
+                 monotonic=time.monotonic) -> None:
         self.client = client
         self.token_provider = token_provider
         self.ttl = ttl_seconds
-        self.clock = clock
+        self.monotonic = monotonic
         self._cache: dict[str, tuple[float, dict[str, GrantInfo]]] = {}
 
-    async def live_grants(self, resource: str) -> dict[str, GrantInfo]:
+    async def live_grants(self, resource: str, now: datetime) -> dict[str, GrantInfo]:
         hit = self._cache.get(resource)
-        if hit is not None and self.clock() - hit[0] < self.ttl:
-            return hit[1]
+        if hit is not None and self.monotonic() - hit[0] < self.ttl:
+            return _unexpired(hit[1], now)
         grants = await self._fetch(resource)
-        self._cache[resource] = (self.clock(), grants)
-        return grants
+        self._cache[resource] = (self.monotonic(), grants)
+        return _unexpired(grants, now)
 
     def invalidate(self) -> None:
         self._cache.clear()
@@ -166,7 +171,7 @@ async def grant_for(request, principal: Principal, resource: str = PERSONS_RESOU
     source: GrantSource | None = getattr(request.app.state, "grant_source", None)
     if source is None:
         raise _unavailable()
-    grants = await source.live_grants(resource)
+    grants = await source.live_grants(resource, request.app.state.clock.now())
     for c in consumers:
         if c in grants:
             return grants[c]

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from common.auth import Principal
+from common.clock import Clock
 from common.db import Database
 from deploy import demo
 from svc_residents.households.models import Household
@@ -21,7 +22,8 @@ RESIDENCY = {"户籍": "registered", "常住": "resident", "流动人口": "floa
 DEPARTMENT_TAGS = {"disabled": "canlian", "dibao": "minzheng", "tekun": "minzheng", "low_income": "minzheng"}
 
 
-async def seed_demo(db: Database, protection: FieldProtection) -> None:
+async def seed_demo(db: Database, protection: FieldProtection, *, clock: Clock | None = None) -> None:
+    now = (clock or Clock()).now()
     places_in_order = ([("district", demo.DISTRICT), ("street", demo.STREET)]
                        + [("community", c) for c in demo.COMMUNITIES] + [("grid", g) for g in demo.GRIDS]
                        + [("building", b) for b in demo.BUILDINGS])
@@ -29,15 +31,15 @@ async def seed_demo(db: Database, protection: FieldProtection) -> None:
         for level, p in places_in_order:
             if await session.get(Place, p["code"]) is None:
                 await places.create_place(session, SEEDER, PlaceCreate(
-                    code=p["code"], level=level, name=p["name"], parent_code=p.get("parent_code")))
+                    code=p["code"], level=level, name=p["name"], parent_code=p.get("parent_code")), now=now)
         for g in demo.GRIDS:
             if not await places.grid_workers(session, g["code"]):
-                await places.set_grid_workers(session, SEEDER, g["code"], [g["worker"]])
+                await places.set_grid_workers(session, SEEDER, g["code"], [g["worker"]], now=now)
         for h in demo.HOUSEHOLDS:
             if await session.get(Household, h["id"]) is None:
                 await households.create_household(session, SEEDER, HouseholdCreate(
                     address=h["address"], grid_code=h["building"][:15], building_code=h["building"]),
-                    household_id=h["id"])
+                    now=now, household_id=h["id"])
         heads = {h["head"] for h in demo.HOUSEHOLDS}
         for key, name, id_number, phone, hh, residency, tags in demo.PERSONS:
             pid = demo.person_id(key)
@@ -50,4 +52,4 @@ async def seed_demo(db: Database, protection: FieldProtection) -> None:
                 household_id=demo.household_id(hh), name=name, id_number=id_number, phone=phone,
                 residency_type=RESIDENCY[residency], is_head=key in heads, tags=tag_in,
                 preferred_channel="phone" if "elderly" in tags else "app",
-                accessibility_needs=["large_font", "voice"] if "very_old" in tags else []), person_id=pid)
+                accessibility_needs=["large_font", "voice"] if "very_old" in tags else []), now=now, person_id=pid)

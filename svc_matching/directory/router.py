@@ -1,8 +1,11 @@
 from __future__ import annotations
 
+from datetime import datetime
+
 from fastapi import APIRouter, Depends, Header, Request
 
 from common.auth import Principal, get_principal, require_roles
+from common.clock import Clock, get_clock
 from common.idempotency import request_fingerprint, run_idempotent
 from svc_matching.base import IdempotencyRecord
 from svc_matching.directory import hsds, service
@@ -15,43 +18,55 @@ router = APIRouter(prefix="/matching/v1", tags=["directory 资源清单"])
 staff = require_roles(*DIRECTORY_ROLES)
 
 
-async def _idempotent(request: Request, principal: Principal, key: str | None, body, create):
+async def _idempotent(request: Request, principal: Principal, key: str | None, body, now: datetime, create):
     return await run_idempotent(request.app.state.db, IdempotencyRecord, key=key, caller=principal.caller,
                                 fingerprint=request_fingerprint("POST", request.url.path, body.model_dump()),
-                                create=create)
+                                now=now, create=create)
 
 
 @router.post("/taxonomy_terms", status_code=201, summary="新增分类术语 Create a taxonomy term")
 async def create_term(body: TaxonomyTermCreate, request: Request, principal: Principal = Depends(staff),
-                      idempotency_key: str | None = Header(None, alias="Idempotency-Key")):
+                      idempotency_key: str | None = Header(None, alias="Idempotency-Key"),
+                      clock: Clock = Depends(get_clock)):
+    now = clock.now()
+
     async def create(session):
-        return 201, hsds.term_out(await service.create_term(session, body))
-    return await _idempotent(request, principal, idempotency_key, body, create)
+        return 201, hsds.term_out(await service.create_term(session, body, now=now))
+    return await _idempotent(request, principal, idempotency_key, body, now, create)
 
 
 @router.post("/organizations", status_code=201, summary="登记机构 Register an organisation")
 async def create_organization(body: OrganizationCreate, request: Request, principal: Principal = Depends(staff),
-                              idempotency_key: str | None = Header(None, alias="Idempotency-Key")):
+                              idempotency_key: str | None = Header(None, alias="Idempotency-Key"),
+                              clock: Clock = Depends(get_clock)):
+    now = clock.now()
+
     async def create(session):
-        return 201, hsds.organization_out(await service.create_organization(session, principal, body))
-    return await _idempotent(request, principal, idempotency_key, body, create)
+        return 201, hsds.organization_out(await service.create_organization(session, principal, body, now=now))
+    return await _idempotent(request, principal, idempotency_key, body, now, create)
 
 
 @router.post("/organizations/{org_id}/locations", status_code=201, summary="新增服务地点 Add a location")
 async def create_location(org_id: str, body: LocationCreate, request: Request, principal: Principal = Depends(staff),
-                          idempotency_key: str | None = Header(None, alias="Idempotency-Key")):
+                          idempotency_key: str | None = Header(None, alias="Idempotency-Key"),
+                          clock: Clock = Depends(get_clock)):
+    now = clock.now()
+
     async def create(session):
-        return 201, hsds.location_out(await service.create_location(session, org_id, body))
-    return await _idempotent(request, principal, idempotency_key, body, create)
+        return 201, hsds.location_out(await service.create_location(session, org_id, body, now=now))
+    return await _idempotent(request, principal, idempotency_key, body, now, create)
 
 
 @router.post("/services", status_code=201, summary="发布服务资源 Publish a service (with schedule, capacity, terms)")
 async def create_service(body: ServiceCreate, request: Request, principal: Principal = Depends(staff),
-                         idempotency_key: str | None = Header(None, alias="Idempotency-Key")):
+                         idempotency_key: str | None = Header(None, alias="Idempotency-Key"),
+                         clock: Clock = Depends(get_clock)):
+    now = clock.now()
+
     async def create(session):
-        svc = await service.create_service(session, body)
+        svc = await service.create_service(session, body, now=now)
         return 201, await hsds.service_out(session, svc)
-    return await _idempotent(request, principal, idempotency_key, body, create)
+    return await _idempotent(request, principal, idempotency_key, body, now, create)
 
 
 @router.get("/services/{service_id}", summary="服务详情 Get a service")
@@ -62,8 +77,8 @@ async def get_service(service_id: str, request: Request, principal: Principal = 
 
 @router.post("/services/{service_id}/status", summary="上架或撤下服务资源 List again or withdraw a service")
 async def set_service_status(service_id: str, body: ServiceStatusIn, request: Request,
-                             principal: Principal = Depends(staff)):
+                             principal: Principal = Depends(staff), clock: Clock = Depends(get_clock)):
     async with request.app.state.db.session() as session, session.begin():
         svc = await service.set_service_status(session, principal, service_id, body.status, body.reason,
-                                               body.version)
+                                               body.version, now=clock.now())
         return await hsds.service_out(session, svc)

@@ -1,11 +1,12 @@
 """Rules for the resource directory: validated USCC, known taxonomy terms, sane schedules and capacity."""
 from __future__ import annotations
 
+from datetime import datetime
+
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from common.auth import Principal
-from common.clock import utcnow
 from common.errors import Problem, invalid
 from common.ids import new_id
 from common.outbox import record_event
@@ -34,7 +35,7 @@ async def resolve_terms(session: AsyncSession, taxonomy: str, codes: list[str], 
     return [found[c] for c in dict.fromkeys(codes)]
 
 
-async def create_term(session: AsyncSession, body: TaxonomyTermCreate) -> TaxonomyTerm:
+async def create_term(session: AsyncSession, body: TaxonomyTermCreate, *, now: datetime) -> TaxonomyTerm:
     exists = (await session.execute(select(TaxonomyTerm).where(
         TaxonomyTerm.taxonomy == body.taxonomy, TaxonomyTerm.code == body.code))).scalar_one_or_none()
     if exists:
@@ -43,21 +44,20 @@ async def create_term(session: AsyncSession, body: TaxonomyTermCreate) -> Taxono
         parent = await session.get(TaxonomyTerm, body.parent_id)
         if parent is None or parent.taxonomy != body.taxonomy:
             raise invalid("parent_id", "taxonomy.parent_unknown", "上级分类不存在", "Unknown parent term")
-    term = TaxonomyTerm(id=new_id(), created_at=utcnow(), **body.model_dump())
+    term = TaxonomyTerm(id=new_id(), created_at=now, **body.model_dump())
     session.add(term)
     await session.flush()
     return term
 
 
 async def create_organization(session: AsyncSession, principal: Principal, body: OrganizationCreate,
-                              org_id: str | None = None) -> Organization:
+                              *, now: datetime, org_id: str | None = None) -> Organization:
     uscc = body.uscc  # already checked and normalised by common.validators.USCC
     if body.community and principal.role not in ("ops", "dept_staff") and not principal.covers_place(body.community):
         raise Problem(403, "forbidden", ("只能登记本辖区的机构", "You may only register organisations in your scope"))
     if (await session.execute(select(Organization).where(Organization.uscc == uscc))).scalar_one_or_none():
         raise Problem(409, "organization.exists", ("该统一社会信用代码的机构已登记",
                                                    "An organisation with this code is already registered"))
-    now = utcnow()
     org = Organization(id=org_id or new_id(), created_at=now, updated_at=now,
                        **{**body.model_dump(), "uscc": uscc})
     session.add(org)
@@ -73,9 +73,9 @@ async def get_organization(session: AsyncSession, org_id: str) -> Organization:
 
 
 async def create_location(session: AsyncSession, org_id: str, body: LocationCreate,
-                          location_id: str | None = None) -> Location:
+                          *, now: datetime, location_id: str | None = None) -> Location:
     await get_organization(session, org_id)
-    loc = Location(id=location_id or new_id(), organization_id=org_id, created_at=utcnow(), **body.model_dump())
+    loc = Location(id=location_id or new_id(), organization_id=org_id, created_at=now, **body.model_dump())
     session.add(loc)
     await session.flush()
     return loc
@@ -88,7 +88,8 @@ def check_windows(windows: list, field: str) -> None:
                           "The window must end after it starts")
 
 
-async def create_service(session: AsyncSession, body: ServiceCreate, service_id: str | None = None) -> Service:
+async def create_service(session: AsyncSession, body: ServiceCreate, *, now: datetime,
+                         service_id: str | None = None) -> Service:
     org = await session.get(Organization, body.organization_id)
     if org is None:
         raise invalid("organization_id", "organization.unknown", "机构不存在", "Unknown organisation")
@@ -102,7 +103,6 @@ async def create_service(session: AsyncSession, body: ServiceCreate, service_id:
         if loc is None or loc.organization_id != org.id:
             raise invalid(f"location_ids.{i}", "location.unknown", "地点不存在或不属于该机构",
                           "Unknown location, or it belongs to another organisation")
-    now = utcnow()
     data = body.model_dump(exclude={"categories", "eligibility", "location_ids", "schedules", "capacity"})
     svc = Service(id=service_id or new_id(), created_at=now, updated_at=now, **data)
     session.add(svc)
@@ -122,7 +122,7 @@ async def create_service(session: AsyncSession, body: ServiceCreate, service_id:
     return svc
 
 
-async def _resource_event(session: AsyncSession, svc: Service, type_: str, now, **extra) -> None:
+async def _resource_event(session: AsyncSession, svc: Service, type_: str, now: datetime, **extra) -> None:
     """`resource.listed` / `resource.withdrawn` (the duplicate-investment indicator counts listed resources by
     category and place): the service's first category (the registry's `category`) and all of them, placed at its
     first location's grid (else community)."""
@@ -143,12 +143,11 @@ async def _resource_event(session: AsyncSession, svc: Service, type_: str, now, 
             "status": svc.status, "fees": svc.fees, "department": svc.department, **extra}
     if type_ == "resource.withdrawn":
         data = {k: v for k, v in data.items() if v is not None}
-    record_event(session, OutboxEvent, type_, subject=svc.id, data=data, community=community, grid=grid,
-                 occurred_at=now)
+    record_event(session, OutboxEvent, type_, subject=svc.id, data=data, now=now, community=community, grid=grid)
 
 
 async def set_service_status(session: AsyncSession, principal: Principal, service_id: str, status: str,
-                             reason: str | None, version: int | None, now=None) -> Service:
+                             reason: str | None, version: int | None, *, now: datetime) -> Service:
     """Withdraw a service from the directory (inactive / defunct / temporarily closed) or list it again
     (active): `resource.withdrawn` / `resource.listed` in the same transaction. Offers already made stay."""
     svc = await get_service(session, service_id)
@@ -165,7 +164,6 @@ async def set_service_status(session: AsyncSession, principal: Principal, servic
     if status == svc.status:
         return svc
     was_listed = svc.status == "active"
-    now = now or utcnow()
     svc.status, svc.updated_at, svc.version = status, now, svc.version + 1
     await session.flush()
     if status == "active":

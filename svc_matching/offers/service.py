@@ -170,7 +170,7 @@ async def propose(session: AsyncSession, need: Need, cands: list[dict], mode: st
                  data={"need_id": need.id, "proposal_id": proposal.id, "mode": mode, "category": need.category,
                        "candidates": [{"kind": c["provider"]["kind"], "id": c["provider"]["id"], "cost": c["cost"]}
                                       for c in cands]},
-                 community=community_of(need.place_code), grid=grid_of(need.place_code), occurred_at=now)
+                 community=community_of(need.place_code), grid=grid_of(need.place_code), now=now)
     offer = await offer_next(session, need, proposal, now, settings)
     return proposal, offer
 
@@ -258,7 +258,7 @@ async def _event(session, type_: str, offer: Offer, need: Need, now: datetime, *
     record_event(session, OutboxEvent, type_, subject=offer.id,
                  data={"need_id": need.id, "provider_kind": offer.provider_kind, "provider_id": offer.provider_id,
                        "rank": offer.rank, "category": need.category, **data},
-                 community=community_of(need.place_code), grid=grid_of(need.place_code), occurred_at=now)
+                 community=community_of(need.place_code), grid=grid_of(need.place_code), now=now)
 
 
 async def expire_offer(session: AsyncSession, offer: Offer, now: datetime, settings: MatchingSettings) -> Offer | None:

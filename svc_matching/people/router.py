@@ -6,7 +6,7 @@ from fastapi import APIRouter, Depends, Header, Request
 from sqlalchemy import select
 
 from common.auth import Principal, get_principal, require_roles
-from common.clock import Clock
+from common.clock import Clock, get_clock
 from common.idempotency import request_fingerprint, run_idempotent
 from common.pagination import Page, PageParams, encode_cursor
 from svc_matching.base import IdempotencyRecord
@@ -21,20 +21,19 @@ NeedStatus = Literal["open", "offered", "matched", "completed", "unmatched", "ca
 router = APIRouter(prefix="/matching/v1", tags=["volunteers & needs 志愿者与需求"])
 
 
-def now_of(request: Request):
-    return getattr(request.app.state, "clock", Clock()).now()
-
-
 @router.post("/volunteers", status_code=201, response_model=VolunteerOut, summary="登记志愿者 Register a volunteer")
 async def create_volunteer(body: VolunteerCreate, request: Request,
                            principal: Principal = Depends(require_roles("community_staff", "street_staff",
                                                                         "grid_worker", "ops")),
-                           idempotency_key: str | None = Header(None, alias="Idempotency-Key")):
+                           idempotency_key: str | None = Header(None, alias="Idempotency-Key"),
+                           clock: Clock = Depends(get_clock)):
+    now = clock.now()
+
     async def create(session):
         return 201, VolunteerOut.model_validate(
-            await service.create_volunteer(session, principal, body, now_of(request)))
+            await service.create_volunteer(session, principal, body, now))
     return await run_idempotent(request.app.state.db, IdempotencyRecord, key=idempotency_key,
-                                caller=principal.caller,
+                                caller=principal.caller, now=now,
                                 fingerprint=request_fingerprint("POST", request.url.path, body.model_dump()),
                                 create=create)
 
@@ -49,23 +48,29 @@ async def get_volunteer(volunteer_id: str, request: Request, principal: Principa
              summary="登记可服务时长 Pledge volunteer hours for a period")
 async def offer_hours(volunteer_id: str, body: HoursOfferCreate, request: Request,
                       principal: Principal = Depends(get_principal),
-                      idempotency_key: str | None = Header(None, alias="Idempotency-Key")):
+                      idempotency_key: str | None = Header(None, alias="Idempotency-Key"),
+                      clock: Clock = Depends(get_clock)):
+    now = clock.now()
+
     async def create(session):
         return 201, HoursOfferOut.model_validate(
-            await service.offer_hours(session, principal, volunteer_id, body, now_of(request)))
+            await service.offer_hours(session, principal, volunteer_id, body, now))
     return await run_idempotent(request.app.state.db, IdempotencyRecord, key=idempotency_key,
-                                caller=principal.caller,
+                                caller=principal.caller, now=now,
                                 fingerprint=request_fingerprint("POST", request.url.path, body.model_dump(mode="json")),
                                 create=create)
 
 
 @router.post("/needs", status_code=201, response_model=NeedOut, summary="登记需求 Record a need")
 async def create_need(body: NeedCreate, request: Request, principal: Principal = Depends(get_principal),
-                      idempotency_key: str | None = Header(None, alias="Idempotency-Key")):
+                      idempotency_key: str | None = Header(None, alias="Idempotency-Key"),
+                      clock: Clock = Depends(get_clock)):
+    now = clock.now()
+
     async def create(session):
-        return 201, NeedOut.model_validate(await service.create_need(session, principal, body, now_of(request)))
+        return 201, NeedOut.model_validate(await service.create_need(session, principal, body, now))
     return await run_idempotent(request.app.state.db, IdempotencyRecord, key=idempotency_key,
-                                caller=principal.caller,
+                                caller=principal.caller, now=now,
                                 fingerprint=request_fingerprint("POST", request.url.path, body.model_dump()),
                                 create=create)
 

@@ -54,7 +54,7 @@ async def create_volunteer(session: AsyncSession, principal: Principal, body: Vo
     session.add(vol)
     record_event(session, OutboxEvent, "volunteer.registered", subject=vol.id,
                  data={"person_id": vol.person_id, "skills": vol.skills, "max_load": vol.max_load},
-                 community=community_of(vol.place_code), grid=grid_of(vol.place_code), occurred_at=now)
+                 community=community_of(vol.place_code), grid=grid_of(vol.place_code), now=now)
     await session.flush()
     return vol
 
@@ -102,7 +102,7 @@ async def offer_hours(session: AsyncSession, principal: Principal, volunteer_id:
     record_event(session, OutboxEvent, "volunteer.hours_offered", subject=offer.id,
                  data={"volunteer_id": vol.id, "person_id": vol.person_id, "minutes": offer.minutes,
                        "period_start": offer.period_start.isoformat(), "period_end": offer.period_end.isoformat()},
-                 community=community_of(vol.place_code), grid=grid_of(vol.place_code), occurred_at=now)
+                 community=community_of(vol.place_code), grid=grid_of(vol.place_code), now=now)
     await session.flush()
     return offer
 
@@ -131,7 +131,7 @@ async def create_need(session: AsyncSession, principal: Principal, body: NeedCre
     record_event(session, OutboxEvent, "need.created", subject=need.id,
                  data={"category": need.category, "priority": need.priority, "priority_score": need.priority_score,
                        "source": need.source, "source_ref": need.source_ref},
-                 community=community_of(need.place_code), grid=grid_of(need.place_code), occurred_at=now)
+                 community=community_of(need.place_code), grid=grid_of(need.place_code), now=now)
     await session.flush()
     return need
 

@@ -6,7 +6,7 @@ from fastapi.encoders import jsonable_encoder
 from sqlalchemy import select
 
 from common.auth import Principal, get_principal, require_roles
-from common.clock import Clock
+from common.clock import Clock, get_clock
 from common.errors import Problem
 from common.pagination import Page, PageParams, encode_cursor
 from svc_matching.timebank import service
@@ -17,10 +17,6 @@ from svc_matching.timebank.schemas import (
 
 router = APIRouter(prefix="/matching/v1/timebank", tags=["timebank 时间银行"])
 LEDGER_STAFF = ("community_staff", "street_staff", "ops", "system")
-
-
-def _now(request: Request):
-    return getattr(request.app.state, "clock", Clock()).now()
 
 
 def _can_see(principal: Principal, acc: Account) -> bool:
@@ -40,29 +36,32 @@ async def _posting_response(session, posting: Posting, created: bool) -> JSONRes
 
 @router.post("/postings", status_code=201, response_model=PostingOut, summary="复式记账 Post balanced entries")
 async def create_posting(body: PostingCreate, request: Request,
-                         principal: Principal = Depends(require_roles("street_staff", "ops", "system"))):
+                         principal: Principal = Depends(require_roles("street_staff", "ops", "system")),
+                         clock: Clock = Depends(get_clock)):
     async with request.app.state.db.session() as session, session.begin():
         posting, created = await service.post(
             session, client_posting_id=body.posting_id, kind="transfer", unit=body.unit,
             entries=[(e.account_id, e.amount) for e in body.entries], memo=body.memo, reference=body.reference,
-            created_by=principal.caller, now=_now(request))
+            created_by=principal.caller, now=clock.now())
         return await _posting_response(session, posting, created)
 
 
 @router.post("/credits", status_code=201, response_model=PostingOut, summary="发放时长或积分 Credit hours / points")
-async def credit(body: CreditCreate, request: Request, principal: Principal = Depends(require_roles(*LEDGER_STAFF))):
+async def credit(body: CreditCreate, request: Request, principal: Principal = Depends(require_roles(*LEDGER_STAFF)),
+                 clock: Clock = Depends(get_clock)):
     if principal.role in ("community_staff", "street_staff") and not principal.covers_place(body.community):
         raise Problem(403, "forbidden", ("只能为本辖区居民记账", "Only for residents in your scope"))
     async with request.app.state.db.session() as session, session.begin():
         posting, created = await service.credit_member(
             session, person_id=body.person_id, community=body.community, unit=body.unit, amount=body.amount,
             client_posting_id=body.posting_id, memo=body.memo, reference=body.reference,
-            created_by=principal.caller, now=_now(request), activity=body.activity)
+            created_by=principal.caller, now=clock.now(), activity=body.activity)
         return await _posting_response(session, posting, created)
 
 
 @router.post("/redemptions", status_code=201, response_model=PostingOut, summary="兑换服务 Redeem for a service")
-async def redeem(body: RedemptionCreate, request: Request, principal: Principal = Depends(get_principal)):
+async def redeem(body: RedemptionCreate, request: Request, principal: Principal = Depends(get_principal),
+                 clock: Clock = Depends(get_clock)):
     async with request.app.state.db.session() as session, session.begin():
         acc = await session.get(Account, body.account_id)
         if acc is None or acc.kind != "member":
@@ -74,7 +73,7 @@ async def redeem(body: RedemptionCreate, request: Request, principal: Principal 
             raise Problem(403, "forbidden", ("只能为本辖区居民记账", "Only for residents in your scope"))
         posting, created = await service.redeem(
             session, account=acc, community=body.community, amount=body.amount, client_posting_id=body.posting_id,
-            memo=body.memo, reference=body.reference, created_by=principal.caller, now=_now(request))
+            memo=body.memo, reference=body.reference, created_by=principal.caller, now=clock.now())
         return await _posting_response(session, posting, created)
 
 

@@ -109,7 +109,7 @@ async def post(session: AsyncSession, *, client_posting_id: str, kind: str, unit
     record_event(session, OutboxEvent, "ledger.posted", subject=posting.id,
                  data={"kind": kind, "unit": unit, "client_posting_id": client_posting_id, "reference": reference,
                        "entries": [{"account_id": a, "amount": x} for a, x in entries]},
-                 community=_community_code(community), occurred_at=now)
+                 community=_community_code(community), now=now)
     await session.flush()
     return posting, True
 
@@ -144,7 +144,7 @@ async def credit_member(session: AsyncSession, *, person_id: str, community: str
         record_event(session, OutboxEvent, "participation.recorded", subject=posting.id,
                      data={"person_id": person_id, "activity": activity, "posting_id": posting.id, "unit": unit,
                            "amount": amount},
-                     community=grid[:12] if grid else _community_code(community), grid=grid, occurred_at=now)
+                     community=grid[:12] if grid else _community_code(community), grid=grid, now=now)
         await session.flush()
     return posting, created
 

@@ -13,10 +13,11 @@ What a grant reader may do: read one household by id; listing households stays c
 """
 from __future__ import annotations
 
+from datetime import datetime
+
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from common.auth import Principal
-from common.clock import utcnow
 from common.context import request_id_var
 from common.ids import new_id
 from svc_residents.audit.models import AccessAudit
@@ -37,7 +38,7 @@ CATALOGUE_FIELDS: dict[str, tuple[str, bool, bool, str | None]] = {
 
 
 def view(session: AsyncSession, principal: Principal, grant: GrantInfo, household: Household,
-         purpose: str | None) -> dict:
+         purpose: str | None, *, now: datetime) -> dict:
     """The household as the grant allows (no members); clear personal fields are audited (same session)."""
     full = HouseholdOut.model_validate(household).model_dump(mode="json")
     out: dict = {}
@@ -57,7 +58,7 @@ def view(session: AsyncSession, principal: Principal, grant: GrantInfo, househol
             out[name] = full[name]
     if clear_fields:
         session.add(AccessAudit(
-            id=new_id(), occurred_at=utcnow(), member=principal.member, user_id=principal.user[:80],
+            id=new_id(), occurred_at=now, member=principal.member, user_id=principal.user[:80],
             role=principal.role, acting_for=principal.acting_for, subject_type="household",
             subject_id=household.id, fields=clear_fields, purpose=(grant.purpose or "exchange")[:200],
             request_id=request_id_var.get(),

@@ -13,6 +13,7 @@ The upstream lists filter by grid, not by person or household, so this reads the
 from __future__ import annotations
 
 import asyncio
+from datetime import datetime
 from typing import Any
 
 from fastapi import FastAPI
@@ -126,7 +127,8 @@ async def _timebank(app: FastAPI, members: list[str]) -> dict[str, Any]:
     return {"balances": balances, "withheld": withheld}
 
 
-async def household_file(app: FastAPI, principal: Principal, household_id: str) -> dict[str, Any]:
+async def household_file(app: FastAPI, principal: Principal, household_id: str, *,
+                         now: datetime) -> dict[str, Any]:
     async with app.state.db.session() as session:
         household = await households.get_household(session, principal, household_id)
         members = list((await session.execute(
@@ -139,5 +141,5 @@ async def household_file(app: FastAPI, principal: Principal, household_id: str) 
         _part(_matches(app, household.grid_code, household.id, set(ids))),
         _part(_timebank(app, ids)))
     return {"household": HouseholdOut.model_validate(household).model_dump(mode="json"),
-            "members": [person_out(m, tags.get(m.id, [])).model_dump(mode="json") for m in members],
+            "members": [person_out(m, tags.get(m.id, []), now=now).model_dump(mode="json") for m in members],
             "requests": requests, "matches": matches, "timebank": timebank}

@@ -6,6 +6,7 @@ from urllib.parse import unquote
 from fastapi import APIRouter, Depends, Header, Request, Response
 
 from common.auth import Principal, get_principal
+from common.clock import Clock, get_clock
 from common.idempotency import request_fingerprint, run_idempotent
 from common.pagination import Page, PageParams, encode_cursor
 from svc_residents import grants as exchange_grants
@@ -24,12 +25,15 @@ class HouseholdDetail(HouseholdOut):
 
 @router.post("", status_code=201, response_model=HouseholdOut, summary="登记户 Register a household")
 async def create_household(body: HouseholdCreate, request: Request, principal: Principal = Depends(get_principal),
-                           idempotency_key: str | None = Header(None, alias="Idempotency-Key")):
+                           idempotency_key: str | None = Header(None, alias="Idempotency-Key"),
+                           clock: Clock = Depends(get_clock)):
+    now = clock.now()
+
     async def create(session):
-        return 201, HouseholdOut.model_validate(await service.create_household(session, principal, body))
+        return 201, HouseholdOut.model_validate(await service.create_household(session, principal, body, now=now))
 
     return await run_idempotent(request.app.state.db, IdempotencyRecord, key=idempotency_key,
-                                caller=principal.caller, create=create,
+                                caller=principal.caller, now=now, create=create,
                                 fingerprint=request_fingerprint("POST", request.url.path, body.model_dump()))
 
 
@@ -46,12 +50,14 @@ async def list_households(request: Request, grid_code: str | None = None, page: 
 
 
 @router.get("/{household_id}", response_model=HouseholdDetail, summary="户详情（含成员，脱敏）Household with members")
-async def get_household(household_id: str, request: Request, principal: Principal = Depends(get_principal)):
+async def get_household(household_id: str, request: Request, principal: Principal = Depends(get_principal),
+                        clock: Clock = Depends(get_clock)):
     from sqlalchemy import select
 
     from svc_residents.persons.models import Person
     from svc_residents.persons.service import person_out, tags_for
 
+    now = clock.now()
     if principal.role in exchange_grants.GRANT_ROLES:  # a department or member system: only under a grant
         grant = await exchange_grants.grant_for(request, principal, exchange_grants.HOUSEHOLDS_RESOURCE)
         purpose = request.headers.get(exchange_grants.PURPOSE_HEADER)
@@ -60,7 +66,7 @@ async def get_household(household_id: str, request: Request, principal: Principa
             if household is None:
                 raise service.not_found()
             out = exchange.view(session, principal, grant, household,
-                                unquote(purpose, errors="replace") if purpose else None)
+                                unquote(purpose, errors="replace") if purpose else None, now=now)
         return Response(json.dumps(out, ensure_ascii=False, default=str), media_type="application/json",
                         headers={"Cache-Control": "no-store"})
     async with request.app.state.db.session() as session:
@@ -70,21 +76,22 @@ async def get_household(household_id: str, request: Request, principal: Principa
                                               .order_by(Person.id))).scalars())
         tags = await tags_for(session, [m.id for m in members])
     return HouseholdDetail(**HouseholdOut.model_validate(household).model_dump(),
-                           members=[person_out(m, tags.get(m.id, [])) for m in members])
+                           members=[person_out(m, tags.get(m.id, []), now=now) for m in members])
 
 
 @router.get("/{household_id}/file", summary="一户一档：户、成员与标签、诉求、匹配与时间银行 Household file",
             description="诉求（svc_services）、匹配与时间银行（svc_matching）各为一部分；某服务不可用时该部分为 "
                         "{\"status\": \"unavailable\", \"reason\": …}，其余照常返回。")
-async def get_household_file(household_id: str, request: Request, principal: Principal = Depends(get_principal)):
+async def get_household_file(household_id: str, request: Request, principal: Principal = Depends(get_principal),
+                             clock: Clock = Depends(get_clock)):
     from svc_residents.households.file import household_file
 
-    return await household_file(request.app, principal, household_id)
+    return await household_file(request.app, principal, household_id, now=clock.now())
 
 
 @router.patch("/{household_id}", response_model=HouseholdOut, summary="修改户（地址、楼栋、户主）Update a household")
 async def update_household(household_id: str, body: HouseholdUpdate, request: Request,
-                           principal: Principal = Depends(get_principal)):
+                           principal: Principal = Depends(get_principal), clock: Clock = Depends(get_clock)):
     async with request.app.state.db.session() as session, session.begin():
-        household = await service.update_household(session, principal, household_id, body)
+        household = await service.update_household(session, principal, household_id, body, now=clock.now())
         return HouseholdOut.model_validate(household)

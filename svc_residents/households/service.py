@@ -1,11 +1,12 @@
 """Households (一户一档): a household sits in a grid (and optionally one of its buildings); its head is a member."""
 from __future__ import annotations
 
+from datetime import datetime
+
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from common.auth import Principal
-from common.clock import utcnow
 from common.errors import Problem, invalid
 from common.ids import new_id
 from common.outbox import record_event
@@ -36,27 +37,26 @@ async def check_building(session: AsyncSession, building_code: str, grid_code: s
                       "The building is not in this grid")
 
 
-def household_event(session: AsyncSession, household: Household, change: str, **data) -> None:
+def household_event(session: AsyncSession, household: Household, change: str, now: datetime, **data) -> None:
     record_event(session, OutboxEvent, "household.changed", subject=household.id,
-                 data={"change": change, "version": household.version, **data},
+                 data={"change": change, "version": household.version, **data}, now=now,
                  community=household.community_code, grid=household.grid_code)
 
 
 async def create_household(session: AsyncSession, principal: Principal, body: HouseholdCreate, *,
-                           household_id: str | None = None) -> Household:
+                           now: datetime, household_id: str | None = None) -> Household:
     access.require_staff(principal)
     if not access.staff_covers(principal, body.grid_code):
         raise Problem(403, "forbidden", ("只能在本辖区内登记户", "You may only register households in your scope"))
     grid = await check_grid(session, body.grid_code)
     if body.building_code:
         await check_building(session, body.building_code, grid.code)
-    now = utcnow()
     household = Household(id=household_id or new_id(), address=body.address, grid_code=grid.code, building_code=body.building_code,
                           community_code=grid.parent_code, head_person_id=None, created_at=now, updated_at=now,
                           version=1)
     session.add(household)
     await session.flush()
-    household_event(session, household, "created")
+    household_event(session, household, "created", now)
     return household
 
 
@@ -70,7 +70,7 @@ async def get_household(session: AsyncSession, principal: Principal, household_i
 
 
 async def update_household(session: AsyncSession, principal: Principal, household_id: str,
-                           body: HouseholdUpdate) -> Household:
+                           body: HouseholdUpdate, *, now: datetime) -> Household:
     from svc_residents.persons.models import Person
 
     access.require_reader(principal)
@@ -97,8 +97,8 @@ async def update_household(session: AsyncSession, principal: Principal, househol
         changed.append("head_person_id")
     if changed:
         household.version += 1
-        household.updated_at = utcnow()
-        household_event(session, household, "updated", fields=changed)
+        household.updated_at = now
+        household_event(session, household, "updated", now, fields=changed)
     await session.flush()
     return household
 

@@ -7,6 +7,7 @@ from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from common.auth import Principal, get_principal
+from common.clock import Clock, get_clock
 from svc_residents.identity import service
 from svc_residents.persons.schemas import PersonOut
 from svc_residents.persons.service import person_out, tags_for
@@ -43,13 +44,15 @@ class ChangeOut(BaseModel):
 
 @router.post("/{person_id}/merge", response_model=MergeOut,
              summary="合并重复档案（一人多档）Merge a duplicate record into this one")
-async def merge(person_id: str, body: MergeIn, request: Request, principal: Principal = Depends(get_principal)):
+async def merge(person_id: str, body: MergeIn, request: Request, principal: Principal = Depends(get_principal),
+                clock: Clock = Depends(get_clock)):
+    now = clock.now()
     async with request.app.state.db.session() as session, session.begin():
         survivor, dup = await service.merge(session, principal, request.app.state.protection, person_id,
-                                            body.duplicate_id, body.reason.strip())
+                                            body.duplicate_id, body.reason.strip(), now=now)
         tags = await tags_for(session, [survivor.id, dup.id])
-        return MergeOut(person=person_out(survivor, tags.get(survivor.id, [])),
-                        merged=person_out(dup, tags.get(dup.id, [])))
+        return MergeOut(person=person_out(survivor, tags.get(survivor.id, []), now=now),
+                        merged=person_out(dup, tags.get(dup.id, []), now=now))
 
 
 @router.get("/{person_id}/changes", response_model=list[ChangeOut],

@@ -14,13 +14,13 @@
 """
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from common.auth import Principal
-from common.clock import utcnow
 from common.errors import Problem, invalid
 from common.ids import new_id
 from common.outbox import record_event
@@ -55,7 +55,7 @@ async def _identity_verified(session: AsyncSession, person_id: str) -> bool:
 
 
 async def merge(session: AsyncSession, principal: Principal, protection: FieldProtection, survivor_id: str,
-                duplicate_id: str, reason: str) -> tuple[Person, Person]:
+                duplicate_id: str, reason: str, *, now: datetime) -> tuple[Person, Person]:
     if survivor_id == duplicate_id:
         raise invalid("duplicate_id", "merge.same_person", "不能与自身合并", "A record cannot be merged into itself")
     if principal.role not in MERGERS:
@@ -90,7 +90,7 @@ async def merge(session: AsyncSession, principal: Principal, protection: FieldPr
         raise Problem(409, "merge.verified_identity",
                       ("该重复档案的身份已经公安核验，是另一位居民，不能合并掉",
                        "The duplicate's identity was verified by the police: it is another person"))
-    now, actor = utcnow(), principal.caller
+    actor = principal.caller
     moved: dict[str, Any] = {"tags": [], "tags_kept": [], "consents": 0, "audit": 0, "phone": False}
 
     def change(person: Person, field: str, kind: str, old, new) -> None:
@@ -145,20 +145,20 @@ async def merge(session: AsyncSession, principal: Principal, protection: FieldPr
     if household is not None:
         household.version += 1
         household.updated_at = now
-        household_event(session, household, "member_merged", person_id=dup.id, merged_into=survivor.id,
+        household_event(session, household, "member_merged", now, person_id=dup.id, merged_into=survivor.id,
                         head=household.head_person_id)
     if survivor.household_id != dup.household_id:
         home = await session.get(Household, survivor.household_id)
         home.version += 1
         home.updated_at = now
-        household_event(session, home, "member_merged_in", person_id=survivor.id, merged=dup.id)
+        household_event(session, home, "member_merged_in", now, person_id=survivor.id, merged=dup.id)
     for code in moved["tags"]:  # the survivor's tags that the merge set
         record_event(session, OutboxEvent, "person.tagged", subject=survivor.id,
-                     data={"code": code, "merged_from": dup.id}, community=survivor.community_code,
+                     data={"code": code, "merged_from": dup.id}, now=now, community=survivor.community_code,
                      grid=survivor.grid_code)
     # svc_services' requester-profile replica: the duplicate leaves it, the survivor's tags may have changed
-    await sync_profile(session, dup.id)
-    await sync_profile(session, survivor.id)
+    await sync_profile(session, dup.id, now=now)
+    await sync_profile(session, survivor.id, now=now)
     return survivor, dup
 
 

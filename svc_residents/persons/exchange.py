@@ -12,11 +12,12 @@ other filter: no browsing by name, grid or tag) and read one person by id.
 """
 from __future__ import annotations
 
+from datetime import datetime
+
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from common.auth import Principal
-from common.clock import utcnow
 from common.context import request_id_var
 from common.crypto import mask_generic, mask_id_number, mask_name, mask_phone
 from common.errors import invalid
@@ -77,11 +78,11 @@ async def search(session: AsyncSession, protection, q: PersonSearch) -> list[Per
 
 
 def view(session: AsyncSession, principal: Principal, protection, grant: GrantInfo, person: Person,
-         tags: list[PersonTag], person_out, purpose: str | None) -> dict:
+         tags: list[PersonTag], person_out, purpose: str | None, *, now: datetime) -> dict:
     """The person as the grant allows; a clear encrypted field is recorded in the access audit (same session)."""
     clear = {f: prot.reveal(protection, person.id, f, getattr(person, f"{f}_enc"))
              for f in ENCRYPTED if grant.covers(f)}
-    full = person_out(person, tags).model_dump(mode="json")
+    full = person_out(person, tags, now=now).model_dump(mode="json")
     out: dict = {}
     for name, (grade, personal, sensitive, kind) in CATALOGUE_FIELDS.items():
         if name not in full:
@@ -98,7 +99,7 @@ def view(session: AsyncSession, principal: Principal, protection, grant: GrantIn
     out["revealed"] = bool(clear_fields)
     if clear_fields:
         session.add(AccessAudit(
-            id=new_id(), occurred_at=utcnow(), member=principal.member, user_id=principal.user[:80],
+            id=new_id(), occurred_at=now, member=principal.member, user_id=principal.user[:80],
             role=principal.role, acting_for=principal.acting_for, subject_type="person", subject_id=person.id,
             fields=clear_fields, purpose=(grant.purpose or "exchange")[:200], request_id=request_id_var.get(),
             extra={"grant_id": grant.id, "resource": grant.resource, "consumer": grant.consumer,

@@ -32,7 +32,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.util import identity_key
 
-from common.clock import SHANGHAI, utcnow
+from common.clock import SHANGHAI, Clock
 from common.ids import new_id
 from svc_residents.base import OutboxEvent
 from svc_residents.persons.models import Person, PersonTag
@@ -70,7 +70,7 @@ def outbox_row(person_id: str, version: int, snap: dict[str, Any] | None, now: d
                 delivered_at=None, last_error=None)
 
 
-async def sync_profile(session: AsyncSession, person_id: str, *, removed: bool = False) -> bool:
+async def sync_profile(session: AsyncSession, person_id: str, *, now: datetime, removed: bool = False) -> bool:
     """Write the person's current profile snapshot to the outbox if it differs from the last one written.
     Call it after any change to the person's birth date or tags (or with `removed=True` when the person leaves
     the register: merged away, deceased, deleted). Returns whether a row was written."""
@@ -96,7 +96,7 @@ async def sync_profile(session: AsyncSession, person_id: str, *, removed: bool =
     await session.execute(update(Person).where(Person.id == person_id)
                           .values(profile_version=version, profile_digest=new_digest)
                           .execution_options(synchronize_session=False))
-    session.add(OutboxEvent(**outbox_row(person_id, version, snap, utcnow())))
+    session.add(OutboxEvent(**outbox_row(person_id, version, snap, now)))
     # keep a loaded Person in step with the UPDATE above (a later flush must not write the old values back)
     loaded = session.sync_session.identity_map.get(identity_key(Person, person_id))
     if loaded is not None:
@@ -105,9 +105,10 @@ async def sync_profile(session: AsyncSession, person_id: str, *, removed: bool =
     return True
 
 
-async def backfill(db, *, batch_size: int = 500, resend: bool = False) -> int:
+async def backfill(db, *, batch_size: int = 500, resend: bool = False, clock: Clock | None = None) -> int:
     """Write a snapshot for every person the feed has not sent yet (registered before the feed existed), or with
     `resend` for everyone (a replica rebuilt from scratch). One transaction per batch; safe to run again."""
+    now = (clock or Clock()).now()  # read once: the whole run is one moment
     written = 0
     after = ""
     while True:
@@ -122,5 +123,5 @@ async def backfill(db, *, batch_size: int = 500, resend: bool = False) -> int:
                 await session.execute(update(Person).where(Person.id.in_(ids)).values(profile_digest=None)
                                       .execution_options(synchronize_session=False))
             for pid in ids:
-                written += await sync_profile(session, pid)
+                written += await sync_profile(session, pid, now=now)
         after = ids[-1]

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from pydantic import BaseModel
 
 from common.auth import Principal, get_principal
+from common.clock import Clock, get_clock
 from common.errors import invalid
 from common.idempotency import request_fingerprint, run_idempotent
 from common.pagination import Page, PageParams, cursor_key, encode_cursor
@@ -42,12 +43,14 @@ class AccessLogEntry(BaseModel):
 
 @router.post("", status_code=201, response_model=PersonOut, summary="登记居民 Register a person")
 async def create_person(body: PersonCreate, request: Request, principal: Principal = Depends(get_principal),
-                        idempotency_key: str | None = Header(None, alias="Idempotency-Key")):
+                        idempotency_key: str | None = Header(None, alias="Idempotency-Key"),
+                        clock: Clock = Depends(get_clock)):
     protection = _protection(request)
+    now = clock.now()
 
     async def create(session):
-        person, tags = await service.create_person(session, principal, protection, body)
-        return 201, service.person_out(person, tags)
+        person, tags = await service.create_person(session, principal, protection, body, now=now)
+        return 201, service.person_out(person, tags, now=now)
 
     # The stored fingerprint must not be a plain hash of the ID number (its space is small enough to brute-force):
     # the sensitive fields enter it through the keyed blind index.
@@ -56,20 +59,20 @@ async def create_person(body: PersonCreate, request: Request, principal: Princip
         if keyed.get(name):
             keyed[name] = prot.fingerprint_digest(protection, name, keyed[name])
     return await run_idempotent(request.app.state.db, IdempotencyRecord, key=idempotency_key,
-                                caller=principal.caller, create=create,
+                                caller=principal.caller, now=now, create=create,
                                 fingerprint=request_fingerprint("POST", request.url.path, keyed))
 
 
-async def _search(request: Request, principal: Principal, q: PersonSearch) -> Page[PersonOut]:
+async def _search(request: Request, principal: Principal, q: PersonSearch, now: datetime) -> Page[PersonOut]:
     if principal.role in exchange_grants.GRANT_ROLES:
-        return await _grant_search(request, principal, q)
+        return await _grant_search(request, principal, q, now)
     after = cursor_key(q.cursor)
     async with request.app.state.db.session() as session:
-        rows = await service.search(session, principal, _protection(request), q, after)
+        rows = await service.search(session, principal, _protection(request), q, after, now=now)
         more = len(rows) > q.limit
         rows = rows[: q.limit]
         tags = await service.tags_for(session, [r.id for r in rows])
-    return Page[PersonOut](items=[service.person_out(r, tags.get(r.id, [])) for r in rows],
+    return Page[PersonOut](items=[service.person_out(r, tags.get(r.id, []), now=now) for r in rows],
                            next_cursor=encode_cursor(rows[-1].id) if more else None)
 
 
@@ -78,7 +81,7 @@ def _purpose(request: Request) -> str | None:
     return unquote(value, errors="replace") if value else None
 
 
-async def _grant_search(request: Request, principal: Principal, q: PersonSearch) -> Response:
+async def _grant_search(request: Request, principal: Principal, q: PersonSearch, now: datetime) -> Response:
     """A department or member system with a grant: exact ID number only, fields as the grant allows."""
     grant = await exchange_grants.grant_for(request, principal)
     exchange.check_search(q)
@@ -87,7 +90,7 @@ async def _grant_search(request: Request, principal: Principal, q: PersonSearch)
         rows = await exchange.search(session, protection, q)
         tags = await service.tags_for(session, [r.id for r in rows])
         items = [exchange.view(session, principal, protection, grant, r, tags.get(r.id, []), service.person_out,
-                               _purpose(request)) for r in rows]
+                               _purpose(request), now=now) for r in rows]
     return Response(json.dumps({"items": items, "next_cursor": None}, ensure_ascii=False, default=str),
                     media_type="application/json", headers={"Cache-Control": "no-store"})
 
@@ -98,26 +101,30 @@ async def list_persons(request: Request, name: str | None = Query(None, min_leng
                        community_code: str | None = Query(None, pattern=r"^\d{12}$"),
                        household_id: str | None = None, tag: TagCode | None = None,
                        age_min: int | None = Query(None, ge=0, le=150), age_max: int | None = Query(None, ge=0, le=150),
-                       page: PageParams = Depends(), principal: Principal = Depends(get_principal)):
+                       page: PageParams = Depends(), principal: Principal = Depends(get_principal),
+                       clock: Clock = Depends(get_clock)):
     for sensitive in ("id_number", "phone"):
         if sensitive in request.query_params:  # refuse rather than silently list everyone
             raise invalid(sensitive, "search.use_post", "身份证号、手机号请通过 POST /residents/v1/persons/search 的请求体查询",
                           "Search by ID number or phone with POST /residents/v1/persons/search", where="query")
     q = PersonSearch(name=name, grid_code=grid_code, community_code=community_code, household_id=household_id,
                      tag=tag, age_min=age_min, age_max=age_max, limit=page.limit, cursor=page.cursor)
-    return await _search(request, principal, q)
+    return await _search(request, principal, q, clock.now())
 
 
 @router.post("/search", response_model=Page[PersonOut],
              summary="检索居民（身份证号、手机号精确匹配走请求体）Search persons")
-async def search_persons(body: PersonSearch, request: Request, principal: Principal = Depends(get_principal)):
-    return await _search(request, principal, body)
+async def search_persons(body: PersonSearch, request: Request, principal: Principal = Depends(get_principal),
+                         clock: Clock = Depends(get_clock)):
+    return await _search(request, principal, body, clock.now())
 
 
 @router.get("/{person_id}", response_model=PersonOut, summary="居民详情 Get a person (masked unless reveal=true)")
 async def get_person(person_id: str, request: Request, principal: Principal = Depends(get_principal),
                      reveal: bool = Query(False, description="请求明文身份证号与手机号（须有权限，并记录审计）"),
-                     purpose: str | None = Query(None, max_length=200, description="查看明文的用途，reveal=true 时必填")):
+                     purpose: str | None = Query(None, max_length=200, description="查看明文的用途，reveal=true 时必填"),
+                     clock: Clock = Depends(get_clock)):
+    now = clock.now()
     if principal.role in exchange_grants.GRANT_ROLES:  # a department or member system: only under a grant
         grant = await exchange_grants.grant_for(request, principal)
         protection = _protection(request)
@@ -127,15 +134,15 @@ async def get_person(person_id: str, request: Request, principal: Principal = De
                 raise service.not_found()
             tags = await service.tags_for(session, [person.id])
             out = exchange.view(session, principal, protection, grant, person, tags.get(person.id, []),
-                                service.person_out, purpose or _purpose(request))
+                                service.person_out, purpose or _purpose(request), now=now)
         return Response(json.dumps(out, ensure_ascii=False, default=str), media_type="application/json",
                         headers={"Cache-Control": "no-store"})
     async with request.app.state.db.session() as session, session.begin():
         person = await service.get_person(session, principal, person_id)
-        clear = (await service.reveal_person(session, principal, _protection(request), person, purpose)
+        clear = (await service.reveal_person(session, principal, _protection(request), person, purpose, now=now)
                  if reveal else None)
         tags = await service.tags_for(session, [person.id])
-        out = service.person_out(person, tags.get(person.id, []), clear=clear)
+        out = service.person_out(person, tags.get(person.id, []), now=now, clear=clear)
     if clear:
         return Response(out.model_dump_json(), media_type="application/json",
                         headers={"Cache-Control": "no-store"})
@@ -144,38 +151,44 @@ async def get_person(person_id: str, request: Request, principal: Principal = De
 
 @router.patch("/{person_id}", response_model=PersonOut, summary="修改居民档案 Update a person")
 async def update_person(person_id: str, body: PersonUpdate, request: Request,
-                        principal: Principal = Depends(get_principal)):
+                        principal: Principal = Depends(get_principal), clock: Clock = Depends(get_clock)):
+    now = clock.now()
     async with request.app.state.db.session() as session, session.begin():
-        person = await service.update_person(session, principal, _protection(request), person_id, body)
+        person = await service.update_person(session, principal, _protection(request), person_id, body, now=now)
         tags = await service.tags_for(session, [person.id])
-        return service.person_out(person, tags.get(person.id, []))
+        return service.person_out(person, tags.get(person.id, []), now=now)
 
 
 @router.put("/{person_id}/tags/{code}", response_model=TagOut, summary="设置特殊群体标签 Set a tag")
 async def put_tag(person_id: str, code: TagCode, body: TagIn, request: Request,
-                  principal: Principal = Depends(get_principal)):
+                  principal: Principal = Depends(get_principal), clock: Clock = Depends(get_clock)):
     if body.code != code:
         raise invalid("code", "tag.code_mismatch", "路径与请求体中的标签代码不一致", "Path and body tag codes differ")
+    now = clock.now()
     async with request.app.state.db.session() as session, session.begin():
-        return service.tag_out(await service.set_tag(session, principal, person_id, body))
+        return service.tag_out(await service.set_tag(session, principal, person_id, body, now=now), now)
 
 
 @router.delete("/{person_id}/tags/{code}", status_code=204, summary="撤销标签 Remove a tag")
-async def delete_tag(person_id: str, code: TagCode, request: Request, principal: Principal = Depends(get_principal)):
+async def delete_tag(person_id: str, code: TagCode, request: Request, principal: Principal = Depends(get_principal),
+                     clock: Clock = Depends(get_clock)):
     async with request.app.state.db.session() as session, session.begin():
-        await service.remove_tag(session, principal, person_id, code)
+        await service.remove_tag(session, principal, person_id, code, now=clock.now())
     return Response(status_code=204)
 
 
 @router.post("/{person_id}/consents", status_code=201, response_model=ConsentOut,
              summary="记录授权同意 Record consent")
 async def add_consent(person_id: str, body: ConsentIn, request: Request, principal: Principal = Depends(get_principal),
-                      idempotency_key: str | None = Header(None, alias="Idempotency-Key")):
+                      idempotency_key: str | None = Header(None, alias="Idempotency-Key"),
+                      clock: Clock = Depends(get_clock)):
+    now = clock.now()
+
     async def create(session):
-        return 201, ConsentOut.model_validate(await service.add_consent(session, principal, person_id, body))
+        return 201, ConsentOut.model_validate(await service.add_consent(session, principal, person_id, body, now=now))
 
     return await run_idempotent(request.app.state.db, IdempotencyRecord, key=idempotency_key,
-                                caller=principal.caller, create=create,
+                                caller=principal.caller, now=now, create=create,
                                 fingerprint=request_fingerprint("POST", request.url.path, body.model_dump()))
 
 

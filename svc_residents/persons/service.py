@@ -9,7 +9,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from common.auth import Principal
-from common.clock import SHANGHAI, utcnow
+from common.clock import age_on, local_date
 from common.context import request_id_var
 from common.errors import Problem, invalid
 from common.ids import new_id
@@ -29,14 +29,6 @@ from svc_residents.persons.schemas import (SELF_FIELDS, ConsentIn, PersonCreate,
 
 def not_found() -> Problem:
     return Problem(404, "person.not_found", ("居民不存在或无权查看", "Person not found"))
-
-
-def today() -> date:
-    return utcnow().astimezone(SHANGHAI).date()
-
-
-def age_on(birth: date, on: date) -> int:
-    return on.year - birth.year - ((on.month, on.day) < (birth.month, birth.day))
 
 
 def _years_before(d: date, years: int) -> date:
@@ -69,24 +61,25 @@ async def tags_for(session: AsyncSession, person_ids: list[str]) -> dict[str, li
     return out
 
 
-def tag_out(tag: PersonTag, now: datetime | None = None) -> TagOut:
-    now = now or utcnow()
+def tag_out(tag: PersonTag, now: datetime) -> TagOut:
     return TagOut(code=tag.code, label=TAGS.get(tag.code, (tag.code,))[0], source=tag.source,
                   source_department=tag.source_department, verified=tag.verified, verified_at=tag.verified_at,
                   valid_until=tag.valid_until, active=tag.valid_until is None or tag.valid_until > now,
                   note=tag.note, recorded_by=tag.recorded_by, updated_at=tag.updated_at)
 
 
-def person_out(person: Person, tags: list[PersonTag], *, clear: dict[str, str | None] | None = None) -> PersonOut:
+def person_out(person: Person, tags: list[PersonTag], *, now: datetime,
+               clear: dict[str, str | None] | None = None) -> PersonOut:
+    """The person as of `now` (the age on its Shanghai date, which tags are still active)."""
     return PersonOut(
         id=person.id, household_id=person.household_id, name=person.name,
         id_number=clear["id_number"] if clear else person.id_number_masked,
         phone=clear["phone"] if clear else person.phone_masked,
-        revealed=clear is not None, birth_date=person.birth_date, age=age_on(person.birth_date, today()),
+        revealed=clear is not None, birth_date=person.birth_date, age=age_on(person.birth_date, local_date(now)),
         sex=person.sex, residency_type=person.residency_type, relation_to_head=person.relation_to_head,
         preferred_channel=person.preferred_channel, accessibility_needs=list(person.accessibility_needs or []),
         grid_code=person.grid_code, community_code=person.community_code,
-        tags=[tag_out(t) for t in tags], created_at=person.created_at, updated_at=person.updated_at,
+        tags=[tag_out(t, now) for t in tags], created_at=person.created_at, updated_at=person.updated_at,
         version=person.version, merged_into=person.merged_into)
 
 
@@ -99,7 +92,7 @@ def require_unmerged(person: Person) -> None:
 
 
 async def reveal_person(session: AsyncSession, principal: Principal, protection: FieldProtection, person: Person,
-                        purpose: str | None) -> dict[str, str | None]:
+                        purpose: str | None, *, now: datetime) -> dict[str, str | None]:
     """Decrypt the sensitive fields for a caller allowed to see them, and record the read (same transaction)."""
     if not access.can_reveal(principal, person):
         raise Problem(403, "person.reveal_forbidden", ("当前角色无权查看明文身份证号和手机号",
@@ -109,7 +102,7 @@ async def reveal_person(session: AsyncSession, principal: Principal, protection:
                       where="query")
     clear = {"id_number": prot.reveal(protection, person.id, "id_number", person.id_number_enc),
              "phone": prot.reveal(protection, person.id, "phone", person.phone_enc)}
-    session.add(AccessAudit(id=new_id(), occurred_at=utcnow(), member=principal.member, user_id=principal.user,
+    session.add(AccessAudit(id=new_id(), occurred_at=now, member=principal.member, user_id=principal.user,
                             role=principal.role, acting_for=principal.acting_for, subject_type="person",
                             subject_id=person.id, fields=[k for k, v in clear.items() if v is not None],
                             purpose=purpose.strip()[:200], request_id=request_id_var.get()))
@@ -119,9 +112,9 @@ async def reveal_person(session: AsyncSession, principal: Principal, protection:
 
 # ---------------------------------------------------------------- writing
 
-def _person_event(session: AsyncSession, type_: str, person: Person, **data) -> None:
-    record_event(session, OutboxEvent, type_, subject=person.id, data=data, community=person.community_code,
-                 grid=person.grid_code)
+def _person_event(session: AsyncSession, type_: str, person: Person, now: datetime, **data) -> None:
+    record_event(session, OutboxEvent, type_, subject=person.id, data=data, now=now,
+                 community=person.community_code, grid=person.grid_code)
 
 
 async def _household_for_write(session: AsyncSession, principal: Principal, household_id: str,
@@ -151,16 +144,16 @@ def duplicate(principal: Principal, existing: Person | None) -> Problem:
 
 
 async def create_person(session: AsyncSession, principal: Principal, protection: FieldProtection,
-                        body: PersonCreate, *, person_id: str | None = None) -> tuple[Person, list[PersonTag]]:
+                        body: PersonCreate, *, now: datetime,
+                        person_id: str | None = None) -> tuple[Person, list[PersonTag]]:
     access.require_staff(principal)
-    resident_id = prot.check_id_number(body.id_number)
+    resident_id = prot.check_id_number(body.id_number, today=local_date(now))
     phone = prot.check_phone(body.phone) if body.phone else None
     household = await _household_for_write(session, principal, body.household_id)
     person_id = person_id or new_id()
     pid = prot.protect_id_number(protection, person_id, resident_id.number)
     await _check_duplicate(session, principal, pid.blind_index)
     pphone = prot.protect_phone(protection, person_id, phone) if phone else None
-    now = utcnow()
     person = Person(id=person_id, household_id=household.id, name=body.name.strip(), id_number_enc=pid.ciphertext,
                     id_number_bidx=pid.blind_index, id_number_masked=pid.masked,
                     phone_enc=pphone.ciphertext if pphone else None, phone_bidx=pphone.blind_index if pphone else None,
@@ -174,22 +167,22 @@ async def create_person(session: AsyncSession, principal: Principal, protection:
         await session.flush()
     except IntegrityError:
         raise duplicate(principal, None) from None
-    age = age_on(person.birth_date, today())
-    _person_event(session, "person.registered", person, household_id=household.id,
+    age = age_on(person.birth_date, local_date(now))
+    _person_event(session, "person.registered", person, now, household_id=household.id,
                   residency_type=person.residency_type, sex=person.sex, age=age,
                   age_band=f"{min(age // 10 * 10, 90)}+")  # the exact age lets svc_metrics count 65+ residents
     if body.is_head:
         household.head_person_id = person.id
     household.version += 1
     household.updated_at = now
-    household_event(session, household, "member_added", person_id=person.id, head=body.is_head)
-    tags = [await _apply_tag(session, principal, person, t) for t in body.tags]
-    await sync_profile(session, person.id)  # svc_services' requester-profile replica: birth date and tags
+    household_event(session, household, "member_added", now, person_id=person.id, head=body.is_head)
+    tags = [await _apply_tag(session, principal, person, t, now) for t in body.tags]
+    await sync_profile(session, person.id, now=now)  # svc_services' requester-profile replica: birth date and tags
     return person, tags
 
 
 async def update_person(session: AsyncSession, principal: Principal, protection: FieldProtection,
-                        person_id: str, body: PersonUpdate) -> Person:
+                        person_id: str, body: PersonUpdate, *, now: datetime) -> Person:
     person = await get_person(session, principal, person_id, for_update=True)
     require_unmerged(person)
     given = body.model_fields_set - {"version"}
@@ -225,7 +218,6 @@ async def update_person(session: AsyncSession, principal: Principal, protection:
         old = await session.get(Household, person.household_id)
         new = await _household_for_write(session, principal, body.household_id)
         person.household_id, person.grid_code, person.community_code = new.id, new.grid_code, new.community_code
-        now = utcnow()
         for h, change in ((old, "member_left"), (new, "member_added")):
             if h is None:
                 continue
@@ -233,23 +225,23 @@ async def update_person(session: AsyncSession, principal: Principal, protection:
                 h.head_person_id = None
             h.version += 1
             h.updated_at = now
-            household_event(session, h, change, person_id=person.id)
+            household_event(session, h, change, now, person_id=person.id)
         changed.append("household_id")
     if changed:
         person.version += 1
-        person.updated_at = utcnow()
+        person.updated_at = now
     await session.flush()
     return person
 
 
-async def _apply_tag(session: AsyncSession, principal: Principal, person: Person, body: TagIn) -> PersonTag:
+async def _apply_tag(session: AsyncSession, principal: Principal, person: Person, body: TagIn,
+                     now: datetime) -> PersonTag:
     if access.is_self_or_proxy(principal, person):
         if body.source != "self" or body.verified:
             raise Problem(403, "tag.self_only", ("本人或代办员只能申报未核验的标签（来源 self）",
                                                  "Residents and proxies may only self-declare unverified tags"))
     elif not access.staff_covers(principal, person.grid_code):
         raise Problem(403, "forbidden", ("无权为该居民设置标签", "You may not tag this person"))
-    now = utcnow()
     verified_at = (body.verified_at or now).astimezone(timezone.utc) if body.verified else None
     valid_until = body.valid_until.astimezone(timezone.utc) if body.valid_until else None
     if valid_until is not None and verified_at is not None and valid_until < verified_at:
@@ -281,23 +273,26 @@ async def _apply_tag(session: AsyncSession, principal: Principal, person: Person
     tag.verified, tag.verified_at, tag.valid_until = body.verified, verified_at, valid_until
     tag.note, tag.recorded_by, tag.updated_at = body.note, principal.caller, now
     await session.flush()
-    _person_event(session, "person.tagged", person, code=tag.code, source=tag.source, verified=tag.verified,
+    _person_event(session, "person.tagged", person, now, code=tag.code, source=tag.source, verified=tag.verified,
                   valid_until=tag.valid_until.isoformat() if tag.valid_until else None, previous=previous)
     if tag.verified and not was_verified:
-        _person_event(session, "person.verified", person, code=tag.code, source=tag.source,
+        _person_event(session, "person.verified", person, now, code=tag.code, source=tag.source,
                       department=tag.source_department)
     return tag
 
 
-async def set_tag(session: AsyncSession, principal: Principal, person_id: str, body: TagIn) -> PersonTag:
+async def set_tag(session: AsyncSession, principal: Principal, person_id: str, body: TagIn, *,
+                  now: datetime) -> PersonTag:
     person = await get_person(session, principal, person_id)
     require_unmerged(person)
-    tag = await _apply_tag(session, principal, person, body)
-    await sync_profile(session, person.id)  # written only when the code or expiry changed what the replica holds
+    tag = await _apply_tag(session, principal, person, body, now)
+    # written only when the code or expiry changed what the replica holds
+    await sync_profile(session, person.id, now=now)
     return tag
 
 
-async def remove_tag(session: AsyncSession, principal: Principal, person_id: str, code: str) -> None:
+async def remove_tag(session: AsyncSession, principal: Principal, person_id: str, code: str, *,
+                     now: datetime) -> None:
     person = await get_person(session, principal, person_id)
     require_unmerged(person)
     self_side = access.is_self_or_proxy(principal, person)
@@ -311,17 +306,18 @@ async def remove_tag(session: AsyncSession, principal: Principal, person_id: str
         raise Problem(403, "tag.self_only", ("本人或代办员只能撤回本人申报的标签",
                                              "Residents and proxies may only withdraw self-declared tags"))
     await session.delete(tag)
-    _person_event(session, "person.tagged", person, code=code, removed=True, source=tag.source)
-    await sync_profile(session, person.id)
+    _person_event(session, "person.tagged", person, now, code=code, removed=True, source=tag.source)
+    await sync_profile(session, person.id, now=now)
 
 
-async def add_consent(session: AsyncSession, principal: Principal, person_id: str, body: ConsentIn) -> Consent:
+async def add_consent(session: AsyncSession, principal: Principal, person_id: str, body: ConsentIn, *,
+                      now: datetime) -> Consent:
     person = await get_person(session, principal, person_id)
     if not access.is_self_or_proxy(principal, person) and not access.staff_covers(principal, person.grid_code):
         raise Problem(403, "forbidden", ("无权为该居民记录授权", "You may not record consent for this person"))
     require_unmerged(person)
     consent = Consent(id=new_id(), person_id=person.id, purpose=body.purpose, granted=body.granted,
-                      channel=body.channel, recorded_at=utcnow(), recorded_by=principal.caller,
+                      channel=body.channel, recorded_at=now, recorded_by=principal.caller,
                       recorded_role=principal.role, note=body.note,
                       extra={"acting_for": principal.acting_for} if principal.role == "proxy" else {})
     session.add(consent)
@@ -352,7 +348,7 @@ async def access_log(session: AsyncSession, principal: Principal, person_id: str
 # ---------------------------------------------------------------- search
 
 async def search(session: AsyncSession, principal: Principal, protection: FieldProtection, q: PersonSearch,
-                 after: str | None) -> list[Person]:
+                 after: str | None, *, now: datetime) -> list[Person]:
     access.require_reader(principal)
     stmt = select(Person).where(access.person_visibility(principal, Person)).order_by(Person.id).limit(q.limit + 1)
     if q.name:
@@ -371,12 +367,11 @@ async def search(session: AsyncSession, principal: Principal, protection: FieldP
     if q.household_id:
         stmt = stmt.where(Person.household_id == q.household_id)
     if q.tag:
-        now = utcnow()
         stmt = stmt.where(exists().where(PersonTag.person_id == Person.id, PersonTag.code == q.tag,
                                          or_(PersonTag.valid_until.is_(None), PersonTag.valid_until > now)))
     if q.age_min is not None and q.age_max is not None and q.age_min > q.age_max:
         raise invalid("age_max", "search.age_range", "年龄上限小于下限", "age_max is below age_min")
-    d = today()
+    d = local_date(now)
     if q.age_min is not None:  # age >= n  ⇔  born on or before today n years ago
         stmt = stmt.where(Person.birth_date <= _years_before(d, q.age_min))
     if q.age_max is not None:  # age <= n  ⇔  born after today n+1 years ago

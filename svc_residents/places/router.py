@@ -3,6 +3,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, Header, Request
 
 from common.auth import Principal, get_principal
+from common.clock import Clock, get_clock
 from common.idempotency import request_fingerprint, run_idempotent
 from common.pagination import Page, PageParams, encode_cursor
 from svc_residents.base import IdempotencyRecord
@@ -14,16 +15,18 @@ router = APIRouter(prefix="/residents/v1/places", tags=["places 地点"])
 
 @router.post("", status_code=201, response_model=PlaceOut, summary="新建地点 Create a place")
 async def create_place(body: PlaceCreate, request: Request, principal: Principal = Depends(get_principal),
-                       idempotency_key: str | None = Header(None, alias="Idempotency-Key")):
+                       idempotency_key: str | None = Header(None, alias="Idempotency-Key"),
+                       clock: Clock = Depends(get_clock)):
     db = request.app.state.db
+    now = clock.now()
 
     async def create(session):
-        place = await service.create_place(session, principal, body)
+        place = await service.create_place(session, principal, body, now=now)
         return 201, PlaceOut.model_validate(place)
 
     return await run_idempotent(db, IdempotencyRecord, key=idempotency_key, caller=principal.caller,
                                 fingerprint=request_fingerprint("POST", request.url.path, body.model_dump()),
-                                create=create)
+                                now=now, create=create)
 
 
 @router.get("", response_model=Page[PlaceOut], summary="地点列表 List places")
@@ -54,7 +57,7 @@ async def get_grid_workers(code: str, request: Request, principal: Principal = D
 
 @router.put("/{code}/workers", response_model=GridWorkersOut, summary="指定网格员 Name a grid's workers")
 async def put_grid_workers(code: str, body: GridWorkersIn, request: Request,
-                           principal: Principal = Depends(get_principal)):
+                           principal: Principal = Depends(get_principal), clock: Clock = Depends(get_clock)):
     async with request.app.state.db.session() as session, session.begin():
-        return GridWorkersOut(grid_code=code, user_ids=await service.set_grid_workers(session, principal, code,
-                                                                                      body.user_ids))
+        workers = await service.set_grid_workers(session, principal, code, body.user_ids, now=clock.now())
+        return GridWorkersOut(grid_code=code, user_ids=workers)

@@ -1,11 +1,12 @@
 """Rules for the place hierarchy: each level sits under the one above, and codes extend their parent's."""
 from __future__ import annotations
 
+from datetime import datetime
+
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from common.auth import Principal
-from common.clock import utcnow
 from common.errors import Problem, invalid
 from common.validators import ValidationFailure, parse_division_code
 from common.outbox import record_event
@@ -57,7 +58,7 @@ def _check_manage(principal: Principal, code: str, parent_code: str | None) -> N
         raise Problem(403, "forbidden", ("只能管理本辖区内的地点", "You may only manage places inside your scope"))
 
 
-async def create_place(session: AsyncSession, principal: Principal, body: PlaceCreate) -> Place:
+async def create_place(session: AsyncSession, principal: Principal, body: PlaceCreate, *, now: datetime) -> Place:
     _check_manage(principal, body.code, body.parent_code)
     check_place_code(body.code, body.level)
     if body.parent_code is not None:
@@ -78,11 +79,10 @@ async def create_place(session: AsyncSession, principal: Principal, body: PlaceC
             raise invalid("code", "place.code_prefix", "地点编码须以上级编码开头", "A code must extend its parent's code")
     if await session.get(Place, body.code) is not None:
         raise Problem(409, "place.exists", ("该编码的地点已存在", "A place with this code already exists"))
-    now = utcnow()
     place = Place(code=body.code, level=body.level, name=body.name, parent_code=body.parent_code, created_at=now)
     session.add(place)
     record_event(session, OutboxEvent, "place.created", subject=place.code,
-                 data={"level": place.level, "name": place.name},
+                 data={"level": place.level, "name": place.name}, now=now,
                  community=place.code[:12] if len(place.code) >= 12 else None,
                  grid=place.code[:15] if len(place.code) >= 15 else None)
     await session.flush()
@@ -128,7 +128,7 @@ def check_see_workers(principal: Principal, grid_code: str) -> None:
 
 
 async def set_grid_workers(session: AsyncSession, principal: Principal, grid_code: str,
-                           user_ids: list[str]) -> list[str]:
+                           user_ids: list[str], *, now: datetime) -> list[str]:
     """Replace the grid's workers; only community/street staff covering the grid (or ops) may name them."""
     from svc_residents.places.models import GridWorker
 
@@ -147,7 +147,6 @@ async def set_grid_workers(session: AsyncSession, principal: Principal, grid_cod
             wanted.append(u)
     current = {w.user_id: w for w in (await session.execute(
         select(GridWorker).where(GridWorker.grid_code == grid.code))).scalars()}
-    now = utcnow()
     for u, row in current.items():
         if u not in wanted:
             await session.delete(row)
@@ -156,6 +155,6 @@ async def set_grid_workers(session: AsyncSession, principal: Principal, grid_cod
             session.add(GridWorker(grid_code=grid.code, user_id=u, created_at=now))
     if set(wanted) != set(current):
         record_event(session, OutboxEvent, "grid.workers_changed", subject=grid.code,
-                     data={"workers": sorted(wanted)}, community=grid.code[:12], grid=grid.code)
+                     data={"workers": sorted(wanted)}, now=now, community=grid.code[:12], grid=grid.code)
     await session.flush()
     return sorted(wanted)

@@ -7,6 +7,7 @@ from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from common.auth import Principal, get_principal
+from common.clock import Clock, get_clock
 from svc_residents.verification import service
 
 router = APIRouter(prefix="/residents/v1/persons", tags=["verification 一次采集核验"])
@@ -52,9 +53,9 @@ def _out(person_id: str, rows) -> VerificationsOut:
 @router.post("/{person_id}/verifications", response_model=VerificationsOut,
              summary="向部门核验（一次采集）Verify with the owning departments; POST again retries what is not done")
 async def verify(person_id: str, request: Request, body: VerifyIn | None = None,
-                 principal: Principal = Depends(get_principal)):
+                 principal: Principal = Depends(get_principal), clock: Clock = Depends(get_clock)):
     body = body or VerifyIn()
-    rows = await service.verify(request.app, principal, person_id, body.departments, body.refresh)
+    rows = await service.verify(request.app, principal, person_id, body.departments, body.refresh, clock=clock)
     return _out(person_id, rows)
 
 

@@ -29,7 +29,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from common.auth import Principal
-from common.clock import utcnow
+from common.clock import Clock
 from common.context import request_id_var
 from common.errors import Problem
 from common.http_client import UpstreamError, UpstreamTimeout
@@ -109,9 +109,9 @@ def _change(session: AsyncSession, person: Person, field: str, change: str, old,
                              source=source, actor=actor, verification_id=verification_id, occurred_at=now))
 
 
-def _event(session: AsyncSession, type_: str, person: Person, **data) -> None:
-    record_event(session, OutboxEvent, type_, subject=person.id, data=data, community=person.community_code,
-                 grid=person.grid_code)
+def _event(session: AsyncSession, type_: str, person: Person, now: datetime, **data) -> None:
+    record_event(session, OutboxEvent, type_, subject=person.id, data=data, now=now,
+                 community=person.community_code, grid=person.grid_code)
 
 
 async def _apply(session: AsyncSession, person: Person, v: Verification, f: Findings, actor: str,
@@ -152,7 +152,7 @@ async def _apply(session: AsyncSession, person: Person, v: Verification, f: Find
                 out["upgraded"].append(tag_code)
                 previous = {"source": old["source"], "verified": old["verified"]}
             await session.flush()
-            _event(session, "person.tagged", person, code=tag_code, source="department", verified=True,
+            _event(session, "person.tagged", person, now, code=tag_code, source="department", verified=True,
                    department=code, valid_until=None, previous=previous, verification_id=v.id)
         elif tag is not None:
             active = tag.valid_until is None or tag.valid_until > now
@@ -163,8 +163,8 @@ async def _apply(session: AsyncSession, person: Person, v: Verification, f: Find
                     _change(session, person, f"tag:{tag_code}", "expired", old, _tag_snapshot(tag), source, actor,
                             now, v.id)
                     out["expired"].append(tag_code)
-                    _event(session, "person.tagged", person, code=tag_code, source="department", verified=True,
-                           department=code, valid_until=tag.valid_until.isoformat(), expired=True,
+                    _event(session, "person.tagged", person, now, code=tag_code, source="department",
+                           verified=True, department=code, valid_until=tag.valid_until.isoformat(), expired=True,
                            verification_id=v.id)
             elif active:  # never overwrite a staff / self / other-department value: record the conflict
                 _change(session, person, f"tag:{tag_code}", "conflict", _tag_snapshot(tag),
@@ -194,24 +194,26 @@ async def list_verifications(session: AsyncSession, principal: Principal, person
 
 
 async def verify(app: FastAPI, principal: Principal, person_id: str, departments: list[str] | None,
-                 refresh: bool) -> list[Verification]:
+                 refresh: bool, *, clock: Clock) -> list[Verification]:
+    """`clock` is read twice: when the departments are asked, and when their answers are recorded."""
     db, protection = app.state.db, app.state.protection
     wanted = list(dict.fromkeys(departments or DEPARTMENTS))
     try:
-        todo, rows, id_number = await _start(db, protection, principal, person_id, wanted, refresh)
+        todo, rows, id_number = await _start(db, protection, principal, person_id, wanted, refresh, clock.now())
     except IntegrityError:  # another request created the same records a moment ago
         raise Problem(409, "verification.in_progress", ("该居民正在核验中，请稍后重试",
                                                          "A verification of this person is in progress; retry"),
                       headers={"Retry-After": "2"}) from None
     if todo:
         outcomes = await asyncio.gather(*(ask(app, c, id_number, person_id) for c in todo))
-        await _finish(db, principal, person_id, todo, rows, outcomes)
+        await _finish(db, principal, person_id, todo, rows, outcomes, clock.now())
     async with db.session() as session:
         return list((await session.execute(select(Verification).where(Verification.person_id == person_id)
                                            .order_by(Verification.department))).scalars())
 
 
-async def _start(db, protection, principal: Principal, person_id: str, wanted: list[str], refresh: bool):
+async def _start(db, protection, principal: Principal, person_id: str, wanted: list[str], refresh: bool,
+                 now: datetime):
     async with db.session() as session, session.begin():
         person = await get_person(session, principal, person_id)
         if principal.role not in VERIFIERS or not access.staff_covers(principal, person.grid_code):
@@ -223,7 +225,6 @@ async def _start(db, protection, principal: Principal, person_id: str, wanted: l
                           extra={"merged_into": person.merged_into})
         rows = {v.department: v for v in (await session.execute(
             select(Verification).where(Verification.person_id == person.id))).scalars()}
-        now = utcnow()
         todo = [c for c in wanted if refresh or c not in rows or rows[c].status != "done"]
         for c in todo:
             v = rows.get(c)
@@ -245,10 +246,10 @@ async def _start(db, protection, principal: Principal, person_id: str, wanted: l
     return todo, rows, id_number
 
 
-async def _finish(db, principal: Principal, person_id: str, todo: list[str], rows: dict, outcomes) -> None:
+async def _finish(db, principal: Principal, person_id: str, todo: list[str], rows: dict, outcomes,
+                  now: datetime) -> None:
     async with db.session() as session, session.begin():
         person = await session.get(Person, person_id, with_for_update=True)
-        now = utcnow()
         for c, o in zip(todo, outcomes):
             v = await session.get(Verification, rows[c].id, with_for_update=True)
             v.status, v.reason, v.updated_at = o.status, o.reason, now
@@ -256,10 +257,11 @@ async def _finish(db, principal: Principal, person_id: str, todo: list[str], row
                 changes = await _apply(session, person, v, o.findings, principal.caller, now)
                 v.result = {**o.findings.summary, "changes": changes}
                 v.answered_at = now
-                _event(session, "person.verified", person, code=f"verification:{c}", department=c,
+                _event(session, "person.verified", person, now, code=f"verification:{c}", department=c,
                        verification_id=v.id,
                        tags=sorted(t for t, holds in o.findings.tags.items() if holds),
                        changes={k: vs for k, vs in changes.items() if vs})
             rows[c] = v
         await session.flush()
-        await sync_profile(session, person_id)  # a tag set, upgraded or expired by a department: the replica follows
+        # a tag set, upgraded or expired by a department: the replica follows
+        await sync_profile(session, person_id, now=now)

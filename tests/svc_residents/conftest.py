@@ -1,8 +1,11 @@
 """Fixtures for svc_residents: a client with its own field keys, and one with the demo district seeded."""
 from __future__ import annotations
 
+from datetime import datetime, timezone
+
 import pytest
 
+from common.clock import FrozenClock
 from deploy import demo
 
 WEIGHTS = [7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2]
@@ -14,6 +17,9 @@ def make_id(birth: str = "19800101", seq: int = 1, division: str = "110105", sex
     body = f"{division}{birth}{s:03d}"[:17]
     return body + "10X98765432"[sum(int(c) * w for c, w in zip(body, WEIGHTS)) % 11]
 
+
+# The residents app's "now" in these tests (Monday 10:00 in Beijing): ages and tag expiry do not follow the wall.
+START = datetime(2026, 11, 23, 2, 0, tzinfo=timezone.utc)
 
 P = demo.person_id
 H = demo.household_id
@@ -38,14 +44,16 @@ ROLES = {
 
 @pytest.fixture
 async def client(service_client, tmp_path):
-    return await service_client("svc_residents", field_keys_file=tmp_path / "keys" / "fields.json")
+    c = await service_client("svc_residents", field_keys_file=tmp_path / "keys" / "fields.json")
+    c.app.state.clock = FrozenClock(START)
+    return c
 
 
 @pytest.fixture
 async def seeded(client):
     from svc_residents.seed import seed_demo
 
-    await seed_demo(client.app.state.db, client.app.state.protection)
+    await seed_demo(client.app.state.db, client.app.state.protection, clock=client.app.state.clock)
     return client
 
 

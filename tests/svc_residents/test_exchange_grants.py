@@ -6,16 +6,17 @@ First in-process against svc_residents alone (grants given in code), then end to
 from __future__ import annotations
 
 from contextlib import AsyncExitStack
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 from urllib.parse import quote
 
 import httpx
 import pytest
 from sqlalchemy import select
 
+from common.clock import FrozenClock
 from deploy import demo
 from svc_residents.grants import HOUSEHOLDS_RESOURCE, PERSONS_RESOURCE, GrantInfo, StaticGrants
-from tests.svc_residents.conftest import P
+from tests.svc_residents.conftest import START, P
 
 P1_ID = next(p[2] for p in demo.PERSONS if p[0] == "P1")
 P7_ID = next(p[2] for p in demo.PERSONS if p[0] == "P7")
@@ -45,7 +46,7 @@ async def test_without_grant_a_department_is_refused(seeded, auth):
     assert r.status_code == 403 and r.json()["code"] == "exchange.no_grant"
     assert (await seeded.get(f"/residents/v1/persons/{P('P1')}", headers=h)).status_code == 403
     # an expired grant is no grant
-    seeded.app.state.grant_source = StaticGrants([_grant(expires_at=datetime.now(timezone.utc) - timedelta(1))])
+    seeded.app.state.grant_source = StaticGrants([_grant(expires_at=seeded.app.state.clock.now() - timedelta(1))])
     assert (await seeded.get(f"/residents/v1/persons/{P('P1')}", headers=h)).status_code == 403
     assert await _audits(seeded) == []
 
@@ -132,6 +133,35 @@ async def test_registry_unreachable_fails_closed(seeded, auth):
     assert r.status_code == 503 and r.json()["code"] == "exchange.grants_unavailable"
 
 
+async def test_a_cached_grant_ends_at_its_expiry(seeded, auth):
+    """An expired grant is no grant, even while the registry's answer is still cached: the expiry is checked on
+    the app's clock at every read, the cache only saves asking the registry again."""
+    from common.http_client import ServiceClient
+    from svc_residents.grants import ExchangeGrants
+
+    expires = seeded.app.state.clock.now() + timedelta(minutes=1)
+    asked = []
+
+    def registry(request):
+        asked.append(request.url.params["resource"])
+        return httpx.Response(200, json={"items": [{
+            "id": "g-1", "resource": PERSONS_RESOURCE, "consumer": "dept-minzheng", "live": True,
+            "fields": ["id", "name"], "purpose": "低保复核", "expires_at": expires.isoformat()}], "next_cursor": None})
+
+    async def token():
+        return "t"
+
+    seeded.app.state.grant_source = ExchangeGrants(
+        ServiceClient("exchange", "http://gw", retries=0, transport=httpx.MockTransport(registry)), token,
+        ttl_seconds=3600)
+    h = _dept_system(auth)
+    assert (await seeded.get(f"/residents/v1/persons/{P('P1')}", headers=h)).status_code == 200
+    seeded.app.state.clock.set(expires)
+    r = await seeded.get(f"/residents/v1/persons/{P('P1')}", headers=h)
+    assert r.status_code == 403 and r.json()["code"] == "exchange.no_grant"
+    assert asked == [PERSONS_RESOURCE]  # refused from the cached answer, not from a new one
+
+
 def test_catalogue_fields_match_the_exchange_catalogue():
     from gateway.exchange.catalogue_data import BUILTIN_RESOURCES
     from svc_residents.persons.exchange import CATALOGUE_FIELDS
@@ -206,7 +236,7 @@ async def test_household_read_without_grant_is_refused(seeded, auth):
     h = _dept_households(auth)
     # another department's grant, a persons grant, an expired grant: no households grant for this caller
     for grants in ([_household_grant(consumer="dept-renshe")], [_grant()],
-                   [_household_grant(expires_at=datetime.now(timezone.utc) - timedelta(1))]):
+                   [_household_grant(expires_at=seeded.app.state.clock.now() - timedelta(1))]):
         seeded.app.state.grant_source = StaticGrants(grants)
         r = await seeded.get(f"/residents/v1/households/{H4}", headers=h)
         assert r.status_code == 403 and r.json()["code"] == "exchange.no_grant", grants
@@ -267,12 +297,13 @@ async def through_gateway(tmp_path, backend):
     async with AsyncExitStack() as stack:
         residents = await start_service(stack, "svc_residents", f"sqlite+aiosqlite:///{tmp_path}/res.db", jwks,
                                         field_keys_file=tmp_path / "keys" / "fields.json")
-        await seed_demo(residents.app.state.db, residents.app.state.protection)
+        clock = residents.app.state.clock = FrozenClock(START)  # one "now" for the service and the exchange
+        await seed_demo(residents.app.state.db, residents.app.state.protection, clock=clock)
         gw_url = f"sqlite+aiosqlite:///{tmp_path}/gw.db"
         await migrate_database("gateway", gw_url)
         gw = create_gateway(GatewaySettings(database_url=gw_url, keys_dir=keys_dir, outbox_relay_enabled=False,
                                             upstream_retries=0, catalogue_from_openapi=False),
-                            transports={"residents": httpx.ASGITransport(app=residents.app)})
+                            transports={"residents": httpx.ASGITransport(app=residents.app)}, clock=clock)
         await stack.enter_async_context(gw.router.lifespan_context(gw))
         client = await stack.enter_async_context(
             httpx.AsyncClient(transport=httpx.ASGITransport(app=gw), base_url="http://gw"))
@@ -304,7 +335,7 @@ async def test_through_the_gateway(through_gateway):
     owner = token("svc_residents", role="system")
     r = await client.post(f"/exchange/v1/grants/{gid}/approve", headers=owner, json={
         "fields": ["id", "name", "id_number"],
-        "expires_at": (datetime.now(timezone.utc) + timedelta(days=30)).isoformat()})
+        "expires_at": (START + timedelta(days=30)).isoformat()})
     assert r.status_code == 200 and r.json()["live"], r.text
 
     r = await client.post(search, json={"id_number": P7_ID}, headers=mz)
@@ -347,7 +378,7 @@ async def test_households_through_the_gateway(through_gateway):
     gid = r.json()["id"]
     owner = token("svc_residents", role="system")
     r = await client.post(f"/exchange/v1/grants/{gid}/approve", headers=owner, json={
-        "fields": ["id", "address"], "expires_at": (datetime.now(timezone.utc) + timedelta(days=30)).isoformat()})
+        "fields": ["id", "address"], "expires_at": (START + timedelta(days=30)).isoformat()})
     assert r.status_code == 200 and r.json()["live"], r.text
     for h in (mz, clerk):  # the member system (checked by the gateway too) and a clerk through the portal
         r = await client.get(url, headers=h)

@@ -126,12 +126,11 @@ async def test_merge_rules(seeded, as_):
 
 
 async def test_a_police_verified_duplicate_is_not_merged_away(seeded, as_):
-    from common.clock import utcnow
     from common.ids import new_id
     from svc_residents.models import Verification
 
     async with seeded.app.state.db.session() as s, s.begin():
-        now = utcnow()
+        now = seeded.app.state.clock.now()
         s.add(Verification(id=new_id(), person_id=P("P5"), department="gongan", status="done", attempts=1,
                            result={"registered": True}, requested_by="t", created_at=now, updated_at=now,
                            answered_at=now))

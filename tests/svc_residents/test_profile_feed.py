@@ -118,8 +118,8 @@ async def test_import_writes_a_snapshot_per_person(seeded, tmp_path):
     from tests.svc_residents.test_import import good_rows, write_csv
 
     before = len(await feed_rows(seeded))
-    r = await import_file(seeded.app.state.db, seeded.app.state.protection, write_csv(tmp_path / "l.csv",
-                                                                                      good_rows()))
+    r = await import_file(seeded.app.state.db, seeded.app.state.protection, write_csv(tmp_path / "l.csv", good_rows()),
+                          clock=seeded.app.state.clock)
     assert r.imported == 3
     rows = (await feed_rows(seeded))[before:]
     assert len(rows) == 3
@@ -131,7 +131,7 @@ async def test_import_writes_a_snapshot_per_person(seeded, tmp_path):
     # a tag set later on an imported person continues its version (the import recorded the digest)
     from svc_residents.persons.profile_feed import sync_profile
     async with seeded.app.state.db.session() as s, s.begin():
-        assert await sync_profile(s, rows[0].subject) is False
+        assert await sync_profile(s, rows[0].subject, now=seeded.app.state.clock.now()) is False
 
 
 async def test_backfill_sends_persons_registered_before_the_feed(seeded):
@@ -143,8 +143,9 @@ async def test_backfill_sends_persons_registered_before_the_feed(seeded):
         await s.execute(update(Person).values(profile_digest=None))
         total = len((await s.execute(select(Person.id))).all())
     before = len(await feed_rows(seeded))
-    assert await backfill(db, batch_size=3) == total
-    assert await backfill(db) == 0  # nothing left to send
+    clock = seeded.app.state.clock
+    assert await backfill(db, batch_size=3, clock=clock) == total
+    assert await backfill(db, clock=clock) == 0  # nothing left to send
     assert len(await feed_rows(seeded)) == before + total
 
 
@@ -183,7 +184,7 @@ async def test_feed_relay_delivers_in_order_retries_when_down_and_skips_metrics(
 
     plug = Switch(services.app)
     sender = FeedSender(FEED_URL, provider, transport=plug, auth=gateway_auth())  # signed as the app's relay
-    clock = FrozenClock(datetime.now(timezone.utc) + timedelta(minutes=5))  # ahead of the rows written below
+    clock = FrozenClock(seeded.app.state.clock.now() + timedelta(minutes=5))  # ahead of the rows written below
     feed = OutboxRelay(db, OutboxEvent, source="svc_residents", send=sender, base_backoff=1, max_backoff=8,
                        clock=clock, types=TypeFilter(include=("requester_profile.",)))
     # the svc_metrics relay of the same outbox never reads feed rows
@@ -193,7 +194,7 @@ async def test_feed_relay_delivers_in_order_retries_when_down_and_skips_metrics(
         metrics_batches.append(events)
 
     metrics = OutboxRelay(db, OutboxEvent, source="svc_residents", send=to_metrics, batch_size=1000,
-                          types=TypeFilter(exclude=("requester_profile.",)))
+                          clock=clock, types=TypeFilter(exclude=("requester_profile.",)))
     while await metrics.run_once():
         pass
     assert metrics_batches and not any(e["type"].startswith("requester_profile.")
@@ -255,8 +256,8 @@ async def test_feed_keeps_a_refused_update_pending_and_goes_on(seeded, auth, ser
 
     db = seeded.app.state.db
     async with db.session() as s, s.begin():
-        await s.execute(update(OutboxEvent).values(delivered_at=datetime.now(timezone.utc)))
-        now = datetime.now(timezone.utc)
+        now = seeded.app.state.clock.now()
+        await s.execute(update(OutboxEvent).values(delivered_at=now))
         bad = outbox_row("p-bad", 1, {"birth_date": "1950-01-01", "groups": [{"code": "Not A Code",
                                                                                 "valid_until": None}]}, now)
         good = outbox_row("p-good", 1, {"birth_date": "1950-01-01", "groups": []}, now)
@@ -267,7 +268,7 @@ async def test_feed_keeps_a_refused_update_pending_and_goes_on(seeded, auth, ser
         return token
 
     sender = FeedSender(FEED_URL, provider, transport=httpx.ASGITransport(app=services.app), auth=gateway_auth())
-    feed = OutboxRelay(db, OutboxEvent, source="svc_residents", send=sender,
+    feed = OutboxRelay(db, OutboxEvent, source="svc_residents", send=sender, clock=seeded.app.state.clock,
                        types=TypeFilter(include=("requester_profile.",)))
     assert await feed.run_once() == 1
     async with db.session() as s:

@@ -2,7 +2,7 @@
 idempotent demo seed."""
 from __future__ import annotations
 
-from datetime import date
+from datetime import datetime, timezone
 
 from sqlalchemy import func, select
 
@@ -17,10 +17,8 @@ async def _ids(client, headers, **q):
     return {p["id"] for p in r.json()["items"]}
 
 
-async def test_search_filters(seeded, as_, monkeypatch):
-    import svc_residents.persons.service as service
-
-    monkeypatch.setattr(service, "today", lambda: date(2026, 11, 23))  # ages below are as of this day
+async def test_search_filters(seeded, as_):
+    seeded.app.state.clock.set(datetime(2026, 11, 23, 4, tzinfo=timezone.utc))  # ages below are as of this day
     h = as_("street1")
     assert await _ids(seeded, h, name="王") == {P("P3")}
     assert await _ids(seeded, h, name="%") == set()  # wildcards are literal
@@ -35,6 +33,11 @@ async def test_search_filters(seeded, as_, monkeypatch):
     assert await _ids(seeded, h, age_min=60, age_max=79) == {P("P4"), P("P7"), P("P10")}
     assert await _ids(seeded, h, age_max=3) == {P("P6")}  # b. 2023-06-15: 3
     assert await _ids(seeded, h, tag="elderly", age_max=70, name="吴") == {P("P10")}
+    # ages are counted on the app's clock: on P6's fourth birthday (Asia/Shanghai) she is no longer 3
+    seeded.app.state.clock.set(datetime(2027, 6, 14, 16, tzinfo=timezone.utc))  # 2027-06-15 00:00 in Beijing
+    assert await _ids(seeded, h, age_max=3) == set()
+    assert await _ids(seeded, h, age_min=4, age_max=4) == {P("P6")}
+    seeded.app.state.clock.set(datetime(2026, 11, 23, 4, tzinfo=timezone.utc))
     # GET carries the non-sensitive filters only
     r = await seeded.get(URL, params={"tag": "very_old", "age_min": 75}, headers=h)
     assert {p["id"] for p in r.json()["items"]} == {P("P3"), P("P7")}
