@@ -33,7 +33,7 @@ class OutboxMixin:
     last_error: Mapped[str | None] = mapped_column(String(500))
 
     @declared_attr.directive
-    def __table_args__(cls):
+    def __table_args__(cls):  # noqa: N805 - a declared_attr takes the class
         return (Index("ix_outbox_pending", "delivered_at", "next_attempt_at"),)
 
 

@@ -95,7 +95,7 @@ class ExchangePlane:
         try:
             resp, principal = await self.gate.exchange(call, service)
             caller = principal.caller if principal is not None else None
-        except Exception:
+        except Exception:  # noqa: BLE001 - logged; the caller gets a 500 problem, the plane goes on
             access_log.exception("unhandled error", extra={"request_id": rid, "path": call.path})
             resp = internal_error_response(call.lang, call.path)
         finally:

@@ -11,7 +11,7 @@ from common.db import UTCDateTime
 from svc_metrics.base import Base
 
 
-class Warning_(Base):
+class Warning_(Base):  # noqa: N801 - `Warning` is a builtin
     __tablename__ = "warnings"
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)

@@ -80,7 +80,7 @@ class IntakePlane:
         self.telemetry.in_flight.inc()
         try:
             response = await answer_submission(request, *taken)
-        except Exception:
+        except Exception:  # noqa: BLE001 - logged; the caller gets a 500 problem, the plane goes on
             access_log.exception("unhandled error", extra={"request_id": rid, "path": PATH})
             response = internal_error_response(negotiate_language(accept_language), PATH)
         finally:

@@ -37,7 +37,9 @@ async def test_propagates_request_id_trace_and_caller_token():
         async with client(t) as c:
             await c.get("/x")
     finally:
-        bearer_token_var.reset(tokens[2]); traceparent_var.reset(tokens[1]); request_id_var.reset(tokens[0])
+        bearer_token_var.reset(tokens[2])
+        traceparent_var.reset(tokens[1])
+        request_id_var.reset(tokens[0])
     h = calls[0].headers
     assert h["x-request-id"] == "rid-1" and h["authorization"] == "Bearer caller-tok"
     assert h["traceparent"].startswith("00-" + "a" * 32 + "-") and "b" * 16 not in h["traceparent"]

@@ -62,7 +62,7 @@ async def test_hours_offer_refuses_others_and_bad_input(client, staff, auth):
 
 
 async def test_credits_record_participation(client, staff, auth):
-    w = await setup_world(client, staff)
+    await setup_world(client, staff)
     # volunteer service: completing the offer credits minutes and records the volunteer's participation
     need = (await client.post("/matching/v1/needs", headers=staff,
                               json=need_body(category="life_service", requester_tags=[], **SATURDAY))).json()
