@@ -18,6 +18,7 @@ from svc_services.clients import close_clients, install_clients
 from svc_services.dispatch.router import router as dispatch_router
 from svc_services.grids.router import router as grids_router
 from svc_services.materials.router import router as materials_router
+from svc_services.open311.publication import router as publication_router
 from svc_services.open311.router import router as open311_router
 from svc_services.requests.fastpath import IntakeFastPath
 from svc_services.requests.intake import IntakeWriter
@@ -54,7 +55,7 @@ def create_app(settings: ServicesSettings | None = None, *, verifier: TokenVerif
         title="OneNet svc_services 诉求工单",
         description="事项清单、诉求受理、派单、办结、评价、时限与升级。Service catalogue, requests, SLA and escalation.",
         routers=[catalogue_router, requests_router, dispatch_router, materials_router, grids_router, open311_router,
-                 requesters_router],
+                 publication_router, requesters_router],
         # Open311 GeoReport v2 submissions are form-encoded per the spec.
         extra_media_types={"/open311/": ("application/x-www-form-urlencoded",)},
         outbox_model=OutboxEvent,

@@ -3,5 +3,6 @@ from svc_services.base import Base, IdempotencyRecord, OutboxEvent  # noqa: F401
 from svc_services.catalogue.models import CatalogueItem, CatalogueItemVersion  # noqa: F401
 from svc_services.grids.models import ServiceGrid  # noqa: F401
 from svc_services.materials.models import RequestMaterial  # noqa: F401
+from svc_services.open311.models import RequestPublication  # noqa: F401
 from svc_services.requests.models import ServiceRequest, TimelineEntry  # noqa: F401
 from svc_services.requesters.models import RequesterProfile  # noqa: F401

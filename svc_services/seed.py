@@ -56,6 +56,7 @@ EXTRAS: dict[str, dict[str, Any]] = {
                                    {"key": "transfer", "name": "关系转移"}]}],
     },
     "WG-SJ-001": {
+        "personal": False,  # reports of public matters (a street light, litter): descriptions may be published
         "attributes": [{"code": "event_type", "datatype": "singlevaluelist", "description": "事件类型",
                         "required": True,
                         "values": [{"key": "environment", "name": "环境卫生"}, {"key": "facility", "name": "公共设施"},

@@ -3,7 +3,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, Float, ForeignKey, String
+from sqlalchemy import JSON, Boolean, Float, ForeignKey, String, true
 from sqlalchemy.orm import Mapped, mapped_column
 
 from common.db import UTCDateTime
@@ -42,6 +42,9 @@ class CatalogueItemVersion(Base):
     working_hours: Mapped[bool] = mapped_column(Boolean, default=False)
     emergency: Mapped[bool] = mapped_column(Boolean, default=False)
     kiosk_instant: Mapped[bool] = mapped_column(Boolean, default=False)
+    # A person's own affairs (care, home services, certificates, a call for help): the public Open311 feed never
+    # shows its requests' descriptions or addresses (open311.service.request_out)
+    personal: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
     channels: Mapped[list[str]] = mapped_column(JSON, default=list)
     materials: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
     attributes: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)

@@ -76,6 +76,8 @@ class ItemContent(BaseModel):
     working_hours: bool = Field(default=False, description="按工作时间计时（否则按自然小时）")
     emergency: bool = False
     kiosk_instant: bool = Field(default=False, description="一体机秒办")
+    personal: bool = Field(default=True, description="涉及居民个人事务（照护、上门、证件、求助等）：公开的 Open311 接口"
+                                                     "不公布其诉求的描述和地址；公共事务（路灯、环境等）填 false")
     channels: list[Channel] = Field(default_factory=lambda: ["app", "kiosk", "counter", "phone", "grid_patrol",
                                                              "iot", "api"], min_length=1)
     materials: list[Material] = Field(default_factory=list, max_length=30)
@@ -125,6 +127,7 @@ class ItemOut(BaseModel):
     working_hours: bool
     emergency: bool
     kiosk_instant: bool
+    personal: bool = True
     channels: list[str]
     materials: list[Material]
     attributes: list[Attribute]

@@ -149,9 +149,11 @@ def _extensions(params) -> bool:
 
 async def _request_docs(request: Request, reqs: list[ServiceRequest], extensions: bool) -> list[dict[str, Any]]:
     async with _db(request).session() as session:
-        names = await o311.item_names(session, reqs)
+        items = await o311.item_facts(session, reqs)
+        published = await o311.publications(session, [r.id for r in reqs])
         tls = await o311.timelines(session, [r.id for r in reqs]) if extensions else {}
-    return [o311.request_out(r, names, tls.get(r.id) if extensions else None) for r in reqs]
+    return [o311.request_out(r, items[r.id], published.get(r.id), tls.get(r.id) if extensions else None)
+            for r in reqs]
 
 
 @router.get("/requests.{fmt}", summary="Open311 service requests (public, no personal data)")

@@ -2,14 +2,19 @@
 
 The reads are public, so a request is shown with GeoReport's own fields only, never who asked or who acted:
 - no person ids, names, phone numbers, submitter or proxy accounts, assignee identities, notes;
-- mobile numbers and resident ID numbers typed into a description or address are masked;
-- a request made for a person (a resident's own ask) shows no address and a location rounded to ~100 m;
+- a description is shown only once staff published it (`RequestPublication`: names and home addresses typed in
+  free text are for a person to find, not a pattern), never for an item marked `personal`; until then it is null;
+- mobile numbers and resident ID numbers in a published description or an address are masked after normalising
+  what people type (full-width digits, `+86`, spaces and hyphens inside the number: `scrub`);
+- a request made for a person (a resident's own ask) or of a personal item shows no address and a location
+  rounded to ~100 m;
 - requests of the categories in `open311_hidden_categories` (health, disability, counselling by default: PIPL
   sensitive personal information) are not listed at all, and reading one by id answers 404.
 """
 from __future__ import annotations
 
 import re
+import unicodedata
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -18,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from svc_services.catalogue.models import CatalogueItem, CatalogueItemVersion
 from svc_services.codes import CATEGORIES, LEVEL_ZH
+from svc_services.open311.models import RequestPublication
 from svc_services.requests.lifecycle import ACTION_ZH, STATE_ZH
 from svc_services.requests.models import ServiceRequest, TimelineEntry
 from svc_services.settings import ServicesSettings
@@ -28,16 +34,59 @@ CLOSED_STATES = frozenset({"resolved", "rated", "closed", "rejected", "cancelled
 MAX_RESULTS = 1000
 DEFAULT_WINDOW = timedelta(days=90)
 
-_MOBILE = re.compile(r"(?<!\d)(1[3-9]\d)\d{4}(\d{4})(?!\d)")
-_ID_NUMBER = re.compile(r"(?<![0-9A-Za-z])(\d{6})\d{8}(\d{3}[0-9Xx])(?![0-9A-Za-z])")
+# A number as people type it: digits with up to two separators between them (spaces, hyphens and dashes, dots,
+# slashes, brackets), a leading + and an ID number's closing X. Matched on NFKC text, where full-width forms
+# (１３８, ＋, －, the ideographic space) are ASCII.
+_SEP = r"[\s\-\u2010-\u2015\u2212\u30fc.·/()\[\]_]"
+_TYPED_NUMBER = re.compile(rf"\+?\d(?:{_SEP}{{0,2}}\d)*(?:{_SEP}{{0,2}}[Xx])?")
+_MOBILE = re.compile(r"1[3-9]\d{9}")
+_ID_NUMBER = re.compile(r"\d{17}[\dX]")
+# Fewer digits than a mobile number do not identify anyone (a room, a date, a price); more, not recognised as
+# one number (two phones run together, a landline with its area code), are masked whole.
+_IDENTIFYING_DIGITS = 11
+
+
+def _normalised(text: str) -> tuple[str, list[int]]:
+    """NFKC character by character, with the position in `text` each output character came from."""
+    out: list[str] = []
+    origin: list[int] = []
+    for i, ch in enumerate(text):
+        norm = unicodedata.normalize("NFKC", ch)
+        out.append(norm)
+        origin.extend([i] * len(norm))
+    return "".join(out), origin
+
+
+def _mask_number(typed: str) -> str | None:
+    """The masked form of a typed number (138****5678, 110101********1234), None when it identifies no one."""
+    digits = re.sub(r"[^0-9X]", "", typed.upper())
+    for prefix in ("0086", "86"):  # +86 138 …, 0086-138…
+        if digits.startswith(prefix) and _MOBILE.fullmatch(digits[len(prefix):]):
+            digits = digits[len(prefix):]
+    if _ID_NUMBER.fullmatch(digits):
+        return f"{digits[:6]}********{digits[-4:]}"
+    if _MOBILE.fullmatch(digits):
+        return f"{digits[:3]}****{digits[-4:]}"
+    if len(digits.rstrip("X")) >= _IDENTIFYING_DIGITS:
+        return "*" * len(digits)
+    return None
 
 
 def scrub(text: str | None) -> str | None:
-    """Mask mobile numbers (138****5678) and resident ID numbers (110101********1234) in free text."""
+    """Mask mobile numbers and resident ID numbers in free text, however they were typed (issue 23, finding 6:
+    `138-0001-0001`, `１３８０００１０００１`, `+86 138 0001 0001`, `110105 19800312 0112`)."""
     if not text:
         return text
-    text = _ID_NUMBER.sub(lambda m: f"{m.group(1)}********{m.group(2)}", text)
-    return _MOBILE.sub(lambda m: f"{m.group(1)}****{m.group(2)}", text)
+    norm, origin = _normalised(text)
+    out, last = [], 0
+    for m in _TYPED_NUMBER.finditer(norm):
+        masked = _mask_number(m.group())
+        if masked is None:
+            continue
+        start, end = origin[m.start()], origin[m.end() - 1] + 1
+        out += [text[last:start], masked]
+        last = end
+    return "".join(out) + text[last:]
 
 
 def is_public(req: ServiceRequest, settings: ServicesSettings) -> bool:
@@ -82,15 +131,27 @@ def timeline_out(entries: list[TimelineEntry]) -> list[dict[str, Any]]:
             for t in entries]
 
 
-def request_out(req: ServiceRequest, names: dict[str, str], timeline: list[TimelineEntry] | None) -> dict[str, Any]:
-    personal = req.person_id is not None
+def public_description(personal_item: bool, publication: RequestPublication | None) -> str | None:
+    """What the public may read of a description: the text staff published, numbers masked; nothing before that,
+    and nothing ever for a personal item."""
+    if personal_item or publication is None or not publication.description:
+        return None
+    return scrub(publication.description)
+
+
+def request_out(req: ServiceRequest, item: tuple[str, bool], publication: RequestPublication | None,
+                timeline: list[TimelineEntry] | None) -> dict[str, Any]:
+    """`item`: the item's name for this request and whether it is personal (item_facts)."""
+    name, personal_item = item
+    personal = personal_item or req.person_id is not None
     lat, long = req.lat, req.long
     if personal and lat is not None:
         lat, long = round(lat, 3), round(long, 3)
     out: dict[str, Any] = {
         "service_request_id": req.id, "status": open_or_closed(req.state), "status_notes": status_notes(req),
-        "service_name": names.get(req.item_code, req.item_code), "service_code": req.item_code,
-        "description": scrub(req.description), "agency_responsible": req.department, "service_notice": "",
+        "service_name": name or req.item_code, "service_code": req.item_code,
+        "description": public_description(personal_item, publication), "agency_responsible": req.department,
+        "service_notice": "",
         "requested_datetime": req.created_at, "updated_datetime": req.updated_at,
         "expected_datetime": req.resolution_due_at or req.response_due_at,
         "address": None if personal else scrub(req.address), "address_id": req.grid, "zipcode": None,
@@ -102,20 +163,33 @@ def request_out(req: ServiceRequest, names: dict[str, str], timeline: list[Timel
     return out
 
 
-async def item_names(session: AsyncSession, reqs: list[ServiceRequest]) -> dict[str, str]:
-    keys = {(r.item_code, r.item_version) for r in reqs}
-    if not keys:
+async def item_facts(session: AsyncSession, reqs: list[ServiceRequest]) -> dict[str, tuple[str, bool]]:
+    """Per request id: the name of the item version it used, and whether the item is personal, in that version
+    or in the latest one (a description typed under a personal item stays unpublished if the item changes)."""
+    codes = {r.item_code for r in reqs}
+    if not codes:
         return {}
     rows = (await session.execute(select(CatalogueItemVersion.item_code, CatalogueItemVersion.version,
-                                         CatalogueItemVersion.name)
-                                  .where(CatalogueItemVersion.item_code.in_({k[0] for k in keys})))).all()
-    latest: dict[str, tuple[int, str]] = {}
-    for code, version, name in rows:  # the name of the version each request used; the latest one otherwise
+                                         CatalogueItemVersion.name, CatalogueItemVersion.personal)
+                                  .where(CatalogueItemVersion.item_code.in_(codes)))).all()
+    latest: dict[str, tuple[int, str, bool]] = {}
+    for code, version, name, personal in rows:
         if code not in latest or version > latest[code][0]:
-            latest[code] = (version, name)
-    by_version = {(c, v): n for c, v, n in rows}
-    return {r.item_code: by_version.get((r.item_code, r.item_version), latest.get(r.item_code, ("", ""))[1])
-            for r in reqs}
+            latest[code] = (version, name, personal)
+    by_version = {(c, v): (n, p) for c, v, n, p in rows}
+    out: dict[str, tuple[str, bool]] = {}
+    for r in reqs:
+        _, latest_name, latest_personal = latest.get(r.item_code, (0, "", True))
+        name, personal = by_version.get((r.item_code, r.item_version), (latest_name, True))
+        out[r.id] = (name, personal or latest_personal)
+    return out
+
+
+async def publications(session: AsyncSession, ids: list[str]) -> dict[str, RequestPublication]:
+    if not ids:
+        return {}
+    rows = (await session.execute(select(RequestPublication).where(RequestPublication.request_id.in_(ids))))
+    return {p.request_id: p for p in rows.scalars()}
 
 
 async def timelines(session: AsyncSession, ids: list[str]) -> dict[str, list[TimelineEntry]]:

@@ -131,6 +131,7 @@ MATRIX: dict[str, str] = {
     "PUT /services/v1/catalogue/items/{code}": "ddddddddod",
     "PUT /services/v1/grids/{code}": "dddoodddod",
     "PUT /services/v1/requester_profiles/{person_id}": "ddddddddod",
+    "PUT /services/v1/requests/{request_id}/publication": "dddoodddod",
 }
 
 

@@ -6,11 +6,16 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from tests.svc_services.conftest import GRID1, OPS, P1, PROXY3, RES1, STAFF, move, submit
+from svc_services.open311.service import scrub
+from tests.svc_services.conftest import (GRID1, GRIDW, OPS, OTHER_GRID, P1, PROXY3, RES1, STAFF, STAFF_OTHER, STREET,
+                                         move, submit)
 
 BASE = "/open311/v2"
 FORM = {"Content-Type": "application/x-www-form-urlencoded"}
 FMTS = ["json", "xml"]
+# a public matter (not `personal`): descriptions may be published once staff approved them
+STREETLIGHT = {"code": "WG-SJ-001", "name": "网格事件上报", "category": "grid_event", "tier": "basic",
+               "department": "community", "response_hours": 12, "resolution_hours": 48, "personal": False}
 
 
 def rows(r, fmt, child="request"):
@@ -162,12 +167,13 @@ async def test_post_idempotency_key(ready, make_token):
 @pytest.mark.parametrize("fmt", FMTS)
 async def test_get_requests_public_filters_and_no_personal_data(ready, auth, clock, make_token, fmt):
     client = ready
+    assert (await client.post("/services/v1/catalogue/items", json=STREETLIGHT, headers=auth(**OPS))).status_code == 201
     token = make_token("resident", user="resident1", scopes=[f"person:{P1}"])
     meal1 = (await post(client, token)).json()[0]["service_request_id"]
     clock.advance(days=2)
-    repair = (await submit(client, auth, location={"lat": 39.9211, "long": 116.4431,
-                                                   "address": "幸福路1号楼101，身份证110101199003071234"},
-                           who=STAFF)).json()["id"]
+    repair = (await submit(client, auth, item_code="WG-SJ-001", location={
+        "lat": 39.9211, "long": 116.4431, "address": "幸福路1号楼101，身份证110101199003071234"},
+        who=STAFF)).json()["id"]
     clock.advance(days=1)
     meal2 = (await submit(client, auth, who=PROXY3, item_code="YL-ZC-001", attributes={"meal_time": "dinner"},
                           location={"grid": GRID1})).json()["id"]
@@ -184,7 +190,7 @@ async def test_get_requests_public_filters_and_no_personal_data(ready, auth, clo
     d1 = by_id[meal1]
     assert d1["status"] == "open" and d1["status_notes"].startswith("已提交") and d1["service_name"] == "老年助餐"
     assert d1["agency_responsible"] == "minzheng" and d1["service_code"] == "YL-ZC-001"
-    assert "138****5678" in d1["description"] and "13812345678" not in d1["description"]
+    assert not d1["description"]  # a personal item's: never published (and nobody published the others)
     assert float(d1["lat"]) == 39.921 and not d1["address"]      # a person's request: no address, ~100 m
     assert by_id[meal2]["status"] == "closed" and "rejected" in by_id[meal2]["status_notes"]
     d2 = by_id[repair]
@@ -205,7 +211,7 @@ async def test_get_requests_public_filters_and_no_personal_data(ready, auth, clo
     assert {d["service_request_id"] for d in await get("?start_date=2026-03-03T00:00:00%2B08:00")} == {repair, meal2}
     assert {d["service_request_id"] for d in await get("?end_date=2026-03-03T00:00:00Z")} == {meal1}
     assert {d["service_request_id"] for d in await get(
-        "?start_date=2026-03-03T00:00:00Z&end_date=2026-03-04T12:00:00Z&service_code=SH-WX-001")} == {repair}
+        "?start_date=2026-03-03T00:00:00Z&end_date=2026-03-04T12:00:00Z&service_code=WG-SJ-001")} == {repair}
     clock.advance(days=120)
     assert await get() == []      # the spec's default window: the last 90 days
     for bad in ("?status=pending", "?start_date=yesterday", "?start_date=2026-03-05T00:00:00Z&end_date=2026-03-01T00:00:00Z"):
@@ -259,3 +265,91 @@ async def test_sensitive_categories_are_not_public(ready, auth):
     assert (await client.get(f"{BASE}/requests.json?service_request_id={rid}")).json() == []
     # the internal API still serves it with a token
     assert (await client.get(f"/services/v1/requests/{rid}", headers=auth(**OPS))).status_code == 200
+
+
+@pytest.mark.parametrize("typed, masked", [
+    ("电话13800010001", "电话138****0001"),
+    ("电话 138-0001-0001 找张师傅", "电话 138****0001 找张师傅"),
+    ("电话１３８０００１０００１", "电话138****0001"),
+    ("请打+86 138 0001 0001", "请打138****0001"),
+    ("＋８６－１３８－０００１－０００１，谢谢", "138****0001，谢谢"),
+    ("0086 13800010001", "138****0001"),
+    ("身份证110105 19800312 0112", "身份证110105********0112"),
+    ("身份证 110105-1980-0312-011x 办理", "身份证 110105********011X 办理"),
+    ("１１０１０５１９８００３１２０１１２", "110105********0112"),
+    ("13800010001 13900020002", "**********************"),   # two numbers run together: masked whole
+    ("座机 010-6512-3456", "座机 ***********"),
+    # what identifies no one is left as it was
+    ("3号楼2单元501室，2026-03-01 10:30 路灯不亮，约100米", "3号楼2单元501室，2026-03-01 10:30 路灯不亮，约100米"),
+    ("工单 12345", "工单 12345"),
+])
+def test_typed_numbers_are_masked_after_normalising(typed, masked):
+    """Issue 23, finding 6: separators, full-width digits and a +86 prefix got numbers past the mask."""
+    assert scrub(typed) == masked
+
+
+async def _feed_description(client, rid):
+    r = await client.get(f"{BASE}/requests/{rid}.json")
+    assert r.status_code == 200
+    return r.json()[0]["description"]
+
+
+async def test_a_description_is_public_only_once_staff_published_it(ready, auth):
+    """Issue 23, finding 6: names and home addresses typed in free text reached the public feed. A description is
+    published by staff of the request's area (or ops) after reading it; numbers are masked on top of that."""
+    client = ready
+    assert (await client.post("/services/v1/catalogue/items", json=STREETLIGHT, headers=auth(**OPS))).status_code == 201
+    typed = "我是张伟，住幸福路1号楼101，楼道灯坏了，电话＋８６ １３８ ０００１ ０００１"
+    rid = (await submit(client, auth, who=STAFF, item_code="WG-SJ-001", description=typed)).json()["id"]
+    # nothing typed is public before staff published it
+    assert await _feed_description(client, rid) is None
+    r = await client.get(f"{BASE}/requests.xml?service_request_id={rid}")
+    assert "张伟" not in r.text and "幸福路" not in r.text and "１３８" not in r.text
+
+    url = f"/services/v1/requests/{rid}/publication"
+    text = {"description": "幸福路1号楼楼道灯坏了，联系电话 138-0001-0001"}
+    # who may publish: staff covering the request's grid, the street above, ops
+    for who, status in ((RES1, 403), (PROXY3, 403), (GRIDW, 403), (dict(role="dept_staff", scopes=["dept:minzheng"]),
+                                                                   403), (STAFF_OTHER, 404)):
+        r = await client.put(url, json=text, headers=auth(**who))
+        assert r.status_code == status, (who, r.text)
+    assert await _feed_description(client, rid) is None
+    r = await client.put(url, json=text, headers=auth(**STAFF))
+    assert r.status_code == 200, r.text
+    assert r.json()["description"] == "幸福路1号楼楼道灯坏了，联系电话 138****0001"
+    assert r.json()["approved_role"] == "community_staff"
+    assert await _feed_description(client, rid) == "幸福路1号楼楼道灯坏了，联系电话 138****0001"
+    # the street above may edit it, and withdraw it
+    r = await client.put(url, json={"description": "楼道灯坏了"}, headers=auth(**STREET))
+    assert r.status_code == 200 and await _feed_description(client, rid) == "楼道灯坏了"
+    r = await client.put(url, json={"description": None}, headers=auth(**STREET))
+    assert r.status_code == 200 and r.json()["description"] is None
+    assert await _feed_description(client, rid) is None
+    # the internal record keeps what was typed
+    assert (await client.get(f"/services/v1/requests/{rid}", headers=auth(**OPS))).json()["description"] == typed
+
+    # bad input names the field
+    r = await client.put(url, json={}, headers=auth(**STAFF))
+    assert r.status_code == 422 and r.json()["errors"][0]["field"] == "description"
+    r = await client.put(url, json={"description": "a\u0000b"}, headers=auth(**STAFF))
+    assert r.status_code == 422
+    assert (await client.put("/services/v1/requests/nope/publication", json=text,
+                             headers=auth(**OPS))).status_code == 404
+
+
+async def test_requests_of_personal_items_are_never_published(ready, auth):
+    client = ready
+    rid = (await submit(client, auth, who=STAFF, description="王秀英家水管漏水，住幸福路2号楼202")).json()["id"]
+    assert await _feed_description(client, rid) is None
+    r = await client.put(f"/services/v1/requests/{rid}/publication", json={"description": "水管漏水"},
+                         headers=auth(**STAFF))
+    assert r.status_code == 409 and r.json()["code"] == "publication.personal"
+    assert await _feed_description(client, rid) is None
+    # a request made by staff for nobody, of a personal item, shows no typed address either
+    r = await client.get(f"{BASE}/requests/{rid}.json")
+    assert not r.json()[0]["address"]
+    # nor is another community's request reachable for staff: hidden
+    other = (await submit(client, auth, who=STAFF_OTHER, location={"grid": OTHER_GRID})).json()["id"]
+    r = await client.put(f"/services/v1/requests/{other}/publication", json={"description": "x"},
+                         headers=auth(**STAFF))
+    assert r.status_code == 404
