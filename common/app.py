@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 from datetime import timedelta
 from typing import Any
 
-from fastapi import APIRouter, FastAPI
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
@@ -20,7 +20,7 @@ from common.db import Database
 from common.errors import PROBLEM_MEDIA_TYPE, install_error_handlers
 from common.logging import configure_logging
 from common.migrations import ping_and_check
-from common.observability import ObservabilityMiddleware
+from common.observability import ObservabilityMiddleware, check_metrics_token
 from common.outbox import FeedSender, HttpEventSender, OutboxRelay, TypeFilter
 from common.settings import ServiceSettings
 
@@ -203,8 +203,10 @@ def create_service_app(
         return problem_response(503, "service_unavailable", lang="zh-CN",
                                 detail=(f"服务未就绪：{reason}", f"Not ready: {reason}"))
 
-    @ops.get("/metrics", summary="Prometheus 指标", include_in_schema=True)
-    async def metrics() -> Response:
+    @ops.get("/metrics", summary="Prometheus 指标（凭指标令牌） Prometheus metrics, for the scraper's bearer token",
+             include_in_schema=True, responses=problem_responses(401, 403))
+    async def metrics(request: Request) -> Response:
+        check_metrics_token(settings.metrics_token, request.headers.get("authorization"))
         relays = [getattr(app.state, "outbox_relay", None), *getattr(app.state, "feed_relays", {}).values()]
         for relay in relays:
             if relay is None:

@@ -5,6 +5,7 @@ context variables visible to the endpoint.
 """
 from __future__ import annotations
 
+import hmac
 import logging
 import random
 import re
@@ -14,7 +15,7 @@ from prometheus_client import Counter, Gauge, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from common.context import request_id_var, traceparent_var
-from common.errors import BodyTooLarge, internal_error_response, problem_response, too_large_response
+from common.errors import BodyTooLarge, Problem, internal_error_response, problem_response, too_large_response
 from common.http_client import child_traceparent
 from common.i18n import negotiate_language
 from common.logging import direct_handler
@@ -32,6 +33,21 @@ _random = random.Random()
 _SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 _QUIET_PATHS = {"/healthz", "/readyz", "/metrics"}
+# The route label of a request no route matched (404s, redirects, refusals ahead of routing): one label, so
+# made-up paths cannot grow the label set without bound.
+UNMATCHED_ROUTE = "unmatched"
+
+
+def check_metrics_token(expected: str | None, authorization: str | None) -> None:
+    """/metrics is for the scraper: the bearer token it was given (ONENET_METRICS_TOKEN), compared in constant
+    time. Without a token configured nobody reads the metrics (they name routes, callers' volumes, backlogs)."""
+    if not expected:
+        raise Problem(403, "metrics.disabled", ("未配置指标令牌（ONENET_METRICS_TOKEN），不提供指标",
+                                                "No metrics token is configured (ONENET_METRICS_TOKEN): no metrics"))
+    scheme, _, given = (authorization or "").partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), expected.encode()):
+        raise Problem(401, "metrics.unauthenticated", ("读取指标需要指标令牌", "Reading metrics needs the metrics token"),
+                      headers={"WWW-Authenticate": 'Bearer realm="metrics"'})
 
 
 def _new_request_id() -> str:
@@ -205,7 +221,7 @@ class ObservabilityMiddleware:
             elapsed = time.perf_counter() - start
             route = scope.get("route")
             status = status_holder["status"]
-            route_path = getattr(route, "path", None) or ("unmatched" if status == 404 else path)
+            route_path = getattr(route, "path", None) or UNMATCHED_ROUTE
             self.telemetry.done(method=method, route_path=route_path, path=path, status=status, elapsed=elapsed,
                                 rid=rid, tp=tp, caller=state.get("caller"))
             request_id_var.reset(rid_token)

@@ -58,6 +58,8 @@ class ServiceSettings(BaseSettings):
     client_secret: str | None = None
     # Base URL of the gateway for calls that must cross the exchange (department data, other services).
     gateway_url: str = "http://127.0.0.1:8000"
+    # The bearer token the Prometheus scraper sends to /metrics; unset, /metrics is refused to everyone.
+    metrics_token: str | None = Field(default=None, min_length=16, max_length=256)
     # The gateway's assertions (docs/adr/0013): the key calls to this service are checked with (a service answers
     # only calls the gateway forwarded; without a key it answers none but /healthz, /readyz, /metrics). In the
     # gateway: the key of every upstream that has none of its own (`GatewaySettings.assertion_key_*`).

@@ -52,6 +52,18 @@ def port_free(host: str, port: int) -> bool:
         return True
 
 
+def generated_secret(path: Path) -> str:
+    """A secret kept in one file (mode 0600): read when it exists, else made once."""
+    if path.exists():
+        return path.read_text().strip()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    value = secrets.token_urlsafe(32)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(value)
+    return value
+
+
 def app_target(spec: ServiceSpec) -> str:
     if spec.name == "departments":
         return "gateway.departments.app:create_app"
@@ -136,6 +148,11 @@ class Launcher:
             json.dump(keys, fh)
         return keys
 
+    def metrics_token(self) -> str:
+        """The bearer token every process's /metrics answers to (the Prometheus scraper's): `ONENET_METRICS_TOKEN`
+        when the deployment provides it, else generated once into var/keys/metrics_token."""
+        return os.environ.get("ONENET_METRICS_TOKEN") or generated_secret(self.var / "keys" / "metrics_token")
+
     def prepare(self) -> dict[str, str]:
         from common.keys import load_signing_keys
         from common.migrations import upgrade
@@ -146,6 +163,7 @@ class Launcher:
 
         FieldProtection.from_file(self.var / "keys" / "fields.json", create=True)  # svc_residents' field keys
         creds = self.credentials()
+        self.scrape_token = self.metrics_token()
         self.keys = self.assertion_keys()
         for spec in ALL:
             if spec.has_database:
@@ -171,6 +189,7 @@ class Launcher:
             "ONENET_EVENTS_URL": f"{self.url('svc_metrics')}/metrics/v1/events",
             "ONENET_FIELD_KEYS_FILE": str(self.var / "keys" / "fields.json"),
             "ONENET_VAR_DIR": str(self.var),
+            "ONENET_METRICS_TOKEN": self.scrape_token,
             "PYTHONUNBUFFERED": "1",
         })
         if spec.has_database:
@@ -295,6 +314,8 @@ class Launcher:
         from deploy.seed import DEMO_PASSWORD, DEMO_USERS
 
         gw = self.url("gateway")
+        token = ("$ONENET_METRICS_TOKEN" if os.environ.get("ONENET_METRICS_TOKEN")
+                 else f"$(cat {self.var / 'keys' / 'metrics_token'})")
         lines = [
             "",
             "OneNet 社区一网通办平台已启动 The platform is up",
@@ -307,6 +328,7 @@ class Launcher:
             *(f"  {u['username']:<14} {u['role']:<16} {u['display_name']}" for u in DEMO_USERS),
             "",
             f"  curl -s -X POST {gw}/auth/v1/token -d grant_type=password -d username=staff1 -d password={DEMO_PASSWORD}",
+            f"  curl -s {gw}/metrics -H \"Authorization: Bearer {token}\"   # Prometheus, with the metrics token",
             "按 Ctrl-C 停止 Press Ctrl-C to stop.",
         ]
         self.say("\n".join(lines))

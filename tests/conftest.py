@@ -27,6 +27,9 @@ os.environ.setdefault("ONENET_GC_FREEZE_AT_STARTUP", "false")
 os.environ.setdefault("ONENET_AUDIT_WRITER_PROCESS", "false")
 # log lines written as they come, so each test's captured output holds its own lines
 os.environ.setdefault("ONENET_LOG_FLUSH_SECONDS", "0")
+# every app the tests build serves /metrics to this bearer token (the scraper's); the e2e platforms make their own
+os.environ.setdefault("ONENET_METRICS_TOKEN", "metrics-token-for-the-tests")
+METRICS_AUTH = {"Authorization": f"Bearer {os.environ['ONENET_METRICS_TOKEN']}"}
 # the gateway's assertion key of every in-process gateway, service and emulator (ADR 0013); the processes the
 # e2e tests start get keys of their own from the launcher
 TEST_ASSERTION_KEY = "test-only-gateway-assertion-key"

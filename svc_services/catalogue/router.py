@@ -3,7 +3,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, Header, Query, Request
 
 from common.auth import Principal, get_principal
-from common.clock import Clock
+from common.clock import Clock, get_clock
 from common.idempotency import request_fingerprint, run_idempotent
 from common.pagination import Page, PageParams, encode_cursor
 from common.validators import VersionNumber
@@ -11,7 +11,7 @@ from svc_services.base import IdempotencyRecord
 from svc_services.catalogue import service
 from svc_services.catalogue.schemas import ItemCreate, ItemOut, ItemUpdate
 from svc_services.codes import Category, Channel
-from svc_services.deps import get_clock
+
 
 router = APIRouter(prefix="/services/v1/catalogue/items", tags=["catalogue 事项清单"])
 
@@ -28,7 +28,7 @@ async def create_item(body: ItemCreate, request: Request, principal: Principal =
     return await run_idempotent(request.app.state.db, IdempotencyRecord, key=idempotency_key,
                                 caller=principal.caller,
                                 fingerprint=request_fingerprint("POST", request.url.path, body.model_dump()),
-                                create=create)
+                                now=clock.now(), create=create)
 
 
 @router.get("", response_model=Page[ItemOut], summary="事项列表 List catalogue items")
@@ -79,4 +79,5 @@ async def activate_item(code: str, request: Request, principal: Principal = Depe
 
     return await run_idempotent(request.app.state.db, IdempotencyRecord, key=idempotency_key,
                                 caller=principal.caller,
-                                fingerprint=request_fingerprint("POST", request.url.path, None), create=create)
+                                fingerprint=request_fingerprint("POST", request.url.path, None), now=clock.now(),
+                                create=create)

@@ -317,7 +317,8 @@ async def post_request(fmt: str, request: Request) -> Response:
         key = request.headers.get("idempotency-key")
         resp = await run_idempotent(
             _db(request), IdempotencyRecord, key=key, caller=principal.caller,
-            fingerprint=request_fingerprint("POST", "/open311/v2/requests", body.model_dump()), create=create)
+            fingerprint=request_fingerprint("POST", "/open311/v2/requests", body.model_dump()), now=clock.now(),
+            create=create)
         headers = {k: v for k, v in resp.headers.items() if k.lower() == "idempotency-replayed"}
         return render(fmt, "service_requests", json.loads(resp.body), resp.status_code, headers or None)
     return await _guard(request, fmt, work)

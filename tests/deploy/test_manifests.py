@@ -120,6 +120,16 @@ def test_scaling_disruption_budgets_migration_and_network(manifests):
     assert any(p["spec"]["podSelector"] == {} and p["spec"].get("ingress") is None for p in policies)
 
 
+def test_every_process_gets_the_metrics_token_from_a_secret(manifests):
+    """/metrics answers its bearer token only (issue 23, finding 8): every process is given it, from a Secret."""
+    secrets = {d["metadata"]["name"]: d for d in manifests if d["kind"] == "Secret"}
+    assert "token" in secrets["onenet-metrics"]["stringData"]
+    for d in (d for d in manifests if d["kind"] == "Deployment"):
+        env = {e["name"]: e for e in d["spec"]["template"]["spec"]["containers"][0]["env"]}
+        assert env["ONENET_METRICS_TOKEN"]["valueFrom"]["secretKeyRef"] == {"name": "onenet-metrics", "key": "token"}, \
+            d["metadata"]["name"]
+
+
 def test_overlay_changes_what_it_says():
     prod = {(d["kind"], d["metadata"]["name"]): d for d in render(K8S / "overlays" / "production")}
     assert prod[("Deployment", "svc-residents")]["spec"]["replicas"] == 3
@@ -139,6 +149,7 @@ def test_compose_runs_every_process_after_bootstrap():
         assert svc["depends_on"]["bootstrap"]["condition"] == "service_completed_successfully"
     published = [n for n, s in services.items() if s.get("ports")]
     assert published == ["gateway"]
+    assert all(services[spec.name]["environment"]["ONENET_METRICS_TOKEN"] for spec in ALL)
 
 
 def test_dockerfile_runs_as_non_root_with_healthcheck():

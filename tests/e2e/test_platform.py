@@ -113,6 +113,24 @@ def test_straight_at_a_service_a_valid_token_gains_nothing(platform):
     assert len(set(json.loads(keys.read_text()).values())) == 5
 
 
+def test_metrics_answer_the_launchers_token_on_every_port(platform):
+    """/metrics on every process answers only the metrics token `onenet up` generated into var/keys (mode 0600),
+    and a made-up path is counted under the one `unmatched` route label (issue 23, finding 8)."""
+    token_file = platform["var"] / "keys" / "metrics_token"
+    assert token_file.stat().st_mode & 0o777 == 0o600
+    scrape = {"Authorization": f"Bearer {token_file.read_text().strip()}"}
+    for n in range(3):
+        httpx.get(f"{platform['gw']}/made-up-{n}/x")
+    for port in range(platform["base"], platform["base"] + 6):
+        url = f"http://127.0.0.1:{port}/metrics"
+        for headers in ({}, {"Authorization": "Bearer not-the-metrics-token"}):
+            r = httpx.get(url, headers=headers)
+            assert r.status_code == 401 and "onenet_http_requests_total" not in r.text, (port, r.text)
+        r = httpx.get(url, headers=scrape)
+        assert r.status_code == 200 and "onenet_http_requests_total" in r.text, port
+        assert "made-up" not in r.text
+
+
 def test_docs_show_every_service(platform):
     doc = httpx.get(f"{platform['gw']}/openapi.json").json()
     prefixes = {p.split("/")[1] for p in doc["paths"]}

@@ -16,6 +16,7 @@ from sqlalchemy import select
 
 from common.clock import FrozenClock
 from common.dataplane import PlaneHttpProtocol
+from tests.conftest import METRICS_AUTH
 from tests.gateway.conftest import member_headers, fresh_gateway_db_and_emulators, START, _seed, serve_in_process
 
 ID = "110105194703210823"
@@ -340,14 +341,14 @@ async def test_plane_calls_are_counted_under_the_forward_route(gwx):
     """A plane call shows in /metrics as onenet_http_requests_total for the forward route's label."""
     x = gwx
     labels = {"service": "gateway", "method": "POST", "route": "/{service}/{rest:path}"}
-    page = (await x.client.get("/metrics")).text
+    page = (await x.client.get("/metrics", headers=METRICS_AUTH)).text
     ok, refused = _count(page, **labels, status="200"), _count(page, **labels, status="403")
     await _grant(x)
     before = x.plane.answered
     assert (await _ask(x, "community-xf")).status_code == 200
     assert (await _ask(x, "community-ak")).status_code == 403
     assert x.plane.answered == before + 2
-    r = await x.client.get("/metrics")
+    r = await x.client.get("/metrics", headers=METRICS_AUTH)
     assert r.status_code == 200 and x.plane.answered == before + 2  # the metrics page itself is the app's
     assert _count(r.text, **labels, status="200") == ok + 1
     assert _count(r.text, **labels, status="403") == refused + 1

@@ -8,6 +8,7 @@ from datetime import timedelta
 
 from openpyxl import load_workbook
 
+from tests.conftest import METRICS_AUTH
 from tests.svc_metrics.conftest import C1, C2, G1, G2, G3, T0, ev, request_flow
 
 H = timedelta(hours=1)
@@ -142,7 +143,7 @@ async def test_platform_gauges_on_metrics(client, ops, post):
 
     await post(request_flow("open", T0, due=48 * H) + request_flow("done", T0, due=48 * H, steps={"resolved": H}))
     assert await refresh(client.app) == (1, 1)
-    text = (await client.get("/metrics")).text
+    text = (await client.get("/metrics", headers=METRICS_AUTH)).text
     assert "onenet_platform_overdue_requests 1.0" in text and "onenet_platform_open_requests 1.0" in text
     assert 'onenet_platform_event_arrival_lag_seconds{source="test"}' in text
 

@@ -3,6 +3,8 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import func, select
 
+from tests.conftest import METRICS_AUTH
+
 STAFF = dict(role="community_staff", scopes=["community:110105001001"])
 OPS = dict(role="ops")
 
@@ -125,7 +127,7 @@ async def test_health_ready_metrics(client, auth):
     r = await client.get("/readyz")
     assert r.status_code == 200, r.text
     await client.get("/residents/v1/places", headers=auth(**OPS))
-    r = await client.get("/metrics")
+    r = await client.get("/metrics", headers=METRICS_AUTH)
     assert "onenet_http_requests_total" in r.text and 'service="svc_residents"' in r.text
     r = await client.get("/residents/v1/places", headers={**auth(**OPS), "X-Request-Id": "abc-123",
                                                            "traceparent": "00-" + "a" * 32 + "-" + "b" * 16 + "-01"})
