@@ -230,7 +230,9 @@ class Launcher:
                            secret=self.edge_secret, prefix=self.var / "edge", runtime=self.edge,
                            access_log=str(self.var / "edge" / "access.log"))
         edge.write_config()
-        return Child(spec=EDGE, port=self.ports["gateway"], cmd=edge.command())
+        # the launcher's own environment (not an empty one): what sets a process's clock (TZ, libfaketime in the
+        # shifted-date runs) must reach nginx as it reaches every other child
+        return Child(spec=EDGE, port=self.ports["gateway"], cmd=edge.command(), env=dict(os.environ))
 
     # ---- processes ----------------------------------------------------------------------------------------
     def spawn(self, child: Child) -> None:

@@ -30,12 +30,11 @@ from datetime import datetime, timedelta
 from common.clock import SHANGHAI, Clock
 
 # The tests whose answers depend on "now": requests and SLA, KPIs and periods, offers and the time bank, ages and
-# tags, grants and working days, tokens. (tests/e2e/test_platform.py belongs here too, but under libfaketime its
-# calls through the gateway are refused as carrying a stale gateway assertion, issue 23's ADR 0013: left out until
-# that is understood.)
+# tags, grants and working days, tokens, and one whole platform of real processes (with the edge).
 CALENDAR_TESTS = [
     "tests/svc_services", "tests/svc_metrics", "tests/svc_matching", "tests/svc_residents", "tests/common",
     "tests/gateway/test_exchange.py", "tests/gateway/test_identity_routing.py", "tests/authz/test_tokens.py",
+    "tests/e2e/test_platform.py",
 ]
 # What a shifted clock cannot change, and costs minutes: the browser (its own clocks and caches).
 DESELECT = ["tests/svc_metrics/test_dashboard_browser.py"]

@@ -50,3 +50,26 @@ def test_a_dead_child_is_restarted_with_doubling_backoff(tmp_path, monkeypatch):
     clock[0] += STABLE_AFTER + 1
     launcher.supervise()
     assert child.restart_at - clock[0] == 1
+
+
+def test_the_edge_gets_the_launchers_environment(tmp_path, monkeypatch):
+    """nginx is started with the environment every other child gets (not an empty one): what sets a process's
+    clock (TZ, libfaketime's LD_PRELOAD and FAKETIME in the shifted-date runs) must reach it, or the edge stamps
+    its gateway assertions on another time than the services check them against."""
+    from gateway.edge.config import find_runtime
+
+    from tests.components import missing
+
+    runtime = find_runtime()
+    if isinstance(runtime, str):
+        missing("edge", runtime)
+    monkeypatch.setenv("FAKETIME", "+0s")
+    monkeypatch.setenv("TZ", "Asia/Shanghai")
+    launcher = Launcher(var_dir=tmp_path, quiet=True, edge=True)
+    launcher.prepare()
+    launcher.edge_secret = "s" * 32  # what start() draws before spawning
+    gateway_env = launcher.child_env(GATEWAY, {})
+    edge = launcher.edge_child(gateway_env)
+    assert edge.env.get("FAKETIME") == "+0s" and edge.env.get("TZ") == "Asia/Shanghai"
+    conf = (tmp_path / "edge" / "nginx.conf").read_text()
+    assert "env FAKETIME;" in conf and "env TZ;" in conf  # and nginx keeps them for its workers
