@@ -14,6 +14,7 @@ from svc_residents.identity.router import router as identity_router
 from svc_residents.persons.profile_feed import FEED_PREFIX
 from svc_residents.persons.router import router as persons_router
 from svc_residents.places.router import router as places_router
+from svc_residents.registrations.router import router as registrations_router
 from svc_residents.settings import ResidentsSettings
 from svc_residents.verification.router import router as verification_router
 
@@ -31,7 +32,8 @@ def create_app(settings: ResidentsSettings | None = None, *, verifier: TokenVeri
         package="svc_residents",
         title="OneNet svc_residents 居民档案",
         description="地点层级、户、人、特殊群体标签与一次采集核验。Places, households, persons, special groups.",
-        routers=[places_router, households_router, persons_router, verification_router, identity_router],
+        routers=[places_router, households_router, persons_router, verification_router, identity_router,
+                 registrations_router],
         outbox_model=OutboxEvent,
         feeds=(FEED_PREFIX,),  # requester_profile.* rows go to svc_services' replica, never to svc_metrics
         verifier=verifier,

@@ -5,3 +5,4 @@ from svc_residents.households.models import Household  # noqa: F401
 from svc_residents.persons.models import Consent, Person, PersonChange, PersonTag  # noqa: F401
 from svc_residents.audit.models import AccessAudit  # noqa: F401
 from svc_residents.verification.models import Verification  # noqa: F401
+from svc_residents.registrations.models import PersonRegistration  # noqa: F401

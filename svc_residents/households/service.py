@@ -43,6 +43,23 @@ def household_event(session: AsyncSession, household: Household, change: str, no
                  community=household.community_code, grid=household.grid_code)
 
 
+def move_member(session: AsyncSession, person, old: Household | None, new: Household, now: datetime, *,
+                head: bool = False) -> None:
+    """Move a person's one record into another household (`head`: as its head): its places follow, and both
+    households get a new version and a household.changed event (member_left / member_added)."""
+    person.household_id, person.grid_code, person.community_code = new.id, new.grid_code, new.community_code
+    if head:
+        new.head_person_id = person.id
+    for h, change in ((old, "member_left"), (new, "member_added")):
+        if h is None:
+            continue
+        if change == "member_left" and h.head_person_id == person.id:
+            h.head_person_id = None
+        h.version += 1
+        h.updated_at = now
+        household_event(session, h, change, now, person_id=person.id, **({"head": True} if head and h is new else {}))
+
+
 async def create_household(session: AsyncSession, principal: Principal, body: HouseholdCreate, *,
                            now: datetime, household_id: str | None = None) -> Household:
     access.require_staff(principal)

@@ -9,7 +9,7 @@ from pydantic import BaseModel
 
 from common.auth import Principal, get_principal
 from common.clock import Clock, get_clock
-from common.errors import invalid
+from common.errors import invalid, request_language
 from common.idempotency import request_fingerprint, run_idempotent
 from common.pagination import Page, PageParams, cursor_key, encode_cursor
 from svc_residents import grants as exchange_grants, protection as prot
@@ -17,6 +17,9 @@ from svc_residents.base import IdempotencyRecord
 from svc_residents.codes import TagCode
 from svc_residents.persons import exchange, service
 from svc_residents.persons.models import Person
+from svc_residents.registrations.models import PersonRegistration
+from svc_residents.registrations.schemas import RegistrationOut
+from svc_residents.registrations.service import registration_out
 from svc_residents.persons.schemas import (ConsentIn, ConsentOut, PersonCreate, PersonOut, PersonSearch, PersonUpdate,
                                            TagIn, TagOut)
 
@@ -41,7 +44,9 @@ class AccessLogEntry(BaseModel):
     request_id: str | None
 
 
-@router.post("", status_code=201, response_model=PersonOut, summary="登记居民 Register a person")
+@router.post("", status_code=201, response_model=PersonOut, summary="登记居民 Register a person",
+             responses={202: {"model": RegistrationOut,
+                              "description": "已提交，待核实后生效 (the ID number needs confirmation first)"}})
 async def create_person(body: PersonCreate, request: Request, principal: Principal = Depends(get_principal),
                         idempotency_key: str | None = Header(None, alias="Idempotency-Key"),
                         clock: Clock = Depends(get_clock)):
@@ -49,7 +54,10 @@ async def create_person(body: PersonCreate, request: Request, principal: Princip
     now = clock.now()
 
     async def create(session):
-        person, tags = await service.create_person(session, principal, protection, body, now=now)
+        made = await service.create_person(session, principal, protection, body, now=now)
+        if isinstance(made, PersonRegistration):  # on record out of the caller's reach: registrations/service.py
+            return 202, registration_out(made, principal, None, request_language(request))
+        person, tags = made
         return 201, service.person_out(person, tags, now=now)
 
     # The stored fingerprint must not be a plain hash of the ID number (its space is small enough to brute-force):

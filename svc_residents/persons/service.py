@@ -20,9 +20,11 @@ from svc_residents.audit.models import AccessAudit
 from svc_residents.base import OutboxEvent
 from svc_residents.codes import TAGS
 from svc_residents.households.models import Household
-from svc_residents.households.service import household_event
+from svc_residents.households.service import household_event, move_member
 from svc_residents.persons.models import Consent, Person, PersonChange, PersonTag
 from svc_residents.persons.profile_feed import sync_profile
+from svc_residents.registrations import service as registrations
+from svc_residents.registrations.models import PersonRegistration
 from svc_residents.persons.schemas import (SELF_FIELDS, ConsentIn, PersonCreate, PersonOut, PersonSearch, PersonUpdate,
                                            TagIn, TagOut)
 
@@ -127,10 +129,8 @@ async def _household_for_write(session: AsyncSession, principal: Principal, hous
     return household
 
 
-async def _check_duplicate(session: AsyncSession, principal: Principal, bidx: str, exclude: str | None = None):
-    existing = (await session.execute(select(Person).where(Person.id_number_bidx == bidx))).scalar_one_or_none()
-    if existing is not None and existing.id != exclude:
-        raise duplicate(principal, existing)
+async def _on_record(session: AsyncSession, bidx: str) -> Person | None:
+    return (await session.execute(select(Person).where(Person.id_number_bidx == bidx))).scalar_one_or_none()
 
 
 def duplicate(principal: Principal, existing: Person | None) -> Problem:
@@ -145,14 +145,20 @@ def duplicate(principal: Principal, existing: Person | None) -> Problem:
 
 async def create_person(session: AsyncSession, principal: Principal, protection: FieldProtection,
                         body: PersonCreate, *, now: datetime,
-                        person_id: str | None = None) -> tuple[Person, list[PersonTag]]:
+                        person_id: str | None = None) -> tuple[Person, list[PersonTag]] | PersonRegistration:
+    """A new record; or, for an ID number on record out of the caller's reach, a pending registration that
+    neither says so nor where (registrations/service.py: issue 23, finding 9). One on record in reach: 409."""
     access.require_staff(principal)
     resident_id = prot.check_id_number(body.id_number, today=local_date(now))
     phone = prot.check_phone(body.phone) if body.phone else None
     household = await _household_for_write(session, principal, body.household_id)
     person_id = person_id or new_id()
     pid = prot.protect_id_number(protection, person_id, resident_id.number)
-    await _check_duplicate(session, principal, pid.blind_index)
+    existing = await _on_record(session, pid.blind_index)
+    if existing is not None:
+        if access.can_read_person(principal, existing):
+            raise duplicate(principal, existing)
+        return await registrations.file(session, principal, existing, household, body, now)
     pphone = prot.protect_phone(protection, person_id, phone) if phone else None
     person = Person(id=person_id, household_id=household.id, name=body.name.strip(), id_number_enc=pid.ciphertext,
                     id_number_bidx=pid.blind_index, id_number_masked=pid.masked,
@@ -165,8 +171,8 @@ async def create_person(session: AsyncSession, principal: Principal, protection:
     session.add(person)
     try:
         await session.flush()
-    except IntegrityError:
-        raise duplicate(principal, None) from None
+    except IntegrityError:  # registered by a concurrent call: a retry gets the answer above, whichever it is
+        raise Problem(409, "person.registration_conflict", ("登记冲突，请重试", "Registration conflict; retry")) from None
     age = age_on(person.birth_date, local_date(now))
     _person_event(session, "person.registered", person, now, household_id=household.id,
                   residency_type=person.residency_type, sex=person.sex, age=age,
@@ -217,15 +223,7 @@ async def update_person(session: AsyncSession, principal: Principal, protection:
     if "household_id" in given and body.household_id and body.household_id != person.household_id:
         old = await session.get(Household, person.household_id)
         new = await _household_for_write(session, principal, body.household_id)
-        person.household_id, person.grid_code, person.community_code = new.id, new.grid_code, new.community_code
-        for h, change in ((old, "member_left"), (new, "member_added")):
-            if h is None:
-                continue
-            if change == "member_left" and h.head_person_id == person.id:
-                h.head_person_id = None
-            h.version += 1
-            h.updated_at = now
-            household_event(session, h, change, now, person_id=person.id)
+        move_member(session, person, old, new, now)
         changed.append("household_id")
     if changed:
         person.version += 1
