@@ -102,3 +102,16 @@ async def test_open311_through_the_gateway(gw):
     assert r.status_code == 200
     r = await gw.delete(f"/open311/v2/requests/{rid}.json")
     assert r.status_code == 401 and r.json()[0]["code"] == 401
+
+
+async def test_the_gateway_sends_no_client_to_the_host_it_was_given(gw, ready):
+    """Issue 23, finding 11: through the gateway, a trailing slash is an unknown path (no 307 to the Host header),
+    and Open311 discovery advertises the gateway's public URL, not the address svc_services was reached at."""
+    evil = {"Host": "evil.example"}
+    for path in ("/services/v1/catalogue/items/", "/exchange/v1/catalogue/", "/open311/v2/services.json/"):
+        r = await gw.get(path, headers={**evil, "Authorization": f"Bearer {token(gw, 'ops', subject='ops1')}"})
+        assert r.status_code == 404 and "location" not in r.headers, (path, r.status_code, r.headers)
+    r = await gw.get("/open311/v2/discovery.json", headers=evil)
+    settings = ready.app.state.settings
+    assert r.json()["endpoints"][0]["url"] == (settings.public_url or settings.gateway_url).rstrip("/") + "/open311/v2/"
+    assert "evil.example" not in r.text
