@@ -194,14 +194,16 @@ class Launcher:
         })
         if spec.has_database:
             env["ONENET_DATABASE_URL"] = self.database_url(spec.name)
-        if spec.name == "svc_residents":  # its requester-profile feed keeps svc_services' replica (ADR 0007)
+        if spec.name == "svc_residents":  # its feeds keep svc_services' and svc_matching's replicas (ADR 0007, 0014)
             env["ONENET_OUTBOX_SUBSCRIBERS"] = json.dumps(
-                {"requester_profile.": f"{self.url('svc_services')}/services/v1/requester_profiles"})
+                {"requester_profile.": f"{self.url('svc_services')}/services/v1/requester_profiles",
+                 "person_place.": f"{self.url('svc_matching')}/matching/v1/person_places"})
         # the gateway's assertions (ADR 0013): each service checks them with its own key; its outbox relays sign
         # their deliveries with the key of the service they deliver to (svc_metrics, the feed's subscriber)
         env["ONENET_EVENTS_ASSERTION_KEY"] = self.keys["svc_metrics"]
         if spec.name == "svc_residents":
-            env["ONENET_OUTBOX_SUBSCRIBER_KEYS"] = json.dumps({"requester_profile.": self.keys["svc_services"]})
+            env["ONENET_OUTBOX_SUBSCRIBER_KEYS"] = json.dumps({"requester_profile.": self.keys["svc_services"],
+                                                               "person_place.": self.keys["svc_matching"]})
         if spec.name != "gateway":
             env["ONENET_CLIENT_ID"] = spec.name
             env["ONENET_CLIENT_SECRET"] = creds[spec.name]

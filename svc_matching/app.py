@@ -11,6 +11,7 @@ from svc_matching.directory.hsds_router import router as hsds_router
 from svc_matching.directory.router import router as directory_router
 from svc_matching.offers.router import offer_sweeper
 from svc_matching.offers.router import router as offers_router
+from svc_matching.people.places_router import router as places_router
 from svc_matching.people.router import router as people_router
 from svc_matching.reports.router import router as reports_router
 from svc_matching.timebank.router import router as timebank_router
@@ -26,7 +27,7 @@ def create_app(settings: MatchingSettings | None = None, *, verifier: TokenVerif
         title="OneNet svc_matching 供需匹配",
         description="社区资源清单（HSDS 3.0）、志愿者、居民需求清单、精准匹配、派单接单、时间银行。"
                     "Resource directory (HSDS 3.0), volunteers, needs, matching, offers, time bank.",
-        routers=[directory_router, hsds_router, people_router, offers_router, timebank_router,
+        routers=[directory_router, hsds_router, people_router, places_router, offers_router, timebank_router,
                  reports_router],
         background=[offer_sweeper] if settings.offer_sweeper_enabled else [],
         outbox_model=OutboxEvent,

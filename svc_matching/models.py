@@ -4,5 +4,5 @@ from svc_matching.directory.models import (  # noqa: F401
     Location, Organization, Schedule, Service, ServiceAtLocation, ServiceAttribute, ServiceCapacity, TaxonomyTerm,
 )
 from svc_matching.offers.models import MatchProposal, Offer  # noqa: F401
-from svc_matching.people.models import Need, Volunteer, VolunteerHourOffer  # noqa: F401
+from svc_matching.people.models import Need, PersonPlace, Volunteer, VolunteerHourOffer  # noqa: F401
 from svc_matching.timebank.models import Account, Entry, Posting  # noqa: F401

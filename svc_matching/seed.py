@@ -1,4 +1,5 @@
-"""Demo data for svc_matching: the organisations (with a service each) and volunteers of `deploy/demo.py`.
+"""Demo data for svc_matching: the organisations (with a service each), the persons' places (what svc_residents'
+place feed would send) and the volunteers of `deploy/demo.py`.
 
 Idempotent: ids are the demo's deterministic UUIDv5, and anything already present is left alone.
 """
@@ -12,7 +13,8 @@ from svc_matching.directory import service as directory
 from svc_matching.directory.models import Location, Organization, Service
 from svc_matching.directory.schemas import CapacityIn, LocationCreate, OrganizationCreate, ScheduleIn, ServiceCreate
 from svc_matching.people import service as people
-from svc_matching.people.models import Volunteer
+from svc_matching.people.models import PersonPlace, Volunteer
+from svc_matching.people.places import upsert_place
 from svc_matching.people.schemas import VolunteerCreate, WindowIn
 
 SEEDER = Principal(member="onenet-seed", user="seed", role="ops")
@@ -43,6 +45,10 @@ async def seed_demo(db: Database, *, clock: Clock | None = None) -> None:
                     description="社区资源清单演示数据", service_area_radius_m=3000, location_ids=[loc_id],
                     schedules=[ScheduleIn(byday="MO,TU,WE,TH,FR", opens_at="08:00", closes_at="18:00")],
                     capacity=CapacityIn(maximum=capacity, unit="人次/周")), now=now, service_id=svc_id)
+        for key, *_ in PERSONS:
+            if await session.get(PersonPlace, person_id(key)) is None:
+                grid = _grid_of_person(key)
+                await upsert_place(session, person_id(key), grid["code"], grid["parent_code"], now)
         for key, skills, max_load in VOLUNTEERS:
             vol_id = demo_id("volunteer", key)
             if await session.get(Volunteer, vol_id) is not None:

@@ -11,6 +11,7 @@ from svc_residents.base import OutboxEvent
 from svc_residents.clients import close_clients, install_clients
 from svc_residents.households.router import router as households_router
 from svc_residents.identity.router import router as identity_router
+from svc_residents.persons.place_feed import FEED_PREFIX as PLACE_FEED_PREFIX
 from svc_residents.persons.profile_feed import FEED_PREFIX
 from svc_residents.persons.router import router as persons_router
 from svc_residents.places.router import router as places_router
@@ -35,7 +36,8 @@ def create_app(settings: ResidentsSettings | None = None, *, verifier: TokenVeri
         routers=[places_router, households_router, persons_router, verification_router, identity_router,
                  registrations_router],
         outbox_model=OutboxEvent,
-        feeds=(FEED_PREFIX,),  # requester_profile.* rows go to svc_services' replica, never to svc_metrics
+        # requester_profile.* rows go to svc_services' replica, person_place.* to svc_matching's, never to svc_metrics
+        feeds=(FEED_PREFIX, PLACE_FEED_PREFIX),
         verifier=verifier,
         clock=clock,
         on_startup=[load_keys],

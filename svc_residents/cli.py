@@ -116,5 +116,29 @@ def feed_profiles(resend: bool = typer.Option(False, "--resend", help="为所有
     typer.echo(f"已写入 {n} 条诉求人画像更新，svc_residents 运行时投递至 svc_services。")
 
 
+@residents.command("feed-places")
+def feed_places(batch: int = typer.Option(500, "--batch", min=1, max=10000, help="每批人数（每批一个事务）")) -> None:
+    """把每位居民的所在网格与社区写入发件箱，由 svc_residents 的订阅投递送往 svc_matching（升级后或重建副本时用；
+    可重复运行）。"""
+    from common.clock import Clock
+    from common.db import Database
+    from common.migrations import upgrade
+    from deploy.cli import database_url_for
+    from svc_residents.persons.place_feed import backfill
+
+    url = database_url_for("svc_residents")
+    upgrade("svc_residents", url)
+
+    async def run():
+        db = Database(url)
+        try:
+            return await backfill(db, Clock().now(), batch_size=batch)
+        finally:
+            await db.dispose()
+
+    n = asyncio.run(run())
+    typer.echo(f"已写入 {n} 条居民所在地更新，svc_residents 运行时投递至 svc_matching。")
+
+
 def register(app: typer.Typer) -> None:
     app.add_typer(residents, name="residents")

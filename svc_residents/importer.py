@@ -30,6 +30,7 @@ from svc_residents import protection as prot
 from svc_residents.base import OutboxEvent
 from svc_residents.codes import RESIDENCY, RESIDENCY_ZH, TAGS
 from svc_residents.households.models import Household
+from svc_residents.persons import place_feed
 from svc_residents.persons import profile_feed as feed
 from svc_residents.persons.models import Person, PersonTag
 from svc_residents.places.models import Place
@@ -327,6 +328,7 @@ async def _write(db, protection, parsed, households, dry_run: bool, now: datetim
                     profile_version=1, profile_digest=feed.digest(snap)))
                 # svc_services' requester-profile replica (birth date and tag codes only), as the API writes it
                 events.append(feed.outbox_row(pid, 1, snap, now))
+                events.append(place_feed.outbox_row(pid, 1, (p.grid_code, community), now))  # svc_matching's
                 if p.is_head and head is None and hid not in heads:
                     heads[hid] = pid
                     households[key] = (hid, community, pid)

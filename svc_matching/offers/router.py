@@ -11,14 +11,16 @@ from common.clock import Clock, get_clock
 from common.errors import Problem
 from common.pagination import Page, PageParams, encode_cursor
 from common.periodic import run_periodically
+from svc_matching.access import place_condition
 from svc_matching.offers import service
 from svc_matching.offers.models import Offer
 from svc_matching.offers.schemas import BatchRequest, CompleteBody, DeclineBody, OfferOut
-from svc_matching.people.service import NEED_ROLES, get_need
+from svc_matching.people.models import Need
+from svc_matching.people.service import NEED_STAFF, get_need
 
 log = logging.getLogger("onenet.matching")
 router = APIRouter(prefix="/matching/v1", tags=["matching 匹配与派单"])
-MATCH_ROLES = ("community_staff", "street_staff", "dept_staff", "ops", "system")
+MATCH_ROLES = service.STAFF  # within the need's place; no department or member system (svc_matching/access.py)
 
 
 def _settings(request: Request):
@@ -31,7 +33,7 @@ def _offer_body(offer: Offer | None) -> dict | None:
 
 @router.post("/needs/{need_id}/candidates", summary="候选服务方（前 k 名及理由） Top-k candidates with reasons")
 async def need_candidates(need_id: str, request: Request, k: int = Query(5, ge=1, le=50),
-                          principal: Principal = Depends(require_roles(*NEED_ROLES))):
+                          principal: Principal = Depends(require_roles(*NEED_STAFF))):
     async with request.app.state.db.session() as session:
         need = await get_need(session, principal, need_id)
         return await service.candidates(session, need, _settings(request), k)
@@ -59,16 +61,16 @@ async def match_batch(body: BatchRequest, request: Request,
 @router.get("/offers/{offer_id}", response_model=OfferOut, summary="派单详情 Get an offer")
 async def get_offer(offer_id: str, request: Request, principal: Principal = Depends(get_principal)):
     async with request.app.state.db.session() as session:
-        offer = await service.get_offer(session, offer_id)
-        await service.check_responder(session, principal, offer)
-        return OfferOut.model_validate(offer)
+        return OfferOut.model_validate(await service.get_offer(session, principal, offer_id))
 
 
 @router.get("/offers", response_model=Page[OfferOut], summary="派单列表 List offers")
 async def list_offers(request: Request, need_id: str | None = None, provider_id: str | None = None,
                       status: str | None = None, page: PageParams = Depends(),
-                      principal: Principal = Depends(require_roles(*MATCH_ROLES, "evaluator"))):
-    stmt = select(Offer).order_by(Offer.id).limit(page.limit + 1)
+                      principal: Principal = Depends(require_roles(*MATCH_ROLES))):
+    # the offers of needs in the caller's places (ops: all)
+    stmt = (select(Offer).join(Need, Need.id == Offer.need_id).where(place_condition(principal, Need.place_code))
+            .order_by(Offer.id).limit(page.limit + 1))
     if need_id:
         stmt = stmt.where(Offer.need_id == need_id)
     if provider_id:
@@ -89,8 +91,8 @@ async def list_offers(request: Request, need_id: str | None = None, provider_id:
 async def accept(offer_id: str, request: Request, principal: Principal = Depends(get_principal),
                  if_match: str | None = Header(None, alias="If-Match"), clock: Clock = Depends(get_clock)):
     async with request.app.state.db.session() as session, session.begin():
-        offer = await service.get_offer(session, offer_id)
-        accepted = await service.accept(session, principal, offer, clock.now(), _settings(request), if_match)
+        offer = await service.get_offer(session, principal, offer_id)
+        accepted = await service.accept(session, offer, clock.now(), _settings(request), if_match)
     if not accepted:  # the expiry (and the move to the next candidate) is committed; the answer is too late
         raise Problem(409, "offer.expired", ("该派单已超时，已转派下一位服务方", "The offer expired and moved on"))
     return OfferOut.model_validate(offer)
@@ -101,8 +103,8 @@ async def decline(offer_id: str, request: Request, body: DeclineBody | None = No
                   principal: Principal = Depends(get_principal), if_match: str | None = Header(None, alias="If-Match"),
                   clock: Clock = Depends(get_clock)):
     async with request.app.state.db.session() as session, session.begin():
-        offer = await service.get_offer(session, offer_id)
-        nxt = await service.decline(session, principal, offer, body.reason if body else None, clock.now(),
+        offer = await service.get_offer(session, principal, offer_id)
+        nxt = await service.decline(session, offer, body.reason if body else None, clock.now(),
                                     _settings(request), if_match)
         return {"offer": _offer_body(offer), "next_offer": _offer_body(nxt)}
 
@@ -112,7 +114,7 @@ async def complete(offer_id: str, body: CompleteBody, request: Request,
                    principal: Principal = Depends(get_principal), if_match: str | None = Header(None, alias="If-Match"),
                    clock: Clock = Depends(get_clock)):
     async with request.app.state.db.session() as session, session.begin():
-        offer = await service.get_offer(session, offer_id)
+        offer = await service.get_offer(session, principal, offer_id)
         await service.complete(session, principal, offer, body.hours, body.rating, clock.now(), if_match)
         return OfferOut.model_validate(offer)
 

@@ -13,6 +13,7 @@ from common.errors import Problem
 from common.ids import new_id
 from common.outbox import record_event
 from svc_matching import engine
+from svc_matching.access import is_own, sees_place
 from svc_matching.base import OutboxEvent
 from svc_matching.directory.models import (
     Location, Schedule, Service, ServiceAtLocation, ServiceAttribute, ServiceCapacity, TaxonomyTerm,
@@ -26,7 +27,10 @@ from svc_matching.timebank.service import credit_member
 
 ACTIVE = ("pending", "accepted")
 OPEN_NEEDS = ("open", "unmatched")
-STAFF = ("community_staff", "street_staff", "ops", "system")
+# staff who match needs, answer an offer for its provider (phone, counter) and confirm completion: within the
+# need's place (ops everywhere); no department or member system (svc_matching/access.py)
+STAFF = ("community_staff", "street_staff", "ops")
+NOT_FOUND = ("派单不存在", "Offer not found")
 
 
 @dataclass
@@ -188,8 +192,7 @@ async def match_batch(session: AsyncSession, principal: Principal, need_ids: lis
         stmt = stmt.where(Need.id.in_(need_ids))
     if place_code:
         stmt = stmt.where(Need.place_code.startswith(place_code))
-    needs = [n for n in (await session.execute(stmt)).scalars()
-             if principal.role not in ("community_staff", "street_staff") or principal.covers_place(n.place_code)]
+    needs = [n for n in (await session.execute(stmt)).scalars() if sees_place(principal, n.place_code)]
     providers, info = await load_providers(session)
     w = settings.weights()
     eneeds = [engine_need(n) for n in needs]
@@ -216,31 +219,30 @@ async def match_batch(session: AsyncSession, principal: Principal, need_ids: lis
             "total_cost": result.total_cost, "greedy_cost": greedy_cost, "offers": offers}
 
 
-async def get_offer(session: AsyncSession, offer_id: str) -> Offer:
+async def get_offer(session: AsyncSession, principal: Principal, offer_id: str) -> Offer:
+    """The offer, if the caller may see it: staff of the need's place, ops, the provider it was made to. Anyone
+    else gets the answer an unknown offer gets (404)."""
     offer = await session.get(Offer, offer_id)
-    if offer is None:
-        raise Problem(404, "offer.not_found", ("派单不存在", "Offer not found"))
+    if offer is None or not await _may_see_offer(session, principal, offer):
+        raise Problem(404, "offer.not_found", NOT_FOUND)
     return offer
 
 
-async def check_responder(session: AsyncSession, principal: Principal, offer: Offer) -> None:
-    """The provider answers its own offers; staff may record the answer for them (phone, counter), community and
-    street staff only for needs within their place."""
+async def _may_see_offer(session: AsyncSession, principal: Principal, offer: Offer) -> bool:
     if principal.role in STAFF:
-        if principal.role in ("community_staff", "street_staff"):
-            need = await session.get(Need, offer.need_id)
-            if need is None or not principal.covers_place(need.place_code):
-                raise Problem(403, "forbidden", ("只能处理本辖区需求的派单", "Only offers for needs within your scope"))
-        return
+        need = await session.get(Need, offer.need_id)
+        return need is not None and sees_place(principal, need.place_code)
+    return await _made_to(session, principal, offer)
+
+
+async def _made_to(session: AsyncSession, principal: Principal, offer: Offer) -> bool:
+    """The caller is the provider the offer was made to: its organisation, or the volunteer."""
     if offer.provider_kind == "service":
         svc = await session.get(Service, offer.provider_id)
-        if svc and principal.role == "provider" and svc.organization_id in principal.scope_values("provider"):
-            return
-    else:
-        vol = await session.get(Volunteer, offer.provider_id)
-        if vol and (principal.person_id == vol.person_id or vol.id in principal.scope_values("volunteer")):
-            return
-    raise Problem(403, "forbidden", ("只能处理派给本机构或本人的单", "Only offers made to you"))
+        return (svc is not None and principal.role == "provider"
+                and svc.organization_id in principal.scope_values("provider"))
+    vol = await session.get(Volunteer, offer.provider_id)
+    return vol is not None and (is_own(principal, vol.person_id) or vol.id in principal.scope_values("volunteer"))
 
 
 def _check_version(offer: Offer, if_match: str | None) -> None:
@@ -269,10 +271,10 @@ async def expire_offer(session: AsyncSession, offer: Offer, now: datetime, setti
     return await offer_next(session, need, proposal, now, settings)
 
 
-async def accept(session: AsyncSession, principal: Principal, offer: Offer, now: datetime,
+async def accept(session: AsyncSession, offer: Offer, now: datetime,
                  settings: MatchingSettings, if_match: str | None) -> bool:
-    """True when accepted; False when the offer had already expired (it is expired now and moved on)."""
-    await check_responder(session, principal, offer)
+    """True when accepted; False when the offer had already expired (it is expired now and moved on). The offer
+    comes from `get_offer`: whoever sees it (the provider, staff of the need's place) may answer it."""
     _check_version(offer, if_match)
     _pending(offer)
     if now >= offer.expires_at:
@@ -289,9 +291,8 @@ async def accept(session: AsyncSession, principal: Principal, offer: Offer, now:
     return True
 
 
-async def decline(session: AsyncSession, principal: Principal, offer: Offer, reason: str | None, now: datetime,
+async def decline(session: AsyncSession, offer: Offer, reason: str | None, now: datetime,
                   settings: MatchingSettings, if_match: str | None) -> Offer | None:
-    await check_responder(session, principal, offer)
     _check_version(offer, if_match)
     _pending(offer)
     need = await session.get(Need, offer.need_id)
@@ -314,7 +315,8 @@ async def expire_due(session: AsyncSession, now: datetime, settings: MatchingSet
 
 async def complete(session: AsyncSession, principal: Principal, offer: Offer, hours: float | None,
                    rating: int | None, now: datetime, if_match: str | None) -> None:
-    """Service delivered: the need is completed, the rating kept, a volunteer's hours credited to the time bank."""
+    """Service delivered: the need is completed, the rating kept, a volunteer's hours credited to the time bank.
+    Confirmed by staff of the need's place (the offer comes from `get_offer`), not by the provider."""
     if principal.role not in STAFF:
         raise Problem(403, "forbidden", ("由社区工作人员确认服务完成", "Community staff confirm completion"))
     _check_version(offer, if_match)

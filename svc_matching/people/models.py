@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
-from sqlalchemy import JSON, Date, Float, ForeignKey, Integer, String, Text
+from sqlalchemy import JSON, Boolean, Date, Float, ForeignKey, Integer, String, Text, false
 from sqlalchemy.orm import Mapped, mapped_column
 
 from common.db import UTCDateTime
@@ -74,3 +74,24 @@ class VolunteerHourOffer(Base):
     note: Mapped[str | None] = mapped_column(String(300))
     created_by: Mapped[str] = mapped_column(String(160))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class PersonPlace(Base):
+    """Where a person of the register lives: svc_residents' person reduced to its grid and community, kept by
+    svc_residents' place feed (`PUT /matching/v1/person_places/{person_id}`, ADR 0014; the demo seed fills it).
+
+    It tells the time bank that a person exists (a credit for anyone else is refused, no account is opened for
+    them) and which staff see their accounts (those whose scopes cover the grid), without a call to svc_residents
+    per request. Data minimisation: no name, ID number, phone, address or household."""
+
+    __tablename__ = "person_places"
+
+    person_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    grid_code: Mapped[str | None] = mapped_column(String(24))
+    community_code: Mapped[str | None] = mapped_column(String(24))
+    # svc_residents' per-person feed version: an older snapshot arriving after a newer one changes nothing.
+    # Null for rows only ops or the seed wrote.
+    version: Mapped[int | None] = mapped_column(Integer)
+    # The person left the register (merged away): a tombstone with the version only, read as an unknown person.
+    removed: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())

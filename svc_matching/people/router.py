@@ -9,6 +9,7 @@ from common.auth import Principal, get_principal, require_roles
 from common.clock import Clock, get_clock
 from common.idempotency import request_fingerprint, run_idempotent
 from common.pagination import Page, PageParams, encode_cursor
+from svc_matching.access import place_condition
 from svc_matching.base import IdempotencyRecord
 from svc_matching.people import service
 from svc_matching.people.models import Need
@@ -84,18 +85,15 @@ async def get_need(need_id: str, request: Request, principal: Principal = Depend
 @router.get("/needs", response_model=Page[NeedOut], summary="需求清单 List needs")
 async def list_needs(request: Request, status: NeedStatus | None = None,
                      category: str | None = None, place_code: str | None = None, page: PageParams = Depends(),
-                     principal: Principal = Depends(require_roles(*service.NEED_ROLES, "evaluator"))):
-    stmt = select(Need).order_by(Need.id).limit(page.limit + 1)
+                     principal: Principal = Depends(require_roles(*service.NEED_STAFF))):
+    # staff see the needs of their places, ops all (svc_matching/access.py)
+    stmt = select(Need).where(place_condition(principal, Need.place_code)).order_by(Need.id).limit(page.limit + 1)
     if status:
         stmt = stmt.where(Need.status == status)
     if category:
         stmt = stmt.where(Need.category == category)
     if place_code:
-        stmt = stmt.where(Need.place_code.startswith(place_code))
-    if principal.role in service.PLACE_ROLES:
-        scopes = [v for k in ("street", "community", "grid") for v in principal.scope_values(k)]
-        from sqlalchemy import false, or_
-        stmt = stmt.where(or_(*[Need.place_code.startswith(s) for s in scopes]) if scopes else false())
+        stmt = stmt.where(Need.place_code.startswith(place_code, autoescape=True))
     if page.after:
         stmt = stmt.where(Need.id > page.after_key())
     async with request.app.state.db.session() as session:

@@ -10,14 +10,18 @@ from common.auth import Principal
 from common.errors import Problem, invalid
 from common.ids import new_id
 from common.outbox import record_event
+from svc_matching.access import PLACE_STAFF, is_own, sees_place
 from svc_matching.base import OutboxEvent
 from svc_matching.directory.service import check_windows, resolve_terms
 from svc_matching.people.models import Need, Volunteer, VolunteerHourOffer
+from svc_matching.people.places import known_person, reaches_person
 from svc_matching.people.schemas import HoursOfferCreate, NeedCreate, VolunteerCreate
 from svc_matching.timebank.service import open_account
 
-PLACE_ROLES = ("community_staff", "street_staff", "grid_worker")
-NEED_ROLES = ("community_staff", "street_staff", "grid_worker", "dept_staff", "ops", "system")
+# who records needs, lists them and asks for a need's candidates (svc_services' dispatchers among them): the
+# community runs its needs list (DOMAIN.md); no department or member system (svc_matching/access.py)
+NEED_STAFF = (*PLACE_STAFF, "ops")
+NOT_FOUND = ("需求不存在", "Need not found")
 BASE_PRIORITY = {"normal": 1, "urgent": 2, "emergency": 3}
 # Special groups that raise a need's priority (DOMAIN.md: vulnerable requester raises it).
 VULNERABLE = frozenset({"elderly", "living_alone", "very_old", "disabled", "dibao", "tekun", "left_behind_child",
@@ -37,7 +41,7 @@ def grid_of(code: str | None) -> str | None:
 
 
 def _check_place(principal: Principal, place_code: str | None) -> None:
-    if principal.role in PLACE_ROLES and not principal.covers_place(place_code):
+    if principal.role in PLACE_STAFF and not principal.covers_place(place_code):
         raise Problem(403, "forbidden", ("只能登记本辖区内的需求或志愿者", "Only within your scope"))
 
 
@@ -46,6 +50,11 @@ async def create_volunteer(session: AsyncSession, principal: Principal, body: Vo
     _check_place(principal, body.place_code)
     check_windows(body.availability, "availability")
     await resolve_terms(session, "category", body.skills, "skills")
+    # a volunteer is a person of the register within the caller's places (svc_residents' feed): an account is
+    # opened for them below, and an unknown person and one elsewhere get the same answer
+    if not reaches_person(principal, body.person_id, await known_person(session, body.person_id)):
+        raise invalid("person_id", "volunteer.person_unknown", "找不到该居民（不存在或不在您的辖区内）",
+                      "No such person within your scope")
     if (await session.execute(select(Volunteer).where(Volunteer.person_id == body.person_id))).scalar_one_or_none():
         raise Problem(409, "volunteer.exists", ("该居民已登记为志愿者", "This person is already a volunteer"))
     account = await open_account(session, "person", body.person_id, "minute", "member", now)
@@ -68,11 +77,10 @@ async def get_volunteer(session: AsyncSession, volunteer_id: str, principal: Pri
 
 
 def _may_see_volunteer(principal: Principal, vol: Volunteer) -> bool:
-    if principal.role in ("ops", "system", "dept_staff"):
-        return True
-    if principal.role in PLACE_ROLES:
-        return principal.covers_place(vol.place_code)
-    return principal.person_id is not None and principal.person_id == vol.person_id
+    """The volunteer themselves (as a resident, or a provider account naming the volunteer), staff of the
+    volunteer's place, ops; no department or member system (no grant covers volunteers)."""
+    return (sees_place(principal, vol.place_code) or is_own(principal, vol.person_id)
+            or vol.id in principal.scope_values("volunteer"))
 
 
 async def offer_hours(session: AsyncSession, principal: Principal, volunteer_id: str, body: HoursOfferCreate,
@@ -81,9 +89,8 @@ async def offer_hours(session: AsyncSession, principal: Principal, volunteer_id:
     them). Emits `volunteer.hours_offered` in the same transaction: the denominator of volunteer-hour utilisation
     (the time bank's credited minutes are the numerator)."""
     vol = await get_volunteer(session, volunteer_id, principal)
-    own = principal.person_id is not None and principal.person_id == vol.person_id \
-        or vol.id in principal.scope_values("volunteer")
-    if not (own or principal.role in ("ops", "system")
+    own = is_own(principal, vol.person_id) or vol.id in principal.scope_values("volunteer")
+    if not (own or principal.role == "ops"
             or (principal.role in ("community_staff", "street_staff") and principal.covers_place(vol.place_code))):
         raise Problem(403, "forbidden", ("只能为本人或本辖区的志愿者登记服务时长",
                                          "Only for yourself or volunteers within your scope"))
@@ -108,7 +115,7 @@ async def offer_hours(session: AsyncSession, principal: Principal, volunteer_id:
 
 
 async def create_need(session: AsyncSession, principal: Principal, body: NeedCreate, now: datetime) -> Need:
-    if principal.role not in NEED_ROLES:
+    if principal.role not in NEED_STAFF:
         raise Problem(403, "forbidden", ("当前角色无权登记需求", "Your role may not record needs"))
     _check_place(principal, body.place_code)
     if not body.person_id and not body.household_id:
@@ -137,17 +144,19 @@ async def create_need(session: AsyncSession, principal: Principal, body: NeedCre
 
 
 async def get_need(session: AsyncSession, principal: Principal, need_id: str) -> Need:
+    """The need, if the caller may see it; one outside their reach answers as an unknown one (404)."""
     need = await session.get(Need, need_id)
-    if need is None:
-        raise Problem(404, "need.not_found", ("需求不存在", "Need not found"))
-    if principal.role in PLACE_ROLES and not principal.covers_place(need.place_code):
-        raise Problem(403, "forbidden", ("只能查看本辖区内的需求", "Only needs within your scope"))
-    if principal.role in ("resident", "proxy") and principal.person_id != need.person_id:
-        raise Problem(403, "forbidden", ("只能查看本人的需求", "Only your own needs"))
-    if principal.role == "provider" and not await _offered_to(session, principal, need.id):
-        # a provider sees a need (with its person) only once it was offered the work
-        raise Problem(404, "need.not_found", ("需求不存在", "Need not found"))
+    if need is None or not await _may_see_need(session, principal, need):
+        raise Problem(404, "need.not_found", NOT_FOUND)
     return need
+
+
+async def _may_see_need(session: AsyncSession, principal: Principal, need: Need) -> bool:
+    """Staff of the need's place, ops, the person it is for (or their proxy), and a provider once it was offered
+    the work; no department, member system or evaluator (no grant covers needs)."""
+    if sees_place(principal, need.place_code) or is_own(principal, need.person_id):
+        return True
+    return principal.role == "provider" and await _offered_to(session, principal, need.id)
 
 
 async def _offered_to(session: AsyncSession, principal: Principal, need_id: str) -> bool:

@@ -30,6 +30,7 @@ from svc_residents.base import OutboxEvent
 from svc_residents.households.models import Household
 from svc_residents.households.service import household_event
 from svc_residents.persons.models import Consent, Person, PersonChange, PersonTag
+from svc_residents.persons.place_feed import send_place
 from svc_residents.persons.profile_feed import sync_profile
 from svc_residents.persons.service import get_person
 from svc_residents.protection import FieldProtection
@@ -159,6 +160,7 @@ async def merge(session: AsyncSession, principal: Principal, protection: FieldPr
     # svc_services' requester-profile replica: the duplicate leaves it, the survivor's tags may have changed
     await sync_profile(session, dup.id, now=now)
     await sync_profile(session, survivor.id, now=now)
+    send_place(session, dup, now)  # svc_matching's person-place replica: the duplicate leaves the register
     return survivor, dup
 
 

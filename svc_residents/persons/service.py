@@ -22,6 +22,7 @@ from svc_residents.codes import TAGS
 from svc_residents.households.models import Household
 from svc_residents.households.service import household_event, move_member
 from svc_residents.persons.models import Consent, Person, PersonChange, PersonTag
+from svc_residents.persons.place_feed import send_place
 from svc_residents.persons.profile_feed import sync_profile
 from svc_residents.registrations import service as registrations
 from svc_residents.registrations.models import PersonRegistration
@@ -184,6 +185,7 @@ async def create_person(session: AsyncSession, principal: Principal, protection:
     household_event(session, household, "member_added", now, person_id=person.id, head=body.is_head)
     tags = [await _apply_tag(session, principal, person, t, now) for t in body.tags]
     await sync_profile(session, person.id, now=now)  # svc_services' requester-profile replica: birth date and tags
+    send_place(session, person, now)  # svc_matching's person-place replica: grid and community
     return person, tags
 
 
@@ -228,6 +230,8 @@ async def update_person(session: AsyncSession, principal: Principal, protection:
     if changed:
         person.version += 1
         person.updated_at = now
+    if "household_id" in changed:  # svc_matching's person-place replica follows the move
+        send_place(session, person, now)
     await session.flush()
     return person
 

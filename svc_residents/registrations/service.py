@@ -27,6 +27,7 @@ from common.ids import new_id
 from svc_residents import access
 from svc_residents.households.models import Household
 from svc_residents.households.service import move_member
+from svc_residents.persons.place_feed import send_place
 from svc_residents.persons.models import Person, PersonChange
 from svc_residents.persons.schemas import PersonCreate
 from svc_residents.registrations.models import PersonRegistration
@@ -123,7 +124,8 @@ async def confirm(session: AsyncSession, principal: Principal, registration_id: 
                       extra={"merged_into": person.merged_into})
     before = {"household_id": person.household_id, "community_code": person.community_code,
               "residency_type": person.residency_type, "relation_to_head": person.relation_to_head}
-    if person.household_id != household.id:
+    moved = person.household_id != household.id
+    if moved:
         old = await session.get(Household, person.household_id)
         move_member(session, person, old, household, now, head=reg.is_head)
     elif reg.is_head:
@@ -131,6 +133,8 @@ async def confirm(session: AsyncSession, principal: Principal, registration_id: 
     person.residency_type, person.relation_to_head = reg.residency_type, reg.relation_to_head
     person.version += 1
     person.updated_at = now
+    if moved:  # svc_matching's person-place replica follows the move
+        send_place(session, person, now)
     session.add(PersonChange(
         id=new_id(), person_id=person.id, field="household_id", change="moved", old=before,
         new={"household_id": household.id, "community_code": household.community_code,

@@ -62,6 +62,7 @@ def ids(pt) -> dict[str, str]:
         "offer_id": offer_id,
         "account_id": funded_account(pt),
         "volunteer_id": demo_id("volunteer", "P5"),
+        "person_id": "authz-place-probe",  # the person-place rows: no demo person's place is touched
         "case_id": "no-such-case",
         "warning_id": "no-such-warning",
         "grant_id": first(pt, "/exchange/v1/grants"),

@@ -71,3 +71,48 @@ def test_metrics_scope_is_the_callers_own(pt):
         for w in r.json()["items"]), r.text
     r = _get(pt, "/metrics/v1/warnings", "staff1", params={"scope": "110105001001"})
     assert r.status_code == 200, r.text
+
+
+def test_matching_records_of_another_community_or_a_department_are_hidden(pt, ids):
+    """幸福's need (resident1's), its offer, the volunteer P5 and P5's time-bank account: 幸福's staff see them;
+    安康's staff and grid worker, a department (its staff or its member system), the evaluator and a kiosk get
+    what an unknown id gets (404), and their lists hold none of them."""
+    paths = ["/matching/v1/needs/{}", "/matching/v1/offers/{}", "/matching/v1/volunteers/{}",
+             "/matching/v1/timebank/accounts/{}", "/matching/v1/timebank/accounts/{}/statement"]
+    objects = [ids["need_id"], ids["offer_id"], ids["volunteer_id"], ids["account_id"], ids["account_id"]]
+    outsiders = [("staff2", {}), ("grid3", {}), ("dept_mz", {}), ("dept_mz", {"member": "dept-minzheng"}),
+                 ("evaluator1", {}), ("system", {})]
+    for path, oid in zip(paths, objects):
+        assert _get(pt, path.format(oid), "staff1").status_code == 200, path
+        for who, over in outsiders:
+            headers = pt.platform.headers(who, **over)
+            theirs = pt.request("GET", path.format(oid), headers=headers)
+            unknown = pt.request("GET", path.format("no-such-id"), headers=headers)
+            assert theirs.status_code == unknown.status_code == 404, (path, who, over, theirs.text)
+            assert theirs.json()["code"] == unknown.json()["code"], (path, who)
+    for path in ("/matching/v1/needs", "/matching/v1/offers"):
+        r = _get(pt, path, "staff2", params={"limit": 200})
+        assert r.status_code == 200 and ids["need_id"] not in {x.get("need_id", x["id"]) for x in r.json()["items"]}
+        for who, over in outsiders[2:]:
+            assert pt.request("GET", path, headers=pt.platform.headers(who, **over)).status_code == 403, (path, who)
+
+
+def test_another_communitys_time_bank_is_neither_read_nor_spent(pt, ids):
+    P5 = person_id("P5")  # 幸福, the volunteer whose account the fixture funded
+    r = _get(pt, "/matching/v1/timebank/accounts", "staff2", params={"person_id": P5})
+    assert (r.status_code, r.json()) == (200, []), r.text          # the answer for a person with no account
+    assert _get(pt, "/matching/v1/timebank/accounts", "resident1", params={"person_id": P5}).status_code == 403
+    assert _get(pt, "/matching/v1/timebank/accounts", "resident3", params={"person_id": "nobody"}).status_code == 403
+    before = _get(pt, f"/matching/v1/timebank/accounts/{ids['account_id']}", "ops1").json()["balance"]
+    staff2 = pt.platform.headers("staff2")
+    r = pt.request("POST", "/matching/v1/timebank/redemptions", headers=staff2, json={
+        "posting_id": "authz-objects-steal", "account_id": ids["account_id"], "community": "110105001002",
+        "amount": 1, "memo": "安康兑换"})
+    assert r.status_code == 404, r.text
+    r = pt.request("POST", "/matching/v1/timebank/credits", headers=staff2, json={
+        "posting_id": "authz-objects-credit", "person_id": P5, "community": "110105001002", "unit": "minute",
+        "amount": 1})
+    assert r.status_code == 422 and r.json()["errors"][0]["field"] == "person_id", r.text
+    assert _get(pt, f"/matching/v1/timebank/accounts/{ids['account_id']}", "ops1").json()["balance"] == before
+    r = pt.request("POST", "/matching/v1/match/batch", headers=staff2, json={"place_code": "110105001001"})
+    assert r.status_code == 200 and r.json()["needs"] == 0, r.text

@@ -6,6 +6,9 @@ STAFF = dict(role="community_staff", scopes=["community:110105001001"])
 OPS = dict(role="ops")
 USCC = ["52110105MA01AB125N", "52110105MA02CD3418", "52110105MA03EF568U"]
 HOME = (39.9210, 116.4430)
+GRID_XF, GRID_AK = "110105001001001", "110105001002001"   # 幸福一网格, 安康一网格
+# persons of the register the tests use, as svc_residents' place feed would have sent them (p-1 … p-12 live in 幸福)
+PERSONS = {f"p-{i}": GRID_XF for i in range(1, 13)}
 
 
 @pytest.fixture
@@ -16,7 +19,18 @@ async def client(service_client):
 
     c = await service_client("svc_matching", offer_sweeper_enabled=False)
     c.app.state.clock = FrozenClock(datetime(2026, 11, 23, 1, 0, tzinfo=timezone.utc))  # Monday 09:00 Beijing
+    await place_persons(c, PERSONS)
     return c
+
+
+async def place_persons(client, persons: dict[str, str]) -> None:
+    """Put persons into svc_matching's person-place replica (person id → grid), as the feed would."""
+    from svc_matching.people.places import upsert_place
+
+    now = client.app.state.clock.now()
+    async with client.app.state.db.session() as s, s.begin():
+        for pid, grid in persons.items():
+            await upsert_place(s, pid, grid, grid[:12], now)
 
 
 @pytest.fixture

@@ -44,7 +44,7 @@ async def test_need_scope(client, auth, staff):
     r = await client.post("/matching/v1/needs", headers=staff, json=NEED)
     nid = r.json()["id"]
     other = auth(role="community_staff", scopes=["community:110105001002"])
-    assert (await client.get(f"/matching/v1/needs/{nid}", headers=other)).status_code == 403
+    assert (await client.get(f"/matching/v1/needs/{nid}", headers=other)).status_code == 404
     assert (await client.get("/matching/v1/needs", headers=other)).json()["items"] == []
     assert (await client.post("/matching/v1/needs", headers=other, json=NEED)).status_code == 403
     assert (await client.post("/matching/v1/needs", headers=auth(role="resident", scopes=["person:p-3"]),

@@ -38,6 +38,12 @@ async def outbox(client, source: str) -> list[dict]:
 
 async def matching_world(m, auth) -> None:
     staff = auth(role="community_staff", scopes=[f"community:{COMMUNITY}"])
+    # the persons volunteering and earning points, as svc_residents' place feed sends them
+    feed = auth(role="system", user="svc_residents", member="svc_residents")
+    for pid in ("p-5", "p-7"):
+        r = await m.put(f"/matching/v1/person_places/{pid}", headers=feed,
+                        json={"grid_code": GRID, "community_code": COMMUNITY, "version": 1})
+        assert r.status_code == 200, r.text
     # resources: two organisations offer elderly care in the same grid (duplicated), a third offers health
     # there and is later withdrawn, a fourth offers childcare and stays
     orgs = [await make_org(m, staff, uscc=USCC[i], name=f"机构{i}") for i in range(3)]
