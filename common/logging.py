@@ -138,12 +138,17 @@ def _start_flusher() -> None:
         _flusher.start()
 
 
+def _flush_due() -> None:
+    for handler in list(_timed):
+        if handler.due():
+            handler.flush()
+
+
 def _flush_now_and_then() -> None:
-    while True:
-        time.sleep(_FLUSHER_TICK)
-        for handler in list(_timed):
-            if handler.due():
-                handler.flush()
+    from common.periodic import run_periodically_blocking  # it logs through this module
+
+    run_periodically_blocking("log-flush", _flush_due, threading.Event(), interval=_FLUSHER_TICK, jitter=0,
+                              run_first=False)
 
 
 def configure_logging(service: str, level: str = "INFO", *, flush_seconds: float = 1.0) -> None:

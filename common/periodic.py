@@ -1,4 +1,5 @@
-"""Periodic background work: one loop for every job a service runs on a timer.
+"""Periodic background work: one loop for every job a service runs on a timer (and its twin for a thread, or a
+process's main loop, that has no event loop: `run_periodically_blocking`).
 
 A job is an async function of no arguments. `run_periodically` calls it every `interval` seconds (with jitter, so
 replicas started together do not run in step) until `stop` is set, and never lets a failure pass silently: each
@@ -12,6 +13,7 @@ import asyncio
 import enum
 import logging
 import random
+import threading
 from collections.abc import Awaitable, Callable
 
 from prometheus_client import Counter, Gauge
@@ -74,23 +76,58 @@ async def run_periodically(job: str, work: Callable[[], Awaitable[object]], stop
             raise
         except Exception:  # noqa: BLE001 - logged and counted; the next run tries again
             failures += 1
-            RUNS.labels(job, "failed").inc()
-            log.exception("background job %s failed", job, extra={"job": job, "failures": failures})
-            outcome = None
+            outcome = _failed(job, failures)
         else:
-            failures = 0
-            RUNS.labels(job, "ok").inc()
-            LAST_SUCCESS.labels(job).set_to_current_time()  # for the scraper, on the host's time
+            failures = _succeeded(job)
         if outcome is DONE or (attempts is not None and runs >= attempts):
             return
         if outcome is AGAIN and not failures:
             await asyncio.sleep(0)  # let the loop breathe between full batches
             continue
-        wait = interval
-        if failures and max_backoff is not None:
-            wait = min(max_backoff, interval * 2 ** (failures - 1))
-        if await _wait(stop, wake, _jittered(wait, jitter)):
+        if await _wait(stop, wake, _jittered(_next_wait(interval, failures, max_backoff), jitter)):
             return
+
+
+def run_periodically_blocking(job: str, work: Callable[[], object], stop: threading.Event, *, interval: float,
+                              jitter: float = 0.1, run_first: bool = True, max_backoff: float | None = None) -> None:
+    """`run_periodically` for a thread or a main loop without an event loop: `work` is a plain function and
+    `stop` a `threading.Event`. The same outcomes, logging and counters."""
+    if interval <= 0:
+        return
+    failures = 0
+    if not run_first and stop.wait(_jittered(interval, jitter)):
+        return
+    while not stop.is_set():
+        try:
+            outcome = work()
+        except Exception:  # noqa: BLE001 - logged and counted; the next run tries again
+            failures += 1
+            outcome = _failed(job, failures)
+        else:
+            failures = _succeeded(job)
+        if outcome is DONE:
+            return
+        if outcome is AGAIN and not failures:
+            continue
+        if stop.wait(_jittered(_next_wait(interval, failures, max_backoff), jitter)):
+            return
+
+
+def _failed(job: str, failures: int) -> None:
+    RUNS.labels(job, "failed").inc()
+    log.exception("background job %s failed", job, extra={"job": job, "failures": failures})
+
+
+def _succeeded(job: str) -> int:
+    RUNS.labels(job, "ok").inc()
+    LAST_SUCCESS.labels(job).set_to_current_time()  # for the scraper, on the host's time
+    return 0
+
+
+def _next_wait(interval: float, failures: int, max_backoff: float | None) -> float:
+    if failures and max_backoff is not None:
+        return min(max_backoff, interval * 2 ** (failures - 1))
+    return interval
 
 
 def _jittered(seconds: float, jitter: float) -> float:

@@ -16,12 +16,14 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
 
+from common.periodic import DONE, Next, run_periodically_blocking
 from deploy.services import ALL, GATEWAY, SERVICES, ServiceSpec
 
 EDGE = ServiceSpec("edge", GATEWAY.port, "", has_database=False)
@@ -289,6 +291,12 @@ class Launcher:
                 child.restarts += 1
                 self.spawn(child)
 
+    def _supervise_until_stopped(self) -> Next | None:
+        if self.stopping:
+            return DONE
+        self.supervise()
+        return None
+
     def stop(self, *_args) -> None:
         if self.stopping:
             return
@@ -366,9 +374,9 @@ class Launcher:
             return 1
         self.banner()
         try:
-            while not self.stopping:
-                self.supervise()
-                time.sleep(0.5)
+            # a signal handler only sets `stopping` (setting an Event from one can deadlock): the loop sees it
+            run_periodically_blocking("launcher/supervise", self._supervise_until_stopped, threading.Event(),
+                                      interval=0.5, jitter=0)
         finally:
             self.stop()
         return 0

@@ -91,18 +91,52 @@ async def test_run_first_false_waits_one_interval_and_zero_disables():
     assert calls == []
 
 
-async def test_repeated_failures_back_off():
-    times = []
+async def test_repeated_failures_back_off_and_a_success_resets(monkeypatch):
+    """The waits asked for, not the time they took (the machine is shared): 0.02 doubling to the cap, and the
+    interval again after a success."""
+    from common import periodic
+
+    waits: list[float] = []
     stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
+
+    async def record(stop_, wake, seconds):
+        waits.append(round(seconds, 3))
+        return False
+
+    monkeypatch.setattr(periodic, "_wait", record)
+    outcomes = iter([RuntimeError, RuntimeError, RuntimeError, RuntimeError, None, RuntimeError])
 
     async def work():
-        times.append(loop.time())
-        if len(times) == 4:
+        outcome = next(outcomes, None)
+        if len(waits) >= 6:
             stop.set()
-        raise RuntimeError("down")
+        if outcome is RuntimeError:
+            raise RuntimeError("down")
 
-    await asyncio.wait_for(run_periodically("test/backoff", work, stop, interval=0.02, jitter=0, max_backoff=1),
+    await asyncio.wait_for(run_periodically("test/backoff", work, stop, interval=0.02, jitter=0, max_backoff=0.1),
                            5)
-    gaps = [b - a for a, b in zip(times, times[1:])]
-    assert gaps[1] > gaps[0] * 1.5 and gaps[2] > gaps[1] * 1.5  # 0.02, 0.04, 0.08
+    assert waits[:6] == [0.02, 0.04, 0.08, 0.1, 0.02, 0.02]
+
+
+def test_the_blocking_twin_runs_in_a_thread_until_stopped(caplog):
+    import threading
+
+    from common.periodic import run_periodically_blocking
+
+    calls = []
+    stop = threading.Event()
+
+    def work():
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("stderr closed")
+        if len(calls) == 3:
+            stop.set()
+
+    with caplog.at_level(logging.ERROR, logger="onenet.periodic"):
+        thread = threading.Thread(target=run_periodically_blocking, args=("test/thread", work, stop),
+                                  kwargs={"interval": 0.01})
+        thread.start()
+        thread.join(5)
+    assert not thread.is_alive() and len(calls) == 3
+    assert any("test/thread" in r.getMessage() and r.exc_info for r in caplog.records)
