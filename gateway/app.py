@@ -19,6 +19,7 @@ from common.http_client import CircuitBreaker
 from common.keys import load_signing_keys
 from gateway.identity.mtls import CertificatePins
 from gateway.identity.router import router as identity_router
+from gateway.identity.throttle import build_login_throttle
 from gateway.identity.tokens import TokenIssuer
 from gateway.members.models import Member
 from gateway.members.router import router as members_router
@@ -81,6 +82,7 @@ def create_app(settings: GatewaySettings | None = None, *, verifier: TokenVerifi
                         process=(LogProcess(settings.database_url, plan_cache_mode=settings.db_plan_cache_mode)
                                  if settings.audit_writer_process else None), clock=clock)
     limiter = build_limiter(settings)
+    login_throttle = build_login_throttle(settings, db)
     gate = ExchangeGate(forwarder, policy, audit, clock, limiter)
     # Open311 has a route of its own (anonymous reads, api_key); every other upstream's calls may take the plane
     plane = ExchangePlane(gate, service=settings.service_name, max_body_bytes=settings.max_body_bytes,
@@ -149,6 +151,7 @@ def create_app(settings: GatewaySettings | None = None, *, verifier: TokenVerifi
             await edge.aclose()
         if limiter is not None:
             await limiter.aclose()
+        await login_throttle.aclose()
 
     app = create_service_app(
         settings=settings,
@@ -174,6 +177,7 @@ def create_app(settings: GatewaySettings | None = None, *, verifier: TokenVerifi
     # Inside the observability middleware (request ids, body limits), ahead of FastAPI's route matching.
     app.user_middleware.append(Middleware(ForwardFastPath))
     app.state.token_issuer = issuer
+    app.state.login_throttle = login_throttle
     app.state.forwarder = forwarder
     app.state.exchange_policy = policy
     app.state.audit = audit

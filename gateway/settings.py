@@ -49,6 +49,15 @@ class GatewaySettings(ServiceSettings):
     # How long a call waits for Redis before it is let through unlimited (fail open: a slow Redis must not slow
     # every call).
     redis_timeout_seconds: float = 0.5
+    # Back-off for password sign-in (gateway/identity/throttle.py): after this many failed attempts for one account,
+    # or from one source address, its next attempts are refused (429) for a back-off that doubles from
+    # `login_backoff_seconds` up to `login_backoff_max_seconds`; a count is forgotten after a quiet window.
+    # Shared by the replicas in Redis (`redis_url`), else in the gateway's database.
+    login_account_failures: int = Field(default=5, ge=1)
+    login_source_failures: int = Field(default=20, ge=1)
+    login_window_seconds: float = Field(default=900.0, gt=0)
+    login_backoff_seconds: float = Field(default=60.0, gt=0)
+    login_backoff_max_seconds: float = Field(default=900.0, gt=0)
     # Derive the catalogue from the upstreams' OpenAPI plus annotations at start-up (in the background, retrying
     # until every upstream answered) and on POST /exchange/v1/catalogue/refresh; ADR 0005.
     catalogue_from_openapi: bool = True

@@ -65,10 +65,14 @@ async def token(
 
         if not username or not password:
             raise _oauth_error(400, "invalid_request", "需要用户名与密码", "username and password are required")
+        # counted before the password is checked; refused (429) while the account or the source backs off
+        throttle, now = request.app.state.login_throttle, request.app.state.clock.now()
+        attempt = await throttle.attempt(username, request.client.host if request.client else "-", now)
         user = await session.get(User, username)
         ok = await run_in_threadpool(verify_secret, user.password_hash if user else None, password)
         if user is None or not ok or user.status != "active":
             raise _oauth_error(401, "invalid_grant", "用户名或密码错误", "Wrong username or password")
+        await throttle.succeeded(attempt, now)
         member_code = client_id or user.member_code or "portal"
         member = await session.get(Member, member_code)
         if member is None or member.status != "active":
