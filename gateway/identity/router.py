@@ -1,7 +1,6 @@
 """`POST /auth/v1/token` (OAuth2 client credentials and password grants) and the public JWKS."""
 from __future__ import annotations
 
-from datetime import datetime, timezone
 from typing import Literal
 
 from fastapi import APIRouter, Form, Request
@@ -85,7 +84,3 @@ async def token(
 @router.get("/.well-known/jwks.json", summary="公钥集 JSON Web Key Set")
 async def jwks(request: Request) -> dict:
     return request.app.state.token_issuer.jwks()
-
-
-def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
