@@ -14,6 +14,7 @@ import enum
 import logging
 import random
 import threading
+import time
 from collections.abc import Awaitable, Callable
 
 from prometheus_client import Counter, Gauge
@@ -95,7 +96,7 @@ def run_periodically_blocking(job: str, work: Callable[[], object], stop: thread
     if interval <= 0:
         return
     failures = 0
-    if not run_first and stop.wait(_jittered(interval, jitter)):
+    if not run_first and _sleep(stop, _jittered(interval, jitter)):
         return
     while not stop.is_set():
         try:
@@ -109,8 +110,21 @@ def run_periodically_blocking(job: str, work: Callable[[], object], stop: thread
             return
         if outcome is AGAIN and not failures:
             continue
-        if stop.wait(_jittered(_next_wait(interval, failures, max_backoff), jitter)):
+        if _sleep(stop, _jittered(_next_wait(interval, failures, max_backoff), jitter)):
             return
+
+
+def _sleep(stop: threading.Event, seconds: float) -> bool:
+    """Sleep up to `seconds` in short relative sleeps, ending early when `stop` is set; True when it was. Not
+    `stop.wait(seconds)`: its deadline is absolute, and under libfaketime (the shifted-date runs) the kernel reads it
+    on the unshifted clock, so the wait would last the shift."""
+    deadline = time.monotonic() + seconds
+    while not stop.is_set():
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return False
+        time.sleep(min(left, 0.05))
+    return True
 
 
 def _failed(job: str, failures: int) -> None:
