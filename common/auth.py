@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -167,15 +168,21 @@ class TokenVerifier:
                                     "verify_iat": False})
         except jwt.InvalidTokenError as exc:
             raise _invalid("令牌无效", "Invalid token") from exc
+        # what PyJWT checks of the times, on this verifier's clock: each a finite number (not a bool, not NaN),
+        # `exp` not passed, `nbf` and `iat` not ahead (with the leeway)
         now = self.clock.timestamp()
-        exp, nbf = claims.get("exp"), claims.get("nbf")
-        if not isinstance(exp, (int, float)) or isinstance(exp, bool):
+        times = {name: claims[name] for name in ("exp", "iat", "nbf") if name in claims}
+        if any(not _finite_number(v) for v in times.values()):
             raise _invalid("令牌无效", "Invalid token")
-        if exp <= now - self.LEEWAY_SECONDS:
+        if times["exp"] <= now - self.LEEWAY_SECONDS:
             raise _invalid("令牌已过期，请重新获取", "Token expired")
-        if nbf is not None and (not isinstance(nbf, (int, float)) or nbf > now + self.LEEWAY_SECONDS):
+        if times["iat"] > now + self.LEEWAY_SECONDS or times.get("nbf", now) > now + self.LEEWAY_SECONDS:
             raise _invalid("令牌尚未生效", "Token not yet valid")
         return claims
+
+
+def _finite_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _invalid(zh: str, en: str) -> Problem:

@@ -374,7 +374,8 @@ class Launcher:
             return 1
         self.banner()
         try:
-            # a signal handler only sets `stopping` (setting an Event from one can deadlock): the loop sees it
+            # `stop` (the signal handler) sets `stopping` and the loop ends at its next tick (an Event set from a
+            # signal handler could deadlock)
             run_periodically_blocking("launcher/supervise", self._supervise_until_stopped, threading.Event(),
                                       interval=0.5, jitter=0)
         finally:

@@ -53,6 +53,43 @@ async def test_wrong_audience(make_token, jwks):
     assert exc.value.code == "invalid_token"
 
 
+@pytest.mark.parametrize("claims", [
+    {"iat": "1700000000"}, {"iat": True}, {"exp": float("nan")}, {"exp": float("inf")}, {"nbf": None},
+    {"nbf": True}, {"iat": "future"}, {"nbf": "future"}, {"exp": "past"},
+], ids=["iat-string", "iat-bool", "exp-nan", "exp-inf", "nbf-null", "nbf-bool", "iat-ahead", "nbf-ahead",
+        "expired"])
+async def test_token_times_are_checked_as_pyjwt_would_on_the_verifiers_clock(claims, signing_key, jwks):
+    """The verifier checks the times itself (against its clock, not PyJWT's read of the wall): each a finite number,
+    `exp` not passed, `iat` and `nbf` not ahead, with PyJWT's 5 s leeway."""
+    import json
+    import uuid
+
+    import jwt as pyjwt
+
+    from common.clock import FrozenClock
+
+    now = 1_800_000_000
+    clock = FrozenClock(__import__("datetime").datetime.fromtimestamp(now, __import__("datetime").timezone.utc))
+    verifier = TokenVerifier(ServiceSettings(jwks_url=None), jwks=jwks, clock=clock)
+    base = {"iss": "onenet-gateway", "aud": "onenet", "sub": "u", "role": "ops", "member": "m",
+            "iat": now, "exp": now + 300, "jti": uuid.uuid4().hex}
+    relative = {"future": now + 60, "past": now - 60}
+    body = {**base, **{k: relative.get(v, v) if isinstance(v, str) and v in relative else v
+                       for k, v in claims.items()}}
+    # PyJWT's encoder refuses NaN and infinities: sign the JSON by hand, as a forger with the key would
+    header = {"alg": "RS256", "typ": "JWT", "kid": signing_key.kid}
+    segments = [pyjwt.utils.base64url_encode(json.dumps(x, allow_nan=True).encode()) for x in (header, body)]
+    signing_input = b".".join(segments)
+    signature = pyjwt.algorithms.RSAAlgorithm(pyjwt.algorithms.RSAAlgorithm.SHA256).sign(
+        signing_input, signing_key.private_key)
+    token = b".".join([signing_input, pyjwt.utils.base64url_encode(signature)]).decode()
+    with pytest.raises(Problem) as refused:
+        await verifier.verify(token)
+    assert refused.value.status == 401
+    assert (await verifier.verify(pyjwt.encode(base, signing_key.private_key, algorithm="RS256",
+                                               headers={"kid": signing_key.kid})))["sub"] == "u"
+
+
 def test_principal_scopes_and_places():
     p = principal_from_claims({"sub": "u", "member": "portal", "role": "community_staff",
                                "scopes": ["community:110105001001"]})

@@ -7,16 +7,23 @@ import asyncio
 import os
 import socket
 
-import pytest
 
 from tests.svc_metrics.conftest import C1
 from tests.svc_metrics.test_dashboard import feed, fmt
-from tests.components import needs
+from tests.components import missing, needs
 
 CHROMIUM = os.environ.get("ONENET_TEST_CHROMIUM", "/usr/bin/chromium")
 # playwright gives each launch a fresh, temporary user-data-dir; no background traffic on a closed network
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run"]
 pytestmark = needs("browser", os.path.exists(CHROMIUM), f"no Chromium at {CHROMIUM}")
+
+
+def _playwright():
+    try:
+        import playwright.async_api
+    except ImportError:
+        missing("browser", "playwright is not installed")
+    return playwright.async_api
 
 
 async def _signed_as_the_gateway(route, request) -> None:
@@ -40,7 +47,7 @@ def free_port() -> int:
 
 
 async def test_dashboard_in_headless_chromium(client, ops, make_token, post):
-    playwright = pytest.importorskip("playwright.async_api")
+    playwright = _playwright()
     import uvicorn
 
     await feed(post)
@@ -93,7 +100,7 @@ async def test_dashboard_through_the_gateway_with_the_sign_in_form(client, jwks,
     """A browser reaches svc_metrics only through the gateway: the page shows its sign-in form, the form gets a
     token from the gateway's POST /auth/v1/token, the cookie carries it on the dashboard's GETs, a scope is
     picked and the numbers equal the KPI API's (asked through the gateway with a bearer token)."""
-    playwright = pytest.importorskip("playwright.async_api")
+    playwright = _playwright()
     import httpx
     from contextlib import AsyncExitStack
 
