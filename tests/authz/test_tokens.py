@@ -145,7 +145,7 @@ def test_straight_at_a_service_every_call_is_refused_whoever_calls(pt, package, 
 @pytest.mark.parametrize("package", [*SERVICES, "departments"])
 def test_an_assertion_for_another_call_or_out_of_time_is_refused(pt, package, bad_tokens):
     """The gateway's assertion holds for the one call it was made for, within 30 s of the service's clock: made
-    for another path, method or token, with another key, 31 s old or ahead, or malformed, it is refused."""
+    for another path, method or token, with another key, 31 s old or a minute ahead, or malformed, it is refused."""
     app = pt.platform.apps[package]
     method, path = next((m, p) for m, p in _operations(app) if m == "GET")
     token = pt.platform.headers("ops1")["Authorization"].encode()
@@ -162,7 +162,7 @@ def test_an_assertion_for_another_call_or_out_of_time_is_refused(pt, package, ba
         "revoked member's token": made(auth=f"Bearer {bad_tokens['revoked']}".encode()),
         "another key": made(key=GatewayAssertion("another-upstreams-key-0001")),
         "31 s old": made(at=now - 31),
-        "31 s ahead": made(at=now + 31),
+        "a minute ahead": made(at=now + 60),  # not 31 s: the calls before it take time on a loaded machine
         "malformed": "v1.abc.def",
         "another version": made().replace("v1.", "v2.", 1),
     }
