@@ -118,37 +118,30 @@ class Launcher:
     def credentials(self) -> dict[str, str]:
         """Client secrets of the internal service members: from `ONENET_<SERVICE>_CLIENT_SECRET` when the
         deployment provides them (compose, Kubernetes Secrets), else generated once into var/keys."""
-        names = [s.name for s in ALL if s.name != "gateway"]
-        from_env = {n: os.environ.get(f"ONENET_{n.upper()}_CLIENT_SECRET") for n in names}
-        if all(from_env.values()):
-            return {n: v for n, v in from_env.items() if v}
-        path = self.var / "keys" / "service_credentials.json"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if path.exists():
-            return json.loads(path.read_text())
-        creds = {n: secrets.token_urlsafe(24) for n in names}
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            json.dump(creds, fh)
-        return creds
+        return self._per_service_secrets("CLIENT_SECRET", "service_credentials.json", 24)
 
     def assertion_keys(self) -> dict[str, str]:
         """Each service's key of the gateway's assertions (docs/adr/0013), one per process the gateway forwards
         to: from `ONENET_<SERVICE>_GATEWAY_ASSERTION_KEY` when the deployment provides them, else generated once
         into var/keys (mode 0600)."""
+        return self._per_service_secrets("GATEWAY_ASSERTION_KEY", "gateway_assertion_keys.json", 32)
+
+    def _per_service_secrets(self, env_suffix: str, filename: str, nbytes: int) -> dict[str, str]:
+        """One secret per process but the gateway: all from `ONENET_<SERVICE>_<env_suffix>`, or generated once
+        into var/keys/<filename> (mode 0600) and read back from there."""
         names = [s.name for s in ALL if s.name != "gateway"]
-        from_env = {n: os.environ.get(f"ONENET_{n.upper()}_GATEWAY_ASSERTION_KEY") for n in names}
+        from_env = {n: os.environ.get(f"ONENET_{n.upper()}_{env_suffix}") for n in names}
         if all(from_env.values()):
             return {n: v for n, v in from_env.items() if v}
-        path = self.var / "keys" / "gateway_assertion_keys.json"
+        path = self.var / "keys" / filename
         path.parent.mkdir(parents=True, exist_ok=True)
         if path.exists():
             return json.loads(path.read_text())
-        keys = {n: secrets.token_urlsafe(32) for n in names}
+        made = {n: secrets.token_urlsafe(nbytes) for n in names}
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as fh:
-            json.dump(keys, fh)
-        return keys
+            json.dump(made, fh)
+        return made
 
     def metrics_token(self) -> str:
         """The bearer token every process's /metrics answers to (the Prometheus scraper's): `ONENET_METRICS_TOKEN`

@@ -12,6 +12,7 @@ from datetime import datetime
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from common.auth import Principal
+from common import replica
 from svc_matching.access import is_own, sees_place
 from svc_matching.people.models import PersonPlace
 
@@ -30,39 +31,14 @@ def reaches_person(principal: Principal, person_id: str, place: PersonPlace | No
     return is_own(principal, person_id) or (place is not None and sees_place(principal, place.grid_code))
 
 
-def _stale(place: PersonPlace | None, version: int | None) -> bool:
-    return version is not None and place is not None and place.version is not None and version <= place.version
-
-
 async def upsert_place(session: AsyncSession, person_id: str, grid_code: str, community_code: str, now: datetime,
                        *, version: int | None = None) -> PersonPlace:
     """Replace the person's place, unless `version` is stale (then the stored row is returned unchanged)."""
-    place = await session.get(PersonPlace, person_id, with_for_update=True)
-    if _stale(place, version):
-        return place
-    if place is None:
-        place = PersonPlace(person_id=person_id)
-        session.add(place)
-    place.grid_code, place.community_code, place.removed, place.updated_at = grid_code, community_code, False, now
-    if version is not None:
-        place.version = version
-    await session.flush()
-    return place
+    return await replica.upsert(session, PersonPlace, person_id,
+                                {"grid_code": grid_code, "community_code": community_code}, now, version=version)
 
 
 async def remove_place(session: AsyncSession, person_id: str, now: datetime, *, version: int | None = None) -> None:
-    """The person left the register. With a feed `version` a tombstone stays (no place, only the version), so an
-    older snapshot cannot bring them back; without one (ops) the row is deleted."""
-    place = await session.get(PersonPlace, person_id, with_for_update=True)
-    if version is None:
-        if place is not None:
-            await session.delete(place)
-        return
-    if _stale(place, version):
-        return
-    if place is None:
-        place = PersonPlace(person_id=person_id)
-        session.add(place)
-    place.grid_code = place.community_code = None
-    place.removed, place.version, place.updated_at = True, version, now
-    await session.flush()
+    """The person left the register: a tombstone with the feed's version, or (ops) no row."""
+    await replica.remove(session, PersonPlace, person_id, {"grid_code": None, "community_code": None}, now,
+                         version=version)

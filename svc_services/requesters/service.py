@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from common.clock import SHANGHAI, age_on
 from common.db import Database
+from common import replica
 from svc_services.requesters.models import RequesterProfile
 
 TTL_SECONDS = 60.0
@@ -83,42 +84,14 @@ def profile_cache(db: Database) -> ProfileCache:
     return cache
 
 
-def is_stale(profile: RequesterProfile | None, version: int | None) -> bool:
-    """An update from the feed older than (or the same as) what the replica holds: applying it would go back in time
-    (a retry after a newer snapshot, a second relay overtaking the first). Ops writes carry no version."""
-    return (version is not None and profile is not None and profile.version is not None
-            and version <= profile.version)
-
-
 async def upsert_profile(session: AsyncSession, person_id: str, birth_date: date | None, groups: list[dict],
                          now: datetime, *, version: int | None = None) -> RequesterProfile:
     """Replace the profile, unless `version` is stale (then the stored one is returned unchanged)."""
-    profile = await session.get(RequesterProfile, person_id, with_for_update=True)
-    if is_stale(profile, version):
-        return profile
-    if profile is None:
-        profile = RequesterProfile(person_id=person_id)
-        session.add(profile)
-    profile.birth_date, profile.groups, profile.updated_at, profile.removed = birth_date, groups, now, False
-    if version is not None:
-        profile.version = version
-    await session.flush()
-    return profile
+    return await replica.upsert(session, RequesterProfile, person_id, {"birth_date": birth_date, "groups": groups},
+                                now, version=version)
 
 
 async def remove_profile(session: AsyncSession, person_id: str, now: datetime, *, version: int | None = None) -> None:
-    """Drop the profile. With a feed `version` it becomes a tombstone (no data, only the version) unless stale;
-    without one (ops) the row is deleted."""
-    profile = await session.get(RequesterProfile, person_id, with_for_update=True)
-    if version is None:
-        if profile is not None:
-            await session.delete(profile)
-        return
-    if is_stale(profile, version):
-        return
-    if profile is None:
-        profile = RequesterProfile(person_id=person_id)
-        session.add(profile)
-    profile.birth_date, profile.groups, profile.removed = None, [], True
-    profile.version, profile.updated_at = version, now
-    await session.flush()
+    """Drop the profile: a tombstone with the feed's version, or (ops) no row."""
+    await replica.remove(session, RequesterProfile, person_id, {"birth_date": None, "groups": []}, now,
+                         version=version)
