@@ -132,7 +132,15 @@ def test_metrics_answer_the_launchers_token_on_every_port(platform):
 
 
 def test_docs_show_every_service(platform):
-    doc = httpx.get(f"{platform['gw']}/openapi.json").json()
+    # A service that does not answer within the gateway's fetch timeout is left out and named in
+    # x-onenet-unavailable (the merged document is not cached then); on a loaded machine a first fetch can miss
+    # one, so the document is asked for again until every service is in it.
+    deadline = time.monotonic() + 30
+    while True:
+        doc = httpx.get(f"{platform['gw']}/openapi.json", timeout=30).json()
+        if "x-onenet-unavailable" not in doc["info"] or time.monotonic() > deadline:
+            break
+        time.sleep(1)
     prefixes = {p.split("/")[1] for p in doc["paths"]}
     assert {"auth", "exchange", "services", "residents", "matching", "metrics", "departments"} <= prefixes
     assert "x-onenet-unavailable" not in doc["info"]
