@@ -25,7 +25,7 @@ from sqlalchemy import and_, delete, func, not_, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from common.clock import Clock
-from common.periodic import AGAIN, Next, run_periodically
+from common.periodic import AGAIN, Next, count_failure, count_success, run_periodically
 from common.db import Database
 from common.ids import new_id
 
@@ -312,18 +312,24 @@ class OutboxRelay:
             await asyncio.sleep(0)  # a large first purge must not hold the event loop
 
     async def _purge_now_and_then(self) -> None:
+        """The purge, at most every PURGE_SECONDS, as its own job in /metrics (outbox-purge/<label>): a failure is
+        logged and counted there and retried next time, and delivery goes on."""
         loop = asyncio.get_running_loop()
         if self.retention is None or (self._purged_at is not None and loop.time() - self._purged_at < PURGE_SECONDS):
             return
         self._purged_at = loop.time()
-        if (gone := await self.purge()):
+        job = f"outbox-purge/{self.label}"
+        try:
+            gone = await self.purge()
+        except Exception:  # noqa: BLE001 - counted and logged; retried at the next PURGE_SECONDS
+            count_failure(job)
+            return
+        count_success(job)
+        if gone:
             log.info("outbox: delivered rows past retention deleted", extra={"rows": gone, "relay": self.label})
 
     async def _relay_once(self) -> Next | None:
-        try:
-            await self._purge_now_and_then()
-        except Exception:  # noqa: BLE001 - retried at the next interval; delivery goes on
-            log.exception("outbox purge failed")
+        await self._purge_now_and_then()
         delivered = await self.run_once()
         await self.measure()
         return AGAIN if delivered >= self.batch_size else None  # a full batch: more are waiting

@@ -77,9 +77,9 @@ async def run_periodically(job: str, work: Callable[[], Awaitable[object]], stop
             raise
         except Exception:  # noqa: BLE001 - logged and counted; the next run tries again
             failures += 1
-            outcome = _failed(job, failures)
+            outcome = count_failure(job, failures)
         else:
-            failures = _succeeded(job)
+            failures = count_success(job)
         if outcome is DONE or (attempts is not None and runs >= attempts):
             return
         if outcome is AGAIN and not failures:
@@ -103,9 +103,9 @@ def run_periodically_blocking(job: str, work: Callable[[], object], stop: thread
             outcome = work()
         except Exception:  # noqa: BLE001 - logged and counted; the next run tries again
             failures += 1
-            outcome = _failed(job, failures)
+            outcome = count_failure(job, failures)
         else:
-            failures = _succeeded(job)
+            failures = count_success(job)
         if outcome is DONE:
             return
         if outcome is AGAIN and not failures:
@@ -127,15 +127,19 @@ def _sleep(stop: threading.Event, seconds: float) -> bool:
     return True
 
 
-def _failed(job: str, failures: int) -> None:
+def count_failure(job: str, failures: int = 1) -> None:
+    """Log the exception being handled, with its traceback, and count it for `job`. For a step that runs inside
+    another job and must not stop it (the outbox's purge inside its relay), so that its failures show too."""
     RUNS.labels(job, "failed").inc()
     log.exception("background job %s failed", job, extra={"job": job, "failures": failures})
 
 
-def _succeeded(job: str) -> int:
+def count_success(job: str) -> int:
     RUNS.labels(job, "ok").inc()
     LAST_SUCCESS.labels(job).set_to_current_time()  # for the scraper, on the host's time
     return 0
+
+
 
 
 def _next_wait(interval: float, failures: int, max_backoff: float | None) -> float:

@@ -174,3 +174,33 @@ async def test_delivered_rows_past_retention_are_deleted_pending_ones_never(db):
 async def _rows(db, stmt):
     async with db.session() as s:
         return (await s.execute(stmt)).all()
+
+
+async def test_a_failing_purge_is_logged_counted_and_delivery_goes_on(db, caplog):
+    from datetime import timedelta
+
+    from prometheus_client import REGISTRY
+
+    def failures() -> float:
+        labels = {"job": "outbox-purge/svc_residents", "outcome": "failed"}
+        return REGISTRY.get_sample_value("onenet_background_runs_total", labels) or 0.0
+
+    clock = FrozenClock(datetime(2026, 11, 29, 10, 0, tzinfo=timezone.utc))
+    await _add(db, 2, clock=clock)
+    sent = []
+
+    async def send(events):
+        sent.extend(events)
+
+    relay = OutboxRelay(db, OutboxEvent, source="svc_residents", send=send, clock=clock, retention=timedelta(days=7))
+
+    async def broken_purge(**_):
+        raise RuntimeError("disk full")
+
+    relay.purge = broken_purge
+    before = failures()
+    with caplog.at_level("ERROR", logger="onenet.periodic"):
+        await relay._relay_once()
+    assert failures() == before + 1
+    assert any(r.exc_info and "disk full" in str(r.exc_info[1]) for r in caplog.records)
+    assert len(sent) == 2  # the purge's failure did not stop delivery
