@@ -6,6 +6,7 @@ import json
 import math
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -80,14 +81,52 @@ class Principal:
         return f"{self.member}/{self.user}"
 
 
+class TokenCache:
+    """Verified tokens → what they were verified to (claims, a principal), bounded (least recently used dropped
+    first) and each entry dropped at the token's own expiry (`exp`, seconds since the epoch, on `now`).
+
+    Checking an RS256 signature (and PyJWT's parsing around it) is the largest single cost of a request; a caller
+    sends the same token for its whole lifetime, so the result is kept. Only tokens that verified are put (a
+    forged one costs a verification every time); revocation is never cached, it is checked on every call. The
+    one cache of the platform: the services' `TokenVerifier` and the gateway's forwarder use it."""
+
+    def __init__(self, max_entries: int = 10_000, now: Callable[[], float] = time.time) -> None:
+        self.max = max_entries
+        self.now = now
+        self._entries: OrderedDict[str, tuple[Any, float]] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, token: str) -> Any | None:
+        hit = self._entries.get(token)
+        if hit is None:
+            return None
+        value, exp = hit
+        if self.now() >= exp:
+            del self._entries[token]
+            return None
+        self._entries.move_to_end(token)
+        return value
+
+    def put(self, token: str, value: Any, exp: Any) -> None:
+        """Keep `value` for `token` until `exp` (nothing kept without a numeric `exp`, or with no room at all)."""
+        if not isinstance(exp, (int, float)) or isinstance(exp, bool) or self.max <= 0:
+            return
+        self._entries[token] = (value, float(exp))
+        self._entries.move_to_end(token)
+        while len(self._entries) > self.max:
+            self._entries.popitem(last=False)
+
+    def clear(self) -> None:
+        self._entries.clear()
+
+
 class TokenVerifier:
     """Verifies RS256 tokens; keys come from a JWKS file or URL, refetched when an unknown kid appears.
 
-    Verified tokens are remembered until their own expiry (bounded, least recently used dropped first), as the
-    gateway's TokenCache does: a caller sends the same token for its whole lifetime, and checking an RS256
-    signature was the largest single cost of a request to a service (profiled on svc_services' intake). Only
-    tokens that verified are kept (a forged one costs a verification every time), and the memory is dropped
-    whenever the key set is (re)loaded, so a key withdrawn from the JWKS stops its tokens at the next load.
+    Verified tokens are remembered in a `TokenCache` until their own expiry; the memory is dropped whenever the
+    key set is (re)loaded, so a key withdrawn from the JWKS stops its tokens at the next load.
     """
 
     REFRESH_MIN_INTERVAL = 10.0
@@ -100,7 +139,7 @@ class TokenVerifier:
         self.settings = settings
         self.clock = clock or Clock()  # token lifetimes are real time (common/clock.py)
         self._keys: dict[str, Any] = {}
-        self._verified: OrderedDict[str, tuple[dict[str, Any], float]] = OrderedDict()
+        self._verified = TokenCache(self.CACHE_MAX_ENTRIES, now=lambda: self.clock.timestamp())
         self._last_fetch = 0.0
         self._lock = asyncio.Lock()
         self._transport = transport
@@ -137,16 +176,9 @@ class TokenVerifier:
     async def verify(self, token: str) -> dict[str, Any]:
         hit = self._verified.get(token)
         if hit is not None:
-            if self.clock.timestamp() < hit[1]:
-                self._verified.move_to_end(token)
-                return hit[0]
-            del self._verified[token]
+            return hit
         claims = await self._verify(token)
-        exp = claims.get("exp")
-        if isinstance(exp, (int, float)) and self.CACHE_MAX_ENTRIES > 0:
-            self._verified[token] = (claims, float(exp))
-            while len(self._verified) > self.CACHE_MAX_ENTRIES:
-                self._verified.popitem(last=False)
+        self._verified.put(token, claims, claims.get("exp"))
         return claims
 
     async def _verify(self, token: str) -> dict[str, Any]:

@@ -69,3 +69,12 @@ async def get_clock(conn: HTTPConnection) -> Clock:
 def age_on(birth: date, on: date) -> int:
     """Whole years from `birth` to `on` (a birthday on 29 February is reached on 1 March in other years)."""
     return on.year - birth.year - ((on.month, on.day) < (birth.month, birth.day))
+
+
+def years_before(day: date, years: int) -> date:
+    """The date `years` whole years before `day` (29 February falls back to the 28th): the latest birth date of
+    someone `years` old on `day` (`age_on(years_before(d, n), d) == n`)."""
+    try:
+        return day.replace(year=day.year - years)
+    except ValueError:  # 29 February
+        return day.replace(year=day.year - years, day=28)

@@ -1,7 +1,10 @@
 """RFC 9457 problem details for every error path, with a stable machine `code` and the request id.
 
-Services raise `Problem(...)`; the handlers installed by `install_error_handlers` turn framework errors
-(validation, 404/405 routing, body limits, upstream failures, crashes) into the same shape. Titles and
+Services raise `Problem(...)` or one of its domain kinds (`NotFound`, `Forbidden`, `Conflict`,
+`VersionConflict`, and `check_version` / `check_if_match`); being Problems, they are answered by the one handler
+here (`common.lookup.get_or_404` is the get-or-404-with-access idiom). The handlers installed by
+`install_error_handlers` turn framework errors (validation, 404/405 routing, body limits, upstream failures,
+crashes) into the same shape. Titles and
 details are Chinese by default and English when `Accept-Language` prefers it.
 """
 from __future__ import annotations
@@ -99,6 +102,52 @@ def field_error(field: str, code: str, zh: str, en: str, where: str = "body") ->
 def invalid(field: str, code: str, zh: str, en: str, *, where: str = "body", status: int = 422) -> Problem:
     """A validation problem about one named field (for rules checked in the service layer)."""
     return Problem(status, "validation_failed", (zh, en), errors=[field_error(field, code, zh, en, where)])
+
+
+class NotFound(Problem):
+    """404: the object does not exist, or lies outside the caller's reach (which must answer the same)."""
+
+    def __init__(self, code: str = "not_found", detail: str | tuple[str, str] | None = None, **kw: Any) -> None:
+        super().__init__(404, code, detail or ("资源不存在或无权查看", "Not found"), **kw)
+
+
+class Forbidden(Problem):
+    """403: the caller is known and may see the object, but not do this to it."""
+
+    def __init__(self, detail: str | tuple[str, str] | None = None, code: str = "forbidden", **kw: Any) -> None:
+        super().__init__(403, code, detail, **kw)
+
+
+class Conflict(Problem):
+    """409: the change does not fit the object's current state."""
+
+    def __init__(self, code: str = "conflict", detail: str | tuple[str, str] | None = None, **kw: Any) -> None:
+        super().__init__(409, code, detail, **kw)
+
+
+class VersionConflict(Problem):
+    """A change that expected another version: 409 with the current version for a `version` field in the body,
+    412 (`precondition_failed`) for an `If-Match` header."""
+
+    def __init__(self, code: str = "version_conflict", detail: str | tuple[str, str] | None = None, *,
+                 current_version: int | None = None, status: int = 409, **kw: Any) -> None:
+        extra = kw.pop("extra", None) or ({"current_version": current_version} if current_version is not None
+                                          else None)
+        super().__init__(status, code, detail or ("已被他人修改，请刷新后重试", "Changed meanwhile; reload and retry"),
+                         extra=extra, **kw)
+
+
+def check_version(expected: int | None, current: int, code: str = "version_conflict",
+                  detail: str | tuple[str, str] | None = None, *, with_current: bool = True) -> None:
+    """A body's `version` against the object's: 409 when they differ (nothing to check when None)."""
+    if expected is not None and expected != current:
+        raise VersionConflict(code, detail, current_version=current if with_current else None)
+
+
+def check_if_match(if_match: str | None, current: int, detail: str | tuple[str, str] | None = None) -> None:
+    """An `If-Match` header (`"3"`, `W/"3"`) against the object's version: 412 when it differs."""
+    if if_match is not None and if_match.strip('W/"') != str(current):
+        raise VersionConflict("precondition_failed", detail, status=412)
 
 
 def _pick(value: str | tuple[str, str] | None, lang: str) -> str | None:

@@ -1,8 +1,15 @@
-"""Cursor pagination: `{items, next_cursor}`; the cursor is an opaque token of the last row's sort key."""
+"""Cursor pagination: `{items, next_cursor}`; the cursor is an opaque token of the last row's sort key.
+
+Every list endpoint takes `page: PageParams = Depends()` and does the same two steps:
+
+    rows = (await session.execute(page.keyset(select(Offer).where(...), Offer.id))).scalars().all()
+    return page.page(rows, key=lambda r: r.id, item=OfferOut.model_validate)
+"""
 from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Callable, Sequence
 from typing import Any, Generic, TypeVar
 
 from fastapi import Query
@@ -73,3 +80,20 @@ class PageParams:
     def after_key(self, kind: type = str) -> Any:
         """The last row's key from the cursor, as the column's type; None on the first page."""
         return cursor_key(self.cursor, kind)
+
+    def keyset(self, stmt: Any, column: Any, *, descending: bool = False, kind: type = str) -> Any:
+        """`stmt` ordered by its unique `column`, after the cursor's key, one row more than the page (so `page`
+        can tell whether another follows). `descending` for newest-first lists; `kind` the column's type."""
+        after = self.after_key(kind)
+        if after is not None:
+            stmt = stmt.where(column < after if descending else column > after)
+        return stmt.order_by(column.desc() if descending else column).limit(self.limit + 1)
+
+    def page(self, rows: Sequence[Any], *, key: Callable[[Any], Any],
+             item: Callable[[Any], Any] | None = None) -> Page:
+        """The page of rows fetched with `keyset` (or any query limited to `limit + 1`): at most `limit` items,
+        each made by `item`, and the cursor of the last row's `key` when more rows follow."""
+        more = len(rows) > self.limit
+        rows = list(rows[: self.limit])
+        return Page(items=[item(r) for r in rows] if item is not None else rows,
+                    next_cursor=encode_cursor(key(rows[-1])) if more else None)

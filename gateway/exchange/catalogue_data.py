@@ -9,11 +9,9 @@ forwarded to `{path_prefix}/{rest}`, e.g. `/r1/CN-ONENET/GOV/dept-minzheng/assis
 """
 from __future__ import annotations
 
+from common.exchange_fields import HOUSEHOLD_FIELDS, PERSON_FIELDS
+from common.exchange_fields import field as f
 
-def f(path: str, label: str, grade: str, *, personal: bool = False, sensitive: bool = False,
-      mask: str | None = None) -> dict:
-    return {"path": path, "label": label, "grade": grade, "personal": personal or sensitive,
-            "sensitive": sensitive, "mask": mask}
 
 
 _DEPT_COMMON = [f("department", "部门编码", "general"), f("department_name", "部门名称", "general"),
@@ -64,32 +62,12 @@ BUILTIN_RESOURCES: list[dict] = [
      # Every field of svc_residents' PersonOut, graded: what a person is (birth date, age, sex, residency) is
      # personal information; health, disability and assistance status (the special-group tags, accessibility
      # needs) is sensitive personal information (PIPL art. 28) and is removed outside a grant's scope.
-     "fields": [f("id", "居民编号", "general"), f("name", "姓名", "important", personal=True, mask="name"),
-                f("id_number", "身份证号", "core", sensitive=True, mask="id_number"),
-                f("phone", "手机号", "important", personal=True, mask="phone"),
-                f("revealed", "是否明文", "general"),
-                f("household_id", "所在户", "general", personal=True),
-                f("birth_date", "出生日期", "important", personal=True, mask="generic"),
-                f("age", "年龄", "important", personal=True),
-                f("sex", "性别", "important", personal=True, mask="generic"),
-                f("residency_type", "居住类型", "important", personal=True, mask="generic"),
-                f("relation_to_head", "与户主关系", "important", personal=True, mask="generic"),
-                f("preferred_channel", "联系渠道偏好", "general", personal=True, mask="generic"),
-                f("accessibility_needs", "无障碍需求", "core", sensitive=True),
-                f("grid_code", "网格", "general"), f("community_code", "社区", "general"),
-                f("tags", "特殊群体标签", "core", sensitive=True),
-                f("created_at", "建档时间", "general"), f("updated_at", "更新时间", "general"),
-                f("version", "版本", "general"), f("merged_into", "已合并到", "general", personal=True)]},
+     "fields": PERSON_FIELDS},
     {"code": "residents.households", "owner": "svc_residents", "name": "户档案",
      "description": "一户一档：地址、楼栋、网格、户主与成员。",
      "sharing_class": "conditional", "service": "residents", "path_prefix": "/residents/v1/households",
      "methods": ["GET"], "xroad_subsystem": "residents", "xroad_service": "households",
-     "fields": [f("id", "户编号", "general"), f("address", "地址", "important", personal=True, mask="generic"),
-                f("grid_code", "网格", "general"), f("building_code", "楼栋", "general"),
-                f("community_code", "社区", "general"),
-                f("head_person_id", "户主", "general", personal=True),
-                f("created_at", "建档时间", "general"), f("updated_at", "更新时间", "general"),
-                f("version", "版本", "general")]},
+     "fields": HOUSEHOLD_FIELDS},
     {"code": "services.catalogue", "owner": "svc_services", "name": "服务事项清单",
      "description": "社区服务事项目录（事项、类别、办理时限、材料）。",
      "sharing_class": "unconditional", "service": "services", "path_prefix": "/services/v1/catalogue/items",

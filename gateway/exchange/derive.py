@@ -17,6 +17,8 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass, field
 
+from common.openapi import resolve_ref
+
 EXTENSION = "x-onenet-resource"
 HTTP_METHODS = ("get", "post", "put", "patch", "delete")
 MAX_DEPTH = 3
@@ -36,19 +38,8 @@ def prefix_matches(prefix: str, template: str) -> bool:
     return all(h == w or (h.startswith("{") and h.endswith("}")) for w, h in zip(want, have))
 
 
-def _resolve(schema: dict | None, components: dict, seen: frozenset = frozenset()) -> dict:
-    while isinstance(schema, dict) and "$ref" in schema:
-        ref = schema["$ref"]
-        if ref in seen:
-            return {}
-        seen = seen | {ref}
-        schema = components.get(ref.rsplit("/", 1)[-1], {})
-    if isinstance(schema, dict):
-        for key in ("allOf", "anyOf", "oneOf"):
-            opts = [o for o in schema.get(key, []) if o.get("type") != "null"]
-            if len(opts) == 1:
-                return _resolve(opts[0], components, seen)
-    return schema or {}
+def _resolve(schema: dict | None, components: dict) -> dict:
+    return resolve_ref(schema, components, unwrap_single=True)
 
 
 def response_fields(operation: dict, components: dict) -> list[tuple[str, str]]:

@@ -8,9 +8,8 @@ Who is checked:
   the owner. Users signed in through the platform's own apps are governed there by role and object-level checks
   in the owning service, which masks by role itself.
 
-Outside the grant's field scope: sensitive personal fields (敏感个人信息) are removed, personal fields (个人信息)
-are masked (`110105********0112`, `138****0001`, `张*`; non-strings become null), other core / important
-fields are removed, and general non-personal fields are always passed. Fields the catalogue does not declare
+Outside the grant's field scope the one masking rule applies (`common.masking`): sensitive personal fields are
+removed, personal fields masked, other core / important fields removed, general non-personal fields passed. Fields the catalogue does not declare
 pass through untouched: the catalogue is where protection is declared, and it declares every response field a
 service's OpenAPI shows (one nobody annotated is declared personal / important, so masked: `derive.UNREVIEWED`).
 
@@ -24,10 +23,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from common.crypto import mask_generic, mask_id_number, mask_name, mask_phone
+from common import masking
+from common.masking import MASK, REMOVE, apply_actions
 from common.errors import Problem
 
-REMOVE, MASK = "remove", "mask"
+__all__ = ["MASK", "REMOVE", "ExchangePolicy", "GrantView", "ResourceView", "apply_actions", "field_actions",
+           "filter_body"]
 
 
 @dataclass(frozen=True)
@@ -70,54 +71,8 @@ class GrantView:
 
 
 def field_actions(resource: ResourceView, granted: frozenset[str] | None) -> tuple:
-    """What to do with each declared field that lies outside the granted scope."""
-    out = []
-    for fd in resource.fields:
-        if granted is None or fd["path"] in granted:
-            continue
-        if fd.get("sensitive"):
-            out.append((tuple(fd["path"].split(".")), REMOVE, None))
-        elif fd.get("personal"):
-            out.append((tuple(fd["path"].split(".")), MASK, fd.get("mask") or "generic"))
-        elif fd.get("grade") in ("core", "important"):
-            out.append((tuple(fd["path"].split(".")), REMOVE, None))
-    return tuple(out)
-
-
-def _mask_value(value: Any, kind: str | None) -> Any:
-    if not isinstance(value, str):
-        return None
-    if kind == "id_number":
-        return mask_id_number(value)
-    if kind == "phone":
-        return mask_phone(value)
-    if kind == "name":
-        return mask_name(value)
-    return mask_generic(value, 1, 1) if len(value) > 4 else "*" * len(value)
-
-
-def _apply(node: Any, parts: tuple[str, ...], action: str, kind: str | None) -> None:
-    if isinstance(node, list):
-        for item in node:
-            _apply(item, parts, action, kind)
-        return
-    if not isinstance(node, dict) or parts[0] not in node:
-        return
-    if len(parts) > 1:
-        _apply(node[parts[0]], parts[1:], action, kind)
-    elif action == REMOVE:
-        del node[parts[0]]
-    else:
-        v = node[parts[0]]
-        node[parts[0]] = [_mask_value(x, kind) for x in v] if isinstance(v, list) else _mask_value(v, kind)
-
-
-def apply_actions(doc: Any, actions: tuple) -> Any:
-    """Mask / remove in place; a `{items: [...]}` page or a top-level array applies to each element."""
-    targets = doc["items"] if isinstance(doc, dict) and isinstance(doc.get("items"), list) else doc
-    for parts, action, kind in actions:
-        _apply(targets, parts, action, kind)
-    return doc
+    """What to do with each declared field that lies outside the granted scope (`common.masking`)."""
+    return masking.field_actions(resource.fields, granted)
 
 
 def filter_body(body: bytes, content_type: str, actions: tuple) -> bytes:

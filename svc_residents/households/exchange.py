@@ -1,6 +1,6 @@
 """One household read by a department or member system under an exchange grant (`residents.households`).
 
-The same rule as persons (svc_residents/persons/exchange.py, after gateway/exchange/policy.py): a field inside the
+The exchange's one rule (`common.masking`, on `common.exchange_fields.HOUSEHOLD_FIELDS`): a field inside the
 grant's scope is given clear; outside it a sensitive (or core/important non-personal) field is left out, a
 personal field is masked, a general one is passed. A field the catalogue does not declare is never given.
 
@@ -19,43 +19,22 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from common.auth import Principal
 from common.context import request_id_var
+from common.exchange_fields import HOUSEHOLD_FIELDS
 from common.ids import new_id
+from common.masking import grant_view
 from svc_residents.audit.models import AccessAudit
 from svc_residents.grants import GrantInfo
 from svc_residents.households.models import Household
 from svc_residents.households.schemas import HouseholdOut
-from svc_residents.persons.exchange import _masked
-
-# The fields of `residents.households` as the exchange catalogue declares them (gateway/exchange/catalogue_data.py;
-# a test keeps the two in step): path -> (grade, personal, sensitive, mask).
-G, I, C = "general", "important", "core"
-CATALOGUE_FIELDS: dict[str, tuple[str, bool, bool, str | None]] = {
-    "id": (G, False, False, None), "address": (I, True, False, "generic"),
-    "grid_code": (G, False, False, None), "building_code": (G, False, False, None),
-    "community_code": (G, False, False, None), "head_person_id": (G, True, False, None),
-    "created_at": (G, False, False, None), "updated_at": (G, False, False, None), "version": (G, False, False, None),
-}
 
 
 def view(session: AsyncSession, principal: Principal, grant: GrantInfo, household: Household,
          purpose: str | None, *, now: datetime) -> dict:
     """The household as the grant allows (no members); clear personal fields are audited (same session)."""
     full = HouseholdOut.model_validate(household).model_dump(mode="json")
-    out: dict = {}
-    clear_fields: list[str] = []
-    for name, (grade, personal, sensitive, kind) in CATALOGUE_FIELDS.items():
-        if name not in full:
-            continue
-        if grant.covers(name):
-            out[name] = full[name]
-            if personal and full[name] is not None:
-                clear_fields.append(name)
-        elif sensitive or (not personal and grade in ("core", "important")):
-            continue  # outside the grant: removed
-        elif personal:
-            out[name] = _masked(full[name], kind)
-        else:
-            out[name] = full[name]
+    out = grant_view(full, HOUSEHOLD_FIELDS, grant.fields)
+    clear_fields = [fd["path"] for fd in HOUSEHOLD_FIELDS
+                    if fd["personal"] and grant.covers(fd["path"]) and full.get(fd["path"]) is not None]
     if clear_fields:
         session.add(AccessAudit(
             id=new_id(), occurred_at=now, member=principal.member, user_id=principal.user[:80],

@@ -1,6 +1,7 @@
 """Persons read by a department or member system under an exchange grant (`residents.persons`).
 
-The grant decides field by field, with the exchange's own rule (gateway/exchange/policy.py): a field inside the
+The grant decides field by field, with the exchange's own rule (`common.masking`, on the fields
+`common.exchange_fields.PERSON_FIELDS` declares): a field inside the
 grant's scope is given clear (an encrypted one is decrypted and the read recorded with the grant's purpose); a
 field outside it is left out when it is sensitive (or a core/important non-personal field), masked when it is
 personal information, passed when it is general. A field the catalogue does not declare is never given: a
@@ -19,46 +20,17 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from common.auth import Principal
 from common.context import request_id_var
-from common.crypto import mask_generic, mask_id_number, mask_name, mask_phone
 from common.errors import invalid
+from common.exchange_fields import PERSON_FIELDS
 from common.ids import new_id
+from common.masking import grant_view
 from svc_residents import protection as prot
 from svc_residents.audit.models import AccessAudit
 from svc_residents.grants import GrantInfo
 from svc_residents.persons.models import Person, PersonTag
 from svc_residents.persons.schemas import PersonSearch
 
-# The fields of `residents.persons` as the exchange catalogue declares them (gateway/exchange/catalogue_data.py;
-# a test keeps the two in step): path -> (grade, personal, sensitive, mask). A field not declared here is not
-# given to a grant reader at all.
-G, I, C = "general", "important", "core"
-CATALOGUE_FIELDS: dict[str, tuple[str, bool, bool, str | None]] = {
-    "id": (G, False, False, None), "name": (I, True, False, "name"),
-    "id_number": (C, True, True, "id_number"), "phone": (I, True, False, "phone"),
-    "revealed": (G, False, False, None), "household_id": (G, True, False, None),
-    "birth_date": (I, True, False, "generic"), "age": (I, True, False, None), "sex": (I, True, False, "generic"),
-    "residency_type": (I, True, False, "generic"), "relation_to_head": (I, True, False, "generic"),
-    "preferred_channel": (G, True, False, "generic"), "accessibility_needs": (C, True, True, None),
-    "grid_code": (G, False, False, None), "community_code": (G, False, False, None),
-    "tags": (C, True, True, None), "created_at": (G, False, False, None), "updated_at": (G, False, False, None),
-    "version": (G, False, False, None), "merged_into": (G, True, False, None),
-}
 ENCRYPTED = ("id_number", "phone")
-
-
-def _masked(value, kind: str | None):
-    """The exchange's masking of a personal field outside the grant (non-strings become null)."""
-    if isinstance(value, list):
-        return [_masked(v, kind) for v in value]
-    if not isinstance(value, str):
-        return None
-    if kind == "id_number":
-        return mask_id_number(value)
-    if kind == "name":
-        return mask_name(value)
-    if kind == "phone":
-        return mask_phone(value)
-    return mask_generic(value, 1, 1) if len(value) > 4 else "*" * len(value)
 
 
 def check_search(q: PersonSearch) -> None:
@@ -83,18 +55,7 @@ def view(session: AsyncSession, principal: Principal, protection, grant: GrantIn
     clear = {f: prot.reveal(protection, person.id, f, getattr(person, f"{f}_enc"))
              for f in ENCRYPTED if grant.covers(f)}
     full = person_out(person, tags, now=now).model_dump(mode="json")
-    out: dict = {}
-    for name, (grade, personal, sensitive, kind) in CATALOGUE_FIELDS.items():
-        if name not in full:
-            continue
-        if grant.covers(name):
-            out[name] = clear[name] if name in clear else full[name]
-        elif sensitive or (not personal and grade in ("core", "important")):
-            continue  # outside the grant: removed
-        elif personal:
-            out[name] = _masked(full[name], kind)
-        else:
-            out[name] = full[name]
+    out = grant_view({**full, **clear}, PERSON_FIELDS, grant.fields)
     clear_fields = [f for f in ENCRYPTED if clear.get(f) is not None]
     out["revealed"] = bool(clear_fields)
     if clear_fields:

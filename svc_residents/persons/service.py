@@ -9,7 +9,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from common.auth import Principal
-from common.clock import age_on, local_date
+from common.clock import age_on, local_date, years_before
 from common.context import request_id_var
 from common.errors import Problem, invalid
 from common.ids import new_id
@@ -32,13 +32,6 @@ from svc_residents.persons.schemas import (SELF_FIELDS, ConsentIn, PersonCreate,
 
 def not_found() -> Problem:
     return Problem(404, "person.not_found", ("居民不存在或无权查看", "Person not found"))
-
-
-def _years_before(d: date, years: int) -> date:
-    try:
-        return d.replace(year=d.year - years)
-    except ValueError:  # 29 February
-        return d.replace(year=d.year - years, day=28)
 
 
 # ---------------------------------------------------------------- reading
@@ -375,9 +368,9 @@ async def search(session: AsyncSession, principal: Principal, protection: FieldP
         raise invalid("age_max", "search.age_range", "年龄上限小于下限", "age_max is below age_min")
     d = local_date(now)
     if q.age_min is not None:  # age >= n  ⇔  born on or before today n years ago
-        stmt = stmt.where(Person.birth_date <= _years_before(d, q.age_min))
+        stmt = stmt.where(Person.birth_date <= years_before(d, q.age_min))
     if q.age_max is not None:  # age <= n  ⇔  born after today n+1 years ago
-        stmt = stmt.where(Person.birth_date > _years_before(d, q.age_max + 1))
+        stmt = stmt.where(Person.birth_date > years_before(d, q.age_max + 1))
     if after:
         stmt = stmt.where(Person.id > after)
     return list((await session.execute(stmt)).scalars())
