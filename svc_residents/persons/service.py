@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from datetime import date, datetime, timezone
+from datetime import datetime, timezone
 
 from sqlalchemy import exists, or_, select
 from sqlalchemy.exc import IntegrityError
