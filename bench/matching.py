@@ -20,7 +20,7 @@ from scipy import sparse
 from scipy.sparse.csgraph import min_weight_full_bipartite_matching
 
 from svc_matching.engine import Need, Provider, Weights, greedy, solve_batch, total_cost
-from svc_matching.engine.core import edge_arrays, slot_cost, unassigned_cost
+from svc_matching.engine import edge_arrays, slot_cost, unassigned_cost
 
 CATEGORIES = ["elderly_care", "childcare", "life_service", "emergency", "government", "grid_event", "counselling",
               "employment", "health", "disability", "education", "legal", "culture", "housing", "environment"]

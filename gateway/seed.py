@@ -7,7 +7,7 @@ from common.clock import Clock
 from common.db import Database
 from common.outbox import record_event
 from gateway.base import OutboxEvent
-from deploy.demo import DEMO_MEMBERS, DEMO_PASSWORD, DEMO_USERS
+from common.demo import DEMO_MEMBERS, DEMO_PASSWORD, DEMO_USERS
 from gateway.identity.tokens import hash_secret
 from gateway.members.models import Member, User
 from gateway.exchange.models import Grant

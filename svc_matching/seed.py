@@ -1,5 +1,5 @@
 """Demo data for svc_matching: the organisations (with a service each), the persons' places (what svc_residents'
-place feed would send) and the volunteers of `deploy/demo.py`.
+place feed would send) and the volunteers of `common/demo.py`.
 
 Idempotent: ids are the demo's deterministic UUIDv5, and anything already present is left alone.
 """
@@ -8,7 +8,7 @@ from __future__ import annotations
 from common.auth import Principal
 from common.clock import Clock
 from common.db import Database
-from deploy.demo import GRIDS, HOUSEHOLDS, ORGANIZATIONS, PERSONS, VOLUNTEERS, demo_id, person_id
+from common.demo import GRIDS, HOUSEHOLDS, ORGANIZATIONS, PERSONS, VOLUNTEERS, demo_id, person_id
 from svc_matching.directory import service as directory
 from svc_matching.directory.models import Location, Organization, Service
 from svc_matching.directory.schemas import CapacityIn, LocationCreate, OrganizationCreate, ScheduleIn, ServiceCreate

@@ -11,7 +11,7 @@ class MatchingSettings(ServiceSettings):
     database_url: str = "sqlite+aiosqlite:///var/svc_matching.db"
     # System members allowed to keep the person-place replica (svc_residents' feed, ADR 0014); ops always may.
     person_place_sources: list[str] = Field(default_factory=lambda: ["svc_residents"])
-    # matching cost weights (see svc_matching.engine.core.Weights)
+    # matching cost weights (see svc_matching.engine.model.Weights)
     match_weight_distance_per_km: float = Field(default=100.0, ge=0)
     match_weight_load: float = Field(default=100.0, ge=0)
     match_weight_rating: float = Field(default=100.0, ge=0)

@@ -4,7 +4,7 @@ from __future__ import annotations
 from common.auth import Principal
 from common.clock import Clock
 from common.db import Database
-from deploy import demo
+from common import demo
 from svc_residents.households.models import Household
 from svc_residents.households.schemas import HouseholdCreate
 from svc_residents.households import service as households

@@ -1,7 +1,7 @@
 """Emulated department systems (公安 民政 卫健 人社 残联) answering from deterministic synthetic registries.
 
 They stand in for the real departments behind the exchange: same shape of question and answer, configurable
-latency and failure rate so tests can slow them down or make them fail. The demo persons (`deploy/demo.py`) are
+latency and failure rate so tests can slow them down or make them fail. The demo persons (`common/demo.py`) are
 listed explicitly, so the departments vouch for exactly the tags the demo gives them; any other ID number gets
 answers drawn from its hash (stable, but synthetic). 公安 checks the name against the registration when one is
 sent and says plainly when it does not match (`identity_match: false` with `identity_message`).
@@ -61,7 +61,7 @@ class Registered:
     disability: tuple[str, int] | None = None  # 残联: (category, grade) of the certificate held
 
 
-# The demo persons of `deploy/demo.py`, by ID number, agreeing with their special-group tags there (a test holds
+# The demo persons of `common/demo.py`, by ID number, agreeing with their special-group tags there (a test holds
 # the two together): 低保 P7, 特困 P10, 低收入 P8, 残疾人证 P4; nobody else holds any of them.
 DEMO_REGISTRY: dict[str, Registered] = {
     "110105198003120112": Registered("张伟"),

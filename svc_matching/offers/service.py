@@ -208,7 +208,7 @@ async def match_batch(session: AsyncSession, principal: Principal, need_ids: lis
         first = next((c for c in cands if c.provider_id == chosen), None)
         if first is None:
             p = next(p for p in providers if p.id == chosen)
-            first = engine.core.explain(en, p, engine.haversine_m(en.lat, en.lon, p.lat, p.lon), w)
+            first = engine.explain(en, p, engine.haversine_m(en.lat, en.lon, p.lat, p.lon), w)
         first.reasons.append({"factor": "batch", "cost": 0, "zh": "批量最优分配的结果", "en": "Chosen by the batch optimum"})
         ordered = [first] + [c for c in cands if c.provider_id != chosen][: settings.match_candidates - 1]
         _, offer = await propose(session, by_id[en.id], [candidate_out(c, info) for c in ordered], "batch", now,

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from svc_matching.engine import Need, Provider, Slot, Weights, check, greedy, schedule_overlaps, solve_batch, top_k
-from svc_matching.engine.core import pair_cost, slot_cost, total_cost, unassigned_cost
+from svc_matching.engine import pair_cost, slot_cost, total_cost, unassigned_cost
 
 W = Weights()
 BASE = (39.9210, 116.4430)
@@ -145,7 +145,7 @@ def test_batch_is_optimal_against_brute_force(case):
 @settings(max_examples=40, deadline=None)
 @given(small_case(), st.integers(0, 10**6))
 def test_vectorised_filters_agree_with_check(case, seed):
-    from svc_matching.engine.core import feasible_edges
+    from svc_matching.engine import feasible_edges
     rnd = random.Random(seed)
     needs, providers = case
     start = datetime(2026, 11, 23 + rnd.randint(0, 6), rnd.randint(0, 20), tzinfo=timezone.utc)
