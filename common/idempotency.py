@@ -13,7 +13,8 @@ from typing import Any
 
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse, Response
-from sqlalchemy import select
+from pydantic import BaseModel
+from sqlalchemy import bindparam, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -24,8 +25,42 @@ MAX_KEY_LENGTH = 200
 
 
 def request_fingerprint(method: str, path: str, body: Any) -> str:
-    raw = json.dumps([method, path, jsonable_encoder(body)], sort_keys=True, ensure_ascii=False, default=str)
+    """What a stored key remembers of its request. A pydantic body is dumped in JSON mode (what
+    jsonable_encoder makes of it, without its walk)."""
+    doc = body.model_dump(mode="json") if isinstance(body, BaseModel) else jsonable_encoder(body)
+    raw = json.dumps([method, path, doc], sort_keys=True, ensure_ascii=False, default=str)
     return hashlib.sha256(raw.encode()).hexdigest()
+
+
+def check_key(key: str | None) -> None:
+    if key is not None and not (0 < len(key) <= MAX_KEY_LENGTH):
+        raise Problem(400, "bad_request", ("Idempotency-Key 长度须为 1–200 个字符",
+                                           "Idempotency-Key must be 1–200 characters"))
+
+
+def record_values(*, caller: str, key: str, fingerprint: str, status: int, body: str, now: datetime) -> dict:
+    """An idempotency record's row: the response stored under (caller, key)."""
+    return {"caller": caller, "key": key, "request_hash": fingerprint, "status_code": status,
+            "response_body": body, "created_at": now}
+
+
+def stored_keys_query(model: type):
+    """The records of some (caller, key) pairs, by both (the primary key is (caller, key): by key alone a
+    lookup reads the whole table): parameters `callers` and `keys`."""
+    return select(model).where(model.caller.in_(bindparam("callers", expanding=True)),
+                               model.key.in_(bindparam("keys", expanding=True)))
+
+
+async def stored_record(db: Database, model: type, caller: str, key: str) -> Any | None:
+    async with db.session() as session:
+        return await session.get(model, (caller, key))
+
+
+def created(body: str | bytes, status: int, *, keyed: bool) -> Response:
+    """A first answer (not a replay): under a key it says so."""
+    headers = {"Idempotency-Replayed": "false"} if keyed else None
+    return Response(body.encode() if isinstance(body, str) else body, status_code=status,
+                    media_type="application/json", headers=headers)
 
 
 async def run_idempotent(
@@ -39,22 +74,19 @@ async def run_idempotent(
     create: Callable[[AsyncSession], Awaitable[tuple[int, Any]]],
 ) -> Response:
     """Run `create(session)` (which must not commit) once per (caller, key); replay the response afterwards."""
-    if key is not None and not (0 < len(key) <= MAX_KEY_LENGTH):
-        raise Problem(400, "bad_request", ("Idempotency-Key 长度须为 1–200 个字符",
-                                           "Idempotency-Key must be 1–200 characters"))
+    check_key(key)
     if key is None:
         async with db.session() as session, session.begin():
             status, body = await create(session)
         return JSONResponse(jsonable_encoder(body), status_code=status)
 
-    async with db.session() as session:
-        stored = await session.get(model, (caller, key))
-        if stored is not None:
-            return replay(stored, fingerprint)
+    stored = await stored_record(db, model, caller, key)
+    if stored is not None:
+        return replay(stored, fingerprint)
     try:
         async with db.session() as session, session.begin():
-            row = model(caller=caller, key=key, request_hash=fingerprint, status_code=0, response_body="",
-                        created_at=now)
+            row = model(**record_values(caller=caller, key=key, fingerprint=fingerprint, status=0, body="",
+                                        now=now))
             session.add(row)
             await session.flush()  # takes the unique key now, before the work
             status, body = await create(session)

@@ -42,10 +42,20 @@ def record_event(session: AsyncSession, model: type, type_: str, *, subject: str
                  occurred_at: datetime | None = None) -> Any:
     """Add an event to the session; it commits (or rolls back) with the caller's transaction. `now` is the
     caller's clock reading (when it was recorded; `occurred_at` when it happened, if earlier)."""
-    row = model(event_id=new_id(), type=type_, occurred_at=occurred_at or now, community=community, grid=grid,
-                subject=subject, data=data, created_at=now, next_attempt_at=now, attempts=0)
+    row = model(**event_row(type_, subject=subject, data=data, now=now, community=community, grid=grid,
+                            occurred_at=occurred_at))
     session.add(row)
     return row
+
+
+def event_row(type_: str, *, subject: str | None, data: dict[str, Any], now: datetime,
+              community: str | None = None, grid: str | None = None,
+              occurred_at: datetime | None = None) -> dict[str, Any]:
+    """An outbox row's values (every column but the id), pending: for `record_event` and for writers that
+    insert rows without the ORM (svc_services' intake)."""
+    return {"event_id": new_id(), "type": type_, "occurred_at": occurred_at or now, "community": community,
+            "grid": grid, "subject": subject, "data": data, "created_at": now, "delivered_at": None,
+            "attempts": 0, "next_attempt_at": now, "last_error": None}
 
 
 def event_payload(row: Any, source: str) -> dict[str, Any]:

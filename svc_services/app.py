@@ -5,12 +5,10 @@ import asyncio
 import logging
 
 from fastapi import FastAPI
-from starlette.middleware import Middleware
 
 from common.app import create_service_app
 from common.auth import TokenVerifier
 from common.clock import Clock
-from common.dataplane import plane_state
 from common.periodic import run_periodically
 from svc_services.base import OutboxEvent
 from svc_services.catalogue.router import router as catalogue_router
@@ -20,9 +18,7 @@ from svc_services.grids.router import router as grids_router
 from svc_services.materials.router import router as materials_router
 from svc_services.open311.publication import router as publication_router
 from svc_services.open311.router import router as open311_router
-from svc_services.requests.fastpath import IntakeFastPath
-from svc_services.requests.intake import IntakeWriter
-from svc_services.requests.plane import IntakePlane
+from svc_services.requests.group_commit import IntakeWriter
 from svc_services.requesters.router import router as requesters_router
 from svc_services.requests.router import router as requests_router
 from svc_services.settings import ServicesSettings
@@ -48,7 +44,6 @@ async def close_intake(app: FastAPI) -> None:
 def create_app(settings: ServicesSettings | None = None, *, verifier: TokenVerifier | None = None,
                clock: Clock | None = None) -> FastAPI:
     settings = settings or ServicesSettings()
-    plane = IntakePlane()  # submissions off uvicorn's protocol, when served on common.dataplane's (ADR 0011)
     app = create_service_app(
         settings=settings,
         package="svc_services",
@@ -62,13 +57,8 @@ def create_app(settings: ServicesSettings | None = None, *, verifier: TokenVerif
         verifier=verifier,
         background=[sla_scheduler],
         on_shutdown=[close_clients, close_intake],
-        lifespan_state=plane_state(plane),
         clock=clock,
     )
-    plane.app = app
-    app.state.intake_plane = plane
-    # inside the observability middleware, ahead of FastAPI's routing: submissions (requests.fastpath)
-    app.user_middleware.append(Middleware(IntakeFastPath))
-    app.state.intake = IntakeWriter(app)
+    app.state.intake = IntakeWriter(app.state.db, settings)  # the one writer of submissions
     install_clients(app, settings)
     return app

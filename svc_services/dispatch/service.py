@@ -22,7 +22,8 @@ from common.http_client import UpstreamError
 from svc_services.grids.models import ServiceGrid
 from svc_services.requests.lifecycle import GRID, MANAGERS, OPEN
 from svc_services.requests.models import ServiceRequest
-from svc_services.requests.service import _may_act, get_request
+from svc_services.requests.access import may_act
+from svc_services.requests.service import get_request
 
 DISPATCHERS = MANAGERS + GRID
 UNAVAILABLE = ("匹配服务暂不可用，请人工派单", "svc_matching is unavailable: dispatch manually")
@@ -95,7 +96,7 @@ async def candidates(app: FastAPI, principal: Principal, request_id: str, k: int
     db, settings, clock = app.state.db, app.state.settings, app.state.clock
     async with db.session() as session:
         req = await get_request(session, principal, request_id)
-        if principal.role not in DISPATCHERS or not _may_act(principal, req, "dispatch"):
+        if principal.role not in DISPATCHERS or not may_act(principal, req, "dispatch"):
             raise Problem(403, "forbidden", ("只有派单人员可以查看推荐的服务方", "Only dispatchers see recommendations"))
         if req.state not in OPEN:
             raise Problem(409, "request.finished", ("诉求已结束，无需派单", "The request is finished"),

@@ -20,7 +20,7 @@ from svc_services.open311 import service as o311
 from svc_services.open311.models import RequestPublication
 from svc_services.requests.models import ServiceRequest
 from svc_services.requests.schemas import MAX_DESCRIPTION
-from svc_services.requests.service import UNSEEN
+from svc_services.requests.access import UNSEEN
 from svc_services.settings import ServicesSettings
 
 router = APIRouter(prefix="/services/v1/requests", tags=["open311 GeoReport v2"])

@@ -26,12 +26,10 @@ from pydantic import ValidationError
 
 from common.auth import Principal, principal_from_claims
 from common.errors import Problem, request_language
-from common.idempotency import request_fingerprint, run_idempotent
-from svc_services.base import IdempotencyRecord
 from svc_services.catalogue.models import CatalogueItem, CatalogueItemVersion
 from svc_services.open311 import service as o311
 from svc_services.open311.formats import FORMATS, errors, render
-from svc_services.requests import service as requests_service
+from svc_services.requests.intake import submit_request
 from svc_services.requests.models import ServiceRequest
 from svc_services.requests.schemas import Location, RequestCreate
 
@@ -304,21 +302,15 @@ async def post_request(fmt: str, request: Request) -> Response:
         except ValidationError as exc:
             fields = [f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()]
             raise Open311Error(400, *fields) from None
-        settings = request.app.state.settings
         clock = request.app.state.clock
         notice = f"已提交，{iv.name}承诺 {iv.response_hours:g} 小时内响应"
 
-        async def create(session):
-            req = await requests_service.submit(session, principal, body, clock, settings)
-            # contact fields (first_name, last_name, email, phone, device_id) are not stored: the token says who
-            return 201, [{"service_request_id": req.id, "token": req.id, "service_notice": notice,
-                          "account_id": body.person_id}]
-
-        key = request.headers.get("idempotency-key")
-        resp = await run_idempotent(
-            _db(request), IdempotencyRecord, key=key, caller=principal.caller,
-            fingerprint=request_fingerprint("POST", "/open311/v2/requests", body.model_dump()), now=clock.now(),
-            create=create)
+        resp = await submit_request(request.app.state.intake, principal, body, clock,
+                                    key=request.headers.get("idempotency-key"), path="/open311/v2/requests")
+        req = json.loads(resp.body)
+        # contact fields (first_name, last_name, email, phone, device_id) are not stored: the token says who
+        doc = [{"service_request_id": req["id"], "token": req["id"], "service_notice": notice,
+                "account_id": body.person_id}]
         headers = {k: v for k, v in resp.headers.items() if k.lower() == "idempotency-replayed"}
-        return render(fmt, "service_requests", json.loads(resp.body), resp.status_code, headers or None)
+        return render(fmt, "service_requests", doc, resp.status_code, headers or None)
     return await _guard(request, fmt, work)

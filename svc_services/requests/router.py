@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import hashlib
 import json
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
@@ -17,7 +16,9 @@ from svc_services.codes import Channel, Priority
 from svc_services.dispatch import service as dispatch_service
 from svc_services.materials import service as materials
 from svc_services.materials.router import materials_out
-from svc_services.requests import service
+from svc_services.requests import duplicates, service
+from svc_services.requests.intake import submit_request
+from svc_services.requests.payloads import to_out
 from svc_services.requests.lifecycle import STATES
 from svc_services.requests.schemas import DuplicateOut, RequestCreate, RequestOut, TimelineOut, TransitionIn
 
@@ -37,33 +38,7 @@ def parse_if_match(value: str | None) -> int | None:
 async def submit(body: RequestCreate, request: Request, principal: Principal = Depends(get_principal),
                  clock: Clock = Depends(get_clock),
                  idempotency_key: str | None = Header(None, alias="Idempotency-Key")):
-    return await submit_request(request, body, principal, clock, idempotency_key)
-
-
-async def submit_request(request: Request, body: RequestCreate, principal: Principal, clock: Clock,
-                         idempotency_key: str | None) -> Response:
-    """The endpoint's work, also called by `requests.fastpath` for a well-formed submission."""
-    # what common.idempotency.request_fingerprint gives, without its jsonable_encoder walk (a JSON-mode dump is
-    # JSON already); the route's path from the scope, as `request.url.path` reads it for this route, without
-    # building the whole URL (3 % of the submission's time on the event loop)
-    fingerprint = hashlib.sha256(json.dumps(["POST", request.scope["path"], body.model_dump(mode="json")],
-                                            sort_keys=True, ensure_ascii=False).encode()).hexdigest()
-    # the fast way: checked here, written with whatever else is being submitted (requests.intake)
-    resp = await request.app.state.intake.submit(principal, body, clock, idempotency_key, fingerprint)
-    if resp is not None:
-        return resp
-    settings = request.app.state.settings
-
-    async def create(session):
-        req = await service.submit(session, principal, body, clock, settings)
-        out = service.to_out(req, principal)
-        out.possible_duplicates = await service.find_duplicates(session, principal, req, settings)
-        return 201, out
-
-    async with request.app.state.db.write_gate():
-        return await run_idempotent(request.app.state.db, IdempotencyRecord, key=idempotency_key,
-                                    caller=principal.caller, fingerprint=fingerprint, now=clock.now(),
-                                    create=create)
+    return await submit_request(request.app.state.intake, principal, body, clock, key=idempotency_key)
 
 
 @router.get("", response_model=Page[RequestOut],
@@ -87,7 +62,7 @@ async def list_requests(request: Request, mine: bool = Query(False, description=
             after=page.after_key(), limit=page.limit)
     more = len(rows) > page.limit
     rows = rows[: page.limit]
-    return Page[RequestOut](items=[service.to_out(r, principal) for r in rows],
+    return Page[RequestOut](items=[to_out(r, principal) for r in rows],
                             next_cursor=encode_cursor(rows[-1].id) if more else None)
 
 
@@ -99,7 +74,7 @@ async def get_request(request_id: str, request: Request, response: Response,
         entries = await service.timeline(session, req.id)
         rows = await materials.list_materials(session, principal, req.id)
     response.headers["ETag"] = f'"{req.version}"'
-    out = service.to_out(req, principal, entries)
+    out = to_out(req, principal, entries)
     out.materials = materials_out(rows, principal)
     return out
 
@@ -109,7 +84,7 @@ async def get_request(request_id: str, request: Request, response: Response,
 async def get_duplicates(request_id: str, request: Request, principal: Principal = Depends(get_principal)):
     async with request.app.state.db.session() as session:
         req = await service.get_request(session, principal, request_id)
-        return await service.find_duplicates(session, principal, req, request.app.state.settings)
+        return await duplicates.find(session, principal, req, request.app.state.settings)
 
 
 @router.get("/{request_id}/timeline", response_model=list[TimelineOut], summary="全程记录 Timeline")
@@ -135,7 +110,7 @@ async def transition(request_id: str, body: TransitionIn, request: Request,
     async def create(session):
         req = await service.transition(session, principal, request_id, body, if_match=expected, clock=clock,
                                        settings=settings, matching_now=matching_now)
-        return 200, service.to_out(req, principal, await service.timeline(session, req.id))
+        return 200, to_out(req, principal, await service.timeline(session, req.id))
 
     fingerprint = request_fingerprint("POST", request.url.path, [body.model_dump(), expected])
     async with request.app.state.db.write_gate():

@@ -17,6 +17,7 @@ from common.outbox import record_event
 from svc_services.base import OutboxEvent
 from svc_services.codes import LEVEL_ZH
 from svc_services.requests import service
+from svc_services.requests.payloads import event_data
 from svc_services.requests.lifecycle import OPEN
 from svc_services.requests.models import ServiceRequest
 from svc_services.settings import ServicesSettings
@@ -82,7 +83,7 @@ async def _scan_one(db: Database, req_id: str, clock: Clock, settings: ServicesS
         if breaches:
             record_event(session, OutboxEvent, "request.overdue", subject=req.id, community=req.community,
                          grid=req.grid, now=now,
-                         data=service.event_data(req, "overdue", req.state, SCHEDULER, now, {"breaches": breaches}))
+                         data=event_data(req, "overdue", req.state, SCHEDULER, now, {"breaches": breaches}))
         newly_overdue = bool(breaches) and not req.overdue
         reasons = breaches or ["still_overdue"]
         if up is None:
