@@ -53,6 +53,7 @@ async def create_location(org_id: str, body: LocationCreate, request: Request, p
     now = clock.now()
 
     async def create(session):
+        await service.check_org_scope(session, principal, org_id)
         return 201, hsds.location_out(await service.create_location(session, org_id, body, now=now))
     return await _idempotent(request, principal, idempotency_key, body, now, create)
 
@@ -64,6 +65,7 @@ async def create_service(body: ServiceCreate, request: Request, principal: Princ
     now = clock.now()
 
     async def create(session):
+        await service.check_org_scope(session, principal, body.organization_id)
         svc = await service.create_service(session, body, now=now)
         return 201, await hsds.service_out(session, svc)
     return await _idempotent(request, principal, idempotency_key, body, now, create)

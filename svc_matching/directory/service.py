@@ -65,6 +65,21 @@ async def create_organization(session: AsyncSession, principal: Principal, body:
     return org
 
 
+async def check_org_scope(session: AsyncSession, principal: Principal, org_id: str) -> None:
+    """Community and street staff change only organisations of their places (the organisation's community, or
+    where its locations are), as for registering one and withdrawing its services; departments and ops anywhere
+    (issue 23: 安康's staff added locations and services to 幸福's organisations)."""
+    if principal.role not in ("community_staff", "street_staff"):
+        return
+    org = await session.get(Organization, org_id)
+    if org is None:
+        return  # unknown: answered as before (404 / 422)
+    places = [org.community] + [p for (p,) in await session.execute(
+        select(Location.place_code).where(Location.organization_id == org.id))]
+    if not any(principal.covers_place(p) for p in places if p):
+        raise Problem(403, "forbidden", ("只能管理本辖区的机构", "Only organisations within your scope"))
+
+
 async def get_organization(session: AsyncSession, org_id: str) -> Organization:
     org = await session.get(Organization, org_id)
     if org is None:
