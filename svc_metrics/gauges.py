@@ -10,7 +10,7 @@ from prometheus_client import Gauge
 from sqlalchemy import and_, func, select
 
 from common.periodic import run_periodically
-from svc_metrics.kpis.engine import _stock
+from svc_metrics.kpis.queries import stock_conds
 from svc_metrics.kpis.models import Observation
 
 
@@ -36,7 +36,7 @@ async def refresh(app: FastAPI) -> tuple[int, int]:
         backlog = (await session.execute(select(func.count()).where(
             Observation.kpi == "resolution", Observation.num == 0))).scalar_one()
         overdue = (await session.execute(select(func.count()).where(
-            and_(Observation.kpi == "on_time", *_stock(now))))).scalar_one()
+            and_(Observation.kpi == "on_time", *stock_conds(now))))).scalar_one()
     BACKLOG.set(backlog)
     OVERDUE.set(overdue)
     return backlog, overdue

@@ -18,8 +18,8 @@ from common.periodic import run_periodically
 from svc_metrics.alerts import cases
 from svc_metrics.alerts.cases import visible  # a warning and its case follow one scope rule
 from svc_metrics.alerts.models import Warning_
-from svc_metrics.kpis import engine, service as kpis
-from svc_metrics.kpis.engine import Filters
+from svc_metrics.kpis import measure, service as kpis
+from svc_metrics.kpis.queries import Filters
 from svc_metrics.kpis.models import Observation
 from svc_metrics.kpis.periods import Period, local_today, of
 from svc_metrics.settings import MetricsSettings
@@ -91,14 +91,14 @@ async def detect_by_community(session: AsyncSession, period: Period, now: dateti
     scores = []
     for c in await communities(session):
         f = Filters(scope=c)
-        sat = await engine.evaluate(session, defs["satisfaction_rate"], period, f, now, overrides)
+        sat = await measure.evaluate(session, defs["satisfaction_rate"], period, f, now, overrides)
         if sat["value"] is not None and sat["value"] < s.satisfaction_floor:
             out.append(_w("low_satisfaction", f"satisfaction:{c}:{period.label}", c, period.label,
                           f"社区 {c} {period.label} 满意度 {sat['value']}% 低于 {s.satisfaction_floor:g}%，已立整改",
                           f"Community {c}: satisfaction {sat['value']}% below {s.satisfaction_floor:g}% in {period.label}; rectification opened",
                           {"satisfaction_rate": sat["value"], "ratings": sat["denominator"],
                            "satisfied": sat["numerator"], "floor": s.satisfaction_floor}, rectification=True))
-        match = await engine.evaluate(session, defs["match_rate"], period, f, now, overrides)
+        match = await measure.evaluate(session, defs["match_rate"], period, f, now, overrides)
         if match["status"] in ("warning", "missed"):
             out.append(_w("low_match", f"match:{c}:{period.label}", c, period.label,
                           f"社区 {c} {period.label} 供需匹配率 {match['value']}% 未达目标 {match['target']['value']}%",
@@ -106,7 +106,7 @@ async def detect_by_community(session: AsyncSession, period: Period, now: dateti
                           {"match_rate": match["value"], "needs": match["denominator"], "matched": match["numerator"],
                            "target": match["target"]}))
         if period.kind == "quarter":
-            items = [await engine.evaluate(session, d, period, f, now, overrides) for d in defs.values()
+            items = [await measure.evaluate(session, d, period, f, now, overrides) for d in defs.values()
                      if (d.params or {}).get("scoped", True)]
             judged = [i for i in items if i["status"]]
             if judged:

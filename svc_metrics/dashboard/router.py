@@ -19,8 +19,8 @@ from svc_metrics.alerts import cases, service as alerts
 from svc_metrics.alerts.models import Warning_
 from svc_metrics.dashboard.svg import bullet, fmt, trend
 from svc_metrics.deps import db_of
-from svc_metrics.kpis import engine, periods, service
-from svc_metrics.kpis.engine import Filters
+from svc_metrics.kpis import measure, periods, service
+from svc_metrics.kpis.queries import Filters
 from svc_metrics.kpis.models import Observation
 
 router = APIRouter(prefix="/metrics/v1", tags=["dashboard 看板"])
@@ -211,7 +211,7 @@ async def dashboard(request: Request, scope: str | None = None, period: str | No
         options = await _scope_options(session, principal)
         defn = await service.definition(session, kpi if any(i["code"] == kpi for i in items) else "satisfaction_rate")
         ovr = await service.overrides(session)
-        series = [(q.label, (await engine.evaluate(session, defn, q, f, now, ovr))) for q in p.trailing(6)]
+        series = [(q.label, (await measure.evaluate(session, defn, q, f, now, ovr))) for q in p.trailing(6)]
         open_warnings = [w for w in (await session.execute(select(Warning_).where(Warning_.status == "open")
                                                            .order_by(Warning_.created_at.desc()).limit(200))).scalars()
                          if alerts.visible(principal, w) and (f.scope == "all" or w.scope.startswith(f.scope)

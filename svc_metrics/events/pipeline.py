@@ -43,7 +43,7 @@ from common.errors import Problem
 from svc_metrics.events import service
 from svc_metrics.events.registry import Envelope
 from svc_metrics.kpis import rollup
-from svc_metrics.kpis.facts import Ev, Obs, derive
+from svc_metrics.kpis.observations import Ev, Obs, derive
 
 Entity = tuple[str, str]
 WRITER_SWITCH_INTERVAL = 0.0005   # seconds: how long the writer may wait for the GIL between statements

@@ -34,7 +34,7 @@ from common.errors import translate_validation_errors
 from svc_metrics.events.models import StoredEvent
 from svc_metrics.events.registry import REGISTRY, Envelope
 from svc_metrics.kpis import rollup
-from svc_metrics.kpis.facts import Ev, Obs, derive
+from svc_metrics.kpis.observations import Ev, Obs, derive
 from svc_metrics.kpis.models import Observation
 
 CHUNK = 400

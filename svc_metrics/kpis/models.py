@@ -23,7 +23,7 @@ class KpiDefinition(Base):
     definition_en: Mapped[str] = mapped_column(Text)
     unit: Mapped[str] = mapped_column(String(16))
     direction: Mapped[str] = mapped_column(String(8))          # higher | lower
-    calc: Mapped[str] = mapped_column(String(24))              # how observations aggregate (see engine.py)
+    calc: Mapped[str] = mapped_column(String(24))              # how observations aggregate (see measure.py)
     stat: Mapped[str] = mapped_column(String(8), default="mean")
     baseline: Mapped[dict[str, Any] | None] = mapped_column(JSON)   # {value, source}
     targets: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)  # [{value, source, note, group?}]

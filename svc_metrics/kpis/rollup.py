@@ -5,7 +5,7 @@ function from its events), so the rollup changes by exactly their difference: on
 `num = num + excluded.num …`. The rebuild recomputes them from scratch through the same code, so both paths
 give the same rows; the sums are of integer counts and integer millionths, hence independent of order.
 
-Queries (engine.py) read whole months from here and only the partial months at a period's edges (a day or a
+Queries (queries.py) read whole months from here and only the partial months at a period's edges (a day or a
 week, the as-of moment of a stock) from the observations.
 
 Rows are kept per district and per street ("*" + the code): a query for either reads exactly its rows.
@@ -25,7 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from common.db import json_rows, sqlite_json_insert
 from svc_metrics.kpis.distribution import bin_of
-from svc_metrics.kpis.facts import Obs
+from svc_metrics.kpis.observations import Obs
 from svc_metrics.kpis.models import Rollup, RollupTopPlace
 
 SHANGHAI_OFFSET = timedelta(hours=8)   # Asia/Shanghai has had no daylight saving time since 1991

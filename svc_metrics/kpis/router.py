@@ -8,8 +8,8 @@ from fastapi.responses import Response
 from common.auth import Principal, require_roles
 from common.clock import Clock, get_clock
 from svc_metrics.deps import db_of
-from svc_metrics.kpis import engine, export, periods, service
-from svc_metrics.kpis.engine import Filters
+from svc_metrics.kpis import export, measure, periods, service, targets
+from svc_metrics.kpis.queries import ALL, Filters
 from svc_metrics.kpis.schemas import ExchangeCallsOut, TargetOverrideIn, TargetOverrideOut
 
 router = APIRouter(prefix="/metrics/v1", tags=["kpis 指标"])
@@ -33,7 +33,7 @@ def _export(items: list[dict[str, Any]], fmt: str, name: str, meta: list[str]) -
 @router.get("/catalogue", summary="指标目录 The KPI catalogue")
 async def catalogue(request: Request, principal: Principal = Depends(READ)) -> dict[str, Any]:
     async with db_of(request).session() as session:
-        return {"items": [engine.describe(d) for d in await service.definitions(session)]}
+        return {"items": [targets.describe(d) for d in await service.definitions(session)]}
 
 
 # What the KPI reads answer, for the aggregated OpenAPI (their bodies are built per request, with no model)
@@ -94,12 +94,12 @@ async def kpi(code: str, request: Request, scope: str = "all", period: str | Non
     async with db_of(request).session() as session:
         d = await service.definition(session, code)
         ovr = await service.overrides(session)
-        series = [{"period": q.label, **(await engine.evaluate(session, d, q, f, now, ovr))}
+        series = [{"period": q.label, **(await measure.evaluate(session, d, q, f, now, ovr))}
                   for q in p.trailing(trend)]
     current = series[-1]
     if format != "json":
         return _export(series, format, f"kpi_{code}_{f.scope}_{p.label}", [f"指标 {code}", f"范围 scope={f.scope}"])
-    return {**current, "scope": f.scope, "period": p.label, "definition": engine.describe(d),
+    return {**current, "scope": f.scope, "period": p.label, "definition": targets.describe(d),
             "trend": [{"period": s["period"], "value": s["value"], "status": s["status"]} for s in series]}
 
 
@@ -127,7 +127,7 @@ async def exchange_calls(request: Request, period: str | None = None,
                          principal: Principal = Depends(READ), clock: Clock = Depends(get_clock)) -> Any:
     """Calls through the gateway's data exchange in the period (default: this month), per catalogue resource, with
     the calls refused (401 / 403 / 429). Platform-wide, so for ops and evaluators engaged for the whole platform."""
-    service.check_scope(principal, engine.ALL)
+    service.check_scope(principal, ALL)
     p = periods.parse(period, clock.now())
     async with db_of(request).session() as session:
         return await service.exchange_calls(session, p)

@@ -12,8 +12,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from common.auth import Principal
 from common.errors import Problem, invalid
-from svc_metrics.kpis import engine
-from svc_metrics.kpis.engine import ALL, Filters
+from svc_metrics.kpis import measure
+from svc_metrics.kpis.queries import ALL, Filters
 from svc_metrics.kpis.models import KpiDefinition, Observation, TargetOverride
 from svc_metrics.kpis.periods import Period
 
@@ -94,7 +94,7 @@ async def evaluate_all(session: AsyncSession, period: Period, f: Filters, now: d
                        codes: list[str] | None = None) -> list[dict[str, Any]]:
     ovr = await overrides(session)
     defs = [d for d in await definitions(session) if codes is None or d.code in codes]
-    return await engine.evaluate_many(session, defs, period, f, now, ovr)
+    return await measure.evaluate_many(session, defs, period, f, now, ovr)
 
 
 # What a target can sensibly be, by the indicator's unit: rates are percentages, durations and counts are not
@@ -135,7 +135,7 @@ def _rate(part: float, whole: float) -> float | None:
 
 async def exchange_calls(session: AsyncSession, period: Period) -> dict[str, Any]:
     """Calls through the gateway's exchange in the period, per resource, and how many were refused (from the
-    gateway's `exchange.calls` events: `facts.derive_call`). Platform-wide: the exchange has no place."""
+    gateway's `exchange.calls` events: `observations.derive_call`). Platform-wide: the exchange has no place."""
     o = Observation
     rows = (await session.execute(
         select(o.category, func.sum(o.den), func.sum(o.num))

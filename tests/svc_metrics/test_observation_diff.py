@@ -6,7 +6,7 @@ from datetime import timedelta
 
 from svc_metrics.events import service
 from svc_metrics.events.registry import Envelope
-from svc_metrics.kpis.facts import Obs, derive
+from svc_metrics.kpis.observations import Obs, derive
 from tests.svc_metrics.conftest import T0, request_flow
 
 H = timedelta(hours=1)

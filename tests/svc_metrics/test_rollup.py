@@ -192,13 +192,13 @@ def test_month_buckets_follow_shanghai_days(month, bucket):
 
 async def test_a_ratings_bin_is_read_counted_per_value_and_gives_the_exact_median(client, ops, post, monkeypatch):
     """A bin of 1–5 ratings holds many equal values: it is read as (value, count) and gives exactly what the
-    observations give, with no fall-back to reading every value (which `_values` would be)."""
-    from svc_metrics.kpis import engine
+    observations give, with no fall-back to reading every value (which `queries.values_of` would be)."""
+    from svc_metrics.kpis import queries
 
     events = events_over_months(seed=17)
     for i in range(0, len(events), 40):
         await post(events[i:i + 40])
-    values = engine._values
+    values = queries.values_of
 
     async def no_fallback(*args, **kwargs):
         raise AssertionError("every value was read: a bin read disagreed with the histogram")
@@ -206,12 +206,12 @@ async def test_a_ratings_bin_is_read_counted_per_value_and_gives_the_exact_media
     figures = {}
     for scope in ("all", C1[:6]):
         params = {"period": "2026-03", "scope": scope}
-        monkeypatch.setattr(engine, "_values", no_fallback)
+        monkeypatch.setattr(queries, "values_of", no_fallback)
         r = await client.get("/metrics/v1/kpis/satisfaction_score", params=params, headers=ops)
         assert r.status_code == 200, r.text
         figures[scope] = {k: r.json()[k] for k in ("count", "mean", "median", "p90")}
         assert figures[scope]["count"] > 5 and figures[scope]["median"] is not None
-        monkeypatch.setattr(engine, "_values", values)
+        monkeypatch.setattr(queries, "values_of", values)
         monkeypatch.setattr(rollup, "dim_for", lambda *filters: None)   # every value from the observations
         r = await client.get("/metrics/v1/kpis/satisfaction_score", params=params, headers=ops)
         assert {k: r.json()[k] for k in ("count", "mean", "median", "p90")} == figures[scope]

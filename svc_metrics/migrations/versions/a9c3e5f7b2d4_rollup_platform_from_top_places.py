@@ -28,7 +28,7 @@ TOP = "place = '*' OR (substr(place, 1, 1) = '*' AND length(place) = 7)"   # "*"
 
 def upgrade() -> None:
     from svc_metrics.kpis import rollup
-    from svc_metrics.kpis.facts import Obs
+    from svc_metrics.kpis.observations import Obs
 
     op.create_table(
         'kpi_rollup_top_places',

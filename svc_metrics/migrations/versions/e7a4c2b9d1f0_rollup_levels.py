@@ -70,7 +70,7 @@ def upgrade() -> None:
 
 def _histograms() -> None:
     from svc_metrics.kpis import rollup
-    from svc_metrics.kpis.facts import Obs
+    from svc_metrics.kpis.observations import Obs
 
     bind = op.get_bind()
     acc: dict = {}

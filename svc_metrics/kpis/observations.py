@@ -1,7 +1,7 @@
 """From one entity's events to its observations: a pure function of the set of events, so arrival order and
 re-delivery never change the result (the incremental path and the rebuild share it).
 
-Durations are in seconds; the engine converts them to the catalogue's unit.
+Durations are in seconds; `measure` converts them to the catalogue's unit.
 """
 from __future__ import annotations
 
