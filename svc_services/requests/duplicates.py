@@ -37,8 +37,9 @@ _COLUMNS = (R.id, R.item_code, R.lat, R.long, R.state, R.created_at, R.grid, R.p
 
 
 def duplicate_out(other: Any, distance: float | None = None) -> DuplicateOut:
-    """The one constructor of `DuplicateOut`: what a possible duplicate shows of the other request."""
-    return DuplicateOut(id=other.id, match="grid" if distance is None else "distance",
+    """The one constructor of `DuplicateOut`: what a possible duplicate shows of the other request (its values are
+    a stored request's, valid already)."""
+    return DuplicateOut.model_construct(id=other.id, match="grid" if distance is None else "distance",
                         distance_m=None if distance is None else round(distance, 1), grid=other.grid,
                         state=other.state, created_at=other.created_at)
 
