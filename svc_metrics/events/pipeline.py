@@ -8,7 +8,7 @@ halves take turns; here batch n+1 is prepared while batch n is written:
    of batches prepared but not yet committed (`pending`), from the database for the rest (their committed
    state is final: no batch in flight touches them) — derive old and new observations, plan every row;
 2. write (one batch at a time, in the order prepared): insert, delete, upsert, commit — the whole transaction
-   one job for the writer's own thread and sqlite3 connection (`_Writer`), each bulk write one statement over
+   one job for the writer's thread and its connection (`common.db.WriterThreads`), each bulk write one statement over
    a JSON array (common.db.sqlite_json_insert). The job is queued as soon as the batch is prepared, so the
    writer goes from one transaction to the next without a turn through the event loop. Issued statement by
    statement from the loop, or started only once the loop noticed the previous write had ended, a write would
@@ -33,12 +33,11 @@ import asyncio
 import sqlite3
 from collections import OrderedDict
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime
 
-from sqlalchemy.engine import make_url
+from sqlalchemy import event
 
-from common.db import Database, json_rows, sqlite_pragmas
+from common.db import Database, WriterThreads, json_rows
 from common.errors import Problem
 from svc_metrics.events import service
 from svc_metrics.events.registry import Envelope
@@ -49,51 +48,17 @@ Entity = tuple[str, str]
 WRITER_SWITCH_INTERVAL = 0.0005   # seconds: how long the writer may wait for the GIL between statements
 
 
-class _Writer:
-    """The pipeline's own connection to the SQLite file, used from one thread of its own.
-
-    It checkpoints the write-ahead log less often than SQLite's default (every 1,000 pages): a batch dirties a
-    few thousand pages (event and entity ids are random, so they land all over their indexes), and with the
-    default nearly every COMMIT also copied its pages back into the database file and waited for an fsync.
-    Every CHECKPOINT_PAGES, the pages written by several commits are copied once (the B-trees' upper levels and
-    the month's rollup rows change in every batch) and synced once."""
-
+class SqliteIngest:
     CHECKPOINT_PAGES = 65_536   # 256 MiB of log at 4 KiB pages
 
-    def __init__(self, path: str, pragmas: Callable[[sqlite3.Connection], None] | None) -> None:
-        self._path, self._pragmas = path, pragmas
-        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="metrics-writer")
-        self._conn: sqlite3.Connection | None = None
-
-    def _connection(self) -> sqlite3.Connection:
-        if self._conn is None:
-            # autocommit mode: the transactions are the explicit BEGIN IMMEDIATE … COMMIT of `_write`
-            conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
-            sqlite_pragmas(conn)
-            if self._pragmas is not None:
-                self._pragmas(conn)
-            conn.execute(f"PRAGMA wal_autocheckpoint={self.CHECKPOINT_PAGES}")
-            self._conn = conn
-        return self._conn
-
-    def submit(self, fn: Callable[..., object], *args: object) -> Future:
-        """Queue fn(connection, *args) behind the writes queued before it (one thread: first in, first run)."""
-        return self._thread.submit(lambda: fn(self._connection(), *args))
-
-    async def close(self) -> None:
-        def close() -> None:
-            if self._conn is not None:
-                self._conn.close()
-                self._conn = None
-        await asyncio.get_running_loop().run_in_executor(self._thread, close)
-        self._thread.shutdown(wait=True)
-
-
-class SqliteIngest:
     def __init__(self, db: Database, *, recent_entities: int = 10_000,
                  pragmas: Callable[[sqlite3.Connection], None] | None = None) -> None:
         self.db = db
-        self._writer = _Writer(make_url(db.url).database, pragmas)
+        # one writer thread (common.db.WriterThreads): its jobs run first in, first run, so a batch's write sees
+        # the outcome of the writes it builds on
+        self._writer = db.writer_threads(threads=1, name="metrics-writer")
+        self._pragmas = pragmas
+        event.listen(self._writer.engine, "connect", self._on_connect)
         self._prepare = asyncio.Lock()
         # entity → its events once the batches in flight commit, and the write that makes them so
         self._pending: dict[Entity, tuple[list[Ev], _Write]] = {}
@@ -102,6 +67,16 @@ class SqliteIngest:
         self._recent_max = recent_entities
         # entity → the observations its events in flight derive (with _pending)
         self._pending_obs: dict[Entity, list[Obs]] = {}
+
+    def _on_connect(self, dbapi_connection, _record=None) -> None:
+        """The writer's connection (common.db's writer pragmas are set before this): the app's own pragmas, and a
+        write-ahead log checkpointed less often than SQLite's default (every 1,000 pages). A batch dirties a few
+        thousand pages (event and entity ids are random, so they land all over their indexes), and with the
+        default nearly every COMMIT also copied its pages back into the database file and waited for an fsync.
+        Every CHECKPOINT_PAGES, the pages written by several commits are copied once and synced once."""
+        if self._pragmas is not None:
+            self._pragmas(dbapi_connection)
+        dbapi_connection.execute(f"PRAGMA wal_autocheckpoint={self.CHECKPOINT_PAGES}")
 
     async def ingest(self, events: list[tuple[Envelope, str, str]], now: datetime) -> dict[str, int]:
         if not events:
@@ -135,11 +110,12 @@ class SqliteIngest:
             # Queued at once, in the order prepared: the writer goes from one batch's transaction to the next
             # without waiting for the event loop (which may be busy preparing the batch after).
             write = _Write(asyncio.get_running_loop())
-            write.job = self._writer.submit(_write, plan, len(fresh), write, tuple(builds_on))
+            write.job = asyncio.ensure_future(self._writer.call(_write, self._writer, plan, len(fresh), write,
+                                                                tuple(builds_on)))
             for k, evs in plan.after.items():
                 self._pending[k] = (evs, write)
                 self._pending_obs[k] = plan.observations[k]
-        job = asyncio.wrap_future(write.job)
+        job = write.job
         try:
             try:
                 accepted = await asyncio.shield(job)
@@ -212,41 +188,44 @@ class _Write:
     __slots__ = ("job", "ok", "settled")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.job: Future | None = None
+        self.job: asyncio.Future | None = None
         self.ok = False
         self.settled: asyncio.Future[bool] = loop.create_future()
 
 
-def _write(conn: sqlite3.Connection, plan: "_Plan", expected: int, write: _Write,
+def _write(writer: WriterThreads, plan: "_Plan", expected: int, write: _Write,
            builds_on: tuple[_Write, ...]) -> int | None:
     """The plan's transaction, in the writer's thread. None (nothing written) when a write it builds on did not
     commit as planned: those ran before it on this thread, so their outcome is known. Rolled back (nothing
     written) when the events stored are not the `expected` number. Returns that number."""
     if not all(w.ok for w in builds_on):
         return None
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        accepted = conn.execute(service.SQLITE_INSERT_EVENTS, (plan.events_json,)).rowcount
-        if accepted != expected:
-            conn.execute("ROLLBACK")
-            return accepted
-        for i in range(0, len(plan.replace), service.CHUNK):
-            for kind, ids in service._by_kind(plan.replace[i:i + service.CHUNK]).items():
-                conn.execute(f"DELETE FROM kpi_observations WHERE entity_kind = ? AND entity_id IN "
-                             f"({', '.join('?' * len(ids))})", (kind, *ids))
-        if plan.remove_json:
-            conn.execute(service.SQLITE_DELETE_OBS, (plan.remove_json,))
-        if plan.obs_json:
-            conn.execute(service.SQLITE_INSERT_OBS, (plan.obs_json,))
-        if plan.rollup_json:
-            conn.execute(rollup.SQLITE_UPSERT, (plan.rollup_json,))
-        if plan.tops_json:
-            conn.execute(rollup.SQLITE_ADD_TOP_PLACES, (plan.tops_json,))
-        conn.execute("COMMIT")
-    except BaseException:
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
-        raise
+    # the driver's connection, in autocommit mode (common.db sets it so): the transaction is this BEGIN IMMEDIATE
+    with writer.engine.connect() as pooled:
+        conn = pooled.connection.driver_connection
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            accepted = conn.execute(service.SQLITE_INSERT_EVENTS, (plan.events_json,)).rowcount
+            if accepted != expected:
+                conn.execute("ROLLBACK")
+                return accepted
+            for i in range(0, len(plan.replace), service.CHUNK):
+                for kind, ids in service._by_kind(plan.replace[i:i + service.CHUNK]).items():
+                    conn.execute(f"DELETE FROM kpi_observations WHERE entity_kind = ? AND entity_id IN "
+                                 f"({', '.join('?' * len(ids))})", (kind, *ids))
+            if plan.remove_json:
+                conn.execute(service.SQLITE_DELETE_OBS, (plan.remove_json,))
+            if plan.obs_json:
+                conn.execute(service.SQLITE_INSERT_OBS, (plan.obs_json,))
+            if plan.rollup_json:
+                conn.execute(rollup.SQLITE_UPSERT, (plan.rollup_json,))
+            if plan.tops_json:
+                conn.execute(rollup.SQLITE_ADD_TOP_PLACES, (plan.tops_json,))
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
     plan.accepted = accepted
     write.ok = True
     return accepted
