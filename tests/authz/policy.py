@@ -87,6 +87,9 @@ def _system(name: str, member: str, role: str, scopes: tuple[str, ...] = ()) -> 
 CALLERS: tuple[Caller, ...] = (
     *(_user(n) for n in ("resident1", "resident3", "proxy1", "grid1", "grid3", "staff1", "staff2", "street1",
                          "dept_mz", "provider1", "evaluator1", "ops1")),
+    # a 公安 user (signed in through the portal): another department than the 民政 one
+    Caller("dept_ga", "dept_staff", "dept_ga", "portal", ("dept:gongan",),
+           over={"user": "dept_ga", "scopes": ["dept:gongan"]}, base="dept_mz"),
     _system("kiosk", "kiosk", "system"),
     _system("sys_minzheng", "dept-minzheng", "dept_staff", ("dept:minzheng",)),
     _system("sys_gongan", "dept-gongan", "dept_staff", ("dept:gongan",)),
@@ -172,6 +175,11 @@ RULES: dict[str, Rule] = {
                          "the department or provider it is assigned to, ops; others get 404 as for an unknown id "
                          "(DESIGN BOLA); member systems need a services.requests grant (403 at the gateway)",
                          allow(sees_r1, lambda c: DENY if no_grant(c) else HIDE)),
+    "request.read.minzheng": Rule("a request of P1 dispatched to 民政 (派单 to a department): as request.read, "
+                                  "and 民政's staff; 公安's staff 404 (DESIGN: a department only what concerns it)",
+                                  allow(lambda c: sees_r1(c) or (users(c) and c.role == "dept_staff"
+                                                                 and "minzheng" in c.values("dept")),
+                                        lambda c: DENY if no_grant(c) else HIDE)),
     "request.dispatchers": Rule("dispatch candidates are for those who dispatch (派单: place staff of the grid and "
                                 "above, ops); the requester sees the request but not this (DOMAIN workflow 1)",
                                 allow(lambda c: c.staff_of(A1) or c.ops,
