@@ -6,9 +6,12 @@ import logging
 
 from fastapi import FastAPI
 
+from starlette.middleware import Middleware
+
 from common.app import create_service_app
 from common.auth import TokenVerifier
 from common.clock import Clock
+from common.direct_routes import DirectRoutes
 from common.periodic import run_periodically
 from svc_services.base import OutboxEvent
 from svc_services.catalogue.router import router as catalogue_router
@@ -20,6 +23,7 @@ from svc_services.open311.publication import router as publication_router
 from svc_services.open311.router import router as open311_router
 from svc_services.requests.group_commit import IntakeWriter
 from svc_services.requesters.router import router as requesters_router
+from svc_services.requests.router import SUBMIT_DIRECT
 from svc_services.requests.router import router as requests_router
 from svc_services.settings import ServicesSettings
 
@@ -60,5 +64,7 @@ def create_app(settings: ServicesSettings | None = None, *, verifier: TokenVerif
         clock=clock,
     )
     app.state.intake = IntakeWriter(app.state.db, settings)  # the one writer of submissions
+    # inside the observability middleware, ahead of FastAPI's routing: well-formed submissions (ADR 0011)
+    app.user_middleware.append(Middleware(DirectRoutes, routes=(SUBMIT_DIRECT,)))
     install_clients(app, settings)
     return app

@@ -2,7 +2,7 @@
 
 A submission is checked on the event loop (`intake.prepare`) and queued; one writer takes what is queued as a batch
 (a lone submission is a batch of one; under load batches form by themselves) and writes it on a writer thread
-through a blocking driver (`common.db.WriterThreads`, ADR 0011), batch after batch while submissions wait:
+through a blocking driver (`common.writer_threads`, ADR 0011), batch after batch while submissions wait:
 
 1. one statement looks up the batch's stored Idempotency-Keys (`common.idempotency`) and its items' current
    versions: a stored key is replayed; a submission whose cached item version is no longer current is checked
@@ -33,7 +33,8 @@ from sqlalchemy.engine import Connection
 
 from common.auth import Principal
 from common.clock import Clock
-from common.db import Database, EncodedRow, RowsInsert, run_plan_blocking
+from common.bulk_insert import EncodedRow, RowsInsert
+from common.db import Database, run_plan_blocking
 from common.errors import Problem
 from common.idempotency import created, record_values, replay, stored_record
 from svc_services.base import IdempotencyRecord, OutboxEvent

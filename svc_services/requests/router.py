@@ -8,6 +8,7 @@ from fastapi.responses import JSONResponse
 
 from common.auth import Principal, get_principal
 from common.clock import Clock, get_clock
+from common.direct_routes import DirectRoute
 from common.errors import Problem
 from common.idempotency import request_fingerprint, run_idempotent
 from common.pagination import Page, PageParams, encode_cursor
@@ -39,6 +40,15 @@ async def submit(body: RequestCreate, request: Request, principal: Principal = D
                  clock: Clock = Depends(get_clock),
                  idempotency_key: str | None = Header(None, alias="Idempotency-Key")):
     return await submit_request(request.app.state.intake, principal, body, clock, key=idempotency_key)
+
+
+async def _submit_direct(request: Request, body: RequestCreate, principal: Principal) -> Response:
+    return await submit_request(request.app.state.intake, principal, body, request.app.state.clock,
+                                key=request.headers.get("idempotency-key"))
+
+
+# the route above without FastAPI's routing and dependency solving, for a well-formed submission (common.direct_routes)
+SUBMIT_DIRECT = DirectRoute("POST", "/services/v1/requests", "submit", RequestCreate, _submit_direct)
 
 
 @router.get("", response_model=Page[RequestOut],

@@ -1,6 +1,9 @@
 """Rules for requests (诉求 / 工单) beyond intake: moving a request through the lifecycle and reading requests."""
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select, update
@@ -15,7 +18,7 @@ from svc_services.base import OutboxEvent
 from svc_services.catalogue.models import CatalogueItemVersion
 from svc_services.codes import ESCALATION_LEVELS
 from svc_services.requests.access import UNSEEN, can_see, may_act, visibility_clause
-from svc_services.requests.lifecycle import ACTION_ZH, EVENT, OWNER, STATE_ZH, TRANSITIONS, allowed_actions
+from svc_services.requests.lifecycle import ACTION_ZH, ACTIONS, EVENT, OWNER, STATE_ZH, TRANSITIONS, allowed_actions
 from svc_services.requests.models import ServiceRequest, TimelineEntry
 from svc_services.requests.payloads import event_data
 from svc_services.requests.schemas import TransitionIn
@@ -100,79 +103,133 @@ async def transition(session: AsyncSession, principal: Principal, request_id: st
     note = (body.note or "").strip() or None
     if rule.note_required and not note:
         raise invalid("note", "note.required", f"“{ACTION_ZH[action]}”须填写说明", f"'{action}' needs a note")
-    now = clock.now()
-    changes: dict[str, Any] = {}
-    data: dict[str, Any] = {}
-    cal = WorkCalendar.from_settings(settings)
-
-    async def item_version() -> CatalogueItemVersion:
-        return await session.get(CatalogueItemVersion, (req.item_code, req.item_version))
-
-    if action == "accept":
-        if req.accepted_at is None:
-            iv = await item_version()
-            changes["accepted_at"] = now
-            if req.priority != "emergency":
-                changes["response_due_at"] = cal.add(now, iv.response_hours, working=iv.working_hours)
-            changes["resolution_due_at"] = cal.add(now, iv.resolution_hours,
-                                                   working=iv.working_hours and req.priority != "emergency")
-            data["working_hours"] = iv.working_hours
-    elif action == "dispatch":
-        from svc_services.dispatch.choice import dispatch_choice  # a recommendation by rank, or a manual choice
-        assignee, how = dispatch_choice(req, body.assignee, body.candidate_rank, matching_now)
-        changes.update(assignee_kind=assignee["kind"], assignee_id=assignee["id"])
-        data["assignee"] = assignee
-        data.update(how)
-    elif action in ("claim", "start"):
-        if req.first_response_at is None:
-            changes["first_response_at"] = now
-        if action == "start" and req.started_at is None:
-            changes["started_at"] = now
-    elif action == "return":
-        data["returned_by"] = {"kind": req.assignee_kind, "id": req.assignee_id}
-        changes.update(assignee_kind=None, assignee_id=None)
-    elif action == "resolve":
-        changes["resolved_at"] = now
-    elif action == "rate":
-        if body.rating is None or isinstance(body.rating, bool) or not 1 <= body.rating <= 5:
-            raise invalid("rating", "rating.range", "评价须为 1–5 分", "A rating is 1 to 5")
-        changes.update(rating=body.rating, rating_comment=body.comment, rated_at=now)
-        data.update(rating=body.rating)
-    elif action == "close":
-        changes["closed_at"] = now
-    elif action == "reopen":
-        if principal.role in OWNER and (req.rating is None or req.rating > 2):
-            raise Problem(409, "reopen.needs_low_rating",
-                          ("评价为 1–2 分（不满意）时才可申请重办", "Residents may reopen after a rating of 1 or 2"),
-                          extra={"state": req.state, "rating": req.rating})
-        iv = await item_version()
-        data["previous_rating"] = req.rating
-        changes.update(rating=None, rating_comment=None, rated_at=None, resolved_at=None, overdue=False,
-                       resolution_breached_at=None, next_escalation_at=None,
-                       resolution_due_at=cal.add(now, iv.resolution_hours, working=iv.working_hours))
-    elif action == "escalate":
-        up = next_level(req.escalation_level)
-        if up is None:
-            raise Problem(409, "escalation.top", ("已升级至部门层级，无法继续升级", "Already at the top level"),
-                          extra={"state": req.state, "escalation_level": req.escalation_level})
-        changes["escalation_level"] = up
-        data.update(level_from=req.escalation_level, level_to=up)
-    elif action == "merge":
-        if not body.into:
-            raise invalid("into", "merge.into_required", "合并须指定保留的诉求编号", "Merge needs `into`")
-        if body.into == req.id:
-            raise invalid("into", "merge.self", "不能与自身合并", "Cannot merge into itself")
-        target = await session.get(ServiceRequest, body.into)
-        if target is None or not can_see(principal, target):
-            raise invalid("into", "merge.unknown", "要合并到的诉求不存在", "Unknown target request")
-        if target.state in ("rejected", "closed", "cancelled", "merged"):
-            raise invalid("into", "merge.target_closed", "要合并到的诉求已结束", "The target request is finished")
-        changes["merged_into"] = target.id
-        data["into"] = target.id
-        from svc_services.requests.merge import absorb  # the target's timeline names the merged request
-        await absorb(session, target, req, principal, note, clock)
+    move = Move(session, req, principal, body, note, clock.now(), WorkCalendar.from_settings(settings), clock,
+                matching_now)
+    handler = ACTION_RULES.get(action)
+    if handler is not None:
+        await handler(move)
+    changes, data = move.changes, move.data
     return await apply(session, req, principal, action, note=note, expected_version=expected, changes=changes,
                        clock=clock, data=data, stale_status=stale_status)
+
+
+# ---------------------------------------------------------------------------------------------- the rules per action
+@dataclass
+class Move:
+    """One move being made: what an action's rule reads, and the changes and event data it adds."""
+    session: AsyncSession
+    req: ServiceRequest
+    principal: Principal
+    body: TransitionIn
+    note: str | None
+    now: datetime
+    cal: WorkCalendar
+    clock: Clock
+    matching_now: dict[str, Any] | None
+    changes: dict[str, Any] = field(default_factory=dict)
+    data: dict[str, Any] = field(default_factory=dict)
+
+    async def item_version(self) -> CatalogueItemVersion:
+        return await self.session.get(CatalogueItemVersion, (self.req.item_code, self.req.item_version))
+
+
+async def _accept(m: Move) -> None:
+    if m.req.accepted_at is None:
+        iv = await m.item_version()
+        m.changes["accepted_at"] = m.now
+        if m.req.priority != "emergency":
+            m.changes["response_due_at"] = m.cal.add(m.now, iv.response_hours, working=iv.working_hours)
+        m.changes["resolution_due_at"] = m.cal.add(m.now, iv.resolution_hours,
+                                                   working=iv.working_hours and m.req.priority != "emergency")
+        m.data["working_hours"] = iv.working_hours
+
+
+async def _dispatch(m: Move) -> None:
+    from svc_services.dispatch.choice import dispatch_choice  # a recommendation by rank, or a manual choice
+    assignee, how = dispatch_choice(m.req, m.body.assignee, m.body.candidate_rank, m.matching_now)
+    m.changes.update(assignee_kind=assignee["kind"], assignee_id=assignee["id"])
+    m.data["assignee"] = assignee
+    m.data.update(how)
+
+
+async def _claim(m: Move) -> None:
+    if m.req.first_response_at is None:
+        m.changes["first_response_at"] = m.now
+
+
+async def _start(m: Move) -> None:
+    await _claim(m)
+    if m.req.started_at is None:
+        m.changes["started_at"] = m.now
+
+
+async def _return(m: Move) -> None:
+    m.data["returned_by"] = {"kind": m.req.assignee_kind, "id": m.req.assignee_id}
+    m.changes.update(assignee_kind=None, assignee_id=None)
+
+
+async def _resolve(m: Move) -> None:
+    m.changes["resolved_at"] = m.now
+
+
+async def _rate(m: Move) -> None:
+    rating = m.body.rating
+    if rating is None or isinstance(rating, bool) or not 1 <= rating <= 5:
+        raise invalid("rating", "rating.range", "评价须为 1–5 分", "A rating is 1 to 5")
+    m.changes.update(rating=rating, rating_comment=m.body.comment, rated_at=m.now)
+    m.data.update(rating=rating)
+
+
+async def _close(m: Move) -> None:
+    m.changes["closed_at"] = m.now
+
+
+async def _reopen(m: Move) -> None:
+    req = m.req
+    if m.principal.role in OWNER and (req.rating is None or req.rating > 2):
+        raise Problem(409, "reopen.needs_low_rating",
+                      ("评价为 1–2 分（不满意）时才可申请重办", "Residents may reopen after a rating of 1 or 2"),
+                      extra={"state": req.state, "rating": req.rating})
+    iv = await m.item_version()
+    m.data["previous_rating"] = req.rating
+    m.changes.update(rating=None, rating_comment=None, rated_at=None, resolved_at=None, overdue=False,
+                     resolution_breached_at=None, next_escalation_at=None,
+                     resolution_due_at=m.cal.add(m.now, iv.resolution_hours, working=iv.working_hours))
+
+
+async def _escalate(m: Move) -> None:
+    up = next_level(m.req.escalation_level)
+    if up is None:
+        raise Problem(409, "escalation.top", ("已升级至部门层级，无法继续升级", "Already at the top level"),
+                      extra={"state": m.req.state, "escalation_level": m.req.escalation_level})
+    m.changes["escalation_level"] = up
+    m.data.update(level_from=m.req.escalation_level, level_to=up)
+
+
+async def _merge(m: Move) -> None:
+    into = m.body.into
+    if not into:
+        raise invalid("into", "merge.into_required", "合并须指定保留的诉求编号", "Merge needs `into`")
+    if into == m.req.id:
+        raise invalid("into", "merge.self", "不能与自身合并", "Cannot merge into itself")
+    target = await m.session.get(ServiceRequest, into)
+    if target is None or not can_see(m.principal, target):
+        raise invalid("into", "merge.unknown", "要合并到的诉求不存在", "Unknown target request")
+    if target.state in ("rejected", "closed", "cancelled", "merged"):
+        raise invalid("into", "merge.target_closed", "要合并到的诉求已结束", "The target request is finished")
+    m.changes["merged_into"] = target.id
+    m.data["into"] = target.id
+    from svc_services.requests.merge import absorb  # the target's timeline names the merged request
+    await absorb(m.session, target, m.req, m.principal, m.note, m.clock)
+
+
+# What each action changes beyond the state, beside `lifecycle.TRANSITIONS` (which says where it may go and who
+# may): reject and cancel change nothing more.
+ACTION_RULES: dict[str, Callable[[Move], Awaitable[None]]] = {
+    "accept": _accept, "dispatch": _dispatch, "claim": _claim, "start": _start, "return": _return,
+    "resolve": _resolve, "rate": _rate, "close": _close, "reopen": _reopen, "escalate": _escalate, "merge": _merge,
+}
+assert set(ACTION_RULES) <= set(ACTIONS) and set(ACTIONS) - set(ACTION_RULES) == {"reject", "cancel"}
 
 
 async def timeline(session: AsyncSession, request_id: str) -> list[TimelineEntry]:

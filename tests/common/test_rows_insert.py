@@ -1,4 +1,4 @@
-"""common.db.RowsInsert: on SQLite one statement stores exactly what SQLAlchemy's executemany stores, column
+"""common.bulk_insert.RowsInsert: on SQLite one statement stores exactly what SQLAlchemy's executemany stores, column
 type by column type; what it cannot write exactly goes through SQLAlchemy."""
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ from sqlalchemy import (JSON, BigInteger, Boolean, Column, Float, Integer, MetaD
 
 import pytest
 
-from common.db import Database, RowsInsert, UTCDateTime
+from common.bulk_insert import RowsInsert
+from common.db import Database, UTCDateTime
 
 
 def _table(meta: MetaData, name: str, **extra) -> Table:

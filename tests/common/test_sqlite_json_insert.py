@@ -1,10 +1,10 @@
-"""common.db.sqlite_json_insert: a batch written as one INSERT … SELECT over a JSON array stores exactly what
+"""common.bulk_insert.sqlite_json_insert: a batch written as one INSERT … SELECT over a JSON array stores exactly what
 executemany stores (why it exists — no GIL per row — is measured in ADR 0008, not asserted on time here)."""
 from __future__ import annotations
 
 import sqlite3
 
-from common.db import json_rows, sqlite_json_insert
+from common.bulk_insert import json_rows, sqlite_json_insert
 
 COLUMNS = ("id", "label", "amount", "big", "maybe", "doc")
 ROWS = [

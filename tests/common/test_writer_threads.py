@@ -1,4 +1,4 @@
-"""common.db.WriterThreads: a whole transaction on a thread of its own, through the blocking driver of the same
+"""common.writer_threads.WriterThreads: a whole transaction on a thread of its own, through the blocking driver of the same
 database (sqlite3, psycopg). It commits what the function did, rolls back when it raises, never stops a
 transaction halfway when the awaiting task is cancelled (the outcome is handed over), takes SQLite's write lock
 at BEGIN, and keeps the service's plan_cache_mode on PostgreSQL."""
@@ -7,13 +7,25 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import threading
+import time
 
 import pytest
 from sqlalchemy import Column, Integer, MetaData, String, Table, func, insert, select, text
 from sqlalchemy.engine import make_url
 
-from common.db import CancelledWhileWriting, Database, PREPARED, RowsInsert, WriterThreads, blocking_url, run_plan, \
-    run_plan_blocking
+from common.bulk_insert import RowsInsert
+from common.db import PREPARED, Database, run_plan, run_plan_blocking
+from common.writer_threads import CancelledWhileWriting, WriterThreads, blocking_url
+
+
+def _wait(event: threading.Event, seconds: float = 10.0) -> None:
+    """Wait for an Event in short relative sleeps: an Event's own timed wait sets an absolute deadline, which
+    hangs under libfaketime (tests/shifted_dates.py)."""
+    for _ in range(int(seconds / 0.005)):
+        if event.is_set():
+            return
+        time.sleep(0.005)
+
 
 meta = MetaData()
 notes = Table("notes", meta, Column("id", Integer, primary_key=True), Column("body", String(40)))
@@ -77,12 +89,12 @@ async def test_cancelled_caller_gets_the_committed_outcome(db):
     def slow_write(conn):
         conn.execute(insert(notes), [{"id": 1, "body": "写完了"}])
         started.set()
-        release.wait(10)
+        _wait(release)
         return "written"
 
     try:
         task = asyncio.create_task(threads.run(slow_write))
-        await asyncio.to_thread(started.wait, 10)
+        await asyncio.to_thread(_wait, started)
         task.cancel()
         await asyncio.sleep(0.05)
         assert not task.done()  # still waiting for the thread, not abandoned
@@ -109,11 +121,11 @@ async def test_sqlite_write_lock_is_taken_at_begin(tmp_path):
     def read_and_hold(conn):
         conn.execute(select(func.count()).select_from(notes)).scalar_one()
         inside.set()
-        release.wait(10)
+        _wait(release)
 
     try:
         task = asyncio.create_task(threads.run(read_and_hold))
-        await asyncio.to_thread(inside.wait, 10)
+        await asyncio.to_thread(_wait, inside)
         other = sqlite3.connect(f"{tmp_path}/lock.db", timeout=0, isolation_level=None)
         try:
             with pytest.raises(sqlite3.OperationalError, match="locked"):

@@ -403,7 +403,7 @@ async def test_key_stored_before_the_batch_is_replayed_and_the_rest_written(read
 
     from sqlalchemy import create_engine
 
-    from common.db import blocking_url
+    from common.writer_threads import blocking_url
 
     client, db, writer = ready, ready.app.state.db, ready.app.state.intake
     real, other = writer._write, create_engine(blocking_url(db.url))
@@ -446,7 +446,7 @@ async def test_postgres_key_stored_meanwhile_fails_the_batch_whole_and_replays(r
 
     from sqlalchemy import create_engine
 
-    from common.db import blocking_url
+    from common.writer_threads import blocking_url
 
     client, db, writer = ready, ready.app.state.db, ready.app.state.intake
     real, other = writer._write, create_engine(blocking_url(db.url))

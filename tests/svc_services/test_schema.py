@@ -10,7 +10,7 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import create_engine, select, text
 
 from common.auth import Principal
-from common.db import blocking_url
+from common.writer_threads import blocking_url
 from svc_services.base import Base
 from svc_services.requests.models import ServiceRequest
 from tests.conftest import migrate_database
