@@ -10,14 +10,12 @@ class ServiceSpec:
     port: int
     prefix: str        # first path segment the gateway routes on ("" for the gateway itself)
     has_database: bool = True
-    # uvicorn's --http: the gateway and svc_services run their data planes on uvicorn's httptools protocol
-    # (common.dataplane; ADR 0010, 0011)
-    http: str = "httptools"
+    http: str = "httptools"  # uvicorn's --http
 
 
-GATEWAY = ServiceSpec("gateway", 8000, "", http="common.dataplane:PlaneHttpProtocol")
+GATEWAY = ServiceSpec("gateway", 8000, "")
 SERVICES = (
-    ServiceSpec("svc_services", 8001, "services", http="common.dataplane:PlaneHttpProtocol"),
+    ServiceSpec("svc_services", 8001, "services"),
     ServiceSpec("svc_residents", 8002, "residents"),
     ServiceSpec("svc_matching", 8003, "matching"),
     ServiceSpec("svc_metrics", 8004, "metrics"),

@@ -6,7 +6,6 @@ import logging
 
 import httpx
 from fastapi import FastAPI, Request
-from starlette.middleware import Middleware
 from sqlalchemy import select
 
 from common.app import create_service_app
@@ -17,6 +16,7 @@ from common.periodic import DONE, Next, run_periodically
 from common.db import Database
 from common.http_client import CircuitBreaker
 from common.keys import load_signing_keys
+from common.observability import Telemetry
 from gateway.identity.mtls import CertificatePins
 from gateway.identity.router import router as identity_router
 from gateway.identity.throttle import build_login_throttle
@@ -33,10 +33,7 @@ from gateway.exchange.policy import ExchangePolicy
 from gateway.exchange.router import router as exchange_router
 from gateway.exchange.service import ensure_catalogue, load_policy, refresh_catalogue
 from gateway.ratelimit import build_limiter
-from common.dataplane import plane_state
-from gateway.routing.dataplane import ExchangePlane
-from gateway.routing.exchange import ExchangeGate
-from gateway.routing.fastpath import ForwardFastPath
+from gateway.routing.gate import ExchangeGate
 from gateway.routing.forwarder import Forwarder, Upstream
 from gateway.routing.openapi import AggregatedOpenAPI
 from gateway.routing.router import router as routing_router
@@ -84,12 +81,9 @@ def create_app(settings: GatewaySettings | None = None, *, verifier: TokenVerifi
     limiter = build_limiter(settings)
     login_throttle = build_login_throttle(settings, db)
     gate = ExchangeGate(forwarder, policy, audit, clock, limiter)
-    # Open311 has a route of its own (anonymous reads, api_key); every other upstream's calls may take the plane
-    plane = ExchangePlane(gate, service=settings.service_name, max_body_bytes=settings.max_body_bytes,
-                          excluded=frozenset({"open311"}))
-
+    # the edge answers every upstream's plain calls but Open311's (anonymous reads and api_key: the gateway's)
     edge = (EdgeLink(settings.edge_control_url, settings.edge_secret, policy,
-                     [n for n in upstreams if n not in plane.excluded])
+                     [n for n in upstreams if n != "open311"])
             if settings.edge_secret and settings.edge_control_url else None)
 
     async def load_exchange(app: FastAPI) -> None:
@@ -170,19 +164,16 @@ def create_app(settings: GatewaySettings | None = None, *, verifier: TokenVerifi
                            "/exchange/internal/edge/": ("application/x-ndjson",)},
         openapi_url=None,
         event_token=event_token,
-        lifespan_state=plane_state(plane),
         clock=clock,
         gateway_only=False,
     )
-    # Inside the observability middleware (request ids, body limits), ahead of FastAPI's route matching.
-    app.user_middleware.append(Middleware(ForwardFastPath))
     app.state.token_issuer = issuer
     app.state.login_throttle = login_throttle
     app.state.forwarder = forwarder
     app.state.exchange_policy = policy
     app.state.audit = audit
     app.state.exchange_gate = gate
-    app.state.exchange_plane = plane
+    app.state.edge_telemetry = Telemetry(settings.service_name)  # the calls the edge answered, in /metrics
     app.state.revoked_members = revoked
     app.state.cert_pins = pins
     app.state.edge = edge

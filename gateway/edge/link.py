@@ -16,7 +16,7 @@ import orjson
 from common.errors import problem_body
 from gateway.exchange.policy import ExchangePolicy
 from gateway.ratelimit import MEMBER_DETAIL, USER_DETAIL, limited_problem
-from gateway.routing.exchange import audit_backlog_problem
+from gateway.routing.gate import audit_backlog_problem
 from gateway.routing.forwarder import timed_out_problem, unavailable_problem
 
 log = logging.getLogger("onenet.gateway.edge")

@@ -13,8 +13,8 @@ from fastapi import APIRouter, Request, Response
 
 from common.errors import Problem
 from gateway.edge.link import SECRET_HEADER, scope_for
-from gateway.routing.dataplane import FORWARD_ROUTE
-from gateway.routing.exchange import exchange_record
+from gateway.routing.gate import exchange_record
+from gateway.routing.router import FORWARD_ROUTE
 
 router = APIRouter(prefix="/exchange/internal/edge", include_in_schema=False)
 log = logging.getLogger("onenet.gateway.edge")
@@ -99,7 +99,7 @@ async def log_records(request: Request) -> Response:
             status=int(status), latency_ms=float(latency_ms), request_id=request_id or None,
             request_hash=request_hash, response_hash=response_hash))
     audit.record_many(records)
-    state.exchange_plane.telemetry.count_many(
+    state.edge_telemetry.count_many(
         FORWARD_ROUTE, [(ex.method, ex.status, ex.latency_ms / 1000) for ex in records])
     return Response(status_code=204)
 

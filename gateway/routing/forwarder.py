@@ -1,4 +1,4 @@
-"""Forwarding to the services: pooled connections, retries for idempotent methods only, a breaker per upstream.
+"""Forwarding to the services: pooled keep-alive connections (httpx), retries for idempotent methods only, a breaker per upstream.
 
 The gateway checks the caller's token before forwarding (so a revoked member is stopped here at once), names
 the calling member and the target service in headers (X-Road style), and turns an upstream that is down or
@@ -32,7 +32,6 @@ from common.errors import Problem
 from common.http_client import CircuitBreaker, UpstreamTimeout, UpstreamUnavailable, child_traceparent
 from gateway.exchange.policy import filter_body
 from gateway.identity.mtls import PROXY_HEADERS, CertificatePins
-from gateway.routing.connections import ConnectionPool
 
 HOP_BY_HOP = {
     "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer", "trailers",
@@ -50,11 +49,17 @@ _PATH_SAFE = "/!$&'()*+,;=:@~-._"
 
 
 class Upstream:
-    """One upstream service: pooled keep-alive connections for forwarding (`connections.ConnectionPool`), and an
-    httpx client for the gateway's own occasional calls (OpenAPI documents).
+    """One upstream service, reached through one httpx transport (httpcore's pool of keep-alive connections).
 
-    When a transport is injected (tests: `httpx.MockTransport`, `httpx.ASGITransport`), forwarding goes through
-    the httpx client on that transport instead, with the same timeout, retry and breaker handling.
+    Forwarding goes to the transport itself, not through an `httpx.AsyncClient`: no default headers (no
+    `Accept-Encoding`, so answers pass as the upstream sent them), no cookies, no redirects, no decompression
+    (the raw bytes are read), none of which a gateway may do. At most 200 calls in flight to one upstream (more
+    wait their turn within their deadline); an idle connection is closed after 3 s, below the services' own
+    keep-alive timeout (uvicorn's 5 s), so the gateway does not reuse one the upstream is closing. One attempt
+    per `send`, bounded by the call's timeout as a whole; the forwarder retries idempotent calls only.
+
+    Tests inject their transport (`httpx.MockTransport`, `httpx.ASGITransport`): the same code runs on it. The
+    gateway's own occasional calls (OpenAPI documents) take `client`, on the same transport.
     """
 
     def __init__(self, name: str, base_url: str, *, timeout: float, retries: int, breaker: CircuitBreaker,
@@ -68,36 +73,47 @@ class Upstream:
         self.retries = retries
         self.breaker = breaker
         self.injected = transport is not None
-        self.client = httpx.AsyncClient(
-            base_url=self.base_url, timeout=httpx.Timeout(timeout, connect=2.0), transport=transport,
-            limits=httpx.Limits(max_connections=200, max_keepalive_connections=64))
-        self.pool = ConnectionPool(self.base_url, connect_timeout=min(2.0, timeout))
+        self.transport = transport or httpx.AsyncHTTPTransport(
+            retries=0, limits=httpx.Limits(max_connections=200, max_keepalive_connections=64, keepalive_expiry=3.0))
+        self.client = httpx.AsyncClient(base_url=self.base_url, timeout=httpx.Timeout(timeout, connect=2.0),
+                                        transport=self.transport)
+        self._url = httpx.URL(self.base_url)
+        self._prefix = self._url.raw_path.rstrip(b"/")
+        connect = min(2.0, timeout)
+        self._timeouts = {"connect": connect, "read": timeout, "write": timeout, "pool": timeout}
 
     async def send(self, method: str, path: str, query: bytes, headers: list[tuple[bytes, bytes]],
                    body: bytes) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
-        """One attempt: (status, raw response headers, body); raises UpstreamTimeout / UpstreamUnavailable."""
-        target = quote(path, safe=_PATH_SAFE).encode("ascii")  # the decoded path, percent-encoded again
-        if self.injected:
-            try:
-                url = httpx.URL(path=target.decode("ascii"), query=query)
-                resp = await self.client.request(method, url, headers=headers, content=body)
-            except httpx.TimeoutException as exc:
-                raise UpstreamTimeout(self.name) from exc
-            except httpx.TransportError as exc:
-                raise UpstreamUnavailable(self.name) from exc
-            return resp.status_code, resp.headers.raw, resp.content
+        """One attempt: (status, raw response headers, body as sent); raises UpstreamTimeout / UpstreamUnavailable."""
+        target = self._prefix + quote(path, safe=_PATH_SAFE).encode("ascii")  # the decoded path, encoded again
         if query:
             target += b"?" + query
+        request = httpx.Request(method, self._url.copy_with(raw_path=target), headers=headers, content=body,
+                                extensions={"timeout": self._timeouts})
         try:
-            return await self.pool.request(method, target, headers, body, self.timeout)
-        except TimeoutError as exc:
+            async with asyncio.timeout(self.timeout):  # the whole call, whatever each step took
+                resp = await self.transport.handle_async_request(request)
+                if resp.is_stream_consumed:  # a test's transport that read it already (httpx.MockTransport)
+                    content = resp.content
+                else:
+                    try:
+                        content = b"".join([chunk async for chunk in resp.aiter_raw()])
+                    finally:
+                        await resp.aclose()
+        except (TimeoutError, httpx.TimeoutException) as exc:
             raise UpstreamTimeout(self.name) from exc
-        except OSError as exc:  # refused, reset, closed before answering (UpstreamClosed), not HTTP
+        except (httpx.TransportError, OSError) as exc:  # refused, reset, closed before answering, not HTTP
             raise UpstreamUnavailable(self.name) from exc
+        return resp.status_code, resp.headers.raw, content
+
+    def use(self, transport: httpx.AsyncBaseTransport) -> None:
+        """Forward through another transport from now on (tests)."""
+        self.transport = self.client._transport = transport  # noqa: SLF001 - the client's own, for its calls too
+        self.injected = True
 
     async def aclose(self) -> None:
-        await self.client.aclose()
-        await self.pool.aclose()
+        await self.client.aclose()  # closes its transport
+        await self.transport.aclose()
 
 
 class TokenCache:
@@ -183,24 +199,11 @@ class Forwarder:
             raise Problem(403, "member_revoked", ("该成员单位已被停用", "This member has been revoked"))
         return principal
 
-    async def forward(self, request: Request, service: str, principal: Principal, *, path: str | None = None,
-                      actions: tuple = (), body: bytes | None = None,
-                      extra_headers: list[tuple[str, str]] | None = None) -> Response:
-        """Send the call upstream; `actions` (from the caller's grant) mask or remove response fields."""
-        scope = request.scope
-        if body is None:
-            body = await request.body()
-        if path is None:
-            path = local_path(scope)
-        return await self.forward_call(service, principal, method=scope["method"], path=path,
-                                       query=scope.get("query_string", b""), headers=scope["headers"],
-                                       client=scope.get("client"), body=body, actions=actions,
-                                       extra_headers=extra_headers)
-
-    async def forward_call(self, service: str, principal: Principal, *, method: str, path: str, query: bytes,
-                           headers: list[tuple[bytes, bytes]], client: tuple[str, int] | None, body: bytes,
-                           actions: tuple = (), extra_headers: list[tuple[str, str]] | None = None) -> Response:
-        """`forward` from the call's parts (the data plane has no Starlette request)."""
+    async def forward(self, service: str, principal: Principal, *, method: str, path: str, query: bytes,
+                      headers: list[tuple[bytes, bytes]], client: tuple[str, int] | None, body: bytes,
+                      actions: tuple = (), extra_headers: list[tuple[str, str]] | None = None) -> Response:
+        """Send the call upstream with the gateway's headers and assertion; `actions` (from the caller's grant) mask
+        or remove response fields. Idempotent calls (and a POST with an Idempotency-Key) are retried."""
         upstream = self.upstreams[service]
         if not upstream.breaker.allow():
             raise unavailable_problem(service, _retry_after(upstream.breaker))

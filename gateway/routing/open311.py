@@ -13,7 +13,6 @@
 from __future__ import annotations
 
 import json
-import time
 from urllib.parse import parse_qsl
 from xml.sax.saxutils import escape
 
@@ -22,6 +21,7 @@ from starlette.responses import Response
 
 from common.auth import Principal
 from common.errors import Problem
+from gateway.routing.gate import Call, ExchangeGate
 
 SERVICE = "open311"
 PUBLIC_METHODS = ("GET", "HEAD")
@@ -37,17 +37,6 @@ def _open311_error(path: str, status: int, description: str, headers: dict[str, 
     return Response(body, status_code=status, media_type="application/json; charset=utf-8", headers=keep)
 
 
-def _as_open311(request: Request, resp: Response) -> Response:
-    """A refusal produced by the gateway itself (no upstream answered) in Open311's error format."""
-    if resp.status_code < 400 or "x-onenet-service" in resp.headers:
-        return resp
-    try:
-        description = json.loads(bytes(resp.body)).get("detail") or "error"
-    except (ValueError, AttributeError):
-        description = "error"
-    return _open311_error(request.url.path, resp.status_code, str(description), dict(resp.headers))
-
-
 async def _api_key(request: Request) -> str | None:
     key = request.query_params.get("api_key")
     media = (request.headers.get("content-type") or "").split(";", 1)[0].strip().lower()
@@ -60,35 +49,29 @@ async def _api_key(request: Request) -> str | None:
 
 
 async def handle(gate, request: Request) -> Response:
+    call = await Call.of(request)
+    identify = None
     if "authorization" not in request.headers:
         key = await _api_key(request) if request.method not in PUBLIC_METHODS else None
         if key:
-            request.scope["headers"] = [*request.scope["headers"], (b"authorization", f"Bearer {key}".encode())]
+            call.headers = [*call.headers, (b"authorization", f"Bearer {key}".encode())]
+            request.scope["headers"] = call.headers
             request.__dict__.pop("_headers", None)  # Starlette caches the parsed headers
         elif request.method in PUBLIC_METHODS:
-            return await _anonymous(gate, request)
+            # anonymous: member `anonymous`, rate-limited per address, no grant (public documents only), logged
+            host = request.client.host if request.client else "-"
+
+            async def identify(call: Call) -> Principal:
+                return Principal(member="anonymous", user=f"anonymous:{host}", role="anonymous")
         else:
             return _open311_error(request.url.path, 401, "api_key required (or Authorization: Bearer <token>)",
                                   {"WWW-Authenticate": "Bearer"})
-    return _as_open311(request, await gate.handle(request, SERVICE))
+    return await gate.exchange(call, SERVICE, identify=identify, grant=identify is None, refuse=_refusal)
 
 
-async def _anonymous(gate, request: Request) -> Response:
-    path = request.url.path
-    started, at = time.perf_counter(), gate.clock.now()
-    body = await request.body()
-    host = request.client.host if request.client else "-"
-    principal = Principal(member="anonymous", user=f"anonymous:{host}", role="anonymous")
-    try:
-        if not await gate.audit.admit():
-            raise Problem(503, "exchange.audit_backlog", ("交换日志暂时无法写入，请稍后重试",
-                                                          "The message log is behind; retry later"),
-                          headers={"Retry-After": "5"})
-        if gate.limiter is not None:
-            await gate.limiter.check(principal)
-        resp = await gate.forwarder.forward(request, SERVICE, principal, path=path, body=body)
-    except Problem as exc:
-        detail = exc.detail[1] if isinstance(exc.detail, tuple) else str(exc.detail or exc.code)
-        resp = _open311_error(path, exc.status, detail, exc.headers)
-    gate.log(request, path, at, started, body, resp)
-    return resp
+def _refusal(exc: Problem, call: Call) -> Response:
+    """A refusal of the gateway's own (401, 403, 429, 503, …) in Open311's error format, its description the
+    problem's detail in the caller's language."""
+    problem = ExchangeGate.refusal(exc, call)
+    description = json.loads(bytes(problem.body)).get("detail") or "error"
+    return _open311_error(call.request.url.path, exc.status, str(description), exc.headers)

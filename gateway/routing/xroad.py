@@ -31,6 +31,7 @@ from starlette.responses import Response
 from common.context import request_id_var
 from common.errors import Problem
 from gateway.members.models import Member
+from gateway.routing.gate import Call
 
 router = APIRouter(tags=["x-road X-Road REST 兼容"])
 
@@ -48,9 +49,12 @@ FAULTS = {
 }
 
 
-class XRoadFault(Exception):
+class XRoadFault(Problem):
+    """A refusal in X-Road's terms (a `Problem`, so the exchange's core refuses and logs it like any other)."""
+
     def __init__(self, status: int, fault: str, message: str) -> None:
-        self.status, self.fault, self.message = status, fault, message
+        super().__init__(status, "xroad.fault", message)
+        self.fault, self.message = fault, message
 
 
 def _fault_response(status: int, fault: str, message: str, headers: dict | None = None) -> JSONResponse:
@@ -95,7 +99,7 @@ def _service_id(instance: str, r) -> dict:
 async def _metadata(request: Request, instance: str, member_class: str, member_code: str, subsystem: str,
                     method: str) -> Response:
     gate = request.app.state.exchange_gate
-    principal = await gate.authenticate(request)
+    principal = await gate.forwarder.authenticate(request)
     client = _client_id(request, instance)
     if client[2] != principal.member:
         raise XRoadFault(403, "Client.Unauthorized", "X-Road-Client does not match the token's member")
@@ -128,7 +132,7 @@ async def _metadata(request: Request, instance: str, member_class: str, member_c
 async def list_clients(request: Request):
     instance = request.app.state.settings.xroad_instance
     try:
-        await request.app.state.exchange_gate.authenticate(request)
+        await request.app.state.exchange_gate.forwarder.authenticate(request)
     except Problem as exc:
         return _from_problem(exc)
     async with request.app.state.db.session() as session:
@@ -155,39 +159,50 @@ async def xroad(request: Request, instance: str, member_class: str, member_code:
     gate = request.app.state.exchange_gate
     own_instance = request.app.state.settings.xroad_instance
     started, at = time.perf_counter(), gate.clock.now()
-    body = await request.body()
+    call = await Call.of(request, request.url.path)
     xroad_id = request.headers.get("x-road-id") or str(uuid.uuid4())
     service_id = f"{instance}/{member_class}/{member_code}/{subsystem}/{service_code}"
-    path = request.url.path
-    try:
-        if instance != own_instance:
-            raise XRoadFault(404, "Server.ServerProxy.UnknownService", f"Unknown X-Road instance {instance}")
-        if service_code in META and not rest and request.method == "GET":
-            return await _metadata(request, instance, member_class, member_code, subsystem, service_code)
-        res = _find(gate.policy, member_class, member_code, subsystem, service_code)
-        if res is None:
-            raise XRoadFault(404, "Server.ServerProxy.UnknownService", f"Unknown service {service_id}")
-        path = res.path_prefix.rstrip("/") + ("/" + rest if rest else "")
-        principal = await gate.authenticate(request)
+    meta = service_code in META and not rest
+    if meta and request.method == "GET" and instance == own_instance:
+        try:  # metadata services: not exchanges, not logged
+            resp = await _metadata(request, instance, member_class, member_code, subsystem, service_code)
+        except XRoadFault as f:
+            resp = _fault_response(f.status, f.fault, f.message)
+        except Problem as exc:
+            resp = _from_problem(exc)
+        return _stamped(resp, request, service_id, xroad_id, call.body)
+    res = _find(gate.policy, member_class, member_code, subsystem, service_code) if instance == own_instance else None
+    if res is None:  # nothing to forward to: refused, and logged unless it asked for a metadata service
+        what = f"X-Road instance {instance}" if instance != own_instance else f"service {service_id}"
+        resp = _fault_response(404, "Server.ServerProxy.UnknownService", f"Unknown {what}")
+        if not meta:
+            gate.record(call, at, started, resp)
+        return _stamped(resp, request, service_id, xroad_id, call.body)
+    call.path = res.path_prefix.rstrip("/") + ("/" + rest if rest else "")
+
+    def check(principal) -> None:
         client = _client_id(request, own_instance)
         if client[2] != principal.member:
             raise XRoadFault(403, "Client.Unauthorized", "X-Road-Client does not match the token's member")
-        _, actions = await gate.authorize(request, principal, path)
-        resp = await gate.forwarder.forward(request, res.service, principal, path=path, actions=actions, body=body,
-                                            extra_headers=[("x-onenet-resource", res.code),
-                                                           ("x-road-id", xroad_id)])
-        for h in ORIGIN_LEAKING:
-            if h in resp.headers:
-                del resp.headers[h]
-    except XRoadFault as f:
-        resp = _fault_response(f.status, f.fault, f.message)
-    except Problem as exc:
-        resp = _from_problem(exc)
+
+    resp = await gate.exchange(call, res.service, check=check, refuse=_refusal,
+                               extra_headers=[("x-onenet-resource", res.code), ("x-road-id", xroad_id)])
+    for h in ORIGIN_LEAKING:
+        if h in resp.headers:
+            del resp.headers[h]
+    return _stamped(resp, request, service_id, xroad_id, call.body)
+
+
+def _refusal(exc: Problem, call: Call) -> Response:
+    if isinstance(exc, XRoadFault):
+        return _fault_response(exc.status, exc.fault, exc.message)
+    return _from_problem(exc)
+
+
+def _stamped(resp: Response, request: Request, service_id: str, xroad_id: str, body: bytes) -> Response:
     resp.headers["X-Road-Client"] = request.headers.get("x-road-client", "")
     resp.headers["X-Road-Service"] = service_id
     resp.headers["X-Road-Id"] = xroad_id
     resp.headers["X-Road-Request-Id"] = request_id_var.get() or ""
     resp.headers["X-Road-Request-Hash"] = base64.b64encode(hashlib.sha512(body).digest()).decode()
-    if not (service_code in META and not rest):
-        gate.log(request, path, at, started, body, resp)
     return resp

@@ -45,8 +45,8 @@ CALLER_HEADERS = [(b"authorization", b"Bearer some-token"), (b"x-onenet-assertio
 
 
 async def _forward(fw: Forwarder, method: str, path: str, query: bytes, headers=CALLER_HEADERS):
-    return await fw.forward_call("t", PRINCIPAL, method=method, path=path, query=query, headers=headers,
-                                 client=("127.0.0.1", 1), body=b"")
+    return await fw.forward("t", PRINCIPAL, method=method, path=path, query=query, headers=headers,
+                            client=("127.0.0.1", 1), body=b"")
 
 
 @pytest.fixture

@@ -41,7 +41,6 @@ import pytest
 from sqlalchemy import select
 
 from common.clock import FrozenClock
-from common.dataplane import PlaneHttpProtocol
 from common.clock import Clock
 from tests.conftest import TEST_ASSERTION_KEY, gateway_auth
 from tests.gateway.conftest import member_headers, START, _seed, fresh_gateway_db_and_emulators, serve_in_process
@@ -101,7 +100,7 @@ async def edge(db_url, gateway_keys_dir, sqlite_template, tmp_path, request, mon
         missing("edge", runtime)
     if db_url.startswith("postgresql"):
         # what the edge does does not touch the gateway's database; the log writer it feeds is tested on both
-        # backends (test_log_process, test_exchange, test_dataplane), and this file costs a minute per backend
+        # backends (test_log_process, test_exchange, test_served), and this file costs a minute per backend
         pytest.skip("the edge is the same on both backends: run on SQLite")
     extra = dict(getattr(request, "param", None) or {})
     down = extra.pop("down", False)
@@ -142,7 +141,7 @@ async def edge(db_url, gateway_keys_dir, sqlite_template, tmp_path, request, mon
             "edge_secret": secret, "edge_control_url": f"http://127.0.0.1:{pushed_to}/_edge/state", **extra})
         gw = create_app(settings, clock=FrozenClock(START))
         await _seed(gw)
-        gw_server, gw_serving, gw_port = await serve_in_process(gw, http=PlaneHttpProtocol)
+        gw_server, gw_serving, gw_port = await serve_in_process(gw)
         servers.insert(0, (gw_server, gw_serving))
         proc = edge_config.EdgeProcess(settings, listen=f"127.0.0.1:{edge_port}", control_port=control_port,
                                        gateway=f"http://127.0.0.1:{gw_port}", secret=secret,

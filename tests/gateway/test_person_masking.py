@@ -81,10 +81,7 @@ async def _residents_upstream(x, seen: list[httpx.Request]) -> None:
         seen.append(request)
         return httpx.Response(200, json={"items": [dict(PERSON)], "next_cursor": None})
 
-    up = x.app.state.forwarder.upstreams["residents"]
-    await up.client.aclose()
-    up.client = httpx.AsyncClient(base_url="http://residents", transport=httpx.MockTransport(handler))
-    up.injected = True
+    x.app.state.forwarder.upstreams["residents"].use(httpx.MockTransport(handler))
 
 
 async def test_a_narrow_grant_does_not_see_person_fields_in_clear_through_the_gateway(exchange):

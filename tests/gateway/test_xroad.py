@@ -70,7 +70,7 @@ async def test_xroad_upstream_down_is_a_server_fault(exchange):
     def refuse(request):
         raise httpx.ConnectError("refused", request=request)
 
-    x.app.state.forwarder.upstreams["departments"].client._transport = httpx.MockTransport(refuse)
+    x.app.state.forwarder.upstreams["departments"].use(httpx.MockTransport(refuse))
     r = await x.client.post(f"{SVC}/queries", json={"id_number": ID},
                             headers=x.h("community-xf", **{"X-Road-Client": CLIENT}))
     assert r.status_code == 503 and r.headers["x-road-error"].startswith("Server.")

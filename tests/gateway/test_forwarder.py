@@ -1,5 +1,5 @@
-"""The forwarding hot path: verified tokens cached (bounded, until their own expiry) without delaying member
-revocation, and the fast path that skips FastAPI's route walk for forwarded calls."""
+"""Forwarding: verified tokens cached (bounded, until their own expiry) without delaying member revocation; the
+forward route's request ids, problems and body limits; an upstream over a real socket."""
 from __future__ import annotations
 
 from types import SimpleNamespace
@@ -61,11 +61,8 @@ async def test_a_token_is_verified_once_and_revocation_still_applies_at_once(exc
     assert r.status_code == 403 and r.json()["code"] == "member_revoked"
 
 
-async def test_fast_path_keeps_request_ids_problems_and_body_limits(exchange):
-    from gateway.routing.fastpath import ForwardFastPath
-
+async def test_the_forward_route_keeps_request_ids_problems_and_body_limits(exchange):
     x = exchange
-    assert any(m.cls is ForwardFastPath for m in x.app.user_middleware)
     r = await x.client.post("/departments/renshe/v1/queries", json={"id_number": ID},
                             headers={"X-Request-Id": "req-fast-1"})
     assert r.status_code == 401 and r.headers["content-type"].startswith("application/problem+json")
@@ -99,8 +96,9 @@ async def _raw_server(reply: bytes, seen: list, delay: float = 0.0):
 
 
 async def test_upstream_over_a_real_socket_keeps_bytes_headers_and_failure_semantics():
-    """The pooled path (gateway.routing.connections) used outside tests: the request goes out as sent, the answer comes back
-    untouched (no decompression, hop-by-hop and server headers dropped), timeouts and refusals map to 504/503."""
+    """The upstream's own transport (httpx's pool, as deployed): the request goes out as sent (no headers of the
+    client's own), the answer comes back untouched (no decompression, hop-by-hop and server headers dropped),
+    timeouts and refusals map to 504/503."""
     import gzip
     import json
 
