@@ -7,6 +7,7 @@ from typing import Literal
 from fastapi import APIRouter, Depends, Header, Query, Request
 from sqlalchemy import select
 
+from common.deps import DbSession
 from common.auth import Principal, get_principal, require_roles
 from common.clock import Clock, get_clock
 from common.errors import Problem
@@ -30,7 +31,7 @@ def _resource_out(r: Resource) -> ResourceOut:
 
 
 @router.get("/catalogue", response_model=Page[ResourceOut], summary="政务信息资源目录 Browse the resource catalogue")
-async def list_catalogue(request: Request, page: PageParams = Depends(),
+async def list_catalogue(session: DbSession, request: Request, page: PageParams = Depends(),
                          owner: str | None = Query(None, description="提供方成员单位"),
                          sharing_class: SharingClass | None = Query(None, description="共享类型"),
                          principal: Principal = Depends(get_principal)):
@@ -41,8 +42,7 @@ async def list_catalogue(request: Request, page: PageParams = Depends(),
         q = q.where(Resource.sharing_class == sharing_class)
     if page.after:
         q = q.where(Resource.code > page.after_key())
-    async with request.app.state.db.session() as session:
-        rows = (await session.execute(q)).scalars().all()
+    rows = (await session.execute(q)).scalars().all()
     more = len(rows) > page.limit
     rows = rows[:page.limit]
     return Page[ResourceOut](items=[_resource_out(r) for r in rows],
@@ -62,9 +62,8 @@ async def refresh(request: Request, principal: Principal = Depends(require_roles
 
 
 @router.get("/catalogue/{code}", response_model=ResourceOut, summary="资源详情 One catalogue entry")
-async def get_resource(code: str, request: Request, principal: Principal = Depends(get_principal)):
-    async with request.app.state.db.session() as session:
-        r = await session.get(Resource, code)
+async def get_resource(session: DbSession, code: str, request: Request, principal: Principal = Depends(get_principal)):
+    r = await session.get(Resource, code)
     if r is None:
         raise Problem(404, "resource.not_found", ("资源目录中没有这个资源", "No such resource in the catalogue"))
     return _resource_out(r)
@@ -94,7 +93,7 @@ async def apply_grant(body: GrantApply, request: Request, principal: Principal =
 
 
 @router.get("/grants", response_model=Page[GrantOut], summary="授权与申请列表 Grants (as consumer or owner)")
-async def list_grants(request: Request, page: PageParams = Depends(),
+async def list_grants(session: DbSession, request: Request, page: PageParams = Depends(),
                       side: Literal["consumer", "owner", "any"] = Query("any", description="本单位作为申请方或提供方"),
                       status: Literal["pending", "approved", "refused", "revoked"] | None = None,
                       resource: str | None = None, overdue: bool | None = Query(None, description="只看超期"),
@@ -114,8 +113,7 @@ async def list_grants(request: Request, page: PageParams = Depends(),
         q = q.where(Grant.resource == resource)
     if page.after:
         q = q.where(Grant.id < page.after_key())
-    async with request.app.state.db.session() as session:
-        rows = (await session.execute(q)).scalars().all()
+    rows = (await session.execute(q)).scalars().all()
     more = len(rows) > page.limit
     rows = rows[:page.limit]
     items = [service.grant_out(g, now) for g in rows]
@@ -125,10 +123,9 @@ async def list_grants(request: Request, page: PageParams = Depends(),
 
 
 @router.get("/grants/{grant_id}", response_model=GrantOut, summary="授权详情 One grant")
-async def get_grant(grant_id: str, request: Request, principal: Principal = Depends(members_only),
+async def get_grant(session: DbSession, grant_id: str, request: Request, principal: Principal = Depends(members_only),
                     clock: Clock = Depends(get_clock)):
-    async with request.app.state.db.session() as session:
-        g = await session.get(Grant, grant_id)
+    g = await session.get(Grant, grant_id)
     if g is None or (principal.role != "ops" and principal.member not in (g.owner, g.consumer)):
         raise Problem(404, "grant.not_found", ("授权申请不存在", "No such grant"))
     return service.grant_out(g, clock.now())
@@ -171,7 +168,7 @@ async def revoke_grant(grant_id: str, request: Request, body: GrantRevoke | None
 
 
 @router.get("/log", response_model=Page[LogEntryOut], summary="交换日志 Message log of your own resources")
-async def message_log(request: Request, page: PageParams = Depends(), resource: str | None = None,
+async def message_log(session: DbSession, request: Request, page: PageParams = Depends(), resource: str | None = None,
                       member: str | None = Query(None, description="调用方成员单位"),
                       principal: Principal = Depends(members_only)):
     q = select(MessageLog).order_by(MessageLog.seq.desc()).limit(page.limit + 1)
@@ -183,8 +180,7 @@ async def message_log(request: Request, page: PageParams = Depends(), resource: 
         q = q.where(MessageLog.member == member)
     if page.after:
         q = q.where(MessageLog.seq < page.after_key(int))
-    async with request.app.state.db.session() as session:
-        rows = (await session.execute(q)).scalars().all()
+    rows = (await session.execute(q)).scalars().all()
     more = len(rows) > page.limit
     rows = rows[:page.limit]
     return Page[LogEntryOut](items=[LogEntryOut.model_validate(r) for r in rows],

@@ -7,6 +7,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.concurrency import run_in_threadpool
 from sqlalchemy import select
 
+from common.deps import DbSession
 from common.auth import Principal, require_roles
 from common.clock import Clock, get_clock
 from common.errors import Problem
@@ -22,18 +23,17 @@ ops_only = require_roles("ops")
 
 
 @router.get("", response_model=list[MemberOut], summary="成员单位列表 List members")
-async def list_members(request: Request, principal: Principal = Depends(require_roles("ops", "evaluator"))):
-    async with request.app.state.db.session() as session:
-        rows = (await session.execute(select(Member).order_by(Member.code))).scalars()
-        return [MemberOut.model_validate(m) for m in rows]
+async def list_members(session: DbSession, request: Request, principal: Principal = Depends(require_roles("ops", "evaluator"))):
+    rows = (await session.execute(select(Member).order_by(Member.code))).scalars()
+    return [MemberOut.model_validate(m) for m in rows]
 
 
 @router.post("", status_code=201, response_model=MemberCredentials, summary="登记成员单位 Register a member")
-async def create_member(body: MemberCreate, request: Request, principal: Principal = Depends(ops_only),
+async def create_member(session: DbSession, body: MemberCreate, request: Request, principal: Principal = Depends(ops_only),
                         clock: Clock = Depends(get_clock)):
     secret = secrets.token_urlsafe(32)
     hashed = await run_in_threadpool(hash_secret, secret)
-    async with request.app.state.db.session() as session, session.begin():
+    async with session.begin():
         if await session.get(Member, body.code) is not None:
             raise Problem(409, "member.exists", ("该成员单位编码已存在", "A member with this code exists"))
         now = clock.now()
@@ -52,9 +52,9 @@ async def create_member(body: MemberCreate, request: Request, principal: Princip
               description="名称、范围，及双向 TLS 身份：设置 `client_cert_sha256`（或 `client_cert_pem`）后，该成员单位"
                           "取令牌和每次调用都须出示该客户端证书；设为 null 取消。立即生效。"
                           " Name, scopes, and the mutual-TLS identity (null removes it); takes effect at once.")
-async def update_member(code: str, body: MemberUpdate, request: Request, principal: Principal = Depends(ops_only)):
+async def update_member(session: DbSession, code: str, body: MemberUpdate, request: Request, principal: Principal = Depends(ops_only)):
     sent = body.model_fields_set
-    async with request.app.state.db.session() as session, session.begin():
+    async with session.begin():
         member = await session.get(Member, code)
         if member is None:
             raise Problem(404, "member.not_found", ("成员单位不存在", "Unknown member"))
@@ -70,11 +70,11 @@ async def update_member(code: str, body: MemberUpdate, request: Request, princip
 
 
 @router.post("/{code}/rotate-secret", response_model=MemberCredentials, summary="轮换密钥 Rotate the secret")
-async def rotate_secret(code: str, request: Request, principal: Principal = Depends(ops_only),
+async def rotate_secret(session: DbSession, code: str, request: Request, principal: Principal = Depends(ops_only),
                         clock: Clock = Depends(get_clock)):
     secret = secrets.token_urlsafe(32)
     hashed = await run_in_threadpool(hash_secret, secret)
-    async with request.app.state.db.session() as session, session.begin():
+    async with session.begin():
         member = await session.get(Member, code)
         if member is None:
             raise Problem(404, "member.not_found", ("成员单位不存在", "Unknown member"))
@@ -84,9 +84,9 @@ async def rotate_secret(code: str, request: Request, principal: Principal = Depe
 
 
 @router.post("/{code}/revoke", response_model=MemberOut, summary="停用成员单位 Revoke a member")
-async def revoke(code: str, request: Request, principal: Principal = Depends(ops_only),
+async def revoke(session: DbSession, code: str, request: Request, principal: Principal = Depends(ops_only),
                  clock: Clock = Depends(get_clock)):
-    async with request.app.state.db.session() as session, session.begin():
+    async with session.begin():
         member = await session.get(Member, code)
         if member is None:
             raise Problem(404, "member.not_found", ("成员单位不存在", "Unknown member"))

@@ -6,6 +6,7 @@ import math
 from fastapi import APIRouter, Depends, Query, Request
 from sqlalchemy import func, or_, select
 
+from common.deps import DbSession
 from common.auth import Principal, get_principal
 from common.validators import Instant
 from svc_matching.directory import hsds, service
@@ -38,7 +39,7 @@ async def root(principal: Principal = Depends(get_principal)):
 
 
 @router.get("/services", summary="服务列表 (HSDS)")
-async def services(request: Request, page: HsdsPage = Depends(), search: str | None = None,
+async def services(session: DbSession, request: Request, page: HsdsPage = Depends(), search: str | None = None,
                    taxonomy_term_id: str | None = None, organization_id: str | None = None,
                    modified_after: Instant | None = None, full: bool = False,
                    principal: Principal = Depends(get_principal)):
@@ -53,18 +54,16 @@ async def services(request: Request, page: HsdsPage = Depends(), search: str | N
         stmt = stmt.where(Service.organization_id == organization_id)
     if modified_after:
         stmt = stmt.where(Service.updated_at > modified_after)
-    async with request.app.state.db.session() as session:
-        return await _paged(session, stmt, page, lambda s: hsds.service_out(session, s, full=full))
+    return await _paged(session, stmt, page, lambda s: hsds.service_out(session, s, full=full))
 
 
 @router.get("/services/{service_id}", summary="服务详情 (HSDS)")
-async def service_detail(service_id: str, request: Request, principal: Principal = Depends(get_principal)):
-    async with request.app.state.db.session() as session:
-        return await hsds.service_out(session, await service.get_service(session, service_id))
+async def service_detail(session: DbSession, service_id: str, request: Request, principal: Principal = Depends(get_principal)):
+    return await hsds.service_out(session, await service.get_service(session, service_id))
 
 
 @router.get("/organizations", summary="机构列表 (HSDS)")
-async def organizations(request: Request, page: HsdsPage = Depends(), search: str | None = None,
+async def organizations(session: DbSession, request: Request, page: HsdsPage = Depends(), search: str | None = None,
                         principal: Principal = Depends(get_principal)):
     stmt = select(Organization).order_by(Organization.id)
     if search:
@@ -72,24 +71,22 @@ async def organizations(request: Request, page: HsdsPage = Depends(), search: st
 
     async def render(org):
         return hsds.organization_out(org)
-    async with request.app.state.db.session() as session:
-        return await _paged(session, stmt, page, render)
+    return await _paged(session, stmt, page, render)
 
 
 @router.get("/organizations/{org_id}", summary="机构详情 (HSDS)")
-async def organization_detail(org_id: str, request: Request, principal: Principal = Depends(get_principal)):
-    async with request.app.state.db.session() as session:
-        org = await service.get_organization(session, org_id)
-        svcs = list((await session.execute(select(Service).where(Service.organization_id == org.id)
-                                           .order_by(Service.id))).scalars())
-        locs = list((await session.execute(select(Location).where(Location.organization_id == org.id)
-                                           .order_by(Location.id))).scalars())
-        return hsds.organization_out(org, services=[await hsds.service_out(session, s, full=False) for s in svcs],
-                                     locations=[hsds.location_out(x) for x in locs])
+async def organization_detail(session: DbSession, org_id: str, request: Request, principal: Principal = Depends(get_principal)):
+    org = await service.get_organization(session, org_id)
+    svcs = list((await session.execute(select(Service).where(Service.organization_id == org.id)
+                                       .order_by(Service.id))).scalars())
+    locs = list((await session.execute(select(Location).where(Location.organization_id == org.id)
+                                       .order_by(Location.id))).scalars())
+    return hsds.organization_out(org, services=[await hsds.service_out(session, s, full=False) for s in svcs],
+                                 locations=[hsds.location_out(x) for x in locs])
 
 
 @router.get("/taxonomy_terms", summary="分类术语 (HSDS)")
-async def taxonomy_terms(request: Request, page: HsdsPage = Depends(), taxonomy: str | None = None,
+async def taxonomy_terms(session: DbSession, request: Request, page: HsdsPage = Depends(), taxonomy: str | None = None,
                          parent_id: str | None = None, principal: Principal = Depends(get_principal)):
     stmt = select(TaxonomyTerm).order_by(TaxonomyTerm.taxonomy, TaxonomyTerm.code)
     if taxonomy:
@@ -99,5 +96,4 @@ async def taxonomy_terms(request: Request, page: HsdsPage = Depends(), taxonomy:
 
     async def render(t):
         return hsds.term_out(t)
-    async with request.app.state.db.session() as session:
-        return await _paged(session, stmt, page, render)
+    return await _paged(session, stmt, page, render)

@@ -4,6 +4,7 @@ from datetime import datetime
 
 from fastapi import APIRouter, Depends, Header, Request
 
+from common.deps import DbSession
 from common.auth import Principal, get_principal, require_roles
 from common.clock import Clock, get_clock
 from common.idempotency import request_fingerprint, run_idempotent
@@ -72,15 +73,14 @@ async def create_service(body: ServiceCreate, request: Request, principal: Princ
 
 
 @router.get("/services/{service_id}", summary="服务详情 Get a service")
-async def get_service(service_id: str, request: Request, principal: Principal = Depends(get_principal)):
-    async with request.app.state.db.session() as session:
-        return await hsds.service_out(session, await service.get_service(session, service_id))
+async def get_service(session: DbSession, service_id: str, request: Request, principal: Principal = Depends(get_principal)):
+    return await hsds.service_out(session, await service.get_service(session, service_id))
 
 
 @router.post("/services/{service_id}/status", summary="上架或撤下服务资源 List again or withdraw a service")
-async def set_service_status(service_id: str, body: ServiceStatusIn, request: Request,
+async def set_service_status(session: DbSession, service_id: str, body: ServiceStatusIn, request: Request,
                              principal: Principal = Depends(staff), clock: Clock = Depends(get_clock)):
-    async with request.app.state.db.session() as session, session.begin():
+    async with session.begin():
         svc = await service.set_service_status(session, principal, service_id, body.status, body.reason,
                                                body.version, now=clock.now())
         return await hsds.service_out(session, svc)

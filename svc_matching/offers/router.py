@@ -6,6 +6,7 @@ import logging
 from fastapi import APIRouter, Depends, FastAPI, Header, Query, Request
 from sqlalchemy import select
 
+from common.deps import DbSession
 from common.auth import Principal, get_principal, require_roles
 from common.clock import Clock, get_clock
 from common.errors import Problem
@@ -32,40 +33,38 @@ def _offer_body(offer: Offer | None) -> dict | None:
 
 
 @router.post("/needs/{need_id}/candidates", summary="候选服务方（前 k 名及理由） Top-k candidates with reasons")
-async def need_candidates(need_id: str, request: Request, k: int = Query(5, ge=1, le=50),
+async def need_candidates(session: DbSession, need_id: str, request: Request, k: int = Query(5, ge=1, le=50),
                           principal: Principal = Depends(require_roles(*NEED_STAFF))):
-    async with request.app.state.db.session() as session:
-        need = await get_need(session, principal, need_id)
-        return await service.candidates(session, need, _settings(request), k)
+    need = await get_need(session, principal, need_id)
+    return await service.candidates(session, need, _settings(request), k)
 
 
 @router.post("/needs/{need_id}/match", status_code=201, summary="匹配并派单 Match one need and offer it")
-async def match_need(need_id: str, request: Request, principal: Principal = Depends(require_roles(*MATCH_ROLES)),
+async def match_need(session: DbSession, need_id: str, request: Request, principal: Principal = Depends(require_roles(*MATCH_ROLES)),
                      clock: Clock = Depends(get_clock)):
-    async with request.app.state.db.session() as session, session.begin():
+    async with session.begin():
         need = await get_need(session, principal, need_id)
         proposal, offer, found = await service.match_one(session, need, clock.now(), _settings(request))
         return {"proposal_id": proposal.id, "need_status": need.status, "offer": _offer_body(offer), **found}
 
 
 @router.post("/match/batch", summary="批量最优匹配 Batch-optimal matching of open needs")
-async def match_batch(body: BatchRequest, request: Request,
+async def match_batch(session: DbSession, body: BatchRequest, request: Request,
                       principal: Principal = Depends(require_roles(*MATCH_ROLES)),
                       clock: Clock = Depends(get_clock)):
-    async with request.app.state.db.session() as session, session.begin():
+    async with session.begin():
         out = await service.match_batch(session, principal, body.need_ids, body.place_code, clock.now(),
                                         _settings(request))
         return {**out, "offers": [_offer_body(o) for o in out["offers"]]}
 
 
 @router.get("/offers/{offer_id}", response_model=OfferOut, summary="派单详情 Get an offer")
-async def get_offer(offer_id: str, request: Request, principal: Principal = Depends(get_principal)):
-    async with request.app.state.db.session() as session:
-        return OfferOut.model_validate(await service.get_offer(session, principal, offer_id))
+async def get_offer(session: DbSession, offer_id: str, request: Request, principal: Principal = Depends(get_principal)):
+    return OfferOut.model_validate(await service.get_offer(session, principal, offer_id))
 
 
 @router.get("/offers", response_model=Page[OfferOut], summary="派单列表 List offers")
-async def list_offers(request: Request, need_id: str | None = None, provider_id: str | None = None,
+async def list_offers(session: DbSession, request: Request, need_id: str | None = None, provider_id: str | None = None,
                       status: str | None = None, page: PageParams = Depends(),
                       principal: Principal = Depends(require_roles(*MATCH_ROLES))):
     # the offers of needs in the caller's places (ops: all)
@@ -79,8 +78,7 @@ async def list_offers(request: Request, need_id: str | None = None, provider_id:
         stmt = stmt.where(Offer.status == status)
     if page.after:
         stmt = stmt.where(Offer.id > page.after_key())
-    async with request.app.state.db.session() as session:
-        rows = list((await session.execute(stmt)).scalars())
+    rows = list((await session.execute(stmt)).scalars())
     more = len(rows) > page.limit
     rows = rows[: page.limit]
     return Page[OfferOut](items=[OfferOut.model_validate(r) for r in rows],
@@ -88,9 +86,9 @@ async def list_offers(request: Request, need_id: str | None = None, provider_id:
 
 
 @router.post("/offers/{offer_id}/accept", response_model=OfferOut, summary="接单 Accept an offer")
-async def accept(offer_id: str, request: Request, principal: Principal = Depends(get_principal),
+async def accept(session: DbSession, offer_id: str, request: Request, principal: Principal = Depends(get_principal),
                  if_match: str | None = Header(None, alias="If-Match"), clock: Clock = Depends(get_clock)):
-    async with request.app.state.db.session() as session, session.begin():
+    async with session.begin():
         offer = await service.get_offer(session, principal, offer_id)
         accepted = await service.accept(session, offer, clock.now(), _settings(request), if_match)
     if not accepted:  # the expiry (and the move to the next candidate) is committed; the answer is too late
@@ -99,10 +97,10 @@ async def accept(offer_id: str, request: Request, principal: Principal = Depends
 
 
 @router.post("/offers/{offer_id}/decline", summary="退单 Decline an offer (moves to the next candidate)")
-async def decline(offer_id: str, request: Request, body: DeclineBody | None = None,
+async def decline(session: DbSession, offer_id: str, request: Request, body: DeclineBody | None = None,
                   principal: Principal = Depends(get_principal), if_match: str | None = Header(None, alias="If-Match"),
                   clock: Clock = Depends(get_clock)):
-    async with request.app.state.db.session() as session, session.begin():
+    async with session.begin():
         offer = await service.get_offer(session, principal, offer_id)
         nxt = await service.decline(session, offer, body.reason if body else None, clock.now(),
                                     _settings(request), if_match)
@@ -110,19 +108,19 @@ async def decline(offer_id: str, request: Request, body: DeclineBody | None = No
 
 
 @router.post("/offers/{offer_id}/complete", response_model=OfferOut, summary="确认服务完成 Confirm completion")
-async def complete(offer_id: str, body: CompleteBody, request: Request,
+async def complete(session: DbSession, offer_id: str, body: CompleteBody, request: Request,
                    principal: Principal = Depends(get_principal), if_match: str | None = Header(None, alias="If-Match"),
                    clock: Clock = Depends(get_clock)):
-    async with request.app.state.db.session() as session, session.begin():
+    async with session.begin():
         offer = await service.get_offer(session, principal, offer_id)
         await service.complete(session, principal, offer, body.hours, body.rating, clock.now(), if_match)
         return OfferOut.model_validate(offer)
 
 
 @router.post("/offers/expire", summary="处理超时派单 Expire overdue offers now")
-async def expire(request: Request, principal: Principal = Depends(require_roles("ops", "system")),
+async def expire(session: DbSession, request: Request, principal: Principal = Depends(require_roles("ops", "system")),
                  clock: Clock = Depends(get_clock)):
-    async with request.app.state.db.session() as session, session.begin():
+    async with session.begin():
         return {"expired": await service.expire_due(session, clock.now(), _settings(request))}
 
 

@@ -6,6 +6,7 @@ from datetime import datetime
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
+from common.deps import DbSession
 from common.auth import Principal, require_roles
 from common.clock import Clock, get_clock
 from common.errors import Problem, invalid
@@ -52,29 +53,28 @@ class PlaceOut(BaseModel):
 
 
 @router.put("/{person_id}", response_model=PlaceOut, summary="更新居民所在地 Replace a person's place")
-async def put_place(body: PlaceIn, request: Request, person_id: str = PersonId, principal: Principal = FEED,
+async def put_place(session: DbSession, body: PlaceIn, request: Request, person_id: str = PersonId, principal: Principal = FEED,
                     clock: Clock = Depends(get_clock)):
     if not body.grid_code.startswith(body.community_code):
         raise invalid("grid_code", "place.grid_outside_community", "网格不在该社区内",
                       "The grid does not lie in the community")
-    async with request.app.state.db.session() as session, session.begin():
+    async with session.begin():
         return PlaceOut.model_validate(await places.upsert_place(
             session, person_id, body.grid_code, body.community_code, clock.now(), version=body.version))
 
 
 @router.get("/{person_id}", response_model=PlaceOut, summary="居民所在地 Get a person's place")
-async def get_place(request: Request, person_id: str = PersonId, principal: Principal = FEED):
-    async with request.app.state.db.session() as session:
-        place = await session.get(PersonPlace, person_id)
+async def get_place(session: DbSession, request: Request, person_id: str = PersonId, principal: Principal = FEED):
+    place = await session.get(PersonPlace, person_id)
     if place is None or place.removed:
         raise Problem(404, "person_place.not_found", ("没有该居民的所在地", "No place for this person"))
     return PlaceOut.model_validate(place)
 
 
 @router.delete("/{person_id}", status_code=204, summary="删除居民所在地 Drop a person's place")
-async def delete_place(request: Request, person_id: str = PersonId, principal: Principal = FEED,
+async def delete_place(session: DbSession, request: Request, person_id: str = PersonId, principal: Principal = FEED,
                        clock: Clock = Depends(get_clock), version: int | None = Query(None, ge=1, le=2**31 - 1,
                                                    description="来源版本号：给出时保留无数据的删除标记")):
-    async with request.app.state.db.session() as session, session.begin():
+    async with session.begin():
         await places.remove_place(session, person_id, clock.now(), version=version)
     return Response(status_code=204)

@@ -5,6 +5,7 @@ from typing import Literal
 from fastapi import APIRouter, Depends, Header, Request
 from sqlalchemy import select
 
+from common.deps import DbSession
 from common.auth import Principal, get_principal, require_roles
 from common.clock import Clock, get_clock
 from common.idempotency import request_fingerprint, run_idempotent
@@ -40,9 +41,8 @@ async def create_volunteer(body: VolunteerCreate, request: Request,
 
 
 @router.get("/volunteers/{volunteer_id}", response_model=VolunteerOut, summary="志愿者详情 Get a volunteer")
-async def get_volunteer(volunteer_id: str, request: Request, principal: Principal = Depends(get_principal)):
-    async with request.app.state.db.session() as session:
-        return VolunteerOut.model_validate(await service.get_volunteer(session, volunteer_id, principal))
+async def get_volunteer(session: DbSession, volunteer_id: str, request: Request, principal: Principal = Depends(get_principal)):
+    return VolunteerOut.model_validate(await service.get_volunteer(session, volunteer_id, principal))
 
 
 @router.post("/volunteers/{volunteer_id}/hours_offers", status_code=201, response_model=HoursOfferOut,
@@ -77,13 +77,12 @@ async def create_need(body: NeedCreate, request: Request, principal: Principal =
 
 
 @router.get("/needs/{need_id}", response_model=NeedOut, summary="需求详情 Get a need")
-async def get_need(need_id: str, request: Request, principal: Principal = Depends(get_principal)):
-    async with request.app.state.db.session() as session:
-        return NeedOut.model_validate(await service.get_need(session, principal, need_id))
+async def get_need(session: DbSession, need_id: str, request: Request, principal: Principal = Depends(get_principal)):
+    return NeedOut.model_validate(await service.get_need(session, principal, need_id))
 
 
 @router.get("/needs", response_model=Page[NeedOut], summary="需求清单 List needs")
-async def list_needs(request: Request, status: NeedStatus | None = None,
+async def list_needs(session: DbSession, request: Request, status: NeedStatus | None = None,
                      category: str | None = None, place_code: str | None = None, page: PageParams = Depends(),
                      principal: Principal = Depends(require_roles(*service.NEED_STAFF))):
     # staff see the needs of their places, ops all (svc_matching/access.py)
@@ -96,8 +95,7 @@ async def list_needs(request: Request, status: NeedStatus | None = None,
         stmt = stmt.where(Need.place_code.startswith(place_code, autoescape=True))
     if page.after:
         stmt = stmt.where(Need.id > page.after_key())
-    async with request.app.state.db.session() as session:
-        rows = list((await session.execute(stmt)).scalars())
+    rows = list((await session.execute(stmt)).scalars())
     more = len(rows) > page.limit
     rows = rows[: page.limit]
     return Page[NeedOut](items=[NeedOut.model_validate(r) for r in rows],

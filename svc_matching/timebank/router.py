@@ -5,6 +5,7 @@ from fastapi.responses import JSONResponse
 from fastapi.encoders import jsonable_encoder
 from sqlalchemy import select
 
+from common.deps import DbSession
 from common.auth import Principal, get_principal, require_roles
 from common.clock import Clock, get_clock
 from common.errors import Problem, field_error, invalid
@@ -50,10 +51,10 @@ async def _posting_response(session, posting: Posting, created: bool) -> JSONRes
 
 
 @router.post("/postings", status_code=201, response_model=PostingOut, summary="复式记账 Post balanced entries")
-async def create_posting(body: PostingCreate, request: Request,
+async def create_posting(session: DbSession, body: PostingCreate, request: Request,
                          principal: Principal = Depends(require_roles("street_staff", "ops")),
                          clock: Clock = Depends(get_clock)):
-    async with request.app.state.db.session() as session, session.begin():
+    async with session.begin():
         for i, e in enumerate(body.entries):  # an account outside the caller's places reads as unknown
             acc = await session.get(Account, e.account_id)
             if acc is not None and not await may_see_account(session, principal, acc):
@@ -66,10 +67,10 @@ async def create_posting(body: PostingCreate, request: Request,
 
 
 @router.post("/credits", status_code=201, response_model=PostingOut, summary="发放时长或积分 Credit hours / points")
-async def credit(body: CreditCreate, request: Request, principal: Principal = Depends(require_roles(*LEDGER_STAFF)),
+async def credit(session: DbSession, body: CreditCreate, request: Request, principal: Principal = Depends(require_roles(*LEDGER_STAFF)),
                  clock: Clock = Depends(get_clock)):
     _check_issuer(principal, body.community)
-    async with request.app.state.db.session() as session, session.begin():
+    async with session.begin():
         # only a person of the register (svc_residents' feed) within the caller's places gets an account: an
         # unknown person and one elsewhere get the same answer
         if not reaches_person(principal, body.person_id, await known_person(session, body.person_id)):
@@ -83,9 +84,9 @@ async def credit(body: CreditCreate, request: Request, principal: Principal = De
 
 
 @router.post("/redemptions", status_code=201, response_model=PostingOut, summary="兑换服务 Redeem for a service")
-async def redeem(body: RedemptionCreate, request: Request,
+async def redeem(session: DbSession, body: RedemptionCreate, request: Request,
                  principal: Principal = Depends(require_roles(*REDEEMERS)), clock: Clock = Depends(get_clock)):
-    async with request.app.state.db.session() as session, session.begin():
+    async with session.begin():
         acc = await session.get(Account, body.account_id)
         if acc is None or acc.kind != "member" or not await may_see_account(session, principal, acc):
             # another person's account, or one outside the caller's places, reads as unknown
@@ -99,20 +100,19 @@ async def redeem(body: RedemptionCreate, request: Request,
 
 
 @router.get("/accounts", response_model=list[AccountOut], summary="查询账户 Accounts of a person")
-async def accounts(request: Request, person_id: str = Query(min_length=1, max_length=36),
+async def accounts(session: DbSession, request: Request, person_id: str = Query(min_length=1, max_length=36),
                    principal: Principal = Depends(require_roles(*ACCOUNT_READERS))):
     """A resident (or proxy) asks about their own person only (403 otherwise, whoever the person is); staff get
     the accounts of a person they cover, else `[]`: the same answer for a person without accounts, one elsewhere
     and one who does not exist."""
     if principal.role in ("resident", "proxy") and not is_own(principal, person_id):
         raise Problem(403, "forbidden", ("只能查看本人的账户", "You may only see your own accounts"))
-    async with request.app.state.db.session() as session:
-        if principal.role != "ops" and not reaches_person(principal, person_id,
-                                                          await known_person(session, person_id)):
-            return []
-        rows = list((await session.execute(select(Account).where(Account.owner_kind == "person",
-                                                                 Account.owner_id == person_id)
-                                           .order_by(Account.unit))).scalars())
+    if principal.role != "ops" and not reaches_person(principal, person_id,
+                                                      await known_person(session, person_id)):
+        return []
+    rows = list((await session.execute(select(Account).where(Account.owner_kind == "person",
+                                                             Account.owner_id == person_id)
+                                       .order_by(Account.unit))).scalars())
     return [AccountOut.model_validate(a) for a in rows]
 
 
@@ -124,21 +124,19 @@ async def _account(session, principal: Principal, account_id: str) -> Account:
 
 
 @router.get("/accounts/{account_id}", response_model=AccountOut, summary="账户余额 Account and balance")
-async def account(account_id: str, request: Request, principal: Principal = Depends(get_principal)):
-    async with request.app.state.db.session() as session:
-        return AccountOut.model_validate(await _account(session, principal, account_id))
+async def account(session: DbSession, account_id: str, request: Request, principal: Principal = Depends(get_principal)):
+    return AccountOut.model_validate(await _account(session, principal, account_id))
 
 
 @router.get("/accounts/{account_id}/statement", response_model=Page[StatementLine], summary="对账单 Statement")
-async def statement(account_id: str, request: Request, page: PageParams = Depends(),
+async def statement(session: DbSession, account_id: str, request: Request, page: PageParams = Depends(),
                     principal: Principal = Depends(get_principal)):
-    async with request.app.state.db.session() as session:
-        await _account(session, principal, account_id)
-        stmt = (select(Entry, Posting).join(Posting, Posting.id == Entry.posting_id)
-                .where(Entry.account_id == account_id).order_by(Entry.id).limit(page.limit + 1))
-        if page.after:
-            stmt = stmt.where(Entry.id > page.after_key(int))
-        rows = (await session.execute(stmt)).all()
+    await _account(session, principal, account_id)
+    stmt = (select(Entry, Posting).join(Posting, Posting.id == Entry.posting_id)
+            .where(Entry.account_id == account_id).order_by(Entry.id).limit(page.limit + 1))
+    if page.after:
+        stmt = stmt.where(Entry.id > page.after_key(int))
+    rows = (await session.execute(stmt)).all()
     more = len(rows) > page.limit
     rows = rows[: page.limit]
     items = [StatementLine(entry_id=e.id, posting_id=p.id, client_posting_id=p.client_posting_id, kind=p.kind,

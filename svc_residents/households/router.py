@@ -5,6 +5,7 @@ from urllib.parse import unquote
 
 from fastapi import APIRouter, Depends, Header, Request, Response
 
+from common.deps import DbSession
 from common.auth import Principal, get_principal
 from common.clock import Clock, get_clock
 from common.idempotency import request_fingerprint, run_idempotent
@@ -38,11 +39,10 @@ async def create_household(body: HouseholdCreate, request: Request, principal: P
 
 
 @router.get("", response_model=Page[HouseholdOut], summary="户列表 List households in scope")
-async def list_households(request: Request, grid_code: str | None = None, page: PageParams = Depends(),
+async def list_households(session: DbSession, request: Request, grid_code: str | None = None, page: PageParams = Depends(),
                           principal: Principal = Depends(get_principal)):
-    async with request.app.state.db.session() as session:
-        rows = await service.list_households(session, principal, grid_code=grid_code,
-                                             after=page.after_key(), limit=page.limit)
+    rows = await service.list_households(session, principal, grid_code=grid_code,
+                                         after=page.after_key(), limit=page.limit)
     more = len(rows) > page.limit
     rows = rows[: page.limit]
     return Page[HouseholdOut](items=[HouseholdOut.model_validate(r) for r in rows],
@@ -90,8 +90,8 @@ async def get_household_file(household_id: str, request: Request, principal: Pri
 
 
 @router.patch("/{household_id}", response_model=HouseholdOut, summary="修改户（地址、楼栋、户主）Update a household")
-async def update_household(household_id: str, body: HouseholdUpdate, request: Request,
+async def update_household(session: DbSession, household_id: str, body: HouseholdUpdate, request: Request,
                            principal: Principal = Depends(get_principal), clock: Clock = Depends(get_clock)):
-    async with request.app.state.db.session() as session, session.begin():
+    async with session.begin():
         household = await service.update_household(session, principal, household_id, body, now=clock.now())
         return HouseholdOut.model_validate(household)

@@ -6,6 +6,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, ConfigDict, Field
 
+from common.deps import DbSession
 from common.auth import Principal, get_principal
 from common.clock import Clock, get_clock
 from svc_residents.identity import service
@@ -44,10 +45,10 @@ class ChangeOut(BaseModel):
 
 @router.post("/{person_id}/merge", response_model=MergeOut,
              summary="合并重复档案（一人多档）Merge a duplicate record into this one")
-async def merge(person_id: str, body: MergeIn, request: Request, principal: Principal = Depends(get_principal),
+async def merge(session: DbSession, person_id: str, body: MergeIn, request: Request, principal: Principal = Depends(get_principal),
                 clock: Clock = Depends(get_clock)):
     now = clock.now()
-    async with request.app.state.db.session() as session, session.begin():
+    async with session.begin():
         survivor, dup = await service.merge(session, principal, request.app.state.protection, person_id,
                                             body.duplicate_id, body.reason.strip(), now=now)
         tags = await tags_for(session, [survivor.id, dup.id])
@@ -57,6 +58,5 @@ async def merge(person_id: str, body: MergeIn, request: Request, principal: Prin
 
 @router.get("/{person_id}/changes", response_model=list[ChangeOut],
             summary="变更记录（部门核验、合并）Change history")
-async def changes(person_id: str, request: Request, principal: Principal = Depends(get_principal)):
-    async with request.app.state.db.session() as session:
-        return [ChangeOut.model_validate(c) for c in await service.changes(session, principal, person_id)]
+async def changes(session: DbSession, person_id: str, request: Request, principal: Principal = Depends(get_principal)):
+    return [ChangeOut.model_validate(c) for c in await service.changes(session, principal, person_id)]

@@ -7,6 +7,7 @@ from urllib.parse import unquote
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from pydantic import BaseModel
 
+from common.deps import DbSession
 from common.auth import Principal, get_principal
 from common.clock import Clock, get_clock
 from common.errors import invalid, request_language
@@ -128,7 +129,7 @@ async def search_persons(body: PersonSearch, request: Request, principal: Princi
 
 
 @router.get("/{person_id}", response_model=PersonOut, summary="居民详情 Get a person (masked unless reveal=true)")
-async def get_person(person_id: str, request: Request, principal: Principal = Depends(get_principal),
+async def get_person(session: DbSession, person_id: str, request: Request, principal: Principal = Depends(get_principal),
                      reveal: bool = Query(False, description="请求明文身份证号与手机号（须有权限，并记录审计）"),
                      purpose: str | None = Query(None, max_length=200, description="查看明文的用途，reveal=true 时必填"),
                      clock: Clock = Depends(get_clock)):
@@ -136,7 +137,7 @@ async def get_person(person_id: str, request: Request, principal: Principal = De
     if principal.role in exchange_grants.GRANT_ROLES:  # a department or member system: only under a grant
         grant = await exchange_grants.grant_for(request, principal)
         protection = _protection(request)
-        async with request.app.state.db.session() as session, session.begin():
+        async with session.begin():
             person = await session.get(Person, person_id)
             if person is None:
                 raise service.not_found()
@@ -145,7 +146,7 @@ async def get_person(person_id: str, request: Request, principal: Principal = De
                                 service.person_out, purpose or _purpose(request), now=now)
         return Response(json.dumps(out, ensure_ascii=False, default=str), media_type="application/json",
                         headers={"Cache-Control": "no-store"})
-    async with request.app.state.db.session() as session, session.begin():
+    async with session.begin():
         person = await service.get_person(session, principal, person_id)
         clear = (await service.reveal_person(session, principal, _protection(request), person, purpose, now=now)
                  if reveal else None)
@@ -158,29 +159,29 @@ async def get_person(person_id: str, request: Request, principal: Principal = De
 
 
 @router.patch("/{person_id}", response_model=PersonOut, summary="修改居民档案 Update a person")
-async def update_person(person_id: str, body: PersonUpdate, request: Request,
+async def update_person(session: DbSession, person_id: str, body: PersonUpdate, request: Request,
                         principal: Principal = Depends(get_principal), clock: Clock = Depends(get_clock)):
     now = clock.now()
-    async with request.app.state.db.session() as session, session.begin():
+    async with session.begin():
         person = await service.update_person(session, principal, _protection(request), person_id, body, now=now)
         tags = await service.tags_for(session, [person.id])
         return service.person_out(person, tags.get(person.id, []), now=now)
 
 
 @router.put("/{person_id}/tags/{code}", response_model=TagOut, summary="设置特殊群体标签 Set a tag")
-async def put_tag(person_id: str, code: TagCode, body: TagIn, request: Request,
+async def put_tag(session: DbSession, person_id: str, code: TagCode, body: TagIn, request: Request,
                   principal: Principal = Depends(get_principal), clock: Clock = Depends(get_clock)):
     if body.code != code:
         raise invalid("code", "tag.code_mismatch", "路径与请求体中的标签代码不一致", "Path and body tag codes differ")
     now = clock.now()
-    async with request.app.state.db.session() as session, session.begin():
+    async with session.begin():
         return service.tag_out(await service.set_tag(session, principal, person_id, body, now=now), now)
 
 
 @router.delete("/{person_id}/tags/{code}", status_code=204, summary="撤销标签 Remove a tag")
-async def delete_tag(person_id: str, code: TagCode, request: Request, principal: Principal = Depends(get_principal),
+async def delete_tag(session: DbSession, person_id: str, code: TagCode, request: Request, principal: Principal = Depends(get_principal),
                      clock: Clock = Depends(get_clock)):
-    async with request.app.state.db.session() as session, session.begin():
+    async with session.begin():
         await service.remove_tag(session, principal, person_id, code, now=clock.now())
     return Response(status_code=204)
 
@@ -201,18 +202,16 @@ async def add_consent(person_id: str, body: ConsentIn, request: Request, princip
 
 
 @router.get("/{person_id}/consents", response_model=list[ConsentOut], summary="授权记录 Consent history")
-async def list_consents(person_id: str, request: Request, principal: Principal = Depends(get_principal)):
-    async with request.app.state.db.session() as session:
-        return [ConsentOut.model_validate(c) for c in await service.list_consents(session, principal, person_id)]
+async def list_consents(session: DbSession, person_id: str, request: Request, principal: Principal = Depends(get_principal)):
+    return [ConsentOut.model_validate(c) for c in await service.list_consents(session, principal, person_id)]
 
 
 @router.get("/{person_id}/access-log", response_model=Page[AccessLogEntry],
             summary="明文查看记录 Who read this person's clear data")
-async def access_log(person_id: str, request: Request, page: PageParams = Depends(),
+async def access_log(session: DbSession, person_id: str, request: Request, page: PageParams = Depends(),
                      principal: Principal = Depends(get_principal)):
-    async with request.app.state.db.session() as session:
-        rows = await service.access_log(session, principal, person_id,
-                                        after=page.after_key(), limit=page.limit)
+    rows = await service.access_log(session, principal, person_id,
+                                    after=page.after_key(), limit=page.limit)
     more = len(rows) > page.limit
     rows = rows[: page.limit]
     return Page[AccessLogEntry](items=[AccessLogEntry.model_validate(r) for r in rows],

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Header, Request
 
+from common.deps import DbSession
 from common.auth import Principal, get_principal
 from common.clock import Clock, get_clock
 from common.idempotency import request_fingerprint, run_idempotent
@@ -30,11 +31,10 @@ async def create_place(body: PlaceCreate, request: Request, principal: Principal
 
 
 @router.get("", response_model=Page[PlaceOut], summary="地点列表 List places")
-async def list_places(request: Request, parent_code: str | None = None, level: PlaceLevel | None = None,
+async def list_places(session: DbSession, request: Request, parent_code: str | None = None, level: PlaceLevel | None = None,
                       page: PageParams = Depends(), principal: Principal = Depends(get_principal)):
-    async with request.app.state.db.session() as session:
-        rows = await service.list_places(session, parent_code=parent_code, level=level,
-                                         after=page.after_key(), limit=page.limit)
+    rows = await service.list_places(session, parent_code=parent_code, level=level,
+                                     after=page.after_key(), limit=page.limit)
     more = len(rows) > page.limit
     rows = rows[: page.limit]
     return Page[PlaceOut](items=[PlaceOut.model_validate(r) for r in rows],
@@ -42,22 +42,20 @@ async def list_places(request: Request, parent_code: str | None = None, level: P
 
 
 @router.get("/{code}", response_model=PlaceOut, summary="地点详情 Get a place")
-async def get_place(code: str, request: Request, principal: Principal = Depends(get_principal)):
-    async with request.app.state.db.session() as session:
-        return PlaceOut.model_validate(await service.get_place(session, code))
+async def get_place(session: DbSession, code: str, request: Request, principal: Principal = Depends(get_principal)):
+    return PlaceOut.model_validate(await service.get_place(session, code))
 
 
 @router.get("/{code}/workers", response_model=GridWorkersOut, summary="网格员 A grid's workers")
-async def get_grid_workers(code: str, request: Request, principal: Principal = Depends(get_principal)):
-    async with request.app.state.db.session() as session:
-        workers = await service.grid_workers(session, code)
-        service.check_see_workers(principal, code)
-        return GridWorkersOut(grid_code=code, user_ids=workers)
+async def get_grid_workers(session: DbSession, code: str, request: Request, principal: Principal = Depends(get_principal)):
+    workers = await service.grid_workers(session, code)
+    service.check_see_workers(principal, code)
+    return GridWorkersOut(grid_code=code, user_ids=workers)
 
 
 @router.put("/{code}/workers", response_model=GridWorkersOut, summary="指定网格员 Name a grid's workers")
-async def put_grid_workers(code: str, body: GridWorkersIn, request: Request,
+async def put_grid_workers(session: DbSession, code: str, body: GridWorkersIn, request: Request,
                            principal: Principal = Depends(get_principal), clock: Clock = Depends(get_clock)):
-    async with request.app.state.db.session() as session, session.begin():
+    async with session.begin():
         workers = await service.set_grid_workers(session, principal, code, body.user_ids, now=clock.now())
         return GridWorkersOut(grid_code=code, user_ids=workers)

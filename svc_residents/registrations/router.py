@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Query, Request
 
+from common.deps import DbSession
 from common.auth import Principal, get_principal
 from common.clock import Clock, get_clock
 from common.errors import request_language
@@ -14,12 +15,11 @@ router = APIRouter(prefix="/residents/v1/registrations", tags=["registrations �
 
 @router.get("", response_model=Page[RegistrationOut],
             summary="待核实的登记（身份证号已有档案） Registrations waiting for confirmation")
-async def list_registrations(request: Request, status: RegistrationStatus | None = Query(None),
+async def list_registrations(session: DbSession, request: Request, status: RegistrationStatus | None = Query(None),
                              page: PageParams = Depends(), principal: Principal = Depends(get_principal)):
     lang = request_language(request)
-    async with request.app.state.db.session() as session:
-        rows = await service.list_registrations(session, principal, status=status, after=page.after_key(),
-                                                limit=page.limit)
+    rows = await service.list_registrations(session, principal, status=status, after=page.after_key(),
+                                            limit=page.limit)
     more = len(rows) > page.limit
     rows = rows[: page.limit]
     return Page[RegistrationOut](items=[service.registration_out(r, principal, p, lang) for r, p in rows],
@@ -28,16 +28,16 @@ async def list_registrations(request: Request, status: RegistrationStatus | None
 
 @router.post("/{registration_id}/confirm", response_model=RegistrationOut,
              summary="确认登记：档案迁入该户 Confirm: the person's one record moves into the household")
-async def confirm(registration_id: str, body: DecisionIn, request: Request,
+async def confirm(session: DbSession, registration_id: str, body: DecisionIn, request: Request,
                   principal: Principal = Depends(get_principal), clock: Clock = Depends(get_clock)):
-    async with request.app.state.db.session() as session, session.begin():
+    async with session.begin():
         reg, person = await service.confirm(session, principal, registration_id, body.note, clock.now())
         return service.registration_out(reg, principal, person, request_language(request))
 
 
 @router.post("/{registration_id}/refuse", response_model=RegistrationOut, summary="不予确认 Refuse the registration")
-async def refuse(registration_id: str, body: DecisionIn, request: Request,
+async def refuse(session: DbSession, registration_id: str, body: DecisionIn, request: Request,
                  principal: Principal = Depends(get_principal), clock: Clock = Depends(get_clock)):
-    async with request.app.state.db.session() as session, session.begin():
+    async with session.begin():
         reg, person = await service.refuse(session, principal, registration_id, body.note, clock.now())
         return service.registration_out(reg, principal, person, request_language(request))

@@ -6,6 +6,7 @@ from typing import Any, Literal
 from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, ConfigDict, Field
 
+from common.deps import DbSession
 from common.auth import Principal, get_principal
 from common.clock import Clock, get_clock
 from svc_residents.verification import service
@@ -60,7 +61,6 @@ async def verify(person_id: str, request: Request, body: VerifyIn | None = None,
 
 
 @router.get("/{person_id}/verifications", response_model=VerificationsOut, summary="核验记录 Verification records")
-async def list_verifications(person_id: str, request: Request, principal: Principal = Depends(get_principal)):
-    async with request.app.state.db.session() as session:
-        rows = await service.list_verifications(session, principal, person_id)
+async def list_verifications(session: DbSession, person_id: str, request: Request, principal: Principal = Depends(get_principal)):
+    rows = await service.list_verifications(session, principal, person_id)
     return _out(person_id, rows)

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Header, Query, Request
 
+from common.deps import DbSession
 from common.auth import Principal, get_principal
 from common.clock import Clock, get_clock
 from common.idempotency import request_fingerprint, run_idempotent
@@ -32,41 +33,38 @@ async def create_item(body: ItemCreate, request: Request, principal: Principal =
 
 
 @router.get("", response_model=Page[ItemOut], summary="事项列表 List catalogue items")
-async def list_items(request: Request, category: Category | None = None, channel: Channel | None = None,
+async def list_items(session: DbSession, request: Request, category: Category | None = None, channel: Channel | None = None,
                      active: bool | None = Query(True, description="默认只列在用事项"),
                      page: PageParams = Depends(), principal: Principal = Depends(get_principal)):
-    async with request.app.state.db.session() as session:
-        rows = await service.list_items(session, category=category, channel=channel, active=active,
-                                        after=page.after_key(), limit=page.limit)
+    rows = await service.list_items(session, category=category, channel=channel, active=active,
+                                    after=page.after_key(), limit=page.limit)
     more = len(rows) > page.limit
     rows = rows[: page.limit]
     return Page[ItemOut](items=rows, next_cursor=encode_cursor(rows[-1].code) if more else None)
 
 
 @router.get("/{code}", response_model=ItemOut, summary="事项详情 Get an item (current or a given version)")
-async def get_item(code: str, request: Request, version: VersionNumber | None = Query(None),
+async def get_item(session: DbSession, code: str, request: Request, version: VersionNumber | None = Query(None),
                    principal: Principal = Depends(get_principal)):
-    async with request.app.state.db.session() as session:
-        return service.to_out(*await service.get_item(session, code, version))
+    return service.to_out(*await service.get_item(session, code, version))
 
 
 @router.get("/{code}/versions", response_model=list[ItemOut], summary="事项历史版本 All versions of an item")
-async def list_versions(code: str, request: Request, principal: Principal = Depends(get_principal)):
-    async with request.app.state.db.session() as session:
-        return await service.list_versions(session, code)
+async def list_versions(session: DbSession, code: str, request: Request, principal: Principal = Depends(get_principal)):
+    return await service.list_versions(session, code)
 
 
 @router.put("/{code}", response_model=ItemOut, summary="修改事项（生成新版本） Edit an item (adds a version)")
-async def update_item(code: str, body: ItemUpdate, request: Request, principal: Principal = Depends(get_principal),
+async def update_item(session: DbSession, code: str, body: ItemUpdate, request: Request, principal: Principal = Depends(get_principal),
                       clock: Clock = Depends(get_clock)):
-    async with request.app.state.db.session() as session, session.begin():
+    async with session.begin():
         return await service.update_item(session, principal, code, body, clock)
 
 
 @router.delete("/{code}", response_model=ItemOut, summary="停用事项 Withdraw an item (versions are kept)")
-async def withdraw_item(code: str, request: Request, principal: Principal = Depends(get_principal),
+async def withdraw_item(session: DbSession, code: str, request: Request, principal: Principal = Depends(get_principal),
                         clock: Clock = Depends(get_clock)):
-    async with request.app.state.db.session() as session, session.begin():
+    async with session.begin():
         return await service.set_active(session, principal, code, False, clock)
 
 

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Header, Request
 
+from common.deps import DbSession
 from common.auth import Principal, get_principal
 from common.idempotency import request_fingerprint
 from svc_services.idempotency import run_once_outside_transaction
@@ -21,9 +22,8 @@ def materials_out(rows, principal: Principal) -> list[MaterialOut]:
 
 @router.get("/{request_id}/materials", response_model=list[MaterialOut],
             summary="所需材料：已调取（来源、时间）、待调取、待上传 Required materials and where they came from")
-async def get_materials(request_id: str, request: Request, principal: Principal = Depends(get_principal)):
-    async with request.app.state.db.session() as session:
-        return materials_out(await service.list_materials(session, principal, request_id), principal)
+async def get_materials(session: DbSession, request_id: str, request: Request, principal: Principal = Depends(get_principal)):
+    return materials_out(await service.list_materials(session, principal, request_id), principal)
 
 
 @router.post("/{request_id}/materials/fetch", response_model=list[MaterialOut],

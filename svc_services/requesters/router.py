@@ -10,6 +10,7 @@ from datetime import date, datetime
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
+from common.deps import DbSession
 from common.auth import Principal, require_roles
 from common.clock import Clock, get_clock
 from common.errors import Problem
@@ -65,10 +66,10 @@ class ProfileOut(BaseModel):
 
 
 @router.put("/{person_id}", response_model=ProfileOut, summary="更新诉求人画像 Replace a requester profile")
-async def put_profile(body: ProfileIn, request: Request, person_id: str = PersonId,
+async def put_profile(session: DbSession, body: ProfileIn, request: Request, person_id: str = PersonId,
                       principal: Principal = FEED, clock: Clock = Depends(get_clock)):
     groups = [g.model_dump(mode="json") for g in {g.code: g for g in body.groups}.values()]
-    async with request.app.state.db.session() as session, session.begin():
+    async with session.begin():
         # a stale version (older than the stored one) changes nothing and answers with what is stored
         out = ProfileOut.model_validate(await upsert_profile(session, person_id, body.birth_date, groups, clock.now(),
                                                              version=body.version))
@@ -77,20 +78,19 @@ async def put_profile(body: ProfileIn, request: Request, person_id: str = Person
 
 
 @router.get("/{person_id}", response_model=ProfileOut, summary="诉求人画像 Get a requester profile")
-async def get_profile(request: Request, person_id: str = PersonId, principal: Principal = FEED):
-    async with request.app.state.db.session() as session:
-        profile = await session.get(RequesterProfile, person_id)
-        if profile is None or profile.removed:
-            raise Problem(404, "requester_profile.not_found", ("诉求人画像不存在", "No profile for this person"))
-        return ProfileOut.model_validate(profile)
+async def get_profile(session: DbSession, request: Request, person_id: str = PersonId, principal: Principal = FEED):
+    profile = await session.get(RequesterProfile, person_id)
+    if profile is None or profile.removed:
+        raise Problem(404, "requester_profile.not_found", ("诉求人画像不存在", "No profile for this person"))
+    return ProfileOut.model_validate(profile)
 
 
 @router.delete("/{person_id}", status_code=204, summary="删除诉求人画像 Drop a requester profile")
-async def delete_profile(request: Request, person_id: str = PersonId, principal: Principal = FEED,
+async def delete_profile(session: DbSession, request: Request, person_id: str = PersonId, principal: Principal = FEED,
                          clock: Clock = Depends(get_clock),
                          version: int | None = Query(None, ge=1, le=2**31 - 1,
                                                      description="来源版本号：给出时保留无数据的删除标记，较旧的更新不会恢复画像")):
-    async with request.app.state.db.session() as session, session.begin():
+    async with session.begin():
         await remove_profile(session, person_id, clock.now(), version=version)
     profile_cache(request.app.state.db).forget(person_id)
     return Response(status_code=204)
