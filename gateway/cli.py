@@ -1,4 +1,4 @@
-"""`onenet audit …` commands; deploy.cli calls `register(app)`."""
+"""`onenet audit …` and `onenet edge`; deploy.cli calls `register(app)`."""
 from __future__ import annotations
 
 import asyncio
@@ -38,5 +38,42 @@ def verify(database_url: str = typer.Option(None, "--database-url",
     raise typer.Exit(1)
 
 
+def edge(listen: str = typer.Option("0.0.0.0:8000", envvar="ONENET_EDGE_LISTEN", help="where callers reach it"),
+         gateway: str = typer.Option("http://127.0.0.1:8006", envvar="ONENET_EDGE_GATEWAY_URL",
+                                     help="the Python gateway behind it"),
+         control_port: int = typer.Option(8007, envvar="ONENET_EDGE_CONTROL_PORT",
+                                          help="loopback port the gateway pushes its state to"),
+         prefix: str = typer.Option("/tmp/onenet-edge", envvar="ONENET_EDGE_PREFIX",
+                                    help="nginx's configuration, pid, temporary files and error log"),
+         workers: int = typer.Option(1, envvar="ONENET_EDGE_WORKERS"),
+         access_log: str = typer.Option("/dev/stdout", envvar="ONENET_EDGE_ACCESS_LOG",
+                                        help="nginx's JSON access lines (empty: none)")) -> None:
+    """网关边缘节点 the gateway's edge (nginx + Lua, docs/adr/0012) in the foreground, configured from the
+    gateway's own settings (ONENET_*, ONENET_EDGE_SECRET); SIGTERM stops it gracefully (its last message-log
+    records handed to the gateway). What a container beside the gateway runs (deploy/k8s)."""
+    import signal
+    from pathlib import Path
+
+    from gateway.edge.config import EdgeProcess
+    from gateway.settings import GatewaySettings
+
+    settings = GatewaySettings()
+    if not settings.edge_secret:
+        raise typer.BadParameter("ONENET_EDGE_SECRET is not set (the gateway's and its edge's shared secret)")
+    process = EdgeProcess(settings, listen=listen, control_port=control_port, gateway=gateway,
+                          secret=settings.edge_secret, prefix=Path(prefix), workers=workers,
+                          access_log=access_log or None)
+    proc = process.start()
+
+    def stop(signum, frame) -> None:  # nginx's graceful stop is QUIT; TERM would drop the records it holds
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGQUIT)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    raise typer.Exit(proc.wait())
+
+
 def register(app: typer.Typer) -> None:
     app.add_typer(audit, name="audit")
+    app.command("edge")(edge)

@@ -187,3 +187,48 @@ def test_healthcheck_command_answers_for_the_service_port():
     finally:
         server.shutdown()
     assert (up.returncode, down.returncode) == (0, 1)
+
+
+def test_the_gateway_pod_runs_its_edge_in_front(manifests):
+    """The edge (docs/adr/0012) runs in the gateway's pod: the pod's public port is the edge's, the gateway listens
+    where the edge sends what it does not answer, both hold the same secret and assertion keys, and the edge's
+    nginx configuration renders from that environment."""
+    from gateway.edge.config import Runtime, render
+    from gateway.settings import GatewaySettings
+
+    docs = {(d["kind"], d["metadata"]["name"]): d for d in manifests}
+    pod = docs[("Deployment", "gateway")]["spec"]["template"]["spec"]
+    gateway, edge = pod["containers"]
+    assert (gateway["name"], edge["name"], edge["args"]) == ("gateway", "edge", ["edge"])
+    env_gw = {e["name"]: e for e in gateway["env"]}
+    env_edge = {e["name"]: e for e in edge["env"]}
+    assert {p["name"]: p["containerPort"] for p in edge["ports"]} == {"http": 8000}
+    assert docs[("Service", "gateway")]["spec"]["ports"][0]["targetPort"] == "http"
+    assert env_edge["ONENET_EDGE_GATEWAY_URL"]["value"] == f"http://127.0.0.1:{env_gw['ONENET_PORT']['value']}"
+    assert {p["name"]: p["containerPort"] for p in gateway["ports"]} == {"app": int(env_gw["ONENET_PORT"]["value"])}
+    assert env_gw["ONENET_EDGE_CONTROL_URL"]["value"] == \
+        f"http://127.0.0.1:{env_edge['ONENET_EDGE_CONTROL_PORT']['value']}/_edge/state"
+    assert env_gw["ONENET_EDGE_SECRET"]["valueFrom"] == env_edge["ONENET_EDGE_SECRET"]["valueFrom"]
+    keys = {n for n in env_gw if n.startswith("ONENET_ASSERTION_KEY_")}
+    assert len(keys) == 5 and all(env_edge[n] == env_gw[n] for n in keys)
+    assert env_edge["ONENET_REDIS_URL"] == env_gw["ONENET_REDIS_URL"]  # the same rate-limit buckets
+    assert edge["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}  # ready when both are
+    assert edge["securityContext"]["readOnlyRootFilesystem"] is True
+    assert env_edge["ONENET_EDGE_PREFIX"]["value"].startswith("/tmp/")  # nginx writes there: an emptyDir
+    assert {m["mountPath"] for m in edge["volumeMounts"]} == {"/tmp"}
+    config = docs[("ConfigMap", "onenet-config")]["data"]
+    settings = GatewaySettings(_env_file=None, **{k[len("ONENET_"):].lower(): v for k, v in config.items()
+                                                  if k.startswith("ONENET_UPSTREAM_")})
+    conf = render(settings, Runtime(nginx="/usr/sbin/nginx", modules=(), lua_cpath="/x/?.so"),
+                  listen=env_edge["ONENET_EDGE_LISTEN"]["value"], control_port=8007,
+                  gateway=env_edge["ONENET_EDGE_GATEWAY_URL"]["value"], secret="s" * 32, prefix=Path("/tmp/edge"))
+    assert "listen 0.0.0.0:8000 reuseport;" in conf and "server 127.0.0.1:8006" in conf
+    assert "server svc-services:8001" in conf and "server departments:8005" in conf
+
+
+def test_the_image_carries_the_edge():
+    """The image installs Debian's nginx and Lua modules, and the package ships the edge's Lua."""
+    text = (ROOT / "Dockerfile").read_text()
+    for package in ("nginx", "libnginx-mod-http-lua", "lua-resty-core", "lua-cjson", "lua-nginx-redis"):
+        assert f" {package} " in text or f" {package}\n" in text, package
+    assert '"*.lua"' in (ROOT / "pyproject.toml").read_text()
