@@ -253,10 +253,19 @@ async def get_principal(request: Request) -> Principal:
     revoked = getattr(request.app.state, "revoked_members", None)
     if revoked and principal.member in revoked:
         raise Problem(403, "member_revoked", ("该成员单位已被停用", "This member has been revoked"))
+    # and the live set of signed-out sessions (gateway/accounts/sessions.py): refused at once
+    sessions = getattr(request.app.state, "revoked_sessions", None)
+    if sessions and principal.claims.get("sid") in sessions:
+        raise session_revoked()
     request.state.principal = principal
     request.state.caller = principal.caller
     bearer_token_var.set(token)
     return principal
+
+
+def session_revoked() -> Problem:
+    return Problem(401, "session_revoked", ("该登录会话已注销，请重新登录", "This session was signed out; sign in again"),
+                   headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
 
 
 def require_roles(*roles: str):

@@ -17,6 +17,8 @@ from common.db import Database
 from common.http_client import CircuitBreaker
 from common.keys import load_signing_keys
 from common.observability import Telemetry
+from gateway.accounts.jobs import build_sessions, load_revoked_sessions, refresh_revoked_sessions
+from gateway.accounts.router import router as accounts_router
 from gateway.identity.mtls import CertificatePins
 from gateway.identity.router import router as identity_router
 from gateway.identity.throttle import build_login_throttle
@@ -72,6 +74,8 @@ def create_app(settings: GatewaySettings | None = None, *, verifier: TokenVerifi
     revoked: set[str] = set()
     pins = CertificatePins(trust_proxy=settings.client_cert_proxy_trusted)
     forwarder = Forwarder(upstreams, own_verifier, revoked, pins=pins)
+    sessions, revoked_sessions = build_sessions(settings, db, issuer)
+    forwarder.revoked_sessions = revoked_sessions
     clock = clock or Clock()
     policy = ExchangePolicy()
     audit = AuditWriter(db, MessageLog, OutboxEvent, max_backlog=settings.audit_max_backlog,
@@ -152,13 +156,13 @@ def create_app(settings: GatewaySettings | None = None, *, verifier: TokenVerifi
         package="gateway",
         title="OneNet gateway 统一数据交换网关",
         description="身份认证、成员单位、路由转发与聚合文档。Identity, exchange members, routing, aggregated docs.",
-        routers=[identity_router, members_router, exchange_router, edge_router, xroad_router, routing_router],
+        routers=[identity_router, accounts_router, members_router, exchange_router, edge_router, xroad_router, routing_router],
         db=db,
         outbox_model=OutboxEvent,
         verifier=own_verifier,
-        on_startup=[load_revoked, load_exchange],
+        on_startup=[load_revoked, load_revoked_sessions, load_exchange],
         on_shutdown=[close_upstreams],
-        background=[refresh_revocations, write_audit, derive_catalogue],
+        background=[refresh_revocations, refresh_revoked_sessions, write_audit, derive_catalogue],
         extra_media_types={"/auth/": ("application/x-www-form-urlencoded", "multipart/form-data"),
                            "/open311/": ("application/x-www-form-urlencoded",),
                            "/exchange/internal/edge/": ("application/x-ndjson",)},
@@ -169,6 +173,8 @@ def create_app(settings: GatewaySettings | None = None, *, verifier: TokenVerifi
     )
     app.state.token_issuer = issuer
     app.state.login_throttle = login_throttle
+    app.state.sessions = sessions
+    app.state.revoked_sessions = revoked_sessions
     app.state.forwarder = forwarder
     app.state.exchange_policy = policy
     app.state.audit = audit

@@ -58,6 +58,16 @@ class GatewaySettings(ServiceSettings):
     login_window_seconds: float = Field(default=900.0, gt=0)
     login_backoff_seconds: float = Field(default=60.0, gt=0)
     login_backoff_max_seconds: float = Field(default=900.0, gt=0)
+    # People's sessions (gateway/accounts): access tokens of this lifetime carrying the session id, refresh tokens
+    # that rotate on each use, the session ending after this idle time or at its absolute end, whatever comes first.
+    session_access_ttl_seconds: int = Field(default=600, ge=30)
+    session_idle_seconds: float = Field(default=8 * 3600, gt=0)
+    session_absolute_seconds: float = Field(default=7 * 86400, gt=0)
+    # Roles that sign in with a second factor (TOTP) besides every administrator (gateway/accounts/mfa.py).
+    # (ops belongs here; the default waits for the e2e harness to sign the demo ops1 in with its TOTP code)
+    mfa_required_roles: list[str] = Field(default_factory=list)
+    # The platform's address as clients reach it (OpenID Connect discovery names it; unset: gateway_url).
+    public_url: str | None = None
     # Derive the catalogue from the upstreams' OpenAPI plus annotations at start-up (in the background, retrying
     # until every upstream answered) and on POST /exchange/v1/catalogue/refresh; ADR 0005.
     catalogue_from_openapi: bool = True

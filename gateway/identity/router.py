@@ -1,4 +1,5 @@
-"""`POST /auth/v1/token` (OAuth2 client credentials and password grants) and the public JWKS."""
+"""`POST /auth/v1/token` (OAuth2 client credentials, password and refresh_token grants) and the public JWKS.
+People's grants (password with the second factor, refresh) are gateway/accounts/signin.py."""
 from __future__ import annotations
 
 from typing import Literal
@@ -8,8 +9,9 @@ from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel
 
 from common.errors import Problem
+from gateway.accounts.signin import password_grant, refresh_grant
 from gateway.identity.tokens import verify_secret
-from gateway.members.models import Member, User
+from gateway.members.models import Member
 
 router = APIRouter(tags=["auth 身份认证"])
 
@@ -21,6 +23,8 @@ class TokenResponse(BaseModel):
     role: str
     member: str
     scope: str
+    refresh_token: str | None = None
+    session_id: str | None = None
 
 
 def _oauth_error(status: int, error: str, zh: str, en: str) -> Problem:
@@ -37,14 +41,19 @@ def _certificate(request: Request, member: Member) -> None:
 
 @router.post("/auth/v1/token", response_model=TokenResponse, summary="获取访问令牌 Obtain an access token",
              description="grant_type=client_credentials（成员系统：client_id + client_secret）或 "
-                         "grant_type=password（居民、工作人员演示账号：username + password，可带 client_id 指明来源应用）。")
+                         "grant_type=password（居民、工作人员：username + password，可带 client_id 指明来源应用；"
+                         "管理员和运维另需 otp（动态验证码）或 recovery_code）或 grant_type=refresh_token"
+                         "（refresh_token，每次使用后轮换；重复使用将注销整个会话）。")
 async def token(
     request: Request,
-    grant_type: Literal["client_credentials", "password"] = Form(...),
+    grant_type: Literal["client_credentials", "password", "refresh_token"] = Form(...),
     client_id: str | None = Form(None),
     client_secret: str | None = Form(None),
     username: str | None = Form(None),
     password: str | None = Form(None),
+    otp: str | None = Form(None, description="动态验证码（TOTP，6 位） one-time code"),
+    recovery_code: str | None = Form(None, description="恢复码 recovery code"),
+    refresh_token: str | None = Form(None),
 ):
     issuer = request.app.state.token_issuer
     async with request.app.state.db.session() as session:
@@ -62,23 +71,12 @@ async def token(
             return issuer.issue(subject=member.code, member=member.code, role=member.role,
                                 scopes=list(member.scopes or []), name=member.name)
 
-        if not username or not password:
-            raise _oauth_error(400, "invalid_request", "需要用户名与密码", "username and password are required")
-        # counted before the password is checked; refused (429) while the account or the source backs off
-        throttle, now = request.app.state.login_throttle, request.app.state.clock.now()
-        attempt = await throttle.attempt(username, request.client.host if request.client else "-", now)
-        user = await session.get(User, username)
-        ok = await run_in_threadpool(verify_secret, user.password_hash if user else None, password)
-        if user is None or not ok or user.status != "active":
-            raise _oauth_error(401, "invalid_grant", "用户名或密码错误", "Wrong username or password")
-        await throttle.succeeded(attempt, now)
-        member_code = client_id or user.member_code or "portal"
-        member = await session.get(Member, member_code)
-        if member is None or member.status != "active":
-            raise _oauth_error(401, "invalid_client", "来源应用未登记或已停用", "Unknown or revoked client app")
-        _certificate(request, member)
-        return issuer.issue(subject=user.username, member=member.code, role=user.role,
-                            scopes=list(user.scopes or []), acting_for=user.acting_for, name=user.display_name)
+    if grant_type == "refresh_token":
+        return await refresh_grant(request, refresh_token=refresh_token, client_id=client_id)
+    if not username or not password:
+        raise _oauth_error(400, "invalid_request", "需要用户名与密码", "username and password are required")
+    return await password_grant(request, username=username, password=password, client_id=client_id, otp=otp,
+                                recovery_code=recovery_code)
 
 
 @router.get("/.well-known/jwks.json", summary="公钥集 JSON Web Key Set")

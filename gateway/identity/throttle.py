@@ -253,6 +253,19 @@ class LoginThrottle:
         except Exception as exc:  # noqa: BLE001 - a count left high only shortens the next back-off's wait
             log.warning("sign-in back-off: success not recorded (%s)", exc)
 
+    async def unlock(self, username: str) -> None:
+        """An administrator ends the account's back-off (and its count) at once, in Redis and the database."""
+        key = account_key(username)
+        if self.redis is not None:
+            try:
+                await self.redis.redis.delete(self.redis.prefix + key)
+            except Exception as exc:  # noqa: BLE001 - the database's copy is cleared below all the same
+                log.warning("sign-in back-off: Redis unavailable for an unlock (%s)", exc)
+        async with self.database.db.session() as session, session.begin():
+            await session.execute(delete(LoginCount).where(LoginCount.key == key))
+        log.warning("sign-in back-off ended by an administrator", extra={
+            "event": "auth.login_unlocked", "username": username[:64]})
+
     def _refused(self, off: BackingOff, username: str, source: str) -> Problem:
         seconds = max(1, math.ceil(off.retry_after))
         # the audit line of every refusal: who was tried, from where, which count refused, for how long

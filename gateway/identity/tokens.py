@@ -46,16 +46,19 @@ class TokenIssuer:
         return jwks_document(self.keys)
 
     def issue(self, *, subject: str, member: str, role: str, scopes: list[str], acting_for: str | None = None,
-              name: str | None = None) -> dict[str, Any]:
+              name: str | None = None, ttl: int | None = None, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+        """`ttl` overrides the lifetime (a session's access tokens); `extra` adds claims (a session's `sid`, `amr`)."""
         now = int(self.clock.timestamp())
+        ttl = ttl or self.ttl
         claims: dict[str, Any] = {
+            **(extra or {}),
             "iss": self.issuer, "aud": self.audience, "sub": subject, "member": member, "role": role,
-            "scopes": scopes, "iat": now, "nbf": now, "exp": now + self.ttl, "jti": uuid.uuid4().hex,
+            "scopes": scopes, "iat": now, "nbf": now, "exp": now + ttl, "jti": uuid.uuid4().hex,
         }
         if acting_for:
             claims["acting_for"] = acting_for
         if name:
             claims["name"] = name
         token = jwt.encode(claims, self.active.private_key, algorithm="RS256", headers={"kid": self.active.kid})
-        return {"access_token": token, "token_type": "Bearer", "expires_in": self.ttl, "role": role,
+        return {"access_token": token, "token_type": "Bearer", "expires_in": ttl, "role": role,
                 "member": member, "scope": " ".join(scopes)}

@@ -3,6 +3,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from sqlalchemy import JSON, ForeignKey, String
+import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column
 
 from common.db import UTCDateTime
@@ -45,3 +46,8 @@ class User(Base):
     member_code: Mapped[str | None] = mapped_column(ForeignKey("members.code"))
     status: Mapped[str] = mapped_column(String(16), default="active")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    # the administrator of its scope (community / street staff, ops for the platform): manages accounts there
+    # (gateway/accounts/policy.py); administrators and ops sign in with a second factor
+    admin: Mapped[bool] = mapped_column(default=False, server_default=sa.false())
+    version: Mapped[int] = mapped_column(default=1, server_default="1")
+    updated_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

@@ -1,0 +1,86 @@
+"""Tables of staff accounts' security: sessions and their rotating refresh tokens, TOTP factors, recovery codes,
+and the account audit (who changed what, when, before/after; every refusal too)."""
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import JSON, ForeignKey, Index, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from common.db import UTCDateTime
+from gateway.base import Base
+
+
+class AuthSession(Base):
+    """One sign-in: a family of refresh tokens (each used once, rotating); its access tokens carry `sid`."""
+
+    __tablename__ = "auth_sessions"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    username: Mapped[str] = mapped_column(ForeignKey("users.username"), index=True)
+    member: Mapped[str] = mapped_column(String(64))
+    source: Mapped[str | None] = mapped_column(String(64))
+    user_agent: Mapped[str | None] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    last_used_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    idle_expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())  # absolute end, whatever the rotations
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), index=True)
+    revoked_reason: Mapped[str | None] = mapped_column(String(32))  # sign_out | everywhere | reuse | admin | ...
+    mfa: Mapped[bool] = mapped_column(default=False)
+
+
+class RefreshToken(Base):
+    """A refresh token of a session, by the SHA-256 of its secret part; `used_at` set once it was rotated."""
+
+    __tablename__ = "refresh_tokens"
+
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    session_id: Mapped[str] = mapped_column(ForeignKey("auth_sessions.id", ondelete="CASCADE"), index=True)
+    issued_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class TotpFactor(Base):
+    """A user's TOTP (RFC 6238) secret; active once `enabled_at` is set; `last_step` refuses a code's reuse."""
+
+    __tablename__ = "totp_factors"
+
+    username: Mapped[str] = mapped_column(ForeignKey("users.username"), primary_key=True)
+    secret: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    enabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    last_step: Mapped[int | None] = mapped_column()
+
+
+class RecoveryCode(Base):
+    """A one-time recovery code (argon2id hash), used in place of a TOTP code when the device is lost."""
+
+    __tablename__ = "recovery_codes"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    username: Mapped[str] = mapped_column(ForeignKey("users.username"), index=True)
+    code_hash: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class AccountAudit(Base):
+    """Every change to an account, and every refusal: who (actor and role), what (action, target), when, the
+    place it concerns (for administrators' reads in scope), before and after (no secrets)."""
+
+    __tablename__ = "account_audit"
+    __table_args__ = (Index("ix_account_audit_target_at", "target", "at"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+    actor: Mapped[str] = mapped_column(String(64))
+    actor_role: Mapped[str] = mapped_column(String(32))
+    action: Mapped[str] = mapped_column(String(48))
+    target: Mapped[str | None] = mapped_column(String(64))
+    place: Mapped[str | None] = mapped_column(String(18), index=True)  # the target's place code (scope)
+    outcome: Mapped[str] = mapped_column(String(16))  # done | refused
+    code: Mapped[str | None] = mapped_column(String(64))  # the refusal's problem code
+    source: Mapped[str | None] = mapped_column(String(64))
+    before: Mapped[dict | None] = mapped_column(JSON)
+    after: Mapped[dict | None] = mapped_column(JSON)
