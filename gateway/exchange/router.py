@@ -12,7 +12,7 @@ from common.auth import Principal, get_principal, require_roles
 from common.clock import Clock, get_clock
 from common.errors import Problem
 from common.idempotency import request_fingerprint, run_idempotent
-from common.pagination import Page, PageParams, encode_cursor
+from common.pagination import Page, PageParams
 from gateway.edge.link import edge_changed
 from gateway.base import IdempotencyRecord
 from gateway.exchange import service
@@ -35,18 +35,13 @@ async def list_catalogue(session: DbSession, request: Request, page: PageParams 
                          owner: str | None = Query(None, description="提供方成员单位"),
                          sharing_class: SharingClass | None = Query(None, description="共享类型"),
                          principal: Principal = Depends(get_principal)):
-    q = select(Resource).order_by(Resource.code).limit(page.limit + 1)
+    q = select(Resource)
     if owner:
         q = q.where(Resource.owner == owner)
     if sharing_class:
         q = q.where(Resource.sharing_class == sharing_class)
-    if page.after:
-        q = q.where(Resource.code > page.after_key())
-    rows = (await session.execute(q)).scalars().all()
-    more = len(rows) > page.limit
-    rows = rows[:page.limit]
-    return Page[ResourceOut](items=[_resource_out(r) for r in rows],
-                             next_cursor=encode_cursor(rows[-1].code) if more else None)
+    rows = (await session.execute(page.keyset(q, Resource.code))).scalars().all()
+    return page.page(rows, key=lambda r: r.code, item=_resource_out)
 
 
 @router.post("/catalogue/refresh", summary="由各服务 OpenAPI 重新生成资源目录 Re-derive the catalogue",
@@ -99,7 +94,7 @@ async def list_grants(session: DbSession, request: Request, page: PageParams = D
                       resource: str | None = None, overdue: bool | None = Query(None, description="只看超期"),
                       principal: Principal = Depends(members_only), clock: Clock = Depends(get_clock)):
     now = clock.now()
-    q = select(Grant).order_by(Grant.id.desc()).limit(page.limit + 1)
+    q = select(Grant)
     if principal.role != "ops" or side != "any":
         if side == "consumer":
             q = q.where(Grant.consumer == principal.member)
@@ -111,15 +106,11 @@ async def list_grants(session: DbSession, request: Request, page: PageParams = D
         q = q.where(Grant.status == status)
     if resource:
         q = q.where(Grant.resource == resource)
-    if page.after:
-        q = q.where(Grant.id < page.after_key())
-    rows = (await session.execute(q)).scalars().all()
-    more = len(rows) > page.limit
-    rows = rows[:page.limit]
-    items = [service.grant_out(g, now) for g in rows]
+    rows = (await session.execute(page.keyset(q, Grant.id, descending=True))).scalars().all()
+    out = page.page(rows, key=lambda g: g.id, item=lambda g: service.grant_out(g, now))
     if overdue is not None:
-        items = [g for g in items if g.overdue == overdue]
-    return Page[GrantOut](items=items, next_cursor=encode_cursor(rows[-1].id) if more else None)
+        out.items = [g for g in out.items if g.overdue == overdue]
+    return out
 
 
 @router.get("/grants/{grant_id}", response_model=GrantOut, summary="授权详情 One grant")
@@ -171,17 +162,12 @@ async def revoke_grant(grant_id: str, request: Request, body: GrantRevoke | None
 async def message_log(session: DbSession, request: Request, page: PageParams = Depends(), resource: str | None = None,
                       member: str | None = Query(None, description="调用方成员单位"),
                       principal: Principal = Depends(members_only)):
-    q = select(MessageLog).order_by(MessageLog.seq.desc()).limit(page.limit + 1)
+    q = select(MessageLog)
     if principal.role != "ops":
         q = q.where(MessageLog.owner == principal.member)
     if resource:
         q = q.where(MessageLog.resource == resource)
     if member:
         q = q.where(MessageLog.member == member)
-    if page.after:
-        q = q.where(MessageLog.seq < page.after_key(int))
-    rows = (await session.execute(q)).scalars().all()
-    more = len(rows) > page.limit
-    rows = rows[:page.limit]
-    return Page[LogEntryOut](items=[LogEntryOut.model_validate(r) for r in rows],
-                             next_cursor=encode_cursor(rows[-1].seq) if more else None)
+    rows = (await session.execute(page.keyset(q, MessageLog.seq, descending=True, kind=int))).scalars().all()
+    return page.page(rows, key=lambda r: r.seq, item=LogEntryOut.model_validate)

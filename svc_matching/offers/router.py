@@ -10,7 +10,7 @@ from common.deps import DbSession
 from common.auth import Principal, get_principal, require_roles
 from common.clock import Clock, get_clock
 from common.errors import Problem
-from common.pagination import Page, PageParams, encode_cursor
+from common.pagination import Page, PageParams
 from common.periodic import run_periodically
 from svc_matching.access import place_condition
 from svc_matching.offers import service
@@ -68,21 +68,15 @@ async def list_offers(session: DbSession, request: Request, need_id: str | None 
                       status: str | None = None, page: PageParams = Depends(),
                       principal: Principal = Depends(require_roles(*MATCH_ROLES))):
     # the offers of needs in the caller's places (ops: all)
-    stmt = (select(Offer).join(Need, Need.id == Offer.need_id).where(place_condition(principal, Need.place_code))
-            .order_by(Offer.id).limit(page.limit + 1))
+    stmt = select(Offer).join(Need, Need.id == Offer.need_id).where(place_condition(principal, Need.place_code))
     if need_id:
         stmt = stmt.where(Offer.need_id == need_id)
     if provider_id:
         stmt = stmt.where(Offer.provider_id == provider_id)
     if status:
         stmt = stmt.where(Offer.status == status)
-    if page.after:
-        stmt = stmt.where(Offer.id > page.after_key())
-    rows = list((await session.execute(stmt)).scalars())
-    more = len(rows) > page.limit
-    rows = rows[: page.limit]
-    return Page[OfferOut](items=[OfferOut.model_validate(r) for r in rows],
-                          next_cursor=encode_cursor(rows[-1].id) if more else None)
+    rows = list((await session.execute(page.keyset(stmt, Offer.id))).scalars())
+    return page.page(rows, key=lambda r: r.id, item=OfferOut.model_validate)
 
 
 @router.post("/offers/{offer_id}/accept", response_model=OfferOut, summary="接单 Accept an offer")

@@ -9,7 +9,7 @@ from common.deps import DbSession
 from common.auth import Principal, get_principal, require_roles
 from common.clock import Clock, get_clock
 from common.idempotency import request_fingerprint, run_idempotent
-from common.pagination import Page, PageParams, encode_cursor
+from common.pagination import Page, PageParams
 from svc_matching.access import place_condition
 from svc_matching.base import IdempotencyRecord
 from svc_matching.people import service
@@ -86,17 +86,12 @@ async def list_needs(session: DbSession, request: Request, status: NeedStatus | 
                      category: str | None = None, place_code: str | None = None, page: PageParams = Depends(),
                      principal: Principal = Depends(require_roles(*service.NEED_STAFF))):
     # staff see the needs of their places, ops all (svc_matching/access.py)
-    stmt = select(Need).where(place_condition(principal, Need.place_code)).order_by(Need.id).limit(page.limit + 1)
+    stmt = select(Need).where(place_condition(principal, Need.place_code))
     if status:
         stmt = stmt.where(Need.status == status)
     if category:
         stmt = stmt.where(Need.category == category)
     if place_code:
         stmt = stmt.where(Need.place_code.startswith(place_code, autoescape=True))
-    if page.after:
-        stmt = stmt.where(Need.id > page.after_key())
-    rows = list((await session.execute(stmt)).scalars())
-    more = len(rows) > page.limit
-    rows = rows[: page.limit]
-    return Page[NeedOut](items=[NeedOut.model_validate(r) for r in rows],
-                         next_cursor=encode_cursor(rows[-1].id) if more else None)
+    rows = list((await session.execute(page.keyset(stmt, Need.id))).scalars())
+    return page.page(rows, key=lambda r: r.id, item=NeedOut.model_validate)

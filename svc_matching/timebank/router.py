@@ -9,7 +9,7 @@ from common.deps import DbSession
 from common.auth import Principal, get_principal, require_roles
 from common.clock import Clock, get_clock
 from common.errors import Problem, field_error, invalid
-from common.pagination import Page, PageParams, encode_cursor
+from common.pagination import Page, PageParams
 from svc_matching.access import PLACE_STAFF, is_own, sees_place
 from svc_matching.people.places import known_person, reaches_person
 from svc_matching.timebank import service
@@ -133,13 +133,8 @@ async def statement(session: DbSession, account_id: str, request: Request, page:
                     principal: Principal = Depends(get_principal)):
     await _account(session, principal, account_id)
     stmt = (select(Entry, Posting).join(Posting, Posting.id == Entry.posting_id)
-            .where(Entry.account_id == account_id).order_by(Entry.id).limit(page.limit + 1))
-    if page.after:
-        stmt = stmt.where(Entry.id > page.after_key(int))
-    rows = (await session.execute(stmt)).all()
-    more = len(rows) > page.limit
-    rows = rows[: page.limit]
-    items = [StatementLine(entry_id=e.id, posting_id=p.id, client_posting_id=p.client_posting_id, kind=p.kind,
-                           memo=p.memo, amount=e.amount, balance_after=e.balance_after, created_at=e.created_at)
-             for e, p in rows]
-    return Page[StatementLine](items=items, next_cursor=encode_cursor(rows[-1][0].id) if more else None)
+            .where(Entry.account_id == account_id))
+    rows = (await session.execute(page.keyset(stmt, Entry.id, kind=int))).all()
+    return page.page(rows, key=lambda row: row[0].id, item=lambda row: StatementLine(
+        entry_id=row[0].id, posting_id=row[1].id, client_posting_id=row[1].client_posting_id, kind=row[1].kind,
+        memo=row[1].memo, amount=row[0].amount, balance_after=row[0].balance_after, created_at=row[0].created_at))

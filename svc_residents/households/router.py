@@ -9,7 +9,7 @@ from common.deps import DbSession
 from common.auth import Principal, get_principal
 from common.clock import Clock, get_clock
 from common.idempotency import request_fingerprint, run_idempotent
-from common.pagination import Page, PageParams, encode_cursor
+from common.pagination import Page, PageParams
 from svc_residents import grants as exchange_grants
 from svc_residents.base import IdempotencyRecord
 from svc_residents.households import exchange, service
@@ -43,10 +43,7 @@ async def list_households(session: DbSession, request: Request, grid_code: str |
                           principal: Principal = Depends(get_principal)):
     rows = await service.list_households(session, principal, grid_code=grid_code,
                                          after=page.after_key(), limit=page.limit)
-    more = len(rows) > page.limit
-    rows = rows[: page.limit]
-    return Page[HouseholdOut](items=[HouseholdOut.model_validate(r) for r in rows],
-                              next_cursor=encode_cursor(rows[-1].id) if more else None)
+    return page.page(rows, key=lambda r: r.id, item=HouseholdOut.model_validate)
 
 
 @router.get("/{household_id}", response_model=HouseholdDetail, summary="户详情（含成员，脱敏）Household with members")

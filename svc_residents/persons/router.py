@@ -212,7 +212,4 @@ async def access_log(session: DbSession, person_id: str, request: Request, page:
                      principal: Principal = Depends(get_principal)):
     rows = await service.access_log(session, principal, person_id,
                                     after=page.after_key(), limit=page.limit)
-    more = len(rows) > page.limit
-    rows = rows[: page.limit]
-    return Page[AccessLogEntry](items=[AccessLogEntry.model_validate(r) for r in rows],
-                                next_cursor=encode_cursor(rows[-1].id) if more else None)
+    return page.page(rows, key=lambda r: r.id, item=AccessLogEntry.model_validate)

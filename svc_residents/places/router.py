@@ -6,7 +6,7 @@ from common.deps import DbSession
 from common.auth import Principal, get_principal
 from common.clock import Clock, get_clock
 from common.idempotency import request_fingerprint, run_idempotent
-from common.pagination import Page, PageParams, encode_cursor
+from common.pagination import Page, PageParams
 from svc_residents.base import IdempotencyRecord
 from svc_residents.places import service
 from svc_residents.places.schemas import GridWorkersIn, GridWorkersOut, PlaceCreate, PlaceLevel, PlaceOut
@@ -35,10 +35,7 @@ async def list_places(session: DbSession, request: Request, parent_code: str | N
                       page: PageParams = Depends(), principal: Principal = Depends(get_principal)):
     rows = await service.list_places(session, parent_code=parent_code, level=level,
                                      after=page.after_key(), limit=page.limit)
-    more = len(rows) > page.limit
-    rows = rows[: page.limit]
-    return Page[PlaceOut](items=[PlaceOut.model_validate(r) for r in rows],
-                          next_cursor=encode_cursor(rows[-1].code) if more else None)
+    return page.page(rows, key=lambda r: r.code, item=PlaceOut.model_validate)
 
 
 @router.get("/{code}", response_model=PlaceOut, summary="地点详情 Get a place")

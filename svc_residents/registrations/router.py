@@ -6,7 +6,7 @@ from common.deps import DbSession
 from common.auth import Principal, get_principal
 from common.clock import Clock, get_clock
 from common.errors import request_language
-from common.pagination import Page, PageParams, encode_cursor
+from common.pagination import Page, PageParams
 from svc_residents.registrations import service
 from svc_residents.registrations.schemas import DecisionIn, RegistrationOut, RegistrationStatus
 
@@ -20,10 +20,8 @@ async def list_registrations(session: DbSession, request: Request, status: Regis
     lang = request_language(request)
     rows = await service.list_registrations(session, principal, status=status, after=page.after_key(),
                                             limit=page.limit)
-    more = len(rows) > page.limit
-    rows = rows[: page.limit]
-    return Page[RegistrationOut](items=[service.registration_out(r, principal, p, lang) for r, p in rows],
-                                 next_cursor=encode_cursor(rows[-1][0].id) if more else None)
+    return page.page(rows, key=lambda row: row[0].id,
+                     item=lambda row: service.registration_out(row[0], principal, row[1], lang))
 
 
 @router.post("/{registration_id}/confirm", response_model=RegistrationOut,

@@ -6,7 +6,7 @@ from common.deps import DbSession
 from common.auth import Principal, get_principal
 from common.clock import Clock, get_clock
 from common.idempotency import request_fingerprint, run_idempotent
-from common.pagination import Page, PageParams, encode_cursor
+from common.pagination import Page, PageParams
 from common.validators import VersionNumber
 from svc_services.base import IdempotencyRecord
 from svc_services.catalogue import service
@@ -38,9 +38,7 @@ async def list_items(session: DbSession, request: Request, category: Category | 
                      page: PageParams = Depends(), principal: Principal = Depends(get_principal)):
     rows = await service.list_items(session, category=category, channel=channel, active=active,
                                     after=page.after_key(), limit=page.limit)
-    more = len(rows) > page.limit
-    rows = rows[: page.limit]
-    return Page[ItemOut](items=rows, next_cursor=encode_cursor(rows[-1].code) if more else None)
+    return page.page(rows, key=lambda r: r.code)
 
 
 @router.get("/{code}", response_model=ItemOut, summary="事项详情 Get an item (current or a given version)")
