@@ -8,6 +8,7 @@ from common.db import Database
 from common.outbox import record_event
 from gateway.base import OutboxEvent
 from common.demo import DEMO_MEMBERS, DEMO_PASSWORD, DEMO_USERS
+from gateway.accounts.seed import seed_admins
 from gateway.identity.tokens import hash_secret
 from gateway.members.models import Member, User
 from gateway.exchange.models import Grant
@@ -59,6 +60,7 @@ async def seed_demo(db: Database, *, clock: Clock | None = None) -> None:
                                  password_hash=password_hash, role=u["role"], scopes=u["scopes"],
                                  acting_for=u.get("acting_for"), member_code="portal", status="active",
                                  created_at=now))
+    await seed_admins(db, clock=clock)
     await seed_demo_grants(db, clock=clock)
 
 

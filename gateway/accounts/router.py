@@ -194,8 +194,7 @@ async def _enrolling(request: Request) -> str:
 @router.post("/auth/v1/mfa/totp/enrol", response_model=TotpEnrolment, summary="绑定动态验证码 Enrol TOTP",
              description="以 enrolment_token（登录时返回）或本人会话令牌调用；返回密钥与 otpauth:// 地址（扫码）。"
                          "已启用的动态验证码须由管理员重置后才能重新绑定。")
-async def enrol(request: Request, clock: Clock = Depends(get_clock)):
-    username = await _enrolling(request)
+async def enrol(request: Request, username: str = Depends(_enrolling), clock: Clock = Depends(get_clock)):
     now = clock.now()
     async with request.app.state.db.session() as session, session.begin():
         factor = await session.get(TotpFactor, username)
@@ -213,8 +212,8 @@ async def enrol(request: Request, clock: Clock = Depends(get_clock)):
 
 @router.post("/auth/v1/mfa/totp/activate", response_model=RecoveryCodes, summary="启用动态验证码 Activate TOTP",
              description="提交验证器显示的 6 位验证码；成功后返回 10 个一次性恢复码（只显示这一次）。")
-async def activate(body: TotpActivate, request: Request, clock: Clock = Depends(get_clock)):
-    username = await _enrolling(request)
+async def activate(body: TotpActivate, request: Request, username: str = Depends(_enrolling),
+                   clock: Clock = Depends(get_clock)):
     now, db = clock.now(), request.app.state.db
     problem = None
     try:

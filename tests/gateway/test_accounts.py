@@ -303,3 +303,14 @@ async def test_revocation_endpoint_discovery_and_other_replicas(gw):
     other = RevokedSessions(keep_seconds=700)
     assert await other.load(x.app.state.db, x.clock.now())
     assert a["session_id"] in other and b["session_id"] in other
+
+
+async def test_demo_administrators_are_seeded_once_and_must_enrol(gw):
+    from gateway.accounts.seed import DEMO_ADMINS, seed_admins
+    from gateway.seed import DEMO_PASSWORD
+
+    x = gw
+    await seed_admins(x.app.state.db, clock=x.clock)
+    await seed_admins(x.app.state.db, clock=x.clock)
+    assert len([a for a in await audit(x, actor="demo-seed")]) == len(DEMO_ADMINS) - 2  # two names exist here
+    problem(await sign_in(x, "admin_street", DEMO_PASSWORD), 403, "mfa.enrolment_required")
