@@ -10,6 +10,8 @@ from common.auth import Principal
 from common.errors import Problem, invalid
 from common.ids import new_id
 from common.outbox import record_event
+from common.errors import NotFound, check_version
+from common.lookup import get_or_404
 from svc_matching.base import OutboxEvent
 from svc_matching.directory.models import (
     Location, Organization, Schedule, Service, ServiceAtLocation, ServiceAttribute, ServiceCapacity, TaxonomyTerm,
@@ -81,10 +83,8 @@ async def check_org_scope(session: AsyncSession, principal: Principal, org_id: s
 
 
 async def get_organization(session: AsyncSession, org_id: str) -> Organization:
-    org = await session.get(Organization, org_id)
-    if org is None:
-        raise Problem(404, "organization.not_found", ("机构不存在", "Organisation not found"))
-    return org
+    return await get_or_404(session, Organization, org_id,
+                            NotFound("organization.not_found", ("机构不存在", "Organisation not found")))
 
 
 async def create_location(session: AsyncSession, org_id: str, body: LocationCreate,
@@ -173,9 +173,8 @@ async def set_service_status(session: AsyncSession, principal: Principal, servic
             .where(ServiceAtLocation.service_id == svc.id))] + [org.community if org else None]
         if not any(principal.covers_place(p) for p in places if p):
             raise Problem(403, "forbidden", ("只能管理本辖区的服务资源", "Only services within your scope"))
-    if version is not None and version != svc.version:
-        raise Problem(409, "version_conflict", ("服务资源已被他人更新，请刷新后重试",
-                                                "The service was changed by someone else; reload and retry"))
+    check_version(version, svc.version, "version_conflict", ("服务资源已被他人更新，请刷新后重试",
+                  "The service was changed by someone else; reload and retry"), with_current=False)
     if status == svc.status:
         return svc
     was_listed = svc.status == "active"

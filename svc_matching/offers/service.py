@@ -12,6 +12,8 @@ from common.auth import Principal
 from common.errors import Problem
 from common.ids import new_id
 from common.outbox import record_event
+from common.errors import NotFound, check_if_match
+from common.lookup import get_or_404
 from svc_matching import engine
 from svc_matching.access import is_own, sees_place
 from svc_matching.base import OutboxEvent
@@ -222,10 +224,8 @@ async def match_batch(session: AsyncSession, principal: Principal, need_ids: lis
 async def get_offer(session: AsyncSession, principal: Principal, offer_id: str) -> Offer:
     """The offer, if the caller may see it: staff of the need's place, ops, the provider it was made to. Anyone
     else gets the answer an unknown offer gets (404)."""
-    offer = await session.get(Offer, offer_id)
-    if offer is None or not await _may_see_offer(session, principal, offer):
-        raise Problem(404, "offer.not_found", NOT_FOUND)
-    return offer
+    return await get_or_404(session, Offer, offer_id, NotFound("offer.not_found", NOT_FOUND),
+                            visible=lambda offer: _may_see_offer(session, principal, offer))
 
 
 async def _may_see_offer(session: AsyncSession, principal: Principal, offer: Offer) -> bool:
@@ -246,8 +246,7 @@ async def _made_to(session: AsyncSession, principal: Principal, offer: Offer) ->
 
 
 def _check_version(offer: Offer, if_match: str | None) -> None:
-    if if_match is not None and if_match.strip('W/"') != str(offer.version):
-        raise Problem(412, "precondition_failed", ("派单状态已变化，请刷新后重试", "The offer changed; reload and retry"))
+    check_if_match(if_match, offer.version, ("派单状态已变化，请刷新后重试", "The offer changed; reload and retry"))
 
 
 def _pending(offer: Offer) -> None:

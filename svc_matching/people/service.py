@@ -10,6 +10,8 @@ from common.auth import Principal
 from common.errors import Problem, invalid
 from common.ids import new_id
 from common.outbox import record_event
+from common.errors import NotFound
+from common.lookup import get_or_404
 from svc_matching.access import PLACE_STAFF, is_own, sees_place
 from svc_matching.base import OutboxEvent
 from svc_matching.directory.service import check_windows, resolve_terms
@@ -145,10 +147,8 @@ async def create_need(session: AsyncSession, principal: Principal, body: NeedCre
 
 async def get_need(session: AsyncSession, principal: Principal, need_id: str) -> Need:
     """The need, if the caller may see it; one outside their reach answers as an unknown one (404)."""
-    need = await session.get(Need, need_id)
-    if need is None or not await _may_see_need(session, principal, need):
-        raise Problem(404, "need.not_found", NOT_FOUND)
-    return need
+    return await get_or_404(session, Need, need_id, NotFound("need.not_found", NOT_FOUND),
+                            visible=lambda need: _may_see_need(session, principal, need))
 
 
 async def _may_see_need(session: AsyncSession, principal: Principal, need: Need) -> bool:

@@ -10,6 +10,7 @@ from common.auth import Principal
 from common.errors import Problem, invalid
 from common.ids import new_id
 from common.outbox import record_event
+from common.errors import check_version
 from svc_residents import access
 from svc_residents.base import OutboxEvent
 from svc_residents.households.models import Household
@@ -93,10 +94,8 @@ async def update_household(session: AsyncSession, principal: Principal, househol
     access.require_reader(principal)
     household = await get_household(session, principal, household_id, for_update=True)
     access.require_staff(principal)
-    if household.version != body.version:
-        raise Problem(409, "household.version_conflict", ("该户已被他人修改，请刷新后重试",
-                                                          "The household changed; reload and retry"),
-                      extra={"current_version": household.version})
+    check_version(body.version, household.version, "household.version_conflict",
+                  ("该户已被他人修改，请刷新后重试", "The household changed; reload and retry"))
     changed = []
     if body.address is not None and body.address != household.address:
         household.address = body.address

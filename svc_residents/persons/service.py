@@ -14,6 +14,7 @@ from common.context import request_id_var
 from common.errors import Problem, invalid
 from common.ids import new_id
 from common.outbox import record_event
+from common.errors import check_version
 from svc_residents import access, protection as prot
 from svc_residents.protection import FieldProtection
 from svc_residents.audit.models import AccessAudit
@@ -193,10 +194,8 @@ async def update_person(session: AsyncSession, principal: Principal, protection:
                                              "You may change only phone, preferred channel and accessibility needs"))
     elif not access.staff_covers(principal, person.grid_code):
         raise Problem(403, "forbidden", ("无权修改该居民档案", "You may not change this person"))
-    if person.version != body.version:
-        raise Problem(409, "person.version_conflict", ("档案已被他人修改，请刷新后重试",
-                                                       "The record changed; reload and retry"),
-                      extra={"current_version": person.version})
+    check_version(body.version, person.version, "person.version_conflict",
+                  ("档案已被他人修改，请刷新后重试", "The record changed; reload and retry"))
     changed: list[str] = []
     if "phone" in given:
         if body.phone:

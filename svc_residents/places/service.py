@@ -10,6 +10,8 @@ from common.auth import Principal
 from common.errors import Problem, invalid
 from common.validators import ValidationFailure, parse_division_code
 from common.outbox import record_event
+from common.errors import NotFound
+from common.lookup import get_or_404
 from svc_residents.base import OutboxEvent
 from svc_residents.places.models import LEVELS, Place
 from svc_residents.places.schemas import PlaceCreate
@@ -90,10 +92,7 @@ async def create_place(session: AsyncSession, principal: Principal, body: PlaceC
 
 
 async def get_place(session: AsyncSession, code: str) -> Place:
-    place = await session.get(Place, code)
-    if place is None:
-        raise Problem(404, "place.not_found", ("地点不存在", "Place not found"))
-    return place
+    return await get_or_404(session, Place, code, NotFound("place.not_found", ("地点不存在", "Place not found")))
 
 
 async def list_places(session: AsyncSession, *, parent_code: str | None, level: str | None, after: str | None,
