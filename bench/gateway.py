@@ -29,13 +29,9 @@ The machine is shared and small (2 cores here): wrk, nginx or the gateway, and t
 same cores, so figures vary from run to run; the table prints what this run measured. Never part of
 `make test`; no assertion on time anywhere.
 
-Figures and where the time goes: README (Figures). Profiling (`--profile`, py-spy) led over the stops to a
-verified-token cache, skipping FastAPI's route walk for forwarded calls, a pooled httptools upstream client, the
-message log written off the request path (one SQLite statement per table per batch) with backpressure instead of
-503s when it falls behind, and a start-up heap frozen out of the garbage collector (p99 at 16 connections
-61–72 ms → 7–8 ms); stop 15 answered exchange calls on uvicorn's protocol without the ASGI stack and moved the
-message log's writing to a child process (ADR 0010). The latency goal is met; throughput is about 0.2 × nginx with
-one worker each (0.09 × before stop 15, same machine); stop 20 put the edge in front (ADR 0012).
+Figures and where the time goes: README (Figures). `--baseline DIR` measures another source tree's gateway (say
+`git archive` of an earlier commit) in the same turns, before and after in one run; its edge is configured by
+this tree's `gateway/edge/config.py`.
 """
 from __future__ import annotations
 
@@ -111,10 +107,10 @@ def wait_http(url: str, timeout: float = 60.0, proc: subprocess.Popen | None = N
     raise RuntimeError(f"{url} did not answer within {timeout} s")
 
 
-def clean_env(**extra: str) -> dict[str, str]:
+def clean_env(tree: Path = ROOT, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("ONENET_")}
     env.update(extra)
-    env["PYTHONPATH"] = str(ROOT)
+    env["PYTHONPATH"] = str(tree)
     return env
 
 
@@ -267,7 +263,10 @@ def main(argv: list[str] | None = None) -> int:
                          "each to a file here)")
     ap.add_argument("--edge", choices=("both", "on", "off"), default="both",
                     help="the gateway with its edge (nginx + Lua in front, ADR 0012; as deployed when the packages "
-                         "are installed), without it (the Python data plane alone), or both (default)")
+                         "are installed), without it (the Python gateway alone), or both (default)")
+    ap.add_argument("--baseline", metavar="DIR", type=Path,
+                    help="another source tree (e.g. `git archive` of an earlier commit): its gateway, with the "
+                         "edge, is measured in the same turns as this one's (before/after in one run)")
     ap.add_argument("--json", action="store_true", help="also print the figures as one JSON line")
     ap.add_argument("--profile", metavar="FILE", help="record the gateway with py-spy during its first "
                                                    "16-connection run (collapsed stacks to FILE; prints the top frames)")
@@ -290,9 +289,10 @@ def main(argv: list[str] | None = None) -> int:
     tmp = Path(tempfile.mkdtemp(prefix="onenet-bench-gw-"))
     procs: list[subprocess.Popen] = []
 
-    def spawn(cmd: list[str], env: dict[str, str] | None = None, log: str = "proc") -> subprocess.Popen:
+    def spawn(cmd: list[str], env: dict[str, str] | None = None, log: str = "proc", cwd: Path = ROOT
+              ) -> subprocess.Popen:
         fh = open(tmp / f"{log}.log", "wb")
-        p = subprocess.Popen(cmd, env=env or clean_env(), stdout=fh, stderr=subprocess.STDOUT, cwd=ROOT,
+        p = subprocess.Popen(cmd, env=env or clean_env(), stdout=fh, stderr=subprocess.STDOUT, cwd=cwd,
                              start_new_session=True)
         procs.append(p)
         return p
@@ -327,8 +327,8 @@ def main(argv: list[str] | None = None) -> int:
             wait_http(f"http://127.0.0.1:{port}/", proc=ngx)
             return f"http://127.0.0.1:{port}"
 
-        def start_gateway(workers: int, edge: bool = False) -> tuple[subprocess.Popen, str, str]:
-            name = f"gateway-{workers}{'-edge' if edge else ''}"
+        def start_gateway(workers: int, edge: bool = False, tree: Path = ROOT) -> tuple[subprocess.Popen, str, str]:
+            name = f"gateway-{workers}{'-edge' if edge else ''}{'-baseline' if tree != ROOT else ''}"
             db_file = tmp / f"{name}.db"
             shutil.copy(template, db_file)
             db_url = f"sqlite+aiosqlite:///{db_file}"
@@ -359,8 +359,11 @@ def main(argv: list[str] | None = None) -> int:
                                         gateway=f"http://127.0.0.1:{port}", secret=secret_edge,
                                         prefix=tmp / f"{name}-nginx", workers=workers,
                                         access_log=None if args.quiet_logs else str(tmp / f"{name}-nginx" / "access.log"))
-            gw = spawn(uvicorn_cmd("gateway.app:create_app", port, factory=True, workers=workers, http=GATEWAY.http),
-                       env=clean_env(**gw_env), log=name)
+            http = GATEWAY.http if tree == ROOT else subprocess.run(
+                [sys.executable, "-c", "from deploy.services import GATEWAY; print(GATEWAY.http)"], cwd=tree,
+                env=clean_env(tree), capture_output=True, text=True, check=True).stdout.strip()
+            gw = spawn(uvicorn_cmd("gateway.app:create_app", port, factory=True, workers=workers, http=http),
+                       env=clean_env(tree, **gw_env), log=name, cwd=tree)
             url = f"http://127.0.0.1:{port}"
             wait_http(f"{url}/healthz", proc=gw)
             if edge_proc is not None:
@@ -452,11 +455,15 @@ def main(argv: list[str] | None = None) -> int:
             ngx_url = start_nginx(w)
             targets = [(f"nginx ×{w}", f"{ngx_url}{PATH}", plain, None)]
             gateways = []
-            for edge in edge_modes:
-                label = f"gateway{'+edge' if edge else ''} ×{w}"
-                gw, gw_url, db_url = start_gateway(w, edge=edge)
+            runs = [(edge, ROOT) for edge in edge_modes]
+            if args.baseline:  # the earlier tree's gateway beside this one's (its edge from this tree's config)
+                runs += [(edge, args.baseline.resolve()) for edge in edge_modes]
+            for edge, tree in runs:
+                label = f"gateway{'+edge' if edge else ''}{' (baseline)' if tree != ROOT else ''} ×{w}"
+                gw, gw_url, db_url = start_gateway(w, edge=edge, tree=tree)
                 auth = admit(gw_url)
-                script = write_script(tmp / f"token-{w}-{int(edge)}.lua", {**auth, "X-OneNet-Purpose": "benchmark"})
+                script = write_script(tmp / f"token-{w}-{int(edge)}-{int(tree != ROOT)}.lua",
+                                      {**auth, "X-OneNet-Purpose": "benchmark"})
                 targets.append((label, f"{gw_url}{PATH}", script, gw.pid))
                 gateways.append((label, gw, db_url))
             for name, url, script, _ in targets:
@@ -529,15 +536,16 @@ def print_table(results: dict[str, tuple[Load, Load]], args, worker_counts: list
     print(f"\nGateway vs nginx, same backend ({PATH}), {args.duration:g} s per run, wrk; "
           f"{'no access logs' if args.quiet_logs else 'access logs on (nginx: combined format to a file; gateway: INFO, JSON lines)'}"
           f"{', masked responses' if args.masked else ''}")
-    print(f"{'target':<20} {'req/s @' + str(c) + 'c':>12} {'p50 @' + str(c) + 'c':>10} {'p99 @' + str(c) + 'c':>10}"
+    print(f"{'target':<28} {'req/s @' + str(c) + 'c':>12} {'p50 @' + str(c) + 'c':>10} {'p99 @' + str(c) + 'c':>10}"
           f" {'p50 @1c':>9} {'p99 @1c':>9} {'non-2xx':>8} {'errors':>7}")
     for name, (many, one) in results.items():
-        print(f"{name:<20} {many.rps:>12,.0f} {many.p50_ms:>8.2f}ms {many.p99_ms:>8.2f}ms {one.p50_ms:>7.3f}ms"
+        print(f"{name:<28} {many.rps:>12,.0f} {many.p50_ms:>8.2f}ms {many.p99_ms:>8.2f}ms {one.p50_ms:>7.3f}ms"
               f" {one.p99_ms:>7.3f}ms {many.non2xx + one.non2xx:>8} {many.errors + one.errors:>7}")
     direct = results["backend (direct)"]
     for w in worker_counts:
         ng = results[f"nginx ×{w}"]
-        for label in (f"gateway ×{w}", f"gateway+edge ×{w}"):
+        for label in (f"gateway ×{w}", f"gateway+edge ×{w}", f"gateway (baseline) ×{w}",
+                      f"gateway+edge (baseline) ×{w}"):
             if label not in results:
                 continue
             gw = results[label]
