@@ -5,7 +5,7 @@ from typing import Literal
 from fastapi import APIRouter, Depends, Header, Request
 from sqlalchemy import select
 
-from common.deps import DbSession
+from common.deps import AppDb, DbSession
 from common.auth import Principal, get_principal, require_roles
 from common.clock import Clock, get_clock
 from common.idempotency import request_fingerprint, run_idempotent
@@ -24,7 +24,7 @@ router = APIRouter(prefix="/matching/v1", tags=["volunteers & needs 志愿者与
 
 
 @router.post("/volunteers", status_code=201, response_model=VolunteerOut, summary="登记志愿者 Register a volunteer")
-async def create_volunteer(body: VolunteerCreate, request: Request,
+async def create_volunteer(db: AppDb, body: VolunteerCreate, request: Request,
                            principal: Principal = Depends(require_roles("community_staff", "street_staff",
                                                                         "grid_worker", "ops")),
                            idempotency_key: str | None = Header(None, alias="Idempotency-Key"),
@@ -34,7 +34,7 @@ async def create_volunteer(body: VolunteerCreate, request: Request,
     async def create(session):
         return 201, VolunteerOut.model_validate(
             await service.create_volunteer(session, principal, body, now))
-    return await run_idempotent(request.app.state.db, IdempotencyRecord, key=idempotency_key,
+    return await run_idempotent(db, IdempotencyRecord, key=idempotency_key,
                                 caller=principal.caller, now=now,
                                 fingerprint=request_fingerprint("POST", request.url.path, body.model_dump()),
                                 create=create)
@@ -47,7 +47,7 @@ async def get_volunteer(session: DbSession, volunteer_id: str, request: Request,
 
 @router.post("/volunteers/{volunteer_id}/hours_offers", status_code=201, response_model=HoursOfferOut,
              summary="登记可服务时长 Pledge volunteer hours for a period")
-async def offer_hours(volunteer_id: str, body: HoursOfferCreate, request: Request,
+async def offer_hours(db: AppDb, volunteer_id: str, body: HoursOfferCreate, request: Request,
                       principal: Principal = Depends(get_principal),
                       idempotency_key: str | None = Header(None, alias="Idempotency-Key"),
                       clock: Clock = Depends(get_clock)):
@@ -56,21 +56,21 @@ async def offer_hours(volunteer_id: str, body: HoursOfferCreate, request: Reques
     async def create(session):
         return 201, HoursOfferOut.model_validate(
             await service.offer_hours(session, principal, volunteer_id, body, now))
-    return await run_idempotent(request.app.state.db, IdempotencyRecord, key=idempotency_key,
+    return await run_idempotent(db, IdempotencyRecord, key=idempotency_key,
                                 caller=principal.caller, now=now,
                                 fingerprint=request_fingerprint("POST", request.url.path, body.model_dump(mode="json")),
                                 create=create)
 
 
 @router.post("/needs", status_code=201, response_model=NeedOut, summary="登记需求 Record a need")
-async def create_need(body: NeedCreate, request: Request, principal: Principal = Depends(get_principal),
+async def create_need(db: AppDb, body: NeedCreate, request: Request, principal: Principal = Depends(get_principal),
                       idempotency_key: str | None = Header(None, alias="Idempotency-Key"),
                       clock: Clock = Depends(get_clock)):
     now = clock.now()
 
     async def create(session):
         return 201, NeedOut.model_validate(await service.create_need(session, principal, body, now))
-    return await run_idempotent(request.app.state.db, IdempotencyRecord, key=idempotency_key,
+    return await run_idempotent(db, IdempotencyRecord, key=idempotency_key,
                                 caller=principal.caller, now=now,
                                 fingerprint=request_fingerprint("POST", request.url.path, body.model_dump()),
                                 create=create)

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Query, Request
 
-from common.deps import DbSession
+from common.deps import AppSettings, DbSession
 from common.auth import Principal, require_roles
 from common.errors import Problem
 from svc_matching.reports import service
@@ -17,14 +17,14 @@ def _scope(principal: Principal, place_code: str | None) -> None:
 
 
 @router.get("/gaps", summary="供需缺口 Unmet needs with no eligible provider, by category and grid")
-async def gaps(session: DbSession, request: Request, place_code: str | None = Query(None, pattern=r"^\d{6,24}$"),
+async def gaps(settings: AppSettings, session: DbSession, request: Request, place_code: str | None = Query(None, pattern=r"^\d{6,24}$"),
                principal: Principal = Depends(require_roles(*ROLES))):
     _scope(principal, place_code)
-    return await service.gaps(session, request.app.state.settings, place_code)
+    return await service.gaps(session, settings, place_code)
 
 
 @router.get("/duplicates", summary="重复投入 Services duplicating each other in one area")
-async def duplicates(session: DbSession, request: Request, place_code: str | None = Query(None, pattern=r"^\d{6,24}$"),
+async def duplicates(settings: AppSettings, session: DbSession, request: Request, place_code: str | None = Query(None, pattern=r"^\d{6,24}$"),
                      principal: Principal = Depends(require_roles(*ROLES))):
     _scope(principal, place_code)
-    return await service.duplicates(session, request.app.state.settings, place_code)
+    return await service.duplicates(session, settings, place_code)

@@ -7,6 +7,7 @@ from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 
+from common.deps import AppSettings
 from common.auth import Principal, require_roles
 from common.clock import Clock, get_clock
 from svc_metrics.alerts import cases, service
@@ -44,12 +45,12 @@ class AckIn(BaseModel):
 
 
 @router.post("/scan", summary="运行预警检测 Run the early-warning detectors")
-async def scan(request: Request, period: str | None = None,
+async def scan(settings: AppSettings, request: Request, period: str | None = None,
                principal: Principal = Depends(require_roles("ops", "system")), clock: Clock = Depends(get_clock)) -> dict[str, Any]:
     now = clock.now()
     p = periods.parse(period, now, default_kind="quarter")
     async with db_of(request).session() as session, session.begin():
-        created = await service.scan(session, now, request.app.state.settings, p)
+        created = await service.scan(session, now, settings, p)
         items = [WarningOut.model_validate(w).model_dump(mode="json") for w in created]
     return {"created": len(items), "items": items}
 

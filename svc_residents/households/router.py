@@ -5,7 +5,7 @@ from urllib.parse import unquote
 
 from fastapi import APIRouter, Depends, Header, Request, Response
 
-from common.deps import DbSession
+from common.deps import AppDb, DbSession
 from common.auth import Principal, get_principal
 from common.clock import Clock, get_clock
 from common.idempotency import request_fingerprint, run_idempotent
@@ -25,7 +25,7 @@ class HouseholdDetail(HouseholdOut):
 
 
 @router.post("", status_code=201, response_model=HouseholdOut, summary="登记户 Register a household")
-async def create_household(body: HouseholdCreate, request: Request, principal: Principal = Depends(get_principal),
+async def create_household(db: AppDb, body: HouseholdCreate, request: Request, principal: Principal = Depends(get_principal),
                            idempotency_key: str | None = Header(None, alias="Idempotency-Key"),
                            clock: Clock = Depends(get_clock)):
     now = clock.now()
@@ -33,7 +33,7 @@ async def create_household(body: HouseholdCreate, request: Request, principal: P
     async def create(session):
         return 201, HouseholdOut.model_validate(await service.create_household(session, principal, body, now=now))
 
-    return await run_idempotent(request.app.state.db, IdempotencyRecord, key=idempotency_key,
+    return await run_idempotent(db, IdempotencyRecord, key=idempotency_key,
                                 caller=principal.caller, now=now, create=create,
                                 fingerprint=request_fingerprint("POST", request.url.path, body.model_dump()))
 
@@ -47,7 +47,7 @@ async def list_households(session: DbSession, request: Request, grid_code: str |
 
 
 @router.get("/{household_id}", response_model=HouseholdDetail, summary="户详情（含成员，脱敏）Household with members")
-async def get_household(household_id: str, request: Request, principal: Principal = Depends(get_principal),
+async def get_household(db: AppDb, household_id: str, request: Request, principal: Principal = Depends(get_principal),
                         clock: Clock = Depends(get_clock)):
     from sqlalchemy import select
 
@@ -58,7 +58,7 @@ async def get_household(household_id: str, request: Request, principal: Principa
     if principal.role in exchange_grants.GRANT_ROLES:  # a department or member system: only under a grant
         grant = await exchange_grants.grant_for(request, principal, exchange_grants.HOUSEHOLDS_RESOURCE)
         purpose = request.headers.get(exchange_grants.PURPOSE_HEADER)
-        async with request.app.state.db.session() as session, session.begin():
+        async with db.session() as session, session.begin():
             household = await session.get(Household, household_id)
             if household is None:
                 raise service.not_found()
@@ -66,7 +66,7 @@ async def get_household(household_id: str, request: Request, principal: Principa
                                 unquote(purpose, errors="replace") if purpose else None, now=now)
         return Response(json.dumps(out, ensure_ascii=False, default=str), media_type="application/json",
                         headers={"Cache-Control": "no-store"})
-    async with request.app.state.db.session() as session:
+    async with db.session() as session:
         household = await service.get_household(session, principal, household_id)
         members = list((await session.execute(select(Person).where(Person.household_id == household.id,
                                                                    Person.merged_into.is_(None))

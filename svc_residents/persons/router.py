@@ -7,7 +7,7 @@ from urllib.parse import unquote
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from pydantic import BaseModel
 
-from common.deps import DbSession
+from common.deps import AppDb, DbSession
 from common.auth import Principal, get_principal
 from common.clock import Clock, get_clock
 from common.errors import invalid, request_language
@@ -48,7 +48,7 @@ class AccessLogEntry(BaseModel):
 @router.post("", status_code=201, response_model=PersonOut, summary="登记居民 Register a person",
              responses={202: {"model": RegistrationOut,
                               "description": "已提交，待核实后生效 (the ID number needs confirmation first)"}})
-async def create_person(body: PersonCreate, request: Request, principal: Principal = Depends(get_principal),
+async def create_person(db: AppDb, body: PersonCreate, request: Request, principal: Principal = Depends(get_principal),
                         idempotency_key: str | None = Header(None, alias="Idempotency-Key"),
                         clock: Clock = Depends(get_clock)):
     protection = _protection(request)
@@ -67,7 +67,7 @@ async def create_person(body: PersonCreate, request: Request, principal: Princip
     for name in ("id_number", "phone"):
         if keyed.get(name):
             keyed[name] = prot.fingerprint_digest(protection, name, keyed[name])
-    return await run_idempotent(request.app.state.db, IdempotencyRecord, key=idempotency_key,
+    return await run_idempotent(db, IdempotencyRecord, key=idempotency_key,
                                 caller=principal.caller, now=now, create=create,
                                 fingerprint=request_fingerprint("POST", request.url.path, keyed))
 
@@ -188,7 +188,7 @@ async def delete_tag(session: DbSession, person_id: str, code: TagCode, request:
 
 @router.post("/{person_id}/consents", status_code=201, response_model=ConsentOut,
              summary="记录授权同意 Record consent")
-async def add_consent(person_id: str, body: ConsentIn, request: Request, principal: Principal = Depends(get_principal),
+async def add_consent(db: AppDb, person_id: str, body: ConsentIn, request: Request, principal: Principal = Depends(get_principal),
                       idempotency_key: str | None = Header(None, alias="Idempotency-Key"),
                       clock: Clock = Depends(get_clock)):
     now = clock.now()
@@ -196,7 +196,7 @@ async def add_consent(person_id: str, body: ConsentIn, request: Request, princip
     async def create(session):
         return 201, ConsentOut.model_validate(await service.add_consent(session, principal, person_id, body, now=now))
 
-    return await run_idempotent(request.app.state.db, IdempotencyRecord, key=idempotency_key,
+    return await run_idempotent(db, IdempotencyRecord, key=idempotency_key,
                                 caller=principal.caller, now=now, create=create,
                                 fingerprint=request_fingerprint("POST", request.url.path, body.model_dump()))
 
