@@ -26,7 +26,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from common.assertion import HEADER as ASSERTION_HEADER, HEADER_B as ASSERTION_B, AssertionAuth, GatewayAssertion
-from common.auth import Principal, TokenVerifier, principal_from_claims
+from common.auth import Principal, TokenVerifier, principal_from_claims, session_revoked
 from common.context import request_id_var, traceparent_var
 from common.errors import Problem
 from common.http_client import CircuitBreaker, UpstreamTimeout, UpstreamUnavailable, child_traceparent
@@ -162,6 +162,7 @@ class Forwarder:
         self.upstreams = upstreams
         self.verifier = verifier
         self.revoked = revoked_members
+        self.revoked_sessions = ()  # gateway/accounts: the live set of signed-out sessions (set by the app)
         self.pins = pins if pins is not None else CertificatePins()
         self.tokens = token_cache if token_cache is not None else TokenCache()
 
@@ -199,6 +200,8 @@ class Forwarder:
             self.tokens.put(token, principal)
         if principal.member in self.revoked:
             raise Problem(403, "member_revoked", ("该成员单位已被停用", "This member has been revoked"))
+        if self.revoked_sessions and principal.claims.get("sid") in self.revoked_sessions:
+            raise session_revoked()  # a signed-out session (gateway/accounts/sessions.py), at once
         return principal
 
     async def forward(self, service: str, principal: Principal, *, method: str, path: str, query: bytes,
