@@ -1,4 +1,4 @@
-"""Demo data for svc_services: the catalogue from deploy/demo.py, the demo grids, and a few requests for demo
+"""Demo data for svc_services: the catalogue from common/demo.py, the demo grids, and a few requests for demo
 persons (deterministic ids, so running it twice changes nothing)."""
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from common.auth import Principal
 from common.clock import Clock
 from common.db import Database
 from common.validators import parse_resident_id
-from deploy.demo import CATALOGUE_ITEMS, GRIDS, PERSONS, demo_id, person_id
+from common.demo import CATALOGUE_ITEMS, GRIDS, PERSONS, demo_id, person_id
 from svc_services.catalogue import service as catalogue
 from svc_services.catalogue.models import CatalogueItem
 from svc_services.catalogue.schemas import ItemCreate
@@ -25,7 +25,7 @@ from svc_services.settings import ServicesSettings
 
 SEEDER = Principal(member="svc_services", user="seed", role="ops")
 
-# What deploy/demo.py does not say about each item: attributes, materials, channels, kiosk instant flag.
+# What common/demo.py does not say about each item: attributes, materials, channels, kiosk instant flag.
 EXTRAS: dict[str, dict[str, Any]] = {
     "YL-ZC-001": {
         "attributes": [

@@ -16,6 +16,7 @@ from typing import Any
 
 import httpx
 
+from common.openapi import resolve_ref
 from gateway.routing.forwarder import Upstream
 
 CACHE_SECONDS = 30.0
@@ -30,19 +31,9 @@ _FORMAT_EXAMPLES = {"date-time": "2026-11-20T10:00:00+08:00", "date": "2026-11-2
                     "uri": "https://example.com/", "uuid": "0193a5e2-7c1e-7c3a-9f1e-2b7d4c6a8e10"}
 
 
-def _resolve(schema: Any, components: dict, seen: frozenset = frozenset()) -> dict:
-    while isinstance(schema, dict) and "$ref" in schema:
-        ref = schema["$ref"]
-        if ref in seen:
-            return {}
-        seen = seen | {ref}
-        schema = components.get(ref.rsplit("/", 1)[-1], {})
-    return schema if isinstance(schema, dict) else {}
-
-
 def example_for(schema: Any, components: dict, depth: int = 0) -> Any:
     """A plausible instance of `schema`, from its own examples where it has them."""
-    schema = _resolve(schema, components)
+    schema = resolve_ref(schema, components)
     if "example" in schema:
         return schema["example"]
     if schema.get("examples"):
@@ -55,7 +46,7 @@ def example_for(schema: Any, components: dict, depth: int = 0) -> Any:
     if schema.get("enum"):
         return schema["enum"][0]
     for key in ("anyOf", "oneOf", "allOf"):
-        options = [o for o in schema.get(key, []) if _resolve(o, components).get("type") != "null"]
+        options = [o for o in schema.get(key, []) if resolve_ref(o, components).get("type") != "null"]
         if options:
             return example_for(options[0], components, depth)
     if depth > 6:
