@@ -84,7 +84,6 @@ def create_service_app(
     openapi_url: str | None = "/openapi.json",
     event_token: Callable[[], Awaitable[str]] | None = None,
     feeds: Sequence[str] = (),
-    lifespan_state: dict[str, Any] | None = None,
     clock: Clock | None = None,
     gateway_only: bool = True,
 ) -> FastAPI:
@@ -94,9 +93,6 @@ def create_service_app(
     `feeds`: the event-type prefixes this service writes to its outbox for a subscriber service instead of
     svc_metrics (ADR 0007). They never go to svc_metrics; each one with a subscriber in
     `settings.outbox_subscribers` gets a relay of its own.
-
-    `lifespan_state`: handed to the server as the ASGI lifespan state once started (uvicorn gives it to every
-    connection's protocol; the gateway's data plane is found there).
 
     `clock`: the app's one clock (`app.state.clock`, read through `common.clock.get_clock`); the system clock
     by default.
@@ -108,7 +104,7 @@ def create_service_app(
     db = db or (Database(settings.database_url, plan_cache_mode=settings.db_plan_cache_mode) if package else None)
 
     @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any] | None]:
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         stop = asyncio.Event()
         tasks: list[asyncio.Task] = []
         senders: list = []
@@ -148,7 +144,7 @@ def create_service_app(
         for job in background:
             tasks.append(asyncio.create_task(job(app, stop), name=getattr(job, "__name__", "job")))
         try:
-            yield lifespan_state
+            yield
         finally:
             stop.set()
             for t in tasks:

@@ -349,8 +349,8 @@ def install_error_handlers(app: FastAPI) -> None:
 
 
 def exception_handler_for(app, exc: Exception):
-    """The handler the app registered for `exc`'s class (nearest in its MRO), or None: for pure-ASGI fast paths
-    that call an endpoint function themselves and must answer its errors as FastAPI would."""
+    """The handler the app registered for `exc`'s class (nearest in its MRO), or None: for `common.direct_routes`,
+    which calls an endpoint function itself and must answer its errors as FastAPI would."""
     for cls in type(exc).__mro__:
         handler = app.exception_handlers.get(cls)
         if handler is not None:

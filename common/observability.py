@@ -92,7 +92,7 @@ def request_ids(incoming: str | None, traceparent: str | None) -> tuple[str, str
 
 class Telemetry:
     """What every answered request leaves behind: its Prometheus counter and latency, and one access-log line.
-    Shared by the middleware and the gateway's data plane (which answers forwarded calls without ASGI)."""
+    Made by the middleware, and by the gateway for the calls its edge answered (`app.state.edge_telemetry`)."""
 
     def __init__(self, service: str) -> None:
         self.service = service
