@@ -210,7 +210,7 @@ class AuditWriter:
 async def write_batch(db: Database, log_model, outbox_model, batch: list[Exchange], *, inserts=None,
                       resend: bool = False, clock: Clock | None = None) -> int:
     """One transaction per batch: the chain is computed in memory, then the log rows are inserted in chain order
-    (so `seq` order is chain order) and their `exchange.calls` events after them (common.db.RowsInsert: one
+    (so `seq` order is chain order) and their `exchange.calls` events after them (common.bulk_insert.RowsInsert: one
     statement per table on SQLite). `resend`: the batch may have been committed already by a writer process
     that died before saying so; rows whose id is stored are left out. Returns the rows written."""
     insert_log, insert_events = inserts or (RowsInsert(log_model.__table__), RowsInsert(outbox_model.__table__))

@@ -8,8 +8,8 @@ halves take turns; here batch n+1 is prepared while batch n is written:
    of batches prepared but not yet committed (`pending`), from the database for the rest (their committed
    state is final: no batch in flight touches them) — derive old and new observations, plan every row;
 2. write (one batch at a time, in the order prepared): insert, delete, upsert, commit — the whole transaction
-   one job for the writer's thread and its connection (`common.db.WriterThreads`), each bulk write one statement over
-   a JSON array (common.db.sqlite_json_insert). The job is queued as soon as the batch is prepared, so the
+   one job for the writer's thread and its connection (`common.writer_threads.WriterThreads`), each bulk write one
+   statement over a JSON array (common.bulk_insert.sqlite_json_insert). The job is queued as soon as the batch is prepared, so the
    writer goes from one transaction to the next without a turn through the event loop. Issued statement by
    statement from the loop, or started only once the loop noticed the previous write had ended, a write would
    wait for as long as the loop is busy preparing the next batch, and the two stages would take turns after all.
@@ -54,8 +54,8 @@ class SqliteIngest:
     def __init__(self, db: Database, *, recent_entities: int = 10_000,
                  pragmas: Callable[[sqlite3.Connection], None] | None = None) -> None:
         self.db = db
-        # one writer thread (common.db.WriterThreads): its jobs run first in, first run, so a batch's write sees
-        # the outcome of the writes it builds on
+        # one writer thread (common.writer_threads.WriterThreads): its jobs run first in, first run, so a batch's
+        # write sees the outcome of the writes it builds on
         self._writer = db.writer_threads(threads=1, name="metrics-writer")
         self._pragmas = pragmas
         event.listen(self._writer.engine, "connect", self._on_connect)
@@ -232,7 +232,7 @@ def _write(writer: WriterThreads, plan: "_Plan", expected: int, write: _Write,
 
 
 class _Plan:
-    """What one batch writes, the rows already encoded for the writer (common.db.json_rows)."""
+    """What one batch writes, the rows already encoded for the writer (common.bulk_insert.json_rows)."""
 
     __slots__ = ("events_json", "touched", "after", "observations", "replace", "remove_json", "obs_json",
                  "rollup_json", "tops_json", "accepted")

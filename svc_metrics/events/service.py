@@ -124,7 +124,7 @@ async def _lock_entities(session: AsyncSession, keys: list[str]) -> None:
 
 EVENT_COLUMNS = ("event_id", "type", "occurred_at", "received_at", "source", "community", "grid", "subject",
                  "entity_kind", "entity_id", "data")
-# One statement per batch (common.db.sqlite_json_insert): no per-row GIL handover in the driver thread.
+# One statement per batch (common.bulk_insert.sqlite_json_insert): no per-row GIL handover in the driver thread.
 SQLITE_INSERT_EVENTS = sqlite_json_insert("events", EVENT_COLUMNS, "ON CONFLICT (event_id) DO NOTHING")
 OBS_COLUMNS = ("kpi", "mode", "entity_kind", "entity_id", "at", "end_at", "place", "category", "channel", "groups",
                "num", "den", "value", "key")
@@ -132,7 +132,7 @@ SQLITE_INSERT_OBS = sqlite_json_insert("kpi_observations", OBS_COLUMNS)
 
 
 def sqlite_event_rows(fresh: list[tuple[Envelope, str, str]], now: datetime) -> list[tuple]:
-    """The rows of SQLITE_INSERT_EVENTS (encoded with common.db.json_rows)."""
+    """The rows of SQLITE_INSERT_EVENTS (encoded with common.bulk_insert.json_rows)."""
     received = sqlite_timestamp(now)
     return [(env.event_id, env.type, sqlite_timestamp(env.occurred_at), received, env.source, env.community, env.grid,
              env.subject, kind, eid, dumps(env.data)) for env, kind, eid in fresh]
