@@ -165,7 +165,7 @@ REGISTRY: dict[str, EventType] = {
     "household.changed": EventType(HouseholdChanged, "household"),
     "member.joined": EventType(MemberData, "member"),
     "member.revoked": EventType(MemberData, "member"),
-    # one event per call (gateways before stop 18), or per resource, member, outcome and minute with a count
+    # one event per call (older gateways), or per resource, member, outcome and minute with a count
     "exchange.call": EventType(ExchangeCall, "call", lambda env, _d: env.event_id, subject_required=False),
     "exchange.calls": EventType(ExchangeCalls, "call", lambda env, _d: env.event_id, subject_required=False),
     "exchange.item": EventType(ExchangeItem, "exchange_item", lambda env, d: d.item, subject_required=False),
