@@ -1,6 +1,7 @@
 """The authorisation policy the matrix (test_matrix.py) checks, written from DESIGN.md ("Identity and
 authorisation"), DOMAIN.md (roles, workflows 1, 4, 6, 7), ADR 0013 (calls only through the gateway) and ADR 0014
-(svc_matching's scoping), never from what the code answers.
+(svc_matching's scoping), ADR 0015 and gateway/accounts/policy.py (staff accounts, sessions, second factor), never
+from what the code answers.
 
 Callers are the demo users (deploy/demo.py) plus member systems calling with their own client-credentials token
 (subject = member, as `/auth/v1/token` issues them): the kiosk app, 民政's and 公安's department systems and
@@ -9,7 +10,9 @@ svc_residents (the source of the requester-profile and person-place feeds).
 The demo district: street 和平 (110105001) → 幸福 (…001: grids A1 …001001, A2 …001002) and 安康 (…002: grid
 …002001, …002002). resident1 is P1 (幸福 A1), resident3 is P3 (幸福 A1), proxy1 acts for P3; grid1 works A1, grid3
 安康's first grid; staff1 is 幸福's, staff2 安康's; street1 the street's; dept_mz a 民政 user; provider1 the
-organisation O1; evaluator1 the district's evaluator.
+organisation O1; evaluator1 the district's evaluator. The account endpoints (/auth/v1) have four more callers, the
+seeded demo administrators (gateway/accounts/seed.py): admin_xf (幸福), admin_ak (安康), admin_street (和平 street)
+and admin_ops (platform); every person calls them with a session of their own (a sign-in; administrators with TOTP).
 
 Each rule is a function of the caller giving what the call must come to: "ok" (2xx), "403" (refused: the caller
 may know the thing exists but may not do this) or "404" (hidden: the object lies outside the caller's reach, and
@@ -40,6 +43,7 @@ class Caller:
     acting_for: str | None = None
     over: dict = field(default_factory=dict, hash=False, compare=False)  # token overrides (tests/inprocess.py)
     base: str = ""  # the demo user whose token spec this caller starts from
+    admin: bool = False  # an administrator (gateway/accounts/policy.py)
 
     def values(self, kind: str) -> list[str]:
         return [s.split(":", 1)[1] for s in self.scopes if s.startswith(kind + ":")]
@@ -73,6 +77,16 @@ class Caller:
     def ops(self) -> bool:
         return self.role == "ops"
 
+    @property
+    def level(self) -> str | None:
+        """community | street | platform for an administrator (gateway/accounts/policy.py), else None."""
+        return {"community_staff": "community", "street_staff": "street", "ops": "platform"}.get(self.role) \
+            if self.admin else None
+
+    def administers(self, code: str) -> bool:
+        """An administrator whose place holds the place code (a platform administrator's holds every place)."""
+        return self.level == "platform" or (self.level is not None and self.covers(code))
+
 
 def _user(name: str) -> Caller:
     u = next(u for u in DEMO_USERS if u["username"] == name)
@@ -95,7 +109,20 @@ CALLERS: tuple[Caller, ...] = (
     _system("sys_gongan", "dept-gongan", "dept_staff", ("dept:gongan",)),
     _system("sys_residents", "svc_residents", "system"),
 )
-BY_NAME = {c.name: c for c in CALLERS}
+
+
+def _admin(name: str, role: str, scopes: tuple[str, ...]) -> Caller:
+    return Caller(name, role, name, "portal", scopes, admin=True, base="staff1",
+                  over={"user": name, "role": role, "scopes": list(scopes)})
+
+
+ADMINS: tuple[Caller, ...] = (
+    _admin("admin_xf", "community_staff", ("community:" + XF,)),
+    _admin("admin_ak", "community_staff", ("community:" + AK,)),
+    _admin("admin_street", "street_staff", ("street:" + STREET,)),
+    _admin("admin_ops", "ops", ()),
+)
+BY_NAME = {c.name: c for c in (*CALLERS, *ADMINS)}
 
 OK, DENY, HIDE = "ok", "403", "404"
 
@@ -104,6 +131,7 @@ OK, DENY, HIDE = "ok", "403", "404"
 class Rule:
     reason: str
     decide: Callable[[Caller], str]
+    code: Callable[[Caller], str | None] | None = None  # the problem code a refusal must carry, where stated
 
 
 def allow(pred: Callable[[Caller], bool], otherwise: Callable[[Caller], str] | str = DENY) -> Callable[[Caller], str]:
@@ -156,6 +184,22 @@ def metrics_role(c: Caller) -> bool:
 def sees_xf(c: Caller) -> bool:
     """A 幸福 aggregate (a warning, a case): whoever's places cover 幸福 or lie within it."""
     return c.covers(XF) or any(p.startswith(XF) for p in c.places)
+
+
+def _admin_code(c: Caller) -> str | None:
+    return None if c.level else "account.not_admin"
+
+
+def mfa_roles() -> list[str]:
+    """The roles besides administrators that sign in with a second factor (the platform's settings)."""
+    from gateway.settings import GatewaySettings
+
+    return list(GatewaySettings().mfa_required_roles)
+
+
+def mfa_signed(c: Caller) -> bool:
+    """This person's sign-in needs (and its session carries) a second factor (gateway/accounts/mfa.py)."""
+    return c.admin or c.role in mfa_roles()
 
 
 RULES: dict[str, Rule] = {
@@ -345,4 +389,53 @@ RULES: dict[str, Rule] = {
     "grant.revoke": Rule("a grant is revoked by its owner, its consumer or ops; other members 404",
                          allow(lambda c: c.ops or c.member in ("dept-minzheng", "kiosk"),
                                lambda c: HIDE if members(c) else DENY)),
+    # gateway: staff accounts (ADR 0015, gateway/accounts/policy.py; the administrator is read from the database)
+    "account.grid_xf": Rule("a 幸福 grid worker's account is read, changed, disabled, unlocked and its second "
+                            "factor reset by the administrators whose place holds it (幸福's, the street's, the "
+                            "platform's); 安康's administrator 404 as for an unknown account (its existence does not "
+                            "leak); whoever is no administrator 403 account.not_admin (accounts/policy.py)",
+                            allow(lambda c: c.administers(A2),
+                                  lambda c: HIDE if c.level else DENY), _admin_code),
+    "account.admin_xf": Rule("a 幸福 community administrator is managed only from above its role: the street's and "
+                             "the platform's administrators; 幸福's own administrator 403 account.above_scope (inside "
+                             "its place, not below it), 安康's 404, non-administrators 403 account.not_admin",
+                             allow(lambda c: c.level in ("street", "platform"),
+                                   lambda c: DENY if c.administers(XF) else HIDE if c.level else DENY),
+                             lambda c: "account.above_scope" if c.level else "account.not_admin"),
+    "account.self": Rule("nobody changes their own role, scopes, admin flag or status: an administrator on its own "
+                         "account 403 account.above_scope, anyone else 403 account.not_admin (accounts/policy.py)",
+                         lambda c: DENY, lambda c: "account.above_scope" if c.level else "account.not_admin"),
+    "account.create.grid_xf": Rule("a 幸福 grid worker is created by 幸福's, the street's and the platform's "
+                                   "administrators; 安康's 403 account.scope_outside (a create hides nothing); "
+                                   "non-administrators 403 account.not_admin",
+                                   allow(lambda c: c.administers(A2)),
+                                   lambda c: "account.scope_outside" if c.level else "account.not_admin"),
+    "account.create.admin_xf": Rule("a 幸福 community administrator is created by the street's and the platform's "
+                                    "administrators only: a community administrator may not give the admin flag "
+                                    "(403 account.role_not_allowed), non-administrators 403 account.not_admin",
+                                    allow(lambda c: c.level in ("street", "platform")),
+                                    lambda c: "account.role_not_allowed" if c.level else "account.not_admin"),
+    "account.list": Rule("administrators list the accounts and read the account audit of their place (the platform "
+                         "administrator everything); anyone else 403 account.not_admin (ADR 0015)",
+                         allow(lambda c: c.level is not None), _admin_code),
+    # gateway: one's own sessions, password and second factor (ADR 0015, gateway/accounts/router.py)
+    "session.own": Rule("a person's own sessions (list, sign out, sign out everywhere, end one, change the "
+                        "password): every signed-in person, on their own only; a member system's client-credentials "
+                        "token is no person's session: 403 session.required", allow(users),
+                        lambda c: "session.required"),
+    "session.other": Rule("another person's session is no caller's to end: 404 session.not_found as for an unknown "
+                          "id; a member system's token 403 session.required", lambda c: HIDE if users(c) else DENY,
+                          lambda c: "session.not_found" if users(c) else "session.required"),
+    "mfa.enrol": Rule("each person enrols and activates TOTP for their own account only: an administrator with the "
+                      "enrolment ticket its sign-in gave, anyone else with their own session; a member system 403 "
+                      "session.required (ADR 0015)", allow(users), lambda c: "session.required"),
+    "mfa.recovery": Rule("new recovery codes only from a session signed in with the second factor (administrators, "
+                         "ONENET_MFA_REQUIRED_ROLES): other people's sessions 403 mfa.session_required, member "
+                         "systems 403 session.required",
+                         allow(lambda c: users(c) and mfa_signed(c)),
+                         lambda c: "mfa.session_required" if users(c) else "session.required"),
+    "revoke.public": Rule("token revocation is public (RFC 7009 §2.2: 200 whatever the token; ADR 0015)",
+                          lambda c: OK),
+    "userinfo": Rule("userinfo (OpenID Connect) answers every signed-in caller about its own token, member "
+                     "systems included (ADR 0015)", lambda c: OK),
 }
