@@ -10,9 +10,7 @@ import asyncio
 import importlib.util
 import math
 import sys
-import time
 import zlib
-from collections import OrderedDict
 from urllib.parse import quote
 
 if importlib.util.find_spec("sniffio") is None:  # pragma: no branch
@@ -26,7 +24,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from common.assertion import HEADER as ASSERTION_HEADER, HEADER_B as ASSERTION_B, AssertionAuth, GatewayAssertion
-from common.auth import Principal, TokenVerifier, principal_from_claims, session_revoked
+from common.auth import Principal, TokenCache, TokenVerifier, principal_from_claims, session_revoked
 from common.context import request_id_var, traceparent_var
 from common.errors import Problem
 from common.http_client import CircuitBreaker, UpstreamTimeout, UpstreamUnavailable, child_traceparent
@@ -118,44 +116,6 @@ class Upstream:
         await self.transport.aclose()
 
 
-class TokenCache:
-    """Verified tokens → their principal, bounded (LRU) and each entry dropped at the token's own expiry.
-
-    Verifying an RS256 signature (and PyJWT's parsing around it) is the single largest cost of a forwarded call;
-    a client sends the same token for its whole lifetime (15 minutes by default), so the result is kept. Only
-    successfully verified tokens are cached (a forged token costs a verification every time). Member revocation
-    is not cached: it is checked on every call against the live revoked set, so it still applies at once.
-    """
-
-    def __init__(self, max_entries: int = 10_000, now=time.time) -> None:
-        self.max = max_entries
-        self.now = now
-        self._entries: OrderedDict[str, tuple[Principal, float]] = OrderedDict()
-
-    def get(self, token: str) -> Principal | None:
-        hit = self._entries.get(token)
-        if hit is None:
-            return None
-        principal, exp = hit
-        if self.now() >= exp:
-            del self._entries[token]
-            return None
-        self._entries.move_to_end(token)
-        return principal
-
-    def put(self, token: str, principal: Principal) -> None:
-        exp = principal.claims.get("exp")
-        if not isinstance(exp, (int, float)) or self.max <= 0:
-            return
-        self._entries[token] = (principal, float(exp))
-        self._entries.move_to_end(token)
-        while len(self._entries) > self.max:
-            self._entries.popitem(last=False)
-
-    def clear(self) -> None:
-        self._entries.clear()
-
-
 class Forwarder:
     def __init__(self, upstreams: dict[str, Upstream], verifier: TokenVerifier, revoked_members: set[str],
                  *, token_cache: TokenCache | None = None, pins: CertificatePins | None = None) -> None:
@@ -197,7 +157,7 @@ class Forwarder:
         principal = self.tokens.get(token)
         if principal is None:
             principal = principal_from_claims(await self.verifier.verify(token), token)
-            self.tokens.put(token, principal)
+            self.tokens.put(token, principal, principal.claims.get("exp"))
         if principal.member in self.revoked:
             raise Problem(403, "member_revoked", ("该成员单位已被停用", "This member has been revoked"))
         if self.revoked_sessions and principal.claims.get("sid") in self.revoked_sessions:

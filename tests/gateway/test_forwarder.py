@@ -1,4 +1,4 @@
-"""Forwarding: verified tokens cached (bounded, until their own expiry) without delaying member revocation; the
+"""Forwarding: verified tokens cached (common.auth.TokenCache, tested in tests/common/test_kit.py) without delaying member revocation; the
 forward route's request ids, problems and body limits; an upstream over a real socket."""
 from __future__ import annotations
 
@@ -6,28 +6,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from common.auth import Principal
-from gateway.routing.forwarder import TokenCache
 
 ID = "110105194703210823"
-
-
-def _p(member: str, exp: float) -> Principal:
-    return Principal(member=member, user=member, role="system", claims={"exp": exp})
-
-
-def test_token_cache_expires_entries_and_stays_bounded():
-    t = [1000.0]
-    c = TokenCache(max_entries=2, now=lambda: t[0])
-    c.put("a", _p("a", 1010))
-    c.put("b", _p("b", 1100))
-    assert c.get("a").member == "a"          # a is now the most recent
-    c.put("c", _p("c", 1100))                # evicts b, the least recently used
-    assert c.get("b") is None and c.get("a") is not None and c.get("c") is not None
-    t[0] = 1010.0
-    assert c.get("a") is None                # expired at its own exp
-    c.put("no-exp", Principal(member="x", user="x", role="system", claims={}))
-    assert c.get("no-exp") is None           # nothing to bound it by: not cached
 
 
 async def test_a_token_is_verified_once_and_revocation_still_applies_at_once(exchange):
