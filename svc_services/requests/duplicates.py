@@ -37,9 +37,9 @@ _COLUMNS = (R.id, R.item_code, R.lat, R.long, R.state, R.created_at, R.grid, R.p
 
 
 def duplicate_out(other: Any, distance: float | None = None) -> DuplicateOut:
-    """The one constructor of `DuplicateOut`: what a possible duplicate shows of the other request (its values are
-    a stored request's, valid already)."""
-    return DuplicateOut.model_construct(id=other.id, match="grid" if distance is None else "distance",
+    """The one constructor of `DuplicateOut`: what a possible duplicate shows of the other request. (Validating
+    costs pydantic-core less than `model_construct`'s Python loop.)"""
+    return DuplicateOut(id=other.id, match="grid" if distance is None else "distance",
                         distance_m=None if distance is None else round(distance, 1), grid=other.grid,
                         state=other.state, created_at=other.created_at)
 
@@ -85,17 +85,35 @@ def plan(subjects: list[tuple[Principal, Any]], settings: ServicesSettings,
         rows = yield same_grid_query(principal, first.item_code, first.grid, min(times) - window,
                                      max(times) + window, limit=MAX_DUPLICATES + len(members),
                                      without_location=first.lat is not None)
+        # the group's grid and place are its members': the pool is sorted once, and each member takes from it,
+        # newest first, the candidates the rule lets it list, up to what it may list
+        pool = sorted((o for o in [*rows, *batch] if o.grid == first.grid and (first.lat is None or o.lat is None)),
+                      key=lambda o: (o.created_at, o.id), reverse=True)
         for i in members:
             principal, req = subjects[i]
-            by_grid[i] = sorted((o for o in [*rows, *batch]
-                                 if o.grid == req.grid and (req.lat is None or o.lat is None)
-                                 and _candidate(principal, req, o, window)),
-                                key=lambda o: (o.created_at, o.id), reverse=True)
+            room = MAX_DUPLICATES - min(len(near[i]), MAX_DUPLICATES)
+            taken: list[Any] = []
+            for o in pool:
+                if len(taken) >= room:
+                    break
+                if _candidate(principal, req, o, window):
+                    taken.append(o)
+            by_grid[i] = taken
+    # each candidate's DuplicateOut is made once per plan, however many subjects list it
+    made_for: dict[tuple[int, float | None], DuplicateOut] = {}
+
+    def made(other: Any, distance: float | None = None) -> DuplicateOut:
+        key = (id(other), distance)
+        dup = made_for.get(key)
+        if dup is None:
+            dup = made_for[key] = duplicate_out(other, distance)
+        return dup
+
     out = []
     for i, found in enumerate(near):
-        made = [duplicate_out(other, d) for d, other in found[:MAX_DUPLICATES]]
-        made += [duplicate_out(o) for o in by_grid[i][:MAX_DUPLICATES - len(made)]]
-        out.append(made)
+        listed = [made(other, d) for d, other in found[:MAX_DUPLICATES]]
+        listed += [made(o) for o in by_grid[i]]
+        out.append(listed)
     return out
 
 

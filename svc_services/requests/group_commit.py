@@ -5,9 +5,11 @@ A submission is checked on the event loop (`intake.prepare`) and queued; one wri
 through a blocking driver (`common.writer_threads`, ADR 0011), batch after batch while submissions wait:
 
 1. one statement looks up the batch's stored Idempotency-Keys (`common.idempotency`) and its items' current
-   versions: a stored key is replayed; a submission whose cached item version is no longer current is checked
-   again (`intake.prepare`, the item read afresh) and queued again;
-2. the possible duplicates are read and made (`duplicates.plan`), the batch's own requests among the candidates;
+   versions, and carries the first read of the batch's possible duplicates (`duplicates.plan`; for a batch of one
+   item, grid and caller, its only one): a stored key is replayed; a submission whose cached item version is no
+   longer current is checked again (`intake.prepare`, the item read afresh) and queued again;
+2. the possible duplicates are made (`duplicates.plan`), the batch's own requests among the candidates (planned
+   again for what is written when step 1 took submissions out of the batch);
 3. the requests, timeline entries, outbox events (`common.outbox.event_row`) and idempotency records (the answers)
    are inserted: on SQLite inside the one transaction that the lookups opened (BEGIN IMMEDIATE, the write lock
    taken at once); on PostgreSQL as ONE statement in autocommit, atomic by itself.
@@ -28,7 +30,7 @@ from typing import Any
 
 from fastapi.responses import Response
 from prometheus_client import Counter, Histogram
-from sqlalchemy import bindparam, literal, null, select, union_all
+from sqlalchemy import bindparam, cast, literal, null, select, union_all
 from sqlalchemy.engine import Connection
 
 from common.auth import Principal
@@ -63,13 +65,42 @@ STALE = object()  # the outcome of a submission whose cached item version is no 
 _IR = IdempotencyRecord
 # a batch's two lookups in one statement: its stored keys, by caller AND key (the primary key), and the
 # current version of its items
-_LOOKUPS = union_all(
+_LOOKUP_BRANCHES = (
     select(literal("key").label("kind"), _IR.caller.label("code"), _IR.key, _IR.request_hash,
-           _IR.status_code.label("number"), _IR.response_body, null().label("active"))
+           _IR.status_code.label("number"), _IR.response_body, cast(null(), CatalogueItem.active.type).label("active"))
     .where(_IR.caller.in_(bindparam("callers", expanding=True)), _IR.key.in_(bindparam("keys", expanding=True))),
-    select(literal("item"), CatalogueItem.code, null(), null(), CatalogueItem.current_version, null(),
-           CatalogueItem.active)
+    select(literal("item"), CatalogueItem.code, cast(null(), _IR.key.type), cast(null(), _IR.request_hash.type),
+           CatalogueItem.current_version, cast(null(), _IR.response_body.type), CatalogueItem.active)
     .where(CatalogueItem.code.in_(bindparam("codes", expanding=True))))
+_LOOKUPS = union_all(*_LOOKUP_BRANCHES)
+_WITH_FIRST_READ: dict[Any, Any] = {}  # lookups + a plan's first (parametrised, so reused) statement, built once
+
+
+def _lookups_with(read) -> Any:
+    """The batch's lookups and `read` (the duplicates plan's first statement) as ONE statement: its rows after the
+    lookups' (kind "read"), each branch padded with typed NULLs to the other's columns. PostgreSQL answers both in
+    one round trip instead of two."""
+    fused = _WITH_FIRST_READ.get(read)
+    if fused is not None:
+        return fused
+    sub = read.subquery()
+    pad_read = [cast(null(), c.type).label(c.key) for c in sub.c]
+    pad_lookups = [cast(null(), c.type) for c in _LOOKUP_BRANCHES[0].selected_columns[1:]]
+    fused = union_all(*(lookup.add_columns(*pad_read) for lookup in _LOOKUP_BRANCHES),
+                      select(literal("read"), *pad_lookups, *sub.c))
+    if len(_WITH_FIRST_READ) < duplicates.MAX_CACHED_STATEMENTS:
+        _WITH_FIRST_READ[read] = fused
+    return fused
+
+
+def _resumed(plan, rows: list[Any]):
+    """`plan`, its first statement already run (`rows`), as a plan that goes on from there."""
+    try:
+        step = plan.send(rows)
+        while True:
+            step = plan.send((yield step))
+    except StopIteration as done:
+        return done.value
 _INSERT_REQUESTS = RowsInsert(ServiceRequest.__table__)
 _INSERT_TIMELINE = RowsInsert(TimelineEntry.__table__)
 _INSERT_EVENTS = RowsInsert(OutboxEvent.__table__)
@@ -223,13 +254,27 @@ class IntakeWriter:
         params = {"callers": sorted({job.principal.caller for job in keyed}),
                   "keys": sorted({job.key for job in keyed}),
                   "codes": sorted({job.prepared.req.item_code for job in batch})}
+        # The possible duplicates are planned for the whole batch, as if every submission were to be written (the
+        # rule: `duplicates.plan`), and the plan's first read goes with the lookups; a batch the lookups change
+        # (a stored key, a stale item) is planned again for what is written
+        plan = duplicates.plan([(job.principal, job.prepared.req) for job in batch], self.settings,
+                               [job.prepared.req for job in batch])
+        read, read_params = next(plan)
+        if read_params is None:  # a statement made for this batch, its values in it: not worth a fused one kept
+            plan.close()
+            plan, lookups = None, _LOOKUPS
+        else:
+            lookups, params = _lookups_with(read), {**params, **read_params}
         stored: dict[tuple[str, str], Stored] = {}
         current: dict[str, tuple[int, bool]] = {}
-        for row in conn.execute(_LOOKUPS, params):
+        read_rows: list[Any] = []
+        for row in conn.execute(lookups, params):
             if row.kind == "key":
                 stored[(row.code, row.key)] = Stored(row.request_hash, row.number, row.response_body)
-            else:
+            elif row.kind == "item":
                 current[row.code] = (row.number, bool(row.active))
+            else:
+                read_rows.append(row)
         todo: list[Job] = []
         for job in batch:
             req = job.prepared.req
@@ -241,8 +286,13 @@ class IntakeWriter:
                 todo.append(job)
         if not todo:
             return outcomes
-        found = run_plan_blocking(conn, duplicates.plan([(job.principal, job.prepared.req) for job in todo],
-                                                        self.settings, [job.prepared.req for job in todo]))
+        if plan is not None and len(todo) == len(batch):
+            found = run_plan_blocking(conn, _resumed(plan, read_rows))
+        else:
+            if plan is not None:
+                plan.close()
+            found = run_plan_blocking(conn, duplicates.plan([(job.principal, job.prepared.req) for job in todo],
+                                                            self.settings, [job.prepared.req for job in todo]))
         records = []
         for job, dups in zip(todo, found):
             job.out.possible_duplicates = dups
