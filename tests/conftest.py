@@ -19,6 +19,12 @@ from common.auth import TokenVerifier
 from common.keys import SigningKey, jwks_document
 from common.clock import Clock
 from tests.components import check_marks, missing, required
+from hypothesis import HealthCheck, settings as hypothesis_settings
+
+# Property tests on a shared 2-core machine: a slow draw is the machine's load, not the strategy's fault (a failed
+# "too slow" health check failed a full run once); each test still sets its own examples and deadline.
+hypothesis_settings.register_profile("onenet", suppress_health_check=[HealthCheck.too_slow])
+hypothesis_settings.load_profile("onenet")
 
 # Hundreds of apps start in one test process: a full collection at each start-up would cost the suite about a
 # minute, and what is frozen would pile up. The processes tests start (e2e) freeze, as deployed.
