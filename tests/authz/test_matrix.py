@@ -2,7 +2,7 @@
 /exchange/v1 × every caller of tests/authz/policy.py, through the gateway, on the demo district.
 
 The endpoint list comes from the apps' own OpenAPI (the gateway's aggregated document): an endpoint with no entry
-in CELLS fails the test, and so does an entry for an endpoint that no longer exists.
+in CELLS (this module's, and those of the domain modules in tests/authz/domains/) fails the test, and so does an entry for an endpoint that no longer exists.
 
 The gateway's account endpoints (/auth/v1: staff accounts, one's own sessions, password and second factor, token
 revocation, userinfo) run for the four demo administrators too (policy.ADMINS), every person calling them with a
@@ -61,6 +61,8 @@ def fill(path: str, ids: dict[str, str]) -> str:
     path = path.replace("{username}", "no-such-account").replace("{session_id}", "no-such-session")
     for name, value in ids.items():
         path = path.replace("{" + name + "}", value)
+    for name, value in DOMAIN_FILL.items():
+        path = path.replace(name, value)
     assert "{" not in path, path
     return path
 
@@ -821,6 +823,21 @@ CELLS: dict[str, list[Cell]] = {
 }
 
 
+# the domains' own cells and rules (tests/authz/domains/)
+from tests.authz import domains  # noqa: E402  (its modules use the cell makers above)
+
+DOMAINS = domains.load()
+DOMAIN_FILL: dict[str, str] = {}
+for _module in DOMAINS:
+    for _endpoint in getattr(_module, "CELLS", {}):
+        assert _endpoint not in CELLS, f"{_endpoint}: cells in test_matrix.py and in {_module.__name__}"
+    CELLS.update(getattr(_module, "CELLS", {}))
+    for _rule in getattr(_module, "RULES", {}):
+        assert _rule not in RULES, f"rule {_rule} defined twice ({_module.__name__})"
+    RULES.update(getattr(_module, "RULES", {}))
+    DOMAIN_FILL.update(getattr(_module, "FILL", {}))
+
+
 # ----------------------------------------------------------------------------------------------- fixture
 @pytest.fixture(scope="module")
 def world(pt, ids):
@@ -866,6 +883,9 @@ def world(pt, ids):
     w.passwords["dept_ga"] = PASSWORD
     w.ids["account_xf"] = w.uid("authz-gw")
     w.call("admin_ops", "POST", "/auth/v1/accounts", headers=ops, json=account_body(w.ids["account_xf"]))
+    for module in DOMAINS:
+        if hasattr(module, "setup"):
+            module.setup(w)
     yield w
     w.restore_passwords()
 
