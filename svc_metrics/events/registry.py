@@ -132,6 +132,15 @@ class Anything(Data):
     pass
 
 
+class MaterialData(Data):
+    """A required material of a request (svc_services, issue 27): `source` exchange (fetched from the department,
+    once-only) or upload (the resident brought a file)."""
+
+    request_id: str = Field(min_length=1)
+    code: str = Field(min_length=1)
+    source: str = Field(min_length=1)
+
+
 @dataclass(frozen=True)
 class EventType:
     data: type[Data]
@@ -182,4 +191,10 @@ REGISTRY: dict[str, EventType] = {
                                         subject_required=False),
     "resource.listed": EventType(ResourceListed, "resource"),
     "resource.withdrawn": EventType(Anything, "resource"),
+    # once-only materials: obtained (`via` exchange or upload), a file verified or rejected by staff; a request
+    # whose required materials are all present
+    "material.obtained": EventType(MaterialData, "material"),
+    "material.verified": EventType(MaterialData, "material"),
+    "material.rejected": EventType(MaterialData, "material"),
+    "request.materials_complete": EventType(Anything, "request"),
 }
