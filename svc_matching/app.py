@@ -6,7 +6,9 @@ from fastapi import FastAPI
 from common.app import create_service_app
 from common.auth import TokenVerifier
 from common.clock import Clock
+from svc_matching.activities.router import router as activities_router
 from svc_matching.base import OutboxEvent
+from svc_matching.bookings.router import router as bookings_router
 from svc_matching.directory.hsds_router import router as hsds_router
 from svc_matching.directory.router import router as directory_router
 from svc_matching.offers.router import offer_sweeper
@@ -25,10 +27,10 @@ def create_app(settings: MatchingSettings | None = None, *, verifier: TokenVerif
         settings=settings,
         package="svc_matching",
         title="OneNet svc_matching 供需匹配",
-        description="社区资源清单（HSDS 3.0）、志愿者、居民需求清单、精准匹配、派单接单、时间银行。"
-                    "Resource directory (HSDS 3.0), volunteers, needs, matching, offers, time bank.",
+        description="社区资源清单（HSDS 3.0）、志愿者、居民需求清单、精准匹配、派单接单、时间银行、场地与服务预约、活动报名。"
+                    "Resource directory (HSDS 3.0), volunteers, needs, matching, offers, time bank, bookings, activities.",
         routers=[directory_router, hsds_router, people_router, places_router, offers_router, timebank_router,
-                 reports_router],
+                 reports_router, bookings_router, activities_router],
         background=[offer_sweeper] if settings.offer_sweeper_enabled else [],
         outbox_model=OutboxEvent,
         verifier=verifier,

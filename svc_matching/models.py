@@ -6,3 +6,7 @@ from svc_matching.directory.models import (  # noqa: F401
 from svc_matching.offers.models import MatchProposal, Offer  # noqa: F401
 from svc_matching.people.models import Need, PersonPlace, Volunteer, VolunteerHourOffer  # noqa: F401
 from svc_matching.timebank.models import Account, Entry, Posting  # noqa: F401
+from svc_matching.bookings.models import (  # noqa: F401
+    BookableResource, Booking, BookingBlock, BookingEntry, BookingSlot,
+)
+from svc_matching.activities.models import Activity, ActivitySignup  # noqa: F401

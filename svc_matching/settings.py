@@ -23,6 +23,8 @@ class MatchingSettings(ServiceSettings):
     offer_ttl_minutes: int = Field(default=120, ge=1)
     offer_sweep_seconds: float = Field(default=30.0, gt=0)
     offer_sweeper_enabled: bool = True
+    # members (kiosk apps, role system) that may check residents in to activities at the venue
+    activity_kiosk_members: list[str] = Field(default_factory=lambda: ["kiosk"])
 
     def weights(self) -> Weights:
         return Weights(distance_per_km=self.match_weight_distance_per_km, load=self.match_weight_load,
