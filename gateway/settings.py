@@ -66,6 +66,20 @@ class GatewaySettings(ServiceSettings):
     # Roles that sign in with a second factor (TOTP) besides every administrator (gateway/accounts/mfa.py).
     # (ops belongs here; the default waits for the e2e harness to sign the demo ops1 in with its TOTP code)
     mfa_required_roles: list[str] = Field(default_factory=list)
+    # Residents' sign-in by phone (gateway/accounts/phone.py): a 6-digit code by SMS, valid this long, this many
+    # tries; a resend waits `sms_resend_seconds`, doubling with each code sent to the phone in the last hour; at most
+    # so many codes per phone and per source address an hour (the same for known and unknown phones).
+    sms_code_seconds: int = Field(default=300, ge=30)
+    sms_code_tries: int = Field(default=5, ge=1)
+    sms_resend_seconds: float = Field(default=60.0, ge=0)
+    sms_phone_per_hour: int = Field(default=5, ge=1)
+    sms_source_per_hour: int = Field(default=20, ge=1)
+    # Tests and local runs only (`onenet up` sets it): GET /auth/v1/testing/sms reads the last code the SMS
+    # platform's emulator sent to a phone. Off by default; never on in production.
+    sms_test_reads: bool = False
+    # The platform's field-encryption and blind-index keys (common.crypto), shared with svc_residents: residents'
+    # phones and ID numbers are stored encrypted, found by blind index.
+    field_keys_file: Path = Path("var/keys/fields.json")
     # The platform's address as clients reach it (OpenID Connect discovery names it; unset: gateway_url).
     public_url: str | None = None
     # Derive the catalogue from the upstreams' OpenAPI plus annotations at start-up (in the background, retrying

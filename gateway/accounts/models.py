@@ -28,6 +28,8 @@ class AuthSession(Base):
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), index=True)
     revoked_reason: Mapped[str | None] = mapped_column(String(32))  # sign_out | everywhere | reuse | admin | ...
     mfa: Mapped[bool] = mapped_column(default=False)
+    # how the session was opened (RFC 8176 values: ["pwd"], ["pwd", "otp"], ["sms"]); unset on older rows
+    amr: Mapped[list[str] | None] = mapped_column(JSON)
 
 
 class RefreshToken(Base):
@@ -84,3 +86,44 @@ class AccountAudit(Base):
     source: Mapped[str | None] = mapped_column(String(64))
     before: Mapped[dict | None] = mapped_column(JSON)
     after: Mapped[dict | None] = mapped_column(JSON)
+
+
+class SmsChallenge(Base):
+    """A one-time code sent by SMS to a phone (by its blind index): the code only as a keyed digest, its tries
+    counted before each check, ended by its use, its fifth wrong try, a newer code or its expiry."""
+
+    __tablename__ = "sms_challenges"
+    __table_args__ = (Index("ix_sms_challenges_phone_at", "phone_bidx", "created_at"),
+                      Index("ix_sms_challenges_source_at", "source", "created_at"))
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    phone_bidx: Mapped[str] = mapped_column(String(64))
+    code_digest: Mapped[str] = mapped_column(String(64))
+    source: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    attempts: Mapped[int] = mapped_column(default=0)
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    ended_reason: Mapped[str | None] = mapped_column(String(16))  # used | tries | superseded | unsent
+    message_id: Mapped[str | None] = mapped_column(String(36))
+
+
+class ResidentAccount(Base):
+    """A resident's own account, made at the first sign-in by phone: the phone encrypted (bound to this row),
+    its blind index unique (one account per phone), and once real-name bound the svc_residents person it is
+    (or the pending registration waiting for staff)."""
+
+    __tablename__ = "resident_accounts"
+
+    username: Mapped[str] = mapped_column(ForeignKey("users.username"), primary_key=True)
+    phone_enc: Mapped[str] = mapped_column(String(400))
+    phone_bidx: Mapped[str] = mapped_column(String(64), unique=True)
+    phone_masked: Mapped[str] = mapped_column(String(11))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    binding: Mapped[str] = mapped_column(String(16), default="none")  # none | bound | pending
+    person_id: Mapped[str | None] = mapped_column(String(36))
+    registration_id: Mapped[str | None] = mapped_column(String(36))
+    name: Mapped[str | None] = mapped_column(String(50))
+    id_number_masked: Mapped[str | None] = mapped_column(String(18))
+    id_number_bidx: Mapped[str | None] = mapped_column(String(64), unique=True)
+    bound_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

@@ -14,6 +14,7 @@ from gateway.accounts.audit import entry, place_of
 from gateway.accounts.mfa import (new_secret, provisioning_uri, replace_recovery_codes, use_totp)
 from gateway.accounts.models import AuthSession, TotpFactor
 from gateway.accounts.passwords import check_password
+from gateway.accounts.phone_router import router as phone_router
 from gateway.accounts.schemas import (AccountCreate, AccountOut, AccountUpdate, AuditOut, PasswordChange,
                                       RecoveryCodes, SessionOut, SignedOut, TotpActivate, TotpEnrolment)
 from gateway.accounts.signin import read_enrolment_ticket
@@ -322,3 +323,4 @@ async def discovery(request: Request) -> dict:
 
 
 router.include_router(accounts)
+router.include_router(phone_router)

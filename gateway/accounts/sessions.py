@@ -67,6 +67,10 @@ def grant_error(code: str, zh: str, en: str, field: str = "refresh_token", statu
     return Problem(status, code, (zh, en), errors=[field_error(field, code, zh, en)], extra={"error": "invalid_grant"})
 
 
+def amr_of(sess: AuthSession) -> list[str]:
+    return list(sess.amr) if sess.amr else (["pwd", "otp"] if sess.mfa else ["pwd"])
+
+
 class Sessions:
     def __init__(self, db: Database, issuer, revoked: RevokedSessions, *, access_ttl: int, idle_seconds: float,
                  absolute_seconds: float) -> None:
@@ -83,20 +87,21 @@ class Sessions:
         return out
 
     async def start(self, user: User, member: str, now: datetime, *, source: str | None, user_agent: str | None,
-                    mfa: bool) -> dict:
+                    mfa: bool, amr: list[str] | None = None) -> dict:
+        amr = amr or (["pwd", "otp"] if mfa else ["pwd"])
         sid = new_id()
         token, digest = _refresh_token(sid)
         async with self.db.session() as session, session.begin():
             sess = AuthSession(id=sid, username=user.username, member=member, source=(source or "")[:64] or None,
                                user_agent=(user_agent or "")[:200] or None, created_at=now, last_used_at=now,
-                               idle_expires_at=now + self.idle, expires_at=now + self.absolute, mfa=mfa)
+                               idle_expires_at=now + self.idle, expires_at=now + self.absolute, mfa=mfa, amr=amr)
             session.add(sess)
             await session.flush()
             session.add(RefreshToken(token_hash=digest, session_id=sid, issued_at=now))
             session.add(entry(now=now, actor=user.username, actor_role=user.role, action="session.start",
                               target=user.username, place=place_of(user.scopes), source=source,
-                              after={"session": sid, "member": member, "mfa": mfa}))
-        return self._tokens(user, sess, token, ["pwd", "otp"] if mfa else ["pwd"])
+                              after={"session": sid, "member": member, "mfa": mfa, "amr": amr}))
+        return self._tokens(user, sess, token, amr)
 
     async def refresh(self, token: str, now: datetime, *, client_id: str | None, source: str | None) -> dict:
         sid, _, secret = (token or "").partition(".")
@@ -139,7 +144,7 @@ class Sessions:
                     session.add(RefreshToken(token_hash=new_digest, session_id=sid, issued_at=now))
                     sess.last_used_at = now
                     sess.idle_expires_at = min(sess.expires_at, now + self.idle)
-                    out = self._tokens(user, sess, new, ["pwd", "otp"] if sess.mfa else ["pwd"])
+                    out = self._tokens(user, sess, new, amr_of(sess))
         if reuse:
             raise grant_error("refresh_token.reused", "刷新令牌已被使用过：为安全起见，该会话已全部注销，请重新登录",
                               "The refresh token was used before: the whole session is signed out; sign in again")

@@ -22,6 +22,7 @@ from common.auth import Principal, TokenVerifier, require_roles
 from common.clock import Clock, age_on, get_clock
 from common.errors import Problem, invalid
 from common.settings import ServiceSettings
+from gateway.departments import sms
 
 
 class EmulatorSettings(ServiceSettings):
@@ -188,7 +189,8 @@ def create_app(settings: EmulatorSettings | None = None, *, verifier: TokenVerif
                clock: Clock | None = None) -> FastAPI:
     settings = settings or EmulatorSettings()
     app = create_service_app(settings=settings, package=None, title="OneNet 部门系统模拟 Department emulators",
-                             description="公安、民政、卫健、人社、残联的模拟接口。", routers=[router], verifier=verifier,
-                             clock=clock)
+                             description="公安、民政、卫健、人社、残联与短信平台的模拟接口。", routers=[router, sms.router],
+                             verifier=verifier, clock=clock)
     app.state.rng = random.Random(settings.emulator_seed)
+    sms.install(app)  # the SMS platform (短信平台), gateway/departments/sms.py
     return app
