@@ -86,6 +86,7 @@ def create_service_app(
     feeds: Sequence[str] = (),
     clock: Clock | None = None,
     gateway_only: bool = True,
+    body_limit: Callable[[str, str], int | None] | None = None,
 ) -> FastAPI:
     """`event_token` supplies the relay's bearer token; by default the service asks the gateway for one
     with its client credentials (the gateway, being the issuer, signs its own).
@@ -98,7 +99,10 @@ def create_service_app(
     by default.
 
     `gateway_only`: the app answers only calls carrying the gateway's assertion (`common.assertion`, ADR 0013),
-    besides /healthz, /readyz and /metrics; every service and the department emulators, not the gateway."""
+    besides /healthz, /readyz and /metrics; every service and the department emulators, not the gateway.
+
+    `body_limit(method, path)`: a route's own body limit where it is larger than `settings.max_body_bytes` (file
+    uploads, `common.storage.uploads.upload_limit`), None for the others."""
     configure_logging(settings.service_name, settings.log_level, flush_seconds=settings.log_flush_seconds)
     # package None: a process without a database of its own (the department emulators).
     db = db or (Database(settings.database_url, plan_cache_mode=settings.db_plan_cache_mode) if package else None)
@@ -181,7 +185,8 @@ def create_service_app(
                       "and /metrics is refused")
         app.add_middleware(GatewayOnly)
     app.add_middleware(ObservabilityMiddleware, service=settings.service_name,
-                       max_body_bytes=settings.max_body_bytes, extra_media_types=extra_media_types)
+                       max_body_bytes=settings.max_body_bytes, extra_media_types=extra_media_types,
+                       body_limit=body_limit)
 
     ops = APIRouter(tags=["ops"])
 

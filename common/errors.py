@@ -294,8 +294,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     def _too_large_flagged(request: Request):
         if request.scope.get("state", {}).get("body_too_large"):
-            return too_large_response(request_language(request), request.app.state.settings.max_body_bytes,
-                                      request.url.path)
+            return too_large_response(request_language(request), _body_limit(request), request.url.path)
         return None
 
     @app.exception_handler(RequestValidationError)
@@ -325,8 +324,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(BodyTooLarge)
     async def _too_large(request: Request, exc: BodyTooLarge):
-        return too_large_response(request_language(request), request.app.state.settings.max_body_bytes,
-                                  request.url.path)
+        return too_large_response(request_language(request), _body_limit(request), request.url.path)
 
     @app.exception_handler(UpstreamUnavailable)
     async def _upstream_down(request: Request, exc: UpstreamUnavailable):
@@ -346,6 +344,11 @@ def install_error_handlers(app: FastAPI) -> None:
         # Log everything for operators; tell the caller nothing about internals.
         log.exception("unhandled error", extra={"request_id": request_id_var.get(), "path": request.url.path})
         return internal_error_response(request_language(request), request.url.path)
+
+
+def _body_limit(request: Request) -> int:
+    """The body limit of this call: its route's own (uploads) or the service's."""
+    return request.scope.get("state", {}).get("body_limit") or request.app.state.settings.max_body_bytes
 
 
 def exception_handler_for(app, exc: Exception):

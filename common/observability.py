@@ -10,6 +10,7 @@ import logging
 import random
 import re
 import time
+from collections.abc import Callable
 
 from prometheus_client import Counter, Gauge, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -150,10 +151,13 @@ class Telemetry:
 
 class ObservabilityMiddleware:
     def __init__(self, app: ASGIApp, *, service: str, max_body_bytes: int,
-                 extra_media_types: dict[str, tuple[str, ...]] | None = None) -> None:
+                 extra_media_types: dict[str, tuple[str, ...]] | None = None,
+                 body_limit: Callable[[str, str], int | None] | None = None) -> None:
         self.app = app
         self.service = service
         self.max_body = max_body_bytes
+        # (method, path) -> a route's own larger limit (file uploads: common.storage.uploads), or None
+        self.body_limit = body_limit
         # path prefix -> extra accepted media types (OAuth2 forms, Open311 forms, file uploads).
         self.extra_media_types = extra_media_types or {}
         self.telemetry = Telemetry(service)
@@ -195,9 +199,13 @@ class ObservabilityMiddleware:
         self.telemetry.in_flight.inc()
         try:
             if method in _BODY_METHODS:
-                if length is not None and length.isdigit() and int(length) > self.max_body:
+                limit = self.max_body
+                if self.body_limit is not None:
+                    limit = self.body_limit(method, path) or limit
+                    state["body_limit"] = limit
+                if length is not None and length.isdigit() and int(length) > limit:
                     lang = negotiate_language(accept_language)
-                    await too_large_response(lang, self.max_body, path)(scope, receive, send_wrapper)
+                    await too_large_response(lang, limit, path)(scope, receive, send_wrapper)
                     return
                 has_body = (length not in (None, "0")) or chunked
                 if has_body and not self._media_type_ok(path, content_type):
@@ -206,7 +214,7 @@ class ObservabilityMiddleware:
                         detail=("请以 application/json 提交请求体", "Send the body as application/json"),
                     )(scope, receive, send_wrapper)
                     return
-                receive = self._limited(receive, state)
+                receive = self._limited(receive, state, limit)
             try:
                 await self.app(scope, receive, send_wrapper)
             except Exception:
@@ -227,9 +235,8 @@ class ObservabilityMiddleware:
             request_id_var.reset(rid_token)
             traceparent_var.reset(tp_token)
 
-    def _limited(self, receive: Receive, state: dict) -> Receive:
+    def _limited(self, receive: Receive, state: dict, limit: int) -> Receive:
         seen = 0
-        limit = self.max_body
 
         async def wrapped() -> Message:
             nonlocal seen

@@ -12,7 +12,12 @@ from common.app import create_service_app
 from common.auth import TokenVerifier
 from common.clock import Clock
 from common.direct_routes import DirectRoutes
+from common.crypto import FieldProtection
 from common.periodic import run_periodically
+from common.storage import store_from_settings
+from common.storage.uploads import upload_limit
+from svc_services.attachments.reading import ACCESS_FEED
+from svc_services.attachments.router import router as attachments_router
 from svc_services.base import OutboxEvent
 from svc_services.catalogue.router import router as catalogue_router
 from svc_services.clients import close_clients, install_clients
@@ -45,6 +50,20 @@ async def close_intake(app: FastAPI) -> None:
     await app.state.intake.close()
 
 
+async def storage_purge(app: FastAPI, stop: asyncio.Event) -> None:
+    """Deletes photos and material files past their retention (svc_services.attachments.retention)."""
+    from svc_services.attachments.retention import purge_expired
+
+    settings: ServicesSettings = app.state.settings
+    await run_periodically("svc_services/storage_purge",
+                           lambda: purge_expired(app.state.db, app.state.store, settings, app.state.clock.now()),
+                           stop, interval=settings.storage_purge_interval_seconds, run_first=False)
+
+
+async def close_store(app: FastAPI) -> None:
+    await app.state.store.aclose()
+
+
 def create_app(settings: ServicesSettings | None = None, *, verifier: TokenVerifier | None = None,
                clock: Clock | None = None) -> FastAPI:
     settings = settings or ServicesSettings()
@@ -53,18 +72,26 @@ def create_app(settings: ServicesSettings | None = None, *, verifier: TokenVerif
         package="svc_services",
         title="OneNet svc_services 诉求工单",
         description="事项清单、诉求受理、派单、办结、评价、时限与升级。Service catalogue, requests, SLA and escalation.",
-        routers=[catalogue_router, requests_router, dispatch_router, materials_router, grids_router, open311_router,
+        routers=[catalogue_router, requests_router, dispatch_router, materials_router, attachments_router,
+                 grids_router, open311_router,
                  publication_router, requesters_router],
         # Open311 GeoReport v2 submissions are form-encoded per the spec.
-        extra_media_types={"/open311/": ("application/x-www-form-urlencoded",)},
+        # photos and material files are multipart uploads, with a larger body limit of their own
+        extra_media_types={"/open311/": ("application/x-www-form-urlencoded",),
+                           "/services/v1/requests/": ("multipart/form-data",)},
+        body_limit=upload_limit,
+        # reads of material files go to the person's access log in svc_residents (svc_services.attachments.reading)
+        feeds=(ACCESS_FEED,),
         outbox_model=OutboxEvent,
         verifier=verifier,
-        background=[sla_scheduler],
-        on_shutdown=[close_clients, close_intake],
+        background=[sla_scheduler, storage_purge],
+        on_shutdown=[close_clients, close_intake, close_store],
         clock=clock,
     )
     app.state.intake = IntakeWriter(app.state.db, settings)  # the one writer of submissions
     # inside the observability middleware, ahead of FastAPI's routing: well-formed submissions (ADR 0011)
     app.user_middleware.append(Middleware(DirectRoutes, routes=(SUBMIT_DIRECT,)))
     install_clients(app, settings)
+    app.state.store = store_from_settings(settings)  # photos and material files (common.storage)
+    app.state.protection = FieldProtection.from_file(settings.field_keys_file)  # materials' data keys
     return app

@@ -1,6 +1,9 @@
 from __future__ import annotations
 
-from pydantic import Field
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, model_validator
 
 from common.settings import PlanCacheMode, ServiceSettings
 
@@ -48,3 +51,29 @@ class ServicesSettings(ServiceSettings):
     matching_candidates: int = Field(default=5, ge=1, le=50)
     # Once-only materials (一次采集): department data fetched through the gateway's exchange (gateway_url).
     exchange_timeout_seconds: float = Field(default=5.0, gt=0)
+    # Photos and material files (svc_services.attachments, issue 27): the object store. "local": files under
+    # storage_dir (default <ONENET_VAR_DIR>/objects/svc_services, what `make run` uses); "s3": an S3-compatible
+    # bucket (s3_bucket at s3_endpoint_url; credentials from these settings or boto3's usual environment).
+    storage_backend: Literal["local", "s3"] = "local"
+    var_dir: Path = Path("var")
+    storage_dir: Path | None = None
+    s3_bucket: str = "onenet-svc-services"
+    s3_endpoint_url: str | None = None
+    s3_region: str = "us-east-1"
+    s3_prefix: str = ""
+    s3_access_key_id: str | None = None
+    s3_secret_access_key: SecretStr | None = None
+    storage_timeout_seconds: float = Field(default=5.0, gt=0)
+    # Materials (ID card scans, certificates) are encrypted at rest under data keys the field keys wrap.
+    field_keys_file: Path = Path("var/keys/fields.json")
+    # Retention, counted from the end of the request (closed, cancelled, rejected or merged): then the purge job
+    # deletes the files (the rows stay, marked purged). Materials go sooner: they are the most sensitive.
+    photo_retention_days: int = Field(default=730, ge=1)
+    material_retention_days: int = Field(default=180, ge=1)
+    storage_purge_interval_seconds: float = Field(default=3600.0, gt=0)
+
+    @model_validator(mode="after")
+    def _storage_dir(self) -> "ServicesSettings":
+        if self.storage_dir is None:
+            self.storage_dir = self.var_dir / "objects" / self.service_name
+        return self

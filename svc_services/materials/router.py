@@ -1,12 +1,15 @@
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Header, Request
+from fastapi import APIRouter, Depends, File, Header, Path, Request, UploadFile
 
-from common.deps import DbSession
+from common.app import problem_responses
+from common.deps import AppClock, AppDb, CurrentPrincipal, DbSession
 from common.auth import Principal, get_principal
 from common.idempotency import request_fingerprint
 from svc_services.idempotency import run_once_outside_transaction
-from svc_services.materials import service
+from svc_services.attachments.router import AppProtection, AppStore, read_upload
+from svc_services.attachments.schemas import MaterialReview
+from svc_services.materials import service, uploads
 from svc_services.materials.schemas import MaterialOut
 
 router = APIRouter(prefix="/services/v1/requests", tags=["requests 诉求工单"])
@@ -39,3 +42,26 @@ async def fetch_materials(request_id: str, request: Request, principal: Principa
     return await run_once_outside_transaction(
         request.app, key=idempotency_key, caller=principal.caller,
         fingerprint=request_fingerprint("POST", request.url.path, None), work=work)
+
+
+Code = Path(min_length=1, max_length=40, pattern=r"^[A-Za-z0-9_.-]+$", description="材料代码")
+
+
+@router.post("/{request_id}/materials/{code}/upload", status_code=201, response_model=MaterialOut,
+             responses=problem_responses(404, 409, 413, 415, 422, 503),
+             summary="上传材料文件（图片或 PDF，≤ 20 MiB，加密保存）→ uploaded Upload the file of a required material")
+async def upload_material(request_id: str, db: AppDb, store: AppStore, protection: AppProtection, clock: AppClock,
+                          principal: CurrentPrincipal, code: str = Code,
+                          file: UploadFile = File(description="JPEG、PNG、WebP 或 PDF，≤ 20 MiB")):
+    data = await read_upload("material", file)
+    m = await uploads.upload(db, store, protection, principal, request_id, code, data=data, now=clock.now())
+    return materials_out([m], principal)[0]
+
+
+@router.post("/{request_id}/materials/{code}/review", response_model=MaterialOut,
+             responses=problem_responses(404, 409, 422),
+             summary="核验材料：通过 verified / 退回 rejected（须说明原因）Review an uploaded material")
+async def review_material(request_id: str, body: MaterialReview, session: DbSession, clock: AppClock,
+                          principal: CurrentPrincipal, code: str = Code):
+    m = await uploads.review(session, principal, request_id, code, body.decision, body.reason, now=clock.now())
+    return materials_out([m], principal)[0]

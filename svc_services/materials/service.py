@@ -10,9 +10,10 @@ version gets a record (`request_materials`). For a material a department supplie
    grant, masks the answer to it and logs the call; the purpose travels in X-OneNet-Purpose);
 3. the record becomes `fetched` with the answer, the time and where it came from (department, path, request id of
    the exchange call); a failure leaves it `pending` with the error and the attempt count, to retry.
-Materials the resident uploads stay `awaiting_upload`; a request without a person has nothing to ask about
-(`not_applicable`). The HTTP calls run outside any database transaction. (No outbox event: svc_metrics
-accepts only the event types it knows; the gateway's message log already records each exchange call.)
+Materials the resident uploads wait in `awaiting_upload` for a file (svc_services.materials.uploads); a request without a person has nothing to ask about
+(`not_applicable`). The HTTP calls run outside any database transaction. Each material fetched is a `material.obtained` event (`source: exchange`), each upload one
+with `source: upload` (svc_services.materials.uploads), for the once-only indicators (declared in svc_metrics'
+event registry); the gateway's message log records each exchange call besides.
 """
 from __future__ import annotations
 
@@ -145,7 +146,9 @@ async def fetch(app: FastAPI, principal: Principal, request_id: str) -> list[Req
             except (UpstreamError, _Failed) as exc:
                 results[m.id] = {"error": _message(exc)}
     now = clock.now()
+    from svc_services.materials.uploads import complete_if_present, material_event
     async with db.session() as session, session.begin():
+        fetched = False
         for m in pending:
             r = results[m.id]
             values: dict[str, Any] = {"attempts": RequestMaterial.attempts + 1, "last_attempt_at": now,
@@ -155,9 +158,14 @@ async def fetch(app: FastAPI, principal: Principal, request_id: str) -> list[Req
             else:
                 values.update(status="fetched", fetched_at=now, fetched_from=r["fetched_from"], data=r["data"],
                               last_error=None)
-            await session.execute(update(RequestMaterial)
-                                  .where(RequestMaterial.id == m.id, RequestMaterial.status == "pending")
-                                  .values(**values).execution_options(synchronize_session=False))
+            done = await session.execute(update(RequestMaterial)
+                                         .where(RequestMaterial.id == m.id, RequestMaterial.status == "pending")
+                                         .values(**values).execution_options(synchronize_session=False))
+            if "error" not in r and done.rowcount:  # once-only indicator: a material the resident was not asked for
+                material_event(session, "material.obtained", req, m, now, via="exchange")
+                fetched = True
+        if fetched:
+            await complete_if_present(session, req, now)
     async with db.session() as session:
         return await _records(session, req.id)
 
