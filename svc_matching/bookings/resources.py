@@ -4,7 +4,7 @@ Resources and their free slots are public to every signed-in caller, like the di
 (svc_matching/access.py); who may book is decided per resource (`bookers`, `booker_scope`)."""
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, timedelta, timezone
 
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -104,7 +104,8 @@ async def free_slots(session: AsyncSession, res: BookableResource, first: date, 
             free = res.capacity - taken.get(s, 0)
             if after is not None and (s <= after or free <= 0):
                 continue
-            out.append({"starts_at": s, "ends_at": e, "capacity": res.capacity, "free": free})
+            out.append({"starts_at": s.astimezone(timezone.utc), "ends_at": e.astimezone(timezone.utc),
+                        "capacity": res.capacity, "free": free})
             if limit is not None and len(out) >= limit:
                 return out
     return out

@@ -8,7 +8,7 @@ fired at once. Nothing here is a lock in process memory: two processes on one da
 """
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 
 from sqlalchemy import and_, false, func, or_, select, text, true, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -138,7 +138,7 @@ def _check_time(res: BookableResource, starts_at: datetime, now: datetime) -> tu
     if slot is None:
         raise invalid("starts_at", "booking.closed", "该时间不在开放时段内（或不是时段的开始）",
                       "Not the start of a slot within the opening hours")
-    return slot
+    return slot[0].astimezone(timezone.utc), slot[1].astimezone(timezone.utc)
 
 
 async def _serialise(session: AsyncSession, key: str) -> None:
