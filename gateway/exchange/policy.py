@@ -26,6 +26,7 @@ from typing import Any
 from common import masking
 from common.masking import MASK, REMOVE, apply_actions
 from common.errors import Problem
+from gateway.exchange.xroad_protocol import xroad_code
 
 __all__ = ["MASK", "REMOVE", "ExchangePolicy", "GrantView", "ResourceView", "apply_actions", "field_actions",
            "filter_body"]
@@ -44,13 +45,20 @@ class ResourceView:
     xroad_subsystem: str = ""
     xroad_service: str = ""
     methods: tuple[str, ...] = ()
+    description: str = ""
 
     @classmethod
     def of(cls, r: Any) -> "ResourceView":
+        # the X-Road address in the protocol's identifier characters (gateway.exchange.xroad_protocol)
         return cls(code=r.code, owner=r.owner, name=r.name, sharing_class=r.sharing_class, service=r.service,
                    path_prefix=r.path_prefix, fields=tuple(r.fields or ()), methods=tuple(r.methods or ()),
-                   xroad_member_class=r.xroad_member_class, xroad_subsystem=r.xroad_subsystem,
-                   xroad_service=r.xroad_service)
+                   xroad_member_class=xroad_code(r.xroad_member_class), xroad_subsystem=xroad_code(r.xroad_subsystem),
+                   xroad_service=xroad_code(r.xroad_service), description=getattr(r, "description", "") or "")
+
+    @property
+    def xroad_member_code(self) -> str:
+        """The owner's member code on the X-Road face."""
+        return xroad_code(self.owner)
 
     @property
     def is_department(self) -> bool:
