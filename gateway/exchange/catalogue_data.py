@@ -5,7 +5,8 @@ alone. Field paths are dotted and apply to each element of list responses.
 
 X-Road addressing: `/r1/{instance}/{xroad_member_class}/{owner}/{xroad_subsystem}/{xroad_service}/{rest}` is
 forwarded to `{path_prefix}/{rest}`, e.g. `/r1/CN-ONENET/GOV/dept-minzheng/assistance/assistance-status/queries`
-→ `/departments/minzheng/v1/queries`.
+→ `/departments/minzheng/v1/queries`; each part in X-Road's identifier characters (`xroad_protocol.xroad_code`:
+`svc_residents` is `svc.residents` there, docs/adr/0016).
 """
 from __future__ import annotations
 
