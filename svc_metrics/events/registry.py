@@ -132,6 +132,24 @@ class Anything(Data):
     pass
 
 
+class BookingData(Data):
+    """svc_matching's bookings (issue 30): room utilisation (booked and used minutes ÷ open minutes), no-shows."""
+    resource_id: str = Field(min_length=1)
+    kind: str = Field(min_length=1)
+    minutes: int | None = Field(default=None, ge=0)
+
+
+class BookableListed(Data):
+    kind: str = Field(min_length=1)
+    open_minutes_per_week: int = Field(ge=0)
+
+
+class ActivityData(Data):
+    """svc_matching's activities (issue 30): activities per month per community; check-ins."""
+    activity_id: str = Field(min_length=1)
+    category: str = Field(min_length=1)
+
+
 class MaterialData(Data):
     """A required material of a request (svc_services, issue 27): `source` exchange (fetched from the department,
     once-only) or upload (the resident brought a file)."""
@@ -197,4 +215,14 @@ REGISTRY: dict[str, EventType] = {
     "material.verified": EventType(MaterialData, "material"),
     "material.rejected": EventType(MaterialData, "material"),
     "request.materials_complete": EventType(Anything, "request"),
+    # svc_matching's bookings and activities (issue 30); a conflict is counted per refused request
+    "bookable_resource.listed": EventType(BookableListed, "bookable"),
+    **{f"booking.{a}": EventType(BookingData, "booking") for a in (
+        "requested", "approved", "rejected", "checked_in", "completed", "cancelled", "no_show", "rescheduled",
+        "promoted")},
+    "booking.conflicted": EventType(BookingData, "booking_conflict", lambda env, _d: env.event_id),
+    "activity.published": EventType(ActivityData, "activity"),
+    "activity.cancelled": EventType(ActivityData, "activity"),
+    **{f"activity.{a}": EventType(ActivityData, "activity_signup") for a in (
+        "signed_up", "signup_cancelled", "promoted", "checked_in")},
 }
