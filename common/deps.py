@@ -8,7 +8,9 @@
   commit happens inside the endpoint and a failure to commit is the endpoint's error, never lost after the answer.
 - `AppDb`: the `common.db.Database` itself (idempotent creates, write gates, several sessions).
 - `AppClock`: the app's one clock (`common.clock`); `CurrentPrincipal`: the verified caller (`common.auth`).
-- `AppSettings`: the service's settings; `state("protection")`: any other object the app keeps in its state.
+- `AppSettings`: the service's settings; `AppVerifier`: the app's `common.auth.TokenVerifier` (for a token that
+  comes other than as the bearer header `CurrentPrincipal` reads); `state("protection")`: any other object the app
+  keeps in its state (a service gives the ones its endpoints take a typed alias beside the object's class).
 
 Background jobs and middleware, which have no request, keep reading `app.state`.
 """
@@ -21,7 +23,7 @@ from fastapi import Depends
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.requests import HTTPConnection
 
-from common.auth import Principal, get_principal
+from common.auth import Principal, TokenVerifier, get_principal
 from common.clock import Clock, get_clock
 from common.db import Database
 from common.settings import ServiceSettings
@@ -56,3 +58,4 @@ DbSession = Annotated[AsyncSession, Depends(get_session, scope="function")]
 AppClock = Annotated[Clock, Depends(get_clock)]
 CurrentPrincipal = Annotated[Principal, Depends(get_principal)]
 AppSettings = Annotated[ServiceSettings, Depends(get_settings)]
+AppVerifier = Annotated[TokenVerifier, state("verifier")]

@@ -11,11 +11,17 @@
 """
 from __future__ import annotations
 
+from typing import Annotated
+
 from fastapi import FastAPI
 
 from common.auth import ServiceTokenProvider
+from common.deps import state
 from common.http_client import CircuitBreaker, ServiceClient
 from svc_services.settings import ServicesSettings
+
+# what an endpoint takes to call svc_matching (`client: MatchingClient`)
+MatchingClient = Annotated[ServiceClient, state("matching_client")]
 
 
 def install_clients(app: FastAPI, settings: ServicesSettings) -> None:

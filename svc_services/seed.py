@@ -13,7 +13,7 @@ from svc_services.catalogue import service as catalogue
 from svc_services.catalogue.models import CatalogueItem
 from svc_services.catalogue.schemas import ItemCreate
 from svc_services.grids.models import ServiceGrid
-from svc_services.grids.router import upsert_grid
+from svc_services.grids.service import upsert_grid
 from svc_services.requesters.models import RequesterProfile
 from svc_services.requesters.service import upsert_profile
 from svc_services.requests import service as requests

@@ -13,17 +13,19 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import FastAPI
 from sqlalchemy import update
 
 from common.auth import Principal
+from common.clock import Clock
+from common.db import Database
 from common.errors import Problem
-from common.http_client import UpstreamError
+from common.http_client import ServiceClient, UpstreamError
 from svc_services.grids.models import ServiceGrid
 from svc_services.requests.lifecycle import GRID, MANAGERS, OPEN
 from svc_services.requests.models import ServiceRequest
 from svc_services.requests.access import may_act
 from svc_services.requests.service import get_request
+from svc_services.settings import ServicesSettings
 
 DISPATCHERS = MANAGERS + GRID
 UNAVAILABLE = ("匹配服务暂不可用，请人工派单", "svc_matching is unavailable: dispatch manually")
@@ -77,13 +79,13 @@ async def _organisation(client, kind: str, provider_id: str) -> str | None:
     return resp.json().get("organization_id") if resp.status_code == 200 else None
 
 
-async def matching_probe(app: FastAPI) -> dict[str, Any]:
+async def matching_probe(client: ServiceClient, clock: Clock) -> dict[str, Any]:
     """Is svc_matching answering? Asked before a manual dispatch, so that the dispatch records that matching was
     down even when nobody asked for recommendations first. A cheap public read (HSDS metadata); an open circuit
     breaker answers at once without a call."""
-    now = app.state.clock.now().isoformat()
+    now = clock.now().isoformat()
     try:
-        resp = await app.state.matching_client.get("/matching/v1/hsds/")
+        resp = await client.get("/matching/v1/hsds/")
     except UpstreamError:
         resp = None
     if resp is not None and resp.status_code < 500:
@@ -92,8 +94,8 @@ async def matching_probe(app: FastAPI) -> dict[str, Any]:
             "reason": {"code": "matching.unavailable", "zh": UNAVAILABLE[0], "en": UNAVAILABLE[1]}}
 
 
-async def candidates(app: FastAPI, principal: Principal, request_id: str, k: int | None) -> dict[str, Any]:
-    db, settings, clock = app.state.db, app.state.settings, app.state.clock
+async def candidates(db: Database, settings: ServicesSettings, clock: Clock, client: ServiceClient,
+                     principal: Principal, request_id: str, k: int | None) -> dict[str, Any]:
     async with db.session() as session:
         req = await get_request(session, principal, request_id)
         if principal.role not in DISPATCHERS or not may_act(principal, req, "dispatch"):
@@ -103,7 +105,6 @@ async def candidates(app: FastAPI, principal: Principal, request_id: str, k: int
                           extra={"state": req.state})
         grid = await session.get(ServiceGrid, req.grid)
     k = k or settings.matching_candidates
-    client = app.state.matching_client
     out: dict[str, Any] = {"request_id": req.id, "available": True, "dispatch": "recommended",
                            "need_id": req.matching_need_id, "candidates": [], "excluded": {}, "reason": None,
                            "fetched_at": clock.now().isoformat()}

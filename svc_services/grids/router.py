@@ -1,14 +1,12 @@
 """The grid register's HTTP layer (rules in `svc_services.grids.service`)."""
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
 
 from common.deps import AppClock, CurrentPrincipal, DbSession
-from common.geo import distance_m  # noqa: F401 - imported from here by requests.duplicates until it takes common.geo
 from svc_services.grids import service
 from svc_services.grids.schemas import GridIn, GridOut
-from svc_services.grids.service import (  # noqa: F401 - names others import from here until they take .service
-    located_grids, nearest_grid, nearest_of, upsert_grid)
+from svc_services.requests.group_commit import Intake
 
 router = APIRouter(prefix="/services/v1/grids", tags=["grids 网格"])
 
@@ -19,10 +17,10 @@ async def list_grids(session: DbSession, principal: CurrentPrincipal):
 
 
 @router.put("/{code}", response_model=GridOut, summary="登记网格 Register or update a grid")
-async def put_grid(code: str, body: GridIn, request: Request, session: DbSession, principal: CurrentPrincipal,
-                   clock: AppClock):
+async def put_grid(code: str, body: GridIn, session: DbSession, principal: CurrentPrincipal, clock: AppClock,
+                   intake: Intake):
     service.check_register(principal, code)
     async with session.begin():
         grid = await service.upsert_grid(session, code, body.name, body.lat, body.long, clock)
-    request.app.state.intake.lookups.forget_centres()  # intake's snapshot of grid centres (requests.intake)
+    intake.lookups.forget_centres()  # intake's snapshot of grid centres (requests.intake)
     return grid

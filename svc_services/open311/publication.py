@@ -10,11 +10,12 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from common.auth import Principal, require_roles
+from common.deps import AppClock, AppSettings, DbSession
 from common.errors import Problem
 from svc_services.open311 import service as o311
 from svc_services.open311.models import RequestPublication
@@ -71,10 +72,8 @@ async def set_publication(session: AsyncSession, principal: Principal, request_i
 
 @router.put("/{request_id}/publication", response_model=PublicationOut,
             summary="公开诉求描述（Open311） Publish a request's description on the public feed")
-async def publish(request_id: str, body: PublicationIn, request: Request,
+async def publish(request_id: str, body: PublicationIn, session: DbSession, settings: AppSettings, clock: AppClock,
                   principal: Principal = Depends(require_roles(*PUBLISHERS))):
-    now = request.app.state.clock.now()
-    async with request.app.state.db.session() as session, session.begin():
-        pub = await set_publication(session, principal, request_id, body.description, request.app.state.settings,
-                                    now)
+    async with session.begin():
+        pub = await set_publication(session, principal, request_id, body.description, settings, clock.now())
         return publication_out(pub)

@@ -24,14 +24,18 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from pydantic import ValidationError
 
-from common.auth import Principal, principal_from_claims
+from common.auth import Principal, TokenVerifier, principal_from_claims
+from common.db import Database
+from common.deps import AppClock, AppDb, AppSettings, AppVerifier
 from common.errors import Problem, request_language
 from svc_services.catalogue.models import CatalogueItem, CatalogueItemVersion
 from svc_services.open311 import service as o311
 from svc_services.open311.formats import FORMATS, errors, render
+from svc_services.requests.group_commit import Intake
 from svc_services.requests.intake import submit_request
 from svc_services.requests.models import ServiceRequest
 from svc_services.requests.schemas import Location, RequestCreate
+from svc_services.settings import ServicesSettings
 
 router = APIRouter(prefix="/open311/v2", tags=["open311 GeoReport v2"])
 _ATTR = re.compile(r"^attribute\[([^\]]+)\](\[\])?$")
@@ -82,15 +86,10 @@ async def _guard(request: Request, fmt: str, work) -> Response:
                       {k: v for k, v in exc.headers.items() if k.lower() == "www-authenticate"} or None)
 
 
-def _db(request: Request):
-    return request.app.state.db
-
-
 # ------------------------------------------------------------------------------------------------ discovery
 @router.get("/discovery.{fmt}", summary="Open311 discovery")
-async def discovery(fmt: str, request: Request) -> Response:
+async def discovery(fmt: str, request: Request, settings: AppSettings) -> Response:
     async def work(fmt: str) -> Response:
-        settings = request.app.state.settings
         base = (settings.public_url or settings.gateway_url).rstrip("/") + "/open311/v2/"
         body = {"changeset": "2026-03-01T00:00:00+00:00", "contact": "社区一网通办平台运维（见 /docs）",
                 "key_service": "api_key = 由网关签发的访问令牌（POST /auth/v1/token） / a gateway-issued access token",
@@ -102,18 +101,18 @@ async def discovery(fmt: str, request: Request) -> Response:
 
 # ------------------------------------------------------------------------------------------------ services
 @router.get("/services.{fmt}", summary="Open311 service list")
-async def service_list(fmt: str, request: Request) -> Response:
+async def service_list(fmt: str, request: Request, db: AppDb) -> Response:
     async def work(fmt: str) -> Response:
-        async with _db(request).session() as session:
+        async with db.session() as session:
             rows = await o311.services(session)
         return render(fmt, "services", [o311.service_out(i, v) for i, v in rows])
     return await _guard(request, fmt, work)
 
 
 @router.get("/services/{service_code}.{fmt}", summary="Open311 service definition")
-async def service_definition(service_code: str, fmt: str, request: Request) -> Response:
+async def service_definition(service_code: str, fmt: str, request: Request, db: AppDb) -> Response:
     async def work(fmt: str) -> Response:
-        async with _db(request).session() as session:
+        async with db.session() as session:
             item = await session.get(CatalogueItem, service_code)
             v = await session.get(CatalogueItemVersion, (item.code, item.current_version)) if item else None
         if item is None or not item.active or v is None or "api" not in (v.channels or []):
@@ -145,8 +144,8 @@ def _extensions(params) -> bool:
     return (params.get("extensions") or "").lower() in ("true", "1", "yes")
 
 
-async def _request_docs(request: Request, reqs: list[ServiceRequest], extensions: bool) -> list[dict[str, Any]]:
-    async with _db(request).session() as session:
+async def _request_docs(db: Database, reqs: list[ServiceRequest], extensions: bool) -> list[dict[str, Any]]:
+    async with db.session() as session:
         items = await o311.item_facts(session, reqs)
         published = await o311.publications(session, [r.id for r in reqs])
         tls = await o311.timelines(session, [r.id for r in reqs]) if extensions else {}
@@ -155,7 +154,7 @@ async def _request_docs(request: Request, reqs: list[ServiceRequest], extensions
 
 
 @router.get("/requests.{fmt}", summary="Open311 service requests (public, no personal data)")
-async def list_requests(fmt: str, request: Request) -> Response:
+async def list_requests(fmt: str, request: Request, db: AppDb, settings: AppSettings, clock: AppClock) -> Response:
     async def work(fmt: str) -> Response:
         q = request.query_params
         ids = _split(q.get("service_request_id"))
@@ -167,41 +166,41 @@ async def list_requests(fmt: str, request: Request) -> Response:
         start, end = _date(q, "start_date"), _date(q, "end_date")
         if start and end and end < start:
             raise Open311Error(400, "end_date is before start_date")
-        async with _db(request).session() as session:
-            reqs = await o311.find_requests(session, request.app.state.settings, ids=ids,
+        async with db.session() as session:
+            reqs = await o311.find_requests(session, settings, ids=ids,
                                             service_codes=_split(q.get("service_code")), start=start, end=end,
-                                            statuses=statuses, now=request.app.state.clock.now())
-        return render(fmt, "service_requests", await _request_docs(request, reqs, _extensions(q)))
+                                            statuses=statuses, now=clock.now())
+        return render(fmt, "service_requests", await _request_docs(db, reqs, _extensions(q)))
     return await _guard(request, fmt, work)
 
 
-async def _public_request(request: Request, request_id: str) -> ServiceRequest:
-    async with _db(request).session() as session:
+async def _public_request(db: Database, settings: ServicesSettings, request_id: str) -> ServiceRequest:
+    async with db.session() as session:
         req = await session.get(ServiceRequest, request_id)
-    if req is None or not o311.is_public(req, request.app.state.settings):
+    if req is None or not o311.is_public(req, settings):
         raise Open311Error(404, f"service_request_id {request_id} not found")
     return req
 
 
 @router.get("/requests/{request_id}.{fmt}", summary="Open311 one service request (public, no personal data)")
-async def get_request(request_id: str, fmt: str, request: Request) -> Response:
+async def get_request(request_id: str, fmt: str, request: Request, db: AppDb, settings: AppSettings) -> Response:
     async def work(fmt: str) -> Response:
-        req = await _public_request(request, request_id)
-        return render(fmt, "service_requests", await _request_docs(request, [req], _extensions(request.query_params)))
+        req = await _public_request(db, settings, request_id)
+        return render(fmt, "service_requests", await _request_docs(db, [req], _extensions(request.query_params)))
     return await _guard(request, fmt, work)
 
 
 @router.get("/tokens/{token}.{fmt}", summary="Open311 request id from a token")
-async def get_token(token: str, fmt: str, request: Request) -> Response:
+async def get_token(token: str, fmt: str, request: Request, db: AppDb, settings: AppSettings) -> Response:
     # Requests are created synchronously, so the token handed out on POST is the request id itself.
     async def work(fmt: str) -> Response:
-        req = await _public_request(request, token)
+        req = await _public_request(db, settings, token)
         return render(fmt, "service_requests", [{"service_request_id": req.id, "token": token}])
     return await _guard(request, fmt, work)
 
 
 # ------------------------------------------------------------------------------------------------ POST
-async def _principal(request: Request, form: dict[str, Any]) -> Principal:
+async def _principal(request: Request, verifier: TokenVerifier, form: dict[str, Any]) -> Principal:
     token = form.get("api_key")
     auth = request.headers.get("authorization")
     if not token and auth and auth.lower().startswith("bearer "):
@@ -210,7 +209,7 @@ async def _principal(request: Request, form: dict[str, Any]) -> Principal:
         raise Open311Error(401, "api_key required (or Authorization: Bearer <token>)",
                            headers={"WWW-Authenticate": "Bearer"})
     try:
-        claims = await request.app.state.verifier.verify(token)
+        claims = await verifier.verify(token)
         principal = principal_from_claims(claims, token)
     except Problem:
         raise Open311Error(403, "Invalid api_key") from None
@@ -263,7 +262,8 @@ def _float(form: dict[str, list[str]], name: str) -> float | None:
 
 
 @router.post("/requests.{fmt}", summary="Open311 submit a service request (form-encoded, api_key)")
-async def post_request(fmt: str, request: Request) -> Response:
+async def post_request(fmt: str, request: Request, db: AppDb, verifier: AppVerifier, intake: Intake,
+                       clock: AppClock) -> Response:
     async def work(fmt: str) -> Response:
         pairs = await _read_form(request)
         form: dict[str, list[str]] = {}
@@ -274,12 +274,12 @@ async def post_request(fmt: str, request: Request) -> Response:
                 attrs_raw.setdefault(m.group(1), []).append(v)
             else:
                 form.setdefault(k, []).append(v)
-        principal = await _principal(request, {"api_key": (form.get("api_key") or [None])[-1]})
+        principal = await _principal(request, verifier, {"api_key": (form.get("api_key") or [None])[-1]})
         one = {k: v[-1] for k, v in form.items()}
         code = (one.get("service_code") or "").strip()
         if not code:
             raise Open311Error(400, "service_code: required")
-        async with _db(request).session() as session:
+        async with db.session() as session:
             item = await session.get(CatalogueItem, code)
             iv = await session.get(CatalogueItemVersion, (item.code, item.current_version)) if item else None
         if item is None or not item.active or iv is None:
@@ -302,10 +302,9 @@ async def post_request(fmt: str, request: Request) -> Response:
         except ValidationError as exc:
             fields = [f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()]
             raise Open311Error(400, *fields) from None
-        clock = request.app.state.clock
         notice = f"已提交，{iv.name}承诺 {iv.response_hours:g} 小时内响应"
 
-        resp = await submit_request(request.app.state.intake, principal, body, clock,
+        resp = await submit_request(intake, principal, body, clock,
                                     key=request.headers.get("idempotency-key"), path="/open311/v2/requests")
         req = json.loads(resp.body)
         # contact fields (first_name, last_name, email, phone, device_id) are not stored: the token says who

@@ -7,12 +7,11 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
-from fastapi import APIRouter, Depends, Path, Query, Request, Response
+from fastapi import APIRouter, Depends, Path, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from common.deps import DbSession
 from common.auth import Principal, require_roles
-from common.clock import Clock, get_clock
+from common.deps import AppClock, AppDb, AppSettings, DbSession
 from common.errors import Problem
 from svc_services.requesters.models import RequesterProfile
 from svc_services.requesters.service import profile_cache, remove_profile, upsert_profile
@@ -21,11 +20,11 @@ router = APIRouter(prefix="/services/v1/requester_profiles", tags=["requester pr
 PersonId = Path(min_length=1, max_length=36)
 
 
-def feed_source(request: Request, principal: Principal = Depends(require_roles("system", "ops"))) -> Principal:
+def feed_source(settings: AppSettings, principal: Principal = Depends(require_roles("system", "ops"))) -> Principal:
     """Ops, or a system member named as a profile source (svc_residents): birth dates and special-group tags
     (低保, 残疾 …) are sensitive personal information, not for every system on the exchange (a kiosk, a
     department) to read or write."""
-    if principal.role == "system" and principal.member not in request.app.state.settings.requester_profile_sources:
+    if principal.role == "system" and principal.member not in settings.requester_profile_sources:
         raise Problem(403, "requester_profile.not_a_source",
                       ("只有居民信息库（svc_residents）可读写诉求人画像",
                        "Only the residents registry (svc_residents) reads and writes requester profiles"))
@@ -66,19 +65,19 @@ class ProfileOut(BaseModel):
 
 
 @router.put("/{person_id}", response_model=ProfileOut, summary="更新诉求人画像 Replace a requester profile")
-async def put_profile(session: DbSession, body: ProfileIn, request: Request, person_id: str = PersonId,
-                      principal: Principal = FEED, clock: Clock = Depends(get_clock)):
+async def put_profile(session: DbSession, db: AppDb, clock: AppClock, body: ProfileIn, person_id: str = PersonId,
+                      principal: Principal = FEED):
     groups = [g.model_dump(mode="json") for g in {g.code: g for g in body.groups}.values()]
     async with session.begin():
         # a stale version (older than the stored one) changes nothing and answers with what is stored
         out = ProfileOut.model_validate(await upsert_profile(session, person_id, body.birth_date, groups, clock.now(),
                                                              version=body.version))
-    profile_cache(request.app.state.db).forget(person_id)
+    profile_cache(db).forget(person_id)
     return out
 
 
 @router.get("/{person_id}", response_model=ProfileOut, summary="诉求人画像 Get a requester profile")
-async def get_profile(session: DbSession, request: Request, person_id: str = PersonId, principal: Principal = FEED):
+async def get_profile(session: DbSession, person_id: str = PersonId, principal: Principal = FEED):
     profile = await session.get(RequesterProfile, person_id)
     if profile is None or profile.removed:
         raise Problem(404, "requester_profile.not_found", ("诉求人画像不存在", "No profile for this person"))
@@ -86,11 +85,11 @@ async def get_profile(session: DbSession, request: Request, person_id: str = Per
 
 
 @router.delete("/{person_id}", status_code=204, summary="删除诉求人画像 Drop a requester profile")
-async def delete_profile(session: DbSession, request: Request, person_id: str = PersonId, principal: Principal = FEED,
-                         clock: Clock = Depends(get_clock),
+async def delete_profile(session: DbSession, db: AppDb, clock: AppClock, person_id: str = PersonId,
+                         principal: Principal = FEED,
                          version: int | None = Query(None, ge=1, le=2**31 - 1,
                                                      description="来源版本号：给出时保留无数据的删除标记，较旧的更新不会恢复画像")):
     async with session.begin():
         await remove_profile(session, person_id, clock.now(), version=version)
-    profile_cache(request.app.state.db).forget(person_id)
+    profile_cache(db).forget(person_id)
     return Response(status_code=204)

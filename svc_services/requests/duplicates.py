@@ -20,7 +20,7 @@ from sqlalchemy import Integer, bindparam, select
 
 from common.auth import Principal
 from common.db import QueryPlan, run_plan
-from svc_services.grids.router import distance_m
+from common.geo import distance_m
 from svc_services.requests.access import can_see, visibility_clause
 from svc_services.requests.lifecycle import OPEN
 from svc_services.requests.models import ServiceRequest

@@ -26,7 +26,7 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi.responses import Response
 from prometheus_client import Counter, Histogram
@@ -37,6 +37,7 @@ from common.auth import Principal
 from common.clock import Clock
 from common.bulk_insert import EncodedRow, RowsInsert
 from common.db import Database, run_plan_blocking
+from common.deps import state
 from common.errors import Problem
 from common.idempotency import created, record_values, replay, stored_record
 from svc_services.base import IdempotencyRecord, OutboxEvent
@@ -314,3 +315,7 @@ def _settle(batch: list[Job], outcomes: dict[Job, Any]) -> None:
     for job in batch:
         if not job.future.done():
             job.future.set_result(outcomes.get(job, RuntimeError("intake batch left a submission undecided")))
+
+
+# what an endpoint takes to submit (`intake: Intake`): the app's one writer, `app.state.intake`
+Intake = Annotated[IntakeWriter, state("intake")]

@@ -26,7 +26,7 @@ from common.ids import new_id
 from common.outbox import event_row
 from svc_services.catalogue.models import CatalogueItem, CatalogueItemVersion
 from svc_services.grids.models import ServiceGrid
-from svc_services.grids.router import located_grids, nearest_of
+from svc_services.grids.service import located_grids, nearest_of
 from svc_services.requesters.models import RequesterProfile
 from svc_services.requesters.service import profile_cache, requester_facts
 from svc_services.requests.access import PLACE_STAFF

@@ -6,18 +6,20 @@ from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
 
-from common.auth import Principal, get_principal
-from common.clock import Clock, get_clock
+from common.auth import Principal
+from common.deps import AppClock, AppDb, AppSettings, CurrentPrincipal, DbSession
 from common.direct_routes import DirectRoute
-from common.errors import Problem
+from common.errors import Problem, invalid
 from common.idempotency import request_fingerprint, run_idempotent
 from common.pagination import Page, PageParams, encode_cursor
 from svc_services.base import IdempotencyRecord
+from svc_services.clients import MatchingClient
 from svc_services.codes import Channel, Priority
 from svc_services.dispatch import service as dispatch_service
 from svc_services.materials import service as materials
 from svc_services.materials.router import materials_out
 from svc_services.requests import duplicates, service
+from svc_services.requests.group_commit import Intake
 from svc_services.requests.intake import submit_request
 from svc_services.requests.payloads import to_out
 from svc_services.requests.lifecycle import STATES
@@ -36,13 +38,13 @@ def parse_if_match(value: str | None) -> int | None:
 
 
 @router.post("", status_code=201, response_model=RequestOut, summary="提交诉求 Submit a request")
-async def submit(body: RequestCreate, request: Request, principal: Principal = Depends(get_principal),
-                 clock: Clock = Depends(get_clock),
+async def submit(body: RequestCreate, intake: Intake, principal: CurrentPrincipal, clock: AppClock,
                  idempotency_key: str | None = Header(None, alias="Idempotency-Key")):
-    return await submit_request(request.app.state.intake, principal, body, clock, key=idempotency_key)
+    return await submit_request(intake, principal, body, clock, key=idempotency_key)
 
 
 async def _submit_direct(request: Request, body: RequestCreate, principal: Principal) -> Response:
+    # called by the DirectRoutes middleware, which has no dependencies to solve: it hands over the request
     return await submit_request(request.app.state.intake, principal, body, request.app.state.clock,
                                 key=request.headers.get("idempotency-key"))
 
@@ -53,23 +55,20 @@ SUBMIT_DIRECT = DirectRoute("POST", "/services/v1/requests", "submit", RequestCr
 
 @router.get("", response_model=Page[RequestOut],
             summary="诉求列表：本人诉求或工作队列 Own requests or the staff queue (scoped)")
-async def list_requests(request: Request, mine: bool = Query(False, description="只看本人的（居民/代办默认即本人）"),
+async def list_requests(session: DbSession, principal: CurrentPrincipal, mine: bool = Query(False, description="只看本人的（居民/代办默认即本人）"),
                         state: list[str] | None = Query(None, description="可多选"),
                         overdue: bool | None = None, priority: Priority | None = None,
                         channel: Channel | None = None, item_code: str | None = None,
                         grid: str | None = None, community: str | None = None,
-                        page: PageParams = Depends(), principal: Principal = Depends(get_principal)):
+                        page: PageParams = Depends()):
     if state:
         bad = [s for s in state if s not in STATES]
         if bad:
-            from common.errors import invalid
             raise invalid("state", "state.unknown", f"未知状态：{'、'.join(bad)}", f"Unknown state: {', '.join(bad)}",
                           where="query")
-    async with request.app.state.db.session() as session:
-        rows = await service.list_requests(
-            session, principal, mine=mine, states=state, overdue=overdue, priority=priority, channel=channel,
-            item_code=item_code, grid=grid, community=community,
-            after=page.after_key(), limit=page.limit)
+    rows = await service.list_requests(
+        session, principal, mine=mine, states=state, overdue=overdue, priority=priority, channel=channel,
+        item_code=item_code, grid=grid, community=community, after=page.after_key(), limit=page.limit)
     more = len(rows) > page.limit
     rows = rows[: page.limit]
     return Page[RequestOut](items=[to_out(r, principal) for r in rows],
@@ -77,12 +76,10 @@ async def list_requests(request: Request, mine: bool = Query(False, description=
 
 
 @router.get("/{request_id}", response_model=RequestOut, summary="诉求详情（含全程记录） A request with its timeline")
-async def get_request(request_id: str, request: Request, response: Response,
-                      principal: Principal = Depends(get_principal)):
-    async with request.app.state.db.session() as session:
-        req = await service.get_request(session, principal, request_id)
-        entries = await service.timeline(session, req.id)
-        rows = await materials.list_materials(session, principal, req.id)
+async def get_request(request_id: str, response: Response, session: DbSession, principal: CurrentPrincipal):
+    req = await service.get_request(session, principal, request_id)
+    entries = await service.timeline(session, req.id)
+    rows = await materials.list_materials(session, principal, req.id)
     response.headers["ETag"] = f'"{req.version}"'
     out = to_out(req, principal, entries)
     out.materials = materials_out(rows, principal)
@@ -91,31 +88,28 @@ async def get_request(request_id: str, request: Request, response: Response,
 
 @router.get("/{request_id}/duplicates", response_model=list[DuplicateOut],
             summary="疑似重复诉求（50 米、72 小时内同一事项） Possible duplicates")
-async def get_duplicates(request_id: str, request: Request, principal: Principal = Depends(get_principal)):
-    async with request.app.state.db.session() as session:
-        req = await service.get_request(session, principal, request_id)
-        return await duplicates.find(session, principal, req, request.app.state.settings)
+async def get_duplicates(request_id: str, session: DbSession, principal: CurrentPrincipal, settings: AppSettings):
+    req = await service.get_request(session, principal, request_id)
+    return await duplicates.find(session, principal, req, settings)
 
 
 @router.get("/{request_id}/timeline", response_model=list[TimelineOut], summary="全程记录 Timeline")
-async def get_timeline(request_id: str, request: Request, principal: Principal = Depends(get_principal)):
-    async with request.app.state.db.session() as session:
-        req = await service.get_request(session, principal, request_id)
-        return [TimelineOut.model_validate(t) for t in await service.timeline(session, req.id)]
+async def get_timeline(request_id: str, session: DbSession, principal: CurrentPrincipal):
+    req = await service.get_request(session, principal, request_id)
+    return [TimelineOut.model_validate(t) for t in await service.timeline(session, req.id)]
 
 
 @router.post("/{request_id}/transitions", response_model=RequestOut,
              summary="流转：受理、派单、接单、退单、办结、评价、重办、升级、撤销、合并 Move a request")
-async def transition(request_id: str, body: TransitionIn, request: Request,
-                     principal: Principal = Depends(get_principal), clock: Clock = Depends(get_clock),
+async def transition(request_id: str, body: TransitionIn, request: Request, db: AppDb, settings: AppSettings,
+                     principal: CurrentPrincipal, clock: AppClock, matching: MatchingClient,
                      if_match: str | None = Header(None, alias="If-Match"),
                      idempotency_key: str | None = Header(None, alias="Idempotency-Key")):
-    settings = request.app.state.settings
     expected = parse_if_match(if_match)
     matching_now = None
     if body.action == "dispatch" and body.candidate_rank is None:
         # a manual dispatch says whether svc_matching was down (asked here, outside the write transaction)
-        matching_now = await dispatch_service.matching_probe(request.app)
+        matching_now = await dispatch_service.matching_probe(matching, clock)
 
     async def create(session):
         req = await service.transition(session, principal, request_id, body, if_match=expected, clock=clock,
@@ -123,8 +117,8 @@ async def transition(request_id: str, body: TransitionIn, request: Request,
         return 200, to_out(req, principal, await service.timeline(session, req.id))
 
     fingerprint = request_fingerprint("POST", request.url.path, [body.model_dump(), expected])
-    async with request.app.state.db.write_gate():
-        resp = await run_idempotent(request.app.state.db, IdempotencyRecord, key=idempotency_key,
+    async with db.write_gate():
+        resp = await run_idempotent(db, IdempotencyRecord, key=idempotency_key,
                                     caller=principal.caller, fingerprint=fingerprint, now=clock.now(),
                                     create=create)
     if body.action == "accept" and resp.status_code == 200:
@@ -132,7 +126,7 @@ async def transition(request_id: str, body: TransitionIn, request: Request,
         # gate); a failed fetch leaves them pending, to retry at POST …/materials/fetch. A replay shows them as
         # they are now.
         if resp.headers.get("idempotency-replayed") == "true":
-            async with request.app.state.db.session() as session:
+            async with db.session() as session:
                 rows = await materials.list_materials(session, principal, request_id)
         else:
             rows = await materials.fetch(request.app, principal, request_id)
