@@ -21,8 +21,10 @@ from common.errors import PROBLEM_MEDIA_TYPE, install_error_handlers
 from common.logging import configure_logging
 from common.migrations import ping_and_check
 from common.observability import ObservabilityMiddleware, check_metrics_token
+from common.openapi_contract import SHARED_PROBLEM_STATUSES, install_finished_openapi, install_method_not_allowed
 from common.outbox import FeedSender, HttpEventSender, OutboxRelay, TypeFilter
 from common.settings import ServiceSettings
+from common.storage.uploads import upload_limit
 
 log = logging.getLogger("onenet.app")
 
@@ -48,7 +50,8 @@ def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
             for s in statuses}
 
 
-STANDARD_ERRORS = problem_responses(400, 401, 403, 404, 409, 413, 415, 422, 429, 500, 503)
+# every operation's shared statuses (common.openapi_contract adds 405's Allow, creates' replays, protocols' formats)
+STANDARD_ERRORS = problem_responses(*SHARED_PROBLEM_STATUSES)
 
 
 def install_local_docs(app: FastAPI, title: str) -> None:
@@ -86,7 +89,7 @@ def create_service_app(
     feeds: Sequence[str] = (),
     clock: Clock | None = None,
     gateway_only: bool = True,
-    body_limit: Callable[[str, str], int | None] | None = None,
+    body_limit: Callable[[str, str], int | None] | None = upload_limit,
 ) -> FastAPI:
     """`event_token` supplies the relay's bearer token; by default the service asks the gateway for one
     with its client credentials (the gateway, being the issuer, signs its own).
@@ -101,8 +104,9 @@ def create_service_app(
     `gateway_only`: the app answers only calls carrying the gateway's assertion (`common.assertion`, ADR 0013),
     besides /healthz, /readyz and /metrics; every service and the department emulators, not the gateway.
 
-    `body_limit(method, path)`: a route's own body limit where it is larger than `settings.max_body_bytes` (file
-    uploads, `common.storage.uploads.upload_limit`), None for the others."""
+    `body_limit(method, path)`: a route's own body limit where it is larger than `settings.max_body_bytes`, None
+    for the others: by default the file upload routes (`common.storage.uploads`), for the service that has them
+    and the gateway that forwards them; such a route also takes multipart/form-data."""
     configure_logging(settings.service_name, settings.log_level, flush_seconds=settings.log_flush_seconds)
     # package None: a process without a database of its own (the department emulators).
     db = db or (Database(settings.database_url, plan_cache_mode=settings.db_plan_cache_mode) if package else None)
@@ -221,4 +225,6 @@ def create_service_app(
     app.include_router(ops)
     for r in routers:
         app.include_router(r)
+    install_method_not_allowed(app)
+    install_finished_openapi(app)
     return app

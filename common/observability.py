@@ -156,17 +156,18 @@ class ObservabilityMiddleware:
         self.app = app
         self.service = service
         self.max_body = max_body_bytes
-        # (method, path) -> a route's own larger limit (file uploads: common.storage.uploads), or None
+        # (method, path) -> a file upload route's own larger limit (common.storage.uploads), or None; such a route
+        # also takes multipart/form-data
         self.body_limit = body_limit
         # path prefix -> extra accepted media types (OAuth2 forms, Open311 forms, file uploads).
         self.extra_media_types = extra_media_types or {}
         self.telemetry = Telemetry(service)
 
-    def _media_type_ok(self, path: str, content_type: str | None) -> bool:
+    def _media_type_ok(self, path: str, content_type: str | None, *, upload: bool = False) -> bool:
         if content_type is None:
             return True  # no declared type: FastAPI parses it as JSON and reports errors itself
         media = content_type.split(";", 1)[0].strip().lower()
-        if media == "application/json" or media.endswith("+json"):
+        if media == "application/json" or media.endswith("+json") or (upload and media == "multipart/form-data"):
             return True
         for prefix, types in self.extra_media_types.items():
             if path.startswith(prefix) and media in types:
@@ -200,15 +201,15 @@ class ObservabilityMiddleware:
         try:
             if method in _BODY_METHODS:
                 limit = self.max_body
-                if self.body_limit is not None:
-                    limit = self.body_limit(method, path) or limit
-                    state["body_limit"] = limit
+                route_limit = self.body_limit(method, path) if self.body_limit is not None else None
+                if route_limit is not None:  # a file upload route: its own limit, and multipart bodies
+                    limit = state["body_limit"] = route_limit
                 if length is not None and length.isdigit() and int(length) > limit:
                     lang = negotiate_language(accept_language)
                     await too_large_response(lang, limit, path)(scope, receive, send_wrapper)
                     return
                 has_body = (length not in (None, "0")) or chunked
-                if has_body and not self._media_type_ok(path, content_type):
+                if has_body and not self._media_type_ok(path, content_type, upload=route_limit is not None):
                     await problem_response(
                         415, "unsupported_media_type", lang=negotiate_language(accept_language), instance=path,
                         detail=("请以 application/json 提交请求体", "Send the body as application/json"),

@@ -15,7 +15,6 @@ from common.direct_routes import DirectRoutes
 from common.crypto import FieldProtection
 from common.periodic import run_periodically
 from common.storage import store_from_settings
-from common.storage.uploads import upload_limit
 from svc_services.attachments.reading import ACCESS_FEED
 from svc_services.attachments.router import router as attachments_router
 from svc_services.base import OutboxEvent
@@ -76,10 +75,8 @@ def create_app(settings: ServicesSettings | None = None, *, verifier: TokenVerif
                  grids_router, open311_router,
                  publication_router, requesters_router],
         # Open311 GeoReport v2 submissions are form-encoded per the spec.
-        # photos and material files are multipart uploads, with a larger body limit of their own
-        extra_media_types={"/open311/": ("application/x-www-form-urlencoded",),
-                           "/services/v1/requests/": ("multipart/form-data",)},
-        body_limit=upload_limit,
+        # (photos and material files: multipart uploads with a body limit of their own, common.storage.uploads)
+        extra_media_types={"/open311/": ("application/x-www-form-urlencoded",)},
         # reads of material files go to the person's access log in svc_residents (svc_services.attachments.reading)
         feeds=(ACCESS_FEED,),
         outbox_model=OutboxEvent,

@@ -7,6 +7,7 @@ slow into a 503/504 problem.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import importlib.util
 import math
 import sys
@@ -18,6 +19,8 @@ if importlib.util.find_spec("sniffio") is None:  # pragma: no branch
     # asyncio when it is missing; a failed import is not cached, so each try searches sys.path on disk. A None
     # entry makes the import fail at once, with the same outcome (asyncio). Profiled: ~10% of the hot path.
     sys.modules["sniffio"] = None  # type: ignore[assignment]
+
+from collections.abc import AsyncIterator
 
 import aiohttp
 import httpx
@@ -46,6 +49,31 @@ _STRIP_OUT_B = frozenset(h.encode() for h in STRIP_OUT)
 IDEMPOTENT = {"GET", "HEAD", "OPTIONS", "PUT", "DELETE"}
 # A decoded request path goes upstream percent-encoded again (what httpx.URL(path=...) did).
 _PATH_SAFE = "/!$&'()*+,;=:@~-._"
+
+
+class StreamedBody:
+    """A request body passed upstream as it arrives instead of read whole (file uploads, common.storage.uploads):
+    hashed on the way for the message log; what went wrong reading it (the body limit crossed, the client gone)
+    is kept, so the caller is told that rather than that the upstream failed."""
+
+    def __init__(self, chunks: AsyncIterator[bytes], length: bytes | None) -> None:
+        self._chunks = chunks
+        self.length = length  # the caller's Content-Length, passed on so the upstream can refuse at once
+        self._hash = hashlib.sha256()
+        self.error: BaseException | None = None
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        try:
+            async for chunk in self._chunks:
+                if chunk:
+                    self._hash.update(chunk)
+                    yield chunk
+        except Exception as exc:  # noqa: BLE001 - kept and re-raised by the forwarder as what it was
+            self.error = exc
+            raise
+
+    def hexdigest(self) -> str:
+        return self._hash.hexdigest()
 
 
 class Upstream:
@@ -99,19 +127,30 @@ class Upstream:
         return self._session
 
     async def send(self, method: str, path: str, query: bytes, headers: list[tuple[bytes, bytes]],
-                   body: bytes) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
-        """One attempt: (status, raw response headers, body as sent); raises UpstreamTimeout / UpstreamUnavailable."""
+                   body: bytes | StreamedBody) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+        """One attempt: (status, raw response headers, body as sent); raises UpstreamTimeout / UpstreamUnavailable
+        (or, for a streamed body, what went wrong reading it)."""
         target = self._prefix + quote(path, safe=_PATH_SAFE).encode("ascii")  # the decoded path, encoded again
         if query:
             target += b"?" + query
-        if self.injected:
-            return await self._send_injected(method, target, headers, body)
+        try:
+            if self.injected:
+                return await self._send_injected(method, target, headers, body)
+            return await self._send(method, target, headers, body)
+        except (UpstreamTimeout, UpstreamUnavailable):
+            if isinstance(body, StreamedBody) and body.error is not None:
+                raise body.error from None  # the caller's body, not the upstream, failed (e.g. too large)
+            raise
+
+    async def _send(self, method: str, target: bytes, headers: list[tuple[bytes, bytes]],
+                    body: bytes | StreamedBody) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
         session = self._session or self._open()
         try:
             async with session.request(
                     method, URL(self._origin + target.decode("ascii"), encoded=True),
                     headers=[(k.decode("latin-1"), v.decode("latin-1")) for k, v in headers],
-                    data=body or None, allow_redirects=False) as resp:
+                    data=(body.__aiter__() if isinstance(body, StreamedBody) else body or None),
+                    allow_redirects=False) as resp:
                 content = await resp.read()
                 return resp.status, list(resp.raw_headers), content
         except TimeoutError as exc:  # aiohttp's own timeouts (ServerTimeoutError) are TimeoutErrors too
@@ -120,8 +159,9 @@ class Upstream:
             raise UpstreamUnavailable(self.name) from exc
 
     async def _send_injected(self, method: str, target: bytes, headers: list[tuple[bytes, bytes]],
-                             body: bytes) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
-        request = httpx.Request(method, self._url.copy_with(raw_path=target), headers=headers, content=body,
+                             body: bytes | StreamedBody) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+        content = body.__aiter__() if isinstance(body, StreamedBody) else body
+        request = httpx.Request(method, self._url.copy_with(raw_path=target), headers=headers, content=content,
                                 extensions={"timeout": self._timeouts})
         try:
             resp = await self.transport.handle_async_request(request)
@@ -201,10 +241,12 @@ class Forwarder:
         return principal
 
     async def forward(self, service: str, principal: Principal, *, method: str, path: str, query: bytes,
-                      headers: list[tuple[bytes, bytes]], client: tuple[str, int] | None, body: bytes,
-                      actions: tuple = (), extra_headers: list[tuple[str, str]] | None = None) -> Response:
+                      headers: list[tuple[bytes, bytes]], client: tuple[str, int] | None,
+                      body: bytes | StreamedBody, actions: tuple = (),
+                      extra_headers: list[tuple[str, str]] | None = None) -> Response:
         """Send the call upstream with the gateway's headers and assertion; `actions` (from the caller's grant) mask
-        or remove response fields. Idempotent calls (and a POST with an Idempotency-Key) are retried."""
+        or remove response fields. Idempotent calls (and a POST with an Idempotency-Key) are retried; a streamed
+        body (a file upload) goes once, as it arrives, never held whole."""
         upstream = self.upstreams[service]
         if not upstream.breaker.allow():
             raise unavailable_problem(service, _retry_after(upstream.breaker))
@@ -231,6 +273,10 @@ class Forwarder:
         ]
         if extra_headers:
             out += [(k.encode("latin-1"), v.encode()) for k, v in extra_headers]
+        if isinstance(body, StreamedBody):  # read once: nothing to send again
+            idempotent = False
+            if body.length is not None:
+                out.append((b"content-length", body.length))
         attempts = 1 + (upstream.retries if idempotent else 0)
         last_exc: Exception | None = None
         for attempt in range(attempts):

@@ -28,7 +28,8 @@ from common.errors import Problem, problem_response, request_language
 from common.ids import new_id
 from gateway.exchange.audit import AuditWriter, Exchange
 from gateway.exchange.policy import ExchangePolicy, ResourceView
-from gateway.routing.forwarder import Forwarder, local_path
+from common.storage.uploads import upload_limit
+from gateway.routing.forwarder import Forwarder, StreamedBody, local_path
 
 # The purpose of the call, UTF-8 percent-encoded (HTTP header values are ASCII): `%E5%85%BB%E8%80%81…`.
 PURPOSE_HEADER = b"x-onenet-purpose"
@@ -38,8 +39,9 @@ RESOURCE_HEADER = "x-onenet-resource"
 @dataclass(slots=True)
 class Call:
     """One call to forward: the decoded path below the gateway's root path (what is checked, forwarded and
-    logged), the raw query and headers, the client's address, the whole body, the answer's language, and the
-    request it came as (the metrics pages' cookie and client certificates are read from it)."""
+    logged), the raw query and headers, the client's address, the whole body (a file upload's as a stream,
+    `StreamedBody`, never held whole), the answer's language, and the request it came as (the metrics pages'
+    cookie and client certificates are read from it)."""
 
     request: Request
     method: str
@@ -47,15 +49,23 @@ class Call:
     query: bytes
     headers: list[tuple[bytes, bytes]]
     client: tuple[str, int] | None
-    body: bytes
+    body: bytes | StreamedBody
     lang: str
 
     @classmethod
     async def of(cls, request: Request, path: str | None = None) -> Call:
         scope = request.scope
-        return cls(request=request, method=scope["method"], path=path or local_path(scope),
-                   query=scope.get("query_string", b""), headers=scope["headers"], client=scope.get("client"),
-                   body=await request.body(), lang=request_language(request))
+        path = path or local_path(scope)
+        if upload_limit(scope["method"], path) is not None:
+            length = next((v for k, v in scope["headers"] if k == b"content-length"), None)
+            body: bytes | StreamedBody = StreamedBody(request.stream(), length)
+        else:
+            body = await request.body()
+        return cls(request=request, method=scope["method"], path=path, query=scope.get("query_string", b""),
+                   headers=scope["headers"], client=scope.get("client"), body=body, lang=request_language(request))
+
+    def body_hash(self) -> str:
+        return self.body.hexdigest() if isinstance(self.body, StreamedBody) else hashlib.sha256(self.body).hexdigest()
 
     @property
     def instance(self) -> str:
@@ -147,7 +157,7 @@ class ExchangeGate:
             owner=res.owner if res else None,
             purpose=call.header(PURPOSE_HEADER) or call.header(b"x-road-issue"), method=call.method,
             path=call.path, status=resp.status_code, latency_ms=(time.perf_counter() - started) * 1000,
-            request_id=request_id_var.get() or None, request_hash=hashlib.sha256(call.body).hexdigest(),
+            request_id=request_id_var.get() or None, request_hash=call.body_hash(),
             response_hash=hashlib.sha256(bytes(resp.body)).hexdigest()))
 
 
