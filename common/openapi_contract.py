@@ -1,0 +1,127 @@
+"""The OpenAPI document as a contract: what every operation can answer, declared in one place (issue 31).
+
+`create_service_app` declares the shared problem statuses on every operation (`SHARED_PROBLEM_STATUSES`, through
+FastAPI's app-wide `responses=`) and runs `finish` on the app's document, which adds what a per-route declaration
+would repeat everywhere:
+
+- 405 with its `Allow` header (every path answers an undeclared method so; `install_method_not_allowed` makes
+  that true of apps with a catch-all route, the gateway's forward route, where Starlette would fall through to
+  it and answer 404);
+- 200 beside 201 on every create (`POST` declaring 201): a retried create (the same Idempotency-Key, or a
+  client-chosen id such as the time bank's `posting_id`) answers the first one's body again, with 200;
+- the error format a protocol prescribes instead of problem+json: GeoReport v2's error list under
+  `/open311/` (`[{"code", "description"}]` as JSON, or XML per the path's format); X-Road's faults under `/r1/`,
+  only 400 and 500 (PR-REST §4.6), `{type, message, detail}` as JSON or `<error>` as XML;
+- `/metrics` as Prometheus text.
+
+Idempotent: running it twice changes nothing.
+"""
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from starlette.requests import Request
+from starlette.routing import Route
+
+SHARED_PROBLEM_STATUSES = (400, 401, 403, 404, 405, 409, 412, 413, 415, 422, 428, 429, 500, 503)
+HTTP_METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
+ALL_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
+ALLOW_HEADER = {"Allow": {"description": "该路径支持的方法 The methods this path supports",
+                          "schema": {"type": "string"}}}
+OPEN311_PREFIX = "/open311/"
+OPEN311_ERRORS = {"type": "array", "items": {"type": "object", "required": ["code", "description"], "properties": {
+    "code": {"type": "integer"}, "description": {"type": "string"}}}}
+XROAD_PREFIX = "/r1/"
+XROAD_FAULT = {"type": "object", "required": ["type", "message", "detail"], "properties": {
+    "type": {"type": "string"}, "message": {"type": "string"}, "detail": {"type": "string"}}}
+PROMETHEUS_TEXT = {"text/plain": {"schema": {"type": "string"}}}
+
+
+def _operations(doc: dict[str, Any]):
+    for path, item in (doc.get("paths") or {}).items():
+        for method in HTTP_METHODS:
+            op = item.get(method) if isinstance(item, dict) else None
+            if isinstance(op, dict):
+                yield path, method, op
+
+
+def finish(doc: dict[str, Any]) -> dict[str, Any]:
+    """Declare, in place, what every operation of `doc` can answer beyond its route's own declarations."""
+    for path, method, op in _operations(doc):
+        responses = op.setdefault("responses", {})
+        if "405" in responses:
+            responses["405"].setdefault("headers", copy.deepcopy(ALLOW_HEADER))
+        if method == "post" and "201" in responses and "200" not in responses:
+            replay = copy.deepcopy(responses["201"])
+            replay["description"] = "重放：同一请求再次提交时答复首次的结果 A retried create: the first answer again"
+            responses["200"] = replay
+        if path.startswith(OPEN311_PREFIX):
+            for status, resp in responses.items():
+                if status.isdigit() and int(status) >= 400:
+                    resp["description"] = "GeoReport v2 错误列表 GeoReport v2 error list"
+                    resp["content"] = {"application/json": {"schema": copy.deepcopy(OPEN311_ERRORS)},
+                                       "text/xml": {"schema": {"type": "string"}}}
+        if path.startswith(XROAD_PREFIX):
+            for status in [s for s in responses if s.isdigit() and int(s) >= 400]:
+                if status in ("400", "500"):
+                    responses[status] = {"description": "X-Road fault (PR-REST §4.6)", "content": {
+                        "application/json": {"schema": copy.deepcopy(XROAD_FAULT)},
+                        "text/xml": {"schema": {"type": "string"}}}}
+                else:
+                    del responses[status]
+        if path == "/metrics" and method == "get" and "200" in responses:
+            responses["200"]["content"] = copy.deepcopy(PROMETHEUS_TEXT)
+    return doc
+
+
+def install_finished_openapi(app) -> None:
+    """`app.openapi()` returns the finished document."""
+    original = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        return finish(original())
+
+    app.openapi = openapi
+
+
+def _method_not_allowed(allow: str):
+    async def endpoint(request: Request):
+        from common.errors import Problem
+
+        raise Problem(405, "method_not_allowed", ("不支持该请求方法", "Method not allowed"), headers={"Allow": allow})
+
+    return endpoint
+
+
+def _catch_all(path: str | None) -> bool:
+    return isinstance(path, str) and path.startswith("/{") and ":path}" in path
+
+
+def install_method_not_allowed(app) -> None:
+    """Before the app's catch-all route (one matching any path: `/{service}/{rest:path}`), a route per path of the
+    operations above it that answers the methods they do not take with 405 and `Allow`, as Starlette does where
+    nothing follows."""
+    from fastapi.routing import iter_route_contexts
+
+    routes = app.router.routes
+    methods: dict[str, set[str]] = {}
+    at = None
+    for i, top in enumerate(routes):
+        for ctx in iter_route_contexts([top]):
+            if _catch_all(ctx.path):
+                at = i
+                break
+            if ctx.methods and isinstance(ctx.path, str):
+                methods.setdefault(ctx.path, set()).update(ctx.methods)
+        if at is not None:
+            break
+    if at is None:
+        return
+    extra = []
+    for path, taken in methods.items():
+        others = [m for m in ALL_METHODS if m not in taken]
+        if others:
+            extra.append(Route(path, _method_not_allowed(", ".join(sorted(taken))), methods=others,
+                               include_in_schema=False))
+    routes[at:at] = extra
