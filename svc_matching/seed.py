@@ -1,14 +1,22 @@
 """Demo data for svc_matching: the organisations (with a service each), the persons' places (what svc_residents'
-place feed would send) and the volunteers of `common/demo.py`.
+place feed would send), the volunteers of `common/demo.py`, 幸福's bookable activity room and an activity.
 
 Idempotent: ids are the demo's deterministic UUIDv5, and anything already present is left alone.
 """
 from __future__ import annotations
 
+from datetime import datetime, time, timedelta
+
 from common.auth import Principal
-from common.clock import Clock
+from common.clock import SHANGHAI, Clock
 from common.db import Database
 from common.demo import GRIDS, HOUSEHOLDS, ORGANIZATIONS, PERSONS, VOLUNTEERS, demo_id, person_id
+from svc_matching.activities import service as activities
+from svc_matching.activities.models import Activity
+from svc_matching.activities.schemas import ActivityCreate
+from svc_matching.bookings import resources as bookable
+from svc_matching.bookings.models import BookableResource
+from svc_matching.bookings.schemas import ResourceCreate
 from svc_matching.directory import service as directory
 from svc_matching.directory.models import Location, Organization, Service
 from svc_matching.directory.schemas import CapacityIn, LocationCreate, OrganizationCreate, ScheduleIn, ServiceCreate
@@ -61,3 +69,27 @@ async def seed_demo(db: Database, *, clock: Clock | None = None) -> None:
                               WindowIn(byday="MO,TU,WE,TH,FR", opens_at="18:00", closes_at="21:00")],
                 latitude=grid["center"][0], longitude=grid["center"][1], place_code=grid["code"],
                 service_radius_m=2000), now, volunteer_id=vol_id)
+        await _seed_bookings(session, now)
+
+
+ROOM = demo_id("bookable", "XF-activity-room")
+ACTIVITY = demo_id("activity", "XF-smartphone-class")
+
+
+async def _seed_bookings(session, now: datetime) -> None:
+    """幸福社区活动室 (residents of 幸福 and staff book it, one booking an hour, three a week per person) and a
+    smartphone class for the elderly three days after the first seeding (积分 on check-in)."""
+    if await session.get(BookableResource, ROOM) is None:
+        await bookable.create_resource(session, SEEDER, ResourceCreate(
+            name="幸福社区活动室", kind="activity_room", place_code=COMMUNITY,
+            opening_hours={"workday": ["09:00-12:00", "14:00-18:00"], "weekend": ["09:00-12:00", "14:00-17:00"],
+                           "holiday": ["09:00-12:00"]},
+            slot_minutes=60, capacity=1, bookers=["resident", "staff"], advance_days=14, weekly_limit=3),
+            now=now, resource_id=ROOM)
+    if await session.get(Activity, ACTIVITY) is None:
+        day = now.astimezone(SHANGHAI).date() + timedelta(days=3)
+        start = datetime.combine(day, time(9, 30), SHANGHAI)
+        await activities.create_activity(session, SEEDER, ActivityCreate(
+            title="老年人智能手机课堂", category="education", organiser_kind="community", place_code=COMMUNITY,
+            venue_resource_id=ROOM, venue="幸福社区活动室", starts_at=start, ends_at=start + timedelta(hours=1, minutes=30),
+            capacity=20, min_age=60, points=5, description="手把手教用健康码、挂号、视频通话"), now=now, activity_id=ACTIVITY)

@@ -59,10 +59,12 @@ async def get_resource(session: DbSession, resource_id: str, principal: Principa
 @router.get("/bookable_resources/{resource_id}/slots", response_model=list[SlotOut],
             summary="时段与余量 Slots and free places")
 async def list_slots(session: DbSession, resource_id: str, on: date | None = Query(None, alias="date"),
-                     days: int = Query(1, ge=1, le=14), principal: Principal = Depends(get_principal),
-                     clock: Clock = Depends(get_clock)):
+                     days: int = Query(1, ge=1, le=14),
+                     available: bool = Query(False, description="只列出尚未开始且有余量的时段"),
+                     principal: Principal = Depends(get_principal), clock: Clock = Depends(get_clock)):
     res = await resources.get_resource(session, resource_id)
-    return await resources.free_slots(session, res, on or clock.today(), days)
+    return await resources.free_slots(session, res, on or clock.today(), days,
+                                      after=clock.now() if available else None)
 
 
 @router.post("/bookings", status_code=201, response_model=BookingOut, summary="预约 Book a slot",
@@ -92,6 +94,7 @@ async def list_bookings(session: DbSession, page: PageParams = Depends(),
                         state: str | None = Query(None, max_length=24),
                         request_id: str | None = Query(None, max_length=64),
                         principal: Principal = Depends(get_principal)):
+    service.require_lister(principal)
     stmt = select(Booking).where(service.visibility(principal))
     if resource_id:
         stmt = stmt.where(Booking.resource_id == resource_id)

@@ -56,6 +56,12 @@ def may_see(principal: Principal, b: Booking) -> bool:
     return is_owner(principal, b) or covering_staff(principal, b.place_code)
 
 
+def require_lister(principal: Principal) -> None:
+    """Departments, member systems and evaluators read no personal record of svc_matching (access.py)."""
+    if principal.role not in ("resident", "proxy", "provider", *PLACE_STAFF, "ops"):
+        raise Forbidden((f"当前角色（{principal.role}）不能查看预约", f"Role {principal.role} may not list bookings"))
+
+
 def visibility(principal: Principal):
     """The SQL condition of the bookings a caller may list."""
     if principal.role == "ops":
