@@ -18,6 +18,7 @@ from common.http_client import CircuitBreaker
 from common.keys import load_signing_keys
 from common.observability import Telemetry
 from gateway.accounts.jobs import build_sessions, load_revoked_sessions, refresh_revoked_sessions
+from gateway.accounts.binding import build_binder
 from gateway.accounts.phone import build_phone_signin
 from gateway.accounts.router import router as accounts_router
 from gateway.identity.mtls import CertificatePins
@@ -86,6 +87,7 @@ def create_app(settings: GatewaySettings | None = None, *, verifier: TokenVerifi
     limiter = build_limiter(settings)
     login_throttle = build_login_throttle(settings, db)
     phone_signin = build_phone_signin(settings, db, issuer, upstreams.get("departments"))  # residents by SMS
+    binder = build_binder(issuer, upstreams.get("residents"))  # their real-name binding (svc_residents)
     gate = ExchangeGate(forwarder, policy, audit, clock, limiter)
     # the edge answers every upstream's plain calls but Open311's (anonymous reads and api_key: the gateway's)
     edge = (EdgeLink(settings.edge_control_url, settings.edge_secret, policy,
@@ -153,6 +155,7 @@ def create_app(settings: GatewaySettings | None = None, *, verifier: TokenVerifi
             await limiter.aclose()
         await login_throttle.aclose()
         await phone_signin.aclose()
+        await binder.aclose()
 
     app = create_service_app(
         settings=settings,
@@ -178,6 +181,7 @@ def create_app(settings: GatewaySettings | None = None, *, verifier: TokenVerifi
     app.state.token_issuer = issuer
     app.state.login_throttle = login_throttle
     app.state.phone_signin = phone_signin
+    app.state.binder = binder
     app.state.sessions = sessions
     app.state.revoked_sessions = revoked_sessions
     app.state.forwarder = forwarder

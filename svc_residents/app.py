@@ -10,6 +10,7 @@ from svc_residents import protection
 from svc_residents.base import OutboxEvent
 from svc_residents.clients import close_clients, install_clients
 from svc_residents.households.router import router as households_router
+from svc_residents.identity.binding_router import router as binding_router
 from svc_residents.identity.router import router as identity_router
 from svc_residents.persons.place_feed import FEED_PREFIX as PLACE_FEED_PREFIX
 from svc_residents.persons.profile_feed import FEED_PREFIX
@@ -34,7 +35,7 @@ def create_app(settings: ResidentsSettings | None = None, *, verifier: TokenVeri
         title="OneNet svc_residents 居民档案",
         description="地点层级、户、人、特殊群体标签与一次采集核验。Places, households, persons, special groups.",
         routers=[places_router, households_router, persons_router, verification_router, identity_router,
-                 registrations_router],
+                 registrations_router, binding_router],
         outbox_model=OutboxEvent,
         # requester_profile.* rows go to svc_services' replica, person_place.* to svc_matching's, never to svc_metrics
         feeds=(FEED_PREFIX, PLACE_FEED_PREFIX),

@@ -6,3 +6,4 @@ from svc_residents.persons.models import Consent, Person, PersonChange, PersonTa
 from svc_residents.audit.models import AccessAudit  # noqa: F401
 from svc_residents.verification.models import Verification  # noqa: F401
 from svc_residents.registrations.models import PersonRegistration  # noqa: F401
+from svc_residents.identity.models import AccountBinding  # noqa: F401

@@ -23,7 +23,6 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-import httpx
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 
@@ -35,6 +34,7 @@ from common.sms import SmsClient, SmsUnavailable
 from common.validators import ValidationFailure, normalize_mobile
 from gateway.accounts.audit import entry, record_refusal
 from gateway.accounts.models import ResidentAccount, SmsChallenge
+from gateway.accounts.own_calls import own_client, own_token
 from gateway.members.models import Member, User
 
 log = logging.getLogger("onenet.gateway.auth")
@@ -266,13 +266,5 @@ async def sms_grant(request, *, phone: str | None, code: str | None, client_id: 
 def build_phone_signin(settings, db: Database, issuer, departments_upstream) -> PhoneSignIn:
     """The flow with its SMS client: straight at the emulators' upstream with the gateway's assertion (ADR 0013)
     and a machine token of the gateway's own."""
-    sms = None
-    if departments_upstream is not None:
-        client = httpx.AsyncClient(base_url=departments_upstream.base_url, transport=departments_upstream.transport,
-                                   auth=departments_upstream.auth, timeout=httpx.Timeout(5.0, connect=2.0))
-
-        async def token() -> str:
-            return issuer.issue(subject="gateway", member="gateway", role="system", scopes=[])["access_token"]
-
-        sms = SmsClient(client, token)
+    sms = SmsClient(own_client(departments_upstream, 5.0), own_token(issuer)) if departments_upstream else None
     return PhoneSignIn(settings, db, sms)

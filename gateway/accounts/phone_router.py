@@ -1,14 +1,19 @@
 """Residents' sign-in by phone: asking for a code (the token endpoint's SMS grant takes it: gateway/identity),
-and, in tests and local runs only, reading the last code the SMS platform's emulator sent."""
+the real-name binding of the account, and, in tests and local runs only, reading the last code the SMS
+platform's emulator sent."""
 from __future__ import annotations
 
-from typing import Annotated
+from datetime import datetime
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Request
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from common.deps import AppClock, AppSettings, state
+from common.deps import AppClock, AppSettings, CurrentPrincipal, state
 from common.errors import Problem
+from gateway.accounts import binding
+from gateway.accounts.binding import CONSENT_TEXT
 from gateway.accounts.phone import PhoneSignIn, check_phone
 
 router = APIRouter(tags=["auth 身份认证"])
@@ -52,3 +57,47 @@ async def last_sms(request: Request, phone: Phone, settings: AppSettings, number
     if found is None:
         raise Problem(404, "sms.not_found", ("没有发往该手机号的短信", "No text was sent to this phone"))
     return found
+
+
+# ---- real-name binding (gateway/accounts/binding.py) ------------------------------------------------------------
+
+class IdentityIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=50, examples=["黄磊"], description="姓名（与身份证一致）")
+    id_number: str = Field(min_length=1, max_length=32, examples=["110105197511300713"], description="居民身份证号")
+    consent: bool = Field(description=f"同意：{CONSENT_TEXT}")
+    community: str | None = Field(default=None, pattern=r"^\d{12}$",
+                                  description="尚无居民档案时：居住的社区代码（12 位），由该社区工作人员核实")
+
+
+class IdentityOut(BaseModel):
+    binding: Literal["none", "bound", "pending", "refused"] = Field(
+        description="none 未认证 / bound 已绑定居民档案 / pending 待社区核实 / refused 社区未予确认")
+    person_id: str | None
+    registration_id: str | None
+    name: str | None
+    id_number: str | None = Field(description="身份证号（脱敏）")
+    bound_at: datetime | None
+    access_token: str | None = Field(default=None, description="绑定后本会话的新访问令牌（带居民档案范围）")
+    token_type: Literal["Bearer"] | None = None
+    expires_in: int | None = None
+
+
+def _ctx(request: Request, principal, clock) -> binding.Ctx:
+    return binding.Ctx(request.app, principal, clock.now(), _source(request), request.headers.get("accept-language"))
+
+
+@router.post("/auth/v1/me/identity", response_model=IdentityOut, summary="实名认证 Real-name binding",
+             responses={202: {"model": IdentityOut, "description": "尚无居民档案：待社区工作人员核实"}},
+             description="居民（手机号登录）提交姓名、身份证号并同意公安核验；核验通过且已有居民档案即绑定（200，"
+                         "返回带居民档案范围的新访问令牌），尚无档案则待所填社区核实（202）。")
+async def bind_identity(body: IdentityIn, request: Request, principal: CurrentPrincipal, clock: AppClock):
+    status, out = await binding.bind(_ctx(request, principal, clock), name=body.name, id_number=body.id_number,
+                                     consent=body.consent, community=body.community)
+    return JSONResponse(IdentityOut(**out).model_dump(mode="json"), status_code=status)
+
+
+@router.get("/auth/v1/me/identity", response_model=IdentityOut, summary="我的实名认证 My real-name binding")
+async def my_identity(request: Request, principal: CurrentPrincipal, clock: AppClock):
+    return IdentityOut(**await binding.read(_ctx(request, principal, clock)))

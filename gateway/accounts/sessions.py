@@ -79,10 +79,14 @@ class Sessions:
         self.idle = timedelta(seconds=idle_seconds)
         self.absolute = timedelta(seconds=absolute_seconds)
 
+    def access(self, user: User, sess: AuthSession, amr: list[str] | None = None) -> dict:
+        """An access token of the session, from the account as it is now (e.g. just real-name bound)."""
+        return self.issuer.issue(subject=user.username, member=sess.member, role=user.role,
+                                 scopes=list(user.scopes or []), acting_for=user.acting_for, name=user.display_name,
+                                 ttl=self.access_ttl, extra={"sid": sess.id, "amr": amr or amr_of(sess)})
+
     def _tokens(self, user: User, sess: AuthSession, refresh: str, amr: list[str]) -> dict:
-        out = self.issuer.issue(subject=user.username, member=sess.member, role=user.role,
-                                scopes=list(user.scopes or []), acting_for=user.acting_for, name=user.display_name,
-                                ttl=self.access_ttl, extra={"sid": sess.id, "amr": amr})
+        out = self.access(user, sess, amr)
         out.update(refresh_token=refresh, session_id=sess.id)
         return out
 
