@@ -1,0 +1,207 @@
+"""Benchmark: 10,000 bookings under contention through the gateway, checked for double booking afterwards.
+
+    .venv/bin/python -m bench.bookings [--bookings 10000] [--connections 16] [--persons 1000] [--pg-url URL]
+
+The whole platform as `onenet up` starts it (real processes on loopback, the gateway's rate limits raised so they
+never refuse the burst). 幸福's staff set up a canteen (老年食堂) with 50 seats per 30-minute slot; `--connections`
+clients then book for `--persons` residents (put into svc_matching's person-place replica as svc_residents' feed
+would), all racing for the earliest slot with seats left: a refused booking (409 `booking.slot_full`) moves the
+client to the first of the answer's `next_free_slots`, as an app would. Reported: bookings per second, the 409s met
+on the way, and the check read from the database afterwards: per slot, bookings held = `taken` ≤ capacity, no
+person twice in a slot. With `--pg-url` (or ONENET_TEST_POSTGRES_URL and `--backend postgresql`) svc_matching runs
+on a fresh PostgreSQL database. No wall-clock assertion; never part of `make test`.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+
+import httpx
+
+BENCH_DB = "onenet_bench_bookings"
+CAPACITY = 50
+GRID = "110105001001001"
+
+
+def start_platform(var: Path, matching_url: str | None):
+    """The platform as bench.intake starts it (the gateway's rate limits raised), svc_matching on `matching_url`."""
+    from bench.intake import _spawn_logged
+    from deploy.launcher import Child
+    from deploy.services import ALL
+    from tests.e2e.harness import Platform
+
+    p = Platform(var)   # clears ONENET_* from the environment (restored on stop)
+    if matching_url:
+        os.environ["ONENET_SVC_MATCHING_DATABASE_URL"] = matching_url
+    try:
+        p.creds = p.launcher.prepare()
+        for spec in ALL:
+            child = Child(spec=spec, port=p.launcher.ports[spec.name])
+            child.env = p.launcher.child_env(spec, p.creds)
+            if spec.name == "gateway":
+                child.env.update({f"ONENET_RATE_{who}_{what}": "1000000" for who in ("USER", "MEMBER")
+                                  for what in ("PER_SECOND", "BURST")})
+            p.children[spec.name] = child
+            p.launcher.children.append(child)
+            _spawn_logged(p.launcher, child)
+        for spec in ALL:
+            p.wait_ready(spec.name)
+        p.wait_routed("svc_matching")
+    except BaseException:
+        p.stop()
+        raise
+    finally:
+        os.environ.pop("ONENET_SVC_MATCHING_DATABASE_URL", None)
+    return p
+
+
+async def put_persons(gw: str, ops: dict, n: int) -> list[str]:
+    ids = [f"bench-person-{i:05d}" for i in range(n)]
+    sem = asyncio.Semaphore(16)
+    async with httpx.AsyncClient(timeout=60) as c:
+        async def put(pid: str) -> None:
+            async with sem:
+                r = await c.put(f"{gw}/matching/v1/person_places/{pid}", headers=ops,
+                                json={"grid_code": GRID, "community_code": GRID[:12]})
+                assert r.status_code == 200, r.text
+        await asyncio.gather(*(put(p) for p in ids))
+    return ids
+
+
+async def race(gw: str, staff: dict, resource: str, first: str, persons: list[str], total: int,
+               connections: int) -> dict:
+    state = {"at": first, "done": 0, "conflicts": 0, "errors": Counter(), "next": 0}
+
+    async def client() -> None:
+        async with httpx.AsyncClient(timeout=60, limits=httpx.Limits(max_connections=1)) as c:
+            while True:
+                if state["next"] >= total:   # one event loop: no await between the test and the increment
+                    return
+                k = state["next"]
+                state["next"] += 1
+                person = persons[k % len(persons)]
+                while True:
+                    at = state["at"]
+                    r = await c.post(f"{gw}/matching/v1/bookings", headers=staff,
+                                     json={"resource_id": resource, "starts_at": at, "person_id": person})
+                    if r.status_code == 201:
+                        state["done"] += 1
+                        break
+                    body = r.json() if r.headers.get("content-type", "").endswith("json") else {}
+                    if r.status_code == 409 and body.get("code") == "booking.slot_full":
+                        state["conflicts"] += 1
+                        nxt = body["next_free_slots"]
+                        if not nxt:
+                            state["errors"]["no free slot left"] += 1
+                            return
+                        if nxt[0]["starts_at"] > state["at"] or state["at"] == at:
+                            state["at"] = max(state["at"], nxt[0]["starts_at"])
+                        continue
+                    code = body.get("code") or r.status_code
+                    for e in body.get("errors") or ():
+                        code = e.get("code", code)
+                    if code == "booking.overlaps_own":   # this person holds the slot already: someone else books
+                        state["errors"]["person already in the slot (another booked instead)"] += 1
+                        k += 7919
+                        person = persons[k % len(persons)]
+                        continue
+                    state["errors"][str(code)] += 1
+                    break
+
+    started = time.monotonic()
+    await asyncio.gather(*(client() for _ in range(connections)))
+    state["seconds"] = time.monotonic() - started
+    return state
+
+
+def check(p, resource: str, backend: str, matching_url: str | None) -> dict:
+    queries = {
+        "slots": "SELECT s.starts_at, s.taken, s.capacity, (SELECT count(*) FROM bookings b WHERE b.slot_id = s.id "
+                 "AND b.state IN ('confirmed', 'pending_approval', 'checked_in')) FROM booking_slots s "
+                 "WHERE s.resource_id = '%s'" % resource,
+        "twice": "SELECT count(*) FROM (SELECT slot_id, person_id FROM bookings WHERE resource_id = '%s' "
+                 "GROUP BY slot_id, person_id HAVING count(*) > 1) t" % resource,
+    }
+    if backend == "sqlite":
+        rows = {k: p.sql("svc_matching", q) for k, q in queries.items()}
+    else:
+        import asyncpg
+        from sqlalchemy.engine import make_url
+
+        async def fetch():
+            conn = await asyncpg.connect(make_url(matching_url).set(drivername="postgresql").render_as_string(
+                hide_password=False))
+            try:
+                return {k: [tuple(r) for r in await conn.fetch(q)] for k, q in queries.items()}
+            finally:
+                await conn.close()
+        rows = asyncio.run(fetch())
+    slots = rows["slots"]
+    return {"slots": len(slots), "held": sum(r[3] for r in slots),
+            "over_capacity": sum(1 for r in slots if r[3] > r[2] or r[1] > r[2]),
+            "taken_mismatch": sum(1 for r in slots if r[1] != r[3]), "person_twice": rows["twice"][0][0]}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--bookings", type=int, default=10_000)
+    ap.add_argument("--connections", type=int, default=16)
+    ap.add_argument("--persons", type=int, default=1000)
+    ap.add_argument("--backend", choices=("sqlite", "postgresql"), default="sqlite")
+    ap.add_argument("--pg-url", default=None)
+    args = ap.parse_args()
+    pg = args.pg_url or (os.environ.get("ONENET_TEST_POSTGRES_URL") if args.backend == "postgresql" else None)
+    backend = "postgresql" if pg else "sqlite"
+    matching_url = None
+    if pg:
+        from bench.intake import _pg
+        from sqlalchemy.engine import make_url
+
+        asyncio.run(_pg(pg, f'DROP DATABASE IF EXISTS "{BENCH_DB}" WITH (FORCE)'))
+        asyncio.run(_pg(pg, f'CREATE DATABASE "{BENCH_DB}"'))
+        matching_url = make_url(pg).set(drivername="postgresql+asyncpg", database=BENCH_DB).render_as_string(
+            hide_password=False)
+    var = Path(tempfile.mkdtemp(prefix="onenet-bench-bookings-"))
+    print(f"[{backend}] starting the platform in {var} …", flush=True)
+    p = start_platform(var, matching_url)
+    try:
+        staff, ops = p.token("staff1"), p.token("ops1")
+        days = -(-args.bookings // (CAPACITY * 24)) + 1
+        r = httpx.post(p.gw + "/matching/v1/bookable_resources", headers=staff, timeout=30, json={
+            "name": "幸福社区老年食堂（压测）", "kind": "canteen_seat", "place_code": "110105001001",
+            "opening_hours": {k: ["08:00-20:00"] for k in ("workday", "weekend", "holiday")}, "slot_minutes": 30,
+            "capacity": CAPACITY, "bookers": ["resident", "staff"], "advance_days": days + 1, "weekly_limit": 100})
+        assert r.status_code == 201, r.text
+        resource = r.json()["id"]
+        persons = asyncio.run(put_persons(p.gw, ops, args.persons))
+        slots = httpx.get(f"{p.gw}/matching/v1/bookable_resources/{resource}/slots", headers=staff, timeout=30,
+                          params={"days": 2, "available": "true"}).json()
+        print(f"[{backend}] {args.persons} persons placed; {args.connections} clients book {args.bookings} places "
+              f"of {CAPACITY} per slot from {slots[0]['starts_at']} …", flush=True)
+        out = asyncio.run(race(p.gw, staff, resource, slots[0]["starts_at"], persons, args.bookings,
+                               args.connections))
+        verdict = check(p, resource, backend, matching_url)
+    finally:
+        p.stop()
+        if pg:
+            from bench.intake import _pg
+            asyncio.run(_pg(pg, f'DROP DATABASE IF EXISTS "{BENCH_DB}" WITH (FORCE)'))
+    rate = out["done"] / out["seconds"] if out["seconds"] else 0.0
+    print(f"[{backend}] booked {out['done']} in {out['seconds']:.1f} s = {rate:,.0f} bookings/s through the gateway; "
+          f"409 slot_full met {out['conflicts']} times ({out['conflicts'] / max(1, out['done']):.2f} per booking); "
+          f"other refusals {dict(out['errors']) or 'none'}")
+    ok = (verdict["over_capacity"] == verdict["taken_mismatch"] == verdict["person_twice"] == 0
+          and verdict["held"] == out["done"])
+    print(f"[{backend}] check: {verdict['slots']} slots, {verdict['held']} held, over capacity "
+          f"{verdict['over_capacity']}, taken ≠ held {verdict['taken_mismatch']}, a person twice in a slot "
+          f"{verdict['person_twice']}: {'no double booking' if ok else 'DOUBLE BOOKING OR LOST PLACES'}")
+    raise SystemExit(0 if ok else 1)
+
+
+if __name__ == "__main__":
+    main()
