@@ -11,13 +11,22 @@
 """
 from __future__ import annotations
 
+from typing import Annotated
+
 from fastapi import FastAPI
 
 from common.auth import ServiceTokenProvider
+from common.deps import state
 from common.http_client import CircuitBreaker, ServiceClient
 from svc_residents.grants import ExchangeGrants
 from svc_residents.settings import ResidentsSettings
 from svc_residents.verification.departments import DEPARTMENTS
+
+# what endpoints take (`client: ServicesClient`): the clients `install_clients` makes, by their names in the app's state
+ServicesClient = Annotated[ServiceClient, state("services_client")]
+MatchingClient = Annotated[ServiceClient, state("matching_client")]
+DepartmentClients = Annotated[dict[str, ServiceClient], state("department_clients")]
+ServiceToken = Annotated[ServiceTokenProvider | None, state("service_token")]
 
 
 def install_clients(app: FastAPI, settings: ResidentsSettings) -> None:

@@ -7,10 +7,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date
+from typing import Annotated
 
 from common.errors import invalid
 
 from common.crypto import FieldProtection, mask_id_number, mask_phone
+from common.deps import state
 from common.validators import ValidationFailure, normalize_mobile, parse_resident_id
 
 ID_DOMAIN = "person.id_number"
@@ -45,6 +47,10 @@ def check_phone(value: str, field: str = "phone") -> str:
 
 def load(path) -> FieldProtection:
     return FieldProtection.from_file(path, create=True)
+
+
+# what an endpoint takes (`protection: AppProtection`): the keys `load` gave the app at start-up
+AppProtection = Annotated[FieldProtection, state("protection")]
 
 
 def _cipher(protection: FieldProtection):

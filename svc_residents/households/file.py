@@ -16,10 +16,10 @@ import asyncio
 from datetime import datetime
 from typing import Any
 
-from fastapi import FastAPI
 from sqlalchemy import select
 
 from common.auth import Principal
+from common.db import Database
 from common.http_client import ServiceClient, UpstreamError, UpstreamTimeout
 from svc_residents.households import service as households
 from svc_residents.households.schemas import HouseholdOut
@@ -73,18 +73,17 @@ async def _part(coro) -> dict[str, Any]:
         return {"status": exc.status, "reason": exc.reason}
 
 
-async def _requests(app: FastAPI, grid: str, members: set[str]) -> dict[str, Any]:
-    items, truncated = await _pages(app.state.services_client, "/services/v1/requests", {"grid": grid},
-                                    app.state.settings.upstream_max_pages, lambda r: r.get("person_id") in members)
+async def _requests(client: ServiceClient, max_pages: int, grid: str, members: set[str]) -> dict[str, Any]:
+    items, truncated = await _pages(client, "/services/v1/requests", {"grid": grid}, max_pages,
+                                    lambda r: r.get("person_id") in members)
     keys = ("id", "item_code", "category", "state", "state_name", "priority", "person_id", "channel", "overdue",
             "created_at", "updated_at", "resolved_at", "closed_at")
     return {"items": [{k: r[k] for k in keys if k in r} for r in items], "truncated": truncated}
 
 
-async def _matches(app: FastAPI, grid: str, household_id: str, members: set[str]) -> dict[str, Any]:
-    client = app.state.matching_client
-    needs, truncated = await _pages(client, "/matching/v1/needs", {"place_code": grid},
-                                    app.state.settings.upstream_max_pages,
+async def _matches(client: ServiceClient, max_pages: int, grid: str, household_id: str,
+                   members: set[str]) -> dict[str, Any]:
+    needs, truncated = await _pages(client, "/matching/v1/needs", {"place_code": grid}, max_pages,
                                     lambda n: n.get("household_id") == household_id or n.get("person_id") in members)
     offers = await asyncio.gather(*(_get(client, "/matching/v1/offers", {"need_id": n["id"], "limit": PAGE})
                                     for n in needs if n.get("status") != "open" or n.get("matched_id")))
@@ -100,8 +99,7 @@ async def _matches(app: FastAPI, grid: str, household_id: str, members: set[str]
             "truncated": truncated}
 
 
-async def _timebank(app: FastAPI, members: list[str]) -> dict[str, Any]:
-    client = app.state.matching_client
+async def _timebank(client: ServiceClient, members: list[str]) -> dict[str, Any]:
 
     async def one(pid: str):
         try:
@@ -127,9 +125,10 @@ async def _timebank(app: FastAPI, members: list[str]) -> dict[str, Any]:
     return {"balances": balances, "withheld": withheld}
 
 
-async def household_file(app: FastAPI, principal: Principal, household_id: str, *,
-                         now: datetime) -> dict[str, Any]:
-    async with app.state.db.session() as session:
+async def household_file(db: Database, principal: Principal, household_id: str, *, services: ServiceClient,
+                         matching: ServiceClient, max_pages: int, now: datetime) -> dict[str, Any]:
+    """`services` / `matching`: the clients of svc_services and svc_matching; `max_pages`: of each grid list read."""
+    async with db.session() as session:
         household = await households.get_household(session, principal, household_id)
         members = list((await session.execute(
             select(Person).where(Person.household_id == household.id, Person.merged_into.is_(None))
@@ -137,9 +136,9 @@ async def household_file(app: FastAPI, principal: Principal, household_id: str, 
         tags = await tags_for(session, [m.id for m in members])
     ids = [m.id for m in members]
     requests, matches, timebank = await asyncio.gather(
-        _part(_requests(app, household.grid_code, set(ids))),
-        _part(_matches(app, household.grid_code, household.id, set(ids))),
-        _part(_timebank(app, ids)))
+        _part(_requests(services, max_pages, household.grid_code, set(ids))),
+        _part(_matches(matching, max_pages, household.grid_code, household.id, set(ids))),
+        _part(_timebank(matching, ids)))
     return {"household": HouseholdOut.model_validate(household).model_dump(mode="json"),
             "members": [person_out(m, tags.get(m.id, []), now=now).model_dump(mode="json") for m in members],
             "requests": requests, "matches": matches, "timebank": timebank}

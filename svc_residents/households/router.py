@@ -5,13 +5,14 @@ from urllib.parse import unquote
 
 from fastapi import APIRouter, Depends, Header, Request, Response
 
-from common.deps import AppDb, DbSession
+from common.deps import AppClock, AppDb, AppSettings, CurrentPrincipal, DbSession
 from common.auth import Principal, get_principal
 from common.clock import Clock, get_clock
 from common.idempotency import request_fingerprint, run_idempotent
 from common.pagination import Page, PageParams
 from svc_residents import grants as exchange_grants
 from svc_residents.base import IdempotencyRecord
+from svc_residents.clients import MatchingClient, ServicesClient
 from svc_residents.households import exchange, service
 from svc_residents.households.models import Household
 from svc_residents.households.schemas import HouseholdCreate, HouseholdOut, HouseholdUpdate
@@ -79,11 +80,12 @@ async def get_household(db: AppDb, household_id: str, request: Request, principa
 @router.get("/{household_id}/file", summary="一户一档：户、成员与标签、诉求、匹配与时间银行 Household file",
             description="诉求（svc_services）、匹配与时间银行（svc_matching）各为一部分；某服务不可用时该部分为 "
                         "{\"status\": \"unavailable\", \"reason\": …}，其余照常返回。")
-async def get_household_file(household_id: str, request: Request, principal: Principal = Depends(get_principal),
-                             clock: Clock = Depends(get_clock)):
+async def get_household_file(household_id: str, db: AppDb, settings: AppSettings, services: ServicesClient,
+                             matching: MatchingClient, principal: CurrentPrincipal, clock: AppClock):
     from svc_residents.households.file import household_file
 
-    return await household_file(request.app, principal, household_id, now=clock.now())
+    return await household_file(db, principal, household_id, services=services, matching=matching,
+                                max_pages=settings.upstream_max_pages, now=clock.now())
 
 
 @router.patch("/{household_id}", response_model=HouseholdOut, summary="修改户（地址、楼栋、户主）Update a household")

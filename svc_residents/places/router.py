@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Header, Request
 
-from common.deps import DbSession
+from common.deps import AppDb, DbSession
 from common.auth import Principal, get_principal
 from common.clock import Clock, get_clock
 from common.idempotency import request_fingerprint, run_idempotent
@@ -15,10 +15,9 @@ router = APIRouter(prefix="/residents/v1/places", tags=["places 地点"])
 
 
 @router.post("", status_code=201, response_model=PlaceOut, summary="新建地点 Create a place")
-async def create_place(body: PlaceCreate, request: Request, principal: Principal = Depends(get_principal),
+async def create_place(body: PlaceCreate, request: Request, db: AppDb, principal: Principal = Depends(get_principal),
                        idempotency_key: str | None = Header(None, alias="Idempotency-Key"),
                        clock: Clock = Depends(get_clock)):
-    db = request.app.state.db
     now = clock.now()
 
     async def create(session):

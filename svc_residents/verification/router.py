@@ -3,12 +3,12 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 
-from common.deps import DbSession
-from common.auth import Principal, get_principal
-from common.clock import Clock, get_clock
+from common.deps import AppClock, AppDb, CurrentPrincipal, DbSession
+from svc_residents.clients import DepartmentClients, ServiceToken
+from svc_residents.protection import AppProtection
 from svc_residents.verification import service
 
 router = APIRouter(prefix="/residents/v1/persons", tags=["verification 一次采集核验"])
@@ -53,14 +53,15 @@ def _out(person_id: str, rows) -> VerificationsOut:
 
 @router.post("/{person_id}/verifications", response_model=VerificationsOut,
              summary="向部门核验（一次采集）Verify with the owning departments; POST again retries what is not done")
-async def verify(person_id: str, request: Request, body: VerifyIn | None = None,
-                 principal: Principal = Depends(get_principal), clock: Clock = Depends(get_clock)):
+async def verify(person_id: str, db: AppDb, protection: AppProtection, clients: DepartmentClients,
+                 provider: ServiceToken, principal: CurrentPrincipal, clock: AppClock, body: VerifyIn | None = None):
     body = body or VerifyIn()
-    rows = await service.verify(request.app, principal, person_id, body.departments, body.refresh, clock=clock)
+    rows = await service.verify(db, protection, principal, person_id, body.departments, body.refresh,
+                                clients=clients, provider=provider, clock=clock)
     return _out(person_id, rows)
 
 
 @router.get("/{person_id}/verifications", response_model=VerificationsOut, summary="核验记录 Verification records")
-async def list_verifications(session: DbSession, person_id: str, request: Request, principal: Principal = Depends(get_principal)):
+async def list_verifications(session: DbSession, person_id: str, principal: CurrentPrincipal):
     rows = await service.list_verifications(session, principal, person_id)
     return _out(person_id, rows)

@@ -23,16 +23,17 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import quote
 
-from fastapi import FastAPI
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from common.auth import Principal
+from common.auth import Principal, ServiceTokenProvider
 from common.clock import Clock
 from common.context import request_id_var
 from common.errors import Problem
-from common.http_client import UpstreamError, UpstreamTimeout
+from common.crypto import FieldProtection
+from common.db import Database
+from common.http_client import ServiceClient, UpstreamError, UpstreamTimeout
 from common.ids import new_id
 from common.outbox import record_event
 from svc_residents import access, protection as prot
@@ -62,11 +63,11 @@ def _problem_code(resp) -> str | None:
     return body.get("code") if isinstance(body, dict) else None
 
 
-async def ask(app: FastAPI, code: str, id_number: str, person_id: str) -> Outcome:
-    client = app.state.department_clients[code]
+async def ask(client: ServiceClient, provider: ServiceTokenProvider | None, code: str, id_number: str,
+              person_id: str) -> Outcome:
+    """`client`: the department's; `provider`: svc_residents' own token, or None to send the caller's."""
     headers = {"X-OneNet-Purpose": quote(f"居民 {person_id} 一次采集核验（{DEPARTMENTS[code][0]}） once-only "
                                          f"verification", safe="")}
-    provider = getattr(app.state, "service_token", None)
     try:
         if provider is not None:  # the exchange member svc_residents holds the grants
             headers["Authorization"] = f"Bearer {await provider()}"
@@ -193,10 +194,11 @@ async def list_verifications(session: AsyncSession, principal: Principal, person
     return list(rows.scalars())
 
 
-async def verify(app: FastAPI, principal: Principal, person_id: str, departments: list[str] | None,
-                 refresh: bool, *, clock: Clock) -> list[Verification]:
-    """`clock` is read twice: when the departments are asked, and when their answers are recorded."""
-    db, protection = app.state.db, app.state.protection
+async def verify(db: Database, protection: FieldProtection, principal: Principal, person_id: str,
+                 departments: list[str] | None, refresh: bool, *, clients: dict[str, ServiceClient],
+                 provider: ServiceTokenProvider | None, clock: Clock) -> list[Verification]:
+    """`clients`: one per department code; `provider`: see `ask`. `clock` is read twice: when the departments are
+    asked, and when their answers are recorded."""
     wanted = list(dict.fromkeys(departments or DEPARTMENTS))
     try:
         todo, rows, id_number = await _start(db, protection, principal, person_id, wanted, refresh, clock.now())
@@ -205,7 +207,7 @@ async def verify(app: FastAPI, principal: Principal, person_id: str, departments
                                                          "A verification of this person is in progress; retry"),
                       headers={"Retry-After": "2"}) from None
     if todo:
-        outcomes = await asyncio.gather(*(ask(app, c, id_number, person_id) for c in todo))
+        outcomes = await asyncio.gather(*(ask(clients[c], provider, c, id_number, person_id) for c in todo))
         await _finish(db, principal, person_id, todo, rows, outcomes, clock.now())
     async with db.session() as session:
         return list((await session.execute(select(Verification).where(Verification.person_id == person_id)
