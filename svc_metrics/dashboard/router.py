@@ -14,11 +14,11 @@ from sqlalchemy import func, select
 
 from common.auth import Principal, get_principal, principal_from_claims
 from common.clock import Clock, get_clock
+from common.deps import AppDb, AppVerifier
 from common.errors import Problem, invalid
 from svc_metrics.alerts import cases, service as alerts
 from svc_metrics.alerts.models import Warning_
 from svc_metrics.dashboard.svg import bullet, fmt, trend
-from svc_metrics.deps import db_of
 from svc_metrics.kpis import measure, periods, service
 from svc_metrics.kpis.queries import Filters
 from svc_metrics.kpis.models import Observation
@@ -45,14 +45,15 @@ def page(title: str, body: str, status: int = 200) -> HTMLResponse:
                         status_code=status)
 
 
-async def page_principal(request: Request) -> Principal | None:
+async def page_principal(request: Request, verifier: AppVerifier) -> Principal | None:
+    """A dependency: the caller by the bearer header, else by the pages' cookie, else None (sign in)."""
     if request.headers.get("authorization"):
         return await get_principal(request)
     token = request.cookies.get(COOKIE)
     if not token:
         return None
     try:
-        claims = await request.app.state.verifier.verify(token)
+        claims = await verifier.verify(token)
     except Problem:
         return None
     return principal_from_claims(claims, token)
@@ -114,7 +115,7 @@ def sign_in_page(request: Request) -> HTMLResponse:
 
 
 @router.post("/dashboard/session", include_in_schema=False)
-async def session_(request: Request):
+async def session_(request: Request, verifier: AppVerifier):
     """Keep a token in the pages' cookie: from the sign-in script (JSON, through the gateway, which forwards JSON
     bodies only) or from the plain form (svc_metrics reached directly)."""
     if request.headers.get("content-type", "").startswith("application/json"):
@@ -133,7 +134,7 @@ async def session_(request: Request):
     if not token:
         raise invalid("token", "missing", "缺少访问令牌", "A token is required")
     next = str(body.get("next") or "/metrics/v1/dashboard")
-    claims = await request.app.state.verifier.verify(token)
+    claims = await verifier.verify(token)
     principal = principal_from_claims(claims, token)
     if principal.role not in service.READ_ROLES:
         raise Problem(403, "forbidden", ("当前角色无权查看看板", "Your role may not see the dashboard"))
@@ -143,7 +144,7 @@ async def session_(request: Request):
     else:
         resp = RedirectResponse(target, status_code=303)
     # The cookie lives as long as the token, so an expired one is simply gone and the form shows again.
-    ttl = int(claims.get("exp", 0) - request.app.state.verifier.clock.timestamp()) if claims.get("exp") else 3600
+    ttl = int(claims.get("exp", 0) - verifier.clock.timestamp()) if claims.get("exp") else 3600
     resp.set_cookie(COOKIE, token, httponly=True, samesite="strict", path="/metrics/v1/",
                     secure=request.url.scheme == "https", max_age=max(1, min(ttl, 12 * 3600)))
     return resp
@@ -196,9 +197,9 @@ def _picker(options: list[str], scope: str, period: str, kpi_code: str, codes: l
 
 
 @router.get("/dashboard", response_class=HTMLResponse, summary="指标看板 Dashboard (HTML)")
-async def dashboard(request: Request, scope: str | None = None, period: str | None = None,
-                    kpi: str = "satisfaction_rate", clock: Clock = Depends(get_clock)) -> HTMLResponse:
-    principal = await page_principal(request)
+async def dashboard(request: Request, db: AppDb, scope: str | None = None, period: str | None = None,
+                    kpi: str = "satisfaction_rate", clock: Clock = Depends(get_clock),
+                    principal: Principal | None = Depends(page_principal)) -> HTMLResponse:
     if principal is None:
         return sign_in_page(request)
     if principal.role not in service.READ_ROLES:
@@ -206,7 +207,7 @@ async def dashboard(request: Request, scope: str | None = None, period: str | No
     f = Filters(scope=service.check_scope(principal, scope or default_scope(principal)))
     now = clock.now()
     p = periods.parse(period, now)
-    async with db_of(request).session() as session:
+    async with db.session() as session:
         items = await service.evaluate_all(session, p, f, now)
         options = await _scope_options(session, principal)
         defn = await service.definition(session, kpi if any(i["code"] == kpi for i in items) else "satisfaction_rate")
@@ -243,8 +244,9 @@ async def dashboard(request: Request, scope: str | None = None, period: str | No
 
 
 @router.get("/report", response_class=HTMLResponse, summary="季度通报（可打印） Printable quarterly report")
-async def report(request: Request, scope: str = "all", period: str | None = None, clock: Clock = Depends(get_clock)) -> HTMLResponse:
-    principal = await page_principal(request)
+async def report(request: Request, db: AppDb, scope: str = "all", period: str | None = None,
+                 clock: Clock = Depends(get_clock),
+                 principal: Principal | None = Depends(page_principal)) -> HTMLResponse:
     if principal is None:
         return sign_in_page(request)
     if principal.role not in service.READ_ROLES:
@@ -254,7 +256,7 @@ async def report(request: Request, scope: str = "all", period: str | None = None
     p = periods.parse(period, now, default_kind="quarter")
     if p.kind != "quarter":
         p = periods.of("quarter", p.first)
-    async with db_of(request).session() as session:
+    async with db.session() as session:
         items = await service.evaluate_all(session, p, f, now)
         prev = {i["code"]: i for i in await service.evaluate_all(session, p.previous(), f, now)}
         warnings = [w for w in (await session.execute(select(Warning_).where(Warning_.period == p.label)

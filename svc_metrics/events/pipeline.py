@@ -34,10 +34,12 @@ import sqlite3
 from collections import OrderedDict
 from collections.abc import Callable
 from datetime import datetime
+from typing import Annotated
 
 from sqlalchemy import event
 
 from common.db import Database, WriterThreads, json_rows
+from common.deps import state
 from common.errors import Problem
 from svc_metrics.events import service
 from svc_metrics.events.registry import Envelope
@@ -252,3 +254,7 @@ def _retry() -> Problem:
     return Problem(503, "ingest_retry", ("前一批事件写入失败，本批未接收，请重发",
                                          "An earlier batch this one builds on was not stored; send it again"),
                    headers={"Retry-After": "1"})
+
+
+# what the ingest endpoint takes (`pipeline: Pipeline`): the app's pipeline on a SQLite file, None otherwise
+Pipeline = Annotated[SqliteIngest | None, state("sqlite_ingest")]

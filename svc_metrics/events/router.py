@@ -9,9 +9,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from common.auth import Principal, require_roles
 from common.clock import Clock, get_clock
-from svc_metrics.deps import db_of
+from common.deps import AppDb, AppSettings
 from svc_metrics import gauges
 from svc_metrics.events import service
+from svc_metrics.events.pipeline import Pipeline
 
 router = APIRouter(prefix="/metrics/v1", tags=["events 事件"])
 
@@ -47,14 +48,12 @@ async def _batch(request: Request) -> EventBatchIn:
 @router.post("/events", response_model=IngestOut, summary="接收事件批次 Ingest a batch of domain events",
              openapi_extra={"requestBody": {"required": True, "content": {
                  "application/json": {"schema": EventBatchIn.model_json_schema()}}}})
-async def ingest(request: Request,
-                 principal: Principal = Depends(require_roles("system", "ops")), clock: Clock = Depends(get_clock)) -> IngestOut:
-    settings = request.app.state.settings
+async def ingest(request: Request, db: AppDb, settings: AppSettings, pipeline: Pipeline,
+                 principal: Principal = Depends(require_roles("system", "ops")),
+                 clock: Clock = Depends(get_clock)) -> IngestOut:
     body = await _batch(request)
     events = service.validate_batch(body.events, settings.max_events_per_batch)
-    db = db_of(request)
     now = clock.now()
-    pipeline = request.app.state.sqlite_ingest
     if pipeline is not None:
         result = await pipeline.ingest(events, now)
     else:
@@ -65,6 +64,6 @@ async def ingest(request: Request,
 
 
 @router.post("/rebuild", summary="从事件库重建指标汇总 Rebuild the rollup from the event store")
-async def rebuild(request: Request, principal: Principal = Depends(require_roles("ops"))) -> dict[str, int]:
-    async with db_of(request).session() as session, session.begin():
+async def rebuild(db: AppDb, principal: Principal = Depends(require_roles("ops"))) -> dict[str, int]:
+    async with db.session() as session, session.begin():
         return await service.rebuild(session)

@@ -2,12 +2,12 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Query
 from fastapi.responses import Response
 
 from common.auth import Principal, require_roles
 from common.clock import Clock, get_clock
-from svc_metrics.deps import db_of
+from common.deps import AppDb
 from svc_metrics.kpis import export, measure, periods, service, targets
 from svc_metrics.kpis.queries import ALL, Filters
 from svc_metrics.kpis.schemas import ExchangeCallsOut, TargetOverrideIn, TargetOverrideOut
@@ -31,8 +31,8 @@ def _export(items: list[dict[str, Any]], fmt: str, name: str, meta: list[str]) -
 
 
 @router.get("/catalogue", summary="指标目录 The KPI catalogue")
-async def catalogue(request: Request, principal: Principal = Depends(READ)) -> dict[str, Any]:
-    async with db_of(request).session() as session:
+async def catalogue(db: AppDb, principal: Principal = Depends(READ)) -> dict[str, Any]:
+    async with db.session() as session:
         return {"items": [targets.describe(d) for d in await service.definitions(session)]}
 
 
@@ -67,14 +67,14 @@ _KPI_RESPONSES = {200: {"description": "指标及趋势（format=csv / xlsx 时�
 
 @router.get("/kpis", summary="指标表 Every indicator for a scope and period (JSON, CSV or XLSX)",
             responses=_KPIS_RESPONSES)
-async def kpis(request: Request, scope: str = "all", period: str | None = None, category: str | None = None,
+async def kpis(db: AppDb, scope: str = "all", period: str | None = None, category: str | None = None,
                channel: str | None = None, group: str | None = None,
                format: Literal["json", "csv", "xlsx"] = "json",
                principal: Principal = Depends(READ), clock: Clock = Depends(get_clock)) -> Any:
     f = _filters(principal, scope, category, channel, group)
     now = clock.now()
     p = periods.parse(period, now)
-    async with db_of(request).session() as session:
+    async with db.session() as session:
         items = await service.evaluate_all(session, p, f, now)
     body = {"scope": f.scope, "period": p.label, "period_kind": p.kind, "from": p.start.isoformat(),
             "to": p.end.isoformat(), "category": category, "channel": channel, "group": group, "items": items}
@@ -84,14 +84,14 @@ async def kpis(request: Request, scope: str = "all", period: str | None = None, 
 
 
 @router.get("/kpis/{code}", summary="单个指标及趋势 One indicator with its trend", responses=_KPI_RESPONSES)
-async def kpi(code: str, request: Request, scope: str = "all", period: str | None = None,
+async def kpi(code: str, db: AppDb, scope: str = "all", period: str | None = None,
               category: str | None = None, channel: str | None = None, group: str | None = None,
               trend: int = Query(default=6, ge=1, le=24), format: Literal["json", "csv", "xlsx"] = "json",
               principal: Principal = Depends(READ), clock: Clock = Depends(get_clock)) -> Any:
     f = _filters(principal, scope, category, channel, group)
     now = clock.now()
     p = periods.parse(period, now)
-    async with db_of(request).session() as session:
+    async with db.session() as session:
         d = await service.definition(session, code)
         ovr = await service.overrides(session)
         series = [{"period": q.label, **(await measure.evaluate(session, d, q, f, now, ovr))}
@@ -105,29 +105,29 @@ async def kpi(code: str, request: Request, scope: str = "all", period: str | Non
 
 @router.put("/kpis/{code}/targets/{scope}", response_model=TargetOverrideOut,
             summary="设置辖区目标值 Override the target for a scope")
-async def put_target(code: str, scope: str, body: TargetOverrideIn, request: Request,
+async def put_target(code: str, scope: str, body: TargetOverrideIn, db: AppDb,
                      principal: Principal = Depends(require_roles("ops", "street_staff")),
                      clock: Clock = Depends(get_clock)) -> Any:
-    async with db_of(request).session() as session, session.begin():
+    async with db.session() as session, session.begin():
         row = await service.set_override(session, principal, code, scope, body.value, body.source, body.note,
                                          clock.now())
     return row
 
 
 @router.get("/targets", summary="辖区目标值覆盖 Target overrides")
-async def list_targets(request: Request, principal: Principal = Depends(READ)) -> dict[str, Any]:
-    async with db_of(request).session() as session:
+async def list_targets(db: AppDb, principal: Principal = Depends(READ)) -> dict[str, Any]:
+    async with db.session() as session:
         rows = await service.overrides(session)
     return {"items": [TargetOverrideOut.model_validate(r).model_dump(mode="json") for r in rows]}
 
 
 @router.get("/exchange/calls", response_model=ExchangeCallsOut, response_model_by_alias=True,
             summary="数据交换调用量与拒绝率 Exchange calls per resource and refused calls")
-async def exchange_calls(request: Request, period: str | None = None,
+async def exchange_calls(db: AppDb, period: str | None = None,
                          principal: Principal = Depends(READ), clock: Clock = Depends(get_clock)) -> Any:
     """Calls through the gateway's data exchange in the period (default: this month), per catalogue resource, with
     the calls refused (401 / 403 / 429). Platform-wide, so for ops and evaluators engaged for the whole platform."""
     service.check_scope(principal, ALL)
     p = periods.parse(period, clock.now())
-    async with db_of(request).session() as session:
+    async with db.session() as session:
         return await service.exchange_calls(session, p)
