@@ -4,7 +4,8 @@ from datetime import datetime
 
 from fastapi import APIRouter, Depends, Header, Request
 
-from common.deps import DbSession
+from common.db import Database
+from common.deps import AppDb, DbSession
 from common.auth import Principal, get_principal, require_roles
 from common.clock import Clock, get_clock
 from common.idempotency import request_fingerprint, run_idempotent
@@ -19,36 +20,36 @@ router = APIRouter(prefix="/matching/v1", tags=["directory 资源清单"])
 staff = require_roles(*DIRECTORY_ROLES)
 
 
-async def _idempotent(request: Request, principal: Principal, key: str | None, body, now: datetime, create):
-    return await run_idempotent(request.app.state.db, IdempotencyRecord, key=key, caller=principal.caller,
-                                fingerprint=request_fingerprint("POST", request.url.path, body.model_dump()),
+async def _idempotent(db: Database, path: str, principal: Principal, key: str | None, body, now: datetime, create):
+    return await run_idempotent(db, IdempotencyRecord, key=key, caller=principal.caller,
+                                fingerprint=request_fingerprint("POST", path, body.model_dump()),
                                 now=now, create=create)
 
 
 @router.post("/taxonomy_terms", status_code=201, summary="新增分类术语 Create a taxonomy term")
-async def create_term(body: TaxonomyTermCreate, request: Request, principal: Principal = Depends(staff),
+async def create_term(body: TaxonomyTermCreate, request: Request, db: AppDb, principal: Principal = Depends(staff),
                       idempotency_key: str | None = Header(None, alias="Idempotency-Key"),
                       clock: Clock = Depends(get_clock)):
     now = clock.now()
 
     async def create(session):
         return 201, hsds.term_out(await service.create_term(session, body, now=now))
-    return await _idempotent(request, principal, idempotency_key, body, now, create)
+    return await _idempotent(db, request.url.path, principal, idempotency_key, body, now, create)
 
 
 @router.post("/organizations", status_code=201, summary="登记机构 Register an organisation")
-async def create_organization(body: OrganizationCreate, request: Request, principal: Principal = Depends(staff),
+async def create_organization(body: OrganizationCreate, request: Request, db: AppDb, principal: Principal = Depends(staff),
                               idempotency_key: str | None = Header(None, alias="Idempotency-Key"),
                               clock: Clock = Depends(get_clock)):
     now = clock.now()
 
     async def create(session):
         return 201, hsds.organization_out(await service.create_organization(session, principal, body, now=now))
-    return await _idempotent(request, principal, idempotency_key, body, now, create)
+    return await _idempotent(db, request.url.path, principal, idempotency_key, body, now, create)
 
 
 @router.post("/organizations/{org_id}/locations", status_code=201, summary="新增服务地点 Add a location")
-async def create_location(org_id: str, body: LocationCreate, request: Request, principal: Principal = Depends(staff),
+async def create_location(org_id: str, body: LocationCreate, request: Request, db: AppDb, principal: Principal = Depends(staff),
                           idempotency_key: str | None = Header(None, alias="Idempotency-Key"),
                           clock: Clock = Depends(get_clock)):
     now = clock.now()
@@ -56,11 +57,11 @@ async def create_location(org_id: str, body: LocationCreate, request: Request, p
     async def create(session):
         await service.check_org_scope(session, principal, org_id)
         return 201, hsds.location_out(await service.create_location(session, org_id, body, now=now))
-    return await _idempotent(request, principal, idempotency_key, body, now, create)
+    return await _idempotent(db, request.url.path, principal, idempotency_key, body, now, create)
 
 
 @router.post("/services", status_code=201, summary="发布服务资源 Publish a service (with schedule, capacity, terms)")
-async def create_service(body: ServiceCreate, request: Request, principal: Principal = Depends(staff),
+async def create_service(body: ServiceCreate, request: Request, db: AppDb, principal: Principal = Depends(staff),
                          idempotency_key: str | None = Header(None, alias="Idempotency-Key"),
                          clock: Clock = Depends(get_clock)):
     now = clock.now()
@@ -69,7 +70,7 @@ async def create_service(body: ServiceCreate, request: Request, principal: Princ
         await service.check_org_scope(session, principal, body.organization_id)
         svc = await service.create_service(session, body, now=now)
         return 201, await hsds.service_out(session, svc)
-    return await _idempotent(request, principal, idempotency_key, body, now, create)
+    return await _idempotent(db, request.url.path, principal, idempotency_key, body, now, create)
 
 
 @router.get("/services/{service_id}", summary="服务详情 Get a service")

@@ -6,7 +6,7 @@ import logging
 from fastapi import APIRouter, Depends, FastAPI, Header, Query, Request
 from sqlalchemy import select
 
-from common.deps import DbSession
+from common.deps import AppSettings, DbSession
 from common.auth import Principal, get_principal, require_roles
 from common.clock import Clock, get_clock
 from common.errors import Problem
@@ -24,37 +24,33 @@ router = APIRouter(prefix="/matching/v1", tags=["matching 匹配与派单"])
 MATCH_ROLES = service.STAFF  # within the need's place; no department or member system (svc_matching/access.py)
 
 
-def _settings(request: Request):
-    return request.app.state.settings
-
-
 def _offer_body(offer: Offer | None) -> dict | None:
     return OfferOut.model_validate(offer).model_dump(mode="json") if offer else None
 
 
 @router.post("/needs/{need_id}/candidates", summary="候选服务方（前 k 名及理由） Top-k candidates with reasons")
-async def need_candidates(session: DbSession, need_id: str, request: Request, k: int = Query(5, ge=1, le=50),
+async def need_candidates(session: DbSession, need_id: str, settings: AppSettings, k: int = Query(5, ge=1, le=50),
                           principal: Principal = Depends(require_roles(*NEED_STAFF))):
     need = await get_need(session, principal, need_id)
-    return await service.candidates(session, need, _settings(request), k)
+    return await service.candidates(session, need, settings, k)
 
 
 @router.post("/needs/{need_id}/match", status_code=201, summary="匹配并派单 Match one need and offer it")
-async def match_need(session: DbSession, need_id: str, request: Request, principal: Principal = Depends(require_roles(*MATCH_ROLES)),
+async def match_need(session: DbSession, need_id: str, settings: AppSettings, principal: Principal = Depends(require_roles(*MATCH_ROLES)),
                      clock: Clock = Depends(get_clock)):
     async with session.begin():
         need = await get_need(session, principal, need_id)
-        proposal, offer, found = await service.match_one(session, need, clock.now(), _settings(request))
+        proposal, offer, found = await service.match_one(session, need, clock.now(), settings)
         return {"proposal_id": proposal.id, "need_status": need.status, "offer": _offer_body(offer), **found}
 
 
 @router.post("/match/batch", summary="批量最优匹配 Batch-optimal matching of open needs")
-async def match_batch(session: DbSession, body: BatchRequest, request: Request,
+async def match_batch(session: DbSession, body: BatchRequest, settings: AppSettings,
                       principal: Principal = Depends(require_roles(*MATCH_ROLES)),
                       clock: Clock = Depends(get_clock)):
     async with session.begin():
         out = await service.match_batch(session, principal, body.need_ids, body.place_code, clock.now(),
-                                        _settings(request))
+                                        settings)
         return {**out, "offers": [_offer_body(o) for o in out["offers"]]}
 
 
@@ -80,24 +76,24 @@ async def list_offers(session: DbSession, request: Request, need_id: str | None 
 
 
 @router.post("/offers/{offer_id}/accept", response_model=OfferOut, summary="接单 Accept an offer")
-async def accept(session: DbSession, offer_id: str, request: Request, principal: Principal = Depends(get_principal),
+async def accept(session: DbSession, offer_id: str, settings: AppSettings, principal: Principal = Depends(get_principal),
                  if_match: str | None = Header(None, alias="If-Match"), clock: Clock = Depends(get_clock)):
     async with session.begin():
         offer = await service.get_offer(session, principal, offer_id)
-        accepted = await service.accept(session, offer, clock.now(), _settings(request), if_match)
+        accepted = await service.accept(session, offer, clock.now(), settings, if_match)
     if not accepted:  # the expiry (and the move to the next candidate) is committed; the answer is too late
         raise Problem(409, "offer.expired", ("该派单已超时，已转派下一位服务方", "The offer expired and moved on"))
     return OfferOut.model_validate(offer)
 
 
 @router.post("/offers/{offer_id}/decline", summary="退单 Decline an offer (moves to the next candidate)")
-async def decline(session: DbSession, offer_id: str, request: Request, body: DeclineBody | None = None,
+async def decline(session: DbSession, offer_id: str, settings: AppSettings, body: DeclineBody | None = None,
                   principal: Principal = Depends(get_principal), if_match: str | None = Header(None, alias="If-Match"),
                   clock: Clock = Depends(get_clock)):
     async with session.begin():
         offer = await service.get_offer(session, principal, offer_id)
         nxt = await service.decline(session, offer, body.reason if body else None, clock.now(),
-                                    _settings(request), if_match)
+                                    settings, if_match)
         return {"offer": _offer_body(offer), "next_offer": _offer_body(nxt)}
 
 
@@ -112,10 +108,10 @@ async def complete(session: DbSession, offer_id: str, body: CompleteBody, reques
 
 
 @router.post("/offers/expire", summary="处理超时派单 Expire overdue offers now")
-async def expire(session: DbSession, request: Request, principal: Principal = Depends(require_roles("ops", "system")),
+async def expire(session: DbSession, settings: AppSettings, principal: Principal = Depends(require_roles("ops", "system")),
                  clock: Clock = Depends(get_clock)):
     async with session.begin():
-        return {"expired": await service.expire_due(session, clock.now(), _settings(request))}
+        return {"expired": await service.expire_due(session, clock.now(), settings)}
 
 
 async def offer_sweeper(app: FastAPI, stop: asyncio.Event) -> None:
