@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from common.storage.uploads import NGINX_UPLOAD_LOCATION, UPLOAD_BODY_LIMIT
 from gateway.exchange.audit import BATCH, FLUSH_SECONDS
 from gateway.identity.mtls import PROXY_HEADERS
 from gateway.ratelimit import LUA_TAKE
@@ -235,6 +236,15 @@ http {{
         }}
         location @gateway {{
 {to_gateway}
+        }}
+        # file uploads (common.storage.uploads): to the gateway as they arrive, neither buffered nor held in memory
+        # here; the gateway streams them on and answers past their limit (413 problem; twice it, nginx's own)
+        # (a regex location: ahead of the services' prefix locations)
+        location ~ {NGINX_UPLOAD_LOCATION} {{
+            client_max_body_size {2 * UPLOAD_BODY_LIMIT};
+            proxy_request_buffering off;
+{to_gateway}
+            error_page 413 = @too_large;
         }}
         # the gateway's own /metrics: `location /metrics/` (svc_metrics' prefix) would redirect it there
         location = /metrics {{

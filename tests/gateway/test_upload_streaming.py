@@ -1,11 +1,13 @@
 """File uploads pass the gateway as a stream (issue 27): served over real TCP (uvicorn), the gateway forwards the
 first bytes of an upload to the service before the client has sent the rest, with the caller's Content-Length,
-never holding the whole body; the upload routes' own body limit (common.storage.uploads) applies there and
+never holding the whole body, alone and behind its edge (nginx streams these routes to it unbuffered); the upload
+routes' own body limit (common.storage.uploads) applies there and
 nowhere else, whether the size is declared or only found while streaming."""
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import secrets
 from types import SimpleNamespace
 
 import httpx
@@ -13,6 +15,8 @@ import pytest
 
 from common.clock import FrozenClock
 from common.storage.uploads import UPLOAD_BODY_LIMIT
+from tests.components import missing
+from tests.s3server import free_port
 from tests.gateway.conftest import START, _seed, fresh_gateway_db_and_emulators, serve_in_process
 
 PATH = "/services/v1/requests/r-1/photos"
@@ -47,27 +51,52 @@ def recording_upstream(seen: dict):
     return app
 
 
-@pytest.fixture
-async def served(db_url, gateway_keys_dir, sqlite_template):
+@pytest.fixture(params=["gateway", "edge"])
+async def served(db_url, gateway_keys_dir, sqlite_template, request, tmp_path):
+    """The recording service behind the gateway over TCP, alone or behind its edge (real nginx)."""
     from gateway.app import create_app
+    from gateway.edge import config as edge_config
     from gateway.settings import GatewaySettings
 
+    extra: dict = {}
+    proc = None
+    if request.param == "edge":
+        runtime = edge_config.find_runtime()
+        if isinstance(runtime, str):
+            missing("edge", runtime)
+        if db_url.startswith("postgresql"):
+            pytest.skip("the edge is the same on both backends: run on SQLite")
+        secret = secrets.token_urlsafe(24)
+        edge_port, control_port = free_port(), free_port()
+        extra = {"edge_secret": secret, "edge_control_url": f"http://127.0.0.1:{control_port}/_edge/state"}
     seen: dict = {}
     await fresh_gateway_db_and_emulators(db_url, sqlite_template, gateway_keys_dir)
     up_server, up_serving, up_port = await serve_in_process(recording_upstream(seen))
     settings = GatewaySettings(database_url=db_url, keys_dir=gateway_keys_dir, outbox_relay_enabled=False,
                                catalogue_from_openapi=False, upstream_services=f"http://127.0.0.1:{up_port}",
-                               upstream_retries=0, upstream_timeout_seconds=20.0, rate_limit_enabled=False)
+                               upstream_retries=0, upstream_timeout_seconds=20.0, rate_limit_enabled=False, **extra)
     gw = create_app(settings, clock=FrozenClock(START))
     await _seed(gw)
     gw_server, gw_serving, port = await serve_in_process(gw)
+    if request.param == "edge":
+        proc = edge_config.EdgeProcess(settings, listen=f"127.0.0.1:{edge_port}", control_port=control_port,
+                                       gateway=f"http://127.0.0.1:{port}", secret=secret, prefix=tmp_path / "edge",
+                                       runtime=runtime)
+        proc.start()
+        await asyncio.to_thread(proc.wait_ready)
+        await gw.state.edge.changed()
+        port = edge_port
     try:
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
             # a resident through the platform's app (the owning service decides what they may do)
             tok = gw.state.token_issuer.issue(subject="resident1", member="community-xf", role="resident",
                                               scopes=["person:person-1"])["access_token"]
-            yield SimpleNamespace(client=client, seen=seen, h={"Authorization": f"Bearer {tok}"}, port=port)
+            yield SimpleNamespace(client=client, seen=seen, h={"Authorization": f"Bearer {tok}"}, port=port,
+                                  edge=proc is not None)
     finally:
+        if proc is not None:
+            await asyncio.to_thread(proc.stop)
+            print("---- the edge's error.log ----\n" + proc.error_log())
         for server, serving in ((gw_server, gw_serving), (up_server, up_serving)):
             server.should_exit = True
             await serving
@@ -108,6 +137,15 @@ async def test_upload_limits_declared_and_streamed(served):
     writer.close()
     assert head.startswith(b"HTTP/1.1 413") and b"application/problem+json" in head
     assert "bytes" not in served.seen
+    if served.edge:  # far past it: the edge's own problem
+        reader, writer = await asyncio.open_connection("127.0.0.1", served.port)
+        writer.write(f"POST {PATH} HTTP/1.1\r\nHost: gw\r\nAuthorization: {served.h['Authorization']}\r\n"
+                     f"Content-Type: multipart/form-data; boundary=x\r\nContent-Length: {3 * UPLOAD_BODY_LIMIT}"
+                     "\r\n\r\n".encode())
+        await writer.drain()
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+        writer.close()
+        assert head.startswith(b"HTTP/1.1 413") and b"application/problem+json" in head
 
     # chunked, no length: refused once the stream crosses the limit, the service told nothing more
     async def endless():
@@ -123,9 +161,9 @@ async def test_upload_limits_declared_and_streamed(served):
     body = bytes(2 * 1024 * 1024)
     ok = await served.client.post(PATH, content=body, headers={**served.h, "Content-Type": "multipart/form-data; boundary=x"})
     assert ok.status_code == 201 and ok.json()["size"] == len(body)
-    other = await served.client.post("/services/v1/requests", content=body,
+    other = await served.client.post("/services/v1/requests", content=body + bytes(len(body) if served.edge else 0),
                                      headers={**served.h, "Content-Type": "application/json"})
-    assert other.status_code == 413
+    assert other.status_code == 413  # (past the edge's general limit of twice the default, nginx's own answer)
     other = await served.client.post("/services/v1/requests", content=b"--x--",
                                      headers={**served.h, "Content-Type": "multipart/form-data; boundary=x"})
     assert other.status_code == 415  # multipart only on the upload routes
