@@ -45,6 +45,7 @@ bench: $(STAMP) bench-tools
 	$(BIN)/python -m bench.gateway
 	$(BIN)/python -m bench.intake
 	$(BIN)/python -m bench.import_residents
+	$(BIN)/python -m bench.bookings
 
 # Schemathesis through the gateway with every role and many cases per operation (`make test` runs a short pass).
 fuzz: $(STAMP)
