@@ -307,8 +307,10 @@ async def post_request(fmt: str, request: Request, db: AppDb, verifier: AppVerif
         resp = await submit_request(intake, principal, body, clock,
                                     key=request.headers.get("idempotency-key"), path="/open311/v2/requests")
         req = json.loads(resp.body)
-        # contact fields (first_name, last_name, email, phone, device_id) are not stored: the token says who
-        doc = [{"service_request_id": req["id"], "token": req["id"], "service_notice": notice,
+        # contact fields (first_name, last_name, email, phone, device_id) are not stored: the token says who.
+        # GeoReport v2: the answer carries service_request_id or, when that is not known yet, a token; a
+        # request is created at once, so its id and never both
+        doc = [{"service_request_id": req["id"], "service_notice": notice,
                 "account_id": body.person_id}]
         headers = {k: v for k, v in resp.headers.items() if k.lower() == "idempotency-replayed"}
         return render(fmt, "service_requests", doc, resp.status_code, headers or None)
