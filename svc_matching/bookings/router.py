@@ -15,7 +15,7 @@ from svc_matching.base import IdempotencyRecord
 from svc_matching.bookings import resources, service
 from svc_matching.bookings.models import BookableResource, Booking
 from svc_matching.bookings.schemas import (
-    BookingCreate, BookingDetail, BookingEntryOut, BookingOut, ResourceCreate, ResourceOut, SlotOut, TransitionBody,
+    BookingCreate, BookingDetail, BookingEntryOut, BookingOut, ResourceCreate, BookableResourceOut, SlotOut, TransitionBody,
 )
 
 router = APIRouter(prefix="/matching/v1", tags=["bookings 场地与服务预约"])
@@ -25,7 +25,7 @@ def _out(principal: Principal, b: Booking) -> BookingOut:
     return BookingOut.model_validate(b).model_copy(update={"allowed_actions": service.actions_for(principal, b)})
 
 
-@router.post("/bookable_resources", status_code=201, response_model=ResourceOut,
+@router.post("/bookable_resources", status_code=201, response_model=BookableResourceOut,
              summary="设置可预约资源（活动室、食堂座位、窗口号） Set up a bookable resource")
 async def create_resource(db: AppDb, body: ResourceCreate, request: Request,
                           principal: Principal = Depends(get_principal), clock: Clock = Depends(get_clock),
@@ -33,14 +33,14 @@ async def create_resource(db: AppDb, body: ResourceCreate, request: Request,
     now = clock.now()
 
     async def create(session):
-        return 201, ResourceOut.model_validate(await resources.create_resource(session, principal, body, now=now))
+        return 201, BookableResourceOut.model_validate(await resources.create_resource(session, principal, body, now=now))
 
     return await run_idempotent(db, IdempotencyRecord, key=idempotency_key, caller=principal.caller, now=now,
                                 create=create, fingerprint=request_fingerprint("POST", request.url.path,
                                                                                body.model_dump(mode="json")))
 
 
-@router.get("/bookable_resources", response_model=Page[ResourceOut], summary="可预约资源 Bookable resources")
+@router.get("/bookable_resources", response_model=Page[BookableResourceOut], summary="可预约资源 Bookable resources")
 async def list_resources(session: DbSession, page: PageParams = Depends(),
                          place_code: str | None = Query(None, pattern=r"^\d{6,15}$"),
                          kind: str | None = Query(None, max_length=32),
@@ -48,12 +48,12 @@ async def list_resources(session: DbSession, page: PageParams = Depends(),
                          principal: Principal = Depends(get_principal)):
     stmt = resources.list_stmt(place_code=place_code, kind=kind, item_code=item_code)
     rows = (await session.execute(page.keyset(stmt, BookableResource.id))).scalars().all()
-    return page.page(rows, key=lambda r: r.id, item=ResourceOut.model_validate)
+    return page.page(rows, key=lambda r: r.id, item=BookableResourceOut.model_validate)
 
 
-@router.get("/bookable_resources/{resource_id}", response_model=ResourceOut, summary="可预约资源详情")
+@router.get("/bookable_resources/{resource_id}", response_model=BookableResourceOut, summary="可预约资源详情")
 async def get_resource(session: DbSession, resource_id: str, principal: Principal = Depends(get_principal)):
-    return ResourceOut.model_validate(await resources.get_resource(session, resource_id))
+    return BookableResourceOut.model_validate(await resources.get_resource(session, resource_id))
 
 
 @router.get("/bookable_resources/{resource_id}/slots", response_model=list[SlotOut],

@@ -59,7 +59,7 @@ class ResourceCreate(_In):
         return self
 
 
-class ResourceOut(BaseModel):
+class BookableResourceOut(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
     id: str
