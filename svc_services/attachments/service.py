@@ -168,6 +168,8 @@ async def list_attachments(session: AsyncSession, principal: Principal, request_
 
 async def readable(session: AsyncSession, principal: Principal, attachment_id: str) -> tuple[Attachment, ServiceRequest]:
     """The attachment, when the caller may see its request (and, for a material, its contents)."""
+    if principal.role == "system" or principal.user == principal.member:  # a member system reads a request's files only under a grant (ADR 0013)
+        raise Problem(403, "attachment.system_forbidden", ("成员系统无权读取申请附件", "Member systems may not read request files"))
     att = await session.get(Attachment, attachment_id) if len(attachment_id) <= 36 else None
     if att is None:
         raise ATTACHMENT_UNSEEN

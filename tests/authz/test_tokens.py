@@ -21,7 +21,7 @@ from tests.inprocess import SERVICES
 OPS_PATHS = ("/healthz", "/readyz", "/metrics")
 
 OPEN311_PUBLIC_READS = "GET /open311/"  # GeoReport v2: anonymous public reads by design
-ANONYMOUS = {"POST /auth/v1/revoke"}  # RFC 7009: whoever holds a token revokes it, 200 whatever it is (ADR 0015)
+ANONYMOUS = {"POST /auth/v1/revoke", "POST /auth/v1/phone/codes"}  # phone codes: asked for before any account (issue 25)  # RFC 7009: whoever holds a token revokes it, 200 whatever it is (ADR 0015)
 # The dashboard and the printable report are browser pages: without a token they answer 401 with a sign-in page.
 
 
