@@ -128,7 +128,12 @@ class EdgeLink:
         await self.client.aclose()
 
 
-async def edge_changed(app) -> None:
-    edge = getattr(app.state, "edge", None)
+async def notify(edge: EdgeLink | None) -> None:
+    """Tell the edge, if there is one, that what it was told may have changed (it asks again)."""
     if edge is not None:
         await edge.changed()
+
+
+async def edge_changed(app) -> None:
+    """`notify` for a caller holding the app (a background job)."""
+    await notify(getattr(app.state, "edge", None))

@@ -9,10 +9,14 @@ import logging
 from datetime import datetime, timezone
 
 import orjson
-from fastapi import APIRouter, Request, Response
+from typing import Annotated
 
+from fastapi import APIRouter, Depends, Request, Response
+
+from common.deps import AppClock
 from common.errors import Problem
-from gateway.edge.link import SECRET_HEADER, scope_for
+from gateway.deps import Audit, Edge, EdgeTelemetry, Forwarding, Issuer, Policy
+from gateway.edge.link import SECRET_HEADER, EdgeLink, scope_for
 from gateway.routing.gate import exchange_record
 from gateway.routing.router import FORWARD_ROUTE
 
@@ -23,8 +27,8 @@ log = logging.getLogger("onenet.gateway.edge")
 GATEWAY_DECISION_SECONDS = 60.0
 
 
-def _edge(request: Request):
-    edge = getattr(request.app.state, "edge", None)
+def _edge(request: Request, edge: Edge) -> EdgeLink:
+    """The app's edge link, for a call carrying the edge's secret."""
     if edge is None:
         raise Problem(404, "not_found", ("未配置网关边缘节点", "No edge is configured"))
     sent = request.headers.get(SECRET_HEADER, "")
@@ -33,36 +37,37 @@ def _edge(request: Request):
     return edge
 
 
+TheEdge = Annotated[EdgeLink, Depends(_edge)]
+
+
 @router.post("/decide")
-async def decide(request: Request) -> Response:
+async def decide(request: Request, edge: TheEdge, clock: AppClock, forwarder: Forwarding, policy: Policy,
+                 issuer: Issuer) -> Response:
     """{authorization, method, path, service} → {mode: "edge" | "gateway", generation, scope, ttl, ...}.
 
     "edge": the edge may forward this caller's calls to this scope itself for `ttl` seconds (until the token's
     expiry or the grant's, whichever is first; relative, so the two clocks need not agree) while the generation
     stands. "gateway": send them here (the gateway refuses, masks or checks the client certificate as always)."""
-    edge = _edge(request)
     generation = edge.generation  # read first: a change while deciding makes this decision stale at once
     try:
         call = _loads(await request.body())
         path, service = str(call["path"]), str(call["service"])
     except (ValueError, TypeError, KeyError):
         raise Problem(400, "bad_request", ("边缘节点的决定请求格式不正确", "Malformed decision request")) from None
-    state = request.app.state
-    now = state.clock.now()
+    now = clock.now()
     answer = {"generation": generation, "scope": scope_for(path, edge.scopes), "mode": "gateway",
               "ttl": GATEWAY_DECISION_SECONDS}
-    forwarder = state.forwarder
     if forwarder.pins.pins or service not in forwarder.upstreams or service not in edge.services:
         return _json(answer)
     try:
         principal = await forwarder.principal_for(call.get("authorization"))
-        res, grant = state.exchange_policy.check(member=principal.member, user=principal.user, path=path, now=now)
+        res, grant = policy.check(member=principal.member, user=principal.user, path=path, now=now)
     except Problem:
         return _json(answer)  # refused: the gateway answers (and logs) it
     if grant is not None and grant.actions:
         return _json(answer)  # the response must be masked to the grant: the gateway does that
     exp = principal.claims.get("exp")
-    ttl = float(exp) - state.token_issuer.clock.timestamp() if isinstance(exp, (int, float)) else GATEWAY_DECISION_SECONDS
+    ttl = float(exp) - issuer.clock.timestamp() if isinstance(exp, (int, float)) else GATEWAY_DECISION_SECONDS
     if grant is not None and grant.expires_at is not None:
         ttl = min(ttl, (grant.expires_at - now).total_seconds())
     answer.update(mode="edge", ttl=ttl, member=principal.member, user=principal.user,
@@ -71,14 +76,11 @@ async def decide(request: Request) -> Response:
 
 
 @router.post("/log", status_code=204)
-async def log_records(request: Request) -> Response:
+async def log_records(request: Request, edge: TheEdge, audit: Audit, telemetry: EdgeTelemetry) -> Response:
     """Newline-separated JSON arrays, one per call the edge answered: [started (epoch s), member, user,
     resource, owner, purpose, X-Road-UserId, method, path, status, latency ms, request id, request hash,
     response hash]. Queued for the message log like the gateway's own records; 503 while the log cannot take
     more (the edge keeps them and sends them again)."""
-    _edge(request)
-    state = request.app.state
-    audit = state.audit
     if not audit.accepting():
         raise Problem(503, "exchange.audit_backlog", ("交换日志暂时无法写入", "The message log is behind"),
                       headers={"Retry-After": "1"})
@@ -99,7 +101,7 @@ async def log_records(request: Request) -> Response:
             status=int(status), latency_ms=float(latency_ms), request_id=request_id or None,
             request_hash=request_hash, response_hash=response_hash))
     audit.record_many(records)
-    state.edge_telemetry.count_many(
+    telemetry.count_many(
         FORWARD_ROUTE, [(ex.method, ex.status, ex.latency_ms / 1000) for ex in records])
     return Response(status_code=204)
 

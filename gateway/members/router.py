@@ -3,11 +3,12 @@ from __future__ import annotations
 
 import secrets
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends
 from fastapi.concurrency import run_in_threadpool
 from sqlalchemy import select
 
 from common.deps import DbSession
+from gateway.deps import CertPins, Edge, RevokedMembers
 from common.auth import Principal, require_roles
 from common.clock import Clock, get_clock
 from common.errors import Problem
@@ -16,20 +17,20 @@ from gateway.identity.tokens import hash_secret
 from gateway.members.models import Member
 from gateway.members.schemas import MemberCreate, MemberCredentials, MemberOut, MemberUpdate
 from gateway.base import OutboxEvent
-from gateway.edge.link import edge_changed
+from gateway.edge.link import notify
 
 router = APIRouter(prefix="/exchange/v1/members", tags=["exchange 数据交换"])
 ops_only = require_roles("ops")
 
 
 @router.get("", response_model=list[MemberOut], summary="成员单位列表 List members")
-async def list_members(session: DbSession, request: Request, principal: Principal = Depends(require_roles("ops", "evaluator"))):
+async def list_members(session: DbSession, principal: Principal = Depends(require_roles("ops", "evaluator"))):
     rows = (await session.execute(select(Member).order_by(Member.code))).scalars()
     return [MemberOut.model_validate(m) for m in rows]
 
 
 @router.post("", status_code=201, response_model=MemberCredentials, summary="登记成员单位 Register a member")
-async def create_member(session: DbSession, body: MemberCreate, request: Request, principal: Principal = Depends(ops_only),
+async def create_member(session: DbSession, body: MemberCreate, pins: CertPins, edge: Edge, principal: Principal = Depends(ops_only),
                         clock: Clock = Depends(get_clock)):
     secret = secrets.token_urlsafe(32)
     hashed = await run_in_threadpool(hash_secret, secret)
@@ -43,8 +44,8 @@ async def create_member(session: DbSession, body: MemberCreate, request: Request
         session.add(member)
         record_event(session, OutboxEvent, "member.joined", subject=member.code, now=now,
                      data={"kind": member.kind, "name": member.name})
-    request.app.state.cert_pins.set(member.code, member.client_cert_sha256)
-    await edge_changed(request.app)
+    pins.set(member.code, member.client_cert_sha256)
+    await notify(edge)
     return MemberCredentials(member=MemberOut.model_validate(member), client_id=member.code, client_secret=secret)
 
 
@@ -52,7 +53,7 @@ async def create_member(session: DbSession, body: MemberCreate, request: Request
               description="名称、范围，及双向 TLS 身份：设置 `client_cert_sha256`（或 `client_cert_pem`）后，该成员单位"
                           "取令牌和每次调用都须出示该客户端证书；设为 null 取消。立即生效。"
                           " Name, scopes, and the mutual-TLS identity (null removes it); takes effect at once.")
-async def update_member(session: DbSession, code: str, body: MemberUpdate, request: Request, principal: Principal = Depends(ops_only)):
+async def update_member(session: DbSession, code: str, body: MemberUpdate, pins: CertPins, edge: Edge, principal: Principal = Depends(ops_only)):
     sent = body.model_fields_set
     async with session.begin():
         member = await session.get(Member, code)
@@ -64,13 +65,13 @@ async def update_member(session: DbSession, code: str, body: MemberUpdate, reque
             member.scopes = body.scopes
         if sent & {"client_cert_sha256", "client_cert_pem"}:
             member.client_cert_sha256 = body.client_cert_sha256
-    request.app.state.cert_pins.set(member.code, member.client_cert_sha256)
-    await edge_changed(request.app)
+    pins.set(member.code, member.client_cert_sha256)
+    await notify(edge)
     return MemberOut.model_validate(member)
 
 
 @router.post("/{code}/rotate-secret", response_model=MemberCredentials, summary="轮换密钥 Rotate the secret")
-async def rotate_secret(session: DbSession, code: str, request: Request, principal: Principal = Depends(ops_only),
+async def rotate_secret(session: DbSession, code: str, principal: Principal = Depends(ops_only),
                         clock: Clock = Depends(get_clock)):
     secret = secrets.token_urlsafe(32)
     hashed = await run_in_threadpool(hash_secret, secret)
@@ -84,7 +85,7 @@ async def rotate_secret(session: DbSession, code: str, request: Request, princip
 
 
 @router.post("/{code}/revoke", response_model=MemberOut, summary="停用成员单位 Revoke a member")
-async def revoke(session: DbSession, code: str, request: Request, principal: Principal = Depends(ops_only),
+async def revoke(session: DbSession, code: str, revoked: RevokedMembers, edge: Edge, principal: Principal = Depends(ops_only),
                  clock: Clock = Depends(get_clock)):
     async with session.begin():
         member = await session.get(Member, code)
@@ -93,6 +94,6 @@ async def revoke(session: DbSession, code: str, request: Request, principal: Pri
         member.status = "revoked"
         record_event(session, OutboxEvent, "member.revoked", subject=member.code, now=clock.now(),
                      data={"kind": member.kind})
-    request.app.state.revoked_members.add(code)
-    await edge_changed(request.app)
+    revoked.add(code)
+    await notify(edge)
     return MemberOut.model_validate(member)

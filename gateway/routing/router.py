@@ -4,6 +4,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from common.errors import Problem
+from gateway.deps import Gate, OpenAPIDocs
 from gateway.routing import open311
 from gateway.routing.gate import Call
 
@@ -14,14 +15,12 @@ FORWARD_ROUTE = "/{service}/{rest:path}"  # also the metrics label of the calls 
 
 
 @router.get("/openapi.json", include_in_schema=False)
-async def openapi(request: Request) -> JSONResponse:
-    app = request.app
-    return JSONResponse(await app.state.openapi_aggregate.document(app.openapi()))
+async def openapi(request: Request, docs: OpenAPIDocs) -> JSONResponse:
+    return JSONResponse(await docs.document(request.app.openapi()))
 
 
 @router.api_route(FORWARD_ROUTE, methods=METHODS, include_in_schema=False)
-async def forward(service: str, rest: str, request: Request):
-    gate = request.app.state.exchange_gate
+async def forward(service: str, rest: str, request: Request, gate: Gate):
     if service not in gate.forwarder.upstreams:
         raise Problem(404, "not_found", ("没有这个接口", "No such endpoint"))
     if service == open311.SERVICE:  # GeoReport v2: anonymous public reads, api_key on POST
