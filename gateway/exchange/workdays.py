@@ -2,23 +2,11 @@
 from the `chinese-calendar` package for the years it covers, Monday–Friday otherwise."""
 from __future__ import annotations
 
-from datetime import date, datetime, time, timedelta
+from datetime import datetime, time, timedelta
 
 from common.clock import SHANGHAI
 
-try:  # pragma: no cover - import guard
-    import chinese_calendar
-except ImportError:  # pragma: no cover
-    chinese_calendar = None
-
-
-def is_workday(d: date) -> bool:
-    if chinese_calendar is not None:
-        try:
-            return chinese_calendar.is_workday(d)
-        except NotImplementedError:
-            pass
-    return d.weekday() < 5
+from common.workdays import is_workday
 
 
 def add_working_days(start: datetime, days: int) -> datetime:

@@ -9,24 +9,7 @@ from datetime import date, datetime, time, timedelta
 
 from common.clock import SHANGHAI
 
-try:  # pragma: no cover - import guard
-    import chinese_calendar
-except ImportError:  # pragma: no cover
-    chinese_calendar = None
-
-DAY_KINDS = ("workday", "weekend", "holiday")
-
-
-def day_kind(d: date) -> str:
-    if chinese_calendar is not None:
-        try:
-            if chinese_calendar.is_workday(d):
-                return "workday"
-            _, name = chinese_calendar.get_holiday_detail(d)
-            return "holiday" if name else "weekend"
-        except NotImplementedError:
-            pass  # a year outside the package's data: Monday–Friday
-    return "workday" if d.weekday() < 5 else "weekend"
+from common.workdays import DAY_KINDS, day_kind  # noqa: F401  (DAY_KINDS: the opening-hours keys)
 
 
 def parse_window(w: str) -> tuple[time, time]:

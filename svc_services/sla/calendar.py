@@ -8,10 +8,7 @@ from datetime import date, datetime, time, timedelta, timezone
 
 from common.clock import SHANGHAI
 
-try:  # pragma: no cover - import guard
-    import chinese_calendar
-except ImportError:  # pragma: no cover
-    chinese_calendar = None
+from common.workdays import is_workday
 
 
 def _parse_windows(windows: Iterable[str]) -> list[tuple[time, time]]:
@@ -41,12 +38,7 @@ class WorkCalendar:
             return True
         if d in self.holidays:
             return False
-        if chinese_calendar is not None:
-            try:
-                return chinese_calendar.is_workday(d)
-            except NotImplementedError:
-                pass  # year outside the package's data
-        return d.weekday() < 5
+        return is_workday(d)
 
     def add(self, start: datetime, hours: float, *, working: bool) -> datetime:
         """The deadline `hours` after `start`: plain elapsed time, or counted only inside working windows."""
