@@ -30,34 +30,10 @@ GRID = "110105001001001"
 
 def start_platform(var: Path, matching_url: str | None):
     """The platform as bench.intake starts it (the gateway's rate limits raised), svc_matching on `matching_url`."""
-    from bench.intake import _spawn_logged
-    from deploy.launcher import Child
-    from deploy.services import ALL
-    from tests.e2e.harness import Platform
+    from bench.intake import start_platform as start
 
-    p = Platform(var)   # clears ONENET_* from the environment (restored on stop)
-    if matching_url:
-        os.environ["ONENET_SVC_MATCHING_DATABASE_URL"] = matching_url
-    try:
-        p.creds = p.launcher.prepare()
-        for spec in ALL:
-            child = Child(spec=spec, port=p.launcher.ports[spec.name])
-            child.env = p.launcher.child_env(spec, p.creds)
-            if spec.name == "gateway":
-                child.env.update({f"ONENET_RATE_{who}_{what}": "1000000" for who in ("USER", "MEMBER")
-                                  for what in ("PER_SECOND", "BURST")})
-            p.children[spec.name] = child
-            p.launcher.children.append(child)
-            _spawn_logged(p.launcher, child)
-        for spec in ALL:
-            p.wait_ready(spec.name)
-        p.wait_routed("svc_matching")
-    except BaseException:
-        p.stop()
-        raise
-    finally:
-        os.environ.pop("ONENET_SVC_MATCHING_DATABASE_URL", None)
-    return p
+    return start(var, databases={"ONENET_SVC_MATCHING_DATABASE_URL": matching_url} if matching_url else {},
+                 routed="svc_matching")
 
 
 async def put_persons(gw: str, ops: dict, n: int) -> list[str]:

@@ -262,36 +262,40 @@ def _spawn_logged(launcher, child) -> None:
     child.started_at = time.monotonic()
 
 
-def start_platform(var: Path):
-    """The platform as the e2e harness starts it, with the gateway's rate limits raised for the burst."""
+def start_platform(var: Path, *, databases: dict[str, str] | None = None, routed: str = "svc_services"):
+    """The platform as the e2e harness starts it, with the gateway's rate limits raised for the burst.
+    `databases`: environment variable → URL for the services that run on a database of the benchmark's own
+    (default: svc_services' from ONENET_SVC_SERVICES_DATABASE_URL, as run_backend sets it); `routed`: the
+    service whose routes the gateway must serve before the load starts."""
     from deploy.launcher import Child
     from deploy.services import ALL
     from tests.e2e.harness import Platform
 
-    database_url = os.environ.get("ONENET_SVC_SERVICES_DATABASE_URL")
+    if databases is None:
+        url = os.environ.get("ONENET_SVC_SERVICES_DATABASE_URL")
+        databases = {"ONENET_SVC_SERVICES_DATABASE_URL": url} if url else {}
     p = Platform(var)   # clears ONENET_* from the environment (restored on stop)
-    if database_url:
-        os.environ["ONENET_SVC_SERVICES_DATABASE_URL"] = database_url
+    os.environ.update(databases)
     try:
         p.creds = p.launcher.prepare()
         for spec in ALL:
             child = Child(spec=spec, port=p.launcher.ports[spec.name])
             child.env = p.launcher.child_env(spec, p.creds)
             if spec.name == "gateway":
-                child.env.update({"ONENET_RATE_USER_PER_SECOND": "1000000", "ONENET_RATE_USER_BURST": "1000000",
-                                  "ONENET_RATE_MEMBER_PER_SECOND": "1000000",
-                                  "ONENET_RATE_MEMBER_BURST": "1000000"})
+                child.env.update({f"ONENET_RATE_{who}_{what}": "1000000" for who in ("USER", "MEMBER")
+                                  for what in ("PER_SECOND", "BURST")})
             p.children[spec.name] = child
             p.launcher.children.append(child)
             _spawn_logged(p.launcher, child)
         for spec in ALL:
             p.wait_ready(spec.name)
-        p.wait_routed("svc_services")
+        p.wait_routed(routed)
     except BaseException:
         p.stop()
         raise
     finally:
-        os.environ.pop("ONENET_SVC_SERVICES_DATABASE_URL", None)
+        for name in databases:
+            os.environ.pop(name, None)
     return p
 
 
