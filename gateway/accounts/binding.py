@@ -75,7 +75,7 @@ def _passed_on(resp: httpx.Response) -> Problem:
 
 @dataclass
 class Ctx:
-    app: object
+    parts: object  # gateway.accounts.deps.AccountParts
     principal: Principal
     now: object
     source: str | None
@@ -103,7 +103,7 @@ async def _account(session, principal: Principal) -> ResidentAccount:
 
 async def _apply(ctx: Ctx, acc_name: str, answer: dict, *, id_bidx: str, masked: str, name: str) -> dict:
     """svc_residents' answer onto the account (and its user's scopes); the session's new token when bound."""
-    state, now = ctx.app.state, ctx.now
+    state, now = ctx.parts, ctx.now
     async with state.db.session() as session, session.begin():
         acc = await session.get(ResidentAccount, acc_name, with_for_update=True)
         user = await session.get(User, acc_name, with_for_update=True)
@@ -134,7 +134,7 @@ async def _apply(ctx: Ctx, acc_name: str, answer: dict, *, id_bidx: str, masked:
 
 
 async def bind(ctx: Ctx, *, name: str, id_number: str, consent: bool, community: str | None) -> tuple[int, dict]:
-    state, now = ctx.app.state, ctx.now
+    state, now = ctx.parts, ctx.now
 
     async def refused(p: Problem, target: str | None) -> Problem:
         await record_refusal(state.db, now=now, actor=ctx.principal.user, actor_role=ctx.principal.role,
@@ -154,7 +154,7 @@ async def bind(ctx: Ctx, *, name: str, id_number: str, consent: bool, community:
                               "Consent to the police identity check is required")
             if acc.binding == "bound":
                 raise Problem(409, "binding.exists", ("该账号已实名认证", "This account is bound already"))
-            protection = state.phone_signin.protection
+            protection = state.phone.protection
             id_bidx = protection.blind_index.digest(number, domain=ID_DOMAIN)
             other = (await session.execute(select(ResidentAccount.username).where(
                 ResidentAccount.id_number_bidx == id_bidx, ResidentAccount.username != acc.username))).first()
@@ -175,7 +175,7 @@ async def bind(ctx: Ctx, *, name: str, id_number: str, consent: bool, community:
 
 async def read(ctx: Ctx) -> dict:
     """The account's binding; a pending one is asked after (staff may have decided meanwhile)."""
-    state = ctx.app.state
+    state = ctx.parts
     async with state.db.session() as session:
         acc = await _account(session, ctx.principal)
         if acc.binding != "pending" or not acc.registration_id:

@@ -1,10 +1,12 @@
-"""The gateway's wiring of sessions: the parts on app.state, the revoked set read at start-up and every couple of
-seconds (what other replicas revoked applies here, and at this gateway's edge, within that time)."""
+"""The gateway's wiring of sessions: the parts the app keeps (endpoints take them through gateway/accounts/deps.py)
+and the background jobs, which have no request: the revoked set read at start-up and every couple of seconds
+(what other replicas revoked applies here, and at this gateway's edge, within that time)."""
 from __future__ import annotations
 
 import asyncio
 
 from common.periodic import run_periodically
+from gateway.edge.link import edge_changed
 from gateway.accounts.sessions import RevokedSessions, Sessions
 from gateway.settings import REVOCATION_REFRESH_SECONDS
 
@@ -24,8 +26,6 @@ async def load_revoked_sessions(app) -> None:
 async def refresh_revoked_sessions(app, stop: asyncio.Event) -> None:
     async def refresh() -> None:
         if await app.state.revoked_sessions.load(app.state.db, app.state.clock.now()):
-            edge = getattr(app.state, "edge", None)
-            if edge is not None:  # another replica signed a session out: the edge's cached decisions go
-                await edge.changed()
+            await edge_changed(app)  # another replica signed a session out: the edge's cached decisions go
 
     await run_periodically("gateway/revoked-sessions", refresh, stop, interval=REVOCATION_REFRESH_SECONDS)

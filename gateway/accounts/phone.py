@@ -235,11 +235,11 @@ class PhoneSignIn:
         raise Problem(409, "account.conflict", ("账号正在创建，请重试", "The account is being made; try again"))
 
 
-async def sms_grant(request, *, phone: str | None, code: str | None, client_id: str | None) -> dict:
+async def sms_grant(parts, request, now: datetime, *, phone: str | None, code: str | None,
+                    client_id: str | None) -> dict:
     """`POST /auth/v1/token` with the SMS grant: check the code, make or find the account, start a session."""
-    state = request.app.state
-    flow: PhoneSignIn = state.phone_signin
-    now = state.clock.now()
+    state = parts  # gateway.accounts.deps.AccountParts
+    flow: PhoneSignIn = state.phone
     source = request.client.host if request.client else "-"
     masked = "-"
     try:

@@ -19,9 +19,9 @@ from gateway.members.models import User
 class Ctx:
     """One administrator's call: who, from where, when, and the app's parts."""
 
-    def __init__(self, app, principal, now: datetime, source: str | None) -> None:
-        self.app, self.principal, self.now, self.source = app, principal, now, source
-        self.db = app.state.db
+    def __init__(self, parts, principal, now: datetime, source: str | None) -> None:
+        self.parts, self.principal, self.now, self.source = parts, principal, now, source
+        self.db = parts.db
         self.admin: User | None = None
 
     async def refused(self, action: str, problem: Problem, target: str | None = None, place: str | None = None):
@@ -160,14 +160,14 @@ async def update_account(ctx: Ctx, username: str, body: AccountUpdate) -> Accoun
         revoked = []
         # a disabled account, new rights or a new password: its sessions end (tokens carry the old rights)
         if user.status != "active" or sent & {"role", "scopes", "admin", "status"} or hashed is not None:
-            revoked = await ctx.app.state.sessions.revoke_user(
+            revoked = await ctx.parts.sessions.revoke_user(
                 session, user.username, ctx.now, "admin", actor=admin.username, actor_role=admin.role,
                 source=ctx.source)
         return await out(session, user), revoked
 
     result, revoked = await run(ctx, "account.update", username, work)
     if revoked:
-        await _edge(ctx.app)
+        await ctx.parts.edge_changed()
     return result
 
 
@@ -183,7 +183,7 @@ async def unlock(ctx: Ctx, username: str) -> AccountOut:
         return await out(session, user)
 
     result = await run(ctx, "account.unlock", username, work)
-    await ctx.app.state.login_throttle.unlock(username)
+    await ctx.parts.throttle.unlock(username)
     return result
 
 
@@ -199,7 +199,7 @@ async def reset_mfa(ctx: Ctx, username: str) -> AccountOut:
         had = await _mfa_enrolled(session, username)
         await session.execute(delete(TotpFactor).where(TotpFactor.username == username))
         await session.execute(delete(RecoveryCode).where(RecoveryCode.username == username))
-        await ctx.app.state.sessions.revoke_user(session, username, ctx.now, "admin", actor=admin.username,
+        await ctx.parts.sessions.revoke_user(session, username, ctx.now, "admin", actor=admin.username,
                                                  actor_role=admin.role, source=ctx.source)
         session.add(entry(now=ctx.now, actor=admin.username, actor_role=admin.role, action="account.reset_mfa",
                           target=user.username, place=place_of(user.scopes), source=ctx.source,
@@ -207,7 +207,7 @@ async def reset_mfa(ctx: Ctx, username: str) -> AccountOut:
         return await out(session, user)
 
     result = await run(ctx, "account.reset_mfa", username, work)
-    await _edge(ctx.app)
+    await ctx.parts.edge_changed()
     return result
 
 
@@ -227,8 +227,3 @@ async def audit_rows(ctx: Ctx, *, target: str | None, limit: int, before_id: str
             q = q.where(or_(*[AccountAudit.place.startswith(p) for p in mine]))
         return list((await session.execute(q.limit(limit + 1))).scalars())
 
-
-async def _edge(app) -> None:
-    from gateway.edge.link import edge_changed
-
-    await edge_changed(app)

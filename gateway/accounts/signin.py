@@ -18,6 +18,7 @@ from fastapi.concurrency import run_in_threadpool
 
 from common.errors import Problem, field_error
 from gateway.accounts.audit import place_of, record_refusal
+from gateway.accounts.deps import AccountParts
 from gateway.accounts.mfa import mfa_required, use_recovery_code, use_totp
 from gateway.accounts.models import TotpFactor
 from gateway.identity.tokens import verify_secret
@@ -59,10 +60,10 @@ def read_enrolment_ticket(issuer, token: str) -> str | None:
     return str(claims["sub"])
 
 
-async def password_grant(request: Request, *, username: str, password: str, client_id: str | None,
-                         otp: str | None, recovery_code: str | None) -> dict:
-    state = request.app.state
-    db, throttle, now = state.db, state.login_throttle, state.clock.now()
+async def password_grant(parts: AccountParts, request: Request, now, *, username: str, password: str,
+                         client_id: str | None, otp: str | None, recovery_code: str | None) -> dict:
+    state = parts
+    db, throttle = state.db, state.throttle
     source = request.client.host if request.client else "-"
 
     async def refuse(problem: Problem, user: tuple | None) -> Problem:
@@ -79,7 +80,7 @@ async def password_grant(request: Request, *, username: str, password: str, clie
     problem, seen = None, {}
     try:
         async with db.session() as session, session.begin():
-            user, member, used_mfa = await _check(request, session, attempt, seen, username=username,
+            user, member, used_mfa = await _check(parts, request, session, attempt, seen, username=username,
                                                   password=password, client_id=client_id, otp=otp,
                                                   recovery_code=recovery_code, now=now)
     except Problem as p:  # recorded once the transaction is over (its locks released)
@@ -91,9 +92,9 @@ async def password_grant(request: Request, *, username: str, password: str, clie
                                       user_agent=request.headers.get("user-agent"), mfa=used_mfa)
 
 
-async def refresh_grant(request: Request, *, refresh_token: str | None, client_id: str | None) -> dict:
-    state = request.app.state
-    now = state.clock.now()
+async def refresh_grant(parts: AccountParts, request: Request, now, *, refresh_token: str | None,
+                        client_id: str | None) -> dict:
+    state = parts
     source = request.client.host if request.client else "-"
     if not refresh_token:
         raise _oauth(400, "invalid_request", "invalid_request", "需要 refresh_token", "refresh_token is required",
@@ -104,20 +105,14 @@ async def refresh_grant(request: Request, *, refresh_token: str | None, client_i
         await record_refusal(state.db, now=now, actor=refresh_token.partition(".")[0][:64] or "-", actor_role="-",
                              action="session.refresh", code=p.code, source=source)
         if p.code in ("refresh_token.reused", "account.disabled"):
-            await _edge(request)
+            await parts.edge_changed()
         raise
     return out
 
 
-async def _edge(request: Request) -> None:
-    from gateway.edge.link import edge_changed
-
-    await edge_changed(request.app)
-
-
-async def _check(request: Request, session, attempt, seen: dict, *, username: str, password: str, client_id: str | None,
-                 otp: str | None, recovery_code: str | None, now):
-    state = request.app.state
+async def _check(parts: AccountParts, request: Request, session, attempt, seen: dict, *, username: str, password: str,
+                 client_id: str | None, otp: str | None, recovery_code: str | None, now):
+    state = parts
     user = await session.get(User, username)
     ok = await run_in_threadpool(verify_secret, user.password_hash if user else None, password)
     if user is None or not ok:
@@ -135,12 +130,12 @@ async def _check(request: Request, session, attempt, seen: dict, *, username: st
         return user, member, False
     factor = await session.get(TotpFactor, user.username)
     if factor is None or factor.enabled_at is None:
-        await state.login_throttle.succeeded(attempt, now)  # the password was right; no token until enrolled
+        await state.throttle.succeeded(attempt, now)  # the password was right; no token until enrolled
         raise _oauth(403, "mfa_enrolment_required", "mfa.enrolment_required",
                      "管理员和运维账号须先绑定动态验证码（TOTP）：请用 enrolment_token 调用 /auth/v1/mfa/totp/enrol",
                      "Administrators and ops must enrol a TOTP authenticator first: call /auth/v1/mfa/totp/enrol "
                      "with the enrolment_token", field="otp",
-                     enrolment_token=enrolment_ticket(state.token_issuer, user.username))
+                     enrolment_token=enrolment_ticket(state.issuer, user.username))
     if otp:
         await use_totp(session, factor, otp.strip(), now)
     elif recovery_code:

@@ -9,7 +9,8 @@ from fastapi import APIRouter, Form, Request
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel
 
-from common.deps import DbSession, state
+from common.deps import AppClock, DbSession, state
+from gateway.accounts.deps import Accounts
 from common.errors import Problem
 from gateway.accounts.phone import SMS_GRANT, sms_grant
 from gateway.accounts.signin import password_grant, refresh_grant
@@ -51,6 +52,8 @@ async def token(
     session: DbSession,
     issuer: Issuer,
     pins: Pins,
+    parts: Accounts,
+    clock: AppClock,
     grant_type: Literal["client_credentials", "password", "refresh_token",
                         "urn:onenet:params:oauth:grant-type:sms"] = Form(...),
     client_id: str | None = Form(None),
@@ -80,12 +83,13 @@ async def token(
                             scopes=list(member.scopes or []), name=member.name)
     await session.close()
     if grant_type == "refresh_token":
-        return await refresh_grant(request, refresh_token=refresh_token, client_id=client_id)
+        return await refresh_grant(parts, request, clock.now(), refresh_token=refresh_token, client_id=client_id)
     if grant_type == SMS_GRANT:
-        return await sms_grant(request, phone=phone, code=code, client_id=client_id)
+        return await sms_grant(parts, request, clock.now(), phone=phone, code=code, client_id=client_id)
     if not username or not password:
         raise _oauth_error(400, "invalid_request", "需要用户名与密码", "username and password are required")
-    return await password_grant(request, username=username, password=password, client_id=client_id, otp=otp,
+    return await password_grant(parts, request, clock.now(), username=username, password=password,
+                                client_id=client_id, otp=otp,
                                 recovery_code=recovery_code)
 
 
