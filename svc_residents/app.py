@@ -8,6 +8,7 @@ from common.auth import TokenVerifier
 from common.clock import Clock
 from svc_residents import protection
 from svc_residents.base import OutboxEvent
+from svc_residents.callout.roster_router import router as rosters_router
 from svc_residents.clients import close_clients, install_clients
 from svc_residents.households.router import router as households_router
 from svc_residents.identity.binding_router import router as binding_router
@@ -35,7 +36,7 @@ def create_app(settings: ResidentsSettings | None = None, *, verifier: TokenVeri
         title="OneNet svc_residents 居民档案",
         description="地点层级、户、人、特殊群体标签与一次采集核验。Places, households, persons, special groups.",
         routers=[places_router, households_router, persons_router, verification_router, identity_router,
-                 registrations_router, binding_router],
+                 registrations_router, binding_router, rosters_router],
         outbox_model=OutboxEvent,
         # requester_profile.* rows go to svc_services' replica, person_place.* to svc_matching's, never to svc_metrics
         feeds=(FEED_PREFIX, PLACE_FEED_PREFIX),

@@ -7,3 +7,4 @@ from svc_residents.audit.models import AccessAudit  # noqa: F401
 from svc_residents.verification.models import Verification  # noqa: F401
 from svc_residents.registrations.models import PersonRegistration  # noqa: F401
 from svc_residents.identity.models import AccountBinding  # noqa: F401
+from svc_residents.callout.models import Callout, CalloutAttempt, DutyShift  # noqa: F401
