@@ -319,8 +319,13 @@ def install_error_handlers(app: FastAPI) -> None:
             return flagged
         code = _STATUS_CODES.get(exc.status_code, "error")
         detail = exc.detail if isinstance(exc.detail, str) and exc.detail not in ("Not Found", "Method Not Allowed") else None
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:  # every method of the path, not only the first matching route's
+            from common.openapi_contract import allowed_methods
+
+            headers["Allow"] = allowed_methods(request.app, request.scope["path"]) or headers.get("Allow", "")
         return problem_response(exc.status_code, code, lang=request_language(request), detail=detail,
-                                instance=request.url.path, headers=dict(exc.headers or {}))
+                                instance=request.url.path, headers=headers)
 
     @app.exception_handler(BodyTooLarge)
     async def _too_large(request: Request, exc: BodyTooLarge):

@@ -19,6 +19,7 @@ Idempotent: running it twice changes nothing.
 from __future__ import annotations
 
 import copy
+import functools
 from typing import Any
 
 from starlette.requests import Request
@@ -85,29 +86,51 @@ def install_finished_openapi(app) -> None:
     app.openapi = openapi
 
 
-def _method_not_allowed(allow: str):
-    async def endpoint(request: Request):
-        from common.errors import Problem
+@functools.lru_cache(maxsize=4096)
+def _path_regex(path: str):
+    from starlette.routing import compile_path
 
-        raise Problem(405, "method_not_allowed", ("不支持该请求方法", "Method not allowed"), headers={"Allow": allow})
-
-    return endpoint
+    return compile_path(path)[0]
 
 
 def _catch_all(path: str | None) -> bool:
     return isinstance(path, str) and path.startswith("/{") and ":path}" in path
 
 
+def allowed_methods(app, path: str) -> str:
+    """`Allow` for `path`: every method of every route of `app` matching it (several routes can share a path, a
+    list's GET and a create's POST in two routers; Starlette's own 405 names only the first route's)."""
+    from fastapi.routing import iter_route_contexts
+
+    allow: set[str] = set()
+    for ctx in iter_route_contexts(app.router.routes):
+        p = ctx.path
+        if (ctx.methods and isinstance(p, str) and not _catch_all(p) and not getattr(ctx.original_route, "_onenet_405", False)
+                and _path_regex(p).match(path)):
+            allow.update(ctx.methods)
+    return ", ".join(sorted(allow))
+
+
+async def _method_not_allowed(request: Request):
+    from common.errors import Problem
+
+    raise Problem(405, "method_not_allowed", ("不支持该请求方法", "Method not allowed"),
+                  headers={"Allow": allowed_methods(request.app, request.scope["path"])})
+
+
 def install_method_not_allowed(app) -> None:
     """Before the app's catch-all route (one matching any path: `/{service}/{rest:path}`), a route per path of the
     operations above it that answers the methods they do not take with 405 and `Allow`, as Starlette does where
-    nothing follows."""
+    nothing follows. (Elsewhere Starlette answers 405 itself and the app's handler fills `Allow` with
+    `allowed_methods`.)"""
     from fastapi.routing import iter_route_contexts
 
     routes = app.router.routes
     methods: dict[str, set[str]] = {}
     at = None
     for i, top in enumerate(routes):
+        if getattr(top, "_onenet_405", False):
+            return  # installed already
         for ctx in iter_route_contexts([top]):
             if _catch_all(ctx.path):
                 at = i
@@ -122,6 +145,7 @@ def install_method_not_allowed(app) -> None:
     for path, taken in methods.items():
         others = [m for m in ALL_METHODS if m not in taken]
         if others:
-            extra.append(Route(path, _method_not_allowed(", ".join(sorted(taken))), methods=others,
-                               include_in_schema=False))
+            route = Route(path, _method_not_allowed, methods=others, include_in_schema=False)
+            route._onenet_405 = True
+            extra.append(route)
     routes[at:at] = extra
