@@ -76,6 +76,9 @@ def household_id(key: str) -> str:
 
 
 DEMO_PASSWORD = "onenet-demo-2026"
+# The demo ops1's TOTP authenticator (ops signs in with a second factor): `onenet totp ops1` prints its current
+# code (gateway/accounts/seed.py), as the test harness computes it (tests/signin.py). Demo data only, like the password.
+DEMO_TOTP_SECRETS = {"ops1": "ONENETDEMOOPSTOTPSECRET234567ABC"}
 
 # username, display name, role, scopes, acting_for (person key)
 DEMO_USERS = [

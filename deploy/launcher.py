@@ -333,6 +333,7 @@ class Launcher:
             *(f"  {u['username']:<14} {u['role']:<16} {u['display_name']}" for u in DEMO_USERS),
             "",
             f"  curl -s -X POST {gw}/auth/v1/token -d grant_type=password -d username=staff1 -d password={DEMO_PASSWORD}",
+            "  ops1 另需动态验证码 also needs its TOTP code: -d otp=$(.venv/bin/onenet totp ops1)",
             f"  curl -s {gw}/metrics -H \"Authorization: Bearer {token}\"   # Prometheus, with the metrics token",
             "按 Ctrl-C 停止 Press Ctrl-C to stop.",
         ]

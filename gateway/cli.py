@@ -74,6 +74,18 @@ def edge(listen: str = typer.Option("0.0.0.0:8000", envvar="ONENET_EDGE_LISTEN",
     raise typer.Exit(proc.wait())
 
 
+def totp(username: str = typer.Argument("ops1", help="演示账号 a demo user with an authenticator")) -> None:
+    """演示动态验证码 the current TOTP code of a demo account's authenticator (ops1 signs in with it: -d otp=…)."""
+    from common.clock import Clock
+    from gateway.accounts.seed import demo_code
+
+    code = demo_code(username, Clock().now())
+    if code is None:
+        raise typer.BadParameter(f"{username} has no demo authenticator")
+    typer.echo(code)
+
+
 def register(app: typer.Typer) -> None:
     app.add_typer(audit, name="audit")
+    app.command("totp")(totp)
     app.command("edge")(edge)

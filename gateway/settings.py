@@ -63,9 +63,9 @@ class GatewaySettings(ServiceSettings):
     session_access_ttl_seconds: int = Field(default=600, ge=30)
     session_idle_seconds: float = Field(default=8 * 3600, gt=0)
     session_absolute_seconds: float = Field(default=7 * 86400, gt=0)
-    # Roles that sign in with a second factor (TOTP) besides every administrator (gateway/accounts/mfa.py).
-    # (ops belongs here; the default waits for the e2e harness to sign the demo ops1 in with its TOTP code)
-    mfa_required_roles: list[str] = Field(default_factory=list)
+    # Roles that sign in with a second factor (TOTP) besides every administrator (gateway/accounts/mfa.py):
+    # platform operations by default (等保三级: two factors for privileged users).
+    mfa_required_roles: list[str] = Field(default_factory=lambda: ["ops"])
     # Residents' sign-in by phone (gateway/accounts/phone.py): a 6-digit code by SMS, valid this long, this many
     # tries; a resend waits `sms_resend_seconds`, doubling with each code sent to the phone in the last hour; at most
     # so many codes per phone and per source address an hour (the same for known and unknown phones).

@@ -1,11 +1,17 @@
 """The demo administrators (idempotent): one per level, for the README tour. Each signs in with the demo password,
-gets an enrolment ticket (no token) and enrols a TOTP authenticator before its first token."""
+gets an enrolment ticket (no token) and enrols a TOTP authenticator before its first token. The demo ops1 has its
+authenticator already (`DEMO_TOTP_SECRETS`): `demo_code` is what that authenticator shows (`onenet totp ops1`)."""
 from __future__ import annotations
+
+from datetime import datetime
+
+import pyotp
 
 from common.clock import Clock
 from common.db import Database
-from common.demo import DEMO_PASSWORD
+from common.demo import DEMO_PASSWORD, DEMO_TOTP_SECRETS
 from gateway.accounts.audit import entry, place_of
+from gateway.accounts.models import TotpFactor
 from gateway.identity.tokens import hash_secret
 from gateway.members.models import User
 
@@ -35,3 +41,12 @@ async def seed_admins(db: Database, *, clock: Clock | None = None) -> None:
             session.add(entry(now=now, actor="demo-seed", actor_role="system", action="account.create",
                               target=user.username, place=place_of(user.scopes),
                               after={"role": user.role, "scopes": user.scopes, "admin": True}))
+        for username, secret in DEMO_TOTP_SECRETS.items():
+            if await session.get(User, username) is not None and await session.get(TotpFactor, username) is None:
+                session.add(TotpFactor(username=username, secret=secret, created_at=now, enabled_at=now))
+
+
+def demo_code(username: str, at: datetime, step_offset: int = 0) -> str | None:
+    """The current code of a demo user's authenticator (None for a user without one)."""
+    secret = DEMO_TOTP_SECRETS.get(username)
+    return pyotp.TOTP(secret).at(at, counter_offset=step_offset) if secret else None

@@ -33,6 +33,7 @@ import pyotp
 import pytest
 
 from common.demo import DEMO_PASSWORD
+from tests.signin import password_form
 from deploy.demo import demo_id, person_id
 from svc_services.catalogue.schemas import ItemContent
 from tests.authz.policy import (A1, A2, ADMINS, BY_NAME, CALLERS, DENY, HIDE, OK, P1, RULES, XF, Caller,
@@ -119,9 +120,8 @@ class World:
 
     # people's sessions (ADR 0015) ---------------------------------------------------------------------------
     def sign_in(self, c: Caller, **extra) -> Any:
-        return self.pt.request("POST", "/auth/v1/token", data={
-            "grant_type": "password", "username": c.user, "password": self.passwords.get(c.user, DEMO_PASSWORD),
-            **extra})
+        return self.pt.request("POST", "/auth/v1/token", data=password_form(
+            c.user, self.gw.state.clock.now(), password=self.passwords.get(c.user, DEMO_PASSWORD), **extra))
 
     def enrolment_ticket(self, c: Caller) -> dict[str, str]:
         """What an administrator (or a role of ONENET_MFA_REQUIRED_ROLES) without a factor gets from signing in."""

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import httpx
 
-from deploy.demo import DEMO_PASSWORD
 from deploy.launcher import Child, Launcher
 from deploy.services import ALL
+from tests.signin import SignIns
 
 
 def free_base_port() -> int:
@@ -51,6 +51,7 @@ class Platform:
         self.launcher = Launcher(var_dir=var, base_port=free_base_port(), quiet=True, edge=False)
         self.children: dict[str, Child] = {}
         self.creds: dict[str, str] = {}
+        self.sign_ins = SignIns(self.gw)
 
     @property
     def gw(self) -> str:
@@ -116,10 +117,7 @@ class Platform:
         os.environ.update(self._restore)
 
     def token(self, username: str) -> dict[str, str]:
-        r = httpx.post(f"{self.gw}/auth/v1/token", data={"grant_type": "password", "username": username,
-                                                          "password": DEMO_PASSWORD}, timeout=30)
-        assert r.status_code == 200, r.text
-        return {"Authorization": f"Bearer {r.json()['access_token']}"}
+        return self.sign_ins.headers(username)
 
     def sql(self, service: str, query: str, *args) -> list[tuple]:
         path = self.launcher.var / f"{service}.db"

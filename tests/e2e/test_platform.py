@@ -12,8 +12,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from deploy.demo import DEMO_PASSWORD
 from tests.e2e.harness import free_base_port
+from tests.signin import SignIns
 
 pytestmark = pytest.mark.e2e
 
@@ -61,10 +61,7 @@ def platform(tmp_path_factory):
 
 
 def _login(gw: str, username: str) -> dict[str, str]:
-    r = httpx.post(f"{gw}/auth/v1/token", data={"grant_type": "password", "username": username,
-                                                  "password": DEMO_PASSWORD})
-    assert r.status_code == 200, r.text
-    return {"Authorization": f"Bearer {r.json()['access_token']}"}
+    return SignIns(gw).headers(username)
 
 
 def test_token_create_read_back_through_gateway(platform):
