@@ -8,3 +8,5 @@ from svc_residents.verification.models import Verification  # noqa: F401
 from svc_residents.registrations.models import PersonRegistration  # noqa: F401
 from svc_residents.identity.models import AccountBinding  # noqa: F401
 from svc_residents.callout.models import Callout, CalloutAttempt, DutyShift  # noqa: F401
+from svc_residents.notifications.models import (Attempt, Delivery, Notification, RecipientSettings,  # noqa: F401
+                                                StaffContact)

@@ -29,3 +29,15 @@ class ResidentsSettings(ServiceSettings):
     # Exchange grants on residents.persons are read from the gateway's registry (as the resource's owner, with the
     # client credentials above) and cached this long; a revoked grant stops working within this bound.
     grant_cache_seconds: float = Field(default=2.0, ge=0)
+    # Notifications (svc_residents/notifications, ADR 0017): Redis carries the live stream's wake-ups across replicas
+    # (without it each SSE connection reads the database every notify_stream_poll_seconds); the scheduler claims due
+    # deliveries every notify_scan_seconds and retries a channel notify_max_tries times from
+    # notify_retry_base_seconds, doubling, before falling back to the next.
+    redis_url: str | None = None
+    notify_dispatch_enabled: bool = True
+    notify_scan_seconds: float = Field(default=1.0, gt=0)
+    notify_retry_base_seconds: float = Field(default=5.0, gt=0)
+    notify_max_tries: int = Field(default=4, ge=1, le=20)
+    notify_stream_poll_seconds: float = Field(default=1.0, gt=0)
+    # System members whose outbox feeds deliver notice events (PUT /residents/v1/notices/{event_id}); ops always may.
+    notice_sources: list[str] = Field(default_factory=lambda: ["svc_services", "svc_matching", "svc_metrics"])

@@ -22,7 +22,7 @@ from common.auth import Principal, TokenVerifier, require_roles
 from common.clock import Clock, age_on, get_clock
 from common.errors import Problem, invalid
 from common.settings import ServiceSettings
-from gateway.departments import sms
+from gateway.departments import push, sms, voice
 
 
 class EmulatorSettings(ServiceSettings):
@@ -189,8 +189,11 @@ def create_app(settings: EmulatorSettings | None = None, *, verifier: TokenVerif
                clock: Clock | None = None) -> FastAPI:
     settings = settings or EmulatorSettings()
     app = create_service_app(settings=settings, package=None, title="OneNet 部门系统模拟 Department emulators",
-                             description="公安、民政、卫健、人社、残联与短信平台的模拟接口。", routers=[router, sms.router],
+                             description="公安、民政、卫健、人社、残联与短信、语音外呼、应用推送平台的模拟接口。",
+                             routers=[router, sms.router, voice.router, push.router],
                              verifier=verifier, clock=clock)
     app.state.rng = random.Random(settings.emulator_seed)
     sms.install(app)  # the SMS platform (短信平台), gateway/departments/sms.py
+    voice.install(app)  # 语音外呼 and app push (notifications, svc_residents/notifications)
+    push.install(app)
     return app

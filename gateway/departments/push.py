@@ -1,0 +1,86 @@
+"""The emulated app-push provider among the department emulators.
+
+A member system pushes a title and text to an app user by alias (`POST /departments/push/v1/messages`; the
+alias is the recipient's key, `person:<id>` or `user:<username>`, which the app registers at sign-in) and reads
+its receipt (`GET /departments/push/v1/messages/{id}`). Knobs and idempotency by `ref`:
+gateway/departments/outbound.py (`ONENET_PUSH_…`).
+"""
+from __future__ import annotations
+
+from datetime import datetime
+
+from fastapi import APIRouter, Depends, Query, Request
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic_settings import SettingsConfigDict
+
+from common.auth import Principal, require_roles
+from common.clock import Clock, get_clock
+from common.ids import new_id
+from gateway.departments.outbound import OutboundSettings, Platform, Sent
+
+
+class PushSettings(OutboundSettings):
+    model_config = SettingsConfigDict(env_prefix="ONENET_PUSH_", extra="ignore")
+
+
+class PushIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    alias: str = Field(min_length=3, max_length=100, pattern=r"^(person|user):\S+$", examples=["user:grid1"])
+    title: str = Field(min_length=1, max_length=100)
+    text: str = Field(min_length=1, max_length=500)
+    ref: str | None = Field(default=None, max_length=80, description="发送方的引用号：同一引用号只推送一次")
+
+
+class PushOut(BaseModel):
+    id: str
+    status: str = Field(description="delivered 已送达")
+    alias: str
+    submitted_at: datetime
+
+
+class PushRead(PushOut):
+    title: str
+    text: str
+
+
+router = APIRouter(prefix="/departments/push/v1", tags=["departments 部门模拟"])
+SENDERS = ("system", "ops")
+
+
+def platform(request: Request) -> Platform:
+    return request.app.state.push
+
+
+def _out(m: Sent) -> PushOut:
+    return PushOut(id=m.id, status=m.status, alias=m.to, submitted_at=m.submitted_at)
+
+
+@router.post("/messages", status_code=202, response_model=PushOut, summary="应用推送 Push to an app user")
+async def push(body: PushIn, provider: Platform = Depends(platform),
+               principal: Principal = Depends(require_roles(*SENDERS)), clock: Clock = Depends(get_clock)):
+    if (m := provider.earlier(principal.member, body.ref)) is not None:
+        return _out(m)
+    provider.check_up()
+    m = Sent(id=new_id(), member=principal.member, to=body.alias, title=body.title, text=body.text, ref=body.ref,
+             submitted_at=clock.now(), status="delivered")
+    provider.add(m)
+    return _out(m)
+
+
+@router.get("/messages/{message_id}", response_model=PushOut, summary="推送回执 Push receipt")
+async def receipt(message_id: str, provider: Platform = Depends(platform),
+                  principal: Principal = Depends(require_roles(*SENDERS))):
+    return _out(provider.own(principal.member, message_id))
+
+
+@router.get("/testing/messages", response_model=list[PushRead], include_in_schema=False,
+            summary="测试用：推送给某别名的消息 Tests only: the pushes to an alias")
+async def pushes_to(to: str = Query(min_length=3, max_length=100), provider: Platform = Depends(platform),
+                    principal: Principal = Depends(require_roles(*SENDERS))):
+    return [PushRead(id=m.id, status=m.status, alias=m.to, submitted_at=m.submitted_at, title=m.title or "",
+                     text=m.text) for m in provider.to(to)]
+
+
+def install(app, settings: PushSettings | None = None) -> None:
+    app.state.push = Platform("push", settings or PushSettings())

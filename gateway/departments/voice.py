@@ -1,0 +1,88 @@
+"""The emulated automated voice-call platform (语音外呼) among the department emulators.
+
+A member system places a call that reads a text to a mainland mobile number (`POST /departments/voice/v1/calls`),
+then reads its result (`GET /departments/voice/v1/calls/{id}`: `answered` or `no_answer`; only the member that
+placed it). Knobs and idempotency by `ref`: gateway/departments/outbound.py (`ONENET_VOICE_…`).
+"""
+from __future__ import annotations
+
+from datetime import datetime
+
+from fastapi import APIRouter, Depends, Query, Request
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic_settings import SettingsConfigDict
+
+from common.auth import Principal, require_roles
+from common.clock import Clock, get_clock
+from common.crypto import mask_phone
+from common.ids import new_id
+from gateway.departments.outbound import OutboundSettings, Platform, Sent
+
+
+class VoiceSettings(OutboundSettings):
+    model_config = SettingsConfigDict(env_prefix="ONENET_VOICE_", extra="ignore")
+
+
+class CallIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    phone: str = Field(pattern=r"^1[3-9]\d{9}$", examples=["13900001234"], description="11 位手机号")
+    text: str = Field(min_length=1, max_length=500, description="语音播报的内容")
+    ref: str | None = Field(default=None, max_length=80, description="发送方的引用号：同一引用号只呼叫一次")
+
+
+class CallOut(BaseModel):
+    id: str
+    status: str = Field(description="answered 已接听 / no_answer 无人接听")
+    phone: str = Field(description="手机号（脱敏）")
+    submitted_at: datetime
+
+
+class CallRead(BaseModel):
+    id: str
+    phone: str
+    text: str
+    status: str
+    submitted_at: datetime
+
+
+router = APIRouter(prefix="/departments/voice/v1", tags=["departments 部门模拟"])
+SENDERS = ("system", "ops")
+
+
+def platform(request: Request) -> Platform:
+    return request.app.state.voice
+
+
+def _out(m: Sent) -> CallOut:
+    return CallOut(id=m.id, status=m.status, phone=mask_phone(m.to), submitted_at=m.submitted_at)
+
+
+@router.post("/calls", status_code=202, response_model=CallOut, summary="语音外呼 Place an automated call")
+async def call(body: CallIn, voice: Platform = Depends(platform),
+               principal: Principal = Depends(require_roles(*SENDERS)), clock: Clock = Depends(get_clock)):
+    if (m := voice.earlier(principal.member, body.ref)) is not None:
+        return _out(m)
+    voice.check_up()
+    m = Sent(id=new_id(), member=principal.member, to=body.phone, title=None, text=body.text, ref=body.ref,
+             submitted_at=clock.now(), status="answered" if voice.answered() else "no_answer")
+    voice.add(m)
+    return _out(m)
+
+
+@router.get("/calls/{call_id}", response_model=CallOut, summary="呼叫结果 Call result")
+async def result(call_id: str, voice: Platform = Depends(platform),
+                 principal: Principal = Depends(require_roles(*SENDERS))):
+    return _out(voice.own(principal.member, call_id))
+
+
+@router.get("/testing/calls", response_model=list[CallRead], include_in_schema=False,
+            summary="测试用：拨给某号码的呼叫 Tests only: the calls placed to a phone")
+async def calls_to(to: str = Query(pattern=r"^1[3-9]\d{9}$"), voice: Platform = Depends(platform),
+                   principal: Principal = Depends(require_roles(*SENDERS))):
+    return [CallRead(id=m.id, phone=m.to, text=m.text, status=m.status, submitted_at=m.submitted_at)
+            for m in voice.to(to)]
+
+
+def install(app, settings: VoiceSettings | None = None) -> None:
+    app.state.voice = Platform("voice", settings or VoiceSettings())

@@ -1,0 +1,167 @@
+"""The delivery scheduler: claims due deliveries, hands them to the channels, records every attempt.
+
+Claimed rows, as svc_services' SLA scheduler claims requests: one transaction selects due rows (`FOR UPDATE SKIP
+LOCKED` on PostgreSQL, so a second replica takes other rows) and marks them `sending` with a lease, by a
+conditional UPDATE that also keeps two SQLite processes from taking one row. The sends happen outside any
+transaction; the results are written in one more, each only if the lease is still ours. A replica that dies
+mid-send leaves rows whose lease lapses; they are claimed again (the platforms take the delivery's `ref`, so
+voice and push are not repeated; SMS has no such reference — the one case of at-least-once).
+
+Per channel: a platform that does not take the message (down, 5xx, unreachable) is retried with backoff
+(`notify_retry_base_seconds` doubling, `notify_max_tries` tries), then the next channel of the plan is tried;
+a voice call nobody answers moves to the next channel at once. A sent SMS or push waits for its receipt
+(`sent` → `delivered`).
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import and_, or_, select, update
+
+from common.db import Database
+from common.ids import new_id
+from common.outbound import PlatformUnavailable
+from common.sms import SmsUnavailable
+from svc_residents.notifications.models import Attempt, Delivery, Notification, StaffContact
+from svc_residents.persons.models import Person
+
+log = logging.getLogger("onenet.notifications")
+STAFF_AAD = "svc_residents:staff_contacts:{}:phone"
+
+
+@dataclass
+class Policy:
+    base_seconds: float = 5.0
+    max_tries: int = 4
+    lease_seconds: float = 30.0
+    batch: int = 200
+    concurrency: int = 32
+
+
+class Channels:
+    """The three outside channels behind one interface: `send` answers (provider ref, status)."""
+
+    def __init__(self, sms, voice, push) -> None:
+        self.sms, self.voice, self.push = sms, voice, push
+
+    async def send(self, channel: str, *, alias: str, phone: str | None, title: str, body: str,
+                   ref: str) -> tuple[str, str]:
+        if channel == "sms":
+            return await self.sms.send(phone, f"【一网通办】{body}"), "sent"
+        if channel == "voice":
+            r = await self.voice.call(phone, body, ref=ref)
+            return r["id"], "delivered" if r["status"] == "answered" else "no_answer"
+        r = await self.push.push(alias, title, body, ref=ref)
+        return r["id"], "sent"
+
+    async def receipt(self, channel: str, ref: str) -> str | None:
+        r = await (self.sms.receipt(ref) if channel == "sms" else self.push.receipt(ref))
+        return r.get("status") if r else None
+
+
+async def phone_of(session, recipient: str, protection) -> str | None:
+    kind, _, ident = recipient.partition(":")
+    if kind == "person":
+        p = await session.get(Person, ident)
+        return protection.cipher.decrypt(p.phone_enc, aad=f"svc_residents:persons:{ident}:phone") \
+            if p is not None and p.phone_enc else None
+    s = (await session.execute(select(StaffContact).where(StaffContact.user_id == ident))).scalar_one_or_none()
+    return protection.cipher.decrypt(s.phone_enc, aad=STAFF_AAD.format(ident)) if s and s.phone_enc else None
+
+
+class Dispatcher:
+    def __init__(self, db: Database, channels: Channels, protection, policy: Policy | None = None) -> None:
+        self.db, self.channels, self.protection = db, channels, protection
+        self.policy = policy or Policy()
+
+    async def claim(self, now: datetime) -> list[str]:
+        d = Delivery
+        due = or_(and_(d.state.in_(("queued", "sent")), d.next_attempt_at <= now),
+                  and_(d.state.in_(("sending", "checking")), d.lease_until < now))
+        lease = now + timedelta(seconds=self.policy.lease_seconds)
+        async with self.db.write_gate(), self.db.session() as s, s.begin():
+            stmt = select(d.id).where(due).order_by(d.next_attempt_at).limit(self.policy.batch)
+            if self.db.dialect == "postgresql":
+                stmt = stmt.with_for_update(skip_locked=True)
+            ids = list((await s.execute(stmt)).scalars())
+            if not ids:
+                return []
+            # queued/sending → sending, sent/checking → checking: the UPDATE re-checks what the SELECT saw
+            claimed = []
+            for old, new in ((("queued", "sending"), "sending"), (("sent", "checking"), "checking")):
+                res = await s.execute(update(d).where(d.id.in_(ids), d.state.in_(old), due)
+                                      .values(state=new, lease_until=lease).returning(d.id))
+                claimed += list(res.scalars())
+            return claimed
+
+    async def run_once(self, now: datetime) -> int:
+        """One round: claim, send, record. Returns how many deliveries were handled."""
+        ids = await self.claim(now)
+        if not ids:
+            return 0
+        async with self.db.session() as s:
+            rows = (await s.execute(select(Delivery, Notification).join(
+                Notification, Notification.id == Delivery.notification_id).where(Delivery.id.in_(ids)))).all()
+            phones = {}
+            for _, n in rows:
+                if n.recipient not in phones:
+                    phones[n.recipient] = await phone_of(s, n.recipient, self.protection)
+        gate = asyncio.Semaphore(self.policy.concurrency)
+
+        async def one(d: Delivery, n: Notification):
+            async with gate:
+                return await self._try(d, n, phones.get(n.recipient), now)
+
+        results = await asyncio.gather(*(one(d, n) for d, n in rows))
+        async with self.db.write_gate(), self.db.session() as s, s.begin():
+            for (d, n), (values, attempt) in zip(rows, results):
+                await s.execute(update(Delivery).where(Delivery.id == d.id, Delivery.lease_until == d.lease_until)
+                                .values(**values, lease_until=None, updated_at=now))
+                if attempt is not None:
+                    s.add(Attempt(id=new_id(), delivery_id=d.id, notification_id=n.id, at=now, **attempt))
+        return len(rows)
+
+    async def _try(self, d: Delivery, n: Notification, phone: str | None, now: datetime):
+        channel = d.channels[d.position]
+        if d.state == "checking":  # a sent SMS or push: read its receipt
+            try:
+                status = await self.channels.receipt(channel, d.provider_ref)
+            except (SmsUnavailable, PlatformUnavailable):
+                status = None
+            if status == "delivered":
+                return {"state": "delivered"}, {"channel": channel, "outcome": "delivered",
+                                                "provider_ref": d.provider_ref}
+            return self._later(d, now, "sent"), None  # no receipt yet: ask again later
+        ref = f"{d.id}:{d.position}"
+        try:
+            provider_ref, status = await self.channels.send(channel, alias=n.recipient, phone=phone, title=n.title,
+                                                            body=n.body, ref=ref)
+        except (SmsUnavailable, PlatformUnavailable) as exc:
+            return self._failed(d, now, str(exc)), {"channel": channel, "outcome": "failed", "detail": str(exc)[:300]}
+        if status == "no_answer":
+            return self._next_channel(d, now, "no_answer"), {"channel": channel, "outcome": "failed",
+                                                             "detail": "no_answer", "provider_ref": provider_ref}
+        state = "delivered" if status == "delivered" else "sent"
+        return ({"state": state, "provider_ref": provider_ref, "tries": d.tries + 1, "next_attempt_at": now,
+                 "last_error": None},
+                {"channel": channel, "outcome": state, "provider_ref": provider_ref})
+
+    def _later(self, d: Delivery, now: datetime, state: str) -> dict:
+        return {"state": state, "next_attempt_at": now + timedelta(seconds=self.policy.base_seconds)}
+
+    def _failed(self, d: Delivery, now: datetime, error: str) -> dict:
+        tries = d.tries + 1
+        if tries < self.policy.max_tries:
+            delay = self.policy.base_seconds * 2 ** (tries - 1)
+            return {"state": "queued", "tries": tries, "next_attempt_at": now + timedelta(seconds=delay),
+                    "last_error": error[:300]}
+        return self._next_channel(d, now, error)
+
+    def _next_channel(self, d: Delivery, now: datetime, error: str) -> dict:
+        if d.position + 1 < len(d.channels):
+            return {"state": "queued", "position": d.position + 1, "tries": 0, "next_attempt_at": now,
+                    "last_error": error[:300]}
+        return {"state": "failed", "last_error": error[:300]}

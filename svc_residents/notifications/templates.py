@@ -1,0 +1,87 @@
+"""Message templates as data: plain, short Chinese with the request's number and the next step; English for
+those who asked for it. `{name}` placeholders only; `render` refuses a missing or an unknown variable with a
+problem naming it, so a rule or a caller that drifts from its template is caught, never sent half-filled."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from string import Formatter
+from typing import Any
+
+from common.errors import invalid
+
+
+@dataclass(frozen=True)
+class Template:
+    category: str  # what a recipient opts out of (PIPL): request, offer, verification, warning, broadcast, safety
+    zh: tuple[str, str]  # (title, body)
+    en: tuple[str, str]
+
+    @property
+    def variables(self) -> frozenset[str]:
+        names = set()
+        for text in (*self.zh, *self.en):
+            names.update(f for _, f, _, _ in Formatter().parse(text) if f)
+        return frozenset(names)
+
+
+T = Template
+TEMPLATES: dict[str, Template] = {
+    "request.accepted": T("request", ("诉求已受理", "您的诉求（编号{number}，{item}）已受理，我们会尽快安排人员处理。"),
+                          ("Request accepted", "Your request {number} ({item}) was accepted; we will assign someone soon.")),
+    "request.rejected": T("request", ("诉求未受理", "您的诉求（编号{number}）未受理，原因：{reason}。如有疑问请联系社区。"),
+                          ("Request not accepted", "Your request {number} was not accepted: {reason}. "
+                                                   "Contact your community with any questions.")),
+    "request.dispatched": T("request", ("诉求已派单", "您的诉求（编号{number}）已派给{assignee}，请保持电话畅通。"),
+                            ("Request assigned", "Your request {number} was assigned to {assignee}; "
+                                                 "please keep your phone on.")),
+    "request.assigned": T("request", ("新派单", "诉求{number}（{item}）已派给您，请尽快接单。"),
+                          ("New assignment", "Request {number} ({item}) was assigned to you; please claim it.")),
+    "request.claimed": T("request", ("已有人接单", "您的诉求（编号{number}）已由{assignee}接单，正在处理。"),
+                         ("Request claimed", "{assignee} took your request {number} and is working on it.")),
+    "request.resolved": T("request", ("诉求已办结，请评价", "您的诉求（编号{number}）已办结。请在应用中为本次服务评价；"
+                                                     "如未解决可申请重办。"),
+                          ("Request resolved: please rate", "Your request {number} is resolved. Please rate the "
+                                                            "service in the app, or ask to reopen it.")),
+    "request.reopened": T("request", ("诉求已重办", "您的诉求（编号{number}）已重新办理，我们会再次安排处理。"),
+                          ("Request reopened", "Your request {number} was reopened; it will be handled again.")),
+    "request.reopened.staff": T("request", ("诉求被申请重办", "诉求{number}（{item}）被居民申请重办，请重新处理。"),
+                                ("Request reopened", "Request {number} ({item}) was reopened by the resident; "
+                                                     "please handle it again.")),
+    "request.escalated": T("request", ("诉求已升级", "诉求{number}（{item}）已升级至{level}，请及时处理。"),
+                           ("Request escalated", "Request {number} ({item}) was escalated to {level}; "
+                                                 "please handle it.")),
+    "request.overdue": T("request", ("诉求超时", "诉求{number}（{item}）已超过时限（{breaches}），请尽快处理。"),
+                         ("Request overdue", "Request {number} ({item}) is past its deadline ({breaches}); "
+                                             "please act now.")),
+    "offer.made": T("offer", ("新的服务邀约", "有一项服务需求（{item}）邀请您提供服务，请在{expires}前确认。"),
+                    ("New offer", "You are asked to provide a service ({item}); please answer before {expires}.")),
+    "offer.expiring": T("offer", ("邀约即将过期", "服务邀约（{item}）将于{expires}过期，请尽快确认。"),
+                        ("Offer about to expire", "The offer ({item}) expires at {expires}; please answer soon.")),
+    "verification.needs_resident": T("verification", ("信息需要您确认", "您的{field}信息需要本人确认，请携带证件到社区"
+                                                                 "或在应用中补充。"),
+                                     ("Please confirm your details", "Your {field} needs your confirmation: visit "
+                                                                     "your community with ID or add it in the app.")),
+    "warning.opened": T("warning", ("预警提示", "{community}出现预警：{title}，请及时查看处理。"),
+                        ("Warning", "A warning was raised for {community}: {title}. Please look into it.")),
+    "notice.general": T("broadcast", ("{title}", "{text}"), ("{title}", "{text}")),
+    "safety.alert": T("safety", ("紧急求助", "{text}"), ("Emergency", "{text}")),
+}
+
+
+def render(template: str, variables: dict[str, Any], language: str = "zh") -> tuple[str, str]:
+    """(title, body) of `template` filled with `variables`; 422 naming the template or the variable otherwise."""
+    t = TEMPLATES.get(template)
+    if t is None:
+        raise invalid("template", "notification.unknown_template", f"没有这个消息模板：{template}",
+                      f"Unknown message template: {template}")
+    unknown = sorted(set(variables) - t.variables)
+    if unknown:
+        raise invalid(f"variables.{unknown[0]}", "notification.unknown_variable",
+                      f"模板 {template} 没有变量 {unknown[0]}", f"Template {template} has no variable {unknown[0]}")
+    missing = sorted(t.variables - set(variables))
+    if missing:
+        raise invalid(f"variables.{missing[0]}", "notification.missing_variable",
+                      f"模板 {template} 缺少变量 {missing[0]}", f"Template {template} needs variable {missing[0]}")
+    title, body = t.en if language == "en" else t.zh
+    values = {k: str(v) for k, v in variables.items()}
+    return title.format(**values)[:100], body.format(**values)
