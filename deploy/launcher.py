@@ -199,6 +199,10 @@ class Launcher:
         if spec.name == "svc_residents":
             env["ONENET_OUTBOX_SUBSCRIBER_KEYS"] = json.dumps({"requester_profile.": self.keys["svc_services"],
                                                                "person_place.": self.keys["svc_matching"]})
+        if spec.name == "svc_services":  # the request steps people are told about (notice.*, docs/adr/0017)
+            env["ONENET_OUTBOX_SUBSCRIBERS"] = json.dumps(
+                {"notice.": f"{self.url('svc_residents')}/residents/v1/notices"})
+            env["ONENET_OUTBOX_SUBSCRIBER_KEYS"] = json.dumps({"notice.": self.keys["svc_residents"]})
         if spec.name != "gateway":
             env["ONENET_CLIENT_ID"] = spec.name
             env["ONENET_CLIENT_SECRET"] = creds[spec.name]

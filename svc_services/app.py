@@ -22,6 +22,7 @@ from svc_services.catalogue.router import router as catalogue_router
 from svc_services.clients import close_clients, install_clients
 from svc_services.dispatch.router import router as dispatch_router
 from svc_services.grids.router import router as grids_router
+from svc_services.notices.feed import FEED as NOTICE_FEED
 from svc_services.materials.router import router as materials_router
 from svc_services.open311.publication import router as publication_router
 from svc_services.open311.router import router as open311_router
@@ -78,7 +79,8 @@ def create_app(settings: ServicesSettings | None = None, *, verifier: TokenVerif
         # (photos and material files: multipart uploads with a body limit of their own, common.storage.uploads)
         extra_media_types={"/open311/": ("application/x-www-form-urlencoded",)},
         # reads of material files go to the person's access log in svc_residents (svc_services.attachments.reading)
-        feeds=(ACCESS_FEED,),
+        # and the request steps someone is told about to its notification engine (svc_services.notices)
+        feeds=(ACCESS_FEED, NOTICE_FEED),
         outbox_model=OutboxEvent,
         verifier=verifier,
         background=[sla_scheduler, storage_purge],

@@ -19,6 +19,7 @@ from svc_services.catalogue.models import CatalogueItemVersion
 from svc_services.codes import ESCALATION_LEVELS
 from svc_services.requests.access import UNSEEN, can_see, may_act, visibility_clause
 from svc_services.requests.lifecycle import ACTION_ZH, ACTIONS, EVENT, OWNER, STATE_ZH, TRANSITIONS, allowed_actions
+from svc_services.notices.feed import record_notice
 from svc_services.requests.models import ServiceRequest, TimelineEntry
 from svc_services.requests.payloads import event_data
 from svc_services.requests.schemas import TransitionIn
@@ -64,6 +65,7 @@ async def apply(session: AsyncSession, req: ServiceRequest, principal: Principal
                               acting_for=acting_for, note=note, data=data or {}, occurred_at=now))
     record_event(session, OutboxEvent, f"request.{EVENT[action]}", subject=req.id, community=req.community,
                  grid=req.grid, data=event_data(req, action, from_state, principal, now, data), now=now)
+    await record_notice(session, req, EVENT[action], now, note=note, extra=data)  # who is told: svc_residents
     await session.flush()
     return req
 

@@ -16,6 +16,7 @@ from common.errors import Problem
 from common.outbox import record_event
 from svc_services.base import OutboxEvent
 from svc_services.codes import LEVEL_ZH
+from svc_services.notices.feed import record_notice
 from svc_services.requests import service
 from svc_services.requests.payloads import event_data
 from svc_services.requests.lifecycle import OPEN
@@ -84,6 +85,7 @@ async def _scan_one(db: Database, req_id: str, clock: Clock, settings: ServicesS
             record_event(session, OutboxEvent, "request.overdue", subject=req.id, community=req.community,
                          grid=req.grid, now=now,
                          data=event_data(req, "overdue", req.state, SCHEDULER, now, {"breaches": breaches}))
+            await record_notice(session, req, "overdue", now, extra={"breaches": breaches})
         newly_overdue = bool(breaches) and not req.overdue
         reasons = breaches or ["still_overdue"]
         if up is None:
