@@ -8,7 +8,8 @@ mid-send leaves rows whose lease lapses; they are claimed again (the platforms t
 voice and push are not repeated; SMS has no such reference — the one case of at-least-once).
 
 Per channel: a platform that does not take the message (down, 5xx, unreachable) is retried with backoff
-(`notify_retry_base_seconds` doubling, `notify_max_tries` tries), then the next channel of the plan is tried;
+(`notify_retry_base_seconds` doubling, `notify_max_tries` tries), then the next channel of the plan is tried; the
+last one goes on (at most every `max_backoff_seconds`) for a day, so a platform that is down loses nothing;
 a voice call nobody answers moves to the next channel at once. A sent SMS or push waits for its receipt
 (`sent` → `delivered`).
 """
@@ -37,6 +38,8 @@ class Policy:
     base_seconds: float = 5.0
     max_tries: int = 4
     lease_seconds: float = 30.0
+    max_backoff_seconds: float = 300.0
+    give_up_after: timedelta = timedelta(days=1)  # on the last channel: retried until the message is this old
     batch: int = 200
     concurrency: int = 32
 
@@ -154,8 +157,10 @@ class Dispatcher:
 
     def _failed(self, d: Delivery, now: datetime, error: str) -> dict:
         tries = d.tries + 1
-        if tries < self.policy.max_tries:
-            delay = self.policy.base_seconds * 2 ** (tries - 1)
+        last = d.position + 1 >= len(d.channels)
+        # the last channel is not given up while the platform may come back: the message waits, not lost
+        if tries < self.policy.max_tries or (last and now - d.created_at < self.policy.give_up_after):
+            delay = min(self.policy.max_backoff_seconds, self.policy.base_seconds * 2 ** (tries - 1))
             return {"state": "queued", "tries": tries, "next_attempt_at": now + timedelta(seconds=delay),
                     "last_error": error[:300]}
         return self._next_channel(d, now, error)
