@@ -57,6 +57,14 @@ async def open_content(session: AsyncSession, store: ObjectStore, protection: Fi
         if att.kind == "material" and req.person_id:
             material = await session.get(RequestMaterial, att.material_id) if att.material_id else None
             log_read(session, principal, att, req, material, variant, now)
+    chunks, first = await open_object(store, protection, att, variant)
+    return att, chunks, first
+
+
+async def open_object(store: ObjectStore, protection: FieldProtection | None, att: Attachment,
+                      variant: str = "file") -> tuple[AsyncIterator[bytes], bytes]:
+    """The stored bytes of `att` as a stream, the first chunk already read: a store that is down is a 503 (a
+    missing object a 404) before the answer starts."""
     oid = att.id if variant == "file" else f"{att.id}-thumb"
     chunks = store.get(oid, sha256=att.sha256 if variant == "file" else att.thumb_sha256)
     if att.encrypted:
@@ -67,7 +75,7 @@ async def open_content(session: AsyncSession, store: ObjectStore, protection: Fi
         raise store_down(exc) from None
     except ObjectMissing:
         raise Problem(404, "attachment.object_missing", ("附件文件缺失，请联系运维", "The stored file is missing")) from None
-    return att, chunks, first
+    return chunks, first
 
 
 async def stream(first: bytes, chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:

@@ -21,13 +21,18 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from fastapi import APIRouter, Request
-from fastapi.responses import Response
+from fastapi.responses import Response, StreamingResponse
 from pydantic import ValidationError
 
 from common.auth import Principal, TokenVerifier, principal_from_claims
 from common.db import Database
 from common.deps import AppClock, AppDb, AppSettings, AppVerifier
 from common.errors import Problem, request_language
+from common.crypto import FieldProtection
+from svc_services.attachments.models import Attachment
+from svc_services.attachments.reading import open_object, stream
+from svc_services.attachments.router import AppProtection, AppStore, base_url
+from svc_services.attachments.signed import signed_url, valid
 from svc_services.catalogue.models import CatalogueItem, CatalogueItemVersion
 from svc_services.open311 import service as o311
 from svc_services.open311.formats import FORMATS, errors, render
@@ -144,17 +149,31 @@ def _extensions(params) -> bool:
     return (params.get("extensions") or "").lower() in ("true", "1", "yes")
 
 
-async def _request_docs(db: Database, reqs: list[ServiceRequest], extensions: bool) -> list[dict[str, Any]]:
+async def _request_docs(db: Database, reqs: list[ServiceRequest], extensions: bool, media: "Media") -> list[dict[str, Any]]:
     async with db.session() as session:
         items = await o311.item_facts(session, reqs)
         published = await o311.publications(session, [r.id for r in reqs])
         tls = await o311.timelines(session, [r.id for r in reqs]) if extensions else {}
-    return [o311.request_out(r, items[r.id], published.get(r.id), tls.get(r.id) if extensions else None)
+        shown = [r.id for r in reqs if o311.photo_public(r, items[r.id][1], published.get(r.id))]
+        photos = await o311.first_photos(session, shown)
+    return [o311.request_out(r, items[r.id], published.get(r.id), tls.get(r.id) if extensions else None,
+                             media.url(photos[r.id]) if r.id in photos else None)
             for r in reqs]
 
 
+class Media:
+    """Mints the signed photo URLs of one answer (attachments.signed)."""
+
+    def __init__(self, settings: ServicesSettings, protection: FieldProtection, now: datetime) -> None:
+        self.base, self.protection, self.now = base_url(settings), protection, now
+
+    def url(self, attachment_id: str) -> str:
+        return signed_url(self.base, self.protection, attachment_id, self.now)
+
+
 @router.get("/requests.{fmt}", summary="Open311 service requests (public, no personal data)")
-async def list_requests(fmt: str, request: Request, db: AppDb, settings: AppSettings, clock: AppClock) -> Response:
+async def list_requests(fmt: str, request: Request, db: AppDb, settings: AppSettings, clock: AppClock,
+                        protection: AppProtection) -> Response:
     async def work(fmt: str) -> Response:
         q = request.query_params
         ids = _split(q.get("service_request_id"))
@@ -170,7 +189,8 @@ async def list_requests(fmt: str, request: Request, db: AppDb, settings: AppSett
             reqs = await o311.find_requests(session, settings, ids=ids,
                                             service_codes=_split(q.get("service_code")), start=start, end=end,
                                             statuses=statuses, now=clock.now())
-        return render(fmt, "service_requests", await _request_docs(db, reqs, _extensions(q)))
+        media = Media(settings, protection, clock.now())
+        return render(fmt, "service_requests", await _request_docs(db, reqs, _extensions(q), media))
     return await _guard(request, fmt, work)
 
 
@@ -183,11 +203,51 @@ async def _public_request(db: Database, settings: ServicesSettings, request_id: 
 
 
 @router.get("/requests/{request_id}.{fmt}", summary="Open311 one service request (public, no personal data)")
-async def get_request(request_id: str, fmt: str, request: Request, db: AppDb, settings: AppSettings) -> Response:
+async def get_request(request_id: str, fmt: str, request: Request, db: AppDb, settings: AppSettings,
+                      clock: AppClock, protection: AppProtection) -> Response:
     async def work(fmt: str) -> Response:
         req = await _public_request(db, settings, request_id)
-        return render(fmt, "service_requests", await _request_docs(db, [req], _extensions(request.query_params)))
+        media = Media(settings, protection, clock.now())
+        return render(fmt, "service_requests", await _request_docs(db, [req], _extensions(request.query_params), media))
     return await _guard(request, fmt, work)
+
+
+_SIGNATURE = re.compile(r"^[0-9a-f]{64}$")
+_MEDIA_PARAMS = [  # read by the endpoint itself, so that a bad one is answered in Open311's error format
+    {"name": "expires", "in": "query", "required": True, "description": "到期时间（Unix 秒）expiry, Unix seconds",
+     "schema": {"type": "integer", "minimum": 0, "maximum": 2**40}},
+    {"name": "signature", "in": "query", "required": True, "description": "服务签名 the service's signature",
+     "schema": {"type": "string", "pattern": _SIGNATURE.pattern}}]
+
+
+@router.get("/media/{attachment_id}.jpg", summary="Open311 media_url: a request's photo (signed, expiring URL)",
+            openapi_extra={"parameters": _MEDIA_PARAMS},
+            responses={200: {"content": {"image/jpeg": {"schema": {"type": "string", "format": "binary"}}}}})
+async def media(attachment_id: str, request: Request, db: AppDb, settings: AppSettings, clock: AppClock,
+                store: AppStore, protection: AppProtection):
+    async def work(fmt: str) -> Response:
+        q = request.query_params
+        expires, signature = q.get("expires") or "", q.get("signature") or ""
+        if not expires.isdigit() or len(expires) > 13:
+            raise Open311Error(400, "expires: required, Unix seconds")
+        if not _SIGNATURE.match(signature):
+            raise Open311Error(400, "signature: required, 64 hexadecimal digits")
+        expires = int(expires)
+        if not valid(protection, attachment_id, expires, signature, clock.now()):
+            raise Open311Error(403, "media_url: signature invalid or expired; read the request again for a fresh URL")
+        async with db.session() as session:
+            att = await session.get(Attachment, attachment_id)
+            req = await session.get(ServiceRequest, att.request_id) if att is not None else None
+            items = await o311.item_facts(session, [req]) if req is not None else {}
+            pub = (await o311.publications(session, [req.id])).get(req.id) if req is not None else None
+        if (att is None or att.kind != "photo" or att.purged_at is not None or not o311.is_public(req, settings)
+                or not o311.photo_public(req, items[req.id][1], pub)):
+            raise Open311Error(404, f"media {attachment_id} not found")
+        chunks, first = await open_object(store, None, att)
+        return StreamingResponse(stream(first, chunks), media_type="image/jpeg", headers={
+            "Content-Length": str(att.size), "X-Content-Type-Options": "nosniff",
+            "Cache-Control": f"public, max-age={min(max(expires - int(clock.now().timestamp()), 0), 300)}"})
+    return await _guard(request, "json", work)
 
 
 @router.get("/tokens/{token}.{fmt}", summary="Open311 request id from a token")

@@ -21,6 +21,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from svc_services.attachments.models import Attachment
 from svc_services.catalogue.models import CatalogueItem, CatalogueItemVersion
 from svc_services.codes import CATEGORIES, LEVEL_ZH
 from svc_services.open311.models import RequestPublication
@@ -139,9 +140,27 @@ def public_description(personal_item: bool, publication: RequestPublication | No
     return scrub(publication.description)
 
 
+def photo_public(req: ServiceRequest, personal_item: bool, publication: RequestPublication | None) -> bool:
+    """Whether the public may see the request's photo (Open311 `media_url`): a public matter (not a personal item,
+    nobody's own request) whose text staff of its area published; never before, never a resident's own request
+    (a photo of a home shows where someone lives)."""
+    return not personal_item and req.person_id is None and publication is not None and bool(publication.description)
+
+
+async def first_photos(session: AsyncSession, ids: list[str]) -> dict[str, str]:
+    """Per request id: its first photo still kept (the report's), by upload time."""
+    A = Attachment  # noqa: N806
+    if not ids:
+        return {}
+    rows = (await session.execute(select(A.request_id, A.id).where(
+        A.request_id.in_(ids), A.kind == "photo", A.purged_at.is_(None)).order_by(A.created_at.desc(), A.id.desc())))
+    return {rid: aid for rid, aid in rows.all()}  # the last write per request wins: the earliest photo
+
+
 def request_out(req: ServiceRequest, item: tuple[str, bool], publication: RequestPublication | None,
-                timeline: list[TimelineEntry] | None) -> dict[str, Any]:
-    """`item`: the item's name for this request and whether it is personal (item_facts)."""
+                timeline: list[TimelineEntry] | None, photo_url: str | None = None) -> dict[str, Any]:
+    """`item`: the item's name for this request and whether it is personal (item_facts); `photo_url`: the signed
+    URL of its photo where `photo_public` allows it (else the link the submitter gave, if any)."""
     name, personal_item = item
     personal = personal_item or req.person_id is not None
     lat, long = req.lat, req.long
@@ -155,7 +174,7 @@ def request_out(req: ServiceRequest, item: tuple[str, bool], publication: Reques
         "requested_datetime": req.created_at, "updated_datetime": req.updated_at,
         "expected_datetime": req.resolution_due_at or req.response_due_at,
         "address": None if personal else scrub(req.address), "address_id": req.grid, "zipcode": None,
-        "lat": lat, "long": long, "media_url": req.media_url,
+        "lat": lat, "long": long, "media_url": photo_url or req.media_url,
     }
     if timeline is not None:
         out["extended_attributes"] = {"state": req.state, "state_name": STATE_ZH.get(req.state, req.state),

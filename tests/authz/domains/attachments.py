@@ -14,7 +14,8 @@ The policy (DESIGN "Identity and authorisation" and "Data protection", DOMAIN wo
   it is reviewed (verified / rejected with a reason) by the staff of the place and ops, never by the requester.
 
 The targets: R1 (P1's accepted request in A1 of 幸福) with a photo by staff1; a request of P1 for an item that
-requires an uploaded ID card copy, with the file brought by resident1. Fresh requests are made as ops for every
+requires an uploaded ID card copy, with the file brought by resident1; a public matter staff1 reported with a
+photo and published, whose photo Open311 names by a signed URL (`media_url`). Fresh requests are made as ops for every
 call that changes a material (an upload moves it, a review ends it).
 """
 from __future__ import annotations
@@ -23,7 +24,7 @@ import io
 
 from PIL import Image
 
-from tests.authz.policy import A1, DENY, HIDE, P1, Caller, Rule, allow, no_grant
+from tests.authz.policy import A1, DENY, HIDE, OK, P1, Caller, Rule, allow, no_grant
 from tests.authz.test_matrix import REQUEST_BODY, Cell, World, get, holds, ids
 
 MATERIAL = {"code": "id_card_copy", "name": "身份证复印件", "source": "upload"}
@@ -63,6 +64,10 @@ RULES = {
     "material.upload": Rule("a material's file is brought by the requester (or proxy) or by place staff of A1 and "
                             "above at the counter, and ops; others 404 as for an unknown request; systems 403",
                             allow(sees_r1, _hidden)),
+    "attachment.media": Rule("Open311's media_url: a public matter's photo (a public item, no person's own "
+                             "request, text published by staff) is public like the GeoReport reads that hand out "
+                             "its signed, expiring URL: whoever holds the URL reads it, signed in or not",
+                             lambda c: OK),
     "material.review": Rule("an uploaded material is verified or rejected by place staff of A1 and above and ops "
                             "(DOMAIN workflow 5: staff check the papers); P1 sees it but may not review (403 "
                             "material.not_reviewer); others 404; systems 403",
@@ -111,6 +116,8 @@ CELLS = {
     "GET /services/v1/attachments/{attachment_id}/content": [
         Cell("attachment.read", get("/services/v1/attachments/{}/content", ids("photo_id"))),
         Cell("attachment.material.read", get("/services/v1/attachments/{}/content", ids("material_file_id")))],
+    "GET /open311/v2/media/{attachment_id}.jpg": [Cell("attachment.media", lambda w, c, oid: (
+        "GET", w.ids["media_path"], {}))],
     "POST /services/v1/requests/{request_id}/materials/{code}/upload": [Cell("material.upload", material_upload)],
     "POST /services/v1/requests/{request_id}/materials/{code}/review": [Cell("material.review", material_review)],
 }
@@ -139,3 +146,13 @@ def setup(w: World) -> None:
     m = w.call("resident1", "POST", f"/services/v1/requests/{rid}/materials/id_card_copy/upload",
                **_files(PDF, "id.pdf", "application/pdf"))
     w.ids["material_file_id"] = m["attachment_id"]
+    # a public matter (personal: false) reported by staff1 with a photo, its text published: Open311 names the photo
+    public = w.uid("AUTHZ-PUB").upper()
+    w.call("ops1", "POST", "/services/v1/catalogue/items", json={
+        **{k: base[k] for k in ItemContent.model_fields}, "code": public, "name": f"authz {public}", "personal": False})
+    pub = w.call("staff1", "POST", "/services/v1/requests", json={**REQUEST_BODY, "item_code": public})["id"]
+    w.call("staff1", "POST", f"/services/v1/requests/{pub}/photos", **_files(JPEG, "lamp.jpg", "image/jpeg"))
+    w.call("staff1", "PUT", f"/services/v1/requests/{pub}/publication", json={"description": "authz 路灯不亮"})
+    url = w.call("ops1", "GET", f"/open311/v2/requests/{pub}.json")[0]["media_url"]
+    from urllib.parse import urlsplit
+    w.ids["media_path"] = f"{urlsplit(url).path}?{urlsplit(url).query}"
