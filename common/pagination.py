@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from collections.abc import Callable, Sequence
 from typing import Any, Generic, TypeVar
 
@@ -21,6 +22,9 @@ T = TypeVar("T")
 MAX_LIMIT = 200
 # What we issue is a few short keys; a longer cursor is not one of ours (and would only cost parsing).
 MAX_CURSOR_CHARS = 1024
+# What `encode_cursor` writes: URL-safe base64 without padding (declared on the parameter, checked on decoding).
+CURSOR_PATTERN = "^[A-Za-z0-9_-]*$"
+_CURSOR = re.compile(CURSOR_PATTERN)
 # Integer keys are database integers (BIGINT at most).
 _INT64 = range(-2 ** 63, 2 ** 63)
 
@@ -45,6 +49,8 @@ def decode_cursor(cursor: str | None) -> list[Any] | None:
     holds it, so anything else (an empty list, objects, floats) is a 422, never a query that fails later."""
     if not cursor:
         return None
+    if len(cursor) > MAX_CURSOR_CHARS or not _CURSOR.match(cursor):
+        raise _bad_cursor()
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
         values = json.loads(base64.urlsafe_b64decode(padded.encode()))
@@ -71,7 +77,7 @@ def cursor_key(cursor: str | None, kind: type = str) -> Any:
 
 class PageParams:
     def __init__(self, limit: int = Query(50, ge=1, le=MAX_LIMIT, description="每页条数 (≤ 200)"),
-                 cursor: str | None = Query(None, max_length=MAX_CURSOR_CHARS,
+                 cursor: str | None = Query(None, max_length=MAX_CURSOR_CHARS, pattern=CURSOR_PATTERN,
                                             description="上一页返回的 next_cursor")) -> None:
         self.limit = limit
         self.cursor = cursor

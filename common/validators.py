@@ -12,8 +12,11 @@ from datetime import date
 from typing import Annotated, Literal
 
 from annotated_types import Ge, Le
-from pydantic import AfterValidator, AllowInfNan, AwareDatetime
+from pydantic import AfterValidator, AllowInfNan, AwareDatetime, WithJsonSchema
 from pydantic_core import PydanticCustomError
+
+
+_SPACES = " \t\n\r\f\v"  # the whitespace a value may carry around it: ASCII's, as the patterns below say
 
 
 class ValidationFailure(ValueError):
@@ -45,8 +48,8 @@ class DivisionCode:
 def parse_division_code(value: str) -> DivisionCode:
     """6 digits (GB/T 2260: province 110000, city 110100, district 110101) extended locally by 3 digits per
     level: street (9), community (12), grid (15)."""
-    v = (value or "").strip()
-    if not v.isdigit() or len(v) not in (6, 9, 12, 15):
+    v = (value or "").strip(_SPACES)
+    if not (v.isascii() and v.isdigit()) or len(v) not in (6, 9, 12, 15):
         raise ValidationFailure("division.format", "区划代码应为 6、9、12 或 15 位数字",
                                 "A division code has 6, 9, 12 or 15 digits")
     if v[:2] not in PROVINCES:
@@ -64,7 +67,7 @@ def parse_division_code(value: str) -> DivisionCode:
 
 _ID_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
 _ID_CHECK = "10X98765432"
-_ID_RE = re.compile(r"^\d{17}[\dX]$")
+_ID_RE = re.compile(r"^\d{17}[\dX]$", re.ASCII)  # ASCII digits: int() would read others too
 
 
 @dataclass(frozen=True)
@@ -80,7 +83,7 @@ def resident_id_check_char(first17: str) -> str:
 
 
 def parse_resident_id(value: str, *, today: date | None = None) -> ResidentId:
-    v = (value or "").strip().upper()
+    v = (value or "").strip(_SPACES).upper()
     if len(v) != 18:
         raise ValidationFailure("id_number.length", "身份证号应为 18 位", "An ID number has 18 characters")
     if not _ID_RE.match(v):
@@ -114,15 +117,18 @@ def is_valid_resident_id(value: str, *, today: date | None = None) -> bool:
 
 # ---- mobile number ------------------------------------------------------------------------------------------
 
+_PHONE_SEPARATORS = re.compile(r"[\s\-()]", re.ASCII)
+
+
 def normalize_mobile(value: str) -> str:
     """Mainland mobile numbers: 11 digits starting 13–19; a +86 / 0086 / 86 prefix, spaces and hyphens go."""
-    v = re.sub(r"[\s\-()]", "", value or "")
+    v = _PHONE_SEPARATORS.sub("", value or "")
     for prefix in ("+86", "0086"):
         if v.startswith(prefix):
             v = v[len(prefix):]
     if len(v) == 13 and v.startswith("86"):
         v = v[2:]
-    if not v.isdigit():
+    if not (v.isascii() and v.isdigit()):  # ASCII digits: str.isdigit() takes every script's
         raise ValidationFailure("phone.format", "手机号只能包含数字", "A mobile number has digits only")
     if len(v) != 11:
         raise ValidationFailure("phone.length", "手机号应为 11 位", "A mobile number has 11 digits")
@@ -159,7 +165,7 @@ def make_uscc(authority: str, type_code: str, division: str, org_base8: str) -> 
 
 
 def parse_uscc(value: str) -> str:
-    v = (value or "").strip().upper()
+    v = (value or "").strip(_SPACES).upper()
     if len(v) != 18:
         raise ValidationFailure("uscc.length", "统一社会信用代码应为 18 位", "A unified social credit code has 18 characters")
     if any(c not in USCC_ALPHABET for c in v):
@@ -200,10 +206,31 @@ def _pydantic(fn):
     return check
 
 
-ResidentIdNumber = Annotated[str, AfterValidator(_pydantic(lambda v: parse_resident_id(v).number))]
-MobileNumber = Annotated[str, AfterValidator(_pydantic(normalize_mobile))]
-USCC = Annotated[str, AfterValidator(_pydantic(parse_uscc))]
-DivisionCodeStr = Annotated[str, AfterValidator(_pydantic(lambda v: parse_division_code(v).code))]
+# What each parser can accept, as a JSON Schema (ECMA-262) pattern in the OpenAPI documents, so a generated client
+# or a fuzzer knows the form; a string outside it is always refused. Inside it a check character, a birth date or
+# an organisation type can still be wrong: rules no pattern states (checked by the parsers above).
+_W = "[ \\t\\n\\r\\f\\v]*"
+_PROV = "(?:" + "|".join(sorted(PROVINCES)) + ")"
+_SEP = "[ \\t\\n\\r\\f\\v()-]*"
+ID_NUMBER_PATTERN = f"^{_W}{_PROV}[0-9]{{15}}[0-9Xx]{_W}$"
+MOBILE_PATTERN = (f"^{_SEP}(?:\\+{_SEP}8{_SEP}6{_SEP})?(?:0{_SEP}0{_SEP}8{_SEP}6{_SEP})?(?:8{_SEP}6{_SEP})?"
+                  f"1{_SEP}[3-9](?:{_SEP}[0-9]){{9}}{_SEP}$")
+USCC_PATTERN = f"^{_W}[1-9ANYany][0-9A-HJ-NPQRTUWXYa-hj-npqrtuwxy]{{17}}{_W}$"
+DIVISION_PATTERN = f"^{_W}{_PROV}(?:[0-9]{{4}}|[0-9]{{7}}|[0-9]{{10}}|[0-9]{{13}}){_W}$"
+
+
+def _declared(pattern: str, description: str) -> WithJsonSchema:
+    return WithJsonSchema({"type": "string", "pattern": pattern, "description": description})
+
+
+ResidentIdNumber = Annotated[str, AfterValidator(_pydantic(lambda v: parse_resident_id(v).number)),
+                             _declared(ID_NUMBER_PATTERN, "居民身份证号（GB 11643，18 位，校验位）")]
+MobileNumber = Annotated[str, AfterValidator(_pydantic(normalize_mobile)),
+                         _declared(MOBILE_PATTERN, "手机号（11 位，13–19 开头；可带 +86、空格、连字符）")]
+USCC = Annotated[str, AfterValidator(_pydantic(parse_uscc)),
+                 _declared(USCC_PATTERN, "统一社会信用代码（GB 32100，18 位，校验位）")]
+DivisionCodeStr = Annotated[str, AfterValidator(_pydantic(lambda v: parse_division_code(v).code)),
+                            _declared(DIVISION_PATTERN, "区划代码（6、9、12 或 15 位）")]
 
 
 # ---- numbers and instants as the database and comparisons can take them ------------------------------------

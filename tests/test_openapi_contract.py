@@ -24,3 +24,93 @@ async def test_allowed_methods_reads_every_route(service_client):
     client = await service_client("svc_services")
     assert allowed_methods(client.app, "/services/v1/requests") == "GET, POST"
     assert allowed_methods(client.app, "/nowhere") == ""
+
+
+# ---- parameters carry the constraints the server enforces (common.validators' patterns) ----------------------
+import re  # noqa: E402
+
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+from common import validators as v  # noqa: E402
+
+VALID = {"id": "11010519491231002X", "phone": "13812345678", "uscc": v.make_uscc("9", "1", "110105", "MA01ABCD"),
+         "division": "110105001002"}
+PARSERS = {"id": (lambda s: v.parse_resident_id(s), v.ID_NUMBER_PATTERN),
+           "phone": (v.normalize_mobile, v.MOBILE_PATTERN),
+           "uscc": (v.parse_uscc, v.USCC_PATTERN),
+           "division": (v.parse_division_code, v.DIVISION_PATTERN)}
+NOISE = st.sampled_from([" ", "\t", "\u3000", "\x1c", "\xa0", "-", "(", ")", "+", "86", "0086", "x", "X", "ß",
+                         "１", "٣", "0", "9", "A", "I", "\n"])
+
+
+@st.composite
+def mutated(draw, kind: str) -> str:
+    s = list(VALID[kind])
+    for _ in range(draw(st.integers(0, 3))):
+        at = draw(st.integers(0, len(s)))
+        if draw(st.booleans()) or not s:
+            s.insert(at, draw(NOISE))
+        else:
+            s[min(at, len(s) - 1)] = draw(NOISE)
+    return "".join(s)
+
+
+@pytest.mark.parametrize("kind", sorted(PARSERS))
+@settings(max_examples=400, deadline=None)
+@given(data=st.data())
+def test_what_a_parser_accepts_matches_its_declared_pattern(kind, data):
+    """Outside the declared pattern is always refused (a fuzzer's negative data); the valid example is inside."""
+    parse, pattern = PARSERS[kind]
+    assert re.fullmatch(pattern, VALID[kind])
+    value = data.draw(st.one_of(mutated(kind), st.text(max_size=24)))
+    try:
+        parse(value)
+    except v.ValidationFailure:
+        return
+    assert re.fullmatch(pattern, value), (kind, value)
+
+
+def test_non_ascii_digits_are_refused():
+    for bad in ("1381234567٣", "138１2345678"):
+        with pytest.raises(v.ValidationFailure):
+            v.normalize_mobile(bad)
+    with pytest.raises(v.ValidationFailure):
+        v.parse_resident_id("11010519491231002" + "٣")
+    with pytest.raises(v.ValidationFailure):
+        v.parse_division_code("11010500100٣")
+
+
+async def test_the_documents_declare_the_validators_and_cursor_constraints(service_client):
+    """The constraints the code enforces, as each service's document declares them: the validators' types (an
+    organisation's USCC in svc_matching, division codes in svc_services' catalogue), every list's cursor and limit."""
+    from common.pagination import CURSOR_PATTERN, MAX_LIMIT
+
+    residents = await service_client("svc_residents")
+    doc = (await residents.get("/openapi.json")).json()
+    patterns = set()
+
+    def walk(node):
+        if isinstance(node, dict):
+            if isinstance(node.get("pattern"), str):
+                patterns.add(node["pattern"])
+            for x in node.values():
+                walk(x)
+        elif isinstance(node, list):
+            for x in node:
+                walk(x)
+    walk(doc)
+    for package, declared in (("svc_matching", v.USCC_PATTERN), ("svc_services", v.DIVISION_PATTERN)):
+        walk((await (await service_client(package)).get("/openapi.json")).json())
+        assert declared in patterns, package
+    lists = 0
+    for item in doc["paths"].values():
+        for op in item.values():
+            params = {p["name"]: p["schema"] for p in op.get("parameters", []) if p.get("in") == "query"}
+            if "cursor" in params:
+                lists += 1
+                cursor = params["cursor"].get("anyOf", [params["cursor"]])[0]
+                assert cursor["pattern"] == CURSOR_PATTERN and cursor["maxLength"] == 1024
+                assert params["limit"]["maximum"] == MAX_LIMIT and params["limit"]["minimum"] == 1
+    assert lists >= 3
+    r = await residents.get("/residents/v1/persons?cursor=a!b", headers={})
+    assert r.status_code in (401, 422)
