@@ -199,10 +199,15 @@ class Launcher:
         if spec.name == "svc_residents":
             env["ONENET_OUTBOX_SUBSCRIBER_KEYS"] = json.dumps({"requester_profile.": self.keys["svc_services"],
                                                                "person_place.": self.keys["svc_matching"]})
+        if spec.name == "svc_residents":  # notifications go straight to the outbound platforms (docs/adr/0017)
+            env["ONENET_NOTIFY_PLATFORMS_URL"] = self.url("departments")
+            env["ONENET_NOTIFY_PLATFORMS_KEY"] = self.keys["departments"]
         if spec.name == "svc_services":  # the request steps people are told about (notice.*, docs/adr/0017)
+            subs = json.loads(env.get("ONENET_OUTBOX_SUBSCRIBERS") or "{}")  # beside svc_services' other feeds
+            keys = json.loads(env.get("ONENET_OUTBOX_SUBSCRIBER_KEYS") or "{}")
             env["ONENET_OUTBOX_SUBSCRIBERS"] = json.dumps(
-                {"notice.": f"{self.url('svc_residents')}/residents/v1/notices"})
-            env["ONENET_OUTBOX_SUBSCRIBER_KEYS"] = json.dumps({"notice.": self.keys["svc_residents"]})
+                {**subs, "notice.": f"{self.url('svc_residents')}/residents/v1/notices"})
+            env["ONENET_OUTBOX_SUBSCRIBER_KEYS"] = json.dumps({**keys, "notice.": self.keys["svc_residents"]})
         if spec.name != "gateway":
             env["ONENET_CLIENT_ID"] = spec.name
             env["ONENET_CLIENT_SECRET"] = creds[spec.name]

@@ -4,7 +4,7 @@ from pathlib import Path
 
 from pydantic import Field
 
-from common.settings import ServiceSettings
+from common.settings import AssertionKey, ServiceSettings
 
 
 class ResidentsSettings(ServiceSettings):
@@ -41,3 +41,7 @@ class ResidentsSettings(ServiceSettings):
     notify_stream_poll_seconds: float = Field(default=1.0, gt=0)
     # System members whose outbox feeds deliver notice events (PUT /residents/v1/notices/{event_id}); ops always may.
     notice_sources: list[str] = Field(default_factory=lambda: ["svc_services", "svc_matching", "svc_metrics"])
+    # The outbound platforms (SMS, 语音外呼, app push: outside systems, not department data of the exchange) are called
+    # straight at their URL with their access key (the emulators': their gateway assertion key); unset, the gateway's.
+    notify_platforms_url: str | None = None
+    notify_platforms_key: AssertionKey | None = None

@@ -6,6 +6,7 @@ import asyncio
 import httpx
 from fastapi import FastAPI
 
+from common.assertion import auth_for
 from common.periodic import AGAIN, run_periodically
 from common.push import PushClient
 from common.sms import SmsClient
@@ -28,7 +29,9 @@ async def start(app: FastAPI) -> None:
     hub = app.state.notification_hub = Hub(settings.redis_url)
     await hub.start(app.state.db.engine)
     token = app.state.service_token or _no_token
-    app.state.notification_http = httpx.AsyncClient(base_url=settings.gateway_url, timeout=5.0)
+    # the platforms straight, with their access key (ADR 0017), or through the gateway when none is configured
+    app.state.notification_http = httpx.AsyncClient(base_url=settings.notify_platforms_url or settings.gateway_url,
+                                                    timeout=5.0, auth=auth_for(settings.notify_platforms_key))
     policy = Policy(base_seconds=settings.notify_retry_base_seconds, max_tries=settings.notify_max_tries)
     app.state.notification_dispatcher = Dispatcher(app.state.db, channels_on(app.state.notification_http, token),
                                                    app.state.protection, policy)
