@@ -42,10 +42,12 @@ class Binder:
         if self.client is not None:
             await self.client.aclose()
 
-    async def call(self, method: str, path: str, *, lang: str | None, json: dict | None = None) -> httpx.Response:
+    async def call(self, method: str, path: str, *, lang: str | None, json: dict | None = None,
+                   bearer: str | None = None) -> httpx.Response:
+        """The gateway's own call; with `bearer`, on a caller's behalf (svc_residents checks that caller)."""
         if self.client is None:
             raise Problem(503, "upstream_unavailable", ("居民档案服务未配置", "svc_residents is not configured"))
-        headers = {"Authorization": f"Bearer {await self.token()}"}
+        headers = {"Authorization": f"Bearer {bearer or await self.token()}"}
         if lang:
             headers["Accept-Language"] = lang
         try:
@@ -129,7 +131,7 @@ async def _apply(ctx: Ctx, acc_name: str, answer: dict, *, id_bidx: str, masked:
         if acc.binding == "bound":
             sess = await session.get(AuthSession, ctx.principal.claims.get("sid"))
             if sess is not None:
-                token = state.sessions.access(user, sess)
+                token = state.sessions.access(user, sess, now)
         return _out(acc, token)
 
 

@@ -30,6 +30,12 @@ class AuthSession(Base):
     mfa: Mapped[bool] = mapped_column(default=False)
     # how the session was opened (RFC 8176 values: ["pwd"], ["pwd", "otp"], ["sms"]); unset on older rows
     amr: Mapped[list[str] | None] = mapped_column(JSON)
+    # a helper's session acting for a person: from its proxy authorisation, ending with it (proxies.py)
+    proxy_id: Mapped[str | None] = mapped_column(String(36), index=True)
+    acting_for: Mapped[str | None] = mapped_column(String(64))
+    acting_actions: Mapped[list[str] | None] = mapped_column(JSON)
+    # a kiosk session (an ID card read at the kiosk's reader, kiosk.py)
+    kiosk_device: Mapped[str | None] = mapped_column(String(64))
 
 
 class RefreshToken(Base):
@@ -127,3 +133,52 @@ class ResidentAccount(Base):
     id_number_masked: Mapped[str | None] = mapped_column(String(18))
     id_number_bidx: Mapped[str | None] = mapped_column(String(64), unique=True)
     bound_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class ProxyAuthorisation(Base):
+    """A helper (代办员, a user of role proxy) authorised to act for a person: by the person, or by staff on the
+    person's written consent (`consent_ref`), for a set of actions, from `starts_at` until `expires_at` or
+    revocation. A helper's session carries `acting_for` only from such a record (gateway/accounts/proxies.py)."""
+
+    __tablename__ = "proxy_authorisations"
+    __table_args__ = (Index("ix_proxy_authorisations_helper", "helper", "expires_at"),
+                      Index("ix_proxy_authorisations_person", "person_id"))
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    helper: Mapped[str] = mapped_column(ForeignKey("users.username"))
+    person_id: Mapped[str] = mapped_column(String(36))
+    actions: Mapped[list[str]] = mapped_column(JSON)
+    starts_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    basis: Mapped[str] = mapped_column(String(16))  # self (the person) | consent (staff, on written consent)
+    consent_ref: Mapped[str | None] = mapped_column(String(100))
+    place: Mapped[str | None] = mapped_column(String(20))  # the helper's place: whose staff see and revoke it
+    granted_by: Mapped[str] = mapped_column(String(64))
+    granted_by_role: Mapped[str] = mapped_column(String(32))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    revoked_by: Mapped[str | None] = mapped_column(String(64))
+
+
+class KioskDevice(Base):
+    """An ID-card reader of a kiosk (a member system): the Ed25519 public key its readings are signed with."""
+
+    __tablename__ = "kiosk_devices"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    member: Mapped[str] = mapped_column(ForeignKey("members.code"), index=True)
+    public_key: Mapped[str] = mapped_column(String(100))  # raw 32 bytes, base64url
+    status: Mapped[str] = mapped_column(String(16), default="active")  # active | revoked
+    registered_by: Mapped[str] = mapped_column(String(64))
+    registered_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class KioskReading(Base):
+    """A card reading already exchanged for a session, by its nonce per device: a replay is refused."""
+
+    __tablename__ = "kiosk_readings"
+
+    device_id: Mapped[str] = mapped_column(ForeignKey("kiosk_devices.id"), primary_key=True)
+    nonce: Mapped[str] = mapped_column(String(64), primary_key=True)
+    read_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    used_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)

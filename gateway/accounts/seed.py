@@ -3,17 +3,23 @@ gets an enrolment ticket (no token) and enrols a TOTP authenticator before its f
 authenticator already (`DEMO_TOTP_SECRETS`): `demo_code` is what that authenticator shows (`onenet totp ops1`)."""
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import pyotp
+from sqlalchemy import select
 
 from common.clock import Clock
 from common.db import Database
-from common.demo import DEMO_PASSWORD, DEMO_TOTP_SECRETS
+from common.demo import DEMO_PASSWORD, DEMO_TOTP_SECRETS, DEMO_USERS
+from common.ids import new_id
 from gateway.accounts.audit import entry, place_of
-from gateway.accounts.models import TotpFactor
+from gateway.accounts.models import ProxyAuthorisation, TotpFactor
+from gateway.accounts.proxies import ACTIONS
 from gateway.identity.tokens import hash_secret
 from gateway.members.models import User
+
+# helper, person acted for, the written consent's reference
+DEMO_PROXIES = [(u["username"], u["acting_for"], "幸福社区代办授权书 2026-001") for u in DEMO_USERS if u.get("acting_for")]
 
 DEMO_ADMINS = [
     {"username": "admin_xf", "display_name": "孙丽（幸福社区管理员）", "role": "community_staff",
@@ -44,6 +50,24 @@ async def seed_admins(db: Database, *, clock: Clock | None = None) -> None:
         for username, secret in DEMO_TOTP_SECRETS.items():
             if await session.get(User, username) is not None and await session.get(TotpFactor, username) is None:
                 session.add(TotpFactor(username=username, secret=secret, created_at=now, enabled_at=now))
+        await _seed_proxies(session, now)
+
+
+async def _seed_proxies(session, now: datetime) -> None:
+    """The demo helper's authorisations (what gives its sessions `acting_for`), as 幸福社区 recorded them on the
+    persons' written consent."""
+    for username, person, ref in DEMO_PROXIES:
+        helper = await session.get(User, username)
+        if helper is None or (await session.execute(select(ProxyAuthorisation.id).where(
+                ProxyAuthorisation.helper == username))).first() is not None:
+            continue
+        a = ProxyAuthorisation(id=new_id(), helper=username, person_id=person, actions=sorted(ACTIONS),
+                               starts_at=now, expires_at=now + timedelta(days=365), basis="consent",
+                               consent_ref=ref, place=place_of(helper.scopes), granted_by="staff1",
+                               granted_by_role="community_staff", created_at=now)
+        session.add(a)
+        session.add(entry(now=now, actor="demo-seed", actor_role="system", action="proxy.grant", target=username,
+                          place=a.place, after={"proxy_authorisation": a.id, "person_id": person}))
 
 
 def demo_code(username: str, at: datetime, step_offset: int = 0) -> str | None:

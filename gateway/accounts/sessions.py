@@ -79,33 +79,55 @@ class Sessions:
         self.idle = timedelta(seconds=idle_seconds)
         self.absolute = timedelta(seconds=absolute_seconds)
 
-    def access(self, user: User, sess: AuthSession, amr: list[str] | None = None) -> dict:
-        """An access token of the session, from the account as it is now (e.g. just real-name bound)."""
+    def access(self, user: User, sess: AuthSession, now: datetime, amr: list[str] | None = None) -> dict:
+        """An access token of the session, from the account as it is `now` (e.g. just real-name bound). It never
+        outlives the session's absolute end (a proxy authorisation's expiry, a kiosk session's few minutes);
+        `acting_for` comes only from the session's proxy authorisation."""
+        left = int((sess.expires_at - now).total_seconds())
+        extra = {"sid": sess.id, "amr": amr or amr_of(sess)}
+        if sess.acting_for:
+            extra.update(proxy_authorisation=sess.proxy_id, acting_actions=list(sess.acting_actions or []))
+        if sess.kiosk_device:
+            extra["kiosk_device"] = sess.kiosk_device
         return self.issuer.issue(subject=user.username, member=sess.member, role=user.role,
-                                 scopes=list(user.scopes or []), acting_for=user.acting_for, name=user.display_name,
-                                 ttl=self.access_ttl, extra={"sid": sess.id, "amr": amr or amr_of(sess)})
+                                 scopes=list(user.scopes or []), acting_for=sess.acting_for, name=user.display_name,
+                                 ttl=max(1, min(self.access_ttl, left)), extra=extra)
 
-    def _tokens(self, user: User, sess: AuthSession, refresh: str, amr: list[str]) -> dict:
-        out = self.access(user, sess, amr)
+    def _tokens(self, user: User, sess: AuthSession, refresh: str, amr: list[str], now: datetime) -> dict:
+        out = self.access(user, sess, now, amr)
         out.update(refresh_token=refresh, session_id=sess.id)
         return out
 
     async def start(self, user: User, member: str, now: datetime, *, source: str | None, user_agent: str | None,
-                    mfa: bool, amr: list[str] | None = None) -> dict:
+                    mfa: bool, amr: list[str] | None = None, proxy=None, kiosk_device: str | None = None,
+                    lifetime: timedelta | None = None, idle: timedelta | None = None) -> dict:
+        """`proxy`: the ProxyAuthorisation the session acts under (it ends with it); `kiosk_device`, `lifetime`,
+        `idle`: a kiosk's short session."""
         amr = amr or (["pwd", "otp"] if mfa else ["pwd"])
         sid = new_id()
         token, digest = _refresh_token(sid)
+        ends = now + (lifetime or self.absolute)
+        if proxy is not None:
+            ends = min(ends, proxy.expires_at)
         async with self.db.session() as session, session.begin():
             sess = AuthSession(id=sid, username=user.username, member=member, source=(source or "")[:64] or None,
                                user_agent=(user_agent or "")[:200] or None, created_at=now, last_used_at=now,
-                               idle_expires_at=now + self.idle, expires_at=now + self.absolute, mfa=mfa, amr=amr)
+                               idle_expires_at=min(ends, now + (idle or self.idle)), expires_at=ends, mfa=mfa,
+                               amr=amr, proxy_id=proxy.id if proxy is not None else None,
+                               acting_for=proxy.person_id if proxy is not None else None,
+                               acting_actions=list(proxy.actions) if proxy is not None else None,
+                               kiosk_device=kiosk_device)
             session.add(sess)
             await session.flush()
             session.add(RefreshToken(token_hash=digest, session_id=sid, issued_at=now))
+            after = {"session": sid, "member": member, "mfa": mfa, "amr": amr}
+            if proxy is not None:
+                after.update(proxy_authorisation=proxy.id, acting_for=proxy.person_id)
+            if kiosk_device:
+                after["kiosk_device"] = kiosk_device
             session.add(entry(now=now, actor=user.username, actor_role=user.role, action="session.start",
-                              target=user.username, place=place_of(user.scopes), source=source,
-                              after={"session": sid, "member": member, "mfa": mfa, "amr": amr}))
-        return self._tokens(user, sess, token, amr)
+                              target=user.username, place=place_of(user.scopes), source=source, after=after))
+        return self._tokens(user, sess, token, amr, now)
 
     async def refresh(self, token: str, now: datetime, *, client_id: str | None, source: str | None) -> dict:
         sid, _, secret = (token or "").partition(".")
@@ -133,10 +155,15 @@ class Sessions:
                 reuse = False
                 if now >= sess.idle_expires_at or now >= sess.expires_at:
                     raise grant_error("refresh_token.expired", "会话已过期，请重新登录", "The session expired; sign in again")
-                if user is None or user.status != "active":
-                    await self._revoke(session, sess, now, "disabled", actor=sess.username, actor_role="-",
+                ended = await self._proxy_ended(session, sess, now)
+                if ended:
+                    await self._revoke(session, sess, now, "proxy_ended", actor=sess.username, actor_role="-",
                                        source=source)
-                    disabled = True
+                if user is None or user.status != "active" or ended:
+                    if not ended:
+                        await self._revoke(session, sess, now, "disabled", actor=sess.username, actor_role="-",
+                                           source=source)
+                    disabled = ("proxy" if ended else True)
                 else:
                     disabled = False
                     # one use only, whatever races: the first to mark it used wins
@@ -148,14 +175,26 @@ class Sessions:
                     session.add(RefreshToken(token_hash=new_digest, session_id=sid, issued_at=now))
                     sess.last_used_at = now
                     sess.idle_expires_at = min(sess.expires_at, now + self.idle)
-                    out = self._tokens(user, sess, new, amr_of(sess))
+                    out = self._tokens(user, sess, new, amr_of(sess), now)
         if reuse:
             raise grant_error("refresh_token.reused", "刷新令牌已被使用过：为安全起见，该会话已全部注销，请重新登录",
                               "The refresh token was used before: the whole session is signed out; sign in again")
+        if disabled == "proxy":
+            raise grant_error("proxy.ended", "代办授权已过期或已撤销，请重新登录", "The proxy authorisation expired or "
+                              "was revoked; sign in again", status=400)
         if disabled:
             raise grant_error("account.disabled", "账号已停用", "The account is disabled", field="username",
                               status=400)
         return out
+
+    @staticmethod
+    async def _proxy_ended(session, sess: AuthSession, now: datetime) -> bool:
+        if not sess.proxy_id:
+            return False
+        from gateway.accounts.models import ProxyAuthorisation
+
+        auth = await session.get(ProxyAuthorisation, sess.proxy_id)
+        return auth is None or auth.revoked_at is not None or now >= auth.expires_at
 
     async def _revoke(self, session, sess: AuthSession, now: datetime, reason: str, *, actor: str,
                       actor_role: str, source: str | None = None) -> None:

@@ -21,6 +21,7 @@ from gateway.accounts.audit import place_of, record_refusal
 from gateway.accounts.deps import AccountParts
 from gateway.accounts.mfa import mfa_required, use_recovery_code, use_totp
 from gateway.accounts.models import TotpFactor
+from gateway.accounts.proxies import for_sign_in
 from gateway.identity.tokens import verify_secret
 from gateway.members.models import Member, User
 
@@ -61,7 +62,8 @@ def read_enrolment_ticket(issuer, token: str) -> str | None:
 
 
 async def password_grant(parts: AccountParts, request: Request, now, *, username: str, password: str,
-                         client_id: str | None, otp: str | None, recovery_code: str | None) -> dict:
+                         client_id: str | None, otp: str | None, recovery_code: str | None,
+                         acting_for: str | None = None) -> dict:
     state = parts
     db, throttle = state.db, state.throttle
     source = request.client.host if request.client else "-"
@@ -88,8 +90,12 @@ async def password_grant(parts: AccountParts, request: Request, now, *, username
     if problem is not None:
         raise await refuse(problem, seen.get("user"))
     await throttle.succeeded(attempt, now)
+    try:  # a helper acts for a person only under a valid authorisation (proxies.py)
+        proxy = await for_sign_in(parts, user, acting_for, now, source=source)
+    except Problem as p:
+        raise await refuse(p, seen.get("user")) from None
     return await state.sessions.start(user, member.code, now, source=source,
-                                      user_agent=request.headers.get("user-agent"), mfa=used_mfa)
+                                      user_agent=request.headers.get("user-agent"), mfa=used_mfa, proxy=proxy)
 
 
 async def refresh_grant(parts: AccountParts, request: Request, now, *, refresh_token: str | None,

@@ -65,6 +65,7 @@ async def token(
     refresh_token: str | None = Form(None),
     phone: str | None = Form(None, description="手机号（短信验证码登录） mobile number, SMS grant"),
     code: str | None = Form(None, description="短信验证码（6 位） the SMS code"),
+    acting_for: str | None = Form(None, description="代办员：代办的居民（须有有效代办授权） a helper: the person acted for"),
 ):
     if grant_type == "client_credentials":
         if not client_id or not client_secret:
@@ -89,7 +90,7 @@ async def token(
     if not username or not password:
         raise _oauth_error(400, "invalid_request", "需要用户名与密码", "username and password are required")
     return await password_grant(parts, request, clock.now(), username=username, password=password,
-                                client_id=client_id, otp=otp,
+                                client_id=client_id, otp=otp, acting_for=acting_for,
                                 recovery_code=recovery_code)
 
 
