@@ -192,13 +192,19 @@ class Launcher:
         if spec.name == "svc_residents":  # its feeds keep svc_services' and svc_matching's replicas (ADR 0007, 0014)
             env["ONENET_OUTBOX_SUBSCRIBERS"] = json.dumps(
                 {"requester_profile.": f"{self.url('svc_services')}/services/v1/requester_profiles",
-                 "person_place.": f"{self.url('svc_matching')}/matching/v1/person_places"})
+                 "person_place.": f"{self.url('svc_matching')}/matching/v1/person_places",
+                 "callout.": f"{self.url('svc_services')}/services/v1/emergency_log"})
+        if spec.name == "svc_services":  # emergency requests to svc_residents' call-out (svc_services/emergency)
+            env["ONENET_OUTBOX_SUBSCRIBERS"] = json.dumps(
+                {"emergency.": f"{self.url('svc_residents')}/residents/v1/emergencies"})
+            env["ONENET_OUTBOX_SUBSCRIBER_KEYS"] = json.dumps({"emergency.": self.keys["svc_residents"]})
         # the gateway's assertions (ADR 0013): each service checks them with its own key; its outbox relays sign
         # their deliveries with the key of the service they deliver to (svc_metrics, the feed's subscriber)
         env["ONENET_EVENTS_ASSERTION_KEY"] = self.keys["svc_metrics"]
         if spec.name == "svc_residents":
             env["ONENET_OUTBOX_SUBSCRIBER_KEYS"] = json.dumps({"requester_profile.": self.keys["svc_services"],
-                                                               "person_place.": self.keys["svc_matching"]})
+                                                               "person_place.": self.keys["svc_matching"],
+                                                               "callout.": self.keys["svc_services"]})
         if spec.name == "svc_residents":  # notifications go straight to the outbound platforms (docs/adr/0017)
             env["ONENET_NOTIFY_PLATFORMS_URL"] = self.url("departments")
             env["ONENET_NOTIFY_PLATFORMS_KEY"] = self.keys["departments"]

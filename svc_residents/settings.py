@@ -29,6 +29,12 @@ class ResidentsSettings(ServiceSettings):
     # Exchange grants on residents.persons are read from the gateway's registry (as the resource's owner, with the
     # client credentials above) and cached this long; a revoked grant stops working within this bound.
     grant_cache_seconds: float = Field(default=2.0, ge=0)
+    # Emergency call-out (svc_residents/callout): who starts one (svc_services' emergency feed), how long each step
+    # waits for an acknowledgement before the next one on duty is called, how often the scheduler looks.
+    emergency_sources: list[str] = Field(default_factory=lambda: ["svc_services"])
+    callout_step_seconds: float = Field(default=60.0, gt=0)
+    callout_scan_interval_seconds: float = Field(default=1.0, gt=0)
+    callout_scan_enabled: bool = True
     # Notifications (svc_residents/notifications, ADR 0017): Redis carries the live stream's wake-ups across replicas
     # (without it each SSE connection reads the database every notify_stream_poll_seconds); the scheduler claims due
     # deliveries every notify_scan_seconds and retries a channel notify_max_tries times from

@@ -21,6 +21,8 @@ from svc_services.base import OutboxEvent
 from svc_services.catalogue.router import router as catalogue_router
 from svc_services.clients import close_clients, install_clients
 from svc_services.dispatch.router import router as dispatch_router
+from svc_services.emergency.feed import FEED as EMERGENCY_FEED
+from svc_services.emergency.router import router as emergency_router
 from svc_services.grids.router import router as grids_router
 from svc_services.notices.feed import FEED as NOTICE_FEED
 from svc_services.materials.router import router as materials_router
@@ -74,13 +76,14 @@ def create_app(settings: ServicesSettings | None = None, *, verifier: TokenVerif
         description="事项清单、诉求受理、派单、办结、评价、时限与升级。Service catalogue, requests, SLA and escalation.",
         routers=[catalogue_router, requests_router, dispatch_router, materials_router, attachments_router,
                  grids_router, open311_router,
-                 publication_router, requesters_router],
+                 publication_router, requesters_router, emergency_router],
         # Open311 GeoReport v2 submissions are form-encoded per the spec.
         # (photos and material files: multipart uploads with a body limit of their own, common.storage.uploads)
         extra_media_types={"/open311/": ("application/x-www-form-urlencoded",)},
         # reads of material files go to the person's access log in svc_residents (svc_services.attachments.reading)
         # and the request steps someone is told about to its notification engine (svc_services.notices)
-        feeds=(ACCESS_FEED, NOTICE_FEED),
+        # emergency requests go to svc_residents' call-out chain (svc_services.emergency)
+        feeds=(ACCESS_FEED, EMERGENCY_FEED, NOTICE_FEED),
         outbox_model=OutboxEvent,
         verifier=verifier,
         background=[sla_scheduler, storage_purge],

@@ -12,6 +12,8 @@ class ServicesSettings(ServiceSettings):
     service_name: str = "svc_services"
     # System members allowed to keep the requester-profile replica (the feed of ADR 0007); ops always may.
     requester_profile_sources: list[str] = Field(default_factory=lambda: ["svc_residents"])
+    # System members that write the emergency call-out's steps on a request's timeline (svc_residents' feed).
+    callout_sources: list[str] = Field(default_factory=lambda: ["svc_residents"])
     database_url: str = "sqlite+aiosqlite:///var/svc_services.db"
     # Custom plans on PostgreSQL (ADR 0009): generic plans made on a fresh deployment's empty tables kept one-row
     # estimates (intake's duplicates through (grid, state) and a sort; outbox marks by a sequential scan).

@@ -122,7 +122,7 @@ class Job:
     key: str | None
     fingerprint: str
     out: RequestOut  # the answer made on the event loop, without its possible duplicates
-    rows: tuple  # request, timeline entry and event, encoded on the event loop (or as they are)
+    rows: tuple  # request, timeline entry, event and the feeds' rows, encoded on the event loop (or as they are)
     future: asyncio.Future = field(default=None)  # type: ignore[assignment]
 
 
@@ -200,9 +200,10 @@ class IntakeWriter:
         """The rows made ready for their INSERTs here, on the event loop: the writer, which every submission waits
         for, then only joins their texts. A row that cannot be encoded goes as it is."""
         dialect = self.db.dialect
-        return tuple(inserter.encode(dialect, row) or row for inserter, row in (
+        return (*(inserter.encode(dialect, row) or row for inserter, row in (
             (_INSERT_REQUESTS, prepared.values), (_INSERT_TIMELINE, prepared.timeline),
-            (_INSERT_EVENTS, prepared.event)))
+            (_INSERT_EVENTS, prepared.event))),
+            tuple(_INSERT_EVENTS.encode(dialect, row) or row for row in prepared.feeds))
 
     async def _drain(self) -> None:
         try:
@@ -245,7 +246,8 @@ class IntakeWriter:
             loop.call_soon_threadsafe(_settle, batch, outcomes)
 
     def _write(self, batch: list[Job]) -> dict[Job, Any]:
-        if self._autocommit and all(isinstance(row, EncodedRow) for job in batch for row in job.rows):
+        if self._autocommit and all(isinstance(row, EncodedRow) for job in batch
+                                    for row in (*job.rows[:3], *job.rows[3])):
             return self.threads.autocommit(self._batch, batch)
         return self.threads.transaction(self._batch, batch)
 
@@ -304,6 +306,7 @@ class IntakeWriter:
                     caller=job.principal.caller, key=job.key, fingerprint=job.fingerprint, status=201, body=body,
                     now=job.prepared.req.created_at)) or values)
         tables = [[job.rows[i] for job in todo] for i in range(3)]
+        tables[2] += [row for job in todo for row in job.rows[3]]  # the feeds' rows beside the events
         RowsInsert.blocking_together(conn, [(_INSERT_REQUESTS, tables[0]), (_INSERT_TIMELINE, tables[1]),
                                             (_INSERT_EVENTS, tables[2]), (_INSERT_STORED, records)])
         self.batches += 1

@@ -24,6 +24,7 @@ from common.errors import Problem, invalid
 from common.idempotency import check_key, request_fingerprint
 from common.ids import new_id
 from common.outbox import event_row
+from svc_services.emergency import feed as emergency_feed
 from svc_services.catalogue.models import CatalogueItem, CatalogueItemVersion
 from svc_services.grids.models import ServiceGrid
 from svc_services.grids.service import located_grids, nearest_of
@@ -153,6 +154,7 @@ class Prepared:
     values: dict[str, Any]
     timeline: dict[str, Any]
     event: dict[str, Any]
+    feeds: tuple[dict[str, Any], ...] = ()  # more outbox rows for subscriber services (feeds, ADR 0007)
 
 
 async def prepare(lookups: IntakeLookups, principal: Principal, body: RequestCreate, clock: Clock,
@@ -224,4 +226,6 @@ async def prepare(lookups: IntakeLookups, principal: Principal, body: RequestCre
     requester = requester_facts(person_id, await lookups.requester(person_id) if person_id else None, now)
     event = event_row("request.submitted", subject=req.id, community=req.community, grid=req.grid,
                       data=event_data(req, "submit", None, principal, now, requester), now=now)
-    return Prepared(req, values, timeline, event)
+    # an emergency goes to svc_residents' call-out too (svc_services.emergency)
+    feeds = (emergency_feed.submitted_row(req, now),) if priority == "emergency" else ()
+    return Prepared(req, values, timeline, event, feeds)

@@ -24,6 +24,7 @@ from svc_services.requests.models import ServiceRequest, TimelineEntry
 from svc_services.requests.payloads import event_data
 from svc_services.requests.schemas import TransitionIn
 from svc_services.settings import ServicesSettings
+from svc_services.emergency import feed as emergency_feed
 from svc_services.sla.calendar import WorkCalendar
 
 
@@ -66,6 +67,7 @@ async def apply(session: AsyncSession, req: ServiceRequest, principal: Principal
     record_event(session, OutboxEvent, f"request.{EVENT[action]}", subject=req.id, community=req.community,
                  grid=req.grid, data=event_data(req, action, from_state, principal, now, data), now=now)
     await record_notice(session, req, EVENT[action], now, note=note, extra=data)  # who is told: svc_residents
+    emergency_feed.record_change(session, req, now)  # the call-out follows the request's state
     await session.flush()
     return req
 
