@@ -25,7 +25,7 @@ MESSAGE_NOT_FOUND = NotFound("notification.not_found", ("没有这条消息", "U
 
 
 def inbox_of(principal: Principal) -> str:
-    if principal.role == "system":
+    if principal.role == "system" or principal.user == principal.member:  # a member calling as itself
         raise Problem(403, "notification.no_inbox", ("系统成员没有消息收件箱", "Member systems have no inbox"))
     if principal.role in ("resident", "proxy"):
         person = principal.person_id

@@ -33,6 +33,8 @@ router = APIRouter(prefix="/residents/v1", tags=["notifications 消息通知"])
 AppHub = Annotated[Hub, state("notification_hub")]
 Id = Path(min_length=1, max_length=36)
 KEEPALIVE_SECONDS = 15.0
+# a stream connection's longest wait: below the gateway's upstream timeout (10 s), which it would otherwise hit
+STREAM_SECONDS = 8.0
 
 
 @router.get("/notifications", response_model=Page[NotificationOut], summary="我的消息 My inbox (newest first)")
@@ -76,7 +78,12 @@ async def stream(db: AppDb, hub: AppHub, settings: AppSettings, principal: Princ
                  accept: str = Header("", max_length=500),
                  last_event_id: str | None = Header(None, alias="Last-Event-ID", max_length=36),
                  max_events: int | None = Query(None, ge=1, le=1000, description="发送这么多条后结束"),
-                 max_seconds: float | None = Query(None, gt=0, le=3600, description="这么多秒后结束（客户端随后重连）")):
+                 max_seconds: float | None = Query(None, gt=0, le=3600,
+                                                   description="这么多秒后结束（默认 8 秒）"),
+                 follow: bool = Query(False, description="发送一批后继续等待（直连、不经缓冲的客户端）")):
+    """Through the gateway, which hands on whole answers, a connection is one long poll: it ends with the first
+    batch of new messages or after STREAM_SECONDS (below the gateway's upstream timeout), and the
+    EventSource reconnects at once with Last-Event-ID, so nothing is missed and a message arrives as it comes."""
     inbox = access.inbox_of(principal)
     if "text/event-stream" not in accept:
         # an EventSource always asks for it; anything else would hold a connection it cannot read
@@ -84,7 +91,7 @@ async def stream(db: AppDb, hub: AppHub, settings: AppSettings, principal: Princ
                                                           "The stream needs Accept: text/event-stream"))
     poll = KEEPALIVE_SECONDS if hub.shared else settings.notify_stream_poll_seconds
     loop = asyncio.get_running_loop()
-    ends = loop.time() + max_seconds if max_seconds else None  # a duration (monotonic), not a time of day
+    ends = loop.time() + (max_seconds or STREAM_SECONDS)  # a duration (monotonic), not a time of day
 
     async def newest() -> list[Notification]:
         async with db.session() as s:
@@ -97,7 +104,7 @@ async def stream(db: AppDb, hub: AppHub, settings: AppSettings, principal: Princ
             rows = await newest()
             # after Last-Event-ID: what came since; otherwise only what comes from now on
             seen = {r.id for r in rows if last_event_id is None or r.id <= last_event_id}
-            yield b"retry: 2000\n: connected\n\n"
+            yield b"retry: 500\n: connected\n\n"
             sent, idle = 0, 0.0
             while True:
                 for r in reversed(rows):
@@ -108,7 +115,9 @@ async def stream(db: AppDb, hub: AppHub, settings: AppSettings, principal: Princ
                         sent += 1
                         if max_events and sent >= max_events:
                             return
-                left = ends - loop.time() if ends is not None else poll
+                if sent and not follow:
+                    return  # one batch: the client reconnects with Last-Event-ID
+                left = ends - loop.time()
                 if left <= 0:
                     return
                 try:
