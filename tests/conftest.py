@@ -57,6 +57,23 @@ ISSUER = "onenet-gateway"
 AUDIENCE = "onenet"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _cheap_password_hashes():
+    """argon2id at its lowest cost in every in-process gateway: the tests sign people in, seed demo users and make
+    accounts by the hundred, and what they check is who may and what is counted, not the hash's cost (800 hash
+    operations at the production parameters, gateway/identity/tokens.py, cost the suite over a minute). The
+    processes tests/e2e starts hash at the production parameters."""
+    from argon2 import PasswordHasher
+
+    from gateway.identity import tokens
+
+    saved = tokens._hasher, tokens._DUMMY_HASH
+    tokens._hasher = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
+    tokens._DUMMY_HASH = tokens._hasher.hash("onenet-dummy-secret")
+    yield
+    tokens._hasher, tokens._DUMMY_HASH = saved
+
+
 @pytest.fixture(scope="session")
 def signing_key() -> SigningKey:
     return SigningKey.generate()

@@ -10,19 +10,10 @@ from tests.inprocess import PlatformThread
 
 @pytest.fixture(scope="package")
 def pt(tmp_path_factory):
-    from argon2 import PasswordHasher
-
-    from gateway.identity import tokens
-
-    # argon2id at its lowest cost: the matrix signs people in, creates accounts and changes passwords by the dozen,
-    # and what it checks is who may, not the hash (gateway/identity/tokens.py keeps the production parameters)
-    saved, tokens._hasher = tokens._hasher, PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
-    try:
-        pt = PlatformThread(tmp_path_factory.mktemp("authz"))
-        with pt:
-            yield pt
-    finally:
-        tokens._hasher = saved
+    # passwords hash at argon2's lowest cost here too (tests/conftest.py's _cheap_password_hashes)
+    pt = PlatformThread(tmp_path_factory.mktemp("authz"))
+    with pt:
+        yield pt
 
 
 def first(pt, path: str, key: str = "id", **params) -> str:

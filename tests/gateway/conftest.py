@@ -1,9 +1,8 @@
-"""Gateway fixtures: a gateway on a fresh database (SQLite from a once-migrated template; PostgreSQL migrated
-per test) in front of the in-process department emulators, with tokens minted directly (no password hashing)."""
+"""Gateway fixtures: a gateway on a fresh database (a copy of a template migrated once per session,
+tests/conftest.py's migrate_database) in front of the in-process department emulators, with tokens minted directly (no password hashing)."""
 from __future__ import annotations
 
 import asyncio
-import shutil
 from contextlib import AsyncExitStack
 from datetime import datetime, timezone
 from types import SimpleNamespace
@@ -15,6 +14,7 @@ from common.auth import TokenVerifier
 from common.clock import FrozenClock
 from common.keys import load_signing_keys
 from common.migrations import upgrade
+from tests.conftest import migrate_database
 
 START = datetime(2026, 11, 20, 2, 0, tzinfo=timezone.utc)  # a Friday, 10:00 in Shanghai
 
@@ -49,16 +49,13 @@ async def serve_in_process(app, *, lifespan: str = "on", **config):
 
 
 async def fresh_gateway_db_and_emulators(db_url: str, sqlite_template, gateway_keys_dir):
-    """The gateway's database at head (a copy of the SQLite template, or PostgreSQL migrated) and the department
+    """The gateway's database at head (a copy of the template migrated once per session) and the department
     emulators trusting the gateway's keys, for tests that serve them over real sockets."""
     from common.auth import TokenVerifier
     from common.keys import jwks_document
     from gateway.departments.app import EmulatorSettings, create_app as create_emulators
 
-    if db_url.startswith("sqlite"):
-        shutil.copy(sqlite_template, db_url.split("///", 1)[1])
-    else:
-        await asyncio.to_thread(upgrade, "gateway", db_url)
+    await migrate_database("gateway", db_url)
     emu_settings = EmulatorSettings(jwks_url=None)
     return create_emulators(emu_settings, verifier=TokenVerifier(
         emu_settings, jwks=jwks_document(load_signing_keys(gateway_keys_dir))))
@@ -91,10 +88,7 @@ async def exchange(db_url, tmp_path, gateway_keys_dir, sqlite_template, request)
     from gateway.departments.app import EmulatorSettings, create_app as create_emulators
     from gateway.settings import GatewaySettings
 
-    if db_url.startswith("sqlite"):
-        shutil.copy(sqlite_template, db_url.split("///", 1)[1])
-    else:
-        await asyncio.to_thread(upgrade, "gateway", db_url)
+    await migrate_database("gateway", db_url)
     extra = dict(getattr(request, "param", None) or {})
     settings = GatewaySettings(database_url=db_url, keys_dir=gateway_keys_dir, outbox_relay_enabled=False,
                                breaker_failures=2, breaker_reset_seconds=60, upstream_retries=0,

@@ -16,7 +16,7 @@ from sqlalchemy import func, select
 
 from common.db import Database
 from common.ids import new_id
-from common.migrations import upgrade
+from tests.conftest import migrate_database
 from gateway.base import OutboxEvent
 from gateway.exchange.audit import AuditWriter, Exchange, verify_chain, write_batch
 from gateway.exchange.log_process import LogProcess, LogProcessFailed
@@ -35,10 +35,7 @@ def _calls(n: int, start: int = 0) -> list[Exchange]:
 
 @pytest.fixture
 async def log_db(db_url, sqlite_template):
-    if db_url.startswith("sqlite"):
-        shutil.copy(sqlite_template, db_url.split("///", 1)[1])
-    else:
-        await asyncio.to_thread(upgrade, "gateway", db_url)
+    await migrate_database("gateway", db_url)
     db = Database(db_url)
     try:
         yield db, db_url
