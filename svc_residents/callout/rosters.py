@@ -84,9 +84,9 @@ def _set_phone(protection: FieldProtection, shift: DutyShift, phone: str | None)
 def _check_contact(duty: str, user_id: str | None, phone_enc: str | None) -> None:
     if duty == "community_duty" and phone_enc is None:
         raise invalid("phone", "roster.phone_required", "社区值班须登记值班电话", "A community duty shift needs a phone")
-    if user_id is None and phone_enc is None:
-        raise invalid("user_id", "roster.contact_required", "须登记值班人员账号或电话",
-                      "A shift needs a staff account or a phone")
+    if user_id is None:  # the call-out reaches people through their account (push, and staff_contacts' phone)
+        raise invalid("user_id", "roster.contact_required", "须登记值班人员的工作账号",
+                      "A shift needs the staff account of whoever is on duty")
 
 
 async def create_shift(session: AsyncSession, principal: Principal, protection: FieldProtection, body: ShiftCreate,

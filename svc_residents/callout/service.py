@@ -21,7 +21,7 @@ from svc_residents.base import OutboxEvent
 from svc_residents.callout import chain, rosters, sending
 from svc_residents.callout.models import Callout, CalloutAttempt
 from svc_residents.callout.schemas import AcknowledgeIn, EmergencyIn
-from svc_residents.places.models import GridWorker
+from svc_residents.places.models import GridWorker, Place
 
 FEED = "callout."
 NOT_FOUND = NotFound("callout.not_found", ("紧急呼叫不存在或无权查看", "Call-out not found"))
@@ -72,8 +72,10 @@ async def advance(session: AsyncSession, c: Callout, now: datetime, step_seconds
                outcome=outcome, now=now)
         c.step += 1
         if targets:
+            place = await session.get(Place, c.grid_code)
             await sending.call(session, attempt_id=attempt.id, request_id=c.request_id, duty=duty, targets=targets,
-                               channels=chain.CHANNELS, now=now)
+                               channels=chain.CHANNELS, now=now, source=c.source, grid=c.grid_code,
+                               community=c.community_code, place_name=place.name if place else "")
             called = attempt
             break
     c.next_step_at = now + timedelta(seconds=step_seconds)

@@ -49,6 +49,22 @@ async def feed_rows(client):
         return [r.data for r in rows]
 
 
+async def notes(client):
+    from svc_residents.notifications.models import Notification
+
+    async with client.app.state.db.session() as s:
+        return list((await s.execute(select(Notification).where(Notification.event_key.startswith("callout:"))
+                                     .order_by(Notification.id))).scalars())
+
+
+async def deliveries(client, note_id):
+    from svc_residents.notifications.models import Delivery
+
+    async with client.app.state.db.session() as s:
+        return list((await s.execute(select(Delivery.channels).where(Delivery.notification_id == note_id)))
+                    .scalars())
+
+
 async def scan(client):
     return await run_callout_scan(client.app.state.db, client.app.state.clock, 60.0)
 
@@ -57,6 +73,9 @@ async def test_the_chain_escalates_every_minute_until_someone_acknowledges(seede
     clock = seeded.app.state.clock
     await roster(seeded, as_, GRID_A1, "backup_worker", "李备岗", "grid2")
     await roster(seeded, as_, STREET, "street_duty", "王主任", "street1")   # no community duty phone on roster
+    r = await seeded.put("/residents/v1/staff_contacts/grid1", headers=as_("staff1"), json={
+        "role": "grid_worker", "scope": f"grid:{GRID_A1}", "display_name": "张网格", "phone": "13900001111"})
+    assert r.status_code in (200, 201), r.text
     r = await seeded.put(f"/residents/v1/emergencies/{REQ}", json=snapshot(), headers=source(auth))
     assert r.status_code == 200, r.text
     c = r.json()
@@ -64,6 +83,10 @@ async def test_the_chain_escalates_every_minute_until_someone_acknowledges(seede
     assert c["attempts"][0]["targets"][0]["user_id"] == "grid1"
     assert c["attempts"][0]["channels"] == ["voice", "sms", "push"]
     assert c["attempts"][0]["made_at"] == c["alarm_at"]          # the first call in the alarm's own transaction
+    # handed to the notification engine in that transaction: voice, SMS and push at once, as an emergency
+    (note,) = await notes(seeded)
+    assert note.recipient == "user:grid1" and note.urgency == "emergency" and "幸福一网格" in note.body
+    assert sorted(d for ds in await deliveries(seeded, note.id) for d in ds) == ["push", "sms", "voice"]
     # the same snapshot again (a redelivery): nothing new
     r = await seeded.put(f"/residents/v1/emergencies/{REQ}", json=snapshot(), headers=source(auth))
     assert r.status_code == 200 and len(r.json()["attempts"]) == 1
@@ -99,6 +122,7 @@ async def test_the_chain_escalates_every_minute_until_someone_acknowledges(seede
         ("acknowledge", "street_duty", "acknowledged")]
     assert rows[-1]["actor"] == "street1" and rows[-1]["role"] == "street_staff" and rows[-1]["note"] == "正赶往现场"
     assert all("phone" not in str(d) for d in rows)                   # the timeline is read by the requester too
+    assert [n.recipient for n in await notes(seeded)] == ["user:grid1", "user:grid2", "user:street1"]
     listed = (await seeded.get("/residents/v1/callouts", headers=as_("grid1"))).json()["items"]
     assert [x["request_id"] for x in listed] == [REQ]
     assert (await seeded.get("/residents/v1/callouts", headers=as_("grid3"))).json()["items"] == []
