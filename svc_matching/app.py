@@ -8,7 +8,9 @@ from common.auth import TokenVerifier
 from common.clock import Clock
 from svc_matching.activities.router import router as activities_router
 from svc_matching.base import OutboxEvent
+from svc_matching.bookings.appointments import FEED as APPOINTMENT_FEED
 from svc_matching.bookings.router import router as bookings_router
+from svc_matching.clients import close_clients, install_clients
 from svc_matching.directory.hsds_router import router as hsds_router
 from svc_matching.directory.router import router as directory_router
 from svc_matching.offers.router import offer_sweeper
@@ -23,6 +25,10 @@ from svc_matching.settings import MatchingSettings
 def create_app(settings: MatchingSettings | None = None, *, verifier: TokenVerifier | None = None,
                clock: Clock | None = None) -> FastAPI:
     settings = settings or MatchingSettings()
+
+    async def open_clients(app: FastAPI) -> None:
+        install_clients(app, settings)
+
     return create_service_app(
         settings=settings,
         package="svc_matching",
@@ -33,6 +39,10 @@ def create_app(settings: MatchingSettings | None = None, *, verifier: TokenVerif
                  reports_router, bookings_router, activities_router],
         background=[offer_sweeper] if settings.offer_sweeper_enabled else [],
         outbox_model=OutboxEvent,
+        # appointment.* rows (a request's booking steps) go to svc_services' requests, never to svc_metrics
+        feeds=(APPOINTMENT_FEED,),
+        on_startup=[open_clients],
+        on_shutdown=[close_clients],
         verifier=verifier,
         clock=clock,
     )

@@ -11,6 +11,8 @@ class MatchingSettings(ServiceSettings):
     database_url: str = "sqlite+aiosqlite:///var/svc_matching.db"
     # System members allowed to keep the person-place replica (svc_residents' feed, ADR 0014); ops always may.
     person_place_sources: list[str] = Field(default_factory=lambda: ["svc_residents"])
+    # System members allowed to deliver survey needs and demand (svc_metrics' survey_need. feed, ADR 0019).
+    survey_need_sources: list[str] = Field(default_factory=lambda: ["svc_metrics"])
     # matching cost weights (see svc_matching.engine.model.Weights)
     match_weight_distance_per_km: float = Field(default=100.0, ge=0)
     match_weight_load: float = Field(default=100.0, ge=0)
@@ -25,6 +27,8 @@ class MatchingSettings(ServiceSettings):
     offer_sweeper_enabled: bool = True
     # members (kiosk apps, role system) that may check residents in to activities at the venue
     activity_kiosk_members: list[str] = Field(default_factory=lambda: ["kiosk"])
+    # 服务预约: a booking for a request asks svc_services (through the gateway, gateway_url) whose request it is
+    services_timeout_seconds: float = Field(default=3.0, gt=0)
 
     def weights(self) -> Weights:
         return Weights(distance_per_km=self.match_weight_distance_per_km, load=self.match_weight_load,

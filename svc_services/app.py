@@ -15,6 +15,7 @@ from common.direct_routes import DirectRoutes
 from common.crypto import FieldProtection
 from common.periodic import run_periodically
 from common.storage import store_from_settings
+from svc_services.appointments.router import router as appointments_router
 from svc_services.attachments.reading import ACCESS_FEED
 from svc_services.attachments.router import router as attachments_router
 from svc_services.base import OutboxEvent
@@ -76,7 +77,7 @@ def create_app(settings: ServicesSettings | None = None, *, verifier: TokenVerif
         description="事项清单、诉求受理、派单、办结、评价、时限与升级。Service catalogue, requests, SLA and escalation.",
         routers=[catalogue_router, requests_router, dispatch_router, materials_router, attachments_router,
                  grids_router, open311_router,
-                 publication_router, requesters_router, emergency_router],
+                 publication_router, requesters_router, appointments_router, emergency_router],
         # Open311 GeoReport v2 submissions are form-encoded per the spec.
         # (photos and material files: multipart uploads with a body limit of their own, common.storage.uploads)
         extra_media_types={"/open311/": ("application/x-www-form-urlencoded",)},

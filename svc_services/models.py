@@ -1,4 +1,5 @@
 """Every table of svc_services, imported in one place so Alembic and the app see the whole schema."""
+from svc_services.appointments.models import RequestAppointment  # noqa: F401
 from svc_services.attachments.models import Attachment  # noqa: F401
 from svc_services.base import Base, IdempotencyRecord, OutboxEvent  # noqa: F401
 from svc_services.catalogue.models import CatalogueItem, CatalogueItemVersion  # noqa: F401

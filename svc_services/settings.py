@@ -12,6 +12,8 @@ class ServicesSettings(ServiceSettings):
     service_name: str = "svc_services"
     # System members allowed to keep the requester-profile replica (the feed of ADR 0007); ops always may.
     requester_profile_sources: list[str] = Field(default_factory=lambda: ["svc_residents"])
+    # System members whose feed tells requests' appointments (服务预约: svc_matching's bookings); ops always may.
+    appointment_sources: list[str] = Field(default_factory=lambda: ["svc_matching"])
     # System members that write the emergency call-out's steps on a request's timeline (svc_residents' feed).
     callout_sources: list[str] = Field(default_factory=lambda: ["svc_residents"])
     database_url: str = "sqlite+aiosqlite:///var/svc_services.db"

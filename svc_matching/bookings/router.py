@@ -12,7 +12,8 @@ from common.errors import Problem, invalid
 from common.idempotency import request_fingerprint, run_idempotent
 from common.pagination import Page, PageParams
 from svc_matching.base import IdempotencyRecord
-from svc_matching.bookings import resources, service
+from svc_matching.clients import ServicesClient
+from svc_matching.bookings import appointments, resources, service
 from svc_matching.bookings.models import BookableResource, Booking
 from svc_matching.bookings.schemas import (
     BookingCreate, BookingDetail, BookingEntryOut, BookingOut, ResourceCreate, BookableResourceOut, SlotOut, TransitionBody,
@@ -69,14 +70,18 @@ async def list_slots(session: DbSession, resource_id: str, on: date | None = Que
 
 @router.post("/bookings", status_code=201, response_model=BookingOut, summary="预约 Book a slot",
              description="时段已满：409 `booking.slot_full`，`next_free_slots` 给出其后有余量的时段；"
-                         "`waitlist: true` 则排队候补（state `waitlisted`），有人取消时按先后转正。")
-async def create_booking(db: AppDb, body: BookingCreate, request: Request,
+                         "`waitlist: true` 则排队候补（state `waitlisted`），有人取消时按先后转正。"
+                         "服务预约（`request_id`）：经网关以调用者身份向 svc_services 核实诉求（本人的或辖区内的、"
+                         "事项与资源的 `catalogue_item_code` 相同、尚未办结），每个诉求只有一个有效预约。")
+async def create_booking(db: AppDb, body: BookingCreate, request: Request, services: ServicesClient,
                          principal: Principal = Depends(get_principal), clock: Clock = Depends(get_clock),
                          idempotency_key: str | None = Header(None, alias="Idempotency-Key")):
     now = clock.now()
+    # 服务预约: whose request it is and for which item, asked of svc_services before anything is written
+    facts = await appointments.look_up(services, body.request_id) if body.request_id is not None else None
 
     async def create(session):
-        return 201, _out(principal, await service.create_booking(session, principal, body, now=now))
+        return 201, _out(principal, await service.create_booking(session, principal, body, now=now, request=facts))
 
     try:
         return await run_idempotent(db, IdempotencyRecord, key=idempotency_key, caller=principal.caller, now=now,

@@ -21,7 +21,7 @@ from common.lookup import get_or_404
 from common.outbox import record_event
 from svc_matching.access import PLACE_STAFF, is_own, place_condition, sees_place
 from svc_matching.base import OutboxEvent
-from svc_matching.bookings import lifecycle as lc
+from svc_matching.bookings import appointments, lifecycle as lc
 from svc_matching.bookings.calendar import slot_at
 from svc_matching.bookings.models import BookableResource, Booking, BookingBlock, BookingEntry, BookingSlot
 from svc_matching.bookings.resources import next_free, resource_for_booking, write_first
@@ -222,20 +222,20 @@ async def add_entry(session: AsyncSession, b: Booking, action: str, from_state: 
     session.add(BookingEntry(booking_id=b.id, seq=seq, action=action, from_state=from_state, to_state=b.state,
                              actor=actor.caller if actor else "system/waitlist", role=actor.role if actor else "system",
                              note=note, starts_at=b.starts_at, at=now))
+    if b.request_id is not None:  # a request's appointment: svc_services hears of every step (its feed)
+        await appointments.record_change(session, b, now)
 
 
-async def create_booking(session: AsyncSession, principal: Principal, body: BookingCreate, *, now: datetime
-                         ) -> Booking:
+async def create_booking(session: AsyncSession, principal: Principal, body: BookingCreate, *, now: datetime,
+                         request: appointments.RequestFacts | None = None) -> Booking:
     await write_first(session, body.resource_id)
     res = await resource_for_booking(session, body.resource_id)
     kind, person, org = await _booker(session, principal, res, body)
     start, end = _check_time(res, body.starts_at, now)
     holder, key = _holder(kind, person, org, principal)
     await _serialise(session, key)
-    if body.request_id is not None:
-        if res.catalogue_item_code is None:
-            raise invalid("request_id", "booking.not_appointment", "该资源不是服务预约时段",
-                          "This resource offers no service appointments")
+    if body.request_id is not None:  # `request`: what svc_services said of it (the router asked, appointments)
+        appointments.check_request(request, res, person)
         held = (await session.execute(select(Booking.id).where(Booking.request_id == body.request_id,
                                                                Booking.state.in_(lc.ACTIVE)))).first()
         if held is not None:

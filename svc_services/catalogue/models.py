@@ -3,7 +3,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, Float, ForeignKey, String, true
+from sqlalchemy import JSON, Boolean, Float, ForeignKey, String, false, true
 from sqlalchemy.orm import Mapped, mapped_column
 
 from common.db import UTCDateTime
@@ -45,6 +45,9 @@ class CatalogueItemVersion(Base):
     # A person's own affairs (care, home services, certificates, a call for help): the public Open311 feed never
     # shows its requests' descriptions or addresses (open311.service.request_out)
     personal: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
+    # 服务预约: the item is handled at a booked time (a counter's slot, a home visit). Which slots serve it is
+    # svc_matching's (bookable resources with this `catalogue_item_code`); a request carries its appointment.
+    appointment_required: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     channels: Mapped[list[str]] = mapped_column(JSON, default=list)
     materials: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
     attributes: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)

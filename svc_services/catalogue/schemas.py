@@ -78,6 +78,8 @@ class ItemContent(BaseModel):
     kiosk_instant: bool = Field(default=False, description="一体机秒办")
     personal: bool = Field(default=True, description="涉及居民个人事务（照护、上门、证件、求助等）：公开的 Open311 接口"
                                                      "不公布其诉求的描述和地址；公共事务（路灯、环境等）填 false")
+    appointment_required: bool = Field(default=False, description="服务预约：须预约办理时段（窗口号、上门时间），"
+                                                                  "时段由 svc_matching 中 catalogue_item_code 为本事项的可预约资源提供")
     channels: list[Channel] = Field(default_factory=lambda: ["app", "kiosk", "counter", "phone", "grid_patrol",
                                                              "iot", "api"], min_length=1)
     materials: list[Material] = Field(default_factory=list, max_length=30)
@@ -128,6 +130,7 @@ class ItemOut(BaseModel):
     emergency: bool
     kiosk_instant: bool
     personal: bool = True
+    appointment_required: bool = False
     channels: list[str]
     materials: list[Material]
     attributes: list[Attribute]

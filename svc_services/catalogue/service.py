@@ -54,7 +54,8 @@ def to_out(item: CatalogueItem, v: CatalogueItemVersion) -> ItemOut:
                    category_name=CATEGORIES.get(v.category, (v.category,))[0], tier=v.tier, department=v.department,
                    response_hours=v.response_hours, resolution_hours=v.resolution_hours,
                    working_hours=v.working_hours, emergency=v.emergency, kiosk_instant=v.kiosk_instant,
-                   personal=v.personal, channels=list(v.channels), materials=v.materials, attributes=v.attributes,
+                   personal=v.personal, appointment_required=bool(v.appointment_required),
+                   channels=list(v.channels), materials=v.materials, attributes=v.attributes,
                    keywords=list(v.keywords or []), created_at=v.created_at, created_by=v.created_by)
 
 
@@ -65,7 +66,8 @@ def _version_row(code: str, version: int, body: ItemContent, principal: Principa
         category=data["category"], tier=data["tier"], department=data["department"],
         response_hours=data["response_hours"], resolution_hours=data["resolution_hours"],
         working_hours=data["working_hours"], emergency=data["emergency"], kiosk_instant=data["kiosk_instant"],
-        personal=data["personal"], channels=data["channels"], materials=data["materials"],
+        personal=data["personal"], appointment_required=data["appointment_required"], channels=data["channels"],
+        materials=data["materials"],
         attributes=sorted(data["attributes"], key=lambda a: a["order"]), keywords=data["keywords"],
         created_at=now, created_by=principal.caller)
 

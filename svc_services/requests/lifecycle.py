@@ -25,11 +25,13 @@ ACTIONS = ("accept", "reject", "dispatch", "claim", "return", "start", "resolve"
 ACTION_ZH = {"submit": "提交", "accept": "受理", "reject": "不予受理", "dispatch": "派单", "claim": "接单",
              "return": "退单", "start": "开始办理", "resolve": "办结", "rate": "评价", "close": "关闭",
              "reopen": "重办", "escalate": "升级", "cancel": "撤销", "merge": "合并", "absorb": "并入重复诉求",
-             "call": "紧急呼叫", "acknowledge": "呼叫应答"}
+             "call": "紧急呼叫", "acknowledge": "呼叫应答",
+             "book": "预约", "reschedule": "改约", "unbook": "取消预约", "appointment": "预约进展"}
 # Timeline entries that record something without moving the request (from_state == to_state): a merge target
 # notes the request merged into it (see requests.merge); an emergency's call-out notes each call and the
-# acknowledgement (see svc_services.emergency).
-ANNOTATIONS = ("absorb", "call", "acknowledge")
+# acknowledgement (see svc_services.emergency); svc_matching's appointment feed notes each booking step
+# (see svc_services.appointments).
+ANNOTATIONS = ("absorb", "call", "acknowledge", "book", "reschedule", "unbook", "appointment")
 # Outbox event per action: request.<past tense>.
 EVENT = {"submit": "submitted", "accept": "accepted", "reject": "rejected", "dispatch": "dispatched",
          "claim": "claimed", "return": "returned", "start": "started", "resolve": "resolved", "rate": "rated",

@@ -12,6 +12,7 @@ from common.direct_routes import DirectRoute
 from common.errors import Problem, invalid
 from common.idempotency import request_fingerprint, run_idempotent
 from common.pagination import Page, PageParams, encode_cursor
+from svc_services.appointments import service as appointments
 from svc_services.base import IdempotencyRecord
 from svc_services.clients import MatchingClient
 from svc_services.codes import Channel, Priority
@@ -83,6 +84,7 @@ async def get_request(request_id: str, response: Response, session: DbSession, p
     response.headers["ETag"] = f'"{req.version}"'
     out = to_out(req, principal, entries)
     out.materials = materials_out(rows, principal)
+    out.appointment = await appointments.current(session, req.id)
     return out
 
 

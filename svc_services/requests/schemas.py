@@ -5,6 +5,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from svc_services.appointments.schemas import AppointmentOut
 from svc_services.codes import AssigneeKind, Channel, Priority
 from svc_services.materials.schemas import MaterialOut
 
@@ -130,6 +131,7 @@ class RequestOut(BaseModel):
     allowed_actions: list[str] = Field(default_factory=list, description="当前角色可执行的操作")
     timeline: list[TimelineOut] | None = None
     materials: list[MaterialOut] | None = Field(default=None, description="所需材料（详情与受理时给出）")
+    appointment: AppointmentOut | None = Field(default=None, description="服务预约：当前的预约（详情给出；历史见全程记录）")
     possible_duplicates: list[DuplicateOut] | None = Field(
         default=None, description="提交时：同一事项 72 小时内尚未办结的诉求，50 米内（有经纬度时）或同一网格内（只有网格时），"
                                  "仅列出调用者可查看的")

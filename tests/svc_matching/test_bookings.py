@@ -235,38 +235,6 @@ async def test_three_no_shows_block_booking_for_thirty_days(client, staff, auth)
     assert (await book(client, me, res, local(1, 10, base=clock.now()))).status_code == 201
 
 
-async def test_service_appointment_for_a_request_and_rescheduling_keeps_history(client, staff, auth):
-    counter = await make_resource(client, staff, name="社保窗口", kind="counter", slot_minutes=30, capacity=1,
-                                  catalogue_item_code="RS-SB-001", bookers=["resident", "staff"])
-    listed = (await client.get("/matching/v1/bookable_resources", params={"item_code": "RS-SB-001"},
-                               headers=resident(auth, 1))).json()["items"]
-    assert [x["id"] for x in listed] == [counter["id"]]
-    now = now_of(client)
-    b = (await book(client, staff, counter, local(1, 9, base=now), person_id="p-7", request_id="req-1")).json()
-    assert b["request_id"] == "req-1" and b["person_id"] == "p-7" and b["state"] == "confirmed"
-    r = await book(client, staff, counter, local(1, 10, base=now), person_id="p-7", request_id="req-1")
-    assert r.status_code == 409 and r.json()["code"] == "booking.request_has_appointment"
-    room = await make_resource(client, staff)
-    r = await book(client, staff, room, local(1, 10, base=now), person_id="p-8", request_id="req-2")
-    assert r.status_code == 422 and r.json()["errors"][0]["field"] == "request_id"
-    b = (await move(client, resident(auth, 7), b, "reschedule", starts_at=local(2, 14, 30, base=now))).json()
-    assert same(b["starts_at"], local(2, 14, 30, base=now)) and b["state"] == "confirmed"
-    # the old slot is free again, the new one taken
-    other = await book(client, resident(auth, 8), counter, local(1, 9, base=now))
-    assert other.status_code == 201
-    assert (await book(client, resident(auth, 9), counter, local(2, 14, 30, base=now))).status_code == 409
-    detail = (await client.get(f"/matching/v1/bookings/{b['id']}", headers=staff)).json()
-    steps = [(e["action"], e["starts_at"]) for e in detail["timeline"]]
-    assert steps[0][0] == "request" and steps[1][0] == "reschedule" and steps[0][1] != steps[1][1]
-    assert "→" in detail["timeline"][1]["note"]
-    by_request = (await client.get("/matching/v1/bookings", params={"request_id": "req-1"}, headers=staff)).json()
-    assert [x["id"] for x in by_request["items"]] == [b["id"]]
-    # staff may not book for someone outside their places
-    r = await book(client, auth(role="community_staff", scopes=["community:110105001002"]), counter,
-                   local(3, 9, base=now), person_id="p-7")
-    assert r.status_code == 403
-
-
 async def test_who_may_book(client, staff, auth):
     res = await make_resource(client, staff, bookers=["resident"], booker_scope="110105001001001", capacity=5)
     at = local(1, 10, base=now_of(client))

@@ -8,6 +8,9 @@ The policy (DESIGN "Identity and authorisation", DOMAIN workflow 12, ADR 0014, s
   place, ops; anyone else gets 404 as for an unknown id. Residents of the booker scope book for themselves, staff
   covering the place book for the community (or a resident), ops too; a provider only where organisations may
   book; departments, member systems and evaluators neither read nor write bookings (403);
+- a request's appointment (服务预约) reaches svc_services only from svc_matching's feed: its replica endpoint
+  takes ops and the system member svc_matching (ONENET_APPOINTMENT_SOURCES), no one else (403), as the other
+  feeds' replicas (ADR 0007);
 - a sign-up is the same kind of record: the person (or proxy), staff over the activity's place, ops; check-in at the
   venue is by staff over the place, ops, or the kiosk (DOMAIN channels: 自助服务一体机).
 
@@ -65,6 +68,10 @@ RULES = {
                              allow(lambda c: c.staff_of(XF) or c.ops or c.role in ("resident", "proxy"))),
     "activity.signup_cancel": Rule("P1's sign-up is cancelled by P1, staff covering 幸福, ops; others 404",
                                    allow(lambda c: c.own(P1) or c.staff_of(XF) or c.ops, HIDE)),
+    "feed.appointments": Rule("a request's appointments are written by svc_matching's feed (its system member) and "
+                              "ops; any other caller, another system member included, 403",
+                              allow(lambda c: c.ops or c.member == "svc_matching"),
+                              code=lambda c: "appointment.not_a_source" if c.role == "system" else None),
     "activity.checkin": Rule("check-in at the venue: staff covering 幸福, ops, or the kiosk (自助服务一体机); "
                              "others 403", allow(lambda c: c.staff_of(XF) or c.ops or c.member == "kiosk")),
 }
@@ -143,6 +150,18 @@ def checkin(w: World, c: Caller, oid: str | None):
     return "POST", f"/matching/v1/activities/{oid or a['id']}/checkins", {"json": {"person_id": P1}}
 
 
+def appointment_body(w: World, c: Caller, oid: str | None):
+    """A fresh booking's snapshot for the matrix's request of P1 (an ops write adds its `book` timeline entry)."""
+    start = _now(w) + timedelta(days=2)
+    at = _now(w).isoformat()
+    return "PUT", f"/services/v1/request_appointments/{oid or w.uid('authz-booking')}", {"json": {
+        "request_id": w.ids["appointment_request"], "resource_id": "authz-counter", "resource_name": "授权矩阵窗口",
+        "place_code": XF, "starts_at": start.isoformat(), "ends_at": (start + timedelta(minutes=30)).isoformat(),
+        "state": "confirmed", "version": 1, "history": [{
+            "seq": 1, "action": "request", "from_state": None, "to_state": "confirmed",
+            "starts_at": start.isoformat(), "at": at, "actor": "svc_matching/authz", "role": "resident"}]}}
+
+
 def _shared(w: World, c: Caller, kind: str, make):
     """A fresh object for an allowed caller; refused callers share one (w.reuse, as test_matrix's `shared`)."""
     if not w.reuse:
@@ -177,6 +196,7 @@ CELLS = {
     "POST /matching/v1/activities/{activity_id}/signups/{signup_id}/cancel": [Cell("activity.signup_cancel",
                                                                                    cancel_signup)],
     "POST /matching/v1/activities/{activity_id}/checkins": [Cell("activity.checkin", checkin)],
+    "PUT /services/v1/request_appointments/{booking_id}": [Cell("feed.appointments", appointment_body)],
 }
 
 FILL = {"{resource_id}": "no-such-resource", "{booking_id}": "no-such-booking", "{activity_id}": "no-such-activity",
@@ -191,3 +211,4 @@ def setup(w: World) -> None:
     w.ids["room_id"] = room["id"]
     w.ids["booking_p1"] = _book_p1(w)["id"]
     w.ids["activity_id"] = _activity(w)["id"]
+    w.ids["appointment_request"] = w.request_p1()["id"]
