@@ -27,9 +27,10 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
+from typing import Annotated, Protocol
 
 from common.auth import Principal
+from common.deps import state
 from common.errors import Problem
 from common.http_client import ServiceClient, UpstreamError
 
@@ -156,11 +157,13 @@ def no_grant(resource: str = PERSONS_RESOURCE) -> Problem:
                    extra={"resource": resource})
 
 
-async def grant_for(request, principal: Principal, resource: str = PERSONS_RESOURCE) -> GrantInfo:
-    """The caller's live grant on `resource`, or 403. Only for departments and member systems."""
+async def grant_for(source: GrantSource | None, principal: Principal, headers, now: datetime,
+                    resource: str = PERSONS_RESOURCE) -> GrantInfo:
+    """The caller's live grant on `resource`, or 403. Only for departments and member systems; `headers` are the
+    call's (the exchange names the resource in `RESOURCE_HEADER`), `source` the app's (`AppGrants`)."""
     if principal.role not in GRANT_ROLES:
         raise no_grant(resource)
-    if request.headers.get(RESOURCE_HEADER) != resource:
+    if headers.get(RESOURCE_HEADER) != resource:
         raise Problem(403, "exchange.required",
                       ("部门和成员系统须经数据交换（网关）读取居民档案",
                        "Departments and member systems read resident records through the exchange"),
@@ -168,11 +171,14 @@ async def grant_for(request, principal: Principal, resource: str = PERSONS_RESOU
     consumers = consumers_of(principal)
     if not consumers:
         raise no_grant(resource)
-    source: GrantSource | None = getattr(request.app.state, "grant_source", None)
     if source is None:
         raise _unavailable()
-    grants = await source.live_grants(resource, request.app.state.clock.now())
+    grants = await source.live_grants(resource, now)
     for c in consumers:
         if c in grants:
             return grants[c]
     raise no_grant(resource)
+
+
+# what an endpoint takes (`grants: AppGrants`): the exchange's grant registry (svc_residents/clients.py), None if unset
+AppGrants = Annotated[GrantSource | None, state("grant_source")]

@@ -4,18 +4,21 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from fastapi import APIRouter, Depends, Header, Query, Request
+from fastapi import APIRouter, Depends, Header, Query
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from common.deps import DbSession
+from common.deps import AppDb, DbSession
 from common.auth import Principal, get_principal, require_roles
 from common.clock import Clock, get_clock
 from common.errors import Problem
 from common.idempotency import request_fingerprint, run_idempotent
 from common.pagination import Page, PageParams
-from gateway.edge.link import edge_changed
+from gateway.deps import Edge, OpenAPIDocs, Policy
+from gateway.edge.link import EdgeLink, notify
 from gateway.base import IdempotencyRecord
 from gateway.exchange import service
+from gateway.exchange.policy import ExchangePolicy
 from gateway.exchange.models import Grant, MessageLog, Resource
 from gateway.exchange.schemas import (SHARING_LABELS, GrantApply, GrantApprove, GrantOut, GrantRefuse,
                                       GrantRevoke, LogEntryOut, ResourceOut, SharingClass)
@@ -31,7 +34,7 @@ def _resource_out(r: Resource) -> ResourceOut:
 
 
 @router.get("/catalogue", response_model=Page[ResourceOut], summary="政务信息资源目录 Browse the resource catalogue")
-async def list_catalogue(session: DbSession, request: Request, page: PageParams = Depends(),
+async def list_catalogue(session: DbSession, page: PageParams = Depends(),
                          owner: str | None = Query(None, description="提供方成员单位"),
                          sharing_class: SharingClass | None = Query(None, description="共享类型"),
                          principal: Principal = Depends(get_principal)):
@@ -46,18 +49,15 @@ async def list_catalogue(session: DbSession, request: Request, page: PageParams 
 
 @router.post("/catalogue/refresh", summary="由各服务 OpenAPI 重新生成资源目录 Re-derive the catalogue",
              description="读取各服务的 OpenAPI 文档，结合资源标注（共享类型、字段分级）重新生成资源目录。")
-async def refresh(request: Request, principal: Principal = Depends(require_roles("ops")),
-                  clock: Clock = Depends(get_clock)) -> dict:
-    app = request.app
-    report = await service.refresh_catalogue(app.state.db, app.state.openapi_aggregate, app.state.exchange_policy,
-                                             clock.now())
-    app.state.catalogue_report = report
-    await edge_changed(app)
+async def refresh(db: AppDb, docs: OpenAPIDocs, policy: Policy, edge: Edge,
+                  principal: Principal = Depends(require_roles("ops")), clock: Clock = Depends(get_clock)) -> dict:
+    report = await service.refresh_catalogue(db, docs, policy, clock.now())
+    await notify(edge)
     return report
 
 
 @router.get("/catalogue/{code}", response_model=ResourceOut, summary="资源详情 One catalogue entry")
-async def get_resource(session: DbSession, code: str, request: Request, principal: Principal = Depends(get_principal)):
+async def get_resource(session: DbSession, code: str, principal: Principal = Depends(get_principal)):
     r = await session.get(Resource, code)
     if r is None:
         raise Problem(404, "resource.not_found", ("资源目录中没有这个资源", "No such resource in the catalogue"))
@@ -67,8 +67,8 @@ async def get_resource(session: DbSession, code: str, request: Request, principa
 @router.post("/grants", status_code=201, response_model=GrantOut,
              summary="申请使用资源 Apply for a resource",
              description="无条件共享资源申请即批准；有条件共享资源待提供方审批（形式审查 2 个工作日，答复 5 个工作日）。")
-async def apply_grant(body: GrantApply, request: Request, principal: Principal = Depends(members_only),
-                      idempotency_key: str | None = Header(None), clock: Clock = Depends(get_clock)):
+async def apply_grant(body: GrantApply, db: AppDb, policy: Policy, edge: Edge,
+                      principal: Principal = Depends(members_only), idempotency_key: str | None = Header(None), clock: Clock = Depends(get_clock)):
     now = clock.now()
     created: list[Grant] = []
 
@@ -77,18 +77,18 @@ async def apply_grant(body: GrantApply, request: Request, principal: Principal =
         created.append(grant)
         return 201, service.grant_out(grant, now)
 
-    resp = await run_idempotent(request.app.state.db, IdempotencyRecord, key=idempotency_key,
+    resp = await run_idempotent(db, IdempotencyRecord, key=idempotency_key,
                                 caller=principal.caller,
                                 fingerprint=request_fingerprint("POST", "/exchange/v1/grants", body.model_dump()),
                                 now=now, create=create)
     if created and created[0].status == "approved":
-        request.app.state.exchange_policy.put_grant(created[0])
-        await edge_changed(request.app)
+        policy.put_grant(created[0])
+        await notify(edge)
     return resp
 
 
 @router.get("/grants", response_model=Page[GrantOut], summary="授权与申请列表 Grants (as consumer or owner)")
-async def list_grants(session: DbSession, request: Request, page: PageParams = Depends(),
+async def list_grants(session: DbSession, page: PageParams = Depends(),
                       side: Literal["consumer", "owner", "any"] = Query("any", description="本单位作为申请方或提供方"),
                       status: Literal["pending", "approved", "refused", "revoked"] | None = None,
                       resource: str | None = None, overdue: bool | None = Query(None, description="只看超期"),
@@ -114,7 +114,7 @@ async def list_grants(session: DbSession, request: Request, page: PageParams = D
 
 
 @router.get("/grants/{grant_id}", response_model=GrantOut, summary="授权详情 One grant")
-async def get_grant(session: DbSession, grant_id: str, request: Request, principal: Principal = Depends(members_only),
+async def get_grant(session: DbSession, grant_id: str, principal: Principal = Depends(members_only),
                     clock: Clock = Depends(get_clock)):
     g = await session.get(Grant, grant_id)
     if g is None or (principal.role != "ops" and principal.member not in (g.owner, g.consumer)):
@@ -122,44 +122,45 @@ async def get_grant(session: DbSession, grant_id: str, request: Request, princip
     return service.grant_out(g, clock.now())
 
 
-async def _decide(request: Request, now: datetime, fn, *args) -> GrantOut:
-    async with request.app.state.db.session() as session, session.begin():
+async def _decide(session: AsyncSession, policy: ExchangePolicy, edge: EdgeLink | None, now: datetime,
+                  fn, *args) -> GrantOut:
+    async with session.begin():
         grant = await fn(session, *args, now)
-    policy = request.app.state.exchange_policy
     if grant.status == "approved":
         policy.put_grant(grant)
     else:
         policy.drop_grant(grant.consumer, grant.resource, grant.id)
-    await edge_changed(request.app)
+    await notify(edge)
     return service.grant_out(grant, now)
 
 
 @router.post("/grants/{grant_id}/check", response_model=GrantOut, summary="受理（形式审查）Accept for review")
-async def check_grant(grant_id: str, request: Request, principal: Principal = Depends(members_only),
+async def check_grant(grant_id: str, session: DbSession, policy: Policy, edge: Edge, principal: Principal = Depends(members_only),
                       clock: Clock = Depends(get_clock)):
-    return await _decide(request, clock.now(), service.check, grant_id, principal)
+    return await _decide(session, policy, edge, clock.now(), service.check, grant_id, principal)
 
 
 @router.post("/grants/{grant_id}/approve", response_model=GrantOut, summary="批准 Approve with scope and expiry")
-async def approve_grant(grant_id: str, body: GrantApprove, request: Request,
+async def approve_grant(grant_id: str, body: GrantApprove, session: DbSession, policy: Policy, edge: Edge,
                         principal: Principal = Depends(members_only), clock: Clock = Depends(get_clock)):
-    return await _decide(request, clock.now(), service.approve, grant_id, body, principal)
+    return await _decide(session, policy, edge, clock.now(), service.approve, grant_id, body, principal)
 
 
 @router.post("/grants/{grant_id}/refuse", response_model=GrantOut, summary="不予批准 Refuse with a reason")
-async def refuse_grant(grant_id: str, body: GrantRefuse, request: Request,
+async def refuse_grant(grant_id: str, body: GrantRefuse, session: DbSession, policy: Policy, edge: Edge,
                        principal: Principal = Depends(members_only), clock: Clock = Depends(get_clock)):
-    return await _decide(request, clock.now(), service.refuse, grant_id, body.reason, principal)
+    return await _decide(session, policy, edge, clock.now(), service.refuse, grant_id, body.reason, principal)
 
 
 @router.post("/grants/{grant_id}/revoke", response_model=GrantOut, summary="撤销授权 Revoke (immediate)")
-async def revoke_grant(grant_id: str, request: Request, body: GrantRevoke | None = None,
+async def revoke_grant(grant_id: str, session: DbSession, policy: Policy, edge: Edge,
+                       body: GrantRevoke | None = None,
                        principal: Principal = Depends(members_only), clock: Clock = Depends(get_clock)):
-    return await _decide(request, clock.now(), service.revoke, grant_id, body.reason if body else None, principal)
+    return await _decide(session, policy, edge, clock.now(), service.revoke, grant_id, body.reason if body else None, principal)
 
 
 @router.get("/log", response_model=Page[LogEntryOut], summary="交换日志 Message log of your own resources")
-async def message_log(session: DbSession, request: Request, page: PageParams = Depends(), resource: str | None = None,
+async def message_log(session: DbSession, page: PageParams = Depends(), resource: str | None = None,
                       member: str | None = Query(None, description="调用方成员单位"),
                       principal: Principal = Depends(members_only)):
     q = select(MessageLog)

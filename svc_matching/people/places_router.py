@@ -6,7 +6,7 @@ from datetime import datetime
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from common.deps import DbSession
+from common.deps import AppSettings, DbSession
 from common.auth import Principal, require_roles
 from common.clock import Clock, get_clock
 from common.errors import Problem, invalid
@@ -19,10 +19,10 @@ Version = Field(default=None, ge=1, le=2**31 - 1,
                 description="来源版本号（svc_residents 按人递增）；不大于已存版本的更新被忽略。运维手工更新可不填")
 
 
-def feed_source(request: Request, principal: Principal = Depends(require_roles("system", "ops"))) -> Principal:
+def feed_source(settings: AppSettings, principal: Principal = Depends(require_roles("system", "ops"))) -> Principal:
     """Ops, or a system member named as a source (svc_residents): which persons exist and where they live is
     personal data, not for every member of the exchange to read or write."""
-    if principal.role == "system" and principal.member not in request.app.state.settings.person_place_sources:
+    if principal.role == "system" and principal.member not in settings.person_place_sources:
         raise Problem(403, "person_place.not_a_source", ("只有居民信息库（svc_residents）可读写居民所在地",
                                                          "Only the residents registry writes person places"))
     return principal

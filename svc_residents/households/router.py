@@ -48,7 +48,7 @@ async def list_households(session: DbSession, request: Request, grid_code: str |
 
 
 @router.get("/{household_id}", response_model=HouseholdDetail, summary="户详情（含成员，脱敏）Household with members")
-async def get_household(db: AppDb, household_id: str, request: Request, principal: Principal = Depends(get_principal),
+async def get_household(db: AppDb, household_id: str, request: Request, grants: exchange_grants.AppGrants, principal: Principal = Depends(get_principal),
                         clock: Clock = Depends(get_clock)):
     from sqlalchemy import select
 
@@ -57,7 +57,8 @@ async def get_household(db: AppDb, household_id: str, request: Request, principa
 
     now = clock.now()
     if principal.role in exchange_grants.GRANT_ROLES:  # a department or member system: only under a grant
-        grant = await exchange_grants.grant_for(request, principal, exchange_grants.HOUSEHOLDS_RESOURCE)
+        grant = await exchange_grants.grant_for(grants, principal, request.headers, now,
+                                                exchange_grants.HOUSEHOLDS_RESOURCE)
         purpose = request.headers.get(exchange_grants.PURPOSE_HEADER)
         async with db.session() as session, session.begin():
             household = await session.get(Household, household_id)

@@ -10,6 +10,7 @@ from common.deps import DbSession
 from common.auth import Principal, get_principal
 from common.clock import Clock, get_clock
 from svc_residents.identity import service
+from svc_residents.protection import AppProtection
 from svc_residents.persons.schemas import PersonOut
 from svc_residents.persons.service import person_out, tags_for
 
@@ -45,11 +46,11 @@ class ChangeOut(BaseModel):
 
 @router.post("/{person_id}/merge", response_model=MergeOut,
              summary="合并重复档案（一人多档）Merge a duplicate record into this one")
-async def merge(session: DbSession, person_id: str, body: MergeIn, request: Request, principal: Principal = Depends(get_principal),
+async def merge(session: DbSession, person_id: str, body: MergeIn, protection: AppProtection, principal: Principal = Depends(get_principal),
                 clock: Clock = Depends(get_clock)):
     now = clock.now()
     async with session.begin():
-        survivor, dup = await service.merge(session, principal, request.app.state.protection, person_id,
+        survivor, dup = await service.merge(session, principal, protection, person_id,
                                             body.duplicate_id, body.reason.strip(), now=now)
         tags = await tags_for(session, [survivor.id, dup.id])
         return MergeOut(person=person_out(survivor, tags.get(survivor.id, []), now=now),

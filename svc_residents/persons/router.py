@@ -6,6 +6,7 @@ from urllib.parse import unquote
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from pydantic import BaseModel
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from common.deps import AppDb, DbSession
 from common.auth import Principal, get_principal
@@ -14,6 +15,8 @@ from common.errors import invalid, request_language
 from common.idempotency import request_fingerprint, run_idempotent
 from common.pagination import Page, PageParams, cursor_key, encode_cursor
 from svc_residents import grants as exchange_grants, protection as prot
+from svc_residents.grants import GrantSource
+from svc_residents.protection import AppProtection, FieldProtection
 from svc_residents.base import IdempotencyRecord
 from svc_residents.codes import TagCode
 from svc_residents.persons import exchange, service
@@ -25,10 +28,6 @@ from svc_residents.persons.schemas import (ConsentIn, ConsentOut, PersonCreate, 
                                            TagIn, TagOut)
 
 router = APIRouter(prefix="/residents/v1/persons", tags=["persons 居民"])
-
-
-def _protection(request: Request):
-    return request.app.state.protection
 
 
 class AccessLogEntry(BaseModel):
@@ -48,10 +47,9 @@ class AccessLogEntry(BaseModel):
 @router.post("", status_code=201, response_model=PersonOut, summary="登记居民 Register a person",
              responses={202: {"model": RegistrationOut,
                               "description": "已提交，待核实后生效 (the ID number needs confirmation first)"}})
-async def create_person(db: AppDb, body: PersonCreate, request: Request, principal: Principal = Depends(get_principal),
+async def create_person(db: AppDb, body: PersonCreate, request: Request, protection: AppProtection, principal: Principal = Depends(get_principal),
                         idempotency_key: str | None = Header(None, alias="Idempotency-Key"),
                         clock: Clock = Depends(get_clock)):
-    protection = _protection(request)
     now = clock.now()
 
     async def create(session):
@@ -72,15 +70,15 @@ async def create_person(db: AppDb, body: PersonCreate, request: Request, princip
                                 fingerprint=request_fingerprint("POST", request.url.path, keyed))
 
 
-async def _search(request: Request, principal: Principal, q: PersonSearch, now: datetime) -> Page[PersonOut]:
+async def _search(session: AsyncSession, protection: FieldProtection, grants: GrantSource | None, request: Request,
+                  principal: Principal, q: PersonSearch, now: datetime) -> Page[PersonOut]:
     if principal.role in exchange_grants.GRANT_ROLES:
-        return await _grant_search(request, principal, q, now)
+        return await _grant_search(session, protection, grants, request, principal, q, now)
     after = cursor_key(q.cursor)
-    async with request.app.state.db.session() as session:
-        rows = await service.search(session, principal, _protection(request), q, after, now=now)
-        more = len(rows) > q.limit
-        rows = rows[: q.limit]
-        tags = await service.tags_for(session, [r.id for r in rows])
+    rows = await service.search(session, principal, protection, q, after, now=now)
+    more = len(rows) > q.limit
+    rows = rows[: q.limit]
+    tags = await service.tags_for(session, [r.id for r in rows])
     return Page[PersonOut](items=[service.person_out(r, tags.get(r.id, []), now=now) for r in rows],
                            next_cursor=encode_cursor(rows[-1].id) if more else None)
 
@@ -90,12 +88,12 @@ def _purpose(request: Request) -> str | None:
     return unquote(value, errors="replace") if value else None
 
 
-async def _grant_search(request: Request, principal: Principal, q: PersonSearch, now: datetime) -> Response:
+async def _grant_search(session: AsyncSession, protection: FieldProtection, grants: GrantSource | None,
+                        request: Request, principal: Principal, q: PersonSearch, now: datetime) -> Response:
     """A department or member system with a grant: exact ID number only, fields as the grant allows."""
-    grant = await exchange_grants.grant_for(request, principal)
+    grant = await exchange_grants.grant_for(grants, principal, request.headers, now)
     exchange.check_search(q)
-    protection = _protection(request)
-    async with request.app.state.db.session() as session, session.begin():
+    async with session.begin():
         rows = await exchange.search(session, protection, q)
         tags = await service.tags_for(session, [r.id for r in rows])
         items = [exchange.view(session, principal, protection, grant, r, tags.get(r.id, []), service.person_out,
@@ -105,7 +103,8 @@ async def _grant_search(request: Request, principal: Principal, q: PersonSearch,
 
 
 @router.get("", response_model=Page[PersonOut], summary="居民列表（脱敏）List persons in scope")
-async def list_persons(request: Request, name: str | None = Query(None, min_length=1, max_length=50),
+async def list_persons(session: DbSession, protection: AppProtection, grants: exchange_grants.AppGrants,
+                       request: Request, name: str | None = Query(None, min_length=1, max_length=50),
                        grid_code: str | None = Query(None, pattern=r"^\d{15}$"),
                        community_code: str | None = Query(None, pattern=r"^\d{12}$"),
                        household_id: str | None = None, tag: TagCode | None = None,
@@ -118,25 +117,26 @@ async def list_persons(request: Request, name: str | None = Query(None, min_leng
                           "Search by ID number or phone with POST /residents/v1/persons/search", where="query")
     q = PersonSearch(name=name, grid_code=grid_code, community_code=community_code, household_id=household_id,
                      tag=tag, age_min=age_min, age_max=age_max, limit=page.limit, cursor=page.cursor)
-    return await _search(request, principal, q, clock.now())
+    return await _search(session, protection, grants, request, principal, q, clock.now())
 
 
 @router.post("/search", response_model=Page[PersonOut],
              summary="检索居民（身份证号、手机号精确匹配走请求体）Search persons")
-async def search_persons(body: PersonSearch, request: Request, principal: Principal = Depends(get_principal),
+async def search_persons(session: DbSession, protection: AppProtection, grants: exchange_grants.AppGrants,
+                         body: PersonSearch, request: Request, principal: Principal = Depends(get_principal),
                          clock: Clock = Depends(get_clock)):
-    return await _search(request, principal, body, clock.now())
+    return await _search(session, protection, grants, request, principal, body, clock.now())
 
 
 @router.get("/{person_id}", response_model=PersonOut, summary="居民详情 Get a person (masked unless reveal=true)")
-async def get_person(session: DbSession, person_id: str, request: Request, principal: Principal = Depends(get_principal),
+async def get_person(session: DbSession, person_id: str, request: Request, protection: AppProtection,
+                     grants: exchange_grants.AppGrants, principal: Principal = Depends(get_principal),
                      reveal: bool = Query(False, description="请求明文身份证号与手机号（须有权限，并记录审计）"),
                      purpose: str | None = Query(None, max_length=200, description="查看明文的用途，reveal=true 时必填"),
                      clock: Clock = Depends(get_clock)):
     now = clock.now()
     if principal.role in exchange_grants.GRANT_ROLES:  # a department or member system: only under a grant
-        grant = await exchange_grants.grant_for(request, principal)
-        protection = _protection(request)
+        grant = await exchange_grants.grant_for(grants, principal, request.headers, now)
         async with session.begin():
             person = await session.get(Person, person_id)
             if person is None:
@@ -148,7 +148,7 @@ async def get_person(session: DbSession, person_id: str, request: Request, princ
                         headers={"Cache-Control": "no-store"})
     async with session.begin():
         person = await service.get_person(session, principal, person_id)
-        clear = (await service.reveal_person(session, principal, _protection(request), person, purpose, now=now)
+        clear = (await service.reveal_person(session, principal, protection, person, purpose, now=now)
                  if reveal else None)
         tags = await service.tags_for(session, [person.id])
         out = service.person_out(person, tags.get(person.id, []), now=now, clear=clear)
@@ -159,11 +159,11 @@ async def get_person(session: DbSession, person_id: str, request: Request, princ
 
 
 @router.patch("/{person_id}", response_model=PersonOut, summary="修改居民档案 Update a person")
-async def update_person(session: DbSession, person_id: str, body: PersonUpdate, request: Request,
+async def update_person(session: DbSession, person_id: str, body: PersonUpdate, protection: AppProtection,
                         principal: Principal = Depends(get_principal), clock: Clock = Depends(get_clock)):
     now = clock.now()
     async with session.begin():
-        person = await service.update_person(session, principal, _protection(request), person_id, body, now=now)
+        person = await service.update_person(session, principal, protection, person_id, body, now=now)
         tags = await service.tags_for(session, [person.id])
         return service.person_out(person, tags.get(person.id, []), now=now)
 

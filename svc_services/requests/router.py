@@ -45,7 +45,8 @@ async def submit(body: RequestCreate, intake: Intake, principal: CurrentPrincipa
 
 
 async def _submit_direct(request: Request, body: RequestCreate, principal: Principal) -> Response:
-    # called by the DirectRoutes middleware, which has no dependencies to solve: it hands over the request
+    # called by the DirectRoutes middleware, which solves no dependencies: it hands over the request, and the
+    # intake and clock are the ones `submit`'s dependencies give (`app.state.intake`, `app.state.clock`)
     return await submit_request(request.app.state.intake, principal, body, request.app.state.clock,
                                 key=request.headers.get("idempotency-key"))
 
