@@ -10,3 +10,4 @@ from svc_matching.bookings.models import (  # noqa: F401
     BookableResource, Booking, BookingBlock, BookingEntry, BookingSlot,
 )
 from svc_matching.activities.models import Activity, ActivitySignup  # noqa: F401
+from svc_matching.survey_needs.models import SurveyDemand  # noqa: F401

@@ -19,6 +19,8 @@ from svc_metrics.events.router import router as events_router
 from svc_metrics.gauges import gauge_loop
 from svc_metrics.kpis.router import router as kpis_router
 from svc_metrics.kpis.service import load_catalogue
+from svc_metrics.base import OutboxEvent
+from svc_metrics.surveys.router import router as surveys_router
 from svc_metrics.settings import MetricsSettings
 
 
@@ -33,6 +35,9 @@ def _sqlite_read_pragmas(dbapi_connection, _record=None) -> None:
 def create_app(settings: MetricsSettings | None = None, *, verifier: TokenVerifier | None = None,
                clock: Clock | None = None) -> FastAPI:
     settings = settings or MetricsSettings()
+    # svc_metrics is the ingest target: its outbox carries only the survey_need. feed to svc_matching, never
+    # events to itself (whatever ONENET_EVENTS_URL the launcher gives every service).
+    settings = settings.model_copy(update={"events_url": None})
     db = Database(settings.database_url)
     if db.dialect == "sqlite":
         # Ingest touches random index pages (event ids, entity ids) and KPI queries read the rollup and observations
@@ -56,8 +61,9 @@ def create_app(settings: MetricsSettings | None = None, *, verifier: TokenVerifi
         title="OneNet svc_metrics 考核评估",
         description="事件接收、指标计算（对照规划目标）、风险预警、看板与导出。"
                     "Event store, KPI engine against the plans' targets, early warnings, dashboard and exports.",
-        routers=[events_router, kpis_router, alerts_router, cases_router, dashboard_router],
-        outbox_model=None,
+        routers=[events_router, kpis_router, alerts_router, cases_router, dashboard_router, surveys_router],
+        outbox_model=OutboxEvent,
+        feeds=("survey_need.",),
         verifier=verifier,
         db=db,
         on_startup=[catalogue],

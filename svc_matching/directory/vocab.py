@@ -3,18 +3,11 @@ from __future__ import annotations
 
 import uuid
 
+from common.vocab import CATEGORIES as _CATEGORIES
+
 # Built-in taxonomy: service categories and eligible special groups. Ids are UUIDv5 so every install agrees.
 _NS = uuid.UUID("9b0a3c4e-2f57-4d0e-8c2a-4b6e1f3d5a70")
-CATEGORIES = [
-    ("elderly_care", "养老服务", "Elderly care"), ("childcare", "托育服务", "Childcare"),
-    ("life_service", "生活服务", "Daily-life services"), ("emergency", "应急服务", "Emergency"),
-    ("government", "政务服务", "Government services"), ("grid_event", "网格事务", "Grid affairs"),
-    ("counselling", "心理疏导", "Counselling"), ("employment", "就业指导", "Employment guidance"),
-    ("health", "医疗健康", "Health"), ("disability", "助残服务", "Disability support"),
-    ("education", "教育辅导", "Tutoring"), ("legal", "法律援助", "Legal aid"),
-    ("culture", "文体活动", "Culture and sport"), ("housing", "住房保障", "Housing"),
-    ("environment", "环境卫生", "Environment and sanitation"),
-]
+CATEGORIES = _CATEGORIES  # one list, in common/ (svc_metrics' survey needs questions read it too)
 ELIGIBILITY = [
     ("elderly", "老年人（60岁以上）", "Elderly (60+)"), ("living_alone", "独居老人", "Living alone"),
     ("very_old", "高龄老人", "Very old"), ("disabled", "残疾人（持证）", "Disabled (certified)"),

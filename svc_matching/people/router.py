@@ -95,3 +95,9 @@ async def list_needs(session: DbSession, request: Request, status: NeedStatus | 
         stmt = stmt.where(Need.place_code.startswith(place_code, autoescape=True))
     rows = list((await session.execute(page.keyset(stmt, Need.id))).scalars())
     return page.page(rows, key=lambda r: r.id, item=NeedOut.model_validate)
+
+
+# svc_metrics' survey needs (named answers → needs with source survey; anonymous demand), docs/adr/0019
+from svc_matching.survey_needs.router import router as _survey_needs_router  # noqa: E402
+
+router.include_router(_survey_needs_router)

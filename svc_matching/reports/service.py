@@ -44,7 +44,10 @@ async def gaps(session: AsyncSession, settings: MatchingSettings, place_code: st
         g["excluded_by"] = {k: {"count": v, "zh": engine.FILTER_TEXT[k][0], "en": engine.FILTER_TEXT[k][1]}
                             for k, v in sorted(g["excluded_by"].items())}
     unmet = sum(g["needs"] for g in items)
-    return {"open_needs": len(needs), "unmet_needs": unmet, "groups": items}
+    # beside the needs of named people: what anonymous surveys asked for, by category (ADR 0019)
+    from svc_matching.survey_needs.service import demand
+    return {"open_needs": len(needs), "unmet_needs": unmet, "groups": items,
+            "survey_demand": await demand(session, place_code)}
 
 
 async def duplicates(session: AsyncSession, settings: MatchingSettings, place_code: str | None) -> dict:

@@ -129,6 +129,11 @@ async def scan(session: AsyncSession, now: datetime, s: MetricsSettings, period:
     period = period or of("quarter", local_today(now))
     found = (await detect_surges(session, now, s) + await detect_backlog(session, now, s)
              + await detect_by_community(session, period, now, s))
+    return await record(session, found, now)
+
+
+async def record(session: AsyncSession, found: list[dict[str, Any]], now: datetime) -> list[Warning_]:
+    """Store the warnings not stored yet (by dedup key) and open the rectification cases they call for."""
     if not found:
         return []
     insert = pg_insert if session.bind.dialect.name == "postgresql" else sqlite_insert

@@ -24,6 +24,11 @@ from svc_metrics.kpis.models import KpiDefinition, Observation, TargetOverride
 from svc_metrics.kpis.periods import Period
 from svc_metrics.kpis.queries import ALL, Filters, Sums, categories, obs_codes
 from svc_metrics.kpis.targets import judged
+from svc_metrics.surveys import results as surveys
+
+# Satisfaction has two sources, kept apart and both shown: ratings of requests (the value) and the quarterly
+# surveys (`by_source.survey`, svc_metrics/surveys); the survey figure of each is its rate or its mean score.
+SURVEY_SOURCED = {"satisfaction_rate": "value", "satisfaction_score": "score"}
 
 UNIT_SECONDS = {"h": 3600.0, "min": 60.0}
 Key = tuple[bool, str, str | None]  # (scoped, kpi, category)
@@ -289,6 +294,11 @@ async def measure_many(session: AsyncSession, defs: list[KpiDefinition], period:
         else:
             raise ValueError(f"unknown calc {d.calc}")
         fig["value"] = _round(fig["value"])
+        if d.code in SURVEY_SOURCED:
+            sv = await surveys.satisfaction(session, f.scope, period)
+            fig["by_source"] = {"ratings": {"value": fig["value"], "count": fig["count"]},
+                                "survey": {"value": sv[SURVEY_SOURCED[d.code]], "count": int(sv["denominator"]),
+                                           "surveys": sv["surveys"]}}
         out[d.code] = fig
     return out
 

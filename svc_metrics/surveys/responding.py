@@ -1,0 +1,122 @@
+"""Keeping one response: who may answer through which channel, the answers against the questionnaire, the token
+spent exactly once, the tallies, and a named response's needs as an event for svc_matching. Everything is checked
+before anything is written, and all of it is one transaction: a refused response leaves nothing behind."""
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from common.auth import Principal
+from common.errors import Conflict, Forbidden, invalid
+from common.outbox import record_event
+from svc_metrics.base import OutboxEvent
+from svc_metrics.surveys.models import Survey, SurveyResponse, SurveyTally, SurveyToken
+from svc_metrics.surveys.questionnaire import Questionnaire, check_answers
+from svc_metrics.surveys.schemas import ResponseIn
+from svc_metrics.surveys.service import PLACE_STAFF, digest, get_survey
+
+
+def channel_for(principal: Principal, asked: str) -> str:
+    """Residents and proxies answer in the app or at a kiosk; the kiosk (a member system) only at the kiosk;
+    place staff only on a household visit (入户, entering the household's answers); nobody else answers."""
+    if principal.role in ("resident", "proxy"):
+        if asked == "visit":
+            raise invalid("channel", "survey.visit_by_staff", "入户答卷由工作人员录入", "Visit answers are entered by staff")
+        return asked
+    if principal.role == "system" and principal.member == "kiosk":
+        return "kiosk"
+    if principal.role in PLACE_STAFF:
+        if asked != "visit":
+            raise invalid("channel", "survey.staff_enter_visits", "工作人员只能录入入户调查的答卷",
+                          "Staff enter answers only on a household visit (channel visit)")
+        return "visit"
+    raise Forbidden(("当前角色不能作答问卷", "Your role does not answer surveys"), code="survey.not_respondent")
+
+
+async def respond(session: AsyncSession, principal: Principal, survey_id: str, body: ResponseIn,
+                  now: datetime) -> tuple[Survey, SurveyResponse, list[str]]:
+    s = await get_survey(session, principal, survey_id)
+    if s.status != "published":
+        raise Conflict("survey.closed" if s.status == "closed" else "survey.not_published",
+                       ("问卷已结束，不再接受答卷" if s.status == "closed" else "问卷尚未发布",
+                        "The survey is closed" if s.status == "closed" else "The survey is not published"))
+    channel = channel_for(principal, body.channel)
+    qn = Questionnaire.model_validate(s.questionnaire)
+    answers = check_answers(qn, body.answers)
+    tok = await session.get(SurveyToken, digest(body.token))
+    if tok is None or tok.survey_id != s.id:
+        raise invalid("token", "survey.token_invalid", "令牌无效", "The token is not one of this survey's")
+    if tok.spent:
+        raise Conflict("survey.token_spent", ("该令牌已作答，每人只能答一次", "This token has been used: one response each"))
+    place = tok.place or s.scope
+    if channel == "visit" and not principal.covers_place(place):
+        raise Forbidden(("只能为本辖区的住户录入答卷", "Only for households in your own area"),
+                        code="survey.visit_out_of_scope")
+    spent = await session.execute(update(SurveyToken).where(SurveyToken.digest == tok.digest,
+                                                            SurveyToken.spent.is_(False)).values(spent=True))
+    if spent.rowcount != 1:  # another response with this token got in first
+        raise Conflict("survey.token_spent", ("该令牌已作答，每人只能答一次", "This token has been used: one response each"))
+    named = not s.anonymous
+    r = SurveyResponse(id=str(uuid.uuid4()), survey_id=s.id, channel=channel, place=place, age_band=tok.age_band,
+                       groups=tok.groups, answers=answers, person_id=tok.person_id if named else None,
+                       entered_by=principal.caller if named and channel == "visit" else None)
+    session.add(r)
+    await add_tallies(session, s.id, qn, r)
+    needs = [c for q in qn.questions() if q.kind == "needs" for c in answers.get(q.key, [])]
+    needs = list(dict.fromkeys(needs))
+    if named and needs:
+        record_event(session, OutboxEvent, "survey_need.recorded", subject=r.id, now=now,
+                     community=place[:12] if len(place) >= 12 else None, grid=place if len(place) >= 15 else None,
+                     data={"kind": "named", "survey_id": s.id, "person_id": tok.person_id, "categories": needs,
+                           "place_code": place, "version": 1})
+    await session.flush()
+    return s, r, needs if named else []
+
+
+def tally_rows(survey_id: str, qn: Questionnaire, r: SurveyResponse) -> list[dict[str, Any]]:
+    dims = [("", "")]
+    if r.age_band:
+        dims.append(("age_band", r.age_band))
+    dims += [("group", g) for g in r.groups.strip(",").split(",") if g]
+    dims.append(("channel", r.channel))
+    rows: dict[tuple, dict[str, Any]] = {}
+    for dim, dv in dims:   # respondents per place and sub-group (results.RESPONDENTS)
+        rows[(survey_id, r.place, "_n", "", dim, dv)] = {"survey_id": survey_id, "place": r.place, "question": "_n",
+                                                         "value": "", "dim": dim, "dim_value": dv, "n": 1,
+                                                         "total": 0.0, "total_sq": 0.0}
+    for q in qn.questions():
+        v = r.answers.get(q.key)
+        if v is None or q.kind == "text":
+            continue
+        if q.kind == "number":
+            values = [("", float(v))]
+        elif q.kind == "likert":
+            values = [(str(v), float(v))]
+        else:
+            values = [(k, 1.0) for k in (v if isinstance(v, list) else [v])]
+        for value, x in values:
+            for dim, dv in dims:
+                key = (survey_id, r.place, q.key, value, dim, dv)
+                rows[key] = {"survey_id": survey_id, "place": r.place, "question": q.key, "value": value,
+                             "dim": dim, "dim_value": dv, "n": 1, "total": x, "total_sq": x * x}
+    return [rows[k] for k in sorted(rows)]  # sorted: one lock order for concurrent responses (PostgreSQL)
+
+
+async def add_tallies(session: AsyncSession, survey_id: str, qn: Questionnaire, r: SurveyResponse) -> None:
+    rows = tally_rows(survey_id, qn, r)
+    if not rows:
+        return
+    insert = pg_insert if session.bind.dialect.name == "postgresql" else sqlite_insert
+    stmt = insert(SurveyTally)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=["survey_id", "place", "question", "value", "dim", "dim_value"],
+        set_={"n": SurveyTally.n + stmt.excluded.n, "total": SurveyTally.total + stmt.excluded.total,
+              "total_sq": SurveyTally.total_sq + stmt.excluded.total_sq})
+    await session.execute(stmt, rows)
+

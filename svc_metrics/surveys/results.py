@@ -1,0 +1,173 @@
+"""Survey results from the tallies: per question counts, means and distributions, overall and by sub-group
+(grid, community, age band, special group, channel), with response rates; a sub-group answered by fewer than
+`min_group` people is listed without figures. Also the survey source of the satisfaction KPI, and XLSX."""
+from __future__ import annotations
+
+import io
+from collections import defaultdict
+from datetime import date
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from svc_metrics.kpis.periods import Period, of
+from svc_metrics.surveys.models import Survey, SurveyTally, SurveyToken
+from svc_metrics.surveys.questionnaire import LIKERT_ZH, SATISFIED_FROM, Questionnaire
+
+BY = ("grid", "community", "age_band", "group", "channel")
+RESPONDENTS = "_n"   # the tally of respondents per place and sub-group
+
+
+def _share(part: float, whole: float) -> float | None:
+    return round(part / whole * 100, 2) if whole else None
+
+
+async def _invited(session: AsyncSession, s: Survey, scope: str, by: str | None) -> dict[str, list[int]]:
+    """{group: [invited, responded]} from the tokens (their generalised attributes)."""
+    rows = await session.execute(
+        select(SurveyToken.place, SurveyToken.age_band, SurveyToken.groups, SurveyToken.spent, func.count())
+        .where(SurveyToken.survey_id == s.id, SurveyToken.place.startswith(scope))
+        .group_by(SurveyToken.place, SurveyToken.age_band, SurveyToken.groups, SurveyToken.spent))
+    out: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    for place, band, groups, spent, n in rows:
+        keys = ["all"]
+        if by in ("grid", "community"):
+            keys.append(place[: 15 if by == "grid" else 12])
+        elif by == "age_band" and band:
+            keys.append(band)
+        elif by == "group":
+            keys += [g for g in groups.strip(",").split(",") if g]
+        for k in keys:
+            out[k][0] += n
+            out[k][1] += n if spent else 0
+    return out
+
+
+def _questions(qn: Questionnaire, tallies: dict[str, dict[str, list[float]]]) -> list[dict[str, Any]]:
+    out = []
+    for q in qn.questions():
+        if q.kind == "text":
+            out.append({"key": q.key, "kind": q.kind, "title": q.title, "count": None,
+                        "note": "填空题不做统计 free text is not tallied"})
+            continue
+        by_value = tallies.get(q.key, {})
+        item: dict[str, Any] = {"key": q.key, "kind": q.kind, "title": q.title}
+        if q.kind == "number":
+            n, total, sq = by_value.get("", [0, 0.0, 0.0])
+            item.update(count=int(n), mean=round(total / n, 3) if n else None,
+                        sd=round(max(sq / n - (total / n) ** 2, 0.0) ** 0.5, 3) if n else None)
+        else:
+            labels = dict(zip(q.option_keys(), q.labels or LIKERT_ZH)) if q.kind == "likert" else \
+                {o.key: o.label for o in q.options}
+            counts = {k: int(by_value.get(k, [0])[0]) for k in q.option_keys()}
+            answered = sum(counts.values()) if q.kind in ("single", "likert") else None
+            item["distribution"] = [{"value": k, "label": labels.get(k, k), "count": c} for k, c in counts.items()]
+            if q.kind == "likert":
+                n = answered or 0
+                item.update(count=n, mean=round(sum(int(k) * c for k, c in counts.items()) / n, 3) if n else None,
+                            satisfied_rate=_share(sum(c for k, c in counts.items() if int(k) >= SATISFIED_FROM), n))
+            else:
+                item["count"] = answered
+            base = answered if answered is not None else None
+            for d in item["distribution"]:
+                d["share"] = _share(d["count"], base) if base is not None else None
+        out.append(item)
+    return out
+
+
+async def results(session: AsyncSession, s: Survey, scope: str, by: str | None, min_group: int) -> dict[str, Any]:
+    qn = Questionnaire.model_validate(s.questionnaire)
+    dim = {"age_band": "age_band", "group": "group", "channel": "channel"}.get(by or "", "")
+    rows = await session.execute(
+        select(SurveyTally.place, SurveyTally.question, SurveyTally.value, SurveyTally.dim_value,
+               func.sum(SurveyTally.n), func.sum(SurveyTally.total), func.sum(SurveyTally.total_sq))
+        .where(SurveyTally.survey_id == s.id, SurveyTally.place.startswith(scope), SurveyTally.dim.in_(("", dim)))
+        .group_by(SurveyTally.place, SurveyTally.question, SurveyTally.value, SurveyTally.dim, SurveyTally.dim_value))
+    groups: dict[str, dict[str, dict[str, list[float]]]] = defaultdict(lambda: defaultdict(dict))
+    for place, question, value, dim_value, n, total, sq in rows:
+        keys = []
+        if dim_value == "":
+            keys.append("all")
+            if by in ("grid", "community"):
+                keys.append(place[: 15 if by == "grid" else 12])
+        else:
+            keys.append(dim_value)
+        for k in keys:
+            cell = groups[k][question].setdefault(value, [0, 0.0, 0.0])
+            cell[0] += n
+            cell[1] += total or 0.0
+            cell[2] += sq or 0.0
+    invited = await _invited(session, s, scope, by)
+
+    def group(key: str) -> dict[str, Any]:
+        t = groups.get(key, {})
+        n = int(t.get(RESPONDENTS, {}).get("", [0])[0])
+        inv = invited.get(key, [0, 0])[0] if by != "channel" or key == "all" else None
+        item: dict[str, Any] = {"group": key, "respondents": n, "invited": inv,
+                                "response_rate": _share(n, inv) if inv else None}
+        if key != "all" and n < min_group:
+            item.update(shown=False, note=f"作答不足 {min_group} 人，不分组显示 fewer than {min_group} respondents")
+            item["response_rate"] = None
+        else:
+            item.update(shown=True, questions=_questions(qn, t))
+        return item
+
+    overall = group("all")
+    sub = [group(k) for k in sorted(set(groups) | (set(invited) if by != "channel" else set())) if k != "all"] \
+        if by else []
+    return {"survey_id": s.id, "title": s.title, "status": s.status, "anonymous": s.anonymous, "scope": scope,
+            "period": s.period, "by": by, "min_group": min_group, "invited": overall["invited"],
+            "respondents": overall["respondents"], "response_rate": overall["response_rate"],
+            "questions": overall.get("questions", []), "groups": sub}
+
+
+def quarter(label: str) -> Period:
+    year, q = label.split("-Q")
+    return of("quarter", date(int(year), 3 * int(q) - 2, 1))
+
+
+async def satisfaction(session: AsyncSession, scope: str, period: Period) -> dict[str, Any]:
+    """The survey source of satisfaction: Likert answers of the questions marked `kpi` in satisfaction surveys
+    measuring a quarter that overlaps the period, in the scope; satisfied = 4–5 (as ratings)."""
+    surveys = [s for s in (await session.execute(select(Survey).where(
+        Survey.kind == "satisfaction", Survey.status.in_(("published", "closed")), Survey.period.is_not(None)))).scalars()
+        if quarter(s.period).start < period.end and period.start < quarter(s.period).end]
+    num = den = total = 0.0
+    for s in surveys:
+        keys = [q.key for q in Questionnaire.model_validate(s.questionnaire).questions() if q.kind == "likert" and q.kpi]
+        if not keys:
+            continue
+        stmt = select(SurveyTally.value, func.sum(SurveyTally.n)).where(
+            SurveyTally.survey_id == s.id, SurveyTally.dim == "", SurveyTally.question.in_(keys))
+        if scope != "all":
+            stmt = stmt.where(SurveyTally.place.startswith(scope))
+        for value, n in await session.execute(stmt.group_by(SurveyTally.value)):
+            den += n
+            total += int(value) * n
+            num += n if int(value) >= SATISFIED_FROM else 0
+    return {"value": _share(num, den), "score": round(total / den, 2) if den else None, "numerator": num,
+            "denominator": den, "surveys": len(surveys)}
+
+
+def to_xlsx(res: dict[str, Any]) -> bytes:
+    from openpyxl import Workbook
+
+    wb = Workbook()
+    ws = wb.active
+    ws.title = "问卷结果"
+    ws.append([f"问卷 {res['title']}", f"范围 {res['scope']}", f"受邀 {res['invited']}", f"作答 {res['respondents']}",
+               f"回收率 {res['response_rate']}%"])
+    ws.append(["分组 group", "题目 key", "题目 question", "题型 kind", "作答数 count", "平均 mean", "选项 value",
+               "选项 label", "人数 n", "占比 share %"])
+    for g in [{"group": "all", "shown": True, "questions": res["questions"]}, *res["groups"]]:
+        if not g.get("shown"):
+            ws.append([g["group"], None, g.get("note")])
+            continue
+        for q in g["questions"]:
+            for d in q.get("distribution") or [{}]:
+                ws.append([g["group"], q["key"], q["title"], q["kind"], q.get("count"), q.get("mean"),
+                           d.get("value"), d.get("label"), d.get("count"), d.get("share")])
+    buf = io.BytesIO()
+    wb.save(buf)
+    return buf.getvalue()

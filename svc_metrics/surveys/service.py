@@ -1,0 +1,211 @@
+"""Survey rules: who manages and sees a survey, its lifecycle, revisions, invitations and one-time tokens.
+Responses and results are in `responding` and `results`."""
+from __future__ import annotations
+
+import hashlib
+import random
+import secrets
+import uuid
+from datetime import datetime
+
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from common.auth import Principal
+from common.errors import Conflict, Forbidden, NotFound, check_version
+from common.ids import new_id
+from svc_metrics.surveys import lifecycle, sampling
+from svc_metrics.surveys.models import Invitation, Survey, SurveyResponse, SurveyToken
+from svc_metrics.surveys.questionnaire import Questionnaire
+from svc_metrics.surveys.schemas import SurveyCreate, SurveyUpdate
+
+MANAGERS = ("community_staff", "street_staff")
+PLACE_STAFF = ("grid_worker", "community_staff", "street_staff")
+NOT_FOUND = ("问卷不存在或无权查看", "Survey not found")
+
+
+def digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def check_manager(principal: Principal, scope: str) -> None:
+    """Surveys of a place are run by its community or street staff (a grid worker enters answers on visits but
+    does not set up the community's questionnaire) and by ops."""
+    if principal.role == "ops" or (principal.role in MANAGERS and principal.covers_place(scope)):
+        return
+    raise Forbidden(("只有该辖区的社区、街道工作人员可以管理问卷", "Only community or street staff of the place run its surveys"),
+                    code="survey.not_manager")
+
+
+def may_see(principal: Principal, s: Survey) -> bool:
+    """A published or closed questionnaire is read by every signed-in caller (it is no secret, and residents
+    answer it); a draft only by staff whose places cover it or lie within it, and ops."""
+    if s.status != "draft" or principal.role == "ops":
+        return True
+    places = [v for k in ("district", "street", "community", "grid") for v in principal.scope_values(k)]
+    return principal.role in PLACE_STAFF and (principal.covers_place(s.scope) or any(p.startswith(s.scope)
+                                                                                   for p in places))
+
+
+async def get_survey(session: AsyncSession, principal: Principal, survey_id: str, *, for_update: bool = False) -> Survey:
+    s = await session.get(Survey, survey_id, with_for_update=for_update)
+    if s is None or not may_see(principal, s):
+        raise NotFound("survey.not_found", NOT_FOUND)
+    return s
+
+
+async def create(session: AsyncSession, principal: Principal, body: SurveyCreate, now: datetime) -> Survey:
+    check_manager(principal, body.scope)
+    sid = new_id()
+    s = Survey(id=sid, family_id=sid, revision=1, title=body.title, kind=body.kind, anonymous=body.anonymous,
+               scope=body.scope, period=body.period, questionnaire=body.questionnaire.model_dump(mode="json"),
+               sample=body.sample.model_dump(mode="json"), status="draft", version=1, invited=0,
+               created_by=principal.caller, created_at=now)
+    session.add(s)
+    await session.flush()
+    return s
+
+
+async def edit(session: AsyncSession, principal: Principal, survey_id: str, body: SurveyUpdate) -> Survey:
+    s = await get_survey(session, principal, survey_id, for_update=True)
+    check_manager(principal, s.scope)
+    if s.status != "draft":
+        raise Conflict("survey.frozen", ("已发布的问卷不能修改；请新建修订版", "A published questionnaire never changes; "
+                                                                     "make a new revision"))
+    check_version(body.version, s.version)
+    for field in ("title", "period"):
+        if getattr(body, field) is not None:
+            setattr(s, field, getattr(body, field))
+    if body.questionnaire is not None:
+        s.questionnaire = body.questionnaire.model_dump(mode="json")
+    if body.sample is not None:
+        s.sample = body.sample.model_dump(mode="json")
+    s.version += 1
+    await session.flush()
+    return s
+
+
+async def revise(session: AsyncSession, principal: Principal, survey_id: str, now: datetime) -> Survey:
+    """A new draft revision of the family, starting from this one's questionnaire."""
+    src = await get_survey(session, principal, survey_id)
+    check_manager(principal, src.scope)
+    top = (await session.execute(select(func.max(Survey.revision)).where(Survey.family_id == src.family_id))).scalar_one()
+    s = Survey(id=new_id(), family_id=src.family_id, revision=top + 1, title=src.title, kind=src.kind,
+               anonymous=src.anonymous, scope=src.scope, period=src.period, questionnaire=src.questionnaire,
+               sample=src.sample, status="draft", version=1, invited=0, created_by=principal.caller, created_at=now)
+    session.add(s)
+    await session.flush()
+    return s
+
+
+async def transition(session: AsyncSession, principal: Principal, survey_id: str, action: str, version: int,
+                     now: datetime, *, floor: float) -> Survey:
+    from svc_metrics.surveys import closing  # the close step reads results and writes the rectification
+
+    s = await get_survey(session, principal, survey_id, for_update=True)
+    check_manager(principal, s.scope)
+    check_version(version, s.version)
+    rule = lifecycle.TRANSITIONS.get((s.status, action))
+    if rule is None:
+        raise Conflict("survey.bad_transition",
+                       (f"问卷当前为「{lifecycle.STATE_ZH[s.status]}」，不能{'发布' if action == 'publish' else '结束'}",
+                        f"A {s.status} survey cannot {action}"),
+                       extra={"status": s.status, "allowed": lifecycle.allowed(s.status)})
+    if rule.freezes:
+        Questionnaire.model_validate(s.questionnaire)  # what is frozen is a valid questionnaire
+        s.published_at = now
+    s.status, s.version = rule.to, s.version + 1
+    if rule.ends_responses:
+        s.closed_at = now
+        await closing.close(session, s, now, floor=floor)
+    await session.flush()
+    return s
+
+
+def actions_for(principal: Principal, s: Survey) -> list[str]:
+    try:
+        check_manager(principal, s.scope)
+    except Forbidden:
+        return []
+    return lifecycle.allowed(s.status)
+
+
+async def invite(session: AsyncSession, principal: Principal, survey_id: str, min_group: int) -> tuple[Survey, int]:
+    """Draw the sample and record one invitation and one one-time token per person, once per survey. The
+    tokens' pool rows are inserted in a random order, so their order says nothing about the invitations'."""
+    s = await get_survey(session, principal, survey_id, for_update=True)
+    check_manager(principal, s.scope)
+    if s.status != "published":
+        raise Conflict("survey.not_published", ("问卷发布后才能发放邀请，结束后不再发放", "Invite while the survey is published"))
+    if s.invited:
+        raise Conflict("survey.already_invited", ("本问卷已发放邀请", "The survey's invitations are out already"))
+    spec = s.sample or {}
+    people = sampling.draw(await sampling.frame(session, s.scope), spec.get("mode", "all"), spec.get("size"),
+                           int(spec.get("seed", 0)))
+    if not people:
+        raise Conflict("survey.nobody_to_invite", ("该范围内没有登记的居民", "No registered residents in the scope"))
+    strata = sampling.strata(people, 1 if not s.anonymous else min_group)
+    tokens = {p.id: secrets.token_urlsafe(24) for p in people}
+    session.add_all(Invitation(id=str(uuid.uuid4()), survey_id=s.id, person_id=p.id, grid=p.grid,
+                               community=p.community, token=tokens[p.id], delivered=False) for p in people)
+    pool = [SurveyToken(digest=digest(tokens[p.id]), survey_id=s.id, place=strata[p.id][0] or s.scope,
+                        age_band=strata[p.id][1], groups=strata[p.id][2],
+                        person_id=None if s.anonymous else p.id, spent=False) for p in people]
+    random.SystemRandom().shuffle(pool)
+    session.add_all(pool)
+    s.invited, s.version = len(people), s.version + 1
+    await session.flush()
+    return s, len(set(strata.values()))
+
+
+async def invitations(session: AsyncSession, principal: Principal, survey_id: str) -> list[Invitation]:
+    """The invitations in the caller's places (place staff, for household visits) or all (ops)."""
+    s = await get_survey(session, principal, survey_id)
+    if principal.role != "ops" and principal.role not in PLACE_STAFF:
+        raise Forbidden(("只有辖区工作人员可以查看邀请名单", "Only place staff see who is invited"),
+                        code="survey.not_place_staff")
+    rows = (await session.execute(select(Invitation).where(Invitation.survey_id == s.id)
+                                  .order_by(Invitation.grid, Invitation.person_id))).scalars()
+    return [i for i in rows if principal.role == "ops" or principal.covers_place(i.grid)]
+
+
+async def deliver(session: AsyncSession, principal: Principal, survey_id: str, invitation_id: str | None) -> tuple[str, str]:
+    """Hand out an invitation's token once: to the invited person (or their proxy), or on a household visit to
+    place staff covering the invitation's grid. The invitation keeps no copy afterwards."""
+    s = await get_survey(session, principal, survey_id)
+    if s.status != "published":
+        raise Conflict("survey.closed" if s.status == "closed" else "survey.not_published",
+                       ("问卷已结束" if s.status == "closed" else "问卷尚未发布", f"The survey is {s.status}"))
+    stmt = select(Invitation).where(Invitation.survey_id == s.id)
+    if principal.role in ("resident", "proxy") and principal.person_id:
+        inv = (await session.execute(stmt.where(Invitation.person_id == principal.person_id))).scalar_one_or_none()
+    elif principal.role in PLACE_STAFF and invitation_id:
+        inv = (await session.execute(stmt.where(Invitation.id == invitation_id))).scalar_one_or_none()
+        if inv is not None and not principal.covers_place(inv.grid):
+            inv = None
+    else:
+        raise Forbidden(("只有受邀居民本人（或代办人）或入户的工作人员可以领取令牌",
+                         "Only the invited person, their proxy, or staff on a household visit take a token"),
+                        code="survey.not_invitee")
+    if inv is None:
+        raise NotFound("survey.invitation_not_found", ("没有该邀请", "No such invitation"))
+    token = inv.token
+    claimed = await session.execute(update(Invitation).where(Invitation.id == inv.id, Invitation.token.is_not(None))
+                                    .values(token=None, delivered=True))
+    if token is None or claimed.rowcount != 1:
+        raise Conflict("survey.token_delivered", ("令牌已发放，不再重发", "The token was handed out already"))
+    return token, inv.id
+
+
+async def mix(session: AsyncSession, s: Survey) -> None:
+    """Re-write an anonymous survey's responses in the order of their random ids (one transaction), so neither
+    row order nor PostgreSQL's row versions keep the order they came in; drop the tokens never handed out."""
+    rows = list((await session.execute(select(SurveyResponse).where(SurveyResponse.survey_id == s.id)
+                                        .order_by(SurveyResponse.id))).scalars())
+    copies = [{c.name: getattr(r, c.key) for c in SurveyResponse.__table__.columns} for r in rows]
+    for r in rows:
+        session.expunge(r)
+    await session.execute(delete(SurveyResponse).where(SurveyResponse.survey_id == s.id))
+    if copies:
+        await session.execute(SurveyResponse.__table__.insert(), copies)
+    await session.execute(update(Invitation).where(Invitation.survey_id == s.id).values(token=None))

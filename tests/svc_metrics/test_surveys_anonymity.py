@@ -1,0 +1,76 @@
+"""An anonymous response cannot be joined back to its person from svc_metrics' database alone (issue 29):
+no shared ids or tokens, no times, no row order, and attributes that always fit at least five invitees."""
+from __future__ import annotations
+
+from collections import Counter
+
+from sqlalchemy import inspect, text
+
+from tests.svc_metrics.conftest import C1
+from tests.svc_metrics.test_surveys import PEOPLE, published, register, resident, token_of
+
+
+async def test_an_anonymous_response_cannot_be_joined_to_its_person(client, auth, post, backend):
+    staff = auth(role="community_staff", user="staff1", scopes=[f"community:{C1}"])
+    await register(post)
+    s = await published(client, staff)
+    sid = s["id"]
+    assert (await client.post(f"/metrics/v1/surveys/{sid}/invitations", headers=staff)).status_code == 201
+    order = [pid for pid, *_ in PEOPLE[:12]][::-1][:8]        # answered in a known order, each a different score
+    tokens = {}
+    for k, pid in enumerate(order):
+        tokens[pid] = await token_of(client, resident(auth, pid), sid)
+        r = await client.post(f"/metrics/v1/surveys/{sid}/responses", headers=resident(auth, pid), json={
+            "token": tokens[pid], "answers": {"overall": 1 + k % 5, "used": "no", "comment": f"第{k}位"}})
+        assert r.status_code == 201
+    cur = (await client.get(f"/metrics/v1/surveys/{sid}", headers=staff)).json()
+    assert (await client.post(f"/metrics/v1/surveys/{sid}/transitions", headers=staff,
+                              json={"action": "close", "version": cur["version"]})).status_code == 200
+
+    async with client.app.state.db.engine.connect() as conn:
+        def dump(sync):
+            insp = inspect(sync)
+            return {t: ([c["name"] for c in insp.get_columns(t)],
+                        [tuple(r) for r in sync.execute(text(f"SELECT * FROM {t}"))])
+                    for t in insp.get_table_names() if t != "alembic_version_svc_metrics"}
+        tables = await conn.run_sync(dump)
+        physical = [r[0] for r in (await conn.execute(text(
+            "SELECT id FROM survey_responses" + (" ORDER BY rowid" if backend == "sqlite" else " ORDER BY ctid"))))]
+        xmins = set() if backend == "sqlite" else {r[0] for r in await conn.execute(text(
+            "SELECT xmin::text FROM survey_responses"))}
+
+    cols, responses = tables["survey_responses"]
+    resp = [dict(zip(cols, r)) for r in responses]
+    assert len(resp) == 8
+    # 1. the response row holds no person, no token, no time
+    assert all(r["person_id"] is None and r["entered_by"] is None for r in resp)
+    assert not [c for c in cols if c.endswith("_at") or "time" in c or c in ("token", "digest", "invitation_id")]
+    # 2. no value of a response (its id, or any attribute) appears in a person-linked row but the survey's own
+    #    id and the place and age band the invitees share
+    person_linked = [dict(zip(tables["survey_invitations"][0], r)) for r in tables["survey_invitations"][1]]
+    linked_values = {str(v) for row in person_linked for k, v in row.items() if k not in ("survey_id", "delivered")}
+    for r in resp:
+        for k, v in r.items():
+            if k in ("survey_id", "place", "channel", "age_band", "groups", "answers", "person_id", "entered_by"):
+                continue
+            assert str(v) not in linked_values, k
+    # 3. the tokens left nowhere a person is: invitations kept no token (handed out or dropped at close)
+    assert all(row["token"] is None for row in person_linked)
+    spent_digests = {r[0] for r in tables["survey_tokens"][1]}
+    everywhere = {str(v) for t, (_, rows) in tables.items() if t != "survey_tokens" for row in rows for v in row}
+    assert not spent_digests & everywhere and not set(tokens.values()) & everywhere
+    # 4. no order: the rows lie in the order of their random ids (re-written at close), not the answer order
+    assert physical == sorted(physical)
+    if backend == "postgres":
+        assert len(xmins) == 1   # one transaction wrote them all: row versions do not date them
+    # 5. the attributes a response carries fit at least five invitees (k-anonymity against the person feed)
+    invitees = Counter((p[1], p[2]) for p in PEOPLE if p[1].startswith(C1))
+    for r in resp:
+        fits = sum(n for (grid, band), n in invitees.items()
+                   if grid.startswith(r["place"]) and (not r["age_band"] or band == r["age_band"]))
+        assert fits >= 5, r
+    # 6. nothing written beside the responses names a respondent: the outbox holds only the demand aggregate, and
+    #    no idempotency record ties a caller to the moment of a response
+    assert all(row[tables["outbox"][0].index("type")] == "survey_need.demand" for row in tables["outbox"][1])
+    assert not any(p in str(row) for p in order for row in tables["outbox"][1])
+    assert not [r for r in tables["idempotency_keys"][1] if "responses" in str(r)]
