@@ -66,6 +66,11 @@ class GatewaySettings(ServiceSettings):
     # Roles that sign in with a second factor (TOTP) besides every administrator (gateway/accounts/mfa.py):
     # platform operations by default (等保三级: two factors for privileged users).
     mfa_required_roles: list[str] = Field(default_factory=lambda: ["ops"])
+    # Kiosk sign-in with an ID card (gateway/accounts/kiosk.py): a reading older than this is refused; the
+    # resident's kiosk session lasts at most this long and ends after this idle time.
+    kiosk_reading_max_age_seconds: float = Field(default=60.0, gt=0)
+    kiosk_session_seconds: int = Field(default=900, ge=60)
+    kiosk_idle_seconds: int = Field(default=180, ge=30)
     # Residents' sign-in by phone (gateway/accounts/phone.py): a 6-digit code by SMS, valid this long, this many
     # tries; a resend waits `sms_resend_seconds`, doubling with each code sent to the phone in the last hour; at most
     # so many codes per phone and per source address an hour (the same for known and unknown phones).

@@ -19,6 +19,7 @@ from gateway.accounts.mfa import (new_secret, provisioning_uri, replace_recovery
 from gateway.accounts.models import AuthSession, TotpFactor
 from gateway.accounts.passwords import check_password
 from gateway.accounts.phone_router import router as phone_router
+from gateway.accounts.kiosk import router as kiosk_router
 from gateway.accounts.proxies_router import router as proxies_router
 from gateway.accounts.schemas import (AccountCreate, AccountOut, AccountUpdate, AuditOut, PasswordChange,
                                       RecoveryCodes, SessionOut, SignedOut, TotpActivate, TotpEnrolment)
@@ -315,11 +316,12 @@ async def discovery(settings: AppSettings, issuer: Issuer) -> dict:
         "subject_types_supported": ["public"],
         "id_token_signing_alg_values_supported": ["RS256"],
         "claims_supported": ["sub", "name", "role", "scopes", "member", "acting_for", "acting_actions",
-                           "proxy_authorisation", "sid", "amr"],
-        "amr_values_supported": ["pwd", "otp"],
+                           "proxy_authorisation", "kiosk_device", "sid", "amr"],
+        "amr_values_supported": ["pwd", "otp", "sms", "sc"],
     }
 
 
 router.include_router(accounts)
 router.include_router(phone_router)
 router.include_router(proxies_router)
+router.include_router(kiosk_router)

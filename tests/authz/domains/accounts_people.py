@@ -1,5 +1,5 @@
 """Residents' accounts (issue 25, second half; gateway/accounts/phone.py, binding.py): asking for an SMS code and
-the real-name binding of a phone account; proxy authorisations (gateway/accounts/proxies.py).
+the real-name binding of a phone account; proxy authorisations (gateway/accounts/proxies.py); kiosk sign-in with an ID card (gateway/accounts/kiosk.py).
 
 Written from the policy: asking for a code is open to anyone (it is how a resident without an account starts;
 the answer is the same for every phone, and the limits are per phone and per source, not per caller); the
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from common.demo import person_id
 from tests.authz.policy import DENY, HIDE, OK, P1, P3, XF, Rule, allow
 from tests.authz.test_matrix import Cell, as_person, get, holds, ids
 
@@ -48,6 +49,12 @@ def _grant_code(c) -> str | None:
 
 
 RULES = {
+    "kiosk.device": Rule("a kiosk's card reader is registered by platform operations only (403 forbidden)",
+                         allow(lambda c: c.ops and not c.system)),
+    "kiosk.session": Rule("an ID-card sign-in is the kiosk's own: only the kiosk member the reader is registered for, "
+                          "calling as itself, exchanges a reading for a resident session; anyone else presenting that "
+                          "reader's reading 403 kiosk.not_this_kiosk (gateway/accounts/kiosk.py)",
+                          allow(lambda c: c.system and c.member == "kiosk"), lambda c: "kiosk.not_this_kiosk"),
     "proxy.grant": Rule("a helper is authorised by the person (a resident, for themselves) or by community or street "
                         "staff whose place holds the helper, on the person's written consent; another resident 403 "
                         "proxy.not_own_person, another place's staff 403 proxy.helper_outside, anyone else 403 "
@@ -99,7 +106,33 @@ def revoke_fresh(w, c, oid):
     return "POST", f"/auth/v1/proxies/{oid}/revoke", {}
 
 
+READER = None
+HUANG_CARD = "110105197511300713"  # 黄磊, P8, on record in 安康
+
+
+def _reader():
+    global READER
+    if READER is None:
+        from gateway.accounts.card_reader import CardReader
+
+        READER = CardReader("authz-kiosk-reader")
+    return READER
+
+
+def device_fresh(w, c, oid):
+    return "POST", "/auth/v1/kiosk/devices", {"json": {"id": w.uid("authz-reader"), "member": "kiosk",
+                                                        "public_key": _reader().public_key}}
+
+
+def kiosk_reading(w, c, oid):
+    """黄磊 (P8, on record) taps his card at the matrix's registered reader, a fresh reading each call."""
+    return "POST", "/auth/v1/kiosk/sessions", {"json": _reader().read(
+        card_number=HUANG_CARD, name="黄磊", chip_serial="AUTHZ", at=w.gw.state.clock.now())}
+
+
 CELLS = {
+    "POST /auth/v1/kiosk/devices": [Cell("kiosk.device", device_fresh)],
+    "POST /auth/v1/kiosk/sessions": [Cell("kiosk.session", kiosk_reading)],
     "POST /auth/v1/proxies": [Cell("proxy.grant", grant_for_p1)],
     "GET /auth/v1/proxies": [Cell("proxy.list", get("/auth/v1/proxies"), listed=holds("proxy_p3"),
                                   sees=_sees_p3_record)],
@@ -129,6 +162,32 @@ def setup(w) -> None:
                 ProxyAuthorisation.helper == "proxy1", ProxyAuthorisation.person_id == P3)
                 .order_by(ProxyAuthorisation.id))).scalars().first()
     w.ids["proxy_p3"] = w.pt.run(seeded())
+    w.call("ops1", "POST", "/auth/v1/kiosk/devices", json={"id": _reader().device_id, "member": "kiosk",
+                                                          "public_key": _reader().public_key})
+    w.pt.run(_card_used_before(w))
+
+
+async def _card_used_before(w) -> None:
+    """黄磊's card was used at a kiosk before (checked with 公安 then, tests/gateway/test_kiosk.py): svc_residents
+    holds the card account's binding, so the matrix's kiosk sign-ins need no department behind them."""
+    from common.ids import new_id
+    from gateway.accounts.binding import ID_DOMAIN
+    from gateway.accounts.kiosk import KIOSK_CONSENT, card_username
+    from svc_residents import protection as prot
+    from svc_residents.identity.models import AccountBinding
+
+    number, now = HUANG_CARD, w.gw.state.clock.now()
+    account = card_username(w.gw.state.phone_signin.protection.blind_index.digest(number, domain=ID_DOMAIN))
+    residents = w.pt.platform.apps["svc_residents"]
+    protection = residents.state.protection
+    bid = new_id()
+    async with residents.state.db.session() as s, s.begin():
+        s.add(AccountBinding(id=bid, account=account, status="bound", name="黄磊", person_id=person_id("P8"),
+                             id_number_enc=protection.cipher.encrypt(number, aad=f"svc_residents:account_bindings:{bid}"),
+                             id_number_bidx=prot.id_number_index(protection, number),
+                             id_number_masked=number[:6] + "********" + number[-4:], community_code="110105001002",
+                             channel="kiosk", consent_text=KIOSK_CONSENT, consented_at=now, requested_at=now,
+                             decided_by="公安核验", decided_at=now))
 
 
 FILL = {"{auth_id}": "no-such-proxy-authorisation"}
