@@ -15,6 +15,7 @@ from svc_residents.callout.roster_router import router as rosters_router
 from svc_residents.callout.router import router as callout_router
 from svc_residents.callout.service import FEED as CALLOUT_FEED
 from svc_residents.clients import close_clients, install_clients
+from svc_residents.devices.router import router as devices_router
 from svc_residents.households.router import router as households_router
 from svc_residents.identity.binding_router import router as binding_router
 from svc_residents.identity.router import router as identity_router
@@ -41,6 +42,17 @@ async def callout_scheduler(app: FastAPI, stop: asyncio.Event) -> None:
         interval=settings.callout_scan_interval_seconds, run_first=False)
 
 
+async def device_scanner(app: FastAPI, stop: asyncio.Event) -> None:
+    """Missed heartbeats and welfare checks of alarm devices (svc_residents/devices/scan.py)."""
+    from svc_residents.devices.scan import run_device_scan
+
+    settings: ResidentsSettings = app.state.settings
+    if not settings.device_scan_enabled:
+        return
+    await run_periodically("svc_residents/devices", lambda: run_device_scan(app.state.db, app.state.clock), stop,
+                           interval=settings.device_scan_interval_seconds, run_first=False)
+
+
 def create_app(settings: ResidentsSettings | None = None, *, verifier: TokenVerifier | None = None,
                clock: Clock | None = None) -> FastAPI:
     settings = settings or ResidentsSettings()
@@ -56,7 +68,8 @@ def create_app(settings: ResidentsSettings | None = None, *, verifier: TokenVeri
         title="OneNet svc_residents 居民档案",
         description="地点层级、户、人、特殊群体标签与一次采集核验。Places, households, persons, special groups.",
         routers=[places_router, households_router, persons_router, verification_router, identity_router,
-                 registrations_router, binding_router, rosters_router, callout_router, notifications_router],
+                 registrations_router, binding_router, rosters_router, callout_router, devices_router,
+                 notifications_router],
         outbox_model=OutboxEvent,
         # requester_profile.* rows go to svc_services' replica, person_place.* to svc_matching's, never to svc_metrics
         # and callout.* (the call-out's steps) to svc_services' request timelines
@@ -65,5 +78,5 @@ def create_app(settings: ResidentsSettings | None = None, *, verifier: TokenVeri
         clock=clock,
         on_startup=[load_keys],
         on_shutdown=[notifications.stop, close_clients],
-        background=[notifications.dispatch_job, callout_scheduler],
+        background=[notifications.dispatch_job, callout_scheduler, device_scanner],
     )

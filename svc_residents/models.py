@@ -10,3 +10,4 @@ from svc_residents.identity.models import AccountBinding  # noqa: F401
 from svc_residents.callout.models import Callout, CalloutAttempt, DutyShift  # noqa: F401
 from svc_residents.notifications.models import (Attempt, Delivery, Notification, RecipientSettings,  # noqa: F401
                                                 StaffContact)
+from svc_residents.devices.models import AlarmDevice, DeviceAlarm, DeviceCheck  # noqa: F401
