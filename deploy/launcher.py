@@ -187,6 +187,8 @@ class Launcher:
             "ONENET_METRICS_TOKEN": self.scrape_token,
             "PYTHONUNBUFFERED": "1",
         })
+        # a local run: the SMS emulator's test-only read of the last code sent (the README tour reads it)
+        env.setdefault("ONENET_SMS_TEST_READS", "true")
         if spec.has_database:
             env["ONENET_DATABASE_URL"] = self.database_url(spec.name)
         if spec.name == "svc_residents":  # its feeds keep svc_services' and svc_matching's replicas (ADR 0007, 0014)
@@ -214,6 +216,10 @@ class Launcher:
             env["ONENET_OUTBOX_SUBSCRIBERS"] = json.dumps(
                 {**subs, "notice.": f"{self.url('svc_residents')}/residents/v1/notices"})
             env["ONENET_OUTBOX_SUBSCRIBER_KEYS"] = json.dumps({**keys, "notice.": self.keys["svc_residents"]})
+        if spec.name == "svc_matching":  # a request's appointment steps to svc_services (服务预约, svc_matching/README.md)
+            env["ONENET_OUTBOX_SUBSCRIBERS"] = json.dumps(
+                {"appointment.": f"{self.url('svc_services')}/services/v1/request_appointments"})
+            env["ONENET_OUTBOX_SUBSCRIBER_KEYS"] = json.dumps({"appointment.": self.keys["svc_services"]})
         if spec.name != "gateway":
             env["ONENET_CLIENT_ID"] = spec.name
             env["ONENET_CLIENT_SECRET"] = creds[spec.name]

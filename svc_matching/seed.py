@@ -73,11 +73,13 @@ async def seed_demo(db: Database, *, clock: Clock | None = None) -> None:
 
 
 ROOM = demo_id("bookable", "XF-activity-room")
+COUNTER = demo_id("bookable", "XF-social-security-counter")
 ACTIVITY = demo_id("activity", "XF-smartphone-class")
 
 
 async def _seed_bookings(session, now: datetime) -> None:
-    """幸福社区活动室 (residents of 幸福 and staff book it, one booking an hour, three a week per person) and a
+    """幸福社区活动室 (residents of 幸福 and staff book it, one booking an hour, three a week per person), 幸福's
+    social-security counter (half-hour appointments for requests of ZW-SB-001, two at a time) and a
     smartphone class for the elderly three days after the first seeding (积分 on check-in)."""
     if await session.get(BookableResource, ROOM) is None:
         await bookable.create_resource(session, SEEDER, ResourceCreate(
@@ -86,6 +88,12 @@ async def _seed_bookings(session, now: datetime) -> None:
                            "holiday": ["09:00-12:00"]},
             slot_minutes=60, capacity=1, bookers=["resident", "staff"], advance_days=14, weekly_limit=3),
             now=now, resource_id=ROOM)
+    if await session.get(BookableResource, COUNTER) is None:  # 服务预约: the counter's slots for ZW-SB-001 (社保办理)
+        await bookable.create_resource(session, SEEDER, ResourceCreate(
+            name="幸福社区社保服务窗口", kind="counter", place_code=COMMUNITY,
+            opening_hours={"workday": ["09:00-12:00", "14:00-17:00"]}, slot_minutes=30, capacity=2,
+            bookers=["resident", "staff"], advance_days=14, weekly_limit=2, catalogue_item_code="ZW-SB-001"),
+            now=now, resource_id=COUNTER)
     if await session.get(Activity, ACTIVITY) is None:
         day = now.astimezone(SHANGHAI).date() + timedelta(days=3)
         start = datetime.combine(day, time(9, 30), SHANGHAI)

@@ -50,6 +50,7 @@ EXTRAS: dict[str, dict[str, Any]] = {
     "YJ-HJ-001": {"channels": ["app", "kiosk", "phone", "iot", "api"]},
     "ZW-SB-001": {
         "kiosk_instant": True, "channels": ["app", "kiosk", "counter"],
+        "appointment_required": True,  # 服务预约: at 幸福's counter, slots in svc_matching (ZW-SB-001's counter)
         "materials": [{"code": "hukou", "name": "户籍信息", "source": "exchange", "department": "gongan"},
                       {"code": "insurance_record", "name": "社保参保记录", "source": "exchange",
                        "department": "renshe"}],

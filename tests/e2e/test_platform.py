@@ -215,3 +215,44 @@ def test_registered_persons_age_and_group_reach_request_events(platform):
     # the feed rows went to svc_services only: svc_metrics' relay leaves them alone
     assert not sql("svc_residents.db", "SELECT 1 FROM outbox WHERE type LIKE 'requester_profile.%' "
                                        "AND delivered_at IS NULL AND subject = ?", pid)
+
+
+def test_a_request_carries_its_appointment_from_svc_matching(platform):
+    """服务预约 on real processes (issue 30): a resident's request for the demo's 社保 item (appointment required)
+    books a slot of 幸福's counter in svc_matching, which asks svc_services through the gateway with the resident's
+    token whose request it is; another resident is refused; the rescheduling reaches the request through
+    svc_matching's appointment feed (its relay, signed with svc_services' key): the request shows the appointment
+    and a timeline entry per step."""
+    gw = platform["gw"]
+    me, other = _login(gw, "resident1"), _login(gw, "resident3")
+    item = httpx.get(f"{gw}/services/v1/catalogue/items/ZW-SB-001", headers=me, timeout=30).json()
+    assert item["appointment_required"] is True
+    r = httpx.post(f"{gw}/services/v1/requests", headers={**me, "Idempotency-Key": "e2e-appointment-req"}, timeout=30,
+                   json={"item_code": "ZW-SB-001", "channel": "app", "description": "社保关系转移，预约窗口办理",
+                         "attributes": {"business": "transfer"}, "location": {"grid": "110105001001001"}})
+    assert r.status_code == 201, r.text
+    rid = r.json()["id"]
+    (counter,) = httpx.get(f"{gw}/matching/v1/bookable_resources", params={"item_code": "ZW-SB-001"}, headers=me,
+                           timeout=30).json()["items"]
+    slots = httpx.get(f"{gw}/matching/v1/bookable_resources/{counter['id']}/slots", headers=me, timeout=30,
+                      params={"days": 14, "available": "true"}).json()
+    first, second = slots[0]["starts_at"], slots[1]["starts_at"]
+    body = {"resource_id": counter["id"], "starts_at": first, "request_id": rid}
+    r = httpx.post(f"{gw}/matching/v1/bookings", headers=other, json=body, timeout=30)
+    assert r.status_code == 422 and r.json()["errors"][0]["code"] == "booking.request_unknown", r.text
+    r = httpx.post(f"{gw}/matching/v1/bookings", headers=me, json=body, timeout=30)
+    assert r.status_code == 201, r.text
+    b = r.json()
+    r = httpx.post(f"{gw}/matching/v1/bookings/{b['id']}/transitions", headers=me, timeout=30,
+                   json={"action": "reschedule", "version": b["version"], "starts_at": second})
+    assert r.status_code == 200, r.text
+    deadline = time.monotonic() + 30
+    while True:
+        req = httpx.get(f"{gw}/services/v1/requests/{rid}", headers=me, timeout=30).json()
+        steps = [t["action"] for t in req["timeline"] if t["data"].get("booking_id") == b["id"]]
+        if steps == ["book", "reschedule"]:
+            break
+        assert time.monotonic() < deadline, f"the appointment never reached the request: {req.get('appointment')}"
+        time.sleep(0.3)
+    assert req["appointment"]["booking_id"] == b["id"] and req["appointment"]["state"] == "confirmed"
+    assert req["appointment"]["starts_at"].replace("Z", "+00:00")[:16] == second.replace("Z", "+00:00")[:16]

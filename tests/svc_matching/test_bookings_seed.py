@@ -10,7 +10,7 @@ from common.clock import FrozenClock
 from deploy.demo import person_id
 from svc_matching.activities.models import Activity
 from svc_matching.bookings.models import BookableResource
-from svc_matching.seed import ACTIVITY, ROOM, seed_demo
+from svc_matching.seed import ACTIVITY, COUNTER, ROOM, seed_demo
 
 
 async def test_seeded_room_is_booked_as_the_tour_books_it(service_client, auth):
@@ -19,12 +19,15 @@ async def test_seeded_room_is_booked_as_the_tour_books_it(service_client, auth):
     for _ in range(2):
         await seed_demo(client.app.state.db, clock=client.app.state.clock)
     async with client.app.state.db.session() as s:
-        assert (await s.execute(select(func.count()).select_from(BookableResource))).scalar_one() == 1
+        assert (await s.execute(select(func.count()).select_from(BookableResource))).scalar_one() == 2
         assert (await s.execute(select(func.count()).select_from(Activity))).scalar_one() == 1
     me = auth(role="resident", scopes=[f"person:{person_id('P1')}"], user="resident1")
     rooms = (await client.get("/matching/v1/bookable_resources", params={"kind": "activity_room"},
                               headers=me)).json()["items"]
     assert [r["id"] for r in rooms] == [ROOM]
+    counters = (await client.get("/matching/v1/bookable_resources", params={"item_code": "ZW-SB-001"},
+                                 headers=me)).json()["items"]
+    assert [r["id"] for r in counters] == [COUNTER]               # 服务预约 for the demo's 社保 item
     slots = (await client.get(f"/matching/v1/bookable_resources/{ROOM}/slots",
                               params={"days": 7, "available": "true"}, headers=me)).json()
     # Saturday's weekend hours are over at 18:30; the first free slot is Sunday 09:00 Beijing
