@@ -153,3 +153,25 @@ async def test_request_carries_its_appointment_through_booking_rescheduling_and_
     req = (await client.get(f"/services/v1/requests/{rid}", headers=auth(**RES1))).json()
     assert req["appointment"]["booking_id"] == r.json()["id"] and req["appointment"]["state"] == "confirmed"
     assert [t["action"] for t in req["timeline"]][-1] == "book" and req["version"] == len(req["timeline"])
+
+    # the replica endpoint itself: only svc_matching's member (and ops) write; a stale snapshot changes nothing; a
+    # snapshot naming an unknown request or carrying an unknown field is refused naming the field
+    url = f"/services/v1/request_appointments/{b['id']}"
+    stale = {"request_id": rid, "resource_id": counter["id"], "resource_name": "旧窗口", "place_code": "110105001001",
+             "starts_at": local(1, 9, base=now), "ends_at": local(1, 9, 30, base=now), "state": "confirmed",
+             "version": 1, "history": [{"seq": 1, "action": "request", "to_state": "confirmed",
+                                        "starts_at": local(1, 9, base=now), "at": now.isoformat(),
+                                        "actor": "app/resident1", "role": "resident"}]}
+    feed = auth(role="system", user="svc_matching", member="svc_matching")
+    r = await client.put(url, json=stale, headers=auth(role="system", user="svc_residents", member="svc_residents"))
+    assert (r.status_code, r.json()["code"]) == (403, "appointment.not_a_source")
+    r = await client.put(url, json=stale, headers=feed)
+    assert r.status_code == 200 and r.json()["state"] == "cancelled" and r.json()["resource_name"] == COUNTER["name"]
+    assert len((await client.get(f"/services/v1/requests/{rid}", headers=auth(**OPS))).json()["timeline"]) == \
+        len(req["timeline"])
+    r = await client.put("/services/v1/request_appointments/b-new", json={**stale, "request_id": "no-such"},
+                         headers=feed)
+    assert r.status_code == 422 and r.json()["errors"][0]["field"] == "request_id"
+    r = await client.put("/services/v1/request_appointments/b-new", json={**stale, "phone": "13800000000"},
+                         headers=feed)
+    assert r.status_code == 422 and r.json()["errors"][0]["field"] == "phone"
