@@ -6,7 +6,7 @@ import asyncio
 import os
 import uuid
 from collections.abc import AsyncIterator, Callable
-from contextlib import AsyncExitStack
+from contextlib import AsyncExitStack, asynccontextmanager
 from importlib import import_module
 from typing import Any
 
@@ -116,7 +116,8 @@ async def _create_pg_database(base_url: str) -> tuple[str, Callable[[], Any]]:
     admin_dsn = u.set(drivername="postgresql").render_as_string(hide_password=False)
     conn = await asyncpg.connect(admin_dsn)
     try:
-        await conn.execute(f'CREATE DATABASE "{name}"')
+        # template0: nothing to copy but the system catalogues (template1 is larger, and the slower to copy)
+        await conn.execute(f'CREATE DATABASE "{name}" TEMPLATE template0')
     finally:
         await conn.close()
 
@@ -133,10 +134,10 @@ async def _create_pg_database(base_url: str) -> tuple[str, Callable[[], Any]]:
 BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
 
 
-@pytest.fixture(params=BACKENDS)
-async def db_url(request, tmp_path) -> AsyncIterator[str]:
-    """A fresh, empty database: a SQLite file, or a new PostgreSQL database when configured."""
-    if request.param == "sqlite":
+@asynccontextmanager
+async def fresh_database(backend: str, tmp_path) -> AsyncIterator[str]:
+    """A fresh, empty database: a SQLite file in `tmp_path`, or a new PostgreSQL database when configured."""
+    if backend == "sqlite":
         yield f"sqlite+aiosqlite:///{tmp_path}/test.db"
         return
     if not POSTGRES_URL:
@@ -146,6 +147,13 @@ async def db_url(request, tmp_path) -> AsyncIterator[str]:
         yield url
     finally:
         await drop()
+
+
+@pytest.fixture(params=BACKENDS)
+async def db_url(request, tmp_path) -> AsyncIterator[str]:
+    """A fresh, empty database per test (a module's shared one: `fresh_database` in a module fixture)."""
+    async with fresh_database(request.param, tmp_path) as url:
+        yield url
 
 
 @pytest.fixture

@@ -74,9 +74,8 @@ def upstreams() -> dict:
     return {"matching": refuse, "exchange": refuse}
 
 
-@pytest.fixture
-async def client(service_client, clock, upstreams):
-    c = await service_client("svc_services")
+async def wire(c, clock, upstreams):
+    """svc_services' client `c` on `clock`, its outgoing calls answered by `upstreams`' handlers."""
     c.app.state.clock = clock
     for name, attr, base in (("matching", "matching_client", "http://gw"), ("exchange", "exchange_client", "http://gw")):
         await getattr(c.app.state, attr).aclose()
@@ -86,8 +85,17 @@ async def client(service_client, clock, upstreams):
 
 
 @pytest.fixture
+async def client(service_client, clock, upstreams):
+    return await wire(await service_client("svc_services"), clock, upstreams)
+
+
+@pytest.fixture
 async def ready(client, auth):
     """Grids and the three test items in place."""
+    return await put_grids_and_items(client, auth)
+
+
+async def put_grids_and_items(client, auth):
     for code, name, lat, lon in ((GRID1, "幸福一网格", 39.9210, 116.4430), (GRID2, "幸福二网格", 39.9230, 116.4460),
                                  (OTHER_GRID, "安康一网格", 39.9180, 116.4510)):
         r = await client.put(f"/services/v1/grids/{code}", json={"name": name, "lat": lat, "long": lon},

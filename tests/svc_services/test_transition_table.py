@@ -1,16 +1,37 @@
 """Every transition of the declared table (requests.lifecycle.TRANSITIONS) over HTTP: reach the source state,
 have a role the table does not name try it (403, nothing changes), then a role it names (the new state, one
 more timeline entry saying who did what, the version one higher); and every action the table does not offer
-in a state is refused with 409 listing the allowed ones."""
+in a state is refused with 409 listing the allowed ones.
+
+Every test files requests of its own, so one svc_services per backend serves the whole module (started once, not
+for each of the hundred tests)."""
 from __future__ import annotations
 
-import pytest
+from contextlib import AsyncExitStack
 
+import pytest
+import pytest_asyncio
+
+from common.clock import FrozenClock
 from svc_services.requests.lifecycle import ACTIONS, TRANSITIONS, allowed_actions
-from tests.svc_services.conftest import OPS, submit
+from tests.conftest import BACKENDS, fresh_database, start_service
+from tests.svc_services.conftest import OPS, START, put_grids_and_items, refuse, submit, wire
 from tests.svc_services.paths import EXTRA, OUTSIDERS, PATHS, allowed_actor, reach
 
 TABLE = sorted(TRANSITIONS)
+in_module_loop = pytest.mark.asyncio(loop_scope="module")
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module", params=BACKENDS)
+async def ready(request, tmp_path_factory, jwks, make_token):
+    """svc_services with the grids and test items, its upstreams down, on the module's database of `request.param`."""
+    def auth(role: str = "ops", **kw) -> dict[str, str]:
+        return {"Authorization": f"Bearer {make_token(role, **kw)}"}
+
+    async with fresh_database(request.param, tmp_path_factory.mktemp("table")) as url, AsyncExitStack() as stack:
+        c = await start_service(stack, "svc_services", url, jwks, sla_scan_enabled=False)
+        await wire(c, FrozenClock(START), {"matching": refuse, "exchange": refuse})
+        yield await put_grids_and_items(c, auth)
 
 
 def test_paths_cover_every_source_state():
@@ -23,6 +44,7 @@ async def _get(client, auth, rid):
     return r.json()
 
 
+@in_module_loop
 @pytest.mark.parametrize(("state", "action"), TABLE, ids=[f"{s}-{a}" for s, a in TABLE])
 async def test_transition(ready, auth, state, action):
     client = ready
@@ -70,6 +92,7 @@ async def test_transition(ready, auth, state, action):
 NOT_OFFERED = [(s, a) for s in sorted(PATHS) for a in ACTIONS if (s, a) not in TRANSITIONS]
 
 
+@in_module_loop
 @pytest.mark.parametrize("state", sorted(PATHS))
 async def test_actions_not_in_the_table_get_409(ready, auth, state):
     client = ready
