@@ -5,21 +5,19 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any
 
 from sqlalchemy import update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from common.auth import Principal
 from common.errors import Conflict, Forbidden, invalid
 from common.outbox import record_event
 from svc_metrics.base import OutboxEvent
-from svc_metrics.surveys.models import Survey, SurveyResponse, SurveyTally, SurveyToken
+from svc_metrics.surveys.models import Survey, SurveyResponse, SurveyToken
 from svc_metrics.surveys.questionnaire import Questionnaire, check_answers
 from svc_metrics.surveys.schemas import ResponseIn
 from svc_metrics.surveys.service import PLACE_STAFF, digest, get_survey
+from svc_metrics.surveys.tallies import add_tallies
 
 
 def channel_for(principal: Principal, asked: str) -> str:
@@ -77,46 +75,3 @@ async def respond(session: AsyncSession, principal: Principal, survey_id: str, b
                            "place_code": place, "version": 1})
     await session.flush()
     return s, r, needs if named else []
-
-
-def tally_rows(survey_id: str, qn: Questionnaire, r: SurveyResponse) -> list[dict[str, Any]]:
-    dims = [("", "")]
-    if r.age_band:
-        dims.append(("age_band", r.age_band))
-    dims += [("group", g) for g in r.groups.strip(",").split(",") if g]
-    dims.append(("channel", r.channel))
-    rows: dict[tuple, dict[str, Any]] = {}
-    for dim, dv in dims:   # respondents per place and sub-group (results.RESPONDENTS)
-        rows[(survey_id, r.place, "_n", "", dim, dv)] = {"survey_id": survey_id, "place": r.place, "question": "_n",
-                                                         "value": "", "dim": dim, "dim_value": dv, "n": 1,
-                                                         "total": 0.0, "total_sq": 0.0}
-    for q in qn.questions():
-        v = r.answers.get(q.key)
-        if v is None or q.kind == "text":
-            continue
-        if q.kind == "number":
-            values = [("", float(v))]
-        elif q.kind == "likert":
-            values = [(str(v), float(v))]
-        else:
-            values = [(k, 1.0) for k in (v if isinstance(v, list) else [v])]
-        for value, x in values:
-            for dim, dv in dims:
-                key = (survey_id, r.place, q.key, value, dim, dv)
-                rows[key] = {"survey_id": survey_id, "place": r.place, "question": q.key, "value": value,
-                             "dim": dim, "dim_value": dv, "n": 1, "total": x, "total_sq": x * x}
-    return [rows[k] for k in sorted(rows)]  # sorted: one lock order for concurrent responses (PostgreSQL)
-
-
-async def add_tallies(session: AsyncSession, survey_id: str, qn: Questionnaire, r: SurveyResponse) -> None:
-    rows = tally_rows(survey_id, qn, r)
-    if not rows:
-        return
-    insert = pg_insert if session.bind.dialect.name == "postgresql" else sqlite_insert
-    stmt = insert(SurveyTally)
-    stmt = stmt.on_conflict_do_update(
-        index_elements=["survey_id", "place", "question", "value", "dim", "dim_value"],
-        set_={"n": SurveyTally.n + stmt.excluded.n, "total": SurveyTally.total + stmt.excluded.total,
-              "total_sq": SurveyTally.total_sq + stmt.excluded.total_sq})
-    await session.execute(stmt, rows)
-

@@ -12,36 +12,15 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from svc_metrics.kpis.periods import Period, of
-from svc_metrics.surveys.models import Survey, SurveyTally, SurveyToken
+from svc_metrics.surveys.models import Survey, SurveyTally
 from svc_metrics.surveys.questionnaire import LIKERT_ZH, SATISFIED_FROM, Questionnaire
 
 BY = ("grid", "community", "age_band", "group", "channel")
-RESPONDENTS = "_n"   # the tally of respondents per place and sub-group
+RESPONDENTS, INVITED = "_n", "_inv"   # the tallies of respondents and of invitees per place and sub-group
 
 
 def _share(part: float, whole: float) -> float | None:
     return round(part / whole * 100, 2) if whole else None
-
-
-async def _invited(session: AsyncSession, s: Survey, scope: str, by: str | None) -> dict[str, list[int]]:
-    """{group: [invited, responded]} from the tokens (their generalised attributes)."""
-    rows = await session.execute(
-        select(SurveyToken.place, SurveyToken.age_band, SurveyToken.groups, SurveyToken.spent, func.count())
-        .where(SurveyToken.survey_id == s.id, SurveyToken.place.startswith(scope))
-        .group_by(SurveyToken.place, SurveyToken.age_band, SurveyToken.groups, SurveyToken.spent))
-    out: dict[str, list[int]] = defaultdict(lambda: [0, 0])
-    for place, band, groups, spent, n in rows:
-        keys = ["all"]
-        if by in ("grid", "community"):
-            keys.append(place[: 15 if by == "grid" else 12])
-        elif by == "age_band" and band:
-            keys.append(band)
-        elif by == "group":
-            keys += [g for g in groups.strip(",").split(",") if g]
-        for k in keys:
-            out[k][0] += n
-            out[k][1] += n if spent else 0
-    return out
 
 
 def _questions(qn: Questionnaire, tallies: dict[str, dict[str, list[float]]]) -> list[dict[str, Any]]:
@@ -98,12 +77,10 @@ async def results(session: AsyncSession, s: Survey, scope: str, by: str | None, 
             cell[0] += n
             cell[1] += total or 0.0
             cell[2] += sq or 0.0
-    invited = await _invited(session, s, scope, by)
-
     def group(key: str) -> dict[str, Any]:
         t = groups.get(key, {})
         n = int(t.get(RESPONDENTS, {}).get("", [0])[0])
-        inv = invited.get(key, [0, 0])[0] if by != "channel" or key == "all" else None
+        inv = int(t.get(INVITED, {}).get("", [0])[0]) if by != "channel" or key == "all" else None
         item: dict[str, Any] = {"group": key, "respondents": n, "invited": inv,
                                 "response_rate": _share(n, inv) if inv else None}
         if key != "all" and n < min_group:
@@ -114,8 +91,7 @@ async def results(session: AsyncSession, s: Survey, scope: str, by: str | None, 
         return item
 
     overall = group("all")
-    sub = [group(k) for k in sorted(set(groups) | (set(invited) if by != "channel" else set())) if k != "all"] \
-        if by else []
+    sub = [group(k) for k in sorted(groups) if k != "all"] if by else []
     return {"survey_id": s.id, "title": s.title, "status": s.status, "anonymous": s.anonymous, "scope": scope,
             "period": s.period, "by": by, "min_group": min_group, "invited": overall["invited"],
             "respondents": overall["respondents"], "response_rate": overall["response_rate"],

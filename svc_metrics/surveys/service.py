@@ -15,8 +15,9 @@ from common.auth import Principal
 from common.errors import Conflict, Forbidden, NotFound, check_version
 from common.ids import new_id
 from svc_metrics.surveys import lifecycle, sampling
-from svc_metrics.surveys.models import Invitation, Survey, SurveyResponse, SurveyToken
+from svc_metrics.surveys.models import Invitation, Survey, SurveyResponse, SurveyTally, SurveyToken
 from svc_metrics.surveys.questionnaire import Questionnaire
+from svc_metrics.surveys.tallies import invited_rows
 from svc_metrics.surveys.schemas import SurveyCreate, SurveyUpdate
 
 MANAGERS = ("community_staff", "street_staff")
@@ -153,6 +154,8 @@ async def invite(session: AsyncSession, principal: Principal, survey_id: str, mi
                         person_id=None if s.anonymous else p.id, spent=False) for p in people]
     random.SystemRandom().shuffle(pool)
     session.add_all(pool)
+    await session.flush()
+    await session.execute(SurveyTally.__table__.insert(), invited_rows(s.id, pool))
     s.invited, s.version = len(people), s.version + 1
     await session.flush()
     return s, len(set(strata.values()))
