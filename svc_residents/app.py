@@ -14,6 +14,7 @@ from svc_residents.base import OutboxEvent
 from svc_residents.callout.roster_router import router as rosters_router
 from svc_residents.callout.router import router as callout_router
 from svc_residents.callout.service import FEED as CALLOUT_FEED
+from svc_residents.broadcasts.router import router as broadcasts_router
 from svc_residents.clients import close_clients, install_clients
 from svc_residents.devices.router import router as devices_router
 from svc_residents.households.router import router as households_router
@@ -53,6 +54,17 @@ async def device_scanner(app: FastAPI, stop: asyncio.Event) -> None:
                            interval=settings.device_scan_interval_seconds, run_first=False)
 
 
+async def broadcaster(app: FastAPI, stop: asyncio.Event) -> None:
+    """Queued broadcasts handed to the notification engine (svc_residents/broadcasts/service.py)."""
+    from svc_residents.broadcasts.service import run_broadcasts
+
+    settings: ResidentsSettings = app.state.settings
+    if not settings.broadcast_scan_enabled:
+        return
+    await run_periodically("svc_residents/broadcasts", lambda: run_broadcasts(app.state.db, app.state.clock), stop,
+                           interval=settings.broadcast_scan_interval_seconds, run_first=False)
+
+
 def create_app(settings: ResidentsSettings | None = None, *, verifier: TokenVerifier | None = None,
                clock: Clock | None = None) -> FastAPI:
     settings = settings or ResidentsSettings()
@@ -69,7 +81,7 @@ def create_app(settings: ResidentsSettings | None = None, *, verifier: TokenVeri
         description="地点层级、户、人、特殊群体标签与一次采集核验。Places, households, persons, special groups.",
         routers=[places_router, households_router, persons_router, verification_router, identity_router,
                  registrations_router, binding_router, rosters_router, callout_router, devices_router,
-                 notifications_router],
+                 broadcasts_router, notifications_router],
         outbox_model=OutboxEvent,
         # requester_profile.* rows go to svc_services' replica, person_place.* to svc_matching's, never to svc_metrics
         # and callout.* (the call-out's steps) to svc_services' request timelines
@@ -78,5 +90,5 @@ def create_app(settings: ResidentsSettings | None = None, *, verifier: TokenVeri
         clock=clock,
         on_startup=[load_keys],
         on_shutdown=[notifications.stop, close_clients],
-        background=[notifications.dispatch_job, callout_scheduler, device_scanner],
+        background=[notifications.dispatch_job, callout_scheduler, device_scanner, broadcaster],
     )

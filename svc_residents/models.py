@@ -11,3 +11,4 @@ from svc_residents.callout.models import Callout, CalloutAttempt, DutyShift  # n
 from svc_residents.notifications.models import (Attempt, Delivery, Notification, RecipientSettings,  # noqa: F401
                                                 StaffContact)
 from svc_residents.devices.models import AlarmDevice, DeviceAlarm, DeviceCheck  # noqa: F401
+from svc_residents.broadcasts.models import Broadcast  # noqa: F401

@@ -38,6 +38,9 @@ class ResidentsSettings(ServiceSettings):
     # Alarm devices (svc_residents/devices): how often missed heartbeats and welfare checks are looked for.
     device_scan_interval_seconds: float = Field(default=30.0, gt=0)
     device_scan_enabled: bool = True
+    # Broadcasts (svc_residents/broadcasts): how often queued notices are fanned out to the notification engine.
+    broadcast_scan_interval_seconds: float = Field(default=1.0, gt=0)
+    broadcast_scan_enabled: bool = True
     # Notifications (svc_residents/notifications, ADR 0017): Redis carries the live stream's wake-ups across replicas
     # (without it each SSE connection reads the database every notify_stream_poll_seconds); the scheduler claims due
     # deliveries every notify_scan_seconds and retries a channel notify_max_tries times from
