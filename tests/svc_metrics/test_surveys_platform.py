@@ -7,9 +7,11 @@ from contextlib import AsyncExitStack
 
 import httpx
 import pytest
+from sqlalchemy import select
 
 from common.keys import jwks_document, load_signing_keys
 from common.outbox import FeedSender, OutboxRelay, TypeFilter
+from svc_matching.people.models import Need
 from svc_metrics.base import OutboxEvent
 from tests.conftest import gateway_auth, migrate_database, start_service
 from tests.svc_metrics.test_surveys import PEOPLE, questionnaire
@@ -123,3 +125,45 @@ async def test_quarterly_survey_through_the_gateway(gw):
 
 async def _token(h) -> str:
     return h("system", "svc_metrics", member="svc_metrics")["Authorization"].split(" ", 1)[1]
+
+
+async def test_named_needs_become_needs_of_the_needs_list(gw):
+    h = gw.h
+    staff = h("community_staff", "staff1", [f"community:{C1}"])
+    now = gw.metrics.state.clock.now()
+    r = await gw.direct.post("/metrics/v1/events", headers=h("system", "svc_residents", member="svc_residents"),
+                             json={"events": [{"event_id": "pr-n1", "type": "person.registered",
+                                               "occurred_at": now.isoformat(), "source": "svc_residents",
+                                               "community": C1, "grid": G1, "subject": "p-n1", "data": {}}]})
+    assert r.status_code == 200, r.text
+    r = await gw.post("/metrics/v1/surveys", headers=staff, json={
+        "title": "入户需求调研", "kind": "needs", "anonymous": False, "scope": G1, "questionnaire": questionnaire()})
+    sid = r.json()["id"]
+    await gw.post(f"/metrics/v1/surveys/{sid}/transitions", headers=staff, json={"action": "publish", "version": 1})
+    assert (await gw.post(f"/metrics/v1/surveys/{sid}/invitations", headers=staff)).json()["invited"] == 1
+    grid1 = h("grid_worker", "grid1", [f"grid:{G1}"])
+    inv = (await gw.get(f"/metrics/v1/surveys/{sid}/invitations", headers=grid1)).json()[0]
+    tok = (await gw.post(f"/metrics/v1/surveys/{sid}/invitations/token", headers=grid1,
+                         json={"invitation_id": inv["id"]})).json()["token"]
+    r = await gw.post(f"/metrics/v1/surveys/{sid}/responses", headers=grid1, json={
+        "token": tok, "channel": "visit", "answers": {"overall": 4, "used": "no", "needs": ["health", "legal"]}})
+    assert r.status_code == 201 and r.json()["needs"] == ["health", "legal"], r.text
+    sender = FeedSender("http://matching/matching/v1/survey_needs", lambda: _token(h),
+                        transport=httpx.ASGITransport(app=gw.matching),
+                        auth=gateway_auth(gw.matching.state.settings.gateway_assertion_key))
+    relay = OutboxRelay(gw.metrics.state.db, OutboxEvent, source="svc_metrics", send=sender,
+                        types=TypeFilter(include=("survey_need.",)), clock=gw.metrics.state.clock)
+    assert await relay.run_once() == 1
+    async with gw.matching.state.db.session() as s:
+        needs = list((await s.execute(select(Need).order_by(Need.category))).scalars())
+    assert [(n.category, n.person_id, n.source, n.place_code, n.status) for n in needs] == \
+        [("health", "p-n1", "survey", G1, "open"), ("legal", "p-n1", "survey", G1, "open")]
+    # delivered twice (a relay retry): still one need per category
+    async with gw.metrics.state.db.session() as s:
+        row = (await s.execute(select(OutboxEvent))).scalar_one()
+    r = await sender._deliver({"subject": row.subject, "type": row.type, "data": row.data},
+                              {"Authorization": f"Bearer {await _token(h)}"})
+    assert r.status_code == 200 and len(r.json()["needs"]) == 2
+    await sender.aclose()
+    async with gw.matching.state.db.session() as s:
+        assert len(list((await s.execute(select(Need))).scalars())) == 2
