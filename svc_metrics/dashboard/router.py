@@ -20,6 +20,7 @@ from svc_metrics.alerts import cases, service as alerts
 from svc_metrics.alerts.models import Warning_
 from svc_metrics.dashboard.svg import bullet, fmt, trend
 from svc_metrics.kpis import measure, periods, service
+from svc_metrics.surveys import results as survey_results
 from svc_metrics.kpis.queries import Filters
 from svc_metrics.kpis.models import Observation
 
@@ -264,6 +265,7 @@ async def report(request: Request, db: AppDb, scope: str = "all", period: str | 
                     if alerts.visible(principal, w) and (f.scope == "all" or w.scope.startswith(f.scope))]
         rect_cases = [c for c in await cases.list_visible(session, principal, None, None)
                       if c.period == p.label and (f.scope == "all" or c.scope.startswith(f.scope))]
+        surveys = await survey_results.of_quarter(session, f.scope, p.label)
     rows = "".join(
         f'<tr><td>{escape(i["name_zh"])}</td><td class="num value" data-code="{i["code"]}">{fmt(i["value"])}</td>'
         f'<td>{escape(i["unit"])}</td><td class="num">{fmt(prev[i["code"]]["value"])}</td>'
@@ -280,5 +282,9 @@ async def report(request: Request, db: AppDb, scope: str = "all", period: str | 
 <h2>二、未达标指标（{len(missed)} 项）</h2><ul>{"".join(f"<li>{escape(i['name_zh'])}：{fmt(i['value'])}{escape(i['unit'])}，目标 {fmt(i['target']['value'])}</li>" for i in missed) or "<li>无</li>"}</ul>
 <h2>三、整改事项（满意度低于 80%）</h2><ul id="rectifications">{"".join(f'<li data-case="{escape(c.id)}">{escape(c.reason_zh)}（{cases.STATUS_ZH[c.status]}）</li>' for c in rect_cases) or "<li>无</li>"}</ul>
 <h2>四、排名后 10% 的社区</h2><ul>{"".join(f"<li>{escape(w.title_zh)}</li>" for w in bottom) or "<li>无</li>"}</ul>
+<h2>五、问卷测评（满意度测评 · 需求调研）</h2><ul id="surveys">{"".join(
+        f'<li data-survey="{escape(v["id"])}">{escape(v["title"])}：受邀 {v["invited"]} 人，作答 {v["respondents"]} 人，'
+        f'回收率 {fmt(v["response_rate"])}%' + (f'，满意率 {fmt(v["satisfied_rate"])}%' if v["satisfied_rate"] is not None
+                                               else "") + '</li>' for v in surveys) or "<li>无</li>"}</ul>
 <p class="noprint"><a href="/metrics/v1/dashboard?scope={escape(f.scope)}&amp;period={escape(p.label)}">返回看板</a></p>"""
     return page(f"{p.label} 季度通报", body)

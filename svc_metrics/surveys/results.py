@@ -147,3 +147,26 @@ def to_xlsx(res: dict[str, Any]) -> bytes:
     buf = io.BytesIO()
     wb.save(buf)
     return buf.getvalue()
+
+
+async def of_quarter(session: AsyncSession, scope: str, label: str) -> list[dict[str, Any]]:
+    """The quarter's surveys in (or over) the scope, for the quarterly report: response rate and, for
+    satisfaction surveys, the share satisfied on the `kpi` questions."""
+    stmt = select(Survey).where(Survey.period == label, Survey.status.in_(("published", "closed"))).order_by(Survey.id)
+    out = []
+    for s in (await session.execute(stmt)).scalars():
+        if scope != "all" and not (s.scope.startswith(scope) or scope.startswith(s.scope)):
+            continue
+        inner = scope if scope != "all" and scope.startswith(s.scope) else s.scope
+        rows = dict(((q, v), (n, t)) for q, v, n, t in await session.execute(
+            select(SurveyTally.question, SurveyTally.value, func.sum(SurveyTally.n), func.sum(SurveyTally.total))
+            .where(SurveyTally.survey_id == s.id, SurveyTally.dim == "", SurveyTally.place.startswith(inner))
+            .group_by(SurveyTally.question, SurveyTally.value)))
+        keys = {q.key for q in Questionnaire.model_validate(s.questionnaire).questions() if q.kind == "likert" and q.kpi}
+        sat = sum(n for (q, v), (n, _) in rows.items() if q in keys and int(v) >= SATISFIED_FROM)
+        answered = sum(n for (q, _), (n, _) in rows.items() if q in keys)
+        invited, responded = rows.get((INVITED, ""), (0, 0))[0], rows.get((RESPONDENTS, ""), (0, 0))[0]
+        out.append({"id": s.id, "title": s.title, "kind": s.kind, "scope": inner, "status": s.status,
+                    "anonymous": s.anonymous, "invited": int(invited or 0), "respondents": int(responded or 0),
+                    "response_rate": _share(responded or 0, invited or 0), "satisfied_rate": _share(sat, answered)})
+    return out

@@ -236,6 +236,10 @@ async def test_quarterly_survey_end_to_end_with_bad_input_refused(client, staff,
         cases = list((await session.execute(select(RectificationCase))).scalars())
     assert [(c.scope, c.period, c.evidence["source"], c.evidence["satisfaction_rate"]) for c in cases] == \
         [(C1, "2026-Q2", "survey", 50.0)]
+    # the quarterly report lists the survey with its response rate and satisfaction
+    page = await client.get("/metrics/v1/report", params={"scope": C1, "period": "2026-Q2"}, headers=ops)
+    assert page.status_code == 200 and f'data-survey="{sid}"' in page.text, page.text[-800:]
+    assert "受邀 12 人，作答 8 人" in page.text and "满意率 50" in page.text
     # the outbox carries the anonymous demand by place and category for svc_matching (no person)
     from svc_metrics.base import OutboxEvent
     async with client.app.state.db.session() as session:
