@@ -13,6 +13,7 @@ words need. Each rule picks an audience and a template; the audience resolves to
 """
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -21,9 +22,11 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from svc_residents.notifications.models import StaffContact
-from svc_residents.notifications.service import notify
+from svc_residents.notifications.service import contact_of, notify
 from svc_residents.notifications.templates import TEMPLATES
 from svc_residents.places.models import GridWorker
+
+log = logging.getLogger("onenet.notifications")
 
 
 @dataclass(frozen=True)
@@ -121,6 +124,9 @@ async def handle(session: AsyncSession, kind: str, event_id: str, data: dict[str
         urgency = "emergency" if rule.staff and data.get("priority") == "emergency" else rule.urgency
         wanted = {k: values[k] for k in TEMPLATES[rule.template].variables}
         for r in dict.fromkeys(await recipients(session, rule.audience, data)):
+            if await contact_of(session, r) is None:  # a person merged away or unknown here: nobody to tell
+                log.warning("notice for an unknown recipient skipped", extra={"event_id": event_id, "kind": kind})
+                continue
             result = await notify(session, recipient=r, template=rule.template, variables=wanted,
                                   event_key=f"{event_id}:{rule.template}", now=now, urgency=urgency,
                                   subject=data.get("request_id") or data.get("subject"),

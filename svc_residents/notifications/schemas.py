@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -76,12 +76,38 @@ class SettingsOut(BaseModel):
     version: int
 
 
-class NoticeIn(BaseModel):
-    """A `notice.` feed row's data: the event's kind and what the words need (ADR 0017)."""
+class NoticeAssignee(BaseModel):
+    kind: str = Field(max_length=16)
+    id: str = Field(max_length=80)
+    name: str | None = Field(default=None, max_length=100)
 
-    model_config = ConfigDict(extra="allow")
+
+class NoticeIn(BaseModel):
+    """A `notice.` feed row's data: the event's kind and what the words need (ADR 0017). Fields a newer sender
+    adds are ignored; a field of the wrong shape is refused naming it (the feed keeps that row pending)."""
+
+    model_config = ConfigDict(extra="ignore")
 
     event: str = Field(min_length=3, max_length=64, pattern=r"^[a-z_]+\.[a-z_.]+$", examples=["request.dispatched"])
+    request_id: str | None = Field(default=None, max_length=36)
+    person_id: str | None = Field(default=None, max_length=36)
+    provider_id: str | None = Field(default=None, max_length=36)
+    subject: str | None = Field(default=None, max_length=80)
+    community: str | None = Field(default=None, max_length=24)
+    grid: str | None = Field(default=None, max_length=24)
+    street: str | None = Field(default=None, max_length=24)
+    department: str | None = Field(default=None, max_length=32)
+    assignee: NoticeAssignee | None = None
+    item_code: str | None = Field(default=None, max_length=32)
+    item_name: str | None = Field(default=None, max_length=100)
+    priority: str | None = Field(default=None, max_length=16)
+    escalation_level: str | None = Field(default=None, max_length=16)
+    note: str | None = Field(default=None, max_length=1000)
+    breaches: list[str] = Field(default_factory=list, max_length=5)
+    expires_at: str | None = Field(default=None, max_length=40)
+    field: str | None = Field(default=None, max_length=40)
+    title: str | None = Field(default=None, max_length=100)
+    community_name: str | None = Field(default=None, max_length=100)
 
 
 class NoticeOut(BaseModel):
@@ -115,6 +141,3 @@ class StaffContactOut(BaseModel):
     version: int
     updated_at: datetime
 
-
-def notice_data(body: NoticeIn) -> dict[str, Any]:
-    return body.model_dump()
