@@ -220,6 +220,10 @@ class Launcher:
             env["ONENET_OUTBOX_SUBSCRIBERS"] = json.dumps(
                 {"appointment.": f"{self.url('svc_services')}/services/v1/request_appointments"})
             env["ONENET_OUTBOX_SUBSCRIBER_KEYS"] = json.dumps({"appointment.": self.keys["svc_services"]})
+        if spec.name == "svc_metrics":  # survey needs and demand to svc_matching's needs list (docs/adr/0019)
+            env["ONENET_OUTBOX_SUBSCRIBERS"] = json.dumps(
+                {"survey_need.": f"{self.url('svc_matching')}/matching/v1/survey_needs"})
+            env["ONENET_OUTBOX_SUBSCRIBER_KEYS"] = json.dumps({"survey_need.": self.keys["svc_matching"]})
         if spec.name != "gateway":
             env["ONENET_CLIENT_ID"] = spec.name
             env["ONENET_CLIENT_SECRET"] = creds[spec.name]
