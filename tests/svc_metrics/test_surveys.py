@@ -3,6 +3,7 @@ kiosk and household visits, bad input refused with nothing kept, results with th
 survey source and the rectification case, on both databases."""
 from __future__ import annotations
 
+import asyncio
 import io
 
 import pytest
@@ -265,3 +266,20 @@ async def test_named_needs_survey_records_needs_events(client, staff, auth, post
     assert [(r.type, r.data["person_id"], r.data["categories"]) for r in rows] == \
         [("survey_need.recorded", "p-03", ["elderly_care", "legal"])]
     assert resp.person_id == "p-03" and resp.place == G1
+
+
+async def test_two_responses_racing_on_one_token_keep_one(client, staff, auth, post):
+    await register(post)
+    s = await published(client, staff, scope=G1)
+    sid = s["id"]
+    await client.post(f"/metrics/v1/surveys/{sid}/invitations", headers=staff)
+    me = resident(auth, "p-02")
+    tok = await token_of(client, me, sid)
+    kiosk = auth(role="system", user="kiosk", member="kiosk")
+    rs = await asyncio.gather(*(client.post(f"/metrics/v1/surveys/{sid}/responses", headers=who, json={
+        "token": tok, "answers": {"overall": v, "used": "no"}}) for who, v in ((me, 5), (kiosk, 1))))
+    assert sorted(r.status_code for r in rs) == [201, 409], [r.text for r in rs]
+    assert next(r for r in rs if r.status_code == 409).json()["code"] == "survey.token_spent"
+    assert await counts(client) == (1, (await counts(client))[1], 1)
+    res = (await client.get(f"/metrics/v1/surveys/{sid}/results", headers=staff)).json()
+    assert res["respondents"] == 1 and next(q for q in res["questions"] if q["key"] == "overall")["count"] == 1
