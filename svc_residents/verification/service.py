@@ -110,6 +110,17 @@ def _change(session: AsyncSession, person: Person, field: str, change: str, old,
                              source=source, actor=actor, verification_id=verification_id, occurred_at=now))
 
 
+async def tell_resident(session: AsyncSession, person: Person, verification_id: str, tag_code: str,
+                        now: datetime) -> None:
+    """A department's answer contradicts what was recorded: the person is asked to confirm (notifications)."""
+    from svc_residents.codes import TAGS
+    from svc_residents.notifications import rules
+
+    await rules.handle(session, "verification.needs_resident", f"{verification_id}:{tag_code}",
+                       {"person_id": person.id, "field": TAGS.get(tag_code, (tag_code,))[0],
+                        "community": person.community_code, "grid": person.grid_code}, now=now)
+
+
 def _event(session: AsyncSession, type_: str, person: Person, now: datetime, **data) -> None:
     record_event(session, OutboxEvent, type_, subject=person.id, data=data, now=now,
                  community=person.community_code, grid=person.grid_code)
@@ -171,6 +182,7 @@ async def _apply(session: AsyncSession, person: Person, v: Verification, f: Find
                 _change(session, person, f"tag:{tag_code}", "conflict", _tag_snapshot(tag),
                         {"department": code, "holds": False}, source, actor, now, v.id)
                 out["conflicts"].append(tag_code)
+                await tell_resident(session, person, v.id, tag_code, now)  # only the person can settle it
     if code == "gongan" and f.residency_type and f.residency_type != person.residency_type:
         old_value = person.residency_type
         person.residency_type, person.version, person.updated_at = f.residency_type, person.version + 1, now

@@ -240,3 +240,24 @@ async def test_stream_sends_what_came_after_last_event_id_and_wakes_on_commit(ap
     r = await c.get("/residents/v1/notifications/stream", headers={**auth(**ROLES["portal"]),
                                                                    "Accept": "text/event-stream"})
     assert r.status_code == 403
+
+
+async def test_a_verification_conflict_asks_the_resident(app):
+    from types import SimpleNamespace
+
+    from svc_residents.persons.models import Person, PersonTag
+    from svc_residents.verification.departments import Findings
+    from svc_residents.verification.service import _apply
+
+    now = app.state.clock.now()
+    async with app.state.db.session() as s, s.begin():
+        s.add(PersonTag(id="t-dibao", person_id=P("P1"), code="dibao", source="self", verified=False,
+                        recorded_by="resident1", created_at=now, updated_at=now))
+    async with app.state.db.session() as s, s.begin():  # 民政 says P1 holds no 低保: a conflict, kept as it was
+        out = await _apply(s, await s.get(Person, P("P1")), SimpleNamespace(department="minzheng", id="v-1"),
+                           Findings(tags={"dibao": False}), "verification/minzheng", now)
+    assert out["conflicts"] == ["dibao"]
+    async with app.state.db.session() as s:
+        got = (await s.execute(select(Notification).where(Notification.recipient == f"person:{P('P1')}"))).scalars().all()
+    assert [(n.template, n.category) for n in got] == [("verification.needs_resident", "verification")]
+    assert "低保" in got[0].body and "本人确认" in got[0].body
