@@ -74,12 +74,18 @@ def edge(listen: str = typer.Option("0.0.0.0:8000", envvar="ONENET_EDGE_LISTEN",
     raise typer.Exit(proc.wait())
 
 
-def totp(username: str = typer.Argument("ops1", help="演示账号 a demo user with an authenticator")) -> None:
-    """演示动态验证码 the current TOTP code of a demo account's authenticator (ops1 signs in with it: -d otp=…)."""
+def totp(username: str = typer.Argument("ops1", help="演示账号 a demo user with an authenticator"),
+         secret: str = typer.Option(None, help="或：绑定时得到的密钥 or the secret an enrolment gave"),
+         step: int = typer.Option(0, help="1: 下一个时间步的验证码 the next step's code (each code works once)")) -> None:
+    """演示动态验证码 the current TOTP code of a demo account's authenticator (ops1 signs in with it: -d otp=…),
+    or of any secret: a command-line authenticator for local runs."""
+    import pyotp
+
     from common.clock import Clock
     from gateway.accounts.seed import demo_code
 
-    code = demo_code(username, Clock().now())
+    now = Clock().now()
+    code = pyotp.TOTP(secret).at(now, counter_offset=step) if secret else demo_code(username, now, step)
     if code is None:
         raise typer.BadParameter(f"{username} has no demo authenticator")
     typer.echo(code)

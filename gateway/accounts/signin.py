@@ -3,7 +3,8 @@
 
 Sign-in order: the attempt is counted by the back-off (gateway/identity/throttle.py: one rule for passwords,
 second-factor codes and recovery codes alike, per account and per source) before anything is checked; then the
-password, the account's state, the app, then the second factor for administrators and ops. Only a complete
+password, the account's state, the app, then the second factor for administrators and ops, and for anyone who
+enrolled one. Only a complete
 sign-in gives the count back; a missing or wrong code counts as a failure, so codes cannot be guessed beyond the
 back-off either. An administrator without an enrolled factor gets no token but a 10-minute enrolment ticket
 good only at `/auth/v1/mfa/totp/*`.
@@ -132,10 +133,11 @@ async def _check(parts: AccountParts, request: Request, session, attempt, seen: 
         raise _oauth(401, "invalid_client", "invalid_client", "来源应用未登记或已停用", "Unknown or revoked client app")
     if member.client_cert_sha256:
         state.cert_pins.require(member.client_cert_sha256, request.scope, token_request=True)
-    if not mfa_required(user, state.settings.mfa_required_roles):
-        return user, member, False
     factor = await session.get(TotpFactor, user.username)
-    if factor is None or factor.enabled_at is None:
+    enrolled = factor is not None and factor.enabled_at is not None
+    if not enrolled and not mfa_required(user, state.settings.mfa_required_roles):
+        return user, member, False  # (a factor someone enrolled of their own accord is asked for too)
+    if not enrolled:
         await state.throttle.succeeded(attempt, now)  # the password was right; no token until enrolled
         raise _oauth(403, "mfa_enrolment_required", "mfa.enrolment_required",
                      "管理员和运维账号须先绑定动态验证码（TOTP）：请用 enrolment_token 调用 /auth/v1/mfa/totp/enrol",
