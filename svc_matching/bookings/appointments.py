@@ -56,8 +56,11 @@ async def look_up(client: ServiceClient, request_id: str) -> RequestFacts:
     return RequestFacts(id=doc["id"], item_code=doc["item_code"], person_id=doc.get("person_id"), state=doc["state"])
 
 
-def check_request(facts: RequestFacts, res: BookableResource, person: str | None) -> None:
+def check_request(facts: RequestFacts | None, res: BookableResource, person: str | None) -> None:
     """The request fits this resource and this booker (called once the booker is known)."""
+    if facts is None:  # not looked up (a retried key whose stored answer went away meanwhile): ask again
+        raise invalid("request_id", "booking.request_unknown", "诉求不存在或不是您可预约的",
+                      "No such request, or not one you may book for")
     if res.catalogue_item_code is None:
         raise invalid("request_id", "booking.not_appointment", "该资源不是服务预约时段",
                       "This resource offers no service appointments")

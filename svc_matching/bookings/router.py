@@ -9,7 +9,7 @@ from common.auth import Principal, get_principal
 from common.clock import Clock, get_clock
 from common.deps import AppDb, DbSession
 from common.errors import Problem, invalid
-from common.idempotency import request_fingerprint, run_idempotent
+from common.idempotency import request_fingerprint, run_idempotent, stored_record
 from common.pagination import Page, PageParams
 from svc_matching.base import IdempotencyRecord
 from svc_matching.clients import ServicesClient
@@ -77,8 +77,12 @@ async def create_booking(db: AppDb, body: BookingCreate, request: Request, servi
                          principal: Principal = Depends(get_principal), clock: Clock = Depends(get_clock),
                          idempotency_key: str | None = Header(None, alias="Idempotency-Key")):
     now = clock.now()
-    # 服务预约: whose request it is and for which item, asked of svc_services before anything is written
-    facts = await appointments.look_up(services, body.request_id) if body.request_id is not None else None
+    # 服务预约: whose request it is and for which item, asked of svc_services before anything is written (not for
+    # a retried Idempotency-Key: that replays the answer given then, whatever the request's state now)
+    facts = None
+    if body.request_id is not None and not (
+            idempotency_key and await stored_record(db, IdempotencyRecord, principal.caller, idempotency_key)):
+        facts = await appointments.look_up(services, body.request_id)
 
     async def create(session):
         return 201, _out(principal, await service.create_booking(session, principal, body, now=now, request=facts))

@@ -75,11 +75,17 @@ async def test_appointment_checked_with_svc_services_and_every_step_fed(client, 
                                headers=resident(auth, 1))).json()["items"]
     assert [x["id"] for x in listed] == [counter["id"]]
     now, me = now_of(client), resident(auth, 7)
-    b = await book(client, me, counter, local(1, 9, base=now), request_id="req-1")
+    keyed = {**me, "Idempotency-Key": "appt-req-1"}
+    b = await book(client, keyed, counter, local(1, 9, base=now), request_id="req-1")
     assert b.status_code == 201, b.text
     b = b.json()
     assert b["request_id"] == "req-1" and b["person_id"] == "p-7" and b["state"] == "confirmed"
     assert services[-1].headers["authorization"] == me["Authorization"]  # asked with the caller's own token
+    # a retry of the same key replays the answer without asking svc_services again
+    asked = len(services)
+    r = await book(client, keyed, counter, local(1, 9, base=now), request_id="req-1")
+    assert r.status_code == 201 and r.json()["id"] == b["id"] and r.headers["idempotency-replayed"] == "true"
+    assert len(services) == asked
     # bad input: clear problems, nothing written
     before = await bookings(client)
     cases = [(resident(auth, 7), "req-1", 409, "booking.request_has_appointment"),
