@@ -171,18 +171,3 @@ def run_plan_blocking(conn: Connection, plan: QueryPlan) -> Any:
 # execution option: prepare this statement on the server (`WriterThreads` on PostgreSQL), for a statement whose plan
 # does not depend on its values
 PREPARED = {"onenet_prepared": True}
-
-# what other modules import from here, where it now lives (their imports stay as they are; resolved on first use,
-# as those modules import this one)
-_MOVED = {**dict.fromkeys(("EncodedRow", "RowsInsert", "joined_rows", "json_rows", "sqlite_json_insert",
-                           "sqlite_timestamp"), "common.bulk_insert"),
-          **dict.fromkeys(("CancelledWhileWriting", "WriterThreads", "blocking_url"), "common.writer_threads")}
-
-
-def __getattr__(name: str) -> Any:
-    module = _MOVED.get(name)
-    if module is None:
-        raise AttributeError(f"module 'common.db' has no attribute {name!r}")
-    import importlib
-
-    return getattr(importlib.import_module(module), name)

@@ -47,7 +47,8 @@ from sqlalchemy import select, text
 
 from common.clock import Clock
 from common.periodic import run_periodically
-from common.db import Database, RowsInsert
+from common.bulk_insert import RowsInsert
+from common.db import Database
 from common.ids import new_id
 
 log = logging.getLogger("onenet.gateway.audit")

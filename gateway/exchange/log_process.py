@@ -97,7 +97,8 @@ class LogProcess:
 # ---- the child --------------------------------------------------------------------------------------------
 
 async def _serve(database_url: str) -> None:
-    from common.db import Database, RowsInsert
+    from common.bulk_insert import RowsInsert
+    from common.db import Database
     from gateway.base import OutboxEvent
     from gateway.exchange.audit import Exchange, write_batch
     from gateway.exchange.models import MessageLog

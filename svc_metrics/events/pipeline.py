@@ -38,7 +38,9 @@ from typing import Annotated
 
 from sqlalchemy import event
 
-from common.db import Database, WriterThreads, json_rows
+from common.bulk_insert import json_rows
+from common.db import Database
+from common.writer_threads import WriterThreads
 from common.deps import state
 from common.errors import Problem
 from svc_metrics.events import service

@@ -28,7 +28,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from common.db import json_rows, sqlite_json_insert, sqlite_timestamp
+from common.bulk_insert import json_rows, sqlite_json_insert, sqlite_timestamp
 from common.errors import Problem, field_error
 from common.errors import translate_validation_errors
 from svc_metrics.events.models import StoredEvent

@@ -23,7 +23,7 @@ from sqlalchemy import func, select, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from common.db import json_rows, sqlite_json_insert
+from common.bulk_insert import json_rows, sqlite_json_insert
 from svc_metrics.kpis.distribution import bin_of
 from svc_metrics.kpis.observations import Obs
 from svc_metrics.kpis.models import Rollup, RollupTopPlace

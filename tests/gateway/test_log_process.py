@@ -182,7 +182,7 @@ def test_the_writers_own_hashing_and_stamps_agree_with_content_hash_and_sqlalche
     `onenet audit verify` reads it back, chained, and its stamps are what SQLAlchemy stores on SQLite."""
     from hypothesis import given, settings, strategies as st
 
-    from common.db import sqlite_timestamp
+    from common.bulk_insert import sqlite_timestamp
     from gateway.exchange.audit import GENESIS, Exchange, chained_rows, content_hash
 
     text = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=30)
