@@ -152,6 +152,23 @@ def test_compose_runs_every_process_after_bootstrap():
     assert all(services[spec.name]["environment"]["ONENET_METRICS_TOKEN"] for spec in ALL)
 
 
+def test_compose_runs_the_edge_in_front_of_the_gateway_as_kubernetes_does():
+    compose = yaml.safe_load((ROOT / "deploy" / "compose.yaml").read_text())
+    gw, edge = compose["services"]["gateway"], compose["services"]["edge"]
+    pod = next(d for d in yaml.safe_load_all((ROOT / "deploy" / "k8s" / "base" / "deployments.yaml").read_text())
+               if d["metadata"]["name"] == "gateway")["spec"]["template"]["spec"]["containers"]
+    k8s = {c["name"]: {e["name"]: e.get("value") for e in c["env"]} for c in pod}
+    assert edge["command"] == ["edge"] and edge["network_mode"] == "service:gateway"  # one network, as in the pod
+    assert gw["ports"] == ["8000:8000"] and edge["environment"]["ONENET_EDGE_LISTEN"].endswith(":8000")
+    assert gw["environment"]["ONENET_PORT"] == k8s["gateway"]["ONENET_PORT"]
+    assert gw["environment"]["ONENET_EDGE_CONTROL_URL"] == k8s["gateway"]["ONENET_EDGE_CONTROL_URL"]
+    for name in ("ONENET_EDGE_GATEWAY_URL", "ONENET_EDGE_CONTROL_PORT", "ONENET_EDGE_PREFIX"):
+        assert edge["environment"][name] == k8s["edge"][name], name
+    assert edge["environment"]["ONENET_EDGE_SECRET"] == gw["environment"]["ONENET_EDGE_SECRET"]
+    keys = [k for k in k8s["edge"] if k.startswith("ONENET_ASSERTION_KEY_")]
+    assert keys and all(edge["environment"][k] == gw["environment"][k] for k in keys)
+
+
 def test_dockerfile_runs_as_non_root_with_healthcheck():
     text = (ROOT / "Dockerfile").read_text()
     assert "USER 10001" in text and "HEALTHCHECK" in text and 'ENTRYPOINT ["onenet"]' in text
