@@ -21,6 +21,9 @@ from svc_services.attachments.router import router as attachments_router
 from svc_services.base import OutboxEvent
 from svc_services.catalogue.router import router as catalogue_router
 from svc_services.clients import close_clients, install_clients
+from svc_services.deliberation.router import router as deliberation_router
+from svc_services.deliberation.votes_router import router as votes_router
+from svc_services.disclosure.router import router as notices_router
 from svc_services.dispatch.router import router as dispatch_router
 from svc_services.emergency.feed import FEED as EMERGENCY_FEED
 from svc_services.emergency.router import router as emergency_router
@@ -47,6 +50,17 @@ async def sla_scheduler(app: FastAPI, stop: asyncio.Event) -> None:
         return
     await run_periodically("svc_services/sla", lambda: run_sla_scan(app.state.db, app.state.clock, settings), stop,
                            interval=settings.sla_scan_interval_seconds, run_first=False)
+
+
+async def deliberation_overdue(app: FastAPI, stop: asyncio.Event) -> None:
+    """Warns once of each resolution task past its deadline (an event; svc_metrics raises the warning)."""
+    from svc_services.deliberation.resolutions import warn_overdue
+
+    settings: ServicesSettings = app.state.settings
+    if not settings.sla_scan_enabled:
+        return
+    await run_periodically("svc_services/deliberation_overdue", lambda: warn_overdue(app.state.db, app.state.clock.now()),
+                           stop, interval=settings.sla_scan_interval_seconds, run_first=False)
 
 
 async def close_intake(app: FastAPI) -> None:
@@ -76,7 +90,7 @@ def create_app(settings: ServicesSettings | None = None, *, verifier: TokenVerif
         title="OneNet svc_services 诉求工单",
         description="事项清单、诉求受理、派单、办结、评价、时限与升级。Service catalogue, requests, SLA and escalation.",
         routers=[catalogue_router, requests_router, dispatch_router, materials_router, attachments_router,
-                 grids_router, open311_router,
+                 grids_router, open311_router, deliberation_router, votes_router, notices_router,
                  publication_router, requesters_router, appointments_router, emergency_router],
         # Open311 GeoReport v2 submissions are form-encoded per the spec.
         # (photos and material files: multipart uploads with a body limit of their own, common.storage.uploads)
@@ -87,7 +101,7 @@ def create_app(settings: ServicesSettings | None = None, *, verifier: TokenVerif
         feeds=(ACCESS_FEED, EMERGENCY_FEED, NOTICE_FEED),
         outbox_model=OutboxEvent,
         verifier=verifier,
-        background=[sla_scheduler, storage_purge],
+        background=[sla_scheduler, storage_purge, deliberation_overdue],
         on_shutdown=[close_clients, close_intake, close_store],
         clock=clock,
     )

@@ -8,10 +8,11 @@ from common.auth import Principal
 from common.clock import Clock
 from common.db import Database
 from common.validators import parse_resident_id
-from common.demo import CATALOGUE_ITEMS, GRIDS, PERSONS, demo_id, person_id
+from common.demo import CATALOGUE_ITEMS, GRIDS, HOUSEHOLDS, PERSONS, demo_id, household_id, person_id
 from svc_services.catalogue import service as catalogue
 from svc_services.catalogue.models import CatalogueItem
 from svc_services.catalogue.schemas import ItemCreate
+from svc_services.deliberation.models import Elector
 from svc_services.grids.models import ServiceGrid
 from svc_services.grids.service import upsert_grid
 from svc_services.requesters.models import RequesterProfile
@@ -112,6 +113,12 @@ async def seed_demo(db: Database, settings: ServicesSettings | None = None, cloc
             if await session.get(RequesterProfile, pid) is None:
                 await upsert_profile(session, pid, parse_resident_id(id_number).birth_date,
                                      [{"code": t, "valid_until": None} for t in tags], clock.now())
+            # and the deliberation electorate (where they live, which household, its head), as the feed would
+            hh = next(h for h in HOUSEHOLDS if h["id"] == household_id(_hh))
+            if await session.get(Elector, pid) is None:
+                session.add(Elector(person_id=pid, building_code=hh["building"], household_id=hh["id"],
+                                    household_head=hh["head"] == key, removed=False, updated_at=clock.now(),
+                                    birth_date=parse_resident_id(id_number).birth_date))
     # the demo requests are submitted as any other (the endpoint's function, its one writer), then moved; a seed
     # stopped in between goes on from the request's version next time
     intake = IntakeWriter(db, settings)

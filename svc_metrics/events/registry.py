@@ -172,6 +172,14 @@ def _need(env: Envelope, d: Data) -> str | None:
     return getattr(d, "need_id", None) or env.subject
 
 
+def _resolution(env: Envelope, d: Data) -> str | None:
+    return getattr(d, "resolution_id", None) or env.subject
+
+
+def _task(env: Envelope, d: Data) -> str | None:
+    return getattr(d, "task_id", None) or env.subject
+
+
 REQUEST_ACTIONS = ("accepted", "rejected", "dispatched", "claimed", "returned", "started", "resolved", "closed",
                    "reopened", "escalated", "cancelled", "merged", "overdue")
 
@@ -225,4 +233,14 @@ REGISTRY: dict[str, EventType] = {
     "activity.cancelled": EventType(ActivityData, "activity"),
     **{f"activity.{a}": EventType(ActivityData, "activity_signup") for a in (
         "signed_up", "signup_cancelled", "promoted", "checked_in")},
+    # svc_services' resident deliberation and public notices (issue 28, ADR 0018); participation itself comes
+    # as participation.recorded (a person who proposed, co-signed, commented, attended or voted)
+    **{f"deliberation.{a}": EventType(Anything, "topic") for a in (
+        "topic_created", "topic_moved", "comment_hidden", "meeting_recorded")},
+    "deliberation.vote_closed": EventType(Anything, "vote"),
+    **{f"deliberation.{a}": EventType(Anything, "resolution", _resolution) for a in (
+        "resolution_created", "resolution_executed")},
+    **{f"deliberation.{a}": EventType(Anything, "resolution_task", _task) for a in ("task_done", "task_overdue")},
+    **{f"public_notice.{a}": EventType(Anything, "public_notice") for a in (
+        "published", "withdrawn", "objection_filed", "objection_answered")},
 }

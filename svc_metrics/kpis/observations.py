@@ -267,7 +267,27 @@ def derive_participation(evs: list[Ev]) -> list[Obs]:
             for e in evs]
 
 
+def derive_vote(evs: list[Ev]) -> list[Obs]:
+    """A closed vote: ballots cast of the electorate eligible (turnout)."""
+    return [Obs("vote_turnout", e.occurred_at, place=_place([e]), num=float(e.data.get("cast") or 0),
+                den=float(e.data.get("eligible") or 0)) for e in evs if e.type == "deliberation.vote_closed"]
+
+
+def derive_resolution(evs: list[Ev]) -> list[Obs]:
+    """A resolution counts in the period of its last deadline: executed by then (1 of 1) or not (0 of 1)."""
+    made = next((e for e in evs if e.type == "deliberation.resolution_created"), None)
+    due = _dt(made.data.get("due_at")) if made else None
+    if due is None:
+        return []
+    done = next((e for e in evs if e.type == "deliberation.resolution_executed"), None)
+    on_time = bool(done and done.data.get("on_time"))
+    return [Obs("resolution_execution", due, place=_place(evs), category=made.data.get("category"),
+                num=1.0 if on_time else 0.0, den=1.0)]
+
+
 DERIVE = {
+    "vote": derive_vote,
+    "resolution": derive_resolution,
     "request": derive_request,
     "need": derive_need,
     "person": derive_person,

@@ -21,6 +21,8 @@ from tests.inprocess import SERVICES
 OPS_PATHS = ("/healthz", "/readyz", "/metrics")
 
 OPEN311_PUBLIC_READS = "GET /open311/"  # GeoReport v2: anonymous public reads by design
+# 公示: published notices, read at kiosks and on the app's public pages without signing in (ADR 0018)
+PUBLIC_NOTICES = {"GET /services/v1/public/notices", "GET /services/v1/public/notices/{notice_id}"}
 ANONYMOUS = {"POST /auth/v1/revoke", "POST /auth/v1/phone/codes"}  # phone codes: asked for before any account (issue 25)  # RFC 7009: whoever holds a token revokes it, 200 whatever it is (ADR 0015)
 # The dashboard and the printable report are browser pages: without a token they answer 401 with a sign-in page.
 
@@ -60,7 +62,8 @@ EXPECT = {"missing": 401, "expired": 401, "forged": 401, "forged-kid": 401, "gar
 def test_every_endpoint_refuses_bad_tokens_through_the_gateway(pt, ids, bad_tokens):
     problems = []
     for endpoint in endpoints(pt):
-        if endpoint in PUBLIC or endpoint in ANONYMOUS or endpoint.startswith(OPEN311_PUBLIC_READS):
+        if endpoint in PUBLIC or endpoint in ANONYMOUS or endpoint in PUBLIC_NOTICES or \
+                endpoint.startswith(OPEN311_PUBLIC_READS):
             continue
         method, path = endpoint.split(" ", 1)
         url = fill(path, ids)
@@ -83,7 +86,8 @@ def test_each_service_refuses_bad_tokens_even_with_the_gateways_assertion(pt, pa
     """Signed as the gateway would sign them: the service still checks the token itself (401)."""
     app = pt.platform.apps[package]
     paths = [p for p, item in app.openapi()["paths"].items()
-             if "get" in item and "{" not in p and p not in OPS_PATHS and not p.startswith("/open311/")]
+             if "get" in item and "{" not in p and p not in OPS_PATHS
+             and not p.startswith(("/open311/", "/services/v1/public/"))]  # public reads check no token
     assert paths
 
     async def go():

@@ -14,7 +14,10 @@ M = timedelta(minutes=1)
 async def test_catalogue_holds_every_indicator_with_sources(client, ops):
     r = await client.get("/metrics/v1/catalogue", headers=ops)
     items = {i["code"]: i for i in r.json()["items"]}
-    assert len(items) == 23
+    assert len(items) == 25
+    # issue 28: resident deliberation's follow-up (plan 001: ≥ 70 %) and vote turnout
+    assert [(t["value"], t["source"]) for t in items["resolution_execution_rate"]["targets"]] == [(70, "001")]
+    assert items["vote_turnout"]["unit"] == "%"
     sat = items["satisfaction_rate"]
     assert sat["name_zh"] == "居民满意度" and sat["baseline"] == {"value": 72, "source": "000"}
     assert [(t["value"], t["source"]) for t in sat["targets"]] == [(90, "000"), (95, "002")]
