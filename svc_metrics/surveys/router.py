@@ -10,10 +10,11 @@ from common.auth import Principal, get_principal, require_roles
 from common.clock import Clock, get_clock
 from common.deps import AppDb, AppSettings, DbSession
 from common.idempotency import request_fingerprint, run_idempotent
+from common.pagination import Page, PageParams
 from svc_metrics.base import IdempotencyRecord
 from svc_metrics.kpis.service import READ_ROLES, check_scope
 from svc_metrics.surveys import lifecycle, responding, results, service
-from svc_metrics.surveys.models import Survey
+from svc_metrics.surveys.models import Invitation, Survey
 from svc_metrics.surveys.schemas import (
     InvitationOut, InvitationsOut, ResponseIn, ResponseOut, SurveyCreate, SurveyOut, SurveyUpdate, TokenOut, TokenRequest,
     TransitionBody,
@@ -42,17 +43,18 @@ async def create_survey(db: AppDb, body: SurveyCreate, request: Request, princip
                                                                                body.model_dump(mode="json")))
 
 
-@router.get("", response_model=list[SurveyOut], summary="问卷列表 Surveys")
-async def list_surveys(session: DbSession, status: Literal["draft", "published", "closed"] | None = None,
+@router.get("", response_model=Page[SurveyOut], summary="问卷列表 Surveys (newest first)")
+async def list_surveys(session: DbSession, page: PageParams = Depends(),
+                       status: Literal["draft", "published", "closed"] | None = None,
                        scope: str | None = Query(None, pattern=r"^\d{6,15}$"),
                        principal: Principal = Depends(get_principal)):
-    stmt = select(Survey).order_by(Survey.created_at.desc(), Survey.id).limit(1000)
+    stmt = select(Survey).where(service.visible_clause(principal))
     if status:
         stmt = stmt.where(Survey.status == status)
     if scope:
         stmt = stmt.where(Survey.scope.startswith(scope))
-    rows = [s for s in (await session.execute(stmt)).scalars() if service.may_see(principal, s)]
-    return [_out(principal, s) for s in rows[:200]]
+    rows = (await session.execute(page.keyset(stmt, Survey.id, descending=True))).scalars().all()
+    return page.page(rows, key=lambda r: r.id, item=lambda r: _out(principal, r))
 
 
 @router.get("/{survey_id}", response_model=SurveyOut, summary="问卷 A survey")
@@ -99,10 +101,13 @@ async def invite(session: DbSession, survey_id: str, settings: AppSettings, prin
     return InvitationsOut(survey_id=s.id, invited=s.invited, strata=strata)
 
 
-@router.get("/{survey_id}/invitations", response_model=list[InvitationOut],
+@router.get("/{survey_id}/invitations", response_model=Page[InvitationOut],
             summary="邀请名单（入户用） Who is invited, in the caller's places")
-async def list_invitations(session: DbSession, survey_id: str, principal: Principal = Depends(get_principal)):
-    return [InvitationOut.model_validate(i) for i in await service.invitations(session, principal, survey_id)]
+async def list_invitations(session: DbSession, survey_id: str, page: PageParams = Depends(),
+                           principal: Principal = Depends(get_principal)):
+    stmt = service.invitations_stmt(principal, await service.get_survey(session, principal, survey_id))
+    rows = (await session.execute(page.keyset(stmt, Invitation.id))).scalars().all()
+    return page.page(rows, key=lambda r: r.id, item=InvitationOut.model_validate)
 
 
 @router.post("/{survey_id}/invitations/token", response_model=TokenOut,

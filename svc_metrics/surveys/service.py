@@ -8,7 +8,7 @@ import secrets
 import uuid
 from datetime import datetime
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, false, func, or_, select, true, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from common.auth import Principal
@@ -46,6 +46,17 @@ def may_see(principal: Principal, s: Survey) -> bool:
     places = [v for k in ("district", "street", "community", "grid") for v in principal.scope_values(k)]
     return principal.role in PLACE_STAFF and (principal.covers_place(s.scope) or any(p.startswith(s.scope)
                                                                                    for p in places))
+
+
+def visible_clause(principal: Principal):
+    """may_see as SQL, for lists: published and closed surveys, and drafts over or within the caller's places."""
+    if principal.role == "ops":
+        return true()
+    places = [v for k in ("district", "street", "community", "grid") for v in principal.scope_values(k)]
+    if principal.role not in PLACE_STAFF or not places:
+        return Survey.status != "draft"
+    over = {p[:n] for p in places for n in (9, 12, 15) if n <= len(p)}   # survey scopes covering a place
+    return or_(Survey.status != "draft", Survey.scope.in_(sorted(over)), *(Survey.scope.startswith(p) for p in places))
 
 
 async def get_survey(session: AsyncSession, principal: Principal, survey_id: str, *, for_update: bool = False) -> Survey:
@@ -161,15 +172,16 @@ async def invite(session: AsyncSession, principal: Principal, survey_id: str, mi
     return s, len(set(strata.values()))
 
 
-async def invitations(session: AsyncSession, principal: Principal, survey_id: str) -> list[Invitation]:
+def invitations_stmt(principal: Principal, s: Survey):
     """The invitations in the caller's places (place staff, for household visits) or all (ops)."""
-    s = await get_survey(session, principal, survey_id)
     if principal.role != "ops" and principal.role not in PLACE_STAFF:
         raise Forbidden(("只有辖区工作人员可以查看邀请名单", "Only place staff see who is invited"),
                         code="survey.not_place_staff")
-    rows = (await session.execute(select(Invitation).where(Invitation.survey_id == s.id)
-                                  .order_by(Invitation.grid, Invitation.person_id))).scalars()
-    return [i for i in rows if principal.role == "ops" or principal.covers_place(i.grid)]
+    stmt = select(Invitation).where(Invitation.survey_id == s.id)
+    if principal.role != "ops":
+        places = [v for k in ("district", "street", "community", "grid") for v in principal.scope_values(k)]
+        stmt = stmt.where(or_(false(), *(Invitation.grid.startswith(p) for p in places)))
+    return stmt
 
 
 async def deliver(session: AsyncSession, principal: Principal, survey_id: str, invitation_id: str | None) -> tuple[str, str]:

@@ -127,6 +127,17 @@ async def test_questionnaire_rules_and_a_published_version_never_changes(client,
     # drafts are hidden from residents; published ones are read by them
     assert (await client.get(f"/metrics/v1/surveys/{r.json()['id']}", headers=resident(auth, "p-01"))).status_code == 404
     assert (await client.get(f"/metrics/v1/surveys/{s['id']}", headers=resident(auth, "p-01"))).status_code == 200
+    # lists: the same rule, newest first, in pages
+    listed = (await client.get("/metrics/v1/surveys", headers=resident(auth, "p-01"))).json()
+    assert [x["id"] for x in listed["items"]] == [s["id"]] and listed["next_cursor"] is None
+    mine = (await client.get("/metrics/v1/surveys", params={"limit": 1}, headers=staff)).json()
+    assert mine["items"][0]["id"] == r.json()["id"] and mine["next_cursor"]
+    nxt = await client.get("/metrics/v1/surveys", params={"limit": 1, "cursor": mine["next_cursor"]}, headers=staff)
+    assert [x["id"] for x in nxt.json()["items"]] == [s["id"]]
+    grid = auth(role="grid_worker", user="grid1", scopes=[f"grid:{G1}"])
+    assert len((await client.get("/metrics/v1/surveys", headers=grid)).json()["items"]) == 2     # a draft over A1
+    other = auth(role="grid_worker", user="grid3", scopes=[f"grid:{G3}"])
+    assert len((await client.get("/metrics/v1/surveys", headers=other)).json()["items"]) == 1
 
 
 async def test_quarterly_survey_end_to_end_with_bad_input_refused(client, staff, auth, post, ops):

@@ -72,13 +72,13 @@ async def test_quarterly_survey_through_the_gateway(gw):
     assert r.status_code == 200, r.text
     r = await gw.post(f"/metrics/v1/surveys/{sid}/invitations", headers=staff)
     assert r.status_code == 201 and r.json()["invited"] == 10, r.text
-    invited = await gw.get(f"/metrics/v1/surveys/{sid}/invitations", headers=staff)
-    people = [i["person_id"] for i in invited.json()]
+    invited = (await gw.get(f"/metrics/v1/surveys/{sid}/invitations", headers=staff)).json()["items"]
+    people = [i["person_id"] for i in invited]
     assert len(people) == 10
     kiosk = h("system", "kiosk", member="kiosk")
     grid1 = h("grid_worker", "grid1", [f"grid:{G1}"])
     by_channel = {}
-    for k, inv in enumerate(invited.json()):
+    for k, inv in enumerate(invited):
         me = h("resident", f"u-{inv['person_id']}", [f"person:{inv['person_id']}"])
         channel = ("app", "kiosk", "visit")[k % 3] if inv["grid"] == G1 else ("app", "kiosk")[k % 2]
         if channel == "visit":
@@ -142,7 +142,7 @@ async def test_named_needs_become_needs_of_the_needs_list(gw):
     await gw.post(f"/metrics/v1/surveys/{sid}/transitions", headers=staff, json={"action": "publish", "version": 1})
     assert (await gw.post(f"/metrics/v1/surveys/{sid}/invitations", headers=staff)).json()["invited"] == 1
     grid1 = h("grid_worker", "grid1", [f"grid:{G1}"])
-    inv = (await gw.get(f"/metrics/v1/surveys/{sid}/invitations", headers=grid1)).json()[0]
+    inv = (await gw.get(f"/metrics/v1/surveys/{sid}/invitations", headers=grid1)).json()["items"][0]
     tok = (await gw.post(f"/metrics/v1/surveys/{sid}/invitations/token", headers=grid1,
                          json={"invitation_id": inv["id"]})).json()["token"]
     r = await gw.post(f"/metrics/v1/surveys/{sid}/responses", headers=grid1, json={

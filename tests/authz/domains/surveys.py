@@ -83,7 +83,7 @@ def _shared(w: World, kind: str, make):
 
 
 def _p1_invitation(w: World, sid: str) -> str:
-    rows = w.call("staff1", "GET", f"{BASE}/{sid}/invitations")
+    rows = w.call("staff1", "GET", f"{BASE}/{sid}/invitations", params={"limit": 200})["items"]
     return next(r["id"] for r in rows if r["person_id"] == P1)
 
 
