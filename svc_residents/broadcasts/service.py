@@ -22,7 +22,7 @@ from svc_residents.places.models import Place
 
 SENDERS = ("grid_worker", "community_staff", "street_staff")
 LEVELS = ("grid", "building", "community")
-CHUNK = 500
+CHUNK = 100  # persons per transaction: the SQLite write lock is held for one chunk at a time
 NOT_FOUND = NotFound("broadcast.not_found", ("通知不存在或无权查看", "Broadcast not found"))
 
 

@@ -1,0 +1,177 @@
+"""Benchmark: a broadcast to 10,000 residents handed to the emulated channels, and an alarm's first call.
+
+    .venv/bin/python -m bench.notifications [--residents 10000] [--alarms 100] [--intake-connections 8]
+
+The whole platform as `onenet up` starts it (real processes on loopback, bench.intake's start_platform, SQLite).
+1. `--residents` generated residents (with mobiles) are imported into 幸福社区 (svc_residents' importer on the
+   running service's database, as `onenet residents import` does); 幸福's staff send a 停水通知 to the community;
+   measured: from the POST until every message is in an inbox (the broadcast's fan-out) and until every outside
+   delivery has been handed to the emulated SMS / 语音外呼 / push platforms (an attempt recorded), in messages/s.
+2. `--alarms` 一键呼叫 (one-key calls) by a resident through the gateway, one after another (with
+   `--intake-connections` clients submitting the intake benchmark's requests through the gateway meanwhile);
+   measured per alarm: from its arrival (the request's creation) to the call-out's first call attempt (the grid worker's voice + SMS + push
+   handed to the notification engine), p50 / p99 / max. (A device's alarm takes the same path after one more hop.)
+No wall-clock assertion; never part of `make test`.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import tempfile
+import threading
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import httpx
+
+XF = "110105001001"
+GRIDS = ["110105001001001", "110105001001002"]
+
+
+def import_residents(var: Path, n: int) -> float:
+    from bench.import_residents import generate
+    from common.db import Database
+    from svc_residents.importer import import_file
+    from svc_residents.protection import load
+
+    async def go() -> float:
+        db = Database(f"sqlite+aiosqlite:///{var}/svc_residents.db")
+        keys = load(var / "keys" / "fields.json")
+        path = var / "bench-ledger.csv"
+        generate(path, n, GRIDS)
+        t = time.perf_counter()
+        r = await import_file(db, keys, path, batch_size=1000)
+        await db.dispose()
+        assert r.imported == n and not r.errors, (r.imported, r.errors[:3])
+        return time.perf_counter() - t
+    return asyncio.run(go())
+
+
+def broadcast(p, staff: dict, timeout: float) -> dict:
+    t0 = time.perf_counter()
+    r = httpx.post(f"{p.gw}/residents/v1/broadcasts", headers=staff, timeout=60, json={
+        "title": "停水通知", "text": "因管道检修，明日 9:00–17:00 幸福社区停水，请提前储水。", "place_code": XF})
+    assert r.status_code == 202, r.text
+    b = r.json()
+    key = f"broadcast:{b['id']}"
+    inbox_at = handed_at = None
+    while time.perf_counter() - t0 < timeout:
+        (messages,), = p.sql("svc_residents", "SELECT count(*) FROM notifications WHERE event_key = ?", key)
+        (pending,), = p.sql("svc_residents", "SELECT count(*) FROM notification_deliveries d JOIN notifications n "
+                                             "ON n.id = d.notification_id WHERE n.event_key = ? AND d.state IN "
+                                             "('queued', 'sending')", key)
+        if inbox_at is None and messages >= b["audience"]:
+            inbox_at = time.perf_counter() - t0
+        if inbox_at is not None and pending == 0:
+            handed_at = time.perf_counter() - t0
+            break
+        time.sleep(0.2)
+    outcomes = dict(p.sql("svc_residents", "SELECT a.outcome, count(*) FROM notification_attempts a JOIN "
+                                           "notifications n ON n.id = a.notification_id WHERE n.event_key = ? "
+                                           "GROUP BY a.outcome", key))
+    channels = dict(p.sql("svc_residents", "SELECT a.channel, count(*) FROM notification_attempts a JOIN "
+                                           "notifications n ON n.id = a.notification_id WHERE n.event_key = ? AND "
+                                           "a.outcome IN ('sent', 'delivered') GROUP BY a.channel", key))
+    return {"audience": b["audience"], "inbox_s": inbox_at, "handed_s": handed_at, "outcomes": outcomes,
+            "channels": channels, "report": httpx.get(f"{p.gw}/residents/v1/broadcasts/{b['id']}", headers=staff,
+                                                      timeout=30).json()}
+
+
+def intake_load(p, connections: int, stop: threading.Event) -> dict:
+    """The intake benchmark's load (bench.intake: the grid worker's submissions through the gateway)."""
+    from bench.intake import INTAKE_PATH, SUBMISSION, Result, _connection, request_maker
+
+    port = int(p.gw.rsplit(":", 1)[1])
+    make = request_maker(INTAKE_PATH, port, p.token("grid1"), SUBMISSION, idempotency=True)
+    result = Result("intake")
+
+    async def go() -> None:
+        t0 = time.perf_counter()
+        while not stop.is_set():
+            await asyncio.gather(*(_connection(port, make, time.perf_counter() + 1.0, 201, result, True)
+                                   for _ in range(connections)))
+        result.seconds = time.perf_counter() - t0
+    asyncio.run(go())
+    return {"requests": result.requests, "rate": result.requests / result.seconds if result.seconds else 0}
+
+
+def alarms(p, resident: dict, n: int) -> list[float]:
+    """`n` 一键呼叫 (one-key calls) by 张伟 (resident1) through the gateway, one after another; per call the time
+    from its arrival in svc_services to the call-out's first attempt (svc_services → emergency feed →
+    svc_residents)."""
+    sent: dict[str, float] = {}
+    with httpx.Client(timeout=30) as c:
+        for i in range(n):
+            t = time.time()
+            r = c.post(f"{p.gw}/services/v1/requests", headers=resident, json={
+                "item_code": "YJ-HJ-001", "channel": "app", "description": f"一键呼叫（压测 {i}）",
+                "location": {"grid": GRIDS[0]}})
+            assert r.status_code == 201, r.text
+            sent[r.json()["id"]] = t
+            time.sleep(0.05)
+    deadline = time.time() + 30
+    made: dict[str, float] = {}
+    while time.time() < deadline and len(made) < n:
+        for rid, at in p.sql("svc_residents", "SELECT request_id, made_at FROM callout_attempts WHERE step = 0"):
+            if rid in sent:
+                made[rid] = datetime.fromisoformat(at).replace(tzinfo=timezone.utc).timestamp()
+        time.sleep(0.2)
+    # from the alarm's arrival (the request's created_at in svc_services): a client thread starved by the load's
+    # event loop in this same process would otherwise add its own wait to the figure
+    arrived = {rid: datetime.fromisoformat(at).replace(tzinfo=timezone.utc).timestamp() for rid, at in p.sql(
+        "svc_services", "SELECT id, created_at FROM service_requests WHERE item_code = 'YJ-HJ-001'")}
+    return sorted(made[rid] - arrived[rid] for rid in made if rid in arrived)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--residents", type=int, default=10_000)
+    ap.add_argument("--alarms", type=int, default=100)
+    ap.add_argument("--intake-connections", type=int, default=8, help="0: the alarms without the intake load")
+    ap.add_argument("--timeout", type=float, default=600.0)
+    args = ap.parse_args()
+    from bench.intake import start_platform
+
+    var = Path(tempfile.mkdtemp(prefix="onenet-bench-notifications-"))
+    print(f"starting the platform in {var} …", flush=True)
+    p = start_platform(var, databases={}, routed="svc_residents")
+    try:
+        staff = p.token("staff1")
+        took = import_residents(var, args.residents)
+        print(f"imported {args.residents:,} residents into 幸福社区 in {took:.1f} s", flush=True)
+        out = broadcast(p, staff, args.timeout)
+        n = out["audience"]
+        print(f"broadcast to {n:,} residents: in every inbox after {out['inbox_s']:.1f} s "
+              f"({n / out['inbox_s']:,.0f} messages/s); every delivery handed to the emulated channels after "
+              f"{out['handed_s']:.1f} s ({n / out['handed_s']:,.0f} messages/s)" if out["handed_s"] else
+              f"broadcast not finished within {args.timeout} s: {out}", flush=True)
+        print(f"  attempts by outcome {out['outcomes']}, handed by channel {out['channels']}")
+        print(f"  report: read {out['report'].get('read')}, channels {out['report'].get('channels')}, "
+              f"not sent outside {out['report'].get('not_sent_outside')}", flush=True)
+        stop, load_out = threading.Event(), {}
+        loader = None
+        if args.intake_connections:
+            loader = threading.Thread(target=lambda: load_out.update(intake_load(p, args.intake_connections, stop)))
+            loader.start()
+            time.sleep(2)
+        try:
+            lat = alarms(p, p.token("resident1"), args.alarms)
+        finally:
+            stop.set()
+            if loader:
+                loader.join()
+        if lat:
+            pick = lambda q: lat[min(len(lat) - 1, int(q * len(lat)))]  # noqa: E731
+            print(f"alarm → first call attempt over {len(lat)} alarms"
+                  f"{' under intake load ' + format(load_out.get('rate', 0), ',.0f') + ' req/s' if loader else ''}: "
+                  f"p50 {pick(0.5) * 1000:.0f} ms, p99 {pick(0.99) * 1000:.0f} ms, max {lat[-1] * 1000:.0f} ms",
+                  flush=True)
+        else:
+            print("no first call attempt seen for the alarms")
+    finally:
+        p.stop()
+
+
+if __name__ == "__main__":
+    main()
