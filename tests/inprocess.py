@@ -74,7 +74,9 @@ def _rewire(app: Any, gateway: Any) -> None:
                     swap(v)
 
 
-async def start_platform(stack: AsyncExitStack, tmp: Path, *, seed: bool = True) -> Platform:
+async def start_platform(stack: AsyncExitStack, tmp: Path, *, seed: bool = True,
+                         urls: dict[str, str] | None = None) -> Platform:
+    """`urls`: a database of its own for some services (e.g. svc_services on PostgreSQL), SQLite files else."""
     from common.crypto import FieldProtection  # noqa: F401 - svc_residents' seed needs its protection
     from gateway.app import create_app
     from gateway.departments.app import EmulatorSettings, create_app as create_emulators
@@ -86,7 +88,7 @@ async def start_platform(stack: AsyncExitStack, tmp: Path, *, seed: bool = True)
     apps: dict[str, Any] = {}
     overrides = {"svc_services": {"sla_scan_enabled": False}, "svc_matching": {"offer_sweeper_enabled": False}}
     for pkg in SERVICES:
-        client = await start_service(stack, pkg, f"sqlite+aiosqlite:///{tmp}/{pkg}.db", jwks,
+        client = await start_service(stack, pkg, (urls or {}).get(pkg) or f"sqlite+aiosqlite:///{tmp}/{pkg}.db", jwks,
                                      **overrides.get(pkg, {}))
         apps[pkg] = client.app
     emu_settings = EmulatorSettings(jwks_url=None)
