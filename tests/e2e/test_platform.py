@@ -10,8 +10,11 @@ import time
 from pathlib import Path
 
 import httpx
+import pyotp
 import pytest
 
+from common.clock import Clock
+from common.demo import DEMO_PASSWORD
 from tests.e2e.harness import free_base_port
 from tests.signin import SignIns
 
@@ -256,3 +259,73 @@ def test_a_request_carries_its_appointment_from_svc_matching(platform):
         time.sleep(0.3)
     assert req["appointment"]["booking_id"] == b["id"] and req["appointment"]["state"] == "confirmed"
     assert req["appointment"]["starts_at"].replace("Z", "+00:00")[:16] == second.replace("Z", "+00:00")[:16]
+
+# ---- accounts (issue 25): a new resident registers by phone (the SMS code read from the SMS platform's emulator, as
+# local runs allow), binds his ID (公安 through the exchange) and submits a request; 安康's administrator (TOTP)
+# creates a grid worker, who enrols TOTP, signs in with it and accepts the request
+_HUANG = ("黄磊", "110105197511300713")  # on record in 安康 (grid 110105001002002), no account yet
+_GRID = "110105001002002"
+
+
+def _ok(r: httpx.Response, status: int = 200) -> dict:
+    assert r.status_code == status, r.text
+    return r.json()
+
+
+def _bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def _totp(secret: str, step: int = 0) -> str:
+    """What the person's authenticator shows (the processes run on the system clock)."""
+    return pyotp.TOTP(secret).at(Clock().now(), counter_offset=step)
+
+
+def test_register_bind_submit_and_a_new_grid_worker_accepts(platform):
+    gw, http = platform["gw"], httpx.Client(timeout=30)
+    phone = "13900007777"
+
+    # the resident: an SMS code, the sign-in that registers him, the binding, the request
+    _ok(http.post(f"{gw}/auth/v1/phone/codes", json={"phone": phone}), 202)
+    sms = _ok(http.get(f"{gw}/auth/v1/testing/sms", params={"phone": phone}))["code"]
+    me = _ok(http.post(f"{gw}/auth/v1/token", data={"grant_type": "urn:onenet:params:oauth:grant-type:sms",
+                                                   "phone": phone, "code": sms}))
+    bound = _ok(http.post(f"{gw}/auth/v1/me/identity", headers=_bearer(me["access_token"]),
+                         json={"name": _HUANG[0], "id_number": _HUANG[1], "consent": True}))
+    assert bound["binding"] == "bound" and bound["person_id"]
+    req = _ok(http.post(f"{gw}/services/v1/requests", headers={**_bearer(bound["access_token"]),
+                                                              "Idempotency-Key": "e2e-accounts-1"},
+                       json={"item_code": "SH-WX-001", "channel": "app", "description": "楼道灯不亮",
+                             "attributes": {"appliance": "electric"}, "location": {"grid": _GRID}}), 201)
+    assert req["state"] == "submitted" and req["person_id"] == bound["person_id"]
+
+    # 安康's administrator: password, enrolment ticket, TOTP enrolled, then signed in with a code
+    r = http.post(f"{gw}/auth/v1/token", data={"grant_type": "password", "username": "admin_ak",
+                                               "password": DEMO_PASSWORD})
+    assert r.status_code == 403 and r.json()["code"] == "mfa.enrolment_required", r.text
+    ticket = _bearer(r.json()["enrolment_token"])
+    secret = _ok(http.post(f"{gw}/auth/v1/mfa/totp/enrol", headers=ticket))["secret"]
+    _ok(http.post(f"{gw}/auth/v1/mfa/totp/activate", headers=ticket, json={"code": _totp(secret)}))
+    admin = _ok(http.post(f"{gw}/auth/v1/token", data={"grant_type": "password", "username": "admin_ak",
+                                                      "password": DEMO_PASSWORD, "otp": _totp(secret, 1)}))
+
+    # the grid worker it creates enrols TOTP with its first session; from then on its sign-in asks for the code
+    password = "Anka0ng-grid-2026!"
+    _ok(http.post(f"{gw}/auth/v1/accounts", headers=_bearer(admin["access_token"]), json={
+        "username": "grid-ak-02", "display_name": "赵敏（安康二网格网格员）", "role": "grid_worker",
+        "scopes": [f"grid:{_GRID}"], "password": password}), 201)
+    first = _ok(http.post(f"{gw}/auth/v1/token", data={"grant_type": "password", "username": "grid-ak-02",
+                                                      "password": password}))
+    mine = _bearer(first["access_token"])
+    wsecret = _ok(http.post(f"{gw}/auth/v1/mfa/totp/enrol", headers=mine))["secret"]
+    _ok(http.post(f"{gw}/auth/v1/mfa/totp/activate", headers=mine, json={"code": _totp(wsecret)}))
+    r = http.post(f"{gw}/auth/v1/token", data={"grant_type": "password", "username": "grid-ak-02",
+                                               "password": password})
+    assert r.status_code == 401 and r.json()["code"] == "mfa.required", r.text
+    worker = _ok(http.post(f"{gw}/auth/v1/token", data={"grant_type": "password", "username": "grid-ak-02",
+                                                       "password": password, "otp": _totp(wsecret, 1)}))
+
+    # and accepts 黄磊's request
+    done = _ok(http.post(f"{gw}/services/v1/requests/{req['id']}/transitions", headers=_bearer(worker["access_token"]),
+                        json={"action": "accept", "version": req["version"]}))
+    assert done["state"] == "accepted"
