@@ -217,6 +217,9 @@ async def test_ballots_eligibility_close_and_a_verified_tally(svc, auth):
         await s.execute(update(Ballot).where(Ballot.person_id == "p-4").values(option="同意"))
     bad = (await svc.get(f"/services/v1/topics/{tid}/vote/verify", headers=staff)).json()
     assert not bad["ok"] and "altered" in bad["reason"]
+    from svc_services.cli import _verify   # `onenet deliberation verify`, on the database itself
+    r = await _verify(svc.app.state.settings.database_url, tid)
+    assert (r.ok, r.ballots) == (False, 4) and "altered" in r.reason
 
 
 async def test_a_changeable_vote_keeps_one_ballot_per_household(svc, auth):

@@ -1,0 +1,48 @@
+"""`onenet deliberation verify TOPIC_ID`: the tally of a closed vote against its ballots; deploy.cli calls
+`register(app)`."""
+from __future__ import annotations
+
+import asyncio
+
+import typer
+
+deliberation = typer.Typer(help="居民议事 resident deliberation", no_args_is_help=True)
+
+
+async def _verify(url: str, topic_id: str):
+    from sqlalchemy import select
+
+    from common.db import Database
+    from svc_services.deliberation.models import Vote
+    from svc_services.deliberation.votes import verify_tally
+
+    db = Database(url)
+    try:
+        async with db.session() as session:
+            vote = (await session.execute(select(Vote).where(Vote.topic_id == topic_id))).scalar_one_or_none()
+            return None if vote is None else await verify_tally(session, vote)
+    finally:
+        await db.dispose()
+
+
+@deliberation.command("verify")
+def verify(topic_id: str, database_url: str = typer.Option(None, "--database-url",
+                                                           help="svc_services 数据库；默认本地 var/svc_services.db")) -> None:
+    """重算每张选票的哈希与结果哈希链，指出被改动的选票。Recompute every ballot's hash and the tally chain."""
+    if not database_url:
+        from deploy.cli import database_url_for
+
+        database_url = database_url_for("svc_services")
+    r = asyncio.run(_verify(database_url, topic_id))
+    if r is None:
+        typer.echo("该议题没有表决 no vote for this topic", err=True)
+        raise typer.Exit(2)
+    if r.ok:
+        typer.echo(f"计票完整 tally intact: {r.ballots} 张选票 ballots, 结果哈希 tally hash {r.tally_hash}")
+        return
+    typer.echo(f"计票被破坏 tally broken: {r.reason}", err=True)
+    raise typer.Exit(1)
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(deliberation, name="deliberation")
