@@ -2,11 +2,15 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
+from contextlib import AsyncExitStack
+
 import httpx
 import pytest
+import pytest_asyncio
 
 from common.clock import FrozenClock
 from common.http_client import ServiceClient
+from tests.conftest import BACKENDS, fresh_database, start_service
 
 COMMUNITY = "110105001001"
 GRID1 = "110105001001001"
@@ -93,6 +97,20 @@ async def client(service_client, clock, upstreams):
 async def ready(client, auth):
     """Grids and the three test items in place."""
     return await put_grids_and_items(client, auth)
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module", params=BACKENDS)
+async def module_ready(request, tmp_path_factory, jwks, make_token):
+    """`ready` once per module and backend, for a module whose tests each make objects of their own (or change
+    nothing) and run in the module's loop (`pytest.mark.asyncio(loop_scope="module")`): svc_services with the grids
+    and test items, its upstreams down, on START's clock."""
+    def auth(role: str = "ops", **kw) -> dict[str, str]:
+        return {"Authorization": f"Bearer {make_token(role, **kw)}"}
+
+    async with fresh_database(request.param, tmp_path_factory.mktemp("svc")) as url, AsyncExitStack() as stack:
+        c = await start_service(stack, "svc_services", url, jwks, sla_scan_enabled=False)
+        await wire(c, FrozenClock(START), {"matching": refuse, "exchange": refuse})
+        yield await put_grids_and_items(c, auth)
 
 
 async def put_grids_and_items(client, auth):

@@ -8,8 +8,15 @@ import pytest
 
 from tests.svc_services.conftest import MEAL, OPS, RES1
 
+# every test reads or is refused: one svc_services per backend for the module
+pytestmark = pytest.mark.asyncio(loop_scope="module")
 ITEM = "/services/v1/catalogue/items/YL-ZC-001"
 NESTED = base64.urlsafe_b64encode(b"[" * 5_000 + b"]" * 5_000).decode()
+
+
+@pytest.fixture
+def ready(module_ready):
+    return module_ready
 
 
 def _names(r, field: str, where: str) -> None:

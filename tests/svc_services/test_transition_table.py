@@ -7,31 +7,19 @@ Every test files requests of its own, so one svc_services per backend serves the
 for each of the hundred tests)."""
 from __future__ import annotations
 
-from contextlib import AsyncExitStack
-
 import pytest
-import pytest_asyncio
 
-from common.clock import FrozenClock
 from svc_services.requests.lifecycle import ACTIONS, TRANSITIONS, allowed_actions
-from tests.conftest import BACKENDS, fresh_database, start_service
-from tests.svc_services.conftest import OPS, START, put_grids_and_items, refuse, submit, wire
+from tests.svc_services.conftest import OPS, submit
 from tests.svc_services.paths import EXTRA, OUTSIDERS, PATHS, allowed_actor, reach
 
 TABLE = sorted(TRANSITIONS)
 in_module_loop = pytest.mark.asyncio(loop_scope="module")
 
 
-@pytest_asyncio.fixture(scope="module", loop_scope="module", params=BACKENDS)
-async def ready(request, tmp_path_factory, jwks, make_token):
-    """svc_services with the grids and test items, its upstreams down, on the module's database of `request.param`."""
-    def auth(role: str = "ops", **kw) -> dict[str, str]:
-        return {"Authorization": f"Bearer {make_token(role, **kw)}"}
-
-    async with fresh_database(request.param, tmp_path_factory.mktemp("table")) as url, AsyncExitStack() as stack:
-        c = await start_service(stack, "svc_services", url, jwks, sla_scan_enabled=False)
-        await wire(c, FrozenClock(START), {"matching": refuse, "exchange": refuse})
-        yield await put_grids_and_items(c, auth)
+@pytest.fixture
+def ready(module_ready):
+    return module_ready
 
 
 def test_paths_cover_every_source_state():
