@@ -37,6 +37,9 @@ def verify(topic_id: str, database_url: str = typer.Option(None, "--database-url
     if r is None:
         typer.echo("该议题没有表决 no vote for this topic", err=True)
         raise typer.Exit(2)
+    if r.tally_hash is None:
+        typer.echo(f"表决尚未计票 the vote is not counted yet: {r.reason}", err=True)
+        raise typer.Exit(2)
     if r.ok:
         typer.echo(f"计票完整 tally intact: {r.ballots} 张选票 ballots, 结果哈希 tally hash {r.tally_hash}")
         return
