@@ -77,7 +77,8 @@ async def create_topic(session: AsyncSession, principal: Principal, body: TopicC
         if req.state not in REQUEST_OPEN:
             raise invalid("request_id", "topic.request_closed", "该诉求已办结，不能再升级为议题",
                           "The request is no longer open")
-        if not (req.grid or "").startswith(body.scope_code) and not body.scope_code.startswith(req.community):
+        place = req.grid or req.community  # the scope holds the request's grid, or is a building of it
+        if not (place.startswith(body.scope_code) or body.scope_code.startswith(place)):
             raise invalid("scope_code", "topic.request_scope", "议题范围须包含该诉求所在地",
                           "The topic's scope must hold the request's place")
     elif body.request_id:
