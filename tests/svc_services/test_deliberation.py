@@ -5,7 +5,7 @@ bad input of the issue: each a clear problem with nothing written."""
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone
 
 import pytest
 from sqlalchemy import func, select, update
@@ -13,7 +13,7 @@ from sqlalchemy import func, select, update
 from common.clock import FrozenClock
 from svc_services.base import OutboxEvent
 from svc_services.deliberation import lifecycle
-from svc_services.deliberation.models import Ballot, Comment, Cosign, Topic, Vote
+from svc_services.deliberation.models import Ballot, Comment, Cosign, Elector, Topic, Vote
 
 XF, AK = "110105001001", "110105001002"
 GRID = XF + "001"
@@ -247,7 +247,9 @@ async def test_property_matters_pass_by_two_thirds(svc, auth):
 
 
 async def test_200_concurrent_ballots_from_100_voters_count_100(svc, auth):
-    await electors(svc, auth, 100, first=100)
+    async with svc.app.state.db.session() as s, s.begin():   # 100 voters as the feed would write them, at once
+        s.add_all([Elector(person_id=f"p-{i}", building_code=BUILDING, household_id=f"h-{i}", household_head=True,
+                           birth_date=date(1980, 1, 1), removed=False, updated_at=START) for i in range(100, 200)])
     t = await voting(svc, auth, quorum_percent=10)
     heads = [resident(auth, 100 + i) for i in range(100)]
 
