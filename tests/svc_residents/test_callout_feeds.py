@@ -139,12 +139,17 @@ async def test_an_alarm_is_called_out_and_acknowledged_on_the_requests_timeline(
     await s2.aclose()
 
 
-async def test_two_schedulers_make_each_step_once(seeded, auth, db_url, backend):
+@pytest.fixture
+def postgres_only(backend):
+    """Listed first, so a SQLite run skips before any app is built."""
     if backend != "postgresql":
         pytest.skip("row claims with FOR UPDATE SKIP LOCKED are a PostgreSQL feature; SQLite runs one scheduler")
+
+
+async def test_two_schedulers_make_each_step_once(postgres_only, seeded, auth, db_url):
     clock = seeded.app.state.clock
     src = auth(role="system", user="svc_services", member="svc_services")
-    ids = [f"0193a000-0000-7000-8000-0000000{i:05d}" for i in range(30)]
+    ids = [f"0193a000-0000-7000-8000-0000000{i:05d}" for i in range(12)]
     for rid in ids:
         r = await seeded.put(f"/residents/v1/emergencies/{rid}", headers=src, json={
             "state": "submitted", "grid": GRID_A1, "community": GRID_A1[:12], "item_code": "YJ-HJ-001",
@@ -152,7 +157,7 @@ async def test_two_schedulers_make_each_step_once(seeded, auth, db_url, backend)
         assert r.status_code == 200
     db_a, db_b = seeded.app.state.db, Database(db_url)   # a second replica: its own engine and pool
     try:
-        for _ in range(3):
+        for _ in range(2):
             clock.advance(seconds=60)
             made = await asyncio.gather(run_callout_scan(db_a, clock, 60.0), run_callout_scan(db_b, clock, 60.0))
             assert sum(made) == len(ids)                  # each call-out stepped once, between the two
@@ -160,7 +165,7 @@ async def test_two_schedulers_make_each_step_once(seeded, auth, db_url, backend)
 
         async with db_a.session() as s:
             steps = Counter((await s.execute(select(CalloutAttempt.request_id))).scalars())
-        # per call-out: the grid worker at the start, then 3 rounds each of backup, community, street, grid
-        assert set(steps.values()) == {1 + 3 * 4} and set(steps) == set(ids)
+        # per call-out: the grid worker at the start, then 2 rounds each of backup, community, street, grid
+        assert set(steps.values()) == {1 + 2 * 4} and set(steps) == set(ids)
     finally:
         await db_b.dispose()
