@@ -29,6 +29,9 @@ from hypothesis.errors import Unsatisfiable  # noqa: E402
 from tests.inprocess import USERS, PlatformThread  # noqa: E402
 
 EXAMPLES = int(os.environ.get("ONENET_FUZZ_EXAMPLES", "3"))
+# `make fuzz`: every check schemathesis has (its CLI's `--checks all`), less the exceptions below
+ALL_CHECKS = os.environ.get("ONENET_FUZZ_CHECKS", "") == "all"
+ONLY = tuple(p for p in os.environ.get("ONENET_FUZZ_ONLY", "").split(",") if p)  # e.g. "/open311/" while working
 ALL_ROLES = os.environ.get("ONENET_FUZZ_ALL_ROLES", "") not in ("", "0", "false")
 FAST_ROLES = ("resident1", "staff1", "ops1", "proxy1")
 ROLES = tuple(USERS) if ALL_ROLES else FAST_ROLES
@@ -90,26 +93,46 @@ def _operations(schema):
     ops = []
     for result in schema.get_all_operations():
         op = result.ok()
-        if op.path.startswith(PREFIXES):
+        if op.path.startswith(PREFIXES) and (not ONLY or op.path.startswith(ONLY)):
             ops.append(op)
     return ops
 
 
-def test_fuzz_every_operation_through_the_gateway(platform, schema):
-    from schemathesis import GenerationMode
+def _checks():
     from schemathesis.checks import not_a_server_error
     from schemathesis.specs.openapi.checks import response_schema_conformance
 
+    if not ALL_CHECKS:
+        return [not_a_server_error, response_schema_conformance, problem_json]
+    from schemathesis.checks import CHECKS, load_all_checks
+
+    load_all_checks()
+    return [*CHECKS.get_all(), problem_json]
+
+
+def _excluded(checks, endpoint: str):
+    from tests.fuzz.exceptions import EXCEPTIONS
+
+    return [c for c in checks if any(name == c.__name__ and (where == "*" or endpoint.startswith(where))
+                                     for (name, where) in EXCEPTIONS)]
+
+
+def test_fuzz_every_operation_through_the_gateway(platform, schema):
+    from schemathesis import GenerationMode
+
     ops = _operations(schema)
     prefixes_seen = {op.path.split("/")[1] for op in ops}
-    assert {"services", "residents", "matching", "metrics", "auth", "exchange"} <= prefixes_seen
-    checks = [not_a_server_error, response_schema_conformance, problem_json]
+    assert ONLY or {"services", "residents", "matching", "metrics", "auth", "exchange"} <= prefixes_seen
+    every = _checks()
     failures: dict[str, str] = {}
+    answers: dict[str, set[str]] = {}  # what the failing cases were answered, for the report
     spent: dict[str, float] = {}
     run_settings = settings(max_examples=EXAMPLES, deadline=None, database=None, derandomize=not ALL_ROLES,
                             phases=[Phase.explicit, Phase.generate], suppress_health_check=list(HealthCheck),
                             print_blob=False)
     for op in ops:
+        endpoint = f"{op.method.upper()} {op.path}"
+        checks = [c for c in every if c not in _excluded(every, endpoint)]
         # a string path parameter has no invalid value: negative cases need a body or a query to break
         modes = [GenerationMode.POSITIVE] + ([GenerationMode.NEGATIVE] if len(op.body) or len(op.query) else [])
         for mode in modes:
@@ -117,7 +140,11 @@ def test_fuzz_every_operation_through_the_gateway(platform, schema):
             @given(case=op.as_strategy(generation_mode=mode), role=st.sampled_from(ROLES))
             def run(case, role):
                 response = _send(platform, case, role)
-                case.validate_response(response, checks=checks)
+                try:
+                    case.validate_response(response, checks=checks)
+                except BaseException:
+                    answers.setdefault(f"{case.method.upper()} {case.path}", set()).add(f"{response.status_code} {response.text[:160]}")
+                    raise
 
             t0 = time.perf_counter()
             try:
@@ -131,4 +158,9 @@ def test_fuzz_every_operation_through_the_gateway(platform, schema):
     if os.environ.get("ONENET_FUZZ_TIMES"):
         for k, v in sorted(spent.items(), key=lambda kv: -kv[1])[:25]:
             print(f"{v:7.2f}s {k}")
+    if os.environ.get("ONENET_FUZZ_REPORT"):
+        import json
+        with open(os.environ["ONENET_FUZZ_REPORT"], "w") as fh:
+            json.dump({"failures": failures, "answers": {k: sorted(v)[:5] for k, v in answers.items()}}, fh,
+                      ensure_ascii=False, indent=1)
     assert not failures, "\n\n".join(f"{k}:\n{v}" for k, v in failures.items())
