@@ -216,10 +216,13 @@ class Launcher:
             env["ONENET_OUTBOX_SUBSCRIBERS"] = json.dumps(
                 {**subs, "notice.": f"{self.url('svc_residents')}/residents/v1/notices"})
             env["ONENET_OUTBOX_SUBSCRIBER_KEYS"] = json.dumps({**keys, "notice.": self.keys["svc_residents"]})
-        if spec.name == "svc_matching":  # a request's appointment steps to svc_services (服务预约, svc_matching/README.md)
+        if spec.name == "svc_matching":  # a request's appointment steps to svc_services (服务预约, svc_matching/README.md),
+            # the booking and sign-up steps residents are told about to svc_residents' notifications (docs/adr/0017)
             env["ONENET_OUTBOX_SUBSCRIBERS"] = json.dumps(
-                {"appointment.": f"{self.url('svc_services')}/services/v1/request_appointments"})
-            env["ONENET_OUTBOX_SUBSCRIBER_KEYS"] = json.dumps({"appointment.": self.keys["svc_services"]})
+                {"appointment.": f"{self.url('svc_services')}/services/v1/request_appointments",
+                 "notice.": f"{self.url('svc_residents')}/residents/v1/notices"})
+            env["ONENET_OUTBOX_SUBSCRIBER_KEYS"] = json.dumps({"appointment.": self.keys["svc_services"],
+                                                               "notice.": self.keys["svc_residents"]})
         if spec.name == "svc_metrics":  # survey needs and demand to svc_matching's needs list (docs/adr/0019)
             env["ONENET_OUTBOX_SUBSCRIBERS"] = json.dumps(
                 {"survey_need.": f"{self.url('svc_matching')}/matching/v1/survey_needs"})

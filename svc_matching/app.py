@@ -9,6 +9,8 @@ from common.clock import Clock
 from svc_matching.activities.router import router as activities_router
 from svc_matching.base import OutboxEvent
 from svc_matching.bookings.appointments import FEED as APPOINTMENT_FEED
+from svc_matching.bookings.notices import FEED as NOTICE_FEED
+from svc_matching.bookings.reminders import reminder_sweeper
 from svc_matching.bookings.router import router as bookings_router
 from svc_matching.clients import close_clients, install_clients
 from svc_matching.directory.hsds_router import router as hsds_router
@@ -37,10 +39,12 @@ def create_app(settings: MatchingSettings | None = None, *, verifier: TokenVerif
                     "Resource directory (HSDS 3.0), volunteers, needs, matching, offers, time bank, bookings, activities.",
         routers=[directory_router, hsds_router, people_router, places_router, offers_router, timebank_router,
                  reports_router, bookings_router, activities_router],
-        background=[offer_sweeper] if settings.offer_sweeper_enabled else [],
+        # the sweepers share one switch (tests drive them by hand under the injected clock)
+        background=[offer_sweeper, reminder_sweeper] if settings.offer_sweeper_enabled else [],
         outbox_model=OutboxEvent,
-        # appointment.* rows (a request's booking steps) go to svc_services' requests, never to svc_metrics
-        feeds=(APPOINTMENT_FEED,),
+        # appointment.* rows (a request's booking steps) go to svc_services' requests, notice.* rows to
+        # svc_residents' notifications (they name the person), never to svc_metrics
+        feeds=(APPOINTMENT_FEED, NOTICE_FEED),
         on_startup=[open_clients],
         on_shutdown=[close_clients],
         verifier=verifier,

@@ -25,6 +25,7 @@ class MatchingSettings(ServiceSettings):
     offer_ttl_minutes: int = Field(default=120, ge=1)
     offer_sweep_seconds: float = Field(default=30.0, gt=0)
     offer_sweeper_enabled: bool = True
+    reminder_sweep_seconds: float = Field(default=60.0, gt=0)  # booking and activity reminders (bookings.reminders)
     # members (kiosk apps, role system) that may check residents in to activities at the venue
     activity_kiosk_members: list[str] = Field(default_factory=lambda: ["kiosk"])
     # 服务预约: a booking for a request asks svc_services (through the gateway, gateway_url) whose request it is

@@ -61,6 +61,7 @@ class ActivitySignup(Base):
     checked_in_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     checked_in_by: Mapped[str | None] = mapped_column(String(160))
     posting_id: Mapped[str | None] = mapped_column(String(36))  # the ledger posting of the check-in's credit
+    reminded_at: Mapped[datetime | None] = mapped_column(UTCDateTime())  # the reminder's claim (bookings.reminders)
     version: Mapped[int] = mapped_column(Integer, default=1)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())

@@ -22,6 +22,7 @@ from svc_matching.activities.models import Activity, ActivitySignup
 from svc_matching.activities.schemas import ActivityCreate, SignupCreate, StatusBody
 from svc_matching.base import OutboxEvent
 from svc_matching.bookings.models import BookableResource
+from svc_matching.bookings.notices import signup_notice
 from svc_matching.people.models import Volunteer
 from svc_matching.people.places import known_person
 from svc_matching.timebank.service import credit_member
@@ -190,6 +191,8 @@ async def sign_up(session: AsyncSession, principal: Principal, activity_id: str,
         session.add(s)
     await session.flush()
     _event(session, a, "signed_up", now, subject=s.id, role=s.role, state=state, person_id=person)
+    if state == "signed_up":
+        signup_notice(session, s, a, "confirmed", now)
     return s
 
 
@@ -218,6 +221,7 @@ async def cancel_signup(session: AsyncSession, principal: Principal, activity_id
         if nxt is not None and a.status == "open" and await _take(session, a):
             nxt.state, nxt.version, nxt.updated_at = "signed_up", nxt.version + 1, now
             _event(session, a, "promoted", now, subject=nxt.id, role=nxt.role, person_id=nxt.person_id)
+            signup_notice(session, nxt, a, "promoted", now)
     await session.flush()
     return s
 

@@ -79,6 +79,7 @@ class Booking(Base):
     booked_by: Mapped[str] = mapped_column(String(160))
     purpose: Mapped[str | None] = mapped_column(String(300))
     state: Mapped[str] = mapped_column(String(24))
+    reminded_at: Mapped[datetime | None] = mapped_column(UTCDateTime())  # the reminder's claim (bookings.reminders)
     version: Mapped[int] = mapped_column(Integer, default=1)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())

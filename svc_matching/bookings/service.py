@@ -22,6 +22,7 @@ from common.outbox import record_event
 from svc_matching.access import PLACE_STAFF, is_own, place_condition, sees_place
 from svc_matching.base import OutboxEvent
 from svc_matching.bookings import appointments, lifecycle as lc
+from svc_matching.bookings.notices import booking_notice
 from svc_matching.bookings.calendar import slot_at
 from svc_matching.bookings.models import BookableResource, Booking, BookingBlock, BookingEntry, BookingSlot
 from svc_matching.bookings.resources import next_free, resource_for_booking, write_first
@@ -258,6 +259,8 @@ async def create_booking(session: AsyncSession, principal: Principal, body: Book
     await session.flush()
     await add_entry(session, b, "request", None, principal, now)
     booking_event(session, b, res, "requested", now)
+    if state == "confirmed":
+        booking_notice(session, b, res, "confirmed", now)
     return b
 
 
@@ -291,6 +294,7 @@ async def promote_waitlist(session: AsyncSession, res: BookableResource, slot_id
     nxt.updated_at = now
     await add_entry(session, nxt, "promote", "waitlisted", None, now)
     booking_event(session, nxt, res, "promoted", now)
+    booking_notice(session, nxt, res, "promoted" if nxt.state == "confirmed" else "promoted_pending", now)
     return nxt
 
 
@@ -332,6 +336,7 @@ async def transition(session: AsyncSession, principal: Principal, booking_id: st
     before, old_slot, old_start = b.state, b.slot_id, b.starts_at
     if body.action == "reschedule":
         await _reschedule(session, principal, res, b, body, now)
+        b.reminded_at = None  # the new time gets its own reminder
     elif body.action == "check_in" and not (b.starts_at - CHECK_IN_EARLY <= now < b.ends_at):
         raise Conflict("booking.check_in_window", ("只能在预约时段内（提前 30 分钟起）签到",
                                                    "Check-in opens 30 minutes before the slot and ends with it"))
@@ -348,6 +353,9 @@ async def transition(session: AsyncSession, principal: Principal, booking_id: st
     event = {"approve": "approved", "reject": "rejected", "check_in": "checked_in", "complete": "completed",
              "cancel": "cancelled", "no_show": "no_show", "reschedule": "rescheduled"}[body.action]
     booking_event(session, b, res, event, now, from_state=before)
+    # the resident is told of staff's decisions; their own cancel or reschedule they know of
+    if event in ("approved", "rejected") or (event in ("cancelled", "rescheduled") and lc.STAFF in who):
+        booking_notice(session, b, res, event, now, note=body.note)
     if before in lc.HOLDING and b.state in lc.TERMINAL and b.state != "completed":
         await release_place(session, old_slot)
         await promote_waitlist(session, res, old_slot, now)

@@ -28,6 +28,7 @@ Delivery API (in-process, for svc_residents' own packages: the call-out chain, d
   grid are `places.models.GridWorker`. Without a contact a user gets the inbox and push only.
 
 Other services' events arrive through the outbox feed `notice.` (ADR 0007, docs/adr/0017): svc_services writes a
-`notice.request.<event>` row beside each request event, delivered to `PUT /residents/v1/notices/{event_id}`,
-where rules.py says who is told what.
+`notice.request.<event>` row beside each request event, svc_matching `notice.booking.<event>` and
+`notice.signup.<event>` rows (confirmed, approved, promoted, reminders: svc_matching/bookings/notices.py), delivered
+to `PUT /residents/v1/notices/{event_id}`, where rules.py says who is told what.
 """

@@ -9,7 +9,8 @@ words need. Each rule picks an audience and a template; the audience resolves to
 - `grid_worker`: the workers of the request's grid (places.models.GridWorker).
 - `community_staff`: the staff contacts of the request's community; `escalation_target`: of the level the
   request was escalated to (community, street or department).
-- `provider`: the staff contacts of a provider (offers); `person`: the person the event is about.
+- `provider`: the staff contacts of a provider (offers); `person`: the person the event is about (a booking's or
+  an activity sign-up's resident, svc_matching/bookings/notices.py).
 """
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from common.clock import SHANGHAI
 from svc_residents.notifications.models import StaffContact
 from svc_residents.notifications.service import contact_of, notify
 from svc_residents.notifications.templates import TEMPLATES
@@ -53,6 +55,9 @@ RULES: dict[str, tuple[Rule, ...]] = {
     "offer.expiring": (R("provider", "offer.expiring", "urgent"),),
     "verification.needs_resident": (R("person", "verification.needs_resident"),),
     "warning.opened": (R("community_staff", "warning.opened", "urgent", staff=True),),
+    **{f"booking.{e}": (R("person", f"booking.{e}"),) for e in (
+        "confirmed", "approved", "rejected", "promoted", "promoted_pending", "rescheduled", "cancelled", "reminder")},
+    **{f"signup.{e}": (R("person", f"signup.{e}"),) for e in ("confirmed", "promoted", "reminder")},
 }
 LEVELS_ZH = {"community": "社区", "street": "街道", "department": "职能部门", "district": "区级"}
 BREACHES_ZH = {"response": "响应", "start": "开始处置", "resolution": "办结", "still_overdue": "仍未办结"}
@@ -78,7 +83,16 @@ def variables(data: dict[str, Any]) -> dict[str, str]:
         "field": data.get("field") or "登记",
         "community": data.get("community_name") or data.get("community") or "社区",
         "title": data.get("title") or "预警",
+        "when": _local(data.get("starts_at")),
     }
+
+
+def _local(at: datetime | None) -> str:
+    """A start time as residents read it: `12月8日 14:00` (Asia/Shanghai)."""
+    if at is None:
+        return "预约时间"
+    t = at.astimezone(SHANGHAI)
+    return f"{t.month}月{t.day}日 {t:%H:%M}"
 
 
 async def _staff(session: AsyncSession, scope: str) -> list[str]:

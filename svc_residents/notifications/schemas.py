@@ -5,7 +5,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-Category = Literal["request", "offer", "verification", "warning", "broadcast"]
+Category = Literal["request", "offer", "verification", "warning", "broadcast", "booking"]
 
 
 class NotificationOut(BaseModel):
@@ -108,6 +108,7 @@ class NoticeIn(BaseModel):
     field: str | None = Field(default=None, max_length=40)
     title: str | None = Field(default=None, max_length=100)
     community_name: str | None = Field(default=None, max_length=100)
+    starts_at: datetime | None = Field(default=None, description="预约或活动开始时间（bookings, activities）")
 
 
 class NoticeOut(BaseModel):

@@ -12,7 +12,8 @@ from common.errors import invalid
 
 @dataclass(frozen=True)
 class Template:
-    category: str  # what a recipient opts out of (PIPL): request, offer, verification, warning, broadcast, safety
+    category: str  # what a recipient opts out of (PIPL): request, offer, verification, warning, broadcast, booking,
+    # safety
     zh: tuple[str, str]  # (title, body)
     en: tuple[str, str]
 
@@ -63,6 +64,39 @@ TEMPLATES: dict[str, Template] = {
                                                                      "your community with ID or add it in the app.")),
     "warning.opened": T("warning", ("预警提示", "{community}出现预警：{title}，请及时查看处理。"),
                         ("Warning", "A warning was raised for {community}: {title}. Please look into it.")),
+    "booking.confirmed": T("booking", ("预约成功", "您已预约{item}，时间{when}。请按时到场；不能前往请提前在应用中取消。"),
+                           ("Booking confirmed", "You booked {item} for {when}. Please come on time, or cancel "
+                                                 "in the app beforehand if you cannot.")),
+    "booking.approved": T("booking", ("预约已批准", "您预约的{item}（{when}）已获批准，请按时到场。"),
+                          ("Booking approved", "Your booking of {item} ({when}) was approved; please come on time.")),
+    "booking.rejected": T("booking", ("预约未获批准", "您预约的{item}（{when}）未获批准，原因：{reason}。可在应用中另选时段。"),
+                          ("Booking not approved", "Your booking of {item} ({when}) was not approved: {reason}. "
+                                                   "You may pick another slot in the app.")),
+    "booking.promoted": T("booking", ("候补成功", "您候补的{item}（{when}）有空位了，预约已确认，请按时到场；不能前往请及时取消。"),
+                          ("Off the waitlist", "A place freed for {item} ({when}): your booking is confirmed. "
+                                               "Please come on time, or cancel if you cannot.")),
+    "booking.promoted_pending": T("booking", ("候补转为待审批", "您候补的{item}（{when}）有空位了，正等待工作人员审批，"
+                                                        "结果会另行通知。"),
+                                  ("Off the waitlist", "A place freed for {item} ({when}); staff will approve it "
+                                                       "and we will tell you.")),
+    "booking.rescheduled": T("booking", ("预约已改期", "工作人员已将您预约的{item}改到{when}。时间不便可在应用中改约或取消。"),
+                             ("Booking moved", "Staff moved your booking of {item} to {when}. Reschedule or cancel "
+                                               "in the app if it does not suit you.")),
+    "booking.cancelled": T("booking", ("预约已取消", "您预约的{item}（{when}）已被工作人员取消，原因：{reason}。"
+                                                 "可在应用中重新预约。"),
+                           ("Booking cancelled", "Staff cancelled your booking of {item} ({when}): {reason}. "
+                                                 "You may book again in the app.")),
+    "booking.reminder": T("booking", ("预约提醒", "提醒：您预约的{item}将于{when}开始，请按时到场；不能前往请提前取消。"),
+                          ("Booking reminder", "Reminder: your booking of {item} starts at {when}. Please come on "
+                                               "time, or cancel beforehand if you cannot.")),
+    "signup.confirmed": T("booking", ("报名成功", "您已报名活动“{item}”，时间{when}。请按时参加，到场签到。"),
+                          ("Signed up", "You signed up for \"{item}\" at {when}. Please come on time and check in.")),
+    "signup.promoted": T("booking", ("候补成功", "您候补的活动“{item}”（{when}）有名额了，报名成功，请按时参加。"),
+                         ("Off the waitlist", "A place freed for \"{item}\" ({when}): you are signed up. "
+                                              "Please come on time.")),
+    "signup.reminder": T("booking", ("活动提醒", "提醒：您报名的活动“{item}”将于{when}开始，请按时参加，到场签到。"),
+                         ("Activity reminder", "Reminder: \"{item}\" starts at {when}. Please come on time and "
+                                               "check in.")),
     "notice.general": T("broadcast", ("{title}", "{text}"), ("{title}", "{text}")),
     "safety.alert": T("safety", ("紧急求助", "{text}"), ("Emergency", "{text}")),
 }

@@ -86,7 +86,7 @@ async def test_book_a_room_read_it_and_its_timeline(client, staff, auth):
     assert (await client.get("/matching/v1/bookings", headers=other)).json()["items"] == []
     async with client.app.state.db.session() as s:
         types = list((await s.execute(select(OutboxEvent.type).order_by(OutboxEvent.id))).scalars())
-    assert types == ["bookable_resource.listed", "booking.requested"]
+    assert types == ["bookable_resource.listed", "booking.requested", "notice.booking.confirmed"]
 
 
 async def test_bad_requests_are_refused_naming_the_field_and_write_nothing(client, staff, auth):

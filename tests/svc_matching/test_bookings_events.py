@@ -48,6 +48,13 @@ async def test_every_booking_and_activity_event_is_ingestible(client, staff, aut
 
     async with client.app.state.db.session() as s:
         rows = list((await s.execute(select(OutboxEvent).order_by(OutboxEvent.id))).scalars())
+    # notice.* rows go to svc_residents' notifications, never to svc_metrics: the resident is told of what
+    # happened to them, not of their own cancel or reschedule (tests/svc_matching/test_booking_notices.py)
+    notices = [r.type for r in rows if r.type.startswith("notice.")]
+    assert sorted(notices) == sorted(["notice.booking.confirmed", "notice.booking.promoted", "notice.booking.rejected",
+                                      "notice.booking.approved", "notice.signup.confirmed",
+                                      "notice.signup.promoted"]), notices
+    rows = [r for r in rows if not r.type.startswith("notice.")]
     types = {r.type for r in rows}
     assert {"bookable_resource.listed", "booking.requested", "booking.conflicted", "booking.rescheduled",
             "booking.promoted", "booking.checked_in", "booking.completed", "booking.no_show", "booking.rejected",
