@@ -221,6 +221,31 @@ async def test_participation_rate(post, kpi):
     assert (k["numerator"], k["denominator"], k["value"]) == (2.0, 4.0, 50.0)
 
 
+async def test_resolution_execution_rate_counts_in_the_period_of_the_last_deadline(post, kpi):
+    due = (T0 + timedelta(days=10)).isoformat()
+    events = [ev("deliberation.resolution_created", T0, "r1", resolution_id="r1", due_at=due, category="env"),
+              ev("deliberation.resolution_executed", T0 + 5 * H, "r1", resolution_id="r1", on_time=True),
+              ev("deliberation.resolution_created", T0, "r2", resolution_id="r2", due_at=due, category="env"),
+              ev("deliberation.resolution_executed", T0 + timedelta(days=12), "r2", resolution_id="r2",
+                 on_time=False),
+              ev("deliberation.resolution_created", T0, "r3", resolution_id="r3", due_at=due, category="env"),
+              # due in April: not in March's figure
+              ev("deliberation.resolution_created", T0, "r4", resolution_id="r4",
+                 due_at=(T0 + timedelta(days=40)).isoformat(), category="env")]
+    await post(events)
+    k = await kpi("resolution_execution_rate")
+    assert (k["numerator"], k["denominator"]) == (1.0, 3.0)       # r1 on time; r2 late; r3 never executed
+    assert (await kpi("resolution_execution_rate", period="2026-04"))["denominator"] == 1.0
+
+
+async def test_vote_turnout_over_the_votes_closed(post, kpi):
+    await post([ev("deliberation.vote_closed", T0 + H, "t1", cast=30, eligible=50),
+                ev("deliberation.vote_closed", T0 + 2 * H, "t2", cast=10, eligible=50),
+                ev("deliberation.topic_created", T0, "t3")])
+    k = await kpi("vote_turnout")
+    assert (k["numerator"], k["denominator"], k["value"]) == (40.0, 100.0, 40.0)
+
+
 async def test_scope_category_and_channel_filters(post, kpi):
     events = request_flow("a", T0, grid=G1, channel="app", steps={"accepted": 2 * H})
     events += request_flow("b", T0, grid=G2, channel="phone", category="health", steps={"accepted": 4 * H})
