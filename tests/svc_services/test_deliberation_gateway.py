@@ -50,7 +50,9 @@ async def test_the_whole_path_through_the_gateway(db_url, tmp_path):
             return await call("ops1", "GET", f"/metrics/v1/kpis/{code}", params={"scope": XF, **params})
 
         await _relay(p, "svc_residents", ("person.",))
-        before = (await kpi("participation_rate"))["value"] or 0
+        # each figure is asked for the month its events fall in: the run may start on a month's last evening
+        ballot_month = local_date(clock.now() + timedelta(hours=2)).strftime("%Y-%m")
+        before = (await kpi("participation_rate", period=ballot_month))["value"] or 0
         await call("staff1", "PUT", f"/services/v1/deliberation/policies/{XF}", json={"cosign_threshold": 2})
         t = await call("resident1", "POST", "/services/v1/topics", json={
             "title": "幸福社区增设电动自行车充电棚", "description": "楼道充电有火灾隐患，提议在小区东侧增设充电棚。",
@@ -80,6 +82,7 @@ async def test_the_whole_path_through_the_gateway(db_url, tmp_path):
         assert (late.status_code, late.json()["code"]) == (409, "ballot.duplicate")   # P3 voted through proxy1
         clock.advance(days=2)
         v = await call("staff1", "POST", f"/services/v1/topics/{tid}/vote/close")
+        close_month = local_date(clock.now()).strftime("%Y-%m")
         assert v["result"]["counts"] == {"同意": 3, "反对": 0} and v["result"]["eligible"] == 5   # P6 is an infant
         assert v["result"]["passed"] and v["result"]["receipts"] == sorted(receipts, key=v["result"]["receipts"].index)
         assert (await call("resident1", "GET", f"/services/v1/topics/{tid}/vote/verify"))["ok"]
@@ -109,8 +112,8 @@ async def test_the_whole_path_through_the_gateway(db_url, tmp_path):
                        json={"answer": "已与幼儿园协商，增设隔离带。"})
         assert a["answer"]
         await _relay(p, "svc_services", ("deliberation.", "participation.", "public_notice."))
-        after = (await kpi("participation_rate"))["value"]
+        after = (await kpi("participation_rate", period=ballot_month))["value"]
         assert after > before
         period = local_date(due).strftime("%Y-%m")
         assert (await kpi("resolution_execution_rate", period=period))["value"] == 100.0
-        assert (await kpi("vote_turnout"))["value"] == 60.0
+        assert (await kpi("vote_turnout", period=close_month))["value"] == 60.0
