@@ -87,6 +87,7 @@ def create_service_app(
     openapi_url: str | None = "/openapi.json",
     event_token: Callable[[], Awaitable[str]] | None = None,
     feeds: Sequence[str] = (),
+    urgent_feeds: Sequence[str] = (),
     clock: Clock | None = None,
     gateway_only: bool = True,
     body_limit: Callable[[str, str], int | None] | None = upload_limit,
@@ -96,7 +97,8 @@ def create_service_app(
 
     `feeds`: the event-type prefixes this service writes to its outbox for a subscriber service instead of
     svc_metrics (ADR 0007). They never go to svc_metrics; each one with a subscriber in
-    `settings.outbox_subscribers` gets a relay of its own.
+    `settings.outbox_subscribers` gets a relay of its own. `urgent_feeds` (some of `feeds`): their relays are woken
+    by the commit that wrote their rows instead of waiting for the next poll (the emergency path, ADR 0022).
 
     `clock`: the app's one clock (`app.state.clock`, read through `common.clock.get_clock`); the system clock
     by default.
@@ -146,7 +148,8 @@ def create_service_app(
             feed = OutboxRelay(db, outbox_model, source=settings.service_name, send=feed_sender,
                                batch_size=settings.outbox_batch_size, poll_seconds=settings.outbox_poll_seconds,
                                types=TypeFilter(include=(prefix,)), retention=retention, clock=app.state.clock,
-                               label=f"{settings.service_name}/{prefix.rstrip('.')}")
+                               label=f"{settings.service_name}/{prefix.rstrip('.')}",
+                               wake_on_commit=prefix in urgent_feeds)
             app.state.feed_relays[prefix] = feed
             tasks.append(asyncio.create_task(feed.run_forever(stop), name=f"outbox-feed-{prefix}"))
         for job in background:

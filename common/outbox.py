@@ -8,11 +8,18 @@ for svc_metrics but replica updates for one subscriber service. Every row still 
 the row's own delivery columns stay the delivery state: the svc_metrics relay excludes the feed prefixes from its
 query, and one more relay per feed (`types=include(prefix)`) delivers them with a `FeedSender` (PUT / DELETE of
 `{subscriber}/{subject}`). A service without feeds runs the very same query as before.
+
+Urgent feeds (the emergency path, ADR 0022): a relay made with `wake_on_commit=True` does not wait for its next
+poll when a row it reads is committed in this process: `record_event` wakes it right after the caller's commit
+(an ORM session), and a writer that inserts rows without the ORM calls `wake_relays` after its commit. Waking only
+runs the relay's pass earlier; its claims, order and retries are those of any pass (another replica's relay still
+finds the rows on its own poll).
 """
 from __future__ import annotations
 
 import asyncio
 import logging
+import weakref
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Any
@@ -21,7 +28,7 @@ from urllib.parse import quote
 import httpx
 import orjson
 from prometheus_client import Gauge
-from sqlalchemy import and_, delete, func, not_, or_, select, update
+from sqlalchemy import and_, delete, event, func, not_, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from common.clock import Clock
@@ -45,7 +52,48 @@ def record_event(session: AsyncSession, model: type, type_: str, *, subject: str
     row = model(**event_row(type_, subject=subject, data=data, now=now, community=community, grid=grid,
                             occurred_at=occurred_at))
     session.add(row)
+    _wake_after_commit(session, type_)
     return row
+
+
+# running relays that want waking, by the engine their rows are written through (one list per database)
+_WAKEABLE: "weakref.WeakKeyDictionary[Any, list[OutboxRelay]]" = weakref.WeakKeyDictionary()
+
+
+def _waiting(engine: Any, types: Any) -> list["OutboxRelay"]:
+    return [r for r in _WAKEABLE.get(engine, ()) if any(r.types.matches(t) for t in types)]
+
+
+def wake_relays(db: Database, types: Any) -> None:
+    """Wake this process's running relays that read any of `types` (event types), after a commit that wrote such
+    rows without `record_event`. Call it on the event loop of the relays."""
+    for relay in _waiting(db.engine.sync_engine, types):
+        relay.wake()
+
+
+def _wake_after_commit(session: Any, type_: str) -> None:
+    sync = getattr(session, "sync_session", session)
+    if not _WAKEABLE:
+        return  # no urgent relay in this process: nothing to do on the hot path
+    try:
+        engine = sync.get_bind()
+    except Exception:  # noqa: BLE001 - an unbound session: its relay polls as before
+        return
+    engine = getattr(engine, "engine", engine)  # a session bound to a connection
+    if not _waiting(engine, (type_,)):
+        return
+    pending = sync.info.setdefault("outbox_wake", set())
+    if not pending:
+        def after_commit(_s) -> None:
+            for relay in _waiting(engine, sync.info.pop("outbox_wake", ())):
+                relay.wake()
+
+        def after_rollback(_s, _previous) -> None:
+            sync.info.pop("outbox_wake", None)
+
+        event.listen(sync, "after_commit", after_commit, once=True)
+        event.listen(sync, "after_soft_rollback", after_rollback, once=True)
+    pending.add(type_)
 
 
 def event_row(type_: str, *, subject: str | None, data: dict[str, Any], now: datetime,
@@ -99,6 +147,11 @@ class TypeFilter:
 
     def __bool__(self) -> bool:
         return bool(self.include or self.exclude)
+
+    def matches(self, type_: str) -> bool:
+        """The clause's rule on one type, in Python (which relays a commit wakes)."""
+        return ((not self.include or type_.startswith(self.include))
+                and not (self.exclude and type_.startswith(self.exclude)))
 
 
 class HttpEventSender:
@@ -192,9 +245,11 @@ class OutboxRelay:
     def __init__(self, db: Database, model: type, *, source: str, send: Sender, batch_size: int = 200,
                  poll_seconds: float = 0.5, base_backoff: float = 1.0, max_backoff: float = 60.0,
                  clock: Clock | None = None, types: TypeFilter | None = None, label: str | None = None,
-                 retention: timedelta | None = None) -> None:
+                 retention: timedelta | None = None, wake_on_commit: bool = False) -> None:
         """`types` limits the rows this relay reads (feeds, ADR 0007); `label` names it in the gauges (default:
-        the source); `retention`: delivered rows older than this are deleted (None keeps them)."""
+        the source); `retention`: delivered rows older than this are deleted (None keeps them);
+        `wake_on_commit`: while `run_forever` runs, a commit in this process that wrote rows of its types starts
+        a pass at once instead of at the next poll (urgent feeds)."""
         self.db = db
         self.model = model
         self.source = source
@@ -207,7 +262,13 @@ class OutboxRelay:
         self.types = types or TypeFilter()
         self.label = label or source
         self.retention = retention
+        self.wake_on_commit = wake_on_commit
+        self._wake = asyncio.Event()
         self._purged_at: float | None = None
+
+    def wake(self) -> None:
+        """Start the next pass now (rows of this relay were just committed)."""
+        self._wake.set()
 
     def _filtered(self, stmt):
         clause = self.types.clause(self.model.type)
@@ -345,4 +406,16 @@ class OutboxRelay:
         return AGAIN if delivered >= self.batch_size else None  # a full batch: more are waiting
 
     async def run_forever(self, stop: asyncio.Event) -> None:
-        await run_periodically(f"outbox/{self.label}", self._relay_once, stop, interval=self.poll_seconds)
+        engine = self.db.engine.sync_engine
+        if self.wake_on_commit:
+            _WAKEABLE.setdefault(engine, []).append(self)
+        try:
+            await run_periodically(f"outbox/{self.label}", self._relay_once, stop, interval=self.poll_seconds,
+                                   wake=self._wake)
+        finally:
+            if self.wake_on_commit:
+                left = [r for r in _WAKEABLE.get(engine, ()) if r is not self]
+                if left:
+                    _WAKEABLE[engine] = left
+                else:
+                    _WAKEABLE.pop(engine, None)
