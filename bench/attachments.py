@@ -1,16 +1,18 @@
-"""Benchmark: request photos uploaded through the gateway: throughput for 1 MB photos, and memory while uploading.
+"""Benchmark: files uploaded through the gateway: throughput for 1 MB photos, and memory while uploading.
 
-    .venv/bin/python -m bench.attachments [--photos 120] [--connections 4] [--big-mb 9]
+    .venv/bin/python -m bench.attachments [--files 60] [--connections 4] [--big-mb 9]
 
-The whole platform as `onenet up` starts it (real processes on loopback, the gateway's rate limits raised, photos
+The whole platform as `onenet up` starts it (real processes on loopback, the gateway's rate limits raised, files
 in the local object store under the run's var/). staff1 reports grid events (up to 9 photos a request) and
-`--connections` clients upload `--photos` JPEGs of about 1 MB each by multipart form through the gateway; each is
+`--connections` clients upload `--files` JPEGs of about 1 MB each by multipart form through the gateway; each is
 examined, re-encoded without EXIF and stored with its thumbnail by svc_services. Reported: photos and MB per
-second. Then the same number of uploads of `--big-mb` MB photos, with the resident set size (RSS, /proc) of the
-gateway and of svc_services sampled every 20 ms during both phases: the gateway streams the body (it never holds
-a whole file), so its peak stays flat whatever the file size; svc_services holds one file per upload in flight
-(Pillow decodes it), bounded by the photo limit (10 MiB) times the uploads in flight. No wall-clock assertion;
-never part of `make test`.
+second. Then the same number of `--big-mb` MB photos, and of 1 MB and `--big-mb` MB PDFs as material files
+(scanned for scripts, encrypted in 64 KiB segments, stored), with the resident set size (RSS, /proc) of the
+gateway and of svc_services sampled every 20 ms during each phase. Neither holds a whole file: the gateway
+streams the body; svc_services reads the multipart part from its spool (on disk past 1 MiB) in 64 KiB pieces
+into the store, so its peak stays flat whatever the PDF's size. A photo must be decoded to be re-encoded: that
+costs its pixels (at most 2 decoded at a time, each bounded by the pixel limit), not its file size. No
+wall-clock assertion; never part of `make test`.
 """
 from __future__ import annotations
 
@@ -28,6 +30,10 @@ import httpx
 from bench.intake import SUBMISSION, start_platform
 
 PER_REQUEST = 9
+BENCH_ITEM = {"code": "BENCH-CL-001", "name": "材料上传压测事项", "category": "life_service", "tier": "featured",
+              "department": "community", "response_hours": 12, "resolution_hours": 72, "working_hours": False,
+              "materials": [{"code": f"scan{i}", "name": f"证明材料{i}", "source": "upload"}
+                            for i in range(1, PER_REQUEST + 1)]}
 
 
 def jpeg_of(megabytes: float, seed: int = 7) -> bytes:
@@ -43,6 +49,24 @@ def jpeg_of(megabytes: float, seed: int = 7) -> bytes:
         if out.tell() >= megabytes * 1_000_000 * 0.95:
             return out.getvalue()
         side = int(side * max(1.05, (megabytes * 1_000_000 / max(out.tell(), 1)) ** 0.5))
+
+
+def pdf_of(megabytes: float) -> bytes:
+    """A PDF of about `megabytes`: one page and a stream of hex text (nothing active, nothing to inflate)."""
+    body = random.Random(11).randbytes(int(megabytes * 1_000_000) // 2).hex().encode()
+    objs = [b"<< /Type /Catalog /Pages 2 0 R >>", b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+            b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 200 200] >>",
+            f"<< /Length {len(body)} /Filter /ASCIIHexDecode >>\nstream\n".encode() + body + b"\nendstream"]
+    out = bytearray(b"%PDF-1.7\n")
+    offsets = []
+    for i, obj in enumerate(objs, 1):
+        offsets.append(len(out))
+        out += f"{i} 0 obj\n".encode() + obj + b"\nendobj\n"
+    xref = len(out)
+    out += f"xref\n0 {len(objs) + 1}\n0000000000 65535 f \n".encode()
+    out += b"".join(f"{o:010d} 00000 n \n".encode() for o in offsets)
+    out += f"trailer\n<< /Size {len(objs) + 1} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n".encode()
+    return bytes(out)
 
 
 def rss_kib(pid: int) -> int:
@@ -77,26 +101,43 @@ class RssSampler:
         self._thread.join()
 
 
-async def new_requests(gw: str, staff: dict, n: int) -> list[str]:
+async def new_requests(gw: str, staff: dict, n: int, item: str | None = None) -> list[str]:
+    submission = {**SUBMISSION, "channel": "app"}
+    if item is not None:
+        submission = {"item_code": item, "channel": "app", "description": "压测：上传证明材料",
+                      "location": SUBMISSION["location"]}
     async with httpx.AsyncClient(timeout=60) as c:
         out = []
         for _ in range(n):
-            r = await c.post(f"{gw}/services/v1/requests", headers=staff, json={**SUBMISSION, "channel": "app"})
+            r = await c.post(f"{gw}/services/v1/requests", headers=staff, json=submission)
             assert r.status_code == 201, r.text
             out.append(r.json()["id"])
         return out
 
 
-async def upload(gw: str, staff: dict, requests: list[str], photo: bytes, total: int, connections: int) -> dict:
-    slots = [rid for rid in requests for _ in range(PER_REQUEST)][:total]
+async def add_item(gw: str, ops: dict) -> str:
+    async with httpx.AsyncClient(timeout=60) as c:
+        r = await c.post(f"{gw}/services/v1/catalogue/items", headers=ops, json=BENCH_ITEM)
+        assert r.status_code in (201, 409), r.text
+    return BENCH_ITEM["code"]
+
+
+async def upload(gw: str, staff: dict, requests: list[str], data: bytes, total: int, connections: int, *,
+                 material: bool = False) -> dict:
+    if material:    # one file per material: scan1 … scan9 of each request
+        slots = [f"{rid}/materials/scan{i}/upload" for rid in requests for i in range(1, PER_REQUEST + 1)][:total]
+        name, ctype = "scan.pdf", "application/pdf"
+    else:
+        slots = [f"{rid}/photos" for rid in requests for _ in range(PER_REQUEST)][:total]
+        name, ctype = "photo.jpg", "image/jpeg"
     state = {"done": 0, "errors": {}}
 
     async def client() -> None:
         async with httpx.AsyncClient(timeout=120, limits=httpx.Limits(max_connections=1)) as c:
             while slots:
-                rid = slots.pop()
-                r = await c.post(f"{gw}/services/v1/requests/{rid}/photos", headers=staff,
-                                 files={"file": ("photo.jpg", photo, "image/jpeg")})
+                path = slots.pop()
+                r = await c.post(f"{gw}/services/v1/requests/{path}", headers=staff,
+                                 files={"file": (name, data, ctype)})
                 if r.status_code == 201:
                     state["done"] += 1
                 else:
@@ -112,42 +153,48 @@ async def upload(gw: str, staff: dict, requests: list[str], photo: bytes, total:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--photos", type=int, default=120)
+    ap.add_argument("--files", type=int, default=60, help="uploads per phase")
     ap.add_argument("--connections", type=int, default=4)
     ap.add_argument("--big-mb", type=float, default=9.0)
     args = ap.parse_args()
-    small, big = jpeg_of(1.0), jpeg_of(args.big_mb)
+    big = f"{args.big_mb:g} MB"
+    files = {"1 MB photo": jpeg_of(1.0), f"{big} photo": jpeg_of(args.big_mb), "1 MB PDF": pdf_of(1.0),
+             f"{big} PDF": pdf_of(args.big_mb)}
     var = Path(tempfile.mkdtemp(prefix="onenet-bench-attachments-"))
-    print(f"starting the platform in {var} … (photos of {len(small) / 1e6:.2f} MB and {len(big) / 1e6:.2f} MB)",
+    print(f"starting the platform in {var} … ({', '.join(f'{k}: {len(v) / 1e6:.2f} MB' for k, v in files.items())})",
           flush=True)
     p = start_platform(var)
     try:
         staff = p.token("staff1")
+        item = asyncio.run(add_item(p.gw, p.token("ops1")))
         pids = {name: p.children[name].proc.pid for name in ("gateway", "svc_services")}
-        per_phase = -(-args.photos // PER_REQUEST)
-        requests = asyncio.run(new_requests(p.gw, staff, 2 * per_phase + 1))
-        asyncio.run(upload(p.gw, staff, requests[-1:], small, 2, 1))    # warm the paths (not counted)
+        per_phase = -(-args.files // PER_REQUEST)
+        warm = asyncio.run(new_requests(p.gw, staff, 1)), asyncio.run(new_requests(p.gw, staff, 1, item))
+        asyncio.run(upload(p.gw, staff, warm[0], files["1 MB photo"], 2, 1))    # warm the paths (not counted)
+        asyncio.run(upload(p.gw, staff, warm[1], files["1 MB PDF"], 2, 1, material=True))
         results = {}
-        for label, photo, rids in (("1 MB", small, requests[:per_phase]), (f"{args.big_mb:g} MB", big,
-                                                                          requests[per_phase:-1])):
+        for label, data in files.items():
+            material = label.endswith("PDF")
+            rids = asyncio.run(new_requests(p.gw, staff, per_phase, item if material else None))
             with RssSampler(pids) as rss:
-                out = asyncio.run(upload(p.gw, staff, rids, photo, args.photos, args.connections))
-            results[label] = (out, rss, len(photo))
+                out = asyncio.run(upload(p.gw, staff, rids, data, args.files, args.connections, material=material))
+            results[label] = (out, rss, len(data))
     finally:
         p.stop()
     for label, (out, rss, size) in results.items():
         rate = out["done"] / out["seconds"] if out["seconds"] else 0.0
-        print(f"{label} photos: {out['done']} uploaded in {out['seconds']:.1f} s with {args.connections} clients = "
-              f"{rate:.1f} photos/s, {rate * size / 1e6:.1f} MB/s through the gateway; refused "
-              f"{out['errors'] or 'none'}")
+        print(f"{label}s: {out['done']} uploaded in {out['seconds']:.1f} s with {args.connections} clients = "
+              f"{rate:.1f} files/s, {rate * size / 1e6:.1f} MB/s through the gateway; refused {out['errors'] or 'none'}")
         print("    RSS " + "; ".join(f"{name} {rss.start[name] / 1024:.0f} MiB at the start, peak "
                                      f"{rss.peak[name] / 1024:.0f} MiB (+{(rss.peak[name] - rss.start[name]) / 1024:.0f})"
                                      for name in rss.pids))
-    (s_out, s_rss, s_size), (b_out, b_rss, b_size) = results.values()
-    growth = (b_rss.peak["gateway"] - s_rss.peak["gateway"]) / 1024
-    print(f"gateway peak RSS with {b_size / s_size:.1f}× larger files: {growth:+.0f} MiB "
-          f"({'flat: the body streams' if abs(growth) < 0.5 * args.connections * b_size / 2 ** 20 else 'GROWS with the file size'})")
-    raise SystemExit(0 if s_out["done"] == b_out["done"] == args.photos else 1)
+    for kind in ("photo", "PDF"):
+        (_, small_rss, small_size), (_, big_rss, big_size) = results[f"1 MB {kind}"], results[f"{big} {kind}"]
+        growth = {name: (big_rss.peak[name] - small_rss.peak[name]) / 1024 for name in pids}
+        print(f"{kind}s {big_size / small_size:.1f}× larger: peak RSS " + ", ".join(
+            f"{name} {g:+.0f} MiB" for name, g in growth.items())
+            + f" (a whole file per upload in flight would be +{args.connections * (big_size - small_size) / 2**20:.0f})")
+    raise SystemExit(0 if all(out["done"] == args.files for out, _, _ in results.values()) else 1)
 
 
 if __name__ == "__main__":

@@ -6,11 +6,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from common.storage.base import (CHUNK, ObjectCorrupt, ObjectMissing, ObjectStore, ObjectTooLarge, StorageError,
-                                 StoredObject, StoreUnavailable, check_id, one_chunk, read_all)
+                                 StoredObject, StoreUnavailable, check_id, file_chunks, one_chunk, read_all)
 from common.storage.local import LocalStore
 
 __all__ = ["CHUNK", "LocalStore", "ObjectCorrupt", "ObjectMissing", "ObjectStore", "ObjectTooLarge", "StorageError",
-           "StoredObject", "StoreUnavailable", "check_id", "one_chunk", "read_all", "store_from_settings"]
+           "StoredObject", "StoreUnavailable", "check_id", "file_chunks", "one_chunk", "read_all", "store_from_settings"]
 
 
 def store_from_settings(settings) -> ObjectStore:

@@ -7,11 +7,12 @@ stored), which the caller keeps; a get handed that checksum verifies it as it st
 """
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import re
 from collections.abc import AsyncIterable, AsyncIterator
 from dataclasses import dataclass
-from typing import Protocol
+from typing import BinaryIO, Protocol
 
 OBJECT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,99}")
 CHUNK = 64 * 1024
@@ -104,6 +105,13 @@ async def verified(chunks: AsyncIterator[bytes], sha256: str | None) -> AsyncIte
 
 async def read_all(chunks: AsyncIterator[bytes]) -> bytes:
     return b"".join([c async for c in chunks])
+
+
+async def file_chunks(fh: BinaryIO) -> AsyncIterator[bytes]:
+    """A file's bytes from its start, `CHUNK` at a time, each read in a worker thread (a spooled upload on disk)."""
+    await asyncio.to_thread(fh.seek, 0)
+    while chunk := await asyncio.to_thread(fh.read, CHUNK):
+        yield chunk
 
 
 async def one_chunk(data: bytes) -> AsyncIterator[bytes]:

@@ -8,7 +8,10 @@
   too) is inflated within a budget, so neither spelling nor compression hides them; a stream that inflates past
   the budget is a zip bomb and refused.
 - Anything else (executables, archives, HTML, SVG) is refused, whatever its name says.
-These run in a worker thread (CPU-bound); each refusal is a `Refusal` with a problem code and a message.
+These run on `EXAMINERS`, two threads of their own (CPU-bound work, and only these threads' heaps hold decoded
+pixels), on the upload as a file (the multipart part spooled to disk) read in 64 KiB pieces, so memory is bounded
+by the image limit (decoded pixels, at most two images at a time), never by the file's size or the uploads in
+flight; each refusal is a `Refusal` with a problem code and a message.
 """
 from __future__ import annotations
 
@@ -16,7 +19,9 @@ import io
 import re
 import warnings
 import zlib
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import BinaryIO
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
@@ -25,6 +30,9 @@ Image.MAX_IMAGE_PIXELS = MAX_PIXELS
 MAX_SIDE = 4096                  # kept photos are at most this wide/high
 THUMB_SIDE = 320
 INFLATE_BUDGET = 32 * 1024 * 1024
+PIECE = 64 * 1024                # read and inflate this much at a time
+NAME_OVERLAP = 256               # > the longest active name spelt with #xx escapes (13 × 3 + 1)
+EXAMINERS = ThreadPoolExecutor(max_workers=2, thread_name_prefix="examine")
 IMAGE_FORMATS = {"JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp"}
 KINDS_TYPES = {"photo": ("image",), "material": ("image", "pdf")}
 # names a PDF must not carry (after #xx escapes are undone)
@@ -43,13 +51,16 @@ class Refusal(Exception):
 
 @dataclass(frozen=True)
 class Kept:
-    """What is stored: the bytes, their type, and for images a thumbnail and the size in pixels."""
+    """What is stored: the bytes (a re-encoded image, held: bounded by `MAX_SIDE`) or the upload's file as it is
+    (a PDF, streamed from its spool), their size and type, and for images a thumbnail and the size in pixels."""
 
-    data: bytes
+    data: bytes | None
     media_type: str
+    size: int
     thumbnail: bytes | None = None
     width: int | None = None
     height: int | None = None
+    file: BinaryIO | None = None
 
 
 def sniff(head: bytes) -> str | None:
@@ -68,11 +79,15 @@ def unsupported(kind: str) -> Refusal:
                    f"The file is not one of {allowed_en} (judged by its content, not its name)")
 
 
-def examine(kind: str, data: bytes) -> Kept:
-    what = sniff(data[:16])
+def examine(kind: str, upload: bytes | BinaryIO) -> Kept:
+    """`upload`: the file (seekable, read from its start) or its bytes."""
+    fh = io.BytesIO(upload) if isinstance(upload, bytes | bytearray) else upload
+    fh.seek(0)
+    what = sniff(fh.read(16))
+    fh.seek(0)
     if what is None or what not in KINDS_TYPES[kind]:
         raise unsupported(kind)
-    return image(data) if what == "image" else pdf(data)
+    return pdf(fh) if what == "pdf" else image(fh)
 
 
 def _corrupt() -> Refusal:
@@ -84,18 +99,21 @@ def _bomb() -> Refusal:
                    f"The image has too many pixels (limit {MAX_PIXELS // 1_000_000} MP)")
 
 
-def image(data: bytes) -> Kept:
+def image(fh: BinaryIO) -> Kept:
+    """Decoded from the file (Pillow reads it as it needs), at a reduced scale when a JPEG is far larger than
+    `MAX_SIDE` (`draft`), with one frame of pixels held at a time (no copies kept beside it)."""
     with warnings.catch_warnings():
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         try:
-            with Image.open(io.BytesIO(data)) as img:
+            with Image.open(fh) as img:
                 if img.format not in IMAGE_FORMATS:
                     raise unsupported("photo")
                 if img.width * img.height > MAX_PIXELS:
                     raise _bomb()
+                if img.format == "JPEG":
+                    img.draft(None, (MAX_SIDE, MAX_SIDE))
                 img.load()
-                upright = ImageOps.exif_transpose(img)
-                frame = _flatten(upright)
+                frame = _flatten(ImageOps.exif_transpose(img))
         except (Image.DecompressionBombError, Image.DecompressionBombWarning):
             raise _bomb() from None
         except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError, zlib.error):
@@ -103,14 +121,25 @@ def image(data: bytes) -> Kept:
     frame.thumbnail((MAX_SIDE, MAX_SIDE))
     out = io.BytesIO()
     frame.save(out, "JPEG", quality=85, optimize=True)  # no exif=, no icc_profile=: nothing but pixels
-    thumb = frame.copy()
-    thumb.thumbnail((THUMB_SIDE, THUMB_SIDE))
+    thumb = _fit(frame, THUMB_SIDE)
     t = io.BytesIO()
     thumb.save(t, "JPEG", quality=80)
-    return Kept(out.getvalue(), "image/jpeg", t.getvalue(), frame.width, frame.height)
+    data = out.getvalue()
+    return Kept(data, "image/jpeg", len(data), t.getvalue(), frame.width, frame.height)
+
+
+def _fit(img: Image.Image, side: int) -> Image.Image:
+    """A reduced copy within side × side (never enlarged), made without a full-size copy first."""
+    scale = side / max(img.size)
+    if scale >= 1:
+        return img
+    return img.resize((max(1, round(img.width * scale)), max(1, round(img.height * scale))),
+                      Image.Resampling.BICUBIC, reducing_gap=2.0)
 
 
 def _flatten(img: Image.Image) -> Image.Image:
+    if img.mode == "RGB":
+        return img
     if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
         rgba = img.convert("RGBA")
         white = Image.new("RGB", rgba.size, (255, 255, 255))
@@ -119,39 +148,110 @@ def _flatten(img: Image.Image) -> Image.Image:
     return img.convert("RGB")
 
 
-def _names(data: bytes) -> set[bytes]:
-    return {_ESCAPE.sub(lambda m: bytes([int(m.group(1), 16)]), n) for n in _NAME.findall(data)}
+def _unescape(name: bytes) -> bytes:
+    return _ESCAPE.sub(lambda m: bytes([int(m.group(1), 16)]), name)
 
 
-def _streams(data: bytes):
-    pos = 0
-    while (m := _STREAM.search(data, pos)) is not None:
-        end = data.find(b"endstream", m.end())
-        if end < 0:
-            return
-        yield data[m.end():end]
-        pos = end + 9
+class _ActiveNames:
+    """The active names (`PDF_ACTIVE`) in a stream of bytes fed piece by piece. Each window is the last
+    `NAME_OVERLAP` bytes of the one before plus the new piece; a name that touches a window's end is left for the
+    next window (it might go on), so a name cut by a piece's edge is neither missed nor misread ("/JS" of "/JSx")."""
+
+    def __init__(self, found: set[bytes]) -> None:
+        self.found = found
+        self._carry = b""
+
+    def feed(self, piece: bytes, *, final: bool = False) -> None:
+        window = self._carry + piece
+        for m in _NAME.finditer(window):
+            if m.end() == len(window) and not final:
+                continue
+            name = _unescape(m.group(1))
+            if name in PDF_ACTIVE:
+                self.found.add(name)
+        self._carry = window[-NAME_OVERLAP:]
 
 
-def pdf(data: bytes) -> Kept:
-    if b"%%EOF" not in data[-2048:]:
-        raise Refusal(422, "attachment.corrupt", "PDF 文件不完整或已损坏", "The PDF is incomplete or corrupt")
-    texts = [data]
+def _pieces(fh: BinaryIO, start: int = 0):
+    fh.seek(start)
+    while piece := fh.read(PIECE):
+        yield piece
+
+
+class _Inflater:
+    """One stream's body inflated piece by piece within what is left of the budget, its text scanned for active
+    names. A body that is not Flate (images, other filters) is left as it is (its raw bytes are scanned anyway)."""
+
+    def __init__(self, found: set[bytes], budget: int) -> None:
+        self._z: zlib._Decompress | None = zlib.decompressobj()
+        self._names = _ActiveNames(found)
+        self.budget = budget
+
+    def feed(self, raw: bytes) -> None:
+        while raw and self._z is not None and not self._z.eof:
+            try:
+                text = self._z.decompress(raw, min(PIECE, self.budget + 1))
+            except zlib.error:
+                self._z = None
+                return
+            self.budget -= len(text)
+            if self.budget < 0:
+                raise _pdf_bomb()
+            self._names.feed(text)
+            raw = self._z.unconsumed_tail
+
+    def finish(self) -> None:
+        self._names.feed(b"", final=True)
+
+
+def _pdf_bomb() -> Refusal:
+    return Refusal(422, "attachment.decompression_bomb", "PDF 中的压缩数据解压后过大（疑似压缩炸弹）",
+                   "A compressed stream in the PDF inflates too far (a zip bomb)")
+
+
+def _inflate_streams(fh: BinaryIO, found: set[bytes]) -> None:
+    """Every `stream … endstream` body inflated (see `_Inflater`), read from the file a piece at a time."""
     budget = INFLATE_BUDGET
-    for raw in _streams(data):
-        d = zlib.decompressobj()
-        try:
-            text = d.decompress(raw, budget)
-        except zlib.error:
-            continue  # not Flate (images, other filters): its bytes were scanned as they are
-        budget -= len(text)
-        if d.unconsumed_tail or budget <= 0:
-            raise Refusal(422, "attachment.decompression_bomb", "PDF 中的压缩数据解压后过大（疑似压缩炸弹）",
-                          "A compressed stream in the PDF inflates too far (a zip bomb)")
-        texts.append(text)
-    active = set().union(*(_names(t) for t in texts)) & PDF_ACTIVE
-    if active:
-        names = "、".join(sorted(n.decode() for n in active))
-        raise Refusal(422, "attachment.active_content", f"PDF 含有脚本或自动执行的动作（{names}），不予接收",
-                      f"The PDF carries scripts or actions ({', '.join(sorted(n.decode() for n in active))}); refused")
-    return Kept(data, "application/pdf")
+    buf = b""                 # read, not yet looked at
+    inflater: _Inflater | None = None
+    for piece in _pieces(fh):
+        buf += piece
+        while True:
+            if inflater is None:
+                m = _STREAM.search(buf)
+                if m is None:
+                    keep = min(len(buf), 7)          # "stream\r" may go on in the next piece
+                    buf = buf[len(buf) - keep:]
+                    break
+                inflater = _Inflater(found, budget)
+                buf = buf[m.end():]
+            end = buf.find(b"endstream")
+            if end < 0:
+                keep = min(len(buf), 8)              # "endstrea" may go on in the next piece
+                inflater.feed(buf[:len(buf) - keep])
+                buf = buf[len(buf) - keep:]
+                break
+            inflater.feed(buf[:end])
+            inflater.finish()
+            budget, inflater = inflater.budget, None
+            buf = buf[end + 9:]
+    # a body without its endstream at the end of the file: scanned as far as it goes, as before
+
+
+def pdf(fh: BinaryIO) -> Kept:
+    size = fh.seek(0, io.SEEK_END)
+    fh.seek(max(0, size - 2048))
+    if b"%%EOF" not in fh.read():
+        raise Refusal(422, "attachment.corrupt", "PDF 文件不完整或已损坏", "The PDF is incomplete or corrupt")
+    found: set[bytes] = set()
+    raw_names = _ActiveNames(found)
+    for piece in _pieces(fh):
+        raw_names.feed(piece)
+    raw_names.feed(b"", final=True)
+    _inflate_streams(fh, found)
+    if found:
+        names = sorted(n.decode() for n in found)
+        raise Refusal(422, "attachment.active_content", f"PDF 含有脚本或自动执行的动作（{'、'.join(names)}），不予接收",
+                      f"The PDF carries scripts or actions ({', '.join(names)}); refused")
+    fh.seek(0)
+    return Kept(None, "application/pdf", size, file=fh)

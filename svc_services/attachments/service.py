@@ -1,8 +1,10 @@
 """Request photos and material files: who may upload and read them, the checks on their content, storing them
 (nothing stored on a refusal, nothing linked without its object), and the retention purge.
 
-An upload is checked before any byte is stored (the request is visible and open, the caller may add to it, room
-for another photo, the material awaits a file), then examined (`content.examine`), then put in the object store,
+An upload arrives as a file (the multipart part, spooled to disk by the form parser) and is never read whole into
+memory: `measure` reads it in pieces to check its size (at most the kind's limit + 1 byte). It is checked before
+any byte is stored (the request is visible and open, the caller may add to it, room for another photo, the
+material awaits a file), then examined from the file (`content.examine`), then streamed to the object store,
 and only then linked in one transaction that checks the request again under its row lock; if that transaction
 fails, the objects are deleted. A store that is down is a 503 problem and leaves the request as it was.
 """
@@ -10,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, BinaryIO
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -20,10 +22,10 @@ from common.crypto import FieldProtection
 from common.db import Database
 from common.errors import Conflict, Forbidden, NotFound, Problem, field_error
 from common.ids import new_id
-from common.storage import ObjectStore, StoreUnavailable, one_chunk
+from common.storage import CHUNK, ObjectStore, StoreUnavailable, file_chunks, one_chunk
 from common.storage.encryption import encrypt_stream, new_data_key, wrap_key
 from common.storage.uploads import KIND_LIMITS
-from svc_services.attachments.content import Kept, Refusal, examine
+from svc_services.attachments.content import EXAMINERS, Kept, Refusal, examine
 from svc_services.attachments.models import Attachment
 from svc_services.requests.access import can_see, may_act
 from svc_services.requests.lifecycle import GRID, HANDLERS, MANAGERS, OWNER, TERMINAL
@@ -60,6 +62,19 @@ def check_size(kind: str, size: int | None) -> None:
         raise file_problem(422, "attachment.empty", "文件为空", "The file is empty")
 
 
+def measure(kind: str, fh: BinaryIO) -> int:
+    """The file's size, read from its start a chunk at a time and never past the kind's limit + 1 byte (run in a
+    worker thread: a spooled file may be on disk)."""
+    limit = KIND_LIMITS[kind]
+    fh.seek(0)
+    size = 0
+    while size <= limit and (chunk := fh.read(min(CHUNK, limit + 1 - size))):
+        size += len(chunk)
+    check_size(kind, size)
+    fh.seek(0)
+    return size
+
+
 def check_open(req: ServiceRequest) -> None:
     if req.state in TERMINAL:
         raise Conflict("attachment.request_closed", ("诉求已结束（已关闭、撤销、合并或不予受理），不能再上传附件",
@@ -80,9 +95,9 @@ def too_many() -> Conflict:
     return Conflict("attachment.too_many_photos", (f"每个诉求最多 {MAX_PHOTOS} 张照片", f"At most {MAX_PHOTOS} photos per request"))
 
 
-async def examine_file(kind: str, data: bytes) -> Kept:
+async def examine_file(kind: str, upload: BinaryIO) -> Kept:
     try:
-        return await asyncio.to_thread(examine, kind, data)
+        return await asyncio.get_running_loop().run_in_executor(EXAMINERS, examine, kind, upload)
     except Refusal as r:
         raise file_problem(r.status, r.code, r.zh, r.en) from None
 
@@ -99,15 +114,18 @@ async def put_objects(store: ObjectStore, attachment_id: str, kept: Kept, *, enc
     key = new_data_key() if encrypt else None
     thumb_id = f"{attachment_id}-thumb"
 
-    def body(data: bytes, oid: str):
-        return encrypt_stream(one_chunk(data), key, oid) if key is not None else one_chunk(data)
+    def body(chunks, oid: str):
+        return encrypt_stream(chunks, key, oid) if key is not None else chunks
 
+    # a re-encoded image is held (bounded by its pixel limit); a file kept as it is streams from its spool
+    main_chunks = one_chunk(kept.data) if kept.data is not None else file_chunks(kept.file)
     try:
-        main = await store.put(attachment_id, body(kept.data, attachment_id), limit=2 * len(kept.data) + 4096,
+        main = await store.put(attachment_id, body(main_chunks, attachment_id), limit=2 * kept.size + 4096,
                                content_type="application/octet-stream" if encrypt else kept.media_type)
         thumb = None
         if kept.thumbnail is not None:
-            thumb = await store.put(thumb_id, body(kept.thumbnail, thumb_id), limit=2 * len(kept.thumbnail) + 4096,
+            thumb = await store.put(thumb_id, body(one_chunk(kept.thumbnail), thumb_id),
+                                    limit=2 * len(kept.thumbnail) + 4096,
                                     content_type="application/octet-stream" if encrypt else "image/jpeg")
     except StoreUnavailable as exc:
         await delete_objects(store, attachment_id)
@@ -125,15 +143,15 @@ async def delete_objects(store: ObjectStore, attachment_id: str) -> None:
             pass  # an object without a row: the purge's orphan sweep takes it (ids are unguessable)
 
 
-async def upload_photo(db: Database, store: ObjectStore, principal: Principal, request_id: str, *, data: bytes,
-                       note: str | None, now: datetime) -> Attachment:
+async def upload_photo(db: Database, store: ObjectStore, principal: Principal, request_id: str, *,
+                       upload: BinaryIO, note: str | None, now: datetime) -> Attachment:
     async with db.session() as session:
         req = await get_request(session, principal, request_id)
         may_upload(principal, req, PHOTO_UPLOADERS)
         check_open(req)
         if await photo_count(session, req.id) >= MAX_PHOTOS:
             raise too_many()
-    kept = await examine_file("photo", data)
+    kept = await examine_file("photo", upload)
     aid = new_id()
     cols = await put_objects(store, aid, kept, encrypt=False, protection=None)
     try:
@@ -153,7 +171,7 @@ async def upload_photo(db: Database, store: ObjectStore, principal: Principal, r
 def new_row(aid: str, req: ServiceRequest, principal: Principal, kind: str, kept: Kept, cols: dict[str, Any],
             store: ObjectStore, *, now: datetime, note: str | None = None, material_id: str | None = None) -> Attachment:
     return Attachment(id=aid, request_id=req.id, kind=kind, material_id=material_id, stage=req.state, note=note,
-                      media_type=kept.media_type, size=len(kept.data), width=kept.width, height=kept.height,
+                      media_type=kept.media_type, size=kept.size, width=kept.width, height=kept.height,
                       store=store.name, uploaded_by=principal.caller, uploaded_role=principal.role, created_at=now,
                       **cols)
 

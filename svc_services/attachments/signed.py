@@ -3,8 +3,8 @@
 Open311 reads are public, so a photo is named there only where the public may see it (`open311.service.
 photo_public`: a public matter whose text staff published), and the URL is minted here, by the service that owns
 the photo: `/open311/v2/media/{id}.jpg?expires=…&signature=…`, an HMAC (the service's keyed digest,
-`common.crypto.BlindIndex`, under its own domain) over the attachment id and the expiry, good for
-`MEDIA_URL_TTL_SECONDS` from the injected clock. Serving it checks the signature, the expiry, and the rule again
+`common.crypto.BlindIndex`, under its own domain) over the attachment id and the expiry, good for the setting
+`media_url_ttl_seconds` (900 s by default) from the injected clock. Serving it checks the signature, the expiry, and the rule again
 (a withdrawn publication stops every URL already handed out); anything else answers as an unknown photo.
 """
 from __future__ import annotations
@@ -13,8 +13,9 @@ import hmac
 from datetime import datetime
 
 from common.crypto import FieldProtection
+from svc_services.settings import ServicesSettings
 
-MEDIA_URL_TTL_SECONDS = 900
+MEDIA_URL_TTL_SECONDS = ServicesSettings.model_fields["media_url_ttl_seconds"].default
 MEDIA_PATH = "/open311/v2/media/{}.jpg"
 _DOMAIN = "open311.media_url"
 
@@ -30,8 +31,9 @@ def expiry(now: datetime, ttl: int = MEDIA_URL_TTL_SECONDS) -> int:
     return at + (-at % step)
 
 
-def signed_url(base: str, protection: FieldProtection, attachment_id: str, now: datetime) -> str:
-    expires = expiry(now)
+def signed_url(base: str, protection: FieldProtection, attachment_id: str, now: datetime,
+               ttl: int = MEDIA_URL_TTL_SECONDS) -> str:
+    expires = expiry(now, ttl)
     return (f"{base.rstrip('/')}{MEDIA_PATH.format(attachment_id)}?expires={expires}"
             f"&signature={signature(protection, attachment_id, expires)}")
 

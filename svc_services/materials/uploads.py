@@ -7,6 +7,7 @@ verified), when the request can proceed without asking the resident again."""
 from __future__ import annotations
 
 from datetime import datetime
+from typing import BinaryIO
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -68,7 +69,7 @@ async def complete_if_present(session: AsyncSession, req: ServiceRequest, now: d
 
 
 async def upload(db: Database, store: ObjectStore, protection: FieldProtection, principal: Principal,
-                 request_id: str, code: str, *, data: bytes, now: datetime) -> RequestMaterial:
+                 request_id: str, code: str, *, upload: BinaryIO, now: datetime) -> RequestMaterial:
     async with db.session() as session:
         req = await get_request(session, principal, request_id)
         files.may_upload(principal, req, files.MATERIAL_UPLOADERS)
@@ -79,7 +80,7 @@ async def upload(db: Database, store: ObjectStore, protection: FieldProtection, 
         raise UNKNOWN
     if m.status not in AWAITING:
         raise _not_awaiting(m)
-    kept = await files.examine_file("material", data)
+    kept = await files.examine_file("material", upload)
     aid = new_id()
     cols = await files.put_objects(store, aid, kept, encrypt=True, protection=protection)
     try:

@@ -166,9 +166,10 @@ class Media:
 
     def __init__(self, settings: ServicesSettings, protection: FieldProtection, now: datetime) -> None:
         self.base, self.protection, self.now = base_url(settings), protection, now
+        self.ttl = settings.media_url_ttl_seconds
 
     def url(self, attachment_id: str) -> str:
-        return signed_url(self.base, self.protection, attachment_id, self.now)
+        return signed_url(self.base, self.protection, attachment_id, self.now, self.ttl)
 
 
 @router.get("/requests.{fmt}", summary="Open311 service requests (public, no personal data)")
