@@ -75,6 +75,8 @@ class ServicesSettings(ServiceSettings):
     photo_retention_days: int = Field(default=730, ge=1)
     material_retention_days: int = Field(default=180, ge=1)
     storage_purge_interval_seconds: float = Field(default=3600.0, gt=0)
+    # How long a signed photo URL in Open311's public documents (media_url) stays good (attachments.signed).
+    media_url_ttl_seconds: int = Field(default=900, ge=60, le=7 * 86400)
 
     @model_validator(mode="after")
     def _storage_dir(self) -> "ServicesSettings":

@@ -2,7 +2,8 @@
 download of every stored file, through the gateway, checked per object."""
 from __future__ import annotations
 
-from typing import Annotated, Literal
+import asyncio
+from typing import Annotated, BinaryIO, Literal
 
 from fastapi import APIRouter, File, Form, Query, UploadFile
 from fastapi.responses import StreamingResponse
@@ -38,12 +39,13 @@ def attachment_out(att: Attachment, settings, material_code: str | None = None) 
     return out
 
 
-async def read_upload(kind: str, file: UploadFile) -> bytes:
+async def read_upload(kind: str, file: UploadFile) -> BinaryIO:
+    """The upload's file (the form parser spools a part past 1 MiB to disk), its name and size checked; it is read
+    in pieces from here on, never whole into memory."""
     service.check_name(file.filename)
     service.check_size(kind, file.size)
-    data = await file.read()
-    service.check_size(kind, len(data))
-    return data
+    await asyncio.to_thread(service.measure, kind, file.file)
+    return file.file
 
 
 @router.post("/requests/{request_id}/photos", status_code=201, response_model=AttachmentOut,
@@ -52,8 +54,8 @@ async def read_upload(kind: str, file: UploadFile) -> bytes:
 async def upload_photo(request_id: str, db: AppDb, store: AppStore, clock: AppClock, principal: CurrentPrincipal,
                        settings: AppSettings, file: UploadFile = File(description="JPEG、PNG 或 WebP，≤ 10 MiB"),
                        note: str | None = Form(default=None, max_length=200, description="说明，如“完工照片”")):
-    data = await read_upload("photo", file)
-    att = await service.upload_photo(db, store, principal, request_id, data=data, note=note, now=clock.now())
+    upload = await read_upload("photo", file)
+    att = await service.upload_photo(db, store, principal, request_id, upload=upload, note=note, now=clock.now())
     return attachment_out(att, settings)
 
 

@@ -53,8 +53,8 @@ Code = Path(min_length=1, max_length=40, pattern=r"^[A-Za-z0-9_.-]+$", descripti
 async def upload_material(request_id: str, db: AppDb, store: AppStore, protection: AppProtection, clock: AppClock,
                           principal: CurrentPrincipal, code: str = Code,
                           file: UploadFile = File(description="JPEG、PNG、WebP 或 PDF，≤ 20 MiB")):
-    data = await read_upload("material", file)
-    m = await uploads.upload(db, store, protection, principal, request_id, code, data=data, now=clock.now())
+    upload = await read_upload("material", file)
+    m = await uploads.upload(db, store, protection, principal, request_id, code, upload=upload, now=clock.now())
     return materials_out([m], principal)[0]
 
 
