@@ -223,10 +223,13 @@ class Launcher:
                  "notice.": f"{self.url('svc_residents')}/residents/v1/notices"})
             env["ONENET_OUTBOX_SUBSCRIBER_KEYS"] = json.dumps({"appointment.": self.keys["svc_services"],
                                                                "notice.": self.keys["svc_residents"]})
-        if spec.name == "svc_metrics":  # survey needs and demand to svc_matching's needs list (docs/adr/0019)
+        if spec.name == "svc_metrics":  # survey needs and demand to svc_matching's needs list (docs/adr/0019),
+            # survey invitations and reminders to svc_residents' notifications (docs/adr/0017)
             env["ONENET_OUTBOX_SUBSCRIBERS"] = json.dumps(
-                {"survey_need.": f"{self.url('svc_matching')}/matching/v1/survey_needs"})
-            env["ONENET_OUTBOX_SUBSCRIBER_KEYS"] = json.dumps({"survey_need.": self.keys["svc_matching"]})
+                {"survey_need.": f"{self.url('svc_matching')}/matching/v1/survey_needs",
+                 "notice.": f"{self.url('svc_residents')}/residents/v1/notices"})
+            env["ONENET_OUTBOX_SUBSCRIBER_KEYS"] = json.dumps({"survey_need.": self.keys["svc_matching"],
+                                                               "notice.": self.keys["svc_residents"]})
         if spec.name != "gateway":
             env["ONENET_CLIENT_ID"] = spec.name
             env["ONENET_CLIENT_SECRET"] = creds[spec.name]
