@@ -195,7 +195,9 @@ class Launcher:
             env["ONENET_OUTBOX_SUBSCRIBERS"] = json.dumps(
                 {"requester_profile.": f"{self.url('svc_services')}/services/v1/requester_profiles",
                  "person_place.": f"{self.url('svc_matching')}/matching/v1/person_places",
-                 "callout.": f"{self.url('svc_services')}/services/v1/emergency_log"})
+                 "callout.": f"{self.url('svc_services')}/services/v1/emergency_log",
+                 # devices' alarms to svc_services' request intake (docs/adr/0022)
+                 "alarm.": f"{self.url('svc_services')}/services/v1/device_alarms"})
         if spec.name == "svc_services":  # emergency requests to svc_residents' call-out (svc_services/emergency)
             env["ONENET_OUTBOX_SUBSCRIBERS"] = json.dumps(
                 {"emergency.": f"{self.url('svc_residents')}/residents/v1/emergencies"})
@@ -206,7 +208,8 @@ class Launcher:
         if spec.name == "svc_residents":
             env["ONENET_OUTBOX_SUBSCRIBER_KEYS"] = json.dumps({"requester_profile.": self.keys["svc_services"],
                                                                "person_place.": self.keys["svc_matching"],
-                                                               "callout.": self.keys["svc_services"]})
+                                                               "callout.": self.keys["svc_services"],
+                                                               "alarm.": self.keys["svc_services"]})
         if spec.name == "svc_residents":  # notifications go straight to the outbound platforms (docs/adr/0017)
             env["ONENET_NOTIFY_PLATFORMS_URL"] = self.url("departments")
             env["ONENET_NOTIFY_PLATFORMS_KEY"] = self.keys["departments"]
