@@ -6,6 +6,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Header, Path, Query, Request
 from sqlalchemy import select
 
+from common.acting import acts
 from common.auth import Principal, require_roles
 from common.deps import AppClock, AppDb, DbSession
 from common.errors import Forbidden
@@ -73,6 +74,7 @@ async def _detail(session, principal: Principal, t: Topic) -> TopicDetail:
 
 
 @router.post("/topics", status_code=201, response_model=TopicDetail,
+             dependencies=[acts("deliberation.propose")],
              summary="提出议题（居民提议、诉求升级为大事、工作人员立题） Propose or open a topic")
 async def create_topic(db: AppDb, clock: AppClock, body: TopicCreate, request: Request,
                        principal: Principal = PARTAKER,
@@ -110,7 +112,8 @@ async def read_topic(session: DbSession, topic_id: PathId, principal: Principal 
     return await _detail(session, principal, await get_topic(session, principal, topic_id))
 
 
-@router.post("/topics/{topic_id}/transitions", response_model=TopicDetail, summary="推进议题 Move a topic")
+@router.post("/topics/{topic_id}/transitions", response_model=TopicDetail, summary="推进议题 Move a topic",
+             dependencies=[acts("deliberation.propose")])
 async def transition(session: DbSession, clock: AppClock, body: TransitionIn, topic_id: PathId,
                      principal: Principal = PARTAKER):
     async with session.begin():
@@ -119,7 +122,8 @@ async def transition(session: DbSession, clock: AppClock, body: TransitionIn, to
     return await _detail(session, principal, t)
 
 
-@router.post("/topics/{topic_id}/cosigns", response_model=TopicDetail, summary="联署提议 Co-sign a proposal")
+@router.post("/topics/{topic_id}/cosigns", response_model=TopicDetail, summary="联署提议 Co-sign a proposal",
+             dependencies=[acts("deliberation.cosign")])
 async def cosign(session: DbSession, clock: AppClock, topic_id: PathId,
                  principal: Principal = Depends(require_roles("resident", "proxy"))):
     async with session.begin():
@@ -134,7 +138,8 @@ def _comment_out(principal: Principal, t: Topic, c) -> CommentOut:
     return out.model_copy(update={"text": None}) if c.hidden and not manages(principal, t) else out
 
 
-@router.post("/topics/{topic_id}/comments", status_code=201, response_model=CommentOut, summary="发表意见 Comment")
+@router.post("/topics/{topic_id}/comments", status_code=201, response_model=CommentOut, summary="发表意见 Comment",
+             dependencies=[acts("deliberation.comment")])
 async def comment(session: DbSession, clock: AppClock, body: CommentIn, topic_id: PathId,
                   principal: Principal = PARTAKER):
     async with session.begin():
