@@ -75,6 +75,12 @@ async def test_quarterly_survey_through_the_gateway(gw):
     invited = (await gw.get(f"/metrics/v1/surveys/{sid}/invitations", headers=staff)).json()["items"]
     people = [i["person_id"] for i in invited]
     assert len(people) == 10
+    # … and told through svc_residents' notification channels: the notice. rows name exactly the sample, no token
+    # (test_surveys_notices.py follows them into the inbox)
+    async with gw.metrics.state.db.session() as s:
+        told = [p for r in (await s.execute(select(OutboxEvent).where(OutboxEvent.type == "notice.survey.invited")))
+                .scalars() for p in r.data["person_ids"]]
+    assert sorted(told) == sorted(people)
     kiosk = h("system", "kiosk", member="kiosk")
     grid1 = h("grid_worker", "grid1", [f"grid:{G1}"])
     by_channel = {}
