@@ -210,6 +210,12 @@ class Launcher:
                                                                "person_place.": self.keys["svc_matching"],
                                                                "callout.": self.keys["svc_services"],
                                                                "alarm.": self.keys["svc_services"]})
+        if spec.name == "svc_residents":  # residency for votes to svc_services' deliberation electorate (ADR 0018)
+            subs = json.loads(env.get("ONENET_OUTBOX_SUBSCRIBERS") or "{}")
+            keys = json.loads(env.get("ONENET_OUTBOX_SUBSCRIBER_KEYS") or "{}")
+            env["ONENET_OUTBOX_SUBSCRIBERS"] = json.dumps(
+                {**subs, "elector.": f"{self.url('svc_services')}/services/v1/deliberation/electors"})
+            env["ONENET_OUTBOX_SUBSCRIBER_KEYS"] = json.dumps({**keys, "elector.": self.keys["svc_services"]})
         if spec.name == "svc_residents":  # notifications go straight to the outbound platforms (docs/adr/0017)
             env["ONENET_NOTIFY_PLATFORMS_URL"] = self.url("departments")
             env["ONENET_NOTIFY_PLATFORMS_KEY"] = self.keys["departments"]

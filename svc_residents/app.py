@@ -23,6 +23,7 @@ from svc_residents.identity.binding_router import router as binding_router
 from svc_residents.identity.router import router as identity_router
 from svc_residents.notifications import runtime as notifications
 from svc_residents.notifications.router import router as notifications_router
+from svc_residents.persons.elector_feed import FEED_PREFIX as ELECTOR_FEED_PREFIX
 from svc_residents.persons.place_feed import FEED_PREFIX as PLACE_FEED_PREFIX
 from svc_residents.persons.profile_feed import FEED_PREFIX
 from svc_residents.persons.router import router as persons_router
@@ -87,7 +88,8 @@ def create_app(settings: ResidentsSettings | None = None, *, verifier: TokenVeri
         # requester_profile.* rows go to svc_services' replica, person_place.* to svc_matching's, never to svc_metrics
         # and callout.* (the call-out's steps) to svc_services' request timelines, alarm.* (devices' alarms) to its
         # request intake; those two are woken by their commits, not by the poll (ADR 0022)
-        feeds=(FEED_PREFIX, PLACE_FEED_PREFIX, CALLOUT_FEED, ALARM_FEED),
+        # elector.* (residency for votes) to svc_services' deliberation electorate (ADR 0018)
+        feeds=(FEED_PREFIX, PLACE_FEED_PREFIX, ELECTOR_FEED_PREFIX, CALLOUT_FEED, ALARM_FEED),
         urgent_feeds=(CALLOUT_FEED, ALARM_FEED),
         verifier=verifier,
         clock=clock,
