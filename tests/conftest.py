@@ -14,7 +14,6 @@ import httpx
 import jwt
 import pytest
 
-from common import acting
 from common.assertion import AssertionAuth, GatewayAssertion
 from common.auth import TokenVerifier
 from common.keys import SigningKey, jwks_document
@@ -94,8 +93,6 @@ def make_token(signing_key) -> Callable[..., str]:
                   "scopes": list(scopes), "iat": now, "exp": now + ttl, "jti": uuid.uuid4().hex, **extra}
         if acting_for:
             claims["acting_for"] = acting_for
-            # the gateway writes what the authorisation allows beside it; the demo record allows every act
-            claims.setdefault("acting_actions", sorted(acting.GROUPS))
         k = key or signing_key
         return jwt.encode(claims, k.private_key, algorithm="RS256", headers={"kid": k.kid})
 
@@ -174,22 +171,34 @@ async def migrate_database(package: str, db_url: str) -> None:
     Running every migration for every test is the slowest part of the suite; a SQLite file copy or a
     PostgreSQL `CREATE DATABASE … TEMPLATE …` gives the same schema in a fraction of the time.
     """
+    from common.migrations import upgrade
+
+    await copy_template(package, db_url, lambda url: asyncio.to_thread(upgrade, package, url))
+
+
+async def copy_template(key: str, db_url: str, build: Callable[[str], Any]) -> None:
+    """Make the database at `db_url` a copy of the template `key`, which `await build(template_url)` makes once
+    per session and backend (a migrated schema; a migrated and seeded one, tests/svc_residents/conftest.py)."""
     import shutil
     import sqlite3
     import tempfile
 
     from sqlalchemy.engine import make_url
 
-    from common.migrations import upgrade
-
     global _TEMPLATE_DIR
     u = make_url(db_url)
     if u.get_backend_name() == "sqlite":
         if _TEMPLATE_DIR is None:
             _TEMPLATE_DIR = tempfile.mkdtemp(prefix="onenet-tpl-")
-        tpl = f"{_TEMPLATE_DIR}/{package}.db"
+        tpl = f"{_TEMPLATE_DIR}/{key}.db"
         if not os.path.exists(tpl):
-            await asyncio.to_thread(upgrade, package, f"sqlite+aiosqlite:///{tpl}")
+            try:
+                await build(u.set(database=tpl).render_as_string(hide_password=False))
+            except BaseException:  # no half-built template for the next test to copy
+                for leftover in (tpl, f"{tpl}-wal", f"{tpl}-shm"):
+                    if os.path.exists(leftover):
+                        os.remove(leftover)
+                raise
             with sqlite3.connect(tpl) as conn:  # fold the WAL into the file before copying it
                 conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         shutil.copyfile(tpl, u.database)
@@ -197,19 +206,27 @@ async def migrate_database(package: str, db_url: str) -> None:
     import asyncpg
 
     admin_dsn = u.set(drivername="postgresql", database="postgres").render_as_string(hide_password=False)
-    if package not in _PG_TEMPLATES:
-        name = f"onenet_tpl_{package}_{uuid.uuid4().hex[:8]}"
+    if key not in _PG_TEMPLATES:
+        name = f"onenet_tpl_{key}_{uuid.uuid4().hex[:8]}"
         conn = await asyncpg.connect(admin_dsn)
         try:
             await conn.execute(f'CREATE DATABASE "{name}"')
         finally:
             await conn.close()
-        await asyncio.to_thread(upgrade, package, u.set(database=name).render_as_string(hide_password=False))
-        _PG_TEMPLATES[package] = name
+        try:
+            await build(u.set(database=name).render_as_string(hide_password=False))
+        except BaseException:  # no half-built template left behind
+            conn = await asyncpg.connect(admin_dsn)
+            try:
+                await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            finally:
+                await conn.close()
+            raise
+        _PG_TEMPLATES[key] = name
     conn = await asyncpg.connect(admin_dsn)
     try:
         await conn.execute(f'DROP DATABASE IF EXISTS "{u.database}" WITH (FORCE)')
-        await conn.execute(f'CREATE DATABASE "{u.database}" TEMPLATE "{_PG_TEMPLATES[package]}"')
+        await conn.execute(f'CREATE DATABASE "{u.database}" TEMPLATE "{_PG_TEMPLATES[key]}"')
     finally:
         await conn.close()
 
@@ -235,13 +252,15 @@ def _drop_pg_templates():
     asyncio.run(drop())
 
 
-async def start_service(stack: AsyncExitStack, package: str, db_url: str, jwks: dict,
+async def start_service(stack: AsyncExitStack, package: str, db_url: str, jwks: dict, *, migrated: bool = False,
                         **settings_overrides: Any) -> httpx.AsyncClient:
-    """Migrate a fresh database, build the app, run its lifespan, and hand back an in-process client.
+    """Migrate a fresh database (unless `migrated`: a copied template at head), build the app, run its lifespan,
+    and hand back an in-process client.
 
     The client signs each request as the gateway would (`X-OneNet-Assertion`, ADR 0013), so every test goes
     through the service's real check; `unsigned_client(app)` calls it as from around the gateway."""
-    await migrate_database(package, db_url)
+    if not migrated:
+        await migrate_database(package, db_url)
     app_mod = import_module(f"{package}.app")
     settings_mod = import_module(f"{package}.settings")
     settings_cls = next(v for k, v in vars(settings_mod).items() if k.endswith("Settings") and
@@ -277,7 +296,7 @@ def unsigned_client(app) -> httpx.AsyncClient:
 async def service_client(db_url, jwks) -> AsyncIterator[Callable[..., Any]]:
     """`await service_client("svc_residents")` → an httpx client on a freshly migrated app."""
     async with AsyncExitStack() as stack:
-        async def _start(package: str, **overrides: Any) -> httpx.AsyncClient:
-            return await start_service(stack, package, db_url, jwks, **overrides)
+        async def _start(package: str, *, migrated: bool = False, **overrides: Any) -> httpx.AsyncClient:
+            return await start_service(stack, package, db_url, jwks, migrated=migrated, **overrides)
 
         yield _start

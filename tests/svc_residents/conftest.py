@@ -1,12 +1,17 @@
 """Fixtures for svc_residents: a client with its own field keys, and one with the demo district seeded."""
 from __future__ import annotations
 
+import shutil
+import tempfile
+from contextlib import AsyncExitStack
 from datetime import datetime, timezone
+from pathlib import Path
 
 import pytest
 
 from common.clock import FrozenClock
 from deploy import demo
+from tests.conftest import copy_template
 
 WEIGHTS = [7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2]
 
@@ -43,18 +48,42 @@ ROLES = {
 
 
 @pytest.fixture
-async def client(service_client, tmp_path):
-    c = await service_client("svc_residents", field_keys_file=tmp_path / "keys" / "fields.json")
+async def client(service_client, tmp_path, db_url, request):
+    keys = tmp_path / "keys" / "fields.json"
+    if "seeded" not in request.fixturenames:
+        c = await service_client("svc_residents", field_keys_file=keys)
+    else:  # the demo district: a copy of the database seed_demo filled once, with the field keys it used
+        await copy_template("svc_residents_seeded", db_url, _seed_template)
+        keys.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(_SEEDED_KEYS, keys)
+        c = await service_client("svc_residents", field_keys_file=keys, migrated=True)
     c.app.state.clock = FrozenClock(START)
     return c
 
 
 @pytest.fixture
 async def seeded(client):
+    """The demo district seeded (deploy/demo.py) on START's clock."""
+    return client
+
+
+# one field keys file for every seeded template: its rows hold values sealed with these keys
+_SEEDED_KEYS = Path(tempfile.mkdtemp(prefix="onenet-residents-keys-")) / "fields.json"
+
+
+async def _seed_template(url: str) -> None:
+    """Migrate and seed the template a seeded test's database copies: seed_demo by the app, as a test would run
+    it, once per session and backend (seeding for each test cost about a second of each of some 300 tests)."""
     from svc_residents.seed import seed_demo
 
-    await seed_demo(client.app.state.db, client.app.state.protection, clock=client.app.state.clock)
-    return client
+    from tests.conftest import migrate_database, start_service
+
+    await migrate_database("svc_residents", url)
+    async with AsyncExitStack() as stack:
+        c = await start_service(stack, "svc_residents", url, {"keys": []}, migrated=True,
+                                field_keys_file=_SEEDED_KEYS)
+        c.app.state.clock = FrozenClock(START)
+        await seed_demo(c.app.state.db, c.app.state.protection, clock=c.app.state.clock)
 
 
 @pytest.fixture
