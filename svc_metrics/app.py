@@ -35,8 +35,9 @@ def _sqlite_read_pragmas(dbapi_connection, _record=None) -> None:
 def create_app(settings: MetricsSettings | None = None, *, verifier: TokenVerifier | None = None,
                clock: Clock | None = None) -> FastAPI:
     settings = settings or MetricsSettings()
-    # svc_metrics is the ingest target: its outbox carries only the survey_need. feed to svc_matching, never
-    # events to itself (whatever ONENET_EVENTS_URL the launcher gives every service).
+    # svc_metrics is the ingest target: its outbox carries only the survey_need. feed to svc_matching and the
+    # notice. feed (survey invitations and reminders) to svc_residents, never events to itself (whatever
+    # ONENET_EVENTS_URL the launcher gives every service).
     settings = settings.model_copy(update={"events_url": None})
     db = Database(settings.database_url)
     if db.dialect == "sqlite":
@@ -63,7 +64,7 @@ def create_app(settings: MetricsSettings | None = None, *, verifier: TokenVerifi
                     "Event store, KPI engine against the plans' targets, early warnings, dashboard and exports.",
         routers=[events_router, kpis_router, alerts_router, cases_router, dashboard_router, surveys_router],
         outbox_model=OutboxEvent,
-        feeds=("survey_need.",),
+        feeds=("survey_need.", "notice."),
         verifier=verifier,
         db=db,
         on_startup=[catalogue],

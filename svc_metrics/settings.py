@@ -7,7 +7,8 @@ class MetricsSettings(ServiceSettings):
     service_name: str = "svc_metrics"
     database_url: str = "sqlite+aiosqlite:///var/svc_metrics.db"
     # svc_metrics is the ingest target itself: it records its own facts directly, never through an outbox relay;
-    # its outbox holds only the survey_need. feed (survey needs and demand for svc_matching, docs/adr/0019).
+    # its outbox holds only the survey_need. feed (survey needs and demand for svc_matching, docs/adr/0019) and
+    # the notice. feed (survey invitations and reminders for svc_residents' notifications, docs/adr/0017).
     events_url: str | None = None
     outbox_relay_enabled: bool = True
     # Most events one POST may carry (the 1 MiB body limit applies as well).

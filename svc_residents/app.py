@@ -14,6 +14,7 @@ from svc_residents.base import OutboxEvent
 from svc_residents.callout.roster_router import router as rosters_router
 from svc_residents.callout.router import router as callout_router
 from svc_residents.callout.service import FEED as CALLOUT_FEED
+from svc_residents.devices.feed import FEED as ALARM_FEED
 from svc_residents.broadcasts.router import router as broadcasts_router
 from svc_residents.clients import close_clients, install_clients
 from svc_residents.devices.router import router as devices_router
@@ -22,6 +23,7 @@ from svc_residents.identity.binding_router import router as binding_router
 from svc_residents.identity.router import router as identity_router
 from svc_residents.notifications import runtime as notifications
 from svc_residents.notifications.router import router as notifications_router
+from svc_residents.persons.elector_feed import FEED_PREFIX as ELECTOR_FEED_PREFIX
 from svc_residents.persons.place_feed import FEED_PREFIX as PLACE_FEED_PREFIX
 from svc_residents.persons.profile_feed import FEED_PREFIX
 from svc_residents.persons.router import router as persons_router
@@ -84,8 +86,11 @@ def create_app(settings: ResidentsSettings | None = None, *, verifier: TokenVeri
                  broadcasts_router, notifications_router],
         outbox_model=OutboxEvent,
         # requester_profile.* rows go to svc_services' replica, person_place.* to svc_matching's, never to svc_metrics
-        # and callout.* (the call-out's steps) to svc_services' request timelines
-        feeds=(FEED_PREFIX, PLACE_FEED_PREFIX, CALLOUT_FEED),
+        # and callout.* (the call-out's steps) to svc_services' request timelines, alarm.* (devices' alarms) to its
+        # request intake; those two are woken by their commits, not by the poll (ADR 0022)
+        # elector.* (residency for votes) to svc_services' deliberation electorate (ADR 0018)
+        feeds=(FEED_PREFIX, PLACE_FEED_PREFIX, ELECTOR_FEED_PREFIX, CALLOUT_FEED, ALARM_FEED),
+        urgent_feeds=(CALLOUT_FEED, ALARM_FEED),
         verifier=verifier,
         clock=clock,
         on_startup=[load_keys],

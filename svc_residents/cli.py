@@ -140,5 +140,29 @@ def feed_places(batch: int = typer.Option(500, "--batch", min=1, max=10000, help
     typer.echo(f"已写入 {n} 条居民所在地更新，svc_residents 运行时投递至 svc_matching。")
 
 
+@residents.command("feed-electors")
+def feed_electors(resend: bool = typer.Option(False, "--resend", help="为所有居民重新发送（重建副本时用）"),
+                  batch: int = typer.Option(500, "--batch", min=1, max=10000, help="每批人数（每批一个事务）")) -> None:
+    """把尚未发送过的居民议事选民信息（楼栋、户、是否户主、出生日期）写入发件箱，由 svc_residents 的订阅投递送往
+    svc_services（升级后或重建副本时用；可重复运行）。"""
+    from common.db import Database
+    from common.migrations import upgrade
+    from deploy.cli import database_url_for
+    from svc_residents.persons.elector_feed import backfill
+
+    url = database_url_for("svc_residents")
+    upgrade("svc_residents", url)
+
+    async def run():
+        db = Database(url)
+        try:
+            return await backfill(db, batch_size=batch, resend=resend)
+        finally:
+            await db.dispose()
+
+    n = asyncio.run(run())
+    typer.echo(f"已写入 {n} 条议事选民更新，svc_residents 运行时投递至 svc_services。")
+
+
 def register(app: typer.Typer) -> None:
     app.add_typer(residents, name="residents")

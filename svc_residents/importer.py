@@ -30,7 +30,7 @@ from svc_residents import protection as prot
 from svc_residents.base import OutboxEvent
 from svc_residents.codes import RESIDENCY, RESIDENCY_ZH, TAGS
 from svc_residents.households.models import Household
-from svc_residents.persons import place_feed
+from svc_residents.persons import elector_feed, place_feed
 from svc_residents.persons import profile_feed as feed
 from svc_residents.persons.models import Person, PersonTag
 from svc_residents.places.models import Place
@@ -360,6 +360,8 @@ async def _write(db, protection, parsed, households, dry_run: bool, now: datetim
                 await s.execute(PersonTag.__table__.insert(), tags)
             if events:
                 await s.execute(OutboxEvent.__table__.insert(), events)
+            # svc_services' electorate: the imported persons (households, buildings and heads as written above)
+            await elector_feed.sync_electors(s, [p["id"] for p in persons], now=now)
             counts = (len(persons), skipped, len(new_households))
             if dry_run:
                 raise _Undo

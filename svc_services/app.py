@@ -15,6 +15,7 @@ from common.direct_routes import DirectRoutes
 from common.crypto import FieldProtection
 from common.periodic import run_periodically
 from common.storage import store_from_settings
+from svc_services.alarms.router import router as alarms_router
 from svc_services.appointments.router import router as appointments_router
 from svc_services.attachments.reading import ACCESS_FEED
 from svc_services.attachments.router import router as attachments_router
@@ -91,7 +92,7 @@ def create_app(settings: ServicesSettings | None = None, *, verifier: TokenVerif
         description="事项清单、诉求受理、派单、办结、评价、时限与升级。Service catalogue, requests, SLA and escalation.",
         routers=[catalogue_router, requests_router, dispatch_router, materials_router, attachments_router,
                  grids_router, open311_router, deliberation_router, votes_router, notices_router,
-                 publication_router, requesters_router, appointments_router, emergency_router],
+                 publication_router, requesters_router, appointments_router, emergency_router, alarms_router],
         # Open311 GeoReport v2 submissions are form-encoded per the spec.
         # (photos and material files: multipart uploads with a body limit of their own, common.storage.uploads)
         extra_media_types={"/open311/": ("application/x-www-form-urlencoded",)},
@@ -99,6 +100,7 @@ def create_app(settings: ServicesSettings | None = None, *, verifier: TokenVerif
         # and the request steps someone is told about to its notification engine (svc_services.notices)
         # emergency requests go to svc_residents' call-out chain (svc_services.emergency)
         feeds=(ACCESS_FEED, EMERGENCY_FEED, NOTICE_FEED),
+        urgent_feeds=(EMERGENCY_FEED,),  # woken by the intake's commit, not the poll (ADR 0022)
         outbox_model=OutboxEvent,
         verifier=verifier,
         background=[sla_scheduler, storage_purge, deliberation_overdue],

@@ -86,7 +86,7 @@ def _principal(kind: str, person_key: str | None) -> Principal:
                          scopes=(f"person:{person_id(person_key)}",))
     if kind == "proxy":
         return Principal(member="kiosk", user="proxy1", role="proxy", scopes=("community:110105001001",),
-                         acting_for=person_id(person_key))
+                         acting_for=person_id(person_key), claims={"acting_actions": ["requests.submit"]})
     return Principal(member="portal", user="grid1", role="grid_worker", scopes=("grid:110105001001001",))
 
 

@@ -16,6 +16,10 @@ class ServicesSettings(ServiceSettings):
     appointment_sources: list[str] = Field(default_factory=lambda: ["svc_matching"])
     # System members that write the emergency call-out's steps on a request's timeline (svc_residents' feed).
     callout_sources: list[str] = Field(default_factory=lambda: ["svc_residents"])
+    # System members that file devices' alarms as emergency requests (svc_residents' alarm feed, ADR 0022), and the
+    # catalogue item they are filed under.
+    alarm_sources: list[str] = Field(default_factory=lambda: ["svc_residents"])
+    alarm_item_code: str = Field(default="YJ-HJ-001", min_length=1, max_length=32)
     database_url: str = "sqlite+aiosqlite:///var/svc_services.db"
     # Custom plans on PostgreSQL (ADR 0009): generic plans made on a fresh deployment's empty tables kept one-row
     # estimates (intake's duplicates through (grid, state) and a sort; outbox marks by a sequential scan).

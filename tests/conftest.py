@@ -14,6 +14,7 @@ import httpx
 import jwt
 import pytest
 
+from common import acting
 from common.assertion import AssertionAuth, GatewayAssertion
 from common.auth import TokenVerifier
 from common.keys import SigningKey, jwks_document
@@ -93,6 +94,8 @@ def make_token(signing_key) -> Callable[..., str]:
                   "scopes": list(scopes), "iat": now, "exp": now + ttl, "jti": uuid.uuid4().hex, **extra}
         if acting_for:
             claims["acting_for"] = acting_for
+            # the gateway writes what the authorisation allows beside it; the demo record allows every act
+            claims.setdefault("acting_actions", sorted(acting.GROUPS))
         k = key or signing_key
         return jwt.encode(claims, k.private_key, algorithm="RS256", headers={"kid": k.kid})
 

@@ -16,6 +16,7 @@ from typing import Any
 
 import httpx
 
+from common import acting
 from common.auth import TokenVerifier
 from common.http_client import ServiceClient
 from common.keys import jwks_document, load_signing_keys
@@ -45,9 +46,12 @@ class Platform:
         """A gateway-issued token for a demo user (`resident1`, `grid1`, …, `system`)."""
         spec = {**USERS[name], **over}
         member = spec.pop("member", "portal")
+        # a helper's token carries what its authorisation allows (the demo record: every act, common.acting)
+        actions = spec.get("acting_actions", sorted(acting.GROUPS)) if spec.get("acting_for") else None
         return self.gateway.state.token_issuer.issue(
             subject=spec.pop("user", name), member=member, role=spec["role"], scopes=list(spec["scopes"]),
-            acting_for=spec.get("acting_for"))["access_token"]
+            acting_for=spec.get("acting_for"),
+            extra={"acting_actions": actions} if actions is not None else None)["access_token"]
 
     def headers(self, name: str, **over: Any) -> dict[str, str]:
         if not over:

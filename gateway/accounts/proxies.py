@@ -21,6 +21,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import or_, select
 
+from common import acting
 from common.auth import Principal
 from common.errors import Problem, invalid
 from common.ids import new_id
@@ -29,13 +30,10 @@ from gateway.accounts.audit import entry, place_of, record_refusal
 from gateway.accounts.models import AuthSession, ProxyAuthorisation
 from gateway.members.models import User
 
-# what a helper may do for the person (carried in the token as `acting_actions`)
-ACTIONS = {
-    "requests": "提交、查看、评价办事申请 requests: submit, follow, rate",
-    "bookings": "场地与活动预约 bookings and activity sign-ups",
-    "records": "查看本人档案 read the person's record",
-    "notifications": "代收通知 receive the person's notifications",
-}
+# what a helper may do for the person: the acts of common.acting (the services check them), or a group of them
+# (`requests` = every requests.* act); a record keeps the acts themselves, carried in the token as `acting_actions`
+NAMES = {**{g: f"{g}.* 全部：" + "、".join(acting.ACTIONS[a][0] for a in acts) for g, acts in acting.GROUPS.items()},
+         **{a: f"{zh} {en}" for a, (zh, en) in acting.ACTIONS.items()}}
 MAX_DAYS = 366
 STAFF_ROLES = ("community_staff", "street_staff")
 
@@ -107,15 +105,17 @@ async def _person_readable(ctx: Ctx, person_id: str) -> bool:
     return resp.status_code == 200
 
 
-async def grant(ctx: Ctx, *, helper: str, person_id: str | None, actions: list[str], starts_at: datetime | None,
-                expires_at: datetime, consent_ref: str | None) -> ProxyAuthorisation:
+async def prepare_grant(ctx: Ctx, *, helper: str, person_id: str | None, actions: list[str],
+                        starts_at: datetime | None, expires_at: datetime, consent_ref: str | None) -> ProxyAuthorisation:
+    """The record the caller may make, checked (each refusal audited) and not yet written: `record_grant` writes
+    it in the caller's transaction (the one that also keeps its Idempotency-Key)."""
     p = ctx.principal
     try:
         starts = starts_at or ctx.now
-        bad = sorted(set(actions) - set(ACTIONS))
+        bad = sorted(a for a in set(actions) if not acting.known(a))
         if not actions or bad:
             raise invalid("actions", "proxy.actions", f"代办事项无效：{', '.join(bad) or '至少一项'}（可选："
-                          f"{', '.join(ACTIONS)}）", f"Unknown actions {bad or '(none given)'}; one of {list(ACTIONS)}")
+                          f"{', '.join(NAMES)}）", f"Unknown actions {bad or '(none given)'}; one of {list(NAMES)}")
         if expires_at <= starts or expires_at <= ctx.now:
             raise invalid("expires_at", "proxy.expiry", "截止时间须晚于开始时间和当前时间",
                           "expires_at must be after starts_at and now")
@@ -151,17 +151,18 @@ async def grant(ctx: Ctx, *, helper: str, person_id: str | None, actions: list[s
             if not await _person_readable(ctx, person_id):
                 raise Problem(404, "proxy.person_not_found", ("居民不存在或不在您的管辖范围",
                                                               "Unknown person, or not one of your place"))
-        a = ProxyAuthorisation(id=new_id(), helper=helper, person_id=person_id, actions=sorted(set(actions)),
-                               starts_at=starts, expires_at=expires_at, basis=basis,
-                               consent_ref=(consent_ref or "").strip() or None, place=place, granted_by=p.user,
-                               granted_by_role=p.role, created_at=ctx.now)
-        async with ctx.parts.db.session() as session, session.begin():
-            session.add(a)
-            session.add(entry(now=ctx.now, actor=p.user, actor_role=p.role, action="proxy.grant", target=helper,
-                              place=place, source=ctx.source, after=_audit(a)))
-        return a
+        return ProxyAuthorisation(id=new_id(), helper=helper, person_id=person_id,
+                                  actions=sorted(acting.expand(actions)), starts_at=starts, expires_at=expires_at,
+                                  basis=basis, consent_ref=(consent_ref or "").strip() or None, place=place,
+                                  granted_by=p.user, granted_by_role=p.role, created_at=ctx.now)
     except Problem as problem:
         raise await _refused(ctx, "proxy.grant", problem, helper) from None
+
+
+def record_grant(session, ctx: Ctx, a: ProxyAuthorisation) -> None:
+    session.add(a)
+    session.add(entry(now=ctx.now, actor=ctx.principal.user, actor_role=ctx.principal.role, action="proxy.grant",
+                      target=a.helper, place=a.place, source=ctx.source, after=_audit(a)))
 
 
 def _audit(a: ProxyAuthorisation) -> dict:

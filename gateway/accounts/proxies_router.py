@@ -4,12 +4,14 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Header, Query, Request
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from common.deps import AppClock, CurrentPrincipal
+from common.idempotency import check_key, replay, request_fingerprint, run_idempotent, stored_record
 from gateway.accounts import proxies
 from gateway.accounts.deps import Accounts, Source
+from gateway.base import IdempotencyRecord
 
 router = APIRouter(prefix="/auth/v1/proxies", tags=["auth 身份认证"])
 
@@ -20,8 +22,8 @@ class ProxyIn(BaseModel):
     helper: str = Field(min_length=1, max_length=64, examples=["proxy1"], description="代办员账号")
     person_id: str | None = Field(default=None, max_length=36,
                                   description="被代办的居民；居民本人授权时可省略（即本人）")
-    actions: list[Literal[tuple(proxies.ACTIONS)]] = Field(min_length=1, description="代办事项：" + "；".join(
-        f"{k} {v}" for k, v in proxies.ACTIONS.items()))
+    actions: list[Literal[tuple(proxies.NAMES)]] = Field(min_length=1, description="代办事项（记录保存展开后的各项）：" + "；".join(
+        f"{k} {v}" for k, v in proxies.NAMES.items()))
     starts_at: AwareDatetime | None = Field(default=None, description="开始时间（默认即时）")
     expires_at: AwareDatetime = Field(description="截止时间（最长一年）")
     consent_ref: str | None = Field(default=None, max_length=100,
@@ -67,11 +69,25 @@ def _out(a, now, cls=ProxyOut, **extra):
 
 @router.post("", status_code=201, response_model=ProxyOut, summary="授权代办员 Authorise a helper",
              description="居民本人为自己授权（basis=self），或社区、街道工作人员凭本人书面授权书（consent_ref）为辖区居民"
-                         "授权辖区代办员（basis=consent）。代办员登录时（acting_for）令牌才带代办关系，到期或撤销即失效。")
-async def grant(body: ProxyIn, ctx: Call):
-    a = await proxies.grant(ctx, helper=body.helper, person_id=body.person_id, actions=list(body.actions),
-                            starts_at=body.starts_at, expires_at=body.expires_at, consent_ref=body.consent_ref)
-    return _out(a, ctx.now)
+                         "授权辖区代办员（basis=consent）。代办员登录时（acting_for）令牌才带代办关系，到期或撤销即失效。"
+                         "带 Idempotency-Key 重试只建一条（同一键、不同内容 422）。")
+async def grant(body: ProxyIn, ctx: Call, idempotency_key: str | None = Header(None, alias="Idempotency-Key")):
+    # a retried call (the same key and body) gets the first answer and makes no second record
+    fingerprint = request_fingerprint("POST", router.prefix, body)
+    check_key(idempotency_key)
+    stored = await stored_record(ctx.parts.db, IdempotencyRecord, ctx.principal.caller, idempotency_key) \
+        if idempotency_key else None
+    if stored is not None:
+        return replay(stored, fingerprint)
+    a = await proxies.prepare_grant(ctx, helper=body.helper, person_id=body.person_id, actions=list(body.actions),
+                                    starts_at=body.starts_at, expires_at=body.expires_at, consent_ref=body.consent_ref)
+
+    async def create(session):
+        proxies.record_grant(session, ctx, a)
+        return 201, _out(a, ctx.now)
+
+    return await run_idempotent(ctx.parts.db, IdempotencyRecord, key=idempotency_key, caller=ctx.principal.caller,
+                                fingerprint=fingerprint, now=ctx.now, create=create)
 
 
 @router.get("", response_model=list[ProxyOut], summary="代办授权列表 Proxy authorisations I may see")

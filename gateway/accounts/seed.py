@@ -8,13 +8,13 @@ from datetime import datetime, timedelta
 import pyotp
 from sqlalchemy import select
 
+from common import acting
 from common.clock import Clock
 from common.db import Database
 from common.demo import DEMO_PASSWORD, DEMO_TOTP_SECRETS, DEMO_USERS
 from common.ids import new_id
 from gateway.accounts.audit import entry, place_of
 from gateway.accounts.models import ProxyAuthorisation, TotpFactor
-from gateway.accounts.proxies import ACTIONS
 from gateway.identity.tokens import hash_secret
 from gateway.members.models import User
 
@@ -61,7 +61,7 @@ async def _seed_proxies(session, now: datetime) -> None:
         if helper is None or (await session.execute(select(ProxyAuthorisation.id).where(
                 ProxyAuthorisation.helper == username))).first() is not None:
             continue
-        a = ProxyAuthorisation(id=new_id(), helper=username, person_id=person, actions=sorted(ACTIONS),
+        a = ProxyAuthorisation(id=new_id(), helper=username, person_id=person, actions=sorted(acting.ACTIONS),
                                starts_at=now, expires_at=now + timedelta(days=365), basis="consent",
                                consent_ref=ref, place=place_of(helper.scopes), granted_by="staff1",
                                granted_by_role="community_staff", created_at=now)

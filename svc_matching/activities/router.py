@@ -5,6 +5,7 @@ from datetime import datetime
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from sqlalchemy import select
 
+from common.acting import acts
 from common.auth import Principal, get_principal
 from common.clock import Clock, get_clock
 from common.deps import AppDb, AppSettings, DbSession
@@ -61,6 +62,7 @@ async def set_status(session: DbSession, activity_id: str, body: StatusBody,
 
 
 @router.post("/{activity_id}/signups", status_code=201, response_model=SignupOut, summary="报名 Sign up",
+             dependencies=[acts("bookings.sign_up")],
              description="名额已满时默认排队候补（state `waitlisted`），有人取消时按先后转正；`waitlist: false` 则 409。")
 async def sign_up(db: AppDb, activity_id: str, body: SignupCreate, request: Request,
                   principal: Principal = Depends(get_principal), clock: Clock = Depends(get_clock),
@@ -89,7 +91,8 @@ async def list_signups(session: DbSession, activity_id: str, page: PageParams = 
     return page.page(rows, key=lambda r: r.id, item=SignupOut.model_validate)
 
 
-@router.post("/{activity_id}/signups/{signup_id}/cancel", response_model=SignupOut, summary="取消报名")
+@router.post("/{activity_id}/signups/{signup_id}/cancel", response_model=SignupOut, summary="取消报名",
+             dependencies=[acts("bookings.sign_up")])
 async def cancel_signup(session: DbSession, activity_id: str, signup_id: str,
                         principal: Principal = Depends(get_principal), clock: Clock = Depends(get_clock)):
     async with session.begin():

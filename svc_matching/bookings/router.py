@@ -5,6 +5,7 @@ from datetime import date
 from fastapi import APIRouter, Depends, Header, Query, Request
 from sqlalchemy import select
 
+from common.acting import acts
 from common.auth import Principal, get_principal
 from common.clock import Clock, get_clock
 from common.deps import AppDb, DbSession
@@ -69,6 +70,7 @@ async def list_slots(session: DbSession, resource_id: str, on: date | None = Que
 
 
 @router.post("/bookings", status_code=201, response_model=BookingOut, summary="预约 Book a slot",
+             dependencies=[acts("bookings.book")],
              description="时段已满：409 `booking.slot_full`，`next_free_slots` 给出其后有余量的时段；"
                          "`waitlist: true` 则排队候补（state `waitlisted`），有人取消时按先后转正。"
                          "服务预约（`request_id`）：经网关以调用者身份向 svc_services 核实诉求（本人的或辖区内的、"
@@ -124,6 +126,7 @@ async def get_booking(session: DbSession, booking_id: str, principal: Principal 
 
 
 @router.post("/bookings/{booking_id}/transitions", response_model=BookingOut,
+             dependencies=[acts("bookings.book")],
              summary="审批、签到、完成、取消、爽约、改约 Move a booking",
              description="`version` 为所见版本，过期则 409。取消或爽约空出的名额按候补先后转正。")
 async def transition(session: DbSession, booking_id: str, body: TransitionBody,

@@ -38,12 +38,13 @@ class Survey(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     published_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    reminded_at: Mapped[datetime | None] = mapped_column(UTCDateTime())  # the one reminder, claimed once
 
     __table_args__ = (UniqueConstraint("family_id", "revision"),)
 
 
 class Invitation(Base):
-    """Who is invited (a recorded invitation; the notification channels deliver it once they carry surveys).
+    """Who is invited (a recorded invitation, told through svc_residents' notification channels: notices.py).
     `token` is the person's one-time token until it is handed out (then NULL: nothing links them any more)."""
 
     __tablename__ = "survey_invitations"

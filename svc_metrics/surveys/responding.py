@@ -37,6 +37,13 @@ def channel_for(principal: Principal, asked: str) -> str:
     raise Forbidden(("当前角色不能作答问卷", "Your role does not answer surveys"), code="survey.not_respondent")
 
 
+def _visits(principal: Principal, place: str) -> bool:
+    """Staff enter visit answers for a token of their area: its place covered by theirs, or (a place generalised
+    for anonymity, e.g. to the community) one of their grids lying within it."""
+    mine = [v for k in ("district", "street", "community", "grid") for v in principal.scope_values(k)]
+    return principal.covers_place(place) or any(p.startswith(place) for p in mine)
+
+
 async def respond(session: AsyncSession, principal: Principal, survey_id: str, body: ResponseIn,
                   now: datetime) -> tuple[Survey, SurveyResponse, list[str]]:
     s = await get_survey(session, principal, survey_id)
@@ -53,7 +60,7 @@ async def respond(session: AsyncSession, principal: Principal, survey_id: str, b
     if tok.spent:
         raise Conflict("survey.token_spent", ("该令牌已作答，每人只能答一次", "This token has been used: one response each"))
     place = tok.place or s.scope
-    if channel == "visit" and not principal.covers_place(place):
+    if channel == "visit" and not _visits(principal, place):
         raise Forbidden(("只能为本辖区的住户录入答卷", "Only for households in your own area"),
                         code="survey.visit_out_of_scope")
     spent = await session.execute(update(SurveyToken).where(SurveyToken.digest == tok.digest,

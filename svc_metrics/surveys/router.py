@@ -6,6 +6,7 @@ from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import Response
 from sqlalchemy import select
 
+from common.acting import acts
 from common.auth import Principal, get_principal, require_roles
 from common.clock import Clock, get_clock
 from common.deps import AppDb, AppSettings, DbSession
@@ -16,7 +17,7 @@ from svc_metrics.kpis.service import READ_ROLES, check_scope
 from svc_metrics.surveys import lifecycle, responding, results, service
 from svc_metrics.surveys.models import Invitation, Survey
 from svc_metrics.surveys.schemas import (
-    InvitationOut, InvitationsOut, ResponseIn, ResponseOut, SurveyCreate, SurveyOut, SurveyUpdate, TokenOut, TokenRequest,
+    InvitationOut, InvitationsOut, RemindersOut, ResponseIn, ResponseOut, SurveyCreate, SurveyOut, SurveyUpdate, TokenOut, TokenRequest,
     TransitionBody,
 )
 
@@ -94,11 +95,24 @@ async def transition(session: DbSession, survey_id: str, body: TransitionBody, s
 
 @router.post("/{survey_id}/invitations", status_code=201, response_model=InvitationsOut,
              summary="抽样并发放邀请 Draw the sample and invite (once)",
-             description="邀请记录在册，每人一枚一次性令牌（居民在应用中领取；入户时由工作人员代领）。")
-async def invite(session: DbSession, survey_id: str, settings: AppSettings, principal: Principal = Depends(get_principal)):
+             description="邀请记录在册，每人一枚一次性令牌（居民在应用中领取；入户时由工作人员代领），并经 svc_residents "
+                         "的通知渠道告知受邀人如何作答（通知中不含令牌）。")
+async def invite(session: DbSession, survey_id: str, settings: AppSettings, principal: Principal = Depends(get_principal),
+                 clock: Clock = Depends(get_clock)):
     async with session.begin():
-        s, strata = await service.invite(session, principal, survey_id, settings.survey_min_group)
+        s, strata = await service.invite(session, principal, survey_id, settings.survey_min_group, clock.now())
     return InvitationsOut(survey_id=s.id, invited=s.invited, strata=strata)
+
+
+@router.post("/{survey_id}/reminders", status_code=201, response_model=RemindersOut,
+             summary="提醒尚未作答的受邀居民（一次） Remind the invitees not known to be done (once)",
+             description="实名问卷：提醒令牌未用的受邀人；匿名问卷：只能提醒尚未领取令牌的受邀人（系统不知道谁已作答）。"
+                         "每份问卷只提醒一次（再次提醒 409 `survey.already_reminded`）。")
+async def remind(session: DbSession, survey_id: str, principal: Principal = Depends(get_principal),
+                 clock: Clock = Depends(get_clock)):
+    async with session.begin():
+        s, reminded = await service.remind(session, principal, survey_id, clock.now())
+    return RemindersOut(survey_id=s.id, reminded=reminded, reminded_at=s.reminded_at)
 
 
 @router.get("/{survey_id}/invitations", response_model=Page[InvitationOut],
@@ -111,6 +125,7 @@ async def list_invitations(session: DbSession, survey_id: str, page: PageParams 
 
 
 @router.post("/{survey_id}/invitations/token", response_model=TokenOut,
+             dependencies=[acts("surveys.respond")],
              summary="领取一次性令牌 Take the one-time token (once)")
 async def take_token(session: DbSession, survey_id: str, body: TokenRequest, principal: Principal = Depends(get_principal)):
     async with session.begin():
@@ -119,6 +134,7 @@ async def take_token(session: DbSession, survey_id: str, body: TokenRequest, pri
 
 
 @router.post("/{survey_id}/responses", status_code=201, response_model=ResponseOut,
+             dependencies=[acts("surveys.respond")],
              summary="提交答卷（应用、一体机、入户） Submit a response (app, kiosk, household visit)",
              description="一枚令牌只能作答一次（重复提交 409 `survey.token_spent`）。匿名问卷不记录作答人、时间或令牌，"
                          "故不接受 Idempotency-Key（其记录会把调用者与答卷联系起来）。")

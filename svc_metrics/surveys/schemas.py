@@ -64,6 +64,7 @@ class SurveyOut(BaseModel):
     created_at: datetime
     published_at: datetime | None
     closed_at: datetime | None
+    reminded_at: datetime | None = None
     allowed_actions: list[str] = []
 
 
@@ -71,6 +72,12 @@ class InvitationsOut(BaseModel):
     survey_id: str
     invited: int
     strata: int = Field(description="令牌所带分组的个数（不足最小分组的已合并）")
+
+
+class RemindersOut(BaseModel):
+    survey_id: str
+    reminded: int = Field(description="收到提醒的人数")
+    reminded_at: datetime | None
 
 
 class InvitationOut(BaseModel):

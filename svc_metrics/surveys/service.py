@@ -16,6 +16,7 @@ from common.errors import Conflict, Forbidden, NotFound, check_version
 from common.ids import new_id
 from svc_metrics.surveys import lifecycle, sampling
 from svc_metrics.surveys.models import Invitation, Survey, SurveyResponse, SurveyTally, SurveyToken
+from svc_metrics.surveys.notices import record_survey_notices
 from svc_metrics.surveys.questionnaire import Questionnaire
 from svc_metrics.surveys.tallies import invited_rows
 from svc_metrics.surveys.schemas import SurveyCreate, SurveyUpdate
@@ -142,8 +143,10 @@ def actions_for(principal: Principal, s: Survey) -> list[str]:
     return lifecycle.allowed(s.status)
 
 
-async def invite(session: AsyncSession, principal: Principal, survey_id: str, min_group: int) -> tuple[Survey, int]:
-    """Draw the sample and record one invitation and one one-time token per person, once per survey. The
+async def invite(session: AsyncSession, principal: Principal, survey_id: str, min_group: int,
+                 now: datetime) -> tuple[Survey, int]:
+    """Draw the sample and record one invitation and one one-time token per person, once per survey, and tell
+    them through svc_residents' notification channels (the `notice.` rows carry no token: notices.py). The
     tokens' pool rows are inserted in a random order, so their order says nothing about the invitations'."""
     s = await get_survey(session, principal, survey_id, for_update=True)
     check_manager(principal, s.scope)
@@ -167,9 +170,39 @@ async def invite(session: AsyncSession, principal: Principal, survey_id: str, mi
     session.add_all(pool)
     await session.flush()
     await session.execute(SurveyTally.__table__.insert(), invited_rows(s.id, pool))
+    record_survey_notices(session, s, "survey.invited" if s.anonymous else "survey.invited_named",
+                          [(p.id, p.grid) for p in people], now)
     s.invited, s.version = len(people), s.version + 1
     await session.flush()
     return s, len(set(strata.values()))
+
+
+async def remind(session: AsyncSession, principal: Principal, survey_id: str, now: datetime) -> tuple[Survey, int]:
+    """The one reminder of an open survey (claimed once by `reminded_at`), to the invitees not known to be done.
+    Named survey: those whose token is not spent. Anonymous: svc_metrics cannot know who answered (that is the
+    point), only who has not taken their token yet (the invitation still holds it); those who took it and did not
+    answer are not reminded."""
+    s = await get_survey(session, principal, survey_id)
+    check_manager(principal, s.scope)
+    if s.status != "published" or not s.invited:
+        raise Conflict("survey.not_inviting", ("问卷发布并发放邀请后、结束前才能提醒",
+                                               "Remind while the survey is published and its invitations are out"))
+    claimed = await session.execute(update(Survey).where(Survey.id == s.id, Survey.status == "published",
+                                                         Survey.reminded_at.is_(None)).values(reminded_at=now))
+    if claimed.rowcount != 1:
+        raise Conflict("survey.already_reminded", ("本问卷已提醒过一次", "The survey's reminder was sent already"))
+    if s.anonymous:
+        stmt = select(Invitation.person_id, Invitation.grid).where(Invitation.survey_id == s.id,
+                                                                   Invitation.token.is_not(None))
+    else:
+        stmt = (select(Invitation.person_id, Invitation.grid)
+                .join(SurveyToken, (SurveyToken.survey_id == Invitation.survey_id)
+                      & (SurveyToken.person_id == Invitation.person_id))
+                .where(Invitation.survey_id == s.id, SurveyToken.spent.is_(False)))
+    pending = [(pid, grid) for pid, grid in (await session.execute(stmt)).all()]
+    record_survey_notices(session, s, "survey.reminder", pending, now)
+    await session.refresh(s)
+    return s, len(pending)
 
 
 def invitations_stmt(principal: Principal, s: Survey):

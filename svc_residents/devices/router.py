@@ -8,7 +8,6 @@ from common.deps import AppClock, AppDb, CurrentPrincipal, DbSession
 from common.idempotency import request_fingerprint, run_idempotent
 from common.pagination import Page, PageParams
 from svc_residents.base import IdempotencyRecord
-from svc_residents.clients import ServicesClient, ServiceToken
 from svc_residents.devices import service
 from svc_residents.devices.models import AlarmDevice, DeviceCheck
 from svc_residents.devices.schemas import (CheckClose, CheckOut, DeviceCreate, DeviceEventIn, DeviceEventOut,
@@ -58,18 +57,14 @@ async def update(body: DeviceUpdate, session: DbSession, principal: CurrentPrinc
 @router.post("/devices/{device_id}/events", response_model=DeviceEventOut,
              summary="设备上报（报警、心跳、活动；由设备的物联平台调用） A device's event")
 async def device_event(body: DeviceEventIn, session: DbSession, principal: CurrentPrincipal, clock: AppClock,
-                       client: ServicesClient, provider: ServiceToken, device_id: str = DeviceId):
-    if body.type != "alarm":
-        async with session.begin():
-            await service.heartbeat(session, principal, device_id, body, now=clock.now())
-        return DeviceEventOut(device_id=device_id, type=body.type)
-    async with session.begin():  # checked (and the place read) first; svc_services is called outside the lock
-        device, request_body = await service.alarm_target(session, principal, device_id)
-    request_id = await service.submit_alarm(client, provider, device, body.event_id, request_body)
+                       device_id: str = DeviceId):
     async with session.begin():
-        device = await service.get_source(session, device_id)
-        await service.record_alarm(session, device, body.event_id, request_id, clock.now())
-    return DeviceEventOut(device_id=device_id, type="alarm", request_id=request_id)
+        if body.type != "alarm":
+            await service.heartbeat(session, principal, device_id, body, now=clock.now())
+            return DeviceEventOut(device_id=device_id, type=body.type)
+        # the alarm and its row of the alarm feed commit together; svc_services files the request (ADR 0022)
+        alarm = await service.raise_alarm(session, principal, device_id, body, now=clock.now())
+    return DeviceEventOut(device_id=device_id, type="alarm", alarm_id=alarm.id, request_id=alarm.request_id)
 
 
 @router.get("/device_checks", response_model=Page[CheckOut], summary="设备核查与关怀探访任务 Check tasks in scope")

@@ -60,7 +60,8 @@ class DeviceEventIn(BaseModel):
 class DeviceEventOut(BaseModel):
     device_id: str
     type: str
-    request_id: str | None = None
+    alarm_id: str | None = Field(default=None, description="报警编号（同一设备事件重发时不变）")
+    request_id: str | None = Field(default=None, description="报警转成的紧急诉求编号（由 svc_services 立案）")
 
 
 class CheckOut(BaseModel):

@@ -8,12 +8,12 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from common.auth import Principal, ServiceTokenProvider
+from common.auth import Principal
 from common.errors import Conflict, Forbidden, NotFound, Problem, check_version, invalid
-from common.http_client import ServiceClient
 from common.ids import new_id
 from common.lookup import get_or_404
 from svc_residents import access
+from svc_residents.devices import feed
 from svc_residents.devices.models import AlarmDevice, DeviceAlarm, DeviceCheck
 from svc_residents.devices.schemas import DeviceCreate, DeviceEventIn, DeviceUpdate
 from svc_residents.households.models import Household
@@ -123,9 +123,16 @@ async def heartbeat(session: AsyncSession, principal: Principal, device_id: str,
     return d
 
 
-async def alarm_target(session: AsyncSession, principal: Principal, device_id: str) -> tuple[AlarmDevice, dict]:
-    """The device and the request its alarm becomes: at the bound person's (or household's) place."""
+async def raise_alarm(session: AsyncSession, principal: Principal, device_id: str, body: DeviceEventIn, *,
+                      now: datetime) -> DeviceAlarm:
+    """The alarm, once per device event, and its `alarm.raised` row in this same transaction: svc_services files it
+    as an emergency request at the bound person's (or household's) place, with the request id chosen here so the
+    device hears it at once. The device row is locked first, so a retry racing its original finds the alarm."""
     d = await _source_device(session, principal, device_id)
+    done = (await session.execute(select(DeviceAlarm).where(DeviceAlarm.device_id == d.id,
+                                                            DeviceAlarm.event_id == body.event_id))).scalar_one_or_none()
+    if done is not None:
+        return done
     if d.grid_code is None:
         raise invalid("device_id", "device.unbound", "该设备未绑定居民或户，报警无法定位，请联系社区绑定",
                       "This device is bound to nobody; its alarm has no place", where="path")
@@ -133,38 +140,19 @@ async def alarm_target(session: AsyncSession, principal: Principal, device_id: s
     if d.household_id:
         h = await session.get(Household, d.household_id)
         address = h.address if h else None
-    body = {"item_code": "YJ-HJ-001", "channel": "iot",
-            "description": f"{KIND_ZH[d.kind]}报警（设备 {d.id}）", "location": {"grid": d.grid_code}}
-    if address:
-        body["location"]["address"] = address
-    if d.person_id:
-        body["person_id"] = d.person_id
-    return d, body
-
-
-async def submit_alarm(client: ServiceClient, provider: ServiceTokenProvider | None, device: AlarmDevice,
-                       event_id: str, body: dict) -> str:
-    """The emergency request in svc_services, with svc_residents' own token; once per device event."""
-    if provider is None:
-        raise Problem(503, "device.no_credentials", ("服务未配置接入凭据，暂不能转报警情", "No service credentials"))
-    r = await client.post("/services/v1/requests", json=body, forward_caller_token=False, headers={
-        "Authorization": f"Bearer {await provider()}", "Idempotency-Key": f"device:{device.id}:{event_id}"[:64]})
-    if r.status_code != 201:
-        raise Problem(502, "device.alarm_refused", ("诉求系统未接收该报警，请稍后重发", "svc_services refused the alarm"),
-                      extra={"upstream_status": r.status_code})
-    return r.json()["id"]
-
-
-async def record_alarm(session: AsyncSession, device: AlarmDevice, event_id: str, request_id: str,
-                       now: datetime) -> None:
-    exists = (await session.execute(select(DeviceAlarm.id).where(DeviceAlarm.device_id == device.id,
-                                                                  DeviceAlarm.event_id == event_id))).first()
-    if exists is None:
-        session.add(DeviceAlarm(id=new_id(), device_id=device.id, event_id=event_id, request_id=request_id,
-                                occurred_at=now, created_at=now))
-    device.last_heartbeat_at = device.last_activity_at = now
-    _schedule(device, now)
+    alarm = DeviceAlarm(id=new_id(), device_id=d.id, event_id=body.event_id, request_id=new_id(), occurred_at=now,
+                        created_at=now)
+    session.add(alarm)
+    feed.record_raised(session, alarm_id=alarm.id, now=now, data={
+        "request_id": alarm.request_id, "device_id": d.id, "device_kind": d.kind, "event_id": body.event_id,
+        "person_id": d.person_id, "household_id": d.household_id, "grid": d.grid_code, "address": address,
+        "description": f"{KIND_ZH[d.kind]}报警（设备 {d.id}）", "raised_at": now.isoformat(),
+        "device_time": body.occurred_at.isoformat() if body.occurred_at else None})
+    d.last_heartbeat_at = d.last_activity_at = now
+    _schedule(d, now)
+    d.updated_at = now
     await session.flush()
+    return alarm
 
 
 def checks_stmt(principal: Principal):
@@ -195,6 +183,3 @@ async def close_check(session: AsyncSession, principal: Principal, check_id: str
 def select_devices(grid_code: str):
     return select(AlarmDevice).where(AlarmDevice.grid_code == grid_code)
 
-
-async def get_source(session: AsyncSession, device_id: str) -> AlarmDevice:
-    return await session.get(AlarmDevice, device_id, with_for_update=True)

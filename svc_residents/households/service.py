@@ -89,6 +89,7 @@ async def get_household(session: AsyncSession, principal: Principal, household_i
 
 async def update_household(session: AsyncSession, principal: Principal, household_id: str,
                            body: HouseholdUpdate, *, now: datetime) -> Household:
+    from svc_residents.persons import elector_feed
     from svc_residents.persons.models import Person
 
     access.require_reader(principal)
@@ -104,6 +105,7 @@ async def update_household(session: AsyncSession, principal: Principal, househol
         await check_building(session, body.building_code, household.grid_code)
         household.building_code = body.building_code
         changed.append("building_code")
+    previous_head = household.head_person_id
     if body.head_person_id is not None and body.head_person_id != household.head_person_id:
         head = await session.get(Person, body.head_person_id)
         if head is None or head.household_id != household.id:
@@ -115,6 +117,10 @@ async def update_household(session: AsyncSession, principal: Principal, househol
         household.version += 1
         household.updated_at = now
         household_event(session, household, "updated", now, fields=changed)
+    if "building_code" in changed:  # svc_services' electorate: every member's scope, or the heads' flags
+        await elector_feed.sync_electors(session, await elector_feed.members(session, household.id), now=now)
+    elif "head_person_id" in changed:
+        await elector_feed.sync_electors(session, [previous_head, household.head_person_id], now=now)
     await session.flush()
     return household
 

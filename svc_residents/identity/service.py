@@ -30,6 +30,7 @@ from svc_residents.base import OutboxEvent
 from svc_residents.households.models import Household
 from svc_residents.households.service import household_event
 from svc_residents.persons.models import Consent, Person, PersonChange, PersonTag
+from svc_residents.persons.elector_feed import sync_electors
 from svc_residents.persons.place_feed import send_place
 from svc_residents.persons.profile_feed import sync_profile
 from svc_residents.persons.service import get_person
@@ -161,6 +162,8 @@ async def merge(session: AsyncSession, principal: Principal, protection: FieldPr
     await sync_profile(session, dup.id, now=now)
     await sync_profile(session, survivor.id, now=now)
     send_place(session, dup, now)  # svc_matching's person-place replica: the duplicate leaves the register
+    # svc_services' electorate: the duplicate leaves it, the survivor may have become the head
+    await sync_electors(session, [dup.id, survivor.id], now=now)
     return survivor, dup
 
 

@@ -29,6 +29,8 @@ Delivery API (in-process, for svc_residents' own packages: the call-out chain, d
 
 Other services' events arrive through the outbox feed `notice.` (ADR 0007, docs/adr/0017): svc_services writes a
 `notice.request.<event>` row beside each request event, svc_matching `notice.booking.<event>` and
-`notice.signup.<event>` rows (confirmed, approved, promoted, reminders: svc_matching/bookings/notices.py), delivered
-to `PUT /residents/v1/notices/{event_id}`, where rules.py says who is told what.
+`notice.signup.<event>` rows (confirmed, approved, promoted, reminders: svc_matching/bookings/notices.py), svc_metrics
+`notice.survey.<event>` rows (invitations and the reminder, a batch of `person_ids`, no token:
+svc_metrics/surveys/notices.py), delivered to `PUT /residents/v1/notices/{event_id}`, where rules.py says who is told
+what.
 """

@@ -2,7 +2,8 @@
 
 - Every signed-in person has one inbox: a resident's is their person's (`person:<id>`), a proxy's the person they
   act for (the person and their proxy read the same messages), anyone else's their own account's
-  (`user:<username>`). Member systems (apps, departments) have none: 403. A message of another inbox answers
+  (`user:<username>`), a proxy's only when its authorisation allows `notifications.inbox` (common.acting; every
+  inbox endpoint passes here). Member systems (apps, departments) have none: 403. A message of another inbox answers
   404, as an unknown one.
 - A message's delivery record: its recipient, community and street staff whose place covers the message's
   community, and ops.
@@ -15,6 +16,7 @@
 """
 from __future__ import annotations
 
+from common import acting
 from common.auth import Principal
 from common.errors import NotFound, Problem
 
@@ -31,6 +33,7 @@ def inbox_of(principal: Principal) -> str:
         person = principal.person_id
         if not person:
             raise Problem(403, "notification.no_person", ("令牌未关联居民", "The token names no person"))
+        acting.check(principal, "notifications.inbox")
         return f"person:{person}"
     return f"user:{principal.user}"
 

@@ -10,7 +10,8 @@ words need. Each rule picks an audience and a template; the audience resolves to
 - `community_staff`: the staff contacts of the request's community; `escalation_target`: of the level the
   request was escalated to (community, street or department).
 - `provider`: the staff contacts of a provider (offers); `person`: the person the event is about (a booking's or
-  an activity sign-up's resident, svc_matching/bookings/notices.py).
+  an activity sign-up's resident, svc_matching/bookings/notices.py); `persons`: a batch of persons (`person_ids`:
+  a survey's invitees, svc_metrics/surveys/notices.py; the words never carry the survey's one-time token).
 """
 from __future__ import annotations
 
@@ -58,6 +59,7 @@ RULES: dict[str, tuple[Rule, ...]] = {
     **{f"booking.{e}": (R("person", f"booking.{e}"),) for e in (
         "confirmed", "approved", "rejected", "promoted", "promoted_pending", "rescheduled", "cancelled", "reminder")},
     **{f"signup.{e}": (R("person", f"signup.{e}"),) for e in ("confirmed", "promoted", "reminder")},
+    **{f"survey.{e}": (R("persons", f"survey.{e}"),) for e in ("invited", "invited_named", "reminder")},
 }
 LEVELS_ZH = {"community": "社区", "street": "街道", "department": "职能部门", "district": "区级"}
 BREACHES_ZH = {"response": "响应", "start": "开始处置", "resolution": "办结", "still_overdue": "仍未办结"}
@@ -105,6 +107,8 @@ async def recipients(session: AsyncSession, audience: str, data: dict[str, Any])
     community, grid = data.get("community"), data.get("grid")
     if audience in ("requester", "person"):
         return [f"person:{data['person_id']}"] if data.get("person_id") else []
+    if audience == "persons":
+        return [f"person:{p}" for p in data.get("person_ids") or []]
     if audience == "assignee":
         a = data.get("assignee") or {}
         if a.get("kind") == "grid_worker":

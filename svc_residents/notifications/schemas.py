@@ -5,7 +5,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-Category = Literal["request", "offer", "verification", "warning", "broadcast", "booking"]
+Category = Literal["request", "offer", "verification", "warning", "broadcast", "booking", "survey"]
 
 
 class NotificationOut(BaseModel):
@@ -66,7 +66,7 @@ class SettingsIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     language: Literal["zh", "en"] = "zh"
-    opted_out: list[Category] = Field(default_factory=list, max_length=5,
+    opted_out: list[Category] = Field(default_factory=list, max_length=7,
                                       description="退订的消息类别（安全类消息不受影响）")
 
 
@@ -91,6 +91,8 @@ class NoticeIn(BaseModel):
     event: str = Field(min_length=3, max_length=64, pattern=r"^[a-z_]+\.[a-z_.]+$", examples=["request.dispatched"])
     request_id: str | None = Field(default=None, max_length=36)
     person_id: str | None = Field(default=None, max_length=36)
+    person_ids: list[str] = Field(default_factory=list, max_length=1000,
+                                  description="一批受通知的居民（问卷邀请：svc_metrics/surveys/notices.py）")
     provider_id: str | None = Field(default=None, max_length=36)
     subject: str | None = Field(default=None, max_length=80)
     community: str | None = Field(default=None, max_length=24)

@@ -13,7 +13,7 @@ from common.errors import invalid
 @dataclass(frozen=True)
 class Template:
     category: str  # what a recipient opts out of (PIPL): request, offer, verification, warning, broadcast, booking,
-    # safety
+    # survey, safety
     zh: tuple[str, str]  # (title, body)
     en: tuple[str, str]
 
@@ -97,6 +97,22 @@ TEMPLATES: dict[str, Template] = {
     "signup.reminder": T("booking", ("活动提醒", "提醒：您报名的活动“{item}”将于{when}开始，请按时参加，到场签到。"),
                          ("Activity reminder", "Reminder: \"{item}\" starts at {when}. Please come on time and "
                                                "check in.")),
+    "survey.invited": T("survey", ("问卷邀请", "您受邀参加“{title}”（匿名）。请在应用“问卷”中作答，登录后应用自动领取您的一次性"
+                                             "答卷凭证；也可在社区自助服务一体机登录后作答，或请网格员入户时协助填写。答卷不记录您的身份，每人一份。"),
+                        ("Survey invitation", "You are invited to \"{title}\" (anonymous). Answer it under Surveys in "
+                                              "the app, which fetches your one-time answer code after you sign in; or "
+                                              "sign in at a community kiosk, or ask your grid worker on a visit. "
+                                              "Answers never record who you are; one each.")),
+    "survey.invited_named": T("survey", ("问卷邀请", "您受邀参加“{title}”。请在应用“问卷”中作答（登录后自动领取答卷凭证），"
+                                                   "也可在社区自助服务一体机登录后作答，或请网格员入户时协助填写。"),
+                              ("Survey invitation", "You are invited to \"{title}\". Answer it under Surveys in the "
+                                                    "app (sign in and it fetches your answer code), at a community "
+                                                    "kiosk after signing in, or with your grid worker on a visit.")),
+    "survey.reminder": T("survey", ("问卷提醒", "“{title}”即将结束，如您尚未作答，请在应用“问卷”或社区自助服务一体机登录后作答；"
+                                            "已作答请忽略。"),
+                         ("Survey reminder", "\"{title}\" closes soon. If you have not answered yet, please do so "
+                                             "under Surveys in the app or at a community kiosk; ignore this if "
+                                             "you have.")),
     "notice.general": T("broadcast", ("{title}", "{text}"), ("{title}", "{text}")),
     "safety.alert": T("safety", ("紧急求助", "{text}"), ("Emergency", "{text}")),
 }

@@ -46,6 +46,10 @@ class Person(Base):
     # a digest of the last one, so an edit that leaves birth date and tags as they were writes nothing.
     profile_version: Mapped[int] = mapped_column(default=0, server_default="0")
     profile_digest: Mapped[str | None] = mapped_column(String(64))
+    # The elector feed to svc_services' deliberation (persons/elector_feed.py): the same, for place, household
+    # and head flag, so a household edit that leaves a member's eligibility as it was writes nothing.
+    elector_version: Mapped[int] = mapped_column(default=0, server_default="0")
+    elector_digest: Mapped[str | None] = mapped_column(String(64))
 
 
 class PersonChange(Base):

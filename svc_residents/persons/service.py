@@ -23,6 +23,7 @@ from svc_residents.codes import TAGS
 from svc_residents.households.models import Household
 from svc_residents.households.service import household_event, move_member
 from svc_residents.persons.models import Consent, Person, PersonChange, PersonTag
+from svc_residents.persons.elector_feed import sync_electors
 from svc_residents.persons.place_feed import send_place
 from svc_residents.persons.profile_feed import sync_profile
 from svc_residents.registrations import service as registrations
@@ -172,6 +173,7 @@ async def create_person(session: AsyncSession, principal: Principal, protection:
     _person_event(session, "person.registered", person, now, household_id=household.id,
                   residency_type=person.residency_type, sex=person.sex, age=age,
                   age_band=f"{min(age // 10 * 10, 90)}+")  # the exact age lets svc_metrics count 65+ residents
+    previous_head = household.head_person_id
     if body.is_head:
         household.head_person_id = person.id
     household.version += 1
@@ -180,6 +182,8 @@ async def create_person(session: AsyncSession, principal: Principal, protection:
     tags = [await _apply_tag(session, principal, person, t, now) for t in body.tags]
     await sync_profile(session, person.id, now=now)  # svc_services' requester-profile replica: birth date and tags
     send_place(session, person, now)  # svc_matching's person-place replica: grid and community
+    # svc_services' electorate: the new member, and a head who no longer is one
+    await sync_electors(session, [person.id, previous_head if body.is_head else None], now=now)
     return person, tags
 
 
@@ -222,8 +226,9 @@ async def update_person(session: AsyncSession, principal: Principal, protection:
     if changed:
         person.version += 1
         person.updated_at = now
-    if "household_id" in changed:  # svc_matching's person-place replica follows the move
+    if "household_id" in changed:  # svc_matching's person-place replica and svc_services' electorate follow
         send_place(session, person, now)
+        await sync_electors(session, [person.id], now=now)
     await session.flush()
     return person
 

@@ -27,6 +27,7 @@ from common.ids import new_id
 from svc_residents import access
 from svc_residents.households.models import Household
 from svc_residents.households.service import move_member
+from svc_residents.persons.elector_feed import sync_electors
 from svc_residents.persons.place_feed import send_place
 from svc_residents.persons.models import Person, PersonChange
 from svc_residents.persons.schemas import PersonCreate
@@ -125,6 +126,7 @@ async def confirm(session: AsyncSession, principal: Principal, registration_id: 
     before = {"household_id": person.household_id, "community_code": person.community_code,
               "residency_type": person.residency_type, "relation_to_head": person.relation_to_head}
     moved = person.household_id != household.id
+    heads = [household.head_person_id]  # a head replaced by this registration is a head no more
     if moved:
         old = await session.get(Household, person.household_id)
         move_member(session, person, old, household, now, head=reg.is_head)
@@ -135,6 +137,7 @@ async def confirm(session: AsyncSession, principal: Principal, registration_id: 
     person.updated_at = now
     if moved:  # svc_matching's person-place replica follows the move
         send_place(session, person, now)
+    await sync_electors(session, [person.id, *heads], now=now)  # svc_services' electorate
     session.add(PersonChange(
         id=new_id(), person_id=person.id, field="household_id", change="moved", old=before,
         new={"household_id": household.id, "community_code": household.community_code,

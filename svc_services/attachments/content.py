@@ -15,6 +15,7 @@ flight; each refusal is a `Refusal` with a problem code and a message.
 """
 from __future__ import annotations
 
+import ctypes
 import io
 import re
 import warnings
@@ -105,27 +106,45 @@ def image(fh: BinaryIO) -> Kept:
     with warnings.catch_warnings():
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         try:
-            with Image.open(fh) as img:
-                if img.format not in IMAGE_FORMATS:
-                    raise unsupported("photo")
-                if img.width * img.height > MAX_PIXELS:
-                    raise _bomb()
-                if img.format == "JPEG":
-                    img.draft(None, (MAX_SIDE, MAX_SIDE))
-                img.load()
-                frame = _flatten(ImageOps.exif_transpose(img))
+            img = Image.open(fh)   # not closed here: `fh` is the upload's, and close() would drop the pixels
+            if img.format not in IMAGE_FORMATS:
+                raise unsupported("photo")
+            if img.width * img.height > MAX_PIXELS:
+                raise _bomb()
+            if img.format == "JPEG":
+                img.draft(None, (MAX_SIDE, MAX_SIDE))
+            img.load()
+            ImageOps.exif_transpose(img, in_place=True)
+            frame = _flatten(img)
         except (Image.DecompressionBombError, Image.DecompressionBombWarning):
             raise _bomb() from None
         except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError, zlib.error):
             raise _corrupt() from None
-    frame.thumbnail((MAX_SIDE, MAX_SIDE))
-    out = io.BytesIO()
-    frame.save(out, "JPEG", quality=85, optimize=True)  # no exif=, no icc_profile=: nothing but pixels
-    thumb = _fit(frame, THUMB_SIDE)
-    t = io.BytesIO()
-    thumb.save(t, "JPEG", quality=80)
-    data = out.getvalue()
-    return Kept(data, "image/jpeg", len(data), t.getvalue(), frame.width, frame.height)
+    try:
+        frame.thumbnail((MAX_SIDE, MAX_SIDE))
+        out = io.BytesIO()
+        frame.save(out, "JPEG", quality=85, optimize=True)  # no exif=, no icc_profile=: nothing but pixels
+        thumb = _fit(frame, THUMB_SIDE)
+        t = io.BytesIO()
+        thumb.save(t, "JPEG", quality=80)
+        data = out.getvalue()
+        return Kept(data, "image/jpeg", len(data), t.getvalue(), frame.width, frame.height)
+    finally:
+        del img, frame
+        _release_freed_memory()
+
+
+def _release_freed_memory() -> None:
+    """Hand the freed pixel buffers back to the system (glibc keeps large freed blocks in the thread's heap, so
+    without this the resident size keeps the high-water mark of every examiner thread)."""
+    if _malloc_trim is not None:
+        _malloc_trim(0)
+
+
+try:
+    _malloc_trim = ctypes.CDLL("libc.so.6").malloc_trim
+except (OSError, AttributeError):   # not glibc: nothing to hand back this way
+    _malloc_trim = None
 
 
 def _fit(img: Image.Image, side: int) -> Image.Image:

@@ -8,6 +8,7 @@ from typing import Annotated, BinaryIO, Literal
 from fastapi import APIRouter, File, Form, Query, UploadFile
 from fastapi.responses import StreamingResponse
 
+from common.acting import acts
 from common.app import problem_responses
 from common.crypto import FieldProtection
 from common.deps import AppClock, AppDb, AppSettings, CurrentPrincipal, DbSession, state
@@ -49,6 +50,7 @@ async def read_upload(kind: str, file: UploadFile) -> BinaryIO:
 
 
 @router.post("/requests/{request_id}/photos", status_code=201, response_model=AttachmentOut,
+             dependencies=[acts("requests.submit")],
              responses=UPLOAD_ERRORS,
              summary="上传诉求照片（每诉求最多 9 张；任一未结束环节均可，如完工照片）Upload a photo of the request")
 async def upload_photo(request_id: str, db: AppDb, store: AppStore, clock: AppClock, principal: CurrentPrincipal,

@@ -3,18 +3,19 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Header, Path, Query, Request
+from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
 from sqlalchemy import select
 
+from common.acting import acts
 from common.auth import Principal, require_roles
 from common.deps import AppClock, AppDb, DbSession
 from common.errors import Forbidden
 from common.idempotency import request_fingerprint, run_idempotent
 from common.pagination import Page, PageParams
 from svc_services.base import IdempotencyRecord
-from svc_services.deliberation import lifecycle, topics
+from svc_services.deliberation import electors, lifecycle, topics
 from svc_services.deliberation.access import PARTAKERS, get_topic, manages, visible_filter
-from svc_services.deliberation.models import DeliberationPolicy, Elector, Meeting, Topic, TopicEntry
+from svc_services.deliberation.models import DeliberationPolicy, Meeting, Topic, TopicEntry
 from svc_services.deliberation.schemas import (
     CommentIn, CommentOut, ElectorIn, ElectorOut, HideIn, MeetingIn, MeetingOut, PolicyIn, PolicyOut, RecordIn,
     TopicCreate, TopicDetail, TopicOut, TransitionIn,
@@ -32,16 +33,18 @@ Community = Path(pattern=r"^\d{12}$")
 async def put_elector(session: DbSession, clock: AppClock, body: ElectorIn, person_id: PathId,
                       principal: Principal = Depends(feed_source)):
     async with session.begin():
-        row = await session.get(Elector, person_id, with_for_update=True)
-        if row is not None and row.version and body.version is not None and body.version <= row.version:
-            return ElectorOut.model_validate(row)  # an older snapshot changes nothing
-        if row is None:
-            row = Elector(person_id=person_id)
-            session.add(row)
-        for k, v in body.model_dump().items():
-            setattr(row, k, v)
-        row.removed, row.updated_at = False, clock.now()
+        row = await electors.apply_snapshot(session, person_id, body, clock.now())
     return ElectorOut.model_validate(row)
+
+
+@router.delete("/deliberation/electors/{person_id}", status_code=204,
+               summary="移出议事选民（合并或注销） Remove a person from the electorate")
+async def delete_elector(session: DbSession, clock: AppClock, person_id: PathId,
+                         version: int | None = Query(None, ge=1, le=2**31 - 1, description="来源版本号"),
+                         principal: Principal = Depends(feed_source)):
+    async with session.begin():
+        await electors.remove(session, person_id, version, clock.now())
+    return Response(status_code=204)  # removing someone unknown without a version leaves nothing to remove
 
 
 @router.put("/deliberation/policies/{community_code}", response_model=PolicyOut,
@@ -73,6 +76,7 @@ async def _detail(session, principal: Principal, t: Topic) -> TopicDetail:
 
 
 @router.post("/topics", status_code=201, response_model=TopicDetail,
+             dependencies=[acts("deliberation.propose")],
              summary="提出议题（居民提议、诉求升级为大事、工作人员立题） Propose or open a topic")
 async def create_topic(db: AppDb, clock: AppClock, body: TopicCreate, request: Request,
                        principal: Principal = PARTAKER,
@@ -110,7 +114,8 @@ async def read_topic(session: DbSession, topic_id: PathId, principal: Principal 
     return await _detail(session, principal, await get_topic(session, principal, topic_id))
 
 
-@router.post("/topics/{topic_id}/transitions", response_model=TopicDetail, summary="推进议题 Move a topic")
+@router.post("/topics/{topic_id}/transitions", response_model=TopicDetail, summary="推进议题 Move a topic",
+             dependencies=[acts("deliberation.propose")])
 async def transition(session: DbSession, clock: AppClock, body: TransitionIn, topic_id: PathId,
                      principal: Principal = PARTAKER):
     async with session.begin():
@@ -119,7 +124,8 @@ async def transition(session: DbSession, clock: AppClock, body: TransitionIn, to
     return await _detail(session, principal, t)
 
 
-@router.post("/topics/{topic_id}/cosigns", response_model=TopicDetail, summary="联署提议 Co-sign a proposal")
+@router.post("/topics/{topic_id}/cosigns", response_model=TopicDetail, summary="联署提议 Co-sign a proposal",
+             dependencies=[acts("deliberation.cosign")])
 async def cosign(session: DbSession, clock: AppClock, topic_id: PathId,
                  principal: Principal = Depends(require_roles("resident", "proxy"))):
     async with session.begin():
@@ -134,7 +140,8 @@ def _comment_out(principal: Principal, t: Topic, c) -> CommentOut:
     return out.model_copy(update={"text": None}) if c.hidden and not manages(principal, t) else out
 
 
-@router.post("/topics/{topic_id}/comments", status_code=201, response_model=CommentOut, summary="发表意见 Comment")
+@router.post("/topics/{topic_id}/comments", status_code=201, response_model=CommentOut, summary="发表意见 Comment",
+             dependencies=[acts("deliberation.comment")])
 async def comment(session: DbSession, clock: AppClock, body: CommentIn, topic_id: PathId,
                   principal: Principal = PARTAKER):
     async with session.begin():

@@ -20,7 +20,7 @@ class In(BaseModel):
 class ElectorIn(In):
     """Only where the person lives and in which household: no name, ID number or phone."""
 
-    building_code: str = Field(pattern=r"^\d{18}$", description="楼栋代码（18 位）")
+    building_code: str = Field(pattern=r"^\d{15}(\d{3})?$", description="楼栋代码（18 位）；未登记楼栋的户为网格代码（15 位）")
     household_id: str = Field(min_length=1, max_length=36)
     household_head: bool = False
     birth_date: date | None = None

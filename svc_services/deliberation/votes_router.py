@@ -5,6 +5,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path
 
+from common.acting import acts
 from common.auth import Principal, require_roles
 from common.deps import AppClock, AppDb, DbSession
 from svc_services.deliberation import resolutions, votes
@@ -33,7 +34,8 @@ async def read_vote(session: DbSession, topic_id: PathId, principal: Principal =
     return VoteOut.model_validate(await votes.vote_of(session, t))
 
 
-@router.post("/ballots", response_model=BallotOut, summary="投票（可改票时截止前可再次提交） Cast a ballot")
+@router.post("/ballots", response_model=BallotOut, summary="投票（可改票时截止前可再次提交） Cast a ballot",
+             dependencies=[acts("deliberation.vote")])
 async def cast(db: AppDb, clock: AppClock, body: BallotIn, topic_id: PathId,
                principal: Principal = PARTAKER):
     c = await votes.cast_ballot(db, principal, topic_id, body.option, clock.now())

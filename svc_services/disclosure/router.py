@@ -7,6 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Request
 
+from common.acting import acts
 from common.auth import Principal, get_principal
 from common.deps import AppClock, AppDb, DbSession
 from common.idempotency import request_fingerprint, run_idempotent
@@ -62,6 +63,7 @@ async def withdraw(session: DbSession, clock: AppClock, body: WithdrawIn, notice
 
 
 @router.post("/notices/{notice_id}/objections", status_code=201, response_model=ObjectionOut,
+             dependencies=[acts("notices.object")],
              summary="提出异议（异议期内） File an objection")
 async def object_to(session: DbSession, clock: AppClock, body: ObjectionIn, notice_id: PathId,
                     principal: Principal = Depends(get_principal)):

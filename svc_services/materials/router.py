@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends, File, Header, Path, Request, UploadFile
 
+from common.acting import acts
 from common.app import problem_responses
 from common.deps import AppClock, AppDb, CurrentPrincipal, DbSession
 from common.auth import Principal, get_principal
@@ -48,6 +49,7 @@ Code = Path(min_length=1, max_length=40, pattern=r"^[A-Za-z0-9_.-]+$", descripti
 
 
 @router.post("/{request_id}/materials/{code}/upload", status_code=201, response_model=MaterialOut,
+             dependencies=[acts("requests.submit")],
              responses=problem_responses(404, 409, 413, 415, 422, 503),
              summary="上传材料文件（图片或 PDF，≤ 20 MiB，加密保存）→ uploaded Upload the file of a required material")
 async def upload_material(request_id: str, db: AppDb, store: AppStore, protection: AppProtection, clock: AppClock,

@@ -40,6 +40,7 @@ from common.db import Database, run_plan_blocking
 from common.deps import state
 from common.errors import Problem
 from common.idempotency import created, record_values, replay, stored_record
+from common.outbox import wake_relays
 from svc_services.base import IdempotencyRecord, OutboxEvent
 from svc_services.catalogue.models import CatalogueItem
 from svc_services.requests import duplicates
@@ -244,6 +245,10 @@ class IntakeWriter:
                     except Exception as alone:  # noqa: BLE001 - its caller gets the error
                         outcomes[job] = alone
             loop.call_soon_threadsafe(_settle, batch, outcomes)
+            # the batch's feed rows are committed: an urgent feed's relay (the emergency one) goes now, not at its
+            # next poll (common.outbox, ADR 0022)
+            if feed_types := {row["type"] for job in batch for row in job.prepared.feeds}:
+                loop.call_soon_threadsafe(wake_relays, self.db, feed_types)
 
     def _write(self, batch: list[Job]) -> dict[Job, Any]:
         if self._autocommit and all(isinstance(row, EncodedRow) for job in batch

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from fastapi.responses import Response
 from sqlalchemy import and_, select
 
+from common import acting
 from common.auth import Principal
 from common.clock import Clock
 from common.db import Database
@@ -51,7 +52,9 @@ async def submit_request(intake: IntakeWriter, principal: Principal, body: Reque
                          key: str | None, path: str = PATH, request_id: str | None = None) -> Response:
     """A submission checked, written (with its timeline entry, outbox event and, under an Idempotency-Key, the
     stored response) and answered 201 with `RequestOut`; a key sent again replays its first answer. `path`: the
-    entry's own, which the key's fingerprint names; `request_id`: the seed's fixed ids."""
+    entry's own, which the key's fingerprint names; `request_id`: the seed's fixed ids. Every submission path
+    passes here (the route, its direct path, Open311, alarms), so a helper's act is checked here (common.acting)."""
+    acting.check(principal, "requests.submit")
     check_key(key)
     return await intake.submit(principal, body, clock, key, request_fingerprint("POST", path, body),
                                request_id=request_id)
@@ -172,6 +175,11 @@ async def prepare(lookups: IntakeLookups, principal: Principal, body: RequestCre
         raise invalid("channel", "channel.role", "网格巡查渠道仅限网格员", "grid_patrol is for grid workers")
     if body.channel == "iot" and role not in ("system", "ops"):
         raise invalid("channel", "channel.role", "物联感知渠道仅限系统接入", "iot is for member systems")
+    # a kiosk session (ID-card sign-in at a kiosk, gateway/accounts/kiosk.py) submits from that kiosk only
+    kiosk_device = principal.claims.get("kiosk_device")
+    if kiosk_device and body.channel != "kiosk":
+        raise invalid("channel", "channel.kiosk_session", "一体机上的登录只能以一体机渠道（kiosk）提交",
+                      "A kiosk session submits on the kiosk channel")
 
     # who the request is for, and who acted (代办)
     proxy_user = None
@@ -220,7 +228,10 @@ async def prepare(lookups: IntakeLookups, principal: Principal, body: RequestCre
     timeline = {"id": new_id(), "request_id": req.id, "seq": 1, "action": "submit", "from_state": None,
                 "to_state": "submitted", "actor": principal.caller, "role": role,
                 "acting_for": person_id if proxy_user else None, "note": None,
-                "data": {"channel": body.channel, "item_version": iv.version}, "occurred_at": now}
+                "data": {"channel": body.channel, "item_version": iv.version,
+                         # the kiosk the resident stood at: its reader as the gateway registered it, its member
+                         **({"kiosk_device": kiosk_device, "kiosk": principal.member} if kiosk_device else {})},
+                "occurred_at": now}
     # Who the request is for, as the indicators need it (65+ usage, special-group filters): the person id, age
     # and group tags from svc_services' own profile replica, not a call per submission (see requesters/service.py).
     requester = requester_facts(person_id, await lookups.requester(person_id) if person_id else None, now)

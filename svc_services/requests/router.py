@@ -6,6 +6,7 @@ from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
 
+from common.acting import acts, from_field
 from common.auth import Principal
 from common.deps import AppClock, AppDb, AppSettings, CurrentPrincipal, DbSession
 from common.direct_routes import DirectRoute
@@ -103,6 +104,7 @@ async def get_timeline(request_id: str, session: DbSession, principal: CurrentPr
 
 
 @router.post("/{request_id}/transitions", response_model=RequestOut,
+             dependencies=[acts(from_field("action", "requests"))],
              summary="流转：受理、派单、接单、退单、办结、评价、重办、升级、撤销、合并 Move a request")
 async def transition(request_id: str, body: TransitionIn, request: Request, db: AppDb, settings: AppSettings,
                      principal: CurrentPrincipal, clock: AppClock, matching: MatchingClient,

@@ -13,6 +13,7 @@ from types import SimpleNamespace
 import httpx
 import pytest
 
+from common.acting import GROUPS
 from common.auth import TokenVerifier
 from common.clock import FrozenClock
 from common.keys import jwks_document, load_signing_keys
@@ -96,8 +97,9 @@ async def people_fixture(db_url, tmp_path, gateway_keys_dir):
             from deploy.demo import DEMO_USERS
 
             u = next(u for u in DEMO_USERS if u["username"] == name)
-            tok = gw.state.token_issuer.issue(subject=name, member="portal", role=u["role"], scopes=list(u["scopes"]),
-                                              acting_for=u.get("acting_for"))["access_token"]
+            tok = gw.state.token_issuer.issue(
+                subject=name, member="portal", role=u["role"], scopes=list(u["scopes"]), acting_for=u.get("acting_for"),
+                extra={"acting_actions": sorted(GROUPS)} if u.get("acting_for") else None)["access_token"]
             return {"Authorization": f"Bearer {tok}"}
 
         yield SimpleNamespace(client=client, gw=gw, apps={"svc_residents": residents, "svc_services": services},

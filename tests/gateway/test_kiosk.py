@@ -67,6 +67,17 @@ async def test_kiosk_sign_in_with_an_id_card(people):
     h = {"Authorization": f"Bearer {s['access_token']}"}
     assert (await c.get("/auth/v1/userinfo", headers=h)).json()["sub"] == t["sub"]
 
+    # he asks for lunch delivery at the kiosk: only on the kiosk channel, and the timeline names the kiosk
+    lunch = {"item_code": "YL-ZC-001", "channel": "app", "description": "申请工作日午餐送餐。",
+             "attributes": {"meal_time": "lunch", "diet": ["soft"]}, "location": {"grid": "110105001002001"}}
+    problem(await c.post("/services/v1/requests", headers=h, json=lunch), 422, "channel.kiosk_session", "channel")
+    r = await c.post("/services/v1/requests", headers=h, json=lunch | {"channel": "kiosk"})
+    assert r.status_code == 201, r.text
+    assert (r.json()["person_id"], r.json()["channel"]) == (P8, "kiosk")
+    first = (await c.get(f"/services/v1/requests/{r.json()['id']}/timeline", headers=h)).json()[0]
+    assert (first["action"], first["data"]["channel"], first["data"]["kiosk_device"], first["data"]["kiosk"]) == (
+        "submit", "kiosk", reader.device_id, "kiosk")
+
     # the same reading again: a replay
     problem(await c.post("/auth/v1/kiosk/sessions", headers=kiosk, json=signed), 409, "kiosk.reading_replayed")
     # the kiosk's "done" button: the session ends at once

@@ -9,6 +9,7 @@ from datetime import timedelta
 import jwt
 from sqlalchemy import select
 
+from common import acting
 from common.demo import DEMO_PASSWORD, person_id
 from tests.gateway.people_platform import people_fixture  # noqa: F401 - the `people` fixture
 
@@ -55,7 +56,7 @@ async def test_proxies_from_the_policy(people):
     helper = await sign_in(p, "proxy1")
     assert helper.status_code == 200, helper.text
     t = claims(helper.json()["access_token"])
-    assert t["acting_for"] == P3 and t["proxy_authorisation"] and "requests" in t["acting_actions"]
+    assert t["acting_for"] == P3 and t["proxy_authorisation"] and "requests.submit" in t["acting_actions"]
     assert (await c.get("/auth/v1/userinfo", headers=bearer(helper.json()))).json()["acting_for"] == P3
     assert len(await audit(p, "proxy.use")) == 1
 
@@ -75,7 +76,8 @@ async def test_proxies_from_the_policy(people):
     problem(await sign_in(p, "proxy1", acting_for=P4), 403, "proxy.not_authorised", "acting_for")
     problem(await sign_in(p, "grid1", acting_for=P1), 403, "proxy.not_helper", "acting_for")
     for_p1 = (await sign_in(p, "proxy1", acting_for=P1)).json()
-    assert claims(for_p1["access_token"])["acting_actions"] == ["bookings", "requests"]
+    # the groups asked for are kept, and carried, as their acts (common.acting)
+    assert claims(for_p1["access_token"])["acting_actions"] == sorted(acting.expand(["bookings", "requests"]))
 
     # who sees it: the person, the helper, 幸福's staff; not 安康's staff, not another resident (404)
     for who, want in (("staff1", 200), ("staff2", 404), ("resident3", 404), ("grid1", 404), ("ops1", 200)):
@@ -93,7 +95,7 @@ async def test_proxies_from_the_policy(people):
     problem(await c.post(f"/auth/v1/proxies/{mine['id']}/revoke", headers=bearer(resident)), 409, "proxy.revoked")
 
     # staff on written consent: the consent recorded, their own place's helper, a person they may read
-    body = {"helper": "proxy1", "person_id": P1, "actions": ["records"], "expires_at":
+    body = {"helper": "proxy1", "person_id": P1, "actions": ["notifications"], "expires_at":
             (now + timedelta(hours=1)).isoformat()}
     problem(await c.post("/auth/v1/proxies", headers=p.staff("staff1"), json=body), 422, "proxy.consent_required",
             "consent_ref")

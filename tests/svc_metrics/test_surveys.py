@@ -255,7 +255,7 @@ async def test_quarterly_survey_end_to_end_with_bad_input_refused(client, staff,
     # the outbox carries the anonymous demand by place and category for svc_matching (no person)
     from svc_metrics.base import OutboxEvent
     async with client.app.state.db.session() as session:
-        rows = list((await session.execute(select(OutboxEvent))).scalars())
+        rows = list((await session.execute(select(OutboxEvent).where(OutboxEvent.type.like("survey_need.%")))).scalars())
     assert [r.type for r in rows] == ["survey_need.demand"]
     assert rows[0].data["items"] == [{"place_code": G1, "category": "health", "count": 6}]
     assert "person_id" not in str(rows[0].data)
@@ -272,7 +272,7 @@ async def test_named_needs_survey_records_needs_events(client, staff, auth, post
     assert r.status_code == 201 and r.json()["needs"] == ["elderly_care", "legal"]
     from svc_metrics.base import OutboxEvent
     async with client.app.state.db.session() as session:
-        rows = list((await session.execute(select(OutboxEvent))).scalars())
+        rows = list((await session.execute(select(OutboxEvent).where(OutboxEvent.type.like("survey_need.%")))).scalars())
         resp = (await session.execute(select(SurveyResponse))).scalar_one()
     assert [(r.type, r.data["person_id"], r.data["categories"]) for r in rows] == \
         [("survey_need.recorded", "p-03", ["elderly_care", "legal"])]
@@ -294,3 +294,28 @@ async def test_two_responses_racing_on_one_token_keep_one(client, staff, auth, p
     assert await counts(client) == (1, (await counts(client))[1], 1)
     res = (await client.get(f"/metrics/v1/surveys/{sid}/results", headers=staff)).json()
     assert res["respondents"] == 1 and next(q for q in res["questions"] if q["key"] == "overall")["count"] == 1
+
+
+async def test_a_visit_with_a_token_generalised_to_the_community(client, staff, auth, post):
+    """安康's four invitees share only the community, so their tokens carry 安康 (no grid): its grid worker still
+    enters a visit's answers (his grid lies within the token's place); a worker of 幸福 with such a token cannot."""
+    await register(post)
+    s = await published(client, auth(role="community_staff", user="staff2", scopes=[f"community:{C2}"]), scope=C2)
+    sid = s["id"]
+    assert (await client.post(f"/metrics/v1/surveys/{sid}/invitations", headers=auth(
+        role="community_staff", user="staff2", scopes=[f"community:{C2}"]))).json()["invited"] == 4
+    async with client.app.state.db.session() as session:
+        assert {t.place for t in (await session.execute(select(SurveyToken))).scalars()} == {C2}
+        invs = {i.person_id: i.id for i in (await session.execute(select(Invitation))).scalars()}
+    grid3 = auth(role="grid_worker", user="grid3", scopes=[f"grid:{G3}"])
+    grid1 = auth(role="grid_worker", user="grid1", scopes=[f"grid:{G1}"])
+    tok = await token_of(client, resident(auth, "p-12"), sid)
+    before = await counts(client)
+    r = await client.post(f"/metrics/v1/surveys/{sid}/responses", headers=grid1,
+                          json={"token": tok, "channel": "visit", "answers": {"overall": 4, "used": "no"}})
+    assert r.status_code == 403 and r.json()["code"] == "survey.visit_out_of_scope"
+    assert await counts(client) == before
+    tok = await token_of(client, grid3, sid, invs["p-13"])
+    r = await client.post(f"/metrics/v1/surveys/{sid}/responses", headers=grid3,
+                          json={"token": tok, "channel": "visit", "answers": {"overall": 4, "used": "no"}})
+    assert r.status_code == 201 and r.json()["channel"] == "visit", r.text

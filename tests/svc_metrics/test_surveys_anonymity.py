@@ -2,6 +2,7 @@
 no shared ids or tokens, no times, no row order, and attributes that always fit at least five invitees."""
 from __future__ import annotations
 
+import json
 from collections import Counter
 
 from sqlalchemy import inspect, text
@@ -69,8 +70,15 @@ async def test_an_anonymous_response_cannot_be_joined_to_its_person(client, auth
         fits = sum(n for (grid, band), n in invitees.items()
                    if grid.startswith(r["place"]) and (not r["age_band"] or band == r["age_band"]))
         assert fits >= 5, r
-    # 6. nothing written beside the responses names a respondent: the outbox holds only the demand aggregate, and
-    #    no idempotency record ties a caller to the moment of a response
-    assert all(row[tables["outbox"][0].index("type")] == "survey_need.demand" for row in tables["outbox"][1])
-    assert not any(p in str(row) for p in order for row in tables["outbox"][1])
+    # 6. nothing written beside the responses names a respondent: the outbox holds the demand aggregate (no
+    #    person) and the invitation notices, written at invitation, naming every invitee alike (respondent or not)
+    #    and no token; no idempotency record ties a caller to the moment of a response
+    outbox = [dict(zip(tables["outbox"][0], row)) for row in tables["outbox"][1]]
+    assert sorted({r["type"] for r in outbox}) == ["notice.survey.invited", "survey_need.demand"]
+    demand = [r for r in outbox if r["type"] == "survey_need.demand"]
+    assert len(demand) == 1 and not any(p in str(demand[0]) for p in order)
+    told = sorted(p for r in outbox if r["type"] != "survey_need.demand"
+                  for p in (json.loads(r["data"]) if isinstance(r["data"], str) else r["data"])["person_ids"])
+    assert told == sorted(p for p, g, *_ in PEOPLE if g.startswith(C1))
+    assert not any(tok in str(r) for r in outbox for tok in tokens.values())
     assert not [r for r in tables["idempotency_keys"][1] if "responses" in str(r)]

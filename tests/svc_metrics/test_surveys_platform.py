@@ -75,6 +75,12 @@ async def test_quarterly_survey_through_the_gateway(gw):
     invited = (await gw.get(f"/metrics/v1/surveys/{sid}/invitations", headers=staff)).json()["items"]
     people = [i["person_id"] for i in invited]
     assert len(people) == 10
+    # … and told through svc_residents' notification channels: the notice. rows name exactly the sample, no token
+    # (test_surveys_notices.py follows them into the inbox)
+    async with gw.metrics.state.db.session() as s:
+        told = [p for r in (await s.execute(select(OutboxEvent).where(OutboxEvent.type == "notice.survey.invited")))
+                .scalars() for p in r.data["person_ids"]]
+    assert sorted(told) == sorted(people)
     kiosk = h("system", "kiosk", member="kiosk")
     grid1 = h("grid_worker", "grid1", [f"grid:{G1}"])
     by_channel = {}
@@ -160,7 +166,7 @@ async def test_named_needs_become_needs_of_the_needs_list(gw):
         [("health", "p-n1", "survey", G1, "open"), ("legal", "p-n1", "survey", G1, "open")]
     # delivered twice (a relay retry): still one need per category
     async with gw.metrics.state.db.session() as s:
-        row = (await s.execute(select(OutboxEvent))).scalar_one()
+        row = (await s.execute(select(OutboxEvent).where(OutboxEvent.type.like("survey_need.%")))).scalar_one()
     r = await sender._deliver({"subject": row.subject, "type": row.type, "data": row.data},
                               {"Authorization": f"Bearer {await _token(h)}"})
     assert r.status_code == 200 and len(r.json()["needs"]) == 2

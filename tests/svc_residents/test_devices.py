@@ -1,17 +1,15 @@
 """Alarm devices: registered and bound by staff of the place; each reports only through its own IoT platform (a
-member system); an alarm becomes an emergency request at the person's place in a real svc_services (once per
-device event) and reaches the call-out through the emergency feed; a missed heartbeat raises a check task for the
+member system); an alarm becomes an emergency request at the person's place in a real svc_services through the
+alarm feed (once per device event, once per alarm however often delivered) and reaches the call-out through the
+emergency feed; a missed heartbeat raises a check task for the
 grid's workers and a lone elderly person's silent device a welfare check, once each, under the injected clock.
 Unknown devices, alarms from an unbound device and callers outside the scope: clear problems, nothing written."""
 from __future__ import annotations
 
-import httpx
 import pytest
 from sqlalchemy import func, select
 
-from common.http_client import ServiceClient
 from svc_residents.devices.scan import run_device_scan
-from tests.conftest import gateway_auth
 from tests.svc_residents.conftest import GRID_A1, H, P
 from tests.svc_residents.test_callout_feeds import drain, relay
 from tests.svc_residents.test_callout_feeds import services  # noqa: F401  (the svc_services fixture)
@@ -29,31 +27,21 @@ def hub(auth, member="iot-hub"):
     return auth(role="system", user=member, member=member)
 
 
-async def count(client, model) -> int:
+async def count(client, model, *where) -> int:
     async with client.app.state.db.session() as s:
-        return (await s.execute(select(func.count()).select_from(model))).scalar_one()
+        return (await s.execute(select(func.count()).select_from(model).where(*where))).scalar_one()
 
 
-@pytest.fixture
-async def wired(seeded, services, auth):  # noqa: F811
-    """svc_residents' services client on the in-process svc_services, with svc_residents' own token."""
-    await seeded.app.state.services_client.aclose()
-    client = ServiceClient("svc_services", "http://gw", transport=httpx.ASGITransport(app=services.app), retries=0)
-    client._client.auth = gateway_auth()      # the gateway's assertion, as the gateway would add it
-    seeded.app.state.services_client = client
-    token = auth(role="system", user="svc_residents", member="svc_residents")["Authorization"].split()[1]
-
-    async def provider():
-        return token
-    seeded.app.state.service_token = provider
-    services.app.state.clock.set(seeded.app.state.clock.now())
-    return seeded, services
+def tok(auth, member):
+    return auth(role="system", user=member, member=member)["Authorization"].split()[1]
 
 
-async def test_an_alarm_becomes_an_emergency_at_the_persons_place_once(wired, as_, auth):
+async def test_an_alarm_becomes_an_emergency_at_the_persons_place_once(seeded, services, as_, auth):  # noqa: F811
     from svc_residents.devices.models import DeviceAlarm
+    from svc_services.base import OutboxEvent as ServicesEvent
 
-    residents, svc = wired
+    residents, svc = seeded, services
+    svc.app.state.clock.set(residents.app.state.clock.now())
     r = await residents.post(DEVICES, headers=as_("grid1"), json={
         "id": "BR-0001", "kind": "bracelet", "member": "iot-hub", "person_id": P("P3"), "inactivity_hours": 12})
     assert r.status_code == 201, r.text
@@ -61,24 +49,69 @@ async def test_an_alarm_becomes_an_emergency_at_the_persons_place_once(wired, as
     event = {"event_id": "evt-1", "type": "alarm"}
     r = await residents.post(f"{DEVICES}/BR-0001/events", headers=hub(auth), json=event)
     assert r.status_code == 200, r.text
-    rid = r.json()["request_id"]
+    rid, alarm_id = r.json()["request_id"], r.json()["alarm_id"]
     again = await residents.post(f"{DEVICES}/BR-0001/events", headers=hub(auth), json=event)   # the device retries
-    assert again.json()["request_id"] == rid and await count(residents, DeviceAlarm) == 1
+    assert (again.json()["request_id"], again.json()["alarm_id"]) == (rid, alarm_id)
+    assert await count(residents, DeviceAlarm) == 1
+    alarms, alarm_sender = relay(residents, svc, "alarm.", "/services/v1/device_alarms", tok(auth, "svc_residents"))
+    assert await alarms.run_once() == 1
     req = (await svc.get(f"/services/v1/requests/{rid}", headers=auth(role="ops", user="ops1"))).json()
     assert (req["channel"], req["priority"], req["person_id"], req["grid"]) == ("iot", "emergency", P("P3"), GRID_A1)
-    assert "智能手环报警" in req["description"] and req["address"]
-    tok = auth(role="system", user="svc_services", member="svc_services")["Authorization"].split()[1]
-    feed, sender = relay(svc, residents, "emergency.", "/residents/v1/emergencies", tok)
+    assert "智能手环报警（设备 BR-0001）" in req["description"] and req["address"]
+    submit = req["timeline"][0]     # the device filed it, for the person
+    assert (submit["actor"], submit["acting_for"]) == ("svc_residents/device:BR-0001", P("P3")), submit
+    # the same alarm delivered again (a relay that died before marking it, a second replica): still one request
+    async with residents.app.state.db.session() as s, s.begin():
+        from sqlalchemy import update
+
+        from svc_residents.base import OutboxEvent
+        await s.execute(update(OutboxEvent).where(OutboxEvent.type == "alarm.raised").values(delivered_at=None))
+    assert await alarms.run_once() == 1
+    assert await count(svc, ServicesEvent, ServicesEvent.type == "request.submitted") == 1
+    feed, sender = relay(svc, residents, "emergency.", "/residents/v1/emergencies", tok(auth, "svc_services"))
     await drain(feed)
     c = (await residents.get(f"/residents/v1/callouts/{rid}", headers=as_("grid1"))).json()
     assert c["state"] == "calling" and c["source"] == "iot" and c["attempts"][0]["targets"][0]["user_id"] == "grid1"
     await sender.aclose()
+    await alarm_sender.aclose()
 
 
-async def test_bad_devices_events_and_callers_write_nothing(wired, as_, auth):
+async def test_only_svc_residents_files_alarms_and_a_refused_alarm_stays_pending(seeded, services, as_, auth):  # noqa: F811
+    from svc_residents.base import OutboxEvent
+
+    residents, svc = seeded, services
+    body = {"request_id": "01900000-0000-7000-8000-000000000001", "device_id": "BR-0009", "device_kind": "bracelet",
+            "event_id": "e1", "grid": GRID_A1, "description": "智能手环报警", "raised_at": "2026-01-05T02:00:00+00:00"}
+    for who in (as_("staff1"), as_("ops1"), hub(auth), auth(role="system", user="svc_matching", member="svc_matching")):
+        r = await svc.put("/services/v1/device_alarms/a-1", headers=who, json=body)
+        assert r.status_code == 403, r.text
+    r = await svc.put("/services/v1/device_alarms/a-1", headers=hub(auth, "svc_residents"),
+                      json={**body, "grid": "110105009009009"})
+    assert r.status_code == 422 and r.json()["errors"][0]["field"].startswith("location.grid"), r.text
+    r = await svc.put("/services/v1/device_alarms/a-1", headers=hub(auth, "svc_residents"),
+                      json={**body, "request_id": "nope"})
+    assert r.status_code == 422 and r.json()["errors"][0]["field"].endswith("request_id"), r.text
+    assert (await svc.get("/services/v1/requests", headers=as_("ops1"))).json()["items"] == []
+    # an alarm svc_services refuses (here its alarm item is unknown): kept pending and retried, nothing lost
+    r = await residents.post(DEVICES, headers=as_("grid1"), json={"id": "BR-0002", "kind": "bracelet",
+                                                                  "member": "iot-hub", "person_id": P("P3")})
+    assert r.status_code == 201
+    svc.app.state.settings.alarm_item_code = "NO-SUCH-1"
+    r = await residents.post(f"{DEVICES}/BR-0002/events", headers=hub(auth), json={"event_id": "x", "type": "alarm"})
+    assert r.status_code == 200
+    alarms, sender = relay(residents, svc, "alarm.", "/services/v1/device_alarms", tok(auth, "svc_residents"))
+    assert await alarms.run_once() == 0
+    async with residents.app.state.db.session() as s:
+        row = (await s.execute(select(OutboxEvent).where(OutboxEvent.type == "alarm.raised"))).scalar_one()
+    assert row.delivered_at is None and row.attempts == 1 and "422" in row.last_error
+    await sender.aclose()
+
+
+async def test_bad_devices_events_and_callers_write_nothing(seeded, as_, auth):
+    from svc_residents.base import OutboxEvent
     from svc_residents.devices.models import AlarmDevice, DeviceAlarm
 
-    residents, svc = wired
+    residents = seeded
     base = {"id": "SM-0001", "kind": "smoke_sensor", "member": "iot-hub", "household_id": H("1")}
     for who, body, status, field in (
             ("staff2", base, 422, "household_id"),                       # 安康's staff: 幸福's household
@@ -112,8 +145,7 @@ async def test_bad_devices_events_and_callers_write_nothing(wired, as_, auth):
     r = await residents.post(f"{DEVICES}/SM-0001/events", headers=hub(auth), json={"event_id": "e3", "type": "fire"})
     assert r.status_code == 422
     assert await count(residents, DeviceAlarm) == 0
-    listed = await svc.get("/services/v1/requests", headers=auth(role="ops", user="ops1"))
-    assert listed.json()["items"] == []
+    assert await count(residents, OutboxEvent, OutboxEvent.type.startswith("alarm.")) == 0
     # staff elsewhere neither see nor change the device; a deactivated device's events are refused
     assert (await residents.get(f"{DEVICES}/SM-0001", headers=as_("staff2"))).status_code == 404
     r = await residents.patch(f"{DEVICES}/SM-0001", headers=as_("grid1"), json={"version": 1, "active": False})

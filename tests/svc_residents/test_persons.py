@@ -20,9 +20,11 @@ async def _events(client, type_=None):
     from svc_residents.models import OutboxEvent
 
     async with client.app.state.db.session() as s:
-        # the domain events for svc_metrics (the feed rows are tested in test_profile_feed.py, test_place_feed.py)
+        # the domain events for svc_metrics (the feed rows are tested in test_profile_feed.py, test_place_feed.py,
+        # test_elector_feed.py)
         stmt = select(OutboxEvent).where(~OutboxEvent.type.startswith("requester_profile."),
-                                         ~OutboxEvent.type.startswith("person_place.")).order_by(OutboxEvent.id)
+                                         ~OutboxEvent.type.startswith("person_place."),
+                                         ~OutboxEvent.type.startswith("elector.")).order_by(OutboxEvent.id)
         if type_:
             stmt = stmt.where(OutboxEvent.type == type_)
         return list((await s.execute(stmt)).scalars())

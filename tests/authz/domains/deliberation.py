@@ -264,6 +264,8 @@ CELLS = {
     "PUT /services/v1/deliberation/electors/{person_id}": [Cell("feed.profiles", lambda w, c, oid: (
         "PUT", f"/services/v1/deliberation/electors/{w.uid('authz-el')}", {"json": {
             "building_code": P1B, "household_id": "authz-hh"}}))],
+    "DELETE /services/v1/deliberation/electors/{person_id}": [Cell("feed.profiles", lambda w, c, oid: (
+        "DELETE", f"/services/v1/deliberation/electors/{w.uid('authz-el')}", {"params": {"version": 1}}))],
     "PUT /services/v1/deliberation/policies/{community_code}": [Cell("topic.policy", lambda w, c, oid: (
         "PUT", f"/services/v1/deliberation/policies/{XF}", {"json": {"cosign_threshold": 10}}))],
     "POST /services/v1/topics": [Cell("topic.create", create_body)],

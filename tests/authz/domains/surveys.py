@@ -1,7 +1,8 @@
 """Surveys (issue 29, svc_metrics): rules and cells, written from the policy.
 
 The policy (DESIGN "Identity and authorisation", docs/adr/0019-surveys.md):
-- a place's surveys are set up, edited, published, closed and sent out by its community or street staff and ops
+- a place's surveys are set up, edited, published, closed, sent out and reminded by its community or street staff
+  and ops
   (a grid worker visits households but does not run the community's questionnaire; departments, systems,
   evaluators, providers, residents: 403);
 - a published questionnaire is read by every signed-in caller (residents answer it); a draft only by place staff
@@ -110,6 +111,11 @@ def invite(w: World, c: Caller, oid: str | None):
     return "POST", f"{BASE}/{oid or s['id']}/invitations", {}
 
 
+def remind(w: World, c: Caller, oid: str | None):
+    s = _shared(w, "remind", lambda: _survey(w))   # a fresh one for each permitted caller: one reminder a survey
+    return "POST", f"{BASE}/{oid or s['id']}/reminders", {}
+
+
 def take_token(w: World, c: Caller, oid: str | None):
     s = _shared(w, "invited", lambda: _survey(w))
     if c.role in ("resident", "proxy"):
@@ -146,6 +152,7 @@ CELLS = {
     f"POST {BASE}/{{survey_id}}/transitions": [Cell("survey.draft_manage", publish)],
     f"POST {BASE}/{{survey_id}}/revisions": [Cell("survey.manage", revise)],
     f"POST {BASE}/{{survey_id}}/invitations": [Cell("survey.manage", invite)],
+    f"POST {BASE}/{{survey_id}}/reminders": [Cell("survey.manage", remind)],
     f"GET {BASE}/{{survey_id}}/invitations": [Cell("survey.invitations", get(BASE + "/{}/invitations",
                                                                              ids("survey_pub")))],
     f"POST {BASE}/{{survey_id}}/invitations/token": [Cell("survey.token", take_token)],
