@@ -12,7 +12,11 @@ would repeat everywhere:
 - the error format a protocol prescribes instead of problem+json: GeoReport v2's error list under
   `/open311/` (`[{"code", "description"}]` as JSON, or XML per the path's format); X-Road's faults under `/r1/`,
   only 400 and 500 (PR-REST §4.6), `{type, message, detail}` as JSON or `<error>` as XML;
-- `/metrics` as Prometheus text.
+- `/metrics` as Prometheus text;
+- a distinct `title` on every component schema (`distinct_titles`): generators name their classes by it
+  (openapi-python-client), and two schemas titled alike, FastAPI's `svc_x__pkg__schemas__TransitionIn` beside
+  another `TransitionIn`, or the gateway's `matching__EntryIn` beside svc_services' `EntryIn`, would be one class
+  and the second dropped.
 
 Idempotent: running it twice changes nothing.
 """
@@ -73,6 +77,20 @@ def finish(doc: dict[str, Any]) -> dict[str, Any]:
                     del responses[status]
         if path == "/metrics" and method == "get" and "200" in responses:
             responses["200"]["content"] = copy.deepcopy(PROMETHEUS_TEXT)
+    return distinct_titles(doc)
+
+
+def distinct_titles(doc: dict[str, Any]) -> dict[str, Any]:
+    """Each component schema whose `title` another one shares is titled by its own (unique) name, in place."""
+    schemas = (doc.get("components") or {}).get("schemas") or {}
+    seen: dict[str, int] = {}
+    for name, schema in schemas.items():
+        if isinstance(schema, dict):
+            title = schema.get("title", name)
+            seen[title] = seen.get(title, 0) + 1
+    for name, schema in schemas.items():
+        if isinstance(schema, dict) and seen.get(schema.get("title", name), 0) > 1:
+            schema["title"] = name
     return doc
 
 

@@ -123,7 +123,9 @@ def merge_openapi(own: dict[str, Any], parts: dict[str, dict[str, Any]]) -> dict
             tags.setdefault(t["name"], t)
     if tags:
         merged["tags"] = list(tags.values())
-    return merged
+    from common.openapi_contract import distinct_titles
+
+    return distinct_titles(merged)
 
 
 class AggregatedOpenAPI:
