@@ -20,7 +20,7 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import and_, bindparam, insert, or_, select, update
 
 from common.db import Database
 from common.ids import new_id
@@ -30,6 +30,7 @@ from svc_residents.notifications.models import Attempt, Delivery, Notification, 
 from svc_residents.persons.models import Person
 
 log = logging.getLogger("onenet.notifications")
+IN_CHUNK = 500
 STAFF_AAD = "svc_residents:staff_contacts:{}:phone"
 
 
@@ -40,8 +41,14 @@ class Policy:
     lease_seconds: float = 30.0
     max_backoff_seconds: float = 300.0
     give_up_after: timedelta = timedelta(days=1)  # on the last channel: retried until the message is this old
-    batch: int = 200
-    concurrency: int = 32
+    batch: int = 500  # deliveries a round: claimed, loaded and recorded with a few statements
+    concurrency: int = 64  # sends in flight to the platforms at once
+
+
+def _chunks(values, size: int = IN_CHUNK):
+    values = list(values)
+    for i in range(0, len(values), size):
+        yield values[i:i + size]
 
 
 class Channels:
@@ -65,14 +72,26 @@ class Channels:
         return r.get("status") if r else None
 
 
+async def phones_of(session, recipients, protection) -> dict[str, str | None]:
+    """The recipients' phones, decrypted: two queries a chunk, however many recipients."""
+    ids: dict[str, list[str]] = {"person": [], "user": []}
+    for r in dict.fromkeys(recipients):
+        kind, _, ident = r.partition(":")
+        ids.setdefault(kind, []).append(ident)
+    out: dict[str, str | None] = {}
+    for part in _chunks(ids["person"]):
+        for pid, enc in await session.execute(select(Person.id, Person.phone_enc).where(Person.id.in_(part))):
+            out[f"person:{pid}"] = protection.cipher.decrypt(enc, aad=f"svc_residents:persons:{pid}:phone") \
+                if enc else None
+    for part in _chunks(ids["user"]):
+        for uid, enc in await session.execute(select(StaffContact.user_id, StaffContact.phone_enc)
+                                              .where(StaffContact.user_id.in_(part))):
+            out[f"user:{uid}"] = protection.cipher.decrypt(enc, aad=STAFF_AAD.format(uid)) if enc else None
+    return out
+
+
 async def phone_of(session, recipient: str, protection) -> str | None:
-    kind, _, ident = recipient.partition(":")
-    if kind == "person":
-        p = await session.get(Person, ident)
-        return protection.cipher.decrypt(p.phone_enc, aad=f"svc_residents:persons:{ident}:phone") \
-            if p is not None and p.phone_enc else None
-    s = (await session.execute(select(StaffContact).where(StaffContact.user_id == ident))).scalar_one_or_none()
-    return protection.cipher.decrypt(s.phone_enc, aad=STAFF_AAD.format(ident)) if s and s.phone_enc else None
+    return (await phones_of(session, [recipient], protection)).get(recipient)
 
 
 class Dispatcher:
@@ -108,10 +127,7 @@ class Dispatcher:
         async with self.db.session() as s:
             rows = (await s.execute(select(Delivery, Notification).join(
                 Notification, Notification.id == Delivery.notification_id).where(Delivery.id.in_(ids)))).all()
-            phones = {}
-            for _, n in rows:
-                if n.recipient not in phones:
-                    phones[n.recipient] = await phone_of(s, n.recipient, self.protection)
+            phones = await phones_of(s, (n.recipient for _, n in rows), self.protection)
         gate = asyncio.Semaphore(self.policy.concurrency)
 
         async def one(d: Delivery, n: Notification):
@@ -119,12 +135,25 @@ class Dispatcher:
                 return await self._try(d, n, phones.get(n.recipient), now)
 
         results = await asyncio.gather(*(one(d, n) for d, n in rows))
+        # the results in a few statements: one UPDATE (executemany) per shape of change, each row only if the
+        # lease is still ours, and the attempts in one INSERT
+        shapes: dict[tuple[str, ...], list[dict]] = {}
+        attempts = []
+        for (d, n), (values, attempt) in zip(rows, results):
+            values = {**values, "lease_until": None, "updated_at": now}
+            shapes.setdefault(tuple(sorted(values)), []).append(
+                {"w_id": d.id, "w_lease": d.lease_until, **{f"v_{k}": v for k, v in values.items()}})
+            if attempt is not None:
+                attempts.append({"id": new_id(), "delivery_id": d.id, "notification_id": n.id, "at": now,
+                                 "detail": None, "provider_ref": None, **attempt})
+        table = Delivery.__table__
         async with self.db.write_gate(), self.db.session() as s, s.begin():
-            for (d, n), (values, attempt) in zip(rows, results):
-                await s.execute(update(Delivery).where(Delivery.id == d.id, Delivery.lease_until == d.lease_until)
-                                .values(**values, lease_until=None, updated_at=now))
-                if attempt is not None:
-                    s.add(Attempt(id=new_id(), delivery_id=d.id, notification_id=n.id, at=now, **attempt))
+            for keys, params in shapes.items():
+                await s.execute(update(table).where(table.c.id == bindparam("w_id"),
+                                                    table.c.lease_until == bindparam("w_lease"))
+                                .values({k: bindparam(f"v_{k}") for k in keys}), params)
+            for part in _chunks(attempts, 200):
+                await s.execute(insert(Attempt.__table__), part)
         return len(rows)
 
     async def _try(self, d: Delivery, n: Notification, phone: str | None, now: datetime):

@@ -9,7 +9,8 @@ words need. Each rule picks an audience and a template; the audience resolves to
 - `grid_worker`: the workers of the request's grid (places.models.GridWorker).
 - `community_staff`: the staff contacts of the request's community; `escalation_target`: of the level the
   request was escalated to (community, street or department).
-- `provider`: the staff contacts of a provider (offers); `person`: the person the event is about (a booking's or
+- `provider`: the staff contacts of a provider organisation, or the volunteer's person (offers made and about to
+  expire, svc_matching/offers/notices.py); `person`: the person the event is about (a booking's or
   an activity sign-up's resident, svc_matching/bookings/notices.py); `persons`: a batch of persons (`person_ids`:
   a survey's invitees, svc_metrics/surveys/notices.py; the words never carry the survey's one-time token).
 """
@@ -25,9 +26,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from common.clock import SHANGHAI
 from svc_residents.notifications.models import StaffContact
-from svc_residents.notifications.service import contact_of, notify
+from svc_residents.notifications.service import Message, notify_many
 from svc_residents.notifications.templates import TEMPLATES
-from svc_residents.places.models import GridWorker
+from svc_residents.places.models import GridWorker, Place
 
 log = logging.getLogger("onenet.notifications")
 
@@ -55,7 +56,8 @@ RULES: dict[str, tuple[Rule, ...]] = {
     "offer.made": (R("provider", "offer.made"),),
     "offer.expiring": (R("provider", "offer.expiring", "urgent"),),
     "verification.needs_resident": (R("person", "verification.needs_resident"),),
-    "warning.opened": (R("community_staff", "warning.opened", "urgent", staff=True),),
+    "warning.opened": (R("community_staff", "warning.opened", "urgent", staff=True),
+                       R("grid_worker", "warning.opened", "urgent", staff=True)),
     **{f"booking.{e}": (R("person", f"booking.{e}"),) for e in (
         "confirmed", "approved", "rejected", "promoted", "promoted_pending", "rescheduled", "cancelled", "reminder")},
     **{f"signup.{e}": (R("person", f"signup.{e}"),) for e in ("confirmed", "promoted", "reminder")},
@@ -81,7 +83,7 @@ def variables(data: dict[str, Any]) -> dict[str, str]:
                                              "provider": "服务机构"}.get(assignee.get("kind"), "工作人员"),
         "level": LEVELS_ZH.get(data.get("escalation_level") or "", data.get("escalation_level") or "上级"),
         "breaches": "、".join(BREACHES_ZH.get(b, b) for b in data.get("breaches") or ["still_overdue"]),
-        "expires": data.get("expires_local") or data.get("expires_at") or "近期",
+        "expires": _local(_parse(data.get("expires_at")), "近期"),
         "field": data.get("field") or "登记",
         "community": data.get("community_name") or data.get("community") or "社区",
         "title": data.get("title") or "预警",
@@ -89,10 +91,17 @@ def variables(data: dict[str, Any]) -> dict[str, str]:
     }
 
 
-def _local(at: datetime | None) -> str:
-    """A start time as residents read it: `12月8日 14:00` (Asia/Shanghai)."""
+def _parse(at: str | None) -> datetime | None:
+    try:
+        return datetime.fromisoformat(at) if at else None
+    except ValueError:
+        return None
+
+
+def _local(at: datetime | None, unknown: str = "预约时间") -> str:
+    """A time as residents read it: `12月8日 14:00` (Asia/Shanghai)."""
     if at is None:
-        return "预约时间"
+        return unknown
     t = at.astimezone(SHANGHAI)
     return f"{t.month}月{t.day}日 {t:%H:%M}"
 
@@ -128,26 +137,29 @@ async def recipients(session: AsyncSession, audience: str, data: dict[str, Any])
         if level == "department" and data.get("department"):
             return await _staff(session, f"dept:{data['department']}")
         return await _staff(session, f"community:{community}") if community else []
-    if audience == "provider":
-        return await _staff(session, f"provider:{data['provider_id']}") if data.get("provider_id") else []
+    if audience == "provider":  # a service's organisation (its staff contacts) or a volunteer (the person)
+        staff = await _staff(session, f"provider:{data['provider_id']}") if data.get("provider_id") else []
+        return staff + ([f"person:{data['person_id']}"] if data.get("person_id") else [])
     raise KeyError(audience)
 
 
 async def handle(session: AsyncSession, kind: str, event_id: str, data: dict[str, Any], *, now: datetime) -> int:
-    """Apply the rules of event `kind` (in the caller's transaction). Returns how many messages were stored now;
-    an event handled before stores nothing (idempotent by event and recipient), an unknown kind nothing."""
+    """Apply the rules of event `kind` (in the caller's transaction), every recipient of every rule in one batch.
+    Returns how many messages were stored now; an event handled before stores nothing (idempotent by event and
+    recipient), an unknown kind nothing, a recipient unknown here (merged away) is skipped."""
+    if data.get("community") and not data.get("community_name"):  # the words name the place, as people know it
+        place = await session.get(Place, data["community"])
+        data = {**data, "community_name": place.name if place else None}
     values = variables(data)
-    created = 0
+    messages = []
     for rule in RULES.get(kind, ()):
         urgency = "emergency" if rule.staff and data.get("priority") == "emergency" else rule.urgency
         wanted = {k: values[k] for k in TEMPLATES[rule.template].variables}
         for r in dict.fromkeys(await recipients(session, rule.audience, data)):
-            if await contact_of(session, r) is None:  # a person merged away or unknown here: nobody to tell
-                log.warning("notice for an unknown recipient skipped", extra={"event_id": event_id, "kind": kind})
-                continue
-            result = await notify(session, recipient=r, template=rule.template, variables=wanted,
-                                  event_key=f"{event_id}:{rule.template}", now=now, urgency=urgency,
-                                  subject=data.get("request_id") or data.get("subject"),
-                                  community=data.get("community"), grid=data.get("grid"))
-            created += result.created
-    return created
+            messages.append(Message(r, rule.template, wanted, f"{event_id}:{rule.template}", urgency,
+                                    subject=data.get("request_id") or data.get("subject"),
+                                    community=data.get("community"), grid=data.get("grid")))
+    stored = await notify_many(session, messages, now=now, unknown="skip") if messages else []
+    if any(s is None for s in stored):  # a person merged away or unknown here: nobody to tell
+        log.warning("notice for an unknown recipient skipped", extra={"event_id": event_id, "kind": kind})
+    return sum(1 for s in stored if s is not None and s.created)

@@ -30,9 +30,12 @@ async def start(app: FastAPI) -> None:
     await hub.start(app.state.db.engine)
     token = app.state.service_token or _no_token
     # the platforms straight, with their access key (ADR 0017), or through the gateway when none is configured
-    app.state.notification_http = httpx.AsyncClient(base_url=settings.notify_platforms_url or settings.gateway_url,
-                                                    timeout=5.0, auth=auth_for(settings.notify_platforms_key))
     policy = Policy(base_seconds=settings.notify_retry_base_seconds, max_tries=settings.notify_max_tries)
+    # as many kept-alive connections as sends in flight: a bulk round opens no new connection per message
+    limits = httpx.Limits(max_connections=policy.concurrency, max_keepalive_connections=policy.concurrency)
+    app.state.notification_http = httpx.AsyncClient(base_url=settings.notify_platforms_url or settings.gateway_url,
+                                                    timeout=5.0, auth=auth_for(settings.notify_platforms_key),
+                                                    limits=limits)
     app.state.notification_dispatcher = Dispatcher(app.state.db, channels_on(app.state.notification_http, token),
                                                    app.state.protection, policy)
 

@@ -1,13 +1,21 @@
-"""notify(): one message to one recipient, stored with its deliveries in the caller's transaction (see the
-package's docstring for the contract)."""
+"""notify() / notify_many(): messages stored with their deliveries in the caller's transaction (see the package's
+docstring for the contract).
+
+One rule path: `notify()` is `notify_many()` with one message. A batch (a broadcast's chunk, an event's
+audience) is resolved with a few queries whatever its size: the recipients' settings, contacts (persons and their
+tags, staff contacts), the outside messages each already had in 24 h, then the messages inserted in one statement
+(ON CONFLICT DO NOTHING: idempotent by event and recipient), their deliveries and skips in one more each. The
+per-recipient decisions are `decide()`'s, a pure function of what was loaded; the messages of one batch are decided
+in order, so a recipient named twice reaches the cap exactly as two calls one after another would."""
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, insert, select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -23,6 +31,7 @@ URGENCIES = ("normal", "urgent", "emergency", "safety")
 # these reach the person whatever the hour, their opt-outs or their cap (a safety message is not marketing)
 BYPASS = frozenset({"emergency", "safety"})
 DAILY_CAP = 20  # outside-channel messages a recipient gets in 24 hours, emergencies not counted
+IN_CHUNK = 500  # ids per IN (…) list: well inside SQLite's and asyncpg's parameter limits
 
 
 @dataclass
@@ -40,6 +49,39 @@ class Contact:
     grid: str | None = None
 
 
+@dataclass(frozen=True)
+class Message:
+    """One message wanted: the arguments of `notify()` but the session and `now`."""
+    recipient: str
+    template: str
+    variables: dict[str, Any]
+    event_key: str
+    urgency: str = "normal"
+    subject: str | None = None
+    channels: Sequence[str] | None = None
+    parallel: bool = False
+    community: str | None = None
+    grid: str | None = None
+
+
+@dataclass
+class Stored:
+    """What became of one message of a batch: its id, whether it is new, why no outside channel carries it."""
+    id: str
+    created: bool
+    skipped: str | None = None
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The outside channels of one new message: `skipped` (opted_out, cap, no_channel) or `plans` (one delivery
+    each: the channels in order of fallback), `left_out` (recorded skips: no phone), `due` (after quiet hours)."""
+    skipped: str | None
+    plans: tuple[tuple[str, ...], ...] = ()
+    left_out: tuple[str, ...] = ()
+    due: datetime | None = None
+
+
 def parse_recipient(recipient: str) -> tuple[str, str]:
     kind, _, ident = recipient.partition(":")
     if kind not in ("person", "user") or not ident or len(recipient) > 100:
@@ -48,89 +90,197 @@ def parse_recipient(recipient: str) -> tuple[str, str]:
     return kind, ident
 
 
+def _chunks(values: Iterable, size: int = IN_CHUNK):
+    values = list(values)
+    for i in range(0, len(values), size):
+        yield values[i:i + size]
+
+
+async def contacts_of(session: AsyncSession, recipients: Iterable[str]) -> dict[str, Contact | None]:
+    """How each recipient can be reached; None for a person nobody knows (or merged away). Three queries a chunk."""
+    wanted = list(dict.fromkeys(recipients))
+    by_kind: dict[str, list[str]] = defaultdict(list)
+    for r in wanted:
+        kind, ident = parse_recipient(r)
+        by_kind[kind].append(ident)
+    out: dict[str, Contact | None] = {}
+    for ids in _chunks(by_kind["person"]):
+        tags: dict[str, set[str]] = defaultdict(set)
+        for pid, code in await session.execute(select(PersonTag.person_id, PersonTag.code)
+                                                .where(PersonTag.person_id.in_(ids))):
+            tags[pid].add(code)
+        rows = await session.execute(select(Person.id, Person.merged_into, Person.preferred_channel,
+                                            Person.accessibility_needs, Person.phone_enc.is_not(None),
+                                            Person.community_code, Person.grid_code).where(Person.id.in_(ids)))
+        for pid, merged, preferred, needs, has_phone, community, grid in rows:
+            if not merged:
+                out[f"person:{pid}"] = Contact(ch.person_plan(preferred, list(needs or []), tags[pid]),
+                                               bool(has_phone), community, grid)
+    for ids in _chunks(by_kind["user"]):
+        staff = {s.user_id: s for s in (await session.execute(
+            select(StaffContact).where(StaffContact.user_id.in_(ids)))).scalars()}
+        for uid in ids:
+            s = staff.get(uid)
+            # a gateway account without contact details: inbox and push only
+            out[f"user:{uid}"] = Contact(ch.staff_plan(s.preferred_channel), s.phone_enc is not None) \
+                if s is not None and s.active else Contact(["push"], False)
+    return {r: out.get(r) for r in wanted}
+
+
 async def contact_of(session: AsyncSession, recipient: str) -> Contact | None:
     """How the recipient can be reached; None for a person nobody knows (or merged away)."""
-    kind, ident = parse_recipient(recipient)
-    if kind == "person":
-        person = await session.get(Person, ident)
-        if person is None or person.merged_into:
-            return None
-        tags = set((await session.execute(select(PersonTag.code).where(PersonTag.person_id == ident))).scalars())
-        return Contact(ch.person_plan(person.preferred_channel, list(person.accessibility_needs or []), tags),
-                       person.phone_enc is not None, person.community_code, person.grid_code)
-    staff = (await session.execute(select(StaffContact).where(StaffContact.user_id == ident))).scalar_one_or_none()
-    if staff is None or not staff.active:
-        return Contact(["push"], False)  # a gateway account without contact details: inbox and push only
-    return Contact(ch.staff_plan(staff.preferred_channel), staff.phone_enc is not None)
+    return (await contacts_of(session, [recipient]))[recipient]
 
 
-async def _insert_once(session: AsyncSession, values: dict[str, Any]) -> bool:
-    """INSERT … ON CONFLICT (event_key, recipient) DO NOTHING: two replicas handling one event store one row."""
-    dialect = session.bind.dialect.name
-    mod = postgresql if dialect == "postgresql" else sqlite
-    stmt = mod.insert(Notification).values(**values).on_conflict_do_nothing(
-        index_elements=["event_key", "recipient"])
-    return (await session.execute(stmt)).rowcount == 1
+def check(m: Message) -> None:
+    """The message's own arguments (422 naming the field): before anything is read or written."""
+    if m.urgency not in URGENCIES:
+        raise invalid("urgency", "notification.bad_urgency", "紧急程度应为 normal/urgent/emergency/safety",
+                      "urgency is normal, urgent, emergency or safety")
+    if not m.event_key or len(m.event_key) > 120:
+        raise invalid("event_key", "notification.bad_event_key", "事件键须为 1–120 个字符", "event_key: 1–120 characters")
+    if m.channels is not None and (not m.channels or set(m.channels) - set(ch.CHANNELS)):
+        raise invalid("channels", "notification.bad_channel", "渠道应为 push/sms/voice", "channels: push, sms, voice")
+    parse_recipient(m.recipient)
+
+
+def decide(m: Message, contact: Contact, opted_out: Sequence[str], sent_today: int, now: datetime) -> Decision:
+    """The per-recipient rule: opt-out, daily cap, channel plan (needs, preference, phone), fallback or parallel,
+    quiet hours; emergencies and safety messages pass opt-outs, caps and quiet hours."""
+    bypass = m.urgency in BYPASS
+    if not bypass and TEMPLATES[m.template].category in opted_out:
+        return Decision("opted_out")
+    if not bypass and sent_today >= DAILY_CAP:
+        return Decision("cap")
+    plan, left_out = ch.reachable(list(m.channels) if m.channels is not None else contact.plan, contact.has_phone)
+    due = now if bypass else (ch.quiet_until(now) or now)
+    plans = tuple((c,) for c in plan) if m.parallel else (tuple(plan),)
+    return Decision(None if plan else "no_channel", plans if plan else ((),), tuple(left_out), due)
+
+
+async def _sent_today(session: AsyncSession, recipients: list[str], now: datetime) -> dict[str, int]:
+    """Outside-channel deliveries (emergencies not counted) each recipient had in the last 24 hours."""
+    counts: dict[str, int] = {}
+    for rs in _chunks(recipients):
+        counts.update((await session.execute(
+            select(Notification.recipient, func.count()).select_from(Notification)
+            .join(Delivery, Delivery.notification_id == Notification.id)
+            .where(Notification.recipient.in_(rs), Notification.created_at > now - timedelta(days=1),
+                   Notification.urgency.not_in(BYPASS), Delivery.state != "skipped")
+            .group_by(Notification.recipient))).all())
+    return counts
+
+
+async def _insert_once(session: AsyncSession, rows: list[dict[str, Any]]) -> set[str]:
+    """INSERT … ON CONFLICT (event_key, recipient) DO NOTHING, many rows at once: two replicas handling one event
+    store one row. Returns the ids actually inserted."""
+    mod = postgresql if session.bind.dialect.name == "postgresql" else sqlite
+    created: set[str] = set()
+    for part in _chunks(rows, 200):  # 15 columns a row: 3,000 parameters a statement
+        stmt = mod.insert(Notification).values(part).on_conflict_do_nothing(
+            index_elements=["event_key", "recipient"]).returning(Notification.id)
+        created.update((await session.execute(stmt)).scalars())
+    return created
+
+
+async def notify_many(session: AsyncSession, messages: Sequence[Message], *, now: datetime,
+                      unknown: str = "raise") -> list[Stored | None]:
+    """Store `messages` (in the caller's transaction), idempotent by (event_key, recipient). One answer a
+    message, in order: None for an unknown recipient when `unknown="skip"`; with `"raise"` (the default) an unknown
+    recipient is a 422 naming `recipient`, as is any bad argument or template variable, and nothing is written."""
+    for m in messages:
+        check(m)
+    prefs = {}
+    for rs in _chunks({m.recipient for m in messages}):
+        prefs.update({p.recipient: p for p in (await session.execute(
+            select(RecipientSettings).where(RecipientSettings.recipient.in_(rs)))).scalars()})
+    words, rendered = {}, []
+    for m in messages:  # 422 before anything is written; a broadcast's one text rendered once a language
+        language = prefs[m.recipient].language if m.recipient in prefs else "zh"
+        key = (m.template, tuple(sorted((k, str(v)) for k, v in m.variables.items())), language)
+        if key not in words:
+            words[key] = (language, *render(m.template, m.variables, language))
+        rendered.append(words[key])
+    contacts = await contacts_of(session, (m.recipient for m in messages))
+    if unknown == "raise" and any(c is None for c in contacts.values()):
+        raise invalid("recipient", "notification.unknown_recipient", "没有这个收件人", "Unknown recipient")
+    rows, ids = [], []
+    for m, (language, title, body) in zip(messages, rendered):
+        contact = contacts[m.recipient]
+        if contact is None:
+            ids.append(None)
+            continue
+        nid = new_id()
+        ids.append(nid)
+        rows.append(dict(id=nid, recipient=m.recipient, event_key=m.event_key, category=TEMPLATES[m.template].category,
+                         template=m.template, variables=m.variables, urgency=m.urgency, language=language,
+                         title=title, body=body, subject=m.subject, community_code=m.community or contact.community,
+                         grid_code=m.grid or contact.grid, created_at=now, skipped=None, read_at=None))
+    created = await _insert_once(session, rows) if rows else set()
+    new = [(m, nid) for m, nid in zip(messages, ids) if nid in created]
+    counts = await _sent_today(session, list({m.recipient for m, _ in new if m.urgency not in BYPASS}), now)
+    deliveries, attempts, skipped = [], [], defaultdict(list)
+    outcome: dict[str, str | None] = {}
+    for m, nid in new:
+        stream.wake_after_commit(session, m.recipient)
+        p = prefs.get(m.recipient)
+        d = decide(m, contacts[m.recipient], (p.opted_out or []) if p else [], counts.get(m.recipient, 0), now)
+        outcome[nid] = d.skipped
+        if d.skipped:
+            skipped[d.skipped].append(nid)
+        if d.skipped in ("opted_out", "cap"):
+            continue
+        first = None
+        for plan in d.plans:
+            did = new_id()
+            first = first or did
+            deliveries.append(dict(id=did, notification_id=nid, channels=list(plan), position=0, tries=0,
+                                   state="queued" if plan else "skipped", next_attempt_at=d.due, created_at=now,
+                                   updated_at=now, last_error=None if plan else "no_channel", lease_until=None,
+                                   provider_ref=None))
+            if plan and m.urgency not in BYPASS:
+                counts[m.recipient] = counts.get(m.recipient, 0) + 1
+        for c in d.left_out:  # recorded skips: the channel exists but cannot reach this recipient
+            attempts.append(dict(id=new_id(), delivery_id=first, notification_id=nid, channel=c, outcome="skipped",
+                                 detail="no_phone", at=now, provider_ref=None))
+    for part in _chunks(deliveries, 200):  # the deliveries before their attempts (the foreign key)
+        await session.execute(insert(Delivery), part)
+    for part in _chunks(attempts, 200):
+        await session.execute(insert(Attempt), part)
+    for reason, nids in skipped.items():
+        for part in _chunks(nids):
+            await session.execute(update(Notification).where(Notification.id.in_(part)).values(skipped=reason)
+                                  .execution_options(synchronize_session=False))
+    old = {}
+    if len(new) < len(rows):  # handled before: answer the first message
+        missed = [(m.event_key, m.recipient) for m, nid in zip(messages, ids) if nid is not None and nid not in created]
+        for part in _chunks(missed, 200):
+            old.update({(k, r): (i, s) for i, k, r, s in await session.execute(
+                select(Notification.id, Notification.event_key, Notification.recipient, Notification.skipped)
+                .where(tuple_(Notification.event_key, Notification.recipient).in_(part)))})
+    out: list[Stored | None] = []
+    for m, nid in zip(messages, ids):
+        if nid is None:
+            out.append(None)
+        elif nid in created:
+            out.append(Stored(nid, True, outcome[nid]))
+        else:
+            first_id, first_skipped = old[(m.event_key, m.recipient)]
+            out.append(Stored(first_id, False, first_skipped))
+    return out
 
 
 async def notify(session: AsyncSession, *, recipient: str, template: str, variables: dict[str, Any],
                  event_key: str, now: datetime, urgency: str = "normal", subject: str | None = None,
                  channels: Sequence[str] | None = None, parallel: bool = False,
                  community: str | None = None, grid: str | None = None) -> Notified:
-    if urgency not in URGENCIES:
-        raise invalid("urgency", "notification.bad_urgency", "紧急程度应为 normal/urgent/emergency/safety",
-                      "urgency is normal, urgent, emergency or safety")
-    if not event_key or len(event_key) > 120:
-        raise invalid("event_key", "notification.bad_event_key", "事件键须为 1–120 个字符", "event_key: 1–120 characters")
-    if channels is not None and (not channels or set(channels) - set(ch.CHANNELS)):
-        raise invalid("channels", "notification.bad_channel", "渠道应为 push/sms/voice", "channels: push, sms, voice")
-    prefs = await session.get(RecipientSettings, recipient)
-    language = prefs.language if prefs else "zh"
-    title, body = render(template, variables, language)  # 422 before anything is written
-    contact = await contact_of(session, recipient)
-    if contact is None:
-        raise invalid("recipient", "notification.unknown_recipient", "没有这个收件人", "Unknown recipient")
-    category = TEMPLATES[template].category
-    nid = new_id()
-    created = await _insert_once(session, dict(
-        id=nid, recipient=recipient, event_key=event_key, category=category, template=template,
-        variables=variables, urgency=urgency, language=language, title=title, body=body, subject=subject,
-        community_code=community or contact.community, grid_code=grid or contact.grid, created_at=now))
-    if not created:
-        old = (await session.execute(select(Notification).where(
-            Notification.event_key == event_key, Notification.recipient == recipient))).scalar_one()
-        return Notified(old, False)
-    note = await session.get(Notification, nid)
-    stream.wake_after_commit(session, recipient)
-    bypass = urgency in BYPASS
-    if not bypass and prefs and category in (prefs.opted_out or []):
-        note.skipped = "opted_out"
-        return Notified(note, True)
-    if not bypass and await _sent_today(session, recipient, now) >= DAILY_CAP:
-        note.skipped = "cap"
-        return Notified(note, True)
-    plan, left_out = ch.reachable(list(channels) if channels is not None else contact.plan, contact.has_phone)
-    due = now if bypass else (ch.quiet_until(now) or now)
-    plans = [[c] for c in plan] if parallel else [plan]
-    out = []
-    for p in plans or [[]]:
-        d = Delivery(id=new_id(), notification_id=nid, channels=p, position=0, tries=0,
-                     state="queued" if p else "skipped", next_attempt_at=due, created_at=now, updated_at=now,
-                     last_error=None if p else "no_channel")
-        session.add(d)
-        out.append(d)
-    await session.flush()  # the deliveries before their attempts (no ORM relationship orders them)
-    for c in left_out:  # recorded skips: the channel exists but cannot reach this recipient
-        session.add(Attempt(id=new_id(), delivery_id=out[0].id, notification_id=nid, channel=c, outcome="skipped",
-                            detail="no_phone", at=now))
-    if not plan:
-        note.skipped = "no_channel"
-    await session.flush()
+    """One message: `notify_many` with one, answered with the stored rows."""
+    (stored,) = await notify_many(session, [Message(recipient, template, variables, event_key, urgency, subject,
+                                                    channels, parallel, community, grid)], now=now)
+    note = (await session.execute(select(Notification).where(Notification.id == stored.id)
+                                  .execution_options(populate_existing=True))).scalar_one()
+    if not stored.created:
+        return Notified(note, False)
+    out = list((await session.execute(select(Delivery).where(Delivery.notification_id == stored.id)
+                                      .order_by(Delivery.id).execution_options(populate_existing=True))).scalars())
     return Notified(note, True, out)
-
-
-async def _sent_today(session: AsyncSession, recipient: str, now: datetime) -> int:
-    return (await session.execute(
-        select(func.count()).select_from(Notification).join(Delivery, Delivery.notification_id == Notification.id)
-        .where(Notification.recipient == recipient, Notification.created_at > now - timedelta(days=1),
-               Notification.urgency.not_in(BYPASS), Delivery.state != "skipped"))).scalar_one()
