@@ -40,6 +40,8 @@ class Offer(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     responded_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # the provider's expiry reminder, claimed once (offers/notices.py)
+    expiring_notified_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     hours: Mapped[float | None] = mapped_column(Float)
     rating: Mapped[int | None] = mapped_column(Integer)
     version: Mapped[int] = mapped_column(Integer, default=1)

@@ -15,6 +15,7 @@ from common.periodic import run_periodically
 from svc_matching.access import place_condition
 from svc_matching.offers import service
 from svc_matching.offers.models import Offer
+from svc_matching.offers.notices import remind_expiring
 from svc_matching.offers.schemas import BatchRequest, CompleteBody, DeclineBody, OfferOut
 from svc_matching.people.models import Need
 from svc_matching.people.service import NEED_STAFF, get_need
@@ -115,11 +116,13 @@ async def expire(session: DbSession, settings: AppSettings, principal: Principal
 
 
 async def offer_sweeper(app: FastAPI, stop: asyncio.Event) -> None:
-    """Background job: expire overdue offers and move them on, every `offer_sweep_seconds`."""
+    """Background job: expire overdue offers and move them on, and remind providers of offers about to expire
+    (offers/notices.py), every `offer_sweep_seconds`."""
     settings = app.state.settings
 
     async def sweep() -> None:
         async with app.state.db.session() as session, session.begin():
             await service.expire_due(session, app.state.clock.now(), settings)
+            await remind_expiring(session, app.state.clock.now())
 
     await run_periodically("svc_matching/offer-sweep", sweep, stop, interval=settings.offer_sweep_seconds)

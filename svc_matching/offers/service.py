@@ -22,6 +22,7 @@ from svc_matching.directory.models import (
 )
 from svc_matching.geo import slots
 from svc_matching.offers.models import MatchProposal, Offer
+from svc_matching.offers.notices import record_offer_notice
 from svc_matching.people.models import Need, Volunteer
 from svc_matching.people.service import community_of, grid_of
 from svc_matching.settings import MatchingSettings
@@ -158,6 +159,7 @@ async def offer_next(session: AsyncSession, need: Need, proposal: MatchProposal,
         need.status = "offered"
         need.version += 1
         await session.flush()
+        await record_offer_notice(session, offer, need, "made", now)  # the provider is told, in this transaction
         return offer
     need.status = "unmatched"
     need.version += 1

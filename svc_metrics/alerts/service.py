@@ -18,6 +18,7 @@ from common.periodic import run_periodically
 from svc_metrics.alerts import cases
 from svc_metrics.alerts.cases import visible  # a warning and its case follow one scope rule
 from svc_metrics.alerts.models import Warning_
+from svc_metrics.alerts.notices import warning_notice
 from svc_metrics.kpis import measure, service as kpis
 from svc_metrics.kpis.queries import Filters
 from svc_metrics.kpis.models import Observation
@@ -146,6 +147,8 @@ async def record(session: AsyncSession, found: list[dict[str, Any]], now: dateti
                                           .order_by(Warning_.kind, Warning_.scope))).scalars())
     # Satisfaction below the floor opens a rectification case (整改) with the warning's evidence.
     session.add_all(cases.open_for(created, now))
+    for w in created:  # the place's staff are told (svc_residents' notifications), in this transaction
+        warning_notice(session, w, now)
     await session.flush()
     return created
 
