@@ -9,6 +9,13 @@ Delivery API (in-process, for svc_residents' own packages: the call-out chain, d
                           subject=None, channels=None, parallel=False, community=None, grid=None)
     result.notification  # the stored message (the recipient's inbox entry), result.created, result.deliveries
 
+    from svc_residents.notifications.service import Message, notify_many
+    stored = await notify_many(session, [Message(recipient, template, variables, event_key, ...), ...], now=now,
+                               unknown="raise" | "skip")   # one Stored(id, created, skipped) or None a message
+
+- `notify()` is `notify_many()` with one message; a batch (a broadcast's chunk, an event's audience) takes a few
+  queries whatever its size, and the same per-recipient rule (`service.decide`).
+
 - Runs in the caller's transaction (no commit): the message, its deliveries and skips commit with the caller's
   change or not at all; once committed, the recipient's live streams wake (stream.py).
 - Idempotent by (event_key, recipient): a second call stores and sends nothing and answers the first message
@@ -31,6 +38,7 @@ Other services' events arrive through the outbox feed `notice.` (ADR 0007, docs/
 `notice.request.<event>` row beside each request event, svc_matching `notice.booking.<event>` and
 `notice.signup.<event>` rows (confirmed, approved, promoted, reminders: svc_matching/bookings/notices.py), svc_metrics
 `notice.survey.<event>` rows (invitations and the reminder, a batch of `person_ids`, no token:
-svc_metrics/surveys/notices.py), delivered to `PUT /residents/v1/notices/{event_id}`, where rules.py says who is told
+svc_metrics/surveys/notices.py) and `notice.warning.opened` (svc_metrics/alerts/notices.py), svc_matching
+`notice.offer.made` / `notice.offer.expiring` (svc_matching/offers/notices.py), delivered to `PUT /residents/v1/notices/{event_id}`, where rules.py says who is told
 what.
 """
