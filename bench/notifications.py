@@ -11,6 +11,9 @@ The whole platform as `onenet up` starts it (real processes on loopback, bench.i
    `--intake-connections` clients submitting the intake benchmark's requests through the gateway meanwhile);
    measured per alarm: from its arrival (the request's creation) to the call-out's first call attempt (the grid worker's voice + SMS + push
    handed to the notification engine), p50 / p99 / max. (A device's alarm takes the same path after one more hop.)
+3. `--engine-sample` (after the platform stops, on a copy of its svc_residents database): the engine's own cost,
+   in process, no HTTP: the same broadcast text stored for that many residents one `notify()` at a time (the
+   per-recipient path) and by `notify_many()` in chunks of 1,000 (the broadcast's path), messages/s each.
 No wall-clock assertion; never part of `make test`.
 """
 from __future__ import annotations
@@ -124,12 +127,54 @@ def alarms(p, resident: dict, n: int) -> list[float]:
     return sorted(made[rid] - arrived[rid] for rid in made if rid in arrived)
 
 
+def engine_ratio(var: Path, n: int) -> dict:
+    """notify() one at a time vs notify_many() in chunks, for the same `n` residents, on a copy of the database."""
+    import shutil
+
+    from sqlalchemy import select
+
+    from common.db import Database
+    from svc_residents.notifications.service import Message, notify, notify_many
+    from svc_residents.persons.models import Person
+
+    copy = var / "engine-bench.db"
+    shutil.copyfile(var / "svc_residents.db", copy)
+    words = {"title": "停水通知", "text": "明日停水，请提前储水。"}
+    now = datetime.now(timezone.utc)  # a benchmark's own timestamps, outside any service
+
+    async def go() -> dict:
+        db = Database(f"sqlite+aiosqlite:///{copy}")
+        async with db.session() as s:
+            people = [f"person:{i}" for i in (await s.execute(select(Person.id).where(Person.merged_into.is_(None))
+                                                              .order_by(Person.id).limit(n))).scalars()]
+        t = time.perf_counter()
+        for i in range(0, len(people), 100):
+            async with db.session() as s, s.begin():
+                for r in people[i:i + 100]:
+                    await notify(s, recipient=r, template="notice.general", variables=words,
+                                 event_key="engine-one", now=now)
+        one = time.perf_counter() - t
+        t = time.perf_counter()
+        for i in range(0, len(people), 1000):
+            async with db.session() as s, s.begin():
+                await notify_many(s, [Message(r, "notice.general", words, "engine-many") for r in people[i:i + 1000]],
+                                  now=now)
+        many = time.perf_counter() - t
+        await db.dispose()
+        return {"n": len(people), "one_per_s": len(people) / one, "many_per_s": len(people) / many}
+    try:
+        return asyncio.run(go())
+    finally:
+        copy.unlink(missing_ok=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--residents", type=int, default=10_000)
     ap.add_argument("--alarms", type=int, default=100)
     ap.add_argument("--intake-connections", type=int, default=8, help="0: the alarms without the intake load")
     ap.add_argument("--timeout", type=float, default=600.0)
+    ap.add_argument("--engine-sample", type=int, default=2000, help="0: skip the in-process engine comparison")
     args = ap.parse_args()
     from bench.intake import start_platform
 
@@ -171,6 +216,11 @@ def main() -> None:
             print("no first call attempt seen for the alarms")
     finally:
         p.stop()
+    if args.engine_sample:
+        e = engine_ratio(var, args.engine_sample)
+        print(f"engine in process, {e['n']:,} residents: notify() one at a time {e['one_per_s']:,.0f} messages/s, "
+              f"notify_many() in chunks of 1,000 {e['many_per_s']:,.0f} messages/s "
+              f"({e['many_per_s'] / e['one_per_s']:.1f} ×)", flush=True)
 
 
 if __name__ == "__main__":
