@@ -181,7 +181,8 @@ def _task(env: Envelope, d: Data) -> str | None:
 
 
 REQUEST_ACTIONS = ("accepted", "rejected", "dispatched", "claimed", "returned", "started", "resolved", "closed",
-                   "reopened", "escalated", "cancelled", "merged", "overdue")
+                   "reopened", "escalated", "cancelled", "merged", "overdue",
+                   "deliberating", "resumed")  # a 大事 waiting for its topic's outcome, and going on after it
 
 REGISTRY: dict[str, EventType] = {
     "request.submitted": EventType(RequestSubmitted, "request"),

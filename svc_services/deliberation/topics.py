@@ -12,7 +12,7 @@ from common.errors import Conflict, Forbidden, NotFound, Problem, check_version,
 from common.ids import new_id
 from common.outbox import record_event
 from svc_services.base import OutboxEvent
-from svc_services.deliberation import lifecycle
+from svc_services.deliberation import lifecycle, request_link
 from svc_services.deliberation.access import elector_of, in_scope, manages, require_manager
 from svc_services.deliberation.models import (
     Comment, Cosign, DeliberationPolicy, Elector, Meeting, Topic, TopicEntry,
@@ -74,6 +74,8 @@ async def create_topic(session: AsyncSession, principal: Principal, body: TopicC
         req = await session.get(ServiceRequest, body.request_id) if body.request_id else None
         if req is None or not principal.covers_place(req.grid or req.community):
             raise invalid("request_id", "topic.request_unknown", "没有这个诉求", "No such request")
+        if req.state == "deliberating":  # already waiting for a topic of its own
+            raise Conflict("topic.request_linked", ("该诉求已关联议题", "This request already has a topic"))
         if req.state not in REQUEST_OPEN:
             raise invalid("request_id", "topic.request_closed", "该诉求已办结，不能再升级为议题",
                           "The request is no longer open")
@@ -100,6 +102,8 @@ async def create_topic(session: AsyncSession, principal: Principal, body: TopicC
         await session.flush()
     except IntegrityError:
         raise Conflict("topic.request_linked", ("该诉求已关联议题", "This request already has a topic")) from None
+    if body.source == "request":  # the request waits for the outcome (its timeline names the topic)
+        await request_link.escalated(session, t, req, principal, now)
     return t
 
 
@@ -119,6 +123,7 @@ async def move(session: AsyncSession, topic: Topic, action: str, actor: Principa
     topic.stage, topic.updated_at, topic.version = rule.to, now, topic.version + 1
     _entry(session, topic, action, frm, rule.to, actor.caller if isinstance(actor, Principal) else actor, note, now)
     event(session, "deliberation.topic_moved", topic, now, action=action, from_stage=frm, to_stage=rule.to)
+    await request_link.topic_moved(session, topic, action, note, now)  # a 大事's request follows the outcome
 
 
 async def transition(session: AsyncSession, principal: Principal, topic: Topic, action: str, version: int,

@@ -18,7 +18,7 @@ from svc_services.base import OutboxEvent
 from svc_services.catalogue.models import CatalogueItemVersion
 from svc_services.codes import ESCALATION_LEVELS
 from svc_services.requests.access import UNSEEN, can_see, may_act, visibility_clause
-from svc_services.requests.lifecycle import ACTION_ZH, ACTIONS, EVENT, OWNER, STATE_ZH, TRANSITIONS, allowed_actions
+from svc_services.requests.lifecycle import ACTION_ZH, ACTIONS, EVENT, MOVES, OWNER, STATE_ZH, TRANSITIONS, allowed_actions
 from svc_services.notices.feed import record_notice
 from svc_services.requests.models import ServiceRequest, TimelineEntry
 from svc_services.requests.payloads import event_data
@@ -48,7 +48,7 @@ async def apply(session: AsyncSession, req: ServiceRequest, principal: Principal
                 data: dict[str, Any] | None = None, stale_status: int = 409) -> ServiceRequest:
     """Move `req` by `action` with one atomic compare-and-set on its version; append the timeline entry and
     the outbox event in the same transaction. Callers have already checked the table and the rules."""
-    rule = TRANSITIONS[(req.state, action)]
+    rule = MOVES[(req.state, action)]  # the callers' table, or a request's topic's moves (lifecycle.TOPIC_MOVES)
     now = clock.now()
     from_state = req.state
     res = await session.execute(

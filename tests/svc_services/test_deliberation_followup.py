@@ -116,3 +116,86 @@ async def test_tasks_are_reported_by_their_owners_and_overdue_warned_once(svc, a
     assert [(ty, d.get("on_time")) for ty, d in rows] == [
         ("deliberation.task_overdue", None), ("deliberation.task_done", False), ("deliberation.task_done", True),
         ("deliberation.resolution_executed", False)]
+
+
+async def _request(svc, auth, rid):
+    r = await svc.get(f"/services/v1/requests/{rid}", headers=staff(auth))
+    assert r.status_code == 200, r.text
+    tl = await svc.get(f"/services/v1/requests/{rid}/timeline", headers=staff(auth))
+    return r.json(), (tl.json() if tl.status_code == 200 else r.json().get("timeline"))
+
+
+async def _topic_for(svc, auth, rid, *, vote: bool = True) -> dict:
+    """A topic opened from the request over P3's building (王秀英, its one household head), its vote set up."""
+    r = await svc.post("/services/v1/topics", headers=staff(auth), json=body(
+        request_id=rid, scope_kind="building", scope_code=P3B, category="facilities"))
+    assert r.status_code == 201, r.text
+    if vote:
+        await _vote(svc, auth, r.json()["id"])
+    return r.json()
+
+
+async def _vote(svc, auth, topic_id):
+    now = svc.app.state.clock.now()
+    assert (await svc.post(f"/services/v1/topics/{topic_id}/vote", headers=staff(auth), json={
+        "options": ["同意", "反对"], "eligibility": "household_head", "opens_at": now.isoformat(),
+        "closes_at": (now + timedelta(days=1)).isoformat()})).status_code == 201
+
+
+async def test_a_request_escalated_waits_for_its_topic_and_the_outcome_moves_it_on(svc, auth):
+    """R1 (accepted): escalated → deliberating (its timeline names the topic, no caller may move it, the SLA scan
+    leaves it); the vote passes → in_progress with its deadlines moved on by the wait; the resolution executed →
+    resolved, the outcome on its timeline."""
+    from svc_services.sla.scan import run_sla_scan
+
+    rid = demo_id("request", "R1")
+    before, _ = await _request(svc, auth, rid)
+    t = await _topic_for(svc, auth, rid, vote=False)
+    req, timeline = await _request(svc, auth, rid)
+    assert req["state"] == "deliberating" and "resume" not in req.get("allowed_actions", [])
+    step = timeline[-1]
+    assert (step["action"], step["to_state"], step["data"]["topic_id"]) == ("deliberate", "deliberating", t["id"])
+    r = await svc.post(f"/services/v1/requests/{rid}/transitions", headers=staff(auth),
+                       json={"action": "resume", "version": req["version"], "note": "自行恢复"})
+    # only the topic's outcome moves it: the API does not even take the action
+    assert r.status_code == 422 and r.json()["errors"][0]["field"] == "action", r.text
+    svc.app.state.clock.advance(days=20)                                      # past every deadline while it waits
+    await run_sla_scan(svc.app.state.db, svc.app.state.clock, svc.app.state.settings)
+    assert (await _request(svc, auth, rid))[0]["overdue"] is False
+    await _vote(svc, auth, t["id"])
+    p3 = auth(role="resident", scopes=[f"person:{person_id('P3')}"], user="resident3")
+    assert (await svc.post(f"/services/v1/topics/{t['id']}/ballots", headers=p3,
+                           json={"option": "同意"})).status_code == 200
+    assert (await svc.post(f"/services/v1/topics/{t['id']}/vote/close", headers=staff(auth))).json()["result"]["passed"]
+    req, timeline = await _request(svc, auth, rid)
+    step = timeline[-1]
+    assert (req["state"], step["action"], step["data"]["outcome"]) == ("in_progress", "resume", "passed")
+    held = timedelta(seconds=step["data"]["held_seconds"])
+    assert held >= timedelta(days=20)
+    assert (datetime.fromisoformat(req["resolution_due_at"]) - datetime.fromisoformat(before["resolution_due_at"])
+            == held)
+    now = svc.app.state.clock.now()
+    r = await svc.post(f"/services/v1/topics/{t['id']}/resolution", headers=staff(auth), json={
+        "text": "全楼管道改造", "tasks": [{"title": "施工", "owner_kind": "community", "owner_ref": XF,
+                                      "due_at": (now + timedelta(days=3)).isoformat()}]})
+    assert r.status_code == 201, r.text
+    task = r.json()["tasks"][0]["id"]
+    r = await svc.post(f"/services/v1/topics/{t['id']}/resolution/tasks/{task}/reports", headers=staff(auth),
+                       json={"text": "完工", "percent": 100})
+    assert r.status_code == 200, r.text
+    req, timeline = await _request(svc, auth, rid)
+    assert (req["state"], timeline[-1]["action"], timeline[-1]["data"]["outcome"]) == ("resolved", "resolve",
+                                                                                      "executed")
+
+
+async def test_a_topic_not_passed_answers_its_request(svc, auth):
+    rid = demo_id("request", "R3")                                            # in progress
+    t = await _topic_for(svc, auth, rid)
+    p3 = auth(role="resident", scopes=[f"person:{person_id('P3')}"], user="resident3")
+    assert (await svc.post(f"/services/v1/topics/{t['id']}/ballots", headers=p3,
+                           json={"option": "反对"})).status_code == 200
+    v = (await svc.post(f"/services/v1/topics/{t['id']}/vote/close", headers=staff(auth))).json()
+    assert v["result"]["passed"] is False
+    req, timeline = await _request(svc, auth, rid)
+    assert (req["state"], timeline[-1]["data"]["outcome"]) == ("resolved", "rejected")
+    assert "议题表决未通过" in timeline[-1]["note"]
