@@ -15,7 +15,7 @@ class Warning_(Base):  # noqa: N801 - `Warning` is a builtin
     __tablename__ = "warnings"
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
-    kind: Mapped[str] = mapped_column(String(32))        # surge | overdue_backlog | low_satisfaction | low_match | bottom_decile
+    kind: Mapped[str] = mapped_column(String(32))        # surge | overdue_backlog | low_satisfaction | low_match | bottom_decile | task_overdue
     # One warning per kind, place and window: a re-run scan does not duplicate it.
     dedup_key: Mapped[str] = mapped_column(String(200))
     scope: Mapped[str] = mapped_column(String(32))

@@ -26,7 +26,7 @@ from svc_metrics.kpis.periods import Period, local_today, of
 from svc_metrics.settings import MetricsSettings
 
 KIND_ZH = {"surge": "诉求激增", "overdue_backlog": "超期积压", "low_satisfaction": "满意度低于80%（整改）",
-           "low_match": "供需匹配率未达目标", "bottom_decile": "季度排名后10%"}
+           "low_match": "供需匹配率未达目标", "bottom_decile": "季度排名后10%", "task_overdue": "议事决议任务逾期"}
 
 
 def _w(kind: str, dedup: str, scope: str, period: str, zh: str, en: str, evidence: dict[str, Any], *,
@@ -84,6 +84,22 @@ async def detect_backlog(session: AsyncSession, now: datetime, s: MetricsSetting
     return out
 
 
+async def detect_overdue_tasks(session: AsyncSession, now: datetime, s: MetricsSettings) -> list[dict[str, Any]]:
+    """落实监督: a resolution task past its deadline and not done, one warning per task, to its topic's community."""
+    rows = await session.execute(select(Observation.entity_id, Observation.place, Observation.key, Observation.at,
+                                        Observation.category).where(
+        Observation.kpi == "task_overdue", Observation.mode == "stock", Observation.at <= now,
+        Observation.end_at.is_(None), func.length(Observation.place) >= 12).order_by(Observation.entity_id))
+    out = []
+    for task, place, topic, since, owner in rows:
+        community = place[:12]
+        out.append(_w("task_overdue", f"task_overdue:{task}", community, local_today(since).isoformat(),
+                      f"社区 {community} 议事决议任务逾期未完成（议题 {topic}）",
+                      f"Community {community}: a resolution task of topic {topic} is past its deadline",
+                      {"task_id": task, "topic_id": topic, "owner_kind": owner, "overdue_since": since.isoformat()}))
+    return out
+
+
 async def detect_by_community(session: AsyncSession, period: Period, now: datetime,
                               s: MetricsSettings) -> list[dict[str, Any]]:
     out = []
@@ -129,7 +145,7 @@ async def detect_by_community(session: AsyncSession, period: Period, now: dateti
 async def scan(session: AsyncSession, now: datetime, s: MetricsSettings, period: Period | None = None) -> list[Warning_]:
     period = period or of("quarter", local_today(now))
     found = (await detect_surges(session, now, s) + await detect_backlog(session, now, s)
-             + await detect_by_community(session, period, now, s))
+             + await detect_overdue_tasks(session, now, s) + await detect_by_community(session, period, now, s))
     return await record(session, found, now)
 
 

@@ -285,7 +285,19 @@ def derive_resolution(evs: list[Ev]) -> list[Obs]:
                 num=1.0 if on_time else 0.0, den=1.0)]
 
 
+def derive_task(evs: list[Ev]) -> list[Obs]:
+    """A resolution task past its deadline (warned once by svc_services' scan): open, a stock, until it is done;
+    `key` names its topic (the subject of deliberation events), `category` the kind of owner."""
+    late = next((e for e in evs if e.type == "deliberation.task_overdue"), None)
+    if late is None:
+        return []
+    done = next((e for e in evs if e.type == "deliberation.task_done"), None)
+    return [Obs("task_overdue", late.occurred_at, mode="stock", end_at=done.occurred_at if done else None,
+                place=_place([late]), category=late.data.get("owner_kind"), key=late.subject, num=1.0)]
+
+
 DERIVE = {
+    "resolution_task": derive_task,
     "vote": derive_vote,
     "resolution": derive_resolution,
     "request": derive_request,

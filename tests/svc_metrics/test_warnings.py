@@ -116,3 +116,22 @@ async def test_background_scan_runs_on_its_interval(client, post):
     async with client.app.state.db.session() as s:
         kinds = set((await s.execute(select(Warning_.kind))).scalars())
     assert "low_satisfaction" in kinds
+
+
+async def test_an_overdue_resolution_task_warns_its_topics_community_once(client, ops, post):
+    """落实监督: svc_services' scan says a task is overdue (deliberation.task_overdue, once); svc_metrics opens one
+    warning per task, scoped to the topic's community; a task done before the scan, or a second scan, adds none."""
+    def task(type_, at, task_id, topic, grid, **data):
+        return ev(type_, at, topic, grid=grid, task_id=task_id, **data)
+
+    await post([task("deliberation.task_overdue", NOW - 2 * D, "k1", "t1", G1, owner_kind="department",
+                     due_at=(NOW - 3 * D).isoformat()),
+                task("deliberation.task_overdue", NOW - 2 * D, "k2", "t2", G3, owner_kind="provider"),
+                task("deliberation.task_done", NOW - D, "k2", "t2", G3, on_time=False),
+                task("deliberation.task_done", NOW - D, "k3", "t3", G1, on_time=True)])
+    body = await scan(client, ops)
+    late = [w for w in body["items"] if w["kind"] == "task_overdue"]
+    assert [(w["scope"], w["evidence"]["task_id"], w["evidence"]["topic_id"], w["evidence"]["owner_kind"])
+            for w in late] == [(C1, "k1", "t1", "department")]
+    assert "逾期" in late[0]["title_zh"]
+    assert (await scan(client, ops))["created"] == 0
