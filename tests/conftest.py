@@ -75,6 +75,28 @@ def _cheap_password_hashes():
     tokens._hasher, tokens._DUMMY_HASH = saved
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _one_default_tls_context():
+    """One default TLS context for every httpx client the tests make: each client with a network transport loads
+    the CA bundle into a context of its own (25 ms of CPU), and every in-process app makes about ten (its service
+    and department clients). A client given its own `verify` or `cert` (mTLS) still gets a context of its own."""
+    from httpx._transports import default
+
+    made = default.create_ssl_context
+    shared: dict[bool, Any] = {}
+
+    def create_ssl_context(verify=True, cert=None, trust_env=True):
+        if verify is not True or cert is not None:
+            return made(verify=verify, cert=cert, trust_env=trust_env)
+        if trust_env not in shared:
+            shared[trust_env] = made(verify=True, cert=None, trust_env=trust_env)
+        return shared[trust_env]
+
+    default.create_ssl_context = create_ssl_context
+    yield
+    default.create_ssl_context = made
+
+
 @pytest.fixture(scope="session")
 def signing_key() -> SigningKey:
     return SigningKey.generate()
