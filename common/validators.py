@@ -12,7 +12,7 @@ from datetime import date
 from typing import Annotated, Literal
 
 from annotated_types import Ge, Le
-from pydantic import AfterValidator, AllowInfNan, AwareDatetime, WithJsonSchema
+from pydantic import AfterValidator, AllowInfNan, AwareDatetime, StringConstraints, WithJsonSchema
 from pydantic_core import PydanticCustomError
 
 
@@ -231,6 +231,19 @@ USCC = Annotated[str, AfterValidator(_pydantic(parse_uscc)),
                  _declared(USCC_PATTERN, "统一社会信用代码（GB 32100，18 位，校验位）")]
 DivisionCodeStr = Annotated[str, AfterValidator(_pydantic(lambda v: parse_division_code(v).code)),
                             _declared(DIVISION_PATTERN, "区划代码（6、9、12 或 15 位）")]
+
+
+# Place codes as the platform nests them: a community (12 digits), a grid (15), a building (the grid's code and a
+# local suffix, 16 to 24) and any place (a GB/T 2260 code with local suffixes, 6 to 24). ASCII digits only: pydantic
+# reads `\d` as any Unicode digit, a JSON Schema reader as 0-9, and a code is compared as stored.
+COMMUNITY_CODE_PATTERN = "^[0-9]{12}$"
+GRID_CODE_PATTERN = "^[0-9]{15}$"
+BUILDING_CODE_PATTERN = "^[0-9]{16,24}$"
+PLACE_CODE_PATTERN = "^[0-9]{6,24}$"
+CommunityCode = Annotated[str, StringConstraints(pattern=COMMUNITY_CODE_PATTERN)]
+GridCode = Annotated[str, StringConstraints(pattern=GRID_CODE_PATTERN)]
+BuildingCode = Annotated[str, StringConstraints(pattern=BUILDING_CODE_PATTERN)]
+PlaceCode = Annotated[str, StringConstraints(pattern=PLACE_CODE_PATTERN)]
 
 
 # ---- numbers and instants as the database and comparisons can take them ------------------------------------

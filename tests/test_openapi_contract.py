@@ -114,3 +114,28 @@ async def test_the_documents_declare_the_validators_and_cursor_constraints(servi
     assert lists >= 3
     r = await residents.get("/residents/v1/persons?cursor=a!b", headers={})
     assert r.status_code in (401, 422)
+
+
+@pytest.mark.parametrize("kind,valid", [("CommunityCode", "110105001001"), ("GridCode", "110105001001001"),
+                                        ("BuildingCode", "1101050010010010001"), ("PlaceCode", "110105")])
+def test_place_code_types_take_ascii_digits_only(kind, valid):
+    """One rule for place codes (common.validators): what pydantic accepts is what the declared pattern says, so
+    Unicode digits (which pydantic's `\\d` would take) are refused."""
+    from pydantic import TypeAdapter, ValidationError
+
+    adapter = TypeAdapter(getattr(v, kind))
+    assert adapter.validate_python(valid) == valid
+    assert re.fullmatch(adapter.json_schema()["pattern"], valid)
+    for bad in (valid[:-1] + "٣", valid[:-1] + "１", valid + "x", valid[:5]):
+        with pytest.raises(ValidationError):
+            adapter.validate_python(bad)
+
+
+async def test_residents_declare_the_common_place_code_patterns(service_client):
+    doc = (await (await service_client("svc_residents")).get("/openapi.json")).json()
+    schemas = doc["components"]["schemas"]
+    assert schemas["HouseholdCreate"]["properties"]["grid_code"]["pattern"] == v.GRID_CODE_PATTERN
+    assert schemas["PlaceCreate"]["properties"]["code"]["pattern"] == v.PLACE_CODE_PATTERN
+    query = {p["name"]: p["schema"] for p in doc["paths"]["/residents/v1/persons"]["get"]["parameters"]}
+    assert query["grid_code"]["anyOf"][0]["pattern"] == v.GRID_CODE_PATTERN
+    assert query["community_code"]["anyOf"][0]["pattern"] == v.COMMUNITY_CODE_PATTERN

@@ -4,16 +4,15 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field
 
-GRID_CODE = r"^\d{15}$"
-BUILDING_CODE = r"^\d{16,24}$"
+from common.validators import BuildingCode, GridCode
 
 
 class HouseholdCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     address: str = Field(min_length=1, max_length=200, examples=["和平街道幸福路1号楼101"])
-    grid_code: str = Field(pattern=GRID_CODE, description="所属网格编码（15 位）", examples=["110105001001001"])
-    building_code: str | None = Field(default=None, pattern=BUILDING_CODE, description="楼栋编码（网格编码加后缀）")
+    grid_code: GridCode = Field(description="所属网格编码（15 位）", examples=["110105001001001"])
+    building_code: BuildingCode | None = Field(default=None, description="楼栋编码（网格编码加后缀）")
 
 
 class HouseholdUpdate(BaseModel):
@@ -21,7 +20,7 @@ class HouseholdUpdate(BaseModel):
 
     version: int = Field(ge=1, description="当前版本号；不一致时返回 409")
     address: str | None = Field(default=None, min_length=1, max_length=200)
-    building_code: str | None = Field(default=None, pattern=BUILDING_CODE)
+    building_code: BuildingCode | None = None
     head_person_id: str | None = Field(default=None, max_length=36, description="户主（须为本户成员）")
 
 

@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from common.deps import AppClock, CurrentPrincipal, DbSession, state
+from common.validators import CommunityCode
 from svc_residents.codes import ResidencyType
 from svc_residents.identity import binding as service
 from svc_residents.protection import FieldProtection
@@ -27,7 +28,7 @@ class BindingIn(BaseModel):
     consent: bool = Field(description="本人同意由公安核验姓名与身份证号")
     consent_text: str = Field(min_length=1, max_length=300, description="居民同意的告知文本")
     channel: Literal["app", "kiosk", "counter"] = "app"
-    community: str | None = Field(default=None, pattern=r"^\d{12}$", description="没有档案时：居住的社区（12 位代码）")
+    community: CommunityCode | None = Field(default=None, description="没有档案时：居住的社区（12 位代码）")
 
 
 class BindingOut(BaseModel):

@@ -14,6 +14,7 @@ from common.clock import Clock, get_clock
 from common.errors import invalid, request_language
 from common.idempotency import request_fingerprint, run_idempotent
 from common.pagination import Page, PageParams, cursor_key, encode_cursor
+from common.validators import COMMUNITY_CODE_PATTERN, GRID_CODE_PATTERN
 from svc_residents import grants as exchange_grants, protection as prot
 from svc_residents.grants import GrantSource
 from svc_residents.protection import AppProtection, FieldProtection
@@ -105,8 +106,8 @@ async def _grant_search(session: AsyncSession, protection: FieldProtection, gran
 @router.get("", response_model=Page[PersonOut], summary="居民列表（脱敏）List persons in scope")
 async def list_persons(session: DbSession, protection: AppProtection, grants: exchange_grants.AppGrants,
                        request: Request, name: str | None = Query(None, min_length=1, max_length=50),
-                       grid_code: str | None = Query(None, pattern=r"^\d{15}$"),
-                       community_code: str | None = Query(None, pattern=r"^\d{12}$"),
+                       grid_code: str | None = Query(None, pattern=GRID_CODE_PATTERN),
+                       community_code: str | None = Query(None, pattern=COMMUNITY_CODE_PATTERN),
                        household_id: str | None = None, tag: TagCode | None = None,
                        age_min: int | None = Query(None, ge=0, le=150), age_max: int | None = Query(None, ge=0, le=150),
                        page: PageParams = Depends(), principal: Principal = Depends(get_principal),

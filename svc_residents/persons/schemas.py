@@ -5,6 +5,7 @@ from datetime import date, datetime
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
 from common.errors import Problem
+from common.validators import CommunityCode, GridCode
 from svc_residents.codes import (AccessibilityNeed, Channel, ConsentChannel, ConsentPurpose, ResidencyType, TagCode,
                                  TagSource)
 
@@ -143,8 +144,8 @@ class PersonSearch(BaseModel):
     name: str | None = Field(default=None, min_length=1, max_length=50, description="姓名（部分匹配）")
     id_number: str | None = Field(default=None, max_length=32, description="身份证号（精确匹配，经盲索引）")
     phone: str | None = Field(default=None, max_length=20, description="手机号（精确匹配，经盲索引）")
-    grid_code: str | None = Field(default=None, pattern=r"^\d{15}$")
-    community_code: str | None = Field(default=None, pattern=r"^\d{12}$")
+    grid_code: GridCode | None = None
+    community_code: CommunityCode | None = None
     household_id: str | None = Field(default=None, max_length=36)
     tag: TagCode | None = Field(default=None, description="特殊群体标签（仅计有效期内的）")
     age_min: int | None = Field(default=None, ge=0, le=150)

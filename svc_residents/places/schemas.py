@@ -5,16 +5,18 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from common.validators import PlaceCode
+
 PlaceLevel = Literal["district", "street", "community", "grid", "building"]
 
 
 class PlaceCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    code: str = Field(pattern=r"^\d{6,24}$", description="GB/T 2260 区划码加本地后缀", examples=["110101001001001"])
+    code: PlaceCode = Field(description="GB/T 2260 区划码加本地后缀", examples=["110101001001001"])
     level: PlaceLevel
     name: str = Field(min_length=1, max_length=100, examples=["第一网格"])
-    parent_code: str | None = Field(default=None, pattern=r"^\d{6,24}$")
+    parent_code: PlaceCode | None = None
 
 
 class PlaceOut(BaseModel):
