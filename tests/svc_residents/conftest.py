@@ -8,10 +8,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
+import pytest_asyncio
 
 from common.clock import FrozenClock
 from deploy import demo
-from tests.conftest import copy_template
+from tests.conftest import BACKENDS, copy_template, fresh_database, start_service
 
 WEIGHTS = [7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2]
 
@@ -53,12 +54,30 @@ async def client(service_client, tmp_path, db_url, request):
     if "seeded" not in request.fixturenames:
         c = await service_client("svc_residents", field_keys_file=keys)
     else:  # the demo district: a copy of the database seed_demo filled once, with the field keys it used
-        await copy_template("svc_residents_seeded", db_url, _seed_template)
-        keys.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(_SEEDED_KEYS, keys)
+        await copy_seeded(db_url, keys)
         c = await service_client("svc_residents", field_keys_file=keys, migrated=True)
     c.app.state.clock = FrozenClock(START)
     return c
+
+
+async def copy_seeded(db_url: str, keys) -> None:
+    """Make `db_url` a copy of the seeded template and `keys` its field keys."""
+    await copy_template("svc_residents_seeded", db_url, _seed_template)
+    keys.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(_SEEDED_KEYS, keys)
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module", params=BACKENDS)
+async def module_seeded(request, tmp_path_factory, jwks):
+    """`seeded` once per module and backend, for tests that only read or are refused (and run in the module's loop,
+    `pytest.mark.asyncio(loop_scope="module")`)."""
+    tmp = tmp_path_factory.mktemp("residents")
+    async with fresh_database(request.param, tmp) as url, AsyncExitStack() as stack:
+        await copy_seeded(url, tmp / "keys" / "fields.json")
+        c = await start_service(stack, "svc_residents", url, jwks, migrated=True,
+                                field_keys_file=tmp / "keys" / "fields.json")
+        c.app.state.clock = FrozenClock(START)
+        yield c
 
 
 @pytest.fixture
@@ -76,7 +95,7 @@ async def _seed_template(url: str) -> None:
     it, once per session and backend (seeding for each test cost about a second of each of some 300 tests)."""
     from svc_residents.seed import seed_demo
 
-    from tests.conftest import migrate_database, start_service
+    from tests.conftest import migrate_database
 
     await migrate_database("svc_residents", url)
     async with AsyncExitStack() as stack:

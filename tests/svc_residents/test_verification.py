@@ -6,6 +6,7 @@ import json
 
 import httpx
 import pytest
+import pytest_asyncio
 from sqlalchemy import select
 
 from common.http_client import CircuitBreaker, ServiceClient
@@ -54,20 +55,39 @@ class Departments:
         return [r.url.path.split("/")[2] for r in self.calls]
 
 
-@pytest.fixture
-async def depts(seeded) -> Departments:
-    d = Departments()
-    for code, c in seeded.app.state.department_clients.items():
+async def _answer_with(app, d: Departments) -> Departments:
+    for code, c in app.state.department_clients.items():
         await c.aclose()
-        seeded.app.state.department_clients[code] = ServiceClient(
+        app.state.department_clients[code] = ServiceClient(
             f"department:{code}", "http://gw", transport=httpx.MockTransport(d), retries=0, backoff=0,
             breaker=CircuitBreaker(failure_threshold=1000))
 
     async def token() -> str:
         return SERVICE_TOKEN
 
-    seeded.app.state.service_token = token
+    app.state.service_token = token
     return d
+
+
+@pytest.fixture
+async def depts(seeded) -> Departments:
+    return await _answer_with(seeded.app, Departments())
+
+
+# Who may ask and who may read: one seeded app per module and backend (each test asks for one department or is
+# refused; its calls are cleared before it), in the module's loop.
+in_module_loop = pytest.mark.asyncio(loop_scope="module")
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def module_depts(module_seeded) -> Departments:
+    return await _answer_with(module_seeded.app, Departments())
+
+
+@pytest.fixture
+def shared(module_seeded, module_depts):
+    module_depts.calls.clear()
+    return module_seeded, module_depts
 
 
 async def _tags(client, key):
@@ -236,14 +256,18 @@ async def test_answer_about_someone_else_is_not_used(seeded, depts, as_):
     ("grid1", "P4", 404), ("resident1", "P1", 403), ("proxy1", "P3", 403), ("ops1", "P1", 403),
     ("dept_mz", "P1", 403), ("provider1", "P1", 403), ("portal", "P1", 403),
 ])
-async def test_who_may_ask(seeded, depts, as_, name, key, status):
+@in_module_loop
+async def test_who_may_ask(shared, as_, name, key, status):
+    seeded, depts = shared
     r = await seeded.post(URL.format(P(key)), json={"departments": ["renshe"]}, headers=as_(name))
     assert r.status_code == status, r.text
     if status != 200:
         assert depts.calls == []
 
 
-async def test_bad_department_is_a_422(seeded, depts, as_):
+@in_module_loop
+async def test_bad_department_is_a_422(shared, as_):
+    seeded, _ = shared
     r = await seeded.post(URL.format(P("P1")), json={"departments": ["nasa"]}, headers=as_("staff1"))
     assert r.status_code == 422 and r.json()["errors"][0]["field"].startswith("departments")
 
@@ -254,7 +278,9 @@ async def test_bad_department_is_a_422(seeded, depts, as_):
     ("staff2", "P1", 404, 404), ("street1", "P7", 200, 200), ("ops1", "P7", 200, 200),
     ("dept_mz", "P1", 403, 403), ("evaluator1", "P1", 403, 403), ("portal", "P1", 403, 403),
 ])
-async def test_who_may_read_records_and_history(seeded, as_, name, key, verifications, changes):
+@in_module_loop
+async def test_who_may_read_records_and_history(shared, as_, name, key, verifications, changes):
+    seeded, _ = shared
     url = f"/residents/v1/persons/{P(key)}"
     assert (await seeded.get(f"{url}/verifications", headers=as_(name))).status_code == verifications
     assert (await seeded.get(f"{url}/changes", headers=as_(name))).status_code == changes
