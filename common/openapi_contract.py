@@ -13,6 +13,7 @@ would repeat everywhere:
   `/open311/` (`[{"code", "description"}]` as JSON, or XML per the path's format); X-Road's faults under `/r1/`,
   only 400 and 500 (PR-REST §4.6), `{type, message, detail}` as JSON or `<error>` as XML;
 - `/metrics` as Prometheus text;
+- the `Idempotency-Key` header's length (`common.idempotency.check_key` refuses others with 400);
 - a distinct `title` on every component schema (`distinct_titles`): generators name their classes by it
   (openapi-python-client), and two schemas titled alike, FastAPI's `svc_x__pkg__schemas__TransitionIn` beside
   another `TransitionIn`, or the gateway's `matching__EntryIn` beside svc_services' `EntryIn`, would be one class
@@ -53,7 +54,13 @@ def _operations(doc: dict[str, Any]):
 
 def finish(doc: dict[str, Any]) -> dict[str, Any]:
     """Declare, in place, what every operation of `doc` can answer beyond its route's own declarations."""
+    from common.idempotency import MAX_KEY_LENGTH
+
     for path, method, op in _operations(doc):
+        for param in op.get("parameters") or ():
+            if param.get("in") == "header" and str(param.get("name", "")).lower() == "idempotency-key":
+                param["schema"] = {"type": "string", "minLength": 1, "maxLength": MAX_KEY_LENGTH,
+                                   "title": "Idempotency-Key"}
         responses = op.setdefault("responses", {})
         if "405" in responses:
             responses["405"].setdefault("headers", copy.deepcopy(ALLOW_HEADER))

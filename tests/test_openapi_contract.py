@@ -139,3 +139,13 @@ async def test_residents_declare_the_common_place_code_patterns(service_client):
     query = {p["name"]: p["schema"] for p in doc["paths"]["/residents/v1/persons"]["get"]["parameters"]}
     assert query["grid_code"]["anyOf"][0]["pattern"] == v.GRID_CODE_PATTERN
     assert query["community_code"]["anyOf"][0]["pattern"] == v.COMMUNITY_CODE_PATTERN
+
+
+async def test_idempotency_key_declares_the_length_the_server_takes(service_client):
+    """The length common.idempotency.check_key takes (400 outside it), declared on every operation's header."""
+    from common.idempotency import MAX_KEY_LENGTH
+
+    client = await service_client("svc_services")
+    op = (await client.get("/openapi.json")).json()["paths"]["/services/v1/requests"]["post"]
+    (header,) = [p for p in op["parameters"] if p["name"] == "Idempotency-Key"]
+    assert header["schema"]["minLength"] == 1 and header["schema"]["maxLength"] == MAX_KEY_LENGTH
