@@ -178,6 +178,17 @@ class BallotOut(BaseModel):
     receipt: str = Field(description="本票的哈希（计票时并入结果哈希，可据此核对本票已计入）")
 
 
+class NamedBallotOut(BaseModel):
+    """A named ballot: the person (a proxy's person), what they chose, the last revision and when."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    person_id: str
+    option: str
+    revision: int
+    cast_at: datetime
+
+
 class VoteOut(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 

@@ -146,6 +146,18 @@ async def _ballots(session: AsyncSession, vote: Vote) -> list[Ballot]:
                 .scalars())
 
 
+async def named_ballots(session: AsyncSession, topic: Topic) -> list[Ballot]:
+    """记名投票: who chose what, once counted, for whoever sees the topic (the caller was checked by get_topic).
+    A secret ballot stays secret for everyone; before the count no choice is shown (it would sway the rest)."""
+    vote = await vote_of(session, topic)
+    if vote.secret:
+        raise Forbidden(("本次表决为无记名投票，不公开个人选择", "A secret ballot: nobody's choice is shown"),
+                        code="vote.secret")
+    if vote.status != "closed":
+        raise Conflict("vote.not_closed", ("记名投票结果在计票后公开", "Named ballots are shown once counted"))
+    return await _ballots(session, vote)
+
+
 async def eligible_count(session: AsyncSession, vote: Vote, topic: Topic, now: datetime) -> int:
     base = select(Elector).where(Elector.building_code.startswith(topic.scope_code), Elector.removed.is_(False))
     if vote.eligibility == "household":

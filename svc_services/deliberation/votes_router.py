@@ -11,7 +11,7 @@ from common.deps import AppClock, AppDb, DbSession
 from svc_services.deliberation import resolutions, votes
 from svc_services.deliberation.access import PARTAKERS, get_topic
 from svc_services.deliberation.schemas import (
-    BallotIn, BallotOut, ReportIn, ResolutionIn, ResolutionOut, TaskOut, VoteIn, VoteOut,
+    BallotIn, BallotOut, NamedBallotOut, ReportIn, ResolutionIn, ResolutionOut, TaskOut, VoteIn, VoteOut,
 )
 
 router = APIRouter(prefix="/services/v1/topics/{topic_id}", tags=["deliberation 居民议事"])
@@ -32,6 +32,13 @@ async def create_vote(session: DbSession, clock: AppClock, body: VoteIn, topic_i
 async def read_vote(session: DbSession, topic_id: PathId, principal: Principal = PARTAKER):
     t = await get_topic(session, principal, topic_id)
     return VoteOut.model_validate(await votes.vote_of(session, t))
+
+
+@router.get("/vote/ballots", response_model=list[NamedBallotOut],
+            summary="记名投票明细（计票后） Who voted what, for a named vote once counted")
+async def list_named_ballots(session: DbSession, topic_id: PathId, principal: Principal = PARTAKER):
+    t = await get_topic(session, principal, topic_id)
+    return [NamedBallotOut.model_validate(b) for b in await votes.named_ballots(session, t)]
 
 
 @router.post("/ballots", response_model=BallotOut, summary="投票（可改票时截止前可再次提交） Cast a ballot",

@@ -121,10 +121,10 @@ def _vote(w: World, t: dict, **over) -> dict:
         "closes_at": (now + timedelta(days=30)).isoformat(), **over})
 
 
-def _p3_passed(w: World) -> dict:
+def _p3_passed(w: World, **vote) -> dict:
     """P3's building topic, voted by P3 (the only household head there), counted and passed."""
     t = _topic(w, P3B, "building")
-    _vote(w, t, eligibility="household_head")
+    _vote(w, t, eligibility="household_head", **vote)
     w.call("resident3", "POST", f"/services/v1/topics/{t['id']}/ballots", json={"option": "同意"})
     w.call("staff1", "POST", f"/services/v1/topics/{t['id']}/vote/close")
     return t
@@ -285,6 +285,9 @@ CELLS = {
     f"POST {T}/ballots": [Cell("topic.ballot", ballot)],
     f"POST {T}/vote/close": [Cell("topic.close", close)],
     f"GET {T}/vote/verify": [Cell("topic.read.p3b", get("/services/v1/topics/{}/vote/verify", ids("topic_closed")))],
+    # who voted what in a named vote, once counted: whoever sees the topic (a secret one: nobody, tested in
+    # tests/svc_services/test_deliberation_ballots.py)
+    f"GET {T}/vote/ballots": [Cell("topic.read.p3b", get("/services/v1/topics/{}/vote/ballots", ids("topic_named")))],
     f"POST {T}/resolution": [Cell("topic.resolve", resolve)],
     f"GET {T}/resolution": [Cell("topic.read.resolved", get("/services/v1/topics/{}/resolution",
                                                             ids("topic_resolved")))],
@@ -320,6 +323,7 @@ def setup(w: World) -> None:
     _vote(w, v, changeable=True)
     w.ids["topic_vote"] = v["id"]
     w.ids["topic_closed"] = _p3_passed(w)["id"]
+    w.ids["topic_named"] = _p3_passed(w, secret=False)["id"]   # a named ballot, counted
     r = _p3_passed(w)
     w.ids["topic_resolved"] = r["id"]
     w.ids["task_mz"] = _resolution(w, r)["tasks"][0]["id"]
