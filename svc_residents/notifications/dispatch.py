@@ -43,6 +43,8 @@ class Policy:
     give_up_after: timedelta = timedelta(days=1)  # on the last channel: retried until the message is this old
     batch: int = 500  # deliveries a round: claimed, loaded and recorded with a few statements
     concurrency: int = 64  # sends in flight to the platforms at once
+    # a sent SMS or push is asked for its receipt this long after: a round hands new messages over first
+    receipt_after_seconds: float = 2.0
 
 
 def _chunks(values, size: int = IN_CHUNK):
@@ -177,7 +179,8 @@ class Dispatcher:
             return self._next_channel(d, now, "no_answer"), {"channel": channel, "outcome": "failed",
                                                              "detail": "no_answer", "provider_ref": provider_ref}
         state = "delivered" if status == "delivered" else "sent"
-        return ({"state": state, "provider_ref": provider_ref, "tries": d.tries + 1, "next_attempt_at": now,
+        receipt_at = now + timedelta(seconds=self.policy.receipt_after_seconds)
+        return ({"state": state, "provider_ref": provider_ref, "tries": d.tries + 1, "next_attempt_at": receipt_at,
                  "last_error": None},
                 {"channel": channel, "outcome": state, "provider_ref": provider_ref})
 
