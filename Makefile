@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-dates lint install bench bench-tools soak fuzz clean migration
+.PHONY: run test test-dates lint install bench bench-tools soak fuzz client-tools client clean migration
 
 $(STAMP): pyproject.toml
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
@@ -50,7 +50,24 @@ bench: $(STAMP) bench-tools
 
 # Schemathesis through the gateway with every role and many cases per operation (`make test` runs a short pass).
 fuzz: $(STAMP)
-	ONENET_FUZZ_EXAMPLES=60 ONENET_FUZZ_ALL_ROLES=1 $(BIN)/python -m pytest tests/fuzz -p no:cacheprovider
+	ONENET_FUZZ_EXAMPLES=100 ONENET_FUZZ_ALL_ROLES=1 ONENET_FUZZ_CHECKS=all $(BIN)/python -m pytest tests/fuzz -p no:cacheprovider
+
+# The typed-client generator (openapi-python-client) in a venv of its own: it pins httpx and typer below the project's.
+# tests/test_generated_client.py generates a client with it and drives the README tour through it (CI requires it).
+TOOLS := .venv-tools
+TOOLS_STAMP := $(TOOLS)/.installed
+$(TOOLS_STAMP): tools/client-requirements.txt
+	test -d $(TOOLS) || $(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/pip install -q --no-deps -r tools/client-requirements.txt
+	touch $(TOOLS_STAMP)
+
+client-tools: $(TOOLS_STAMP)
+
+# a client of the running platform (`make run`; GW= another gateway) in build/client/onenet_client (not committed:
+# it is the document's image, regenerated whenever the document changes)
+GW ?= http://127.0.0.1:8000
+client: $(STAMP) $(TOOLS_STAMP)
+	$(BIN)/python -m tools.generate_client --url $(GW) --out build/client
 
 # Long runs, never part of `make test`: the long fuzz run, the fault tests with a full minute of downtime, then a
 # 5-minute soak.

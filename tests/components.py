@@ -1,7 +1,7 @@
 """Components a test may need that a developer's machine may lack: PostgreSQL, Redis, the gateway's edge (nginx
 with its Lua module) and a browser (Debian's chromium with playwright).
 
-Without one a test skips with the reason. `ONENET_REQUIRE` (comma-separated, e.g. `postgres,redis,edge,browser`,
+Without one a test skips with the reason. `ONENET_REQUIRE` (comma-separated, e.g. `postgres,redis,edge,browser,client-tools`,
 as `.ci/run` sets it) names the components the run must have: a test that would skip for one of those fails
 instead, naming it, so a broken install step cannot read as a pass.
 """
@@ -17,6 +17,7 @@ COMPONENTS = {
     "redis": "Redis (ONENET_TEST_REDIS_URL)",
     "edge": "the gateway's edge: Debian's nginx with libnginx-mod-http-lua, lua-resty-core, lua-cjson, lua-nginx-redis",
     "browser": "a browser: Debian's chromium (ONENET_TEST_CHROMIUM) driven by playwright",
+    "client-tools": "the typed-client generator's venv .venv-tools (`make client-tools`, tools/client-requirements.txt)",
 }
 
 
