@@ -15,7 +15,7 @@ from datetime import datetime, timezone
 from sqlalchemy import select
 
 from common.clock import FrozenClock
-from common.outbox import event_payload
+from common.outbox import TypeFilter, event_payload
 from svc_metrics.events.service import validate_batch
 from tests.conftest import start_service
 from tests.svc_matching.conftest import USCC, make_org, service_body
@@ -28,12 +28,16 @@ COMMUNITY = GRID[:12]
 SATURDAY = {"window_start": "2026-11-28T10:00:00+08:00", "window_end": "2026-11-28T11:00:00+08:00"}
 
 
+# the rows a deployment relays to svc_residents' notices instead (deploy/launcher.py), never to svc_metrics
+TO_METRICS = TypeFilter(exclude=("notice.",))
+
+
 async def outbox(client, source: str) -> list[dict]:
-    """The service's outbox as the relay would send it."""
+    """The service's outbox as the svc_metrics relay would send it."""
     model = __import__(f"{source}.base", fromlist=["OutboxEvent"]).OutboxEvent
     async with client.app.state.db.session() as s:
         rows = (await s.execute(select(model).order_by(model.id))).scalars().all()
-        return [event_payload(r, source) for r in rows]
+        return [event_payload(r, source) for r in rows if TO_METRICS.matches(r.type)]
 
 
 async def matching_world(m, auth) -> None:
