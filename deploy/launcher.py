@@ -24,6 +24,7 @@ from pathlib import Path
 import httpx
 
 from common.periodic import DONE, Next, run_periodically_blocking
+from deploy.feeds import feeds_of
 from deploy.services import ALL, GATEWAY, SERVICES, ServiceSpec
 
 EDGE = ServiceSpec("edge", GATEWAY.port, "", has_database=False)
@@ -191,54 +192,15 @@ class Launcher:
         env.setdefault("ONENET_SMS_TEST_READS", "true")
         if spec.has_database:
             env["ONENET_DATABASE_URL"] = self.database_url(spec.name)
-        if spec.name == "svc_residents":  # its feeds keep svc_services' and svc_matching's replicas (ADR 0007, 0014)
-            env["ONENET_OUTBOX_SUBSCRIBERS"] = json.dumps(
-                {"requester_profile.": f"{self.url('svc_services')}/services/v1/requester_profiles",
-                 "person_place.": f"{self.url('svc_matching')}/matching/v1/person_places",
-                 "callout.": f"{self.url('svc_services')}/services/v1/emergency_log",
-                 # devices' alarms to svc_services' request intake (docs/adr/0022)
-                 "alarm.": f"{self.url('svc_services')}/services/v1/device_alarms"})
-        if spec.name == "svc_services":  # emergency requests to svc_residents' call-out (svc_services/emergency)
-            env["ONENET_OUTBOX_SUBSCRIBERS"] = json.dumps(
-                {"emergency.": f"{self.url('svc_residents')}/residents/v1/emergencies"})
-            env["ONENET_OUTBOX_SUBSCRIBER_KEYS"] = json.dumps({"emergency.": self.keys["svc_residents"]})
         # the gateway's assertions (ADR 0013): each service checks them with its own key; its outbox relays sign
-        # their deliveries with the key of the service they deliver to (svc_metrics, the feed's subscriber)
+        # their deliveries with the key of the service they deliver to (svc_metrics, or a feed's subscriber)
         env["ONENET_EVENTS_ASSERTION_KEY"] = self.keys["svc_metrics"]
-        if spec.name == "svc_residents":
-            env["ONENET_OUTBOX_SUBSCRIBER_KEYS"] = json.dumps({"requester_profile.": self.keys["svc_services"],
-                                                               "person_place.": self.keys["svc_matching"],
-                                                               "callout.": self.keys["svc_services"],
-                                                               "alarm.": self.keys["svc_services"]})
-        if spec.name == "svc_residents":  # residency for votes to svc_services' deliberation electorate (ADR 0018)
-            subs = json.loads(env.get("ONENET_OUTBOX_SUBSCRIBERS") or "{}")
-            keys = json.loads(env.get("ONENET_OUTBOX_SUBSCRIBER_KEYS") or "{}")
-            env["ONENET_OUTBOX_SUBSCRIBERS"] = json.dumps(
-                {**subs, "elector.": f"{self.url('svc_services')}/services/v1/deliberation/electors"})
-            env["ONENET_OUTBOX_SUBSCRIBER_KEYS"] = json.dumps({**keys, "elector.": self.keys["svc_services"]})
+        if feeds := feeds_of(spec.name):
+            env["ONENET_OUTBOX_SUBSCRIBERS"] = json.dumps({f.prefix: self.url(f.subscriber) + f.path for f in feeds})
+            env["ONENET_OUTBOX_SUBSCRIBER_KEYS"] = json.dumps({f.prefix: self.keys[f.subscriber] for f in feeds})
         if spec.name == "svc_residents":  # notifications go straight to the outbound platforms (docs/adr/0017)
             env["ONENET_NOTIFY_PLATFORMS_URL"] = self.url("departments")
             env["ONENET_NOTIFY_PLATFORMS_KEY"] = self.keys["departments"]
-        if spec.name == "svc_services":  # the request steps people are told about (notice.*, docs/adr/0017)
-            subs = json.loads(env.get("ONENET_OUTBOX_SUBSCRIBERS") or "{}")  # beside svc_services' other feeds
-            keys = json.loads(env.get("ONENET_OUTBOX_SUBSCRIBER_KEYS") or "{}")
-            env["ONENET_OUTBOX_SUBSCRIBERS"] = json.dumps(
-                {**subs, "notice.": f"{self.url('svc_residents')}/residents/v1/notices"})
-            env["ONENET_OUTBOX_SUBSCRIBER_KEYS"] = json.dumps({**keys, "notice.": self.keys["svc_residents"]})
-        if spec.name == "svc_matching":  # a request's appointment steps to svc_services (服务预约, svc_matching/README.md),
-            # the booking and sign-up steps residents are told about to svc_residents' notifications (docs/adr/0017)
-            env["ONENET_OUTBOX_SUBSCRIBERS"] = json.dumps(
-                {"appointment.": f"{self.url('svc_services')}/services/v1/request_appointments",
-                 "notice.": f"{self.url('svc_residents')}/residents/v1/notices"})
-            env["ONENET_OUTBOX_SUBSCRIBER_KEYS"] = json.dumps({"appointment.": self.keys["svc_services"],
-                                                               "notice.": self.keys["svc_residents"]})
-        if spec.name == "svc_metrics":  # survey needs and demand to svc_matching's needs list (docs/adr/0019),
-            # survey invitations and reminders to svc_residents' notifications (docs/adr/0017)
-            env["ONENET_OUTBOX_SUBSCRIBERS"] = json.dumps(
-                {"survey_need.": f"{self.url('svc_matching')}/matching/v1/survey_needs",
-                 "notice.": f"{self.url('svc_residents')}/residents/v1/notices"})
-            env["ONENET_OUTBOX_SUBSCRIBER_KEYS"] = json.dumps({"survey_need.": self.keys["svc_matching"],
-                                                               "notice.": self.keys["svc_residents"]})
         if spec.name != "gateway":
             env["ONENET_CLIENT_ID"] = spec.name
             env["ONENET_CLIENT_SECRET"] = creds[spec.name]

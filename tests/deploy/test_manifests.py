@@ -3,13 +3,16 @@ rendered production overlay), the compose file and the Dockerfile checked for wh
 from __future__ import annotations
 
 import copy
+import json
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import kubernetes_validate
 import pytest
 import yaml
 
-from deploy.services import ALL
+from deploy.feeds import feeds_of
+from deploy.services import ALL, SERVICES
 
 ROOT = Path(__file__).resolve().parents[2]
 K8S = ROOT / "deploy" / "k8s"
@@ -249,3 +252,39 @@ def test_the_image_carries_the_edge():
     for package in ("nginx", "libnginx-mod-http-lua", "lua-resty-core", "lua-cjson", "lua-nginx-redis"):
         assert f" {package} " in text or f" {package}\n" in text, package
     assert '"*.lua"' in (ROOT / "pyproject.toml").read_text()
+
+
+def _declared_feeds(env: dict[str, str], service: str) -> dict[str, tuple[str, str, str]]:
+    """A process's ONENET_OUTBOX_SUBSCRIBERS and _KEYS as {prefix: (subscriber, path, key reference)}."""
+    subs = json.loads(env.get("ONENET_OUTBOX_SUBSCRIBERS") or "{}")
+    keys = json.loads(env.get("ONENET_OUTBOX_SUBSCRIBER_KEYS") or "{}")
+    assert set(subs) == set(keys), (service, "every feed needs its subscriber's key")
+    out = {}
+    for prefix, url in subs.items():
+        u = urlsplit(url)
+        out[prefix] = (u.hostname.replace("-", "_"), u.path, keys[prefix])
+    return out
+
+
+def _wanted_feeds(service: str) -> dict[str, tuple[str, str]]:
+    return {f.prefix: (f.subscriber, f.path) for f in feeds_of(service)}
+
+
+def _key_names(subscriber: str) -> set[str]:
+    return {f"ONENET_{subscriber.upper()}_GATEWAY_ASSERTION_KEY", f"ONENET_{subscriber.upper()}_ASSERTION_KEY"}
+
+
+def test_compose_and_kubernetes_wire_the_feeds_of_the_launchers_table(manifests):
+    """deploy/feeds.py is the one table of which feed goes where: `onenet up` reads it, and compose and every
+    Kubernetes overlay must say the same (subscriber, path, and the subscriber's own assertion key)."""
+    compose = yaml.safe_load((ROOT / "deploy" / "compose.yaml").read_text())["services"]
+    pods = {d["metadata"]["name"]: d for d in manifests if d.get("kind") == "Deployment"}
+    for spec in SERVICES:
+        want = _wanted_feeds(spec.name)
+        container = pods[spec.name.replace("_", "-")]["spec"]["template"]["spec"]["containers"][0]
+        k8s_env = {e["name"]: e.get("value") for e in container["env"] if "value" in e}
+        for where, env in (("compose", compose[spec.name]["environment"]), ("kubernetes", k8s_env)):
+            got = _declared_feeds(env, spec.name)
+            assert {p: (sub, path) for p, (sub, path, _) in got.items()} == want, (where, spec.name)
+            for prefix, (sub, _, key) in got.items():
+                assert any(name in key for name in _key_names(sub)), (where, spec.name, prefix, key)
