@@ -22,7 +22,8 @@ from common.logging import configure_logging
 from common.migrations import ping_and_check
 from common.observability import ObservabilityMiddleware, check_metrics_token
 from common.openapi_contract import SHARED_PROBLEM_STATUSES, install_finished_openapi, install_method_not_allowed
-from common.outbox import FeedSender, HttpEventSender, OutboxRelay, TypeFilter
+from common.outbox import OutboxRelay, TypeFilter
+from common.outbox_senders import FeedSender, HttpEventSender
 from common.settings import ServiceSettings
 from common.storage.uploads import upload_limit
 

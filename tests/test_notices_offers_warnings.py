@@ -14,7 +14,8 @@ import pytest_asyncio
 from common.clock import FrozenClock
 from common.demo import demo_id
 from deploy.demo import person_id
-from common.outbox import FeedSender, OutboxRelay, TypeFilter
+from common.outbox import OutboxRelay, TypeFilter
+from common.outbox_senders import FeedSender
 from tests.conftest import gateway_auth
 from tests.inprocess import start_platform
 

@@ -13,7 +13,8 @@ from sqlalchemy import func, select
 
 from common.clock import Clock, FrozenClock
 from common.db import Database
-from common.outbox import HttpEventSender, OutboxRelay, TypeFilter, record_event
+from common.outbox import OutboxRelay, TypeFilter, record_event
+from common.outbox_senders import HttpEventSender
 from svc_residents.base import OutboxEvent
 
 

@@ -14,7 +14,8 @@ from importlib import import_module
 import httpx
 from sqlalchemy import func, select
 
-from common.outbox import FeedSender, OutboxRelay, TypeFilter
+from common.outbox import OutboxRelay, TypeFilter
+from common.outbox_senders import FeedSender
 from deploy.demo import household_id, person_id
 from tests.conftest import gateway_auth
 from tests.inprocess import start_platform

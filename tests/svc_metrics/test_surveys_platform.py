@@ -10,7 +10,8 @@ import pytest
 from sqlalchemy import select
 
 from common.keys import jwks_document, load_signing_keys
-from common.outbox import FeedSender, OutboxRelay, TypeFilter
+from common.outbox import OutboxRelay, TypeFilter
+from common.outbox_senders import FeedSender
 from svc_matching.people.models import Need
 from svc_metrics.base import OutboxEvent
 from tests.conftest import gateway_auth, migrate_database, start_service

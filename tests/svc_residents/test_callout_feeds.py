@@ -17,7 +17,8 @@ from sqlalchemy import select
 
 from common.clock import FrozenClock
 from common.db import Database
-from common.outbox import FeedSender, OutboxRelay, TypeFilter
+from common.outbox import OutboxRelay, TypeFilter
+from common.outbox_senders import FeedSender
 from svc_residents.callout.scheduler import run_callout_scan
 from tests.conftest import gateway_auth, start_service
 from tests.svc_residents.conftest import GRID_A1, START

@@ -11,7 +11,8 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from common.outbox import FeedSender, OutboxRelay, TypeFilter
+from common.outbox import OutboxRelay, TypeFilter
+from common.outbox_senders import FeedSender
 from tests.conftest import gateway_auth, start_service
 from tests.svc_residents.conftest import GRID_A2, H, P, make_id
 from tests.svc_residents.test_profile_feed import PERSONS, register

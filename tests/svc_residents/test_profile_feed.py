@@ -11,7 +11,8 @@ import pytest
 from sqlalchemy import select, update
 
 from common.clock import FrozenClock
-from common.outbox import FeedSender, OutboxRelay, TypeFilter
+from common.outbox import OutboxRelay, TypeFilter
+from common.outbox_senders import FeedSender
 from tests.conftest import gateway_auth, start_service
 from tests.svc_residents.conftest import H, make_id
 

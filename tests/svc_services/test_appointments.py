@@ -11,7 +11,8 @@ import pytest
 from sqlalchemy import update
 
 from common.http_client import ServiceClient
-from common.outbox import FeedSender, OutboxRelay, TypeFilter
+from common.outbox import OutboxRelay, TypeFilter
+from common.outbox_senders import FeedSender
 from tests.conftest import POSTGRES_URL, _create_pg_database, gateway_auth, start_service
 from tests.svc_matching.conftest import place_persons
 from tests.svc_matching.test_bookings import local, same

@@ -8,7 +8,8 @@ from contextlib import AsyncExitStack
 from datetime import timedelta
 
 from common.clock import FrozenClock, local_date
-from common.outbox import HttpEventSender, OutboxRelay, TypeFilter
+from common.outbox import OutboxRelay, TypeFilter
+from common.outbox_senders import HttpEventSender
 from deploy.demo import person_id
 from tests.conftest import gateway_auth
 from tests.inprocess import start_platform
