@@ -33,16 +33,16 @@ async def _out(session, c: Callout) -> CalloutOut:
     return out
 
 
-@router.put("/residents/v1/emergencies/{request_id}", response_model=CalloutOut | None,
+@router.put("/residents/v1/emergencies/{request_id}", response_model=CalloutOut,
+            responses={204: {"description": "快照不需要呼叫（非紧急或尚无呼叫） Nothing to call: no call-out started or held"}},
             summary="紧急诉求（svc_services 推送）：开始或停止呼叫 An emergency request's snapshot")
 async def put_emergency(body: EmergencyIn, session: DbSession, clock: AppClock, settings: AppSettings,
-                        response: Response, request_id: str = RequestId, principal: Principal = Depends(emergency_source)):
+                        request_id: str = RequestId, principal: Principal = Depends(emergency_source)):
     async with session.begin():
         c = await service.receive(session, request_id, body, now=clock.now(),
                                   step_seconds=settings.callout_step_seconds)
         if c is None:
-            response.status_code = 204
-            return None
+            return Response(status_code=204)
         return await _out(session, c)
 
 
