@@ -49,7 +49,7 @@ def install_clients(app: FastAPI, settings: ResidentsSettings) -> None:
                                               timeout=settings.upstream_timeout_seconds, retries=1,
                                               breaker=CircuitBreaker(failure_threshold=5, reset_timeout=5.0))
     app.state.grant_source = ExchangeGrants(app.state.exchange_client, app.state.service_token,
-                                            ttl_seconds=settings.grant_cache_seconds)
+                                            ttl_seconds=settings.grant_cache_seconds, service=("居民档案服务", "svc_residents"))
 
 
 async def close_clients(app: FastAPI) -> None:

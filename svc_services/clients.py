@@ -17,6 +17,7 @@ from fastapi import FastAPI
 
 from common.auth import ServiceTokenProvider
 from common.deps import state
+from common.grants import ExchangeGrants
 from common.http_client import CircuitBreaker, ServiceClient
 from svc_services.settings import ServicesSettings
 
@@ -34,6 +35,10 @@ def install_clients(app: FastAPI, settings: ServicesSettings) -> None:
     app.state.service_token = (
         ServiceTokenProvider(settings.token_url, settings.client_id, settings.client_secret)
         if settings.client_id and settings.client_secret and settings.token_url else None)
+    # the grants departments hold on svc_services' files (services.materials, services.request_photos), read from
+    # the exchange's registry as their owner with the same token (common/grants.py)
+    app.state.grant_source = ExchangeGrants(app.state.exchange_client, app.state.service_token,
+                                            ttl_seconds=settings.grant_cache_seconds, service=("诉求服务", "svc_services"))
 
 
 async def close_clients(app: FastAPI) -> None:

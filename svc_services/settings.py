@@ -59,6 +59,9 @@ class ServicesSettings(ServiceSettings):
     matching_candidates: int = Field(default=5, ge=1, le=50)
     # Once-only materials (一次采集): department data fetched through the gateway's exchange (gateway_url).
     exchange_timeout_seconds: float = Field(default=5.0, gt=0)
+    # A department system's download of a request's file is checked against the exchange's grant registry (read as
+    # the owner of services.materials / services.request_photos, with the client credentials), cached this long.
+    grant_cache_seconds: float = Field(default=2.0, ge=0)
     # Photos and material files (svc_services.attachments, issue 27): the object store. "local": files under
     # storage_dir (default <ONENET_VAR_DIR>/objects/svc_services, what `make run` uses); "s3": an S3-compatible
     # bucket (s3_bucket at s3_endpoint_url; credentials from these settings or boto3's usual environment).

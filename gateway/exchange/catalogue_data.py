@@ -80,6 +80,21 @@ BUILTIN_RESOURCES: list[dict] = [
      "methods": ["GET"], "xroad_subsystem": "services", "xroad_service": "requests",
      "fields": [f("id", "工单编号", "general"), f("description", "诉求描述", "important", personal=True,
                                                  mask="generic")]},
+    # A request's files, each kind its own resource: a department system downloads one
+    # (`GET /services/v1/attachments/{id}/content`, the one path for both kinds) only under a live grant on that
+    # kind and only for a request dispatched or escalated to it, checked by svc_services where the file is
+    # (common/grants.py); the prefixes name the kind, not a route, so the forwarder does not gate the shared path.
+    {"code": "services.materials", "owner": "svc_services", "name": "诉求证明材料文件",
+     "description": "居民为诉求提交的证明材料文件（身份证复印件、证明等），逐次记入本人的访问记录。"
+                    "Material files of requests; every read is in the person's access log.",
+     "sharing_class": "conditional", "service": "services", "path_prefix": "/services/v1/attachments/materials",
+     "methods": ["GET"], "xroad_subsystem": "services", "xroad_service": "materials",
+     "fields": [f("content", "材料文件", "core", sensitive=True)]},
+    {"code": "services.request_photos", "owner": "svc_services", "name": "诉求照片",
+     "description": "诉求的现场照片与完工照片（已去除位置等元数据）。Photos of requests.",
+     "sharing_class": "conditional", "service": "services", "path_prefix": "/services/v1/attachments/photos",
+     "methods": ["GET"], "xroad_subsystem": "services", "xroad_service": "request-photos",
+     "fields": [f("content", "照片文件", "important", personal=True)]},
     {"code": "matching.resources", "owner": "svc_matching", "name": "社区资源清单",
      "description": "供给主体、服务事项、联系方式等社区资源。",
      "sharing_class": "unconditional", "service": "matching", "path_prefix": "/matching/v1/resources",

@@ -18,6 +18,7 @@ from common.auth import Principal
 from common.context import request_id_var
 from common.crypto import FieldProtection
 from common.errors import NotFound, Problem
+from common.grants import GrantInfo, GrantSource
 from common.ids import new_id
 from common.outbox import record_event
 from common.storage import ObjectMissing, ObjectStore, StoreUnavailable
@@ -33,8 +34,13 @@ EXTENSIONS = {"image/jpeg": "jpg", "application/pdf": "pdf"}
 
 
 def log_read(session: AsyncSession, principal: Principal, att: Attachment, req: ServiceRequest,
-             material: RequestMaterial | None, variant: str, now: datetime) -> None:
+             material: RequestMaterial | None, variant: str, now: datetime, grant: GrantInfo | None = None) -> None:
+    """The access-log row of one read; a department system's names the department and the grant it read under."""
     name = material.name if material is not None else "材料"
+    extra = {"service_request": req.id, "attachment_id": att.id, "variant": variant}
+    if grant is not None:
+        extra |= {"department": principal.scope_values("dept")[0], "grant_id": grant.id,
+                  "grant_resource": grant.resource, "grant_purpose": grant.purpose[:200]}
     record_event(session, OutboxEvent, f"{ACCESS_FEED}material_read", subject=new_id(), now=now,
                  community=req.community, grid=req.grid,
                  data={"person_id": req.person_id, "occurred_at": now.isoformat(), "member": principal.member,
@@ -42,21 +48,21 @@ def log_read(session: AsyncSession, principal: Principal, att: Attachment, req: 
                        "fields": [f"material:{material.code if material else 'file'}"],
                        "purpose": f"诉求 {req.id} 材料（{name}）查阅 material read"[:200],
                        "request_id": request_id_var.get(),
-                       "extra": {"service_request": req.id, "attachment_id": att.id, "variant": variant}})
+                       "extra": extra})
 
 
 async def open_content(session: AsyncSession, store: ObjectStore, protection: FieldProtection | None,
-                       principal: Principal, attachment_id: str, variant: str, *,
-                       now: datetime) -> tuple[Attachment, AsyncIterator[bytes], bytes]:
+                       principal: Principal, attachment_id: str, variant: str, *, now: datetime,
+                       grants: GrantSource | None = None) -> tuple[Attachment, AsyncIterator[bytes], bytes]:
     """The attachment, its bytes as a stream, and the first chunk already read (so a store that is down is a
     503 before the answer starts)."""
     async with session.begin():
-        att, req = await readable(session, principal, attachment_id)
+        att, req, grant = await readable(session, principal, attachment_id, grants=grants, now=now)
         if variant == "thumbnail" and att.thumb_sha256 is None:
             raise NotFound("attachment.no_thumbnail", ("该附件没有缩略图", "This file has no thumbnail"))
         if att.kind == "material" and req.person_id:
             material = await session.get(RequestMaterial, att.material_id) if att.material_id else None
-            log_read(session, principal, att, req, material, variant, now)
+            log_read(session, principal, att, req, material, variant, now, grant)
     chunks, first = await open_object(store, protection, att, variant)
     return att, chunks, first
 

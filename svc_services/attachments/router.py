@@ -12,6 +12,7 @@ from common.acting import acts
 from common.app import problem_responses
 from common.crypto import FieldProtection
 from common.deps import AppClock, AppDb, AppSettings, CurrentPrincipal, DbSession, state
+from common.grants import AppGrants
 from common.storage import ObjectStore
 from svc_services.attachments import service
 from svc_services.attachments.models import Attachment
@@ -77,13 +78,13 @@ async def list_attachments(request_id: str, session: DbSession, principal: Curre
 
 
 @router.get("/attachments/{attachment_id}/content", responses={200: {"content": {
-                "image/jpeg": {}, "application/pdf": {}}}, **problem_responses(404, 410, 503)},
+                "image/jpeg": {}, "application/pdf": {}}}, **problem_responses(403, 404, 410, 503)},
             summary="下载附件（逐个对象鉴权；材料的每次读取记入本人的访问记录）Download a file")
 async def download(attachment_id: str, session: DbSession, store: AppStore, protection: AppProtection,
-                   clock: AppClock, principal: CurrentPrincipal,
+                   clock: AppClock, principal: CurrentPrincipal, grants: AppGrants,
                    variant: Literal["file", "thumbnail"] = Query("file", description="原图 file / 缩略图 thumbnail")):
     att, chunks, first = await open_content(session, store, protection, principal, attachment_id, variant,
-                                            now=clock.now())
+                                            now=clock.now(), grants=grants)
     media = att.media_type if variant == "file" else "image/jpeg"
     headers = {"Content-Disposition": f'inline; filename="{att.id}.{EXTENSIONS.get(media, "bin")}"',
                "X-Content-Type-Options": "nosniff", "Content-Security-Policy": "sandbox; default-src 'none'",

@@ -21,6 +21,7 @@ from common.auth import Principal
 from common.crypto import FieldProtection
 from common.db import Database
 from common.errors import Conflict, Forbidden, NotFound, Problem, field_error
+from common.grants import GrantInfo, GrantSource, live_grant_of, no_grant
 from common.ids import new_id
 from common.storage import CHUNK, ObjectStore, StoreUnavailable, file_chunks, one_chunk
 from common.storage.encryption import encrypt_stream, new_data_key, wrap_key
@@ -36,6 +37,9 @@ MAX_PHOTOS = 9
 PHOTO_UPLOADERS = OWNER + MANAGERS + GRID + HANDLERS
 MATERIAL_UPLOADERS = OWNER + MANAGERS + GRID
 MATERIAL_READERS = OWNER + MANAGERS + GRID + ("dept_staff", "system")
+# the exchange catalogue's resources a department system's download is granted under, by kind of file
+# (gateway/exchange/catalogue_data.py declares them; the grant model names a resource, not a place)
+FILE_RESOURCES = {"material": "services.materials", "photo": "services.request_photos"}
 ATTACHMENT_UNSEEN = NotFound("attachment.not_found", ("附件不存在或无权查看", "Attachment not found"))
 _BAD_NAME = set('/\\\x00') | {chr(c) for c in range(32)}
 
@@ -184,21 +188,41 @@ async def list_attachments(session: AsyncSession, principal: Principal, request_
     return list((await session.execute(stmt)).scalars())
 
 
-async def readable(session: AsyncSession, principal: Principal, attachment_id: str) -> tuple[Attachment, ServiceRequest]:
-    """The attachment, when the caller may see its request (and, for a material, its contents)."""
-    if principal.role == "system" or principal.user == principal.member:  # a member system reads a request's files only under a grant (ADR 0013)
-        raise Problem(403, "attachment.system_forbidden", ("成员系统无权读取申请附件", "Member systems may not read request files"))
+def department_system(principal: Principal) -> bool:
+    """A department's own system (its client-credentials token: member `dept-<code>`, role dept_staff)."""
+    return principal.user == principal.member and principal.role == "dept_staff" and bool(principal.scope_values("dept"))
+
+
+async def readable(session: AsyncSession, principal: Principal, attachment_id: str, *,
+                   grants: GrantSource | None = None,
+                   now: datetime | None = None) -> tuple[Attachment, ServiceRequest, GrantInfo | None]:
+    """The attachment, when the caller may see its request (and, for a material, its contents), and for a
+    department system the grant it reads under (`FILE_RESOURCES`, docs/adr/0005)."""
+    grant = None
+    if principal.role == "system" or principal.user == principal.member:
+        # member systems read a request's files only as a department under a grant on that kind of file; one that
+        # holds none for either kind is refused before anything is looked up
+        if not department_system(principal):
+            raise Problem(403, "attachment.system_forbidden", ("成员系统无权读取申请附件", "Member systems may not read request files"))
+        held = {kind: await live_grant_of(grants, principal, res, now) for kind, res in FILE_RESOURCES.items()}
+        if not any(held.values()):
+            raise no_grant(FILE_RESOURCES["material"])
     att = await session.get(Attachment, attachment_id) if len(attachment_id) <= 36 else None
     if att is None:
         raise ATTACHMENT_UNSEEN
+    if principal.user == principal.member:
+        grant = held[att.kind]
+        if grant is None:
+            raise no_grant(FILE_RESOURCES[att.kind])
     req = await session.get(ServiceRequest, att.request_id)
+    # a department (its staff or its system under a grant) only for requests dispatched or escalated to it
     if req is None or not can_see(principal, req):
         raise ATTACHMENT_UNSEEN
     if att.kind == "material" and principal.role not in MATERIAL_READERS:
         raise ATTACHMENT_UNSEEN
     if att.purged_at is not None:
         raise Problem(410, "attachment.purged", ("附件已按保存期限删除", "The file was deleted at the end of its retention"))
-    return att, req
+    return att, req, grant
 
 
 def retention_cutoffs(now: datetime, settings) -> dict[str, datetime]:
