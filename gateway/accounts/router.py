@@ -259,8 +259,9 @@ async def new_recovery_codes(db: AppDb, source: Source, principal: Principal = D
 # ---- standards --------------------------------------------------------------------------------------------------
 
 @router.post("/auth/v1/revoke", status_code=200, summary="撤销令牌 Token revocation (RFC 7009)",
-             description="token=刷新令牌（或本会话的访问令牌），token_type_hint 可选。无论令牌是否有效都返回 200（RFC 7009 §2.2）。")
-async def revoke(parts: Accounts, source: Source, token: str = Form(...), token_type_hint: str | None = Form(None),
+             description="token=刷新令牌（或本会话的访问令牌），token_type_hint 可选。无论令牌是否有效都返回 200（RFC 7009 §2.2）；"
+                         "缺 token（或为空）是请求本身不全：422 指明 token。")
+async def revoke(parts: Accounts, source: Source, token: str = Form(..., min_length=1), token_type_hint: str | None = Form(None),
                  client_id: str | None = Form(None), clock: Clock = Depends(get_clock)) -> dict:
     state, now = parts, clock.now()
     sid = None

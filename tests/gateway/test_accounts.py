@@ -284,6 +284,13 @@ async def test_revocation_endpoint_discovery_and_other_replicas(gw):
     x = gw
     a = await session_of(x, "staff_xf")
     assert (await x.client.post("/auth/v1/revoke", data={"token": "not-a-token"})).status_code == 200
+    # RFC 7009 §2.2: any token, valid or not, is answered 200; an empty or missing one is no request (the document
+    # says minLength 1): a 422 naming it
+    for data in ({"token": ""}, {}):
+        r = await x.client.post("/auth/v1/revoke", data=data)
+        assert r.status_code == 422 and [e["field"] for e in r.json()["errors"]] == ["token"], r.text
+    form = (await x.client.get("/openapi.json")).json()["components"]["schemas"]["Body_revoke_auth_v1_revoke_post"]
+    assert form["properties"]["token"]["minLength"] == 1 and form["required"] == ["token"]
     r = await x.client.post("/auth/v1/revoke", data={"token": a["refresh_token"], "token_type_hint": "refresh_token"})
     assert r.status_code == 200
     problem(await x.client.post("/auth/v1/token", data={"grant_type": "refresh_token",
