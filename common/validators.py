@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
+from decimal import Decimal
 from typing import Annotated, Literal
 
 from annotated_types import Ge, Le
-from pydantic import AfterValidator, AllowInfNan, AwareDatetime, StringConstraints, WithJsonSchema
+from pydantic import AfterValidator, AllowInfNan, AwareDatetime, BeforeValidator, StringConstraints, WithJsonSchema
 from pydantic_core import PydanticCustomError
 
 
@@ -251,7 +252,81 @@ PlaceCode = Annotated[str, StringConstraints(pattern=PLACE_CODE_PATTERN)]
 INT32_MAX = 2 ** 31 - 1
 # A version number as its INTEGER column holds it (32 bits on PostgreSQL): beyond that a 422, not an overflow.
 VersionNumber = Annotated[int, Ge(1), Le(INT32_MAX)]
+# An integer as JSON Schema's `integer` is one: a number without a fraction (157 or 157.0), never a string ("157")
+# nor a boolean, both of which pydantic's lax int would take.
+def _json_number(value: object) -> object:
+    if isinstance(value, (bool, str, bytes)):
+        raise PydanticCustomError("int_type", "应为整数", {"message_en": "Must be an integer"})
+    return value
+
+
+JSON_INTEGER = BeforeValidator(_json_number)  # after any bounds: Annotated[int, Field(ge=0), JSON_INTEGER]
+JsonInteger = Annotated[int, JSON_INTEGER]
 # NaN and ±infinity (JSON's 1e309 parses as infinity) are no value to store or compare against.
 FiniteFloat = Annotated[float, AllowInfNan(False)]
-# A time compared with stored UTC instants: without an offset it names no instant (a 422, not a TypeError).
-Instant = AwareDatetime
+# A time compared with stored UTC instants: without an offset it names no instant (a 422, not a TypeError). As its
+# schema says (`format: date-time`), an RFC 3339 date-time string only: pydantic alone would read a number, or a
+# query's "12", as a Unix timestamp (one without its offset is left to AwareDatetime, which names it timezone_aware).
+RFC3339_DATETIME = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?([Zz]|[+-][0-9]{2}:[0-9]{2})?$")
+
+
+def _rfc3339(value: object) -> object:
+    if isinstance(value, datetime):
+        return value  # from code, not from a request
+    if not (isinstance(value, str) and RFC3339_DATETIME.match(value)):
+        raise PydanticCustomError("datetime_format", "应为带时区偏移的 RFC 3339 时间，如 2026-01-01T08:00:00+08:00",
+                                  {"message_en": "Must be an RFC 3339 date-time with an offset"})
+    return value
+
+
+Instant = Annotated[AwareDatetime, BeforeValidator(_rfc3339)]
+
+
+# ---- money ----------------------------------------------------------------------------------------------------
+
+# An amount in yuan as a NUMERIC(14, 2) column holds it: 0 to 999,999,999,999.99, to the fen. As a decimal string
+# (the exact form, and how the platform answers one) or a JSON number; a number is a binary float, so one within a
+# float's rounding of a whole fen (0.35000000000000003, what 35 × 0.01 gives) is that fen, and anything else with a
+# third decimal place is refused. The schema states the same: a string of that pattern, or a number that is a
+# multiple of 0.01 within the range.
+MONEY_MAX = Decimal("999999999999.99")
+MONEY_PATTERN = "^[0-9]{1,12}(\\.[0-9]{1,2})?$"
+_MONEY_RE = re.compile(MONEY_PATTERN)
+_FEN = Decimal("0.01")
+
+
+def _money(value: object) -> Decimal:
+    if isinstance(value, Decimal):
+        amount = value
+    elif isinstance(value, str):
+        if not _MONEY_RE.match(value):
+            raise PydanticCustomError("string_pattern_mismatch", "金额应为至多两位小数的非负数，如 1500.50",
+                                      {"message_en": "An amount is a non-negative number with at most 2 decimals",
+                                       "pattern": MONEY_PATTERN})
+        amount = Decimal(value)
+    elif isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise PydanticCustomError("decimal_type", "金额应为数字或十进制数字串",
+                                  {"message_en": "An amount is a number or a decimal string"})
+    elif isinstance(value, int):
+        amount = Decimal(value)
+    else:
+        if value != value or value in (float("inf"), float("-inf")):
+            raise PydanticCustomError("finite_number", "金额应为有限数", {"message_en": "An amount is a finite number"})
+        amount = Decimal(repr(value))
+        fen = amount.quantize(_FEN)
+        if amount != fen and abs(amount - fen) <= abs(amount) * Decimal("1e-12"):
+            amount = fen  # a float's rounding of a whole fen
+    if amount < 0:
+        raise PydanticCustomError("greater_than_equal", "金额不能为负", {"message_en": "An amount is not negative"})
+    if amount > MONEY_MAX:
+        raise PydanticCustomError("less_than_equal", "金额超出上限 999999999999.99",
+                                  {"message_en": "At most 999999999999.99"})
+    if amount != amount.quantize(_FEN):
+        raise PydanticCustomError("decimal_max_places", "金额至多两位小数", {"message_en": "At most 2 decimal places"})
+    return amount.quantize(_FEN)
+
+
+Money = Annotated[Decimal, BeforeValidator(_money), WithJsonSchema({
+    "anyOf": [{"type": "number", "minimum": 0, "maximum": float(MONEY_MAX), "multipleOf": 0.01},
+              {"type": "string", "pattern": MONEY_PATTERN}],
+    "description": "金额（元，至多两位小数；0 至 999999999999.99）"})]

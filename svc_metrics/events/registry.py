@@ -7,9 +7,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat
+
+from common.validators import CommunityCode, GridCode, Instant, JSON_INTEGER
 
 PLACE = r"^\d{6,32}$"
 
@@ -19,10 +21,10 @@ class Envelope(BaseModel):
 
     event_id: str = Field(min_length=1, max_length=64)
     type: str = Field(min_length=1, max_length=64)
-    occurred_at: AwareDatetime
+    occurred_at: Instant
     source: str | None = Field(default=None, max_length=64)
-    community: str | None = Field(default=None, pattern=r"^\d{12}$")
-    grid: str | None = Field(default=None, pattern=r"^\d{15}$")
+    community: CommunityCode | None = None
+    grid: GridCode | None = None
     subject: str | None = Field(default=None, max_length=64)
     data: dict[str, Any] = Field(default_factory=dict)
 
@@ -36,10 +38,10 @@ class RequestData(Data):
     channel: str | None = None
     priority: str | None = None
     department: str | None = None
-    online: bool | None = None
-    submitted_at: AwareDatetime | None = None
-    resolution_due_at: AwareDatetime | None = None
-    response_due_at: AwareDatetime | None = None
+    online: StrictBool | None = None
+    submitted_at: Instant | None = None
+    resolution_due_at: Instant | None = None
+    response_due_at: Instant | None = None
     groups: list[str] = Field(default_factory=list)
     departments: list[str] = Field(default_factory=list)
 
@@ -50,7 +52,7 @@ class RequestSubmitted(RequestData):
 
 
 class RequestRated(RequestData):
-    rating: int = Field(ge=1, le=5)
+    rating: Annotated[int, Field(ge=1, le=5), JSON_INTEGER]
 
 
 class NeedCreated(Data):
@@ -70,12 +72,12 @@ class LedgerPosted(Data):
 
 class PersonRegistered(Data):
     age_band: str | None = None
-    age: int | None = Field(default=None, ge=0, le=150)
+    age: Annotated[int, Field(ge=0, le=150), JSON_INTEGER] | None = None
 
 
 class PersonTagged(Data):
     code: str = Field(min_length=1)
-    removed: bool = False
+    removed: StrictBool = False
 
 
 class HouseholdChanged(Data):
@@ -93,13 +95,13 @@ class ExchangeCall(Data):
 
 class ExchangeCalls(ExchangeCall):
     """The gateway's calls of one resource, member, owner, outcome and minute, counted."""
-    count: int = Field(ge=1, le=1_000_000)
+    count: Annotated[int, Field(ge=1, le=1_000_000), JSON_INTEGER]
 
 
 class ExchangeItem(Data):
     item: str = Field(min_length=1)
-    required: bool = True
-    shared: bool = False
+    required: StrictBool = True
+    shared: StrictBool = False
 
 
 class PlaceCreated(Data):
@@ -108,7 +110,7 @@ class PlaceCreated(Data):
 
 class CatalogueItem(Data):
     code: str = Field(min_length=1)
-    online: bool = False
+    online: StrictBool = False
 
 
 class VolunteerRegistered(Data):
@@ -116,7 +118,7 @@ class VolunteerRegistered(Data):
 
 
 class VolunteerHoursOffered(Data):
-    minutes: float = Field(ge=0)
+    minutes: StrictFloat = Field(ge=0)
 
 
 class ParticipationRecorded(Data):
@@ -136,12 +138,12 @@ class BookingData(Data):
     """svc_matching's bookings (issue 30): room utilisation (booked and used minutes ÷ open minutes), no-shows."""
     resource_id: str = Field(min_length=1)
     kind: str = Field(min_length=1)
-    minutes: int | None = Field(default=None, ge=0)
+    minutes: Annotated[int, Field(ge=0), JSON_INTEGER] | None = None
 
 
 class BookableListed(Data):
     kind: str = Field(min_length=1)
-    open_minutes_per_week: int = Field(ge=0)
+    open_minutes_per_week: Annotated[int, Field(ge=0), JSON_INTEGER]
 
 
 class ActivityData(Data):
@@ -245,3 +247,20 @@ REGISTRY: dict[str, EventType] = {
     **{f"public_notice.{a}": EventType(Anything, "public_notice") for a in (
         "published", "withdrawn", "objection_filed", "objection_answered")},
 }
+
+
+def envelope_schema() -> dict[str, Any]:
+    """What an event of the batch must be, as a JSON Schema (POST /metrics/v1/events declares it for each item): the
+    envelope with its `type` one of the registry's, that type's `data`, and a `subject` where the type needs one.
+    What is left to the server alone: a grid outside the event's community (a rule across two fields)."""
+    base = Envelope.model_json_schema()
+    one_of = []
+    for name, spec in sorted(REGISTRY.items()):
+        props = {**base["properties"], "type": {"const": name}, "data": spec.data.model_json_schema()}
+        required = ["event_id", "type", "occurred_at"] + (["data"] if props["data"].get("required") else [])
+        if spec.subject_required:
+            props["subject"] = {"type": "string", "minLength": 1, "maxLength": 64}
+            required.append("subject")
+        one_of.append({"type": "object", "title": name, "properties": props, "required": required,
+                       "additionalProperties": False})
+    return {"anyOf": one_of}

@@ -1,11 +1,11 @@
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 import orjson
 from fastapi import APIRouter, Depends, Request
 from fastapi.exceptions import RequestValidationError
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, WithJsonSchema
 
 from common.auth import Principal, require_roles
 from common.clock import Clock, get_clock
@@ -13,6 +13,7 @@ from common.deps import AppDb, AppSettings
 from svc_metrics import gauges
 from svc_metrics.events import service
 from svc_metrics.events.pipeline import Pipeline
+from svc_metrics.events.registry import envelope_schema
 
 router = APIRouter(prefix="/metrics/v1", tags=["events 事件"])
 
@@ -20,7 +21,8 @@ router = APIRouter(prefix="/metrics/v1", tags=["events 事件"])
 class EventBatchIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    events: list[Any] = Field(description="事件信封列表 {event_id, type, occurred_at, source, community, grid, "
+    # each item is checked on its own (service.validate_batch names `events[i].field`); its schema is declared
+    events: list[Annotated[Any, WithJsonSchema(envelope_schema())]] = Field(description="事件信封列表 {event_id, type, occurred_at, source, community, grid, "
                                           "subject, data}；整批接收或整批拒绝")
 
 

@@ -6,9 +6,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from common.validators import Money
+
 KINDS = ("deliberation_result", "policy", "fund", "service_list", "staffing")
-def amount(**kw):
-    return Field(ge=0, max_digits=14, decimal_places=2, description="金额（元，两位小数）", **kw)
 
 
 class In(BaseModel):
@@ -18,7 +18,7 @@ class In(BaseModel):
 class LineIn(In):
     direction: Literal["income", "expense"]
     item: str = Field(min_length=1, max_length=200)
-    amount: Decimal = amount()
+    amount: Money
 
 
 class NoticeIn(In):
@@ -31,8 +31,8 @@ class NoticeIn(In):
     publish_until: datetime
     objection_until: datetime | None = Field(default=None, description="异议期截止；为空表示不设异议期")
     lines: list[LineIn] = Field(default_factory=list, max_length=500, description="资金公示的收支明细")
-    income_total: Decimal | None = amount(default=None)
-    expense_total: Decimal | None = amount(default=None)
+    income_total: Money | None = None
+    expense_total: Money | None = None
 
 
 class WithdrawIn(In):

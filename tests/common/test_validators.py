@@ -178,3 +178,36 @@ def test_pydantic_types_name_field_and_code():
     assert errs["phone"]["type"] == "phone.length" and errs["uscc"]["type"] == "uscc.checksum"
     assert errs["division"]["type"] == "division.format"
     assert errs["id_number"]["ctx"]["message_en"]
+
+
+# ---- money and instants (issue 31: the schema states what the types enforce) -------------------------------------
+
+def test_money_takes_fen_as_a_decimal_string_or_a_number():
+    from decimal import Decimal
+
+    from pydantic import TypeAdapter
+
+    from common.validators import Money
+
+    money = TypeAdapter(Money)
+    for value, want in (("1500.50", "1500.50"), ("0", "0.00"), (7, "7.00"), (1.5, "1.50"), (35 * 0.01, "0.35"),
+                        ("999999999999.99", "999999999999.99")):
+        assert money.validate_python(value) == Decimal(want), value
+    for value in ("1.005", "1e2", " 1", "-1", "+1", "0001000000000000", 0.005, -1, 10 ** 12, True, None,
+                  float("nan"), float("inf"), "１２"):
+        with pytest.raises(ValidationError):
+            money.validate_python(value)
+    schema = money.json_schema()
+    assert schema["anyOf"][0]["maximum"] == 999999999999.99 and schema["anyOf"][0]["multipleOf"] == 0.01
+    assert schema["anyOf"][1]["pattern"] == "^[0-9]{1,12}(\\.[0-9]{1,2})?$"
+
+
+@pytest.mark.parametrize("value", ["12", 12, 1767225600.5, "2026-11-01", "2026-11-01 08:00:00+08:00", "now"])
+def test_instant_is_an_rfc3339_date_time_only(value):
+    from pydantic import TypeAdapter
+
+    from common.validators import Instant
+
+    with pytest.raises(ValidationError):
+        TypeAdapter(Instant).validate_python(value)
+    assert TypeAdapter(Instant).validate_python("2026-11-01T08:00:00+08:00").utcoffset().total_seconds() == 8 * 3600

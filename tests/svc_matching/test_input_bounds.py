@@ -32,3 +32,10 @@ async def test_hsds_modified_after_with_offset_answers(client, staff, value):
 async def test_nested_cursor_is_422(client, auth, path):
     r = await client.get(path, params={"cursor": NESTED}, headers=auth(role="ops"))
     _names(r, "cursor", "query")
+
+
+@pytest.mark.parametrize("value", ["12", "1767225600", "-1", "1767225600.5"])
+async def test_hsds_modified_after_is_a_date_time_not_a_unix_timestamp(client, staff, value):
+    """Declared `format: date-time` (issue 31): a number is not read as a Unix timestamp, as pydantic alone would."""
+    r = await client.get("/matching/v1/hsds/services", params={"modified_after": value}, headers=staff)
+    _names(r, "modified_after", "query")

@@ -4,6 +4,7 @@ from __future__ import annotations
 import random
 from datetime import timedelta
 
+import pytest
 from sqlalchemy import func, select
 
 from svc_metrics.events.models import StoredEvent
@@ -99,3 +100,27 @@ async def test_malformed_bodies_get_problems_naming_the_field(client, auth):
     r = await client.get("/openapi.json")
     body = r.json()["paths"]["/metrics/v1/events"]["post"]["requestBody"]
     assert "events" in body["content"]["application/json"]["schema"]["properties"]
+
+
+async def test_the_declared_item_schema_is_what_the_server_enforces(client, post):
+    """POST /metrics/v1/events declares each event (issue 31): the envelope, `type` one of the registry's, that
+    type's `data` and, where the type needs one, a `subject`; what it refuses, the server refuses too."""
+    import jsonschema
+
+    doc = (await client.get("/openapi.json")).json()
+    body = doc["paths"]["/metrics/v1/events"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    item = body["properties"]["events"]["items"]
+    good = ev("request.rated", T0, "r1", rating=4)
+    jsonschema.validate(good, item)
+    refused = []
+    for field, value in (("occurred_at", 1767225600), ("rating", "4"), ("rating", True), ("subject", None),
+                         ("community", "١١٠١٠٥٠٠١٠٠١")):
+        e = ev("request.rated", T0, "r1", rating=4, grid=None)
+        (e["data"] if field == "rating" else e)[field] = value
+        with pytest.raises(jsonschema.ValidationError):
+            jsonschema.validate(e, item)
+        refused.append(e)
+    errors = (await post(refused, expect=422))["errors"]
+    assert [x["field"] for x in errors] == ["events[0].occurred_at", "events[1].data.rating", "events[2].data.rating",
+                                            "events[3].subject", "events[4].community"], errors
+    assert await count_events(client) == 0
