@@ -93,26 +93,32 @@ def reencrypt(batch: int = typer.Option(500, "--batch", min=1, max=10000,
         typer.echo("全部字段已使用当前密钥，可以从密钥环中删除旧密钥。")
 
 
-@residents.command("feed-profiles")
-def feed_profiles(resend: bool = typer.Option(False, "--resend", help="为所有居民重新发送（重建副本时用）"),
-                  batch: int = typer.Option(500, "--batch", min=1, max=10000, help="每批人数（每批一个事务）")) -> None:
-    """把尚未发送过的居民画像（出生日期、特殊群体标签）写入发件箱，由 svc_residents 的订阅投递送往 svc_services。"""
+def _feed_backfill(run) -> int:
+    """A feed's backfill on svc_residents' migrated database: `run(db)` writes the outbox rows, the count back."""
     from common.db import Database
     from common.migrations import upgrade
     from deploy.cli import database_url_for
-    from svc_residents.persons.profile_feed import backfill
 
     url = database_url_for("svc_residents")
     upgrade("svc_residents", url)
 
-    async def run():
+    async def go() -> int:
         db = Database(url)
         try:
-            return await backfill(db, batch_size=batch, resend=resend)
+            return await run(db)
         finally:
             await db.dispose()
 
-    n = asyncio.run(run())
+    return asyncio.run(go())
+
+
+@residents.command("feed-profiles")
+def feed_profiles(resend: bool = typer.Option(False, "--resend", help="为所有居民重新发送（重建副本时用）"),
+                  batch: int = typer.Option(500, "--batch", min=1, max=10000, help="每批人数（每批一个事务）")) -> None:
+    """把尚未发送过的居民画像（出生日期、特殊群体标签）写入发件箱，由 svc_residents 的订阅投递送往 svc_services。"""
+    from svc_residents.persons.profile_feed import backfill
+
+    n = _feed_backfill(lambda db: backfill(db, batch_size=batch, resend=resend))
     typer.echo(f"已写入 {n} 条诉求人画像更新，svc_residents 运行时投递至 svc_services。")
 
 
@@ -121,22 +127,9 @@ def feed_places(batch: int = typer.Option(500, "--batch", min=1, max=10000, help
     """把每位居民的所在网格与社区写入发件箱，由 svc_residents 的订阅投递送往 svc_matching（升级后或重建副本时用；
     可重复运行）。"""
     from common.clock import Clock
-    from common.db import Database
-    from common.migrations import upgrade
-    from deploy.cli import database_url_for
     from svc_residents.persons.place_feed import backfill
 
-    url = database_url_for("svc_residents")
-    upgrade("svc_residents", url)
-
-    async def run():
-        db = Database(url)
-        try:
-            return await backfill(db, Clock().now(), batch_size=batch)
-        finally:
-            await db.dispose()
-
-    n = asyncio.run(run())
+    n = _feed_backfill(lambda db: backfill(db, Clock().now(), batch_size=batch))
     typer.echo(f"已写入 {n} 条居民所在地更新，svc_residents 运行时投递至 svc_matching。")
 
 
@@ -145,22 +138,9 @@ def feed_electors(resend: bool = typer.Option(False, "--resend", help="为所有
                   batch: int = typer.Option(500, "--batch", min=1, max=10000, help="每批人数（每批一个事务）")) -> None:
     """把尚未发送过的居民议事选民信息（楼栋、户、是否户主、出生日期）写入发件箱，由 svc_residents 的订阅投递送往
     svc_services（升级后或重建副本时用；可重复运行）。"""
-    from common.db import Database
-    from common.migrations import upgrade
-    from deploy.cli import database_url_for
     from svc_residents.persons.elector_feed import backfill
 
-    url = database_url_for("svc_residents")
-    upgrade("svc_residents", url)
-
-    async def run():
-        db = Database(url)
-        try:
-            return await backfill(db, batch_size=batch, resend=resend)
-        finally:
-            await db.dispose()
-
-    n = asyncio.run(run())
+    n = _feed_backfill(lambda db: backfill(db, batch_size=batch, resend=resend))
     typer.echo(f"已写入 {n} 条议事选民更新，svc_residents 运行时投递至 svc_services。")
 
 
