@@ -38,7 +38,10 @@ from pathlib import Path
 
 import httpx
 
+from common.clock import Clock
 from deploy.demo import person_id
+
+CLOCK = Clock()
 
 GRID = "110105001001001"  # 幸福一网格, grid1's
 PERSON = person_id("P3")
@@ -140,16 +143,16 @@ def alarms(p: Platform, serial: str, hub: dict[str, str], n: int, interval: floa
     sent: dict[str, float] = {}
     with httpx.Client(timeout=30) as c:
         for i in range(n):
-            t = time.time()
+            t = CLOCK.now().timestamp()  # the services' own clock: made_at is compared with it
             r = c.post(f"{p.gw}/residents/v1/devices/{serial}/events", headers=hub,
                        json={"event_id": f"bench-{uuid.uuid4().hex[:12]}-{i}", "type": "alarm"})
             assert r.status_code == 200, r.text
             sent[r.json()["alarm_id"]] = t
             time.sleep(interval)
     found: dict[str, tuple] = {}
-    deadline = time.time() + 120
+    deadline = time.monotonic() + 120
     marks = ",".join("?" * len(sent))
-    while time.time() < deadline and len(found) < len(sent):
+    while time.monotonic() < deadline and len(found) < len(sent):
         for row in p.sql(f"SELECT a.id, a.created_at, c.made_at, c.id FROM device_alarms a JOIN callout_attempts c "
                          f"ON c.request_id = a.request_id AND c.step = 0 WHERE a.id IN ({marks})", *sent):
             found[row[0]] = row
