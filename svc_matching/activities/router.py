@@ -1,7 +1,5 @@
 from __future__ import annotations
 
-from datetime import datetime
-
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from sqlalchemy import select
 
@@ -12,6 +10,7 @@ from common.deps import AppDb, AppSettings, DbSession
 from common.errors import Forbidden
 from common.idempotency import request_fingerprint, run_idempotent
 from common.pagination import Page, PageParams
+from common.validators import Instant
 from svc_matching.activities import service
 from svc_matching.activities.models import Activity, ActivitySignup
 from svc_matching.activities.schemas import ActivityCreate, ActivityOut, CheckinCreate, SignupCreate, SignupOut, StatusBody
@@ -37,7 +36,7 @@ async def create_activity(db: AppDb, body: ActivityCreate, request: Request,
 @router.get("", response_model=Page[ActivityOut], summary="活动列表 Activities")
 async def list_activities(session: DbSession, page: PageParams = Depends(),
                           place_code: str | None = Query(None, pattern=r"^\d{6,15}$"),
-                          starts_after: datetime | None = Query(None),
+                          starts_after: Instant | None = Query(None, description="只列出此时及以后开始的活动"),
                           principal: Principal = Depends(get_principal)):
     stmt = select(Activity)
     if place_code:

@@ -3,7 +3,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from common.validators import Instant
 
 
 class _In(BaseModel):
@@ -20,8 +22,8 @@ class ActivityCreate(_In):
     eligible_scope: str | None = Field(default=None, pattern=r"^\d{6,15}$", description="可报名居民范围（默认举办社区）")
     venue_resource_id: str | None = Field(default=None, max_length=36)
     venue: str | None = Field(default=None, max_length=200)
-    starts_at: AwareDatetime
-    ends_at: AwareDatetime
+    starts_at: Instant
+    ends_at: Instant
     capacity: int = Field(ge=1, le=100000)
     min_age: int | None = Field(default=None, ge=0, le=150)
     max_age: int | None = Field(default=None, ge=0, le=150)

@@ -186,3 +186,27 @@ async def test_publishing_is_for_the_place_or_the_organiser(client, staff, auth)
     async with client.app.state.db.session() as s:
         ev = (await s.execute(select(OutboxEvent).where(OutboxEvent.type == "activity.published"))).scalar_one()
     assert ev.community == XF and ev.data["category"] == "education"
+
+
+async def test_times_are_rfc3339_instants_with_an_offset(client, staff, auth):
+    """`starts_after` and the create's times are common.validators.Instant: an RFC 3339 date-time with an offset;
+    a number (read as a Unix timestamp by pydantic alone) or a time without its offset is a 422 naming the field."""
+    early = await make_activity(client, staff)
+    now = now_of(client)
+    late = await make_activity(client, staff, starts_at=(now + timedelta(days=5)).isoformat(),
+                               ends_at=(now + timedelta(days=5, hours=1)).isoformat())
+    who = resident(auth, 1)
+    after = (now + timedelta(days=3)).isoformat()
+    listed = (await client.get("/matching/v1/activities", params={"starts_after": after}, headers=who)).json()
+    assert [x["id"] for x in listed["items"]] == [late["id"]] and early["id"] != late["id"]
+    for bad in ("1700000000", (now + timedelta(days=3)).replace(tzinfo=None).isoformat(), "2026-13-01T00:00:00Z"):
+        r = await client.get("/matching/v1/activities", params={"starts_after": bad}, headers=who)
+        assert r.status_code == 422 and r.json()["errors"][0]["field"] == "starts_after", (bad, r.text)
+    before = await written(client)
+    for field, bad in (("starts_at", 1900000000), ("ends_at", (now + timedelta(days=2)).replace(tzinfo=None).isoformat())):
+        body = {"title": "x", "category": "culture", "organiser_kind": "community", "place_code": XF, "capacity": 3,
+                "starts_at": (now + timedelta(days=1)).isoformat(), "ends_at": (now + timedelta(days=1, hours=1)).isoformat(),
+                field: bad}
+        r = await client.post("/matching/v1/activities", headers=staff, json=body)
+        assert r.status_code == 422 and r.json()["errors"][0]["field"] == field, (field, r.text)
+    assert await written(client) == before
