@@ -31,6 +31,7 @@ from svc_services.emergency.router import router as emergency_router
 from svc_services.grids.router import router as grids_router
 from svc_services.notices.feed import FEED as NOTICE_FEED
 from svc_services.materials.router import router as materials_router
+from svc_services.open311.fallback import install_routing_errors
 from svc_services.open311.publication import router as publication_router
 from svc_services.open311.router import router as open311_router
 from svc_services.requests.group_commit import IntakeWriter
@@ -110,6 +111,7 @@ def create_app(settings: ServicesSettings | None = None, *, verifier: TokenVerif
     app.state.intake = IntakeWriter(app.state.db, settings)  # the one writer of submissions
     # inside the observability middleware, ahead of FastAPI's routing: well-formed submissions (ADR 0011)
     app.user_middleware.append(Middleware(DirectRoutes, routes=(SUBMIT_DIRECT,)))
+    install_routing_errors(app)  # Open311's error format where no route answers under /open311/
     install_clients(app, settings)
     app.state.store = store_from_settings(settings)  # photos and material files (common.storage)
     app.state.protection = FieldProtection.from_file(settings.field_keys_file)  # materials' data keys

@@ -1,0 +1,42 @@
+"""Where no Open311 route answers (an unknown document, an empty format, an id holding a slash, a method the path
+does not take), the refusal is GeoReport v2's error list in the path's format, as its OpenAPI declares; elsewhere
+the platform's problem+json stays."""
+from __future__ import annotations
+
+import pytest
+
+from tests.svc_services.test_open311 import BASE, error_list
+
+
+@pytest.mark.parametrize("path, fmt", [
+    ("/discovery.", "json"),               # an empty format matches no route
+    ("/nothing.xml", "xml"),               # no such document
+    ("/requests/a%2Fb.xml", "xml"),        # an id with a slash
+    ("/services/x/y.json", "json"),
+    ("/media/a%2Fb.jpg", "json"),
+])
+async def test_an_unrouted_open311_path_is_a_georeport_404(client, path, fmt):
+    r = await client.get(BASE + path)
+    assert r.status_code == 404
+    assert r.headers["content-type"].startswith("application/json" if fmt == "json" else "text/xml")
+    assert error_list(r, fmt) == [{"code": 404, "description": "资源不存在"}]  # the platform's detail, Chinese by default
+
+
+@pytest.mark.parametrize("method, path, allow", [
+    ("PATCH", "/discovery.json", "GET"),
+    ("DELETE", "/requests.xml", "GET, POST"),
+    ("PUT", "/tokens/t1.json", "GET"),
+])
+async def test_an_undeclared_method_is_a_georeport_405_with_allow(client, method, path, allow):
+    r = await client.request(method, BASE + path, headers={"Accept-Language": "en"})
+    assert r.status_code == 405
+    assert r.headers["allow"] == allow
+    fmt = "xml" if path.endswith(".xml") else "json"
+    assert error_list(r, fmt) == [{"code": 405, "description": "Method not allowed"}]
+
+
+async def test_other_paths_keep_the_platform_problem(client):
+    r = await client.get("/services/v1/nothing")
+    assert r.status_code == 404
+    assert r.headers["content-type"].startswith("application/problem+json")
+    assert r.json()["code"] == "not_found"
