@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from fastapi.encoders import jsonable_encoder
@@ -30,13 +31,18 @@ from svc_services.requests.schemas import DuplicateOut, RequestCreate, RequestOu
 router = APIRouter(prefix="/services/v1/requests", tags=["requests 诉求工单"])
 
 
+# the version seen, as the ETag gave it (`"3"`, weak `W/"3"`) or bare; ASCII digits only (a Latin-1 `²` is a digit
+# to str.isdigit, not to int)
+IF_MATCH = re.compile(r'^[ \t]*(?:W/)?(?:"([0-9]{1,18})"|([0-9]{1,18}))[ \t]*$')
+
+
 def parse_if_match(value: str | None) -> int | None:
     if value is None:
         return None
-    raw = value.strip().removeprefix("W/").strip('"')
-    if not raw.isdigit():
+    m = IF_MATCH.match(value)
+    if m is None:
         raise Problem(400, "bad_request", ("If-Match 应为版本号，例如 \"3\"", 'If-Match must be a version like "3"'))
-    return int(raw)
+    return int(m.group(1) or m.group(2))
 
 
 @router.post("", status_code=201, response_model=RequestOut, summary="提交诉求 Submit a request")
@@ -108,7 +114,8 @@ async def get_timeline(request_id: str, session: DbSession, principal: CurrentPr
              summary="流转：受理、派单、接单、退单、办结、评价、重办、升级、撤销、合并 Move a request")
 async def transition(request_id: str, body: TransitionIn, request: Request, db: AppDb, settings: AppSettings,
                      principal: CurrentPrincipal, clock: AppClock, matching: MatchingClient,
-                     if_match: str | None = Header(None, alias="If-Match"),
+                     if_match: str | None = Header(None, alias="If-Match", description='看到的版本号，如 "3"（或 body 的 version）',
+                                                   json_schema_extra={"pattern": IF_MATCH.pattern}),
                      idempotency_key: str | None = Header(None, alias="Idempotency-Key")):
     expected = parse_if_match(if_match)
     matching_now = None

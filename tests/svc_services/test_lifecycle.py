@@ -105,6 +105,9 @@ async def test_version_checks(ready, auth):
     assert r.status_code == 412
     r = await client.post(url, json={"action": "accept"}, headers={**auth(**STAFF), "If-Match": "nope"})
     assert r.status_code == 400
+    # Latin-1 `²` is a digit to str.isdigit, not to int: refused as any other, not a 500
+    r = await client.post(url, json={"action": "accept"}, headers={**auth(**STAFF), "If-Match": b'"\xb2"'})
+    assert r.status_code == 400 and r.json()["code"] == "bad_request"
     r = await client.post(url, json={"action": "accept"}, headers={**auth(**STAFF), "If-Match": 'W/"1"'})
     assert r.status_code == 200 and r.json()["version"] == 2
 
