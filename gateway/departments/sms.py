@@ -28,6 +28,7 @@ from common.clock import Clock, get_clock
 from common.crypto import mask_phone
 from common.errors import Problem
 from common.ids import new_id
+from common.validators import MobileNumber  # the platform's rule and pattern (MOBILE_PATTERN), normalised to 11 digits
 
 KEEP = 10_000
 CODE = re.compile(r"(?<!\d)(\d{6})(?!\d)")
@@ -77,7 +78,7 @@ class SmsPlatform:
 class SmsIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    phone: str = Field(pattern=r"^1[3-9]\d{9}$", examples=["13900001234"], description="11 位手机号")
+    phone: MobileNumber = Field(examples=["13900001234"])
     text: str = Field(min_length=1, max_length=500, examples=["【一网通办】验证码 123456，5 分钟内有效。"])
 
 
@@ -132,7 +133,7 @@ async def receipt(message_id: str, sms: SmsPlatform = Depends(platform),
 
 @router.get("/testing/last-message", response_model=LastMessage, include_in_schema=False,
             summary="测试用：某手机号收到的最后一条短信 Tests only: the last text sent to a phone")
-async def last_message(phone: str = Query(pattern=r"^1[3-9]\d{9}$"), sms: SmsPlatform = Depends(platform),
+async def last_message(phone: MobileNumber = Query(), sms: SmsPlatform = Depends(platform),
                        principal: Principal = Depends(require_roles(*SENDERS))):
     m = sms.messages.get(sms.last_by_phone.get(phone, "")) if sms.test_reads else None
     if m is None:

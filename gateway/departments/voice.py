@@ -16,6 +16,7 @@ from common.auth import Principal, require_roles
 from common.clock import Clock, get_clock
 from common.crypto import mask_phone
 from common.ids import new_id
+from common.validators import MobileNumber  # the platform's rule and pattern (MOBILE_PATTERN), normalised to 11 digits
 from gateway.departments.outbound import OutboundSettings, Platform, Sent
 
 
@@ -26,7 +27,7 @@ class VoiceSettings(OutboundSettings):
 class CallIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    phone: str = Field(pattern=r"^1[3-9]\d{9}$", examples=["13900001234"], description="11 位手机号")
+    phone: MobileNumber = Field(examples=["13900001234"])
     text: str = Field(min_length=1, max_length=500, description="语音播报的内容")
     ref: str | None = Field(default=None, max_length=80, description="发送方的引用号：同一引用号只呼叫一次")
 
@@ -78,7 +79,7 @@ async def result(call_id: str, voice: Platform = Depends(platform),
 
 @router.get("/testing/calls", response_model=list[CallRead], include_in_schema=False,
             summary="测试用：拨给某号码的呼叫 Tests only: the calls placed to a phone")
-async def calls_to(to: str = Query(pattern=r"^1[3-9]\d{9}$"), voice: Platform = Depends(platform),
+async def calls_to(to: MobileNumber = Query(), voice: Platform = Depends(platform),
                    principal: Principal = Depends(require_roles(*SENDERS))):
     return [CallRead(id=m.id, phone=m.to, text=m.text, status=m.status, submitted_at=m.submitted_at)
             for m in voice.to(to)]

@@ -66,3 +66,37 @@ async def test_gongan_compares_the_name_when_one_is_sent(exchange):
     assert r.status_code == 422 and r.json()["errors"][0]["field"] == "id_number"
     r = await x.client.post(url, json={"id_number": number, "name": ""}, headers=h)
     assert r.status_code == 422
+
+
+async def test_emulators_check_phones_and_id_numbers_by_the_platforms_rules(jwks, make_token):
+    """The emulators declare and apply common.validators' ID-number and mobile rules (one rule, one place): the
+    platform's patterns in their document; a wrong check character, a phone outside 13–19 refused 422 naming the
+    field; a phone written as the platform accepts it (+86, spaces, hyphens) is one number."""
+    import httpx
+
+    from common.auth import TokenVerifier
+    from common.validators import ID_NUMBER_PATTERN, MOBILE_PATTERN
+    from gateway.departments.app import EmulatorSettings, create_app
+    from tests.conftest import gateway_auth
+
+    settings = EmulatorSettings(jwks_url=None)
+    emu = create_app(settings, verifier=TokenVerifier(settings, jwks=jwks))
+    doc = emu.openapi()
+    schemas = doc["components"]["schemas"]
+    assert schemas["PersonQuery"]["properties"]["id_number"]["pattern"] == ID_NUMBER_PATTERN
+    assert schemas["SmsIn"]["properties"]["phone"]["pattern"] == MOBILE_PATTERN
+    assert schemas["CallIn"]["properties"]["phone"]["pattern"] == MOBILE_PATTERN
+    h = {"Authorization": f"Bearer {make_token('system', user='svc_residents', member='svc_residents')}"}
+    async with emu.router.lifespan_context(emu), httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=emu), base_url="http://emulators", auth=gateway_auth()) as c:
+        r = await c.post("/departments/gongan/v1/queries", json={"id_number": "110105194703210824"}, headers=h)
+        assert r.status_code == 422 and r.json()["errors"][0]["field"] == "id_number", r.text
+        assert r.json()["errors"][0]["code"] == "id_number.checksum"
+        r = await c.post("/departments/gongan/v1/queries", json={"id_number": " 11010519491231002x "}, headers=h)
+        assert r.status_code == 200 and r.json()["id_number"] == "11010519491231002X", r.text
+        for path in ("/departments/sms/v1/messages", "/departments/voice/v1/calls"):
+            r = await c.post(path, json={"phone": "12900001234", "text": "x"}, headers=h)
+            assert r.status_code == 422 and r.json()["errors"][0]["field"] == "phone", (path, r.text)
+            r = await c.post(path, json={"phone": "+86 139-0000-1234", "text": "测试"}, headers=h)
+            assert r.status_code in (200, 201, 202) and r.json()["phone"] == "139****1234", (path, r.text)
+        assert list(emu.state.sms.last_by_phone) == ["13900001234"]
