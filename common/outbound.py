@@ -1,5 +1,5 @@
-"""What the clients of the outbound platforms (common/voice.py, common/push.py) share: the member's token on each
-call, and one exception for "the platform did not take it" (down, failing, unreachable, timed out)."""
+"""What the clients of the outbound platforms (common/sms.py, common/voice.py, common/push.py) share: the
+member's token on each call, and one exception for "the platform did not take it" (down, failing, unreachable, timed out)."""
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable

@@ -4,43 +4,23 @@ upstream with its assertion (gateway/accounts/phone.py), a service through the g
 """
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-
-import httpx
+from common.outbound import PlatformClient, PlatformUnavailable
 
 PATH = "/departments/sms/v1/messages"
 
+# The SMS platform fails as the other outbound platforms do; the name stays for its callers.
+SmsUnavailable = PlatformUnavailable
 
-class SmsUnavailable(Exception):
-    """The platform did not take the message (down, failing, unreachable, timed out)."""
 
-
-class SmsClient:
-    def __init__(self, client: httpx.AsyncClient, token: Callable[[], Awaitable[str]]) -> None:
-        self.client, self.token = client, token
-
-    async def _call(self, method: str, path: str, **kw) -> httpx.Response:
-        headers = {"Authorization": f"Bearer {await self.token()}"}
-        try:
-            return await self.client.request(method, path, headers=headers, **kw)
-        except httpx.HTTPError as exc:
-            raise SmsUnavailable(type(exc).__name__) from exc
-
+class SmsClient(PlatformClient):
     async def send(self, phone: str, text: str) -> str:
         """The platform's message id; SmsUnavailable when it did not take the message."""
-        resp = await self._call("POST", PATH, json={"phone": phone, "text": text})
-        if resp.status_code != 202:
-            raise SmsUnavailable(f"HTTP {resp.status_code}")
-        return resp.json()["id"]
+        return (await self._send(PATH, {"phone": phone, "text": text}))["id"]
 
     async def receipt(self, message_id: str) -> dict | None:
-        resp = await self._call("GET", f"{PATH}/{message_id}")
-        return resp.json() if resp.status_code == 200 else None
+        return await self._receipt(f"{PATH}/{message_id}")
 
     async def last_message(self, phone: str) -> dict | None:
         """Tests and local runs only: the emulator answers it only with ONENET_SMS_TEST_READS on."""
         resp = await self._call("GET", "/departments/sms/v1/testing/last-message", params={"phone": phone})
         return resp.json() if resp.status_code == 200 else None
-
-    async def aclose(self) -> None:
-        await self.client.aclose()
