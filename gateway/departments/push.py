@@ -2,8 +2,10 @@
 
 A member system pushes a title and text to an app user by alias (`POST /departments/push/v1/messages`; the
 alias is the recipient's key, `person:<id>` or `user:<username>`, which the app registers at sign-in) and reads
-its receipt (`GET /departments/push/v1/messages/{id}`). Knobs and idempotency by `ref`:
-gateway/departments/outbound.py (`ONENET_PUSH_…`).
+its receipt (`GET /departments/push/v1/messages/{id}`). Many at once, as push providers take many device tokens a
+call: `POST /departments/push/v1/batches` (up to 500 aliases, one title and text or each its own; per message its
+id or `failed`) and `POST /departments/push/v1/receipts/query`. Knobs, idempotency by `ref` and the batch's
+rules: gateway/departments/outbound.py (`ONENET_PUSH_…`).
 """
 from __future__ import annotations
 
@@ -16,7 +18,8 @@ from pydantic_settings import SettingsConfigDict
 from common.auth import Principal, require_roles
 from common.clock import Clock, get_clock
 from common.ids import new_id
-from gateway.departments.outbound import OutboundSettings, Platform, Sent
+from gateway.departments.outbound import (BATCH_MAX, BatchOut, BatchResult, OutboundSettings, Platform, ReceiptsQuery,
+                                          Sent, batch_out, batch_texts)
 
 
 class PushSettings(OutboundSettings):
@@ -30,6 +33,23 @@ class PushIn(BaseModel):
     title: str = Field(min_length=1, max_length=100)
     text: str = Field(min_length=1, max_length=500)
     ref: str | None = Field(default=None, max_length=80, description="发送方的引用号：同一引用号只推送一次")
+
+
+class PushItem(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    alias: str = Field(min_length=3, max_length=100, pattern=r"^(person|user):\S+$")
+    title: str | None = Field(default=None, min_length=1, max_length=100, description="不填用整批的 title")
+    text: str | None = Field(default=None, min_length=1, max_length=500, description="不填用整批的 text")
+    ref: str | None = Field(default=None, max_length=80, description="发送方的引用号：同一引用号只推送一次")
+
+
+class PushBatchIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    title: str | None = Field(default=None, min_length=1, max_length=100, description="整批的标题")
+    text: str | None = Field(default=None, min_length=1, max_length=500, description="整批的内容")
+    messages: list[PushItem] = Field(min_length=1, max_length=BATCH_MAX, description="至多 500 条")
 
 
 class PushOut(BaseModel):
@@ -66,6 +86,32 @@ async def push(body: PushIn, provider: Platform = Depends(platform),
              submitted_at=clock.now(), status="delivered")
     provider.add(m)
     return _out(m)
+
+
+@router.post("/batches", response_model=BatchOut, summary="批量推送 Push to many app users in one call")
+async def push_batch(body: PushBatchIn, provider: Platform = Depends(platform),
+                     principal: Principal = Depends(require_roles(*SENDERS)), clock: Clock = Depends(get_clock)):
+    texts = batch_texts([m.text for m in body.messages], body.text)
+    titles = [m.title if m.title is not None else body.title or "" for m in body.messages]
+    provider.check_batch_up()
+    now, results = clock.now(), []
+    for i, (item, title, text) in enumerate(zip(body.messages, titles, texts)):
+        m = provider.earlier(principal.member, item.ref)
+        if m is None and provider.fails():
+            results.append(BatchResult(index=i, ref=item.ref, id=None, status="failed", error="push.unavailable"))
+            continue
+        if m is None:
+            m = Sent(id=new_id(), member=principal.member, to=item.alias, title=title, text=text, ref=item.ref,
+                     submitted_at=now, status="delivered")
+            provider.add(m)
+        results.append(BatchResult(index=i, ref=item.ref, id=m.id, status=m.status))
+    return batch_out(results)
+
+
+@router.post("/receipts/query", response_model=list[PushOut], summary="批量查询推送回执 Receipts of many pushes")
+async def receipts(body: ReceiptsQuery, provider: Platform = Depends(platform),
+                   principal: Principal = Depends(require_roles(*SENDERS))):
+    return [_out(m) for m in provider.known(principal.member, body.ids)]
 
 
 @router.get("/messages/{message_id}", response_model=PushOut, summary="推送回执 Push receipt")

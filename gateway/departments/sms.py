@@ -2,10 +2,15 @@
 
 A member system sends a text to a mainland mobile number (`POST /departments/sms/v1/messages`, a machine token
 and, as for every emulator, the gateway's assertion: ADR 0013) and reads its delivery receipt
-(`GET /departments/sms/v1/messages/{id}`: only the member that sent it). Fault knobs, as for the departments:
-`ONENET_SMS_FAILURE_RATE` fails that fraction of sends (503), `ONENET_SMS_DOWN` fails them all; both can also be
-changed on `app.state.sms` by a test. Messages are kept in memory (the last 10,000), as a real platform's
-short-lived delivery queue would be from the sender's side.
+(`GET /departments/sms/v1/messages/{id}`: only the member that sent it). Many at once, as real SMS gateways take
+a list of numbers a call: `POST /departments/sms/v1/batches` (up to 500 numbers with the batch's one text, or
+(number, text) pairs; per message its id or `failed`) and `POST /departments/sms/v1/receipts/query` (the receipts
+of up to 500 messages). A message may carry the sender's `ref` (as a real gateway's out-id): the same ref from
+the same member answers the first message and sends nothing twice.
+Fault knobs, as for the departments: `ONENET_SMS_FAILURE_RATE` fails that fraction of sends (503; in a batch,
+each message on its own), `ONENET_SMS_DOWN` fails them all; both can also be changed on `app.state.sms` by a test.
+Messages are kept in memory (the last 50,000), as a real platform's short-lived delivery queue would be from the
+sender's side; store, knobs and the batch's rules: gateway/departments/outbound.py.
 
 `ONENET_SMS_TEST_READS=true` (set by the tests and by `onenet up` for local runs, never by default) adds
 `GET /departments/sms/v1/testing/last-message?phone=…`: the last text sent to a phone and the 6-digit code in it,
@@ -13,15 +18,13 @@ so tests and the README tour can read a one-time code. Without the setting that 
 """
 from __future__ import annotations
 
-import random
 import re
-from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime
 
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
 from common.auth import Principal, require_roles
 from common.clock import Clock, get_clock
@@ -29,19 +32,14 @@ from common.crypto import mask_phone
 from common.errors import Problem
 from common.ids import new_id
 from common.validators import MobileNumber  # the platform's rule and pattern (MOBILE_PATTERN), normalised to 11 digits
+from gateway.departments.outbound import (BATCH_MAX, BatchOut, BatchResult, OutboundSettings, Platform, ReceiptsQuery,
+                                          batch_out, batch_texts)
 
-KEEP = 10_000
 CODE = re.compile(r"(?<!\d)(\d{6})(?!\d)")
 
 
-class SmsSettings(BaseSettings):
+class SmsSettings(OutboundSettings):
     model_config = SettingsConfigDict(env_prefix="ONENET_SMS_", extra="ignore")
-
-    failure_rate: float = Field(default=0.0, ge=0.0, le=1.0)
-    down: bool = False
-    # the test-only read of the last message sent to a phone: off unless a test or a local run turns it on
-    test_reads: bool = False
-    seed: int = 0
 
 
 @dataclass
@@ -51,28 +49,25 @@ class Message:
     phone: str
     text: str
     submitted_at: datetime
+    ref: str | None = None
     status: str = "delivered"
 
 
-class SmsPlatform:
-    def __init__(self, settings: SmsSettings) -> None:
-        self.failure_rate, self.down, self.test_reads = settings.failure_rate, settings.down, settings.test_reads
-        self.rng = random.Random(settings.seed)
-        self.messages: OrderedDict[str, Message] = OrderedDict()
-        self.last_by_phone: dict[str, str] = {}
-        self.sent = 0
+class SmsPlatform(Platform):
+    """The shared store and knobs, and the last message to each phone (the test-only read)."""
 
-    def fails(self) -> bool:
-        return self.down or (self.failure_rate > 0 and self.rng.random() < self.failure_rate)
+    def __init__(self, settings: SmsSettings) -> None:
+        super().__init__("sms", settings)
+        self.last_by_phone: dict[str, str] = {}
 
     def add(self, m: Message) -> None:
-        self.messages[m.id] = m
         self.last_by_phone[m.phone] = m.id
-        self.sent += 1
-        while len(self.messages) > KEEP:
-            old_id, old = self.messages.popitem(last=False)
-            if self.last_by_phone.get(old.phone) == old_id:
-                del self.last_by_phone[old.phone]
+        super().add(m)
+
+    def forget(self, old: Message) -> None:
+        super().forget(old)
+        if self.last_by_phone.get(old.phone) == old.id:
+            del self.last_by_phone[old.phone]
 
 
 class SmsIn(BaseModel):
@@ -80,6 +75,23 @@ class SmsIn(BaseModel):
 
     phone: MobileNumber = Field(examples=["13900001234"])
     text: str = Field(min_length=1, max_length=500, examples=["【一网通办】验证码 123456，5 分钟内有效。"])
+    ref: str | None = Field(default=None, max_length=80, description="发送方的引用号：同一引用号只发送一次")
+
+
+class SmsItem(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    phone: MobileNumber = Field(examples=["13900001234"])
+    text: str | None = Field(default=None, min_length=1, max_length=500, description="不填用整批的 text")
+    ref: str | None = Field(default=None, max_length=80, description="发送方的引用号：同一引用号只发送一次")
+
+
+class SmsBatchIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    text: str | None = Field(default=None, min_length=1, max_length=500, description="整批的内容（各号码同一条）",
+                             examples=["【一网通办】因管道检修，明日 9:00–17:00 停水，请提前储水。"])
+    messages: list[SmsItem] = Field(min_length=1, max_length=BATCH_MAX, description="至多 500 个号码")
 
 
 class SmsReceipt(BaseModel):
@@ -114,21 +126,44 @@ def _receipt(m: Message) -> SmsReceipt:
 @router.post("/messages", status_code=202, response_model=SmsReceipt, summary="发送短信 Send a text message")
 async def send(body: SmsIn, sms: SmsPlatform = Depends(platform),
                principal: Principal = Depends(require_roles(*SENDERS)), clock: Clock = Depends(get_clock)):
-    if sms.fails():
-        raise Problem(503, "sms.unavailable", ("短信平台暂时无法发送", "The SMS platform cannot send right now"),
-                      headers={"Retry-After": "1"})
-    m = Message(id=new_id(), member=principal.member, phone=body.phone, text=body.text, submitted_at=clock.now())
+    if (m := sms.earlier(principal.member, body.ref)) is not None:
+        return _receipt(m)
+    sms.check_up()
+    m = Message(id=new_id(), member=principal.member, phone=body.phone, text=body.text, ref=body.ref,
+                submitted_at=clock.now())
     sms.add(m)
     return _receipt(m)
+
+
+@router.post("/batches", response_model=BatchOut, summary="批量发送短信 Send texts to many numbers in one call")
+async def send_batch(body: SmsBatchIn, sms: SmsPlatform = Depends(platform),
+                     principal: Principal = Depends(require_roles(*SENDERS)), clock: Clock = Depends(get_clock)):
+    texts = batch_texts([m.text for m in body.messages], body.text)
+    sms.check_batch_up()
+    now, results = clock.now(), []
+    for i, (item, text) in enumerate(zip(body.messages, texts)):
+        m = sms.earlier(principal.member, item.ref)
+        if m is None and sms.fails():
+            results.append(BatchResult(index=i, ref=item.ref, id=None, status="failed", error="sms.unavailable"))
+            continue
+        if m is None:
+            m = Message(id=new_id(), member=principal.member, phone=item.phone, text=text, ref=item.ref,
+                        submitted_at=now)
+            sms.add(m)
+        results.append(BatchResult(index=i, ref=item.ref, id=m.id, status=m.status))
+    return batch_out(results)
+
+
+@router.post("/receipts/query", response_model=list[SmsReceipt], summary="批量查询送达回执 Receipts of many texts")
+async def receipts(body: ReceiptsQuery, sms: SmsPlatform = Depends(platform),
+                   principal: Principal = Depends(require_roles(*SENDERS))):
+    return [_receipt(m) for m in sms.known(principal.member, body.ids)]
 
 
 @router.get("/messages/{message_id}", response_model=SmsReceipt, summary="送达回执 Delivery receipt")
 async def receipt(message_id: str, sms: SmsPlatform = Depends(platform),
                   principal: Principal = Depends(require_roles(*SENDERS))):
-    m = sms.messages.get(message_id)
-    if m is None or m.member != principal.member:
-        raise Problem(404, "sms.not_found", ("没有这条短信", "Unknown message"))
-    return _receipt(m)
+    return _receipt(sms.own(principal.member, message_id))
 
 
 @router.get("/testing/last-message", response_model=LastMessage, include_in_schema=False,
