@@ -99,7 +99,8 @@ def create_service_app(
     `feeds`: the event-type prefixes this service writes to its outbox for a subscriber service instead of
     svc_metrics (ADR 0007). They never go to svc_metrics; each one with a subscriber in
     `settings.outbox_subscribers` gets a relay of its own. `urgent_feeds` (some of `feeds`): their relays are woken
-    by the commit that wrote their rows instead of waiting for the next poll (the emergency path, ADR 0022).
+    by the commit that wrote their rows instead of waiting for the next poll, and run on a thread and event loop of
+    their own, so bulk work on the service's loop does not hold them up (the emergency path, ADR 0021/0022).
 
     `clock`: the app's one clock (`app.state.clock`, read through `common.clock.get_clock`); the system clock
     by default.
@@ -150,7 +151,7 @@ def create_service_app(
                                batch_size=settings.outbox_batch_size, poll_seconds=settings.outbox_poll_seconds,
                                types=TypeFilter(include=(prefix,)), retention=retention, clock=app.state.clock,
                                label=f"{settings.service_name}/{prefix.rstrip('.')}",
-                               wake_on_commit=prefix in urgent_feeds)
+                               wake_on_commit=prefix in urgent_feeds, own_loop=prefix in urgent_feeds)
             app.state.feed_relays[prefix] = feed
             tasks.append(asyncio.create_task(feed.run_forever(stop), name=f"outbox-feed-{prefix}"))
         for job in background:

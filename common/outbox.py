@@ -14,6 +14,11 @@ poll when a row it reads is committed in this process: `record_event` wakes it r
 (an ORM session), and a writer that inserts rows without the ORM calls `wake_relays` after its commit. Waking only
 runs the relay's pass earlier; its claims, order and retries are those of any pass (another replica's relay still
 finds the rows on its own poll).
+
+An urgent relay made with `own_loop=True` (the emergency lane) runs its passes on a thread and event loop of its
+own, with its own connections and its sender's: a service whose loop is saturated by bulk work (the intake's
+submissions) no longer delays the read, the PUT and the mark of an emergency row. `wake()` may be called from any
+thread (svc_services' intake writer wakes it straight from its writer thread after the commit).
 """
 from __future__ import annotations
 
@@ -63,7 +68,7 @@ def _waiting(engine: Any, types: Any) -> list["OutboxRelay"]:
 
 def wake_relays(db: Database, types: Any) -> None:
     """Wake this process's running relays that read any of `types` (event types), after a commit that wrote such
-    rows without `record_event`. Call it on the event loop of the relays."""
+    rows without `record_event`. From any thread (a relay's `wake` is thread-safe)."""
     for relay in _waiting(db.engine.sync_engine, types):
         relay.wake()
 
@@ -147,11 +152,12 @@ class OutboxRelay:
     def __init__(self, db: Database, model: type, *, source: str, send: Sender, batch_size: int = 200,
                  poll_seconds: float = 0.5, base_backoff: float = 1.0, max_backoff: float = 60.0,
                  clock: Clock | None = None, types: TypeFilter | None = None, label: str | None = None,
-                 retention: timedelta | None = None, wake_on_commit: bool = False) -> None:
+                 retention: timedelta | None = None, wake_on_commit: bool = False, own_loop: bool = False) -> None:
         """`types` limits the rows this relay reads (feeds, ADR 0007); `label` names it in the gauges (default:
         the source); `retention`: delivered rows older than this are deleted (None keeps them);
         `wake_on_commit`: while `run_forever` runs, a commit in this process that wrote rows of its types starts
-        a pass at once instead of at the next poll (urgent feeds)."""
+        a pass at once instead of at the next poll (urgent feeds); `own_loop`: `run_forever` runs the passes on a
+        thread and event loop of their own (the emergency lane, see the module's docstring)."""
         self.db = db
         self.model = model
         self.source = source
@@ -165,12 +171,37 @@ class OutboxRelay:
         self.label = label or source
         self.retention = retention
         self.wake_on_commit = wake_on_commit
+        self.own_loop = own_loop
         self._wake = asyncio.Event()
         self._purged_at: float | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None  # where the passes run (set by run_forever)
+        self._lane: tuple[asyncio.AbstractEventLoop, Database] | None = None  # own_loop: its loop and connections
 
     def wake(self) -> None:
-        """Start the next pass now (rows of this relay were just committed)."""
-        self._wake.set()
+        """Start the next pass now (rows of this relay were just committed). From any thread."""
+        loop = self._loop
+        if loop is None:
+            self._wake.set()
+            return
+        try:
+            here = asyncio.get_running_loop()
+        except RuntimeError:
+            here = None
+        if here is loop:
+            self._wake.set()
+            return
+        try:
+            loop.call_soon_threadsafe(self._wake.set)
+        except RuntimeError:  # its loop has closed: the relay has stopped
+            pass
+
+    def _here(self) -> Database:
+        """The database handle of the running loop: the lane's own connections on its loop, the service's
+        elsewhere (the /metrics endpoint measures on the service's loop)."""
+        lane = self._lane
+        if lane is not None and lane[0] is asyncio.get_running_loop():
+            return lane[1]
+        return self.db
 
     def _filtered(self, stmt):
         clause = self.types.clause(self.model.type)
@@ -179,8 +210,8 @@ class OutboxRelay:
     async def run_once(self) -> int:
         """Claim one batch, send it, mark it delivered. Returns how many events were delivered."""
         if self.db.dialect == "postgresql":
-            return await self._run_once_locked()
-        return await self._run_once_single()
+            return await self._run_once_locked(self._here())
+        return await self._run_once_single(self._here())
 
     def _pending(self, now: datetime):
         # the columns a payload needs, as plain rows: building ORM instances (identity map, state tracking) for
@@ -191,20 +222,20 @@ class OutboxRelay:
             .where(m.delivered_at.is_(None), m.next_attempt_at <= now)
             .order_by(m.id).limit(self.batch_size))
 
-    async def _run_once_locked(self) -> int:
+    async def _run_once_locked(self, db: Database) -> int:
         # The row locks are held while sending, so a second relay skips this batch instead of resending it.
         now = self.clock.now()
-        async with self.db.engine.begin() as conn:
+        async with db.engine.begin() as conn:
             rows = (await conn.execute(self._pending(now).with_for_update(skip_locked=True))).all()
             if not rows:
                 return 0
             return await self._mark(conn, rows, now, await self._send(rows))
 
-    async def _run_once_single(self) -> int:
+    async def _run_once_single(self, db: Database) -> int:
         # SQLite has one writer and no row locks: read the batch, send it outside any transaction, then mark it
         # in a short write transaction so request handlers are not blocked by the HTTP call.
         now = self.clock.now()
-        async with self.db.engine.connect() as conn:
+        async with db.engine.connect() as conn:
             rows = (await conn.execute(self._pending(now))).all()
             if not rows:
                 return 0
@@ -212,7 +243,7 @@ class OutboxRelay:
             failure = await self._send(rows)
             # in turn with the service's other writers: holding SQLite's write lock across the loop's hand-offs to
             # aiosqlite while a writer waits in the busy handler cost the intake writer a tenth of its time
-            async with self.db.write_gate():
+            async with db.write_gate():
                 delivered = await self._mark(conn, rows, now, failure)
                 await conn.commit()
             return delivered
@@ -251,7 +282,7 @@ class OutboxRelay:
 
     async def measure(self) -> tuple[int, float]:
         m = self.model
-        async with self.db.session() as session:
+        async with self._here().session() as session:
             count, oldest = (await session.execute(self._filtered(
                 select(func.count(), func.min(m.created_at)).where(m.delivered_at.is_(None))))).one()
         lag = 0.0
@@ -273,11 +304,12 @@ class OutboxRelay:
             return 0
         m = self.model
         cutoff = self.clock.now() - self.retention
+        db = self._here()
         gone = 0
         while True:
             # by ix_outbox_pending (delivered_at first): the oldest deliveries, without reading the pending rows
             oldest = self._filtered(select(m.id).where(m.delivered_at < cutoff).order_by(m.delivered_at).limit(chunk))
-            async with self.db.write_gate(), self.db.engine.begin() as conn:
+            async with db.write_gate(), db.engine.begin() as conn:
                 n = (await conn.execute(delete(m).where(m.id.in_(oldest.scalar_subquery())))).rowcount or 0
             gone += n
             if n < chunk:
@@ -312,12 +344,22 @@ class OutboxRelay:
         if self.wake_on_commit:
             _WAKEABLE.setdefault(engine, []).append(self)
         try:
-            await run_periodically(f"outbox/{self.label}", self._relay_once, stop, interval=self.poll_seconds,
-                                   wake=self._wake)
+            if self.own_loop:
+                from common.outbox_lane import run_in_lane
+
+                await run_in_lane(self, stop)
+            else:
+                self._loop = asyncio.get_running_loop()
+                await self._passes(stop)
         finally:
+            self._loop = None
             if self.wake_on_commit:
                 left = [r for r in _WAKEABLE.get(engine, ()) if r is not self]
                 if left:
                     _WAKEABLE[engine] = left
                 else:
                     _WAKEABLE.pop(engine, None)
+
+    async def _passes(self, stop: asyncio.Event) -> None:
+        await run_periodically(f"outbox/{self.label}", self._relay_once, stop, interval=self.poll_seconds,
+                               wake=self._wake)

@@ -186,7 +186,11 @@ class IntakeWriter:
             out = to_out(prepared.req, principal)
             job = Job(prepared, principal, key, fingerprint, out, self._encoded(prepared),
                       asyncio.get_running_loop().create_future())
-            self._queue.append(job)
+            # an emergency goes ahead of the bulk waiting: into the writer's next batch (ADR 0021)
+            if prepared.req.priority == "emergency":
+                self._queue.appendleft(job)
+            else:
+                self._queue.append(job)
             if self._writer is None:
                 self._writer = asyncio.create_task(self._drain(), name="svc_services-intake")
             outcome = await asyncio.shield(job.future)  # a client that goes away must not cancel what others wait on
@@ -245,10 +249,10 @@ class IntakeWriter:
                     except Exception as alone:  # noqa: BLE001 - its caller gets the error
                         outcomes[job] = alone
             loop.call_soon_threadsafe(_settle, batch, outcomes)
-            # the batch's feed rows are committed: an urgent feed's relay (the emergency one) goes now, not at its
-            # next poll (common.outbox, ADR 0022)
+            # the batch's feed rows are committed: an urgent feed's relay (the emergency one, on a loop of its own)
+            # goes now, woken from here rather than through the service's busy loop (common.outbox, ADR 0022)
             if feed_types := {row["type"] for job in batch for row in job.prepared.feeds}:
-                loop.call_soon_threadsafe(wake_relays, self.db, feed_types)
+                wake_relays(self.db, feed_types)
 
     def _write(self, batch: list[Job]) -> dict[Job, Any]:
         if self._autocommit and all(isinstance(row, EncodedRow) for job in batch
