@@ -12,10 +12,12 @@ MIB = 1024 * 1024
 KIND_LIMITS = {"photo": 10 * MIB, "material": 20 * MIB}
 ENVELOPE = 256 * 1024
 UPLOAD_BODY_LIMIT = max(KIND_LIMITS.values()) + ENVELOPE
-# POST …/requests/{id}/photos and POST …/requests/{id}/materials/{code}/upload
-UPLOAD_PATH = re.compile(r"^/services/v1/requests/[^/]+/(?:photos|materials/[^/]+/upload)$")
+# POST …/requests/{id}/photos, POST …/requests/{id}/materials/{code}/upload and Open311's POST requests.{fmt}
+# (a multipart one may carry GeoReport's `media` photo; its other bodies keep the default limit, checked there)
+UPLOAD_PATH = re.compile(r"^(?:/services/v1/requests/[^/]+/(?:photos|materials/[^/]+/upload)"
+                         r"|/open311/v2/requests\.(?:json|xml))$")
 # the same routes as an nginx location regex (the edge)
-NGINX_UPLOAD_LOCATION = r"^/services/v1/requests/[^/]+/(photos|materials/[^/]+/upload)$"
+NGINX_UPLOAD_LOCATION = r"^(/services/v1/requests/[^/]+/(photos|materials/[^/]+/upload)|/open311/v2/requests\.(json|xml))$"
 
 
 def upload_limit(method: str, path: str) -> int | None:

@@ -9,10 +9,16 @@
   rate-limited per address, logged); svc_services serves only public documents to it (no personal data).
 - Any other call without a key is refused here. Refusals made by the gateway itself (401, 403, 429, 503, …) are
   answered in Open311's error format, `[{"code": …, "description": …}]` or `<errors><error>…`.
+- A multipart POST (GeoReport's `media` photo) is an upload (common.storage.uploads): streamed on as it arrives,
+  never held whole. Its `api_key` is read from the query, or from the form fields ahead of the file: at most
+  `KEY_SCAN` bytes are read before forwarding, and passed on in front of the rest. Any other POST body keeps the
+  default body limit.
 """
 from __future__ import annotations
 
 import json
+import re
+from collections.abc import AsyncIterator
 from urllib.parse import parse_qsl
 from xml.sax.saxutils import escape
 
@@ -21,10 +27,14 @@ from starlette.responses import Response
 
 from common.auth import Principal
 from common.errors import Problem
+from gateway.routing.forwarder import StreamedBody
 from gateway.routing.gate import Call, ExchangeGate
 
 SERVICE = "open311"
 PUBLIC_METHODS = ("GET", "HEAD")
+KEY_SCAN = 64 * 1024  # of a multipart body, read for a form field api_key before forwarding
+_BOUNDARY = re.compile(r'boundary="?([^";]+)"?', re.I)
+_KEY_PART = re.compile(rb'name="api_key"(?![^\r\n]*filename=)')
 
 
 def _open311_error(path: str, status: int, description: str, headers: dict[str, str] | None = None) -> Response:
@@ -37,22 +47,75 @@ def _open311_error(path: str, status: int, description: str, headers: dict[str, 
     return Response(body, status_code=status, media_type="application/json; charset=utf-8", headers=keep)
 
 
-async def _api_key(request: Request) -> str | None:
+def _media_type(request: Request) -> str:
+    return (request.headers.get("content-type") or "").split(";", 1)[0].strip().lower()
+
+
+def _form_key(prefix: bytes, boundary: bytes) -> tuple[str | None, bool]:
+    """(api_key, whether to stop reading): the key from a complete form part of the multipart prefix; stop once
+    it is found or the first file part begins."""
+    parts = prefix.split(b"--" + boundary)
+    for i, part in enumerate(parts[1:], 1):
+        head, _, value = part.partition(b"\r\n\r\n")
+        if b"filename=" in head:
+            return None, True
+        if _KEY_PART.search(head) and i < len(parts) - 1:   # the part is whole: its delimiter follows
+            return value[:-2].decode("utf-8", "replace"), True
+    return None, False
+
+
+async def _multipart_key(request: Request, call: Call) -> str | None:
+    """An api_key among the form fields ahead of the file, read from at most KEY_SCAN bytes of the stream, which
+    go on in front of the rest (the body is still forwarded as it arrives)."""
+    m = _BOUNDARY.search(request.headers.get("content-type") or "")
+    if m is None:
+        return None
+    stream = request.stream()
+    prefix, key, done = b"", None, False
+    while not done and len(prefix) < KEY_SCAN:
+        chunk = await anext(stream, None)
+        if chunk is None:
+            break
+        prefix += chunk
+        key, done = _form_key(prefix, m.group(1).encode("latin-1"))
+
+    async def body() -> AsyncIterator[bytes]:
+        yield prefix
+        async for chunk in stream:
+            yield chunk
+
+    call.body = StreamedBody(body(), call.body.length)
+    return key
+
+
+async def _api_key(request: Request, call: Call) -> str | None:
     key = request.query_params.get("api_key")
-    media = (request.headers.get("content-type") or "").split(";", 1)[0].strip().lower()
-    if not key and media == "application/x-www-form-urlencoded":
+    if not key and _media_type(request) == "application/x-www-form-urlencoded":
         try:
-            key = dict(parse_qsl((await request.body()).decode("utf-8"))).get("api_key")
+            key = dict(parse_qsl(call.body.decode("utf-8"))).get("api_key")
         except UnicodeDecodeError:
             key = None
+    elif not key and isinstance(call.body, StreamedBody):
+        key = await _multipart_key(request, call)
     return key.strip() if key and key.strip() else None
 
 
 async def handle(gate, request: Request) -> Response:
+    plain = None
+    if request.method == "POST" and _media_type(request) != "multipart/form-data":
+        # only a multipart POST is an upload: any other body is read whole, within the default limit
+        limit, plain = request.app.state.settings.max_body_bytes, b""
+        async for chunk in request.stream():
+            plain += chunk
+            if len(plain) > limit:
+                return _open311_error(request.url.path, 413, f"Request body larger than {limit} bytes (a photo "
+                                                             "goes as 'media' in multipart/form-data)")
     call = await Call.of(request)
+    if plain is not None:
+        call.body = plain
     identify = None
     if "authorization" not in request.headers:
-        key = await _api_key(request) if request.method not in PUBLIC_METHODS else None
+        key = await _api_key(request, call) if request.method not in PUBLIC_METHODS else None
         if key:
             call.headers = [*call.headers, (b"authorization", f"Bearer {key}".encode())]
             request.scope["headers"] = call.headers

@@ -18,7 +18,6 @@ import json
 import re
 from datetime import datetime, timezone
 from typing import Any
-from urllib.parse import parse_qsl
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response, StreamingResponse
@@ -32,9 +31,10 @@ from common.crypto import FieldProtection
 from svc_services.attachments.models import Attachment
 from svc_services.attachments.reading import open_object, stream
 from svc_services.attachments.router import AppProtection, AppStore, base_url
+from svc_services.attachments.service import delete_objects
 from svc_services.attachments.signed import signed_url, valid
 from svc_services.catalogue.models import CatalogueItem, CatalogueItemVersion
-from svc_services.open311 import service as o311
+from svc_services.open311 import media as post_media, service as o311
 from svc_services.open311.formats import FORMATS, errors, render
 from svc_services.requests.group_commit import Intake
 from svc_services.requests.intake import submit_request
@@ -73,7 +73,7 @@ def _problem_items(exc: Problem, lang: str) -> list[str]:
             field = e.get("field", "")
             m = re.match(r"^attributes\.(.+)$", field)
             field = f"attribute[{m.group(1)}]" if m else {"location": "lat/long", "location.grid": "address_id",
-                                                          "item_code": "service_code"}.get(field, field)
+                                                          "item_code": "service_code", "file": "media"}.get(field, field)
             out.append(f"{field}: {_pick(e.get('message'), lang)}")
         return out
     return [_pick(exc.detail, lang) or exc.code]
@@ -279,27 +279,6 @@ async def _principal(request: Request, verifier: TokenVerifier, form: dict[str, 
     return principal
 
 
-async def _read_form(request: Request) -> list[tuple[str, str]]:
-    raw = await request.body()
-    media = (request.headers.get("content-type") or "").split(";", 1)[0].strip().lower()
-    if media == "application/json" and raw:
-        try:
-            doc = json.loads(raw)
-        except ValueError:
-            raise Open311Error(400, "Malformed JSON body") from None
-        if not isinstance(doc, dict):
-            raise Open311Error(400, "The body must be an object of fields")
-        pairs = []
-        for k, v in doc.items():
-            for x in (v if isinstance(v, list) else [v]):
-                pairs.append((k, x if isinstance(x, str) else json.dumps(x)))
-        return pairs + [(k, v) for k, v in request.query_params.multi_items()]
-    try:
-        return parse_qsl(raw.decode("utf-8"), keep_blank_values=True) + list(request.query_params.multi_items())
-    except UnicodeDecodeError:
-        raise Open311Error(400, "The form must be UTF-8") from None
-
-
 def _coerce(datatype: str, values: list[str]) -> Any:
     if datatype == "multivaluelist":
         return [v for v in values if v != ""]
@@ -322,11 +301,12 @@ def _float(form: dict[str, list[str]], name: str) -> float | None:
         raise Open311Error(400, f"{name}: not a number") from None
 
 
-@router.post("/requests.{fmt}", summary="Open311 submit a service request (form-encoded, api_key)")
+@router.post("/requests.{fmt}", summary="Open311 submit a service request (form-encoded, or multipart with a "
+                                         "`media` photo; api_key)")
 async def post_request(fmt: str, request: Request, db: AppDb, verifier: AppVerifier, intake: Intake,
-                       clock: AppClock) -> Response:
+                       clock: AppClock, settings: AppSettings, store: AppStore) -> Response:
     async def work(fmt: str) -> Response:
-        pairs = await _read_form(request)
+        pairs, upload = await post_media.read_body(request, settings.max_body_bytes, Open311Error)
         form: dict[str, list[str]] = {}
         attrs_raw: dict[str, list[str]] = {}
         for k, v in pairs:
@@ -364,10 +344,22 @@ async def post_request(fmt: str, request: Request, db: AppDb, verifier: AppVerif
             fields = [f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()]
             raise Open311Error(400, *fields) from None
         notice = f"已提交，{iv.name}承诺 {iv.response_hours:g} 小时内响应"
-
-        resp = await submit_request(intake, principal, body, clock,
-                                    key=request.headers.get("idempotency-key"), path="/open311/v2/requests")
+        # the photo checked and stored before the request is written (media.py: nothing half-written)
+        photo = await post_media.examine(upload) if upload is not None else None
+        aid, cols = await post_media.store(store, photo) if photo is not None else (None, None)
+        try:
+            resp = await submit_request(intake, principal, body, clock,
+                                        key=request.headers.get("idempotency-key"), path="/open311/v2/requests")
+        except BaseException:
+            if aid is not None:
+                await delete_objects(store, aid)
+            raise
         req = json.loads(resp.body)
+        if aid is not None:
+            if resp.status_code != 201 or resp.headers.get("idempotency-replayed") == "true":  # a replay: linked once
+                await delete_objects(store, aid)
+            else:
+                await post_media.link(db, store, principal, req["id"], aid, photo, cols, clock.now())
         # contact fields (first_name, last_name, email, phone, device_id) are not stored: the token says who.
         # GeoReport v2: the answer carries service_request_id or, when that is not known yet, a token; a
         # request is created at once, so its id and never both
