@@ -62,6 +62,7 @@ def create_app(settings: GatewaySettings | None = None, *, verifier: TokenVerifi
     assertion_keys = settings.assertion_keys()
     upstreams = {
         name: Upstream(name, url, timeout=settings.upstream_timeout_seconds, retries=settings.upstream_retries,
+                       stream_read=settings.stream_read_timeout_seconds,
                        breaker=CircuitBreaker(failure_threshold=settings.breaker_failures,
                                               reset_timeout=settings.breaker_reset_seconds),
                        transport=(transports or {}).get(name),

@@ -25,6 +25,9 @@ class GatewaySettings(ServiceSettings):
     upstream_departments: str = "http://127.0.0.1:8005"
     upstream_timeout_seconds: float = 10.0
     upstream_retries: int = 1
+    # An event stream's answer (gateway/routing/streams.py) passes as it arrives, its connection open while the
+    # upstream sends: each read may wait this long, above the stream's heartbeat (svc_residents: 15 s).
+    stream_read_timeout_seconds: float = 45.0
     breaker_failures: int = 5
     breaker_reset_seconds: float = 10.0
     # Calls answered but not yet written to the message log; beyond this the gateway refuses new exchanges.

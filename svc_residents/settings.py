@@ -51,6 +51,12 @@ class ResidentsSettings(ServiceSettings):
     notify_retry_base_seconds: float = Field(default=5.0, gt=0)
     notify_max_tries: int = Field(default=4, ge=1, le=20)
     notify_stream_poll_seconds: float = Field(default=1.0, gt=0)
+    # An SSE connection sends a comment every notify_stream_heartbeat_seconds of silence (so proxies keep it open:
+    # the gateway's and the edge's read timeouts are longer), lives at most notify_stream_lifetime_seconds (then the
+    # client reconnects with Last-Event-ID after notify_stream_retry_ms) and never past its token's expiry.
+    notify_stream_heartbeat_seconds: float = Field(default=15.0, gt=0, le=300)
+    notify_stream_lifetime_seconds: float = Field(default=1800.0, gt=0)
+    notify_stream_retry_ms: int = Field(default=1000, ge=0, le=60000)
     # System members whose outbox feeds deliver notice events (PUT /residents/v1/notices/{event_id}); ops always may.
     notice_sources: list[str] = Field(default_factory=lambda: ["svc_services", "svc_matching", "svc_metrics"])
     # The outbound platforms (SMS, 语音外呼, app push: outside systems, not department data of the exchange) are called

@@ -23,6 +23,7 @@ from common.storage.uploads import NGINX_UPLOAD_LOCATION, UPLOAD_BODY_LIMIT
 from gateway.exchange.audit import BATCH, FLUSH_SECONDS
 from gateway.identity.mtls import PROXY_HEADERS
 from gateway.ratelimit import LUA_TAKE
+from gateway.routing.streams import EVENT_STREAM_PATHS
 from gateway.settings import REVOCATION_REFRESH_SECONDS, GatewaySettings
 
 EDGE_DIR = Path(__file__).resolve().parent
@@ -122,14 +123,21 @@ def render(settings: GatewaySettings, runtime: Runtime, *, listen: str, control_
     }}""")
     clear_in = "\n".join(f'            proxy_set_header {h} "";' for h in
                          ("Tracestate", "Proxy-Authorization", "TE", "Trailer", "Upgrade", *PROXY_HEADERS))
-    locations = []
-    for name in upstreams:
-        locations.append(f"""        location /{name}/ {{
-            access_by_lua_block {{ require("onenet_edge").access("{name}") }}
-            proxy_pass http://onenet_up_{name};
+    stream_read = settings.stream_read_timeout_seconds
+
+    def location(match: str, name: str, *, stream: bool = False) -> str:
+        host, port = _host_port(upstreams[name])
+        # an event stream (gateway/routing/streams.py): passed unbuffered, each read waiting past its heartbeat
+        access = f'"{name}", "@gateway_stream"' if stream else f'"{name}"'
+        extra = "\n            proxy_buffering off;" if stream else ""
+        read = stream_read if stream else timeout
+        body_filter = "stream_body_filter" if stream else "body_filter"
+        return f"""        location {match} {{
+            access_by_lua_block {{ require("onenet_edge").access({access}) }}
+            proxy_pass http://onenet_up_{name};{extra}
             proxy_http_version 1.1;
             proxy_set_header Connection "";
-            proxy_set_header Host {_host_port(upstreams[name])[0]}:{_host_port(upstreams[name])[1]};
+            proxy_set_header Host {host}:{port};
             proxy_set_header X-Request-Id $edge_request_id;
             proxy_set_header Traceparent $edge_traceparent;
             proxy_set_header X-OneNet-Client $edge_member;
@@ -144,7 +152,7 @@ def render(settings: GatewaySettings, runtime: Runtime, *, listen: str, control_
             proxy_hide_header X-OneNet-Service;
             proxy_connect_timeout {_ms(min(2.0, timeout))};
             proxy_send_timeout {_ms(timeout)};
-            proxy_read_timeout {_ms(timeout)};
+            proxy_read_timeout {_ms(read)};
             proxy_next_upstream error timeout http_502 http_503 http_504;
             proxy_next_upstream_tries {attempts};
             proxy_next_upstream_timeout {_ms(timeout)};
@@ -153,17 +161,24 @@ def render(settings: GatewaySettings, runtime: Runtime, *, listen: str, control_
             add_header X-Request-Id $edge_request_id always;
             add_header Traceparent $edge_traceparent always;
             add_header X-OneNet-Service $edge_service always;
-            body_filter_by_lua_block {{ require("onenet_edge").body_filter() }}
+            body_filter_by_lua_block {{ require("onenet_edge").{body_filter}() }}
             log_by_lua_block {{ require("onenet_edge").log() }}
-        }}""")
-    to_gateway = f"""            proxy_pass http://onenet_gateway;
+        }}"""
+
+    locations = [location(f"= {path}", path.split("/")[1], stream=True)
+                 for path in EVENT_STREAM_PATHS if path.split("/")[1] in upstreams]
+    locations += [location(f"/{name}/", name) for name in upstreams]
+    def gateway_location(read: float) -> str:
+        return f"""            proxy_pass http://onenet_gateway;
             proxy_http_version 1.1;
             proxy_set_header Connection "";
             proxy_set_header Host $http_host;
             proxy_set_header X-Forwarded-For $remote_addr;
             proxy_set_header X-Forwarded-Proto $scheme;
-            proxy_read_timeout {_ms(max(60.0, 2 * timeout))};
+            proxy_read_timeout {_ms(read)};
             error_page 502 504 = @gateway_unavailable;"""
+
+    to_gateway = gateway_location(max(60.0, 2 * timeout))
     log_line = ("access_log off;" if not access_log else
                 f"access_log {access_log} onenet_edge buffer=64k flush=1s if=$edge_member;")
     conf_json = json.dumps(lua_settings(settings, secret=secret, gateway=gateway), ensure_ascii=False)
@@ -236,6 +251,10 @@ http {{
         }}
         location @gateway {{
 {to_gateway}
+        }}
+        location @gateway_stream {{
+{gateway_location(stream_read + 15.0)}
+            proxy_buffering off;
         }}
         # file uploads (common.storage.uploads): to the gateway as they arrive, neither buffered nor held in memory
         # here; the gateway streams them on and answers past their limit (413 problem; twice it, nginx's own)

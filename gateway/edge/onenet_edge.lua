@@ -48,8 +48,8 @@ local hexbuf = ffi.new("uint8_t[64]")
 local HEX = ffi.new("const uint8_t[16]", { 48, 49, 50, 51, 52, 53, 54, 55, 56, 57, 97, 98, 99, 100, 101, 102 })
 local EMPTY_SHA256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
 
-local function final_hex()
-  C.SHA256_Final(digest, sha)
+local function final_hex(ctx)
+  C.SHA256_Final(digest, ctx or sha)
   for i = 0, 31 do
     local b = digest[i]
     hexbuf[2 * i] = HEX[bit.rshift(b, 4)]
@@ -408,36 +408,38 @@ local function request_body()
   return body
 end
 
-function M.access(service)
+-- `fallback`: where a call the edge does not answer goes (an event stream's route has its own, unbuffered)
+function M.access(service, fallback)
+  fallback = fallback or "@gateway"
   local v = current_view()
-  if not v then return ngx.exec("@gateway") end
+  if not v then return ngx.exec(fallback) end
   local method = ngx.req.get_method()
   if method ~= "GET" and method ~= "POST" and method ~= "PUT" and method ~= "PATCH" and method ~= "DELETE" then
-    return ngx.exec("@gateway")
+    return ngx.exec(fallback)
   end
   local auth = ngx.var.http_authorization
-  if not auth or auth:sub(1, 7):lower() ~= "bearer " then return ngx.exec("@gateway") end
+  if not auth or auth:sub(1, 7):lower() ~= "bearer " then return ngx.exec(fallback) end
   local length = ngx.var.content_length
   if length and length ~= "0" then
-    if tonumber(length) == nil or tonumber(length) > conf.max_body_bytes then return ngx.exec("@gateway") end
+    if tonumber(length) == nil or tonumber(length) > conf.max_body_bytes then return ngx.exec(fallback) end
     local media = ngx.var.content_type
     if (method == "POST" or method == "PUT" or method == "PATCH")
         and not (media and media:lower():find("json", 1, true)) then
-      return ngx.exec("@gateway") -- the gateway answers 415
+      return ngx.exec(fallback) -- the gateway answers 415
     end
   elseif ngx.var.http_transfer_encoding then
-    return ngx.exec("@gateway")
+    return ngx.exec(fallback)
   end
   local uri = ngx.var.uri
   local scope = scope_of(uri, v)
-  if not scope then return ngx.exec("@gateway") end
+  if not scope then return ngx.exec(fallback) end
   local mine = decisions[auth]
   local d = mine and mine[scope]
   if d == nil or d.expires <= now() then
     d = decide(v, auth, scope, service)
-    if d == nil then return ngx.exec("@gateway") end
+    if d == nil then return ngx.exec(fallback) end
   end
-  if d.mode ~= "edge" then return ngx.exec("@gateway") end
+  if d.mode ~= "edge" then return ngx.exec(fallback) end
 
   -- from here on the edge answers, and logs, the call
   local random = ngx.var.request_id -- 32 random hex digits from nginx
@@ -502,6 +504,20 @@ function M.body_filter()
     call.response_hash = call.n > 0 and sha256_chunks(call.chunks, call.n) or EMPTY_SHA256
     call.chunks = nil
   end
+end
+
+-- An event stream's answer (gateway/routing/streams.py): hashed as it passes, in a context of the call's own (the
+-- stream may last many minutes; nothing of it is kept). The filter never yields, so the context is consistent.
+function M.stream_body_filter()
+  local call = ngx.ctx.call
+  if not call then return end
+  if not call.sha then
+    call.sha = ffi.new("onenet_sha256_ctx")
+    C.SHA256_Init(call.sha)
+  end
+  local chunk = ngx.arg[1]
+  if #chunk > 0 then C.SHA256_Update(call.sha, chunk, #chunk) end
+  if ngx.arg[2] then call.response_hash = final_hex(call.sha) end
 end
 
 -- An upstream that could not be reached (502) or did not answer in time (504), as the gateway says it.

@@ -35,6 +35,7 @@ from common.errors import Problem
 from common.http_client import CircuitBreaker, UpstreamTimeout, UpstreamUnavailable, child_traceparent
 from gateway.exchange.policy import filter_body
 from gateway.identity.mtls import PROXY_HEADERS, CertificatePins
+from gateway.routing.streams import EVENT_STREAM_PATHS, UpstreamStream, is_event_stream, pass_on
 
 HOP_BY_HOP = {
     "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer", "trailers",
@@ -96,7 +97,8 @@ class Upstream:
     """
 
     def __init__(self, name: str, base_url: str, *, timeout: float, retries: int, breaker: CircuitBreaker,
-                 transport: httpx.AsyncBaseTransport | None = None, assertion: GatewayAssertion | None = None) -> None:
+                 transport: httpx.AsyncBaseTransport | None = None, assertion: GatewayAssertion | None = None,
+                 stream_read: float = 45.0) -> None:
         self.name = name
         # the gateway's assertion on every call to this upstream (ADR 0013); `auth` signs the gateway's own calls
         self.assertion = assertion
@@ -114,8 +116,12 @@ class Upstream:
         self._prefix = self._url.raw_path.rstrip(b"/")
         connect = min(2.0, timeout)
         self._timeouts = {"connect": connect, "read": timeout, "write": timeout, "pool": timeout}
+        self._stream_timeouts = {**self._timeouts, "read": stream_read}
         self._client_timeout = aiohttp.ClientTimeout(total=None, connect=timeout, sock_connect=connect,
                                                      sock_read=timeout)
+        # an event stream's route (streams.py): each read may wait past the stream's heartbeat
+        self._stream_timeout = aiohttp.ClientTimeout(total=None, connect=timeout, sock_connect=connect,
+                                                     sock_read=stream_read)
         self._session: aiohttp.ClientSession | None = None
 
     def _open(self) -> aiohttp.ClientSession:
@@ -127,44 +133,53 @@ class Upstream:
         return self._session
 
     async def send(self, method: str, path: str, query: bytes, headers: list[tuple[bytes, bytes]],
-                   body: bytes | StreamedBody) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
-        """One attempt: (status, raw response headers, body as sent); raises UpstreamTimeout / UpstreamUnavailable
-        (or, for a streamed body, what went wrong reading it)."""
+                   body: bytes | StreamedBody) -> tuple[int, list[tuple[bytes, bytes]], bytes | UpstreamStream]:
+        """One attempt: (status, raw response headers, body as sent, or an event stream's as it arrives); raises
+        UpstreamTimeout / UpstreamUnavailable (or, for a streamed body, what went wrong reading it)."""
         target = self._prefix + quote(path, safe=_PATH_SAFE).encode("ascii")  # the decoded path, encoded again
         if query:
             target += b"?" + query
+        stream = path in EVENT_STREAM_PATHS
         try:
             if self.injected:
-                return await self._send_injected(method, target, headers, body)
-            return await self._send(method, target, headers, body)
+                return await self._send_injected(method, target, headers, body, stream)
+            return await self._send(method, target, headers, body, stream)
         except (UpstreamTimeout, UpstreamUnavailable):
             if isinstance(body, StreamedBody) and body.error is not None:
                 raise body.error from None  # the caller's body, not the upstream, failed (e.g. too large)
             raise
 
     async def _send(self, method: str, target: bytes, headers: list[tuple[bytes, bytes]],
-                    body: bytes | StreamedBody) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+                    body: bytes | StreamedBody, stream: bool) -> tuple[int, list[tuple[bytes, bytes]], bytes | UpstreamStream]:
         session = self._session or self._open()
         try:
-            async with session.request(
-                    method, URL(self._origin + target.decode("ascii"), encoded=True),
-                    headers=[(k.decode("latin-1"), v.decode("latin-1")) for k, v in headers],
-                    data=(body.__aiter__() if isinstance(body, StreamedBody) else body or None),
-                    allow_redirects=False) as resp:
-                content = await resp.read()
-                return resp.status, list(resp.raw_headers), content
+            resp = await session.request(
+                method, URL(self._origin + target.decode("ascii"), encoded=True),
+                headers=[(k.decode("latin-1"), v.decode("latin-1")) for k, v in headers],
+                data=(body.__aiter__() if isinstance(body, StreamedBody) else body or None),
+                allow_redirects=False, timeout=self._stream_timeout if stream else self._client_timeout)
+            raw = list(resp.raw_headers)
+            if is_event_stream(resp.status, raw):
+                return resp.status, raw, UpstreamStream.of_aiohttp(resp)
+            try:
+                return resp.status, raw, await resp.read()
+            finally:
+                resp.release()
         except TimeoutError as exc:  # aiohttp's own timeouts (ServerTimeoutError) are TimeoutErrors too
             raise UpstreamTimeout(self.name) from exc
         except (aiohttp.ClientError, OSError) as exc:  # refused, reset, closed before answering, not HTTP
             raise UpstreamUnavailable(self.name) from exc
 
     async def _send_injected(self, method: str, target: bytes, headers: list[tuple[bytes, bytes]],
-                             body: bytes | StreamedBody) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+                             body: bytes | StreamedBody, stream: bool
+                             ) -> tuple[int, list[tuple[bytes, bytes]], bytes | UpstreamStream]:
         content = body.__aiter__() if isinstance(body, StreamedBody) else body
         request = httpx.Request(method, self._url.copy_with(raw_path=target), headers=headers, content=content,
-                                extensions={"timeout": self._timeouts})
+                                extensions={"timeout": self._stream_timeouts if stream else self._timeouts})
         try:
             resp = await self.transport.handle_async_request(request)
+            if is_event_stream(resp.status_code, resp.headers.raw) and not resp.is_stream_consumed:
+                return resp.status_code, resp.headers.raw, UpstreamStream(resp.aiter_raw(), resp.aclose)
             if resp.is_stream_consumed:  # a test's transport that read it already (httpx.MockTransport)
                 content = resp.content
             else:
@@ -236,9 +251,14 @@ class Forwarder:
             self.tokens.put(token, principal, principal.claims.get("exp"))
         if principal.member in self.revoked:
             raise Problem(403, "member_revoked", ("该成员单位已被停用", "This member has been revoked"))
-        if self.revoked_sessions and principal.claims.get("sid") in self.revoked_sessions:
+        if not self.holds(principal):
             raise session_revoked()  # a signed-out session (gateway/accounts/sessions.py), at once
         return principal
+
+    def holds(self, principal: Principal) -> bool:
+        """The caller's member and session are not revoked (checked again before each chunk of a stream)."""
+        return principal.member not in self.revoked and not (
+            self.revoked_sessions and principal.claims.get("sid") in self.revoked_sessions)
 
     async def forward(self, service: str, principal: Principal, *, method: str, path: str, query: bytes,
                       headers: list[tuple[bytes, bytes]], client: tuple[str, int] | None,
@@ -293,6 +313,10 @@ class Forwarder:
                         continue
                 else:
                     upstream.breaker.record_success()
+                if isinstance(content, UpstreamStream):  # passed on as it arrives while the caller may read it
+                    headers = _headers_out(raw) + [(b"x-onenet-service", service.encode())]
+                    return await pass_on(content, status, headers, actions=actions,
+                                         principal=principal, token_clock=self.verifier.clock, holds=self.holds)
                 return _response(service, status, raw, content, actions)
             if attempt + 1 < attempts:
                 await asyncio.sleep(0.05 * (attempt + 1))
@@ -312,20 +336,21 @@ def local_path(scope) -> str:
     return path[len(root):] if root and path.startswith(root) else path
 
 
+def _headers_out(raw: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    """The upstream's answer headers less the hop-by-hop ones and the gateway's own."""
+    return [(lk, v) for k, v in raw if (lk := k.lower()) not in _STRIP_OUT_B and lk != b"x-onenet-service"]
+
+
 def _response(service: str, status: int, raw: list[tuple[bytes, bytes]], content: bytes, actions: tuple) -> Response:
     """The upstream's answer with the gateway's own headers; the body is parsed only when masking applies."""
-    out = []
+    out = _headers_out(raw)
     content_type = ""
     encoding = None
-    for k, v in raw:
-        lk = k.lower()
-        if lk in _STRIP_OUT_B or lk == b"x-onenet-service":
-            continue
+    for lk, v in out:
         if lk == b"content-type":
             content_type = v.decode("latin-1")
         elif lk == b"content-encoding":
             encoding = v
-        out.append((lk, v))
     if actions and status < 300 and content:
         if encoding is not None:  # to mask we must read it: decode, and send the masked body uncompressed
             content = _decoded(content, encoding)

@@ -30,6 +30,7 @@ from gateway.exchange.audit import AuditWriter, Exchange
 from gateway.exchange.policy import ExchangePolicy, ResourceView
 from common.storage.uploads import upload_limit
 from gateway.routing.forwarder import Forwarder, StreamedBody, local_path
+from gateway.routing.streams import PassedStream
 
 # The purpose of the call, UTF-8 percent-encoded (HTTP header values are ASCII): `%E5%85%BB%E8%80%81…`.
 PURPOSE_HEADER = b"x-onenet-purpose"
@@ -119,7 +120,10 @@ class ExchangeGate:
                 client=call.client, body=call.body, actions=actions, extra_headers=extra)
         except Problem as exc:
             resp = (refuse or self.refusal)(exc, call)
-        self.record(call, at, started, resp, principal, res)
+        if isinstance(resp, PassedStream):  # recorded when it ends, with the hash of all it passed
+            resp.done = lambda digest: self.record(call, at, started, resp, principal, res, response_hash=digest)
+        else:
+            self.record(call, at, started, resp, principal, res)
         return resp
 
     # the steps, each also used alone (X-Road's metadata services, the edge's decisions)
@@ -147,7 +151,7 @@ class ExchangeGate:
                                 errors=exc.errors, instance=call.instance, headers=exc.headers, extra=exc.extra)
 
     def record(self, call: Call, at, started: float, resp: Response, principal: Principal | None = None,
-               res: ResourceView | None = None) -> None:
+               res: ResourceView | None = None, response_hash: str | None = None) -> None:
         """Queue the message-log record of one exchange (written off the request path)."""
         if res is None:
             res = self.policy.resolve(call.path)
@@ -158,7 +162,7 @@ class ExchangeGate:
             purpose=call.header(PURPOSE_HEADER) or call.header(b"x-road-issue"), method=call.method,
             path=call.path, status=resp.status_code, latency_ms=(time.perf_counter() - started) * 1000,
             request_id=request_id_var.get() or None, request_hash=call.body_hash(),
-            response_hash=hashlib.sha256(bytes(resp.body)).hexdigest()))
+            response_hash=response_hash or hashlib.sha256(bytes(resp.body)).hexdigest()))
 
 
 def exchange_record(*, at, member: str, user: str, xroad_user: str | None, resource: str | None, owner: str | None,

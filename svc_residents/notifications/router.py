@@ -2,16 +2,15 @@
 feed and staff contacts. Thin: rules in service.py, rules.py, contacts.py; who may do what in access.py."""
 from __future__ import annotations
 
-import asyncio
+import math
 from typing import Annotated
 
-import orjson
 from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
 from fastapi.responses import StreamingResponse
 from sqlalchemy import func, select
 
 from common.app import problem_responses
-from common.auth import Principal, get_principal
+from common.auth import Principal, TokenVerifier, get_principal
 from common.clock import Clock, get_clock
 from common.deps import AppDb, AppSettings, DbSession, state
 from common.errors import Problem, invalid
@@ -24,17 +23,15 @@ from svc_residents.notifications.models import Attempt, Delivery, Notification, 
 from svc_residents.notifications.schemas import (AttemptOut, DeliveryOut, NoticeIn, NoticeOut, NotificationOut, SendIn,
                                                  SettingsIn, SettingsOut, StaffContactIn, StaffContactOut, UnreadOut)
 from svc_residents.notifications.service import notify
-from svc_residents.notifications.stream import Hub
+from svc_residents.notifications.stream import Hub, Plan, events
 from svc_residents.persons.models import Person
 from svc_residents.access import staff_covers
 from svc_residents.protection import AppProtection
 
 router = APIRouter(prefix="/residents/v1", tags=["notifications 消息通知"])
 AppHub = Annotated[Hub, state("notification_hub")]
+AppVerifier = Annotated[TokenVerifier, state("verifier")]
 Id = Path(min_length=1, max_length=36)
-KEEPALIVE_SECONDS = 15.0
-# a stream connection's longest wait: below the gateway's upstream timeout (10 s), which it would otherwise hit
-STREAM_SECONDS = 8.0
 
 
 @router.get("/notifications", response_model=Page[NotificationOut], summary="我的消息 My inbox (newest first)")
@@ -73,68 +70,32 @@ async def mark_read(session: DbSession, notification_id: str = Id, principal: Pr
 @router.get("/notifications/stream", summary="消息实时推送（SSE）Live stream of new messages",
             response_class=StreamingResponse,
             responses={200: {"content": {"text/event-stream": {"schema": {"type": "string"}}},
-                             "description": "event: notification, data: the message (JSON), id: its id"}})
-async def stream(db: AppDb, hub: AppHub, settings: AppSettings, principal: Principal = Depends(get_principal),
-                 accept: str = Header("", max_length=500),
+                             "description": "event: notification, data: the message (JSON), id: its id"},
+                       **problem_responses(406)})
+async def stream(db: AppDb, hub: AppHub, settings: AppSettings, verifier: AppVerifier,
+                 principal: Principal = Depends(get_principal),
+                 accept: str = Header("", max_length=500, json_schema_extra={"pattern": "text/event-stream"},
+                                      description="须含 text/event-stream（否则 406）"),
                  last_event_id: str | None = Header(None, alias="Last-Event-ID", max_length=36),
                  max_events: int | None = Query(None, ge=1, le=1000, description="发送这么多条后结束"),
                  max_seconds: float | None = Query(None, gt=0, le=3600,
-                                                   description="这么多秒后结束（默认 8 秒）"),
-                 follow: bool = Query(False, description="发送一批后继续等待（直连、不经缓冲的客户端）")):
-    """Through the gateway, which hands on whole answers, a connection is one long poll: it ends with the first
-    batch of new messages or after STREAM_SECONDS (below the gateway's upstream timeout), and the
-    EventSource reconnects at once with Last-Event-ID, so nothing is missed and a message arrives as it comes."""
+                                                   description="这么多秒后结束（默认 30 分钟，不超过令牌有效期）")):
+    """One held connection (stream.events): every new message as it is committed, a comment heartbeat when quiet,
+    the end after the configured lifetime or at the token's expiry, whichever is first; the EventSource then
+    reconnects with Last-Event-ID and is sent what it missed first."""
     inbox = access.inbox_of(principal)
     if "text/event-stream" not in accept:
         # an EventSource always asks for it; anything else would hold a connection it cannot read
         raise Problem(406, "notification.stream_accept", ("实时推送须以 Accept: text/event-stream 请求",
                                                           "The stream needs Accept: text/event-stream"))
-    poll = KEEPALIVE_SECONDS if hub.shared else settings.notify_stream_poll_seconds
-    loop = asyncio.get_running_loop()
-    ends = loop.time() + (max_seconds or STREAM_SECONDS)  # a duration (monotonic), not a time of day
-
-    async def newest() -> list[Notification]:
-        async with db.session() as s:
-            return list((await s.execute(select(Notification).where(Notification.recipient == inbox)
-                                         .order_by(Notification.id.desc()).limit(50))).scalars())
-
-    async def events():
-        wake = hub.subscribe(inbox)  # before the first read: nothing committed in between is missed
-        try:
-            rows = await newest()
-            # after Last-Event-ID: what came since; otherwise only what comes from now on
-            seen = {r.id for r in rows if last_event_id is None or r.id <= last_event_id}
-            yield b"retry: 500\n: connected\n\n"
-            sent, idle = 0, 0.0
-            while True:
-                for r in reversed(rows):
-                    if r.id not in seen:
-                        seen.add(r.id)
-                        data = orjson.dumps(NotificationOut.model_validate(r).model_dump(mode="json"))
-                        yield b"id: " + r.id.encode() + b"\nevent: notification\ndata: " + data + b"\n\n"
-                        sent += 1
-                        if max_events and sent >= max_events:
-                            return
-                if sent and not follow:
-                    return  # one batch: the client reconnects with Last-Event-ID
-                left = ends - loop.time()
-                if left <= 0:
-                    return
-                try:
-                    await asyncio.wait_for(wake.get(), timeout=min(poll, left))
-                    idle = 0.0
-                except TimeoutError:
-                    idle += poll
-                    if idle >= KEEPALIVE_SECONDS:
-                        idle = 0.0
-                        yield b": keep-alive\n\n"
-                rows = await newest()
-                if len(seen) > 500:  # only the newest 50 are ever read again
-                    seen = {r.id for r in rows}
-        finally:
-            hub.unsubscribe(inbox, wake)
-
-    return StreamingResponse(events(), media_type="text/event-stream",
+    seconds = min(settings.notify_stream_lifetime_seconds, max_seconds or math.inf)
+    exp = principal.claims.get("exp")
+    if isinstance(exp, (int, float)):  # a signed-out or expired session receives nothing past its token
+        seconds = max(0.0, min(seconds, exp - verifier.clock.timestamp()))  # token time is real time
+    heartbeat = settings.notify_stream_heartbeat_seconds
+    plan = Plan(heartbeat=heartbeat, poll=heartbeat if hub.shared else settings.notify_stream_poll_seconds,
+                seconds=seconds, retry=settings.notify_stream_retry_ms, max_events=max_events)
+    return StreamingResponse(events(hub, db.session, inbox, last_event_id, plan), media_type="text/event-stream",
                              headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
 
@@ -218,6 +179,7 @@ async def get_contact(session: DbSession, user_id: str = Path(min_length=1, max_
 
 
 @router.put("/staff_contacts/{user_id}", response_model=StaffContactOut,
+            responses={201: {"model": StaffContactOut, "description": "新登记 Registered (the first PUT for the user)"}},
             summary="登记或修改工作人员联系方式 Register or change a staff member's contact")
 async def put_contact(session: DbSession, body: StaffContactIn, response: Response, protection: AppProtection,
                       user_id: str = Path(min_length=1, max_length=64, pattern=r"^[\w.@-]+$"),

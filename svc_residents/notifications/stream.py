@@ -1,7 +1,7 @@
-"""The live stream's wake-ups, shared by every replica.
+"""The live stream (Server-Sent Events) and its wake-ups, shared by every replica.
 
-An SSE connection (router.py) reads its recipient's newest messages from the database and sends those it has not
-sent yet; what it waits on between reads is this hub. With Redis (`ONENET_REDIS_URL`), a committed message
+An SSE connection (`events`, served by router.py) reads its recipient's newest messages from the database and
+sends those it has not sent yet, on one held connection; what it waits on between reads is this hub. With Redis (`ONENET_REDIS_URL`), a committed message
 publishes its recipient on one channel and every replica's subscriber wakes its own connections for that
 recipient at once; without Redis each connection reads again every `notify_stream_poll_seconds` (the database is
 what replicas share). A message committed in this process wakes its local connections at once either way.
@@ -12,12 +12,22 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import defaultdict
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 
-from sqlalchemy import event
+import orjson
+from prometheus_client import Gauge
+from sqlalchemy import event, select
 from sqlalchemy.ext.asyncio import AsyncSession
+
+from svc_residents.notifications.models import Notification
+from svc_residents.notifications.schemas import NotificationOut
 
 log = logging.getLogger("onenet.notifications")
 CHANNEL = "onenet:notifications"
+CONNECTED = Gauge("onenet_notification_streams", "Live notification streams (SSE) connected to this process")
+WINDOW = 50  # a connection re-reads its recipient's newest WINDOW messages on each wake-up
+CATCH_UP = 500  # what a reconnect with Last-Event-ID is sent at most of what it missed
 _HUBS: dict[int, "Hub"] = {}  # by the id of the app's sync engine: the hub of whoever commits on it
 
 
@@ -71,12 +81,20 @@ class Hub:
     def subscribe(self, recipient: str) -> asyncio.Queue:
         q: asyncio.Queue = asyncio.Queue(maxsize=1)
         self.local[recipient].add(q)
+        CONNECTED.inc()
         return q
 
     def unsubscribe(self, recipient: str, q: asyncio.Queue) -> None:
-        self.local[recipient].discard(q)
-        if not self.local[recipient]:
+        queues = self.local.get(recipient)
+        if queues is None or q not in queues:
+            return
+        queues.discard(q)
+        CONNECTED.dec()
+        if not queues:
             del self.local[recipient]
+
+    def connections(self) -> int:
+        return sum(len(qs) for qs in self.local.values())
 
     def _wake_local(self, recipient: str) -> None:
         for q in self.local.get(recipient, ()):
@@ -117,3 +135,71 @@ def wake_after_commit(session: AsyncSession, recipient: str) -> None:
         event.listen(sync, "after_commit", after_commit, once=True)
         event.listen(sync, "after_soft_rollback", after_rollback, once=True)
     pending.add(recipient)
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """One connection's bounds: a heartbeat comment after `heartbeat` seconds of silence, a database read at least
+    every `poll` seconds, the end after `seconds` (the lifetime, the caller's max_seconds or the token's expiry,
+    whichever is first), `retry` (ms) for the client's reconnect, `max_events` to end early."""
+
+    heartbeat: float
+    poll: float
+    seconds: float
+    retry: int
+    max_events: int | None = None
+
+
+def frame(note: Notification) -> bytes:
+    data = orjson.dumps(NotificationOut.model_validate(note).model_dump(mode="json"))
+    return b"id: " + note.id.encode() + b"\nevent: notification\ndata: " + data + b"\n\n"
+
+
+async def events(hub: Hub, session: Callable[[], AsyncSession], inbox: str, last_event_id: str | None,
+                 plan: Plan) -> AsyncIterator[bytes]:
+    """One held connection: every message for `inbox` as it is committed (`id:` its id, so a reconnect with
+    Last-Event-ID gets what it missed first), a comment when quiet, the end at the plan's bound. A client that goes
+    away cancels this generator (Starlette watches for the disconnect), and `finally` releases the subscription."""
+    loop = asyncio.get_running_loop()
+    ends = loop.time() + plan.seconds  # a duration (monotonic), not a time of day
+    wake = hub.subscribe(inbox)  # before the first read: nothing committed in between is missed
+    try:
+        async def read(stmt) -> list[Notification]:
+            async with session() as s:
+                return list((await s.execute(stmt)).scalars())
+
+        mine = select(Notification).where(Notification.recipient == inbox)
+        rows = await read(mine.order_by(Notification.id.desc()).limit(WINDOW))
+        seen = {r.id for r in rows}  # without Last-Event-ID: only what comes from now on
+        if last_event_id is not None:  # what came since, oldest first
+            missed = await read(mine.where(Notification.id > last_event_id).order_by(Notification.id)
+                                .limit(CATCH_UP))
+            seen = {r.id for r in rows if r.id <= last_event_id}
+            rows += missed
+        yield b"retry: %d\n: connected\n\n" % plan.retry
+        sent = 0
+        beat_at = loop.time() + plan.heartbeat
+        while True:
+            for r in sorted({r.id: r for r in rows if r.id not in seen}.values(), key=lambda r: r.id):
+                seen.add(r.id)
+                yield frame(r)
+                sent += 1
+                beat_at = loop.time() + plan.heartbeat
+                if plan.max_events and sent >= plan.max_events:
+                    return
+            now = loop.time()
+            if now >= ends:
+                return
+            if now >= beat_at:
+                yield b": keep-alive\n\n"
+                beat_at = now + plan.heartbeat
+            try:
+                await asyncio.wait_for(wake.get(), timeout=max(0.0, min(plan.poll, ends - now, beat_at - now)))
+            except TimeoutError:
+                pass
+            rows = await read(mine.order_by(Notification.id.desc()).limit(WINDOW))
+            if len(seen) > 10 * WINDOW:  # only the newest WINDOW are ever read again
+                seen = {r.id for r in rows}
+    finally:
+        hub.unsubscribe(inbox, wake)
+

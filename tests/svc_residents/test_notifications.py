@@ -222,19 +222,21 @@ async def test_stream_sends_what_came_after_last_event_id_and_wakes_on_commit(ap
     c, h = app.client, {**auth(**ROLES["resident3"]), "Accept": "text/event-stream"}
     first = await _notify(app, recipient=f"person:{P('P3')}", template="request.accepted", event_key="s1",
                           variables={"number": "S1", "item": "助餐"})
-    r = await c.get("/residents/v1/notifications/stream", headers={**h, "Last-Event-ID": "0"})
+    r = await c.get("/residents/v1/notifications/stream", params={"max_events": 1},
+                    headers={**h, "Last-Event-ID": "0"})
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
     assert _events(r.text) == ["request.accepted"] and f"id: {first.notification.id}" in r.text
     # connected with nothing new: the next committed message wakes it (the proxy's connection reads one inbox)
     hub = app.state.notification_hub
-    task = asyncio.create_task(c.get("/residents/v1/notifications/stream",
+    task = asyncio.create_task(c.get("/residents/v1/notifications/stream", params={"max_events": 1},
                                      headers={**auth(**ROLES["proxy1"]), "Accept": "text/event-stream"}))
     while f"person:{P('P3')}" not in hub.local:
         await asyncio.sleep(0)
     await _notify(app, recipient=f"person:{P('P3')}", template="request.claimed", event_key="s2",
                   variables={"number": "S1", "assignee": "陈磊"})
     r = await asyncio.wait_for(task, 5)
-    assert _events(r.text) == ["request.claimed"]
+    assert _events(r.text) == ["request.claimed"] and r.text.startswith("retry: 1000\n")
+    assert hub.connections() == 0  # the ended connection let go of its subscription
     r = await c.get("/residents/v1/notifications/stream", headers=auth(**ROLES["resident3"]))
     assert r.status_code == 406 and r.json()["code"] == "notification.stream_accept"
     r = await c.get("/residents/v1/notifications/stream", headers={**auth(**ROLES["portal"]),

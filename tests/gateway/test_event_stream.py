@@ -1,0 +1,221 @@
+"""The notification stream (ADR 0017) through the gateway as one held connection, served over real TCP: svc_residents
+under uvicorn, the gateway under another, alone or behind its edge (real nginx). Several messages arrive on one
+connection in the order and at the time they are committed, heartbeats keep it open past the gateway's upstream
+timeout (meant for whole answers), a reconnect with Last-Event-ID is sent what it missed, a client that goes away
+releases svc_residents' subscription, and a token that expires ends the stream."""
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+import time
+from contextlib import AsyncExitStack
+from types import SimpleNamespace
+
+import httpx
+import pytest
+
+from common.clock import FrozenClock
+from common.keys import jwks_document, load_signing_keys
+from tests.components import missing
+from tests.conftest import POSTGRES_URL, TEST_ASSERTION_KEY, _create_pg_database, start_service
+from tests.gateway.conftest import START, _seed, serve_in_process
+from tests.s3server import free_port
+from tests.svc_residents.conftest import P
+
+PATH = "/residents/v1/notifications/stream"
+UPSTREAM_TIMEOUT = 1.0  # for whole answers: a stream's quiet stretches outlast it
+HEARTBEAT = 1.5  # longer than that, shorter than the stream's read timeout
+STREAM_READ = 3.0
+INBOX = f"person:{P('P3')}"
+
+
+@pytest.fixture(params=["gateway", "edge"])
+async def served(db_url, tmp_path, gateway_keys_dir, request):
+    from gateway.app import create_app
+    from gateway.edge import config as edge_config
+    from gateway.settings import GatewaySettings
+    from svc_residents.seed import seed_demo
+    from tests.conftest import migrate_database
+
+    extra: dict = {}
+    runtime = None
+    if request.param == "edge":
+        runtime = edge_config.find_runtime()
+        if isinstance(runtime, str):
+            missing("edge", runtime)
+        if db_url.startswith("postgresql"):
+            pytest.skip("the edge is the same on both backends: run on SQLite")
+        secret = secrets.token_urlsafe(24)
+        edge_port, control_port = free_port(), free_port()
+        extra = {"edge_secret": secret, "edge_control_url": f"http://127.0.0.1:{control_port}/_edge/state"}
+    jwks = jwks_document(load_signing_keys(gateway_keys_dir))
+    async with AsyncExitStack() as stack:
+        residents_url = f"sqlite+aiosqlite:///{tmp_path}/res.db"
+        if db_url.startswith("postgresql"):  # a database of its own, as the gateway's is
+            residents_url, drop = await _create_pg_database(POSTGRES_URL)
+            stack.push_async_callback(drop)
+        residents = (await start_service(stack, "svc_residents", residents_url, jwks,
+                                         field_keys_file=tmp_path / "fields.json", notify_dispatch_enabled=False,
+                                         notify_stream_heartbeat_seconds=HEARTBEAT)).app
+        residents.state.clock = FrozenClock(START)
+        await seed_demo(residents.state.db, residents.state.protection, clock=residents.state.clock)
+        res_server, res_serving, res_port = await serve_in_process(residents, lifespan="off")
+        stack.push_async_callback(_stop, res_server, res_serving)
+        gw_db = db_url
+        await migrate_database("gateway", gw_db)
+        settings = GatewaySettings(
+            database_url=gw_db, keys_dir=gateway_keys_dir, outbox_relay_enabled=False, catalogue_from_openapi=False,
+            upstream_residents=f"http://127.0.0.1:{res_port}", gateway_assertion_key=TEST_ASSERTION_KEY,
+            upstream_retries=0, upstream_timeout_seconds=UPSTREAM_TIMEOUT, stream_read_timeout_seconds=STREAM_READ,
+            rate_limit_enabled=False, audit_writer_process=False, **extra)
+        gw = create_app(settings, clock=FrozenClock(START))
+        await _seed(gw)
+        gw_server, gw_serving, port = await serve_in_process(gw)
+        stack.push_async_callback(_stop, gw_server, gw_serving)
+        edge = None
+        if request.param == "edge":
+            edge = edge_config.EdgeProcess(settings, listen=f"127.0.0.1:{edge_port}", control_port=control_port,
+                                           gateway=f"http://127.0.0.1:{port}", secret=secret,
+                                           prefix=tmp_path / "edge", runtime=runtime)
+            edge.start()
+            stack.callback(edge.stop)
+            await asyncio.to_thread(edge.wait_ready)
+            await gw.state.edge.changed()
+            port = edge_port
+        client = await stack.enter_async_context(httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10))
+
+        def token(ttl: int | None = None) -> dict:
+            tok = gw.state.token_issuer.issue(subject="resident3", member="app-resident", role="resident",
+                                              scopes=[INBOX, "household:x"], ttl=ttl)["access_token"]
+            return {"Authorization": f"Bearer {tok}", "Accept": "text/event-stream"}
+
+        yield SimpleNamespace(client=client, residents=residents, hub=residents.state.notification_hub, gw=gw,
+                              token=token, edge=edge, mode=request.param)
+
+
+async def _answered_by_edge(x) -> int:
+    from gateway.edge.link import SECRET_HEADER
+
+    deadline = time.monotonic() + 5
+    while True:  # counted in the log phase, just after the connection ends
+        r = await asyncio.to_thread(httpx.get, x.edge.control_url, headers={SECRET_HEADER: x.gw.state.edge.secret})
+        if r.json()["answered"] or time.monotonic() > deadline:
+            return r.json()["answered"]
+        await asyncio.sleep(0.05)
+
+
+async def _stop(server, serving) -> None:
+    server.should_exit = True
+    await serving
+
+
+async def _notify(x, n: int) -> str:
+    from svc_residents.notifications.service import notify
+
+    async with x.residents.state.db.session() as s, s.begin():
+        result = await notify(s, recipient=INBOX, template="request.accepted", event_key=f"stream-{n}",
+                              variables={"number": f"S{n}", "item": "助餐"}, now=x.residents.state.clock.now())
+    return result.notification.id
+
+
+class Reader:
+    """An EventSource's view of one response: events (id, event, data) and comments, as they arrive."""
+
+    def __init__(self, response: httpx.Response) -> None:
+        self.lines = response.aiter_lines()
+        self.comments: list[str] = []
+        self.retry: int | None = None
+
+    async def event(self, timeout: float = 5.0) -> dict | None:
+        """The next event, or None when the stream ended."""
+        fields: dict = {}
+        while True:
+            try:
+                line = await asyncio.wait_for(anext(self.lines), timeout)
+            except StopAsyncIteration:
+                return None
+            if not line:
+                if "data" in fields:
+                    return fields
+                continue
+            name, _, value = line.partition(":")
+            value = value[1:] if value.startswith(" ") else value
+            if name == "":
+                self.comments.append(value)
+            elif name == "retry":
+                self.retry = int(value)
+            else:
+                fields[name] = value
+
+
+async def _released(x, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while x.hub.connections():
+        assert time.monotonic() < deadline, f"still subscribed: {x.hub.local}"
+        await asyncio.sleep(0.05)
+
+
+async def _connected(x, n: int = 1) -> None:
+    deadline = time.monotonic() + 10
+    while x.hub.connections() < n:
+        assert time.monotonic() < deadline, "the stream did not reach svc_residents"
+        await asyncio.sleep(0.02)
+
+
+async def test_messages_arrive_on_one_held_connection_and_a_reconnect_gets_what_it_missed(served):
+    x = served
+    async with x.client.stream("GET", PATH, headers=x.token()) as r:
+        assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
+        assert r.headers["x-onenet-service"] == "residents"
+        reader = Reader(r)
+        await _connected(x)
+        ids, delays = [], []
+        for n in range(3):
+            # quiet past the upstream timeout and a heartbeat: still open, kept so by the heartbeat
+            await asyncio.sleep(HEARTBEAT + UPSTREAM_TIMEOUT if n == 1 else 0.05)
+            t0 = time.monotonic()
+            note = await _notify(x, n)
+            got = await reader.event()
+            delays.append(time.monotonic() - t0)
+            assert got is not None and got["id"] == note and got["event"] == "notification"
+            assert json.loads(got["data"])["id"] == note
+            ids.append(note)
+        assert ids == sorted(ids) and reader.retry == 1000
+        assert "keep-alive" in reader.comments  # the heartbeat passed unbuffered
+        assert x.hub.connections() == 1  # one connection all along (no reconnect between the messages)
+        late = ids[-1]
+    await _released(x)  # the client went away: svc_residents let go of its subscription
+    missed = [await _notify(x, n) for n in (3, 4)]
+    async with x.client.stream("GET", PATH, params={"max_events": 2},
+                               headers={**x.token(), "Last-Event-ID": late}) as r:
+        reader = Reader(r)
+        got = [await reader.event(), await reader.event()]
+        assert [e["id"] for e in got] == missed
+        assert await reader.event() is None  # max_events: ended by svc_residents
+    await _released(x)
+    if x.edge is not None:  # answered by nginx itself, unbuffered (not handed to the gateway)
+        assert await _answered_by_edge(x) == 2
+    print(f"{x.mode}: commit → event on the held connection, s: {[round(d, 3) for d in delays]}")
+
+
+async def test_a_stream_ends_at_its_token_expiry(served):
+    x = served
+    t0 = time.monotonic()
+    async with x.client.stream("GET", PATH, headers=x.token(ttl=2)) as r:
+        assert r.status_code == 200
+        reader = Reader(r)
+        await _connected(x)
+        note = await _notify(x, 10)
+        got = await reader.event()
+        assert got is not None and got["id"] == note
+        assert await reader.event(timeout=6) is None  # ended: nothing past the token
+    assert time.monotonic() - t0 < 5
+    await _released(x)
+
+
+async def test_the_stream_still_asks_for_an_event_stream(served):
+    r = await served.client.get(PATH, headers={**served.token(), "Accept": "application/json"})
+    assert r.status_code == 406 and r.json()["code"] == "notification.stream_accept"
+    r = await served.client.get(PATH, headers={"Accept": "text/event-stream"})
+    assert r.status_code == 401
