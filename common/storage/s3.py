@@ -1,7 +1,8 @@
 """Objects in an S3-compatible bucket (production: the cloud's object storage, MinIO, Ceph RGW), through boto3.
 
 boto3's client is synchronous; each call runs in a worker thread (`asyncio.to_thread`), so the event loop never
-waits on the network. A put streams: up to one part (8 MiB) is held at a time; a larger object goes up as a
+waits on the network. A put streams: one part buffer is held at a time (8 MiB plus less than one incoming chunk,
+sent as it is, never copied: a put's memory is about one part, whatever the object's size); a larger object goes up as a
 multipart upload, aborted if the stream fails or crosses its limit, so a refused or broken upload leaves nothing
 in the bucket. Timeouts are short and retries few: a store that is down is a 503 for the caller within seconds.
 """
@@ -58,21 +59,21 @@ class S3Store:
         try:
             async for chunk in chunks:
                 buf += meter.take(chunk)
-                if len(buf) >= PART:
+                if len(buf) >= PART:  # the buffer goes up as the part itself (PART plus < one chunk), no copy
                     if upload_id is None:
                         upload_id = (await self._call(self.client.create_multipart_upload, Key=key,
                                                       ContentType=content_type))["UploadId"]
-                    body, buf = bytes(buf[:PART]), bytearray(buf[PART:])
                     resp = await self._call(self.client.upload_part, Key=key, UploadId=upload_id,
-                                            PartNumber=len(parts) + 1, Body=body)
+                                            PartNumber=len(parts) + 1, Body=buf)
                     parts.append({"ETag": resp["ETag"], "PartNumber": len(parts) + 1})
+                    buf = bytearray()
             if upload_id is None:
-                await self._call(self.client.put_object, Key=key, Body=bytes(buf), ContentType=content_type,
+                await self._call(self.client.put_object, Key=key, Body=buf, ContentType=content_type,
                                  Metadata={"sha256": meter.sha256})
             else:
                 if buf:
                     resp = await self._call(self.client.upload_part, Key=key, UploadId=upload_id,
-                                            PartNumber=len(parts) + 1, Body=bytes(buf))
+                                            PartNumber=len(parts) + 1, Body=buf)
                     parts.append({"ETag": resp["ETag"], "PartNumber": len(parts) + 1})
                 await self._call(self.client.complete_multipart_upload, Key=key, UploadId=upload_id,
                                  MultipartUpload={"Parts": parts})
