@@ -19,7 +19,7 @@ from common.clock import FrozenClock
 from common.keys import jwks_document, load_signing_keys
 from tests.components import missing
 from tests.conftest import POSTGRES_URL, TEST_ASSERTION_KEY, _create_pg_database, start_service
-from tests.gateway.conftest import START, _seed, serve_in_process
+from tests.gateway.conftest import START, _seed, member_headers, serve_in_process
 from tests.s3server import free_port
 from tests.svc_residents.conftest import P
 
@@ -71,6 +71,11 @@ async def served(db_url, tmp_path, gateway_keys_dir, request):
             rate_limit_enabled=False, audit_writer_process=False, **extra)
         gw = create_app(settings, clock=FrozenClock(START))
         await _seed(gw)
+        from gateway.members.models import Member
+
+        async with gw.state.db.session() as s, s.begin():  # the residents' app, a member of the exchange
+            s.add(Member(code="app-resident", name="居民端", kind="app", role="resident", scopes=[],
+                         secret_hash=None, status="active", created_at=START))
         gw_server, gw_serving, port = await serve_in_process(gw)
         stack.push_async_callback(_stop, gw_server, gw_serving)
         edge = None
@@ -219,3 +224,24 @@ async def test_the_stream_still_asks_for_an_event_stream(served):
     assert r.status_code == 406 and r.json()["code"] == "notification.stream_accept"
     r = await served.client.get(PATH, headers={"Accept": "text/event-stream"})
     assert r.status_code == 401
+
+
+async def test_a_revoked_member_is_cut_off(served):
+    """The gateway checks the caller before each chunk it passes: once the member is revoked its open stream ends
+    without the next message. At the edge an open stream lasts to its token's expiry (ADR 0017); a reconnect is
+    refused at once on either path."""
+    x = served
+    async with x.client.stream("GET", PATH, headers=x.token()) as r:
+        reader = Reader(r)
+        await _connected(x)
+        first = await _notify(x, 20)
+        assert (await reader.event())["id"] == first
+        ops = member_headers(x.gw, "ops-console")
+        revoked = await x.client.post("/exchange/v1/members/app-resident/revoke", headers=ops)
+        assert revoked.status_code == 200, revoked.text
+        await _notify(x, 21)
+        if x.edge is None:
+            assert await reader.event() is None  # ended, the message not passed
+    r = await x.client.get(PATH, headers=x.token())
+    assert r.status_code == 403 and r.json()["code"] == "member_revoked"
+    await _released(x)
