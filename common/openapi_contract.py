@@ -10,7 +10,8 @@ would repeat everywhere:
 - 200 beside 201 on every create (`POST` declaring 201): a retried create (the same Idempotency-Key, or a
   client-chosen id such as the time bank's `posting_id`) answers the first one's body again, with 200;
 - the error format a protocol prescribes instead of problem+json: GeoReport v2's error list under
-  `/open311/` (`[{"code", "description"}]` as JSON, or XML per the path's format); X-Road's faults under `/r1/`,
+  `/open311/` (`[{"code", "description"}]` as JSON, or XML per the path's format, the path's `{fmt}` being one of
+  `OPEN311_FORMATS`); X-Road's faults under `/r1/`,
   only 400 and 500 (PR-REST §4.6), `{type, message, detail}` as JSON or `<error>` as XML;
 - `/metrics` as Prometheus text;
 - the `Idempotency-Key` header's length (`common.idempotency.check_key` refuses others with 400);
@@ -36,6 +37,7 @@ ALL_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
 ALLOW_HEADER = {"Allow": {"description": "该路径支持的方法 The methods this path supports",
                           "schema": {"type": "string"}}}
 OPEN311_PREFIX = "/open311/"
+OPEN311_FORMATS = ("json", "xml")  # GeoReport v2's formats, a path's extension (another is a 404)
 OPEN311_ERRORS = {"type": "array", "items": {"type": "object", "required": ["code", "description"], "properties": {
     "code": {"type": "integer"}, "description": {"type": "string"}}}}
 XROAD_PREFIX = "/r1/"
@@ -69,6 +71,9 @@ def finish(doc: dict[str, Any]) -> dict[str, Any]:
             replay["description"] = "重放：同一请求再次提交时答复首次的结果 A retried create: the first answer again"
             responses["200"] = replay
         if path.startswith(OPEN311_PREFIX):
+            for param in op.get("parameters") or ():
+                if param.get("in") == "path" and param.get("name") == "fmt":
+                    param["schema"] = {"type": "string", "enum": list(OPEN311_FORMATS), "title": "Fmt"}
             for status, resp in responses.items():
                 if status.isdigit() and int(status) >= 400:
                     resp["description"] = "GeoReport v2 错误列表 GeoReport v2 error list"
