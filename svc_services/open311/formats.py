@@ -12,7 +12,9 @@ from xml.etree import ElementTree as ET
 
 from fastapi.responses import Response
 
-FORMATS = ("json", "xml")
+from common.openapi_contract import OPEN311_FORMATS
+
+FORMATS = OPEN311_FORMATS
 MEDIA = {"json": "application/json; charset=utf-8", "xml": "text/xml; charset=utf-8"}
 # list element -> tag of each member
 SINGULAR = {"services": "service", "service_requests": "request", "errors": "error", "attributes": "attribute",

@@ -40,3 +40,14 @@ async def test_other_paths_keep_the_platform_problem(client):
     assert r.status_code == 404
     assert r.headers["content-type"].startswith("application/problem+json")
     assert r.json()["code"] == "not_found"
+
+
+async def test_the_format_is_declared_as_served(client):
+    """`{fmt}` declares GeoReport v2's formats, each served; another is the 404 the fallback above answers."""
+    doc = (await client.get("/openapi.json")).json()
+    declared = [p["schema"]["enum"] for path, item in doc["paths"].items() if path.startswith("/open311/")
+                for op in item.values() for p in op.get("parameters", []) if p["name"] == "fmt"]
+    assert len(declared) == 7 and all(e == ["json", "xml"] for e in declared)
+    for fmt in declared[0]:
+        assert (await client.get(f"{BASE}/discovery.{fmt}")).status_code == 200
+    assert error_list(await client.get(f"{BASE}/discovery.yaml"), "json")[0]["code"] == 404
