@@ -58,10 +58,6 @@ FLUSH_SECONDS = 0.2
 BATCH = 500
 ADVISORY_LOCK_KEY = 4207113  # arbitrary, constant: "the gateway's message-log chain"
 
-CONTENT_FIELDS = ("id", "at", "member", "user", "resource", "owner", "purpose", "method", "path", "status",
-                  "latency_ms", "request_id", "request_hash", "response_hash", "prev_hash")
-
-
 def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
@@ -103,6 +99,10 @@ class Exchange(NamedTuple):
     request_id: str | None
     request_hash: str
     response_hash: str
+
+
+# What a row's hash covers: the call as recorded and the link to the row before it.
+CONTENT_FIELDS = (*Exchange._fields, "prev_hash")
 
 
 class AuditWriter:

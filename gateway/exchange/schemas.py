@@ -1,9 +1,11 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Literal, get_type_hints
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, create_model, field_validator
+
+from gateway.exchange.audit import Exchange
 
 SharingClass = Literal["unconditional", "conditional", "not_shared"]
 GrantStatus = Literal["pending", "approved", "refused", "revoked"]
@@ -105,23 +107,9 @@ class GrantOut(BaseModel):
     live: bool = False
 
 
-class LogEntryOut(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
-
-    seq: int
-    id: str
-    at: datetime
-    member: str
-    user: str
-    resource: str | None
-    owner: str | None
-    purpose: str | None
-    method: str
-    path: str
-    status: int
-    latency_ms: float
-    request_id: str | None
-    request_hash: str
-    response_hash: str
-    prev_hash: str
-    hash: str
+# A log entry is the call as the forwarder recorded it (audit.Exchange, one field list) with its place in the chain.
+LogEntryOut = create_model(
+    "LogEntryOut", __config__=ConfigDict(from_attributes=True), seq=(int, ...),
+    **{name: (kind, ...) for name, kind in get_type_hints(Exchange).items()},
+    prev_hash=(str, ...), hash=(str, ...),
+)
