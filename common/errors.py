@@ -191,20 +191,10 @@ def problem_body(
     return body
 
 
-def problem_response(
-    status: int,
-    code: str,
-    *,
-    lang: str,
-    detail: str | tuple[str, str] | None = None,
-    title: tuple[str, str] | None = None,
-    errors: list[dict[str, Any]] | None = None,
-    instance: str | None = None,
-    headers: dict[str, str] | None = None,
-    extra: dict[str, Any] | None = None,
-) -> JSONResponse:
-    body = problem_body(status, code, lang=lang, detail=detail, title=title, errors=errors,
-                        instance=instance, extra=extra)
+def problem_response(status: int, code: str, *, lang: str, headers: dict[str, str] | None = None,
+                     **fields: Any) -> JSONResponse:
+    """`problem_body`'s problem (`fields`: its detail, title, errors, instance, extra) as a response."""
+    body = problem_body(status, code, lang=lang, **fields)
     hdrs = {"Content-Language": lang}
     if headers:
         hdrs.update(headers)
