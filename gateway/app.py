@@ -63,6 +63,7 @@ def create_app(settings: GatewaySettings | None = None, *, verifier: TokenVerifi
     upstreams = {
         name: Upstream(name, url, timeout=settings.upstream_timeout_seconds, retries=settings.upstream_retries,
                        stream_read=settings.stream_read_timeout_seconds,
+                       upload_read=settings.upload_read_timeout_seconds,
                        breaker=CircuitBreaker(failure_threshold=settings.breaker_failures,
                                               reset_timeout=settings.breaker_reset_seconds),
                        transport=(transports or {}).get(name),

@@ -28,6 +28,9 @@ class GatewaySettings(ServiceSettings):
     # An event stream's answer (gateway/routing/streams.py) passes as it arrives, its connection open while the
     # upstream sends: each read may wait this long, above the stream's heartbeat (svc_residents: 15 s).
     stream_read_timeout_seconds: float = 45.0
+    # A file upload's answer (common.storage.uploads) comes after the service examined and stored the file (a large
+    # photo decoded and re-encoded: seconds of CPU on a loaded machine), so it may wait this long after the last byte.
+    upload_read_timeout_seconds: float = 60.0
     breaker_failures: int = 5
     breaker_reset_seconds: float = 10.0
     # Calls answered but not yet written to the message log; beyond this the gateway refuses new exchanges.

@@ -98,7 +98,7 @@ class Upstream:
 
     def __init__(self, name: str, base_url: str, *, timeout: float, retries: int, breaker: CircuitBreaker,
                  transport: httpx.AsyncBaseTransport | None = None, assertion: GatewayAssertion | None = None,
-                 stream_read: float = 45.0) -> None:
+                 stream_read: float = 45.0, upload_read: float = 60.0) -> None:
         self.name = name
         # the gateway's assertion on every call to this upstream (ADR 0013); `auth` signs the gateway's own calls
         self.assertion = assertion
@@ -117,11 +117,14 @@ class Upstream:
         connect = min(2.0, timeout)
         self._timeouts = {"connect": connect, "read": timeout, "write": timeout, "pool": timeout}
         self._stream_timeouts = {**self._timeouts, "read": stream_read}
+        self._upload_timeouts = {**self._timeouts, "read": upload_read}
         self._client_timeout = aiohttp.ClientTimeout(total=None, connect=timeout, sock_connect=connect,
                                                      sock_read=timeout)
         # an event stream's route (streams.py): each read may wait past the stream's heartbeat
         self._stream_timeout = aiohttp.ClientTimeout(total=None, connect=timeout, sock_connect=connect,
                                                      sock_read=stream_read)
+        # a file upload (StreamedBody): the service examines and stores the file after its last byte
+        self._upload_timeout = aiohttp.ClientTimeout(total=None, connect=timeout, sock_connect=connect, sock_read=upload_read)
         self._session: aiohttp.ClientSession | None = None
 
     def _open(self) -> aiohttp.ClientSession:
@@ -157,7 +160,8 @@ class Upstream:
                 method, URL(self._origin + target.decode("ascii"), encoded=True),
                 headers=[(k.decode("latin-1"), v.decode("latin-1")) for k, v in headers],
                 data=(body.__aiter__() if isinstance(body, StreamedBody) else body or None),
-                allow_redirects=False, timeout=self._stream_timeout if stream else self._client_timeout)
+                allow_redirects=False, timeout=self._stream_timeout if stream else (
+                    self._upload_timeout if isinstance(body, StreamedBody) else self._client_timeout))
             raw = list(resp.raw_headers)
             if is_event_stream(resp.status, raw):
                 return resp.status, raw, UpstreamStream.of_aiohttp(resp)
@@ -175,7 +179,8 @@ class Upstream:
                              ) -> tuple[int, list[tuple[bytes, bytes]], bytes | UpstreamStream]:
         content = body.__aiter__() if isinstance(body, StreamedBody) else body
         request = httpx.Request(method, self._url.copy_with(raw_path=target), headers=headers, content=content,
-                                extensions={"timeout": self._stream_timeouts if stream else self._timeouts})
+                                extensions={"timeout": self._stream_timeouts if stream else (
+                                    self._upload_timeouts if isinstance(body, StreamedBody) else self._timeouts)})
         try:
             resp = await self.transport.handle_async_request(request)
             if is_event_stream(resp.status_code, resp.headers.raw) and not resp.is_stream_consumed:

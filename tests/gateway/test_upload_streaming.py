@@ -203,3 +203,40 @@ async def test_open311_media_post_streams_with_its_api_key_from_the_form(served)
     r = await served.client.post("/open311/v2/requests.json", content=b"api_key=" + b"x" * (1024 * 1024 + 1),
                                  headers={"Content-Type": "application/x-www-form-urlencoded"})
     assert r.status_code == 413 and r.json()[0]["code"] == 413
+
+
+async def test_an_upload_may_take_longer_to_answer_than_a_call():
+    """After an upload's last byte the service examines and stores the file (a large photo decoded and re-encoded),
+    so the gateway waits `upload_read_timeout_seconds` for its answer, not a call's `upstream_timeout_seconds`."""
+    from common.http_client import CircuitBreaker, UpstreamTimeout
+    from gateway.routing.forwarder import StreamedBody, Upstream
+
+    async def slow(scope, receive, send):
+        if scope["type"] == "lifespan":
+            while (await receive())["type"] != "lifespan.shutdown":
+                await send({"type": "lifespan.startup.complete"})
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+        while (await receive()).get("more_body"):
+            pass
+        await asyncio.sleep(1.5)  # the examination, after the whole body arrived
+        await send({"type": "http.response.start", "status": 201, "headers": [(b"content-length", b"2")]})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    server, serving, port = await serve_in_process(slow)
+    up = Upstream("services", f"http://127.0.0.1:{port}", timeout=0.5, retries=0, upload_read=5.0,
+                  breaker=CircuitBreaker(failure_threshold=5, reset_timeout=10))
+
+    async def chunks():
+        for _ in range(8):
+            yield bytes(CHUNK)
+    try:
+        status, _, body = await up.send("POST", PATH, b"", [(b"content-type", b"multipart/form-data; boundary=x")],
+                                        StreamedBody(chunks(), str(8 * CHUNK).encode()))
+        assert (status, body) == (201, b"ok")
+        with pytest.raises(UpstreamTimeout):   # the same wait for a call: past its deadline
+            await up.send("POST", "/services/v1/requests", b"", [(b"content-type", b"application/json")], b"{}")
+    finally:
+        await up.aclose()
+        server.should_exit = True
+        await serving
