@@ -135,3 +135,15 @@ async def test_against_a_real_asgi_app():
             assert (await c.get("/echo")).json() == {"rid": "rid-9"}
         finally:
             request_id_var.reset(token)
+
+
+async def test_clients_share_one_verifying_tls_context():
+    """Every ServiceClient of a process uses the one context (an app makes about ten as it starts), and it verifies."""
+    import ssl
+
+    from common.http_client import default_tls
+
+    async with ServiceClient("a", "https://a.example") as a, ServiceClient("b", "https://b.example") as b:
+        contexts = {id(c._client._transport._pool._ssl_context) for c in (a, b)}
+        assert contexts == {id(default_tls())}
+        assert default_tls().verify_mode == ssl.CERT_REQUIRED and default_tls().check_hostname
