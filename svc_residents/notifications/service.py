@@ -15,10 +15,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, insert, select, tuple_, update
+from sqlalchemy import func, select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from common.bulk_insert import RowsInsert
 from common.errors import invalid
 from common.ids import new_id
 from svc_residents.notifications import channels as ch
@@ -32,6 +33,8 @@ URGENCIES = ("normal", "urgent", "emergency", "safety")
 BYPASS = frozenset({"emergency", "safety"})
 DAILY_CAP = 20  # outside-channel messages a recipient gets in 24 hours, emergencies not counted
 IN_CHUNK = 500  # ids per IN (…) list: well inside SQLite's and asyncpg's parameter limits
+# plain rows, no ORM objects: one statement each on SQLite (json_each), executemany on PostgreSQL
+_DELIVERIES, _ATTEMPTS = RowsInsert(Delivery.__table__), RowsInsert(Attempt.__table__)
 
 
 @dataclass
@@ -175,12 +178,10 @@ async def _insert_once(session: AsyncSession, rows: list[dict[str, Any]]) -> set
     """INSERT … ON CONFLICT (event_key, recipient) DO NOTHING, many rows at once: two replicas handling one event
     store one row. Returns the ids actually inserted."""
     mod = postgresql if session.bind.dialect.name == "postgresql" else sqlite
-    created: set[str] = set()
-    for part in _chunks(rows, 200):  # 15 columns a row: 3,000 parameters a statement
-        stmt = mod.insert(Notification).values(part).on_conflict_do_nothing(
-            index_elements=["event_key", "recipient"]).returning(Notification.id)
-        created.update((await session.execute(stmt)).scalars())
-    return created
+    table = Notification.__table__
+    # one cached statement, executemany of plain dicts (SQLAlchemy sends them as multi-row INSERTs)
+    stmt = mod.insert(table).on_conflict_do_nothing(index_elements=["event_key", "recipient"]).returning(table.c.id)
+    return set((await session.execute(stmt, rows)).scalars())
 
 
 async def notify_many(session: AsyncSession, messages: Sequence[Message], *, now: datetime,
@@ -243,10 +244,9 @@ async def notify_many(session: AsyncSession, messages: Sequence[Message], *, now
         for c in d.left_out:  # recorded skips: the channel exists but cannot reach this recipient
             attempts.append(dict(id=new_id(), delivery_id=first, notification_id=nid, channel=c, outcome="skipped",
                                  detail="no_phone", at=now, provider_ref=None))
-    for part in _chunks(deliveries, 200):  # the deliveries before their attempts (the foreign key)
-        await session.execute(insert(Delivery), part)
-    for part in _chunks(attempts, 200):
-        await session.execute(insert(Attempt), part)
+    conn = await session.connection()
+    await _DELIVERIES(conn, deliveries)  # the deliveries before their attempts (the foreign key)
+    await _ATTEMPTS(conn, attempts)
     for reason, nids in skipped.items():
         for part in _chunks(nids):
             await session.execute(update(Notification).where(Notification.id.in_(part)).values(skipped=reason)
