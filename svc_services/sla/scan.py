@@ -148,17 +148,10 @@ async def run_sla_scan(db: Database, clock: Clock | None = None, settings: Servi
             select(R.id).where(or_((R.state == "resolved") & (R.resolved_at <= cutoff),
                                    (R.state == "rated") & (R.rated_at <= cutoff)))
             .order_by(R.id).limit(batch))).scalars())
-    for rid in due:
+    # the due first, then the closable; a request another writer changed meanwhile is counted, not failed
+    for step, rid in [(_scan_one, rid) for rid in due] + [(_close_one, rid) for rid in closable]:
         try:
-            await _scan_one(db, rid, clock, settings, report)
-        except Problem as exc:
-            if exc.status in (409, 412):
-                report.conflicts += 1
-            else:
-                raise
-    for rid in closable:
-        try:
-            await _close_one(db, rid, clock, settings, report)
+            await step(db, rid, clock, settings, report)
         except Problem as exc:
             if exc.status in (409, 412):
                 report.conflicts += 1
