@@ -11,7 +11,7 @@ would repeat everywhere:
   client-chosen id such as the time bank's `posting_id`) answers the first one's body again, with 200;
 - the error format a protocol prescribes instead of problem+json: GeoReport v2's error list under
   `/open311/` (`[{"code", "description"}]` as JSON, or XML per the path's format, the path's `{fmt}` being one of
-  `OPEN311_FORMATS`); X-Road's faults under `/r1/`,
+  `OPEN311_FORMATS`, in which its documents are answered too); X-Road's faults under `/r1/`,
   only 400 and 500 (PR-REST §4.6), `{type, message, detail}` as JSON or `<error>` as XML;
 - `/metrics` as Prometheus text;
 - the `Idempotency-Key` header's length (`common.idempotency.check_key` refuses others with 400);
@@ -74,6 +74,9 @@ def finish(doc: dict[str, Any]) -> dict[str, Any]:
             for param in op.get("parameters") or ():
                 if param.get("in") == "path" and param.get("name") == "fmt":
                     param["schema"] = {"type": "string", "enum": list(OPEN311_FORMATS), "title": "Fmt"}
+                    for status, resp in responses.items():  # each document as JSON or, for .xml, XML
+                        if status.startswith("2"):
+                            resp.setdefault("content", {}).setdefault("text/xml", {"schema": {"type": "string"}})
             for status, resp in responses.items():
                 if status.isdigit() and int(status) >= 400:
                     resp["description"] = "GeoReport v2 错误列表 GeoReport v2 error list"
