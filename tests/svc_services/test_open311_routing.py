@@ -48,6 +48,8 @@ async def test_the_format_is_declared_as_served(client):
     declared = [p["schema"]["enum"] for path, item in doc["paths"].items() if path.startswith("/open311/")
                 for op in item.values() for p in op.get("parameters", []) if p["name"] == "fmt"]
     assert len(declared) == 7 and all(e == ["json", "xml"] for e in declared)
+    ok = doc["paths"]["/open311/v2/discovery.{fmt}"]["get"]["responses"]["200"]["content"]
+    assert {"application/json", "text/xml"} <= set(ok)
     for fmt in declared[0]:
         assert (await client.get(f"{BASE}/discovery.{fmt}")).status_code == 200
     assert error_list(await client.get(f"{BASE}/discovery.yaml"), "json")[0]["code"] == 404
