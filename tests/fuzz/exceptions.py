@@ -25,10 +25,4 @@ EXCEPTIONS: dict[tuple[str, str], str] = {
     ("positive_data_acceptance", "POST /services/v1/requests/{request_id}/transitions"): "If-Match carries the "
                            "version seen (a number in quotes); its pattern is not declared on the header yet "
                            "(to declare: svc_services/requests/router.py)",
-    ("status_code_conformance", "GET /residents/v1/notifications/stream"): "406 when Accept lacks "
-                           "text/event-stream is not declared yet (svc_residents/notifications, under other work)",
-    ("positive_data_acceptance", "GET /residents/v1/notifications/stream"): "the stream answers only Accept: "
-                           "text/event-stream (406 otherwise), which its document does not state yet",
-    ("status_code_conformance", "PUT /residents/v1/staff_contacts/"): "a PUT that creates answers 201, not "
-                           "declared yet (svc_residents/notifications, under other work)",
 }

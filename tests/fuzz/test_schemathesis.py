@@ -73,11 +73,25 @@ def _send(pt: PlatformThread, case, role: str) -> httpx.Response:
     return pt.request(prepared.method, target, headers=headers, content=body)
 
 
+# A notification stream answering a case holds its connection for its lifetime (ADR 0017): a short one here, so a
+# case with the Accept it declares gets its whole answer in a fraction of a second
+STREAM_ENV = {"ONENET_NOTIFY_STREAM_LIFETIME_SECONDS": "0.3", "ONENET_NOTIFY_STREAM_HEARTBEAT_SECONDS": "0.1"}
+
+
 @pytest.fixture(scope="module")
 def platform(tmp_path_factory):
+    saved = {k: os.environ.get(k) for k in STREAM_ENV}
+    os.environ.update({k: os.environ.get(k) or v for k, v in STREAM_ENV.items()})
     pt = PlatformThread(tmp_path_factory.mktemp("fuzz"))
-    with pt:
-        yield pt
+    try:
+        with pt:
+            yield pt
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 @pytest.fixture(scope="module")
