@@ -3,7 +3,6 @@ query plans that run on either driver. Beside it: `common.writer_threads` (trans
 threads) and `common.bulk_insert` (many rows in one statement)."""
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator, Generator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
 from datetime import datetime, timezone
@@ -109,7 +108,7 @@ class Database:
         self.plan_cache_mode = plan_cache_mode
         self.engine = create_engine(self.url, echo=echo, plan_cache_mode=plan_cache_mode)
         self.sessionmaker = async_sessionmaker(self.engine, expire_on_commit=False, class_=AsyncSession)
-        self._write_lock: asyncio.Lock | None = None
+        self._write_gate: Any = None
 
     @property
     def dialect(self) -> str:
@@ -127,15 +126,23 @@ class Database:
     async def dispose(self) -> None:
         await self.engine.dispose()
 
-    def write_gate(self) -> AbstractAsyncContextManager:
+    def write_gate(self, *, urgent: bool = False) -> AbstractAsyncContextManager:
         """Where this process's writers queue for a SQLite database, which takes one writer at a time: a writer
         that finds it locked sleeps in SQLite's busy handler (1, 2, 5, 10 … 100 ms), while one waiting here gets
-        it the moment it is free. PostgreSQL: no gate."""
+        it the moment it is free (`common.write_gate`: from any thread's loop; `urgent` goes ahead of the queue).
+        PostgreSQL: no gate."""
         if self.dialect != "sqlite":
             return nullcontext()
-        if self._write_lock is None:
-            self._write_lock = asyncio.Lock()
-        return self._write_lock
+        if self._write_gate is None:
+            from common.write_gate import WriteGate
+
+            self._write_gate = WriteGate()
+        return self._write_gate(urgent=urgent)
+
+    @property
+    def urgent_writer_waiting(self) -> bool:
+        """An urgent writer waits at the gate (a writer holding it ends its turn early)."""
+        return self._write_gate is not None and self._write_gate.urgent_waiting
 
     def writer_threads(self, *, threads: int = 1, name: str = "db-writer") -> "WriterThreads":
         from common.writer_threads import WriterThreads

@@ -243,7 +243,8 @@ class OutboxRelay:
             failure = await self._send(rows)
             # in turn with the service's other writers: holding SQLite's write lock across the loop's hand-offs to
             # aiosqlite while a writer waits in the busy handler cost the intake writer a tenth of its time
-            async with db.write_gate():
+            # the service's gate (from the lane too), an urgent relay ahead of the bulk writers waiting there
+            async with self.db.write_gate(urgent=self.wake_on_commit):
                 delivered = await self._mark(conn, rows, now, failure)
                 await conn.commit()
             return delivered
@@ -309,7 +310,7 @@ class OutboxRelay:
         while True:
             # by ix_outbox_pending (delivered_at first): the oldest deliveries, without reading the pending rows
             oldest = self._filtered(select(m.id).where(m.delivered_at < cutoff).order_by(m.delivered_at).limit(chunk))
-            async with db.write_gate(), db.engine.begin() as conn:
+            async with self.db.write_gate(), db.engine.begin() as conn:
                 n = (await conn.execute(delete(m).where(m.id.in_(oldest.scalar_subquery())))).rowcount or 0
             gone += n
             if n < chunk:

@@ -142,7 +142,11 @@ async def test_a_cancelled_lane_ends_its_thread(db):
     relay = OutboxRelay(db, OutboxEvent, source="t", send=Inbox(), poll_seconds=HOUR,
                         types=TypeFilter(include=("emergency.",)), wake_on_commit=True, own_loop=True)
     task = await _started(relay, stop)
+    assert [t for t in threading.enumerate() if t.name == "outbox-lane/t"]
     task.cancel()  # as create_service_app's shutdown does after its grace
     with pytest.raises(asyncio.CancelledError):
         await task
-    assert not [t for t in threading.enumerate() if t.name == "outbox-lane/t"]
+    lanes = [t for t in threading.enumerate() if t.name == "outbox-lane/t"]
+    for t in lanes:  # it has settled the task and returns
+        await asyncio.to_thread(t.join, 10)
+    assert not any(t.is_alive() for t in lanes)
