@@ -14,6 +14,8 @@ whose first step calls grid1 (voice + SMS + push).
 Per alarm, read afterwards from svc_residents' database (one clock: the service's):
 - alarm → first call attempt: `device_alarms.created_at` → `callout_attempts.made_at` (step 0), what issue 26 asks;
 - the device's POST → first call attempt: the bench's own send time → `made_at` (the gateway hop included);
+- the two hops: alarm → the request filed in svc_services (`service_requests.created_at`, the alarm feed and the
+  intake) and filed → first call attempt (the intake's commit, the emergency feed, the call-out);
 - first call → handed to an emulated platform (voice, SMS or push; skipped channels not counted): `made_at` → the
   first such attempt's `at`, for information (the notification engine's dispatcher, ADR 0017, scans every
   `notify_scan_seconds`).
@@ -89,8 +91,8 @@ class Platform:
     def token(self, username: str) -> dict[str, str]:
         return self.sign_ins.headers(username)
 
-    def sql(self, query: str, *args) -> list[tuple]:
-        with sqlite3.connect(f"file:{self.var / 'svc_residents.db'}?mode=ro", uri=True, timeout=30) as conn:
+    def sql(self, query: str, *args, service: str = "svc_residents") -> list[tuple]:
+        with sqlite3.connect(f"file:{self.var / (service + '.db')}?mode=ro", uri=True, timeout=30) as conn:
             return conn.execute(query, args).fetchall()
 
     def stop(self) -> None:
@@ -153,7 +155,8 @@ def alarms(p: Platform, serial: str, hub: dict[str, str], n: int, interval: floa
     deadline = time.monotonic() + 120
     marks = ",".join("?" * len(sent))
     while time.monotonic() < deadline and len(found) < len(sent):
-        for row in p.sql(f"SELECT a.id, a.created_at, c.made_at, c.id FROM device_alarms a JOIN callout_attempts c "
+        for row in p.sql(f"SELECT a.id, a.created_at, c.made_at, c.id, a.request_id FROM device_alarms a "
+                         f"JOIN callout_attempts c "
                          f"ON c.request_id = a.request_id AND c.step = 0 WHERE a.id IN ({marks})", *sent):
             found[row[0]] = row
         time.sleep(0.5)
@@ -161,14 +164,20 @@ def alarms(p: Platform, serial: str, hub: dict[str, str], n: int, interval: floa
     handed = dict(p.sql("SELECT substr(n.event_key, 9), min(t.at) FROM notifications n JOIN notification_attempts t "
                         "ON t.notification_id = n.id WHERE t.outcome != 'skipped' AND n.event_key LIKE 'callout:%' "
                         "GROUP BY n.event_key"))
+    filed = dict(p.sql("SELECT id, created_at FROM service_requests WHERE channel = 'iot'", service="svc_services"))
     out: dict[str, list[float]] = {"alarm → first call attempt": [], "device POST → first call attempt": [],
+                                   "  alarm → request filed in svc_services": [],
+                                   "  request filed → first call attempt": [],
                                    "first call → handed to a platform": [], "missing": []}
     for alarm_id in sent:
         if alarm_id not in found:
             out["missing"].append(1.0)
             continue
-        _, created, made, attempt = found[alarm_id]
+        _, created, made, attempt, request_id = found[alarm_id]
         out["alarm → first call attempt"].append(_ts(made) - _ts(created))
+        if request_id in filed:  # the two hops: svc_residents' alarm feed into the intake, the emergency feed back
+            out["  alarm → request filed in svc_services"].append(_ts(filed[request_id]) - _ts(created))
+            out["  request filed → first call attempt"].append(_ts(made) - _ts(filed[request_id]))
         out["device POST → first call attempt"].append(_ts(made) - sent[alarm_id])
         if attempt in handed:
             out["first call → handed to a platform"].append(_ts(handed[attempt]) - _ts(made))
