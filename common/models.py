@@ -5,9 +5,9 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import JSON, BigInteger, Index, Integer, String, Text
-from sqlalchemy.orm import Mapped, declared_attr, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, declared_attr, mapped_column
 
-from common.db import UTCDateTime
+from common.db import UTCDateTime, make_metadata
 
 # SQLite only auto-increments INTEGER PRIMARY KEY columns.
 BigIntPK = BigInteger().with_variant(Integer(), "sqlite")
@@ -48,3 +48,19 @@ class IdempotencyMixin:
     status_code: Mapped[int] = mapped_column(Integer, default=0)
     response_body: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+def service_base() -> tuple[type[DeclarativeBase], type[OutboxMixin], type[IdempotencyMixin]]:
+    """A service's own declarative base (its own metadata, for its own Alembic history) with the two tables every
+    service has: `Base, OutboxEvent, IdempotencyRecord = service_base()` in the service's base.py."""
+
+    class Base(DeclarativeBase):
+        metadata = make_metadata()
+
+    class OutboxEvent(OutboxMixin, Base):
+        pass
+
+    class IdempotencyRecord(IdempotencyMixin, Base):
+        pass
+
+    return Base, OutboxEvent, IdempotencyRecord

@@ -1,19 +1,7 @@
-"""svc_residents' declarative base and the tables every service has (outbox, idempotency keys)."""
+"""svc_residents' declarative base (its own metadata, for its own migrations) and the tables every service has (outbox,
+idempotency keys), made by common.models.service_base."""
 from __future__ import annotations
 
-from sqlalchemy.orm import DeclarativeBase
+from common.models import service_base
 
-from common.db import make_metadata
-from common.models import IdempotencyMixin, OutboxMixin
-
-
-class Base(DeclarativeBase):
-    metadata = make_metadata()
-
-
-class OutboxEvent(OutboxMixin, Base):
-    pass
-
-
-class IdempotencyRecord(IdempotencyMixin, Base):
-    pass
+Base, OutboxEvent, IdempotencyRecord = service_base()
