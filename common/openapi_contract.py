@@ -11,7 +11,7 @@ would repeat everywhere:
   client-chosen id such as the time bank's `posting_id`) answers the first one's body again, with 200;
 - the error format a protocol prescribes instead of problem+json: GeoReport v2's error list under
   `/open311/` (`[{"code", "description"}]` as JSON, or XML per the path's format, the path's `{fmt}` being one of
-  `OPEN311_FORMATS`, in which its documents are answered too); X-Road's faults under `/r1/`,
+  `OPEN311_FORMATS`, in which its documents are answered too, and an id in the path one segment); X-Road's faults under `/r1/`,
   only 400 and 500 (PR-REST §4.6), `{type, message, detail}` as JSON or `<error>` as XML;
 - `/metrics` as Prometheus text;
 - the `Idempotency-Key` header's length (`common.idempotency.check_key` refuses others with 400);
@@ -38,6 +38,7 @@ ALLOW_HEADER = {"Allow": {"description": "该路径支持的方法 The methods t
                           "schema": {"type": "string"}}}
 OPEN311_PREFIX = "/open311/"
 OPEN311_FORMATS = ("json", "xml")  # GeoReport v2's formats, a path's extension (another is a 404)
+OPEN311_SEGMENT = "^[^/]+$"
 OPEN311_ERRORS = {"type": "array", "items": {"type": "object", "required": ["code", "description"], "properties": {
     "code": {"type": "integer"}, "description": {"type": "string"}}}}
 XROAD_PREFIX = "/r1/"
@@ -72,6 +73,9 @@ def finish(doc: dict[str, Any]) -> dict[str, Any]:
             responses["200"] = replay
         if path.startswith(OPEN311_PREFIX):
             for param in op.get("parameters") or ():
+                if param.get("in") == "path" and param.get("name") != "fmt":
+                    # an id is one path segment before the format's extension: a slash in it routes elsewhere
+                    param["schema"] = {**param.get("schema", {}), "pattern": OPEN311_SEGMENT}
                 if param.get("in") == "path" and param.get("name") == "fmt":
                     param["schema"] = {"type": "string", "enum": list(OPEN311_FORMATS), "title": "Fmt"}
                     for status, resp in responses.items():  # each document as JSON or, for .xml, XML
