@@ -15,7 +15,8 @@ The policy (DESIGN "Identity and authorisation" and "Data protection", DOMAIN wo
 
 The targets: R1 (P1's accepted request in A1 of 幸福) with a photo by staff1; a request of P1 for an item that
 requires an uploaded ID card copy, with the file brought by resident1; a public matter staff1 reported with a
-photo and published, whose photo Open311 names by a signed URL (`media_url`). Fresh requests are made as ops for every
+photo and published, whose photo Open311 names by a signed URL (`media_url`); Open311's multipart POST with a
+`media` photo follows the submission's rule (the photo is the submitter's own report). Fresh requests are made as ops for every
 call that changes a material (an upload moves it, a review ends it).
 """
 from __future__ import annotations
@@ -25,7 +26,7 @@ import io
 from PIL import Image
 
 from tests.authz.policy import A1, DENY, HIDE, OK, P1, Caller, Rule, allow, no_grant
-from tests.authz.test_matrix import REQUEST_BODY, Cell, World, get, holds, ids
+from tests.authz.test_matrix import CELLS as MATRIX_CELLS, REQUEST_BODY, Cell, World, get, holds, ids, open311
 
 MATERIAL = {"code": "id_card_copy", "name": "身份证复印件", "source": "upload"}
 PDF = (b"%PDF-1.7\n1 0 obj\n<< /Type /Catalog /Pages 2 0 R >>\nendobj\n2 0 obj\n<< /Type /Pages /Kids [] /Count 0 >>"
@@ -108,6 +109,14 @@ def material_review(w: World, c: Caller, oid: str | None):
     return "POST", f"/services/v1/requests/{rid}/materials/id_card_copy/review", {"json": {"decision": "verified"}}
 
 
+def open311_with_media(w: World, c: Caller, oid: str | None):
+    """GeoReport's multipart POST with its `media` photo: the submission's own photo, so the submission's rule."""
+    method, path, kw = open311(w, c, oid)
+    return method, path, {**kw, **{"files": {"media": ("lamp.jpg", JPEG, "image/jpeg")}}}
+
+
+# the endpoint's cells are test_matrix.py's (a domain may not name it again): the media variant joins them
+MATRIX_CELLS["POST /open311/v2/requests.{fmt}"].append(Cell("open311.submit", open311_with_media))
 CELLS = {
     "POST /services/v1/requests/{request_id}/photos": [Cell("attachment.photo", photo_upload)],
     "GET /services/v1/requests/{request_id}/attachments": [
