@@ -24,6 +24,15 @@ def submitted_row(req: Any, now: datetime) -> dict[str, Any]:
     return event_row(f"{FEED}changed", subject=req.id, data=snapshot(req), now=now)
 
 
-def record_change(session: AsyncSession, req: Any, now: datetime) -> None:
-    if req.priority == "emergency":
+# the states in which svc_residents' call-out goes on calling (its `callout.chain.WAITING`): nobody has taken the
+# emergency up yet
+CALLING = frozenset({"submitted", "escalated"})
+
+
+def record_change(session: AsyncSession, req: Any, now: datetime, *, from_state: str) -> None:
+    """A move of an emergency request, for the call-out, when it changes what the call-out does: the request taken
+    up (out of CALLING). A move within CALLING (the SLA's escalation) tells it nothing, so no row: such snapshots
+    queued in the emergency lane ahead of new alarms' first snapshots (each snapshot is whole, versions only
+    grow, so a skipped one loses nothing; the priority is set at submission, whose snapshot starts the call-out)."""
+    if req.priority == "emergency" and not (from_state in CALLING and req.state in CALLING):
         record_event(session, OutboxEvent, f"{FEED}changed", subject=req.id, data=snapshot(req), now=now)

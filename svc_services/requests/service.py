@@ -67,7 +67,7 @@ async def apply(session: AsyncSession, req: ServiceRequest, principal: Principal
     record_event(session, OutboxEvent, f"request.{EVENT[action]}", subject=req.id, community=req.community,
                  grid=req.grid, data=event_data(req, action, from_state, principal, now, data), now=now)
     await record_notice(session, req, EVENT[action], now, note=note, extra=data)  # who is told: svc_residents
-    emergency_feed.record_change(session, req, now)  # the call-out follows the request's state
+    emergency_feed.record_change(session, req, now, from_state=from_state)  # the call-out follows the request
     await session.flush()
     return req
 
