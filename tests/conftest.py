@@ -54,6 +54,23 @@ def pytest_runtest_setup(item) -> None:
     check_marks(item)
 
 
+_SHARED_SCOPES = {"class", "module", "package"}
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist's worker reads the groups off the marks
+def pytest_collection_modifyitems(config, items) -> None:
+    """For `--dist loadgroup` (`make test PYTEST_ARGS="-n 2 --dist loadgroup"`): a test that shares a module's
+    fixture (a platform, a seeded app, a module's event loop) stays on the worker of its module's other tests, so that
+    fixture starts once; every other test goes to whichever worker is free, so one long file no longer holds a worker
+    while the other idles. Under `--dist loadfile` the marks change nothing."""
+    for item in items:
+        info = getattr(item, "_fixtureinfo", None)
+        if info is None:
+            continue
+        if any(defs and defs[-1].scope in _SHARED_SCOPES for defs in info.name2fixturedefs.values()):
+            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::", 1)[0]))
+
+
 ISSUER = "onenet-gateway"
 AUDIENCE = "onenet"
 
