@@ -38,7 +38,7 @@ ALLOW_HEADER = {"Allow": {"description": "该路径支持的方法 The methods t
                           "schema": {"type": "string"}}}
 OPEN311_PREFIX = "/open311/"
 OPEN311_FORMATS = ("json", "xml")  # GeoReport v2's formats, a path's extension (another is a 404)
-OPEN311_SEGMENT = "^[^/]+$"
+OPEN311_SEGMENT = r"^[^/\n]+$"  # one segment; the gateway routes no line break either
 OPEN311_ERRORS = {"type": "array", "items": {"type": "object", "required": ["code", "description"], "properties": {
     "code": {"type": "integer"}, "description": {"type": "string"}}}}
 XROAD_PREFIX = "/r1/"
