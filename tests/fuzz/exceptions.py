@@ -22,7 +22,8 @@ EXCEPTIONS: dict[tuple[str, str], str] = {
                            "needs depends on grant_type (password: username and password; sms: phone and code; "
                            "client_credentials: client_id and secret), and RFC 6749 §5.2 answers a missing one "
                            "400 invalid_request, not 422",
-    ("positive_data_acceptance", "POST /services/v1/requests/{request_id}/transitions"): "If-Match carries the "
-                           "version seen (a number in quotes); its pattern is not declared on the header yet "
-                           "(to declare: svc_services/requests/router.py)",
+    ("positive_data_acceptance", "POST /services/v1/requests/{request_id}/transitions"): "the version seen is "
+                           "required in one of two places, the body's `version` or the If-Match header (its "
+                           "pattern declared); with neither the answer is 428 (RFC 6585 §3), a rule relating a "
+                           "body field to a header that no OpenAPI schema can state",
 }
