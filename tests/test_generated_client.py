@@ -38,22 +38,26 @@ async def platform(request, tmp_path_factory):
         yield await start_platform(stack, tmp, urls=urls)
 
 
-_generated: dict[str, object] = {}
-
-
-def _client_package(doc: dict, tmp_path_factory):
-    """The generated package for `doc`, generated once per document (both backends serve the same one)."""
+@pytest.fixture(scope="module")
+def client_package(tmp_path_factory):
+    """The generated package for a document, generated once per document (both backends serve the same one); one
+    module fixture for both backends, so that `--dist loadgroup` runs them on one worker and generates once."""
     import json
 
-    key = json.dumps(doc, sort_keys=True)
-    if key not in _generated:
-        out = tmp_path_factory.mktemp("generated")
-        generate(doc, out)
-        sys.path.insert(0, str(out))
-        for name in [m for m in sys.modules if m == PACKAGE or m.startswith(PACKAGE + ".")]:
-            del sys.modules[name]
-        _generated[key] = importlib.import_module(PACKAGE)
-    return _generated[key]
+    generated: dict[str, object] = {}
+
+    def package(doc: dict):
+        key = json.dumps(doc, sort_keys=True)
+        if key not in generated:
+            out = tmp_path_factory.mktemp("generated")
+            generate(doc, out)
+            sys.path.insert(0, str(out))
+            for name in [m for m in sys.modules if m == PACKAGE or m.startswith(PACKAGE + ".")]:
+                del sys.modules[name]
+            generated[key] = importlib.import_module(PACKAGE)
+        return generated[key]
+
+    return package
 
 
 def _api(module: str):
@@ -67,10 +71,10 @@ def _body_model(op):
     return typing.get_type_hints(op.asyncio_detailed)["body"]
 
 
-async def test_the_readme_tour_through_the_generated_client(platform, tmp_path_factory):
+async def test_the_readme_tour_through_the_generated_client(platform, client_package):
     doc = (await platform.client.get("/openapi.json")).json()
     assert not doc["info"].get("x-onenet-unavailable"), doc["info"]
-    pkg = _client_package(doc, tmp_path_factory)
+    pkg = client_package(doc)
     models = importlib.import_module(f"{PACKAGE}.models")
     http = {"transport": httpx.ASGITransport(app=platform.gateway)}
     anonymous = pkg.Client(base_url="http://gw", httpx_args=http, raise_on_unexpected_status=True)
