@@ -108,7 +108,7 @@ async def list_persons(session: DbSession, protection: AppProtection, grants: ex
                        request: Request, name: str | None = Query(None, min_length=1, max_length=50),
                        grid_code: str | None = Query(None, pattern=GRID_CODE_PATTERN),
                        community_code: str | None = Query(None, pattern=COMMUNITY_CODE_PATTERN),
-                       household_id: str | None = None, tag: TagCode | None = None,
+                       household_id: str | None = Query(None, max_length=36), tag: TagCode | None = None,
                        age_min: int | None = Query(None, ge=0, le=150), age_max: int | None = Query(None, ge=0, le=150),
                        page: PageParams = Depends(), principal: Principal = Depends(get_principal),
                        clock: Clock = Depends(get_clock)):

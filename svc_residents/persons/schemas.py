@@ -1,11 +1,12 @@
 from __future__ import annotations
 
 from datetime import date, datetime
+from typing import Annotated
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
 from common.errors import Problem
-from common.validators import CommunityCode, GridCode
+from common.validators import JSON_INTEGER, CommunityCode, GridCode
 from svc_residents.codes import (AccessibilityNeed, Channel, ConsentChannel, ConsentPurpose, ResidencyType, TagCode,
                                  TagSource)
 
@@ -148,7 +149,7 @@ class PersonSearch(BaseModel):
     community_code: CommunityCode | None = None
     household_id: str | None = Field(default=None, max_length=36)
     tag: TagCode | None = Field(default=None, description="特殊群体标签（仅计有效期内的）")
-    age_min: int | None = Field(default=None, ge=0, le=150)
-    age_max: int | None = Field(default=None, ge=0, le=150)
-    limit: int = Field(default=50, ge=1, le=200)
+    age_min: Annotated[int, Field(ge=0, le=150), JSON_INTEGER] | None = None  # as JSON Schema's integer: not "5"
+    age_max: Annotated[int, Field(ge=0, le=150), JSON_INTEGER] | None = None
+    limit: Annotated[int, Field(ge=1, le=200), JSON_INTEGER] = 50
     cursor: str | None = None
