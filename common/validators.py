@@ -313,9 +313,10 @@ def _money(value: object) -> Decimal:
         if value != value or value in (float("inf"), float("-inf")):
             raise PydanticCustomError("finite_number", "金额应为有限数", {"message_en": "An amount is a finite number"})
         amount = Decimal(repr(value))
-        fen = amount.quantize(_FEN)
-        if amount != fen and abs(amount - fen) <= abs(amount) * Decimal("1e-12"):
-            amount = fen  # a float's rounding of a whole fen
+        if abs(amount) <= MONEY_MAX:  # (beyond, quantize would exceed the context's precision; refused below)
+            fen = amount.quantize(_FEN)
+            if amount != fen and abs(amount - fen) <= abs(amount) * Decimal("1e-12"):
+                amount = fen  # a float's rounding of a whole fen
     if amount < 0:
         raise PydanticCustomError("greater_than_equal", "金额不能为负", {"message_en": "An amount is not negative"})
     if amount > MONEY_MAX:
