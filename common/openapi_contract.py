@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import json
 from typing import Any
 
 from starlette.requests import Request
@@ -39,6 +40,7 @@ ALLOW_HEADER = {"Allow": {"description": "该路径支持的方法 The methods t
 OPEN311_PREFIX = "/open311/"
 OPEN311_FORMATS = ("json", "xml")  # GeoReport v2's formats, a path's extension (another is a 404)
 OPEN311_SEGMENT = r"^[^/\n]+$"  # one segment; the gateway routes no line break either
+OPEN311_KEPT_HEADERS = ("allow", "www-authenticate", "retry-after")  # of a refusal answered as Open311's
 OPEN311_ERRORS = {"type": "array", "items": {"type": "object", "required": ["code", "description"], "properties": {
     "code": {"type": "integer"}, "description": {"type": "string"}}}}
 XROAD_PREFIX = "/r1/"
@@ -186,3 +188,28 @@ def install_method_not_allowed(app) -> None:
             route._onenet_405 = True
             extra.append(route)
     routes[at:at] = extra
+
+
+def install_open311_routing_errors(app, answer) -> None:
+    """Where no route of `app` answers a path under `/open311/` (an unknown document or format, an id holding a
+    slash or a line break, a method the path does not take), the app's routing refusal (common.errors' problem:
+    404, 405 with `Allow`) answered in GeoReport v2's error list, as every operation there declares:
+    `answer(path, status, description, headers)` renders it (JSON, or XML for a path ending in `.xml`), the
+    description the problem's detail in the caller's language. svc_services for its routes
+    (svc_services.open311.fallback), the gateway for the paths its forward route cannot take
+    (gateway.routing.open311)."""
+    from starlette.exceptions import HTTPException
+
+    platform = app.exception_handlers[HTTPException]
+
+    async def routing_error(request: Request, exc: HTTPException):
+        refusal = await platform(request, exc)
+        path = request.scope.get("path", "")
+        if not path.startswith(OPEN311_PREFIX):
+            return refusal
+        problem = json.loads(bytes(refusal.body))
+        headers = {k: v for k, v in refusal.headers.items() if k.lower() in OPEN311_KEPT_HEADERS}
+        description = problem.get("detail") or problem.get("title") or str(refusal.status_code)
+        return answer(path, refusal.status_code, description, headers or None)
+
+    app.add_exception_handler(HTTPException, routing_error)

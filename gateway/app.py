@@ -37,6 +37,7 @@ from gateway.exchange.policy import ExchangePolicy
 from gateway.exchange.router import router as exchange_router
 from gateway.exchange.service import ensure_catalogue, load_policy, refresh_catalogue
 from gateway.ratelimit import build_limiter
+from gateway.routing import open311 as open311_routing
 from gateway.routing.gate import ExchangeGate
 from gateway.routing.forwarder import Forwarder, Upstream
 from gateway.routing.openapi import AggregatedOpenAPI
@@ -180,6 +181,7 @@ def create_app(settings: GatewaySettings | None = None, *, verifier: TokenVerifi
         clock=clock,
         gateway_only=False,
     )
+    open311_routing.install_routing_errors(app)  # where the forward route cannot take an /open311/ path
     app.state.token_issuer = issuer
     app.state.login_throttle = login_throttle
     app.state.phone_signin = phone_signin

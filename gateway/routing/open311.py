@@ -9,6 +9,8 @@
   rate-limited per address, logged); svc_services serves only public documents to it (no personal data).
 - Any other call without a key is refused here. Refusals made by the gateway itself (401, 403, 429, 503, …) are
   answered in Open311's error format, `[{"code": …, "description": …}]` or `<errors><error>…`.
+- A path under `/open311/` the forward route cannot take (one holding a line break, which Starlette's path
+  convertor does not match) is answered in Open311's error format as well (`install_routing_errors`).
 - A multipart POST (GeoReport's `media` photo) is an upload (common.storage.uploads): streamed on as it arrives,
   never held whole. Its `api_key` is read from the query, or from the form fields ahead of the file: at most
   `KEY_SCAN` bytes are read before forwarding, and passed on in front of the rest. Any other POST body keeps the
@@ -27,6 +29,7 @@ from starlette.responses import Response
 
 from common.auth import Principal
 from common.errors import Problem
+from common.openapi_contract import OPEN311_KEPT_HEADERS, install_open311_routing_errors
 from gateway.routing.forwarder import StreamedBody
 from gateway.routing.gate import Call, ExchangeGate
 
@@ -38,13 +41,18 @@ _KEY_PART = re.compile(rb'name="api_key"(?![^\r\n]*filename=)')
 
 
 def _open311_error(path: str, status: int, description: str, headers: dict[str, str] | None = None) -> Response:
-    keep = {k: v for k, v in (headers or {}).items() if k.lower() in ("www-authenticate", "retry-after")}
+    keep = {k: v for k, v in (headers or {}).items() if k.lower() in OPEN311_KEPT_HEADERS}
     if path.endswith(".xml"):
         body = (f'<?xml version="1.0" encoding="utf-8"?>\n<errors><error><code>{status}</code>'
                 f"<description>{escape(description)}</description></error></errors>").encode()
         return Response(body, status_code=status, media_type="text/xml; charset=utf-8", headers=keep)
     body = json.dumps([{"code": status, "description": description}], ensure_ascii=False).encode()
     return Response(body, status_code=status, media_type="application/json; charset=utf-8", headers=keep)
+
+
+def install_routing_errors(app) -> None:
+    """The gateway's routing refusals under `/open311/` in Open311's error format (common.openapi_contract)."""
+    install_open311_routing_errors(app, _open311_error)
 
 
 def _media_type(request: Request) -> str:

@@ -115,3 +115,22 @@ async def test_the_gateway_sends_no_client_to_the_host_it_was_given(gw, ready):
     settings = ready.app.state.settings
     assert r.json()["endpoints"][0]["url"] == (settings.public_url or settings.gateway_url).rstrip("/") + "/open311/v2/"
     assert "evil.example" not in r.text
+
+
+@pytest.mark.parametrize("method, path, fmt", [
+    ("GET", "/open311/v2/media/%0A.jpg", "json"),            # a line break: the forward route does not match it
+    ("GET", "/open311/v2/requests/a%0Ab.xml", "xml"),
+    ("POST", "/open311/v2/requests/%0A.json", "json"),
+])
+async def test_an_open311_path_the_gateway_cannot_route_is_a_georeport_404(gw, method, path, fmt):
+    r = await gw.request(method, path, headers={"Accept-Language": "en"})
+    assert r.status_code == 404
+    assert r.headers["content-type"].startswith("application/json" if fmt == "json" else "text/xml")
+    if fmt == "json":
+        assert r.json() == [{"code": 404, "description": "Not found"}], r.text
+    else:
+        assert [(e.findtext("code"), e.findtext("description"))
+                for e in ET.fromstring(r.content).findall("error")] == [("404", "Not found")]
+    # elsewhere the gateway's own refusal stays problem+json
+    r = await gw.get("/services/v1/a%0Ab")
+    assert r.status_code == 404 and r.headers["content-type"].startswith("application/problem+json")
