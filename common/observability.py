@@ -19,6 +19,7 @@ from common.context import request_id_var, traceparent_var
 from common.errors import BodyTooLarge, Problem, internal_error_response, problem_response, too_large_response
 from common.http_client import child_traceparent
 from common.i18n import negotiate_language
+from common.openapi_contract import open311_refusal
 from common.logging import direct_handler
 
 access_log = logging.getLogger("onenet.access")
@@ -206,14 +207,14 @@ class ObservabilityMiddleware:
                     limit = state["body_limit"] = route_limit
                 if length is not None and length.isdigit() and int(length) > limit:
                     lang = negotiate_language(accept_language)
-                    await too_large_response(lang, limit, path)(scope, receive, send_wrapper)
+                    await open311_refusal(path, too_large_response(lang, limit, path))(scope, receive, send_wrapper)
                     return
                 has_body = (length not in (None, "0")) or chunked
                 if has_body and not self._media_type_ok(path, content_type, upload=route_limit is not None):
-                    await problem_response(
+                    await open311_refusal(path, problem_response(  # under /open311/: GeoReport's error list
                         415, "unsupported_media_type", lang=negotiate_language(accept_language), instance=path,
                         detail=("请以 application/json 提交请求体", "Send the body as application/json"),
-                    )(scope, receive, send_wrapper)
+                    ))(scope, receive, send_wrapper)
                     return
                 receive = self._limited(receive, state, limit)
             try:

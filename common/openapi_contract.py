@@ -190,12 +190,37 @@ def install_method_not_allowed(app) -> None:
     routes[at:at] = extra
 
 
-def install_open311_routing_errors(app, answer) -> None:
+def open311_error(path: str, status: int, description: str, headers: dict[str, str] | None = None):
+    """GeoReport v2's error list of one error, as JSON or, for a path ending in `.xml`, XML; of `headers` only
+    `OPEN311_KEPT_HEADERS` (405's Allow, 401's WWW-Authenticate, Retry-After)."""
+    from xml.sax.saxutils import escape
+
+    from starlette.responses import Response
+
+    keep = {k: v for k, v in (headers or {}).items() if k.lower() in OPEN311_KEPT_HEADERS}
+    if path.endswith(".xml"):
+        body = (f'<?xml version="1.0" encoding="utf-8"?>\n<errors><error><code>{status}</code>'
+                f"<description>{escape(description)}</description></error></errors>").encode()
+        return Response(body, status_code=status, media_type="text/xml; charset=utf-8", headers=keep)
+    body = json.dumps([{"code": status, "description": description}], ensure_ascii=False).encode()
+    return Response(body, status_code=status, media_type="application/json; charset=utf-8", headers=keep)
+
+
+def open311_refusal(path: str, refusal):
+    """A platform refusal (a problem+json response: a routing error, the middleware's 413 or 415) as GeoReport's
+    error list where the path is under `/open311/`, whose operations declare only that; elsewhere as it is. The
+    description is the problem's detail, in the caller's language."""
+    if not path.startswith(OPEN311_PREFIX):
+        return refusal
+    problem = json.loads(bytes(refusal.body))
+    description = problem.get("detail") or problem.get("title") or str(refusal.status_code)
+    return open311_error(path, refusal.status_code, str(description), dict(refusal.headers))
+
+
+def install_open311_routing_errors(app) -> None:
     """Where no route of `app` answers a path under `/open311/` (an unknown document or format, an id holding a
     slash or a line break, a method the path does not take), the app's routing refusal (common.errors' problem:
-    404, 405 with `Allow`) answered in GeoReport v2's error list, as every operation there declares:
-    `answer(path, status, description, headers)` renders it (JSON, or XML for a path ending in `.xml`), the
-    description the problem's detail in the caller's language. svc_services for its routes
+    404, 405 with `Allow`) answered in GeoReport v2's error list (`open311_refusal`): svc_services for its routes
     (svc_services.open311.fallback), the gateway for the paths its forward route cannot take
     (gateway.routing.open311)."""
     from starlette.exceptions import HTTPException
@@ -203,13 +228,6 @@ def install_open311_routing_errors(app, answer) -> None:
     platform = app.exception_handlers[HTTPException]
 
     async def routing_error(request: Request, exc: HTTPException):
-        refusal = await platform(request, exc)
-        path = request.scope.get("path", "")
-        if not path.startswith(OPEN311_PREFIX):
-            return refusal
-        problem = json.loads(bytes(refusal.body))
-        headers = {k: v for k, v in refusal.headers.items() if k.lower() in OPEN311_KEPT_HEADERS}
-        description = problem.get("detail") or problem.get("title") or str(refusal.status_code)
-        return answer(path, refusal.status_code, description, headers or None)
+        return open311_refusal(request.scope.get("path", ""), await platform(request, exc))
 
     app.add_exception_handler(HTTPException, routing_error)

@@ -22,14 +22,13 @@ import json
 import re
 from collections.abc import AsyncIterator
 from urllib.parse import parse_qsl
-from xml.sax.saxutils import escape
 
 from starlette.requests import Request
 from starlette.responses import Response
 
 from common.auth import Principal
 from common.errors import Problem
-from common.openapi_contract import OPEN311_KEPT_HEADERS, install_open311_routing_errors
+from common.openapi_contract import install_open311_routing_errors, open311_error as _open311_error
 from gateway.routing.forwarder import StreamedBody
 from gateway.routing.gate import Call, ExchangeGate
 
@@ -40,19 +39,9 @@ _BOUNDARY = re.compile(r'boundary="?([^";]+)"?', re.I)
 _KEY_PART = re.compile(rb'name="api_key"(?![^\r\n]*filename=)')
 
 
-def _open311_error(path: str, status: int, description: str, headers: dict[str, str] | None = None) -> Response:
-    keep = {k: v for k, v in (headers or {}).items() if k.lower() in OPEN311_KEPT_HEADERS}
-    if path.endswith(".xml"):
-        body = (f'<?xml version="1.0" encoding="utf-8"?>\n<errors><error><code>{status}</code>'
-                f"<description>{escape(description)}</description></error></errors>").encode()
-        return Response(body, status_code=status, media_type="text/xml; charset=utf-8", headers=keep)
-    body = json.dumps([{"code": status, "description": description}], ensure_ascii=False).encode()
-    return Response(body, status_code=status, media_type="application/json; charset=utf-8", headers=keep)
-
-
 def install_routing_errors(app) -> None:
     """The gateway's routing refusals under `/open311/` in Open311's error format (common.openapi_contract)."""
-    install_open311_routing_errors(app, _open311_error)
+    install_open311_routing_errors(app)
 
 
 def _media_type(request: Request) -> str:
@@ -118,6 +107,7 @@ async def handle(gate, request: Request) -> Response:
             if len(plain) > limit:
                 return _open311_error(request.url.path, 413, f"Request body larger than {limit} bytes (a photo "
                                                              "goes as 'media' in multipart/form-data)")
+        request._body = plain  # read: Call.of takes it (a path that is no upload route reads the body itself)
     call = await Call.of(request)
     if plain is not None:
         call.body = plain

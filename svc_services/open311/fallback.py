@@ -10,15 +10,10 @@ format the path's extension names (JSON unless it ends in `.xml`), with the plat
 from __future__ import annotations
 
 from fastapi import FastAPI
-from fastapi.responses import Response
 
 from common.openapi_contract import install_open311_routing_errors
-from svc_services.open311.formats import errors
-
-def _answer(path: str, status: int, description: str, headers: dict[str, str] | None) -> Response:
-    return errors("xml" if path.endswith(".xml") else "json", status, [(status, description)], headers)
 
 
 def install_routing_errors(app: FastAPI) -> None:
     """Wraps the app's handler of routing errors (common.errors) for paths under `/open311/`."""
-    install_open311_routing_errors(app, _answer)
+    install_open311_routing_errors(app)

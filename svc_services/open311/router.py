@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -34,7 +34,7 @@ from svc_services.attachments.router import AppProtection, AppStore, base_url
 from svc_services.attachments.service import delete_objects
 from svc_services.attachments.signed import signed_url, valid
 from svc_services.catalogue.models import CatalogueItem, CatalogueItemVersion
-from svc_services.open311 import media as post_media, service as o311
+from svc_services.open311 import contract, media as post_media, service as o311
 from svc_services.open311.formats import FORMATS, errors, render
 from svc_services.requests.group_commit import Intake
 from svc_services.requests.intake import submit_request
@@ -43,8 +43,7 @@ from svc_services.requests.schemas import Location, RequestCreate
 from svc_services.settings import ServicesSettings
 
 router = APIRouter(prefix="/open311/v2", tags=["open311 GeoReport v2"])
-_ATTR = re.compile(r"^attribute\[([^\]]+)\](\[\])?$")
-_GRID = re.compile(r"^\d{15}$")
+_ATTR = re.compile(contract.ATTRIBUTE_FIELD)
 
 
 class Open311Error(Exception):
@@ -85,6 +84,8 @@ async def _guard(request: Request, fmt: str, work) -> Response:
         return await work(_fmt(fmt))
     except Open311Error as exc:
         return errors(fmt, exc.status, [(exc.status, d) for d in exc.items], exc.headers)
+    except contract.BadQuery as exc:
+        return errors(fmt, 400, [(400, str(exc))])
     except Problem as exc:
         status = 400 if exc.status == 422 else exc.status
         return errors(fmt, status, [(status, d) for d in _problem_items(exc, request_language(request))],
@@ -134,21 +135,6 @@ def _split(value: str | None) -> list[str] | None:
     return parts or None
 
 
-def _date(params, name: str) -> datetime | None:
-    raw = params.get(name)
-    if not raw:
-        return None
-    try:
-        value = datetime.fromisoformat(raw.strip().replace(" ", "+"))
-    except ValueError:
-        raise Open311Error(400, f"{name}: not a W3C datetime (e.g. 2026-03-01T00:00:00+08:00)") from None
-    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
-
-
-def _extensions(params) -> bool:
-    return (params.get("extensions") or "").lower() in ("true", "1", "yes")
-
-
 async def _request_docs(db: Database, reqs: list[ServiceRequest], extensions: bool, media: "Media") -> list[dict[str, Any]]:
     async with db.session() as session:
         items = await o311.item_facts(session, reqs)
@@ -172,18 +158,15 @@ class Media:
         return signed_url(self.base, self.protection, attachment_id, self.now, self.ttl)
 
 
-@router.get("/requests.{fmt}", summary="Open311 service requests (public, no personal data)")
+@router.get("/requests.{fmt}", summary="Open311 service requests (public, no personal data)",
+            openapi_extra={"parameters": contract.LIST_QUERY})
 async def list_requests(fmt: str, request: Request, db: AppDb, settings: AppSettings, clock: AppClock,
                         protection: AppProtection) -> Response:
     async def work(fmt: str) -> Response:
         q = request.query_params
         ids = _split(q.get("service_request_id"))
-        statuses = _split(q.get("status"))
-        if statuses:
-            statuses = sorted(set(s.lower() for s in statuses))
-            if not set(statuses) <= {"open", "closed"}:
-                raise Open311Error(400, "status: use open, closed or open,closed")
-        start, end = _date(q, "start_date"), _date(q, "end_date")
+        statuses, extensions = contract.statuses(q), contract.extensions(q)
+        start, end = contract.date(q, "start_date"), contract.date(q, "end_date")
         if start and end and end < start:
             raise Open311Error(400, "end_date is before start_date")
         async with db.session() as session:
@@ -191,7 +174,7 @@ async def list_requests(fmt: str, request: Request, db: AppDb, settings: AppSett
                                             service_codes=_split(q.get("service_code")), start=start, end=end,
                                             statuses=statuses, now=clock.now())
         media = Media(settings, protection, clock.now())
-        return render(fmt, "service_requests", await _request_docs(db, reqs, _extensions(q), media))
+        return render(fmt, "service_requests", await _request_docs(db, reqs, extensions, media))
     return await _guard(request, fmt, work)
 
 
@@ -203,13 +186,15 @@ async def _public_request(db: Database, settings: ServicesSettings, request_id: 
     return req
 
 
-@router.get("/requests/{request_id}.{fmt}", summary="Open311 one service request (public, no personal data)")
+@router.get("/requests/{request_id}.{fmt}", summary="Open311 one service request (public, no personal data)",
+            openapi_extra={"parameters": [contract.EXTENSIONS]})
 async def get_request(request_id: str, fmt: str, request: Request, db: AppDb, settings: AppSettings,
                       clock: AppClock, protection: AppProtection) -> Response:
     async def work(fmt: str) -> Response:
+        extensions = contract.extensions(request.query_params)
         req = await _public_request(db, settings, request_id)
         media = Media(settings, protection, clock.now())
-        return render(fmt, "service_requests", await _request_docs(db, [req], _extensions(request.query_params), media))
+        return render(fmt, "service_requests", await _request_docs(db, [req], extensions, media))
     return await _guard(request, fmt, work)
 
 
@@ -302,7 +287,8 @@ def _float(form: dict[str, list[str]], name: str) -> float | None:
 
 
 @router.post("/requests.{fmt}", summary="Open311 submit a service request (form-encoded, or multipart with a "
-                                         "`media` photo; api_key)")
+                                         "`media` photo; api_key)", status_code=201,
+             responses=contract.POST_RESPONSES, openapi_extra=contract.POST_BODY)
 async def post_request(fmt: str, request: Request, db: AppDb, verifier: AppVerifier, intake: Intake,
                        clock: AppClock, settings: AppSettings, store: AppStore) -> Response:
     async def work(fmt: str) -> Response:
@@ -329,7 +315,7 @@ async def post_request(fmt: str, request: Request, db: AppDb, verifier: AppVerif
         attributes = {k: _coerce(types.get(k, "string"), v) for k, v in attrs_raw.items()}
         lat, long = _float(form, "lat"), _float(form, "long")
         address_id = (one.get("address_id") or "").strip() or None
-        if address_id and not _GRID.match(address_id):
+        if address_id and not contract.GRID.match(address_id):
             raise Open311Error(400, "address_id: a 15-digit grid code")
         if lat is None and long is None and not address_id:
             raise Open311Error(400, "lat/long or address_id (grid code) required")

@@ -26,4 +26,7 @@ EXCEPTIONS: dict[tuple[str, str], str] = {
                            "required in one of two places, the body's `version` or the If-Match header (its "
                            "pattern declared); with neither the answer is 428 (RFC 6585 §3), a rule relating a "
                            "body field to a header that no OpenAPI schema can state",
+    ("positive_data_acceptance", "GET /open311/v2/requests.{fmt}"): "GeoReport's window: an `end_date` before "
+                           "its `start_date` is refused 400 (svc_services.open311.contract), a rule relating two "
+                           "query parameters that no OpenAPI schema can state; each one's own format is declared",
 }

@@ -134,3 +134,25 @@ async def test_an_open311_path_the_gateway_cannot_route_is_a_georeport_404(gw, m
     # elsewhere the gateway's own refusal stays problem+json
     r = await gw.get("/services/v1/a%0Ab")
     assert r.status_code == 404 and r.headers["content-type"].startswith("application/problem+json")
+
+
+@pytest.mark.parametrize("headers, fmt", [({"Content-Type": "application/xml"}, "json"), ({"Content-Type": "text/plain"}, "xml")])
+async def test_a_body_of_no_type_the_platform_takes_is_a_georeport_415(gw, headers, fmt):
+    """The middleware's refusal of a body's media type (before any route) is Open311's error list under /open311/."""
+    r = await gw.post(f"/open311/v2/requests.{fmt}", content=b"service_code=x", headers=headers)
+    assert r.status_code == 415
+    assert r.headers["content-type"].startswith("application/json" if fmt == "json" else "text/xml")
+    if fmt == "json":
+        assert [e["code"] for e in r.json()] == [415]
+    else:
+        assert [e.findtext("code") for e in ET.fromstring(r.content).findall("error")] == ["415"]
+    r = await gw.post("/services/v1/requests", content=b"x", headers=headers)
+    assert r.status_code == 415 and r.headers["content-type"].startswith("application/problem+json")
+
+
+async def test_a_form_post_to_a_path_of_no_format_is_a_georeport_404(gw):
+    """A form body posted where no Open311 document is (a format that is none): read once, refused in its format."""
+    key = token(gw, "resident", subject="resident1", scopes=[f"person:{P1}"])
+    r = await gw.post("/open311/v2/requests.yaml", data={"service_code": "YL-ZC-001", "api_key": key})
+    assert r.status_code == 404, r.text
+    assert [e["code"] for e in r.json()] == [404]
