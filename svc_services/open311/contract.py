@@ -101,10 +101,12 @@ def _form(extra: dict[str, Any]) -> dict[str, Any]:
             "patternProperties": {ATTRIBUTE_FIELD: {"type": "string"}}}
 
 
+_POST_EXAMPLE = {"service_code": "YL-ZC-001", "lat": 39.9211, "long": 116.4431, "description": "老人助餐"}
 POST_BODY = {"requestBody": {"required": True, "content": {
-    "application/x-www-form-urlencoded": {"schema": _form({})},
+    "application/x-www-form-urlencoded": {"schema": _form({}), "example": _POST_EXAMPLE},
     "multipart/form-data": {"schema": _form({"media": {
-        "type": "string", "format": "binary", "description": "一张照片（JPEG、PNG、WebP）a photo"}})}}}}
+        "type": "string", "format": "binary", "description": "一张照片（JPEG、PNG、WebP）a photo"}}),
+        "example": _POST_EXAMPLE}}}}
 SUBMITTED = {"type": "array", "items": {"type": "object", "required": ["service_request_id"], "properties": {
     "service_request_id": {"type": "string"}, "service_notice": {"type": "string"},
     "account_id": {"type": ["string", "null"]}}}}
