@@ -1,11 +1,12 @@
 """The live stream (Server-Sent Events) and its wake-ups, shared by every replica.
 
-An SSE connection (`events`, served by router.py) reads its recipient's newest messages from the database and
-sends those it has not sent yet, on one held connection; what it waits on between reads is this hub. With Redis (`ONENET_REDIS_URL`), a committed message
-publishes its recipient on one channel and every replica's subscriber wakes its own connections for that
-recipient at once; without Redis each connection reads again every `notify_stream_poll_seconds` (the database is
-what replicas share). A message committed in this process wakes its local connections at once either way.
-Nothing is kept in process memory but who is connected here.
+An SSE connection (`events`, served by router.py) reads its recipient's messages from the database forward from
+the last it sent (keyset on the id, in pages) and sends them, on one held connection; what it waits on between
+reads is this hub. With Redis (`ONENET_REDIS_URL`), a committed message publishes its recipient on one channel
+and every replica's subscriber wakes its own connections for that recipient at once; without Redis each
+connection reads again every `notify_stream_poll_seconds` (the database is what replicas share). A message
+committed in this process wakes its local connections at once either way. Nothing is kept in process memory but
+who is connected here and what each connection sent in the last SETTLE seconds.
 """
 from __future__ import annotations
 
@@ -26,8 +27,9 @@ from svc_residents.notifications.schemas import NotificationOut
 log = logging.getLogger("onenet.notifications")
 CHANNEL = "onenet:notifications"
 CONNECTED = Gauge("onenet_notification_streams", "Live notification streams (SSE) connected to this process")
-WINDOW = 50  # a connection re-reads its recipient's newest WINDOW messages on each wake-up
-CATCH_UP = 500  # what a reconnect with Last-Event-ID is sent at most of what it missed
+PAGE = 200  # messages a read of the stream takes at once (keyset on the id: as many reads as needed)
+SETTLE = 10.0  # seconds a sent message stays in a connection's cursor (see Cursor)
+CATCH_UP = 500  # what a reconnect with Last-Event-ID is sent at most of what it missed (the newest; it says so)
 _HUBS: dict[int, "Hub"] = {}  # by the id of the app's sync engine: the hub of whoever commits on it
 
 
@@ -155,11 +157,49 @@ def frame(note: Notification) -> bytes:
     return b"id: " + note.id.encode() + b"\nevent: notification\ndata: " + data + b"\n\n"
 
 
+def truncated(oldest_sent: str) -> bytes:
+    """Said before a catch-up that leaves older missed messages out: they are in the inbox (GET notifications)."""
+    data = orjson.dumps({"catch_up": CATCH_UP, "oldest_sent": oldest_sent})
+    return b"event: truncated\ndata: " + data + b"\n\n"
+
+
+class Cursor:
+    """Where a connection reads from: every message above `floor` it has not sent yet. A message sent less than
+    SETTLE seconds ago keeps `floor` below it (its id in `sent`): one committed late with a lower id (its
+    transaction began first) is still read; after that `floor` moves up to it and it is forgotten."""
+
+    def __init__(self, floor: str) -> None:
+        self.floor = floor
+        self.sent: dict[str, float] = {}  # id -> when it was sent (monotonic), in the order sent
+
+    def settle(self, now: float) -> None:
+        for note_id, at in list(self.sent.items()):
+            if at > now - SETTLE:
+                break
+            del self.sent[note_id]
+            self.floor = max(self.floor, note_id)
+
+
+async def _catch_up(read, mine, last_event_id: str) -> tuple[list[Notification], str, bool]:
+    """What a reconnect missed since `last_event_id`: at most the newest CATCH_UP (oldest first), the floor the
+    connection reads on from, and whether older ones were left out."""
+    newest = await read(mine.order_by(Notification.id.desc()).limit(1))
+    missed = await read(mine.where(Notification.id > last_event_id).order_by(Notification.id.desc())
+                        .limit(CATCH_UP + 1))
+    if len(missed) > CATCH_UP:  # what is left out stays below the floor: never sent on this connection
+        return missed[:CATCH_UP][::-1], missed[CATCH_UP].id, True
+    # a Last-Event-ID above every message (not one of ours) must not hide the ones to come
+    floor = min(last_event_id, newest[0].id) if newest else ""
+    return missed[::-1], floor, False
+
+
 async def events(hub: Hub, session: Callable[[], AsyncSession], inbox: str, last_event_id: str | None,
                  plan: Plan) -> AsyncIterator[bytes]:
     """One held connection: every message for `inbox` as it is committed (`id:` its id, so a reconnect with
-    Last-Event-ID gets what it missed first), a comment when quiet, the end at the plan's bound. A client that goes
-    away cancels this generator (Starlette watches for the disconnect), and `finally` releases the subscription."""
+    Last-Event-ID gets what it missed first), a comment when quiet, the end at the plan's bound. Each wake-up reads
+    forward from the connection's cursor in pages of PAGE (keyset on the id), so however many messages arrived
+    between two reads, each is sent once, in order. A client that goes away cancels this generator (Starlette
+    watches for the disconnect), and `finally` releases the subscription."""
     loop = asyncio.get_running_loop()
     ends = loop.time() + plan.seconds  # a duration (monotonic), not a time of day
     wake = hub.subscribe(inbox)  # before the first read: nothing committed in between is missed
@@ -169,25 +209,44 @@ async def events(hub: Hub, session: Callable[[], AsyncSession], inbox: str, last
                 return list((await s.execute(stmt)).scalars())
 
         mine = select(Notification).where(Notification.recipient == inbox)
-        rows = await read(mine.order_by(Notification.id.desc()).limit(WINDOW))
-        seen = {r.id for r in rows}  # without Last-Event-ID: only what comes from now on
-        if last_event_id is not None:  # what came since, oldest first
-            missed = await read(mine.where(Notification.id > last_event_id).order_by(Notification.id)
-                                .limit(CATCH_UP))
-            seen = {r.id for r in rows if r.id <= last_event_id}
-            rows += missed
+        first: list[Notification] = []
+        cut = False
+        if last_event_id is None:  # only what comes from now on
+            newest = await read(mine.order_by(Notification.id.desc()).limit(1))
+            cursor = Cursor(newest[0].id if newest else "")
+        else:  # what came since, oldest first
+            first, floor, cut = await _catch_up(read, mine, last_event_id)
+            cursor = Cursor(floor)
         yield b"retry: %d\n: connected\n\n" % plan.retry
+        if cut:
+            yield truncated(first[0].id)
         sent = 0
         beat_at = loop.time() + plan.heartbeat
+
+        async def unsent():
+            """Pages above the floor, less what was sent: the first page the catch-up (already read)."""
+            page = first
+            after = cursor.floor
+            while True:
+                for r in page:
+                    if r.id not in cursor.sent:
+                        yield r
+                if page is not first and len(page) < PAGE:
+                    return
+                after = page[-1].id if page else after
+                page = await read(mine.where(Notification.id > after).order_by(Notification.id).limit(PAGE))
+
         while True:
-            for r in sorted({r.id: r for r in rows if r.id not in seen}.values(), key=lambda r: r.id):
-                seen.add(r.id)
+            async for r in unsent():
+                cursor.sent[r.id] = loop.time()
                 yield frame(r)
                 sent += 1
                 beat_at = loop.time() + plan.heartbeat
                 if plan.max_events and sent >= plan.max_events:
                     return
+            first = []
             now = loop.time()
+            cursor.settle(now)
             if now >= ends:
                 return
             if now >= beat_at:
@@ -197,9 +256,5 @@ async def events(hub: Hub, session: Callable[[], AsyncSession], inbox: str, last
                 await asyncio.wait_for(wake.get(), timeout=max(0.0, min(plan.poll, ends - now, beat_at - now)))
             except TimeoutError:
                 pass
-            rows = await read(mine.order_by(Notification.id.desc()).limit(WINDOW))
-            if len(seen) > 10 * WINDOW:  # only the newest WINDOW are ever read again
-                seen = {r.id for r in rows}
     finally:
         hub.unsubscribe(inbox, wake)
-
