@@ -8,22 +8,12 @@ from datetime import datetime, timezone
 import httpx
 import pytest
 
-from tests.conftest import migrate_database
 from sqlalchemy import func, select
 
 from common.clock import Clock, FrozenClock
-from common.db import Database
 from common.outbox import OutboxRelay, TypeFilter, record_event
 from common.outbox_senders import HttpEventSender
 from svc_residents.base import OutboxEvent
-
-
-@pytest.fixture
-async def db(db_url):
-    await migrate_database("svc_residents", db_url)
-    database = Database(db_url)
-    yield database
-    await database.dispose()
 
 
 async def _add(db, n, clock=None):

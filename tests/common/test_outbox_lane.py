@@ -17,18 +17,9 @@ from common.clock import FrozenClock
 from common.db import Database
 from common.outbox import OutboxRelay, TypeFilter, event_row, wake_relays
 from svc_residents.base import OutboxEvent
-from tests.conftest import migrate_database
 
 HOUR = 3600.0
 BACKLOG = 1_000
-
-
-@pytest.fixture
-async def db(db_url):
-    await migrate_database("svc_residents", db_url)
-    database = Database(db_url)
-    yield database
-    await database.dispose()
 
 
 class Inbox:

@@ -11,20 +11,10 @@ import pytest
 from sqlalchemy import insert
 
 from common.clock import Clock
-from common.db import Database
 from common.outbox import OutboxRelay, TypeFilter, event_row, record_event, wake_relays
 from svc_residents.base import OutboxEvent
-from tests.conftest import migrate_database
 
 HOUR = 3600.0
-
-
-@pytest.fixture
-async def db(db_url):
-    await migrate_database("svc_residents", db_url)
-    database = Database(db_url)
-    yield database
-    await database.dispose()
 
 
 class Inbox:
