@@ -29,6 +29,7 @@ from pathlib import Path
 import httpx
 
 from bench.intake import SUBMISSION, start_platform
+from bench.support import rss_kib
 
 PER_REQUEST = 9
 BENCH_ITEM = {"code": "BENCH-CL-001", "name": "材料上传压测事项", "category": "life_service", "tier": "featured",
@@ -68,14 +69,6 @@ def pdf_of(megabytes: float) -> bytes:
     out += b"".join(f"{o:010d} 00000 n \n".encode() for o in offsets)
     out += f"trailer\n<< /Size {len(objs) + 1} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n".encode()
     return bytes(out)
-
-
-def rss_kib(pid: int) -> int:
-    with open(f"/proc/{pid}/status") as fh:
-        for line in fh:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
 
 
 class RssSampler:

@@ -20,14 +20,8 @@ from pathlib import Path
 
 import httpx
 
+from bench.support import rss_kib
 from tests.e2e.harness import Platform
-
-
-def rss_kib(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    return 0
 
 
 async def soak(p: Platform, duration: float, workers: int) -> dict:

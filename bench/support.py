@@ -1,5 +1,5 @@
 """What the benchmarks share: a free loopback port, waiting for a process to answer HTTP, a process's CPU seconds,
-the machine's load average, and the nearest-rank percentile. (bench.intake, bench.notifications and
+resident memory, the machine's load average, and the nearest-rank percentile. (bench.intake, bench.notifications and
 bench.alarms still carry their own copies of some of these and can import them from here.)"""
 from __future__ import annotations
 
@@ -38,6 +38,14 @@ def cpu_seconds(pid: int) -> float:
     """User + system CPU a process has used (noise-resistant on a shared machine)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def rss_kib(pid: int) -> int:
+    """A process's resident memory now (VmRSS), in KiB; 0 when /proc does not say."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
 
 
 def loadavg() -> str:
