@@ -232,7 +232,7 @@ async def write_batch(db: Database, log_model, outbox_model, batch: list[Exchang
         if db.dialect == "sqlite":
             # One executemany of plain tuples (the stamps are already SQLite's text): sqlite3 binds the rows in C,
             # about half the cost of RowsInsert's json_each statement for these 16 columns, and the writer
-            # process has no busy event loop to hand the GIL to between rows (bench/gateway.py, ADR 0012).
+            # process has no busy event loop to hand the GIL to between rows (bench/gateway/, ADR 0012).
             await conn.exec_driver_sql(SQLITE_INSERT_LOG, rows)
         else:
             await insert_log(conn, [dict(zip(LOG_COLUMNS, row), at=ex.at) for row, ex in zip(rows, batch)])

@@ -2,7 +2,7 @@
 
 Why: hashing the chain, building the rows and the events and inserting them is Python work for every exchange.
 Done on the gateway's event loop (or in a thread, which holds the same interpreter lock) it took the loop's time
-from the calls: measured with bench/gateway.py, switching the log off raised the gateway from about 2,800 to
+from the calls: measured with bench/gateway/, switching the log off raised the gateway from about 2,800 to
 5,300 calls/s. In a child process it runs on the other core; the gateway only pickles each batch (a few µs per
 record) and waits, without blocking, for the child to say it committed.
 
