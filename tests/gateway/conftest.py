@@ -141,3 +141,60 @@ async def _seed(app) -> None:
         for code, name, kind, role, scopes in MEMBERS:
             s.add(Member(code=code, name=name, kind=kind, role=role, scopes=scopes, secret_hash=None,
                          status="active", created_at=now))
+
+
+class EdgeOrNot:
+    """The gateway served alone (`mode` "gateway") or behind its edge (real nginx+Lua, `mode` "edge", SQLite only:
+    the edge is the same on both backends). Give the gateway `settings_extra`; once it is served on `port`,
+    `await front(settings, gw, port)` starts the edge in front of it and gives the port to call; `await stop()`
+    before the gateway's servers stop (the edge's error.log printed for a failure's report)."""
+
+    def __init__(self, mode: str, db_url: str, tmp_path) -> None:
+        from gateway.edge import config as edge_config
+        from tests.components import missing
+        from tests.s3server import free_port
+
+        self.mode, self.tmp_path, self.edge = mode, tmp_path, None
+        self.settings_extra: dict = {}
+        if mode != "edge":
+            return
+        self.runtime = edge_config.find_runtime()
+        if isinstance(self.runtime, str):
+            missing("edge", self.runtime)
+        if db_url.startswith("postgresql"):
+            pytest.skip("the edge is the same on both backends: run on SQLite")
+        import secrets
+
+        self.secret = secrets.token_urlsafe(24)
+        self.edge_port, self.control_port = free_port(), free_port()
+        self.settings_extra = {"edge_secret": self.secret,
+                               "edge_control_url": f"http://127.0.0.1:{self.control_port}/_edge/state"}
+
+    async def front(self, settings, gw, port: int) -> int:
+        if self.mode != "edge":
+            return port
+        from gateway.edge import config as edge_config
+
+        self.edge = edge_config.EdgeProcess(settings, listen=f"127.0.0.1:{self.edge_port}",
+                                            control_port=self.control_port, gateway=f"http://127.0.0.1:{port}",
+                                            secret=self.secret, prefix=self.tmp_path / "edge", runtime=self.runtime)
+        self.edge.start()
+        await asyncio.to_thread(self.edge.wait_ready)
+        await gw.state.edge.changed()
+        return self.edge_port
+
+    async def stop(self) -> None:
+        edge, self.edge = self.edge, None
+        if edge is not None:
+            await asyncio.to_thread(edge.stop)
+            print("---- the edge's error.log ----\n" + edge.error_log())
+
+
+@pytest.fixture(params=["gateway", "edge"])
+async def edge_or_not(request, db_url, tmp_path):
+    """Each test twice: the gateway alone and behind its edge (EdgeOrNot); the edge stopped at the latest here."""
+    front = EdgeOrNot(request.param, db_url, tmp_path)
+    try:
+        yield front
+    finally:
+        await front.stop()

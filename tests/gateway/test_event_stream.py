@@ -2,12 +2,13 @@
 under uvicorn, the gateway under another, alone or behind its edge (real nginx). Several messages arrive on one
 connection in the order and at the time they are committed, heartbeats keep it open past the gateway's upstream
 timeout (meant for whole answers), a reconnect with Last-Event-ID is sent what it missed, a client that goes away
-releases svc_residents' subscription, and a token that expires ends the stream."""
+releases svc_residents' subscription, and a token that expires ends the stream. A revoked caller's open stream
+ends within seconds, quiet or not, on both paths (the edge hands the stream's route to the gateway, ADR 0012):
+signed out everywhere, a refresh token replayed, the account disabled, a session revoked by another replica."""
 from __future__ import annotations
 
 import asyncio
 import json
-import secrets
 import time
 from contextlib import AsyncExitStack
 from types import SimpleNamespace
@@ -17,10 +18,8 @@ import pytest
 
 from common.clock import FrozenClock
 from common.keys import jwks_document, load_signing_keys
-from tests.components import missing
 from tests.conftest import POSTGRES_URL, TEST_ASSERTION_KEY, _create_pg_database, start_service
 from tests.gateway.conftest import START, _seed, member_headers, serve_in_process
-from tests.s3server import free_port
 from tests.svc_residents.conftest import P
 
 PATH = "/residents/v1/notifications/stream"
@@ -30,26 +29,21 @@ STREAM_READ = 3.0
 INBOX = f"person:{P('P3')}"
 
 
-@pytest.fixture(params=["gateway", "edge"])
-async def served(db_url, tmp_path, gateway_keys_dir, request):
+@pytest.fixture
+def stream_timing() -> tuple[float, float]:
+    """(svc_residents' heartbeat, the gateway's stream read timeout); a test may parametrize it."""
+    return HEARTBEAT, STREAM_READ
+
+
+@pytest.fixture
+async def served(db_url, tmp_path, gateway_keys_dir, edge_or_not, stream_timing):
     from gateway.app import create_app
-    from gateway.edge import config as edge_config
     from gateway.settings import GatewaySettings
     from svc_residents.seed import seed_demo
     from tests.conftest import migrate_database
 
-    extra: dict = {}
-    runtime = None
-    if request.param == "edge":
-        runtime = edge_config.find_runtime()
-        if isinstance(runtime, str):
-            missing("edge", runtime)
-        if db_url.startswith("postgresql"):
-            pytest.skip("the edge is the same on both backends: run on SQLite")
-        secret = secrets.token_urlsafe(24)
-        edge_port, control_port = free_port(), free_port()
-        extra = {"edge_secret": secret, "edge_control_url": f"http://127.0.0.1:{control_port}/_edge/state"}
     jwks = jwks_document(load_signing_keys(gateway_keys_dir))
+    heartbeat, stream_read = stream_timing
     async with AsyncExitStack() as stack:
         residents_url = f"sqlite+aiosqlite:///{tmp_path}/res.db"
         if db_url.startswith("postgresql"):  # a database of its own, as the gateway's is
@@ -57,7 +51,7 @@ async def served(db_url, tmp_path, gateway_keys_dir, request):
             stack.push_async_callback(drop)
         residents = (await start_service(stack, "svc_residents", residents_url, jwks,
                                          field_keys_file=tmp_path / "fields.json", notify_dispatch_enabled=False,
-                                         notify_stream_heartbeat_seconds=HEARTBEAT)).app
+                                         notify_stream_heartbeat_seconds=heartbeat)).app
         residents.state.clock = FrozenClock(START)
         await seed_demo(residents.state.db, residents.state.protection, clock=residents.state.clock)
         res_server, res_serving, res_port = await serve_in_process(residents, lifespan="off")
@@ -67,8 +61,8 @@ async def served(db_url, tmp_path, gateway_keys_dir, request):
         settings = GatewaySettings(
             database_url=gw_db, keys_dir=gateway_keys_dir, outbox_relay_enabled=False, catalogue_from_openapi=False,
             upstream_residents=f"http://127.0.0.1:{res_port}", gateway_assertion_key=TEST_ASSERTION_KEY,
-            upstream_retries=0, upstream_timeout_seconds=UPSTREAM_TIMEOUT, stream_read_timeout_seconds=STREAM_READ,
-            rate_limit_enabled=False, audit_writer_process=False, **extra)
+            upstream_retries=0, upstream_timeout_seconds=UPSTREAM_TIMEOUT, stream_read_timeout_seconds=stream_read,
+            rate_limit_enabled=False, audit_writer_process=False, **edge_or_not.settings_extra)
         gw = create_app(settings, clock=FrozenClock(START))
         await _seed(gw)
         from gateway.members.models import Member
@@ -78,16 +72,8 @@ async def served(db_url, tmp_path, gateway_keys_dir, request):
                          secret_hash=None, status="active", created_at=START))
         gw_server, gw_serving, port = await serve_in_process(gw)
         stack.push_async_callback(_stop, gw_server, gw_serving)
-        edge = None
-        if request.param == "edge":
-            edge = edge_config.EdgeProcess(settings, listen=f"127.0.0.1:{edge_port}", control_port=control_port,
-                                           gateway=f"http://127.0.0.1:{port}", secret=secret,
-                                           prefix=tmp_path / "edge", runtime=runtime)
-            edge.start()
-            stack.callback(edge.stop)
-            await asyncio.to_thread(edge.wait_ready)
-            await gw.state.edge.changed()
-            port = edge_port
+        stack.push_async_callback(edge_or_not.stop)  # the edge before the gateway behind it
+        port = await edge_or_not.front(settings, gw, port)
         client = await stack.enter_async_context(httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10))
 
         def token(ttl: int | None = None) -> dict:
@@ -96,13 +82,13 @@ async def served(db_url, tmp_path, gateway_keys_dir, request):
             return {"Authorization": f"Bearer {tok}", "Accept": "text/event-stream"}
 
         yield SimpleNamespace(client=client, residents=residents, hub=residents.state.notification_hub, gw=gw,
-                              token=token, edge=edge, mode=request.param)
+                              token=token, edge=edge_or_not.edge, mode=edge_or_not.mode)
 
 
-async def _answered_by_edge(x) -> int:
+async def _answered_by_edge(x, wait: float = 5) -> int:
     from gateway.edge.link import SECRET_HEADER
 
-    deadline = time.monotonic() + 5
+    deadline = time.monotonic() + wait
     while True:  # counted in the log phase, just after the connection ends
         r = await asyncio.to_thread(httpx.get, x.edge.control_url, headers={SECRET_HEADER: x.gw.state.edge.secret})
         if r.json()["answered"] or time.monotonic() > deadline:
@@ -199,8 +185,8 @@ async def test_messages_arrive_on_one_held_connection_and_a_reconnect_gets_what_
         assert [e["id"] for e in got] == missed
         assert await reader.event() is None  # max_events: ended by svc_residents
     await _released(x)
-    if x.edge is not None:  # answered by nginx itself, unbuffered (not handed to the gateway)
-        assert await _answered_by_edge(x) == 2
+    if x.edge is not None:  # handed by nginx to the gateway, unbuffered: the edge answered none of them itself
+        assert await _answered_by_edge(x, wait=0) == 0
     print(f"{x.mode}: commit → event on the held connection, s: {[round(d, 3) for d in delays]}")
 
 
@@ -228,8 +214,7 @@ async def test_the_stream_still_asks_for_an_event_stream(served):
 
 async def test_a_revoked_member_is_cut_off(served):
     """The gateway checks the caller before each chunk it passes: once the member is revoked its open stream ends
-    without the next message. At the edge an open stream lasts to its token's expiry (ADR 0017); a reconnect is
-    refused at once on either path."""
+    without the next message, on both paths; a reconnect is refused at once."""
     x = served
     async with x.client.stream("GET", PATH, headers=x.token()) as r:
         reader = Reader(r)
@@ -240,8 +225,94 @@ async def test_a_revoked_member_is_cut_off(served):
         revoked = await x.client.post("/exchange/v1/members/app-resident/revoke", headers=ops)
         assert revoked.status_code == 200, revoked.text
         await _notify(x, 21)
-        if x.edge is None:
-            assert await reader.event() is None  # ended, the message not passed
+        assert await reader.event() is None  # ended, the message not passed
     r = await x.client.get(PATH, headers=x.token())
     assert r.status_code == 403 and r.json()["code"] == "member_revoked"
     await _released(x)
+
+
+QUIET = (20.0, 30.0)  # a heartbeat and a read timeout far beyond the end a revocation must bring
+
+
+async def _signed_in(x, username: str, role: str = "resident", scopes: list | None = None, **start) -> dict:
+    """A real session of a gateway account (its access token carries the session id), as a sign-in makes it."""
+    from gateway.identity.tokens import hash_secret
+    from gateway.members.models import User
+
+    now = x.gw.state.clock.now()
+    async with x.gw.state.db.session() as s, s.begin():
+        if await s.get(User, username) is None:
+            s.add(User(username=username, display_name=username, password_hash=hash_secret("Correct-Horse-9-x"),
+                       role=role, scopes=[INBOX, "household:x"] if scopes is None else scopes,
+                       admin=role == "ops", member_code="app-resident", status="active", created_at=now))
+    async with x.gw.state.db.session() as s:
+        user = await s.get(User, username)
+    out = await x.gw.state.sessions.start(user, "app-resident", now, source=None, user_agent=None,
+                                          mfa=role == "ops", **start)
+    out["h"] = {"Authorization": f"Bearer {out['access_token']}"}
+    return out
+
+
+async def _revoke(x, how: str, session: dict) -> None:
+    from sqlalchemy import update
+
+    from gateway.accounts.models import AuthSession
+
+    if how == "sign_out_everywhere":
+        r = await x.client.post("/auth/v1/sign-out-everywhere", headers=session["h"])
+        assert r.status_code == 200 and r.json()["revoked_sessions"] == [session["session_id"]], r.text
+    elif how == "refresh_reused":  # the first refresh token used twice: someone holds a copy, the family ends
+        form = {"grant_type": "refresh_token", "refresh_token": session["refresh_token"]}
+        assert (await x.client.post("/auth/v1/token", data=form)).status_code == 200
+        r = await x.client.post("/auth/v1/token", data=form)
+        assert r.status_code == 400 and r.json()["code"] == "refresh_token.reused", r.text
+    elif how == "account_disabled":  # a platform administrator disables the account
+        ops = await _signed_in(x, "ops_admin", role="ops", scopes=[], amr=["pwd", "otp"])
+        r = await x.client.patch("/auth/v1/accounts/resident3", headers=ops["h"],
+                                 json={"version": 1, "status": "disabled"})
+        assert r.status_code == 200 and r.json()["status"] == "disabled", r.text
+    else:  # another gateway replica signed it out: only the database says so here
+        assert how == "another_replica"
+        async with x.gw.state.db.session() as s, s.begin():
+            await s.execute(update(AuthSession).where(AuthSession.id == session["session_id"]).values(
+                revoked_at=x.gw.state.clock.now(), revoked_reason="sign_out"))
+
+
+@pytest.mark.parametrize("stream_timing", [QUIET])
+@pytest.mark.parametrize("how", ["sign_out_everywhere", "refresh_reused", "account_disabled", "another_replica"])
+async def test_a_revoked_session_ends_its_open_stream_within_seconds(served, how):
+    """A stream quiet for longer than the test waits (heartbeat 20 s): a revocation ends it within a few seconds,
+    through the gateway alone and through the edge, and nothing committed after it is passed. The gateway checks
+    its live sets before each chunk and every second between chunks; another replica's revocation reaches them by
+    the 2 s reload."""
+    x = served
+    session = await _signed_in(x, "resident3")
+    async with x.client.stream("GET", PATH, headers={**session["h"], "Accept": "text/event-stream"}) as r:
+        assert r.status_code == 200
+        reader = Reader(r)
+        await _connected(x)
+        first = await _notify(x, 40)
+        assert (await reader.event())["id"] == first  # a live stream, on the session's token
+        await _revoke(x, how, session)
+        await _notify(x, 41)
+        assert await reader.event(timeout=10) is None  # ended long before the heartbeat, the message not passed
+    await _released(x)
+    r = await x.client.get(PATH, headers={**session["h"], "Accept": "text/event-stream"})
+    assert r.status_code == 401 and r.json()["code"] == "session_revoked"  # and its reconnect refused at once
+
+
+@pytest.mark.parametrize("stream_timing", [QUIET])
+async def test_a_quiet_stream_of_a_session_not_revoked_stays_open(served):
+    """The control: the same quiet stream lasts while nothing of its own is revoked (another session's sign-out
+    ends only that one), so the end above is the revocation's."""
+    x = served
+    mine, other = await _signed_in(x, "resident3"), await _signed_in(x, "resident3")
+    async with x.client.stream("GET", PATH, headers={**mine["h"], "Accept": "text/event-stream"}) as r:
+        reader = Reader(r)
+        await _connected(x)
+        r2 = await x.client.post("/auth/v1/sign-out", headers=other["h"])
+        assert r2.status_code == 200 and r2.json()["revoked_sessions"] == [other["session_id"]], r2.text
+        with pytest.raises(TimeoutError):
+            await reader.event(timeout=6)  # open and quiet past the re-checks and a reload
+        note = await _notify(x, 50)
+        assert (await reader.event())["id"] == note

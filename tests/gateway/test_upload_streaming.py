@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import secrets
 from types import SimpleNamespace
 
 import httpx
@@ -15,8 +14,6 @@ import pytest
 
 from common.clock import FrozenClock
 from common.storage.uploads import UPLOAD_BODY_LIMIT
-from tests.components import missing
-from tests.s3server import free_port
 from tests.gateway.conftest import START, _seed, fresh_gateway_db_and_emulators, serve_in_process
 
 PATH = "/services/v1/requests/r-1/photos"
@@ -51,52 +48,32 @@ def recording_upstream(seen: dict):
     return app
 
 
-@pytest.fixture(params=["gateway", "edge"])
-async def served(db_url, gateway_keys_dir, sqlite_template, request, tmp_path):
+@pytest.fixture
+async def served(db_url, gateway_keys_dir, sqlite_template, edge_or_not):
     """The recording service behind the gateway over TCP, alone or behind its edge (real nginx)."""
     from gateway.app import create_app
-    from gateway.edge import config as edge_config
     from gateway.settings import GatewaySettings
 
-    extra: dict = {}
-    proc = None
-    if request.param == "edge":
-        runtime = edge_config.find_runtime()
-        if isinstance(runtime, str):
-            missing("edge", runtime)
-        if db_url.startswith("postgresql"):
-            pytest.skip("the edge is the same on both backends: run on SQLite")
-        secret = secrets.token_urlsafe(24)
-        edge_port, control_port = free_port(), free_port()
-        extra = {"edge_secret": secret, "edge_control_url": f"http://127.0.0.1:{control_port}/_edge/state"}
     seen: dict = {}
     await fresh_gateway_db_and_emulators(db_url, sqlite_template, gateway_keys_dir)
     up_server, up_serving, up_port = await serve_in_process(recording_upstream(seen))
     settings = GatewaySettings(database_url=db_url, keys_dir=gateway_keys_dir, outbox_relay_enabled=False,
                                catalogue_from_openapi=False, upstream_services=f"http://127.0.0.1:{up_port}",
-                               upstream_retries=0, upstream_timeout_seconds=20.0, rate_limit_enabled=False, **extra)
+                               upstream_retries=0, upstream_timeout_seconds=20.0, rate_limit_enabled=False,
+                               **edge_or_not.settings_extra)
     gw = create_app(settings, clock=FrozenClock(START))
     await _seed(gw)
     gw_server, gw_serving, port = await serve_in_process(gw)
-    if request.param == "edge":
-        proc = edge_config.EdgeProcess(settings, listen=f"127.0.0.1:{edge_port}", control_port=control_port,
-                                       gateway=f"http://127.0.0.1:{port}", secret=secret, prefix=tmp_path / "edge",
-                                       runtime=runtime)
-        proc.start()
-        await asyncio.to_thread(proc.wait_ready)
-        await gw.state.edge.changed()
-        port = edge_port
     try:
+        port = await edge_or_not.front(settings, gw, port)
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
             # a resident through the platform's app (the owning service decides what they may do)
             tok = gw.state.token_issuer.issue(subject="resident1", member="community-xf", role="resident",
                                               scopes=["person:person-1"])["access_token"]
             yield SimpleNamespace(client=client, seen=seen, h={"Authorization": f"Bearer {tok}"}, port=port,
-                                  edge=proc is not None)
+                                  edge=edge_or_not.edge is not None)
     finally:
-        if proc is not None:
-            await asyncio.to_thread(proc.stop)
-            print("---- the edge's error.log ----\n" + proc.error_log())
+        await edge_or_not.stop()
         for server, serving in ((gw_server, gw_serving), (up_server, up_serving)):
             server.should_exit = True
             await serving
