@@ -88,6 +88,41 @@ async def wire(c, clock, upstreams):
     return c
 
 
+class StoreDown:
+    """An app's object store taken down and brought back (the attachment tests' store-down cases): `down(app)` puts
+    in a store of the same kind that cannot work (local: a file where its directory should be; S3: a port nothing
+    listens on, a 1 s timeout), `await up(app)` closes it and puts the working store back."""
+
+    def __init__(self, tmp_path) -> None:
+        self.blocked = tmp_path / "blocked"
+        self.working = None
+
+    def down(self, app) -> None:
+        from common.storage import LocalStore
+        from common.storage.s3 import S3Store
+        from tests.s3server import free_port
+
+        working = app.state.store
+        if self.working is None:
+            self.working = working
+        if isinstance(working, LocalStore):
+            if not self.blocked.exists():
+                self.blocked.write_text("a file where the store's directory should be")
+            app.state.store = LocalStore(self.blocked / "objects")
+        else:
+            app.state.store = S3Store(bucket=working.bucket, endpoint_url=f"http://127.0.0.1:{free_port()}",
+                                      access_key_id="t", secret_access_key="t", timeout=1.0)
+
+    async def up(self, app) -> None:
+        await app.state.store.aclose()
+        app.state.store = self.working
+
+
+@pytest.fixture
+def store_down(tmp_path) -> StoreDown:
+    return StoreDown(tmp_path)
+
+
 @pytest.fixture
 async def client(service_client, clock, upstreams):
     return await wire(await service_client("svc_services"), clock, upstreams)

@@ -12,9 +12,8 @@ from PIL import Image
 from sqlalchemy import func, select
 
 from common.storage import LocalStore
-from common.storage.s3 import S3Store
 from svc_services.attachments.models import Attachment
-from tests.s3server import free_port, s3_bucket, s3_endpoint  # noqa: F401
+from tests.s3server import s3_bucket, s3_endpoint  # noqa: F401
 from tests.svc_services.conftest import (GRIDW, OPS, PROVIDER, RES1, RES3, STAFF, STAFF_OTHER, move, submit)
 from tests.svc_services.files import files_client, jpeg_with_gps, png, png_bomb, store_settings  # noqa: F401
 
@@ -153,30 +152,21 @@ async def test_closed_request_takes_no_files(c, auth):
     assert await stored(c) == (0, 0)
 
 
-async def test_store_down_is_503_and_the_request_unaffected(c, auth, tmp_path):
+async def test_store_down_is_503_and_the_request_unaffected(c, auth, store_down):
     rid = await new_request(c, auth)
     before = (await c.get(f"/services/v1/requests/{rid}", headers=auth(**OPS))).json()
-    working = c.app.state.store
-    if isinstance(working, LocalStore):
-        (tmp_path / "blocked").write_text("a file where the store's directory should be")
-        c.app.state.store = LocalStore(tmp_path / "blocked" / "objects")
-    else:
-        c.app.state.store = S3Store(bucket=working.bucket, endpoint_url=f"http://127.0.0.1:{free_port()}",
-                                    access_key_id="t", secret_access_key="t", timeout=1.0)
+    store_down.down(c.app)
     r = await post_photo(c, auth, rid, jpeg_with_gps())
     assert r.status_code == 503 and r.json()["code"] == "storage.unavailable" and r.headers["retry-after"]
     after = (await c.get(f"/services/v1/requests/{rid}", headers=auth(**OPS))).json()
     assert after["version"] == before["version"] and after["state"] == before["state"]
     assert (await move(c, auth, rid, "accept", STAFF)).status_code == 200  # the request goes on
-    await c.app.state.store.aclose()
-    c.app.state.store = working
+    await store_down.up(c.app)
     assert await stored(c) == (0, 0)
     # back up: a photo stored earlier, then the store goes down for the read
     ok = await post_photo(c, auth, rid, jpeg_with_gps())
     assert ok.status_code == 201
-    c.app.state.store = LocalStore(tmp_path / "blocked" / "x") if isinstance(working, LocalStore) else S3Store(
-        bucket=working.bucket, endpoint_url=f"http://127.0.0.1:{free_port()}", access_key_id="t",
-        secret_access_key="t", timeout=1.0)
+    store_down.down(c.app)
     r = await c.get(f"/services/v1/attachments/{ok.json()['id']}/content", headers=auth(**RES1))
     assert r.status_code == 503 and r.json()["code"] == "storage.unavailable"
-    c.app.state.store = working
+    await store_down.up(c.app)

@@ -9,9 +9,7 @@ import os
 
 import pytest
 
-from common.storage import LocalStore
-from common.storage.s3 import S3Store
-from tests.s3server import free_port, s3_bucket, s3_endpoint  # noqa: F401
+from tests.s3server import s3_bucket, s3_endpoint  # noqa: F401
 from tests.svc_services.conftest import OPS, RES1, RES3, move
 from tests.svc_services.files import files_client, jpeg_with_gps, pdf, store_settings  # noqa: F401
 from tests.svc_services.test_attachments import stored
@@ -67,20 +65,13 @@ async def test_a_closed_request_takes_no_material(c, auth, upstreams):
     await unchanged(c, auth, rid, before)
 
 
-async def test_store_down_is_503_for_a_material_and_nothing_linked(c, auth, upstreams, tmp_path):
+async def test_store_down_is_503_for_a_material_and_nothing_linked(c, auth, upstreams, store_down):
     rid, _ = await accepted_meal(c, auth, upstreams)
     before = (await c.get(f"/services/v1/requests/{rid}", headers=auth(**OPS))).json()
-    working = c.app.state.store
-    if isinstance(working, LocalStore):
-        (tmp_path / "blocked").write_text("a file where the store's directory should be")
-        c.app.state.store = LocalStore(tmp_path / "blocked" / "objects")
-    else:
-        c.app.state.store = S3Store(bucket=working.bucket, endpoint_url=f"http://127.0.0.1:{free_port()}",
-                                    access_key_id="t", secret_access_key="t", timeout=1.0)
+    store_down.down(c.app)
     r = await put_material(c, auth, rid, pdf())
     assert r.status_code == 503 and r.json()["code"] == "storage.unavailable" and r.headers["retry-after"]
-    await c.app.state.store.aclose()
-    c.app.state.store = working
+    await store_down.up(c.app)
     await unchanged(c, auth, rid, before)
     r = await put_material(c, auth, rid, pdf())   # back up: the same upload goes through
     assert r.status_code == 201, r.text

@@ -13,11 +13,9 @@ import pytest
 from PIL import Image
 from sqlalchemy import func, select
 
-from common.storage import LocalStore
-from common.storage.s3 import S3Store
 from svc_services.attachments.models import Attachment
 from svc_services.requests.models import ServiceRequest
-from tests.s3server import free_port, s3_bucket, s3_endpoint  # noqa: F401
+from tests.s3server import s3_bucket, s3_endpoint  # noqa: F401
 from tests.svc_services.conftest import GRID1, OPS, STAFF
 from tests.svc_services.files import files_client, jpeg_with_gps, store_settings  # noqa: F401
 from tests.svc_services.test_attachments import stored
@@ -127,19 +125,12 @@ async def test_bad_media_is_refused_in_open311_format_with_nothing_written(c, ke
     assert await requests_count(c) == before and await stored(c) == (0, 0)
 
 
-async def test_store_down_creates_no_request(c, key, tmp_path):
+async def test_store_down_creates_no_request(c, key, store_down):
     before = await requests_count(c)
-    working = c.app.state.store
-    if isinstance(working, LocalStore):
-        (tmp_path / "blocked").write_text("a file where the store's directory should be")
-        c.app.state.store = LocalStore(tmp_path / "blocked" / "objects")
-    else:
-        c.app.state.store = S3Store(bucket=working.bucket, endpoint_url=f"http://127.0.0.1:{free_port()}",
-                                    access_key_id="t", secret_access_key="t", timeout=1.0)
+    store_down.down(c.app)
     r = await post(c, key, jpeg_with_gps())
     assert r.status_code == 503 and errors_of(r)[0]["code"] == 503
-    await c.app.state.store.aclose()
-    c.app.state.store = working
+    await store_down.up(c.app)
     assert await requests_count(c) == before and await stored(c) == (0, 0)
     # a link that fails after the request was refused nothing: the same body, the store back, goes through
     r = await post(c, key, jpeg_with_gps())
