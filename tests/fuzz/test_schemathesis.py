@@ -10,7 +10,9 @@ operation of /services, /residents, /matching, /metrics, /open311 (svc_services)
 - be `application/problem+json` with `type`, `title`, `status` and `code` whenever it is an error.
 
 `make test` runs a bounded pass (ONENET_FUZZ_EXAMPLES cases per operation, a few roles, no shrinking);
-`make fuzz` runs many more cases with every role (`ONENET_FUZZ_EXAMPLES=60 ONENET_FUZZ_ALL_ROLES=1`).
+`make fuzz` runs many more cases with every role and check (`ONENET_FUZZ_EXAMPLES=100 ONENET_FUZZ_ALL_ROLES=1
+ONENET_FUZZ_CHECKS=all`); `ONENET_FUZZ_ONLY` (path prefixes, comma-separated) runs a part of it and
+`ONENET_FUZZ_PROGRESS` (a file) records each operation-mode's outcome as it ends.
 """
 from __future__ import annotations
 
@@ -33,6 +35,8 @@ EXAMPLES = int(os.environ.get("ONENET_FUZZ_EXAMPLES", "3"))
 ALL_CHECKS = os.environ.get("ONENET_FUZZ_CHECKS", "") == "all"
 ONLY = tuple(p for p in os.environ.get("ONENET_FUZZ_ONLY", "").split(",") if p)  # e.g. "/open311/" while working
 ALL_ROLES = os.environ.get("ONENET_FUZZ_ALL_ROLES", "") not in ("", "0", "false")
+# a file each operation-mode's outcome is appended to as it ends (a long run reports before its end)
+PROGRESS = os.environ.get("ONENET_FUZZ_PROGRESS", "")
 FAST_ROLES = ("resident1", "staff1", "ops1", "proxy1")
 ROLES = tuple(USERS) if ALL_ROLES else FAST_ROLES
 PREFIXES = ("/services/", "/residents/", "/matching/", "/metrics/", "/open311/", "/auth/", "/exchange/")
@@ -209,14 +213,20 @@ def test_fuzz_every_operation_through_the_gateway(platform, schema):
                     raise
 
             t0 = time.perf_counter()
+            name, outcome = f"{op.method.upper()} {op.path} [{mode.value}]", "ok"
             try:
                 run()
             except Unsatisfiable:
+                outcome = "unsatisfiable"
                 continue  # no invalid input exists for this operation (e.g. only free-form path strings)
             except (Exception, BaseExceptionGroup) as exc:  # noqa: BLE001 - collect every operation's failure, report them together
-                failures[f"{op.method.upper()} {op.path} [{mode.value}]"] = _describe(exc)
+                failures[name] = _describe(exc)
+                outcome = "FAILED\n" + failures[name]
             finally:
-                spent[f"{op.method.upper()} {op.path} [{mode.value}]"] = time.perf_counter() - t0
+                spent[name] = time.perf_counter() - t0
+                if PROGRESS:
+                    with open(PROGRESS, "a", encoding="utf-8") as fh:
+                        fh.write(f"{spent[name]:7.1f}s {name} {outcome}\n")
     if os.environ.get("ONENET_FUZZ_TIMES"):
         for k, v in sorted(spent.items(), key=lambda kv: -kv[1])[:25]:
             print(f"{v:7.2f}s {k}")
