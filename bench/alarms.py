@@ -184,8 +184,12 @@ def alarms(p: Platform, serial: str, hub: dict[str, str], n: int, interval: floa
     return out
 
 
+def loadavg() -> str:
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
 def report(title: str, figures: dict[str, list[float]]) -> None:
-    print(title, flush=True)
+    print(f"{title} [load average {loadavg()}]", flush=True)
     for name, values in figures.items():
         if name == "missing":
             if values:

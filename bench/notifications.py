@@ -4,17 +4,22 @@
 
 The whole platform as `onenet up` starts it (real processes on loopback, bench.intake's start_platform, SQLite).
 1. `--residents` generated residents (with mobiles) are imported into 幸福社区 (svc_residents' importer on the
-   running service's database, as `onenet residents import` does); 幸福's staff send a 停水通知 to the community
-   while the import's events (some 46,000 outbox rows for the other services' feeds) are still being relayed;
-   measured: from the POST until every message is in an inbox (the broadcast's fan-out) and until every outside
-   delivery has been handed to the emulated SMS / 语音外呼 / push platforms (an attempt recorded), in messages/s.
+   running service's database, as `onenet residents import` does). The import writes some 46,000 outbox rows
+   (the other services' feeds: a PUT per person and feed, minutes on a loaded machine); the broadcast is measured
+   once they are relayed and nothing is in flight (a broadcast on a running platform, not during a bulk import;
+   `--during-import` first sends one beside that relay, for the ratio). 幸福's staff send a 停水通知 to the
+   community; measured: from the POST until every message is in an inbox (the broadcast's fan-out) and until every
+   outside delivery has been handed to the emulated SMS / 语音外呼 / push platforms (an attempt recorded), in
+   messages/s, each figure with the load average (/proc/loadavg) it was measured at.
 2. `--alarms` 一键呼叫 (one-key calls) by a resident through the gateway, one after another (with
    `--intake-connections` clients submitting the intake benchmark's requests through the gateway meanwhile);
    measured per alarm: from its arrival (the request's creation) to the call-out's first call attempt (the grid worker's voice + SMS + push
    handed to the notification engine), p50 / p99 / max. (A device's alarm takes the same path after one more hop.)
-During the quiet hours (22:00–07:00 Asia/Shanghai hold a normal message until 07:00) the benchmark runs itself
-again under libfaketime in offset mode (Debian's `faketime -f +Ns`), it and every process of the platform shifted
-alike to 10:00 the next morning (tokens, one-time codes and timestamps agree), so the broadcast is sent as by day.
+During the quiet hours (22:00–07:00 Asia/Shanghai hold a normal message, a broadcast's included, until 07:00) the
+benchmark runs itself again under libfaketime in offset mode (Debian's `faketime -f +Ns`), it and every process of
+the platform shifted alike to 10:00 the next morning (the services' clock, common.clock, asks the system; tokens,
+one-time codes and timestamps agree; intervals are unchanged), so the broadcast is sent as by day; the first line
+says which clock the run has.
 3. `--engine-sample` (after the platform stops, on a copy of its svc_residents database): the engine's own cost,
    in process, no HTTP: the same broadcast text stored for that many residents one `notify()` at a time (the
    per-recipient path) and by `notify_many()` in chunks of 1,000 (the broadcast's path), messages/s each.
@@ -41,13 +46,14 @@ XF = "110105001001"
 GRIDS = ["110105001001001", "110105001001002"]
 
 
-def daytime_shift() -> int:
+def daytime_shift(margin: timedelta = timedelta(hours=1)) -> int:
     """Seconds the platform's clock moves so that a normal message goes out at once: 0 by day; inside the quiet
-    hours, to 10:00 (Asia/Shanghai) after they end."""
+    hours, or so close to them that the run (the import's relay waited for) would reach them, to 10:00
+    (Asia/Shanghai) after they end."""
     from svc_residents.notifications.channels import quiet_until
 
     now = Clock().now()
-    end = quiet_until(now)
+    end = quiet_until(now) or quiet_until(now + margin)
     return 0 if end is None else int((end + timedelta(hours=3) - now).total_seconds())
 
 
@@ -70,10 +76,24 @@ def import_residents(var: Path, n: int) -> float:
     return asyncio.run(go())
 
 
-def broadcast(p, staff: dict, timeout: float) -> dict:
+def settle(p, timeout: float) -> tuple[float, int]:
+    """Wait until svc_residents' outbox is relayed (the import writes some 46,000 events for the other services'
+    feeds, a PUT per person and feed) and no delivery is in flight: (seconds waited, rows still pending)."""
+    t0, pending = time.perf_counter(), -1
+    while time.perf_counter() - t0 < timeout:
+        (pending,), = p.sql("svc_residents", "SELECT (SELECT count(*) FROM outbox WHERE delivered_at IS NULL) + "
+                                             "(SELECT count(*) FROM notification_deliveries WHERE state IN "
+                                             "('queued', 'sending', 'sent', 'checking'))")
+        if not pending:
+            break
+        time.sleep(1.0)
+    return time.perf_counter() - t0, pending
+
+
+def broadcast(p, staff: dict, timeout: float, text: str) -> dict:
     t0 = time.perf_counter()
     r = httpx.post(f"{p.gw}/residents/v1/broadcasts", headers=staff, timeout=60, json={
-        "title": "停水通知", "text": "因管道检修，明日 9:00–17:00 幸福社区停水，请提前储水。", "place_code": XF})
+        "title": "停水通知", "text": text, "place_code": XF})
     assert r.status_code == 202, r.text
     b = r.json()
     key = f"broadcast:{b['id']}"
@@ -98,6 +118,21 @@ def broadcast(p, staff: dict, timeout: float) -> dict:
     return {"audience": b["audience"], "inbox_s": inbox_at, "handed_s": handed_at, "outcomes": outcomes,
             "channels": channels, "report": httpx.get(f"{p.gw}/residents/v1/broadcasts/{b['id']}", headers=staff,
                                                       timeout=30).json()}
+
+
+def show(when: str, out: dict) -> None:
+    n = out["audience"]
+    print(f"broadcast {when} to {n:,} residents: in every inbox after {out['inbox_s']:.1f} s "
+          f"({n / out['inbox_s']:,.0f} messages/s); every delivery handed to the emulated channels after "
+          f"{out['handed_s']:.1f} s ({n / out['handed_s']:,.0f} messages/s) [load {loadavg()}]" if out["handed_s"]
+          else f"broadcast {when} not finished within the timeout: {out}", flush=True)
+    print(f"  attempts by outcome {out['outcomes']}, handed by channel {out['channels']}")
+    print(f"  report: read {out['report'].get('read')}, channels {out['report'].get('channels')}, "
+          f"not sent outside {out['report'].get('not_sent_outside')}", flush=True)
+
+
+def loadavg() -> str:
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
 
 def intake_load(p, connections: int, stop: threading.Event) -> dict:
@@ -193,6 +228,9 @@ def main() -> None:
     ap.add_argument("--alarms", type=int, default=100)
     ap.add_argument("--intake-connections", type=int, default=8, help="0: the alarms without the intake load")
     ap.add_argument("--timeout", type=float, default=600.0)
+    ap.add_argument("--during-import", action="store_true",
+                    help="first a broadcast beside the import's outbox relay, then the one on the idle platform")
+    ap.add_argument("--settle-timeout", type=float, default=1200.0)
     ap.add_argument("--engine-sample", type=int, default=2000, help="0: skip the in-process engine comparison")
     args = ap.parse_args()
     from bench.intake import start_platform
@@ -204,21 +242,28 @@ def main() -> None:
         os.execvp("faketime", ["faketime", "-f", f"+{shift}s", sys.executable, "-m", "bench.notifications",
                                *sys.argv[1:]])
     var = Path(tempfile.mkdtemp(prefix="onenet-bench-notifications-"))
-    print(f"starting the platform in {var} …", flush=True)
+    from common.clock import SHANGHAI
+
+    faked = f" (libfaketime {os.environ['FAKETIME']}, the platform alike)" if os.environ.get("FAKETIME") else ""
+    print(f"clock: {Clock().now().astimezone(SHANGHAI):%H:%M} Asia/Shanghai{faked}, outside the quiet hours; "
+          f"starting the platform in {var} … [load {loadavg()}]", flush=True)
     p = start_platform(var, databases={}, routed="svc_residents")
     try:
         staff = p.token("staff1")
         took = import_residents(var, args.residents)
         print(f"imported {args.residents:,} residents into 幸福社区 in {took:.1f} s", flush=True)
-        out = broadcast(p, staff, args.timeout)
-        n = out["audience"]
-        print(f"broadcast to {n:,} residents: in every inbox after {out['inbox_s']:.1f} s "
-              f"({n / out['inbox_s']:,.0f} messages/s); every delivery handed to the emulated channels after "
-              f"{out['handed_s']:.1f} s ({n / out['handed_s']:,.0f} messages/s)" if out["handed_s"] else
-              f"broadcast not finished within {args.timeout} s: {out}", flush=True)
-        print(f"  attempts by outcome {out['outcomes']}, handed by channel {out['channels']}")
-        print(f"  report: read {out['report'].get('read')}, channels {out['report'].get('channels')}, "
-              f"not sent outside {out['report'].get('not_sent_outside')}", flush=True)
+        first = None
+        if args.during_import:
+            first = broadcast(p, staff, args.timeout, "因管道检修，明日 9:00–17:00 幸福社区停水，请提前储水。")
+            show("beside the import's relay", first)
+        waited, left = settle(p, args.settle_timeout)
+        print(f"the import's events relayed and the deliveries settled after {waited:.1f} s more"
+              f"{f' ({left:,} rows still pending: timed out)' if left else ''} [load {loadavg()}]", flush=True)
+        out = broadcast(p, staff, args.timeout, "因管道检修，后天 9:00–17:00 幸福社区停水，请提前储水。")
+        show("on the running platform, outbox idle", out)
+        if first and first["handed_s"] and out["handed_s"]:
+            print(f"  handed rate idle / beside the import's relay: {first['handed_s'] / out['handed_s']:.2f} ×",
+                  flush=True)
         stop, load_out = threading.Event(), {}
         loader = None
         if args.intake_connections:
@@ -235,7 +280,8 @@ def main() -> None:
             pick = lambda q: lat[min(len(lat) - 1, int(q * len(lat)))]  # noqa: E731
             print(f"alarm → first call attempt over {len(lat)} alarms"
                   f"{' under intake load ' + format(load_out.get('rate', 0), ',.0f') + ' req/s' if loader else ''}: "
-                  f"p50 {pick(0.5) * 1000:.0f} ms, p99 {pick(0.99) * 1000:.0f} ms, max {lat[-1] * 1000:.0f} ms",
+                  f"p50 {pick(0.5) * 1000:.0f} ms, p99 {pick(0.99) * 1000:.0f} ms, max {lat[-1] * 1000:.0f} ms "
+                  f"[load {loadavg()}]",
                   flush=True)
         else:
             print("no first call attempt seen for the alarms")
