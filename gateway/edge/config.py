@@ -125,16 +125,11 @@ def render(settings: GatewaySettings, runtime: Runtime, *, listen: str, control_
                          ("Tracestate", "Proxy-Authorization", "TE", "Trailer", "Upgrade", *PROXY_HEADERS))
     stream_read = settings.stream_read_timeout_seconds
 
-    def location(match: str, name: str, *, stream: bool = False) -> str:
+    def location(match: str, name: str) -> str:
         host, port = _host_port(upstreams[name])
-        # an event stream (gateway/routing/streams.py): passed unbuffered, each read waiting past its heartbeat
-        access = f'"{name}", "@gateway_stream"' if stream else f'"{name}"'
-        extra = "\n            proxy_buffering off;" if stream else ""
-        read = stream_read if stream else timeout
-        body_filter = "stream_body_filter" if stream else "body_filter"
         return f"""        location {match} {{
-            access_by_lua_block {{ require("onenet_edge").access({access}) }}
-            proxy_pass http://onenet_up_{name};{extra}
+            access_by_lua_block {{ require("onenet_edge").access("{name}") }}
+            proxy_pass http://onenet_up_{name};
             proxy_http_version 1.1;
             proxy_set_header Connection "";
             proxy_set_header Host {host}:{port};
@@ -152,7 +147,7 @@ def render(settings: GatewaySettings, runtime: Runtime, *, listen: str, control_
             proxy_hide_header X-OneNet-Service;
             proxy_connect_timeout {_ms(min(2.0, timeout))};
             proxy_send_timeout {_ms(timeout)};
-            proxy_read_timeout {_ms(read)};
+            proxy_read_timeout {_ms(timeout)};
             proxy_next_upstream error timeout http_502 http_503 http_504;
             proxy_next_upstream_tries {attempts};
             proxy_next_upstream_timeout {_ms(timeout)};
@@ -161,13 +156,11 @@ def render(settings: GatewaySettings, runtime: Runtime, *, listen: str, control_
             add_header X-Request-Id $edge_request_id always;
             add_header Traceparent $edge_traceparent always;
             add_header X-OneNet-Service $edge_service always;
-            body_filter_by_lua_block {{ require("onenet_edge").{body_filter}() }}
+            body_filter_by_lua_block {{ require("onenet_edge").body_filter() }}
             log_by_lua_block {{ require("onenet_edge").log() }}
         }}"""
 
-    locations = [location(f"= {path}", path.split("/")[1], stream=True)
-                 for path in EVENT_STREAM_PATHS if path.split("/")[1] in upstreams]
-    locations += [location(f"/{name}/", name) for name in upstreams]
+    locations = [location(f"/{name}/", name) for name in upstreams]
     def gateway_location(read: float) -> str:
         return f"""            proxy_pass http://onenet_gateway;
             proxy_http_version 1.1;
@@ -179,6 +172,10 @@ def render(settings: GatewaySettings, runtime: Runtime, *, listen: str, control_
             error_page 502 504 = @gateway_unavailable;"""
 
     to_gateway = gateway_location(max(60.0, 2 * timeout))
+    stream_locations = "\n".join(f"""        location = {path} {{
+{gateway_location(stream_read + 15.0)}
+            proxy_buffering off;
+        }}""" for path in EVENT_STREAM_PATHS)
     log_line = ("access_log off;" if not access_log else
                 f"access_log {access_log} onenet_edge buffer=64k flush=1s if=$edge_member;")
     conf_json = json.dumps(lua_settings(settings, secret=secret, gateway=gateway), ensure_ascii=False)
@@ -252,10 +249,10 @@ http {{
         location @gateway {{
 {to_gateway}
         }}
-        location @gateway_stream {{
-{gateway_location(stream_read + 15.0)}
-            proxy_buffering off;
-        }}
+        # event streams (gateway/routing/streams.py) to the gateway, unbuffered: a held answer must end when its
+        # caller is revoked, which only the gateway sees while the upstream is quiet (ADR 0012); the gateway's
+        # own read of the upstream ends first (its stream read timeout), so this one waits longer
+{stream_locations}
         # file uploads (common.storage.uploads): to the gateway as they arrive, neither buffered nor held in memory
         # here; the gateway streams them on and answers past their limit (413 problem; twice it, nginx's own)
         # (a regex location: ahead of the services' prefix locations)

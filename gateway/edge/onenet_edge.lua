@@ -408,9 +408,10 @@ local function request_body()
   return body
 end
 
--- `fallback`: where a call the edge does not answer goes (an event stream's route has its own, unbuffered)
-function M.access(service, fallback)
-  fallback = fallback or "@gateway"
+-- A call the edge does not answer goes to the gateway (`@gateway`). Event streams never come here: their routes go
+-- to the gateway (gateway/edge/config.py), the one that ends a held answer when its caller is revoked.
+function M.access(service)
+  local fallback = "@gateway"
   local v = current_view()
   if not v then return ngx.exec(fallback) end
   local method = ngx.req.get_method()
@@ -504,20 +505,6 @@ function M.body_filter()
     call.response_hash = call.n > 0 and sha256_chunks(call.chunks, call.n) or EMPTY_SHA256
     call.chunks = nil
   end
-end
-
--- An event stream's answer (gateway/routing/streams.py): hashed as it passes, in a context of the call's own (the
--- stream may last many minutes; nothing of it is kept). The filter never yields, so the context is consistent.
-function M.stream_body_filter()
-  local call = ngx.ctx.call
-  if not call then return end
-  if not call.sha then
-    call.sha = ffi.new("onenet_sha256_ctx")
-    C.SHA256_Init(call.sha)
-  end
-  local chunk = ngx.arg[1]
-  if #chunk > 0 then C.SHA256_Update(call.sha, chunk, #chunk) end
-  if ngx.arg[2] then call.response_hash = final_hex(call.sha) end
 end
 
 -- An upstream that could not be reached (502) or did not answer in time (504), as the gateway says it.

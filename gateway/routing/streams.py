@@ -3,7 +3,11 @@
 Every other answer is read whole (it may be masked, and is hashed for the message log before it is sent). An event
 stream is held open by the upstream for as long as it lasts: the gateway passes each chunk on as it comes, hashes
 it on the way, records the call when the stream ends, and ends it itself at the token's expiry or as soon as the
-caller's member or session is revoked (checked before each chunk), so a connection outlives no authorisation.
+caller's member or session is revoked, so a connection outlives no authorisation. The revocation is checked before
+each chunk and every RECHECK_SECONDS while the upstream is quiet (a heartbeat comes only every 15 s), against the
+gateway's live sets: a revocation on this replica ends the stream within RECHECK_SECONDS, one on another replica
+within that plus the sets' reload (REVOCATION_REFRESH_SECONDS). The edge hands these routes to the gateway for
+that reason (ADR 0012): an nginx that passes an answer on has no turn of its own while the upstream is quiet.
 """
 from __future__ import annotations
 
@@ -23,6 +27,7 @@ from common.errors import Problem
 # and at the edge, whose nginx passes them unbuffered), not the upstream timeout meant for whole answers.
 EVENT_STREAM_PATHS = ("/residents/v1/notifications/stream",)
 _EVENT_STREAM = b"text/event-stream"
+RECHECK_SECONDS = 1.0  # a held stream's caller is checked again at least this often, chunk or not
 
 
 def is_event_stream(status: int, raw: list[tuple[bytes, bytes]]) -> bool:
@@ -63,23 +68,37 @@ class PassedStream(StreamingResponse):
         digest = hashlib.sha256()
         loop = asyncio.get_running_loop()
         chunks = self._source.chunks.__aiter__()
+
+        async def next_chunk() -> bytes | None:
+            try:
+                return await anext(chunks)
+            except StopAsyncIteration:
+                return None  # the upstream ended
+
+        reading: asyncio.Task | None = None  # the read in progress, kept across re-checks (never cut mid-read)
         try:
             while self.holds():
-                if self.until is None:
-                    chunk = await anext(chunks)
-                else:
-                    left = self.until - loop.time()
-                    if left <= 0:
-                        break
-                    chunk = await asyncio.wait_for(anext(chunks), left)
-                if not self.holds():
+                wait = RECHECK_SECONDS if self.until is None else min(RECHECK_SECONDS, self.until - loop.time())
+                if wait <= 0:
+                    break  # the token expired
+                reading = reading or asyncio.create_task(next_chunk())
+                done, _ = await asyncio.wait((reading,), timeout=wait)
+                if not done:
+                    continue  # quiet: check the caller again
+                chunk, reading = reading.result(), None
+                if chunk is None or not self.holds():
                     break
                 digest.update(chunk)
                 yield chunk
-        except (StopAsyncIteration, TimeoutError, aiohttp.ClientError, httpx.HTTPError, OSError):
+        except (TimeoutError, aiohttp.ClientError, httpx.HTTPError, OSError):
             pass  # the upstream ended, went silent past the read timeout, or dropped: the stream ends here too
         finally:
+            # the upstream let go first: this does not wait, so it holds when the caller's scope is cancelled (a
+            # client gone), where any wait here would be cancelled again
             await self._source.close()
+            if reading is not None:
+                reading.cancel()  # not awaited, for the same reason; its end is read so that nothing is left unread
+                reading.add_done_callback(lambda task: task.cancelled() or task.exception())
             if self.done is not None:
                 self.done(digest.hexdigest())
 
