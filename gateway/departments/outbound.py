@@ -4,7 +4,9 @@ shape of a batch call.
 
 Knobs (env `ONENET_<PLATFORM>_…`, or on `app.state.<platform>` from a test): `failure_rate` fails that fraction of
 sends with 503, `down` fails them all; voice also has `no_answer_rate` (the call is placed but nobody answers:
-its receipt says `no_answer`). A send naming a `ref` the same member sent before answers the first message again
+its receipt says `no_answer`); SMS and push have `receipt_failure_rate` (the message is taken, its receipt says
+`failed`: the handset was not reached) and `receipt_pending_rate` (its receipt stays `pending`: the operator's
+receipt never comes). A send naming a `ref` the same member sent before answers the first message again
 without sending a second one, so a sender that lost the answer and retries reaches the person once.
 `test_reads` (tests and `onenet up` only) adds `GET …/testing/messages?to=…`.
 
@@ -36,6 +38,8 @@ class OutboundSettings(BaseSettings):
     failure_rate: float = Field(default=0.0, ge=0.0, le=1.0)
     down: bool = False
     no_answer_rate: float = Field(default=0.0, ge=0.0, le=1.0)
+    receipt_failure_rate: float = Field(default=0.0, ge=0.0, le=1.0)
+    receipt_pending_rate: float = Field(default=0.0, ge=0.0, le=1.0)
     test_reads: bool = False
     seed: int = 0
 
@@ -57,6 +61,8 @@ class Platform:
         self.name = name
         self.failure_rate, self.down = settings.failure_rate, settings.down
         self.no_answer_rate, self.test_reads = settings.no_answer_rate, settings.test_reads
+        self.receipt_failure_rate, self.receipt_pending_rate = (settings.receipt_failure_rate,
+                                                                settings.receipt_pending_rate)
         self.rng = random.Random(settings.seed)
         self.messages: OrderedDict[str, Sent] = OrderedDict()
         self.by_ref: dict[tuple[str, str], str] = {}
@@ -81,7 +87,16 @@ class Platform:
     def earlier(self, member: str, ref: str | None) -> Sent | None:
         return self.messages.get(self.by_ref.get((member, ref), "")) if ref else None
 
+    def receipt(self) -> str:
+        """What a taken message's receipt says (the receipt knobs)."""
+        draw = self.rng.random() if self.receipt_failure_rate or self.receipt_pending_rate else 1.0
+        if draw < self.receipt_failure_rate:
+            return "failed"
+        return "pending" if draw < self.receipt_failure_rate + self.receipt_pending_rate else "delivered"
+
     def add(self, m: Sent) -> None:
+        if m.status == "delivered":  # SMS and push (a voice call has answered / no_answer)
+            m.status = self.receipt()
         self.messages[m.id] = m
         if m.ref:
             self.by_ref[(m.member, m.ref)] = m.id
@@ -128,7 +143,7 @@ class BatchResult(BaseModel):
     index: int = Field(description="在请求 messages 中的位置")
     ref: str | None
     id: str | None = Field(description="消息编号（据此查回执）；未发出时为空")
-    status: str = Field(description="delivered 已送达 / failed 未发出（可重发）")
+    status: str = Field(description="已发出的：其回执（delivered / pending / failed）；未发出的：failed（id 为空，可重发）")
     error: str | None = Field(default=None, description="未发出的原因代码")
 
 

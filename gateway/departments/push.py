@@ -54,7 +54,7 @@ class PushBatchIn(BaseModel):
 
 class PushOut(BaseModel):
     id: str
-    status: str = Field(description="delivered 已送达")
+    status: str = Field(description="delivered 已送达 / pending 待回执 / failed 未送达（回执）")
     alias: str
     submitted_at: datetime
 

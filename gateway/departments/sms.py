@@ -96,7 +96,7 @@ class SmsBatchIn(BaseModel):
 
 class SmsReceipt(BaseModel):
     id: str
-    status: str = Field(description="delivered 已送达")
+    status: str = Field(description="delivered 已送达 / pending 待回执 / failed 未送达（回执）")
     phone: str = Field(description="手机号（脱敏）")
     submitted_at: datetime
     delivered_at: datetime | None

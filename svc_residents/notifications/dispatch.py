@@ -15,7 +15,11 @@ Per channel: a platform that does not take the message (down, 5xx, unreachable, 
 retried with backoff (`notify_retry_base_seconds` doubling, `notify_max_tries` tries), then the next channel of the
 plan is tried; the last one goes on (at most every `max_backoff_seconds`) for a day, so a platform that is down
 loses nothing; a voice call nobody answers, or a phone channel without a usable phone, moves to the next channel
-at once. A sent SMS or push waits for its receipt (`sent` → `delivered`).
+at once. A sent SMS or push waits for its receipt (`sent` → `delivered`), asked every `notify_retry_base_seconds`,
+for `Policy.receipt_deadline` (10 min) at most: a receipt that says failed ends the attempt `failed` and the
+message goes on to its next channel (`_next_channel`, the rule of a send that failed for good); no receipt by the
+deadline ends it `unknown` (attempt `unknown`, detail `receipt_expired`) and, unless the person read the message in
+the inbox, it goes on to the next channel too (the last channel's delivery ends `unknown`). Nothing is asked after.
 """
 from __future__ import annotations
 
@@ -53,6 +57,8 @@ class Policy:
     concurrency: int = 64  # calls in flight to the platforms at once (voice calls, batch calls)
     # a sent SMS or push is asked for its receipt this long after: a round hands new messages over first
     receipt_after_seconds: float = 2.0
+    # a platform answers a receipt within this time of the hand-over or never: then the outcome is unknown
+    receipt_deadline: timedelta = timedelta(minutes=10)
 
 
 @dataclass(frozen=True)
@@ -155,8 +161,8 @@ def _usable(phone: str | None) -> str | None:
 
 # what a round reads of each claimed delivery (plain rows, no ORM objects)
 _ROW = (Delivery.id, Delivery.notification_id, Delivery.channels, Delivery.position, Delivery.tries,
-        Delivery.state, Delivery.lease_until, Delivery.provider_ref, Delivery.created_at,
-        Notification.recipient, Notification.title, Notification.body)
+        Delivery.state, Delivery.lease_until, Delivery.provider_ref, Delivery.created_at, Delivery.sent_at,
+        Notification.recipient, Notification.title, Notification.body, Notification.read_at)
 
 
 class Dispatcher:
@@ -283,12 +289,25 @@ class Dispatcher:
         except UNAVAILABLE:
             found = {}
         for d in part:
-            if found.get(d.provider_ref) == "delivered":
-                results[d.id] = ({"state": "delivered"},
-                                 {"channel": channel, "outcome": "delivered", "provider_ref": d.provider_ref})
-            else:  # no receipt yet: ask again later
-                results[d.id] = ({"state": "sent", "next_attempt_at": now + timedelta(seconds=self.policy.base_seconds)},
-                                 None)
+            results[d.id] = self._receipt_outcome(d, channel, found.get(d.provider_ref), now)
+
+    def _receipt_outcome(self, d, channel: str, status: str | None, now: datetime) -> tuple[dict, dict | None]:
+        """A sent message's receipt, final or asked again: delivered; failed (the next channel); none by the deadline
+        (unknown: the next channel unless the person read it in the inbox); else asked again before the deadline."""
+        attempt = {"channel": channel, "provider_ref": d.provider_ref}
+        if status == "delivered":
+            return {"state": "delivered"}, {**attempt, "outcome": "delivered"}
+        if status == "failed":
+            return (self._next_channel(d, now, "receipt_failed"),
+                    {**attempt, "outcome": "failed", "detail": "receipt_failed"})
+        deadline = (d.sent_at or d.created_at) + self.policy.receipt_deadline
+        if now >= deadline:
+            values = ({"state": "unknown", "last_error": "receipt_expired"} if d.read_at is not None
+                      else self._next_channel(d, now, "receipt_expired", end="unknown"))
+            return values, {**attempt, "outcome": "unknown", "detail": "receipt_expired"}
+        # no receipt yet (pending, or not known to the platform): ask again, the last time at the deadline
+        return {"state": "sent", "next_attempt_at": min(deadline, now + timedelta(seconds=self.policy.base_seconds))}, \
+            None
 
     def _taken(self, d, now: datetime, channel: str, provider_ref: str, status: str) -> tuple[dict, dict]:
         if status == "no_answer":
@@ -297,7 +316,7 @@ class Dispatcher:
         state = "delivered" if status == "delivered" else "sent"
         receipt_at = now + timedelta(seconds=self.policy.receipt_after_seconds)
         return ({"state": state, "provider_ref": provider_ref, "tries": d.tries + 1, "next_attempt_at": receipt_at,
-                 "last_error": None},
+                 "last_error": None, "sent_at": now},
                 {"channel": channel, "outcome": state, "provider_ref": provider_ref})
 
     def _not_taken(self, d, now: datetime, channel: str, error: str) -> tuple[dict, dict]:
@@ -313,8 +332,9 @@ class Dispatcher:
                     "last_error": error[:300]}
         return self._next_channel(d, now, error)
 
-    def _next_channel(self, d, now: datetime, error: str) -> dict:
+    def _next_channel(self, d, now: datetime, error: str, end: str = "failed") -> dict:
+        """On to the plan's next channel at once, or the delivery ends in `end` after the last."""
         if d.position + 1 < len(d.channels):
             return {"state": "queued", "position": d.position + 1, "tries": 0, "next_attempt_at": now,
                     "last_error": error[:300]}
-        return {"state": "failed", "last_error": error[:300]}
+        return {"state": end, "last_error": error[:300]}

@@ -51,11 +51,13 @@ class Delivery(Base):
     channels: Mapped[list[str]] = mapped_column(JSON)
     position: Mapped[int] = mapped_column(default=0)  # the channel now tried: channels[position]
     tries: Mapped[int] = mapped_column(default=0)  # tries on that channel
-    # queued → sending (claimed) → sent (handed over; a receipt may follow) → delivered; failed / skipped at the end
+    # queued → sending (claimed) → sent (handed over; a receipt may follow) → delivered; failed / unknown (no
+    # receipt by the deadline) / skipped at the end
     state: Mapped[str] = mapped_column(String(16))
     next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime())
     lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
     provider_ref: Mapped[str | None] = mapped_column(String(64))
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())  # handed over on this channel: its receipt's clock
     last_error: Mapped[str | None] = mapped_column(String(300))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
@@ -70,7 +72,7 @@ class Attempt(Base):
     delivery_id: Mapped[str] = mapped_column(ForeignKey("notification_deliveries.id"), index=True)
     notification_id: Mapped[str] = mapped_column(String(36), index=True)
     channel: Mapped[str] = mapped_column(String(16))
-    outcome: Mapped[str] = mapped_column(String(16))  # sent | delivered | failed | skipped
+    outcome: Mapped[str] = mapped_column(String(16))  # sent | delivered | failed | unknown | skipped
     detail: Mapped[str | None] = mapped_column(String(300))
     provider_ref: Mapped[str | None] = mapped_column(String(64))
     at: Mapped[datetime] = mapped_column(UTCDateTime())

@@ -32,7 +32,7 @@ class AttemptOut(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
     channel: str
-    outcome: str = Field(description="sent 已发出 / delivered 已送达 / failed 失败 / skipped 跳过")
+    outcome: str = Field(description="sent 已发出 / delivered 已送达 / failed 失败 / unknown 回执逾期未到 / skipped 跳过")
     detail: str | None
     at: datetime
 
@@ -43,7 +43,8 @@ class DeliveryOut(BaseModel):
     id: str
     channels: list[str] = Field(description="渠道计划（依次回退）")
     position: int
-    state: str = Field(description="queued 等待 / sending 发送中 / sent 已发出 / delivered 已送达 / failed 失败 / skipped 跳过")
+    state: str = Field(description="queued 等待 / sending 发送中 / sent 已发出 / delivered 已送达 / failed 失败 / "
+                       "unknown 回执逾期未到 / skipped 跳过")
     tries: int
     next_attempt_at: datetime
     last_error: str | None
