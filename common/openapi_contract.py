@@ -7,8 +7,10 @@ would repeat everywhere:
 - 405 with its `Allow` header (every path answers an undeclared method so; `install_method_not_allowed` makes
   that true of apps with a catch-all route, the gateway's forward route, where Starlette would fall through to
   it and answer 404);
-- 200 beside 201 on every create (`POST` declaring 201): a retried create (the same Idempotency-Key, or a
-  client-chosen id such as the time bank's `posting_id`) answers the first one's body again, with 200;
+- 200 beside 201 on a create (`POST` declaring 201) whose 201 does not declare `Idempotency-Replayed`: a
+  retried create found by a client-chosen id (the time bank's `posting_id`, an activity's check-in) answers the
+  first one's body again with 200; a create whose 201 declares that header (Open311's POST) answers a replay
+  of its Idempotency-Key with that 201 again, `Idempotency-Replayed: true`, and never 200;
 - the error format a protocol prescribes instead of problem+json: GeoReport v2's error list under
   `/open311/` (`[{"code", "description"}]` as JSON, or XML per the path's format, the path's `{fmt}` being one of
   `OPEN311_FORMATS`, in which its documents are answered too, and an id in the path one segment); X-Road's faults under `/r1/`,
@@ -57,6 +59,11 @@ def _operations(doc: dict[str, Any]):
                 yield path, method, op
 
 
+def _replays_201(created: dict[str, Any]) -> bool:
+    """The create's replay is its 201 again: its 201 declares `Idempotency-Replayed`."""
+    return any(name.lower() == "idempotency-replayed" for name in created.get("headers") or {})
+
+
 def finish(doc: dict[str, Any]) -> dict[str, Any]:
     """Declare, in place, what every operation of `doc` can answer beyond its route's own declarations."""
     from common.idempotency import MAX_KEY_LENGTH
@@ -69,7 +76,7 @@ def finish(doc: dict[str, Any]) -> dict[str, Any]:
         responses = op.setdefault("responses", {})
         if "405" in responses:
             responses["405"].setdefault("headers", copy.deepcopy(ALLOW_HEADER))
-        if method == "post" and "201" in responses and "200" not in responses:
+        if method == "post" and "201" in responses and "200" not in responses and not _replays_201(responses["201"]):
             replay = copy.deepcopy(responses["201"])
             replay["description"] = "重放：同一请求再次提交时答复首次的结果 A retried create: the first answer again"
             responses["200"] = replay

@@ -149,3 +149,21 @@ async def test_idempotency_key_declares_the_length_the_server_takes(service_clie
     op = (await client.get("/openapi.json")).json()["paths"]["/services/v1/requests"]["post"]
     (header,) = [p for p in op["parameters"] if p["name"] == "Idempotency-Key"]
     assert header["schema"]["minLength"] == 1 and header["schema"]["maxLength"] == MAX_KEY_LENGTH
+
+
+# ---- a create's 200 is declared only where a replay can answer it -------------------------------------------
+from common.openapi_contract import finish  # noqa: E402
+
+
+def test_a_create_whose_replay_is_its_201_declares_no_200():
+    """200 beside 201 for a create retried by a client-chosen id (the time bank's posting_id answers 200); none
+    where the 201 declares Idempotency-Replayed, a replay being that 201 again (Open311's POST)."""
+    created = {"description": "created", "content": {"application/json": {"schema": {"type": "object"}}}}
+    doc = {"paths": {
+        "/matching/v1/timebank/postings": {"post": {"responses": {"201": dict(created)}}},
+        "/open311/v2/requests.{fmt}": {"post": {"responses": {"201": {
+            **created, "headers": {"Idempotency-Replayed": {"schema": {"type": "string"}}}}}}}}}
+    finish(doc)
+    posting = doc["paths"]["/matching/v1/timebank/postings"]["post"]["responses"]
+    assert posting["200"]["content"] == posting["201"]["content"]
+    assert "200" not in doc["paths"]["/open311/v2/requests.{fmt}"]["post"]["responses"]

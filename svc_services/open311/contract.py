@@ -111,7 +111,10 @@ SUBMITTED = {"type": "array", "items": {"type": "object", "required": ["service_
     "service_request_id": {"type": "string"}, "service_notice": {"type": "string"},
     "account_id": {"type": ["string", "null"]}}}}
 POST_RESPONSES: dict[int | str, dict[str, Any]] = {201: {
-    "description": "已提交（同一 Idempotency-Key 重放时答复首次的结果，带 Idempotency-Replayed: true）submitted "
-                   "(a replay of its Idempotency-Key answers the first one's, with Idempotency-Replayed: true)",
+    "description": "已提交；同一 Idempotency-Key 重放时仍以 201 答复首次的结果（Idempotency-Replayed: true，首次为 "
+                   "false），从不答 200 submitted; a replay of its Idempotency-Key answers the first one's with 201 "
+                   "again (Idempotency-Replayed: true, the first keyed answer false), never 200",
     "content": {"application/json": {"schema": SUBMITTED}},
-    "headers": {"Idempotency-Replayed": {"schema": {"type": "string", "enum": ["true"]}}}}}
+    "headers": {"Idempotency-Replayed": {
+        "description": "仅在带 Idempotency-Key 时 only under an Idempotency-Key",
+        "schema": {"type": "string", "enum": ["true", "false"]}}}}}

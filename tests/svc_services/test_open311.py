@@ -152,6 +152,7 @@ async def test_post_errors_in_open311_format(ready, make_token, fmt):
     # JSON bodies are not the spec's, but the form type must be accepted by the middleware
     r = await client.post(f"{BASE}/requests.{fmt}", content=b"<x/>", headers={"Content-Type": "text/plain"})
     assert r.status_code == 415
+    assert "application/x-www-form-urlencoded、multipart/form-data 或 application/json" in r.text  # what it takes
 
 
 async def test_post_idempotency_key(ready, make_token):
@@ -162,7 +163,11 @@ async def test_post_idempotency_key(ready, make_token):
     b = await post(client, token, "xml", headers=h)
     assert a.status_code == b.status_code == 201
     assert rows(b, "xml")[0]["service_request_id"] == a.json()[0]["service_request_id"]
-    assert b.headers["idempotency-replayed"] == "true"
+    assert (a.headers["idempotency-replayed"], b.headers["idempotency-replayed"]) == ("false", "true")
+    # as declared: the replay is the 201 again with that header, and no 200 is declared
+    responses = (await client.get("/openapi.json")).json()["paths"][f"{BASE}/requests.{{fmt}}"]["post"]["responses"]
+    assert "200" not in responses
+    assert responses["201"]["headers"]["Idempotency-Replayed"]["schema"]["enum"] == ["true", "false"]
 
 
 @pytest.mark.parametrize("fmt", FMTS)
