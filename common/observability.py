@@ -164,6 +164,13 @@ class ObservabilityMiddleware:
         self.extra_media_types = extra_media_types or {}
         self.telemetry = Telemetry(service)
 
+    def _accepted(self, path: str, *, upload: bool) -> list[str]:
+        """The body media types `path` takes, its own first (a 415 names them: Open311's form and multipart)."""
+        own = [t for prefix, types in self.extra_media_types.items() if path.startswith(prefix) for t in types]
+        if upload and "multipart/form-data" not in own:
+            own.append("multipart/form-data")
+        return [*own, "application/json"]
+
     def _media_type_ok(self, path: str, content_type: str | None, *, upload: bool = False) -> bool:
         if content_type is None:
             return True  # no declared type: FastAPI parses it as JSON and reports errors itself
@@ -211,9 +218,12 @@ class ObservabilityMiddleware:
                     return
                 has_body = (length not in (None, "0")) or chunked
                 if has_body and not self._media_type_ok(path, content_type, upload=route_limit is not None):
+                    *others, last = self._accepted(path, upload=route_limit is not None)
+                    zh = f"{'、'.join(others)} 或 {last}" if others else last
+                    en = f"{', '.join(others)} or {last}" if others else last
                     await open311_refusal(path, problem_response(  # under /open311/: GeoReport's error list
                         415, "unsupported_media_type", lang=negotiate_language(accept_language), instance=path,
-                        detail=("请以 application/json 提交请求体", "Send the body as application/json"),
+                        detail=(f"请以 {zh} 提交请求体", f"Send the body as {en}"),
                     ))(scope, receive, send_wrapper)
                     return
                 receive = self._limited(receive, state, limit)

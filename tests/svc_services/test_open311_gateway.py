@@ -138,16 +138,24 @@ async def test_an_open311_path_the_gateway_cannot_route_is_a_georeport_404(gw, m
 
 @pytest.mark.parametrize("headers, fmt", [({"Content-Type": "application/xml"}, "json"), ({"Content-Type": "text/plain"}, "xml")])
 async def test_a_body_of_no_type_the_platform_takes_is_a_georeport_415(gw, headers, fmt):
-    """The middleware's refusal of a body's media type (before any route) is Open311's error list under /open311/."""
+    """The middleware's refusal of a body's media type (before any route) is Open311's error list under /open311/,
+    naming what the POST takes: its form and multipart bodies (JSON as well); elsewhere JSON only."""
     r = await gw.post(f"/open311/v2/requests.{fmt}", content=b"service_code=x", headers=headers)
     assert r.status_code == 415
     assert r.headers["content-type"].startswith("application/json" if fmt == "json" else "text/xml")
     if fmt == "json":
-        assert [e["code"] for e in r.json()] == [415]
+        (error,) = r.json()
+        code, description = error["code"], error["description"]
     else:
-        assert [e.findtext("code") for e in ET.fromstring(r.content).findall("error")] == ["415"]
+        (error,) = ET.fromstring(r.content).findall("error")
+        code, description = int(error.findtext("code")), error.findtext("description")
+    assert code == 415
+    assert description == "请以 application/x-www-form-urlencoded、multipart/form-data 或 application/json 提交请求体"
+    r = await gw.post(f"/open311/v2/requests.{fmt}", content=b"x", headers={**headers, "Accept-Language": "en"})
+    assert "Send the body as application/x-www-form-urlencoded, multipart/form-data or application/json" in r.text
     r = await gw.post("/services/v1/requests", content=b"x", headers=headers)
     assert r.status_code == 415 and r.headers["content-type"].startswith("application/problem+json")
+    assert r.json()["detail"] == "请以 application/json 提交请求体"
 
 
 async def test_a_form_post_to_a_path_of_no_format_is_a_georeport_404(gw):
