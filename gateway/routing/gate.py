@@ -54,16 +54,21 @@ class Call:
     lang: str
 
     @classmethod
-    async def of(cls, request: Request, path: str | None = None) -> Call:
+    async def of(cls, request: Request, path: str | None = None, *, body: bytes | None = None) -> Call:
+        """`body`: the body the caller read already (whole), forwarded as it is."""
         scope = request.scope
         path = path or local_path(scope)
-        if upload_limit(scope["method"], path) is not None:
+        forwarded: bytes | StreamedBody
+        if body is not None:
+            forwarded = body
+        elif upload_limit(scope["method"], path) is not None:
             length = next((v for k, v in scope["headers"] if k == b"content-length"), None)
-            body: bytes | StreamedBody = StreamedBody(request.stream(), length)
+            forwarded = StreamedBody(request.stream(), length)
         else:
-            body = await request.body()
+            forwarded = await request.body()
         return cls(request=request, method=scope["method"], path=path, query=scope.get("query_string", b""),
-                   headers=scope["headers"], client=scope.get("client"), body=body, lang=request_language(request))
+                   headers=scope["headers"], client=scope.get("client"), body=forwarded,
+                   lang=request_language(request))
 
     def body_hash(self) -> str:
         return self.body.hexdigest() if isinstance(self.body, StreamedBody) else hashlib.sha256(self.body).hexdigest()

@@ -107,10 +107,7 @@ async def handle(gate, request: Request) -> Response:
             if len(plain) > limit:
                 return _open311_error(request.url.path, 413, f"Request body larger than {limit} bytes (a photo "
                                                              "goes as 'media' in multipart/form-data)")
-        request._body = plain  # read: Call.of takes it (a path that is no upload route reads the body itself)
-    call = await Call.of(request)
-    if plain is not None:
-        call.body = plain
+    call = await Call.of(request, body=plain)  # the body read above is the one forwarded
     identify = None
     if "authorization" not in request.headers:
         key = await _api_key(request, call) if request.method not in PUBLIC_METHODS else None
