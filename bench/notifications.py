@@ -91,6 +91,7 @@ def settle(p, timeout: float) -> tuple[float, int]:
 
 
 def broadcast(p, staff: dict, timeout: float, text: str) -> dict:
+    """`staff`: signed in just before (the wait for the relay outlasts an access token)."""
     t0 = time.perf_counter()
     r = httpx.post(f"{p.gw}/residents/v1/broadcasts", headers=staff, timeout=60, json={
         "title": "停水通知", "text": text, "place_code": XF})
@@ -249,17 +250,16 @@ def main() -> None:
           f"starting the platform in {var} … [load {loadavg()}]", flush=True)
     p = start_platform(var, databases={}, routed="svc_residents")
     try:
-        staff = p.token("staff1")
         took = import_residents(var, args.residents)
         print(f"imported {args.residents:,} residents into 幸福社区 in {took:.1f} s", flush=True)
         first = None
         if args.during_import:
-            first = broadcast(p, staff, args.timeout, "因管道检修，明日 9:00–17:00 幸福社区停水，请提前储水。")
+            first = broadcast(p, p.token("staff1"), args.timeout, "因管道检修，明日 9:00–17:00 幸福社区停水，请提前储水。")
             show("beside the import's relay", first)
         waited, left = settle(p, args.settle_timeout)
         print(f"the import's events relayed and the deliveries settled after {waited:.1f} s more"
               f"{f' ({left:,} rows still pending: timed out)' if left else ''} [load {loadavg()}]", flush=True)
-        out = broadcast(p, staff, args.timeout, "因管道检修，后天 9:00–17:00 幸福社区停水，请提前储水。")
+        out = broadcast(p, p.token("staff1"), args.timeout, "因管道检修，后天 9:00–17:00 幸福社区停水，请提前储水。")
         show("on the running platform, outbox idle", out)
         if first and first["handed_s"] and out["handed_s"]:
             print(f"  handed rate idle / beside the import's relay: {first['handed_s'] / out['handed_s']:.2f} ×",
