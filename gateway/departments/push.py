@@ -5,21 +5,24 @@ alias is the recipient's key, `person:<id>` or `user:<username>`, which the app 
 its receipt (`GET /departments/push/v1/messages/{id}`). Many at once, as push providers take many device tokens a
 call: `POST /departments/push/v1/batches` (up to 500 aliases, one title and text or each its own; per message its
 id or `failed`) and `POST /departments/push/v1/receipts/query`. Knobs, idempotency by `ref` and the batch's
-rules: gateway/departments/outbound.py (`ONENET_PUSH_…`).
+rules: gateway/departments/outbound.py (`ONENET_PUSH_…`) and delivery.py.
 """
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic_settings import SettingsConfigDict
 
-from common.auth import Principal, require_roles
 from common.clock import Clock, get_clock
+from common.deps import state
 from common.ids import new_id
-from gateway.departments.outbound import (BATCH_MAX, BatchOut, BatchResult, OutboundSettings, Platform, ReceiptsQuery,
-                                          Sent, batch_out, batch_texts)
+from gateway.departments import delivery
+from gateway.departments.delivery import Sender
+from gateway.departments.outbound import (BATCH_MAX, BatchOut, OutboundSettings, Platform, ReceiptsQuery, Sent,
+                                          batch_texts)
 
 
 class PushSettings(OutboundSettings):
@@ -65,11 +68,7 @@ class PushRead(PushOut):
 
 
 router = APIRouter(prefix="/departments/push/v1", tags=["departments 部门模拟"])
-SENDERS = ("system", "ops")
-
-
-def platform(request: Request) -> Platform:
-    return request.app.state.push
+Provider = Annotated[Platform, state("push")]
 
 
 def _out(m: Sent) -> PushOut:
@@ -77,53 +76,39 @@ def _out(m: Sent) -> PushOut:
 
 
 @router.post("/messages", status_code=202, response_model=PushOut, summary="应用推送 Push to an app user")
-async def push(body: PushIn, provider: Platform = Depends(platform),
-               principal: Principal = Depends(require_roles(*SENDERS)), clock: Clock = Depends(get_clock)):
-    if (m := provider.earlier(principal.member, body.ref)) is not None:
-        return _out(m)
-    provider.check_up()
-    m = Sent(id=new_id(), member=principal.member, to=body.alias, title=body.title, text=body.text, ref=body.ref,
-             submitted_at=clock.now(), status="delivered")
-    provider.add(m)
-    return _out(m)
+async def push(body: PushIn, provider: Provider, principal: Sender, clock: Clock = Depends(get_clock)):
+    return _out(delivery.send_one(provider, principal.member, body.ref, lambda: Sent(
+        id=new_id(), member=principal.member, to=body.alias, title=body.title, text=body.text, ref=body.ref,
+        submitted_at=clock.now(), status="delivered")))
 
 
 @router.post("/batches", response_model=BatchOut, summary="批量推送 Push to many app users in one call")
-async def push_batch(body: PushBatchIn, provider: Platform = Depends(platform),
-                     principal: Principal = Depends(require_roles(*SENDERS)), clock: Clock = Depends(get_clock)):
+async def push_batch(body: PushBatchIn, provider: Provider, principal: Sender, clock: Clock = Depends(get_clock)):
     texts = batch_texts([m.text for m in body.messages], body.text)
-    titles = [m.title if m.title is not None else body.title or "" for m in body.messages]
-    provider.check_batch_up()
-    now, results = clock.now(), []
-    for i, (item, title, text) in enumerate(zip(body.messages, titles, texts)):
-        m = provider.earlier(principal.member, item.ref)
-        if m is None and provider.fails():
-            results.append(BatchResult(index=i, ref=item.ref, id=None, status="failed", error="push.unavailable"))
-            continue
-        if m is None:
-            m = Sent(id=new_id(), member=principal.member, to=item.alias, title=title, text=text, ref=item.ref,
-                     submitted_at=now, status="delivered")
-            provider.add(m)
-        results.append(BatchResult(index=i, ref=item.ref, id=m.id, status=m.status))
-    return batch_out(results)
+    now = clock.now()
+
+    def message(item: PushItem, text: str):
+        title = item.title if item.title is not None else body.title or ""
+        return lambda: Sent(id=new_id(), member=principal.member, to=item.alias, title=title, text=text, ref=item.ref,
+                            submitted_at=now, status="delivered")
+
+    return delivery.send_batch(provider, principal.member, [(item.ref, message(item, text))
+                                                   for item, text in zip(body.messages, texts)])
 
 
 @router.post("/receipts/query", response_model=list[PushOut], summary="批量查询推送回执 Receipts of many pushes")
-async def receipts(body: ReceiptsQuery, provider: Platform = Depends(platform),
-                   principal: Principal = Depends(require_roles(*SENDERS))):
+async def receipts(body: ReceiptsQuery, provider: Provider, principal: Sender):
     return [_out(m) for m in provider.known(principal.member, body.ids)]
 
 
 @router.get("/messages/{message_id}", response_model=PushOut, summary="推送回执 Push receipt")
-async def receipt(message_id: str, provider: Platform = Depends(platform),
-                  principal: Principal = Depends(require_roles(*SENDERS))):
+async def receipt(message_id: str, provider: Provider, principal: Sender):
     return _out(provider.own(principal.member, message_id))
 
 
 @router.get("/testing/messages", response_model=list[PushRead], include_in_schema=False,
             summary="测试用：推送给某别名的消息 Tests only: the pushes to an alias")
-async def pushes_to(to: str = Query(min_length=3, max_length=100), provider: Platform = Depends(platform),
-                    principal: Principal = Depends(require_roles(*SENDERS))):
+async def pushes_to(provider: Provider, principal: Sender, to: str = Query(min_length=3, max_length=100)):
     return [PushRead(id=m.id, status=m.status, alias=m.to, submitted_at=m.submitted_at, title=m.title or "",
                      text=m.text) for m in provider.to(to)]
 

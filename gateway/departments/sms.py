@@ -10,7 +10,7 @@ the same member answers the first message and sends nothing twice.
 Fault knobs, as for the departments: `ONENET_SMS_FAILURE_RATE` fails that fraction of sends (503; in a batch,
 each message on its own), `ONENET_SMS_DOWN` fails them all; both can also be changed on `app.state.sms` by a test.
 Messages are kept in memory (the last 50,000), as a real platform's short-lived delivery queue would be from the
-sender's side; store, knobs and the batch's rules: gateway/departments/outbound.py.
+sender's side; store, knobs and the batch's rules: gateway/departments/outbound.py and delivery.py.
 
 `ONENET_SMS_TEST_READS=true` (set by the tests and by `onenet up` for local runs, never by default) adds
 `GET /departments/sms/v1/testing/last-message?phone=…`: the last text sent to a phone and the 6-digit code in it,
@@ -21,21 +21,23 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic_settings import SettingsConfigDict
 
-from common.auth import Principal, require_roles
 from common.clock import Clock, get_clock
 from common.crypto import mask_phone
+from common.deps import state
 from common.errors import Problem
 from common.ids import new_id
 from common.validators import MobileNumber  # the platform's rule and pattern (MOBILE_PATTERN), normalised to 11 digits
-from gateway.departments.outbound import (BATCH_MAX, BatchOut, BatchResult, OutboundSettings, Platform, ReceiptsQuery,
-                                          batch_out, batch_texts)
+from gateway.departments import delivery
+from gateway.departments.delivery import Sender
+from gateway.departments.outbound import BATCH_MAX, BatchOut, OutboundSettings, Platform, ReceiptsQuery, batch_texts
 
-CODE = re.compile(r"(?<!\d)(\d{6})(?!\d)")
+CODE = re.compile(r"(?<![0-9])([0-9]{6})(?![0-9])")  # the one-time code a text carries (ASCII digits)
 
 
 class SmsSettings(OutboundSettings):
@@ -111,11 +113,7 @@ class LastMessage(BaseModel):
 
 
 router = APIRouter(prefix="/departments/sms/v1", tags=["departments 部门模拟"])
-SENDERS = ("system", "ops")
-
-
-def platform(request: Request) -> SmsPlatform:
-    return request.app.state.sms
+Sms = Annotated[SmsPlatform, state("sms")]
 
 
 def _receipt(m: Message) -> SmsReceipt:
@@ -124,52 +122,38 @@ def _receipt(m: Message) -> SmsReceipt:
 
 
 @router.post("/messages", status_code=202, response_model=SmsReceipt, summary="发送短信 Send a text message")
-async def send(body: SmsIn, sms: SmsPlatform = Depends(platform),
-               principal: Principal = Depends(require_roles(*SENDERS)), clock: Clock = Depends(get_clock)):
-    if (m := sms.earlier(principal.member, body.ref)) is not None:
-        return _receipt(m)
-    sms.check_up()
-    m = Message(id=new_id(), member=principal.member, phone=body.phone, text=body.text, ref=body.ref,
-                submitted_at=clock.now())
-    sms.add(m)
-    return _receipt(m)
+async def send(body: SmsIn, sms: Sms, principal: Sender, clock: Clock = Depends(get_clock)):
+    return _receipt(delivery.send_one(sms, principal.member, body.ref, lambda: Message(
+        id=new_id(), member=principal.member, phone=body.phone, text=body.text, ref=body.ref,
+        submitted_at=clock.now())))
 
 
 @router.post("/batches", response_model=BatchOut, summary="批量发送短信 Send texts to many numbers in one call")
-async def send_batch(body: SmsBatchIn, sms: SmsPlatform = Depends(platform),
-                     principal: Principal = Depends(require_roles(*SENDERS)), clock: Clock = Depends(get_clock)):
+async def send_batch(body: SmsBatchIn, sms: Sms, principal: Sender, clock: Clock = Depends(get_clock)):
     texts = batch_texts([m.text for m in body.messages], body.text)
-    sms.check_batch_up()
-    now, results = clock.now(), []
-    for i, (item, text) in enumerate(zip(body.messages, texts)):
-        m = sms.earlier(principal.member, item.ref)
-        if m is None and sms.fails():
-            results.append(BatchResult(index=i, ref=item.ref, id=None, status="failed", error="sms.unavailable"))
-            continue
-        if m is None:
-            m = Message(id=new_id(), member=principal.member, phone=item.phone, text=text, ref=item.ref,
-                        submitted_at=now)
-            sms.add(m)
-        results.append(BatchResult(index=i, ref=item.ref, id=m.id, status=m.status))
-    return batch_out(results)
+    now = clock.now()
+
+    def message(item: SmsItem, text: str):
+        return lambda: Message(id=new_id(), member=principal.member, phone=item.phone, text=text, ref=item.ref,
+                               submitted_at=now)
+
+    return delivery.send_batch(sms, principal.member, [(item.ref, message(item, text))
+                                              for item, text in zip(body.messages, texts)])
 
 
 @router.post("/receipts/query", response_model=list[SmsReceipt], summary="批量查询送达回执 Receipts of many texts")
-async def receipts(body: ReceiptsQuery, sms: SmsPlatform = Depends(platform),
-                   principal: Principal = Depends(require_roles(*SENDERS))):
+async def receipts(body: ReceiptsQuery, sms: Sms, principal: Sender):
     return [_receipt(m) for m in sms.known(principal.member, body.ids)]
 
 
 @router.get("/messages/{message_id}", response_model=SmsReceipt, summary="送达回执 Delivery receipt")
-async def receipt(message_id: str, sms: SmsPlatform = Depends(platform),
-                  principal: Principal = Depends(require_roles(*SENDERS))):
+async def receipt(message_id: str, sms: Sms, principal: Sender):
     return _receipt(sms.own(principal.member, message_id))
 
 
 @router.get("/testing/last-message", response_model=LastMessage, include_in_schema=False,
             summary="测试用：某手机号收到的最后一条短信 Tests only: the last text sent to a phone")
-async def last_message(phone: MobileNumber = Query(), sms: SmsPlatform = Depends(platform),
-                       principal: Principal = Depends(require_roles(*SENDERS))):
+async def last_message(sms: Sms, principal: Sender, phone: MobileNumber = Query()):
     m = sms.messages.get(sms.last_by_phone.get(phone, "")) if sms.test_reads else None
     if m is None:
         raise Problem(404, "not_found", ("没有这个资源", "Not found"))

@@ -2,21 +2,23 @@
 
 A member system places a call that reads a text to a mainland mobile number (`POST /departments/voice/v1/calls`),
 then reads its result (`GET /departments/voice/v1/calls/{id}`: `answered` or `no_answer`; only the member that
-placed it). Knobs and idempotency by `ref`: gateway/departments/outbound.py (`ONENET_VOICE_…`).
+placed it). Knobs and idempotency by `ref`: gateway/departments/outbound.py (`ONENET_VOICE_…`) and delivery.py.
 """
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic_settings import SettingsConfigDict
 
-from common.auth import Principal, require_roles
 from common.clock import Clock, get_clock
 from common.crypto import mask_phone
+from common.deps import state
 from common.ids import new_id
 from common.validators import MobileNumber  # the platform's rule and pattern (MOBILE_PATTERN), normalised to 11 digits
+from gateway.departments.delivery import Sender, send_one
 from gateway.departments.outbound import OutboundSettings, Platform, Sent
 
 
@@ -48,11 +50,7 @@ class CallRead(BaseModel):
 
 
 router = APIRouter(prefix="/departments/voice/v1", tags=["departments 部门模拟"])
-SENDERS = ("system", "ops")
-
-
-def platform(request: Request) -> Platform:
-    return request.app.state.voice
+Voice = Annotated[Platform, state("voice")]
 
 
 def _out(m: Sent) -> CallOut:
@@ -60,27 +58,20 @@ def _out(m: Sent) -> CallOut:
 
 
 @router.post("/calls", status_code=202, response_model=CallOut, summary="语音外呼 Place an automated call")
-async def call(body: CallIn, voice: Platform = Depends(platform),
-               principal: Principal = Depends(require_roles(*SENDERS)), clock: Clock = Depends(get_clock)):
-    if (m := voice.earlier(principal.member, body.ref)) is not None:
-        return _out(m)
-    voice.check_up()
-    m = Sent(id=new_id(), member=principal.member, to=body.phone, title=None, text=body.text, ref=body.ref,
-             submitted_at=clock.now(), status="answered" if voice.answered() else "no_answer")
-    voice.add(m)
-    return _out(m)
+async def call(body: CallIn, voice: Voice, principal: Sender, clock: Clock = Depends(get_clock)):
+    return _out(send_one(voice, principal.member, body.ref, lambda: Sent(
+        id=new_id(), member=principal.member, to=body.phone, title=None, text=body.text, ref=body.ref,
+        submitted_at=clock.now(), status="answered" if voice.answered() else "no_answer")))
 
 
 @router.get("/calls/{call_id}", response_model=CallOut, summary="呼叫结果 Call result")
-async def result(call_id: str, voice: Platform = Depends(platform),
-                 principal: Principal = Depends(require_roles(*SENDERS))):
+async def result(call_id: str, voice: Voice, principal: Sender):
     return _out(voice.own(principal.member, call_id))
 
 
 @router.get("/testing/calls", response_model=list[CallRead], include_in_schema=False,
             summary="测试用：拨给某号码的呼叫 Tests only: the calls placed to a phone")
-async def calls_to(to: MobileNumber = Query(), voice: Platform = Depends(platform),
-                   principal: Principal = Depends(require_roles(*SENDERS))):
+async def calls_to(voice: Voice, principal: Sender, to: MobileNumber = Query()):
     return [CallRead(id=m.id, phone=m.to, text=m.text, status=m.status, submitted_at=m.submitted_at)
             for m in voice.to(to)]
 
