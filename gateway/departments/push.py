@@ -93,7 +93,7 @@ async def push_batch(body: PushBatchIn, provider: Provider, principal: Sender, c
                             submitted_at=now, status="delivered")
 
     return delivery.send_batch(provider, principal.member, [(item.ref, message(item, text))
-                                                   for item, text in zip(body.messages, texts)])
+                                                            for item, text in zip(body.messages, texts)])
 
 
 @router.post("/receipts/query", response_model=list[PushOut], summary="批量查询推送回执 Receipts of many pushes")

@@ -138,7 +138,7 @@ async def send_batch(body: SmsBatchIn, sms: Sms, principal: Sender, clock: Clock
                                submitted_at=now)
 
     return delivery.send_batch(sms, principal.member, [(item.ref, message(item, text))
-                                              for item, text in zip(body.messages, texts)])
+                                                       for item, text in zip(body.messages, texts)])
 
 
 @router.post("/receipts/query", response_model=list[SmsReceipt], summary="批量查询送达回执 Receipts of many texts")
