@@ -2,6 +2,13 @@
 
 The key row is inserted in the same transaction as the record it guards. A concurrent retry blocks on the
 unique key until the first commits, then fails with IntegrityError and replays the stored response instead.
+
+A route takes the key as one dependency, built once per service on its record model
+(`Idempotent = idempotent_post(IdempotencyRecord)` in the service's deps module), and runs its create through it:
+
+    async def create_item(body: ItemCreate, idem: Idempotent, ...):
+        async def create(session): return 201, await service.create_item(session, ...)
+        return await idem.run(body, create)
 """
 from __future__ import annotations
 
@@ -9,8 +16,9 @@ import hashlib
 import json
 from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
+from fastapi import Depends, Header, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
@@ -18,7 +26,9 @@ from sqlalchemy import bindparam, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from common.clock import Clock
 from common.db import Database
+from common.deps import AppClock, AppDb, CurrentPrincipal
 from common.errors import Problem
 
 MAX_KEY_LENGTH = 200
@@ -110,3 +120,45 @@ def replay(stored: Any, fingerprint: str) -> Response:
                                                       "This Idempotency-Key was used for a different request"))
     return Response(stored.response_body.encode(), status_code=stored.status_code, media_type="application/json",
                     headers={"Idempotency-Replayed": "true"})
+
+
+class IdempotentPost:
+    """A POST's Idempotency-Key with what keeps it: the app's database and clock, the service's record model, the
+    caller and the request's path (what a fingerprint remembers beside the content)."""
+
+    __slots__ = ("db", "model", "key", "caller", "path", "clock")
+
+    def __init__(self, db: Database, model: type, *, key: str | None, caller: str, path: str, clock: Clock):
+        self.db, self.model, self.key, self.caller, self.path, self.clock = db, model, key, caller, path, clock
+
+    def fingerprint(self, content: Any) -> str:
+        return request_fingerprint("POST", self.path, content)
+
+    async def stored(self) -> Any | None:
+        """The record stored under the key (None without a key or before a first answer)."""
+        return await stored_record(self.db, self.model, self.caller, self.key) if self.key else None
+
+    async def replay_stored(self, content: Any) -> Response | None:
+        """For work prepared before the transaction: the stored answer if the key has one (checked first)."""
+        check_key(self.key)
+        stored = await self.stored()
+        return replay(stored, self.fingerprint(content)) if stored is not None else None
+
+    async def run(self, content: Any, create: Callable[[AsyncSession], Awaitable[tuple[int, Any]]], *,
+                  now: datetime | None = None) -> Response:
+        """`run_idempotent` under this key: `content` is what the fingerprint remembers of the request (the body,
+        or what else tells two requests to one path apart); `now` stamps the record (the clock's now by default)."""
+        return await run_idempotent(self.db, self.model, key=self.key, caller=self.caller,
+                                    fingerprint=self.fingerprint(content),
+                                    now=self.clock.now() if now is None else now, create=create)
+
+
+def idempotent_post(model: type) -> Any:
+    """The dependency giving a route its `IdempotentPost` on `model` (the service's IdempotencyRecord). The header is
+    declared here, once: `common.openapi_contract` gives its schema the length `check_key` enforces."""
+
+    async def idempotency_key(request: Request, db: AppDb, principal: CurrentPrincipal, clock: AppClock,
+                              key: str | None = Header(None, alias="Idempotency-Key")) -> IdempotentPost:
+        return IdempotentPost(db, model, key=key, caller=principal.caller, path=request.url.path, clock=clock)
+
+    return Annotated[IdempotentPost, Depends(idempotency_key)]

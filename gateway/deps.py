@@ -5,7 +5,9 @@ from __future__ import annotations
 from typing import Annotated
 
 from common.deps import state
+from common.idempotency import idempotent_post
 from common.observability import Telemetry
+from gateway.base import IdempotencyRecord
 from gateway.edge.link import EdgeLink
 from gateway.exchange.audit import AuditWriter
 from gateway.exchange.policy import ExchangePolicy
@@ -25,3 +27,4 @@ CertPins = Annotated[CertificatePins, state("cert_pins")]
 RevokedMembers = Annotated[set[str], state("revoked_members")]
 Issuer = Annotated[TokenIssuer, state("token_issuer")]
 OpenAPIDocs = Annotated[AggregatedOpenAPI, state("openapi_aggregate")]
+Idempotent = idempotent_post(IdempotencyRecord)  # an Idempotency-Key kept in the gateway's table

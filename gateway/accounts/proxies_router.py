@@ -4,14 +4,13 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Header, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from common.deps import AppClock, CurrentPrincipal
-from common.idempotency import check_key, replay, request_fingerprint, run_idempotent, stored_record
 from gateway.accounts import proxies
 from gateway.accounts.deps import Accounts, Source
-from gateway.base import IdempotencyRecord
+from gateway.deps import Idempotent
 
 router = APIRouter(prefix="/auth/v1/proxies", tags=["auth 身份认证"])
 
@@ -71,14 +70,11 @@ def _out(a, now, cls=ProxyOut, **extra):
              description="居民本人为自己授权（basis=self），或社区、街道工作人员凭本人书面授权书（consent_ref）为辖区居民"
                          "授权辖区代办员（basis=consent）。代办员登录时（acting_for）令牌才带代办关系，到期或撤销即失效。"
                          "带 Idempotency-Key 重试只建一条（同一键、不同内容 422）。")
-async def grant(body: ProxyIn, ctx: Call, idempotency_key: str | None = Header(None, alias="Idempotency-Key")):
+async def grant(body: ProxyIn, ctx: Call, idem: Idempotent):
     # a retried call (the same key and body) gets the first answer and makes no second record
-    fingerprint = request_fingerprint("POST", router.prefix, body)
-    check_key(idempotency_key)
-    stored = await stored_record(ctx.parts.db, IdempotencyRecord, ctx.principal.caller, idempotency_key) \
-        if idempotency_key else None
-    if stored is not None:
-        return replay(stored, fingerprint)
+    replayed = await idem.replay_stored(body)
+    if replayed is not None:
+        return replayed
     a = await proxies.prepare_grant(ctx, helper=body.helper, person_id=body.person_id, actions=list(body.actions),
                                     starts_at=body.starts_at, expires_at=body.expires_at, consent_ref=body.consent_ref)
 
@@ -86,8 +82,7 @@ async def grant(body: ProxyIn, ctx: Call, idempotency_key: str | None = Header(N
         proxies.record_grant(session, ctx, a)
         return 201, _out(a, ctx.now)
 
-    return await run_idempotent(ctx.parts.db, IdempotencyRecord, key=idempotency_key, caller=ctx.principal.caller,
-                                fingerprint=fingerprint, now=ctx.now, create=create)
+    return await idem.run(body, create, now=ctx.now)
 
 
 @router.get("", response_model=list[ProxyOut], summary="代办授权列表 Proxy authorisations I may see")

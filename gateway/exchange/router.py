@@ -4,7 +4,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from fastapi import APIRouter, Depends, Header, Query
+from fastapi import APIRouter, Depends, Query
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -12,11 +12,9 @@ from common.deps import AppDb, DbSession
 from common.auth import Principal, get_principal, require_roles
 from common.clock import Clock, get_clock
 from common.errors import Problem
-from common.idempotency import request_fingerprint, run_idempotent
 from common.pagination import Page, PageParams
-from gateway.deps import Edge, OpenAPIDocs, Policy
+from gateway.deps import Edge, Idempotent, OpenAPIDocs, Policy
 from gateway.edge.link import EdgeLink, notify
-from gateway.base import IdempotencyRecord
 from gateway.exchange import service
 from gateway.exchange.policy import ExchangePolicy
 from gateway.exchange.models import Grant, MessageLog, Resource
@@ -67,8 +65,8 @@ async def get_resource(session: DbSession, code: str, principal: Principal = Dep
 @router.post("/grants", status_code=201, response_model=GrantOut,
              summary="申请使用资源 Apply for a resource",
              description="无条件共享资源申请即批准；有条件共享资源待提供方审批（形式审查 2 个工作日，答复 5 个工作日）。")
-async def apply_grant(body: GrantApply, db: AppDb, policy: Policy, edge: Edge,
-                      principal: Principal = Depends(members_only), idempotency_key: str | None = Header(None), clock: Clock = Depends(get_clock)):
+async def apply_grant(body: GrantApply, idem: Idempotent, policy: Policy, edge: Edge,
+                      principal: Principal = Depends(members_only), clock: Clock = Depends(get_clock)):
     now = clock.now()
     created: list[Grant] = []
 
@@ -77,10 +75,7 @@ async def apply_grant(body: GrantApply, db: AppDb, policy: Policy, edge: Edge,
         created.append(grant)
         return 201, service.grant_out(grant, now)
 
-    resp = await run_idempotent(db, IdempotencyRecord, key=idempotency_key,
-                                caller=principal.caller,
-                                fingerprint=request_fingerprint("POST", "/exchange/v1/grants", body.model_dump()),
-                                now=now, create=create)
+    resp = await idem.run(body.model_dump(), create, now=now)
     if created and created[0].status == "approved":
         policy.put_grant(created[0])
         await notify(edge)

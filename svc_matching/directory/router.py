@@ -1,15 +1,11 @@
 from __future__ import annotations
 
-from datetime import datetime
+from fastapi import APIRouter, Depends, Request
 
-from fastapi import APIRouter, Depends, Header, Request
-
-from common.db import Database
-from common.deps import AppDb, DbSession
+from common.deps import DbSession
 from common.auth import Principal, get_principal, require_roles
 from common.clock import Clock, get_clock
-from common.idempotency import request_fingerprint, run_idempotent
-from svc_matching.base import IdempotencyRecord
+from svc_matching.deps import Idempotent
 from svc_matching.directory import hsds, service
 from svc_matching.directory.schemas import (
     LocationCreate, OrganizationCreate, ServiceCreate, ServiceStatusIn, TaxonomyTermCreate,
@@ -20,49 +16,39 @@ router = APIRouter(prefix="/matching/v1", tags=["directory 资源清单"])
 staff = require_roles(*DIRECTORY_ROLES)
 
 
-async def _idempotent(db: Database, path: str, principal: Principal, key: str | None, body, now: datetime, create):
-    return await run_idempotent(db, IdempotencyRecord, key=key, caller=principal.caller,
-                                fingerprint=request_fingerprint("POST", path, body.model_dump()),
-                                now=now, create=create)
-
-
 @router.post("/taxonomy_terms", status_code=201, summary="新增分类术语 Create a taxonomy term")
-async def create_term(body: TaxonomyTermCreate, request: Request, db: AppDb, principal: Principal = Depends(staff),
-                      idempotency_key: str | None = Header(None, alias="Idempotency-Key"),
+async def create_term(body: TaxonomyTermCreate, idem: Idempotent, principal: Principal = Depends(staff),
                       clock: Clock = Depends(get_clock)):
     now = clock.now()
 
     async def create(session):
         return 201, hsds.term_out(await service.create_term(session, body, now=now))
-    return await _idempotent(db, request.url.path, principal, idempotency_key, body, now, create)
+    return await idem.run(body.model_dump(), create, now=now)
 
 
 @router.post("/organizations", status_code=201, summary="登记机构 Register an organisation")
-async def create_organization(body: OrganizationCreate, request: Request, db: AppDb, principal: Principal = Depends(staff),
-                              idempotency_key: str | None = Header(None, alias="Idempotency-Key"),
+async def create_organization(body: OrganizationCreate, idem: Idempotent, principal: Principal = Depends(staff),
                               clock: Clock = Depends(get_clock)):
     now = clock.now()
 
     async def create(session):
         return 201, hsds.organization_out(await service.create_organization(session, principal, body, now=now))
-    return await _idempotent(db, request.url.path, principal, idempotency_key, body, now, create)
+    return await idem.run(body.model_dump(), create, now=now)
 
 
 @router.post("/organizations/{org_id}/locations", status_code=201, summary="新增服务地点 Add a location")
-async def create_location(org_id: str, body: LocationCreate, request: Request, db: AppDb, principal: Principal = Depends(staff),
-                          idempotency_key: str | None = Header(None, alias="Idempotency-Key"),
+async def create_location(org_id: str, body: LocationCreate, idem: Idempotent, principal: Principal = Depends(staff),
                           clock: Clock = Depends(get_clock)):
     now = clock.now()
 
     async def create(session):
         await service.check_org_scope(session, principal, org_id)
         return 201, hsds.location_out(await service.create_location(session, org_id, body, now=now))
-    return await _idempotent(db, request.url.path, principal, idempotency_key, body, now, create)
+    return await idem.run(body.model_dump(), create, now=now)
 
 
 @router.post("/services", status_code=201, summary="发布服务资源 Publish a service (with schedule, capacity, terms)")
-async def create_service(body: ServiceCreate, request: Request, db: AppDb, principal: Principal = Depends(staff),
-                         idempotency_key: str | None = Header(None, alias="Idempotency-Key"),
+async def create_service(body: ServiceCreate, idem: Idempotent, principal: Principal = Depends(staff),
                          clock: Clock = Depends(get_clock)):
     now = clock.now()
 
@@ -70,7 +56,7 @@ async def create_service(body: ServiceCreate, request: Request, db: AppDb, princ
         await service.check_org_scope(session, principal, body.organization_id)
         svc = await service.create_service(session, body, now=now)
         return 201, await hsds.service_out(session, svc)
-    return await _idempotent(db, request.url.path, principal, idempotency_key, body, now, create)
+    return await idem.run(body.model_dump(), create, now=now)
 
 
 @router.get("/services/{service_id}", summary="服务详情 Get a service")

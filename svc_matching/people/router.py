@@ -2,16 +2,15 @@ from __future__ import annotations
 
 from typing import Literal
 
-from fastapi import APIRouter, Depends, Header, Request
+from fastapi import APIRouter, Depends, Request
 from sqlalchemy import select
 
-from common.deps import AppDb, DbSession
+from common.deps import DbSession
 from common.auth import Principal, get_principal, require_roles
 from common.clock import Clock, get_clock
-from common.idempotency import request_fingerprint, run_idempotent
 from common.pagination import Page, PageParams
 from svc_matching.access import place_condition
-from svc_matching.base import IdempotencyRecord
+from svc_matching.deps import Idempotent
 from svc_matching.people import service
 from svc_matching.people.models import Need
 from svc_matching.people.schemas import (
@@ -24,20 +23,16 @@ router = APIRouter(prefix="/matching/v1", tags=["volunteers & needs 志愿者与
 
 
 @router.post("/volunteers", status_code=201, response_model=VolunteerOut, summary="登记志愿者 Register a volunteer")
-async def create_volunteer(db: AppDb, body: VolunteerCreate, request: Request,
+async def create_volunteer(idem: Idempotent, body: VolunteerCreate,
                            principal: Principal = Depends(require_roles("community_staff", "street_staff",
                                                                         "grid_worker", "ops")),
-                           idempotency_key: str | None = Header(None, alias="Idempotency-Key"),
                            clock: Clock = Depends(get_clock)):
     now = clock.now()
 
     async def create(session):
         return 201, VolunteerOut.model_validate(
             await service.create_volunteer(session, principal, body, now))
-    return await run_idempotent(db, IdempotencyRecord, key=idempotency_key,
-                                caller=principal.caller, now=now,
-                                fingerprint=request_fingerprint("POST", request.url.path, body.model_dump()),
-                                create=create)
+    return await idem.run(body.model_dump(), create, now=now)
 
 
 @router.get("/volunteers/{volunteer_id}", response_model=VolunteerOut, summary="志愿者详情 Get a volunteer")
@@ -47,33 +42,25 @@ async def get_volunteer(session: DbSession, volunteer_id: str, request: Request,
 
 @router.post("/volunteers/{volunteer_id}/hours_offers", status_code=201, response_model=HoursOfferOut,
              summary="登记可服务时长 Pledge volunteer hours for a period")
-async def offer_hours(db: AppDb, volunteer_id: str, body: HoursOfferCreate, request: Request,
+async def offer_hours(idem: Idempotent, volunteer_id: str, body: HoursOfferCreate,
                       principal: Principal = Depends(get_principal),
-                      idempotency_key: str | None = Header(None, alias="Idempotency-Key"),
                       clock: Clock = Depends(get_clock)):
     now = clock.now()
 
     async def create(session):
         return 201, HoursOfferOut.model_validate(
             await service.offer_hours(session, principal, volunteer_id, body, now))
-    return await run_idempotent(db, IdempotencyRecord, key=idempotency_key,
-                                caller=principal.caller, now=now,
-                                fingerprint=request_fingerprint("POST", request.url.path, body.model_dump(mode="json")),
-                                create=create)
+    return await idem.run(body, create, now=now)
 
 
 @router.post("/needs", status_code=201, response_model=NeedOut, summary="登记需求 Record a need")
-async def create_need(db: AppDb, body: NeedCreate, request: Request, principal: Principal = Depends(get_principal),
-                      idempotency_key: str | None = Header(None, alias="Idempotency-Key"),
+async def create_need(idem: Idempotent, body: NeedCreate, principal: Principal = Depends(get_principal),
                       clock: Clock = Depends(get_clock)):
     now = clock.now()
 
     async def create(session):
         return 201, NeedOut.model_validate(await service.create_need(session, principal, body, now))
-    return await run_idempotent(db, IdempotencyRecord, key=idempotency_key,
-                                caller=principal.caller, now=now,
-                                fingerprint=request_fingerprint("POST", request.url.path, body.model_dump()),
-                                create=create)
+    return await idem.run(body.model_dump(), create, now=now)
 
 
 @router.get("/needs/{need_id}", response_model=NeedOut, summary="需求详情 Get a need")

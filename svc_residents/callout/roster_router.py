@@ -2,13 +2,12 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from fastapi import APIRouter, Header, Query, Request, Response
+from fastapi import APIRouter, Query, Response
 
-from common.deps import AppClock, AppDb, CurrentPrincipal, DbSession
-from common.idempotency import request_fingerprint, run_idempotent
+from common.deps import AppClock, CurrentPrincipal, DbSession
 from common.pagination import Page, PageParams
 from fastapi import Depends
-from svc_residents.base import IdempotencyRecord
+from svc_residents.deps import Idempotent
 from svc_residents.callout import rosters
 from svc_residents.callout.models import DutyShift
 from svc_residents.callout.schemas import ShiftCreate, ShiftOut, ShiftUpdate
@@ -18,17 +17,15 @@ router = APIRouter(prefix="/residents/v1/rosters", tags=["rosters 值班表"])
 
 
 @router.post("", status_code=201, response_model=ShiftOut, summary="排班 Add a duty shift")
-async def create_shift(db: AppDb, body: ShiftCreate, request: Request, principal: CurrentPrincipal, clock: AppClock,
-                       protection: AppProtection, idempotency_key: str | None = Header(None, alias="Idempotency-Key")):
+async def create_shift(idem: Idempotent, body: ShiftCreate, principal: CurrentPrincipal, clock: AppClock,
+                       protection: AppProtection):
     now = clock.now()
 
     async def create(session):
         shift = await rosters.create_shift(session, principal, protection, body, now=now)
         return 201, ShiftOut.model_validate(shift)
 
-    return await run_idempotent(db, IdempotencyRecord, key=idempotency_key, caller=principal.caller, now=now,
-                                create=create, fingerprint=request_fingerprint(
-                                    "POST", request.url.path, body.model_dump(mode="json")))
+    return await idem.run(body, create, now=now)
 
 
 @router.get("", response_model=Page[ShiftOut], summary="值班表 A place's duty shifts")

@@ -2,12 +2,11 @@ from __future__ import annotations
 
 from typing import Literal
 
-from fastapi import APIRouter, Depends, Header, Path, Query, Request
+from fastapi import APIRouter, Depends, Path, Query
 
-from common.deps import AppClock, AppDb, CurrentPrincipal, DbSession
-from common.idempotency import request_fingerprint, run_idempotent
+from common.deps import AppClock, CurrentPrincipal, DbSession
 from common.pagination import Page, PageParams
-from svc_residents.base import IdempotencyRecord
+from svc_residents.deps import Idempotent
 from svc_residents.devices import service
 from svc_residents.devices.models import AlarmDevice, DeviceCheck
 from svc_residents.devices.schemas import (CheckClose, CheckOut, DeviceCreate, DeviceEventIn, DeviceEventOut,
@@ -18,16 +17,13 @@ DeviceId = Path(min_length=1, max_length=64)
 
 
 @router.post("/devices", status_code=201, response_model=DeviceOut, summary="登记报警设备 Register an alarm device")
-async def register(db: AppDb, body: DeviceCreate, request: Request, principal: CurrentPrincipal, clock: AppClock,
-                   idempotency_key: str | None = Header(None, alias="Idempotency-Key")):
+async def register(idem: Idempotent, body: DeviceCreate, principal: CurrentPrincipal, clock: AppClock):
     now = clock.now()
 
     async def create(session):
         return 201, DeviceOut.model_validate(await service.register(session, principal, body, now=now))
 
-    return await run_idempotent(db, IdempotencyRecord, key=idempotency_key, caller=principal.caller, now=now,
-                                create=create, fingerprint=request_fingerprint("POST", request.url.path,
-                                                                               body.model_dump()))
+    return await idem.run(body.model_dump(), create, now=now)
 
 
 @router.get("/devices", response_model=Page[DeviceOut], summary="报警设备 Alarm devices in scope")

@@ -3,15 +3,14 @@ from __future__ import annotations
 import json
 from urllib.parse import unquote
 
-from fastapi import APIRouter, Depends, Header, Request, Response
+from fastapi import APIRouter, Depends, Request, Response
 
 from common.deps import AppClock, AppDb, AppSettings, CurrentPrincipal, DbSession
 from common.auth import Principal, get_principal
 from common.clock import Clock, get_clock
-from common.idempotency import request_fingerprint, run_idempotent
 from common.pagination import Page, PageParams
 from svc_residents import grants as exchange_grants
-from svc_residents.base import IdempotencyRecord
+from svc_residents.deps import Idempotent
 from svc_residents.clients import MatchingClient, ServicesClient
 from svc_residents.households import exchange, service
 from svc_residents.households.models import Household
@@ -26,17 +25,14 @@ class HouseholdDetail(HouseholdOut):
 
 
 @router.post("", status_code=201, response_model=HouseholdOut, summary="登记户 Register a household")
-async def create_household(db: AppDb, body: HouseholdCreate, request: Request, principal: Principal = Depends(get_principal),
-                           idempotency_key: str | None = Header(None, alias="Idempotency-Key"),
+async def create_household(idem: Idempotent, body: HouseholdCreate, principal: Principal = Depends(get_principal),
                            clock: Clock = Depends(get_clock)):
     now = clock.now()
 
     async def create(session):
         return 201, HouseholdOut.model_validate(await service.create_household(session, principal, body, now=now))
 
-    return await run_idempotent(db, IdempotencyRecord, key=idempotency_key,
-                                caller=principal.caller, now=now, create=create,
-                                fingerprint=request_fingerprint("POST", request.url.path, body.model_dump()))
+    return await idem.run(body.model_dump(), create, now=now)
 
 
 @router.get("", response_model=Page[HouseholdOut], summary="户列表 List households in scope")

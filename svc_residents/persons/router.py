@@ -4,21 +4,20 @@ import json
 from datetime import datetime
 from urllib.parse import unquote
 
-from fastapi import APIRouter, Depends, Header, Query, Request, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from common.deps import AppDb, DbSession
+from common.deps import DbSession
 from common.auth import Principal, get_principal
 from common.clock import Clock, get_clock
 from common.errors import invalid, request_language
-from common.idempotency import request_fingerprint, run_idempotent
 from common.pagination import Page, PageParams, cursor_key, encode_cursor
 from common.validators import COMMUNITY_CODE_PATTERN, GRID_CODE_PATTERN
 from svc_residents import grants as exchange_grants, protection as prot
 from svc_residents.grants import GrantSource
 from svc_residents.protection import AppProtection, FieldProtection
-from svc_residents.base import IdempotencyRecord
+from svc_residents.deps import Idempotent
 from svc_residents.codes import TagCode
 from svc_residents.persons import exchange, service
 from svc_residents.persons.models import Person
@@ -48,8 +47,7 @@ class AccessLogEntry(BaseModel):
 @router.post("", status_code=201, response_model=PersonOut, summary="登记居民 Register a person",
              responses={202: {"model": RegistrationOut,
                               "description": "已提交，待核实后生效 (the ID number needs confirmation first)"}})
-async def create_person(db: AppDb, body: PersonCreate, request: Request, protection: AppProtection, principal: Principal = Depends(get_principal),
-                        idempotency_key: str | None = Header(None, alias="Idempotency-Key"),
+async def create_person(idem: Idempotent, body: PersonCreate, request: Request, protection: AppProtection, principal: Principal = Depends(get_principal),
                         clock: Clock = Depends(get_clock)):
     now = clock.now()
 
@@ -66,9 +64,7 @@ async def create_person(db: AppDb, body: PersonCreate, request: Request, protect
     for name in ("id_number", "phone"):
         if keyed.get(name):
             keyed[name] = prot.fingerprint_digest(protection, name, keyed[name])
-    return await run_idempotent(db, IdempotencyRecord, key=idempotency_key,
-                                caller=principal.caller, now=now, create=create,
-                                fingerprint=request_fingerprint("POST", request.url.path, keyed))
+    return await idem.run(keyed, create, now=now)
 
 
 async def _search(session: AsyncSession, protection: FieldProtection, grants: GrantSource | None, request: Request,
@@ -189,17 +185,14 @@ async def delete_tag(session: DbSession, person_id: str, code: TagCode, request:
 
 @router.post("/{person_id}/consents", status_code=201, response_model=ConsentOut,
              summary="记录授权同意 Record consent")
-async def add_consent(db: AppDb, person_id: str, body: ConsentIn, request: Request, principal: Principal = Depends(get_principal),
-                      idempotency_key: str | None = Header(None, alias="Idempotency-Key"),
+async def add_consent(idem: Idempotent, person_id: str, body: ConsentIn, principal: Principal = Depends(get_principal),
                       clock: Clock = Depends(get_clock)):
     now = clock.now()
 
     async def create(session):
         return 201, ConsentOut.model_validate(await service.add_consent(session, principal, person_id, body, now=now))
 
-    return await run_idempotent(db, IdempotencyRecord, key=idempotency_key,
-                                caller=principal.caller, now=now, create=create,
-                                fingerprint=request_fingerprint("POST", request.url.path, body.model_dump()))
+    return await idem.run(body.model_dump(), create, now=now)
 
 
 @router.get("/{person_id}/consents", response_model=list[ConsentOut], summary="授权记录 Consent history")

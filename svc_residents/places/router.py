@@ -1,13 +1,12 @@
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Header, Request
+from fastapi import APIRouter, Depends, Request
 
-from common.deps import AppDb, DbSession
+from common.deps import DbSession
 from common.auth import Principal, get_principal
 from common.clock import Clock, get_clock
-from common.idempotency import request_fingerprint, run_idempotent
 from common.pagination import Page, PageParams
-from svc_residents.base import IdempotencyRecord
+from svc_residents.deps import Idempotent
 from svc_residents.places import service
 from svc_residents.places.schemas import GridWorkersIn, GridWorkersOut, PlaceCreate, PlaceLevel, PlaceOut
 
@@ -15,8 +14,7 @@ router = APIRouter(prefix="/residents/v1/places", tags=["places 地点"])
 
 
 @router.post("", status_code=201, response_model=PlaceOut, summary="新建地点 Create a place")
-async def create_place(body: PlaceCreate, request: Request, db: AppDb, principal: Principal = Depends(get_principal),
-                       idempotency_key: str | None = Header(None, alias="Idempotency-Key"),
+async def create_place(body: PlaceCreate, idem: Idempotent, principal: Principal = Depends(get_principal),
                        clock: Clock = Depends(get_clock)):
     now = clock.now()
 
@@ -24,9 +22,7 @@ async def create_place(body: PlaceCreate, request: Request, db: AppDb, principal
         place = await service.create_place(session, principal, body, now=now)
         return 201, PlaceOut.model_validate(place)
 
-    return await run_idempotent(db, IdempotencyRecord, key=idempotency_key, caller=principal.caller,
-                                fingerprint=request_fingerprint("POST", request.url.path, body.model_dump()),
-                                now=now, create=create)
+    return await idem.run(body.model_dump(), create, now=now)
 
 
 @router.get("", response_model=Page[PlaceOut], summary="地点列表 List places")

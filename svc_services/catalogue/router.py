@@ -1,32 +1,27 @@
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Header, Query, Request
+from fastapi import APIRouter, Depends, Query
 
-from common.deps import AppClock, AppDb, CurrentPrincipal, DbSession
-from common.idempotency import request_fingerprint, run_idempotent
+from common.deps import AppClock, CurrentPrincipal, DbSession
 from common.pagination import Page, PageParams
 from common.validators import VersionNumber
-from svc_services.base import IdempotencyRecord
 from svc_services.catalogue import service
 from svc_services.catalogue.schemas import ItemCreate, ItemOut, ItemUpdate
 from svc_services.codes import Category, Channel
+from svc_services.deps import Idempotent
 
 
 router = APIRouter(prefix="/services/v1/catalogue/items", tags=["catalogue 事项清单"])
 
 
 @router.post("", status_code=201, response_model=ItemOut, summary="新建事项 Create a catalogue item")
-async def create_item(body: ItemCreate, request: Request, db: AppDb, principal: CurrentPrincipal, clock: AppClock,
-                      idempotency_key: str | None = Header(None, alias="Idempotency-Key")):
+async def create_item(body: ItemCreate, idem: Idempotent, principal: CurrentPrincipal, clock: AppClock):
     service.check_manage(principal)
 
     async def create(session):
         return 201, await service.create_item(session, principal, body, clock)
 
-    return await run_idempotent(db, IdempotencyRecord, key=idempotency_key,
-                                caller=principal.caller,
-                                fingerprint=request_fingerprint("POST", request.url.path, body.model_dump()),
-                                now=clock.now(), create=create)
+    return await idem.run(body.model_dump(), create)
 
 
 @router.get("", response_model=Page[ItemOut], summary="事项列表 List catalogue items")
@@ -63,12 +58,8 @@ async def withdraw_item(session: DbSession, code: str, principal: CurrentPrincip
 
 
 @router.post("/{code}/activate", response_model=ItemOut, summary="重新启用事项 Re-activate an item")
-async def activate_item(code: str, request: Request, db: AppDb, principal: CurrentPrincipal, clock: AppClock,
-                        idempotency_key: str | None = Header(None, alias="Idempotency-Key")):
+async def activate_item(code: str, idem: Idempotent, principal: CurrentPrincipal, clock: AppClock):
     async def create(session):
         return 200, await service.set_active(session, principal, code, True, clock)
 
-    return await run_idempotent(db, IdempotencyRecord, key=idempotency_key,
-                                caller=principal.caller,
-                                fingerprint=request_fingerprint("POST", request.url.path, None), now=clock.now(),
-                                create=create)
+    return await idem.run(None, create)

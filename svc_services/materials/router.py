@@ -1,15 +1,15 @@
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, File, Header, Path, Request, UploadFile
+from fastapi import APIRouter, Depends, File, Path, Request, UploadFile
 
 from common.acting import acts
 from common.app import problem_responses
 from common.deps import AppClock, AppDb, CurrentPrincipal, DbSession
 from common.auth import Principal, get_principal
-from common.idempotency import request_fingerprint
-from svc_services.idempotency import run_once_outside_transaction
 from svc_services.attachments.router import AppProtection, AppStore, read_upload
 from svc_services.attachments.schemas import MaterialReview
+from svc_services.deps import Idempotent
+from svc_services.idempotency import run_once_outside_transaction
 from svc_services.materials import service, uploads
 from svc_services.materials.schemas import MaterialOut
 
@@ -32,17 +32,15 @@ async def get_materials(session: DbSession, request_id: str, request: Request, p
 
 @router.post("/{request_id}/materials/fetch", response_model=list[MaterialOut],
              summary="调取材料（一次采集；失败后重试）Fetch the department-held materials now (retry)")
-async def fetch_materials(request_id: str, request: Request, principal: Principal = Depends(get_principal),
-                          idempotency_key: str | None = Header(None, alias="Idempotency-Key")):
+async def fetch_materials(request_id: str, request: Request, idem: Idempotent,
+                          principal: Principal = Depends(get_principal)):
     """With an Idempotency-Key, a retry gets the first answer back (what was fetched then) without asking the
     departments again; a new key fetches whatever is still pending."""
 
     async def work():
         return 200, materials_out(await service.fetch(request.app, principal, request_id), principal)
 
-    return await run_once_outside_transaction(
-        request.app, key=idempotency_key, caller=principal.caller,
-        fingerprint=request_fingerprint("POST", request.url.path, None), work=work)
+    return await run_once_outside_transaction(idem, None, work)
 
 
 Code = Path(min_length=1, max_length=40, pattern=r"^[A-Za-z0-9_.-]+$", description="材料代码")

@@ -12,12 +12,11 @@ from common.auth import Principal
 from common.deps import AppClock, AppDb, AppSettings, CurrentPrincipal, DbSession
 from common.direct_routes import DirectRoute
 from common.errors import Problem, invalid
-from common.idempotency import request_fingerprint, run_idempotent
 from common.pagination import Page, PageParams, encode_cursor
 from svc_services.appointments import service as appointments
-from svc_services.base import IdempotencyRecord
 from svc_services.clients import MatchingClient
 from svc_services.codes import Channel, Priority
+from svc_services.deps import Idempotent
 from svc_services.dispatch import service as dispatch_service
 from svc_services.materials import service as materials
 from svc_services.materials.router import materials_out
@@ -46,9 +45,8 @@ def parse_if_match(value: str | None) -> int | None:
 
 
 @router.post("", status_code=201, response_model=RequestOut, summary="提交诉求 Submit a request")
-async def submit(body: RequestCreate, intake: Intake, principal: CurrentPrincipal, clock: AppClock,
-                 idempotency_key: str | None = Header(None, alias="Idempotency-Key")):
-    return await submit_request(intake, principal, body, clock, key=idempotency_key)
+async def submit(body: RequestCreate, intake: Intake, principal: CurrentPrincipal, clock: AppClock, idem: Idempotent):
+    return await submit_request(intake, principal, body, clock, key=idem.key)
 
 
 async def _submit_direct(request: Request, body: RequestCreate, principal: Principal) -> Response:
@@ -112,11 +110,10 @@ async def get_timeline(request_id: str, session: DbSession, principal: CurrentPr
 @router.post("/{request_id}/transitions", response_model=RequestOut,
              dependencies=[acts(from_field("action", "requests"))],
              summary="流转：受理、派单、接单、退单、办结、评价、重办、升级、撤销、合并 Move a request")
-async def transition(request_id: str, body: TransitionIn, request: Request, db: AppDb, settings: AppSettings,
-                     principal: CurrentPrincipal, clock: AppClock, matching: MatchingClient,
+async def transition(request_id: str, body: TransitionIn, request: Request, idem: Idempotent, db: AppDb,
+                     settings: AppSettings, principal: CurrentPrincipal, clock: AppClock, matching: MatchingClient,
                      if_match: str | None = Header(None, alias="If-Match", description='看到的版本号，如 "3"（或 body 的 version）',
-                                                   json_schema_extra={"pattern": IF_MATCH.pattern}),
-                     idempotency_key: str | None = Header(None, alias="Idempotency-Key")):
+                                                   json_schema_extra={"pattern": IF_MATCH.pattern})):
     expected = parse_if_match(if_match)
     matching_now = None
     if body.action == "dispatch" and body.candidate_rank is None:
@@ -128,11 +125,8 @@ async def transition(request_id: str, body: TransitionIn, request: Request, db: 
                                        settings=settings, matching_now=matching_now)
         return 200, to_out(req, principal, await service.timeline(session, req.id))
 
-    fingerprint = request_fingerprint("POST", request.url.path, [body.model_dump(), expected])
     async with db.write_gate():
-        resp = await run_idempotent(db, IdempotencyRecord, key=idempotency_key,
-                                    caller=principal.caller, fingerprint=fingerprint, now=clock.now(),
-                                    create=create)
+        resp = await idem.run([body.model_dump(), expected], create)
     if body.action == "accept" and resp.status_code == 200:
         # once-only materials, fetched from the departments once the acceptance is committed (outside the write
         # gate); a failed fetch leaves them pending, to retry at POST …/materials/fetch. A replay shows them as

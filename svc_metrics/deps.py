@@ -1,0 +1,8 @@
+"""Request dependencies svc_metrics's endpoints share beyond `common.deps`: `Idempotent`, an Idempotency-Key kept in
+svc_metrics's own idempotency table (`common.idempotency.idempotent_post`)."""
+from __future__ import annotations
+
+from common.idempotency import idempotent_post
+from svc_metrics.base import IdempotencyRecord
+
+Idempotent = idempotent_post(IdempotencyRecord)
