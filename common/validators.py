@@ -234,17 +234,35 @@ DivisionCodeStr = Annotated[str, AfterValidator(_pydantic(lambda v: parse_divisi
                             _declared(DIVISION_PATTERN, "区划代码（6、9、12 或 15 位）")]
 
 
-# Place codes as the platform nests them: a community (12 digits), a grid (15), a building (the grid's code and a
-# local suffix, 16 to 24) and any place (a GB/T 2260 code with local suffixes, 6 to 24). ASCII digits only: pydantic
-# reads `\d` as any Unicode digit, a JSON Schema reader as 0-9, and a code is compared as stored.
+# Place codes as the platform nests them: a street (9 digits), a community (12), a grid (15), a building (the
+# grid's code and a local suffix, 16 to 24; 18 where a household's building is meant) and any place (a GB/T 2260
+# code with local suffixes, 6 to 24). ASCII digits only: pydantic (and Python's `re`) read `\d` as any Unicode
+# digit, a JSON Schema reader as 0-9, and a code is compared as stored. Every schema and parameter takes one of
+# these types; a pattern of its own with `\d` is a defect.
 COMMUNITY_CODE_PATTERN = "^[0-9]{12}$"
 GRID_CODE_PATTERN = "^[0-9]{15}$"
 BUILDING_CODE_PATTERN = "^[0-9]{16,24}$"
 PLACE_CODE_PATTERN = "^[0-9]{6,24}$"
+AREA_CODE_PATTERN = "^[0-9]{6,15}$"  # a division down to a grid: a scope, or the prefix a list filters on
+COMMUNITY_OR_GRID_PATTERN = "^[0-9]{12}([0-9]{3})?$"
+REACH_CODE_PATTERN = "^[0-9]{12}([0-9]{3}([0-9]{3})?)?$"  # a community, a grid or a (18-digit) building
+GRID_OR_BUILDING_PATTERN = "^[0-9]{15}([0-9]{3})?$"
+SURVEY_SCOPE_PATTERN = "^[0-9]{9}([0-9]{3}([0-9]{3})?)?$"  # a street, a community or a grid
+STREET_OR_BELOW_PATTERN = "^[0-9]{9,24}$"
+GRID_OR_BELOW_PATTERN = "^[0-9]{15,24}$"
+QUARTER_PATTERN = "^[0-9]{4}-Q[1-4]$"
 CommunityCode = Annotated[str, StringConstraints(pattern=COMMUNITY_CODE_PATTERN)]
 GridCode = Annotated[str, StringConstraints(pattern=GRID_CODE_PATTERN)]
 BuildingCode = Annotated[str, StringConstraints(pattern=BUILDING_CODE_PATTERN)]
 PlaceCode = Annotated[str, StringConstraints(pattern=PLACE_CODE_PATTERN)]
+AreaCode = Annotated[str, StringConstraints(pattern=AREA_CODE_PATTERN)]
+CommunityOrGridCode = Annotated[str, StringConstraints(pattern=COMMUNITY_OR_GRID_PATTERN)]
+ReachCode = Annotated[str, StringConstraints(pattern=REACH_CODE_PATTERN)]
+GridOrBuildingCode = Annotated[str, StringConstraints(pattern=GRID_OR_BUILDING_PATTERN)]
+SurveyScopeCode = Annotated[str, StringConstraints(pattern=SURVEY_SCOPE_PATTERN)]
+StreetOrBelowCode = Annotated[str, StringConstraints(pattern=STREET_OR_BELOW_PATTERN)]
+GridOrBelowCode = Annotated[str, StringConstraints(pattern=GRID_OR_BELOW_PATTERN)]
+Quarter = Annotated[str, StringConstraints(pattern=QUARTER_PATTERN)]  # 2026-Q4
 
 
 # ---- numbers and instants as the database and comparisons can take them ------------------------------------

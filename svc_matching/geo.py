@@ -5,10 +5,12 @@ from typing import Annotated
 
 from pydantic import Field
 
+from common import validators
+
 Latitude = Annotated[float, Field(ge=-90, le=90, description="纬度 WGS-84", examples=[39.921])]
 Longitude = Annotated[float, Field(ge=-180, le=180, description="经度 WGS-84", examples=[116.443])]
-PlaceCode = Annotated[str, Field(pattern=r"^\d{6,24}$", description="区划/网格编码", examples=["110105001001001"])]
-HHMM = Annotated[str, Field(pattern=r"^([01]\d|2[0-3]):[0-5]\d$|^24:00$", examples=["09:00"])]
+PlaceCode = Annotated[validators.PlaceCode, Field(description="区划/网格编码", examples=["110105001001001"])]
+HHMM = Annotated[str, Field(pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$|^24:00$", examples=["09:00"])]
 ByDay = Annotated[str, Field(pattern=r"^(MO|TU|WE|TH|FR|SA|SU)(,(MO|TU|WE|TH|FR|SA|SU))*$", examples=["MO,WE,FR"])]
 TermCode = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{1,63}$", examples=["elderly_care"])]
 

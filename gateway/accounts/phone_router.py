@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from common.deps import AppClock, AppSettings, CurrentPrincipal, state
 from common.errors import Problem
+from common.validators import CommunityCode
 from gateway.accounts import binding
 from gateway.accounts.binding import CONSENT_TEXT
 from gateway.accounts.deps import Accounts, Source
@@ -64,7 +65,7 @@ class IdentityIn(BaseModel):
     name: str = Field(min_length=1, max_length=50, examples=["黄磊"], description="姓名（与身份证一致）")
     id_number: str = Field(min_length=1, max_length=32, examples=["110105197511300713"], description="居民身份证号")
     consent: bool = Field(description=f"同意：{CONSENT_TEXT}")
-    community: str | None = Field(default=None, pattern=r"^\d{12}$",
+    community: CommunityCode | None = Field(default=None,
                                   description="尚无居民档案时：居住的社区代码（12 位），由该社区工作人员核实")
 
 

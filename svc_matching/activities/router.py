@@ -1,41 +1,37 @@
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Header, Query, Request, Response
+from fastapi import APIRouter, Depends, Query, Response
 from sqlalchemy import select
 
 from common.acting import acts
 from common.auth import Principal, get_principal
 from common.clock import Clock, get_clock
-from common.deps import AppDb, AppSettings, DbSession
+from common.deps import AppSettings, DbSession
 from common.errors import Forbidden
-from common.idempotency import request_fingerprint, run_idempotent
 from common.pagination import Page, PageParams
-from common.validators import Instant
+from common.validators import AreaCode, Instant
 from svc_matching.activities import service
 from svc_matching.activities.models import Activity, ActivitySignup
 from svc_matching.activities.schemas import ActivityCreate, ActivityOut, CheckinCreate, SignupCreate, SignupOut, StatusBody
-from svc_matching.base import IdempotencyRecord
+from svc_matching.deps import Idempotent
 
 router = APIRouter(prefix="/matching/v1/activities", tags=["activities 社区活动报名"])
 
 
 @router.post("", status_code=201, response_model=ActivityOut, summary="发布活动 Publish an activity")
-async def create_activity(db: AppDb, body: ActivityCreate, request: Request,
-                          principal: Principal = Depends(get_principal), clock: Clock = Depends(get_clock),
-                          idempotency_key: str | None = Header(None, alias="Idempotency-Key")):
+async def create_activity(idem: Idempotent, body: ActivityCreate,
+                          principal: Principal = Depends(get_principal), clock: Clock = Depends(get_clock)):
     now = clock.now()
 
     async def create(session):
         return 201, ActivityOut.model_validate(await service.create_activity(session, principal, body, now=now))
 
-    return await run_idempotent(db, IdempotencyRecord, key=idempotency_key, caller=principal.caller, now=now,
-                                create=create, fingerprint=request_fingerprint("POST", request.url.path,
-                                                                               body.model_dump(mode="json")))
+    return await idem.run(body, create, now=now)
 
 
 @router.get("", response_model=Page[ActivityOut], summary="活动列表 Activities")
 async def list_activities(session: DbSession, page: PageParams = Depends(),
-                          place_code: str | None = Query(None, pattern=r"^\d{6,15}$"),
+                          place_code: AreaCode | None = Query(None),
                           starts_after: Instant | None = Query(None, description="只列出此时及以后开始的活动"),
                           principal: Principal = Depends(get_principal)):
     stmt = select(Activity)
@@ -63,17 +59,14 @@ async def set_status(session: DbSession, activity_id: str, body: StatusBody,
 @router.post("/{activity_id}/signups", status_code=201, response_model=SignupOut, summary="报名 Sign up",
              dependencies=[acts("bookings.sign_up")],
              description="名额已满时默认排队候补（state `waitlisted`），有人取消时按先后转正；`waitlist: false` 则 409。")
-async def sign_up(db: AppDb, activity_id: str, body: SignupCreate, request: Request,
-                  principal: Principal = Depends(get_principal), clock: Clock = Depends(get_clock),
-                  idempotency_key: str | None = Header(None, alias="Idempotency-Key")):
+async def sign_up(idem: Idempotent, activity_id: str, body: SignupCreate,
+                  principal: Principal = Depends(get_principal), clock: Clock = Depends(get_clock)):
     now = clock.now()
 
     async def create(session):
         return 201, SignupOut.model_validate(await service.sign_up(session, principal, activity_id, body, now=now))
 
-    return await run_idempotent(db, IdempotencyRecord, key=idempotency_key, caller=principal.caller, now=now,
-                                create=create, fingerprint=request_fingerprint("POST", request.url.path,
-                                                                               body.model_dump(mode="json")))
+    return await idem.run(body, create, now=now)
 
 
 @router.get("/{activity_id}/signups", response_model=Page[SignupOut],

@@ -5,7 +5,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from common.validators import Instant
+from common.validators import AreaCode, CommunityOrGridCode, Instant
 
 
 class _In(BaseModel):
@@ -18,8 +18,8 @@ class ActivityCreate(_In):
     description: str | None = Field(default=None, max_length=4000)
     organiser_kind: Literal["community", "organisation", "volunteer_team"]
     organiser_id: str | None = Field(default=None, max_length=36, description="社会组织或志愿队的编号")
-    place_code: str = Field(pattern=r"^\d{12}(\d{3})?$", description="举办地（社区或网格）")
-    eligible_scope: str | None = Field(default=None, pattern=r"^\d{6,15}$", description="可报名居民范围（默认举办社区）")
+    place_code: CommunityOrGridCode = Field(description="举办地（社区或网格）")
+    eligible_scope: AreaCode | None = Field(default=None, description="可报名居民范围（默认举办社区）")
     venue_resource_id: str | None = Field(default=None, max_length=36)
     venue: str | None = Field(default=None, max_length=200)
     starts_at: Instant

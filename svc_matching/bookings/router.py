@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from datetime import date
 
-from fastapi import APIRouter, Depends, Header, Query, Request
+from fastapi import APIRouter, Depends, Query
 from sqlalchemy import select
 
 from common.acting import acts
@@ -10,10 +10,10 @@ from common.auth import Principal, get_principal
 from common.clock import Clock, get_clock
 from common.deps import AppDb, DbSession
 from common.errors import Problem, invalid
-from common.idempotency import request_fingerprint, run_idempotent, stored_record
 from common.pagination import Page, PageParams
-from svc_matching.base import IdempotencyRecord
+from common.validators import AreaCode
 from svc_matching.clients import ServicesClient
+from svc_matching.deps import Idempotent
 from svc_matching.bookings import appointments, resources, service
 from svc_matching.bookings.models import BookableResource, Booking
 from svc_matching.bookings.schemas import (
@@ -29,22 +29,19 @@ def _out(principal: Principal, b: Booking) -> BookingOut:
 
 @router.post("/bookable_resources", status_code=201, response_model=BookableResourceOut,
              summary="设置可预约资源（活动室、食堂座位、窗口号） Set up a bookable resource")
-async def create_resource(db: AppDb, body: ResourceCreate, request: Request,
-                          principal: Principal = Depends(get_principal), clock: Clock = Depends(get_clock),
-                          idempotency_key: str | None = Header(None, alias="Idempotency-Key")):
+async def create_resource(idem: Idempotent, body: ResourceCreate,
+                          principal: Principal = Depends(get_principal), clock: Clock = Depends(get_clock)):
     now = clock.now()
 
     async def create(session):
         return 201, BookableResourceOut.model_validate(await resources.create_resource(session, principal, body, now=now))
 
-    return await run_idempotent(db, IdempotencyRecord, key=idempotency_key, caller=principal.caller, now=now,
-                                create=create, fingerprint=request_fingerprint("POST", request.url.path,
-                                                                               body.model_dump(mode="json")))
+    return await idem.run(body, create, now=now)
 
 
 @router.get("/bookable_resources", response_model=Page[BookableResourceOut], summary="可预约资源 Bookable resources")
 async def list_resources(session: DbSession, page: PageParams = Depends(),
-                         place_code: str | None = Query(None, pattern=r"^\d{6,15}$"),
+                         place_code: AreaCode | None = Query(None),
                          kind: str | None = Query(None, max_length=32),
                          item_code: str | None = Query(None, max_length=32, description="服务预约：事项编码"),
                          principal: Principal = Depends(get_principal)):
@@ -75,24 +72,20 @@ async def list_slots(session: DbSession, resource_id: str, on: date | None = Que
                          "`waitlist: true` 则排队候补（state `waitlisted`），有人取消时按先后转正。"
                          "服务预约（`request_id`）：经网关以调用者身份向 svc_services 核实诉求（本人的或辖区内的、"
                          "事项与资源的 `catalogue_item_code` 相同、尚未办结），每个诉求只有一个有效预约。")
-async def create_booking(db: AppDb, body: BookingCreate, request: Request, services: ServicesClient,
-                         principal: Principal = Depends(get_principal), clock: Clock = Depends(get_clock),
-                         idempotency_key: str | None = Header(None, alias="Idempotency-Key")):
+async def create_booking(db: AppDb, idem: Idempotent, body: BookingCreate, services: ServicesClient,
+                         principal: Principal = Depends(get_principal), clock: Clock = Depends(get_clock)):
     now = clock.now()
     # 服务预约: whose request it is and for which item, asked of svc_services before anything is written (not for
     # a retried Idempotency-Key: that replays the answer given then, whatever the request's state now)
     facts = None
-    if body.request_id is not None and not (
-            idempotency_key and await stored_record(db, IdempotencyRecord, principal.caller, idempotency_key)):
+    if body.request_id is not None and not await idem.stored():
         facts = await appointments.look_up(services, body.request_id)
 
     async def create(session):
         return 201, _out(principal, await service.create_booking(session, principal, body, now=now, request=facts))
 
     try:
-        return await run_idempotent(db, IdempotencyRecord, key=idempotency_key, caller=principal.caller, now=now,
-                                    create=create, fingerprint=request_fingerprint("POST", request.url.path,
-                                                                                   body.model_dump(mode="json")))
+        return await idem.run(body, create, now=now)
     except Problem as p:
         if p.code == "booking.slot_full":
             await service.record_conflict(db, principal, body, now)

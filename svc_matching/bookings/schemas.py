@@ -4,12 +4,12 @@ from datetime import date, datetime
 from typing import Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
+from common.validators import AreaCode, CommunityOrGridCode
 
 from svc_matching.bookings.calendar import DAY_KINDS, parse_window
 
 Kind = Literal["activity_room", "meeting_room", "canteen_seat", "counter", "home_visit"]
 Booker = Literal["resident", "organisation", "staff"]
-PLACE = r"^\d{12}(\d{3})?$"
 
 
 class _In(BaseModel):
@@ -19,7 +19,7 @@ class _In(BaseModel):
 class ResourceCreate(_In):
     name: str = Field(min_length=1, max_length=200, examples=["幸福社区活动室"])
     kind: Kind
-    place_code: str = Field(pattern=PLACE, description="所属社区（12 位）或网格（15 位）")
+    place_code: CommunityOrGridCode = Field(description="所属社区（12 位）或网格（15 位）")
     location_id: str | None = Field(default=None, max_length=36)
     opening_hours: dict[str, list[str]] = Field(
         description="开放时段（北京时间），按工作日 workday / 周末 weekend / 法定节假日 holiday（调休按工作日历）",
@@ -28,7 +28,7 @@ class ResourceCreate(_In):
     slot_minutes: int = Field(ge=10, le=480)
     capacity: int = Field(ge=1, le=10000, description="每时段可约名额")
     bookers: list[Booker] = Field(min_length=1, max_length=3)
-    booker_scope: str | None = Field(default=None, pattern=r"^\d{6,15}$",
+    booker_scope: AreaCode | None = Field(default=None,
                                      description="可预约居民的居住范围（默认所属社区）")
     advance_days: int = Field(default=14, ge=0, le=180)
     weekly_limit: int = Field(default=2, ge=1, le=100, description="每人每周（周一至周日）预约上限")

@@ -4,7 +4,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from common.validators import USCC
+from common.validators import CommunityCode, USCC
 from svc_matching.geo import HHMM, ByDay, Latitude, Longitude, PlaceCode, TermCode
 
 
@@ -30,7 +30,7 @@ class OrganizationCreate(_In):
     phone: str | None = Field(default=None, pattern=r"^[0-9+\-]{5,20}$")
     uscc: USCC = Field(description="统一社会信用代码 (GB 32100，含校验)", examples=["52110105MA01AB125N"])
     legal_status: str | None = Field(default=None, max_length=64, examples=["社会服务机构"])
-    community: str | None = Field(default=None, pattern=r"^\d{12}$")
+    community: CommunityCode | None = None
 
 
 class LocationCreate(_In):

@@ -3,6 +3,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field
+from common.validators import PlaceCode
 
 
 class _In(BaseModel):
@@ -11,7 +12,7 @@ class _In(BaseModel):
 
 class BatchRequest(_In):
     need_ids: list[str] | None = Field(default=None, max_length=20000)
-    place_code: str | None = Field(default=None, pattern=r"^\d{6,24}$", description="只匹配该区域内的需求")
+    place_code: PlaceCode | None = Field(default=None, description="只匹配该区域内的需求")
 
 
 class DeclineBody(_In):

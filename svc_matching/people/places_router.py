@@ -10,6 +10,7 @@ from common.deps import AppSettings, DbSession
 from common.auth import Principal, require_roles
 from common.clock import Clock, get_clock
 from common.errors import Problem, invalid
+from common.validators import CommunityCode, GridOrBelowCode
 from svc_matching.people import places
 from svc_matching.people.models import PersonPlace
 
@@ -36,8 +37,8 @@ class PlaceIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    grid_code: str = Field(pattern=r"^\d{15,24}$", description="所在网格编码", examples=["110105001001001"])
-    community_code: str = Field(pattern=r"^\d{12}$", description="所在社区编码", examples=["110105001001"])
+    grid_code: GridOrBelowCode = Field(description="所在网格编码", examples=["110105001001001"])
+    community_code: CommunityCode = Field(description="所在社区编码", examples=["110105001001"])
     version: int | None = Version
 
 

@@ -11,11 +11,11 @@ from common.clock import Clock, get_clock
 from common.deps import AppSettings, DbSession
 from common.errors import Problem, invalid
 from common.vocab import CATEGORY_CODES
+from common.validators import StreetOrBelowCode
 from svc_matching.survey_needs import service
 
 # Included by people/router.py (the needs list it feeds), so it serves under /matching/v1/survey_needs.
 router = APIRouter(prefix="/survey_needs", tags=["survey needs 问卷需求"])
-PlaceCode = Field(pattern=r"^\d{9,24}$")
 
 
 def feed_source(settings: AppSettings, principal: Principal = Depends(require_roles("system", "ops"))) -> Principal:
@@ -29,7 +29,7 @@ def feed_source(settings: AppSettings, principal: Principal = Depends(require_ro
 class DemandItem(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    place_code: str = PlaceCode
+    place_code: StreetOrBelowCode
     category: str = Field(max_length=64)
     count: int = Field(ge=0, le=10_000_000)
 
@@ -44,9 +44,9 @@ class SurveyNeedIn(BaseModel):
     version: int | None = Field(default=None, ge=1)
     person_id: str | None = Field(default=None, max_length=36)
     categories: list[str] = Field(default_factory=list, max_length=30)
-    place_code: str | None = Field(default=None, pattern=r"^\d{9,24}$")
+    place_code: StreetOrBelowCode | None = None
     title: str | None = Field(default=None, max_length=200)
-    scope: str | None = Field(default=None, pattern=r"^\d{9,24}$")
+    scope: StreetOrBelowCode | None = None
     items: list[DemandItem] = Field(default_factory=list, max_length=5000)
 
 

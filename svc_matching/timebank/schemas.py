@@ -4,6 +4,7 @@ from datetime import datetime
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+from common.validators import CommunityCode
 
 Unit = Literal["minute", "point"]
 # What a credit was earned for (participation.recorded `activity`): 议事 council, 志愿服务 volunteer service,
@@ -32,7 +33,7 @@ class PostingCreate(_In):
 class CreditCreate(_In):
     posting_id: str = PostingId
     person_id: str
-    community: str = Field(pattern=r"^\d{12}$")
+    community: CommunityCode
     unit: Unit = "point"
     amount: int = Field(gt=0, le=1_000_000)
     memo: str | None = Field(default=None, max_length=300, examples=["参加居民议事会"])
@@ -43,7 +44,7 @@ class CreditCreate(_In):
 class RedemptionCreate(_In):
     posting_id: str = PostingId
     account_id: str
-    community: str = Field(pattern=r"^\d{12}$")
+    community: CommunityCode
     amount: int = Field(gt=0, le=1_000_000)
     memo: str | None = Field(default=None, max_length=300, examples=["兑换助浴服务一次"])
     reference: str | None = Field(default=None, max_length=64, description="兑换的服务编号等")

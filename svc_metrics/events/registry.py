@@ -13,9 +13,6 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat
 
 from common.validators import CommunityCode, GridCode, Instant, JSON_INTEGER
 
-PLACE = r"^\d{6,32}$"
-
-
 class Envelope(BaseModel):
     model_config = ConfigDict(extra="forbid")
 

@@ -2,17 +2,17 @@ from __future__ import annotations
 
 from typing import Literal
 
-from fastapi import APIRouter, Depends, Header, Query, Request
+from fastapi import APIRouter, Depends, Query
 from fastapi.responses import Response
 from sqlalchemy import select
 
 from common.acting import acts
 from common.auth import Principal, get_principal, require_roles
 from common.clock import Clock, get_clock
-from common.deps import AppDb, AppSettings, DbSession
-from common.idempotency import request_fingerprint, run_idempotent
+from common.deps import AppSettings, DbSession
 from common.pagination import Page, PageParams
-from svc_metrics.base import IdempotencyRecord
+from common.validators import AreaCode, SurveyScopeCode
+from svc_metrics.deps import Idempotent
 from svc_metrics.kpis.service import READ_ROLES, check_scope
 from svc_metrics.surveys import lifecycle, responding, results, service
 from svc_metrics.surveys.models import Invitation, Survey
@@ -31,23 +31,20 @@ def _out(principal: Principal, s: Survey) -> SurveyOut:
 
 
 @router.post("", status_code=201, response_model=SurveyOut, summary="新建问卷（草稿） Create a survey (draft)")
-async def create_survey(db: AppDb, body: SurveyCreate, request: Request, principal: Principal = Depends(get_principal),
-                        clock: Clock = Depends(get_clock),
-                        idempotency_key: str | None = Header(None, alias="Idempotency-Key")):
+async def create_survey(idem: Idempotent, body: SurveyCreate, principal: Principal = Depends(get_principal),
+                        clock: Clock = Depends(get_clock)):
     now = clock.now()
 
     async def create(session):
         return 201, _out(principal, await service.create(session, principal, body, now))
 
-    return await run_idempotent(db, IdempotencyRecord, key=idempotency_key, caller=principal.caller, now=now,
-                                create=create, fingerprint=request_fingerprint("POST", request.url.path,
-                                                                               body.model_dump(mode="json")))
+    return await idem.run(body, create, now=now)
 
 
 @router.get("", response_model=Page[SurveyOut], summary="问卷列表 Surveys (newest first)")
 async def list_surveys(session: DbSession, page: PageParams = Depends(),
                        status: Literal["draft", "published", "closed"] | None = None,
-                       scope: str | None = Query(None, pattern=r"^\d{6,15}$"),
+                       scope: AreaCode | None = Query(None),
                        principal: Principal = Depends(get_principal)):
     stmt = select(Survey).where(service.visible_clause(principal))
     if status:
@@ -72,16 +69,14 @@ async def edit_survey(session: DbSession, survey_id: str, body: SurveyUpdate, pr
 
 @router.post("/{survey_id}/revisions", status_code=201, response_model=SurveyOut,
              summary="新建修订版（草稿） A new revision of the questionnaire, as a draft")
-async def revise_survey(db: AppDb, survey_id: str, request: Request, principal: Principal = Depends(get_principal),
-                        clock: Clock = Depends(get_clock),
-                        idempotency_key: str | None = Header(None, alias="Idempotency-Key")):
+async def revise_survey(idem: Idempotent, survey_id: str, principal: Principal = Depends(get_principal),
+                        clock: Clock = Depends(get_clock)):
     now = clock.now()
 
     async def create(session):
         return 201, _out(principal, await service.revise(session, principal, survey_id, now))
 
-    return await run_idempotent(db, IdempotencyRecord, key=idempotency_key, caller=principal.caller, now=now,
-                                create=create, fingerprint=request_fingerprint("POST", request.url.path, {}))
+    return await idem.run({}, create, now=now)
 
 
 @router.post("/{survey_id}/transitions", response_model=SurveyOut, summary="发布 / 结束 Publish or close")
@@ -149,7 +144,7 @@ async def respond(session: DbSession, survey_id: str, body: ResponseIn, principa
             responses={200: {"content": {"application/json": {}, XLSX: {"schema": {"type": "string",
                                                                                       "format": "binary"}}}}})
 async def survey_results(session: DbSession, survey_id: str, settings: AppSettings,
-                         scope: str | None = Query(None, pattern=r"^\d{9}(\d{3}(\d{3})?)?$"),
+                         scope: SurveyScopeCode | None = Query(None),
                          by: Literal["grid", "community", "age_band", "group", "channel"] | None = None,
                          format: Literal["json", "xlsx"] = "json",
                          principal: Principal = Depends(require_roles(*READ_ROLES))):

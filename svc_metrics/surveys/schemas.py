@@ -4,10 +4,11 @@ from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+from common.validators import Quarter, SurveyScopeCode
 
 from svc_metrics.surveys.questionnaire import Questionnaire
 
-Scope = Field(pattern=r"^\d{9}(\d{3}(\d{3})?)?$", description="街道（9 位）、社区（12 位）或网格（15 位）编码",
+Scope = Field(description="街道（9 位）、社区（12 位）或网格（15 位）编码",
               examples=["110105001001"])
 
 
@@ -25,8 +26,8 @@ class SurveyCreate(_In):
     title: str = Field(min_length=1, max_length=200)
     kind: Literal["satisfaction", "needs", "general"] = "satisfaction"
     anonymous: bool = True
-    scope: str = Scope
-    period: str | None = Field(default=None, pattern=r"^\d{4}-Q[1-4]$", description="测评所属季度，如 2026-Q4")
+    scope: SurveyScopeCode = Scope
+    period: Quarter | None = Field(default=None, description="测评所属季度，如 2026-Q4")
     questionnaire: Questionnaire
     sample: SampleSpec = Field(default_factory=SampleSpec)
 
@@ -36,7 +37,7 @@ class SurveyUpdate(_In):
     title: str | None = Field(default=None, min_length=1, max_length=200)
     questionnaire: Questionnaire | None = None
     sample: SampleSpec | None = None
-    period: str | None = Field(default=None, pattern=r"^\d{4}-Q[1-4]$")
+    period: Quarter | None = None
 
 
 class TransitionBody(_In):

@@ -4,6 +4,7 @@ from datetime import datetime
 from typing import Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from common.validators import CommunityCode, GridCode
 
 Duty = Literal["backup_worker", "community_duty", "street_duty"]
 UserId = Field(default=None, min_length=1, max_length=64, description="值班人员的工作账号（可收到 App 推送）")
@@ -54,8 +55,8 @@ class EmergencyIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     state: str = Field(min_length=1, max_length=16)
-    grid: str = Field(pattern=r"^\d{15}$")
-    community: str = Field(pattern=r"^\d{12}$")
+    grid: GridCode
+    community: CommunityCode
     person_id: str | None = Field(default=None, max_length=36)
     item_code: str = Field(min_length=1, max_length=32)
     channel: str = Field(min_length=1, max_length=24)

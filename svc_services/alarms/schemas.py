@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from common.validators import GridCode
 
 
 class AlarmIn(BaseModel):
@@ -15,7 +16,7 @@ class AlarmIn(BaseModel):
     event_id: str = Field(min_length=1, max_length=64)
     person_id: str | None = Field(default=None, max_length=36)
     household_id: str | None = Field(default=None, max_length=36)
-    grid: str = Field(pattern=r"^\d{15}$")
+    grid: GridCode
     address: str | None = Field(default=None, max_length=200)
     description: str = Field(min_length=1, max_length=200)
     raised_at: AwareDatetime

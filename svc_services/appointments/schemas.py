@@ -3,6 +3,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from common.validators import AreaCode
 
 STATE = r"^[a-z_]{1,24}$"
 
@@ -32,7 +33,7 @@ class AppointmentSnapshot(_In):
     request_id: str = Field(min_length=1, max_length=64)
     resource_id: str = Field(min_length=1, max_length=36)
     resource_name: str = Field(min_length=1, max_length=200)
-    place_code: str = Field(pattern=r"^\d{6,15}$")
+    place_code: AreaCode
     starts_at: AwareDatetime
     ends_at: AwareDatetime
     state: str = Field(pattern=STATE)

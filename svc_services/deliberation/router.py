@@ -3,16 +3,16 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
+from fastapi import APIRouter, Depends, Path, Query, Response
 from sqlalchemy import select
 
 from common.acting import acts
 from common.auth import Principal, require_roles
-from common.deps import AppClock, AppDb, DbSession
+from common.deps import AppClock, DbSession
 from common.errors import Forbidden
-from common.idempotency import request_fingerprint, run_idempotent
 from common.pagination import Page, PageParams
-from svc_services.base import IdempotencyRecord
+from common.validators import CommunityCode
+from svc_services.deps import Idempotent
 from svc_services.deliberation import electors, lifecycle, topics
 from svc_services.deliberation.access import PARTAKERS, get_topic, manages, visible_filter
 from svc_services.deliberation.models import DeliberationPolicy, Meeting, Topic, TopicEntry
@@ -25,7 +25,7 @@ from svc_services.requesters.router import feed_source
 router = APIRouter(prefix="/services/v1", tags=["deliberation 居民议事"])
 PathId = Annotated[str, Path(min_length=1, max_length=36)]
 PARTAKER = Depends(require_roles(*PARTAKERS))
-Community = Path(pattern=r"^\d{12}$")
+Community = Annotated[CommunityCode, Path()]
 
 
 @router.put("/deliberation/electors/{person_id}", response_model=ElectorOut,
@@ -49,7 +49,7 @@ async def delete_elector(session: DbSession, clock: AppClock, person_id: PathId,
 
 @router.put("/deliberation/policies/{community_code}", response_model=PolicyOut,
             summary="设置社区议事规则（联署门槛） Set a community's co-sign threshold")
-async def put_policy(session: DbSession, clock: AppClock, body: PolicyIn, community_code: str = Community,
+async def put_policy(session: DbSession, clock: AppClock, body: PolicyIn, community_code: Community,
                      principal: Principal = PARTAKER):
     if not (principal.role == "ops" or (principal.role in ("community_staff", "street_staff")
                                         and principal.covers_place(community_code))):
@@ -78,18 +78,14 @@ async def _detail(session, principal: Principal, t: Topic) -> TopicDetail:
 @router.post("/topics", status_code=201, response_model=TopicDetail,
              dependencies=[acts("deliberation.propose")],
              summary="提出议题（居民提议、诉求升级为大事、工作人员立题） Propose or open a topic")
-async def create_topic(db: AppDb, clock: AppClock, body: TopicCreate, request: Request,
-                       principal: Principal = PARTAKER,
-                       idempotency_key: str | None = Header(None, alias="Idempotency-Key")):
+async def create_topic(idem: Idempotent, clock: AppClock, body: TopicCreate, principal: Principal = PARTAKER):
     now = clock.now()
 
     async def create(session):
         t = await topics.create_topic(session, principal, body, now)
         return 201, await _detail(session, principal, t)
 
-    return await run_idempotent(db, IdempotencyRecord, key=idempotency_key, caller=principal.caller, now=now,
-                                create=create, fingerprint=request_fingerprint("POST", request.url.path,
-                                                                               body.model_dump(mode="json")))
+    return await idem.run(body, create, now=now)
 
 
 @router.get("/topics", response_model=Page[TopicOut], summary="议题 Topics in the caller's reach")

@@ -5,8 +5,9 @@ from datetime import date, datetime
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+from common.validators import GridOrBuildingCode, ReachCode
 
-PlaceCode = Field(pattern=r"^\d{12}(\d{3}(\d{3})?)?$", description="范围的区划代码：社区 12 位、网格 15 位、楼栋 18 位")
+ScopeCode = Field(description="范围的区划代码：社区 12 位、网格 15 位、楼栋 18 位")
 CATEGORIES = ("environment", "facilities", "property", "maintenance_fund", "safety", "elderly", "parking",
               "culture", "other")
 # 物业 / 维修资金 matters pass only by two thirds (《民法典》第二百七十八条)
@@ -20,7 +21,7 @@ class In(BaseModel):
 class ElectorIn(In):
     """Only where the person lives and in which household: no name, ID number or phone."""
 
-    building_code: str = Field(pattern=r"^\d{15}(\d{3})?$", description="楼栋代码（18 位）；未登记楼栋的户为网格代码（15 位）")
+    building_code: GridOrBuildingCode = Field(description="楼栋代码（18 位）；未登记楼栋的户为网格代码（15 位）")
     household_id: str = Field(min_length=1, max_length=36)
     household_head: bool = False
     birth_date: date | None = None
@@ -55,7 +56,7 @@ class TopicCreate(In):
     description: str = Field(min_length=1, max_length=5000)
     category: Literal[CATEGORIES]  # type: ignore[valid-type]
     scope_kind: Literal["building", "grid", "community"]
-    scope_code: str = PlaceCode
+    scope_code: ReachCode = ScopeCode
     source: Literal["proposal", "request", "staff"] = Field(
         "proposal", description="居民提议（需联署）、诉求升级为大事（request_id）、或工作人员发起")
     request_id: str | None = Field(default=None, max_length=36, description="升级为大事的诉求")

@@ -5,27 +5,25 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Header, Path, Query, Request
+from fastapi import APIRouter, Depends, Path, Query
 
 from common.acting import acts
 from common.auth import Principal, get_principal
-from common.deps import AppClock, AppDb, DbSession
-from common.idempotency import request_fingerprint, run_idempotent
+from common.deps import AppClock, DbSession
 from common.pagination import Page, PageParams
-from svc_services.base import IdempotencyRecord
+from common.validators import ReachCode
+from svc_services.deps import Idempotent
 from svc_services.disclosure import service
 from svc_services.disclosure.models import PublicNotice
 from svc_services.disclosure.schemas import AnswerIn, NoticeIn, NoticeOut, ObjectionIn, ObjectionOut, WithdrawIn
 
 router = APIRouter(prefix="/services/v1", tags=["public notices 公示"])
 PathId = Annotated[str, Path(min_length=1, max_length=36)]
-Scope = Query(None, pattern=r"^\d{12}(\d{3}(\d{3})?)?$", description="只看该社区、网格或楼栋的公示")
+Scope = Query(None, description="只看该社区、网格或楼栋的公示")
 
 
 @router.post("/notices", status_code=201, response_model=NoticeOut, summary="发布公示 Publish a notice")
-async def publish(db: AppDb, clock: AppClock, body: NoticeIn, request: Request,
-                  principal: Principal = Depends(get_principal),
-                  idempotency_key: str | None = Header(None, alias="Idempotency-Key")):
+async def publish(idem: Idempotent, clock: AppClock, body: NoticeIn, principal: Principal = Depends(get_principal)):
     now = clock.now()
 
     async def create(session):
@@ -33,13 +31,11 @@ async def publish(db: AppDb, clock: AppClock, body: NoticeIn, request: Request,
         await session.flush()
         return 201, NoticeOut.model_validate(n)
 
-    return await run_idempotent(db, IdempotencyRecord, key=idempotency_key, caller=principal.caller, now=now,
-                                create=create, fingerprint=request_fingerprint("POST", request.url.path,
-                                                                               body.model_dump(mode="json")))
+    return await idem.run(body, create, now=now)
 
 
 @router.get("/notices", response_model=Page[NoticeOut], summary="公示管理（含未开始、已撤回） Notices, all states")
-async def list_notices(session: DbSession, clock: AppClock, page: PageParams = Depends(), scope: str | None = Scope,
+async def list_notices(session: DbSession, clock: AppClock, page: PageParams = Depends(), scope: ReachCode | None = Scope,
                        principal: Principal = Depends(get_principal)):
     stmt = service.public_stmt(clock.now(), scope, True, principal)
     rows = (await session.execute(page.keyset(stmt, PublicNotice.id, descending=True))).scalars().all()
@@ -93,7 +89,7 @@ async def answer(session: DbSession, clock: AppClock, body: AnswerIn, notice_id:
 
 @router.get("/public/notices", response_model=Page[NoticeOut],
             summary="公开公示（免登录，一体机与 App 公开页） Published notices, no sign-in")
-async def public_notices(session: DbSession, clock: AppClock, page: PageParams = Depends(), scope: str | None = Scope,
+async def public_notices(session: DbSession, clock: AppClock, page: PageParams = Depends(), scope: ReachCode | None = Scope,
                          history: bool = Query(False, description="含已撤回与已过期的公示（历史留存）")):
     stmt = service.public_stmt(clock.now(), scope, history)
     rows = (await session.execute(page.keyset(stmt, PublicNotice.id, descending=True))).scalars().all()

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from common.validators import Money
+from common.validators import Money, ReachCode
 
 KINDS = ("deliberation_result", "policy", "fund", "service_list", "staffing")
 
@@ -25,7 +25,7 @@ class NoticeIn(In):
     kind: Literal[KINDS]  # type: ignore[valid-type]
     title: str = Field(min_length=2, max_length=200)
     body: str = Field(min_length=1, max_length=20000)
-    scope_code: str = Field(pattern=r"^\d{12}(\d{3}(\d{3})?)?$", description="公示范围：社区、网格或楼栋代码")
+    scope_code: ReachCode = Field(description="公示范围：社区、网格或楼栋代码")
     topic_id: str | None = Field(default=None, max_length=36, description="议事结果公示：所公示的议题")
     publish_from: datetime
     publish_until: datetime

@@ -4,6 +4,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+from common.validators import GridCode
 
 from svc_services.appointments.schemas import AppointmentOut
 from svc_services.codes import AssigneeKind, Channel, Priority
@@ -17,7 +18,7 @@ class Location(BaseModel):
 
     lat: float | None = Field(default=None, ge=-90, le=90)
     long: float | None = Field(default=None, ge=-180, le=180)
-    grid: str | None = Field(default=None, pattern=r"^\d{15}$", description="网格编码（15 位）")
+    grid: GridCode | None = Field(default=None, description="网格编码（15 位）")
     address: str | None = Field(default=None, max_length=200)
 
 
