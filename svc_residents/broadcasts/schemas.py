@@ -20,6 +20,7 @@ class ChannelReport(BaseModel):
     sent: int = 0
     delivered: int = 0
     failed: int = 0
+    unknown: int = Field(default=0, description="交付后未等到回执（回执期限已过） no receipt by the deadline")
     skipped: int = 0
 
 

@@ -121,8 +121,9 @@ async def report(session: AsyncSession, b: Broadcast) -> BroadcastReport:
         select(func.count(), func.count(n.read_at)).where(n.event_key == key))).one()
     out.not_sent_outside = dict((await session.execute(
         select(n.skipped, func.count()).where(n.event_key == key, n.skipped.is_not(None)).group_by(n.skipped))).all())
-    # per channel, each delivery counted once at its furthest outcome (delivered > failed > sent > skipped)
-    rank = {"skipped": 0, "sent": 1, "failed": 2, "delivered": 3}
+    # per channel, each delivery counted once at its furthest outcome (delivered > failed > unknown > sent >
+    # skipped); unknown: handed over, no receipt by the deadline (notifications/dispatch.py)
+    rank = {"skipped": 0, "sent": 1, "unknown": 2, "failed": 3, "delivered": 4}
     best: dict[tuple[str, str], str] = {}
     rows = await session.execute(select(Attempt.delivery_id, Attempt.channel, Attempt.outcome)
                                  .join(n, n.id == Attempt.notification_id).where(n.event_key == key))

@@ -122,3 +122,16 @@ async def test_two_replicas_send_a_broadcast_once(postgres_only, rig, api, db_ur
     for b in (r.json(), r2.json()):
         got = await notes(rig, b["id"])
         assert len(got) == 6 and Counter(n.recipient for n in got).most_common(1)[0][1] == 1
+
+
+async def test_a_delivery_whose_receipt_never_comes_is_reported_unknown_not_sent(rig, api):  # noqa: F811
+    r = await api.post(URL, json={**WATER, "place_code": XF}, headers={**api.as_("staff1"), "Idempotency-Key": "w2"})
+    assert r.status_code == 202, r.text
+    assert await run_broadcasts(rig.db, rig.clock) == 6
+    rig.sms.receipt_pending_rate = rig.push.receipt_pending_rate = 1.0  # the platforms take them, never confirm
+    await drain(rig, rounds=600)
+    ch = (await api.get(f"{URL}/{r.json()['id']}", headers=api.as_("staff1"))).json()["channels"]
+    handed = {name: c for name, c in ch.items() if name in ("sms", "push")}
+    assert handed and sum(c["unknown"] for c in handed.values()) >= 1, ch
+    # each ended at the receipt deadline: none is still shown as merely handed over, none as delivered
+    assert all(c["sent"] == 0 and c["delivered"] == 0 for c in handed.values()), ch
