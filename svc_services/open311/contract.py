@@ -101,7 +101,9 @@ def _form(extra: dict[str, Any]) -> dict[str, Any]:
             "patternProperties": {ATTRIBUTE_FIELD: {"type": "string"}}}
 
 
-_POST_EXAMPLE = {"service_code": "YL-ZC-001", "lat": 39.9211, "long": 116.4431, "description": "老人助餐"}
+# a submission the seeded district takes as it stands (the item's required attribute included)
+_POST_EXAMPLE = {"service_code": "YL-ZC-001", "lat": 39.9211, "long": 116.4431, "description": "老人助餐",
+                 "attribute[meal_time]": "lunch"}
 POST_BODY = {"requestBody": {"required": True, "content": {
     "application/x-www-form-urlencoded": {"schema": _form({}), "example": _POST_EXAMPLE},
     "multipart/form-data": {"schema": _form({"media": {
