@@ -6,7 +6,7 @@ from fastapi import APIRouter, Depends, Path, Query, Response
 from sqlalchemy import false, or_, select
 
 from common.auth import Principal, require_roles
-from common.deps import AppClock, AppSettings, CurrentPrincipal, DbSession
+from common.deps import AppClock, AppDb, AppSettings, CurrentPrincipal, DbSession
 from common.errors import Problem
 from common.pagination import Page, PageParams
 from svc_residents.access import PLACE_STAFF
@@ -36,9 +36,10 @@ async def _out(session, c: Callout) -> CalloutOut:
 @router.put("/residents/v1/emergencies/{request_id}", response_model=CalloutOut,
             responses={204: {"description": "快照不需要呼叫（非紧急或尚无呼叫） Nothing to call: no call-out started or held"}},
             summary="紧急诉求（svc_services 推送）：开始或停止呼叫 An emergency request's snapshot")
-async def put_emergency(body: EmergencyIn, session: DbSession, clock: AppClock, settings: AppSettings,
+async def put_emergency(body: EmergencyIn, db: AppDb, session: DbSession, clock: AppClock, settings: AppSettings,
                         request_id: str = RequestId, principal: Principal = Depends(emergency_source)):
-    async with session.begin():
+    # urgent at SQLite's write gate: the first call is written ahead of a broadcast's or the dispatcher's queue
+    async with db.write_gate(urgent=True), session.begin():
         c = await service.receive(session, request_id, body, now=clock.now(),
                                   step_seconds=settings.callout_step_seconds)
         if c is None:
@@ -68,8 +69,8 @@ async def get_callout(session: DbSession, principal: CurrentPrincipal, request_i
 
 @router.post("/residents/v1/callouts/{request_id}/acknowledge", response_model=CalloutOut,
              summary="应答紧急呼叫 Acknowledge a call-out")
-async def acknowledge(body: AcknowledgeIn, session: DbSession, principal: CurrentPrincipal, clock: AppClock,
-                      request_id: str = RequestId):
-    async with session.begin():
+async def acknowledge(body: AcknowledgeIn, db: AppDb, session: DbSession, principal: CurrentPrincipal,
+                      clock: AppClock, request_id: str = RequestId):
+    async with db.write_gate(urgent=True), session.begin():  # the chain stops ahead of bulk writers
         c = await service.acknowledge(session, principal, request_id, body, now=clock.now())
         return await _out(session, c)

@@ -175,3 +175,41 @@ async def test_bad_snapshots_and_callers_start_nothing(seeded, as_, auth):
     assert r.status_code == 404 and r.json()["code"] == "callout.not_found"
     for who in ("resident1", "dept_mz", "provider1", "portal"):
         assert (await seeded.get("/residents/v1/callouts", headers=as_(who))).status_code == 403, who
+
+
+async def test_an_emergency_is_written_ahead_of_the_bulk_writers_queued_at_the_write_gate(seeded, auth):
+    """SQLite takes one writer at a time and its writers queue at the write gate (common/write_gate.py): while a
+    broadcast or the dispatcher holds it with others queued, an emergency's snapshot waits only for the holder."""
+    import asyncio
+
+    from svc_residents.callout.models import Callout
+
+    db = seeded.app.state.db
+    if db.dialect != "sqlite":
+        pytest.skip("PostgreSQL has no write gate: its row locks order the writers")
+    held, release, seen = asyncio.Event(), asyncio.Event(), []
+
+    async def holder():
+        async with db.write_gate():
+            held.set()
+            await release.wait()
+
+    async def bulk():
+        async with db.write_gate(), db.session() as s:
+            seen.append(await s.get(Callout, REQ))  # what the bulk writer finds when its turn comes
+
+    tasks = [asyncio.create_task(holder())]
+    await held.wait()
+    tasks.append(asyncio.create_task(bulk()))
+    await asyncio.sleep(0)
+    put = asyncio.create_task(seeded.put(f"/residents/v1/emergencies/{REQ}", json=snapshot(), headers=source(auth)))
+    for _ in range(500):
+        if db.urgent_writer_waiting:
+            break
+        await asyncio.sleep(0.01)
+    assert db.urgent_writer_waiting, "the emergency's write did not queue at the gate"
+    release.set()
+    r = await put
+    await asyncio.gather(*tasks)
+    assert r.status_code == 200, r.text
+    assert seen and seen[0] is not None  # the call-out was written before the bulk writer's turn
