@@ -12,6 +12,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import sqlalchemy.exc
+
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -333,6 +335,15 @@ def install_error_handlers(app: FastAPI) -> None:
         return problem_response(504, "upstream_timeout", lang=request_language(request),
                                 detail=(f"依赖的服务 {exc.upstream} 响应超时", f"The {exc.upstream} service timed out"),
                                 instance=request.url.path)
+
+    @app.exception_handler(sqlalchemy.exc.TimeoutError)
+    async def _pool_exhausted(request: Request, exc: sqlalchemy.exc.TimeoutError):
+        # every connection of the pool busy past its timeout: the database is overloaded, not the request wrong
+        # (the statement that wanted the connection never ran); the caller retries, as after any 503
+        log.warning("database pool exhausted", extra={"request_id": request_id_var.get(), "path": request.url.path})
+        return problem_response(503, "service_unavailable", lang=request_language(request),
+                                detail=("数据库繁忙，请稍后重试", "The database is busy; retry shortly"),
+                                instance=request.url.path, headers={"Retry-After": "2"})
 
     @app.exception_handler(Exception)
     async def _crash(request: Request, exc: Exception):

@@ -50,6 +50,19 @@ async def slow():
     raise UpstreamTimeout("svc_matching")
 
 
+@router.get("/busy")
+async def busy(db_file: str):
+    """A real pool of one connection, held while the same call asks for a second: the pool times out."""
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    engine = create_async_engine(f"sqlite+aiosqlite:///{db_file}", pool_size=1, max_overflow=0, pool_timeout=0.1)
+    try:
+        async with engine.connect(), engine.connect():
+            pass
+    finally:
+        await engine.dispose()
+
+
 @router.get("/limited")
 async def limited():
     raise Problem(429, "rate_limited", headers={"Retry-After": "3"})
@@ -114,7 +127,7 @@ async def test_500_leaks_nothing(client, auth):
     assert "hunter2" not in str(body) and "RuntimeError" not in str(body)
 
 
-async def test_status_codes_have_codes(client, auth):
+async def test_status_codes_have_codes(client, auth, tmp_path):
     _is_problem(await client.get("/t/v1/nothing"), 404, "not_found")
     r = await client.put("/t/v1/things", json={})
     assert _is_problem(r, 405, "method_not_allowed") and "POST" in r.headers["allow"]
@@ -122,6 +135,8 @@ async def test_status_codes_have_codes(client, auth):
     _is_problem(await client.get("/t/v1/conflict", headers={"If-Match": "1"}), 412, "precondition_failed")
     _is_problem(await client.get("/t/v1/down"), 503, "upstream_unavailable")
     _is_problem(await client.get("/t/v1/slow"), 504, "upstream_timeout")
+    r = await client.get("/t/v1/busy", params={"db_file": str(tmp_path / "busy.db")})
+    assert _is_problem(r, 503, "service_unavailable") and r.headers["retry-after"] == "2"  # never a 500
     r = await client.get("/t/v1/limited")
     assert _is_problem(r, 429, "rate_limited") and r.headers["retry-after"] == "3"
     _is_problem(await client.post("/t/v1/things", json={"name": "a", "count": 1}), 401, "unauthenticated")
