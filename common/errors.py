@@ -345,6 +345,15 @@ def install_error_handlers(app: FastAPI) -> None:
                                 detail=("数据库繁忙，请稍后重试", "The database is busy; retry shortly"),
                                 instance=request.url.path, headers={"Retry-After": "2"})
 
+    @app.exception_handler(sqlalchemy.exc.OperationalError)
+    async def _database_error(request: Request, exc: sqlalchemy.exc.OperationalError):
+        if "database is locked" in str(exc.orig):  # SQLite's busy timeout ran out: its transaction rolled back
+            log.warning("database locked", extra={"request_id": request_id_var.get(), "path": request.url.path})
+            return problem_response(503, "service_unavailable", lang=request_language(request),
+                                    detail=("数据库繁忙，请稍后重试", "The database is busy; retry shortly"),
+                                    instance=request.url.path, headers={"Retry-After": "2"})
+        return await _crash(request, exc)
+
     @app.exception_handler(Exception)
     async def _crash(request: Request, exc: Exception):
         # Log everything for operators; tell the caller nothing about internals.

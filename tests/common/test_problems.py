@@ -63,6 +63,24 @@ async def busy(db_file: str):
         await engine.dispose()
 
 
+@router.get("/locked")
+async def locked(db_file: str):
+    """SQLite's busy timeout running out: one connection holds the write lock, another wants it."""
+    from sqlalchemy import text
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    engine = create_async_engine(f"sqlite+aiosqlite:///{db_file}", connect_args={"timeout": 0.05})
+    try:
+        async with engine.connect() as a:
+            await a.execute(text("CREATE TABLE IF NOT EXISTS t (x INTEGER)"))
+            await a.commit()
+            await a.execute(text("INSERT INTO t VALUES (1)"))  # a's write transaction stays open
+            async with engine.connect() as b:
+                await b.execute(text("INSERT INTO t VALUES (2)"))
+    finally:
+        await engine.dispose()
+
+
 @router.get("/limited")
 async def limited():
     raise Problem(429, "rate_limited", headers={"Retry-After": "3"})
@@ -137,6 +155,8 @@ async def test_status_codes_have_codes(client, auth, tmp_path):
     _is_problem(await client.get("/t/v1/slow"), 504, "upstream_timeout")
     r = await client.get("/t/v1/busy", params={"db_file": str(tmp_path / "busy.db")})
     assert _is_problem(r, 503, "service_unavailable") and r.headers["retry-after"] == "2"  # never a 500
+    r = await client.get("/t/v1/locked", params={"db_file": str(tmp_path / "locked.db")})
+    assert _is_problem(r, 503, "service_unavailable") and r.headers["retry-after"] == "2"
     r = await client.get("/t/v1/limited")
     assert _is_problem(r, 429, "rate_limited") and r.headers["retry-after"] == "3"
     _is_problem(await client.post("/t/v1/things", json={"name": "a", "count": 1}), 401, "unauthenticated")
