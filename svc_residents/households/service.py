@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from common.auth import Principal
 from common.errors import Problem, invalid
 from common.ids import new_id
+from common.lookup import get_or_404
 from common.outbox import record_event
 from common.errors import check_version
 from svc_residents import access
@@ -81,10 +82,8 @@ async def create_household(session: AsyncSession, principal: Principal, body: Ho
 async def get_household(session: AsyncSession, principal: Principal, household_id: str, *,
                         for_update: bool = False) -> Household:
     access.require_reader(principal)
-    household = await session.get(Household, household_id, with_for_update=for_update or None)
-    if household is None or not access.can_read_household(principal, household):
-        raise not_found()
-    return household
+    return await get_or_404(session, Household, household_id, not_found(), for_update=for_update,
+                            visible=lambda o: access.can_read_household(principal, o))
 
 
 async def update_household(session: AsyncSession, principal: Principal, household_id: str,

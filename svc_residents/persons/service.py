@@ -13,6 +13,7 @@ from common.clock import age_on, local_date, years_before
 from common.context import request_id_var
 from common.errors import Problem, invalid
 from common.ids import new_id
+from common.lookup import get_or_404
 from common.outbox import record_event
 from common.errors import check_version
 from svc_residents import access, protection as prot
@@ -42,10 +43,8 @@ async def get_person(session: AsyncSession, principal: Principal, person_id: str
                      for_update: bool = False) -> Person:
     """The person if the caller may see it (404 otherwise); `for_update` locks the row for a versioned change."""
     access.require_reader(principal)
-    person = await session.get(Person, person_id, with_for_update=for_update or None)
-    if person is None or not access.can_read_person(principal, person):
-        raise not_found()
-    return person
+    return await get_or_404(session, Person, person_id, not_found(), for_update=for_update,
+                            visible=lambda o: access.can_read_person(principal, o))
 
 
 async def tags_for(session: AsyncSession, person_ids: list[str]) -> dict[str, list[PersonTag]]:
