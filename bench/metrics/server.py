@@ -50,7 +50,7 @@ class Server:
     def token(self, role: str) -> dict[str, str]:
         import jwt
 
-        now = int(time.time())
+        now = int(time.time())  # the server under test checks exp against its host's clock: the real one
         claims = {"iss": "onenet-gateway", "aud": "onenet", "sub": f"bench-{role}", "member": "bench", "role": role,
                   "scopes": [], "iat": now, "exp": now + 6 * 3600, "jti": uuid.uuid4().hex}
         tok = jwt.encode(claims, self.key.private_key, algorithm="RS256", headers={"kid": self.key.kid})
@@ -91,8 +91,8 @@ class Server:
                "--log-level", "warning"]
         self.log = open(self.dir / "server.log", "wb")
         self.proc = subprocess.Popen(cmd, env=env, stdout=self.log, stderr=subprocess.STDOUT)
-        deadline = time.time() + 60
-        while time.time() < deadline:
+        deadline = time.monotonic() + 60  # a duration, not a time of day
+        while time.monotonic() < deadline:
             try:
                 if httpx.get(self.base + "/readyz", timeout=2).status_code == 200:
                     return
