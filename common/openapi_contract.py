@@ -7,10 +7,10 @@ would repeat everywhere:
 - 405 with its `Allow` header (every path answers an undeclared method so; `install_method_not_allowed` makes
   that true of apps with a catch-all route, the gateway's forward route, where Starlette would fall through to
   it and answer 404);
-- 200 beside 201 on a create (`POST` declaring 201) whose 201 does not declare `Idempotency-Replayed`: a
-  retried create found by a client-chosen id (the time bank's `posting_id`, an activity's check-in) answers the
-  first one's body again with 200; a create whose 201 declares that header (Open311's POST) answers a replay
-  of its Idempotency-Key with that 201 again, `Idempotency-Replayed: true`, and never 200;
+- how a retried create answers. A create taking an `Idempotency-Key` header replays the first answer, its 201,
+  with `Idempotency-Replayed: true` (`common.idempotency`), never 200: its 201 declares that header. A create
+  without that header (`POST` declaring 201) whose retry is found by a client-chosen id (the time bank's
+  `posting_id`, an activity's check-in) answers the first one's body again with 200, declared beside the 201;
 - the error format a protocol prescribes instead of problem+json: GeoReport v2's error list under
   `/open311/` (`[{"code", "description"}]` as JSON, or XML per the path's format, the path's `{fmt}` being one of
   `OPEN311_FORMATS`, in which its documents are answered too, and an id in the path one segment); X-Road's faults under `/r1/`,
@@ -49,6 +49,9 @@ XROAD_PREFIX = "/r1/"
 XROAD_FAULT = {"type": "object", "required": ["type", "message", "detail"], "properties": {
     "type": {"type": "string"}, "message": {"type": "string"}, "detail": {"type": "string"}}}
 PROMETHEUS_TEXT = {"text/plain": {"schema": {"type": "string"}}}
+REPLAYED_HEADER = {"Idempotency-Replayed": {
+    "description": "仅在带 Idempotency-Key 时：true 为重放首次的答复 only under an Idempotency-Key: true on a replay",
+    "schema": {"type": "string", "enum": ["true", "false"]}}}
 
 
 def _operations(doc: dict[str, Any]):
@@ -69,11 +72,15 @@ def finish(doc: dict[str, Any]) -> dict[str, Any]:
     from common.idempotency import MAX_KEY_LENGTH
 
     for path, method, op in _operations(doc):
+        keyed = False
         for param in op.get("parameters") or ():
             if param.get("in") == "header" and str(param.get("name", "")).lower() == "idempotency-key":
+                keyed = True
                 param["schema"] = {"type": "string", "minLength": 1, "maxLength": MAX_KEY_LENGTH,
                                    "title": "Idempotency-Key"}
         responses = op.setdefault("responses", {})
+        if keyed and method == "post" and "201" in responses and not _replays_201(responses["201"]):
+            responses["201"].setdefault("headers", {}).update(copy.deepcopy(REPLAYED_HEADER))
         if "405" in responses:
             responses["405"].setdefault("headers", copy.deepcopy(ALLOW_HEADER))
         if method == "post" and "201" in responses and "200" not in responses and not _replays_201(responses["201"]):

@@ -167,3 +167,19 @@ def test_a_create_whose_replay_is_its_201_declares_no_200():
     posting = doc["paths"]["/matching/v1/timebank/postings"]["post"]["responses"]
     assert posting["200"]["content"] == posting["201"]["content"]
     assert "200" not in doc["paths"]["/open311/v2/requests.{fmt}"]["post"]["responses"]
+
+
+def test_a_create_taking_an_idempotency_key_replays_its_201_and_declares_no_200():
+    """A keyed create's replay is its first answer, the 201 with Idempotency-Replayed: true (common.idempotency):
+    its 201 gains that header and no 200 is declared; a GET with the same header is left alone."""
+    key = {"name": "Idempotency-Key", "in": "header", "required": False, "schema": {"type": "string"}}
+    created = {"description": "created", "content": {"application/json": {"schema": {"type": "object"}}}}
+    doc = {"paths": {"/residents/v1/persons": {
+        "post": {"parameters": [dict(key)], "responses": {"201": dict(created)}},
+        "get": {"parameters": [dict(key)], "responses": {"200": dict(created)}}}}}
+    finish(doc)
+    item = doc["paths"]["/residents/v1/persons"]
+    assert "200" not in item["post"]["responses"]
+    assert item["post"]["responses"]["201"]["headers"]["Idempotency-Replayed"]["schema"]["enum"] == ["true", "false"]
+    assert "headers" not in item["get"]["responses"]["200"]
+    assert finish(doc) == doc

@@ -28,7 +28,9 @@ async def test_every_operation_declares_the_shared_statuses(exchange):
             media = "application/json" if path.startswith("/open311/") else "application/problem+json"
             assert media in resp["content"], (method, path, status)
         assert "Allow" in op["responses"]["405"]["headers"]
+        keyed = any(p["name"] == "Idempotency-Key" for p in op.get("parameters", ()))
         if method == "post" and "201" in op["responses"]:
+            assert keyed <= ("Idempotency-Replayed" in op["responses"]["201"].get("headers", {})), path
             if "Idempotency-Replayed" in op["responses"]["201"].get("headers", {}):
                 assert "200" not in op["responses"], path   # its replay is the 201 again (Open311's POST)
             else:
