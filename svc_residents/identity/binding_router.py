@@ -14,6 +14,7 @@ from common.validators import CommunityCode
 from svc_residents.codes import ResidencyType
 from svc_residents.identity import binding as service
 from svc_residents.protection import FieldProtection
+from svc_residents.registrations.schemas import DecisionIn as StaffDecisionIn
 
 router = APIRouter(prefix="/residents/v1/account-bindings", tags=["identity 身份归一与合并"])
 Protection = Annotated[FieldProtection, state("protection")]
@@ -48,13 +49,11 @@ class BindingOut(BaseModel):
     note: str | None
 
 
-class DecisionIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+# staff decide a binding as they decide a registration (the same note); confirming also places the person
+class DecisionIn(StaffDecisionIn):
     household_id: str | None = Field(default=None, max_length=36, description="确认时：居民所在的户")
     residency_type: ResidencyType | None = None
     relation_to_head: str | None = Field(default=None, max_length=20)
-    note: str | None = Field(default=None, max_length=200)
 
 
 async def _out(session, b) -> BindingOut:
