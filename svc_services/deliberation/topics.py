@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from common.auth import Principal
 from common.errors import Conflict, Forbidden, NotFound, Problem, check_version, invalid
 from common.ids import new_id
+from common.lookup import get_or_404
 from common.outbox import record_event
 from svc_services.base import OutboxEvent
 from svc_services.deliberation import lifecycle, request_link
@@ -183,9 +184,8 @@ async def add_comment(session: AsyncSession, principal: Principal, topic: Topic,
 async def hide_comment(session: AsyncSession, principal: Principal, topic: Topic, comment_id: str, reason: str,
                        now: datetime) -> Comment:
     require_manager(principal, topic)
-    c = await session.get(Comment, comment_id)
-    if c is None or c.topic_id != topic.id:
-        raise NotFound("comment.not_found", ("没有这条评论", "No such comment"))
+    c = await get_or_404(session, Comment, comment_id, NotFound("comment.not_found", ("没有这条评论", "No such comment")),
+                         visible=lambda c: c.topic_id == topic.id)
     c.hidden, c.hidden_reason, c.hidden_by = True, reason, principal.caller
     event(session, "deliberation.comment_hidden", topic, now)
     return c
@@ -216,9 +216,8 @@ async def create_meeting(session: AsyncSession, principal: Principal, topic: Top
 async def record_meeting(session: AsyncSession, principal: Principal, topic: Topic, meeting_id: str, body: RecordIn,
                          now: datetime) -> Meeting:
     require_manager(principal, topic)
-    m = await session.get(Meeting, meeting_id)
-    if m is None or m.topic_id != topic.id:
-        raise NotFound("meeting.not_found", ("没有这次议事会", "No such meeting"))
+    m = await get_or_404(session, Meeting, meeting_id, NotFound("meeting.not_found", ("没有这次议事会", "No such meeting")),
+                         visible=lambda m: m.topic_id == topic.id)
     if m.starts_at > now:
         raise Problem(409, "meeting.not_held", ("会议尚未召开，不能登记到会和纪要", "The meeting has not begun"))
     refs = {x["ref"] for x in m.members}
