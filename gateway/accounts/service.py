@@ -24,6 +24,17 @@ class Ctx:
         self.db = parts.db
         self.admin: User | None = None
 
+    def done(self, action: str, user: User, **change) -> AccountAudit:
+        """The audit entry of this administrator's change to `user`, placed where the account belongs."""
+        return entry(now=self.now, actor=self.admin.username, actor_role=self.admin.role, action=action,
+                     target=user.username, place=place_of(user.scopes), source=self.source, **change)
+
+    async def managed(self, session, username: str) -> User:
+        """The account this administrator may manage (policy.check_target), from this transaction."""
+        user = await session.get(User, username)
+        policy.check_target(self.admin, user)
+        return user
+
     async def refused(self, action: str, problem: Problem, target: str | None = None, place: str | None = None):
         await record_refusal(self.db, now=self.now, actor=self.principal.user, actor_role=self.principal.role,
                              action=action, target=target, place=place, code=problem.code, source=self.source)
@@ -82,9 +93,7 @@ async def create_account(ctx: Ctx, body: AccountCreate) -> AccountOut:
                     version=1, updated_at=ctx.now)
         session.add(user)
         await session.flush()
-        session.add(entry(now=ctx.now, actor=admin.username, actor_role=admin.role, action="account.create",
-                          target=user.username, place=place_of(user.scopes), source=ctx.source,
-                          after=snapshot(user)))
+        session.add(ctx.done("account.create", user, after=snapshot(user)))
         return await out(session, user)
 
     return await run(ctx, "account.create", body.username, work)
@@ -130,8 +139,7 @@ async def update_account(ctx: Ctx, username: str, body: AccountUpdate) -> Accoun
         hashed = await run_in_threadpool(hash_secret, body.password)
 
     async def work(session):
-        user = await session.get(User, username)
-        policy.check_target(admin, user)
+        user = await ctx.managed(session, username)
         if user.version != body.version:
             raise Problem(409, "version_conflict", ("账号已被他人修改，请刷新后重试",
                                                     "The account changed meanwhile; reload and retry"),
@@ -154,9 +162,7 @@ async def update_account(ctx: Ctx, username: str, body: AccountUpdate) -> Accoun
         after = snapshot(user)
         if hashed is not None:
             after["password_changed"] = True
-        session.add(entry(now=ctx.now, actor=admin.username, actor_role=admin.role, action="account.update",
-                          target=user.username, place=place_of(user.scopes), source=ctx.source,
-                          before=before, after=after))
+        session.add(ctx.done("account.update", user, before=before, after=after))
         revoked = []
         # a disabled account, new rights or a new password: its sessions end (tokens carry the old rights)
         if user.status != "active" or sent & {"role", "scopes", "admin", "status"} or hashed is not None:
@@ -173,13 +179,11 @@ async def update_account(ctx: Ctx, username: str, body: AccountUpdate) -> Accoun
 
 async def unlock(ctx: Ctx, username: str) -> AccountOut:
     """End the account's sign-in back-off (gateway/identity/throttle.py) at once."""
-    admin = await load_admin(ctx, "account.unlock", username)
+    await load_admin(ctx, "account.unlock", username)
 
     async def work(session):
-        user = await session.get(User, username)
-        policy.check_target(admin, user)
-        session.add(entry(now=ctx.now, actor=admin.username, actor_role=admin.role, action="account.unlock",
-                          target=user.username, place=place_of(user.scopes), source=ctx.source))
+        user = await ctx.managed(session, username)
+        session.add(ctx.done("account.unlock", user))
         return await out(session, user)
 
     result = await run(ctx, "account.unlock", username, work)
@@ -194,16 +198,13 @@ async def reset_mfa(ctx: Ctx, username: str) -> AccountOut:
     async def work(session):
         from sqlalchemy import delete
 
-        user = await session.get(User, username)
-        policy.check_target(admin, user)
+        user = await ctx.managed(session, username)
         had = await _mfa_enrolled(session, username)
         await session.execute(delete(TotpFactor).where(TotpFactor.username == username))
         await session.execute(delete(RecoveryCode).where(RecoveryCode.username == username))
         await ctx.parts.sessions.revoke_user(session, username, ctx.now, "admin", actor=admin.username,
                                                  actor_role=admin.role, source=ctx.source)
-        session.add(entry(now=ctx.now, actor=admin.username, actor_role=admin.role, action="account.reset_mfa",
-                          target=user.username, place=place_of(user.scopes), source=ctx.source,
-                          before={"mfa_enrolled": had}, after={"mfa_enrolled": False}))
+        session.add(ctx.done("account.reset_mfa", user, before={"mfa_enrolled": had}, after={"mfa_enrolled": False}))
         return await out(session, user)
 
     result = await run(ctx, "account.reset_mfa", username, work)
