@@ -40,6 +40,7 @@ from pathlib import Path
 
 import httpx
 
+from bench.support import loadavg
 from common.clock import Clock
 from deploy.demo import person_id
 
@@ -182,10 +183,6 @@ def alarms(p: Platform, serial: str, hub: dict[str, str], n: int, interval: floa
         if attempt in handed:
             out["first call → handed to a platform"].append(_ts(handed[attempt]) - _ts(made))
     return out
-
-
-def loadavg() -> str:
-    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
 
 def report(title: str, figures: dict[str, list[float]]) -> None:

@@ -40,6 +40,7 @@ from pathlib import Path
 
 import httpx
 
+from bench.support import loadavg
 from common.clock import Clock
 
 XF = "110105001001"
@@ -130,10 +131,6 @@ def show(when: str, out: dict) -> None:
     print(f"  attempts by outcome {out['outcomes']}, handed by channel {out['channels']}")
     print(f"  report: read {out['report'].get('read')}, channels {out['report'].get('channels')}, "
           f"not sent outside {out['report'].get('not_sent_outside')}", flush=True)
-
-
-def loadavg() -> str:
-    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
 
 def intake_load(p, connections: int, stop: threading.Event) -> dict:

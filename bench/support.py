@@ -1,6 +1,5 @@
 """What the benchmarks share: a free loopback port, waiting for a process to answer HTTP, a process's CPU seconds,
-resident memory, the machine's load average, and the nearest-rank percentile. (bench.intake, bench.notifications and
-bench.alarms still carry their own copies of some of these and can import them from here.)"""
+resident memory, the machine's load average, and the nearest-rank percentile: every benchmark takes them from here."""
 from __future__ import annotations
 
 import os
@@ -49,8 +48,12 @@ def rss_kib(pid: int) -> int:
 
 
 def loadavg() -> str:
-    """The 1, 5 and 15 minute load averages, to print beside a figure measured on a shared machine."""
-    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    """The 1, 5 and 15 minute load averages, to print beside a figure measured on a shared machine ("?" where /proc
+    has none: a label, never a reason to lose the run's figures)."""
+    try:
+        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    except OSError:
+        return "?"
 
 
 def pct(values: list[float], q: float) -> float:

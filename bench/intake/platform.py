@@ -3,26 +3,15 @@ database of the run, and the CPU time each process spends."""
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-import httpx
-
 from bench.intake.load import HOST
+from bench.support import cpu_seconds, free_port, wait_http
 
 BENCH_DB = "onenet_bench_services"
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process so far (Linux /proc; 0 elsewhere)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    except (OSError, IndexError, ValueError):
-        return 0.0
 
 
 def postgres_cpu_seconds() -> float:
@@ -34,7 +23,7 @@ def postgres_cpu_seconds() -> float:
             try:
                 if (proc / "comm").read_text().strip() == "postgres":
                     total += cpu_seconds(int(proc.name))
-            except OSError:
+            except OSError:  # a backend that exited meanwhile
                 continue
     return total
 
@@ -73,30 +62,12 @@ def helper_processes(pids: dict[str, int]) -> dict[str, int]:
     return found
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return s.getsockname()[1]
-
-
-def wait_http(url: str, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(url, timeout=1).status_code < 500:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise RuntimeError(f"{url} not answering after {timeout}s")
-
-
 def start_bare() -> tuple[subprocess.Popen, int]:
     port = free_port()
     cmd = [sys.executable, "-m", "uvicorn", "bench.intake.load:create_bare_app", "--factory", "--host", HOST,
            "--port", str(port), "--no-access-log", "--log-level", "warning"]
     proc = subprocess.Popen(cmd, start_new_session=True)
-    wait_http(f"http://{HOST}:{port}/docs")
+    wait_http(f"http://{HOST}:{port}/docs", proc=proc)
     return proc, port
 
 

@@ -11,8 +11,9 @@ from pathlib import Path
 import httpx
 
 from bench.intake.load import BARE_PATH, INTAKE_PATH, SUBMISSION, Result, load, request_maker
-from bench.intake.platform import (BENCH_DB, _pg, cpu_seconds, helper_processes, measured_cpu, pg_database_url, start_bare,
+from bench.intake.platform import (BENCH_DB, _pg, helper_processes, measured_cpu, pg_database_url, start_bare,
                                    start_platform)
+from bench.support import cpu_seconds, loadavg
 
 
 def run_backend(backend: str, args) -> list[Result]:
@@ -118,7 +119,7 @@ def main() -> None:
         rows.append(run_backend(backend, args))
     print()
     print(f"intake at {args.connections} connections, {args.duration:.0f} s per case in {args.rounds} turns"
-          f" ({os.cpu_count()} CPUs, load generator in-process; load average {load_average()})")
+          f" ({os.cpu_count()} CPUs, load generator in-process; load average {loadavg()})")
     print(f"{'case':<30}{'req/s':>9}{'p50 ms':>9}{'p95 ms':>9}{'errors':>8}{'ratio':>8}")
     failed = False
     for bare, *intakes in rows:
@@ -145,10 +146,3 @@ def edge_wanted(mode: str) -> bool:
     if mode == "on" and isinstance(runtime, str):
         raise SystemExit(f"--edge on, but the edge cannot run here: {runtime}")
     return mode == "on" or (mode == "auto" and not isinstance(runtime, str))
-
-
-def load_average() -> str:
-    try:
-        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
-    except OSError:
-        return "?"
