@@ -54,4 +54,5 @@ async def dispatch_job(app: FastAPI, stop_event: asyncio.Event) -> None:
         d: Dispatcher = app.state.notification_dispatcher
         return AGAIN if await d.run_once(app.state.clock.now()) >= d.policy.batch else None
 
-    await run_periodically("svc_residents/notifications", once, stop_event, interval=settings.notify_scan_seconds)
+    await run_periodically("svc_residents/notifications", once, stop_event, interval=settings.notify_scan_seconds,
+                           wake=app.state.notification_hub.dispatch_wake)

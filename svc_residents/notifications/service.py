@@ -223,7 +223,7 @@ async def notify_many(session: AsyncSession, messages: Sequence[Message], *, now
     deliveries, attempts, skipped = [], [], defaultdict(list)
     outcome: dict[str, str | None] = {}
     for m, nid in new:
-        stream.wake_after_commit(session, m.recipient)
+        stream.wake_after_commit(session, m.recipient, dispatch_now=m.urgency in BYPASS)
         p = prefs.get(m.recipient)
         d = decide(m, contacts[m.recipient], (p.opted_out or []) if p else [], counts.get(m.recipient, 0), now)
         outcome[nid] = d.skipped

@@ -40,6 +40,9 @@ class Hub:
         self.local: dict[str, set[asyncio.Queue]] = defaultdict(set)
         self._task: asyncio.Task | None = None
         self._publishing: set[asyncio.Task] = set()  # referenced until done (the loop keeps only weak ones)
+        # set when an emergency or safety message commits in this process: the delivery scheduler's wait ends at
+        # once instead of at its next scan (runtime.dispatch_job), so an alarm's first call is handed over now
+        self.dispatch_wake = asyncio.Event()
 
     @property
     def shared(self) -> bool:
@@ -117,8 +120,11 @@ class Hub:
                 self._wake_local(r)
 
 
-def wake_after_commit(session: AsyncSession, recipient: str) -> None:
-    """Once the caller's transaction commits, wake the connections of `recipient` (on every replica)."""
+def wake_after_commit(session: AsyncSession, recipient: str, *, dispatch_now: bool = False) -> None:
+    """Once the caller's transaction commits, wake the connections of `recipient` (on every replica), and with
+    `dispatch_now` this process's delivery scheduler."""
+    if dispatch_now:
+        session.info["notify_dispatch_now"] = True
     pending = session.info.setdefault("notify_wake", set())
     if not pending:
         sync = session.sync_session
@@ -126,6 +132,8 @@ def wake_after_commit(session: AsyncSession, recipient: str) -> None:
 
         def after_commit(_s) -> None:
             woken = set(session.info.pop("notify_wake", ()))
+            if session.info.pop("notify_dispatch_now", False) and hub is not None:
+                hub.dispatch_wake.set()
             if hub is not None and woken:
                 task = asyncio.get_running_loop().create_task(hub.publish(woken))
                 hub._publishing.add(task)
@@ -133,6 +141,7 @@ def wake_after_commit(session: AsyncSession, recipient: str) -> None:
 
         def after_rollback(_s, _previous) -> None:
             session.info.pop("notify_wake", None)
+            session.info.pop("notify_dispatch_now", None)
 
         event.listen(sync, "after_commit", after_commit, once=True)
         event.listen(sync, "after_soft_rollback", after_rollback, once=True)
