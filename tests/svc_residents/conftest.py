@@ -1,4 +1,5 @@
-"""Fixtures for svc_residents: a client with its own field keys, and one with the demo district seeded."""
+"""Fixtures for svc_residents: a client with its own field keys, one with the demo district seeded, and the
+notification engine's rig (`app`)."""
 from __future__ import annotations
 
 import shutil
@@ -78,6 +79,20 @@ async def module_seeded(request, tmp_path_factory, jwks):
                                 field_keys_file=tmp / "keys" / "fields.json")
         c.app.state.clock = FrozenClock(START)
         yield c
+
+
+@pytest.fixture
+async def app(service_client, tmp_path):
+    """The notification engine's rig: the app with the demo district seeded (seed_demo) on START's clock and no
+    dispatcher of its own (a test hands deliveries on itself); `app.client` is its client."""
+    from svc_residents.seed import seed_demo
+
+    c = await service_client("svc_residents", field_keys_file=tmp_path / "keys" / "fields.json",
+                             notify_dispatch_enabled=False)
+    c.app.state.clock = FrozenClock(START)
+    await seed_demo(c.app.state.db, c.app.state.protection, clock=c.app.state.clock)
+    c.app.client = c
+    return c.app
 
 
 @pytest.fixture

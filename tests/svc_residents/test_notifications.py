@@ -27,20 +27,6 @@ async def _count(app, model, **where) -> int:
         return (await s.execute(stmt)).scalar_one()
 
 
-@pytest.fixture
-async def app(service_client, tmp_path):
-    from common.clock import FrozenClock
-    from svc_residents.seed import seed_demo
-    from tests.svc_residents.conftest import START
-
-    c = await service_client("svc_residents", field_keys_file=tmp_path / "keys" / "fields.json",
-                             notify_dispatch_enabled=False)
-    c.app.state.clock = FrozenClock(START)
-    await seed_demo(c.app.state.db, c.app.state.protection, clock=c.app.state.clock)
-    c.app.client = c
-    return c.app
-
-
 def test_every_template_renders_in_both_languages_and_every_rule_names_one():
     for key, t in TEMPLATES.items():
         values = {v: "X" for v in t.variables}

@@ -10,7 +10,6 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import delete, select
 
-from common.clock import FrozenClock
 from common.ids import new_id
 from svc_residents.notifications import service
 from svc_residents.notifications.models import Attempt, Delivery, Notification, RecipientSettings, StaffContact
@@ -20,15 +19,10 @@ from tests.svc_residents.conftest import START
 
 
 @pytest.fixture
-async def app(service_client, tmp_path):
-    from svc_residents.seed import seed_demo
-
-    c = await service_client("svc_residents", field_keys_file=tmp_path / "keys" / "fields.json",
-                             notify_dispatch_enabled=False)
-    c.app.state.clock = FrozenClock(START)
-    await seed_demo(c.app.state.db, c.app.state.protection, clock=c.app.state.clock)
-    await _mixed(c.app)
-    return c.app
+async def app(app):
+    """The notification rig (conftest.py) with the mixed recipients."""
+    await _mixed(app)
+    return app
 
 
 async def _mixed(app) -> None:

@@ -14,7 +14,6 @@ import pytest
 from sqlalchemy import func, select, update
 
 from common.auth import TokenVerifier
-from common.clock import FrozenClock
 from gateway.departments.app import EmulatorSettings, create_app as create_emulators
 from svc_residents.notifications.dispatch import Dispatcher, Policy
 from svc_residents.notifications.models import Attempt, Delivery
@@ -29,15 +28,11 @@ SMS_ONLY = ("P1", "P2", "P5", "P9")  # no need for voice: with no preferred chan
 
 
 @pytest.fixture
-async def rig(service_client, tmp_path, make_token, jwks):
+async def rig(app, make_token, jwks):
+    """The notification rig (conftest.py: START's clock, Monday 10:00 in Beijing) with the emulated platforms."""
     from contextlib import AsyncExitStack
 
-    from svc_residents.seed import seed_demo
-
-    c = await service_client("svc_residents", field_keys_file=tmp_path / "keys" / "fields.json",
-                             notify_dispatch_enabled=False)
-    clock = c.app.state.clock = FrozenClock(START)  # Monday 10:00 in Beijing
-    await seed_demo(c.app.state.db, c.app.state.protection, clock=clock)
+    clock = app.state.clock
     settings = EmulatorSettings(jwks_url=None)
     emu = create_emulators(settings, verifier=TokenVerifier(settings, jwks=jwks))
     async with AsyncExitStack() as stack:
@@ -50,10 +45,10 @@ async def rig(service_client, tmp_path, make_token, jwks):
             return token
 
         def dispatcher() -> Dispatcher:
-            return Dispatcher(c.app.state.db, channels_on(http, tok), c.app.state.protection,
+            return Dispatcher(app.state.db, channels_on(http, tok), app.state.protection,
                               Policy(base_seconds=5, max_tries=3))
 
-        yield SimpleNamespace(app=c.app, db=c.app.state.db, clock=clock, sms=emu.state.sms, voice=emu.state.voice,
+        yield SimpleNamespace(app=app, db=app.state.db, clock=clock, sms=emu.state.sms, voice=emu.state.voice,
                               push=emu.state.push, d=dispatcher(), dispatcher=dispatcher)
 
 

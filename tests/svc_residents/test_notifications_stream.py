@@ -19,19 +19,6 @@ INBOX = f"person:{P('P3')}"
 PLAN = Plan(heartbeat=3600, poll=3600, seconds=3600, retry=1000)
 
 
-@pytest.fixture
-async def app(service_client, tmp_path):
-    from common.clock import FrozenClock
-    from svc_residents.seed import seed_demo
-    from tests.svc_residents.conftest import START
-
-    c = await service_client("svc_residents", field_keys_file=tmp_path / "keys" / "fields.json",
-                             notify_dispatch_enabled=False)
-    c.app.state.clock = FrozenClock(START)
-    await seed_demo(c.app.state.db, c.app.state.protection, clock=c.app.state.clock)
-    return c.app
-
-
 async def _store(app, keys: list[str]) -> list[str]:
     """Messages for INBOX in one transaction (one wake-up when it commits), their ids in id order."""
     async with app.state.db.session() as s, s.begin():
