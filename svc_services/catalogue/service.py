@@ -7,6 +7,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from common.auth import Principal
 from common.clock import Clock
 from common.errors import Problem
+from common.lookup import get_or_404
 from common.outbox import record_event
 from svc_services.base import OutboxEvent
 from svc_services.catalogue.models import CatalogueItem, CatalogueItemVersion
@@ -133,12 +134,10 @@ async def set_active(session: AsyncSession, principal: Principal, code: str, act
 
 async def get_item(session: AsyncSession, code: str, version: int | None = None) -> tuple[CatalogueItem,
                                                                                           CatalogueItemVersion]:
-    item = await session.get(CatalogueItem, code)
-    if item is None:
-        raise Problem(404, "catalogue.not_found", ("事项不存在", "Catalogue item not found"))
-    v = await session.get(CatalogueItemVersion, (code, version or item.current_version))
-    if v is None:
-        raise Problem(404, "catalogue.version_not_found", ("该事项版本不存在", "No such version of the item"))
+    item = await get_or_404(session, CatalogueItem, code,
+                            Problem(404, "catalogue.not_found", ("事项不存在", "Catalogue item not found")))
+    v = await get_or_404(session, CatalogueItemVersion, (code, version or item.current_version),
+                         Problem(404, "catalogue.version_not_found", ("该事项版本不存在", "No such version of the item")))
     return item, v
 
 
@@ -166,9 +165,8 @@ async def list_items(session: AsyncSession, *, category: str | None, channel: st
 
 
 async def list_versions(session: AsyncSession, code: str) -> list[ItemOut]:
-    item = await session.get(CatalogueItem, code)
-    if item is None:
-        raise Problem(404, "catalogue.not_found", ("事项不存在", "Catalogue item not found"))
+    item = await get_or_404(session, CatalogueItem, code,
+                            Problem(404, "catalogue.not_found", ("事项不存在", "Catalogue item not found")))
     rows = (await session.execute(select(CatalogueItemVersion).where(CatalogueItemVersion.item_code == code)
                                   .order_by(CatalogueItemVersion.version))).scalars()
     return [to_out(item, v) for v in rows]

@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from common.auth import Principal
 from common.db import Database
 from common.errors import Conflict, Forbidden, NotFound, invalid
+from common.lookup import get_or_404
 from common.ids import new_id
 from svc_services.deliberation.access import manages, require_manager
 from svc_services.deliberation.models import Resolution, ResolutionTask, TaskReport, Topic
@@ -61,9 +62,8 @@ async def report(session: AsyncSession, principal: Principal, topic: Topic, task
                  now: datetime) -> ResolutionTask:
     """A progress report by the task's owner (its department or provider) or staff over the topic; 100 % is done."""
     r = await resolution_of(session, topic)
-    task = await session.get(ResolutionTask, task_id, with_for_update=True)
-    if task is None or task.resolution_id != r.id:
-        raise NotFound("task.not_found", ("没有这项任务", "No such task"))
+    task = await get_or_404(session, ResolutionTask, task_id, NotFound("task.not_found", ("没有这项任务", "No such task")),
+                            visible=lambda t: t.resolution_id == r.id, for_update=True)
     if not (manages(principal, topic) or _owns(principal, task)):
         raise Forbidden(("只有任务责任单位或负责该范围的工作人员可以报告进展", "Only the task's owner or the scope's staff report"),
                         code="task.not_owner")

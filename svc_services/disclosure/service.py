@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from common.auth import Principal
 from common.errors import Conflict, Forbidden, NotFound, invalid
+from common.lookup import get_or_404
 from common.ids import new_id
 from common.outbox import record_event
 from svc_services.base import OutboxEvent
@@ -156,9 +157,8 @@ async def objections(session: AsyncSession, principal: Principal, n: PublicNotic
 async def answer(session: AsyncSession, principal: Principal, n: PublicNotice, objection_id: str, text: str,
                  now: datetime) -> Objection:
     require_publisher(principal, n.scope_code)
-    o = await session.get(Objection, objection_id, with_for_update=True)
-    if o is None or o.notice_id != n.id:
-        raise NotFound("objection.not_found", ("没有这条异议", "No such objection"))
+    o = await get_or_404(session, Objection, objection_id, NotFound("objection.not_found", ("没有这条异议", "No such objection")),
+                         visible=lambda o: o.notice_id == n.id, for_update=True)
     if o.answered_at is not None:
         raise Conflict("objection.answered", ("该异议已答复", "The objection was already answered"))
     o.answer, o.answered_by, o.answered_at = text, principal.caller, now

@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from common.auth import Principal, require_roles
 from common.deps import AppClock, AppDb, AppSettings, DbSession
 from common.errors import Problem
+from common.lookup import get_or_404
 from svc_services.requesters.models import RequesterProfile
 from svc_services.requesters.service import profile_cache, remove_profile, upsert_profile
 
@@ -78,9 +79,9 @@ async def put_profile(session: DbSession, db: AppDb, clock: AppClock, body: Prof
 
 @router.get("/{person_id}", response_model=ProfileOut, summary="诉求人画像 Get a requester profile")
 async def get_profile(session: DbSession, person_id: str = PersonId, principal: Principal = FEED):
-    profile = await session.get(RequesterProfile, person_id)
-    if profile is None or profile.removed:
-        raise Problem(404, "requester_profile.not_found", ("诉求人画像不存在", "No profile for this person"))
+    profile = await get_or_404(session, RequesterProfile, person_id,
+                               Problem(404, "requester_profile.not_found", ("诉求人画像不存在", "No profile for this person")),
+                               visible=lambda p: not p.removed)
     return ProfileOut.model_validate(profile)
 
 

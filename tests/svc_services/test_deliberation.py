@@ -181,6 +181,38 @@ async def test_a_meeting_records_attendance_and_minutes(svc, auth):
     assert [x["attended"] for x in r.json()["members"]] == [True, False, False, True]
 
 
+async def test_a_comment_or_meeting_of_another_topic_is_not_found_under_this_one(svc, auth):
+    """A comment or meeting id that exists answers 404 under any topic but its own, exactly as an unknown id,
+    and nothing is changed: moderation and minutes reach only the topic's own children."""
+    staff = auth(role="community_staff", scopes=[f"community:{XF}"], user="staff1")
+    mine, other = await open_topic(svc, auth), await open_topic(svc, auth, title="小区停车位规划")
+    comment = (await svc.post(f"/services/v1/topics/{mine['id']}/comments", headers=resident(auth, 1),
+                              json={"text": "赞成"})).json()
+    r = await svc.post(f"/services/v1/topics/{mine['id']}/meetings", headers=staff, json={
+        "starts_at": (svc.app.state.clock.now() + timedelta(days=1)).isoformat(), "place": "幸福社区议事厅",
+        "members": [{"kind": "resident_rep", "ref": "p-1"}]})
+    assert r.status_code == 201, r.text
+    meeting = r.json()
+    svc.app.state.clock.advance(days=1, hours=2)  # held: only the topic can make it unknown
+    before = await counts(svc)
+    r = await svc.post(f"/services/v1/topics/{other['id']}/comments/{comment['id']}/hide", headers=staff,
+                       json={"reason": "含不文明用语"})
+    assert (r.status_code, r.json()["code"]) == (404, "comment.not_found")
+    r = await svc.post(f"/services/v1/topics/{other['id']}/meetings/{meeting['id']}/record", headers=staff,
+                       json={"attended": ["p-1"], "minutes": "一致同意"})
+    assert (r.status_code, r.json()["code"]) == (404, "meeting.not_found")
+    assert await counts(svc) == before
+    seen = (await svc.get(f"/services/v1/topics/{mine['id']}/comments", headers=staff)).json()
+    assert [c["hidden"] for c in seen] == [False]
+    # under their own topic the same ids are found
+    r = await svc.post(f"/services/v1/topics/{mine['id']}/comments/{comment['id']}/hide", headers=staff,
+                       json={"reason": "含不文明用语"})
+    assert r.status_code == 200 and r.json()["hidden"]
+    r = await svc.post(f"/services/v1/topics/{mine['id']}/meetings/{meeting['id']}/record", headers=staff,
+                       json={"attended": ["p-1"], "minutes": "一致同意"})
+    assert r.status_code == 200, r.text
+
+
 async def test_ballots_eligibility_close_and_a_verified_tally(svc, auth):
     await electors(svc, auth, 2, first=50, age_years=10)   # children of the building: not adults
     t = await voting(svc, auth)
