@@ -114,10 +114,9 @@ async def create_service(session: AsyncSession, body: ServiceCreate, *, now: dat
     cats = await resolve_terms(session, "category", body.categories, "categories")
     elig = await resolve_terms(session, "eligibility", body.eligibility, "eligibility")
     for i, lid in enumerate(body.location_ids):
-        loc = await session.get(Location, lid)
-        if loc is None or loc.organization_id != org.id:
-            raise invalid(f"location_ids.{i}", "location.unknown", "地点不存在或不属于该机构",
-                          "Unknown location, or it belongs to another organisation")
+        await get_or_404(session, Location, lid, invalid(f"location_ids.{i}", "location.unknown", "地点不存在或不属于该机构",
+                                                         "Unknown location, or it belongs to another organisation"),
+                         visible=lambda loc: loc.organization_id == org.id)
     data = body.model_dump(exclude={"categories", "eligibility", "location_ids", "schedules", "capacity"})
     svc = Service(id=service_id or new_id(), created_at=now, updated_at=now, **data)
     session.add(svc)
@@ -189,7 +188,4 @@ async def set_service_status(session: AsyncSession, principal: Principal, servic
 
 
 async def get_service(session: AsyncSession, service_id: str) -> Service:
-    svc = await session.get(Service, service_id)
-    if svc is None:
-        raise Problem(404, "service.not_found", ("服务不存在", "Service not found"))
-    return svc
+    return await get_or_404(session, Service, service_id, Problem(404, "service.not_found", ("服务不存在", "Service not found")))

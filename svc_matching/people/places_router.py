@@ -10,6 +10,7 @@ from common.deps import AppSettings, DbSession
 from common.auth import Principal, require_roles
 from common.clock import Clock, get_clock
 from common.errors import Problem, invalid
+from common.lookup import get_or_404
 from common.validators import CommunityCode, GridOrBelowCode
 from svc_matching.people import places
 from svc_matching.people.models import PersonPlace
@@ -66,9 +67,9 @@ async def put_place(session: DbSession, body: PlaceIn, request: Request, person_
 
 @router.get("/{person_id}", response_model=PlaceOut, summary="居民所在地 Get a person's place")
 async def get_place(session: DbSession, request: Request, person_id: str = PersonId, principal: Principal = FEED):
-    place = await session.get(PersonPlace, person_id)
-    if place is None or place.removed:
-        raise Problem(404, "person_place.not_found", ("没有该居民的所在地", "No place for this person"))
+    place = await get_or_404(session, PersonPlace, person_id,
+                             Problem(404, "person_place.not_found", ("没有该居民的所在地", "No place for this person")),
+                             visible=lambda p: not p.removed)
     return PlaceOut.model_validate(place)
 
 

@@ -71,11 +71,10 @@ async def create_volunteer(session: AsyncSession, principal: Principal, body: Vo
 
 
 async def get_volunteer(session: AsyncSession, volunteer_id: str, principal: Principal | None = None) -> Volunteer:
-    vol = await session.get(Volunteer, volunteer_id)
-    if vol is None or (principal is not None and not _may_see_volunteer(principal, vol)):
-        # a volunteer's record (name, home position) is personal: the person, staff of the place, ops
-        raise Problem(404, "volunteer.not_found", ("志愿者不存在", "Volunteer not found"))
-    return vol
+    # a volunteer's record (name, home position) is personal: the person, staff of the place, ops
+    return await get_or_404(session, Volunteer, volunteer_id,
+                            Problem(404, "volunteer.not_found", ("志愿者不存在", "Volunteer not found")),
+                            visible=None if principal is None else lambda v: _may_see_volunteer(principal, v))
 
 
 def _may_see_volunteer(principal: Principal, vol: Volunteer) -> bool:

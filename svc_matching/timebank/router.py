@@ -9,6 +9,7 @@ from common.deps import DbSession
 from common.auth import Principal, get_principal, require_roles
 from common.clock import Clock, get_clock
 from common.errors import Problem, field_error, invalid
+from common.lookup import get_or_404
 from common.pagination import Page, PageParams
 from svc_matching.access import PLACE_STAFF, is_own, sees_place
 from svc_matching.people.places import known_person, reaches_person
@@ -87,11 +88,11 @@ async def credit(session: DbSession, body: CreditCreate, request: Request, princ
 async def redeem(session: DbSession, body: RedemptionCreate, request: Request,
                  principal: Principal = Depends(require_roles(*REDEEMERS)), clock: Clock = Depends(get_clock)):
     async with session.begin():
-        acc = await session.get(Account, body.account_id)
-        if acc is None or acc.kind != "member" or not await may_see_account(session, principal, acc):
-            # another person's account, or one outside the caller's places, reads as unknown
-            raise Problem(404, "ledger.account_not_found", NOT_FOUND,
-                          errors=[field_error("account_id", "ledger.account_not_found", *NOT_FOUND)])
+        # another person's account, or one outside the caller's places, reads as unknown
+        acc = await get_or_404(session, Account, body.account_id,
+                               Problem(404, "ledger.account_not_found", NOT_FOUND,
+                                       errors=[field_error("account_id", "ledger.account_not_found", *NOT_FOUND)]),
+                               visible=lambda a: a.kind == "member" and may_see_account(session, principal, a))
         _check_issuer(principal, body.community)
         posting, created = await service.redeem(
             session, account=acc, community=body.community, amount=body.amount, client_posting_id=body.posting_id,
@@ -117,10 +118,8 @@ async def accounts(session: DbSession, request: Request, person_id: str = Query(
 
 
 async def _account(session, principal: Principal, account_id: str) -> Account:
-    acc = await session.get(Account, account_id)
-    if acc is None or not await may_see_account(session, principal, acc):
-        raise Problem(404, "ledger.account_not_found", NOT_FOUND)
-    return acc
+    return await get_or_404(session, Account, account_id, Problem(404, "ledger.account_not_found", NOT_FOUND),
+                            visible=lambda a: may_see_account(session, principal, a))
 
 
 @router.get("/accounts/{account_id}", response_model=AccountOut, summary="账户余额 Account and balance")

@@ -62,6 +62,7 @@ async def test_bad_directory_input_names_the_field_and_writes_nothing(client, st
     from svc_matching.models import Organization, OutboxEvent, Service, ServiceAttribute, ServiceCapacity
 
     org, loc = await make_org(client, staff)
+    _, elsewhere = await make_org(client, staff, uscc=USCC[1], name="阳光助残服务站")
 
     async def counts():
         async with client.app.state.db.session() as s:
@@ -86,6 +87,10 @@ async def test_bad_directory_input_names_the_field_and_writes_nothing(client, st
         {"byday": "TU", "opens_at": "12:00", "closes_at": "11:00"}]), "schedules.1.closes_at")
     await bad("/matching/v1/services", service_body(org, loc, minimum_age=70, maximum_age=60), "maximum_age")
     await bad("/matching/v1/services", service_body(org, loc, surprise=1), "surprise")
+    # a location unknown, or of another organisation, is the same bad reference
+    await bad("/matching/v1/services", service_body(org, loc, location_ids=["no-such-location"]), "location_ids.0")
+    await bad("/matching/v1/services", service_body(org, loc, location_ids=[loc["id"], elsewhere["id"]]),
+              "location_ids.1")
     await bad(f"/matching/v1/organizations/{org['id']}/locations", {"name": "x", "latitude": 91, "longitude": 116},
               "latitude")
     await bad(f"/matching/v1/organizations/{org['id']}/locations", {"name": "x", "latitude": 39, "longitude": -181},
