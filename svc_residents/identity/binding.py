@@ -27,6 +27,7 @@ from common.auth import Principal
 from common.clock import local_date
 from common.crypto import mask_id_number
 from common.errors import Problem, invalid
+from common.lookup import get_or_404
 from common.http_client import UpstreamError
 from common.ids import new_id
 from svc_residents import access, protection as prot
@@ -146,10 +147,9 @@ def _visible(principal: Principal, b: AccountBinding) -> bool:
 
 
 async def get_binding(session: AsyncSession, principal: Principal, binding_id: str) -> AccountBinding:
-    b = await session.get(AccountBinding, binding_id)
-    if b is None or not _visible(principal, b):
-        raise Problem(404, "binding.not_found", ("实名认证申请不存在或无权查看", "Unknown binding"))
-    return b
+    return await get_or_404(session, AccountBinding, binding_id,
+                            Problem(404, "binding.not_found", ("实名认证申请不存在或无权查看", "Unknown binding")),
+                            visible=lambda b: _visible(principal, b))
 
 
 async def pending(session: AsyncSession, principal: Principal) -> list[AccountBinding]:
