@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from common.auth import Principal
 from common.errors import Problem, invalid
+from common.lookup import get_or_404
 from svc_metrics.alerts.models import RectificationCase, Warning_
 
 STATUS_ZH = {"opened": "已立案", "in_progress": "整改中", "closed": "已销号"}
@@ -37,10 +38,9 @@ def visible(principal: Principal, item: RectificationCase | Warning_) -> bool:
 
 
 async def get_visible(session: AsyncSession, principal: Principal, case_id: str) -> RectificationCase:
-    case = await session.get(RectificationCase, case_id)
-    if case is None or not visible(principal, case):
-        raise Problem(404, "rectification.not_found", ("整改事项不存在或无权查看", "Rectification case not found"))
-    return case
+    return await get_or_404(session, RectificationCase, case_id,
+                            Problem(404, "rectification.not_found", ("整改事项不存在或无权查看", "Rectification case not found")),
+                            visible=lambda c: visible(principal, c))
 
 
 async def list_visible(session: AsyncSession, principal: Principal, status: str | None,

@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from common.auth import Principal
 from common.errors import Problem
+from common.lookup import get_or_404
 from common.ids import new_id
 from common.periodic import run_periodically
 from svc_metrics.alerts import cases
@@ -171,9 +172,9 @@ async def record(session: AsyncSession, found: list[dict[str, Any]], now: dateti
 
 async def acknowledge(session: AsyncSession, principal: Principal, warning_id: str, note: str | None,
                       now: datetime) -> Warning_:
-    w = await session.get(Warning_, warning_id)
-    if w is None or not visible(principal, w):
-        raise Problem(404, "warning.not_found", ("预警不存在或无权查看", "Warning not found"))
+    w = await get_or_404(session, Warning_, warning_id,
+                         Problem(404, "warning.not_found", ("预警不存在或无权查看", "Warning not found")),
+                         visible=lambda w: visible(principal, w))
     if principal.role != "ops" and not principal.covers_place(w.scope):
         raise Problem(403, "forbidden", ("只能确认本辖区的预警", "Only warnings in your own area"))
     if w.status == "acknowledged":

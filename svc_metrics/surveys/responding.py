@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from common.auth import Principal
 from common.errors import Conflict, Forbidden, invalid
+from common.lookup import get_or_404
 from common.outbox import record_event
 from svc_metrics.base import OutboxEvent
 from svc_metrics.surveys.models import Survey, SurveyResponse, SurveyToken
@@ -54,9 +55,9 @@ async def respond(session: AsyncSession, principal: Principal, survey_id: str, b
     channel = channel_for(principal, body.channel)
     qn = Questionnaire.model_validate(s.questionnaire)
     answers = check_answers(qn, body.answers)
-    tok = await session.get(SurveyToken, digest(body.token))
-    if tok is None or tok.survey_id != s.id:
-        raise invalid("token", "survey.token_invalid", "令牌无效", "The token is not one of this survey's")
+    tok = await get_or_404(session, SurveyToken, digest(body.token),
+                           invalid("token", "survey.token_invalid", "令牌无效", "The token is not one of this survey's"),
+                           visible=lambda t: t.survey_id == s.id)
     if tok.spent:
         raise Conflict("survey.token_spent", ("该令牌已作答，每人只能答一次", "This token has been used: one response each"))
     place = tok.place or s.scope

@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from common.auth import Principal
 from common.errors import Conflict, Forbidden, NotFound, check_version
+from common.lookup import get_or_404
 from common.ids import new_id
 from svc_metrics.surveys import lifecycle, sampling
 from svc_metrics.surveys.models import Invitation, Survey, SurveyResponse, SurveyTally, SurveyToken
@@ -61,10 +62,8 @@ def visible_clause(principal: Principal):
 
 
 async def get_survey(session: AsyncSession, principal: Principal, survey_id: str, *, for_update: bool = False) -> Survey:
-    s = await session.get(Survey, survey_id, with_for_update=for_update)
-    if s is None or not may_see(principal, s):
-        raise NotFound("survey.not_found", NOT_FOUND)
-    return s
+    return await get_or_404(session, Survey, survey_id, NotFound("survey.not_found", NOT_FOUND),
+                            visible=lambda s: may_see(principal, s), for_update=for_update)
 
 
 async def create(session: AsyncSession, principal: Principal, body: SurveyCreate, now: datetime) -> Survey:
