@@ -12,6 +12,7 @@ from common.auth import Principal, get_principal
 from common.clock import Clock, get_clock
 from common.deps import AppDb, AppSettings
 from common.errors import Problem, invalid
+from common.lookup import get_or_404
 from gateway.accounts import service
 from gateway.accounts.audit import entry, place_of
 from gateway.accounts.deps import Accounts, Source
@@ -115,9 +116,9 @@ async def _sign_out(parts: Accounts, source: str, principal: Principal, now, *, 
             ids = await sessions.revoke_user(session, principal.user, now, "everywhere", actor=principal.user,
                                              actor_role=principal.role, source=source)
         else:
-            row = await session.get(AuthSession, which)
-            if row is None or row.username != principal.user:
-                raise Problem(404, "session.not_found", ("会话不存在", "Unknown session"))
+            row = await get_or_404(session, AuthSession, which,
+                                   Problem(404, "session.not_found", ("会话不存在", "Unknown session")),
+                                   visible=lambda r: r.username == principal.user)
             ids = await sessions.revoke(session, [row], now, "sign_out", actor=principal.user,
                                         actor_role=principal.role, source=source)
     await parts.edge_changed()

@@ -12,6 +12,7 @@ from common.deps import AppDb, DbSession
 from common.auth import Principal, get_principal, require_roles
 from common.clock import Clock, get_clock
 from common.errors import Problem
+from common.lookup import get_or_404
 from common.pagination import Page, PageParams
 from gateway.deps import Edge, Idempotent, OpenAPIDocs, Policy
 from gateway.edge.link import EdgeLink, notify
@@ -56,9 +57,8 @@ async def refresh(db: AppDb, docs: OpenAPIDocs, policy: Policy, edge: Edge,
 
 @router.get("/catalogue/{code}", response_model=ResourceOut, summary="资源详情 One catalogue entry")
 async def get_resource(session: DbSession, code: str, principal: Principal = Depends(get_principal)):
-    r = await session.get(Resource, code)
-    if r is None:
-        raise Problem(404, "resource.not_found", ("资源目录中没有这个资源", "No such resource in the catalogue"))
+    r = await get_or_404(session, Resource, code,
+                         Problem(404, "resource.not_found", ("资源目录中没有这个资源", "No such resource in the catalogue")))
     return _resource_out(r)
 
 
@@ -111,9 +111,8 @@ async def list_grants(session: DbSession, page: PageParams = Depends(),
 @router.get("/grants/{grant_id}", response_model=GrantOut, summary="授权详情 One grant")
 async def get_grant(session: DbSession, grant_id: str, principal: Principal = Depends(members_only),
                     clock: Clock = Depends(get_clock)):
-    g = await session.get(Grant, grant_id)
-    if g is None or (principal.role != "ops" and principal.member not in (g.owner, g.consumer)):
-        raise Problem(404, "grant.not_found", ("授权申请不存在", "No such grant"))
+    g = await get_or_404(session, Grant, grant_id, Problem(404, "grant.not_found", ("授权申请不存在", "No such grant")),
+                         visible=lambda g: principal.role == "ops" or principal.member in (g.owner, g.consumer))
     return service.grant_out(g, clock.now())
 
 

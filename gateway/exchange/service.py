@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from common.auth import Principal
 from common.db import Database
 from common.errors import Problem, invalid
+from common.lookup import get_or_404
 from common.ids import new_id
 from common.outbox import record_event
 from gateway.base import OutboxEvent
@@ -187,9 +188,7 @@ async def _supersede(session: AsyncSession, grant: Grant, now: datetime) -> None
 
 async def _owned(session: AsyncSession, grant_id: str, principal: Principal, *, allow_consumer: bool = False,
                  allow_ops: bool = False) -> Grant:
-    grant = await session.get(Grant, grant_id)
-    if grant is None:
-        raise Problem(404, "grant.not_found", ("授权申请不存在", "No such grant"))
+    grant = await get_or_404(session, Grant, grant_id, Problem(404, "grant.not_found", ("授权申请不存在", "No such grant")))
     allowed = principal.member == grant.owner or (allow_consumer and principal.member == grant.consumer) \
         or (allow_ops and principal.role == "ops")
     if not allowed:

@@ -12,6 +12,7 @@ from gateway.deps import CertPins, Edge, RevokedMembers
 from common.auth import Principal, require_roles
 from common.clock import Clock, get_clock
 from common.errors import Problem
+from common.lookup import get_or_404
 from common.outbox import record_event
 from gateway.identity.tokens import hash_secret
 from gateway.members.models import Member
@@ -49,6 +50,10 @@ async def create_member(session: DbSession, body: MemberCreate, pins: CertPins, 
     return MemberCredentials(member=MemberOut.model_validate(member), client_id=member.code, client_secret=secret)
 
 
+async def _member(session, code: str) -> Member:
+    return await get_or_404(session, Member, code, Problem(404, "member.not_found", ("成员单位不存在", "Unknown member")))
+
+
 @router.patch("/{code}", response_model=MemberOut, summary="修改成员单位 Update a member",
               description="名称、范围，及双向 TLS 身份：设置 `client_cert_sha256`（或 `client_cert_pem`）后，该成员单位"
                           "取令牌和每次调用都须出示该客户端证书；设为 null 取消。立即生效。"
@@ -56,9 +61,7 @@ async def create_member(session: DbSession, body: MemberCreate, pins: CertPins, 
 async def update_member(session: DbSession, code: str, body: MemberUpdate, pins: CertPins, edge: Edge, principal: Principal = Depends(ops_only)):
     sent = body.model_fields_set
     async with session.begin():
-        member = await session.get(Member, code)
-        if member is None:
-            raise Problem(404, "member.not_found", ("成员单位不存在", "Unknown member"))
+        member = await _member(session, code)
         if "name" in sent and body.name is not None:
             member.name = body.name
         if "scopes" in sent and body.scopes is not None:
@@ -76,9 +79,7 @@ async def rotate_secret(session: DbSession, code: str, principal: Principal = De
     secret = secrets.token_urlsafe(32)
     hashed = await run_in_threadpool(hash_secret, secret)
     async with session.begin():
-        member = await session.get(Member, code)
-        if member is None:
-            raise Problem(404, "member.not_found", ("成员单位不存在", "Unknown member"))
+        member = await _member(session, code)
         member.secret_hash = hashed
         member.secret_rotated_at = clock.now()
     return MemberCredentials(member=MemberOut.model_validate(member), client_id=member.code, client_secret=secret)
@@ -88,9 +89,7 @@ async def rotate_secret(session: DbSession, code: str, principal: Principal = De
 async def revoke(session: DbSession, code: str, revoked: RevokedMembers, edge: Edge, principal: Principal = Depends(ops_only),
                  clock: Clock = Depends(get_clock)):
     async with session.begin():
-        member = await session.get(Member, code)
-        if member is None:
-            raise Problem(404, "member.not_found", ("成员单位不存在", "Unknown member"))
+        member = await _member(session, code)
         member.status = "revoked"
         record_event(session, OutboxEvent, "member.revoked", subject=member.code, now=clock.now(),
                      data={"kind": member.kind})

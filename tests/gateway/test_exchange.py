@@ -85,6 +85,19 @@ async def test_unconditional_resource_is_granted_on_application(exchange):
     assert r.headers["x-onenet-service"] == "departments"
 
 
+async def test_unknown_or_unrelated_objects_are_not_found(exchange):
+    """A grant read by a member neither its owner nor its consumer answers exactly as an unknown grant."""
+    x = exchange
+    r = await x.client.get("/exchange/v1/catalogue/no.such", headers=x.h("community-xf"))
+    assert (r.status_code, r.json()["code"]) == (404, "resource.not_found")
+    g = (await _apply(x, "community-xf", "renshe.insurance")).json()
+    assert (await x.client.get(f"/exchange/v1/grants/{g['id']}", headers=x.h("dept-renshe"))).status_code == 200
+    for r in (await x.client.get(f"/exchange/v1/grants/{g['id']}", headers=x.h("dept-gongan")),
+              await x.client.get("/exchange/v1/grants/no-such", headers=x.h("community-xf")),
+              await x.client.post("/exchange/v1/grants/no-such/revoke", headers=x.h("dept-renshe"))):
+        assert (r.status_code, r.json()["code"]) == (404, "grant.not_found"), r.text
+
+
 async def test_conditional_needs_approval_then_is_masked_to_the_scope(exchange):
     x = exchange
     r = await _apply(x, "community-xf", "minzheng.assistance", fields=["data.dibao", "data.tekun"])

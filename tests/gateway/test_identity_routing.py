@@ -147,6 +147,16 @@ async def test_rotate_secret(platform):
                          client_secret=new_secret)).status_code == 200
 
 
+async def test_an_unknown_member_is_404_for_every_change(platform):
+    ops = (await _token(platform, grant_type="client_credentials", client_id="ops-console",
+                        client_secret="ops-secret")).json()["access_token"]
+    auth = {"Authorization": f"Bearer {ops}"}
+    for r in (await platform.patch("/exchange/v1/members/no-such", headers=auth, json={"name": "x"}),
+              await platform.post("/exchange/v1/members/no-such/rotate-secret", headers=auth),
+              await platform.post("/exchange/v1/members/no-such/revoke", headers=auth)):
+        assert (r.status_code, r.json()["code"]) == (404, "member.not_found"), r.text
+
+
 async def test_upstream_down_gives_503_and_opens_breaker(platform):
     tok = (await _token(platform, grant_type="client_credentials", client_id="ops-console",
                         client_secret="ops-secret")).json()["access_token"]
