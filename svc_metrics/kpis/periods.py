@@ -72,19 +72,19 @@ def parse(value: str | None, now: datetime, *, default_kind: str = "month") -> P
     v = value.strip()
     if v in ("day", "week", "month", "quarter", "year"):
         return of(v, local_today(now))
-    if (m := re.match(r"(\d{4})(?:-|$)", v)) and not MIN_YEAR <= int(m[1]) <= MAX_YEAR:
+    if (m := re.match(r"([0-9]{4})(?:-|$)", v)) and not MIN_YEAR <= int(m[1]) <= MAX_YEAR:
         raise invalid("period", "period.out_of_range", f"统计周期的年份应在 {MIN_YEAR}–{MAX_YEAR} 之间",
                       f"A period's year is between {MIN_YEAR} and {MAX_YEAR}", where="query")
     try:
-        if m := re.fullmatch(r"(\d{4})-(\d{2})-(\d{2})", v):
+        if m := re.fullmatch(r"([0-9]{4})-([0-9]{2})-([0-9]{2})", v):
             return of("day", date(int(m[1]), int(m[2]), int(m[3])))
-        if m := re.fullmatch(r"(\d{4})-W(\d{2})", v):
+        if m := re.fullmatch(r"([0-9]{4})-W([0-9]{2})", v):
             return of("week", date.fromisocalendar(int(m[1]), int(m[2]), 1))
-        if m := re.fullmatch(r"(\d{4})-(\d{2})", v):
+        if m := re.fullmatch(r"([0-9]{4})-([0-9]{2})", v):
             return of("month", date(int(m[1]), int(m[2]), 1))
-        if m := re.fullmatch(r"(\d{4})-Q([1-4])", v):
+        if m := re.fullmatch(r"([0-9]{4})-Q([1-4])", v):
             return of("quarter", date(int(m[1]), 3 * int(m[2]) - 2, 1))
-        if m := re.fullmatch(r"(\d{4})", v):
+        if m := re.fullmatch(r"([0-9]{4})", v):
             return of("year", date(int(m[1]), 1, 1))
     except ValueError:
         pass

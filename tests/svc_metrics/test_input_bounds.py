@@ -23,6 +23,14 @@ async def test_period_outside_the_years_kept_is_422(client, ops, path, period):
     _names(r, "period", "query")
 
 
+@pytest.mark.parametrize("period", ["２０２６-Q1", "2026-０3", "٢٠٢٦"])
+async def test_a_period_in_other_digits_than_ascii_is_422(client, ops, period):
+    """A period is written in ASCII digits (2026-Q1, 2026-03, …): fullwidth or Arabic-Indic digits, which a regular
+    expression's \\d would take, are refused naming the parameter."""
+    r = await client.get("/metrics/v1/kpis/response_time", params={"period": period}, headers=ops)
+    _names(r, "period", "query")
+
+
 async def test_periods_inside_the_years_kept_answer(client, ops):
     for period in ("2000", "2000-W01", "2026-03", "2999-Q4"):
         r = await client.get("/metrics/v1/kpis/response_time", params={"period": period, "trend": 24}, headers=ops)
