@@ -17,6 +17,7 @@ import httpx
 from sqlalchemy.engine import make_url
 
 from bench.support import HOST, cpu_seconds, free_port
+from common.clock import Clock
 
 
 class Server:
@@ -50,7 +51,8 @@ class Server:
     def token(self, role: str) -> dict[str, str]:
         import jwt
 
-        now = int(time.time())  # the server under test checks exp against its host's clock: the real one
+        # the server under test checks exp with its own Clock(), the system one: the token's claims come from the same
+        now = int(Clock().timestamp())
         claims = {"iss": "onenet-gateway", "aud": "onenet", "sub": f"bench-{role}", "member": "bench", "role": role,
                   "scopes": [], "iat": now, "exp": now + 6 * 3600, "jti": uuid.uuid4().hex}
         tok = jwt.encode(claims, self.key.private_key, algorithm="RS256", headers={"kid": self.key.kid})
