@@ -23,6 +23,7 @@ from svc_matching.activities.schemas import ActivityCreate, SignupCreate, Status
 from svc_matching.base import OutboxEvent
 from svc_matching.bookings.models import BookableResource
 from svc_matching.bookings.notices import signup_notice
+from svc_matching.directory.models import Organization
 from svc_matching.people.models import Volunteer
 from svc_matching.people.places import known_person
 from svc_matching.timebank.service import credit_member
@@ -67,6 +68,9 @@ async def create_activity(session: AsyncSession, principal: Principal, body: Act
                          "organisation publish activities"), code="activity.not_organiser")
     if body.starts_at < now:
         raise invalid("starts_at", "activity.in_past", "活动开始时间已过", "The activity would start in the past")
+    if body.organiser_kind == "organisation" and await session.get(Organization, body.organiser_id) is None:
+        raise invalid("organiser_id", "activity.organiser_unknown", "主办组织不存在（须为已登记的社会组织）",
+                      "Unknown organising organisation (it must be registered in the directory)")
     if body.venue_resource_id is not None:
         venue = await session.get(BookableResource, body.venue_resource_id)
         if venue is None or not venue.place_code.startswith(body.place_code[:12]):

@@ -27,6 +27,7 @@ from svc_matching.bookings.calendar import slot_at
 from svc_matching.bookings.models import BookableResource, Booking, BookingBlock, BookingEntry, BookingSlot
 from svc_matching.bookings.resources import next_free, resource_for_booking, write_first
 from svc_matching.bookings.schemas import BookingCreate, TransitionBody
+from svc_matching.directory.models import Organization
 from svc_matching.people.places import known_person
 
 NOT_FOUND = ("预约不存在或无权查看", "Booking not found")
@@ -95,6 +96,8 @@ async def _booker(session: AsyncSession, principal: Principal, res: BookableReso
     elif principal.role == "provider":
         orgs = principal.scope_values("provider")
         if "organisation" not in res.bookers or not orgs or body.person_id is not None:
+            raise refused
+        if await session.get(Organization, orgs[0]) is None:   # a registered organisation of the directory
             raise refused
         return "organisation", None, orgs[0]
     elif covering_staff(principal, res.place_code):

@@ -165,10 +165,25 @@ async def test_concurrent_sign_ups_never_exceed_capacity(client, staff, auth):
 
 
 async def test_publishing_is_for_the_place_or_the_organiser(client, staff, auth):
-    body = {"organiser_kind": "organisation", "organiser_id": "o-1"}
-    provider = auth(role="provider", scopes=["provider:o-1"])
+    from tests.svc_matching.conftest import make_org
+
+    org, _ = await make_org(client, staff)
+    body = {"organiser_kind": "organisation", "organiser_id": org["id"]}
+    provider = auth(role="provider", scopes=[f"provider:{org['id']}"])
     a = await make_activity(client, provider, **body)
-    assert a["organiser_id"] == "o-1"
+    assert a["organiser_id"] == org["id"]
+    # an organiser the directory does not know: 422 naming organiser_id, nothing written (staff or its provider)
+    before = await written(client)
+    for who in (staff, auth(role="provider", scopes=["provider:o-unregistered"])):
+        now = now_of(client)
+        r = await client.post("/matching/v1/activities", headers=who, json={
+            "title": "x", "category": "culture", "place_code": XF, "organiser_kind": "organisation",
+            "organiser_id": "o-unregistered", "starts_at": (now + timedelta(days=1)).isoformat(),
+            "ends_at": (now + timedelta(days=1, hours=1)).isoformat(), "capacity": 3})
+        assert r.status_code == 422, r.text
+        assert (r.json()["errors"][0]["field"], r.json()["errors"][0]["code"]) == \
+            ("organiser_id", "activity.organiser_unknown")
+    assert await written(client) == before
     for who in (resident(auth, 1), auth(role="provider", scopes=["provider:o-2"]),
                 auth(role="community_staff", scopes=["community:110105001002"]), auth(role="dept_staff")):
         now = now_of(client)

@@ -300,3 +300,36 @@ async def test_one_person_firing_at_once_stays_within_the_weekly_limit(client, s
     results = await asyncio.gather(*(book(client, me, res, local(1 + i % 4, 10 + i // 4, base=now))
                                      for i in range(12)))
     assert sorted(r.status_code for r in results) == [201, 201] + [422] * 10
+
+
+async def test_an_organisation_books_where_organisations_may(client, staff, auth):
+    """A resource open to organisations: a provider books for its (registered) organisation, within the weekly
+    limit per organisation; the booking is the organisation's record (another provider: 404 as unknown)."""
+    from tests.svc_matching.conftest import USCC, make_org
+
+    org, _ = await make_org(client, staff)
+    other, _ = await make_org(client, staff, uscc=USCC[1], name="安康社工服务站")
+    res = await make_resource(client, staff, bookers=["organisation"], capacity=2, weekly_limit=1)
+    now = now_of(client)
+    mine = auth(role="provider", scopes=[f"provider:{org['id']}"], user="u-org")
+    r = await book(client, mine, res, local(1, 10, base=now), purpose="社工小组活动")
+    assert r.status_code == 201, r.text
+    b = r.json()
+    assert (b["booker_kind"], b["organization_id"], b["person_id"]) == ("organisation", org["id"], None)
+    assert set(b["allowed_actions"]) == {"cancel", "reschedule"}
+    r = await book(client, mine, res, local(2, 10, base=now))
+    assert r.status_code == 422 and r.json()["errors"][0]["code"] == "booking.weekly_limit"
+    theirs = auth(role="provider", scopes=[f"provider:{other['id']}"], user="u-other")
+    assert (await book(client, theirs, res, local(1, 10, base=now))).status_code == 201   # its own limit
+    assert (await client.get(f"/matching/v1/bookings/{b['id']}", headers=theirs)).status_code == 404
+    assert [x["id"] for x in (await client.get("/matching/v1/bookings", headers=mine)).json()["items"]] == [b["id"]]
+    assert (await client.get(f"/matching/v1/bookings/{b['id']}", headers=staff)).status_code == 200
+    before = await counts(client)
+    for who, over in ((mine, {"person_id": "p-1"}),                                     # not for a person
+                      (auth(role="provider", scopes=["provider:o-unregistered"]), {}),  # not in the directory
+                      (resident(auth, 1), {})):                                         # residents may not
+        r = await book(client, who, res, local(3, 10, base=now), **over)
+        assert r.status_code == 403 and r.json()["code"] == "booking.not_eligible", r.text
+    assert await counts(client) == before
+    r = await move(client, mine, b, "cancel")
+    assert r.status_code == 200 and r.json()["state"] == "cancelled"
