@@ -167,7 +167,9 @@ async def _take(session: AsyncSession, a: Activity) -> bool:
 async def sign_up(session: AsyncSession, principal: Principal, activity_id: str, body: SignupCreate, *,
                   now: datetime) -> ActivitySignup:
     await _write_first(session, activity_id)
-    a = await get_activity(session, activity_id)
+    # the activity's row locked first (PostgreSQL; SQLite's writer lock above): one person's sign-ups fired at once
+    # find the first one's row instead of both inserting one
+    a = await get_or_404(session, Activity, activity_id, NotFound("activity.not_found", NOT_FOUND), for_update=True)
     _open_for_signup(a, now)
     person = await _participant(session, principal, a, body)
     existing = (await session.execute(select(ActivitySignup).where(

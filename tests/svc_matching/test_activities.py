@@ -225,3 +225,16 @@ async def test_times_are_rfc3339_instants_with_an_offset(client, staff, auth):
         r = await client.post("/matching/v1/activities", headers=staff, json=body)
         assert r.status_code == 422 and r.json()["errors"][0]["field"] == field, (field, r.text)
     assert await written(client) == before
+
+
+async def test_one_person_signing_up_at_once_holds_one_place(client, staff, auth):
+    """A double-tapped sign-up (no Idempotency-Key) fired at once: one sign-up, the others 409
+    activity.already_signed_up, one place taken (on PostgreSQL the activity's row is locked first, as SQLite's single
+    writer does: no unique-key violation surfacing as a 500)."""
+    a = await make_activity(client, staff, capacity=5)
+    me = resident(auth, 7)
+    results = await asyncio.gather(*(sign(client, me, a) for _ in range(6)))
+    assert sorted(r.status_code for r in results) == [201] + [409] * 5, [r.text for r in results]
+    assert {r.json()["code"] for r in results if r.status_code == 409} == {"activity.already_signed_up"}
+    async with client.app.state.db.session() as s:
+        assert (await s.execute(select(Activity.taken))).scalar_one() == 1
