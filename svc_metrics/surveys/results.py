@@ -1,6 +1,7 @@
 """Survey results from the tallies: per question counts, means and distributions, overall and by sub-group
 (grid, community, age band, special group, channel), with response rates; a sub-group answered by fewer than
-`min_group` people is listed without figures. Also the survey source of the satisfaction KPI, and XLSX."""
+`min_group` people is listed without figures, and so is a scope narrower than the survey's (a grid of a community's
+survey is the sub-group by=grid would hide). Also the survey source of the satisfaction KPI, and XLSX."""
 from __future__ import annotations
 
 import io
@@ -77,13 +78,15 @@ async def results(session: AsyncSession, s: Survey, scope: str, by: str | None, 
             cell[0] += n
             cell[1] += total or 0.0
             cell[2] += sq or 0.0
+    narrowed = scope != s.scope   # a grid or community of the survey's scope is a sub-group too (as by=grid shows)
+
     def group(key: str) -> dict[str, Any]:
         t = groups.get(key, {})
         n = int(t.get(RESPONDENTS, {}).get("", [0])[0])
         inv = int(t.get(INVITED, {}).get("", [0])[0]) if by != "channel" or key == "all" else None
         item: dict[str, Any] = {"group": key, "respondents": n, "invited": inv,
                                 "response_rate": _share(n, inv) if inv else None}
-        if key != "all" and n < min_group:
+        if (key != "all" or narrowed) and n < min_group:
             item.update(shown=False, note=f"作答不足 {min_group} 人，不分组显示 fewer than {min_group} respondents")
             item["response_rate"] = None
         else:
@@ -95,6 +98,7 @@ async def results(session: AsyncSession, s: Survey, scope: str, by: str | None, 
     return {"survey_id": s.id, "title": s.title, "status": s.status, "anonymous": s.anonymous, "scope": scope,
             "period": s.period, "by": by, "min_group": min_group, "invited": overall["invited"],
             "respondents": overall["respondents"], "response_rate": overall["response_rate"],
+            "shown": overall["shown"], **({"note": overall["note"]} if "note" in overall else {}),
             "questions": overall.get("questions", []), "groups": sub}
 
 

@@ -245,14 +245,22 @@ async def deliver(session: AsyncSession, principal: Principal, survey_id: str, i
 
 
 async def mix(session: AsyncSession, s: Survey) -> None:
-    """Re-write an anonymous survey's responses in the order of their random ids (one transaction), so neither
-    row order nor PostgreSQL's row versions keep the order they came in; drop the tokens never handed out."""
-    rows = list((await session.execute(select(SurveyResponse).where(SurveyResponse.survey_id == s.id)
-                                        .order_by(SurveyResponse.id))).scalars())
-    copies = [{c.name: getattr(r, c.key) for c in SurveyResponse.__table__.columns} for r in rows]
-    for r in rows:
-        session.expunge(r)
-    await session.execute(delete(SurveyResponse).where(SurveyResponse.survey_id == s.id))
-    if copies:
-        await session.execute(SurveyResponse.__table__.insert(), copies)
+    """Re-write, in one transaction, what an anonymous survey's responses wrote as they came in: the responses in
+    the order of their random ids, the tallies in the order of their key (with new ids: an autoincrement id says
+    which answer values came first) and the tokens in the order of their digests (a spent token's row version
+    and place in the heap say when it was spent), so neither row order, ids nor PostgreSQL's row versions keep the
+    order they came in; drop the tokens never handed out."""
+    for model, order, keep_id in ((SurveyResponse, (SurveyResponse.id,), True),
+                                  (SurveyTally, (SurveyTally.place, SurveyTally.question, SurveyTally.value,
+                                                 SurveyTally.dim, SurveyTally.dim_value), False),
+                                  (SurveyToken, (SurveyToken.digest,), True)):
+        rows = sorted((await session.execute(select(model).where(model.survey_id == s.id))).scalars(),
+                      key=lambda r: tuple(getattr(r, c.key) for c in order))   # in Python: no collation's order
+        copies = [{c.name: getattr(r, c.key) for c in model.__table__.columns if keep_id or not c.primary_key}
+                  for r in rows]
+        for r in rows:
+            session.expunge(r)
+        await session.execute(delete(model).where(model.survey_id == s.id))
+        if copies:
+            await session.execute(model.__table__.insert(), copies)
     await session.execute(update(Invitation).where(Invitation.survey_id == s.id).values(token=None))

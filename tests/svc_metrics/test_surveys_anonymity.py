@@ -7,7 +7,7 @@ from collections import Counter
 
 from sqlalchemy import inspect, text
 
-from tests.svc_metrics.conftest import C1
+from tests.svc_metrics.conftest import C1, G1
 from tests.svc_metrics.test_surveys import PEOPLE, published, register, resident, token_of
 
 
@@ -37,8 +37,10 @@ async def test_an_anonymous_response_cannot_be_joined_to_its_person(client, auth
         tables = await conn.run_sync(dump)
         physical = [r[0] for r in (await conn.execute(text(
             "SELECT id FROM survey_responses" + (" ORDER BY rowid" if backend == "sqlite" else " ORDER BY ctid"))))]
-        xmins = set() if backend == "sqlite" else {r[0] for r in await conn.execute(text(
-            "SELECT xmin::text FROM survey_responses"))}
+        xmins = {} if backend == "sqlite" else {t: {r[0] for r in await conn.execute(text(
+            f"SELECT xmin::text FROM {t}"))} for t in ("survey_responses", "survey_tallies", "survey_tokens")}
+        tokens_heap = [r[0] for r in await conn.execute(text("SELECT digest FROM survey_tokens ORDER BY rowid"))] \
+            if backend == "sqlite" else []
 
     cols, responses = tables["survey_responses"]
     resp = [dict(zip(cols, r)) for r in responses]
@@ -60,10 +62,17 @@ async def test_an_anonymous_response_cannot_be_joined_to_its_person(client, auth
     spent_digests = {r[0] for r in tables["survey_tokens"][1]}
     everywhere = {str(v) for t, (_, rows) in tables.items() if t != "survey_tokens" for row in rows for v in row}
     assert not spent_digests & everywhere and not set(tokens.values()) & everywhere
-    # 4. no order: the rows lie in the order of their random ids (re-written at close), not the answer order
+    # 4. no order: the rows lie in the order of their random ids (re-written at close), not the answer order; the
+    #    tallies (their autoincrement ids said which answer values came first) and the spent tokens (their row
+    #    versions said when) were re-written at close too, the tallies with new ids in the order of their keys
     assert physical == sorted(physical)
-    if backend == "postgres":
-        assert len(xmins) == 1   # one transaction wrote them all: row versions do not date them
+    tcols, tallies = tables["survey_tallies"]
+    tally = sorted((dict(zip(tcols, r)) for r in tallies), key=lambda t: t["id"])
+    assert [(t["place"], t["question"], t["value"], t["dim"], t["dim_value"]) for t in tally] == \
+        sorted((t["place"], t["question"], t["value"], t["dim"], t["dim_value"]) for t in tally)
+    assert tokens_heap == sorted(tokens_heap)
+    if backend == "postgresql":   # one transaction (the close) wrote them all: row versions do not date them
+        assert len(set().union(*xmins.values())) == 1, xmins
     # 5. the attributes a response carries fit at least five invitees (k-anonymity against the person feed)
     invitees = Counter((p[1], p[2]) for p in PEOPLE if p[1].startswith(C1))
     for r in resp:
@@ -84,3 +93,27 @@ async def test_an_anonymous_response_cannot_be_joined_to_its_person(client, auth
     assert not any(p in str(r) for r in others for p, *_ in PEOPLE)
     assert not any(tok in str(r) for r in outbox for tok in tokens.values())
     assert not [r for r in tables["idempotency_keys"][1] if "responses" in str(r)]
+
+
+async def test_a_scope_narrower_than_the_survey_is_a_sub_group(client, auth, post):
+    """Results of a grid with fewer than five respondents are not shown, whether asked by=grid or with the grid as
+    the scope of a community's survey (else the scope would show what the sub-group hides)."""
+    staff = auth(role="community_staff", user="staff1", scopes=[f"community:{C1}"])
+    await register(post)
+    sid = (await published(client, staff))["id"]
+    assert (await client.post(f"/metrics/v1/surveys/{sid}/invitations", headers=staff)).status_code == 201
+    for k, pid in enumerate(["p-00", "p-01", "p-02", "p-10", "p-11"]):   # 3 of A1, and the two of A2 (place C1)
+        r = await client.post(f"/metrics/v1/surveys/{sid}/responses", headers=resident(auth, pid), json={
+            "token": await token_of(client, resident(auth, pid), sid), "answers": {"overall": 1 + k, "used": "no"}})
+        assert r.status_code == 201, r.text
+    url = f"/metrics/v1/surveys/{sid}/results"
+    whole = (await client.get(url, params={"scope": C1}, headers=staff)).json()
+    assert whole["shown"] and whole["respondents"] == 5 and whole["questions"][0]["count"] == 5
+    by_grid = (await client.get(url, params={"by": "grid"}, headers=staff)).json()
+    assert {g["group"]: g["shown"] for g in by_grid["groups"]}[G1] is False
+    grid = (await client.get(url, params={"scope": G1}, headers=staff)).json()
+    assert (grid["respondents"], grid["shown"], grid["questions"], grid["response_rate"]) == (3, False, [], None)
+    assert "不分组显示" in grid["note"]
+    for by in ("age_band", "channel"):
+        res = (await client.get(url, params={"scope": G1, "by": by}, headers=staff)).json()
+        assert not res["questions"] and not any(g["shown"] for g in res["groups"]), res
