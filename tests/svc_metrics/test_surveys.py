@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+from collections import Counter
 
 import pytest
 from sqlalchemy import func, select
@@ -93,6 +94,9 @@ def test_samples_are_reproducible_and_stratified():
     assert a == sampling.draw(people, "stratified", 20, seed=7) and len(a) == 20
     assert a != sampling.draw(people, "stratified", 20, seed=8)
     assert sum(p.grid == G1 for p in a) == 12          # 60 % of the frame, 60 % of the sample
+    # by grid and age band: quotas 8, 4, 5.2, 2.8 → largest remainder gives 安康's 30+ the twentieth
+    assert Counter((p.grid, p.age_band) for p in a) == {(G1, "60+"): 8, (G1, "30+"): 4, (G3, "60+"): 5,
+                                                        (G3, "30+"): 3}
     assert len(sampling.draw(people, "random", 10, seed=1)) == 10
     # a stratum of fewer than 5 invitees is generalised until 5 share the token's attributes
     lone = sampling.Person("q1", G3, C2, "90+", ("disabled",))
@@ -319,3 +323,24 @@ async def test_a_visit_with_a_token_generalised_to_the_community(client, staff, 
     r = await client.post(f"/metrics/v1/surveys/{sid}/responses", headers=grid3,
                           json={"token": tok, "channel": "visit", "answers": {"overall": 4, "used": "no"}})
     assert r.status_code == 201 and r.json()["channel"] == "visit", r.text
+
+
+async def test_results_by_age_band_and_special_group(client, staff, auth, post):
+    """A1's ten residents all answer: by age band and by special group each sub-group of five is shown, with its
+    own invited count, response rate, distribution and mean."""
+    await register(post)
+    sid = (await published(client, staff, scope=G1))["id"]
+    await client.post(f"/metrics/v1/surveys/{sid}/invitations", headers=staff)
+    for i in range(10):   # odd: 60+ and elderly, satisfied; even: 30+, not
+        me = resident(auth, f"p-{i:02d}")
+        r = await client.post(f"/metrics/v1/surveys/{sid}/responses", headers=me, json={
+            "token": await token_of(client, me, sid), "answers": {"overall": 5 if i % 2 else 2, "used": "no"}})
+        assert r.status_code == 201, r.text
+    url = f"/metrics/v1/surveys/{sid}/results"
+    bands = {g["group"]: g for g in (await client.get(url, params={"by": "age_band"}, headers=staff)).json()["groups"]}
+    groups = {g["group"]: g for g in (await client.get(url, params={"by": "group"}, headers=staff)).json()["groups"]}
+    for g, mean, rate in ((bands["60+"], 5.0, 100.0), (bands["30+"], 2.0, 0.0), (groups["elderly"], 5.0, 100.0)):
+        assert (g["shown"], g["respondents"], g["invited"], g["response_rate"]) == (True, 5, 5, 100.0), g
+        overall = next(q for q in g["questions"] if q["key"] == "overall")
+        assert (overall["count"], overall["mean"], overall["satisfied_rate"]) == (5, mean, rate)
+    assert set(bands) == {"60+", "30+"} and set(groups) == {"elderly"}
