@@ -54,15 +54,22 @@ async def sla_scheduler(app: FastAPI, stop: asyncio.Event) -> None:
                            interval=settings.sla_scan_interval_seconds, run_first=False)
 
 
-async def deliberation_overdue(app: FastAPI, stop: asyncio.Event) -> None:
-    """Warns once of each resolution task past its deadline (an event; svc_metrics raises the warning)."""
+async def deliberation_scan(app: FastAPI, stop: asyncio.Event) -> None:
+    """Counts each vote at its closing time, and warns once of each resolution task past its deadline (an event;
+    svc_metrics raises the warning)."""
     from svc_services.deliberation.resolutions import warn_overdue
+    from svc_services.deliberation.votes import close_due
 
     settings: ServicesSettings = app.state.settings
     if not settings.sla_scan_enabled:
         return
-    await run_periodically("svc_services/deliberation_overdue", lambda: warn_overdue(app.state.db, app.state.clock.now()),
-                           stop, interval=settings.sla_scan_interval_seconds, run_first=False)
+
+    async def scan() -> int:
+        now = app.state.clock.now()
+        return await close_due(app.state.db, now) + await warn_overdue(app.state.db, now)
+
+    await run_periodically("svc_services/deliberation", scan, stop, interval=settings.sla_scan_interval_seconds,
+                           run_first=False)
 
 
 async def close_intake(app: FastAPI) -> None:
@@ -104,7 +111,7 @@ def create_app(settings: ServicesSettings | None = None, *, verifier: TokenVerif
         urgent_feeds=(EMERGENCY_FEED,),  # woken by the intake's commit, not the poll (ADR 0022)
         outbox_model=OutboxEvent,
         verifier=verifier,
-        background=[sla_scheduler, storage_purge, deliberation_overdue],
+        background=[sla_scheduler, storage_purge, deliberation_scan],
         on_shutdown=[close_clients, close_intake, close_store],
         clock=clock,
     )

@@ -180,14 +180,14 @@ class BallotOut(BaseModel):
 
 
 class NamedBallotOut(BaseModel):
-    """A named ballot: the person (a proxy's person), what they chose, the last revision and when."""
-
-    model_config = ConfigDict(from_attributes=True)
+    """A named ballot: the person (a proxy's person), what they chose, the last revision and when, and whether it
+    was counted (false: the voter was no longer eligible at close, e.g. moved out of the scope)."""
 
     person_id: str
     option: str
     revision: int
     cast_at: datetime
+    counted: bool
 
 
 class VoteOut(BaseModel):

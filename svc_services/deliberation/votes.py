@@ -7,7 +7,7 @@ import json
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import func, select, update
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -146,8 +146,9 @@ async def _ballots(session: AsyncSession, vote: Vote) -> list[Ballot]:
                 .scalars())
 
 
-async def named_ballots(session: AsyncSession, topic: Topic) -> list[Ballot]:
-    """记名投票: who chose what, once counted, for whoever sees the topic (the caller was checked by get_topic).
+async def named_ballots(session: AsyncSession, topic: Topic) -> list[tuple[Ballot, bool]]:
+    """记名投票: who chose what, once counted, for whoever sees the topic (the caller was checked by get_topic),
+    each with whether it was counted (a voter no longer eligible at close is set aside, see close_vote).
     A secret ballot stays secret for everyone; before the count no choice is shown (it would sway the rest)."""
     vote = await vote_of(session, topic)
     if vote.secret:
@@ -155,53 +156,80 @@ async def named_ballots(session: AsyncSession, topic: Topic) -> list[Ballot]:
                         code="vote.secret")
     if vote.status != "closed":
         raise Conflict("vote.not_closed", ("记名投票结果在计票后公开", "Named ballots are shown once counted"))
-    return await _ballots(session, vote)
+    aside = set(vote.result.get("set_aside") or [])
+    return [(b, receipt(vote.id, b) not in aside) for b in await _ballots(session, vote)]
 
 
-async def eligible_count(session: AsyncSession, vote: Vote, topic: Topic, now: datetime) -> int:
-    base = select(Elector).where(Elector.building_code.startswith(topic.scope_code), Elector.removed.is_(False))
+async def electorate(session: AsyncSession, vote: Vote, topic: Topic, now: datetime) -> set[str]:
+    """The voter keys eligible at `now` by the replica (the same rule as _eligible): what a vote is counted
+    against at close. One per household: every household with a member in the scope."""
+    where = (Elector.building_code.startswith(topic.scope_code), Elector.removed.is_(False))
     if vote.eligibility == "household":
-        stmt = select(func.count(func.distinct(Elector.household_id))).select_from(base.subquery())
-        return (await session.execute(stmt)).scalar_one()
+        rows = await session.execute(select(Elector.household_id).where(*where).distinct())
+        return {f"household:{h}" for h in rows.scalars()}
+    stmt = select(Elector.person_id).where(*where)
     if vote.eligibility == "household_head":
-        base = base.where(Elector.household_head.is_(True))
+        stmt = stmt.where(Elector.household_head.is_(True))
     else:
-        base = base.where(Elector.birth_date <= years_before(local_date(now), ADULT))
-    return (await session.execute(select(func.count()).select_from(base.subquery()))).scalar_one()
+        stmt = stmt.where(Elector.birth_date <= years_before(local_date(now), ADULT))
+    return set((await session.execute(stmt)).scalars())
 
 
-def _tally(vote: Vote, ballots: list[Ballot], eligible: int) -> dict:
+def _tally(vote: Vote, ballots: list[Ballot], electors: set[str]) -> dict:
+    """Eligibility is decided at close: a ballot whose voter key is not in the electorate then (moved out of the
+    scope, no longer head of household, off the register) is set aside: kept, its receipt listed, not counted,
+    so what is cast is always part of what is eligible."""
+    counted = [b for b in ballots if b.voter_key in electors]
     counts = {o: 0 for o in vote.options}
-    for b in ballots:
+    for b in counted:
         counts[b.option] += 1
-    cast = len(ballots)
+    cast, eligible = len(counted), len(electors)
     motion = counts[vote.options[0]]  # the first option is the motion (同意)
     quorum_met = eligible > 0 and cast * 100 >= vote.quorum_percent * eligible
     share_ok = motion * 3 >= cast * 2 if vote.rule == "two_thirds" else motion * 2 > cast
-    receipts = [receipt(vote.id, b) for b in ballots]
     return {"counts": counts, "cast": cast, "eligible": eligible, "quorum_met": quorum_met,
-            "passed": bool(quorum_met and cast and share_ok), "receipts": receipts}
+            "passed": bool(quorum_met and cast and share_ok), "receipts": [receipt(vote.id, b) for b in counted],
+            "set_aside": [receipt(vote.id, b) for b in ballots if b.voter_key not in electors]}
 
 
 async def close_vote(session: AsyncSession, principal: Principal | None, topic: Topic, now: datetime) -> Vote:
-    """Computes the result once, at or after the closing time, and freezes it with the tally hash."""
+    """Computes the result once, at or after the closing time, and freezes it with the tally hash (the chain of
+    the counted ballots' receipts)."""
     if principal is not None:
         require_manager(principal, topic)
     vote = await vote_of(session, topic, for_update=True)
     if vote.status == "closed":
         raise Conflict("vote.already_closed", ("表决已计票", "The vote was already counted"))
-    ballots, eligible = await _ballots(session, vote), await eligible_count(session, vote, topic, now)
+    result = _tally(vote, await _ballots(session, vote), await electorate(session, vote, topic, now))
     # before its closing time only once every eligible voter has voted (nobody left to wait for)
-    if now < vote.closes_at and len(ballots) < eligible:
+    if now < vote.closes_at and result["cast"] < result["eligible"]:
         raise Conflict("vote.not_due", ("表决尚未到截止时间", "The vote has not reached its closing time"))
-    result = _tally(vote, ballots, eligible)
     vote.status, vote.result, vote.closed_at = "closed", result, now
     vote.tally_hash = chain(vote.id, result["receipts"])
+    aside = f"，不再具备资格（迁出等）的 {len(result['set_aside'])} 票不计" if result["set_aside"] else ""
     await move(session, topic, "pass" if result["passed"] else "fail", "system:tally", now,
-               f"应投 {result['eligible']}，实投 {result['cast']}")
+               f"应投 {result['eligible']}，实投 {result['cast']}{aside}")
     event(session, "deliberation.vote_closed", topic, now, eligible=result["eligible"], cast=result["cast"],
           passed=result["passed"], quorum_met=result["quorum_met"])
     return vote
+
+
+async def close_due(db: Database, now: datetime, *, limit: int = 100) -> int:
+    """The background scan: counts each vote whose closing time has passed (staff may count earlier once everyone
+    eligible has voted), each in its own transaction, topic then vote locked as POST …/vote/close does."""
+    async with db.session() as session:
+        due = list((await session.execute(select(Vote.topic_id).where(Vote.status == "open", Vote.closes_at <= now)
+                                          .order_by(Vote.closes_at).limit(limit))).scalars())
+    closed = 0
+    for topic_id in due:
+        try:
+            async with db.session() as session, session.begin():
+                topic = await session.get(Topic, topic_id, with_for_update=True)
+                await close_vote(session, None, topic, now)
+                closed += 1
+        except Conflict:
+            pass  # counted meanwhile (by staff, or another instance's scan)
+    return closed
 
 
 @dataclass
@@ -214,11 +242,16 @@ class Verified:
 
 async def verify_tally(session: AsyncSession, vote: Vote) -> Verified:
     """Recomputes every ballot's hash and the chain from the ballot table and compares them with the frozen
-    result: a ballot changed, added or removed after the close is named."""
+    result: a ballot changed, added or removed after the close is named (a set-aside one as well)."""
     if vote.status != "closed" or not vote.result:
         return Verified(False, 0, None, "表决尚未计票 not counted yet")
-    ballots = await _ballots(session, vote)
-    now = [receipt(vote.id, b) for b in ballots]
+    all_ = [(b, receipt(vote.id, b)) for b in await _ballots(session, vote)]
+    aside = list(vote.result.get("set_aside") or [])
+    gone = set(aside) - {r for _b, r in all_}
+    if gone:
+        return Verified(False, len(all_), vote.tally_hash, f"不计的票被改动或删除 {len(gone)} set-aside ballot(s) altered")
+    ballots = [b for b, r in all_ if r not in aside]
+    now = [r for _b, r in all_ if r not in aside]
     frozen = list(vote.result.get("receipts") or [])
     if len(now) != len(frozen):
         return Verified(False, len(now), vote.tally_hash, f"票数不符 {len(now)} ≠ {len(frozen)} ballots")

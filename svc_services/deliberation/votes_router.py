@@ -38,7 +38,8 @@ async def read_vote(session: DbSession, topic_id: PathId, principal: Principal =
             summary="记名投票明细（计票后） Who voted what, for a named vote once counted")
 async def list_named_ballots(session: DbSession, topic_id: PathId, principal: Principal = PARTAKER):
     t = await get_topic(session, principal, topic_id)
-    return [NamedBallotOut.model_validate(b) for b in await votes.named_ballots(session, t)]
+    return [NamedBallotOut(person_id=b.person_id, option=b.option, revision=b.revision, cast_at=b.cast_at,
+                           counted=counted) for b, counted in await votes.named_ballots(session, t)]
 
 
 @router.post("/ballots", response_model=BallotOut, summary="投票（可改票时截止前可再次提交） Cast a ballot",

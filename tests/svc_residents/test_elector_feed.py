@@ -200,6 +200,7 @@ async def test_relay_delivers_to_svc_services_whose_votes_follow_residency(seede
     r = await services.post(f"/services/v1/topics/{tid}/vote/close", headers=staff)
     assert r.status_code == 200, r.text
     # household 3's adults P4, P5 and the survivor; not P6 (born 2023), the one who moved, nor the duplicate.
-    # The ballot cast while they lived here stays cast.
-    assert (r.json()["result"]["eligible"], r.json()["result"]["cast"]) == (3, 1)
+    # Eligibility is decided at close: the ballot cast while they lived here is kept and hashed, set aside.
+    res = r.json()["result"]
+    assert (res["eligible"], res["cast"], len(res["set_aside"])) == (3, 0, 1)
     await sender.aclose()
