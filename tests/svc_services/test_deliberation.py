@@ -132,6 +132,9 @@ async def test_discussion_is_moderated_and_closes_with_the_topic(svc, auth):
     proxy = auth(role="proxy", scopes=[f"community:{XF}"], user="proxy1", acting_for="p-3")
     r = await svc.post(f"/services/v1/topics/{t['id']}/comments", headers=proxy, json={"text": "同意，替王阿姨说一句"})
     assert r.status_code == 201, r.text
+    async with svc.app.state.db.session() as s:   # the comment is the person's, written by their proxy
+        c = await s.get(Comment, r.json()["id"])
+        assert (c.person_id, c.author, c.author_role) == ("p-3", "app-test/proxy1", "proxy")
     rude = (await svc.post(f"/services/v1/topics/{t['id']}/comments", headers=resident(auth, 2),
                            json={"text": "不文明的话"})).json()
     before = await counts(svc)

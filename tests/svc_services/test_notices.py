@@ -107,3 +107,19 @@ async def test_public_reads_objections_answers_and_withdrawal(svc, auth):
                                  "public_notice.published", "public_notice.published", "public_notice.withdrawn"]
     listed = (await svc.get("/services/v1/notices", headers=resident)).json()["items"]
     assert {x["id"] for x in listed} == {n["id"], later["id"]}
+
+
+async def test_each_kind_is_published_with_its_kind_and_only_funds_carry_lines(svc, auth):
+    """政策、服务清单、人员配置 notices publish without lines (lines are refused, nothing written); each publication is
+    a public_notice.published event naming its kind (svc_metrics counts notices per kind from it)."""
+    plain = {"lines": [], "income_total": None, "expense_total": None, "objection_until": None}
+    before = await counts(svc)
+    r = await svc.post("/services/v1/notices", headers=staff(auth), json=fund(kind="service_list"))
+    assert (r.status_code, r.json()["errors"][0]["field"]) == (422, "lines")
+    assert await counts(svc) == before
+    for kind in ("policy", "service_list", "staffing"):
+        r = await svc.post("/services/v1/notices", headers=staff(auth), json=fund(kind=kind, **plain))
+        assert (r.status_code, r.json()["kind"], r.json()["lines"]) == (201, kind, []), r.text
+    async with svc.app.state.db.session() as s:
+        rows = (await s.execute(select(OutboxEvent.data).where(OutboxEvent.type == "public_notice.published"))).scalars()
+        assert sorted(d["kind"] for d in rows) == ["policy", "service_list", "staffing"]
