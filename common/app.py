@@ -9,10 +9,11 @@ from contextlib import asynccontextmanager
 from datetime import timedelta
 from typing import Any
 
-from fastapi import APIRouter, FastAPI, Request
+from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from common import acting
 from common.assertion import GatewayAssertion, GatewayOnly, auth_for
 from common.auth import ServiceTokenProvider, TokenVerifier
 from common.clock import Clock
@@ -106,7 +107,9 @@ def create_service_app(
     by default.
 
     `gateway_only`: the app answers only calls carrying the gateway's assertion (`common.assertion`, ADR 0013),
-    besides /healthz, /readyz and /metrics; every service and the department emulators, not the gateway.
+    besides /healthz, /readyz and /metrics; every service and the department emulators, not the gateway. Such an
+    app also refuses a helper acting for a person every write on a route that declares no act
+    (`common.acting.undeclared_writes`).
 
     `body_limit(method, path)`: a route's own body limit where it is larger than `settings.max_body_bytes`, None
     for the others: by default the file upload routes (`common.storage.uploads`), for the service that has them
@@ -228,6 +231,8 @@ def create_service_app(
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     app.include_router(ops)
+    if gateway_only:  # a service: a helper acting for a person writes only through a route declaring its act
+        app.router.dependencies.append(Depends(acting.undeclared_writes))
     for r in routers:
         app.include_router(r)
     install_method_not_allowed(app)

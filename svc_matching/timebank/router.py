@@ -6,6 +6,7 @@ from fastapi.encoders import jsonable_encoder
 from sqlalchemy import select
 
 from common.deps import DbSession
+from common.acting import acts
 from common.auth import Principal, get_principal, require_roles
 from common.clock import Clock, get_clock
 from common.errors import Problem, field_error, invalid
@@ -84,7 +85,8 @@ async def credit(session: DbSession, body: CreditCreate, request: Request, princ
         return await _posting_response(session, posting, created)
 
 
-@router.post("/redemptions", status_code=201, response_model=PostingOut, summary="兑换服务 Redeem for a service")
+@router.post("/redemptions", status_code=201, response_model=PostingOut, dependencies=[acts("timebank.redeem")],
+             summary="兑换服务 Redeem for a service")
 async def redeem(session: DbSession, body: RedemptionCreate, request: Request,
                  principal: Principal = Depends(require_roles(*REDEEMERS)), clock: Clock = Depends(get_clock)):
     async with session.begin():

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
 from fastapi.responses import StreamingResponse
 from sqlalchemy import func, select
 
+from common.acting import checked_by_handler
 from common.app import problem_responses
 from common.auth import Principal, TokenVerifier, get_principal
 from common.clock import Clock, get_clock
@@ -61,7 +62,7 @@ async def _own(session, principal: Principal, notification_id: str) -> Notificat
 
 
 @router.post("/notifications/{notification_id}/read", response_model=NotificationOut,
-             summary="标为已读 Mark a message read")
+             dependencies=[checked_by_handler("notifications.inbox")], summary="标为已读 Mark a message read")
 async def mark_read(session: DbSession, notification_id: str = Id, principal: Principal = Depends(get_principal),
                     clock: Clock = Depends(get_clock)):
     async with session.begin():
@@ -110,6 +111,7 @@ async def get_settings(session: DbSession, principal: Principal = Depends(get_pr
 
 
 @router.put("/notifications/settings", response_model=SettingsOut,
+            dependencies=[checked_by_handler("notifications.inbox")],
             summary="设置语言与退订类别 Set language and opt-outs (PIPL; safety messages always reach you)")
 async def put_settings(session: DbSession, body: SettingsIn, principal: Principal = Depends(get_principal),
                        clock: Clock = Depends(get_clock)):

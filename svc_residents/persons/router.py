@@ -9,6 +9,7 @@ from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from common.deps import DbSession
+from common.acting import acts, reads_only
 from common.auth import Principal, get_principal
 from common.clock import Clock, get_clock
 from common.errors import invalid, request_language
@@ -117,7 +118,7 @@ async def list_persons(session: DbSession, protection: AppProtection, grants: ex
     return await _search(session, protection, grants, request, principal, q, clock.now())
 
 
-@router.post("/search", response_model=Page[PersonOut],
+@router.post("/search", response_model=Page[PersonOut], dependencies=[reads_only()],
              summary="检索居民（身份证号、手机号精确匹配走请求体）Search persons")
 async def search_persons(session: DbSession, protection: AppProtection, grants: exchange_grants.AppGrants,
                          body: PersonSearch, request: Request, principal: Principal = Depends(get_principal),
@@ -155,7 +156,8 @@ async def get_person(session: DbSession, person_id: str, request: Request, prote
     return out
 
 
-@router.patch("/{person_id}", response_model=PersonOut, summary="修改居民档案 Update a person")
+@router.patch("/{person_id}", response_model=PersonOut, dependencies=[acts("profile.contact")],
+              summary="修改居民档案 Update a person")
 async def update_person(session: DbSession, person_id: str, body: PersonUpdate, protection: AppProtection,
                         principal: Principal = Depends(get_principal), clock: Clock = Depends(get_clock)):
     now = clock.now()
@@ -165,7 +167,8 @@ async def update_person(session: DbSession, person_id: str, body: PersonUpdate, 
         return service.person_out(person, tags.get(person.id, []), now=now)
 
 
-@router.put("/{person_id}/tags/{code}", response_model=TagOut, summary="设置特殊群体标签 Set a tag")
+@router.put("/{person_id}/tags/{code}", response_model=TagOut, dependencies=[acts("profile.tags")],
+            summary="设置特殊群体标签 Set a tag")
 async def put_tag(session: DbSession, person_id: str, code: TagCode, body: TagIn, request: Request,
                   principal: Principal = Depends(get_principal), clock: Clock = Depends(get_clock)):
     if body.code != code:
@@ -175,7 +178,8 @@ async def put_tag(session: DbSession, person_id: str, code: TagCode, body: TagIn
         return service.tag_out(await service.set_tag(session, principal, person_id, body, now=now), now)
 
 
-@router.delete("/{person_id}/tags/{code}", status_code=204, summary="撤销标签 Remove a tag")
+@router.delete("/{person_id}/tags/{code}", status_code=204, dependencies=[acts("profile.tags")],
+               summary="撤销标签 Remove a tag")
 async def delete_tag(session: DbSession, person_id: str, code: TagCode, request: Request, principal: Principal = Depends(get_principal),
                      clock: Clock = Depends(get_clock)):
     async with session.begin():
@@ -184,7 +188,7 @@ async def delete_tag(session: DbSession, person_id: str, code: TagCode, request:
 
 
 @router.post("/{person_id}/consents", status_code=201, response_model=ConsentOut,
-             summary="记录授权同意 Record consent")
+             dependencies=[acts("profile.consents")], summary="记录授权同意 Record consent")
 async def add_consent(idem: Idempotent, person_id: str, body: ConsentIn, principal: Principal = Depends(get_principal),
                       clock: Clock = Depends(get_clock)):
     now = clock.now()

@@ -23,6 +23,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response, StreamingResponse
 from pydantic import ValidationError
 
+from common.acting import checked_by_handler
 from common.auth import Principal, TokenVerifier, principal_from_claims
 from common.db import Database
 from common.deps import AppClock, AppDb, AppSettings, AppVerifier
@@ -288,7 +289,8 @@ def _float(form: dict[str, list[str]], name: str) -> float | None:
 
 @router.post("/requests.{fmt}", summary="Open311 submit a service request (form-encoded, or multipart with a "
                                          "`media` photo; api_key)", status_code=201,
-             responses=contract.POST_RESPONSES, openapi_extra=contract.POST_BODY)
+             responses=contract.POST_RESPONSES, openapi_extra=contract.POST_BODY,
+             dependencies=[checked_by_handler("requests.submit")])
 async def post_request(fmt: str, request: Request, db: AppDb, verifier: AppVerifier, intake: Intake,
                        clock: AppClock, settings: AppSettings, store: AppStore) -> Response:
     async def work(fmt: str) -> Response:

@@ -7,7 +7,7 @@ from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
 
-from common.acting import acts, from_field
+from common.acting import acts, checked_by_handler, from_field
 from common.auth import Principal
 from common.deps import AppClock, AppDb, AppSettings, CurrentPrincipal, DbSession
 from common.direct_routes import DirectRoute
@@ -44,7 +44,8 @@ def parse_if_match(value: str | None) -> int | None:
     return int(m.group(1) or m.group(2))
 
 
-@router.post("", status_code=201, response_model=RequestOut, summary="提交诉求 Submit a request")
+@router.post("", status_code=201, response_model=RequestOut, dependencies=[checked_by_handler("requests.submit")],
+             summary="提交诉求 Submit a request")
 async def submit(body: RequestCreate, intake: Intake, principal: CurrentPrincipal, clock: AppClock, idem: Idempotent):
     return await submit_request(intake, principal, body, clock, key=idem.key)
 
