@@ -15,7 +15,8 @@ def build_sessions(settings, db, issuer) -> tuple[Sessions, RevokedSessions]:
     # a revoked session's id is kept while one of its access tokens may live (plus a margin for clock skew)
     revoked = RevokedSessions(keep_seconds=settings.session_access_ttl_seconds + 120)
     sessions = Sessions(db, issuer, revoked, access_ttl=settings.session_access_ttl_seconds,
-                        idle_seconds=settings.session_idle_seconds, absolute_seconds=settings.session_absolute_seconds)
+                        idle_seconds=settings.session_idle_seconds, absolute_seconds=settings.session_absolute_seconds,
+                        kiosk_idle_seconds=settings.kiosk_idle_seconds)
     return sessions, revoked
 
 

@@ -14,8 +14,9 @@ already bound to that number is the one signed in; else the card's own account (
 made only once svc_residents bound it to the person on record (an account bound before is answered again
 without a new 公安 query; the card's name must then be the one 公安 confirmed). No record: 404 `kiosk.no_record` (register at
 the community's counter), nothing made. The session is the resident's, bound to the kiosk (its member, the
-`kiosk_device` claim), `kiosk_session_seconds` long and ended after `kiosk_idle_seconds` without use or by the
-kiosk's "done" button (`POST /auth/v1/sign-out` with the session's token). Every refusal is in the account audit.
+`kiosk_device` claim), `kiosk_session_seconds` long and ended after `kiosk_idle_seconds` without use (its access
+tokens live that long, a refresh renews it) or by the kiosk's "done" button (`POST /auth/v1/sign-out` with the
+session's token). Every refusal is in the account audit.
 """
 from __future__ import annotations
 
@@ -221,8 +222,7 @@ async def kiosk_sign_in(body: SignedReading, parts: Accounts, source: Source, cl
     s = parts.settings
     out = await parts.sessions.start(user, principal.member, now, source=source, user_agent=f"kiosk/{r.device_id}",
                                      mfa=False, amr=["sc"], kiosk_device=r.device_id,
-                                     lifetime=timedelta(seconds=s.kiosk_session_seconds),
-                                     idle=timedelta(seconds=s.kiosk_idle_seconds))
+                                     lifetime=timedelta(seconds=s.kiosk_session_seconds))
     return KioskSession(access_token=out["access_token"], expires_in=out["expires_in"],
                         refresh_token=out["refresh_token"], session_id=out["session_id"], person_id=person,
                         kiosk_device=r.device_id)

@@ -73,17 +73,23 @@ def amr_of(sess: AuthSession) -> list[str]:
 
 class Sessions:
     def __init__(self, db: Database, issuer, revoked: RevokedSessions, *, access_ttl: int, idle_seconds: float,
-                 absolute_seconds: float) -> None:
+                 absolute_seconds: float, kiosk_idle_seconds: float) -> None:
         self.db, self.issuer, self.revoked = db, issuer, revoked
         self.access_ttl = access_ttl
         self.idle = timedelta(seconds=idle_seconds)
+        self.kiosk_idle = timedelta(seconds=kiosk_idle_seconds)
         self.absolute = timedelta(seconds=absolute_seconds)
+
+    def idle_of(self, kiosk_device: str | None) -> timedelta:
+        """How long a session may go unused: a kiosk's few minutes, else the platform's idle time."""
+        return self.kiosk_idle if kiosk_device else self.idle
 
     def access(self, user: User, sess: AuthSession, now: datetime, amr: list[str] | None = None) -> dict:
         """An access token of the session, from the account as it is `now` (e.g. just real-name bound). It never
-        outlives the session's absolute end (a proxy authorisation's expiry, a kiosk session's few minutes);
+        outlives the session's absolute end (a proxy authorisation's expiry, a kiosk session's few minutes) nor its
+        idle end (a kiosk's token lives its idle time: left unused, no token of the session is good past it);
         `acting_for` comes only from the session's proxy authorisation."""
-        left = int((sess.expires_at - now).total_seconds())
+        left = int((min(sess.expires_at, sess.idle_expires_at) - now).total_seconds())
         extra = {"sid": sess.id, "amr": amr or amr_of(sess)}
         if sess.acting_for:
             extra.update(proxy_authorisation=sess.proxy_id, acting_actions=list(sess.acting_actions or []))
@@ -100,9 +106,9 @@ class Sessions:
 
     async def start(self, user: User, member: str, now: datetime, *, source: str | None, user_agent: str | None,
                     mfa: bool, amr: list[str] | None = None, proxy=None, kiosk_device: str | None = None,
-                    lifetime: timedelta | None = None, idle: timedelta | None = None) -> dict:
-        """`proxy`: the ProxyAuthorisation the session acts under (it ends with it); `kiosk_device`, `lifetime`,
-        `idle`: a kiosk's short session."""
+                    lifetime: timedelta | None = None) -> dict:
+        """`proxy`: the ProxyAuthorisation the session acts under (it ends with it); `kiosk_device`, `lifetime`:
+        a kiosk's short session (and its idle time, `idle_of`)."""
         amr = amr or (["pwd", "otp"] if mfa else ["pwd"])
         sid = new_id()
         token, digest = _refresh_token(sid)
@@ -112,7 +118,7 @@ class Sessions:
         async with self.db.session() as session, session.begin():
             sess = AuthSession(id=sid, username=user.username, member=member, source=(source or "")[:64] or None,
                                user_agent=(user_agent or "")[:200] or None, created_at=now, last_used_at=now,
-                               idle_expires_at=min(ends, now + (idle or self.idle)), expires_at=ends, mfa=mfa,
+                               idle_expires_at=min(ends, now + self.idle_of(kiosk_device)), expires_at=ends, mfa=mfa,
                                amr=amr, proxy_id=proxy.id if proxy is not None else None,
                                acting_for=proxy.person_id if proxy is not None else None,
                                acting_actions=list(proxy.actions) if proxy is not None else None,
@@ -174,7 +180,7 @@ class Sessions:
                     new, new_digest = _refresh_token(sid)
                     session.add(RefreshToken(token_hash=new_digest, session_id=sid, issued_at=now))
                     sess.last_used_at = now
-                    sess.idle_expires_at = min(sess.expires_at, now + self.idle)
+                    sess.idle_expires_at = min(sess.expires_at, now + self.idle_of(sess.kiosk_device))
                     out = self._tokens(user, sess, new, amr_of(sess), now)
         if reuse:
             raise grant_error("refresh_token.reused", "刷新令牌已被使用过：为安全起见，该会话已全部注销，请重新登录",

@@ -84,9 +84,19 @@ async def test_kiosk_sign_in_with_an_id_card(people):
     assert (await c.post("/auth/v1/sign-out", headers=h)).status_code == 200
     problem(await c.get("/auth/v1/userinfo", headers=h), 401, "session_revoked")
 
-    # idle: a new session, unused past the idle time, cannot be renewed
+    # idle: a session's access tokens live its idle time (180 s; their exp is on real time, common/clock.py), a
+    # renewal in time gives another 180 s, no more; left unused past it, its refresh token is good no more either
+    def lives(token: str) -> int:
+        t = jwt.decode(token, options={"verify_signature": False})
+        return t["exp"] - t["iat"]
+
     s2 = (await c.post("/auth/v1/kiosk/sessions", headers=kiosk, json=read())).json()
     assert s2["person_id"] == P8 and s2["session_id"] != s["session_id"]
+    assert s2["expires_in"] == lives(s2["access_token"]) == 180
+    p.clock.advance(seconds=100)
+    r = await c.post("/auth/v1/token", data={"grant_type": "refresh_token", "refresh_token": s2["refresh_token"]})
+    assert r.status_code == 200 and r.json()["expires_in"] == lives(r.json()["access_token"]) == 180, r.text
+    s2 = r.json()
     p.clock.advance(seconds=181)
     r = await c.post("/auth/v1/token", data={"grant_type": "refresh_token", "refresh_token": s2["refresh_token"]})
     problem(r, 400, "refresh_token.expired")
