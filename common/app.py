@@ -235,6 +235,6 @@ def create_service_app(
         app.router.dependencies.append(Depends(acting.undeclared_writes))
     for r in routers:
         app.include_router(r)
-    install_method_not_allowed(app)
+    install_method_not_allowed(app, routers)
     install_finished_openapi(app)
     return app
