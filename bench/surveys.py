@@ -138,7 +138,7 @@ async def queries(db, sid: str, count: int, seed: int) -> dict[str, list[float]]
         async with db.session() as s:
             survey = await s.get(Survey, sid)
             if i % 10 == 9:
-                await results.satisfaction(s, scope, period)
+                await results.satisfaction(s, scope, period, 5)
                 kind = "kpi survey source"
             else:
                 await results.results(s, survey, scope, by, 5)

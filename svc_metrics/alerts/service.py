@@ -106,17 +106,18 @@ async def detect_by_community(session: AsyncSession, period: Period, now: dateti
     out = []
     defs = {d.code: d for d in await kpis.definitions(session)}
     overrides = await kpis.overrides(session)
+    mg = s.survey_min_group
     scores = []
     for c in await communities(session):
         f = Filters(scope=c)
-        sat = await measure.evaluate(session, defs["satisfaction_rate"], period, f, now, overrides)
+        sat = await measure.evaluate(session, defs["satisfaction_rate"], period, f, now, overrides, min_group=mg)
         if sat["value"] is not None and sat["value"] < s.satisfaction_floor:
             out.append(_w("low_satisfaction", f"satisfaction:{c}:{period.label}", c, period.label,
                           f"社区 {c} {period.label} 满意度 {sat['value']}% 低于 {s.satisfaction_floor:g}%，已立整改",
                           f"Community {c}: satisfaction {sat['value']}% below {s.satisfaction_floor:g}% in {period.label}; rectification opened",
                           {"satisfaction_rate": sat["value"], "ratings": sat["denominator"],
                            "satisfied": sat["numerator"], "floor": s.satisfaction_floor}, rectification=True))
-        match = await measure.evaluate(session, defs["match_rate"], period, f, now, overrides)
+        match = await measure.evaluate(session, defs["match_rate"], period, f, now, overrides, min_group=mg)
         if match["status"] in ("warning", "missed"):
             out.append(_w("low_match", f"match:{c}:{period.label}", c, period.label,
                           f"社区 {c} {period.label} 供需匹配率 {match['value']}% 未达目标 {match['target']['value']}%",
@@ -124,8 +125,8 @@ async def detect_by_community(session: AsyncSession, period: Period, now: dateti
                           {"match_rate": match["value"], "needs": match["denominator"], "matched": match["numerator"],
                            "target": match["target"]}))
         if period.kind == "quarter":
-            items = [await measure.evaluate(session, d, period, f, now, overrides) for d in defs.values()
-                     if (d.params or {}).get("scoped", True)]
+            items = [await measure.evaluate(session, d, period, f, now, overrides, min_group=mg)
+                     for d in defs.values() if (d.params or {}).get("scoped", True)]
             judged = [i for i in items if i["status"]]
             if judged:
                 met = sum(1 for i in judged if i["status"] == "met") / len(judged)

@@ -14,7 +14,7 @@ from sqlalchemy import func, select
 
 from common.auth import Principal, get_principal, principal_from_claims
 from common.clock import Clock, get_clock
-from common.deps import AppDb, AppVerifier
+from common.deps import AppDb, AppSettings, AppVerifier
 from common.errors import Problem, invalid
 from svc_metrics.alerts import cases, service as alerts
 from svc_metrics.alerts.models import Warning_
@@ -198,7 +198,7 @@ def _picker(options: list[str], scope: str, period: str, kpi_code: str, codes: l
 
 
 @router.get("/dashboard", response_class=HTMLResponse, summary="指标看板 Dashboard (HTML)")
-async def dashboard(request: Request, db: AppDb, scope: str | None = None, period: str | None = None,
+async def dashboard(request: Request, db: AppDb, settings: AppSettings, scope: str | None = None, period: str | None = None,
                     kpi: str = "satisfaction_rate", clock: Clock = Depends(get_clock),
                     principal: Principal | None = Depends(page_principal)) -> HTMLResponse:
     if principal is None:
@@ -209,11 +209,12 @@ async def dashboard(request: Request, db: AppDb, scope: str | None = None, perio
     now = clock.now()
     p = periods.parse(period, now)
     async with db.session() as session:
-        items = await service.evaluate_all(session, p, f, now)
+        items = await service.evaluate_all(session, p, f, now, min_group=settings.survey_min_group)
         options = await _scope_options(session, principal)
         defn = await service.definition(session, kpi if any(i["code"] == kpi for i in items) else "satisfaction_rate")
         ovr = await service.overrides(session)
-        series = [(q.label, (await measure.evaluate(session, defn, q, f, now, ovr))) for q in p.trailing(6)]
+        series = [(q.label, (await measure.evaluate(session, defn, q, f, now, ovr, min_group=settings.survey_min_group)))
+                  for q in p.trailing(6)]
         open_warnings = [w for w in (await session.execute(select(Warning_).where(Warning_.status == "open")
                                                            .order_by(Warning_.created_at.desc()).limit(200))).scalars()
                          if alerts.visible(principal, w) and (f.scope == "all" or w.scope.startswith(f.scope)
@@ -244,8 +245,17 @@ async def dashboard(request: Request, db: AppDb, scope: str | None = None, perio
     return page("指标看板", body)
 
 
+def _survey_item(v: dict[str, Any]) -> str:
+    """A survey of the quarterly report: its rates, or why they are withheld (surveys.results.withheld)."""
+    head = f'<li data-survey="{escape(v["id"])}">{escape(v["title"])}：受邀 {v["invited"]} 人，作答 {v["respondents"]} 人，'
+    if not v["shown"]:
+        return f'{head}<span class="withheld">{escape(v["note"])}</span></li>'
+    sat = f'，满意率 {fmt(v["satisfied_rate"])}%' if v["satisfied_rate"] is not None else ""
+    return f'{head}回收率 {fmt(v["response_rate"])}%{sat}</li>'
+
+
 @router.get("/report", response_class=HTMLResponse, summary="季度通报（可打印） Printable quarterly report")
-async def report(request: Request, db: AppDb, scope: str = "all", period: str | None = None,
+async def report(request: Request, db: AppDb, settings: AppSettings, scope: str = "all", period: str | None = None,
                  clock: Clock = Depends(get_clock),
                  principal: Principal | None = Depends(page_principal)) -> HTMLResponse:
     if principal is None:
@@ -258,14 +268,15 @@ async def report(request: Request, db: AppDb, scope: str = "all", period: str | 
     if p.kind != "quarter":
         p = periods.of("quarter", p.first)
     async with db.session() as session:
-        items = await service.evaluate_all(session, p, f, now)
-        prev = {i["code"]: i for i in await service.evaluate_all(session, p.previous(), f, now)}
+        mg = settings.survey_min_group
+        items = await service.evaluate_all(session, p, f, now, min_group=mg)
+        prev = {i["code"]: i for i in await service.evaluate_all(session, p.previous(), f, now, min_group=mg)}
         warnings = [w for w in (await session.execute(select(Warning_).where(Warning_.period == p.label)
                                                       .order_by(Warning_.kind, Warning_.scope))).scalars()
                     if alerts.visible(principal, w) and (f.scope == "all" or w.scope.startswith(f.scope))]
         rect_cases = [c for c in await cases.list_visible(session, principal, None, None)
                       if c.period == p.label and (f.scope == "all" or c.scope.startswith(f.scope))]
-        surveys = await survey_results.of_quarter(session, f.scope, p.label)
+        surveys = await survey_results.of_quarter(session, f.scope, p.label, mg)
     rows = "".join(
         f'<tr><td>{escape(i["name_zh"])}</td><td class="num value" data-code="{i["code"]}">{fmt(i["value"])}</td>'
         f'<td>{escape(i["unit"])}</td><td class="num">{fmt(prev[i["code"]]["value"])}</td>'
@@ -282,9 +293,6 @@ async def report(request: Request, db: AppDb, scope: str = "all", period: str | 
 <h2>二、未达标指标（{len(missed)} 项）</h2><ul>{"".join(f"<li>{escape(i['name_zh'])}：{fmt(i['value'])}{escape(i['unit'])}，目标 {fmt(i['target']['value'])}</li>" for i in missed) or "<li>无</li>"}</ul>
 <h2>三、整改事项（满意度低于 80%）</h2><ul id="rectifications">{"".join(f'<li data-case="{escape(c.id)}">{escape(c.reason_zh)}（{cases.STATUS_ZH[c.status]}）</li>' for c in rect_cases) or "<li>无</li>"}</ul>
 <h2>四、排名后 10% 的社区</h2><ul>{"".join(f"<li>{escape(w.title_zh)}</li>" for w in bottom) or "<li>无</li>"}</ul>
-<h2>五、问卷测评（满意度测评 · 需求调研）</h2><ul id="surveys">{"".join(
-        f'<li data-survey="{escape(v["id"])}">{escape(v["title"])}：受邀 {v["invited"]} 人，作答 {v["respondents"]} 人，'
-        f'回收率 {fmt(v["response_rate"])}%' + (f'，满意率 {fmt(v["satisfied_rate"])}%' if v["satisfied_rate"] is not None
-                                               else "") + '</li>' for v in surveys) or "<li>无</li>"}</ul>
+<h2>五、问卷测评（满意度测评 · 需求调研）</h2><ul id="surveys">{"".join(map(_survey_item, surveys)) or "<li>无</li>"}</ul>
 <p class="noprint"><a href="/metrics/v1/dashboard?scope={escape(f.scope)}&amp;period={escape(p.label)}">返回看板</a></p>"""
     return page(f"{p.label} 季度通报", body)

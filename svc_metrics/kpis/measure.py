@@ -266,10 +266,11 @@ async def _duplicate_figures(session: AsyncSession, d: KpiDefinition, fig: dict[
 
 
 async def measure_many(session: AsyncSession, defs: list[KpiDefinition], period: Period, f: Filters,
-                       now: datetime) -> dict[str, dict[str, Any]]:
+                       now: datetime, *, min_group: int) -> dict[str, dict[str, Any]]:
     """The raw figures of several indicators (value plus what it was computed from) in a handful of queries:
     one per kind of aggregation, whatever the number of indicators. Sums come from the month rollup (plus the
-    observations of partial months); medians, p90 and distinct counts from the observations, exactly."""
+    observations of partial months); medians, p90 and distinct counts from the observations, exactly.
+    `min_group` is the surveys' minimum group size (settings.survey_min_group) the survey source is withheld by."""
     as_of = min(period.end, now)
     filt, scope = queries.filter_conds(f), queries.scope_conds(f)
     scoped = [d for d in defs if _scoped(d)]
@@ -295,26 +296,28 @@ async def measure_many(session: AsyncSession, defs: list[KpiDefinition], period:
             raise ValueError(f"unknown calc {d.calc}")
         fig["value"] = _round(fig["value"])
         if d.code in SURVEY_SOURCED:
-            sv = await surveys.satisfaction(session, f.scope, period)
+            sv = await surveys.satisfaction(session, f.scope, period, min_group)
             fig["by_source"] = {"ratings": {"value": fig["value"], "count": fig["count"]},
                                 "survey": {"value": sv[SURVEY_SOURCED[d.code]], "count": int(sv["denominator"]),
-                                           "surveys": sv["surveys"]}}
+                                           "surveys": sv["surveys"], "respondents": sv["respondents"],
+                                           "shown": sv["shown"], "withheld": sv["withheld"],
+                                           **({"note": sv["note"]} if "note" in sv else {})}}
         out[d.code] = fig
     return out
 
 
 async def measure(session: AsyncSession, defn: KpiDefinition, period: Period, f: Filters,
-                  now: datetime) -> dict[str, Any]:
+                  now: datetime, *, min_group: int) -> dict[str, Any]:
     """The raw figures of one indicator: value plus what it was computed from."""
-    return (await measure_many(session, [defn], period, f, now))[defn.code]
+    return (await measure_many(session, [defn], period, f, now, min_group=min_group))[defn.code]
 
 
 async def evaluate(session: AsyncSession, defn: KpiDefinition, period: Period, f: Filters, now: datetime,
-                   overrides: list[TargetOverride]) -> dict[str, Any]:
-    return judged(defn, await measure(session, defn, period, f, now), f, overrides)
+                   overrides: list[TargetOverride], *, min_group: int) -> dict[str, Any]:
+    return judged(defn, await measure(session, defn, period, f, now, min_group=min_group), f, overrides)
 
 
 async def evaluate_many(session: AsyncSession, defs: list[KpiDefinition], period: Period, f: Filters,
-                        now: datetime, overrides: list[TargetOverride]) -> list[dict[str, Any]]:
-    figures = await measure_many(session, defs, period, f, now)
+                        now: datetime, overrides: list[TargetOverride], *, min_group: int) -> list[dict[str, Any]]:
+    figures = await measure_many(session, defs, period, f, now, min_group=min_group)
     return [judged(d, figures[d.code], f, overrides) for d in defs]

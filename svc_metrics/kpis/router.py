@@ -7,7 +7,7 @@ from fastapi.responses import Response
 
 from common.auth import Principal, require_roles
 from common.clock import Clock, get_clock
-from common.deps import AppDb
+from common.deps import AppDb, AppSettings
 from svc_metrics.kpis import export, measure, periods, service, targets
 from svc_metrics.kpis.queries import ALL, Filters
 from svc_metrics.kpis.schemas import ExchangeCallsOut, TargetOverrideIn, TargetOverrideOut
@@ -67,7 +67,7 @@ _KPI_RESPONSES = {200: {"description": "指标及趋势（format=csv / xlsx 时�
 
 @router.get("/kpis", summary="指标表 Every indicator for a scope and period (JSON, CSV or XLSX)",
             responses=_KPIS_RESPONSES)
-async def kpis(db: AppDb, scope: str = "all", period: str | None = None, category: str | None = None,
+async def kpis(db: AppDb, settings: AppSettings, scope: str = "all", period: str | None = None, category: str | None = None,
                channel: str | None = None, group: str | None = None,
                format: Literal["json", "csv", "xlsx"] = "json",
                principal: Principal = Depends(READ), clock: Clock = Depends(get_clock)) -> Any:
@@ -75,7 +75,7 @@ async def kpis(db: AppDb, scope: str = "all", period: str | None = None, categor
     now = clock.now()
     p = periods.parse(period, now)
     async with db.session() as session:
-        items = await service.evaluate_all(session, p, f, now)
+        items = await service.evaluate_all(session, p, f, now, min_group=settings.survey_min_group)
     body = {"scope": f.scope, "period": p.label, "period_kind": p.kind, "from": p.start.isoformat(),
             "to": p.end.isoformat(), "category": category, "channel": channel, "group": group, "items": items}
     if format != "json":
@@ -84,7 +84,7 @@ async def kpis(db: AppDb, scope: str = "all", period: str | None = None, categor
 
 
 @router.get("/kpis/{code}", summary="单个指标及趋势 One indicator with its trend", responses=_KPI_RESPONSES)
-async def kpi(code: str, db: AppDb, scope: str = "all", period: str | None = None,
+async def kpi(code: str, db: AppDb, settings: AppSettings, scope: str = "all", period: str | None = None,
               category: str | None = None, channel: str | None = None, group: str | None = None,
               trend: int = Query(default=6, ge=1, le=24), format: Literal["json", "csv", "xlsx"] = "json",
               principal: Principal = Depends(READ), clock: Clock = Depends(get_clock)) -> Any:
@@ -94,7 +94,8 @@ async def kpi(code: str, db: AppDb, scope: str = "all", period: str | None = Non
     async with db.session() as session:
         d = await service.definition(session, code)
         ovr = await service.overrides(session)
-        series = [{"period": q.label, **(await measure.evaluate(session, d, q, f, now, ovr))}
+        series = [{"period": q.label,
+                   **(await measure.evaluate(session, d, q, f, now, ovr, min_group=settings.survey_min_group))}
                   for q in p.trailing(trend)]
     current = series[-1]
     if format != "json":

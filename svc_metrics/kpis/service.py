@@ -91,10 +91,10 @@ async def overrides(session: AsyncSession) -> list[TargetOverride]:
 
 
 async def evaluate_all(session: AsyncSession, period: Period, f: Filters, now: datetime,
-                       codes: list[str] | None = None) -> list[dict[str, Any]]:
+                       codes: list[str] | None = None, *, min_group: int) -> list[dict[str, Any]]:
     ovr = await overrides(session)
     defs = [d for d in await definitions(session) if codes is None or d.code in codes]
-    return await measure.evaluate_many(session, defs, period, f, now, ovr)
+    return await measure.evaluate_many(session, defs, period, f, now, ovr, min_group=min_group)
 
 
 # What a target can sensibly be, by the indicator's unit: rates are percentages, durations and counts are not

@@ -1,6 +1,8 @@
 """What closing a survey does: an anonymous survey's responses are mixed (service.mix); the demand its needs
 questions show goes to svc_matching as one aggregate per place and category (anonymous: no person); a quarterly
-satisfaction survey below the floor in a community opens that community's rectification case (整改)."""
+satisfaction survey below the floor in a community opens that community's rectification case (整改), unless that
+community's figure is withheld (results.withheld: a community narrower than the survey answered by fewer than
+`min_group`), which opens nothing."""
 from __future__ import annotations
 
 from collections import defaultdict
@@ -13,11 +15,12 @@ from common.outbox import record_event
 from svc_metrics.alerts import service as alerts
 from svc_metrics.base import OutboxEvent
 from svc_metrics.surveys import service
+from svc_metrics.surveys.results import RESPONDENTS, withheld
 from svc_metrics.surveys.models import Survey, SurveyTally
 from svc_metrics.surveys.questionnaire import SATISFIED_FROM, Questionnaire
 
 
-async def close(session: AsyncSession, s: Survey, now: datetime, *, floor: float) -> None:
+async def close(session: AsyncSession, s: Survey, now: datetime, *, floor: float, min_group: int) -> None:
     qn = Questionnaire.model_validate(s.questionnaire)
     if s.anonymous:
         await service.mix(session, s)
@@ -32,24 +35,32 @@ async def close(session: AsyncSession, s: Survey, now: datetime, *, floor: float
                          data={"kind": "demand", "survey_id": s.id, "title": s.title, "scope": s.scope,
                                "items": items, "version": 1})
     if s.kind == "satisfaction" and s.period:
-        await rectify(session, s, qn, now, floor)
+        await rectify(session, s, qn, now, floor, min_group)
 
 
-async def rectify(session: AsyncSession, s: Survey, qn: Questionnaire, now: datetime, floor: float) -> None:
+async def rectify(session: AsyncSession, s: Survey, qn: Questionnaire, now: datetime, floor: float,
+                  min_group: int) -> None:
     keys = [q.key for q in qn.questions() if q.kind == "likert" and q.kpi]
     if not keys:
         return
-    per: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0])
-    rows = await session.execute(select(SurveyTally.place, SurveyTally.value, func.sum(SurveyTally.n))
+    per: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0, 0.0])   # satisfied, answers, respondents
+    rows = await session.execute(select(SurveyTally.place, SurveyTally.question, SurveyTally.value,
+                                        func.sum(SurveyTally.n))
                                  .where(SurveyTally.survey_id == s.id, SurveyTally.dim == "",
-                                        SurveyTally.question.in_(keys), func.length(SurveyTally.place) >= 12)
-                                 .group_by(SurveyTally.place, SurveyTally.value))
-    for place, value, n in rows:
-        community = place[:12]
-        per[community][1] += n
-        per[community][0] += n if int(value) >= SATISFIED_FROM else 0
+                                        SurveyTally.question.in_([*keys, RESPONDENTS]),
+                                        func.length(SurveyTally.place) >= 12)
+                                 .group_by(SurveyTally.place, SurveyTally.question, SurveyTally.value))
+    for place, question, value, n in rows:
+        community = per[place[:12]]
+        if question == RESPONDENTS:
+            community[2] += n
+            continue
+        community[1] += n
+        community[0] += n if int(value) >= SATISFIED_FROM else 0
     found = []
-    for c, (sat, n) in sorted(per.items()):
+    for c, (sat, n, respondents) in sorted(per.items()):
+        if not n or withheld(int(respondents), c != s.scope, min_group):
+            continue   # a withheld figure opens no case (nor says it in a warning's evidence)
         rate = round(sat / n * 100, 2)
         if rate < floor:
             found.append(alerts._w(

@@ -24,6 +24,23 @@ def _share(part: float, whole: float) -> float | None:
     return round(part / whole * 100, 2) if whole else None
 
 
+def withheld(respondents: int, narrowed: bool, min_group: int) -> dict[str, Any] | None:
+    """The minimum group size, one rule for the results, the KPI's survey source, the quarterly report and the
+    rectification: the figures of a sub-group, or of a scope narrower than the survey's (a grid of a community's
+    survey), answered by fewer than `min_group` people are not shown; returns why, or None when they are shown."""
+    if narrowed and respondents < min_group:
+        return {"shown": False, "note": f"作答不足 {min_group} 人，不分组显示 fewer than {min_group} respondents"}
+    return None
+
+
+def reach(scope: str, survey_scope: str) -> str | None:
+    """The part of a survey a scope reads: the survey's own scope when the scope covers it ("all", a wider or the
+    same place), the scope when it is narrower (then a sub-group, `withheld` applies), None when they are apart."""
+    if scope == "all" or survey_scope.startswith(scope):
+        return survey_scope
+    return scope if scope.startswith(survey_scope) else None
+
+
 def _questions(qn: Questionnaire, tallies: dict[str, dict[str, list[float]]]) -> list[dict[str, Any]]:
     out = []
     for q in qn.questions():
@@ -86,9 +103,9 @@ async def results(session: AsyncSession, s: Survey, scope: str, by: str | None, 
         inv = int(t.get(INVITED, {}).get("", [0])[0]) if by != "channel" or key == "all" else None
         item: dict[str, Any] = {"group": key, "respondents": n, "invited": inv,
                                 "response_rate": _share(n, inv) if inv else None}
-        if (key != "all" or narrowed) and n < min_group:
-            item.update(shown=False, note=f"作答不足 {min_group} 人，不分组显示 fewer than {min_group} respondents")
-            item["response_rate"] = None
+        hidden = withheld(n, key != "all" or narrowed, min_group)
+        if hidden:
+            item.update(hidden, response_rate=None)
         else:
             item.update(shown=True, questions=_questions(qn, t))
         return item
@@ -107,27 +124,44 @@ def quarter(label: str) -> Period:
     return of("quarter", date(int(year), 3 * int(q) - 2, 1))
 
 
-async def satisfaction(session: AsyncSession, scope: str, period: Period) -> dict[str, Any]:
+async def satisfaction(session: AsyncSession, scope: str, period: Period, min_group: int) -> dict[str, Any]:
     """The survey source of satisfaction: Likert answers of the questions marked `kpi` in satisfaction surveys
-    measuring a quarter that overlaps the period, in the scope; satisfied = 4–5 (as ratings)."""
+    measuring a quarter that overlaps the period, in the scope; satisfied = 4–5 (as ratings). A survey whose part
+    in the scope is withheld (`withheld`: a narrower scope answered by fewer than `min_group`) adds nothing but
+    its count in `withheld`; when every survey that was answered there is withheld, the source shows no value."""
     surveys = [s for s in (await session.execute(select(Survey).where(
-        Survey.kind == "satisfaction", Survey.status.in_(("published", "closed")), Survey.period.is_not(None)))).scalars()
-        if quarter(s.period).start < period.end and period.start < quarter(s.period).end]
+        Survey.kind == "satisfaction", Survey.status.in_(("published", "closed")), Survey.period.is_not(None))
+        .order_by(Survey.id))).scalars()
+        if quarter(s.period).start < period.end and period.start < quarter(s.period).end
+        and reach(scope, s.scope) is not None]
     num = den = total = 0.0
+    respondents = hidden = 0
+    note = None
     for s in surveys:
         keys = [q.key for q in Questionnaire.model_validate(s.questionnaire).questions() if q.kind == "likert" and q.kpi]
-        if not keys:
+        inner = reach(scope, s.scope) or s.scope
+        rows = [(q, v, int(n)) for q, v, n in await session.execute(
+            select(SurveyTally.question, SurveyTally.value, func.sum(SurveyTally.n))
+            .where(SurveyTally.survey_id == s.id, SurveyTally.dim == "", SurveyTally.question.in_([*keys, RESPONDENTS]),
+                   SurveyTally.place.startswith(inner))
+            .group_by(SurveyTally.question, SurveyTally.value))]
+        n = sum(c for q, _, c in rows if q == RESPONDENTS)
+        if not keys or not n:
             continue
-        stmt = select(SurveyTally.value, func.sum(SurveyTally.n)).where(
-            SurveyTally.survey_id == s.id, SurveyTally.dim == "", SurveyTally.question.in_(keys))
-        if scope != "all":
-            stmt = stmt.where(SurveyTally.place.startswith(scope))
-        for value, n in await session.execute(stmt.group_by(SurveyTally.value)):
-            den += n
-            total += int(value) * n
-            num += n if int(value) >= SATISFIED_FROM else 0
+        why = withheld(n, inner != s.scope, min_group)
+        if why:
+            hidden, note = hidden + 1, why["note"]
+            continue
+        respondents += n
+        for q, value, c in rows:
+            if q != RESPONDENTS:
+                den += c
+                total += int(value) * c
+                num += c if int(value) >= SATISFIED_FROM else 0
+    shown = not (hidden and not respondents)
     return {"value": _share(num, den), "score": round(total / den, 2) if den else None, "numerator": num,
-            "denominator": den, "surveys": len(surveys)}
+            "denominator": den, "surveys": len(surveys), "respondents": respondents, "shown": shown,
+            "withheld": hidden, **({"note": note} if not shown else {})}
 
 
 def to_xlsx(res: dict[str, Any]) -> bytes:
@@ -153,15 +187,16 @@ def to_xlsx(res: dict[str, Any]) -> bytes:
     return buf.getvalue()
 
 
-async def of_quarter(session: AsyncSession, scope: str, label: str) -> list[dict[str, Any]]:
+async def of_quarter(session: AsyncSession, scope: str, label: str, min_group: int) -> list[dict[str, Any]]:
     """The quarter's surveys in (or over) the scope, for the quarterly report: response rate and, for
-    satisfaction surveys, the share satisfied on the `kpi` questions."""
+    satisfaction surveys, the share satisfied on the `kpi` questions; a narrower scope than the survey's answered by
+    fewer than `min_group` is listed without them (`withheld`), as the results list it."""
     stmt = select(Survey).where(Survey.period == label, Survey.status.in_(("published", "closed"))).order_by(Survey.id)
     out = []
     for s in (await session.execute(stmt)).scalars():
-        if scope != "all" and not (s.scope.startswith(scope) or scope.startswith(s.scope)):
+        inner = reach(scope, s.scope)
+        if inner is None:
             continue
-        inner = scope if scope != "all" and scope.startswith(s.scope) else s.scope
         rows = dict(((q, v), (n, t)) for q, v, n, t in await session.execute(
             select(SurveyTally.question, SurveyTally.value, func.sum(SurveyTally.n), func.sum(SurveyTally.total))
             .where(SurveyTally.survey_id == s.id, SurveyTally.dim == "", SurveyTally.place.startswith(inner))
@@ -169,8 +204,12 @@ async def of_quarter(session: AsyncSession, scope: str, label: str) -> list[dict
         keys = {q.key for q in Questionnaire.model_validate(s.questionnaire).questions() if q.kind == "likert" and q.kpi}
         sat = sum(n for (q, v), (n, _) in rows.items() if q in keys and int(v) >= SATISFIED_FROM)
         answered = sum(n for (q, _), (n, _) in rows.items() if q in keys)
-        invited, responded = rows.get((INVITED, ""), (0, 0))[0], rows.get((RESPONDENTS, ""), (0, 0))[0]
-        out.append({"id": s.id, "title": s.title, "kind": s.kind, "scope": inner, "status": s.status,
-                    "anonymous": s.anonymous, "invited": int(invited or 0), "respondents": int(responded or 0),
-                    "response_rate": _share(responded or 0, invited or 0), "satisfied_rate": _share(sat, answered)})
+        invited, responded = (int(rows.get((k, ""), (0, 0))[0] or 0) for k in (INVITED, RESPONDENTS))
+        item = {"id": s.id, "title": s.title, "kind": s.kind, "scope": inner, "status": s.status,
+                "anonymous": s.anonymous, "invited": invited, "respondents": responded,
+                "response_rate": _share(responded, invited), "satisfied_rate": _share(sat, answered), "shown": True}
+        hidden = withheld(responded, inner != s.scope, min_group)
+        if hidden:
+            item.update(hidden, response_rate=None, satisfied_rate=None)
+        out.append(item)
     return out

@@ -84,7 +84,7 @@ async def transition(session: DbSession, survey_id: str, body: TransitionBody, s
                      principal: Principal = Depends(get_principal), clock: Clock = Depends(get_clock)):
     async with session.begin():
         s = await service.transition(session, principal, survey_id, body.action, body.version, clock.now(),
-                                     floor=settings.satisfaction_floor)
+                                     floor=settings.satisfaction_floor, min_group=settings.survey_min_group)
     return _out(principal, s)
 
 

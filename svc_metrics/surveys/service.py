@@ -111,7 +111,7 @@ async def revise(session: AsyncSession, principal: Principal, survey_id: str, no
 
 
 async def transition(session: AsyncSession, principal: Principal, survey_id: str, action: str, version: int,
-                     now: datetime, *, floor: float) -> Survey:
+                     now: datetime, *, floor: float, min_group: int) -> Survey:
     from svc_metrics.surveys import closing  # the close step reads results and writes the rectification
 
     s = await get_survey(session, principal, survey_id, for_update=True)
@@ -129,7 +129,7 @@ async def transition(session: AsyncSession, principal: Principal, survey_id: str
     s.status, s.version = rule.to, s.version + 1
     if rule.ends_responses:
         s.closed_at = now
-        await closing.close(session, s, now, floor=floor)
+        await closing.close(session, s, now, floor=floor, min_group=min_group)
     await session.flush()
     return s
 

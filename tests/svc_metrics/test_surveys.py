@@ -246,7 +246,8 @@ async def test_quarterly_survey_end_to_end_with_bad_input_refused(client, staff,
     # KPI: the survey source beside ratings; below 80 % in 幸福 → a rectification case with the survey evidence
     kpi = (await client.get("/metrics/v1/kpis/satisfaction_rate", params={"period": "2026-Q2", "scope": C1},
                             headers=ops)).json()
-    assert kpi["by_source"]["survey"] == {"value": 50.0, "count": 8, "surveys": 1}
+    assert kpi["by_source"]["survey"] == {"value": 50.0, "count": 8, "surveys": 1, "respondents": 8, "shown": True,
+                                          "withheld": 0}
     assert kpi["by_source"]["ratings"]["count"] == 0 and kpi["value"] is None
     async with client.app.state.db.session() as session:
         cases = list((await session.execute(select(RectificationCase))).scalars())
