@@ -125,8 +125,9 @@ class Vote(Base):
     opens_at: Mapped[datetime] = mapped_column(UTCDateTime())
     closes_at: Mapped[datetime] = mapped_column(UTCDateTime())
     secret: Mapped[bool] = mapped_column(Boolean, default=True)
-    rule: Mapped[str] = mapped_column(String(16))                 # simple | two_thirds
-    quorum_percent: Mapped[int] = mapped_column(Integer)
+    rule: Mapped[str] = mapped_column(String(16))                 # simple | two_thirds | three_quarters (rules.py)
+    quorum_rule: Mapped[str] = mapped_column(String(16), default="percent", server_default="percent")
+    quorum_percent: Mapped[int | None] = mapped_column(Integer)    # percent quorums only; two_thirds is exact
     changeable: Mapped[bool] = mapped_column(Boolean, default=False)
     status: Mapped[str] = mapped_column(String(8), default="open")  # open | closed
     result: Mapped[dict | None] = mapped_column(JSON)             # frozen at close

@@ -6,12 +6,11 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 from common.validators import GridOrBuildingCode, ReachCode
+from svc_services.deliberation.rules import QuorumRule, Rule
 
 ScopeCode = Field(description="范围的区划代码：社区 12 位、网格 15 位、楼栋 18 位")
 CATEGORIES = ("environment", "facilities", "property", "maintenance_fund", "safety", "elderly", "parking",
               "culture", "other")
-# 物业 / 维修资金 matters pass only by two thirds (《民法典》第二百七十八条)
-TWO_THIRDS_CATEGORIES = frozenset({"property", "maintenance_fund"})
 
 
 class In(BaseModel):
@@ -163,8 +162,13 @@ class VoteIn(In):
     opens_at: datetime
     closes_at: datetime
     secret: bool = True
-    rule: Literal["simple", "two_thirds"] = "simple"
-    quorum_percent: int = Field(50, ge=1, le=100, description="有效投票须达到的应投比例（%）")
+    rule: Rule = Field("simple", description=(
+        "通过规则（按实投票数，首个选项为议案）：simple 过半数、two_thirds 三分之二以上、three_quarters 四分之三以上；"
+        "物业事项至少过半数，维修资金事项须四分之三以上（《民法典》第二百七十八条，按人数计，不计面积）"))
+    quorum_rule: QuorumRule = Field("percent", description=(
+        "参与率：percent 按 quorum_percent，two_thirds 为应投人数的三分之二以上（精确；物业、维修资金事项须至少如此）"))
+    quorum_percent: int | None = Field(None, ge=1, le=100, description=(
+        "有效投票须达到的应投比例（%），quorum_rule 为 percent 时适用，缺省 50"))
     changeable: bool = Field(False, description="截止前可改票")
 
 
@@ -201,7 +205,8 @@ class VoteOut(BaseModel):
     closes_at: datetime
     secret: bool
     rule: str
-    quorum_percent: int
+    quorum_rule: str
+    quorum_percent: int | None
     changeable: bool
     status: str
     result: dict | None

@@ -18,7 +18,8 @@ from common.errors import Conflict, Forbidden, NotFound, invalid
 from common.ids import new_id
 from svc_services.deliberation.access import elector_of, get_topic, in_scope, require_manager
 from svc_services.deliberation.models import Ballot, Elector, Topic, Vote
-from svc_services.deliberation.schemas import TWO_THIRDS_CATEGORIES, VoteIn
+from svc_services.deliberation.rules import carried, quorum_met, settle
+from svc_services.deliberation.schemas import VoteIn
 from svc_services.deliberation.topics import event, move, participated
 
 NO_VOTE = NotFound("vote.not_found", ("该议题没有表决", "This topic has no vote"))
@@ -41,12 +42,10 @@ async def create_vote(session: AsyncSession, principal: Principal, topic: Topic,
         raise invalid("closes_at", "vote.window", "截止时间须晚于开始时间", "closes_at must follow opens_at")
     if body.closes_at <= now:
         raise invalid("closes_at", "vote.in_past", "截止时间须晚于现在", "closes_at must be in the future")
-    if topic.category in TWO_THIRDS_CATEGORIES and body.rule != "two_thirds":
-        raise invalid("rule", "vote.two_thirds_required", "物业、维修资金事项须经三分之二以上同意",
-                      "Property and maintenance-fund matters pass by two thirds")
+    quorum_percent = settle(topic.category, body.rule, body.quorum_rule, body.quorum_percent)
     if (await session.execute(select(Vote.id).where(Vote.topic_id == topic.id))).first():
         raise Conflict("vote.exists", ("该议题已有表决", "This topic already has a vote"))
-    v = Vote(id=new_id(), topic_id=topic.id, status="open", **body.model_dump())
+    v = Vote(id=new_id(), topic_id=topic.id, status="open", **{**body.model_dump(), "quorum_percent": quorum_percent})
     session.add(v)
     await move(session, topic, "call_vote", principal, now)
     return v
@@ -185,10 +184,9 @@ def _tally(vote: Vote, ballots: list[Ballot], electors: set[str]) -> dict:
         counts[b.option] += 1
     cast, eligible = len(counted), len(electors)
     motion = counts[vote.options[0]]  # the first option is the motion (同意)
-    quorum_met = eligible > 0 and cast * 100 >= vote.quorum_percent * eligible
-    share_ok = motion * 3 >= cast * 2 if vote.rule == "two_thirds" else motion * 2 > cast
-    return {"counts": counts, "cast": cast, "eligible": eligible, "quorum_met": quorum_met,
-            "passed": bool(quorum_met and cast and share_ok), "receipts": [receipt(vote.id, b) for b in counted],
+    quorum = quorum_met(vote.quorum_rule, vote.quorum_percent, cast, eligible)
+    return {"counts": counts, "cast": cast, "eligible": eligible, "quorum_met": quorum,
+            "passed": quorum and carried(vote.rule, motion, cast), "receipts": [receipt(vote.id, b) for b in counted],
             "set_aside": [receipt(vote.id, b) for b in ballots if b.voter_key not in electors]}
 
 

@@ -269,18 +269,6 @@ async def test_a_changeable_vote_keeps_one_ballot_per_household(svc, auth):
         assert (await s.execute(select(func.count()).select_from(Ballot))).scalar_one() == 1
 
 
-async def test_property_matters_pass_by_two_thirds(svc, auth):
-    t = await open_topic(svc, auth, category="maintenance_fund")
-    staff = auth(role="community_staff", scopes=[f"community:{XF}"], user="staff1")
-    now = svc.app.state.clock.now()
-    body = {"options": ["同意", "反对"], "eligibility": "household_head", "opens_at": now.isoformat(),
-            "closes_at": (now + timedelta(days=1)).isoformat()}
-    r = await svc.post(f"/services/v1/topics/{t['id']}/vote", headers=staff, json=body)
-    assert (r.status_code, r.json()["errors"][0]["field"]) == (422, "rule")
-    assert (await svc.post(f"/services/v1/topics/{t['id']}/vote", headers=staff,
-                           json={**body, "rule": "two_thirds"})).status_code == 201
-
-
 async def test_200_concurrent_ballots_from_100_voters_count_100(svc, auth):
     async with svc.app.state.db.session() as s, s.begin():   # 100 voters as the feed would write them, at once
         s.add_all([Elector(person_id=f"p-{i}", building_code=BUILDING, household_id=f"h-{i}", household_head=True,

@@ -98,16 +98,16 @@ async def test_one_per_household_counts_a_household_still_in_the_scope(svc, auth
 
 
 async def test_household_heads_vote_with_quorum_and_two_thirds(svc, auth):  # noqa: F811
-    """维修资金: household heads vote (a member who is not the head is refused), quorum 50 % of the
-    heads, two thirds of those cast: too few voters fail the quorum; 3 of 5 is a majority but not two thirds;
-    4 of 5 passes."""
+    """物业: household heads vote (a member who is not the head is refused), two thirds of the heads taking part
+    (《民法典》第二百七十八条), two thirds of those cast (a rule stricter than the article's majority): too few
+    voters fail the quorum; 3 of 5 is a majority but not two thirds; 4 of 5 passes."""
     await electors(svc, auth, 2, first=30, per_household=2)   # p-30 heads a household, p-31 does not
     now = svc.app.state.clock.now()
 
     async def vote(ayes: int, noes: int) -> dict:
-        t = await open_topic(svc, auth, category="maintenance_fund", title=f"维修资金使用 {ayes}:{noes}")
+        t = await open_topic(svc, auth, category="property", title=f"续聘物业 {ayes}:{noes}")
         r = await svc.post(f"/services/v1/topics/{t['id']}/vote", headers=staff(auth), json={
-            "options": ["同意", "反对"], "eligibility": "household_head", "rule": "two_thirds", "quorum_percent": 50,
+            "options": ["同意", "反对"], "eligibility": "household_head", "rule": "two_thirds", "quorum_rule": "two_thirds",
             "opens_at": now.isoformat(), "closes_at": (now + timedelta(days=3)).isoformat()})
         assert r.status_code == 201, r.text
         ballots = f"/services/v1/topics/{t['id']}/ballots"
