@@ -1,8 +1,10 @@
 """Password policy and hashing (argon2id, the hasher of gateway/identity/tokens.py).
 
 A password is refused when it is shorter than `MIN_LENGTH` (12) or longer than 128 characters, has fewer than 5
-distinct characters, contains the username, or is a common/breached password: the bundled list
-(`common_passwords.csv`, one a line, package data; no download at run time), compared case-insensitively and also with the digits and
+distinct characters, contains the username, or is a common/breached password (NIST SP 800-63B 5.1.1.2's
+blocklist): the 30,000 most common passwords of leaked corpora bundled in the `zxcvbn` package (its
+`frequency_lists`, read once; no download at run time) with this package's `common_passwords.csv` (common Chinese
+patterns and the platform's own names that list lacks), compared case-insensitively and also with the digits and
 symbols at its ends removed ("Password2026!" is "password"). Each refusal is a 422 naming the field.
 """
 from __future__ import annotations
@@ -20,8 +22,12 @@ MAX_LENGTH = 128
 
 @lru_cache(maxsize=1)
 def common_passwords() -> frozenset[str]:
+    """The blocklist, lower-case: zxcvbn's password frequency list and the bundled Chinese-specific one."""
+    from zxcvbn.frequency_lists import FREQUENCY_LISTS
+
     text = (Path(__file__).with_name("common_passwords.csv")).read_text(encoding="utf-8")
-    return frozenset(line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#"))
+    own = (line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#"))
+    return frozenset(p.lower() for p in FREQUENCY_LISTS["passwords"]) | frozenset(own)
 
 
 _ENDS = re.compile(r"^[\d\W_]+|[\d\W_]+$")
