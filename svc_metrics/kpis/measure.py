@@ -4,7 +4,9 @@ each value against the target that applies (`targets`).
 calc kinds: ratio (Σnum ÷ Σden of flow observations in the period), duration / mean (mean, median, p90 of
 values), ontime (closed on time ÷ (closed + open overdue as of the period end)), stock_ratio / stock_count
 (state as of the period end), distinct_ratio (distinct people in the period ÷ a stock), duplicates (resources
-sharing a category and place ÷ resources).
+sharing a category and place ÷ resources), count (Σnum of flow observations in the period, per category too;
+per month of the period and per community of the scope where the indicator says so), open_time (Σnum of flow
+observations ÷ a stock's minutes per week scaled to the time it was open in the period up to now).
 
 `measure_many` reads in a handful of queries whatever the number of indicators: the sums (`SumReads`), the
 values and histograms of durations and ratings (`ValueReads`), then computes each indicator's figures from them.
@@ -64,7 +66,7 @@ class SumReads:
     @classmethod
     async def read(cls, session: AsyncSession, scoped: list[KpiDefinition], unscoped: list[KpiDefinition],
                    period: Period, f: Filters, as_of: datetime) -> "SumReads":
-        flow_calcs, stock_calcs = ("ratio", "ontime"), ("stock_ratio", "stock_count", "ontime")
+        flow_calcs, stock_calcs = ("ratio", "ontime", "count", "open_time"), ("stock_ratio", "stock_count", "ontime")
         flow = await queries.flow_sums(session, _kpis(scoped, flow_calcs), period, f, f.scope)
         flow_all = await queries.flow_sums(session, _kpis(unscoped, flow_calcs), period, f, ALL)
         stock = Sums(await queries.stock_sums(session, _kpis(scoped, stock_calcs)
@@ -265,6 +267,49 @@ async def _duplicate_figures(session: AsyncSession, d: KpiDefinition, fig: dict[
         fig["value"] = dup / total * pct
 
 
+async def _count_figures(session: AsyncSession, d: KpiDefinition, fig: dict[str, Any], sums: SumReads,
+                         period: Period, f: Filters, as_of: datetime, cats) -> None:
+    """A count in the period, and `by_category`; `per_month` divides it by the period's months, `per_community`
+    (a stock of communities) by the communities of the scope: one for a community or a grid, else those the stock
+    holds at the period's end (at least one)."""
+    params, obs = d.params or {}, obs_codes(d)
+    src = sums.flows(_scoped(d))
+    num, _, n = src.total(obs, cats)
+    by_category: dict[str, float] = {}
+    for (k, c), v in src.rows.items():
+        if k in obs and (cats is None or c in cats) and v[0]:
+            by_category[c or ""] = by_category.get(c or "", 0.0) + v[0]
+    fig.update(numerator=num, count=n, value=num, by_category=dict(sorted(by_category.items())))
+    per = period.months if params.get("per_month") else 1.0
+    scope = f.scope if _scoped(d) else ALL
+    if params.get("per_community") and (scope == ALL or len(scope) < 12):
+        stock = await queries.stock_sums(session, {params["per_community"]}, as_of, Filters(scope=scope), scope)
+        fig["communities"] = max(1.0, sum(v[0] for v in stock.values()))
+        per *= fig["communities"]
+    if per != 1.0 or params.get("per_month"):
+        fig["denominator"] = _round(per, 4)
+        fig["value"] = num / per if per else None
+
+
+async def _open_time_figures(session: AsyncSession, d: KpiDefinition, fig: dict[str, Any], sums: SumReads,
+                             period: Period, as_of: datetime, where: list, cats, pct: float) -> None:
+    """Σnum of the flow observations ÷ the `den_obs` stocks' minutes per week (den), each scaled to the part of
+    the period, up to `as_of`, it was open in."""
+    num, _, n = sums.flows(_scoped(d)).total(obs_codes(d), cats)
+    o = Observation
+    conds = [o.kpi.in_((d.params or {}).get("den_obs") or []), o.mode == "stock", o.at < as_of,
+             or_(o.end_at.is_(None), o.end_at > period.start), *where]
+    if cats:
+        conds.append(o.category.in_(sorted(c for c in cats if c is not None)))
+    den = 0.0
+    for week, at, end in await session.execute(select(o.den, o.at, o.end_at).where(*conds)):
+        open_s = (min(end or as_of, as_of) - max(at, period.start)).total_seconds()
+        den += float(week or 0) * max(0.0, open_s) / (7 * 86400)
+    fig.update(numerator=num, denominator=_round(den), count=n)
+    if den > 0:
+        fig["value"] = num / den * pct
+
+
 async def measure_many(session: AsyncSession, defs: list[KpiDefinition], period: Period, f: Filters,
                        now: datetime, *, min_group: int) -> dict[str, dict[str, Any]]:
     """The raw figures of several indicators (value plus what it was computed from) in a handful of queries:
@@ -292,6 +337,10 @@ async def measure_many(session: AsyncSession, defs: list[KpiDefinition], period:
             await _distinct_figures(session, d, fig, sums, period, where, cats, pct)
         elif d.calc == "duplicates":
             await _duplicate_figures(session, d, fig, as_of, f, cats, pct)
+        elif d.calc == "count":
+            await _count_figures(session, d, fig, sums, period, f, as_of, cats)
+        elif d.calc == "open_time":
+            await _open_time_figures(session, d, fig, sums, period, as_of, where, cats, pct)
         else:
             raise ValueError(f"unknown calc {d.calc}")
         fig["value"] = _round(fig["value"])

@@ -296,7 +296,75 @@ def derive_task(evs: list[Ev]) -> list[Obs]:
                 place=_place([late]), category=late.data.get("owner_kind"), key=late.subject, num=1.0)]
 
 
+ROOM_USED = ("booking.checked_in", "booking.completed")
+
+
+def derive_booking(evs: list[Ev]) -> list[Obs]:
+    """A booking (category: the resource's kind): an attempt when requested (booking_conflict_rate's denominator);
+    once its slot is reached (checked in, completed or no-show), counted at its slot's start (the latest, after a
+    reschedule) for the no-show rate, and its minutes as used room time (room_utilisation's numerator)."""
+    base = dict(place=_place(evs), category=_latest(evs, "kind"))
+    asked = next((e for e in evs if e.type == "booking.requested"), None)
+    out = [Obs("booking_attempt", asked.occurred_at, den=1.0, **base)] if asked else []
+    slot = _dt(_latest(evs, "starts_at"))
+    no_show = any(e.type == "booking.no_show" for e in evs)
+    used = any(e.type in ROOM_USED for e in evs)
+    if slot is not None and (no_show or used):
+        out.append(Obs("booking_no_show", slot, num=1.0 if no_show else 0.0, den=1.0, **base))
+        if used:
+            out.append(Obs("room_used", slot, num=float(_latest(evs, "minutes") or 0), **base))
+    return out
+
+
+def derive_booking_conflict(evs: list[Ev]) -> list[Obs]:
+    """A request refused because its slot was full: an attempt that conflicted."""
+    return [Obs("booking_attempt", e.occurred_at, place=_place([e]), category=e.data.get("kind"), num=1.0, den=1.0)
+            for e in evs]
+
+
+def derive_bookable(evs: list[Ev]) -> list[Obs]:
+    """A bookable resource's open place-minutes per week (open minutes × capacity), a stock from its listing:
+    room_utilisation scales it to the period (measure.open_time)."""
+    listed = next((e for e in evs if e.type == "bookable_resource.listed"), None)
+    if listed is None:
+        return []
+    d = listed.data
+    week = d.get("place_minutes_per_week")
+    if week is None:
+        week = float(d.get("open_minutes_per_week") or 0) * float(d.get("capacity") or 1)
+    return [Obs("room_open", listed.occurred_at, mode="stock", place=_place(evs), category=d.get("kind"),
+                den=float(week))]
+
+
+def derive_activity(evs: list[Ev]) -> list[Obs]:
+    """An activity published and not cancelled, counted once in the month it starts (activities_per_month)."""
+    pub = next((e for e in evs if e.type == "activity.published"), None)
+    start = _dt(pub.data.get("starts_at")) if pub else None
+    if start is None or any(e.type == "activity.cancelled" for e in evs):
+        return []
+    return [Obs("activities", start, place=_place(evs), category=pub.data.get("category"), num=1.0)]
+
+
+def derive_place(evs: list[Ev]) -> list[Obs]:
+    """A community created (svc_residents' places): the stock of communities a per-community figure divides by."""
+    made = next((e for e in evs if e.type == "place.created" and e.data.get("level") == "community"), None)
+    return [Obs("communities", made.occurred_at, mode="stock", place=_place([made]), num=1.0)] if made else []
+
+
+def derive_notice(evs: list[Ev]) -> list[Obs]:
+    """A public notice published (公示), counted per kind in the period of its publication."""
+    pub = next((e for e in evs if e.type == "public_notice.published"), None)
+    return [Obs("notices_published", pub.occurred_at, place=_place([pub]), category=pub.data.get("kind"),
+                num=1.0)] if pub else []
+
+
 DERIVE = {
+    "booking": derive_booking,
+    "booking_conflict": derive_booking_conflict,
+    "bookable": derive_bookable,
+    "activity": derive_activity,
+    "place": derive_place,
+    "public_notice": derive_notice,
     "resolution_task": derive_task,
     "vote": derive_vote,
     "resolution": derive_resolution,

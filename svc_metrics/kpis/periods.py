@@ -25,6 +25,14 @@ class Period:
     def end(self) -> datetime:
         return datetime.combine(self.after, datetime.min.time(), SHANGHAI).astimezone(timezone.utc)
 
+    @property
+    def months(self) -> float:
+        """How many months the period is: whole calendar months for a month, quarter or year; a day or a week as
+        its days over the mean month (365.25 / 12 days)."""
+        if self.first.day == 1 and self.after.day == 1:
+            return float((self.after.year - self.first.year) * 12 + self.after.month - self.first.month)
+        return (self.after - self.first).days / (365.25 / 12)
+
     def previous(self) -> "Period":
         return of(self.kind, self.first - timedelta(days=1))
 

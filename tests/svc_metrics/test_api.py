@@ -59,7 +59,7 @@ async def test_rebuild_from_event_store_gives_the_same_numbers(client, ops, post
 async def test_kpi_table_lists_every_indicator_with_status(client, ops, post):
     await post(request_flow("a", T0, due=48 * H, rating=5, steps={"accepted": H, "resolved": 2 * H, "rated": 3 * H}))
     body = await table(client, ops, period="2026-03")
-    assert body["period"] == "2026-03" and len(body["items"]) == 25
+    assert body["period"] == "2026-03" and len(body["items"]) == 30
     item = next(i for i in body["items"] if i["code"] == "on_time_rate")
     assert (item["value"], item["status"], item["status_zh"]) == (100.0, "met", "达标")
     empty = next(i for i in body["items"] if i["code"] == "match_rate")
@@ -114,7 +114,7 @@ async def test_csv_and_xlsx_exports_match_json(client, ops, post):
     r = await client.get("/metrics/v1/kpis", params={"period": "2026-03", "format": "csv"}, headers=ops)
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/csv")
     rows = list(csv.reader(io.StringIO(r.content.decode("utf-8-sig"))))
-    assert rows[1][0] == "指标代码 code" and len(rows) == 2 + 25
+    assert rows[1][0] == "指标代码 code" and len(rows) == 2 + 30
     row = next(x for x in rows if x[0] == "response_time")
     assert row[1] == "平均响应时间" and float(row[4]) == expected
     r = await client.get("/metrics/v1/kpis", params={"period": "2026-03", "format": "xlsx"}, headers=ops)
@@ -135,7 +135,7 @@ async def test_seed_loads_the_catalogue_idempotently(client):
     await seed_demo(db)
     await seed_demo(db)
     async with db.session() as s:
-        assert (await s.execute(select(func.count()).select_from(KpiDefinition))).scalar_one() == 25
+        assert (await s.execute(select(func.count()).select_from(KpiDefinition))).scalar_one() == 30
 
 
 async def test_platform_gauges_on_metrics(client, ops, post):

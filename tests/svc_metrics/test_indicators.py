@@ -14,16 +14,21 @@ M = timedelta(minutes=1)
 async def test_catalogue_holds_every_indicator_with_sources(client, ops):
     r = await client.get("/metrics/v1/catalogue", headers=ops)
     items = {i["code"]: i for i in r.json()["items"]}
-    assert len(items) == 25
+    assert len(items) == 30
     # issue 28: resident deliberation's follow-up (plan 001: ≥ 70 %) and vote turnout
     assert [(t["value"], t["source"]) for t in items["resolution_execution_rate"]["targets"]] == [(70, "001")]
     assert items["vote_turnout"]["unit"] == "%"
     sat = items["satisfaction_rate"]
     assert sat["name_zh"] == "居民满意度" and sat["baseline"] == {"value": 72, "source": "000"}
     assert [(t["value"], t["source"]) for t in sat["targets"]] == [(90, "000"), (95, "002")]
+    # issue 30: plan 004's room conflicts (70 % → 20 %), plan 000's activities (≥ 4 a month); no plan sets a
+    # no-show rate or a number of notices, so those two are figures without a target
+    assert [(t["value"], t["source"]) for t in items["booking_conflict_rate"]["targets"]] == [(20, "004")]
+    assert [(t["value"], t["source"]) for t in items["activities_per_month"]["targets"]] == [(4, "000")]
+    untargeted = {"booking_no_show_rate", "notices_published"}
     for i in items.values():
         assert i["name_zh"] and i["name_en"] and i["unit"] and i["direction"] in ("higher", "lower")
-        assert i["targets"] and all(t.get("source") for t in i["targets"])
+        assert (i["targets"] or i["code"] in untargeted) and all(t.get("source") for t in i["targets"])
 
 
 async def test_response_time_mean_median_p90(post, kpi):
