@@ -61,12 +61,13 @@ def serve(service: str = typer.Argument(..., help="gateway, svc_services, svc_re
     import uvicorn
 
     from deploy.launcher import app_target
-    from deploy.services import by_name
+    from deploy.services import FORWARDED_ALLOW_IPS, by_name
 
     spec = by_name(service)
     os.environ.setdefault("ONENET_SERVICE_NAME", spec.name)
     uvicorn.run(app_target(spec), factory=True, host=host, port=port or spec.port, workers=workers, http=spec.http,
-                access_log=False, log_level="warning", timeout_graceful_shutdown=10)
+                access_log=False, log_level="warning", timeout_graceful_shutdown=10, proxy_headers=True,
+                forwarded_allow_ips=FORWARDED_ALLOW_IPS)
 
 
 @app.command()

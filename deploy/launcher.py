@@ -25,7 +25,7 @@ import httpx
 
 from common.periodic import DONE, Next, run_periodically_blocking
 from deploy.feeds import feeds_of
-from deploy.services import ALL, GATEWAY, SERVICES, ServiceSpec
+from deploy.services import ALL, FORWARDED_ALLOW_IPS, GATEWAY, SERVICES, ServiceSpec
 
 EDGE = ServiceSpec("edge", GATEWAY.port, "", has_database=False)
 MAX_BACKOFF = 30.0
@@ -238,7 +238,8 @@ class Launcher:
         cmd = child.cmd or [
             sys.executable, "-m", "uvicorn", app_target(child.spec), "--factory", "--host", self.host,
             "--port", str(child.port), "--http", child.spec.http, "--no-access-log", "--log-level", "warning",
-            "--timeout-graceful-shutdown", "5"]
+            "--timeout-graceful-shutdown", "5",
+            "--proxy-headers", "--forwarded-allow-ips", FORWARDED_ALLOW_IPS]
         child.proc = subprocess.Popen(cmd, env=child.env, start_new_session=True)
         child.started_at = time.monotonic()
         run_dir = self.var / "run"

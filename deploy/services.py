@@ -13,6 +13,13 @@ class ServiceSpec:
     http: str = "httptools"  # uvicorn's --http
 
 
+# The peers whose X-Forwarded-For uvicorn takes as the client's address (its --forwarded-allow-ips; its
+# ProxyHeadersMiddleware sets request.client from it, which the gateway's per-address sign-in and SMS limits read):
+# loopback only, where the gateway's edge connects from (its pod, compose's shared network namespace, `onenet up`).
+# The edge overwrites X-Forwarded-For with the address it saw; a client reaching a process from anywhere else is
+# its connection's address, whatever X-Forwarded-For it sends. Pinned here, not taken from FORWARDED_ALLOW_IPS.
+FORWARDED_ALLOW_IPS = "127.0.0.1,::1"
+
 GATEWAY = ServiceSpec("gateway", 8000, "")
 SERVICES = (
     ServiceSpec("svc_services", 8001, "services"),

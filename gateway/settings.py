@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, IPvAnyNetwork
 
 from common.settings import AssertionKey, ServiceSettings
 
@@ -108,6 +108,11 @@ class GatewaySettings(ServiceSettings):
     # (written into the edge's nginx configuration, hence its alphabet: what secrets.token_urlsafe makes)
     edge_secret: str | None = Field(default=None, min_length=16, max_length=256, pattern=r"^[A-Za-z0-9_-]+$")
     edge_control_url: str | None = None
+    # Proxies in front of the edge (an ingress controller, a load balancer that does not keep the client's
+    # address), as addresses or networks: from them the edge takes the client's address from X-Forwarded-For (the
+    # rightmost entry not itself one of them: nginx's real_ip_recursive), else the connection's. Empty: the
+    # connection's address is the client's, and an X-Forwarded-For a client sends is overwritten.
+    edge_trusted_proxies: list[IPvAnyNetwork] = Field(default_factory=list, max_length=64)
     # X-Road instance identifier used in /r1/{instance}/... addresses and X-Road-Client / X-Road-Service headers.
     xroad_instance: str = "CN-ONENET"
     # The gateway issues the tokens; it has no relay-token of its own to fetch, and no JWKS URL to call.

@@ -102,6 +102,15 @@ def lua_settings(settings: GatewaySettings, *, secret: str, gateway: str) -> dic
 TIME_ENVIRONMENT = ("TZ", "LD_PRELOAD", "FAKETIME", "FAKETIME_NO_CACHE", "FAKETIME_DONT_RESET", "DONT_FAKE_MONOTONIC")
 
 
+def _real_ip(settings: GatewaySettings) -> str:
+    """The client's address ($remote_addr, what the edge hands on in X-Forwarded-For and the gateway keys its
+    per-address limits by): the connection's, or behind the trusted proxies the address they forwarded."""
+    if not settings.edge_trusted_proxies:
+        return "    # no proxy in front: the connection's address is the client's (ONENET_EDGE_TRUSTED_PROXIES)"
+    trusted = "".join(f"    set_real_ip_from {net};\n" for net in settings.edge_trusted_proxies)
+    return f"{trusted}    real_ip_header X-Forwarded-For;\n    real_ip_recursive on;"
+
+
 def render(settings: GatewaySettings, runtime: Runtime, *, listen: str, control_port: int, gateway: str,
            secret: str, prefix: Path, access_log: str | None = None, workers: int = 1) -> str:
     """nginx.conf for an edge listening on `listen` (host:port) in front of the gateway at `gateway`."""
@@ -210,6 +219,7 @@ http {{
     # nginx's own redirects (`/matching` → `/matching/` for a `location /matching/`) carry a relative Location:
     # an absolute one is built from the caller's Host header (issue 23, finding 11)
     absolute_redirect off;
+{_real_ip(settings)}
     keepalive_requests 100000;
     log_format onenet_edge escape=json '{{"time":"$time_iso8601","service":"gateway-edge","level":"INFO",'
         '"logger":"onenet.access","request_id":"$edge_request_id","traceparent":"$edge_traceparent",'
