@@ -106,7 +106,6 @@ DEMO_USERS = [
 
 # client apps and department systems that are members of the exchange from the start
 DEMO_MEMBERS = [
-    {"code": "portal", "name": "居民端（手机应用）", "kind": "app", "role": "system", "scopes": []},
     {"code": "kiosk", "name": "自助服务一体机", "kind": "app", "role": "system", "scopes": []},
     {"code": "dept-gongan", "name": "区公安分局", "kind": "department", "role": "dept_staff", "scopes": ["dept:gongan"]},
     {"code": "dept-minzheng", "name": "区民政局", "kind": "department", "role": "dept_staff", "scopes": ["dept:minzheng"]},

@@ -23,11 +23,23 @@ SERVICE_MEMBER_NAMES = {
 }
 
 
+# The residents' app, the member people sign in through: staff accounts, phone sign-in and kiosk sessions are its
+# users (gateway/accounts), so every deployment has it, demo or not; it has no secret (the password grant names it)
+RESIDENT_APP = {"code": "portal", "name": "居民端（手机应用）", "kind": "app", "role": "system", "scopes": []}
+
+
 async def ensure_service_members(db: Database, service_credentials: dict[str, str], *,
                                  clock: Clock | None = None) -> None:
-    """The internal services are members of the exchange with their own client credentials (always needed)."""
+    """The internal services are members of the exchange with their own client credentials, and the residents' app
+    is one without (always needed: `onenet bootstrap`, demo or not)."""
     now = (clock or Clock()).now()
     async with db.session() as session, session.begin():
+        if await session.get(Member, RESIDENT_APP["code"]) is None:
+            app = RESIDENT_APP
+            session.add(Member(code=app["code"], name=app["name"], kind=app["kind"], role=app["role"],
+                               scopes=app["scopes"], secret_hash=None, status="active", created_at=now))
+            record_event(session, OutboxEvent, "member.joined", subject=app["code"], now=now,
+                         data={"kind": app["kind"], "name": app["name"]})
         for code, secret in service_credentials.items():
             member = await session.get(Member, code)
             if member is None:
@@ -44,7 +56,7 @@ async def seed_demo(db: Database, *, clock: Clock | None = None) -> None:
     clock = clock or Clock()
     now = clock.now()
     async with db.session() as session, session.begin():
-        for m in DEMO_MEMBERS:
+        for m in (RESIDENT_APP, *DEMO_MEMBERS):  # the residents' app too, for a demo seeded alone
             if await session.get(Member, m["code"]) is None:
                 # Department and app members get their secrets from `onenet`'s member API (rotate-secret);
                 # the demo apps need none because users log in through them with the password grant.

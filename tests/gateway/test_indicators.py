@@ -148,3 +148,22 @@ async def test_seeded_members_announce_themselves(exchange):
     assert kinds["dept-weijian"] == kinds["dept-canlian"] == "department"
     assert kinds["portal"] == "app" and kinds["departments"] == "emulator" and kinds["svc_services"] == "service"
     assert "dept-gongan" not in kinds
+
+
+async def test_the_residents_app_member_exists_without_the_demo(exchange):
+    """Accounts, phone sign-in and kiosk sessions belong to the residents' app (member portal): `onenet bootstrap
+    --no-demo` (ensure_service_members) makes it, once, with no secret; staff can then be given accounts."""
+    from sqlalchemy import delete
+
+    from gateway.members.models import Member
+    from gateway.seed import ensure_service_members
+
+    x = exchange
+    async with x.app.state.db.session() as s, s.begin():
+        await s.execute(delete(Member).where(Member.code == "portal"))
+    await ensure_service_members(x.app.state.db, {"svc_services": "s2"})
+    await ensure_service_members(x.app.state.db, {"svc_services": "s2"})  # a second bootstrap adds nothing
+    async with x.app.state.db.session() as s:
+        portal = await s.get(Member, "portal")
+    assert (portal.kind, portal.role, portal.status, portal.secret_hash) == ("app", "system", "active", None)
+    assert [e.subject for e in await _events(x, "member.joined")].count("portal") == 1
