@@ -1,15 +1,20 @@
 """Benchmark: 10,000 bookings under contention through the gateway, checked for double booking afterwards.
 
-    .venv/bin/python -m bench.bookings [--bookings 10000] [--connections 16] [--persons 1000] [--pg-url URL]
+    .venv/bin/python -m bench.bookings [--bookings 10000] [--connections 16] [--persons 2000] [--pg-url URL]
+        [--access-ttl SECONDS]
 
 The whole platform as `onenet up` starts it (real processes on loopback, the gateway's rate limits raised so they
 never refuse the burst). 幸福's staff set up a canteen (老年食堂) with 50 seats per 30-minute slot; `--connections`
-clients then book for `--persons` residents (put into svc_matching's person-place replica as svc_residents' feed
-would), all racing for the earliest slot with seats left: a refused booking (409 `booking.slot_full`) moves the
-client to the first of the answer's `next_free_slots`, as an app would. Reported: bookings per second, the 409s met
-on the way, and the check read from the database afterwards: per slot, bookings held = `taken` ≤ capacity, no
-person twice in a slot. With `--pg-url` (or ONENET_TEST_POSTGRES_URL and `--backend postgresql`) svc_matching runs
-on a fresh PostgreSQL database. No wall-clock assertion; never part of `make test`.
+clients then book, as staff at the canteen's counter (one signed-in session shared by the clients, its access token
+renewed with the refresh token before it expires: bench.support.SharedSession), for `--persons` residents (put into
+svc_matching's person-place replica as svc_residents' feed would), each within the canteen's limit of WEEKLY_LIMIT
+bookings a week (the run refuses a `--persons` too small for that), all racing for the earliest slot with seats
+left: a refused booking (409 `booking.slot_full`) moves the client to the first of the answer's `next_free_slots`,
+as an app would, and a 503 or 504 (svc_matching's SQLite writer busy past its timeout) is tried again after
+Retry-After, at most 3 times. Reported: bookings per second, the 409s met on the way, and the check read from the
+database afterwards: per slot, bookings held = `taken` ≤ capacity, no person twice in a slot, nobody over the weekly
+limit. With `--pg-url` (or ONENET_TEST_POSTGRES_URL and `--backend postgresql`) svc_matching runs on a fresh
+PostgreSQL database. No wall-clock assertion; never part of `make test`.
 """
 from __future__ import annotations
 
@@ -19,21 +24,31 @@ import os
 import tempfile
 import time
 from collections import Counter
+from datetime import datetime, timezone
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import httpx
 
+from bench.support import SharedSession, loadavg
+
 BENCH_DB = "onenet_bench_bookings"
 CAPACITY = 50
+SLOTS_A_DAY = 24        # 08:00-20:00 in 30-minute slots
+WEEKLY_LIMIT = 5        # per resident per week (Monday-Sunday): a seat on most weekdays
 GRID = "110105001001001"
+SHANGHAI = ZoneInfo("Asia/Shanghai")
 
 
-def start_platform(var: Path, matching_url: str | None):
-    """The platform as bench.intake starts it (the gateway's rate limits raised), svc_matching on `matching_url`."""
+def start_platform(var: Path, matching_url: str | None, access_ttl: int | None = None):
+    """The platform as bench.intake starts it (the gateway's rate limits raised), svc_matching on `matching_url`,
+    people's access tokens living `access_ttl` seconds where given (the gateway's default otherwise)."""
     from bench.intake import start_platform as start
 
-    return start(var, databases={"ONENET_SVC_MATCHING_DATABASE_URL": matching_url} if matching_url else {},
-                 routed="svc_matching")
+    env = {"ONENET_SVC_MATCHING_DATABASE_URL": matching_url} if matching_url else {}
+    if access_ttl:
+        env["ONENET_SESSION_ACCESS_TTL_SECONDS"] = str(access_ttl)
+    return start(var, databases=env, routed="svc_matching")
 
 
 async def put_persons(gw: str, ops: dict, n: int) -> list[str]:
@@ -49,9 +64,10 @@ async def put_persons(gw: str, ops: dict, n: int) -> list[str]:
     return ids
 
 
-async def race(gw: str, staff: dict, resource: str, first: str, persons: list[str], total: int,
+async def race(gw: str, staff: SharedSession, resource: str, first: str, persons: list[str], total: int,
                connections: int) -> dict:
-    state = {"at": first, "done": 0, "conflicts": 0, "errors": Counter(), "next": 0}
+    state = {"at": first, "done": 0, "conflicts": 0, "errors": Counter(), "next": 0, "renewed_on_401": 0,
+             "retried": Counter()}
 
     async def client() -> None:
         async with httpx.AsyncClient(timeout=60, limits=httpx.Limits(max_connections=1)) as c:
@@ -61,14 +77,26 @@ async def race(gw: str, staff: dict, resource: str, first: str, persons: list[st
                 k = state["next"]
                 state["next"] += 1
                 person = persons[k % len(persons)]
+                refused = busy = 0
                 while True:
                     at = state["at"]
-                    r = await c.post(f"{gw}/matching/v1/bookings", headers=staff,
+                    headers = await staff.headers(c)
+                    r = await c.post(f"{gw}/matching/v1/bookings", headers=headers,
                                      json={"resource_id": resource, "starts_at": at, "person_id": person})
                     if r.status_code == 201:
                         state["done"] += 1
                         break
                     body = r.json() if r.headers.get("content-type", "").endswith("json") else {}
+                    if r.status_code == 401 and refused == 0:   # revoked or expired early: renew once, try again
+                        refused += 1
+                        state["renewed_on_401"] += 1
+                        await staff.renew(c, headers["Authorization"].removeprefix("Bearer "))
+                        continue
+                    if r.status_code in (503, 504) and busy < 3:   # SQLite's writer busy past its timeout
+                        busy += 1   # (nothing written: held = booked below says so) → again, as an app would
+                        state["retried"][r.status_code] += 1
+                        await asyncio.sleep(float(r.headers.get("retry-after") or 1))
+                        continue
                     if r.status_code == 409 and body.get("code") == "booking.slot_full":
                         state["conflicts"] += 1
                         nxt = body["next_free_slots"]
@@ -92,6 +120,7 @@ async def race(gw: str, staff: dict, resource: str, first: str, persons: list[st
     started = time.monotonic()
     await asyncio.gather(*(client() for _ in range(connections)))
     state["seconds"] = time.monotonic() - started
+    state["renewals"] = staff.renewals
     return state
 
 
@@ -102,6 +131,8 @@ def check(p, resource: str, backend: str, matching_url: str | None) -> dict:
                  "WHERE s.resource_id = '%s'" % resource,
         "twice": "SELECT count(*) FROM (SELECT slot_id, person_id FROM bookings WHERE resource_id = '%s' "
                  "GROUP BY slot_id, person_id HAVING count(*) > 1) t" % resource,
+        "held": "SELECT person_id, starts_at FROM bookings WHERE resource_id = '%s' "
+                "AND state IN ('confirmed', 'pending_approval', 'checked_in')" % resource,
     }
     if backend == "sqlite":
         rows = {k: p.sql("svc_matching", q) for k, q in queries.items()}
@@ -118,19 +149,37 @@ def check(p, resource: str, backend: str, matching_url: str | None) -> dict:
                 await conn.close()
         rows = asyncio.run(fetch())
     slots = rows["slots"]
+    weeks = Counter((person, _week(at)) for person, at in rows["held"])
     return {"slots": len(slots), "held": sum(r[3] for r in slots),
             "over_capacity": sum(1 for r in slots if r[3] > r[2] or r[1] > r[2]),
-            "taken_mismatch": sum(1 for r in slots if r[1] != r[3]), "person_twice": rows["twice"][0][0]}
+            "taken_mismatch": sum(1 for r in slots if r[1] != r[3]), "person_twice": rows["twice"][0][0],
+            "persons": len({person for person, _ in weeks}), "most_in_a_week": max(weeks.values(), default=0),
+            "over_weekly_limit": sum(1 for n in weeks.values() if n > WEEKLY_LIMIT)}
+
+
+def _week(at) -> tuple[int, int]:
+    """The Monday-to-Sunday week (Asia/Shanghai) of a booking's start, as the weekly limit counts it."""
+    if isinstance(at, str):
+        at = datetime.fromisoformat(at)
+    if at.tzinfo is None:   # SQLite keeps UTC without an offset
+        at = at.replace(tzinfo=timezone.utc)
+    return at.astimezone(SHANGHAI).isocalendar()[:2]
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--bookings", type=int, default=10_000)
     ap.add_argument("--connections", type=int, default=16)
-    ap.add_argument("--persons", type=int, default=1000)
+    ap.add_argument("--persons", type=int, default=2000)
     ap.add_argument("--backend", choices=("sqlite", "postgresql"), default="sqlite")
     ap.add_argument("--pg-url", default=None)
+    ap.add_argument("--access-ttl", type=int, default=None, metavar="SECONDS",
+                    help="people's access-token lifetime (≥ 30): shorter than the run, to see the renewal at work")
     args = ap.parse_args()
+    week = 7 * SLOTS_A_DAY * CAPACITY   # places filled in a week, in order: each resident books every --persons
+    if -(-week // args.persons) > WEEKLY_LIMIT:
+        ap.error(f"--persons {args.persons} would book someone more than {WEEKLY_LIMIT} times a week: "
+                 f"at least {-(-week // WEEKLY_LIMIT)} needed")
     pg = args.pg_url or (os.environ.get("ONENET_TEST_POSTGRES_URL") if args.backend == "postgresql" else None)
     backend = "postgresql" if pg else "sqlite"
     matching_url = None
@@ -144,14 +193,16 @@ def main() -> None:
             hide_password=False)
     var = Path(tempfile.mkdtemp(prefix="onenet-bench-bookings-"))
     print(f"[{backend}] starting the platform in {var} …", flush=True)
-    p = start_platform(var, matching_url)
+    p = start_platform(var, matching_url, args.access_ttl)
     try:
-        staff, ops = p.token("staff1"), p.token("ops1")
-        days = -(-args.bookings // (CAPACITY * 24)) + 1
+        session, ops = SharedSession(p.gw, p.sign_ins.answer("staff1")), p.token("ops1")
+        staff = {"Authorization": f"Bearer {session.token}"}   # set-up, well within the token's life
+        days = -(-args.bookings // (CAPACITY * SLOTS_A_DAY)) + 1
         r = httpx.post(p.gw + "/matching/v1/bookable_resources", headers=staff, timeout=30, json={
             "name": "幸福社区老年食堂（压测）", "kind": "canteen_seat", "place_code": "110105001001",
             "opening_hours": {k: ["08:00-20:00"] for k in ("workday", "weekend", "holiday")}, "slot_minutes": 30,
-            "capacity": CAPACITY, "bookers": ["resident", "staff"], "advance_days": days + 1, "weekly_limit": 100})
+            "capacity": CAPACITY, "bookers": ["resident", "staff"], "advance_days": days + 1,
+            "weekly_limit": WEEKLY_LIMIT})
         assert r.status_code == 201, r.text
         resource = r.json()["id"]
         persons = asyncio.run(put_persons(p.gw, ops, args.persons))
@@ -159,8 +210,10 @@ def main() -> None:
                           params={"days": 2, "available": "true"}).json()
         print(f"[{backend}] {args.persons} persons placed; {args.connections} clients book {args.bookings} places "
               f"of {CAPACITY} per slot from {slots[0]['starts_at']} …", flush=True)
-        out = asyncio.run(race(p.gw, staff, resource, slots[0]["starts_at"], persons, args.bookings,
+        load_before = loadavg()
+        out = asyncio.run(race(p.gw, session, resource, slots[0]["starts_at"], persons, args.bookings,
                                args.connections))
+        load_after = loadavg()
         verdict = check(p, resource, backend, matching_url)
     finally:
         p.stop()
@@ -170,12 +223,16 @@ def main() -> None:
     rate = out["done"] / out["seconds"] if out["seconds"] else 0.0
     print(f"[{backend}] booked {out['done']} in {out['seconds']:.1f} s = {rate:,.0f} bookings/s through the gateway; "
           f"409 slot_full met {out['conflicts']} times ({out['conflicts'] / max(1, out['done']):.2f} per booking); "
-          f"other refusals {dict(out['errors']) or 'none'}")
+          f"other refusals {dict(out['errors']) or 'none'}; retried after 503/504 "
+          f"{dict(out['retried']) or 'never'}; staff's access token renewed {out['renewals']} times "
+          f"({out['renewed_on_401']} after a 401); load average {load_before} → {load_after}")
     ok = (verdict["over_capacity"] == verdict["taken_mismatch"] == verdict["person_twice"] == 0
-          and verdict["held"] == out["done"])
+          and verdict["over_weekly_limit"] == 0 and verdict["held"] == out["done"])
     print(f"[{backend}] check: {verdict['slots']} slots, {verdict['held']} held, over capacity "
           f"{verdict['over_capacity']}, taken ≠ held {verdict['taken_mismatch']}, a person twice in a slot "
-          f"{verdict['person_twice']}: {'no double booking' if ok else 'DOUBLE BOOKING OR LOST PLACES'}")
+          f"{verdict['person_twice']}; {verdict['persons']} residents, at most {verdict['most_in_a_week']} a week "
+          f"(limit {WEEKLY_LIMIT}, over it {verdict['over_weekly_limit']}): "
+          f"{'no double booking' if ok else 'DOUBLE BOOKING OR LOST PLACES'}")
     raise SystemExit(0 if ok else 1)
 
 
