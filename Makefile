@@ -17,7 +17,7 @@ install: $(STAMP)
 run: $(STAMP)
 	$(BIN)/onenet up
 
-# Two workers, each test file on one worker (module-scoped platforms start once); about 15 minutes on 2 cores
+# Two workers, each test file on one worker (module-scoped platforms start once); about 13 minutes on 2 cores
 # with PostgreSQL and Redis (README, Reliability), twice that in one process. `make test PYTEST_ARGS=` runs in one process.
 PYTEST_ARGS ?= -n 2 --dist loadfile
 test: $(STAMP)
