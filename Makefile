@@ -46,6 +46,7 @@ bench: $(STAMP) bench-tools
 	$(BIN)/python -m bench.intake
 	$(BIN)/python -m bench.import_residents
 	$(BIN)/python -m bench.bookings
+	$(BIN)/python -m bench.surveys
 	$(BIN)/python -m bench.alarms
 
 # Schemathesis through the gateway with every role and many cases per operation (`make test` runs a short pass).
