@@ -89,14 +89,15 @@ async def create_activity(session: AsyncSession, principal: Principal, body: Act
     return a
 
 
-async def get_activity(session: AsyncSession, activity_id: str) -> Activity:
-    return await get_or_404(session, Activity, activity_id, NotFound("activity.not_found", NOT_FOUND))
+async def get_activity(session: AsyncSession, activity_id: str, *, for_update: bool = False) -> Activity:
+    return await get_or_404(session, Activity, activity_id, NotFound("activity.not_found", NOT_FOUND),
+                            for_update=for_update)
 
 
 async def set_status(session: AsyncSession, principal: Principal, activity_id: str, body: StatusBody, *,
                      now: datetime) -> Activity:
     await _write_first(session, activity_id)
-    a = await get_or_404(session, Activity, activity_id, NotFound("activity.not_found", NOT_FOUND), for_update=True)
+    a = await get_activity(session, activity_id, for_update=True)
     if not manages(principal, a):
         raise Forbidden(("无权取消该活动", "You may not cancel this activity"), code="activity.not_organiser")
     check_version(body.version, a.version, "activity.version_conflict",
@@ -169,7 +170,7 @@ async def sign_up(session: AsyncSession, principal: Principal, activity_id: str,
     await _write_first(session, activity_id)
     # the activity's row locked first (PostgreSQL; SQLite's writer lock above): one person's sign-ups fired at once
     # find the first one's row instead of both inserting one
-    a = await get_or_404(session, Activity, activity_id, NotFound("activity.not_found", NOT_FOUND), for_update=True)
+    a = await get_activity(session, activity_id, for_update=True)
     _open_for_signup(a, now)
     person = await _participant(session, principal, a, body)
     existing = (await session.execute(select(ActivitySignup).where(

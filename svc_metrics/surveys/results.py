@@ -139,7 +139,7 @@ async def satisfaction(session: AsyncSession, scope: str, period: Period, min_gr
     note = None
     for s in surveys:
         keys = [q.key for q in Questionnaire.model_validate(s.questionnaire).questions() if q.kind == "likert" and q.kpi]
-        inner = reach(scope, s.scope) or s.scope
+        inner = reach(scope, s.scope)  # not None: the list above holds only surveys the scope reaches
         rows = [(q, v, int(n)) for q, v, n in await session.execute(
             select(SurveyTally.question, SurveyTally.value, func.sum(SurveyTally.n))
             .where(SurveyTally.survey_id == s.id, SurveyTally.dim == "", SurveyTally.question.in_([*keys, RESPONDENTS]),
